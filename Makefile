@@ -1,0 +1,127 @@
+# coop: make builds build/libcoop.so, cooprun's library, and every test program.
+# make test installs what is missing (as root, with apt-get) and runs every test.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD := build
+VERSION := 0.1.0
+
+CC := gcc
+CXX := g++
+RUSTC := rustc
+HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fcf-protection
+WARN := -Wall -Wextra -Werror
+CFLAGS := -std=gnu11 -O2 -g $(WARN) $(HARDEN)
+DEPS_PKGS := libuv1 libunwind check
+APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl
+
+# The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
+# private copy of libuv whose libc references are renamed to reach the real functions.
+CORE_SRC := $(wildcard core/*.c)
+CORE_ASM := $(wildcard core/*.S)
+SHIM_SRC := $(wildcard shim/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o) $(CORE_ASM:%.S=$(BUILD)/obj/%.o)
+SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_CFLAGS = $(CFLAGS) -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(shell pkg-config --cflags libuv 2>/dev/null)
+# The wrappers define read, recv, poll...: FORTIFY's inline versions of those must stay out.
+$(BUILD)/obj/shim/%.o: LIB_CFLAGS += -U_FORTIFY_SOURCE
+LIBUV_A := $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a
+LIB_LDFLAGS := -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
+LIB_LIBS := -ldl -lpthread
+
+SAMPLE_C := $(wildcard tests/samples/*.c)
+SAMPLE_CC := $(wildcard tests/samples/*.cc)
+SAMPLE_RS := $(wildcard tests/samples/*.rs)
+BENCH_C := $(wildcard tests/bench/*.c)
+SAMPLES := $(SAMPLE_C:tests/samples/%.c=$(BUILD)/samples/%) \
+           $(SAMPLE_CC:tests/samples/%.cc=$(BUILD)/samples/%) \
+           $(SAMPLE_RS:tests/samples/%.rs=$(BUILD)/samples/%)
+BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+.PHONY: all build deps test unit integration demo bench install clean
+
+# Dependencies first, then a fresh make that can ask pkg-config about them.
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BUILD)/libcoop.so $(SAMPLES) $(BENCHES) $(BUILD)/unit_tests
+
+deps:
+	@scripts/deps.sh $(APT_PKGS)
+
+# --- the library ---
+$(BUILD)/obj/%.o: %.c $(wildcard core/*.h shim/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.S core/context.h
+	@mkdir -p $(dir $@)
+	$(CC) -fPIC -c $< -o $@
+
+SURFACE_NAMES = sed -n 's/^COOP_FN([a-z]*, *\([A-Za-z0-9_]*\),.*/\1/p' shim/surface.h
+
+# libuv's archive is built as position-independent executable code: calls are fine in a
+# shared object, but its three references to libc data are not, so they are renamed too
+# and defined in shim/real.c.
+# Exported: the interposed names and the coop_ API, nothing else (no libuv, no internals).
+$(BUILD)/exports.map: shim/surface.h
+	@mkdir -p $(BUILD)
+	{ echo '{ global:'; $(SURFACE_NAMES) | sed 's/.*/  &;/'; echo '  coop_version; coop_active;'; echo 'local: *; };'; } > $@
+
+$(BUILD)/libuv_private.a: $(LIBUV_A) shim/surface.h
+	@mkdir -p $(BUILD)
+	{ $(SURFACE_NAMES); echo environ; echo stderr; echo in6addr_any; } | sed 's/.*/& coop_uv_&/' > $(BUILD)/libuv.rename
+	objcopy --redefine-syms=$(BUILD)/libuv.rename $(LIBUV_A) $@
+
+$(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/exports.map
+	$(CC) $(LIB_LDFLAGS) -o $@ $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(LIB_LIBS)
+
+# --- programs that know nothing of coop ---
+$(BUILD)/samples/%: tests/samples/%.c $(wildcard tests/samples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+
+$(BUILD)/samples/%: tests/samples/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 -O2 -g $(WARN) -pthread -o $@ $<
+
+$(BUILD)/samples/%: tests/samples/%.rs
+	@mkdir -p $(dir $@)
+	$(RUSTC) -O --edition 2021 -o $@ $<
+
+$(BUILD)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+
+# --- unit tests: the core linked directly, with Check ---
+$(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/obj/shim/real.o
+	$(CC) $(CFLAGS) -D_GNU_SOURCE -pthread -o $@ $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/obj/shim/real.o \
+	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl
+
+# --- running ---
+test: all
+	@scripts/check-exports.sh $(BUILD)/libcoop.so
+	$(BUILD)/unit_tests
+	tests/run-integration.sh
+
+unit: all
+	$(BUILD)/unit_tests
+
+integration: all
+	tests/run-integration.sh
+
+demo: all
+	tests/demo.sh
+
+bench: all
+	tests/bench/run.sh
+
+install: $(BUILD)/libcoop.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/coop $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 scripts/cooprun $(DESTDIR)$(PREFIX)/bin/cooprun
+	install -m 755 $(BUILD)/libcoop.so $(DESTDIR)$(PREFIX)/lib/coop/libcoop.so
+	install -m 644 scripts/cooprun.1 $(DESTDIR)$(PREFIX)/share/man/man1/cooprun.1
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,41 @@
+/* Execution contexts: a ucontext_t per greenlet, switched without system calls. */
+#ifndef COOP_CONTEXT_H
+#define COOP_CONTEXT_H
+
+/* Offsets into ucontext_t (x86-64 glibc) used by switch.S; context.c asserts them. */
+#define COOP_UC_R12 72
+#define COOP_UC_R13 80
+#define COOP_UC_R14 88
+#define COOP_UC_R15 96
+#define COOP_UC_RDI 104
+#define COOP_UC_RBP 120
+#define COOP_UC_RBX 128
+#define COOP_UC_RSP 160
+#define COOP_UC_RIP 168
+#define COOP_UC_FPREGS 224
+#define COOP_UC_FPREGS_MEM 424
+#define COOP_UC_MXCSR (COOP_UC_FPREGS_MEM + 24)
+
+#ifndef __ASSEMBLER__
+#include <stddef.h>
+#include <ucontext.h>
+
+enum coop_switch_kind { COOP_SWITCH_FAST, COOP_SWITCH_UCONTEXT };
+
+void coop_context_init(enum coop_switch_kind kind);
+
+/* Prepares ctx to start coop_context_entry() on the given stack. */
+void coop_context_make(ucontext_t *ctx, void *stack, size_t size);
+
+/* Saves the running context into from and resumes to. */
+void coop_context_switch(ucontext_t *from, ucontext_t *to);
+
+/* The first function of every new context; defined by the greenlet layer, never returns. */
+void coop_greenlet_main(void) __attribute__((noreturn));
+
+/* Assembly (switch.S). */
+void coop_context_switch_fast(ucontext_t *from, ucontext_t *to);
+void coop_context_entry(void);
+#endif
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * The core's interface to the shim: greenlets, hubs and the ways a greenlet waits.
+ * Nothing here knows libc names; the shim decides which calls come here.
+ *
+ * Every wait returns 0 when the awaited thing happened, or ETIMEDOUT, EINTR (a handled
+ * signal interrupted the wait), or EBADF (the fd was closed under the waiter). Wakeups may
+ * be spurious: callers re-check their condition.
+ */
+#ifndef COOP_H
+#define COOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "log.h"
+
+#define COOP_NO_DEADLINE INT64_MAX
+/* Wake reason of a wait interrupted by a handler installed with SA_RESTART: calls the
+ * kernel restarts go on waiting, the others fail with EINTR. */
+#define COOP_RESTART 1000
+#define COOP_READ 1
+#define COOP_WRITE 2
+
+struct coop_greenlet;
+struct coop_hub;
+
+struct coop_settings {
+    size_t stack_size;
+    bool switch_ucontext;
+    bool stats;
+    bool verbose;
+};
+
+/* Start-up: called once from the shim's constructor; the calling thread becomes a hub. */
+void coop_init(const struct coop_settings *settings);
+
+/* The calling program greenlet, or NULL in runtime code (hubs, coop's and libuv's threads)
+ * or before start-up: callers then use the plain blocking call. */
+struct coop_greenlet *coop_self(void);
+
+/* Marks the calling OS thread as runtime-owned: it never gets a hub. */
+void coop_mark_runtime_thread(void);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t coop_now(void);
+
+/* --- greenlets --- */
+struct coop_spawn_attr {
+    size_t stack_size;       /* 0: the default */
+    size_t guard_size;
+    void *stack;             /* program-supplied stack, or NULL */
+    bool detached;
+};
+
+/* Creates a greenlet on the caller's hub; it runs after the greenlets already ready.
+ * Returns 0, EAGAIN (no memory or mappings left) or ENOSYS (a runtime thread: no hub). */
+int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
+               const struct coop_spawn_attr *attr);
+/* Ends the calling greenlet with a result; the process exits when the last one ends. */
+void coop_exit(void *result) __attribute__((noreturn));
+/* 0, EBUSY (not finished and deadline passed, for try-join), ETIMEDOUT, EINVAL, EDEADLK. */
+int coop_join(struct coop_greenlet *g, void **result, int64_t deadline);
+int coop_detach(struct coop_greenlet *g);
+void coop_yield(void);
+
+/* Runs when a greenlet ends, on its own stack, before joiners wake (key destructors...). */
+void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g));
+
+/* Per-greenlet data owned by the shim (thread-specific values, cancellation...). */
+void **coop_greenlet_slot(struct coop_greenlet *g);
+uint64_t coop_greenlet_id(const struct coop_greenlet *g);
+/* The OS thread (kernel tid) that runs g. */
+pid_t coop_greenlet_tid(const struct coop_greenlet *g);
+void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);
+const char *coop_greenlet_name(const struct coop_greenlet *g);
+void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size);
+/* Whether p is a live greenlet handle (pthread_t values are greenlet addresses). */
+bool coop_is_greenlet(const void *p);
+
+/* --- waits --- */
+struct coop_fd_event { int fd; int events; };   /* events: COOP_READ | COOP_WRITE */
+/* Waits until one of the fds may be ready. Errors: ENOMEM, or the errno of an fd that
+ * epoll cannot watch (EPERM for regular files): the caller then blocks for real. */
+int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline);
+int coop_wait_fd(int fd, int events, int64_t deadline);
+/* 0 at the deadline, or EINTR / COOP_RESTART when a signal handler ran. */
+int coop_sleep_until(int64_t deadline);
+/* The fd is being closed or replaced: its waiters wake with EBADF, its watcher goes. */
+void coop_fd_forget(int fd);
+
+/* Parks the caller (greenlet or OS thread) on addr while still_wait(ctx) holds, checked
+ * under the lot's lock so no wakeup is lost. 0 when unparked, EAGAIN when still_wait was
+ * false, ETIMEDOUT, EINTR. bitset filters unpark_bitset (~0u matches everything). */
+int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+              uint32_t bitset, int64_t deadline);
+/* Wakes up to n parkers of addr whose bitset meets bitset; returns how many. */
+int coop_unpark(const void *addr, int n, uint32_t bitset);
+
+/* A signal handler ran: interrupt g's wait with EINTR, or COOP_RESTART when the handler
+ * has SA_RESTART (async-signal-safe). g NULL picks the main greenlet of the calling
+ * thread's hub, as the kernel prefers the main thread for a process-wide signal. */
+void coop_interrupt(struct coop_greenlet *g, bool restartable);
+/* Whether the calling thread's only program greenlet is the caller: nothing else could
+ * run while it waits, so a plain blocking call is the exact and cheapest way. */
+bool coop_alone(void);
+
+#endif

@@ -1,0 +1,248 @@
+/*
+ * Greenlet lifecycle. A greenlet's record sits at the top of its own stack, as glibc puts
+ * struct pthread at the top of a thread's: an idle greenlet then costs little more than
+ * the one stack page its record and its innermost frames share.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define HUB_STACK_SIZE (1024 * 1024)
+#define RECORD_SPACE ((sizeof(struct coop_greenlet) + 63) & ~(size_t)63)
+
+static _Atomic uint64_t next_id = 1;
+/* Program greenlets alive in the process, the main thread's original context included. */
+static _Atomic long live_greenlets;
+static void (*exit_hook)(struct coop_greenlet *g);
+
+bool coop_alone(void) { return atomic_load_explicit(&live_greenlets, memory_order_relaxed) <= 1; }
+
+void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g)) { exit_hook = hook; }
+
+static void link_all(struct coop_hub *h, struct coop_greenlet *g)
+{
+    g->all_next = h->all;
+    if (h->all != NULL)
+        h->all->all_prev = g;
+    h->all = g;
+}
+
+static void unlink_all(struct coop_hub *h, struct coop_greenlet *g)
+{
+    if (g->all_prev != NULL)
+        g->all_prev->all_next = g->all_next;
+    else
+        h->all = g->all_next;
+    if (g->all_next != NULL)
+        g->all_next->all_prev = g->all_prev;
+}
+
+/* Places a record at the top of a fresh stack and readies its context. */
+static struct coop_greenlet *record_on_stack(struct coop_stack *stack)
+{
+    struct coop_greenlet *g = (struct coop_greenlet *)(stack->base + stack->size - RECORD_SPACE);
+    memset(g, 0, sizeof *g);
+    g->stack = *stack;
+    coop_context_make(&g->ctx, stack->base, stack->size - RECORD_SPACE);
+    return g;
+}
+
+static void init_record(struct coop_hub *h, struct coop_greenlet *g)
+{
+    g->magic = COOP_GREENLET_MAGIC;
+    g->hub = h;
+    g->id = atomic_fetch_add(&next_id, 1);
+    g->heap_index = -1;
+    g->state = G_RUNNING;
+    link_all(h, g);
+}
+
+struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
+{
+    struct coop_greenlet *g;
+    if (is_hub) {
+        struct coop_stack stack;
+        if (coop_stack_alloc(&stack, HUB_STACK_SIZE, 4096) != 0)
+            coop_panic("cannot map a hub stack");
+        g = record_on_stack(&stack);
+        g->is_hub = true;
+        strcpy(g->name, "hub");
+    } else {
+        g = calloc(1, sizeof *g);
+        if (g == NULL)
+            coop_panic("out of memory");
+        g->heap_struct = true;
+        g->is_main = true;
+        g->stack.foreign = true;
+        if (coop_tls_hub != NULL && live_greenlets == 0)
+            live_greenlets = 1;
+    }
+    init_record(h, g);
+    return g;
+}
+
+int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
+               const struct coop_spawn_attr *attr)
+{
+    struct coop_hub *h = coop_hub_current();
+    struct coop_greenlet *g;
+    if (h == NULL)
+        return ENOSYS;
+    coop_reap(h);
+    if (attr->stack != NULL) {
+        g = calloc(1, sizeof *g);
+        if (g == NULL)
+            return EAGAIN;
+        g->heap_struct = true;
+        g->stack = (struct coop_stack){ .base = attr->stack, .size = attr->stack_size, .foreign = true };
+        coop_context_make(&g->ctx, attr->stack, attr->stack_size);
+    } else {
+        size_t size = attr->stack_size ? attr->stack_size + RECORD_SPACE : coop_stack_default_size();
+        struct coop_stack stack;
+        if (coop_stack_alloc(&stack, size, attr->guard_size) != 0)
+            return EAGAIN;
+        g = record_on_stack(&stack);
+    }
+    init_record(h, g);
+    g->fn = fn;
+    g->arg = arg;
+    g->detached = attr->detached;
+    atomic_fetch_add(&live_greenlets, 1);
+    coop_ready(h, g);
+    *out = g;
+    return 0;
+}
+
+void coop_greenlet_main(void)
+{
+    struct coop_hub *h = coop_tls_hub;
+    struct coop_greenlet *g = h->current;
+    if (g->is_hub) {
+        void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
+        coop_hub_main(h);
+    }
+    errno = 0;
+    coop_exit(g->fn(g->arg));
+}
+
+static void release(struct coop_hub *h, struct coop_greenlet *g)
+{
+    unlink_all(h, g);
+    g->magic = 0;
+    if (g->heap_struct) {
+        struct coop_stack stack = g->stack;
+        free(g);
+        coop_stack_free(&stack);
+    } else {
+        struct coop_stack stack = g->stack;   /* the record lives on it */
+        coop_stack_free(&stack);
+    }
+}
+
+void coop_reap(struct coop_hub *h)
+{
+    while (h->dead != NULL) {
+        struct coop_greenlet *g = h->dead;
+        h->dead = g->next_ready;
+        release(h, g);
+    }
+}
+
+void coop_exit(void *result)
+{
+    struct coop_hub *h = coop_tls_hub;
+    struct coop_greenlet *g = h->current;
+    if (exit_hook != NULL)
+        exit_hook(g);
+    g->result = result;
+    g->state = G_FINISHED;
+    if (atomic_fetch_sub(&live_greenlets, 1) == 1)
+        exit(0);
+    if (g->joiner != NULL)
+        coop_wake(g->joiner, g->joiner->wait_gen, 0);
+    if (g->detached && !g->is_main) {
+        g->next_ready = h->dead;
+        h->dead = g;
+    }
+    coop_switch_away(h);
+    coop_panic("a finished greenlet was resumed");
+}
+
+/* A thread that is no greenlet (coop's own, or one that existed before coop loaded)
+ * joining a greenlet: it cannot park, so it naps. */
+static int join_from_thread(struct coop_greenlet *g, int64_t deadline)
+{
+    while (g->state != G_FINISHED) {
+        if (deadline == 0)
+            return EBUSY;
+        if (coop_now() >= deadline)
+            return ETIMEDOUT;
+        struct timespec nap = { 0, 1000000 };
+        coop_sys(SYS_nanosleep, &nap, NULL, 0);
+    }
+    return 0;
+}
+
+int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
+{
+    struct coop_greenlet *self = coop_self();
+    if (g == self)
+        return EDEADLK;
+    if (g->detached || (g->joiner != NULL && g->joiner != self))
+        return EINVAL;
+    int err = self == NULL ? join_from_thread(g, deadline) : 0;
+    if (err != 0)
+        return err;
+    while (g->state != G_FINISHED) {
+        if (deadline == 0)
+            return EBUSY;
+        g->joiner = self;
+        coop_prepare_wait(self);
+        if (coop_suspend(deadline) == ETIMEDOUT && g->state != G_FINISHED) {
+            g->joiner = NULL;
+            return ETIMEDOUT;
+        }
+    }
+    if (result != NULL)
+        *result = g->result;
+    if (!g->is_main)
+        release(g->hub, g);
+    return 0;
+}
+
+int coop_detach(struct coop_greenlet *g)
+{
+    if (g->detached)
+        return EINVAL;
+    g->detached = true;
+    if (g->state == G_FINISHED && !g->is_main) {
+        g->next_ready = g->hub->dead;
+        g->hub->dead = g;
+    }
+    return 0;
+}
+
+void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
+uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
+pid_t coop_greenlet_tid(const struct coop_greenlet *g) { return g->hub->tid; }
+const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
+
+void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
+{
+    strncpy(g->name, name, sizeof g->name - 1);
+    g->name[sizeof g->name - 1] = '\0';
+}
+
+void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size)
+{
+    *base = g->stack.base;
+    *size = g->stack.size;
+}
+
+bool coop_is_greenlet(const void *p)
+{
+    return p != NULL && *(const uint64_t *)p == COOP_GREENLET_MAGIC;
+}

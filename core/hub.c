@@ -1,0 +1,238 @@
+/*
+ * Hubs: one per OS thread that runs program code, each with a libuv loop. A greenlet that
+ * must wait switches straight to the next ready greenlet; only when none is ready, or
+ * after COOP_POLL_EVERY direct switches, does it switch to the hub's own greenlet, which
+ * runs the loop once and hands the processor to whoever the loop made ready.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+__thread struct coop_hub *coop_tls_hub __attribute__((tls_model("initial-exec")));
+static __thread bool tls_runtime_thread __attribute__((tls_model("initial-exec")));
+struct coop_settings coop_settings;
+static bool initialized;
+
+int64_t coop_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void coop_mark_runtime_thread(void) { tls_runtime_thread = true; }
+
+/* Moves greenlets woken by other OS threads, and pending interrupts, into the ready queue. */
+static void on_async(uv_async_t *a)
+{
+    struct coop_hub *h = a->data;
+    coop_lock(&h->remote_lock);
+    struct coop_greenlet *g = h->remote_head;
+    h->remote_head = h->remote_tail = NULL;
+    coop_unlock(&h->remote_lock);
+    while (g != NULL) {
+        struct coop_greenlet *next = g->next_ready;
+        coop_ready(h, g);
+        g = next;
+    }
+    if (atomic_exchange(&h->interrupts, 0)) {
+        for (struct coop_greenlet *w = h->all; w != NULL; w = w->all_next)
+            if (w->interrupt_pending) {
+                coop_wake(w, w->wait_gen, w->interrupt_pending);
+                w->interrupt_pending = 0;
+            }
+    }
+}
+
+static void hub_loop(struct coop_hub *h)
+{
+    for (;;) {
+        coop_reap(h);
+        h->switches_since_poll = 0;
+        uv_run(&h->loop, h->ready_head != NULL ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        struct coop_greenlet *next = h->ready_head;
+        if (next == NULL)
+            continue;
+        h->ready_head = next->next_ready;
+        if (h->ready_head == NULL)
+            h->ready_tail = NULL;
+        next->state = G_RUNNING;
+        struct coop_greenlet *self = h->current;
+        h->current = next;
+        self->saved_errno = errno;
+        coop_context_switch(&self->ctx, &next->ctx);
+        errno = self->saved_errno;
+    }
+}
+
+/* Entry of the hub's greenlet; program greenlets start in greenlet.c. */
+void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
+void coop_hub_main(struct coop_hub *h)
+{
+    hub_loop(h);
+    abort();
+}
+
+static struct coop_hub *hub_create(void)
+{
+    struct coop_hub *h = calloc(1, sizeof *h);
+    if (h == NULL || uv_loop_init(&h->loop) != 0)
+        coop_panic("cannot create a hub: out of memory or file descriptors");
+    uv_timer_init(&h->loop, &h->timer);
+    h->timer.data = h;
+    uv_async_init(&h->loop, &h->async, on_async);
+    h->async.data = h;
+    h->armed_deadline = COOP_NO_DEADLINE;
+    h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    coop_tls_hub = h;
+    h->main_g = coop_greenlet_adopt(h, false);
+    h->hub_g = coop_greenlet_adopt(h, true);
+    h->current = h->main_g;
+    return h;
+}
+
+void coop_init(const struct coop_settings *settings)
+{
+    coop_settings = *settings;
+    coop_context_init(settings->switch_ucontext ? COOP_SWITCH_UCONTEXT : COOP_SWITCH_FAST);
+    coop_stack_configure(settings->stack_size);
+    hub_create();
+    initialized = true;
+}
+
+struct coop_hub *coop_hub_current(void)
+{
+    struct coop_hub *h = coop_tls_hub;
+    if (h == NULL && initialized && !tls_runtime_thread)
+        h = hub_create();
+    return h;
+}
+
+struct coop_greenlet *coop_self(void)
+{
+    struct coop_hub *h = coop_hub_current();
+    if (h == NULL || h->current->is_hub)
+        return NULL;
+    return h->current;
+}
+
+void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
+{
+    g->state = G_READY;
+    g->next_ready = NULL;
+    if (h->ready_tail != NULL)
+        h->ready_tail->next_ready = g;
+    else
+        h->ready_head = g;
+    h->ready_tail = g;
+}
+
+uint64_t coop_prepare_wait(struct coop_greenlet *g)
+{
+    uint64_t gen = ++g->wait_gen;
+    g->wake_reason = 0;
+    g->state = G_WAITING;
+    atomic_store_explicit(&g->wait_word, gen << 1 | 1, memory_order_release);
+    return gen;
+}
+
+void coop_cancel_wait(struct coop_greenlet *g)
+{
+    atomic_store_explicit(&g->wait_word, g->wait_gen << 1, memory_order_release);
+    g->state = G_RUNNING;
+}
+
+bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
+{
+    uint64_t waiting = gen << 1 | 1;
+    if (!atomic_compare_exchange_strong(&g->wait_word, &waiting, gen << 1))
+        return false;
+    g->wake_reason = reason;
+    struct coop_hub *h = g->hub;
+    if (coop_tls_hub == h) {
+        coop_ready(h, g);
+        return true;
+    }
+    coop_lock(&h->remote_lock);
+    g->next_ready = NULL;
+    if (h->remote_tail != NULL)
+        h->remote_tail->next_ready = g;
+    else
+        h->remote_head = g;
+    h->remote_tail = g;
+    coop_unlock(&h->remote_lock);
+    uv_async_send(&h->async);
+    return true;
+}
+
+/* Leaves the current greenlet (already queued as ready, waiting or finished). */
+void coop_switch_away(struct coop_hub *h)
+{
+    struct coop_greenlet *self = h->current, *next = NULL;
+    if (h->switches_since_poll < COOP_POLL_EVERY && h->ready_head != NULL) {
+        next = h->ready_head;
+        h->ready_head = next->next_ready;
+        if (h->ready_head == NULL)
+            h->ready_tail = NULL;
+        h->switches_since_poll++;
+    }
+    if (next == NULL)
+        next = h->hub_g;
+    if (next == self) {
+        self->state = G_RUNNING;
+        return;
+    }
+    next->state = G_RUNNING;
+    h->current = next;
+    self->saved_errno = errno;
+    coop_context_switch(&self->ctx, &next->ctx);
+    errno = self->saved_errno;
+}
+
+int coop_suspend(int64_t deadline)
+{
+    struct coop_hub *h = coop_tls_hub;
+    struct coop_greenlet *g = h->current;
+    if (deadline != COOP_NO_DEADLINE)
+        coop_timer_add(h, g, deadline);
+    coop_switch_away(h);
+    if (g->heap_index >= 0)
+        coop_timer_remove(h, g);
+    return g->wake_reason;
+}
+
+void coop_yield(void)
+{
+    struct coop_hub *h = coop_hub_current();
+    if (h == NULL || h->current->is_hub)
+        return;
+    coop_ready(h, h->current);
+    coop_switch_away(h);
+}
+
+int coop_sleep_until(int64_t deadline)
+{
+    struct coop_greenlet *g = coop_self();
+    while (coop_now() < deadline) {
+        coop_prepare_wait(g);
+        int reason = coop_suspend(deadline);
+        if (reason == EINTR || reason == COOP_RESTART)
+            return reason;
+    }
+    return 0;
+}
+
+void coop_interrupt(struct coop_greenlet *g, bool restartable)
+{
+    struct coop_hub *h = g != NULL ? g->hub : coop_tls_hub;
+    if (h == NULL)
+        return;
+    if (g == NULL)
+        g = h->main_g;
+    g->interrupt_pending = restartable ? COOP_RESTART : EINTR;
+    atomic_store(&h->interrupts, 1);
+    uv_async_send(&h->async);
+}

@@ -1,0 +1,101 @@
+/* Structures shared by the core's files; the shim never sees them. */
+#ifndef COOP_INTERNAL_H
+#define COOP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <ucontext.h>
+#include <uv.h>
+
+#include "context.h"
+#include "coop.h"
+#include "stack.h"
+#include "sys.h"
+
+#define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
+/* Ready greenlets switch to each other directly; after this many switches the hub polls
+ * the loop even though work is still ready, so I/O and timers are never starved. */
+#define COOP_POLL_EVERY 64
+
+enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
+
+struct coop_greenlet {
+    uint64_t magic;                  /* first, so a pthread_t can be told apart */
+    ucontext_t ctx;
+    struct coop_hub *hub;
+    uint64_t id;
+    enum coop_gstate state;
+    int saved_errno;
+    bool is_hub, is_main, detached;
+
+    /* Waiting: wait_word is (generation << 1) | waiting, so a late wake cannot end a
+     * later wait. wake_reason is written by whoever wins the generation. */
+    _Atomic uint64_t wait_word;
+    uint64_t wait_gen;
+    int wake_reason;
+    int interrupt_pending;           /* 0, EINTR or COOP_RESTART */
+    int64_t deadline;
+    int heap_index;                  /* in the hub's timer heap, or -1 */
+
+    struct coop_greenlet *next_ready;
+    struct coop_greenlet *all_prev, *all_next;
+
+    void *(*fn)(void *);
+    void *arg, *result;
+    struct coop_greenlet *joiner;
+    void *slot;                      /* the shim's */
+    struct coop_stack stack;
+    bool heap_struct;                /* allocated with malloc, not on its stack */
+    char name[16];
+};
+
+struct coop_watch;
+
+struct coop_hub {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    uv_async_t async;
+    struct coop_greenlet *current, *hub_g, *main_g;
+    pid_t tid;                       /* the OS thread running the hub */
+
+    struct coop_greenlet *ready_head, *ready_tail;
+    unsigned switches_since_poll;
+
+    coop_lock_t remote_lock;         /* wakes from other OS threads */
+    struct coop_greenlet *remote_head, *remote_tail;
+    _Atomic int interrupts;          /* set by signal handlers */
+
+    struct coop_greenlet **heap;     /* greenlets waiting with a deadline */
+    int heap_len, heap_cap;
+    int64_t armed_deadline;
+
+    struct coop_watch **watches;     /* by fd */
+    int watches_len;
+
+    struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
+    struct coop_greenlet *dead;      /* finished and released, stacks to free */
+};
+
+extern __thread struct coop_hub *coop_tls_hub __attribute__((tls_model("initial-exec")));
+extern struct coop_settings coop_settings;
+
+/* hub.c */
+struct coop_hub *coop_hub_current(void);
+void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
+uint64_t coop_prepare_wait(struct coop_greenlet *g);
+bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason);
+/* Ends a prepared wait that will not happen after all. */
+void coop_cancel_wait(struct coop_greenlet *g);
+/* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
+int coop_suspend(int64_t deadline);
+void coop_switch_away(struct coop_hub *h);
+
+/* timer.c */
+void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline);
+void coop_timer_remove(struct coop_hub *h, struct coop_greenlet *g);
+void coop_timer_expire(uv_timer_t *t);
+
+/* greenlet.c */
+struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub);
+void coop_reap(struct coop_hub *h);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * The parking lot: every sync object waits here, keyed by its address, whether the waiter
+ * is a greenlet (it switches away) or a real OS thread (it sleeps on a futex word of its
+ * own). This is what lets one mutex be shared by greenlets, libuv's workers and threads
+ * created while thread patching is off, and what futex(2) emulation is built on.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+
+#include "internal.h"
+
+#define BUCKETS 1024
+#define WAKE_BATCH 64
+
+struct parker {
+    struct parker *next, *prev;
+    const void *addr;
+    uint32_t bitset;
+    bool queued;
+    struct coop_greenlet *g;           /* NULL for an OS thread */
+    uint64_t gen;
+    _Atomic uint32_t thread_woken;     /* the OS thread's futex word */
+};
+
+struct bucket {
+    coop_lock_t lock;
+    struct parker *head, *tail;
+} __attribute__((aligned(64)));
+
+static struct bucket buckets[BUCKETS];
+
+static struct bucket *bucket_of(const void *addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    return &buckets[(a >> 3 ^ a >> 13) % BUCKETS];
+}
+
+static void dequeue(struct bucket *b, struct parker *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        b->head = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    else
+        b->tail = p->prev;
+    p->queued = false;
+}
+
+/* Sleeps an OS thread until woken or the deadline; 0 or ETIMEDOUT or EINTR. */
+static int thread_sleep(struct parker *p, int64_t deadline)
+{
+    while (atomic_load(&p->thread_woken) == 0) {
+        struct timespec ts, *tsp = NULL;
+        if (deadline != COOP_NO_DEADLINE) {
+            int64_t left = deadline - coop_now();
+            if (left <= 0)
+                return ETIMEDOUT;
+            ts = (struct timespec){ left / 1000000000, left % 1000000000 };
+            tsp = &ts;
+        }
+        long r = coop_futex(&p->thread_woken, FUTEX_WAIT, 0, tsp);
+        if (r == -EINTR)
+            return EINTR;
+    }
+    return 0;
+}
+
+int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+              uint32_t bitset, int64_t deadline)
+{
+    struct bucket *b = bucket_of(addr);
+    struct parker p = { .addr = addr, .bitset = bitset, .g = coop_self() };
+    coop_lock(&b->lock);
+    if (still_wait != NULL && !still_wait(ctx)) {
+        coop_unlock(&b->lock);
+        return EAGAIN;
+    }
+    if (p.g != NULL)
+        p.gen = coop_prepare_wait(p.g);
+    p.prev = b->tail;
+    if (b->tail != NULL)
+        b->tail->next = &p;
+    else
+        b->head = &p;
+    b->tail = &p;
+    p.queued = true;
+    coop_unlock(&b->lock);
+
+    int reason = p.g != NULL ? coop_suspend(deadline) : thread_sleep(&p, deadline);
+    if (reason == 0)
+        return 0;
+    coop_lock(&b->lock);
+    bool still_queued = p.queued;
+    if (still_queued)
+        dequeue(b, &p);
+    coop_unlock(&b->lock);
+    if (still_queued)
+        return reason;
+    /* An unparker took us off the queue as we gave up: its wakeup is ours. An OS thread
+     * must wait for the unparker's last touch of the parker before the frame goes. */
+    if (p.g == NULL)
+        while (atomic_load(&p.thread_woken) == 0)
+            coop_futex(&p.thread_woken, FUTEX_WAIT, 0, NULL);
+    return 0;
+}
+
+int coop_unpark(const void *addr, int n, uint32_t bitset)
+{
+    struct bucket *b = bucket_of(addr);
+    int woken = 0;
+    for (;;) {
+        struct { struct coop_greenlet *g; uint64_t gen; struct parker *thread; } batch[WAKE_BATCH];
+        int count = 0;
+        coop_lock(&b->lock);
+        struct parker *p = b->head;
+        while (p != NULL && woken + count < n && count < WAKE_BATCH) {
+            struct parker *next = p->next;
+            if (p->addr == addr && (p->bitset & bitset)) {
+                dequeue(b, p);
+                batch[count].g = p->g;
+                batch[count].gen = p->gen;
+                batch[count].thread = p->g == NULL ? p : NULL;
+                count++;
+            }
+            p = next;
+        }
+        bool more = p != NULL && count == WAKE_BATCH;
+        coop_unlock(&b->lock);
+        for (int i = 0; i < count; i++) {
+            if (batch[i].g != NULL) {
+                coop_wake(batch[i].g, batch[i].gen, 0);
+            } else {
+                atomic_store(&batch[i].thread->thread_woken, 1);
+                coop_futex(&batch[i].thread->thread_woken, FUTEX_WAKE, 1, NULL);
+            }
+        }
+        woken += count;
+        if (!more || woken >= n)
+            return woken;
+    }
+}

@@ -1,0 +1,151 @@
+/*
+ * Every stack gets a guard page, but a guard made with mprotect splits the mapping, and two
+ * mappings per stack would cap a process at about 32,000 greenlets (vm.max_map_count is
+ * 65,530). Where the kernel has MADV_GUARD_INSTALL, guards are page-table markers instead:
+ * default-sized stacks are then carved from large arenas, 256 per mapping, which is what
+ * lets 100,000 greenlets live in one process. Older kernels fall back to mprotect guards.
+ */
+#include "stack.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define PAGE 4096UL
+#define ARENA_STACKS 256
+/* Free pooled stacks beyond this many give their memory back to the kernel. */
+#define POOL_KEEP_BACKED 256
+
+static size_t pooled_size = 256 * 1024;   /* usable bytes; guard excluded */
+static int light_guards = -1;             /* -1 unknown, then 0 or 1 */
+
+static coop_lock_t pool_lock;
+struct free_stack { struct free_stack *next; };
+static struct free_stack *pool_free;      /* kept at the top of each free stack */
+static size_t pool_free_count;
+static char *arena_next, *arena_end;
+
+static size_t round_page(size_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
+
+void coop_stack_configure(size_t default_size) { pooled_size = round_page(default_size); }
+size_t coop_stack_default_size(void) { return pooled_size; }
+
+static int install_guard(char *guard, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (light_guards != 0) {
+        if (madvise(guard, len, MADV_GUARD_INSTALL) == 0) {
+            light_guards = 1;
+            return 0;
+        }
+        if (light_guards == 1)
+            return errno;
+        light_guards = 0;
+    }
+    return mprotect(guard, len, PROT_NONE) == 0 ? 0 : errno;
+}
+
+bool coop_stack_light_guards(void)
+{
+    if (light_guards < 0) {
+        struct coop_stack probe;
+        if (coop_stack_alloc(&probe, PAGE, PAGE) == 0)
+            coop_stack_free(&probe);
+    }
+    return light_guards == 1;
+}
+
+static char *map(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Carves one stack from the current arena, mapping a new arena when it is used up. */
+static char *carve_pooled(void)
+{
+    size_t slot = pooled_size + PAGE;
+    if (arena_next == arena_end) {
+        char *arena = map(slot * ARENA_STACKS);
+        if (arena == NULL)
+            return NULL;
+        arena_next = arena;
+        arena_end = arena + slot * ARENA_STACKS;
+    }
+    char *guard = arena_next;
+    if (install_guard(guard, PAGE) != 0)
+        return NULL;
+    arena_next += slot;
+    return guard + PAGE;
+}
+
+static int alloc_pooled(struct coop_stack *s)
+{
+    coop_lock(&pool_lock);
+    char *base;
+    if (pool_free != NULL) {
+        struct free_stack *f = pool_free;
+        pool_free = f->next;
+        pool_free_count--;
+        base = (char *)f + sizeof *f - pooled_size;
+    } else if (light_guards != 0) {
+        base = carve_pooled();
+    } else {
+        base = NULL;   /* mprotect guards would split the arena: map stacks one by one */
+    }
+    coop_unlock(&pool_lock);
+    if (base == NULL)
+        return -1;
+    *s = (struct coop_stack){ .base = base, .size = pooled_size, .guard = PAGE, .pooled = true };
+    return 0;
+}
+
+int coop_stack_alloc(struct coop_stack *s, size_t size, size_t guard)
+{
+    size = round_page(size);
+    guard = round_page(guard);
+    if (size == pooled_size && guard == PAGE && alloc_pooled(s) == 0)
+        return 0;
+    char *p = map(guard + size);
+    if (p == NULL)
+        return ENOMEM;
+    if (install_guard(p, guard) != 0) {
+        munmap(p, guard + size);
+        return ENOMEM;
+    }
+    *s = (struct coop_stack){ .base = p + guard, .size = size, .guard = guard };
+    return 0;
+}
+
+void coop_stack_free(struct coop_stack *s)
+{
+    if (s->foreign)
+        return;
+    if (!s->pooled) {
+        munmap(s->base - s->guard, s->guard + s->size);
+        return;
+    }
+    coop_lock(&pool_lock);
+    if (pool_free_count >= POOL_KEEP_BACKED)
+        madvise(s->base, s->size - PAGE, MADV_DONTNEED);
+    struct free_stack *f = (struct free_stack *)(s->base + s->size) - 1;
+    f->next = pool_free;
+    pool_free = f;
+    pool_free_count++;
+    coop_unlock(&pool_lock);
+}
+
+bool coop_stack_in_guard(const struct coop_stack *s, const void *addr)
+{
+    const char *a = addr;
+    return s->guard > 0 && a >= s->base - s->guard && a < s->base;
+}

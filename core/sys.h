@@ -1,0 +1,57 @@
+/*
+ * System calls made by the runtime itself. They go straight to the kernel: the libc
+ * functions of the same names may be coop's own wrappers, which must never be re-entered
+ * from inside the runtime.
+ */
+#ifndef COOP_SYS_H
+#define COOP_SYS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+static inline long coop_sys6(long n, long a, long b, long c, long d, long e, long f)
+{
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+#define coop_sys(n, a, b, c) coop_sys6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+/* futex(2) on a private word; returns 0 or -errno. */
+static inline long coop_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+    return coop_sys6(SYS_futex, (long)word, op | 128 /* FUTEX_PRIVATE_FLAG */, val, (long)ts, 0, 0);
+}
+
+/* A small lock for runtime structures shared between OS threads. Held only briefly. */
+typedef struct { _Atomic uint32_t state; } coop_lock_t;   /* 0 free, 1 held, 2 contended */
+
+static inline void coop_lock(coop_lock_t *l)
+{
+    uint32_t c = 0;
+    if (atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire, memory_order_relaxed))
+        return;
+    if (c != 2)
+        c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
+    while (c != 0) {
+        coop_futex(&l->state, 0 /* FUTEX_WAIT */, 2, NULL);
+        c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
+    }
+}
+
+static inline void coop_unlock(coop_lock_t *l)
+{
+    if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
+        coop_futex(&l->state, 1 /* FUTEX_WAKE */, 1, NULL);
+}
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * Family thread, condition variables: a sequence number in the first word of glibc's
+ * pthread_cond_t (zero in PTHREAD_COND_INITIALIZER). A waiter reads it, releases the
+ * mutex and parks only while it is unchanged; signal and broadcast bump it, then unpark
+ * one or all. glibc's flag bits in __wrefs (bit 0 process-shared, bit 1 CLOCK_MONOTONIC,
+ * set by pthread_cond_init) are read as glibc writes them; process-shared ones go to glibc.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+int shim_mutex_lock(pthread_mutex_t *m);
+int shim_mutex_unlock(pthread_mutex_t *m);
+
+static _Atomic unsigned *seq(pthread_cond_t *c) { return (_Atomic unsigned *)&c->__data.__wseq; }
+
+static bool coop_owned(const pthread_cond_t *c)
+{
+    return shim_patched[FAM_thread] && !(c->__data.__wrefs & 1);
+}
+
+static clockid_t clock_of(const pthread_cond_t *c)
+{
+    return c->__data.__wrefs & 2 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+}
+
+struct wait_ctx { pthread_cond_t *c; unsigned seen; };
+
+static bool unchanged(const void *ctx)
+{
+    const struct wait_ctx *w = ctx;
+    return atomic_load(seq(w->c)) == w->seen;
+}
+
+static int wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
+{
+    struct wait_ctx w = { c, atomic_load(seq(c)) };
+    int err = shim_mutex_unlock(m);
+    if (err != 0)
+        return err;
+    int r = coop_park(seq(c), unchanged, &w, ~0u, deadline);
+    shim_mutex_lock(m);
+    return r == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+    return coop_owned(c) ? wait(c, m, COOP_NO_DEADLINE) : REAL(pthread_cond_wait)(c, m);
+}
+
+EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock,
+                                  const struct timespec *abstime)
+{
+    if (!coop_owned(c))
+        return REAL(pthread_cond_clockwait)(c, m, clock, abstime);
+    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000
+        || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
+        return EINVAL;
+    int64_t deadline = shim_deadline_at(clock, abstime);
+    return wait(c, m, deadline > 0 ? deadline : 1);
+}
+
+EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
+{
+    if (!coop_owned(c))
+        return REAL(pthread_cond_timedwait)(c, m, abstime);
+    return pthread_cond_clockwait(c, m, clock_of(c), abstime);
+}
+
+static int wake(pthread_cond_t *c, int n)
+{
+    atomic_fetch_add(seq(c), 1);
+    coop_unpark(seq(c), n, ~0u);
+    return 0;
+}
+
+EXPORT int pthread_cond_signal(pthread_cond_t *c)
+{
+    return coop_owned(c) ? wake(c, 1) : REAL(pthread_cond_signal)(c);
+}
+
+EXPORT int pthread_cond_broadcast(pthread_cond_t *c)
+{
+    return coop_owned(c) ? wake(c, INT32_MAX) : REAL(pthread_cond_broadcast)(c);
+}

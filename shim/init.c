@@ -1,0 +1,19 @@
+/* Start-up: read the settings, resolve libc, turn the main thread into a hub. */
+#include "shim.h"
+
+__attribute__((constructor)) static void coop_start(void)
+{
+    struct coop_settings settings = { 0 };
+    shim_read_settings(&settings);
+    shim_resolve_all();
+    coop_init(&settings);
+    shim_thread_init();
+}
+
+struct coop_greenlet *shim_cooperative(enum shim_family family)
+{
+    if (!shim_patched[family])
+        return NULL;
+    struct coop_greenlet *g = coop_self();
+    return g != NULL && !coop_alone() ? g : NULL;
+}

@@ -1,0 +1,163 @@
+/* Family io: read and write on any fd, and the calls that create, copy and close fds. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+extern void __chk_fail(void) __attribute__((noreturn));
+
+struct buf_args { void *buf; size_t len; };
+struct iov_args { struct iovec *iov; int iovcnt; };
+
+static ssize_t attempt_read(int fd, void *a, bool dontwait)
+{
+    struct buf_args *b = a;
+    return dontwait ? REAL(recv)(fd, b->buf, b->len, MSG_DONTWAIT) : REAL(read)(fd, b->buf, b->len);
+}
+
+static ssize_t attempt_readv(int fd, void *a, bool dontwait)
+{
+    struct iov_args *v = a;
+    struct msghdr m = { .msg_iov = v->iov, .msg_iovlen = (size_t)v->iovcnt };
+    return dontwait ? REAL(recvmsg)(fd, &m, MSG_DONTWAIT) : REAL(readv)(fd, v->iov, v->iovcnt);
+}
+
+static ssize_t do_read(int fd, void *buf, size_t len)
+{
+    if (shim_cooperative(FAM_io) == NULL)
+        return REAL(read)(fd, buf, len);
+    struct buf_args b = { buf, len };
+    return shim_blocking(fd, SHIM_IN, true, attempt_read, &b);
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t len) { return do_read(fd, buf, len); }
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+    if (len > buflen)
+        __chk_fail();
+    return do_read(fd, buf, len);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (shim_cooperative(FAM_io) == NULL)
+        return REAL(readv)(fd, iov, iovcnt);
+    struct iov_args v = { (struct iovec *)iov, iovcnt };
+    return shim_blocking(fd, SHIM_IN, true, attempt_readv, &v);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+    if (shim_cooperative(FAM_io) == NULL)
+        return REAL(write)(fd, buf, len);
+    struct iovec iov = { (void *)buf, len };
+    struct shim_out out = { .msg = { .msg_iov = &iov, .msg_iovlen = 1 }, .is_write = true };
+    return shim_send_all(fd, &out);
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (shim_cooperative(FAM_io) == NULL)
+        return REAL(writev)(fd, iov, iovcnt);
+    struct shim_out out = { .msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt },
+                            .is_write = true };
+    return shim_send_all(fd, &out);
+}
+
+EXPORT int pipe2(int fds[2], int flags)
+{
+    int r = REAL(pipe2)(fds, flags);
+    if (r == 0 && shim_patched[FAM_io]) {
+        shim_fd_created(fds[0], FD_POLLABLE, flags & O_NONBLOCK);
+        shim_fd_created(fds[1], FD_POLLABLE, flags & O_NONBLOCK);
+    }
+    return r;
+}
+
+EXPORT int pipe(int fds[2]) { return pipe2(fds, 0); }
+
+EXPORT int close(int fd)
+{
+    if (shim_patched[FAM_io])
+        shim_fd_closed(fd);
+    return REAL(close)(fd);
+}
+
+EXPORT int dup(int fd)
+{
+    int r = REAL(dup)(fd);
+    if (r >= 0 && shim_patched[FAM_io])
+        shim_fd_copied(fd, r);
+    return r;
+}
+
+EXPORT int dup3(int from, int to, int flags)
+{
+    if (shim_patched[FAM_io] && from != to)
+        coop_fd_forget(to);
+    int r = REAL(dup3)(from, to, flags);
+    if (r >= 0 && shim_patched[FAM_io])
+        shim_fd_copied(from, r);
+    return r;
+}
+
+EXPORT int dup2(int from, int to)
+{
+    if (shim_patched[FAM_io] && from != to)
+        coop_fd_forget(to);
+    int r = REAL(dup2)(from, to);
+    if (r >= 0 && from != to && shim_patched[FAM_io])
+        shim_fd_copied(from, r);
+    return r;
+}
+
+/* fcntl's third argument is an int or a pointer depending on cmd; both fit a long. */
+static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
+{
+    int r = real(fd, cmd, arg);
+    if (r < 0 || !shim_patched[FAM_io])
+        return r;
+    if (cmd == F_SETFL)
+        shim_fd(fd)->nonblock = arg & O_NONBLOCK;
+    else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+        shim_fd_copied(fd, r);
+    return r;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    long arg = va_arg(ap, long);
+    va_end(ap);
+    return do_fcntl(REAL(fcntl), fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    long arg = va_arg(ap, long);
+    va_end(ap);
+    return do_fcntl(REAL(fcntl64), fd, cmd, arg);
+}
+
+EXPORT int ioctl(int fd, unsigned long request, ...)
+{
+    va_list ap;
+    va_start(ap, request);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int r = REAL(ioctl)(fd, request, arg);
+    if (r == 0 && request == FIONBIO && shim_patched[FAM_io])
+        shim_fd(fd)->nonblock = *(int *)arg != 0;
+    return r;
+}

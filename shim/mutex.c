@@ -1,0 +1,126 @@
+/*
+ * Family thread, mutexes, in glibc's own pthread_mutex_t and with its lock-word protocol
+ * (0 free, 1 locked, 2 locked with waiters), so PTHREAD_MUTEX_INITIALIZER and its
+ * recursive and errorcheck variants keep working and an uncontended lock is one atomic
+ * instruction. A contended lock parks in the core's parking lot, which wakes greenlets
+ * and real threads alike. Robust, process-shared and priority mutexes go to glibc.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#define KIND_TYPE_MASK 3         /* normal, recursive, errorcheck, adaptive */
+#define KIND_ELISION_MASK 0x300  /* glibc's lock elision hints, harmless to ignore */
+
+static bool coop_owned(const pthread_mutex_t *m)
+{
+    return shim_patched[FAM_thread] && (m->__data.__kind & ~(KIND_TYPE_MASK | KIND_ELISION_MASK)) == 0;
+}
+
+/* Owner ids: greenlets get bit 30, above any kernel tid (pid_max is at most 2^22). */
+static int owner_id(void)
+{
+    struct coop_greenlet *g = coop_self();
+    if (g != NULL)
+        return (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000;
+    static __thread int tid;
+    if (tid == 0)
+        tid = gettid();
+    return tid;
+}
+
+static _Atomic int *word(pthread_mutex_t *m) { return (_Atomic int *)&m->__data.__lock; }
+
+static bool still_contended(const void *m)
+{
+    return atomic_load(word((pthread_mutex_t *)m)) == 2;
+}
+
+/* The lock word part: 0, or ETIMEDOUT. */
+static int acquire(pthread_mutex_t *m, int64_t deadline)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong_explicit(word(m), &expected, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return 0;
+    while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0)
+        if (coop_park(word(m), still_contended, m, ~0u, deadline) == ETIMEDOUT)
+            return ETIMEDOUT;
+    return 0;
+}
+
+/* Type checks, then the lock word; deadline 0 means try. */
+static int lock(pthread_mutex_t *m, int64_t deadline)
+{
+    int type = m->__data.__kind & KIND_TYPE_MASK;
+    int self = owner_id();
+    if (m->__data.__owner == self) {
+        if (type == PTHREAD_MUTEX_RECURSIVE) {
+            if (m->__data.__count == ~0u)
+                return EAGAIN;
+            m->__data.__count++;
+            return 0;
+        }
+        if (type == PTHREAD_MUTEX_ERRORCHECK)
+            return EDEADLK;
+    }
+    if (deadline == 0) {
+        int expected = 0;
+        if (!atomic_compare_exchange_strong(word(m), &expected, 1))
+            return EBUSY;
+    } else if (acquire(m, deadline) != 0) {
+        return ETIMEDOUT;
+    }
+    m->__data.__owner = self;
+    m->__data.__count = 1;
+    return 0;
+}
+
+int shim_mutex_lock(pthread_mutex_t *m) { return coop_owned(m) ? lock(m, COOP_NO_DEADLINE) : REAL(pthread_mutex_lock)(m); }
+
+int shim_mutex_unlock(pthread_mutex_t *m)
+{
+    if (!coop_owned(m))
+        return REAL(pthread_mutex_unlock)(m);
+    int type = m->__data.__kind & KIND_TYPE_MASK;
+    if (type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK) {
+        if (m->__data.__owner != owner_id())
+            return EPERM;
+        if (--m->__data.__count > 0)
+            return 0;
+    }
+    m->__data.__owner = 0;
+    if (atomic_exchange_explicit(word(m), 0, memory_order_release) == 2)
+        coop_unpark(word(m), 1, ~0u);
+    return 0;
+}
+
+EXPORT int pthread_mutex_lock(pthread_mutex_t *m) { return shim_mutex_lock(m); }
+EXPORT int pthread_mutex_unlock(pthread_mutex_t *m) { return shim_mutex_unlock(m); }
+
+EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+    return coop_owned(m) ? lock(m, 0) : REAL(pthread_mutex_trylock)(m);
+}
+
+EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct timespec *abstime)
+{
+    if (!coop_owned(m))
+        return REAL(pthread_mutex_clocklock)(m, clock, abstime);
+    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000
+        || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
+        return EINVAL;
+    int64_t deadline = shim_deadline_at(clock, abstime);
+    return lock(m, deadline > 0 ? deadline : 1);
+}
+
+EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
+{
+    if (!coop_owned(m))
+        return REAL(pthread_mutex_timedlock)(m, abstime);
+    return pthread_mutex_clocklock(m, CLOCK_REALTIME, abstime);
+}

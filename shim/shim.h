@@ -1,0 +1,86 @@
+/* What every wrapper file shares: the real functions, the families, the fd facts, and the
+ * loop that turns a blocking call into a cooperative one. */
+#ifndef COOP_SHIM_H
+#define COOP_SHIM_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "../core/coop.h"
+
+/* Families, in the order COOP_PATCH names them. */
+enum shim_family { FAM_io, FAM_net, FAM_poll, FAM_time, FAM_thread, FAM_dns, FAM_file,
+                   FAM_proc, FAM_signal, FAM_COUNT };
+extern const char *const shim_family_names[FAM_COUNT];
+extern bool shim_patched[FAM_COUNT];
+
+/* The real libc functions, resolved in the constructor or on first use. */
+#define COOP_FN(family, name, version) extern void *coop_real_##name __attribute__((visibility("hidden")));
+#include "surface.h"
+#undef COOP_FN
+enum shim_fn_index {
+#define COOP_FN(family, name, version) SHIM_FN_##name,
+#include "surface.h"
+#undef COOP_FN
+    SHIM_FN_COUNT
+};
+void *shim_resolve(enum shim_fn_index i);
+void shim_resolve_all(void);
+#define REAL(name) \
+    ((__typeof__(&name))(coop_real_##name != NULL ? coop_real_##name : shim_resolve(SHIM_FN_##name)))
+
+/* The calling greenlet when a call of this family should park it, NULL when the call
+ * should go to libc unchanged: family off, runtime code, or no other greenlet to run. */
+struct coop_greenlet *shim_cooperative(enum shim_family family);
+
+/* What the shim knows of an fd; see fdtab.c. */
+enum shim_fd_kind { FD_PLAIN, FD_SOCKET, FD_POLLABLE };
+struct shim_fd {
+    uint8_t known;
+    uint8_t kind;
+    bool nonblock;           /* the program's own O_NONBLOCK */
+    int64_t timeout[2];      /* SO_RCVTIMEO, SO_SNDTIMEO in ns; 0 = none */
+};
+struct shim_fd *shim_fd(int fd);
+void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock);
+void shim_fd_copied(int from, int to);
+void shim_fd_closed(int fd);
+
+/* A call on an fd, retried until it stops failing with EAGAIN. dontwait asks for
+ * MSG_DONTWAIT (sockets' data calls support it). */
+typedef ssize_t (*shim_attempt)(int fd, void *args, bool dontwait);
+enum { SHIM_IN = 0, SHIM_OUT = 1 };
+ssize_t shim_blocking(int fd, int dir, bool has_dontwait, shim_attempt attempt, void *args);
+/* An output call: write/writev (is_write) or send/sendto/sendmsg with flags. */
+struct shim_out {
+    struct msghdr msg;
+    int flags;
+    bool is_write;
+};
+/* Writes everything unless an error, a timeout or a signal stops it (see blocking.c). */
+ssize_t shim_send_all(int fd, struct shim_out *out);
+/* Waits for fd like a blocking call would, honouring SO_*TIMEO: 0 or -1 with errno. */
+int shim_wait_fd(int fd, int dir, int64_t deadline, bool restartable);
+/* Whether poll says fd is ready for dir right now. */
+bool shim_ready_now(int fd, int dir);
+
+/* Deadlines from the time arguments of libc calls. */
+int64_t shim_deadline_after(const struct timespec *rel);
+int64_t shim_deadline_at(clockid_t clock, const struct timespec *abs);
+int64_t shim_deadline_ms(int timeout_ms);
+struct timespec shim_remaining(int64_t deadline);
+
+/* Signals: whether handled ones interrupt cooperative waits (see signal.c). */
+void shim_signal_target(struct coop_greenlet *g, int sig);
+
+/* Settings (settings.c). */
+void shim_read_settings(struct coop_settings *core);
+
+/* Thread family glue (thread.c). */
+void shim_thread_init(void);
+
+#endif

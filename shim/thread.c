@@ -1,0 +1,181 @@
+/*
+ * Family thread, lifecycle: pthread_create makes a greenlet on the caller's hub, and a
+ * pthread_t is the greenlet's address. Every call that takes a pthread_t tells coop's
+ * from glibc's (threads coop did not create keep working).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static size_t glibc_default_stack;
+
+void shim_thread_init(void)
+{
+    pthread_attr_t attr;
+    if (pthread_getattr_default_np(&attr) == 0) {
+        pthread_attr_getstacksize(&attr, &glibc_default_stack);
+        pthread_attr_destroy(&attr);
+    }
+}
+
+static struct coop_greenlet *greenlet_of(pthread_t t)
+{
+    return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
+}
+
+/* glibc keeps "a stack was supplied" only as a flag inside the attribute object:
+ * struct pthread_attr { sched_param; int policy; int flags; ... }, ATTR_FLAG_STACKADDR 8. */
+static bool has_own_stack(const pthread_attr_t *attr) { return ((const int *)attr)[2] & 0x8; }
+
+static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
+{
+    *sa = (struct coop_spawn_attr){ .guard_size = 4096 };
+    if (attr == NULL)
+        return;
+    int detach;
+    pthread_attr_getdetachstate(attr, &detach);
+    sa->detached = detach == PTHREAD_CREATE_DETACHED;
+    pthread_attr_getguardsize(attr, &sa->guard_size);
+    if (has_own_stack(attr)) {
+        pthread_attr_getstack(attr, &sa->stack, &sa->stack_size);
+    } else {
+        size_t size;
+        pthread_attr_getstacksize(attr, &size);
+        if (size != glibc_default_stack)    /* chosen by the program, not glibc's default */
+            sa->stack_size = size;
+    }
+}
+
+EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    if (!shim_patched[FAM_thread])
+        return REAL(pthread_create)(t, attr, fn, arg);
+    struct coop_spawn_attr sa;
+    spawn_attr(attr, &sa);
+    struct coop_greenlet *g;
+    int err = coop_spawn(&g, fn, arg, &sa);
+    if (err == ENOSYS)
+        return REAL(pthread_create)(t, attr, fn, arg);
+    if (err == 0)
+        *t = (pthread_t)g;
+    return err;
+}
+
+static bool valid_time(const struct timespec *ts)
+{
+    return ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
+}
+
+EXPORT int pthread_join(pthread_t t, void **result)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    return g ? coop_join(g, result, COOP_NO_DEADLINE) : REAL(pthread_join)(t, result);
+}
+
+EXPORT int pthread_tryjoin_np(pthread_t t, void **result)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    return g ? coop_join(g, result, 0) : REAL(pthread_tryjoin_np)(t, result);
+}
+
+EXPORT int pthread_clockjoin_np(pthread_t t, void **result, clockid_t clock, const struct timespec *abstime)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL)
+        return REAL(pthread_clockjoin_np)(t, result, clock, abstime);
+    if (abstime == NULL)
+        return coop_join(g, result, COOP_NO_DEADLINE);
+    if (!valid_time(abstime) || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
+        return EINVAL;
+    int64_t deadline = shim_deadline_at(clock, abstime);
+    return coop_join(g, result, deadline > 0 ? deadline : 1);
+}
+
+EXPORT int pthread_timedjoin_np(pthread_t t, void **result, const struct timespec *abstime)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL)
+        return REAL(pthread_timedjoin_np)(t, result, abstime);
+    return pthread_clockjoin_np(t, result, CLOCK_REALTIME, abstime);
+}
+
+EXPORT int pthread_detach(pthread_t t)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    return g ? coop_detach(g) : REAL(pthread_detach)(t);
+}
+
+EXPORT void pthread_exit(void *result)
+{
+    if (coop_self() != NULL && shim_patched[FAM_thread])
+        coop_exit(result);
+    REAL(pthread_exit)(result);
+    __builtin_unreachable();
+}
+
+EXPORT pthread_t pthread_self(void)
+{
+    struct coop_greenlet *g = shim_patched[FAM_thread] ? coop_self() : NULL;
+    return g ? (pthread_t)g : REAL(pthread_self)();
+}
+
+EXPORT int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+
+EXPORT int pthread_setname_np(pthread_t t, const char *name)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL)
+        return REAL(pthread_setname_np)(t, name);
+    if (strlen(name) > 15)
+        return ERANGE;
+    coop_greenlet_set_name(g, name);
+    return 0;
+}
+
+EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL)
+        return REAL(pthread_getname_np)(t, buf, len);
+    const char *name = coop_greenlet_name(g);
+    if (strlen(name) >= len)
+        return ERANGE;
+    strcpy(buf, name);
+    return 0;
+}
+
+/* Reports the greenlet's own stack: Rust's std reads it on every new thread to place its
+ * guard page. The main thread's original context reports the real main thread. */
+EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    void *base;
+    size_t size;
+    if (g != NULL)
+        coop_greenlet_stack(g, &base, &size);
+    if (g == NULL || base == NULL)
+        return REAL(pthread_getattr_np)(g ? REAL(pthread_self)() : t, attr);
+    pthread_attr_init(attr);
+    pthread_attr_setstack(attr, base, size);
+    pthread_attr_setguardsize(attr, 4096);
+    return 0;
+}
+
+EXPORT int pthread_kill(pthread_t t, int sig)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL)
+        return REAL(pthread_kill)(t, sig);
+    if (sig == 0)
+        return 0;
+    shim_signal_target(g, sig);
+    if (syscall(SYS_tgkill, getpid(), coop_greenlet_tid(g), sig) != 0)
+        return errno;
+    return 0;
+}

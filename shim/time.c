@@ -1,0 +1,77 @@
+/* Family time: sleeps park the greenlet on its hub's timer heap; sched_yield lets the
+ * other ready greenlets run. Sleeps are never restarted after a signal handler, as in
+ * the kernel, and report the time left. */
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static bool valid(const struct timespec *ts)
+{
+    return ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000 && ts->tv_sec >= 0;
+}
+
+/* 0, or EINTR with *rem set to the time left. */
+static int sleep_until(int64_t deadline, struct timespec *rem)
+{
+    if (coop_sleep_until(deadline) == 0)
+        return 0;
+    if (rem != NULL)
+        *rem = shim_remaining(deadline);
+    return EINTR;
+}
+
+EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+    if (shim_cooperative(FAM_time) == NULL || !valid(req))
+        return REAL(nanosleep)(req, rem);
+    int err = sleep_until(shim_deadline_after(req), rem);
+    if (err == 0)
+        return 0;
+    errno = err;
+    return -1;
+}
+
+EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req, struct timespec *rem)
+{
+    if (shim_cooperative(FAM_time) == NULL || !valid(req)
+        || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC && clock != CLOCK_BOOTTIME
+            && clock != CLOCK_TAI))
+        return REAL(clock_nanosleep)(clock, flags, req, rem);
+    if (flags & TIMER_ABSTIME)
+        return sleep_until(shim_deadline_at(clock, req), NULL);
+    return sleep_until(shim_deadline_after(req), rem);
+}
+
+EXPORT unsigned sleep(unsigned seconds)
+{
+    if (shim_cooperative(FAM_time) == NULL)
+        return REAL(sleep)(seconds);
+    struct timespec req = { seconds, 0 }, rem;
+    if (sleep_until(shim_deadline_after(&req), &rem) == 0)
+        return 0;
+    return (unsigned)rem.tv_sec + (rem.tv_nsec > 0);
+}
+
+EXPORT int usleep(useconds_t usec)
+{
+    if (shim_cooperative(FAM_time) == NULL)
+        return REAL(usleep)(usec);
+    struct timespec req = { usec / 1000000, (long)(usec % 1000000) * 1000 };
+    int err = sleep_until(shim_deadline_after(&req), NULL);
+    if (err == 0)
+        return 0;
+    errno = err;
+    return -1;
+}
+
+EXPORT int sched_yield(void)
+{
+    if (shim_cooperative(FAM_time) == NULL)
+        return REAL(sched_yield)();
+    coop_yield();
+    return 0;
+}

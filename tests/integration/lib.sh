@@ -1,0 +1,30 @@
+# Shared helpers for the integration tests; each test sources this file.
+# A test exits 0 when it passes, 77 when it must be skipped, anything else on failure.
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+COOPRUN=$ROOT/scripts/cooprun
+SAMPLES=$BUILD/samples
+BENCH=$BUILD/bench
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/coop-test.XXXXXX")
+trap 'rm -rf "$TMP"; jobs -p | xargs -r kill 2>/dev/null' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "SKIP: $*" >&2; exit 77; }
+note() { echo "  $*"; }
+
+# OS threads of a running process.
+os_threads() { ls "/proc/$1/task" | wc -l; }
+
+# Waits until a TCP port on 127.0.0.1 accepts connections (at most ~10 s).
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    fail "nothing listens on port $1"
+}
+
+# A free TCP port on loopback.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -1,0 +1,161 @@
+/*
+ * Helpers shared by the sample programs (tests/samples) and the benchmarks (tests/bench).
+ *
+ * Every program is built from its one .c file alone, so everything here is static inline.
+ * Include this file first, after defining _GNU_SOURCE. Nothing here knows about coop: these
+ * are the ordinary habits of an ordinary Linux program.
+ */
+#ifndef COOP_SAMPLES_COMMON_H
+#define COOP_SAMPLES_COMMON_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Prints "PROGRAM: message" on stderr and exits with status 2 (1 means "a check failed"). */
+__attribute__((noreturn, format(printf, 1, 2))) static inline void die(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", program_invocation_short_name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+__attribute__((noreturn)) static inline void die_errno(const char *what)
+{
+    die("%s: %s", what, strerror(errno));
+}
+
+/* Monotonic time in nanoseconds: immune to clock changes, good for intervals. */
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Parses a decimal integer in [min, max] or dies naming the argument. */
+static inline long parse_long(const char *s, long min, long max, const char *what)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        die("%s: '%s' is not a number from %ld to %ld", what, s, min, max);
+    return v;
+}
+
+/* Many connections need many descriptors: the soft limit (often 1024) goes up to the hard one. */
+static inline void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        die_errno("getrlimit");
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        die_errno("setrlimit");
+}
+
+/* A server is stopped by SIGTERM or SIGINT; that is a normal end, so the status is 0. */
+static inline void exit_zero_handler(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+static inline void exit_zero_on_term(void)
+{
+    struct sigaction sa = { .sa_handler = exit_zero_handler };
+
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        die_errno("sigaction");
+}
+
+/* Command line of the echo servers: [-p PORT] [-b BACKLOG]. */
+struct server_options {
+    int port;    /* 0: an ephemeral port, printed once listening */
+    int backlog;
+};
+
+static inline struct server_options parse_server_options(int argc, char **argv)
+{
+    struct server_options o = { .port = 0, .backlog = SOMAXCONN };
+    int c;
+
+    while ((c = getopt(argc, argv, "p:b:")) != -1) {
+        switch (c) {
+        case 'p': o.port = (int)parse_long(optarg, 0, 65535, "-p"); break;
+        case 'b': o.backlog = (int)parse_long(optarg, 1, INT_MAX, "-b"); break;
+        default: die("usage: %s [-p PORT] [-b BACKLOG]", program_invocation_short_name);
+        }
+    }
+    if (optind != argc)
+        die("usage: %s [-p PORT] [-b BACKLOG]", program_invocation_short_name);
+    return o;
+}
+
+/*
+ * Listens on 127.0.0.1 and prints "listening on PORT" (flushed at once: the tests wait for
+ * that line to learn an ephemeral port). type_flags go to socket(), e.g. SOCK_NONBLOCK.
+ */
+static inline int listen_loopback(const struct server_options *o, int type_flags)
+{
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->port) };
+    socklen_t len = sizeof addr;
+    int one = 1;
+    int fd;
+
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | type_flags, 0);
+    if (fd < 0)
+        die_errno("socket");
+    /* A restarted server must not wait for the old one's TIME_WAIT connections. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        die_errno("setsockopt SO_REUSEADDR");
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die_errno("bind");
+    if (listen(fd, o->backlog) != 0)
+        die_errno("listen");
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+        die_errno("getsockname");
+    printf("listening on %d\n", ntohs(addr.sin_port));
+    fflush(stdout);
+    return fd;
+}
+
+/* Errors of accept() that say "out of resources for now": wait a little and try again. */
+static inline bool accept_error_is_transient(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+#endif

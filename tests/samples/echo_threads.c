@@ -1,0 +1,100 @@
+/*
+ * echo_threads [-p PORT] [-b BACKLOG]: the plainest TCP echo server there is, one thread per
+ * connection doing blocking read() and write() until the client closes.
+ *
+ * It listens on 127.0.0.1 (port 0 picks a free one) and prints "listening on PORT". SIGTERM or
+ * SIGINT ends it with status 0. There is no limit on connections: when descriptors or threads
+ * run out it pauses and tries again, as a long-running server would.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+enum {
+    /* Small stacks let 10,000 native threads fit; the buffer below is the biggest user. */
+    THREAD_STACK_SIZE = 64 * 1024,
+    BUFFER_SIZE = 16 * 1024,
+    /* How long to back off when accept() or pthread_create() runs out of resources. */
+    RETRY_MS = 10,
+};
+
+/* Writes all of buf: a socket may take only part of it, or be interrupted by a signal. */
+static bool write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* One connection's thread: echoes until EOF or an error (a reset client), then closes. */
+static void *serve(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[BUFFER_SIZE];
+
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || !write_all(fd, buf, (size_t)n))
+            break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static int accept_retrying(int listener)
+{
+    for (;;) {
+        int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+
+        if (fd >= 0)
+            return fd;
+        if (accept_error_is_transient(errno))
+            sleep_ms(RETRY_MS);
+        else if (errno != EINTR && errno != ECONNABORTED)
+            die_errno("accept");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct server_options options = parse_server_options(argc, argv);
+    pthread_attr_t attr;
+    int listener;
+    int err;
+
+    exit_zero_on_term();
+    /* A client that resets its connection must cost one thread an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile_limit();
+    listener = listen_loopback(&options, 0);
+
+    if ((err = pthread_attr_init(&attr)) != 0 ||
+        (err = pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE)) != 0 ||
+        (err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)) != 0)
+        die("pthread_attr: %s", strerror(err));
+
+    for (;;) {
+        int fd = accept_retrying(listener);
+        pthread_t thread;
+
+        /* Out of threads or memory: this client is refused, the next one may fare better. */
+        if (pthread_create(&thread, &attr, serve, (void *)(intptr_t)fd) != 0) {
+            close(fd);
+            sleep_ms(RETRY_MS);
+        }
+    }
+}
