@@ -53,11 +53,13 @@ deps:
 # --- the library ---
 $(BUILD)/obj/%.o: %.c $(wildcard core/*.h shim/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIB_CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: %.S core/context.h
 	@mkdir -p $(dir $@)
-	$(CC) -fPIC -c $< -o $@
+	@echo "  AS      $<"
+	@$(CC) -fPIC -c $< -o $@
 
 SURFACE_NAMES = sed -n 's/^COOP_FN([a-z]*, *\([A-Za-z0-9_]*\),.*/\1/p' shim/surface.h
 
@@ -75,7 +77,8 @@ $(BUILD)/libuv_private.a: $(LIBUV_A) shim/surface.h
 	objcopy --redefine-syms=$(BUILD)/libuv.rename $(LIBUV_A) $@
 
 $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/exports.map
-	$(CC) $(LIB_LDFLAGS) -o $@ $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(LIB_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LIB_LDFLAGS) -o $@ $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(LIB_LIBS)
 
 # --- programs that know nothing of coop ---
 $(BUILD)/samples/%: tests/samples/%.c $(wildcard tests/samples/*.h)

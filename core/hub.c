@@ -2,11 +2,12 @@
  * Hubs: one per OS thread that runs program code, each with a libuv loop. A greenlet that
  * must wait switches straight to the next ready greenlet; only when none is ready, or
  * after COOP_POLL_EVERY direct switches, does it switch to the hub's own greenlet, which
- * runs the loop once and hands the processor to whoever the loop made ready.
+ * polls once and hands the processor to whoever the poll made ready.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 
 #include "internal.h"
@@ -47,18 +48,56 @@ static void on_async(uv_async_t *a)
     }
 }
 
+static struct coop_greenlet *pop_ready(struct coop_hub *h)
+{
+    struct coop_greenlet *g = h->ready_head;
+    if (g != NULL) {
+        h->ready_head = g->next_ready;
+        if (h->ready_head == NULL)
+            h->ready_tail = NULL;
+        h->ready_len--;
+    }
+    return g;
+}
+
+#define LIBUV_TAG UINT64_MAX
+#define EVENTS_PER_POLL 256
+
+/*
+ * One look at the hub's epoll set, which holds the waited fds and libuv's own backend fd.
+ * It blocks only when no greenlet is ready, for as long as libuv's timers allow; libuv
+ * runs when its backend has events or its timers are due.
+ */
+static void hub_poll(struct coop_hub *h, bool block)
+{
+    struct epoll_event events[EVENTS_PER_POLL];
+    int timeout = 0;
+    if (block) {
+        uv_update_time(&h->loop);
+        timeout = uv_backend_timeout(&h->loop);
+    }
+    long n = coop_sys6(SYS_epoll_wait, h->epfd, (long)events, EVENTS_PER_POLL, timeout, 0, 0);
+    bool run_libuv = n < 0;
+    for (long i = 0; i < n; i++) {
+        if (events[i].data.u64 == LIBUV_TAG)
+            run_libuv = true;
+        else
+            coop_fd_ready(h, (int)events[i].data.u64, events[i].events);
+    }
+    uv_update_time(&h->loop);
+    if (run_libuv || uv_backend_timeout(&h->loop) == 0)
+        uv_run(&h->loop, UV_RUN_NOWAIT);
+}
+
 static void hub_loop(struct coop_hub *h)
 {
     for (;;) {
         coop_reap(h);
-        h->switches_since_poll = 0;
-        uv_run(&h->loop, h->ready_head != NULL ? UV_RUN_NOWAIT : UV_RUN_ONCE);
-        struct coop_greenlet *next = h->ready_head;
+        hub_poll(h, h->ready_head == NULL);
+        h->round_left = h->ready_len > COOP_ROUND_MIN ? h->ready_len : COOP_ROUND_MIN;
+        struct coop_greenlet *next = pop_ready(h);
         if (next == NULL)
             continue;
-        h->ready_head = next->next_ready;
-        if (h->ready_head == NULL)
-            h->ready_tail = NULL;
         next->state = G_RUNNING;
         struct coop_greenlet *self = h->current;
         h->current = next;
@@ -85,6 +124,11 @@ static struct coop_hub *hub_create(void)
     h->timer.data = h;
     uv_async_init(&h->loop, &h->async, on_async);
     h->async.data = h;
+    h->epfd = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = LIBUV_TAG };
+    if (h->epfd < 0
+        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, uv_backend_fd(&h->loop), (long)&ev, 0, 0) < 0)
+        coop_panic("cannot create a hub's epoll set");
     h->armed_deadline = COOP_NO_DEADLINE;
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     coop_tls_hub = h;
@@ -128,6 +172,7 @@ void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
     else
         h->ready_head = g;
     h->ready_tail = g;
+    h->ready_len++;
 }
 
 uint64_t coop_prepare_wait(struct coop_greenlet *g)
@@ -172,13 +217,8 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
 void coop_switch_away(struct coop_hub *h)
 {
     struct coop_greenlet *self = h->current, *next = NULL;
-    if (h->switches_since_poll < COOP_POLL_EVERY && h->ready_head != NULL) {
-        next = h->ready_head;
-        h->ready_head = next->next_ready;
-        if (h->ready_head == NULL)
-            h->ready_tail = NULL;
-        h->switches_since_poll++;
-    }
+    if (h->round_left > 0 && (next = pop_ready(h)) != NULL)
+        h->round_left--;
     if (next == NULL)
         next = h->hub_g;
     if (next == self) {

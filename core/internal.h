@@ -12,9 +12,14 @@
 #include "sys.h"
 
 #define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
-/* Ready greenlets switch to each other directly; after this many switches the hub polls
- * the loop even though work is still ready, so I/O and timers are never starved. */
-#define COOP_POLL_EVERY 64
+/*
+ * Ready greenlets switch to each other directly. The hub polls the loop when none is
+ * ready, and otherwise once a round: after as many direct switches as greenlets were
+ * ready when the round began (at least COOP_ROUND_MIN), so I/O and timers are never
+ * starved. Polling more often would not help: libuv's epoll is level-triggered, and it
+ * would report again the fds of greenlets that are ready but have not run yet.
+ */
+#define COOP_ROUND_MIN 64
 
 enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
 
@@ -52,13 +57,15 @@ struct coop_watch;
 
 struct coop_hub {
     uv_loop_t loop;
+    int epfd;                        /* the hub's epoll set: libuv's backend and waited fds */
     uv_timer_t timer;
     uv_async_t async;
     struct coop_greenlet *current, *hub_g, *main_g;
     pid_t tid;                       /* the OS thread running the hub */
 
     struct coop_greenlet *ready_head, *ready_tail;
-    unsigned switches_since_poll;
+    unsigned ready_len;
+    unsigned round_left;             /* direct switches left before the next poll */
 
     coop_lock_t remote_lock;         /* wakes from other OS threads */
     struct coop_greenlet *remote_head, *remote_tail;
@@ -88,6 +95,9 @@ void coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
 int coop_suspend(int64_t deadline);
 void coop_switch_away(struct coop_hub *h);
+
+/* fdwait.c: dispatches one event of the hub's epoll set */
+void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events);
 
 /* timer.c */
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline);
