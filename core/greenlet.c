@@ -81,7 +81,24 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
             live_greenlets = 1;
     }
     init_record(h, g);
+    if (coop_tls_greenlet_init(g) != 0)
+        coop_panic("out of memory");
     return g;
+}
+
+static void release(struct coop_hub *h, struct coop_greenlet *g)
+{
+    unlink_all(h, g);
+    coop_tls_greenlet_free(h, g);
+    g->magic = 0;
+    if (g->heap_struct) {
+        struct coop_stack stack = g->stack;
+        free(g);
+        coop_stack_free(&stack);
+    } else {
+        struct coop_stack stack = g->stack;   /* the record lives on it */
+        coop_stack_free(&stack);
+    }
 }
 
 int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
@@ -107,6 +124,10 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
         g = record_on_stack(&stack);
     }
     init_record(h, g);
+    if (coop_tls_greenlet_init(g) != 0) {
+        release(h, g);
+        return EAGAIN;
+    }
     g->fn = fn;
     g->arg = arg;
     g->detached = attr->detached;
@@ -126,20 +147,6 @@ void coop_greenlet_main(void)
     }
     errno = 0;
     coop_exit(g->fn(g->arg));
-}
-
-static void release(struct coop_hub *h, struct coop_greenlet *g)
-{
-    unlink_all(h, g);
-    g->magic = 0;
-    if (g->heap_struct) {
-        struct coop_stack stack = g->stack;
-        free(g);
-        coop_stack_free(&stack);
-    } else {
-        struct coop_stack stack = g->stack;   /* the record lives on it */
-        coop_stack_free(&stack);
-    }
 }
 
 void coop_reap(struct coop_hub *h)

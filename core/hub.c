@@ -89,6 +89,18 @@ static void hub_poll(struct coop_hub *h, bool block)
         uv_run(&h->loop, UV_RUN_NOWAIT);
 }
 
+/* errno is per OS thread and so is saved per greenlet; so is the program's TLS block. */
+static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
+{
+    struct coop_greenlet *self = h->current;
+    next->state = G_RUNNING;
+    h->current = next;
+    coop_tls_enter(h, next);
+    self->saved_errno = errno;
+    coop_context_switch(&self->ctx, &next->ctx);
+    errno = self->saved_errno;
+}
+
 static void hub_loop(struct coop_hub *h)
 {
     for (;;) {
@@ -96,14 +108,8 @@ static void hub_loop(struct coop_hub *h)
         hub_poll(h, h->ready_head == NULL);
         h->round_left = h->ready_len > COOP_ROUND_MIN ? h->ready_len : COOP_ROUND_MIN;
         struct coop_greenlet *next = pop_ready(h);
-        if (next == NULL)
-            continue;
-        next->state = G_RUNNING;
-        struct coop_greenlet *self = h->current;
-        h->current = next;
-        self->saved_errno = errno;
-        coop_context_switch(&self->ctx, &next->ctx);
-        errno = self->saved_errno;
+        if (next != NULL)
+            switch_to(h, next);
     }
 }
 
@@ -132,9 +138,10 @@ static struct coop_hub *hub_create(void)
     h->armed_deadline = COOP_NO_DEADLINE;
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     coop_tls_hub = h;
+    coop_tls_hub_init(h);
     h->main_g = coop_greenlet_adopt(h, false);
     h->hub_g = coop_greenlet_adopt(h, true);
-    h->current = h->main_g;
+    h->current = h->tls_owner = h->main_g;
     return h;
 }
 
@@ -143,6 +150,7 @@ void coop_init(const struct coop_settings *settings)
     coop_settings = *settings;
     coop_context_init(settings->switch_ucontext ? COOP_SWITCH_UCONTEXT : COOP_SWITCH_FAST);
     coop_stack_configure(settings->stack_size);
+    coop_tls_init();
     hub_create();
     initialized = true;
 }
@@ -221,15 +229,10 @@ void coop_switch_away(struct coop_hub *h)
         h->round_left--;
     if (next == NULL)
         next = h->hub_g;
-    if (next == self) {
+    if (next == self)
         self->state = G_RUNNING;
-        return;
-    }
-    next->state = G_RUNNING;
-    h->current = next;
-    self->saved_errno = errno;
-    coop_context_switch(&self->ctx, &next->ctx);
-    errno = self->saved_errno;
+    else
+        switch_to(h, next);
 }
 
 int coop_suspend(int64_t deadline)

@@ -48,6 +48,7 @@ struct coop_greenlet {
     void *arg, *result;
     struct coop_greenlet *joiner;
     void *slot;                      /* the shim's */
+    void *tls;                       /* its copy of the program's TLS block (see tls.c) */
     struct coop_stack stack;
     bool heap_struct;                /* allocated with malloc, not on its stack */
     char name[16];
@@ -78,6 +79,9 @@ struct coop_hub {
     struct coop_watch **watches;     /* by fd */
     int watches_len;
 
+    char *tls_block;                 /* this thread's instance of the program's TLS block */
+    struct coop_greenlet *tls_owner; /* whose values the block holds now */
+
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
 };
@@ -103,6 +107,13 @@ void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events);
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline);
 void coop_timer_remove(struct coop_hub *h, struct coop_greenlet *g);
 void coop_timer_expire(uv_timer_t *t);
+
+/* tls.c */
+void coop_tls_init(void);
+void coop_tls_hub_init(struct coop_hub *h);
+int coop_tls_greenlet_init(struct coop_greenlet *g);
+void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g);
+void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g);
 
 /* greenlet.c */
 struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub);
