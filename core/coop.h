@@ -71,6 +71,8 @@ void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g));
 /* Per-greenlet data owned by the shim (thread-specific values, cancellation...). */
 void **coop_greenlet_slot(struct coop_greenlet *g);
 uint64_t coop_greenlet_id(const struct coop_greenlet *g);
+/* Whether g is a thread's original context rather than a created greenlet. */
+bool coop_greenlet_is_main(const struct coop_greenlet *g);
 /* The OS thread (kernel tid) that runs g. */
 pid_t coop_greenlet_tid(const struct coop_greenlet *g);
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);

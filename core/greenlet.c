@@ -234,6 +234,7 @@ int coop_detach(struct coop_greenlet *g)
 
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
+bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 pid_t coop_greenlet_tid(const struct coop_greenlet *g) { return g->hub->tid; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 

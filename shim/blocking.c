@@ -159,3 +159,12 @@ ssize_t shim_send_all(int fd, struct shim_out *out)
     } while (left > 0);
     return done;
 }
+
+int shim_abs_deadline(clockid_t clock, const struct timespec *abstime, int64_t *deadline)
+{
+    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000
+        || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
+        return EINVAL;
+    *deadline = shim_deadline_at(clock, abstime);
+    return 0;
+}

@@ -15,7 +15,7 @@
 int shim_mutex_lock(pthread_mutex_t *m);
 int shim_mutex_unlock(pthread_mutex_t *m);
 
-static _Atomic unsigned *seq(pthread_cond_t *c) { return (_Atomic unsigned *)&c->__data.__wseq; }
+static _Atomic uint32_t *seq(pthread_cond_t *c) { return (_Atomic uint32_t *)&c->__data.__wseq; }
 
 static bool coop_owned(const pthread_cond_t *c)
 {
@@ -27,21 +27,13 @@ static clockid_t clock_of(const pthread_cond_t *c)
     return c->__data.__wrefs & 2 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
 }
 
-struct wait_ctx { pthread_cond_t *c; unsigned seen; };
-
-static bool unchanged(const void *ctx)
-{
-    const struct wait_ctx *w = ctx;
-    return atomic_load(seq(w->c)) == w->seen;
-}
-
 static int wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
 {
-    struct wait_ctx w = { c, atomic_load(seq(c)) };
+    uint32_t seen = atomic_load(seq(c));
     int err = shim_mutex_unlock(m);
     if (err != 0)
         return err;
-    int r = coop_park(seq(c), unchanged, &w, ~0u, deadline);
+    int r = shim_park_while(seq(c), seen, deadline, ~0u);
     shim_mutex_lock(m);
     return r == ETIMEDOUT ? ETIMEDOUT : 0;
 }
@@ -56,11 +48,9 @@ EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid
 {
     if (!coop_owned(c))
         return REAL(pthread_cond_clockwait)(c, m, clock, abstime);
-    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000
-        || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
-        return EINVAL;
-    int64_t deadline = shim_deadline_at(clock, abstime);
-    return wait(c, m, deadline > 0 ? deadline : 1);
+    int64_t deadline;
+    int err = shim_abs_deadline(clock, abstime, &deadline);
+    return err != 0 ? err : wait(c, m, deadline);
 }
 
 EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)

@@ -8,6 +8,7 @@ __attribute__((constructor)) static void coop_start(void)
     shim_resolve_all();
     coop_init(&settings);
     shim_thread_init();
+    shim_locals_init();
 }
 
 struct coop_greenlet *shim_cooperative(enum shim_family family)

@@ -21,8 +21,7 @@ static bool coop_owned(const pthread_mutex_t *m)
     return shim_patched[FAM_thread] && (m->__data.__kind & ~(KIND_TYPE_MASK | KIND_ELISION_MASK)) == 0;
 }
 
-/* Owner ids: greenlets get bit 30, above any kernel tid (pid_max is at most 2^22). */
-static int owner_id(void)
+int shim_owner_id(void)
 {
     struct coop_greenlet *g = coop_self();
     if (g != NULL)
@@ -33,22 +32,17 @@ static int owner_id(void)
     return tid;
 }
 
-static _Atomic int *word(pthread_mutex_t *m) { return (_Atomic int *)&m->__data.__lock; }
-
-static bool still_contended(const void *m)
-{
-    return atomic_load(word((pthread_mutex_t *)m)) == 2;
-}
+static _Atomic uint32_t *word(pthread_mutex_t *m) { return (_Atomic uint32_t *)&m->__data.__lock; }
 
 /* The lock word part: 0, or ETIMEDOUT. */
 static int acquire(pthread_mutex_t *m, int64_t deadline)
 {
-    int expected = 0;
+    uint32_t expected = 0;
     if (atomic_compare_exchange_strong_explicit(word(m), &expected, 1, memory_order_acquire,
                                                 memory_order_relaxed))
         return 0;
     while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0)
-        if (coop_park(word(m), still_contended, m, ~0u, deadline) == ETIMEDOUT)
+        if (shim_park_while(word(m), 2, deadline, ~0u) == ETIMEDOUT)
             return ETIMEDOUT;
     return 0;
 }
@@ -57,7 +51,7 @@ static int acquire(pthread_mutex_t *m, int64_t deadline)
 static int lock(pthread_mutex_t *m, int64_t deadline)
 {
     int type = m->__data.__kind & KIND_TYPE_MASK;
-    int self = owner_id();
+    int self = shim_owner_id();
     if (m->__data.__owner == self) {
         if (type == PTHREAD_MUTEX_RECURSIVE) {
             if (m->__data.__count == ~0u)
@@ -69,7 +63,7 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
             return EDEADLK;
     }
     if (deadline == 0) {
-        int expected = 0;
+        uint32_t expected = 0;
         if (!atomic_compare_exchange_strong(word(m), &expected, 1))
             return EBUSY;
     } else if (acquire(m, deadline) != 0) {
@@ -88,7 +82,7 @@ int shim_mutex_unlock(pthread_mutex_t *m)
         return REAL(pthread_mutex_unlock)(m);
     int type = m->__data.__kind & KIND_TYPE_MASK;
     if (type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK) {
-        if (m->__data.__owner != owner_id())
+        if (m->__data.__owner != shim_owner_id())
             return EPERM;
         if (--m->__data.__count > 0)
             return 0;
@@ -111,11 +105,9 @@ EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const st
 {
     if (!coop_owned(m))
         return REAL(pthread_mutex_clocklock)(m, clock, abstime);
-    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000
-        || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
-        return EINVAL;
-    int64_t deadline = shim_deadline_at(clock, abstime);
-    return lock(m, deadline > 0 ? deadline : 1);
+    int64_t deadline;
+    int err = shim_abs_deadline(clock, abstime, &deadline);
+    return err != 0 ? err : lock(m, deadline);
 }
 
 EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)

@@ -4,6 +4,7 @@
 #define COOP_SHIM_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -68,10 +69,19 @@ int shim_wait_fd(int fd, int dir, int64_t deadline, bool restartable);
 /* Whether poll says fd is ready for dir right now. */
 bool shim_ready_now(int fd, int dir);
 
+/* Parks the caller while *word == seen (futex-style; see futex.c): 0, EAGAIN, ETIMEDOUT
+ * or EINTR / COOP_RESTART. */
+int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset);
+/* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
+ * bit 30 set (tids stay below 2^22). */
+int shim_owner_id(void);
+
 /* Deadlines from the time arguments of libc calls. */
 int64_t shim_deadline_after(const struct timespec *rel);
 int64_t shim_deadline_at(clockid_t clock, const struct timespec *abs);
 int64_t shim_deadline_ms(int timeout_ms);
+/* The deadline of a pthread-style absolute timeout, or EINVAL for a bad one. */
+int shim_abs_deadline(clockid_t clock, const struct timespec *abstime, int64_t *deadline);
 struct timespec shim_remaining(int64_t deadline);
 
 /* Signals: whether handled ones interrupt cooperative waits (see signal.c). */
@@ -80,7 +90,8 @@ void shim_signal_target(struct coop_greenlet *g, int sig);
 /* Settings (settings.c). */
 void shim_read_settings(struct coop_settings *core);
 
-/* Thread family glue (thread.c). */
+/* Thread family glue (thread.c, locals.c). */
 void shim_thread_init(void);
+void shim_locals_init(void);
 
 #endif

@@ -67,11 +67,6 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     return err;
 }
 
-static bool valid_time(const struct timespec *ts)
-{
-    return ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
-}
-
 EXPORT int pthread_join(pthread_t t, void **result)
 {
     struct coop_greenlet *g = greenlet_of(t);
@@ -91,10 +86,9 @@ EXPORT int pthread_clockjoin_np(pthread_t t, void **result, clockid_t clock, con
         return REAL(pthread_clockjoin_np)(t, result, clock, abstime);
     if (abstime == NULL)
         return coop_join(g, result, COOP_NO_DEADLINE);
-    if (!valid_time(abstime) || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC))
-        return EINVAL;
-    int64_t deadline = shim_deadline_at(clock, abstime);
-    return coop_join(g, result, deadline > 0 ? deadline : 1);
+    int64_t deadline;
+    int err = shim_abs_deadline(clock, abstime, &deadline);
+    return err != 0 ? err : coop_join(g, result, deadline);
 }
 
 EXPORT int pthread_timedjoin_np(pthread_t t, void **result, const struct timespec *abstime)

@@ -1,0 +1,183 @@
+/*
+ * Family thread, thread-local data: pthread keys and C++/Rust thread_local destructors.
+ * A key's value belongs to the greenlet (CPython keeps each thread's interpreter state
+ * in one), or to the OS thread for callers that are no greenlet. Keys always use this
+ * implementation, whether thread patching is on or not, so that a key made before coop's
+ * constructor ran is the same key after.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define KEYS_MAX PTHREAD_KEYS_MAX
+#define DESTRUCTOR_ROUNDS PTHREAD_DESTRUCTOR_ITERATIONS
+
+/* A key is in use while its sequence number is odd; a value is the key's only while the
+ * sequence it was stored under is current, so pthread_key_delete forgets all at once. */
+static struct {
+    _Atomic uint64_t seq;
+    void (*destructor)(void *);
+} keys[KEYS_MAX];
+
+struct tls_dtor {
+    struct tls_dtor *next;
+    void (*fn)(void *);
+    void *obj;
+};
+
+struct locals {
+    struct { uint64_t seq; void *value; } *values;
+    unsigned len;
+    struct tls_dtor *tls_dtors;    /* most recent first, the order they run in */
+};
+
+static __thread struct locals *thread_locals;
+static pthread_key_t thread_exit_key;
+
+static struct locals **locals_slot(void)
+{
+    struct coop_greenlet *g = coop_self();
+    return g != NULL ? (struct locals **)coop_greenlet_slot(g) : &thread_locals;
+}
+
+static struct locals *my_locals(bool create)
+{
+    struct locals **slot = locals_slot();
+    if (*slot == NULL && create) {
+        *slot = calloc(1, sizeof **slot);
+        if (*slot != NULL && slot == &thread_locals)
+            REAL(pthread_setspecific)(thread_exit_key, *slot);   /* for the destructors */
+    }
+    return *slot;
+}
+
+EXPORT int pthread_key_create(pthread_key_t *key, void (*destructor)(void *))
+{
+    for (unsigned k = 0; k < KEYS_MAX; k++) {
+        uint64_t seq = atomic_load(&keys[k].seq);
+        if ((seq & 1) == 0 && atomic_compare_exchange_strong(&keys[k].seq, &seq, seq + 1)) {
+            keys[k].destructor = destructor;
+            *key = k;
+            return 0;
+        }
+    }
+    return EAGAIN;
+}
+
+EXPORT int pthread_key_delete(pthread_key_t key)
+{
+    if (key >= KEYS_MAX)
+        return EINVAL;
+    uint64_t seq = atomic_load(&keys[key].seq);
+    if ((seq & 1) == 0 || !atomic_compare_exchange_strong(&keys[key].seq, &seq, seq + 1))
+        return EINVAL;
+    return 0;
+}
+
+EXPORT void *pthread_getspecific(pthread_key_t key)
+{
+    struct locals *l = my_locals(false);
+    if (l == NULL || key >= l->len || l->values[key].seq != atomic_load(&keys[key].seq))
+        return NULL;
+    return l->values[key].value;
+}
+
+EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
+{
+    if (key >= KEYS_MAX || (atomic_load(&keys[key].seq) & 1) == 0)
+        return EINVAL;
+    struct locals *l = my_locals(true);
+    if (l == NULL)
+        return ENOMEM;
+    if (key >= l->len) {
+        unsigned len = key < 32 ? 32 : KEYS_MAX;
+        void *values = realloc(l->values, len * sizeof l->values[0]);
+        if (values == NULL)
+            return ENOMEM;
+        l->values = values;
+        for (unsigned k = l->len; k < len; k++)
+            l->values[k].seq = 0;
+        l->len = len;
+    }
+    l->values[key].seq = atomic_load(&keys[key].seq);
+    l->values[key].value = (void *)value;
+    return 0;
+}
+
+/* Rust's std and C++ register destructors of thread_local objects here. A greenlet's run
+ * when it ends; the main thread's and real threads' stay with glibc, which runs them at
+ * thread exit and exit(). */
+EXPORT int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso)
+{
+    struct coop_greenlet *g = coop_self();
+    if (g == NULL || coop_greenlet_is_main(g))
+        return REAL(__cxa_thread_atexit_impl)(fn, obj, dso);
+    struct locals *l = my_locals(true);
+    struct tls_dtor *d = malloc(sizeof *d);
+    if (l == NULL || d == NULL) {
+        free(d);
+        return -1;
+    }
+    *d = (struct tls_dtor){ l->tls_dtors, fn, obj };
+    l->tls_dtors = d;
+    return 0;
+}
+
+/* What glibc does when a thread ends: thread_local destructors, then key destructors,
+ * for as many rounds as values keep being set. */
+static void run_destructors(struct locals *l)
+{
+    while (l->tls_dtors != NULL) {
+        struct tls_dtor *d = l->tls_dtors;
+        l->tls_dtors = d->next;
+        d->fn(d->obj);
+        free(d);
+    }
+    for (int round = 0; round < DESTRUCTOR_ROUNDS; round++) {
+        bool ran = false;
+        for (unsigned k = 0; k < l->len; k++) {
+            void *value = l->values[k].value;
+            void (*destructor)(void *) = keys[k].destructor;
+            if (value == NULL || l->values[k].seq != atomic_load(&keys[k].seq) || destructor == NULL)
+                continue;
+            l->values[k].value = NULL;
+            destructor(value);
+            ran = true;
+        }
+        if (!ran)
+            break;
+    }
+    free(l->values);
+    free(l);
+}
+
+static void greenlet_exit(struct coop_greenlet *g)
+{
+    struct locals **slot = (struct locals **)coop_greenlet_slot(g);
+    if (*slot != NULL)
+        run_destructors(*slot);
+    *slot = NULL;
+}
+
+static void thread_exit(void *l)
+{
+    thread_locals = NULL;
+    run_destructors(l);
+}
+
+void shim_locals_init(void)
+{
+    REAL(pthread_key_create)(&thread_exit_key, thread_exit);
+    coop_set_exit_hook(greenlet_exit);
+    /* Values set on the main thread before coop started stay the main greenlet's. */
+    struct coop_greenlet *main = coop_self();
+    if (main != NULL)
+        *(struct locals **)coop_greenlet_slot(main) = thread_locals;
+    if (thread_locals != NULL)
+        REAL(pthread_setspecific)(thread_exit_key, NULL);
+    thread_locals = NULL;
+}
