@@ -27,6 +27,7 @@ struct coop_greenlet;
 struct coop_hub;
 
 struct coop_settings {
+    uintptr_t (*os_thread_self)(void);   /* the real pthread_self, to name a hub's thread */
     size_t stack_size;
     bool switch_ucontext;
     bool stats;
@@ -73,8 +74,8 @@ void **coop_greenlet_slot(struct coop_greenlet *g);
 uint64_t coop_greenlet_id(const struct coop_greenlet *g);
 /* Whether g is a thread's original context rather than a created greenlet. */
 bool coop_greenlet_is_main(const struct coop_greenlet *g);
-/* The OS thread (kernel tid) that runs g. */
-pid_t coop_greenlet_tid(const struct coop_greenlet *g);
+/* The OS thread that runs g, as its real pthread_t. */
+uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g);
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);
 const char *coop_greenlet_name(const struct coop_greenlet *g);
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size);

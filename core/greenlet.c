@@ -235,7 +235,7 @@ int coop_detach(struct coop_greenlet *g)
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
-pid_t coop_greenlet_tid(const struct coop_greenlet *g) { return g->hub->tid; }
+uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)

@@ -136,7 +136,7 @@ static struct coop_hub *hub_create(void)
         || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, uv_backend_fd(&h->loop), (long)&ev, 0, 0) < 0)
         coop_panic("cannot create a hub's epoll set");
     h->armed_deadline = COOP_NO_DEADLINE;
-    h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    h->os_thread = coop_settings.os_thread_self();
     coop_tls_hub = h;
     coop_tls_hub_init(h);
     h->main_g = coop_greenlet_adopt(h, false);

@@ -62,7 +62,7 @@ struct coop_hub {
     uv_timer_t timer;
     uv_async_t async;
     struct coop_greenlet *current, *hub_g, *main_g;
-    pid_t tid;                       /* the OS thread running the hub */
+    uintptr_t os_thread;             /* the OS thread running the hub: its real pthread_t */
 
     struct coop_greenlet *ready_head, *ready_tail;
     unsigned ready_len;

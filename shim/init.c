@@ -1,9 +1,11 @@
 /* Start-up: read the settings, resolve libc, turn the main thread into a hub. */
+#include <pthread.h>
+
 #include "shim.h"
 
 __attribute__((constructor)) static void coop_start(void)
 {
-    struct coop_settings settings = { 0 };
+    struct coop_settings settings = { .os_thread_self = (uintptr_t(*)(void))REAL(pthread_self) };
     shim_read_settings(&settings);
     shim_resolve_all();
     coop_init(&settings);

@@ -32,11 +32,11 @@ EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))
     }
 }
 
-/* --- semaphores: glibc keeps the value in the low 32 bits of the first word, and a
- * private flag (FUTEX_PRIVATE_FLAG, 128) after it that is 0 when process-shared --- */
+/* --- semaphores: glibc keeps the value in the low 32 bits of the first word, and after
+ * it a sharing flag that is 0 for a private semaphore (FUTEX_PRIVATE_FLAG when shared) --- */
 
 static _Atomic uint32_t *sem_value(sem_t *s) { return (_Atomic uint32_t *)s; }
-static bool sem_ours(sem_t *s) { return shim_patched[FAM_thread] && ((int *)s)[2] != 0; }
+static bool sem_ours(sem_t *s) { return shim_patched[FAM_thread] && ((int *)s)[2] == 0; }
 
 /* 0, or -1 with errno EAGAIN (try), ETIMEDOUT or EINTR; sem_wait is never restarted. */
 static int sem_take(sem_t *s, int64_t deadline)

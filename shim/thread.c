@@ -4,9 +4,9 @@
  * from glibc's (threads coop did not create keep working).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -27,6 +27,13 @@ void shim_thread_init(void)
 static struct coop_greenlet *greenlet_of(pthread_t t)
 {
     return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
+}
+
+/* Scheduling, affinity, CPU time and signals belong to the OS thread that runs a greenlet. */
+static pthread_t os_thread_of(pthread_t t)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    return g ? (pthread_t)coop_greenlet_os_thread(g) : t;
 }
 
 /* glibc keeps "a stack was supplied" only as a flag inside the attribute object:
@@ -161,15 +168,61 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
     return 0;
 }
 
+/* A greenlet's signal goes to its hub's OS thread; the handler's interruption of a wait
+ * is aimed at that greenlet (see signal.c). */
 EXPORT int pthread_kill(pthread_t t, int sig)
 {
     struct coop_greenlet *g = greenlet_of(t);
-    if (g == NULL)
-        return REAL(pthread_kill)(t, sig);
-    if (sig == 0)
-        return 0;
-    shim_signal_target(g, sig);
-    if (syscall(SYS_tgkill, getpid(), coop_greenlet_tid(g), sig) != 0)
-        return errno;
-    return 0;
+    if (g != NULL && sig != 0)
+        shim_signal_target(g, sig);
+    return g != NULL && sig == 0 ? 0 : REAL(pthread_kill)(os_thread_of(t), sig);
+}
+
+EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *param)
+{
+    return REAL(pthread_getschedparam)(os_thread_of(t), policy, param);
+}
+
+EXPORT int pthread_setschedparam(pthread_t t, int policy, const struct sched_param *param)
+{
+    return REAL(pthread_setschedparam)(os_thread_of(t), policy, param);
+}
+
+EXPORT int pthread_setschedprio(pthread_t t, int prio)
+{
+    return REAL(pthread_setschedprio)(os_thread_of(t), prio);
+}
+
+EXPORT int pthread_getaffinity_np(pthread_t t, size_t size, cpu_set_t *set)
+{
+    return REAL(pthread_getaffinity_np)(os_thread_of(t), size, set);
+}
+
+EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set)
+{
+    return REAL(pthread_setaffinity_np)(os_thread_of(t), size, set);
+}
+
+EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
+{
+    return REAL(pthread_getcpuclockid)(os_thread_of(t), clock);
+}
+
+EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g != NULL)
+        shim_signal_target(g, sig);
+    return REAL(pthread_sigqueue)(os_thread_of(t), sig, value);
+}
+
+/* Cancellation would have to unwind a greenlet's stack through glibc's per-OS-thread
+ * cleanup records: refused, loudly, rather than half done. */
+EXPORT int pthread_cancel(pthread_t t)
+{
+    if (greenlet_of(t) == NULL)
+        return REAL(pthread_cancel)(t);
+    coop_warn("pthread_cancel is not supported for greenlets (the thread keeps running); "
+              "run with COOP_PATCH=-thread for real threads");
+    return ENOTSUP;
 }

@@ -1,0 +1,61 @@
+/*
+ * build/unit_tests: the core's unit tests, with Check.
+ *
+ * The process turns its main thread into a hub before running anything, so every test body
+ * runs on the hub's main greenlet. Tests run in Check's default mode, CK_FORK: each test is
+ * a child of the runner that inherits the hub as it stood between tests (the runner never
+ * touches the hub while a child runs), so a crash, a hang (Check's timeout) or a leaked
+ * greenlet stays in that child. CK_FORK=no runs them all in this one process instead; the
+ * tests pass either way.
+ *
+ * Environment:
+ *   CK_FORK=no                      one process for everything
+ *   CK_RUN_SUITE / CK_RUN_CASE      Check's own filters
+ *   CK_VERBOSITY=verbose            one line per test
+ *   COOP_UNIT_KNOWN_BUGS=1          also run the reproducers of known core bugs (they fail
+ *                                   until the core is fixed)
+ *   COOP_UNIT_NO_TLS_WORKAROUND=1   disable the workaround of util.c
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+void shim_resolve_all(void);
+
+static bool env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+int main(void)
+{
+    /* libuv's libc references jump through pointers this fills (shim/real.c). */
+    shim_resolve_all();
+    struct coop_settings settings = {
+        .stack_size = 256 * 1024,
+        .switch_ucontext = false,
+    };
+    coop_init(&settings);
+    unit_hub_tid = gettid();
+    if (env_on("COOP_UNIT_NO_TLS_WORKAROUND"))
+        unit_tls_workaround = 0;
+
+    SRunner *sr = srunner_create(context_suite());
+    srunner_add_suite(sr, greenlet_suite());
+    srunner_add_suite(sr, timer_suite());
+    srunner_add_suite(sr, fdwait_suite());
+    srunner_add_suite(sr, park_suite());
+    srunner_add_suite(sr, stack_suite());
+    if (env_on("COOP_UNIT_KNOWN_BUGS"))
+        srunner_add_suite(sr, known_bugs_suite());
+    srunner_set_fork_status(sr, CK_FORK_GETENV);
+
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

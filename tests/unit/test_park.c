@@ -1,0 +1,387 @@
+/*
+ * The parking lot (park.c): greenlets and real OS threads parked on addresses, woken by
+ * greenlets and by real threads. In this binary pthread_create is glibc's. A real thread
+ * marked as a runtime thread parks on its futex word; an unmarked one that parks becomes
+ * a hub of its own and parks as that hub's main greenlet (a cross-hub wake).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "unit.h"
+
+struct parker {
+    const void *addr;
+    _Atomic int *word;         /* still_wait: *word == 0 */
+    uint32_t bitset;
+    int64_t deadline;
+    volatile int parked;
+    int result;
+    int64_t woke;
+};
+
+static bool word_is_zero(const void *ctx)
+{
+    return atomic_load((_Atomic int *)ctx) == 0;
+}
+
+static void *parker_body(void *arg)
+{
+    struct parker *p = arg;
+    p->parked = 1;
+    p->result = coop_park(p->addr, p->word ? word_is_zero : NULL, (const void *)p->word,
+                          p->bitset ? p->bitset : ~0u, p->deadline ? p->deadline : COOP_NO_DEADLINE);
+    p->woke = coop_now();
+    return NULL;
+}
+
+START_TEST(test_park_unpark_greenlets)
+{
+    _Atomic int word = 0;
+    struct parker p = { .addr = &word, .word = &word };
+    struct coop_greenlet *g = unit_spawn(parker_body, &p);
+    unit_yield_until(&p.parked);
+    coop_sleep_until(coop_now() + MS(5));
+    ck_assert_int_eq(p.woke, 0);               /* still parked */
+    atomic_store(&word, 1);
+    ck_assert_int_eq(coop_unpark(&word, 1, ~0u), 1);
+    unit_join(g);
+    ck_assert_int_eq(p.result, 0);
+    /* Nobody left there. */
+    ck_assert_int_eq(coop_unpark(&word, INT_MAX, ~0u), 0);
+}
+END_TEST
+
+START_TEST(test_park_still_wait_false)
+{
+    _Atomic int word = 1;
+    int64_t t0 = coop_now();
+    ck_assert_int_eq(coop_park(&word, word_is_zero, (const void *)&word, ~0u, COOP_NO_DEADLINE), EAGAIN);
+    ck_assert(coop_now() - t0 < MS(50));
+    ck_assert_int_eq(coop_unpark(&word, INT_MAX, ~0u), 0);   /* it did not stay queued */
+}
+END_TEST
+
+START_TEST(test_park_timeout)
+{
+    int addr;
+    int64_t t0 = coop_now();
+    ck_assert_int_eq(coop_park(&addr, NULL, NULL, ~0u, t0 + MS(30)), ETIMEDOUT);
+    int64_t waited = coop_now() - t0;
+    ck_assert(waited >= MS(30) && waited < MS(230));
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 0);   /* dequeued on timeout */
+    /* A deadline already past. */
+    ck_assert_int_eq(coop_park(&addr, NULL, NULL, ~0u, coop_now() - 1), ETIMEDOUT);
+}
+END_TEST
+
+START_TEST(test_unpark_count_and_order)
+{
+    enum { N = 5 };
+    int addr;
+    struct parker p[N];
+    struct coop_greenlet *g[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = (struct parker){ .addr = &addr };
+        g[i] = unit_spawn(parker_body, &p[i]);
+    }
+    unit_yield_until(&p[N - 1].parked);
+    coop_yield();
+    ck_assert_int_eq(coop_unpark(&addr, 0, ~0u), 0);
+    ck_assert_int_eq(coop_unpark(&addr, 2, ~0u), 2);
+    coop_sleep_until(coop_now() + MS(2));
+    /* FIFO: the first two parked are the ones woken. */
+    ck_assert(p[0].woke != 0 && p[1].woke != 0);
+    ck_assert(p[2].woke == 0 && p[3].woke == 0 && p[4].woke == 0);
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 3);
+    for (int i = 0; i < N; i++) {
+        unit_join(g[i]);
+        ck_assert_int_eq(p[i].result, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_unpark_many_batches)
+{
+    enum { N = 200 };          /* more than one wake batch */
+    static struct parker p[N];
+    static struct coop_greenlet *g[N];
+    int addr, other;
+    for (int i = 0; i < N; i++) {
+        p[i] = (struct parker){ .addr = (i % 4 == 3) ? (const void *)&other : (const void *)&addr };
+        g[i] = unit_spawn(parker_body, &p[i]);
+    }
+    unit_yield_until(&p[N - 1].parked);
+    coop_yield();
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 150);
+    ck_assert_int_eq(coop_unpark(&other, INT_MAX, ~0u), 50);
+    for (int i = 0; i < N; i++)
+        unit_join(g[i]);
+}
+END_TEST
+
+START_TEST(test_bitset_filter)
+{
+    int addr;
+    struct parker a = { .addr = &addr, .bitset = 0x1 };
+    struct parker b = { .addr = &addr, .bitset = 0x2 };
+    struct parker c = { .addr = &addr, .bitset = 0x3 };
+    struct coop_greenlet *ga = unit_spawn(parker_body, &a);
+    struct coop_greenlet *gb = unit_spawn(parker_body, &b);
+    struct coop_greenlet *gc = unit_spawn(parker_body, &c);
+    unit_yield_until(&c.parked);
+    coop_yield();
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x4), 0);
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x2), 2);     /* b and c */
+    coop_sleep_until(coop_now() + MS(2));
+    ck_assert(a.woke == 0 && b.woke != 0 && c.woke != 0);
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x1), 1);
+    unit_join(ga);
+    unit_join(gb);
+    unit_join(gc);
+}
+END_TEST
+
+/* Same hash bucket, different address: an unpark of one never wakes the other. */
+static unsigned bucket_like_park_c(const void *addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    return (unsigned)((a >> 3 ^ a >> 13) % 1024);
+}
+
+START_TEST(test_addresses_sharing_a_bucket)
+{
+    static char area[1 << 20] __attribute__((aligned(8)));
+    const void *x = &area[0], *y = NULL;
+    for (size_t off = 8; off < sizeof area; off += 8)
+        if (bucket_like_park_c(&area[off]) == bucket_like_park_c(x)) {
+            y = &area[off];
+            break;
+        }
+    ck_assert_ptr_nonnull(y);
+    struct parker px = { .addr = x }, py = { .addr = y };
+    struct coop_greenlet *gx = unit_spawn(parker_body, &px);
+    struct coop_greenlet *gy = unit_spawn(parker_body, &py);
+    unit_yield_until(&py.parked);
+    coop_yield();
+    ck_assert_int_eq(coop_unpark(y, INT_MAX, ~0u), 1);
+    coop_sleep_until(coop_now() + MS(2));
+    ck_assert(px.woke == 0 && py.woke != 0);
+    ck_assert_int_eq(coop_unpark(x, INT_MAX, ~0u), 1);
+    unit_join(gx);
+    unit_join(gy);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- real threads */
+
+struct thread_waker { const void *addr; _Atomic int *word; int delay_ms, woken; };
+
+static void *thread_unparks(void *arg)
+{
+    struct thread_waker *w = arg;
+    struct timespec ts = { 0, w->delay_ms * 1000000L };
+    nanosleep(&ts, NULL);
+    if (w->word)
+        atomic_store(w->word, 1);
+    w->woken = coop_unpark(w->addr, 1, ~0u);
+    return NULL;
+}
+
+START_TEST(test_real_thread_unparks_greenlet)
+{
+    _Atomic int word = 0;
+    struct parker p = { .addr = &word, .word = &word, .deadline = coop_now() + MS(5000) };
+    struct coop_greenlet *g = unit_spawn(parker_body, &p);
+    unit_yield_until(&p.parked);
+    struct thread_waker w = { .addr = &word, .word = &word, .delay_ms = 20 };
+    pthread_t t;
+    int64_t t0 = coop_now();
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_unparks, &w), 0);
+    unit_join(g);            /* the hub sleeps in epoll until the thread's wake arrives */
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(w.woken, 1);
+    ck_assert_int_eq(p.result, 0);
+    ck_assert(p.woke - t0 >= MS(20) && p.woke - t0 < MS(1000));
+    /* The main greenlet parked directly, woken from the thread. */
+    atomic_store(&word, 0);
+    w = (struct thread_waker){ .addr = &word, .word = &word, .delay_ms = 10 };
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_unparks, &w), 0);
+    ck_assert_int_eq(coop_park(&word, word_is_zero, (const void *)&word, ~0u, coop_now() + MS(5000)), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(w.woken, 1);
+}
+END_TEST
+
+struct thread_parker {
+    bool runtime;
+    const void *addr;
+    _Atomic int *word;
+    int64_t deadline;
+    bool was_greenlet;
+    int result;
+    int64_t woke;
+};
+
+static void *thread_parks(void *arg)
+{
+    struct thread_parker *p = arg;
+    if (p->runtime)
+        coop_mark_runtime_thread();
+    p->was_greenlet = coop_self() != NULL;
+    p->result = coop_park(p->addr, p->word ? word_is_zero : NULL, (const void *)p->word, ~0u,
+                          p->deadline ? p->deadline : COOP_NO_DEADLINE);
+    p->woke = coop_now();
+    return NULL;
+}
+
+/* Unparks until one parker was taken (the thread may not have parked yet). */
+static int unpark_when_parked(const void *addr)
+{
+    int64_t give_up = coop_now() + MS(5000);
+    int n;
+    while ((n = coop_unpark(addr, 1, ~0u)) == 0 && coop_now() < give_up)
+        coop_sleep_until(coop_now() + MS(1));
+    return n;
+}
+
+/* _i 0: a runtime thread (futex path); _i 1: a thread with a hub of its own. */
+START_TEST(test_greenlet_unparks_real_thread)
+{
+    _Atomic int word = 0;
+    struct thread_parker p = { .runtime = _i == 0, .addr = &word, .word = &word };
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_parks, &p), 0);
+    coop_sleep_until(coop_now() + MS(10));
+    ck_assert_int_eq(p.woke, 0);
+    atomic_store(&word, 1);
+    int64_t t0 = coop_now();
+    ck_assert_int_eq(unpark_when_parked(&word), 1);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(p.result, 0);
+    ck_assert(p.was_greenlet == (_i == 1));
+    ck_assert(p.woke - t0 < MS(1000));
+}
+END_TEST
+
+START_TEST(test_real_thread_park_timeout_and_eagain)
+{
+    int addr;
+    struct thread_parker p = { .runtime = _i == 0, .addr = &addr, .deadline = coop_now() + MS(30) };
+    pthread_t t;
+    int64_t t0 = coop_now();
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_parks, &p), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(p.result, ETIMEDOUT);
+    ck_assert(p.woke >= p.deadline && p.woke - t0 < MS(30) + MS(500));
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 0);
+
+    _Atomic int word = 1;
+    p = (struct thread_parker){ .runtime = _i == 0, .addr = &word, .word = &word };
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_parks, &p), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(p.result, EAGAIN);
+}
+END_TEST
+
+/* Many runtime threads and greenlets parking and unparking one another on a counter: no
+ * wakeup is lost (still_wait is checked under the lot's lock). */
+enum { PP_THREADS = 3, PP_GREENLETS = 3, PP_ROUNDS = 300 };
+static _Atomic int pp_turn;
+
+struct pp_arg { int me, rounds_done; bool thread; };
+
+static bool not_my_turn(const void *ctx)
+{
+    return atomic_load(&pp_turn) % (PP_THREADS + PP_GREENLETS) != *(const int *)ctx;
+}
+
+static void pp_loop(struct pp_arg *a)
+{
+    for (int r = 0; r < PP_ROUNDS; r++) {
+        while (not_my_turn(&a->me))
+            coop_park(&pp_turn, not_my_turn, &a->me, ~0u, coop_now() + MS(2000));
+        atomic_fetch_add(&pp_turn, 1);
+        coop_unpark(&pp_turn, INT_MAX, ~0u);
+        a->rounds_done++;
+    }
+}
+
+static void *pp_thread(void *arg)
+{
+    coop_mark_runtime_thread();
+    pp_loop(arg);
+    return NULL;
+}
+
+static void *pp_greenlet(void *arg)
+{
+    pp_loop(arg);
+    return NULL;
+}
+
+START_TEST(test_mixed_token_ring)
+{
+    atomic_store(&pp_turn, 0);
+    struct pp_arg a[PP_THREADS + PP_GREENLETS];
+    pthread_t t[PP_THREADS];
+    struct coop_greenlet *g[PP_GREENLETS];
+    int64_t t0 = coop_now();
+    for (int i = 0; i < PP_THREADS + PP_GREENLETS; i++)
+        a[i] = (struct pp_arg){ .me = i, .thread = i < PP_THREADS };
+    for (int i = 0; i < PP_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, pp_thread, &a[i]), 0);
+    for (int i = 0; i < PP_GREENLETS; i++)
+        g[i] = unit_spawn(pp_greenlet, &a[PP_THREADS + i]);
+    for (int i = 0; i < PP_GREENLETS; i++)
+        unit_join(g[i]);
+    for (int i = 0; i < PP_THREADS; i++)
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < PP_THREADS + PP_GREENLETS; i++)
+        ck_assert_int_eq(a[i].rounds_done, PP_ROUNDS);
+    ck_assert_int_eq(atomic_load(&pp_turn), PP_ROUNDS * (PP_THREADS + PP_GREENLETS));
+    /* A lost wakeup would show as 2 s park timeouts. */
+    ck_assert_msg(coop_now() - t0 < MS(1900), "token ring took %lld ms",
+                  (long long)((coop_now() - t0) / 1000000));
+}
+END_TEST
+
+START_TEST(test_interrupt_park)
+{
+    int addr;
+    struct parker p = { .addr = &addr };
+    struct coop_greenlet *g = unit_spawn(parker_body, &p);
+    unit_yield_until(&p.parked);
+    coop_yield();
+    coop_interrupt(g, false);
+    unit_join(g);
+    ck_assert_int_eq(p.result, EINTR);
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 0);   /* dequeued */
+}
+END_TEST
+
+Suite *park_suite(void)
+{
+    Suite *s = suite_create("park");
+    TCase *tc = unit_tcase("greenlets");
+    tcase_add_test(tc, test_park_unpark_greenlets);
+    tcase_add_test(tc, test_park_still_wait_false);
+    tcase_add_test(tc, test_park_timeout);
+    tcase_add_test(tc, test_unpark_count_and_order);
+    tcase_add_test(tc, test_unpark_many_batches);
+    tcase_add_test(tc, test_bitset_filter);
+    tcase_add_test(tc, test_addresses_sharing_a_bucket);
+    tcase_add_test(tc, test_interrupt_park);
+    suite_add_tcase(s, tc);
+
+    TCase *th = unit_tcase("threads");
+    tcase_add_test(th, test_real_thread_unparks_greenlet);
+    tcase_add_loop_test(th, test_greenlet_unparks_real_thread, 0, 2);
+    tcase_add_loop_test(th, test_real_thread_park_timeout_and_eagain, 0, 2);
+    tcase_add_test(th, test_mixed_token_ring);
+    suite_add_tcase(s, th);
+    return s;
+}

@@ -1,0 +1,230 @@
+/*
+ * Deadlines: coop_sleep_until and the hub's deadline heap (timer.c), including removals
+ * from the middle of the heap when waits end early, and interruption by signal handlers
+ * (coop_interrupt).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unit.h"
+
+#define SLACK MS(200)
+
+START_TEST(test_sleep_duration)
+{
+    static const int ms[] = { 1, 20, 50 };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        int64_t t0 = coop_now();
+        ck_assert_int_eq(coop_sleep_until(t0 + MS(ms[i])), 0);
+        int64_t slept = coop_now() - t0;
+        ck_assert_msg(slept >= MS(ms[i]) && slept < MS(ms[i]) + SLACK,
+                      "asked %d ms, slept %lld us", ms[i], (long long)(slept / 1000));
+    }
+    /* Deadlines already past (or now) return at once. */
+    int64_t t0 = coop_now();
+    ck_assert_int_eq(coop_sleep_until(t0), 0);
+    ck_assert_int_eq(coop_sleep_until(t0 - MS(1000)), 0);
+    ck_assert_int_eq(coop_sleep_until(0), 0);
+    ck_assert(coop_now() - t0 < MS(50));
+}
+END_TEST
+
+struct sleeper { int64_t deadline, woke; int result; int index; };
+static int wake_order[512], wake_len;
+
+static void *sleeper_body(void *arg)
+{
+    struct sleeper *s = arg;
+    s->result = coop_sleep_until(s->deadline);
+    s->woke = coop_now();
+    wake_order[wake_len++] = s->index;
+    return NULL;
+}
+
+START_TEST(test_sleepers_wake_in_deadline_order)
+{
+    static const int ms[] = { 30, 10, 50, 20, 40, 60 };
+    enum { N = sizeof ms / sizeof ms[0] };
+    struct sleeper s[N];
+    struct coop_greenlet *g[N];
+    wake_len = 0;
+    int64_t base = coop_now();
+    for (int i = 0; i < N; i++) {
+        s[i] = (struct sleeper){ .deadline = base + MS(ms[i]), .index = i };
+        g[i] = unit_spawn(sleeper_body, &s[i]);
+    }
+    for (int i = 0; i < N; i++)
+        unit_join(g[i]);
+    ck_assert_int_eq(wake_len, N);
+    static const int expect[] = { 1, 3, 0, 4, 2, 5 };
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(wake_order[i], expect[i]);
+        ck_assert_int_eq(s[i].result, 0);
+        ck_assert(s[i].woke >= s[i].deadline);
+        ck_assert(s[i].woke < s[i].deadline + SLACK);
+    }
+}
+END_TEST
+
+static uint32_t rng_state = 12345;
+static uint32_t rng(void)
+{
+    rng_state = rng_state * 1103515245u + 12345u;
+    return rng_state >> 8;
+}
+
+START_TEST(test_many_sleepers_heap_order)
+{
+    enum { N = 300 };
+    static struct sleeper s[N];
+    static struct coop_greenlet *g[N];
+    wake_len = 0;
+    int64_t base = coop_now() + MS(5);
+    for (int i = 0; i < N; i++) {
+        /* 0..100 ms, with many equal deadlines (whole milliseconds) */
+        s[i] = (struct sleeper){ .deadline = base + MS(rng() % 100), .index = i };
+        g[i] = unit_spawn(sleeper_body, &s[i]);
+    }
+    for (int i = 0; i < N; i++)
+        unit_join(g[i]);
+    ck_assert_int_eq(wake_len, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert(s[i].woke >= s[i].deadline);
+        ck_assert(s[i].woke < s[i].deadline + SLACK);
+        if (i > 0)
+            ck_assert_msg(s[wake_order[i - 1]].deadline <= s[wake_order[i]].deadline,
+                          "wake %d out of deadline order", i);
+    }
+}
+END_TEST
+
+struct parked { int addr; int64_t deadline, woke; int result, index; };
+
+static void *timed_park_body(void *arg)
+{
+    struct parked *p = arg;
+    p->result = coop_park(&p->addr, NULL, NULL, ~0u, p->deadline);
+    p->woke = coop_now();
+    if (p->result == ETIMEDOUT)
+        wake_order[wake_len++] = p->index;
+    return NULL;
+}
+
+START_TEST(test_early_wakes_leave_heap_consistent)
+{
+    enum { N = 100 };
+    static struct parked p[N];
+    static struct coop_greenlet *g[N];
+    wake_len = 0;
+    int64_t base = coop_now();
+    for (int i = 0; i < N; i++) {
+        p[i] = (struct parked){ .deadline = base + MS(30 + rng() % 100), .index = i };
+        g[i] = unit_spawn(timed_park_body, &p[i]);
+    }
+    coop_sleep_until(base + MS(10));
+    /* End every third wait early: each leaves the heap from wherever it sits. */
+    for (int i = 0; i < N; i += 3)
+        ck_assert_int_eq(coop_unpark(&p[i].addr, 1, ~0u), 1);
+    for (int i = 0; i < N; i++)
+        unit_join(g[i]);
+    int timed_out = 0;
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 0) {
+            ck_assert_int_eq(p[i].result, 0);
+            ck_assert(p[i].woke < p[i].deadline);
+        } else {
+            ck_assert_int_eq(p[i].result, ETIMEDOUT);
+            ck_assert(p[i].woke >= p[i].deadline && p[i].woke < p[i].deadline + SLACK);
+            timed_out++;
+        }
+    }
+    ck_assert_int_eq(wake_len, timed_out);
+    for (int i = 1; i < wake_len; i++)
+        ck_assert(p[wake_order[i - 1]].deadline <= p[wake_order[i]].deadline);
+}
+END_TEST
+
+/* A late deadline armed first, then an earlier one: the timer must be re-armed. */
+START_TEST(test_earlier_deadline_rearms)
+{
+    struct sleeper late = { .deadline = coop_now() + MS(2000), .index = 0 };
+    struct coop_greenlet *g = unit_spawn(sleeper_body, &late);
+    coop_yield();                             /* g now sleeps for 2 s */
+    int64_t t0 = coop_now();
+    coop_sleep_until(t0 + MS(20));
+    ck_assert(coop_now() - t0 < MS(20) + SLACK);
+    coop_interrupt(g, false);
+    unit_join(g);
+    ck_assert_int_eq(late.result, EINTR);
+}
+END_TEST
+
+static void *long_sleeper(void *arg)
+{
+    struct sleeper *s = arg;
+    s->result = coop_sleep_until(s->deadline);
+    s->woke = coop_now();
+    return NULL;
+}
+
+START_TEST(test_interrupt_sleep)
+{
+    for (int restartable = 0; restartable < 2; restartable++) {
+        struct sleeper s = { .deadline = coop_now() + MS(5000) };
+        struct coop_greenlet *g = unit_spawn(long_sleeper, &s);
+        coop_sleep_until(coop_now() + MS(5));
+        int64_t t0 = coop_now();
+        coop_interrupt(g, restartable);
+        unit_join(g);
+        ck_assert_int_eq(s.result, restartable ? COOP_RESTART : EINTR);
+        ck_assert(s.woke - t0 < MS(500));
+    }
+}
+END_TEST
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    coop_interrupt(NULL, false);     /* NULL: the main greenlet, as the kernel prefers */
+}
+
+static void *raise_later(void *unused)
+{
+    (void)unused;
+    coop_sleep_until(coop_now() + MS(10));
+    raise(SIGUSR1);
+    return NULL;
+}
+
+START_TEST(test_interrupt_main_from_handler)
+{
+    struct sigaction sa = { .sa_handler = on_usr1 }, old;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    struct coop_greenlet *g = unit_spawn(raise_later, NULL);
+    int64_t t0 = coop_now();
+    int r = coop_sleep_until(t0 + MS(5000));
+    int64_t slept = coop_now() - t0;
+    unit_join(g);
+    sigaction(SIGUSR1, &old, NULL);
+    ck_assert_int_eq(r, EINTR);
+    ck_assert(slept >= MS(10) && slept < MS(500));
+}
+END_TEST
+
+Suite *timer_suite(void)
+{
+    Suite *s = suite_create("timer");
+    TCase *tc = unit_tcase("deadlines");
+    tcase_add_test(tc, test_sleep_duration);
+    tcase_add_test(tc, test_sleepers_wake_in_deadline_order);
+    tcase_add_test(tc, test_many_sleepers_heap_order);
+    tcase_add_test(tc, test_early_wakes_leave_heap_consistent);
+    tcase_add_test(tc, test_earlier_deadline_rearms);
+    tcase_add_test(tc, test_interrupt_sleep);
+    tcase_add_test(tc, test_interrupt_main_from_handler);
+    suite_add_tcase(s, tc);
+    return s;
+}

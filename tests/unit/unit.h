@@ -1,0 +1,65 @@
+/*
+ * Shared by the core's unit tests (build/unit_tests, linked with the core objects).
+ *
+ * Rules every test follows:
+ * - The test body runs on the hub's main greenlet: it spawns, joins and waits like any
+ *   program greenlet.
+ * - No ck_assert inside a spawned greenlet or a real thread. Under CK_NOFORK a failed
+ *   assertion longjmps to the runner's frame on the main stack, which would leave the hub
+ *   believing that greenlet still runs. Greenlets record what they saw in plain variables;
+ *   the test body asserts after joining them.
+ * - Every test joins what it spawned: the checked teardown asserts that no program
+ *   greenlet is left alive (coop_alone()).
+ */
+#ifndef UNIT_H
+#define UNIT_H
+
+#include <check.h>
+#include <stdint.h>
+
+#include "../../core/coop.h"
+#include "../../core/internal.h"
+
+#define MS(n) ((int64_t)(n) * 1000000LL)
+
+Suite *context_suite(void);
+Suite *greenlet_suite(void);
+Suite *timer_suite(void);
+Suite *fdwait_suite(void);
+Suite *park_suite(void);
+Suite *stack_suite(void);
+Suite *known_bugs_suite(void);
+
+/* Spawns with a default, guarded stack (the shim's default attributes); aborts on error. */
+struct coop_greenlet *unit_spawn(void *(*fn)(void *), void *arg);
+struct coop_greenlet *unit_spawn_attr(void *(*fn)(void *), void *arg, struct coop_spawn_attr attr);
+/* Joins with no deadline and returns the result; records a failure if the join fails. */
+void *unit_join(struct coop_greenlet *g);
+
+/* See util.c: works around the per-greenlet TLS copy clobbering the core's own __thread
+ * state when the core is linked into the executable (COOP_UNIT_NO_TLS_WORKAROUND=1 to
+ * see the bug). */
+void unit_fix_runtime_tls(struct coop_greenlet *g);
+extern int unit_tls_workaround;
+/* The tid of the thread that called coop_init. */
+extern pid_t unit_hub_tid;
+
+/* Yields until *flag is nonzero (or aborts the test after 5 s of yielding). */
+void unit_yield_until(volatile int *flag);
+
+/* The test case fixture: asserts no program greenlet outlives a test. */
+void unit_checked_teardown(void);
+TCase *unit_tcase(const char *name);
+
+/* switch.S-independent helpers in assembly (util.c):
+ * unit_call_with_regs sets rbx, rbp, r12..r15 to seed+0..5, calls fn(arg), and stores the
+ * six registers as found after the call into out[0..5]. */
+void unit_call_with_regs(void (*fn)(void *), void *arg, uint64_t seed, uint64_t out[6]);
+/* The caller's stack pointer at the call instruction (16-byte aligned under the ABI). */
+uintptr_t unit_caller_rsp(void);
+uint32_t unit_get_mxcsr(void);
+void unit_set_mxcsr(uint32_t v);
+uint16_t unit_get_x87cw(void);
+void unit_set_x87cw(uint16_t v);
+
+#endif

@@ -1,0 +1,143 @@
+/* Helpers shared by the unit tests (see unit.h). */
+#include <errno.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unit.h"
+
+int unit_tls_workaround = 1;
+pid_t unit_hub_tid;
+
+/*
+ * Core bug worked around here (reported; see test_known_bugs.c): core/tls.c gives every
+ * greenlet its own copy of the executable's TLS block, initialised from the TLS image.
+ * In this binary the core itself is part of the executable, so that block also holds the
+ * core's own thread-locals (coop_tls_hub, hub.c's tls_runtime_thread, real.c's
+ * resolving), and a new greenlet's copy has coop_tls_hub == NULL: the first switch to it
+ * crashes in coop_greenlet_main. Until the core keeps its own state out of the swap, the
+ * tests put the right hub pointer into each new greenlet's copy. When the copy is absent
+ * (tls swapping disabled) or coop_tls_hub is outside the block, this does nothing.
+ */
+static size_t exe_tls_size;
+
+static int find_exe_tls(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    (void)size;
+    (void)unused;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            exe_tls_size = info->dlpi_phdr[i].p_memsz;
+    return 1;   /* the executable comes first */
+}
+
+void unit_fix_runtime_tls(struct coop_greenlet *g)
+{
+    if (!unit_tls_workaround)
+        return;
+    struct coop_hub *h = g->hub;
+    if (exe_tls_size == 0)
+        dl_iterate_phdr(find_exe_tls, NULL);
+    char *slot = (char *)&coop_tls_hub;
+    if (g->tls == NULL || h->tls_block == NULL || slot < h->tls_block
+        || slot + sizeof h > h->tls_block + exe_tls_size)
+        return;
+    memcpy((char *)g->tls + (slot - h->tls_block), &h, sizeof h);
+}
+
+struct coop_greenlet *unit_spawn_attr(void *(*fn)(void *), void *arg, struct coop_spawn_attr attr)
+{
+    struct coop_greenlet *g = NULL;
+    int err = coop_spawn(&g, fn, arg, &attr);
+    ck_assert_msg(err == 0, "coop_spawn: %s", strerror(err));
+    unit_fix_runtime_tls(g);
+    return g;
+}
+
+struct coop_greenlet *unit_spawn(void *(*fn)(void *), void *arg)
+{
+    return unit_spawn_attr(fn, arg, (struct coop_spawn_attr){ .guard_size = 4096 });
+}
+
+void *unit_join(struct coop_greenlet *g)
+{
+    void *result = NULL;
+    int err = coop_join(g, &result, COOP_NO_DEADLINE);
+    ck_assert_msg(err == 0, "coop_join: %s", strerror(err));
+    return result;
+}
+
+void unit_yield_until(volatile int *flag)
+{
+    int64_t give_up = coop_now() + MS(5000);
+    while (!*flag) {
+        ck_assert_msg(coop_now() < give_up, "gave up waiting for a greenlet");
+        coop_yield();
+    }
+}
+
+void unit_checked_teardown(void)
+{
+    ck_assert_msg(coop_alone(), "a test left program greenlets alive");
+}
+
+TCase *unit_tcase(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, NULL, unit_checked_teardown);
+    tcase_set_timeout(tc, 10);
+    return tc;
+}
+
+__asm__(
+    ".text\n"
+    ".globl unit_call_with_regs\n"
+    ".type unit_call_with_regs, @function\n"
+    /* rdi fn, rsi arg, rdx seed, rcx out */
+    "unit_call_with_regs:\n"
+    "\tendbr64\n"
+    "\tpushq %rbx\n\tpushq %rbp\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n"
+    "\tpushq %rcx\n"                      /* 7 pushes: the stack is 16-byte aligned again */
+    "\tmovq %rdi, %rax\n"
+    "\tmovq %rsi, %rdi\n"
+    "\tmovq %rdx, %rbx\n"
+    "\tleaq 1(%rdx), %rbp\n"
+    "\tleaq 2(%rdx), %r12\n"
+    "\tleaq 3(%rdx), %r13\n"
+    "\tleaq 4(%rdx), %r14\n"
+    "\tleaq 5(%rdx), %r15\n"
+    "\tcall *%rax\n"
+    "\tmovq (%rsp), %rcx\n"
+    "\tmovq %rbx, 0(%rcx)\n\tmovq %rbp, 8(%rcx)\n\tmovq %r12, 16(%rcx)\n"
+    "\tmovq %r13, 24(%rcx)\n\tmovq %r14, 32(%rcx)\n\tmovq %r15, 40(%rcx)\n"
+    "\tpopq %rcx\n"
+    "\tpopq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\tpopq %rbp\n\tpopq %rbx\n"
+    "\tret\n"
+    ".size unit_call_with_regs, .-unit_call_with_regs\n"
+
+    ".globl unit_caller_rsp\n"
+    ".type unit_caller_rsp, @function\n"
+    "unit_caller_rsp:\n"
+    "\tendbr64\n"
+    "\tleaq 8(%rsp), %rax\n"
+    "\tret\n"
+    ".size unit_caller_rsp, .-unit_caller_rsp\n");
+
+uint32_t unit_get_mxcsr(void)
+{
+    uint32_t v;
+    __asm__ volatile("stmxcsr %0" : "=m"(v));
+    return v;
+}
+
+void unit_set_mxcsr(uint32_t v) { __asm__ volatile("ldmxcsr %0" : : "m"(v)); }
+
+uint16_t unit_get_x87cw(void)
+{
+    uint16_t v;
+    __asm__ volatile("fnstcw %0" : "=m"(v));
+    return v;
+}
+
+void unit_set_x87cw(uint16_t v) { __asm__ volatile("fldcw %0" : : "m"(v)); }
