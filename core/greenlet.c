@@ -254,3 +254,18 @@ bool coop_is_greenlet(const void *p)
 {
     return p != NULL && *(const uint64_t *)p == COOP_GREENLET_MAGIC;
 }
+
+/* In a forked child only self lives on: the others' records are forgotten (their stacks
+ * are copies the child never runs), self becomes the main greenlet, and its end ends
+ * the process. */
+void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
+{
+    h->all = NULL;
+    h->dead = NULL;
+    self->all_prev = self->all_next = NULL;
+    link_all(h, self);
+    h->hub_g->all_prev = h->hub_g->all_next = NULL;
+    link_all(h, h->hub_g);
+    h->main_g = h->tls_owner = self;
+    atomic_store(&live_greenlets, 1);
+}

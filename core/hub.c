@@ -121,6 +121,16 @@ void coop_hub_main(struct coop_hub *h)
     abort();
 }
 
+/* The hub's own epoll set, with libuv's backend fd in it. */
+static void hub_open_epoll(struct coop_hub *h)
+{
+    h->epfd = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = LIBUV_TAG };
+    if (h->epfd < 0
+        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, uv_backend_fd(&h->loop), (long)&ev, 0, 0) < 0)
+        coop_panic("cannot create a hub's epoll set");
+}
+
 static struct coop_hub *hub_create(void)
 {
     struct coop_hub *h = calloc(1, sizeof *h);
@@ -130,11 +140,7 @@ static struct coop_hub *hub_create(void)
     h->timer.data = h;
     uv_async_init(&h->loop, &h->async, on_async);
     h->async.data = h;
-    h->epfd = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
-    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = LIBUV_TAG };
-    if (h->epfd < 0
-        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, uv_backend_fd(&h->loop), (long)&ev, 0, 0) < 0)
-        coop_panic("cannot create a hub's epoll set");
+    hub_open_epoll(h);
     h->armed_deadline = COOP_NO_DEADLINE;
     h->os_thread = coop_settings.os_thread_self();
     coop_tls_hub = h;
@@ -278,4 +284,34 @@ void coop_interrupt(struct coop_greenlet *g, bool restartable)
     g->interrupt_pending = restartable ? COOP_RESTART : EINTR;
     atomic_store(&h->interrupts, 1);
     uv_async_send(&h->async);
+}
+
+/*
+ * After fork() the child has only the thread that forked, and coop keeps only the
+ * greenlet that forked, as POSIX keeps only the calling thread. The epoll set is shared
+ * with the parent, so the child makes its own, and libuv re-creates its loop's.
+ */
+void coop_fork_child(void)
+{
+    struct coop_hub *h = coop_tls_hub;
+    if (h == NULL)
+        return;
+    struct coop_greenlet *self = h->current;
+    coop_park_fork_child();
+    coop_greenlet_fork_child(h, self);
+    h->ready_head = h->ready_tail = NULL;
+    h->ready_len = 0;
+    h->remote_head = h->remote_tail = NULL;
+    h->remote_lock = (coop_lock_t){ 0 };
+    h->heap_len = 0;
+    h->armed_deadline = COOP_NO_DEADLINE;
+    uv_timer_stop(&h->timer);
+    for (int fd = 0; fd < h->watches_len; fd++) {
+        free(h->watches[fd]);
+        h->watches[fd] = NULL;
+    }
+    coop_sys(SYS_close, h->epfd, 0, 0);
+    if (uv_loop_fork(&h->loop) != 0)
+        coop_panic("cannot renew the event loop after fork");
+    hub_open_epoll(h);
 }

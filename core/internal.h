@@ -115,7 +115,11 @@ int coop_tls_greenlet_init(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g);
 void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g);
 
+/* park.c */
+void coop_park_fork_child(void);
+
 /* greenlet.c */
+void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self);
 struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub);
 void coop_reap(struct coop_hub *h);
 

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <string.h>
 #include <linux/futex.h>
 
 #include "internal.h"
@@ -141,4 +142,11 @@ int coop_unpark(const void *addr, int n, uint32_t bitset)
         if (!more || woken >= n)
             return woken;
     }
+}
+
+/* Whoever was parked in the parent is not in the child. */
+void coop_park_fork_child(void)
+{
+    for (int i = 0; i < BUCKETS; i++)
+        buckets[i] = (struct bucket){ .lock = { 0 } };
 }

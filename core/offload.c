@@ -1,0 +1,79 @@
+/*
+ * Work with no fd to wait on (name lookups, regular-file I/O, waiting for a child) runs on
+ * libuv's threadpool while the calling greenlet waits and the others run, as gevent sends
+ * such work to its native threadpool. The pool's threads are runtime threads: whatever
+ * the work calls goes straight to libc.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct offload {
+    uv_work_t req;
+    void (*fn)(void *);
+    void *arg;
+    struct coop_greenlet *g;
+    bool done;
+};
+
+static unsigned pool_size = 10;
+
+void coop_offload_configure(unsigned threads) { pool_size = threads; }
+
+static void run(uv_work_t *req)
+{
+    struct offload *o = req->data;
+    coop_mark_runtime_thread();
+    o->fn(o->arg);
+}
+
+static void finished(uv_work_t *req, int status)
+{
+    (void)status;
+    struct offload *o = req->data;
+    o->done = true;
+    coop_wake(o->g, o->g->wait_gen, 0);
+}
+
+/* libuv sizes its pool from UV_THREADPOOL_SIZE when it first starts it; the variable is
+ * set only for that moment, so the program never sees it. */
+static int queue(uv_loop_t *loop, struct offload *o)
+{
+    static bool started;
+    if (started)
+        return uv_queue_work(loop, &o->req, run, finished);
+    char size[16];
+    snprintf(size, sizeof size, "%u", pool_size);
+    char *previous = getenv("UV_THREADPOOL_SIZE");
+    previous = previous ? strdup(previous) : NULL;
+    setenv("UV_THREADPOOL_SIZE", size, 1);
+    int err = uv_queue_work(loop, &o->req, run, finished);
+    if (previous != NULL)
+        setenv("UV_THREADPOOL_SIZE", previous, 1);
+    else
+        unsetenv("UV_THREADPOOL_SIZE");
+    free(previous);
+    started = true;
+    return err;
+}
+
+void coop_offload(void (*fn)(void *), void *arg)
+{
+    struct coop_greenlet *g = coop_self();
+    struct offload o = { .fn = fn, .arg = arg, .g = g };
+    o.req.data = &o;
+    if (g == NULL || queue(&coop_tls_hub->loop, &o) != 0) {
+        fn(arg);
+        return;
+    }
+    while (!o.done) {      /* signals do not end the wait: the work owns o until it ends */
+        coop_prepare_wait(g);
+        if (o.done) {
+            coop_cancel_wait(g);
+            break;
+        }
+        coop_suspend(COOP_NO_DEADLINE);
+    }
+}
