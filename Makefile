@@ -27,7 +27,7 @@ LIB_CFLAGS = $(CFLAGS) -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(shell 
 $(BUILD)/obj/shim/%.o: LIB_CFLAGS += -U_FORTIFY_SOURCE
 LIBUV_A := $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a
 LIB_LDFLAGS := -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
-LIB_LIBS := -ldl -lpthread
+LIB_LIBS := -ldl -lpthread -lunwind
 
 SAMPLE_C := $(wildcard tests/samples/*.c)
 SAMPLE_CC := $(wildcard tests/samples/*.cc)
@@ -100,7 +100,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h)
 # --- unit tests: the core linked directly, with Check ---
 $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/obj/shim/real.o
 	$(CC) $(CFLAGS) -D_GNU_SOURCE -pthread -o $@ $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/obj/shim/real.o \
-	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl
+	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl -lunwind
 
 # --- running ---
 test: all

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "log.h"
@@ -26,12 +28,17 @@
 struct coop_greenlet;
 struct coop_hub;
 
+/* The real libc functions the runtime needs whose names coop interposes. */
 struct coop_settings {
-    uintptr_t (*os_thread_self)(void);   /* the real pthread_self, to name a hub's thread */
+    uintptr_t (*os_thread_self)(void);
+    int (*os_thread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    int (*os_sigaction)(int, const struct sigaction *, struct sigaction *);
     size_t stack_size;
     bool switch_ucontext;
     bool stats;
     bool verbose;
+    bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */
+    int max_blocking_ms;             /* the blocking monitor, 0: off */
 };
 
 /* Start-up: called once from the shim's constructor; the calling thread becomes a hub. */
@@ -95,13 +102,32 @@ void coop_fd_forget(int fd);
 
 /* Parks the caller (greenlet or OS thread) on addr while still_wait(ctx) holds, checked
  * under the lot's lock so no wakeup is lost. 0 when unparked, EAGAIN when still_wait was
- * false, ETIMEDOUT, EINTR. bitset filters unpark_bitset (~0u matches everything). */
+ * false, ETIMEDOUT, EINTR. bitset filters unpark_bitset (~0u matches everything); what
+ * names the kind of object ("mutex", "cond"...) for dumps. */
 int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
-              uint32_t bitset, int64_t deadline);
+              uint32_t bitset, int64_t deadline, const char *what);
 /* Wakes up to n parkers of addr whose bitset meets bitset; returns how many. */
 int coop_unpark(const void *addr, int n, uint32_t bitset);
 
-/* A signal handler ran: interrupt g's wait with EINTR, or COOP_RESTART when the handler
+/* Runs fn(arg) on libuv's threadpool while the calling greenlet waits (inline when the
+ * caller is no greenlet). Every wait lasts until fn has returned. */
+void coop_offload(void (*fn)(void *), void *arg);
+void coop_offload_configure(unsigned threads);
+
+/* In the child of a fork: only the calling greenlet remains, with a fresh loop. */
+void coop_fork_child(void);
+
+/* --- diagnostics --- */
+/* Asks every hub to print its greenlets (async-signal-safe). */
+void coop_request_dump(void);
+/* From a SIGSEGV handler: reports, and says whether, a greenlet ran into its guard page. */
+bool coop_stack_overflowed(const siginfo_t *info, void *context);
+/* coop's SIGSEGV handler, installed when the program has none; sigaction hides it. */
+void coop_overflow_handler_install(void);
+bool coop_is_overflow_handler(const void *handler);
+
+/* A signal handler ran: interrupt g's wait
+ with EINTR, or COOP_RESTART when the handler
  * has SA_RESTART (async-signal-safe). g NULL picks the main greenlet of the calling
  * thread's hub, as the kernel prefers the main thread for a process-wide signal. */
 void coop_interrupt(struct coop_greenlet *g, bool restartable);

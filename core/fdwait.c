@@ -110,7 +110,10 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     struct fd_waiter *waiters = n <= 8 ? small : calloc((size_t)n, sizeof *waiters);
     if (waiters == NULL)
         return ENOMEM;
-    uint64_t gen = coop_prepare_wait(g);
+    uint64_t gen = coop_prepare_wait(g, WAIT_FD, NULL);
+    g->waiting.fd = set[0].fd;
+    g->waiting.nfds = n;
+    g->waiting.events = set[0].events;
     int err = 0, linked = 0;
     while (linked < n && err == 0) {
         struct fd_waiter *x = &waiters[linked];

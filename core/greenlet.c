@@ -131,7 +131,9 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     g->fn = fn;
     g->arg = arg;
     g->detached = attr->detached;
-    atomic_fetch_add(&live_greenlets, 1);
+    long alive = atomic_fetch_add(&live_greenlets, 1) + 1;
+    if (coop_settings.stats)
+        coop_stats_spawned(alive);
     coop_ready(h, g);
     *out = g;
     return 0;
@@ -207,7 +209,7 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
         if (deadline == 0)
             return EBUSY;
         g->joiner = self;
-        coop_prepare_wait(self);
+        coop_prepare_wait(self, WAIT_JOIN, g);
         if (coop_suspend(deadline) == ETIMEDOUT && g->state != G_FINISHED) {
             g->joiner = NULL;
             return ETIMEDOUT;

@@ -13,6 +13,8 @@
 #include "internal.h"
 
 __thread struct coop_hub *coop_tls_hub __attribute__((tls_model("initial-exec")));
+struct coop_hub *coop_hubs;
+coop_lock_t coop_hubs_lock;
 static __thread bool tls_runtime_thread __attribute__((tls_model("initial-exec")));
 struct coop_settings coop_settings;
 static bool initialized;
@@ -39,6 +41,8 @@ static void on_async(uv_async_t *a)
         coop_ready(h, g);
         g = next;
     }
+    if (atomic_exchange(&h->dump_requested, false))
+        coop_dump_hub(h);
     if (atomic_exchange(&h->interrupts, 0)) {
         for (struct coop_greenlet *w = h->all; w != NULL; w = w->all_next)
             if (w->interrupt_pending) {
@@ -72,9 +76,12 @@ static void hub_poll(struct coop_hub *h, bool block)
 {
     struct epoll_event events[EVENTS_PER_POLL];
     int timeout = 0;
+    h->polls++;
     if (block) {
         uv_update_time(&h->loop);
         timeout = uv_backend_timeout(&h->loop);
+        if (timeout < 0)
+            coop_check_deadlock(h);
     }
     long n = coop_sys6(SYS_epoll_wait, h->epfd, (long)events, EVENTS_PER_POLL, timeout, 0, 0);
     bool run_libuv = n < 0;
@@ -95,6 +102,9 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     struct coop_greenlet *self = h->current;
     next->state = G_RUNNING;
     h->current = next;
+    atomic_fetch_add_explicit(&h->switches, 1, memory_order_relaxed);
+    if (coop_settings.stats)
+        coop_stats_switch(self, next);
     coop_tls_enter(h, next);
     self->saved_errno = errno;
     coop_context_switch(&self->ctx, &next->ctx);
@@ -143,6 +153,12 @@ static struct coop_hub *hub_create(void)
     hub_open_epoll(h);
     h->armed_deadline = COOP_NO_DEADLINE;
     h->os_thread = coop_settings.os_thread_self();
+    h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    coop_lock(&coop_hubs_lock);
+    h->next_hub = coop_hubs;
+    coop_hubs = h;
+    coop_unlock(&coop_hubs_lock);
+    coop_diag_hub_init(h);
     coop_tls_hub = h;
     coop_tls_hub_init(h);
     h->main_g = coop_greenlet_adopt(h, false);
@@ -159,6 +175,10 @@ void coop_init(const struct coop_settings *settings)
     coop_tls_init();
     hub_create();
     initialized = true;
+    coop_overflow_handler_install();
+    if (settings->stats)
+        coop_stats_init();
+    coop_monitor_start(settings->max_blocking_ms);
 }
 
 struct coop_hub *coop_hub_current(void)
@@ -189,11 +209,13 @@ void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
     h->ready_len++;
 }
 
-uint64_t coop_prepare_wait(struct coop_greenlet *g)
+uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj)
 {
     uint64_t gen = ++g->wait_gen;
     g->wake_reason = 0;
     g->state = G_WAITING;
+    g->waiting = (struct coop_wait_info){ .kind = kind, .obj = obj };
+    g->since = coop_coarse_now();
     atomic_store_explicit(&g->wait_word, gen << 1 | 1, memory_order_release);
     return gen;
 }
@@ -210,6 +232,7 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
     if (!atomic_compare_exchange_strong(&g->wait_word, &waiting, gen << 1))
         return false;
     g->wake_reason = reason;
+    g->since = coop_coarse_now();
     struct coop_hub *h = g->hub;
     if (coop_tls_hub == h) {
         coop_ready(h, g);
@@ -266,7 +289,7 @@ int coop_sleep_until(int64_t deadline)
 {
     struct coop_greenlet *g = coop_self();
     while (coop_now() < deadline) {
-        coop_prepare_wait(g);
+        coop_prepare_wait(g, WAIT_SLEEP, NULL);
         int reason = coop_suspend(deadline);
         if (reason == EINTR || reason == COOP_RESTART)
             return reason;

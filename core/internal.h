@@ -23,6 +23,15 @@
 
 enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
 
+/* What a waiting greenlet waits for, for dumps and deadlock detection. */
+enum coop_wait_kind { WAIT_FD, WAIT_SLEEP, WAIT_PARK, WAIT_JOIN, WAIT_OFFLOAD };
+struct coop_wait_info {
+    enum coop_wait_kind kind;
+    const char *what;                /* WAIT_PARK: "mutex", "cond"... */
+    const void *obj;                 /* the object parked on, or the greenlet joined */
+    int fd, nfds, events;            /* WAIT_FD: the first fd of nfds */
+};
+
 struct coop_greenlet {
     uint64_t magic;                  /* first, so a pthread_t can be told apart */
     ucontext_t ctx;
@@ -40,6 +49,9 @@ struct coop_greenlet {
     int interrupt_pending;           /* 0, EINTR or COOP_RESTART */
     int64_t deadline;
     int heap_index;                  /* in the hub's timer heap, or -1 */
+    struct coop_wait_info waiting;
+    int64_t since;                   /* when it entered its state (coarse clock) */
+    uint64_t switched_in;            /* with COOP_STATS: when it last started running */
 
     struct coop_greenlet *next_ready;
     struct coop_greenlet *all_prev, *all_next;
@@ -63,6 +75,11 @@ struct coop_hub {
     uv_async_t async;
     struct coop_greenlet *current, *hub_g, *main_g;
     uintptr_t os_thread;             /* the OS thread running the hub: its real pthread_t */
+    pid_t tid;                       /* and its kernel thread id */
+    struct coop_hub *next_hub;       /* in the list of all hubs */
+    _Atomic bool dump_requested;
+    _Atomic uint64_t switches;       /* read by the blocking monitor */
+    uint64_t polls;
 
     struct coop_greenlet *ready_head, *ready_tail;
     unsigned ready_len;
@@ -92,7 +109,7 @@ extern struct coop_settings coop_settings;
 /* hub.c */
 struct coop_hub *coop_hub_current(void);
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
-uint64_t coop_prepare_wait(struct coop_greenlet *g);
+uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj);
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason);
 /* Ends a prepared wait that will not happen after all. */
 void coop_cancel_wait(struct coop_greenlet *g);
@@ -114,6 +131,28 @@ void coop_tls_hub_init(struct coop_hub *h);
 int coop_tls_greenlet_init(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g);
 void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g);
+
+/* diag.c */
+int64_t coop_coarse_now(void);
+void coop_dump_hub(struct coop_hub *h);
+/* Called when the hub would block with nothing that could ever wake it. */
+void coop_check_deadlock(struct coop_hub *h);
+void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
+void coop_diag_hub_init(struct coop_hub *h);
+void coop_print_stack(ucontext_t *ctx, bool signal_frame);
+bool coop_in_runtime(uintptr_t ip);
+
+void coop_stats_init(void);
+void coop_stats_spawned(long alive);
+
+/* monitor.c, offload.c: the runtime's own threads */
+void coop_monitor_start(int max_blocking_ms);
+int coop_monitor_threads(void);
+int coop_offload_threads(void);
+
+/* hub.c: the list of hubs */
+extern struct coop_hub *coop_hubs;
+extern coop_lock_t coop_hubs_lock;
 
 /* park.c */
 void coop_park_fork_child(void);

@@ -19,8 +19,10 @@ struct offload {
 };
 
 static unsigned pool_size = 10;
+static bool started;
 
 void coop_offload_configure(unsigned threads) { pool_size = threads; }
+int coop_offload_threads(void) { return started ? (int)pool_size : 0; }
 
 static void run(uv_work_t *req)
 {
@@ -41,7 +43,6 @@ static void finished(uv_work_t *req, int status)
  * set only for that moment, so the program never sees it. */
 static int queue(uv_loop_t *loop, struct offload *o)
 {
-    static bool started;
     if (started)
         return uv_queue_work(loop, &o->req, run, finished);
     char size[16];
@@ -69,7 +70,7 @@ void coop_offload(void (*fn)(void *), void *arg)
         return;
     }
     while (!o.done) {      /* signals do not end the wait: the work owns o until it ends */
-        coop_prepare_wait(g);
+        coop_prepare_wait(g, WAIT_OFFLOAD, NULL);
         if (o.done) {
             coop_cancel_wait(g);
             break;

@@ -70,7 +70,7 @@ static int thread_sleep(struct parker *p, int64_t deadline)
 }
 
 int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
-              uint32_t bitset, int64_t deadline)
+              uint32_t bitset, int64_t deadline, const char *what)
 {
     struct bucket *b = bucket_of(addr);
     struct parker p = { .addr = addr, .bitset = bitset, .g = coop_self() };
@@ -79,8 +79,11 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
         coop_unlock(&b->lock);
         return EAGAIN;
     }
-    if (p.g != NULL)
-        p.gen = coop_prepare_wait(p.g);
+    if (p.g != NULL) {
+        p.gen = coop_prepare_wait(p.g, WAIT_PARK, addr);
+        p.g->waiting.what = what;
+    }
+
     p.prev = b->tail;
     if (b->tail != NULL)
         b->tail->next = &p;

@@ -33,7 +33,7 @@ static int wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
     int err = shim_mutex_unlock(m);
     if (err != 0)
         return err;
-    int r = shim_park_while(seq(c), seen, deadline, ~0u);
+    int r = shim_park_while(seq(c), seen, deadline, ~0u, "cond");
     shim_mutex_lock(m);
     return r == ETIMEDOUT ? ETIMEDOUT : 0;
 }

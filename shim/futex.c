@@ -21,10 +21,11 @@ static bool unchanged(const void *ctx)
     return atomic_load(w->word) == w->seen;
 }
 
-int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset)
+int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset,
+                    const char *what)
 {
     struct word_wait w = { word, seen };
-    return coop_park(word, unchanged, &w, bitset, deadline);
+    return coop_park(word, unchanged, &w, bitset, deadline, what);
 }
 
 static long fail(int err)
@@ -48,7 +49,7 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
     }
     if (bitset == 0)
         return fail(EINVAL);
-    switch (shim_park_while((_Atomic uint32_t *)addr, val, deadline, bitset)) {
+    switch (shim_park_while((_Atomic uint32_t *)addr, val, deadline, bitset, "futex")) {
     case 0: return 0;
     case EAGAIN: return fail(EAGAIN);
     case ETIMEDOUT: return fail(ETIMEDOUT);

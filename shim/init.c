@@ -5,11 +5,18 @@
 
 __attribute__((constructor)) static void coop_start(void)
 {
-    struct coop_settings settings = { .os_thread_self = (uintptr_t(*)(void))REAL(pthread_self) };
-    shim_read_settings(&settings);
     shim_resolve_all();
+    struct coop_settings settings = {
+        .os_thread_self = (uintptr_t(*)(void))REAL(pthread_self),
+        .os_thread_create = REAL(pthread_create),
+        .os_sigaction = REAL(sigaction),
+    };
+    shim_read_settings(&settings);
+
     coop_init(&settings);
+    shim_signal_init();
     shim_thread_init();
+
     shim_locals_init();
 }
 

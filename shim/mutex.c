@@ -42,7 +42,7 @@ static int acquire(pthread_mutex_t *m, int64_t deadline)
                                                 memory_order_relaxed))
         return 0;
     while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0)
-        if (shim_park_while(word(m), 2, deadline, ~0u) == ETIMEDOUT)
+        if (shim_park_while(word(m), 2, deadline, ~0u, "mutex") == ETIMEDOUT)
             return ETIMEDOUT;
     return 0;
 }

@@ -37,7 +37,7 @@ static int rdlock(pthread_rwlock_t *l, int64_t deadline)
         }
         if (deadline == 0)
             return EBUSY;
-        if (shim_park_while(state(l), s, deadline, ~0u) == ETIMEDOUT)
+        if (shim_park_while(state(l), s, deadline, ~0u, "rwlock") == ETIMEDOUT)
             return ETIMEDOUT;
     }
 }
@@ -59,7 +59,7 @@ static int wrlock(pthread_rwlock_t *l, int64_t deadline)
             err = EBUSY;
             break;
         }
-        if (shim_park_while(state(l), s, deadline, ~0u) == ETIMEDOUT) {
+        if (shim_park_while(state(l), s, deadline, ~0u, "rwlock") == ETIMEDOUT) {
             err = ETIMEDOUT;
             break;
         }

@@ -2,6 +2,7 @@
  * COOP_* settings. A bad value stops the program before main with one line naming the
  * variable and the value: running half-configured would be worse than not running.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,34 @@ static int parse_choice(const char *var, const char *value, const char *const *c
     return 0;
 }
 
+static long parse_number(const char *var, const char *value, long min, long max)
+{
+    char *end;
+    long n = strtol(value, &end, 10);
+    if (end == value || *end != '\0' || n < min || n > max)
+        bad_setting(var, value, "expected a whole number in range");
+    return n;
+}
+
+/* A signal number, or a name with or without SIG (USR1, SIGUSR2, RTMIN+3). */
+static int parse_signal(const char *var, const char *value)
+{
+    if (*value >= '0' && *value <= '9')
+        return (int)parse_number(var, value, 1, NSIG - 1);
+    const char *name = strncmp(value, "SIG", 3) == 0 ? value + 3 : value;
+    for (int sig = 1; sig < NSIG; sig++) {
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev != NULL && strcmp(abbrev, name) == 0)
+            return sig;
+    }
+    if (strncmp(name, "RTMIN+", 6) == 0)
+        return SIGRTMIN + (int)parse_number(var, name + 6, 0, SIGRTMAX - SIGRTMIN);
+    bad_setting(var, value, "not a signal (examples: USR1, SIGUSR2, 10)");
+    return 0;
+}
+
 static void print_patched(void)
+
 {
     char line[256];
     int n = snprintf(line, sizeof line, "coop: patched families:");
@@ -119,6 +147,8 @@ void shim_read_settings(struct coop_settings *core)
 {
     static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
     static const char *const switches[] = { "fast", "ucontext", NULL };
+    static const char *const deadlock_actions[] = { "exit", "wait", NULL };
+
     const char *v;
 
     parse_patch((v = secure_getenv("COOP_PATCH")) != NULL ? v : "all");
@@ -131,7 +161,14 @@ void shim_read_settings(struct coop_settings *core)
         core->switch_ucontext = parse_choice("COOP_SWITCH", v, switches, "expected fast or ucontext") == 1;
     if ((v = secure_getenv("COOP_STATS")) != NULL)
         core->stats = parse_bool("COOP_STATS", v);
+    if ((v = secure_getenv("COOP_DUMP_SIGNAL")) != NULL)
+        shim_dump_signal = parse_signal("COOP_DUMP_SIGNAL", v);
+    if ((v = secure_getenv("COOP_MAX_BLOCKING_MS")) != NULL)
+        core->max_blocking_ms = (int)parse_number("COOP_MAX_BLOCKING_MS", v, 0, 3600000);
+    if ((v = secure_getenv("COOP_ON_DEADLOCK")) != NULL)
+        core->on_deadlock_wait = parse_choice("COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 1;
     if ((v = secure_getenv("COOP_VERBOSE")) != NULL && parse_bool("COOP_VERBOSE", v)) {
+
         core->verbose = true;
         print_patched();
     }

@@ -71,7 +71,8 @@ bool shim_ready_now(int fd, int dir);
 
 /* Parks the caller while *word == seen (futex-style; see futex.c): 0, EAGAIN, ETIMEDOUT
  * or EINTR / COOP_RESTART. */
-int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset);
+int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset,
+                    const char *what);
 /* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
  * bit 30 set (tids stay below 2^22). */
 int shim_owner_id(void);
@@ -86,6 +87,10 @@ struct timespec shim_remaining(int64_t deadline);
 
 /* Signals: whether handled ones interrupt cooperative waits (see signal.c). */
 void shim_signal_target(struct coop_greenlet *g, int sig);
+/* Installs the run-info dump's handler (COOP_DUMP_SIGNAL), if one is asked for. */
+void shim_signal_init(void);
+extern int shim_dump_signal;
+
 
 /* Settings (settings.c). */
 void shim_read_settings(struct coop_settings *core);

@@ -22,6 +22,11 @@ static struct coop_greenlet *_Atomic target[NSIG];
 static void trampoline(int sig, siginfo_t *info, void *context)
 {
     const struct sigaction *a = &installed[sig];
+    if (sig == SIGSEGV && coop_stack_overflowed(info, context)) {
+        REAL(sigaction)(SIGSEGV, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
+        return;     /* the fault repeats with the default action: death by SIGSEGV */
+    }
+
     int flags = a->sa_flags;
     if (flags & SA_SIGINFO)
         a->sa_sigaction(sig, info, context);
@@ -50,7 +55,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
     if (act != NULL && act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN) {
         struct sigaction mine = *act;
         mine.sa_sigaction = trampoline;
-        mine.sa_flags |= SA_SIGINFO;
+        mine.sa_flags |= SA_SIGINFO | (sig == SIGSEGV ? SA_ONSTACK : 0);
         installed[sig] = *act;     /* before the kernel can call the trampoline */
         r = REAL(sigaction)(sig, &mine, old);
         trampolined[sig] = r == 0;
@@ -61,10 +66,29 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
     }
     if (r != 0)
         installed[sig] = previous;
-    else if (old != NULL && was_trampolined)
-        *old = previous;
+    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)))
+        *old = previous;     /* the program sees its own handlers, never coop's */
     return r;
 }
+
+/* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
+int shim_dump_signal;
+
+static void dump_handler(int sig)
+{
+    (void)sig;
+    coop_request_dump();
+}
+
+void shim_signal_init(void)
+{
+    if (shim_dump_signal == 0)
+        return;
+    struct sigaction sa = { .sa_handler = dump_handler, .sa_flags = SA_RESTART };
+    sigemptyset(&sa.sa_mask);
+    REAL(sigaction)(shim_dump_signal, &sa, NULL);
+}
+
 
 /* glibc's signal() has BSD semantics: the handler stays, and calls restart. */
 EXPORT sighandler_t signal(int sig, sighandler_t handler)

@@ -28,7 +28,7 @@ EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))
             coop_unpark(state, INT32_MAX, ~0u);
             return 0;
         }
-        shim_park_while(state, 1, COOP_NO_DEADLINE, ~0u);
+        shim_park_while(state, 1, COOP_NO_DEADLINE, ~0u, "once");
     }
 }
 
@@ -48,7 +48,7 @@ static int sem_take(sem_t *s, int64_t deadline)
                 return 0;
             continue;
         }
-        int r = deadline == 0 ? EAGAIN : shim_park_while(sem_value(s), 0, deadline, ~0u);
+        int r = deadline == 0 ? EAGAIN : shim_park_while(sem_value(s), 0, deadline, ~0u, "semaphore");
         if (r == EAGAIN && deadline != 0)
             continue;
         if (r != 0) {
@@ -118,7 +118,7 @@ EXPORT int pthread_barrier_wait(pthread_barrier_t *barrier)
         return PTHREAD_BARRIER_SERIAL_THREAD;
     }
     while (atomic_load(&b->round) == round)
-        shim_park_while(&b->round, round, COOP_NO_DEADLINE, ~0u);
+        shim_park_while(&b->round, round, COOP_NO_DEADLINE, ~0u, "barrier");
     return 0;
 }
 

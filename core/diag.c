@@ -1,0 +1,280 @@
+/*
+ * Seeing inside a cooperative program: the run-info dump (every greenlet, its state and
+ * its stack, read by libunwind from the ucontext_t it was parked with), deadlock
+ * detection, stack overflow reports and the statistics block printed at exit.
+ */
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <libunwind.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_FRAMES 32
+#define DEADLOCK_STATUS 3
+#define ALTSTACK_SIZE (64 * 1024)
+
+int64_t coop_coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* --- writing reports: a line at a time, one write each --- */
+
+struct report { char line[512]; int len; };
+
+static void put(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(r->line + r->len, sizeof r->line - (size_t)r->len, fmt, ap);
+    va_end(ap);
+    r->len += n;
+    if (r->len > (int)sizeof r->line - 1)
+        r->len = (int)sizeof r->line - 1;
+}
+
+static void end_line(struct report *r)
+{
+    r->line[r->len++] = '\n';
+    coop_write_stderr(r->line, (size_t)r->len);
+    r->len = 0;
+}
+
+/* Frames inside libcoop.so are the runtime's, not the program's: dumps leave them out. */
+bool coop_in_runtime(uintptr_t ip)
+
+{
+    Dl_info self, frame;
+    return dladdr((void *)coop_coarse_now, &self) && dladdr((void *)ip, &frame)
+           && self.dli_fbase == frame.dli_fbase;
+}
+
+void coop_print_stack(ucontext_t *ctx, bool signal_frame)
+{
+    unw_cursor_t cursor;
+    if (unw_init_local2(&cursor, (unw_context_t *)ctx, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) < 0)
+        return;
+    struct report r = { .len = 0 };
+    for (int depth = 0; depth < MAX_FRAMES; depth++) {
+        unw_word_t ip, offset;
+        char name[256];
+        unw_get_reg(&cursor, UNW_REG_IP, &ip);
+        if (!coop_in_runtime(ip)) {
+            if (unw_get_proc_name(&cursor, name, sizeof name, &offset) == 0)
+                put(&r, "        at %s+0x%lx", name, (unsigned long)offset);
+            else
+                put(&r, "        at 0x%lx", (unsigned long)ip);
+            end_line(&r);
+        }
+        if (unw_step(&cursor) <= 0)
+            break;
+    }
+}
+
+/* --- the dump --- */
+
+static const char *state_name(const struct coop_greenlet *g)
+{
+    switch (g->state) {
+    case G_READY: return "ready";
+    case G_RUNNING: return "running";
+    case G_FINISHED: return "finished";
+    default: return g->waiting.kind == WAIT_SLEEP ? "sleeping" : "waiting";
+
+    }
+}
+
+static void describe_wait(struct report *r, const struct coop_greenlet *g)
+{
+    const struct coop_wait_info *w = &g->waiting;
+    switch (w->kind) {
+    case WAIT_FD:
+        put(r, " for fd %d %s%s", w->fd,
+            w->events == (COOP_READ | COOP_WRITE) ? "read/write" : w->events & COOP_WRITE ? "write" : "read",
+            w->nfds > 1 ? " (and more fds)" : "");
+        break;
+    case WAIT_SLEEP: break;
+
+    case WAIT_PARK: put(r, ": blocked on %s %p", w->what ? w->what : "object", w->obj); break;
+    case WAIT_JOIN: put(r, ": joining greenlet #%lu", (unsigned long)((const struct coop_greenlet *)w->obj)->id); break;
+    case WAIT_OFFLOAD: put(r, " for the threadpool"); break;
+    }
+    if (g->heap_index >= 0)
+        put(r, ", timeout in %.0f ms", (double)(g->deadline - coop_now()) / 1e6);
+}
+
+void coop_dump_hub(struct coop_hub *h)
+{
+    struct report r = { .len = 0 };
+    int64_t now = coop_coarse_now();
+    put(&r, "coop: greenlets of the hub on thread %d (pid %d):", (int)h->tid, (int)getpid());
+    end_line(&r);
+    for (struct coop_greenlet *g = h->all; g != NULL; g = g->all_next) {
+        if (g->is_hub)
+            continue;
+        put(&r, "  #%lu%s%s%s%s %s", (unsigned long)g->id, g->name[0] ? " \"" : "", g->name,
+            g->name[0] ? "\"" : "", g->is_main ? " (main)" : "", state_name(g));
+
+        if (g->state == G_WAITING)
+            describe_wait(&r, g);
+        put(&r, ", for %.3f s", (double)(now - g->since) / 1e9);
+        end_line(&r);
+        if (g->state != G_FINISHED)
+            coop_print_stack(&g->ctx, false);
+    }
+}
+
+void coop_request_dump(void)
+{
+    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
+        atomic_store(&h->dump_requested, true);
+        uv_async_send(&h->async);
+    }
+}
+
+/* --- deadlock --- */
+
+static int os_threads(void)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f == NULL)
+        return -1;
+    int n = -1;
+    /* Field 20; the command name (field 2) may hold spaces, so skip past its ')'. */
+    if (fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %d", &n) != 1)
+        n = -1;
+    fclose(f);
+    return n;
+}
+
+static int runtime_threads(void) { return coop_offload_threads() + coop_monitor_threads(); }
+
+/*
+ * Dead when every greenlet waits on a sync object or a join with no timeout, nothing is
+ * ready, and no other OS thread exists that might still post (libuv's idle workers and
+ * coop's monitor cannot). With more than one hub, coop stays silent.
+ */
+void coop_check_deadlock(struct coop_hub *h)
+{
+    static bool reported;
+    if (reported || h->ready_head != NULL || h != coop_hubs || h->next_hub != NULL)
+        return;
+    bool any = false;
+    for (struct coop_greenlet *g = h->all; g != NULL; g = g->all_next) {
+        if (g->is_hub || g->state == G_FINISHED)
+            continue;
+        if (g->state != G_WAITING || g->heap_index >= 0
+            || (g->waiting.kind != WAIT_PARK && g->waiting.kind != WAIT_JOIN))
+            return;
+        any = true;
+    }
+    if (!any || os_threads() != 1 + runtime_threads())
+        return;
+    reported = true;
+    coop_log(COOP_LOG_ERROR, "all greenlets are asleep - deadlock!");
+    coop_dump_hub(h);
+    if (coop_settings.on_deadlock_wait) {
+        coop_log(COOP_LOG_ERROR, "COOP_ON_DEADLOCK=wait: hanging for a debugger (pid %d)", (int)getpid());
+        return;
+    }
+    _exit(DEADLOCK_STATUS);
+}
+
+/* --- stack overflow --- */
+
+bool coop_stack_overflowed(const siginfo_t *info, void *context)
+{
+    struct coop_hub *h = coop_tls_hub;
+    if (h == NULL || info->si_signo != SIGSEGV || !coop_stack_in_guard(&h->current->stack, info->si_addr))
+        return false;
+    struct coop_greenlet *g = h->current;
+    coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" overflowed its %zu KiB stack",
+             (unsigned long)g->id, g->name, g->stack.size / 1024);
+    coop_print_stack(context, true);
+    coop_log(COOP_LOG_ERROR, "raise COOP_STACK_SIZE (now %zu KiB) or the thread's stack size attribute",
+             coop_stack_default_size() / 1024);
+    return true;
+}
+
+/* With no handler of the program's own: report an overflow, then fault again with the
+ * default action, so the process dies by SIGSEGV and may dump core as before. */
+static void on_segv(int sig, siginfo_t *info, void *context)
+{
+    coop_stack_overflowed(info, context);
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    coop_settings.os_sigaction(sig, &dfl, NULL);
+}
+
+void coop_overflow_handler_install(void)
+{
+    struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old;
+    if (coop_settings.os_sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+        coop_settings.os_sigaction(SIGSEGV, &sa, NULL);
+}
+
+bool coop_is_overflow_handler(const void *handler) { return handler == (const void *)on_segv; }
+
+/* An overflow runs out of stack: the report runs on an alternate one, one per hub thread. */
+void coop_diag_hub_init(struct coop_hub *h)
+{
+    (void)h;
+    stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE };
+    if (ss.ss_sp != NULL)
+        sigaltstack(&ss, NULL);
+}
+
+/* --- statistics --- */
+
+static _Atomic uint64_t created, peak_alive;
+static int64_t longest_run;
+static uint64_t longest_id;
+static char longest_name[16];
+
+void coop_stats_spawned(long alive)
+{
+    atomic_fetch_add(&created, 1);
+    uint64_t peak = atomic_load(&peak_alive);
+    while ((uint64_t)alive > peak && !atomic_compare_exchange_weak(&peak_alive, &peak, (uint64_t)alive))
+        ;
+}
+
+void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to)
+{
+    int64_t now = coop_now();
+    if (!from->is_hub && from->switched_in != 0 && now - (int64_t)from->switched_in > longest_run) {
+        longest_run = now - (int64_t)from->switched_in;
+        longest_id = from->id;
+        memcpy(longest_name, from->name, sizeof longest_name);
+    }
+    to->switched_in = (uint64_t)now;
+}
+
+static void print_stats(void)
+{
+    uint64_t switches = 0, polls = 0;
+    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
+        switches += atomic_load(&h->switches);
+        polls += h->polls;
+    }
+    coop_log(COOP_LOG_ERROR, "stats: greenlets created %lu, peak alive %lu, switches %lu, loop iterations %lu",
+             (unsigned long)created, (unsigned long)peak_alive, (unsigned long)switches, (unsigned long)polls);
+    coop_log(COOP_LOG_ERROR, "stats: longest run without yielding %.3f ms, by greenlet #%lu \"%s\"",
+             (double)longest_run / 1e6, (unsigned long)longest_id, longest_name);
+}
+
+void coop_stats_init(void)
+{
+    peak_alive = 1;
+    atexit(print_stats);
+}
