@@ -131,6 +131,8 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     g->fn = fn;
     g->arg = arg;
     g->detached = attr->detached;
+    g->since = coop_coarse_now();
+
     long alive = atomic_fetch_add(&live_greenlets, 1) + 1;
     if (coop_settings.stats)
         coop_stats_spawned(alive);

@@ -122,17 +122,21 @@ EXPORT int pthread_barrier_wait(pthread_barrier_t *barrier)
     return 0;
 }
 
-/* --- spinlocks: a contended one lets the other greenlets run, one of which holds it --- */
+/* --- spinlocks: a contended one lets the other greenlets run, one of which holds it.
+ * On x86-64 glibc's spinlock is free when positive (init and unlock store 1) and taken at
+ * 0 or below (its lock decrements). --- */
 
 EXPORT int pthread_spin_lock(pthread_spinlock_t *lock)
 {
     _Atomic int *l = (_Atomic int *)lock;
-    while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0)
-        while (atomic_load_explicit(l, memory_order_relaxed) != 0) {
-            if (shim_cooperative(FAM_thread) != NULL)
-                coop_yield();
-            else
-                __builtin_ia32_pause();
-        }
-    return 0;
+    for (;;) {
+        int free = 1;
+        if (atomic_compare_exchange_weak_explicit(l, &free, 0, memory_order_acquire, memory_order_relaxed))
+            return 0;
+        if (shim_cooperative(FAM_thread) != NULL)
+            coop_yield();
+        else
+            __builtin_ia32_pause();
+    }
 }
+
