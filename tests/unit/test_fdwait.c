@@ -360,6 +360,34 @@ static void wait_fds_any(int n, int which)
     free(sv);
 }
 
+/* The watcher really goes: a file still open through a dup no longer reports under the
+ * forgotten number, now used by another socket. */
+START_TEST(test_forget_unregisters)
+{
+    int sv[2];
+    make_pair(sv);
+    int keep = dup(sv[0]);
+    ck_assert_int_ge(keep, 0);
+    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(5)), ETIMEDOUT);
+    int fdnum = sv[0];
+    coop_fd_forget(sv[0]);
+    close(sv[0]);
+    int nv[2];
+    make_pair(nv);
+    ck_assert_int_eq(nv[0], fdnum);
+    struct reader r = { .fd = nv[0], .events = COOP_READ, .deadline = coop_now() + MS(60) };
+    struct coop_greenlet *g = unit_spawn(wait_once_body, &r);
+    unit_yield_until(&r.waiting);
+    put_byte(sv[1], 'o');                     /* the old file, readable through keep */
+    unit_join(g);
+    ck_assert_msg(r.result == ETIMEDOUT, "woken by the old file's event: %d", r.result);
+    close(keep);
+    coop_fd_forget(sv[1]);
+    close(sv[1]);
+    close_pair(nv);
+}
+END_TEST
+
 START_TEST(test_wait_fds_any)
 {
     wait_fds_any(3, 1);
@@ -429,6 +457,7 @@ Suite *fdwait_suite(void)
     tcase_add_test(tc, test_two_read_waiters_both_wake);
     tcase_add_test(tc, test_hangup_wakes_reader);
     tcase_add_test(tc, test_forget_wakes_with_ebadf);
+    tcase_add_test(tc, test_forget_unregisters);
     tcase_add_test(tc, test_wait_fds_any);
     tcase_add_test(tc, test_regular_file_and_bad_fds);
     tcase_add_test(tc, test_interrupt_fd_wait);

@@ -21,7 +21,7 @@ static bool never(const void *ctx)
 /* Parks until unpark(addr): a greenlet that stays unfinished as long as a test wants. */
 static void *park_body(void *addr)
 {
-    int r = coop_park(addr, never, NULL, ~0u, COOP_NO_DEADLINE);
+    int r = coop_park(addr, never, NULL, ~0u, COOP_NO_DEADLINE, "unit");
     return (void *)(intptr_t)(r == 0 ? 1000 : r);
 }
 
@@ -302,7 +302,8 @@ END_TEST
 
 struct ident_probe {
     struct coop_greenlet *self;
-    pid_t tid;
+    uintptr_t os_thread;
+    bool is_main;
     bool is_greenlet_self, is_greenlet_pthread;
     void *local_addr, *base;
     size_t size;
@@ -312,7 +313,8 @@ static void *ident_body(void *arg)
 {
     struct ident_probe *p = arg;
     p->self = coop_self();
-    p->tid = coop_greenlet_tid(p->self);
+    p->os_thread = coop_greenlet_os_thread(p->self);
+    p->is_main = coop_greenlet_is_main(p->self);
     p->is_greenlet_self = coop_is_greenlet(p->self);
     p->is_greenlet_pthread = coop_is_greenlet((void *)pthread_self());
     p->local_addr = &p;
@@ -332,11 +334,8 @@ START_TEST(test_identity_main_and_spawned)
     struct coop_greenlet *me = coop_self();
     ck_assert_ptr_nonnull(me);
     ck_assert(coop_is_greenlet(me));
-    ck_assert(me->is_main);
-    /* The thread that became the hub (main.c). Not gettid(): under CK_FORK this runs in
-     * a forked child, and the hub still carries the runner's tid (the core has no fork
-     * hook yet). */
-    ck_assert_int_eq(coop_greenlet_tid(me), unit_hub_tid);
+    ck_assert(coop_greenlet_is_main(me));
+    ck_assert_uint_eq(coop_greenlet_os_thread(me), (uintptr_t)pthread_self());
     ck_assert(coop_alone());
 
     struct ident_probe p = { 0 };
@@ -347,7 +346,8 @@ START_TEST(test_identity_main_and_spawned)
     unit_join(g);
     ck_assert(coop_alone());
     ck_assert_ptr_eq(p.self, g);
-    ck_assert_int_eq(p.tid, unit_hub_tid);
+    ck_assert(!p.is_main);
+    ck_assert_uint_eq(p.os_thread, (uintptr_t)pthread_self());
     ck_assert(p.is_greenlet_self);
     ck_assert(!p.is_greenlet_pthread);
     ck_assert((char *)p.local_addr >= (char *)p.base && (char *)p.local_addr < (char *)p.base + p.size);
@@ -497,7 +497,8 @@ struct thread_hub_probe {
     bool mark_runtime;
     struct coop_greenlet *self;
     struct coop_hub *hub;
-    pid_t tid, greenlet_tid;
+    uintptr_t thread, self_os_thread, greenlet_os_thread;
+    bool self_is_main, greenlet_is_main;
     int spawn_err, sum;
     int64_t slept;
 };
@@ -512,11 +513,15 @@ static void *small_work(void *arg)
 static void *thread_hub_main(void *arg)
 {
     struct thread_hub_probe *p = arg;
-    p->tid = gettid();
+    p->thread = (uintptr_t)pthread_self();
     if (p->mark_runtime)
         coop_mark_runtime_thread();
     p->self = coop_self();
     p->hub = coop_tls_hub;
+    if (p->self != NULL) {
+        p->self_os_thread = coop_greenlet_os_thread(p->self);
+        p->self_is_main = coop_greenlet_is_main(p->self);
+    }
     struct coop_greenlet *g[4];
     struct coop_spawn_attr attr = { .guard_size = 4096 };
     p->spawn_err = coop_spawn(&g[0], small_work, NULL, &attr);
@@ -527,7 +532,8 @@ static void *thread_hub_main(void *arg)
         coop_spawn(&g[i], small_work, (void *)(i * 10), &attr);
         unit_fix_runtime_tls(g[i]);
     }
-    p->greenlet_tid = coop_greenlet_tid(g[0]);
+    p->greenlet_os_thread = coop_greenlet_os_thread(g[0]);
+    p->greenlet_is_main = coop_greenlet_is_main(g[0]);
     for (int i = 0; i < 4; i++) {
         void *r = NULL;
         coop_join(g[i], &r, COOP_NO_DEADLINE);
@@ -547,13 +553,14 @@ START_TEST(test_other_threads)
     ck_assert_int_eq(pthread_create(&t, NULL, thread_hub_main, &p), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_ptr_nonnull(p.self);
-    ck_assert(p.self->is_main);
+    ck_assert(p.self_is_main);
     ck_assert_ptr_nonnull(p.hub);
     ck_assert_ptr_ne(p.hub, coop_tls_hub);
-    ck_assert_int_eq(coop_greenlet_tid(p.self), p.tid);
-    ck_assert_int_ne(p.tid, gettid());
+    ck_assert_uint_eq(p.self_os_thread, p.thread);
+    ck_assert_uint_ne(p.thread, (uintptr_t)pthread_self());
     ck_assert_int_eq(p.spawn_err, 0);
-    ck_assert_int_eq(p.greenlet_tid, p.tid);
+    ck_assert_uint_eq(p.greenlet_os_thread, p.thread);
+    ck_assert(!p.greenlet_is_main);
     ck_assert_int_eq(p.sum, 1 + 11 + 21 + 31);
     ck_assert(p.slept >= MS(20) && p.slept < MS(220));
 

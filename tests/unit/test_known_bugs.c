@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,25 +24,88 @@ static void *return_arg(void *arg) { return arg; }
  * new greenlet's copy, made from the TLS image, has it NULL: coop_greenlet_main crashes
  * on the first switch to any spawned greenlet. Run in a child: it dies of SIGSEGV.
  */
+static void spawn_plainly(void *unused)
+{
+    (void)unused;
+    signal(SIGSEGV, SIG_DFL);
+    struct coop_greenlet *g;
+    struct coop_spawn_attr attr = { .guard_size = 4096 };
+    if (coop_spawn(&g, return_arg, (void *)5, &attr) != 0)
+        _exit(3);
+    void *r = NULL;
+    coop_join(g, &r, COOP_NO_DEADLINE);     /* no unit_fix_runtime_tls */
+    _exit(r == (void *)5 ? 0 : 4);
+}
+
 START_TEST(test_spawn_without_tls_workaround)
 {
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        signal(SIGSEGV, SIG_DFL);
-        struct coop_greenlet *g;
-        struct coop_spawn_attr attr = { .guard_size = 4096 };
-        if (coop_spawn(&g, return_arg, (void *)5, &attr) != 0)
-            _exit(3);
-        void *r = NULL;
-        coop_join(g, &r, COOP_NO_DEADLINE);     /* no unit_fix_runtime_tls */
-        _exit(r == (void *)5 ? 0 : 4);
-    }
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    int status = unit_run_child(spawn_plainly, NULL, 5000, NULL, 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "spawn+join without the TLS workaround: %s %d",
-                  WIFSIGNALED(status) ? "killed by signal" : "exit", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                  WIFSIGNALED(status) ? "killed by signal" : "exit",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+END_TEST
+
+/*
+ * The deadlock detector (diag.c) declares "all greenlets are asleep" and exits with
+ * status 3 while a wakeup is already on its way: an interrupt posted by coop_interrupt
+ * (what the shim's signal trampoline calls) is only delivered once the hub polls, and the
+ * check runs before that poll. Nor can it know that a signal may still come: a lone
+ * greenlet waiting in sem_wait for a handler's sem_post, or in pause(), is not dead.
+ */
+static int kb_addr, kb_result = -1;
+
+static void *park_forever(void *unused)
+{
+    (void)unused;
+    kb_result = coop_park(&kb_addr, NULL, NULL, ~0u, COOP_NO_DEADLINE, "unit");
+    return NULL;
+}
+
+static void interrupt_then_join(void *unused)
+{
+    (void)unused;
+    struct coop_greenlet *g = unit_spawn(park_forever, NULL);
+    coop_sleep_until(coop_now() + MS(5));      /* g parks */
+    coop_interrupt(g, false);                  /* as a signal handler would */
+    coop_join(g, NULL, COOP_NO_DEADLINE);
+    _exit(kb_result == EINTR ? 0 : 1);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    coop_interrupt(NULL, false);
+}
+
+static void lone_park_until_signal(void *unused)
+{
+    (void)unused;
+    struct sigaction sa = { .sa_handler = on_alarm };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = { .it_value = { 0, 30000 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    int r = coop_park(&kb_addr, NULL, NULL, ~0u, COOP_NO_DEADLINE, "sem");
+    _exit(r == EINTR ? 0 : 1);
+}
+
+START_TEST(test_no_deadlock_with_wakeup_pending)
+{
+    char err[4096];
+    int status = unit_run_child(interrupt_then_join, NULL, 3000, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "interrupt posted, then join: status 0x%x, stderr: %s", status, err);
+}
+END_TEST
+
+START_TEST(test_no_deadlock_while_a_signal_may_come)
+{
+    char err[4096];
+    int status = unit_run_child(lone_park_until_signal, NULL, 3000, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "lone greenlet parked until SIGALRM: status 0x%x, stderr: %s", status, err);
 }
 END_TEST
 
@@ -111,12 +175,41 @@ START_TEST(test_forget_reaches_other_hubs)
 }
 END_TEST
 
+/*
+ * A forked child of a process whose libuv threadpool has started (coop_offload: name
+ * lookups, regular files, waitpid...) dies in exit(): libuv's destructor
+ * uv_library_shutdown joins pool threads that do not exist in the child (libuv issue
+ * #4443; libuv supports no fork without exec). coop_fork_child does not disarm it, so a
+ * forked child cannot return from main, call exit(), or end its last greenlet.
+ */
+static void noop(void *unused) { (void)unused; }
+
+static void exit_normally(void *unused)
+{
+    (void)unused;
+    exit(0);
+}
+
+START_TEST(test_exit_in_child_after_offload)
+{
+    coop_offload(noop, NULL);                  /* starts the pool in this process */
+    int status = unit_run_child(exit_normally, NULL, 5000, NULL, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "exit(0) in a forked child after coop_offload: %s %d",
+                  WIFSIGNALED(status) ? "killed by signal" : "exit",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+END_TEST
+
 Suite *known_bugs_suite(void)
 {
     Suite *s = suite_create("known-bugs");
     TCase *tc = unit_tcase("bugs");
     tcase_add_test(tc, test_spawn_without_tls_workaround);
     tcase_add_test(tc, test_forget_reaches_other_hubs);
+    tcase_add_test(tc, test_no_deadlock_with_wakeup_pending);
+    tcase_add_test(tc, test_no_deadlock_while_a_signal_may_come);
+    tcase_add_test(tc, test_exit_in_child_after_offload);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -105,7 +105,7 @@ struct parked { int addr; int64_t deadline, woke; int result, index; };
 static void *timed_park_body(void *arg)
 {
     struct parked *p = arg;
-    p->result = coop_park(&p->addr, NULL, NULL, ~0u, p->deadline);
+    p->result = coop_park(&p->addr, NULL, NULL, ~0u, p->deadline, "unit");
     p->woke = coop_now();
     if (p->result == ETIMEDOUT)
         wake_order[wake_len++] = p->index;

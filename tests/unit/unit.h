@@ -28,6 +28,8 @@ Suite *timer_suite(void);
 Suite *fdwait_suite(void);
 Suite *park_suite(void);
 Suite *stack_suite(void);
+Suite *offload_suite(void);
+Suite *fork_suite(void);
 Suite *known_bugs_suite(void);
 
 /* Spawns with a default, guarded stack (the shim's default attributes); aborts on error. */
@@ -41,13 +43,21 @@ void *unit_join(struct coop_greenlet *g);
  * see the bug). */
 void unit_fix_runtime_tls(struct coop_greenlet *g);
 extern int unit_tls_workaround;
-/* The tid of the thread that called coop_init. */
-extern pid_t unit_hub_tid;
+/* The process that called coop_init: the runner. */
+extern pid_t unit_runner_pid;
+
+
+/* Runs body(arg) in a forked child that first renews its hub (coop_fork_child); the child
+ * exits 0 when body returns. Returns the child's wait status; kills it after timeout_ms.
+ * With err != NULL, the child's stderr is collected there (NUL-terminated). */
+int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, size_t err_len);
 
 /* Yields until *flag is nonzero (or aborts the test after 5 s of yielding). */
 void unit_yield_until(volatile int *flag);
 
-/* The test case fixture: asserts no program greenlet outlives a test. */
+/* The test case fixture: a forked test child renews its hub (coop_fork_child); no
+ * program greenlet may outlive a test. */
+void unit_checked_setup(void);
 void unit_checked_teardown(void);
 TCase *unit_tcase(const char *name);
 

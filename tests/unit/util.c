@@ -1,14 +1,18 @@
 /* Helpers shared by the unit tests (see unit.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
 
 int unit_tls_workaround = 1;
-pid_t unit_hub_tid;
+pid_t unit_runner_pid;
 
 /*
  * Core bug worked around here (reported; see test_known_bugs.c): core/tls.c gives every
@@ -68,6 +72,56 @@ void *unit_join(struct coop_greenlet *g)
     return result;
 }
 
+int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, size_t err_len)
+{
+    int pipefd[2] = { -1, -1 };
+    if (err != NULL)
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC | O_NONBLOCK), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (err != NULL) {
+            dup2(pipefd[1], STDERR_FILENO);
+            int flags = fcntl(STDERR_FILENO, F_GETFL);
+            fcntl(STDERR_FILENO, F_SETFL, flags & ~O_NONBLOCK);
+        }
+        coop_fork_child();
+        body(arg);
+        _exit(0);
+    }
+    if (err != NULL)
+        close(pipefd[1]);
+    int status = 0;
+    int64_t give_up = coop_now() + MS(timeout_ms);
+    size_t got = 0;
+    for (;;) {
+        if (err != NULL && got + 1 < err_len) {
+            ssize_t n = read(pipefd[0], err + got, err_len - 1 - got);
+            if (n > 0)
+                got += (size_t)n;
+        }
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        ck_assert_int_ne(r, -1);
+        if (r == pid)
+            break;
+        if (coop_now() > give_up) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        coop_sleep_until(coop_now() + MS(1));
+    }
+    if (err != NULL) {
+        ssize_t n;
+        while (got + 1 < err_len && (n = read(pipefd[0], err + got, err_len - 1 - got)) > 0)
+            got += (size_t)n;
+        err[got] = '\0';
+        close(pipefd[0]);
+    }
+    return status;
+}
+
 void unit_yield_until(volatile int *flag)
 {
     int64_t give_up = coop_now() + MS(5000);
@@ -75,6 +129,12 @@ void unit_yield_until(volatile int *flag)
         ck_assert_msg(coop_now() < give_up, "gave up waiting for a greenlet");
         coop_yield();
     }
+}
+
+void unit_checked_setup(void)
+{
+    if (getpid() != unit_runner_pid)
+        coop_fork_child();
 }
 
 void unit_checked_teardown(void)
@@ -85,7 +145,7 @@ void unit_checked_teardown(void)
 TCase *unit_tcase(const char *name)
 {
     TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, NULL, unit_checked_teardown);
+    tcase_add_checked_fixture(tc, unit_checked_setup, unit_checked_teardown);
     tcase_set_timeout(tc, 10);
     return tc;
 }

@@ -1,0 +1,140 @@
+/*
+ * coop_offload (offload.c): blocking work on libuv's threadpool while the calling greenlet
+ * waits and the others run.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+struct job {
+    int ms;
+    pid_t tid;
+    bool had_greenlet;
+    _Atomic int done;
+};
+
+static void blocking_job(void *arg)
+{
+    struct job *j = arg;
+    j->tid = gettid();
+    j->had_greenlet = coop_self() != NULL;
+    struct timespec ts = { 0, j->ms * 1000000L };
+    nanosleep(&ts, NULL);                /* really blocks this thread */
+    atomic_store(&j->done, 1);
+}
+
+static volatile int ticking;
+static int ticks;
+
+static void *ticker(void *unused)
+{
+    (void)unused;
+    while (ticking) {
+        coop_sleep_until(coop_now() + MS(1));
+        ticks++;
+    }
+    return NULL;
+}
+
+START_TEST(test_offload_runs_elsewhere_while_others_run)
+{
+    ticking = 1;
+    ticks = 0;
+    struct coop_greenlet *t = unit_spawn(ticker, NULL);
+    struct job j = { .ms = 60 };
+    int64_t t0 = coop_now();
+    coop_offload(blocking_job, &j);
+    int64_t took = coop_now() - t0;
+    int ticks_during = ticks;
+    ticking = 0;
+    unit_join(t);
+    ck_assert_int_eq(atomic_load(&j.done), 1);     /* returns only once fn has returned */
+    ck_assert_int_ne(j.tid, gettid());
+    ck_assert(!j.had_greenlet);                     /* pool threads are runtime threads */
+    ck_assert(took >= MS(60) && took < MS(60) + MS(500));
+    ck_assert_msg(ticks_during >= 10, "the hub was blocked: %d ticks in 60 ms", ticks_during);
+}
+END_TEST
+
+static void *offloader(void *arg)
+{
+    coop_offload(blocking_job, arg);
+    return NULL;
+}
+
+START_TEST(test_offload_in_parallel)
+{
+    enum { N = 4 };
+    struct job j[N];
+    struct coop_greenlet *g[N];
+    int64_t t0 = coop_now();
+    for (int i = 0; i < N; i++) {
+        j[i] = (struct job){ .ms = 80 };
+        g[i] = unit_spawn(offloader, &j[i]);
+    }
+    for (int i = 0; i < N; i++)
+        unit_join(g[i]);
+    int64_t took = coop_now() - t0;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(atomic_load(&j[i].done), 1);
+    ck_assert_msg(took < MS(80) * 3, "4 jobs of 80 ms took %lld ms: not in parallel",
+                  (long long)(took / 1000000));
+}
+END_TEST
+
+static struct job interrupted_job;
+static int done_when_returned = -1;
+
+static void *offload_then_report(void *unused)
+{
+    (void)unused;
+    coop_offload(blocking_job, &interrupted_job);
+    done_when_returned = atomic_load(&interrupted_job.done);
+    return NULL;
+}
+
+START_TEST(test_offload_wait_survives_interrupt)
+{
+    interrupted_job = (struct job){ .ms = 50 };
+    struct coop_greenlet *g = unit_spawn(offload_then_report, NULL);
+    coop_sleep_until(coop_now() + MS(10));
+    coop_interrupt(g, false);
+    unit_join(g);
+    ck_assert_int_eq(done_when_returned, 1);
+}
+END_TEST
+
+static void *runtime_thread_offloads(void *arg)
+{
+    coop_mark_runtime_thread();
+    coop_offload(blocking_job, arg);
+    return (void *)(intptr_t)gettid();
+}
+
+START_TEST(test_offload_inline_without_greenlet)
+{
+    struct job j = { .ms = 1 };
+    pthread_t t;
+    void *tid = NULL;
+    ck_assert_int_eq(pthread_create(&t, NULL, runtime_thread_offloads, &j), 0);
+    ck_assert_int_eq(pthread_join(t, &tid), 0);
+    ck_assert_int_eq(atomic_load(&j.done), 1);
+    ck_assert_int_eq(j.tid, (pid_t)(intptr_t)tid);    /* ran on the caller's thread */
+}
+END_TEST
+
+Suite *offload_suite(void)
+{
+    Suite *s = suite_create("offload");
+    TCase *tc = unit_tcase("offload");
+    tcase_add_test(tc, test_offload_runs_elsewhere_while_others_run);
+    tcase_add_test(tc, test_offload_in_parallel);
+    tcase_add_test(tc, test_offload_wait_survives_interrupt);
+    tcase_add_test(tc, test_offload_inline_without_greenlet);
+    suite_add_tcase(s, tc);
+    return s;
+}
