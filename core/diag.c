@@ -212,7 +212,10 @@ static void on_segv(int sig, siginfo_t *info, void *context)
     coop_stack_overflowed(info, context);
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     coop_settings.os_sigaction(sig, &dfl, NULL);
+    if (info->si_code <= 0)      /* sent by kill(): no fault will repeat, so send it again */
+        coop_sys(SYS_tgkill, getpid(), coop_sys(SYS_gettid, 0, 0, 0), sig);
 }
+
 
 void coop_overflow_handler_install(void)
 {
