@@ -105,9 +105,10 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     atomic_fetch_add_explicit(&h->switches, 1, memory_order_relaxed);
     if (coop_settings.stats)
         coop_stats_switch(self, next);
-    coop_tls_enter(h, next);
     self->saved_errno = errno;
+    coop_tls_enter(h, next);      /* may move the thread pointer: no TLS access after it */
     coop_context_switch(&self->ctx, &next->ctx);
+
     errno = self->saved_errno;
 }
 

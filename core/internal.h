@@ -60,7 +60,9 @@ struct coop_greenlet {
     void *arg, *result;
     struct coop_greenlet *joiner;
     void *slot;                      /* the shim's */
-    void *tls;                       /* its copy of the program's TLS block (see tls.c) */
+    void *tls;                       /* its TLS area, or copy of the program's block (tls.c) */
+    uintptr_t tp;                    /* its own thread pointer, or 0 for its OS thread's */
+
     struct coop_stack stack;
     bool heap_struct;                /* allocated with malloc, not on its stack */
     char name[16];
@@ -96,7 +98,9 @@ struct coop_hub {
     struct coop_watch **watches;     /* by fd */
     int watches_len;
 
+    uintptr_t os_tp;                 /* the OS thread's thread pointer */
     char *tls_block;                 /* this thread's instance of the program's TLS block */
+
     struct coop_greenlet *tls_owner; /* whose values the block holds now */
 
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */

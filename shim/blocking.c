@@ -37,7 +37,9 @@ int shim_wait_fd(int fd, int dir, int64_t deadline, bool restartable)
 ssize_t shim_blocking(int fd, int dir, bool has_dontwait, shim_attempt attempt, void *args)
 {
     struct shim_fd *f = shim_fd(fd);
-    if (f->kind == FD_PLAIN || f->nonblock)
+    if (f->kind == FD_PLAIN)
+        return shim_file_io(fd, f, attempt, args);   /* family file: maybe the threadpool */
+    if (f->nonblock)
         return attempt(fd, args, false);
     bool dontwait = f->kind == FD_SOCKET && has_dontwait;
     int64_t timeout = f->kind == FD_SOCKET ? f->timeout[dir] : 0;
@@ -138,6 +140,8 @@ ssize_t shim_send_all(int fd, struct shim_out *out)
 {
     struct shim_fd *f = shim_fd(fd);
     size_t left = out->msg.msg_iovlen;
+    if (f->kind == FD_PLAIN && out->is_write)
+        return shim_file_io(fd, f, attempt_out, out);
     if (f->kind == FD_PLAIN || f->nonblock || (out->flags & MSG_DONTWAIT) || left == 0 || left > IOV_MAX)
         return attempt_out(fd, out, false);
     struct iovec local[left];

@@ -167,6 +167,12 @@ void shim_read_settings(struct coop_settings *core)
         core->max_blocking_ms = (int)parse_number("COOP_MAX_BLOCKING_MS", v, 0, 3600000);
     if ((v = secure_getenv("COOP_ON_DEADLOCK")) != NULL)
         core->on_deadlock_wait = parse_choice("COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 1;
+    if ((v = secure_getenv("COOP_THREADPOOL_SIZE")) != NULL)     /* libuv's limit: 1024 */
+        coop_offload_configure((unsigned)parse_number("COOP_THREADPOOL_SIZE", v, 1, 1024));
+    if ((v = secure_getenv("COOP_FILE_OFFLOAD")) != NULL)
+        shim_file_offload = parse_bool("COOP_FILE_OFFLOAD", v);
+    if ((v = secure_getenv("COOP_NO_INHERIT")) != NULL && parse_bool("COOP_NO_INHERIT", v))
+        shim_proc_no_inherit();
     if ((v = secure_getenv("COOP_VERBOSE")) != NULL && parse_bool("COOP_VERBOSE", v)) {
 
         core->verbose = true;

@@ -99,4 +99,12 @@ void shim_read_settings(struct coop_settings *core);
 void shim_thread_init(void);
 void shim_locals_init(void);
 
+/* Family file (file.c): io's wrappers hand read/write calls on plain files here, which
+ * run them on the threadpool when COOP_FILE_OFFLOAD is on and call them directly if not. */
+extern bool shim_file_offload;
+ssize_t shim_file_io(int fd, const struct shim_fd *f, shim_attempt attempt, void *args);
+
+/* Family proc (proc.c): COOP_NO_INHERIT, read at start-up, drops coop from LD_PRELOAD. */
+void shim_proc_no_inherit(void);
+
 #endif

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -63,8 +64,12 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 {
     if (!shim_patched[FAM_thread])
         return REAL(pthread_create)(t, attr, fn, arg);
+    /* glibc clears this at the first pthread_create; libstdc++ and others skip
+     * synchronisation while it is set. */
+    __libc_single_threaded = 0;
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
+
     struct coop_greenlet *g;
     int err = coop_spawn(&g, fn, arg, &sa);
     if (err == ENOSYS)
