@@ -65,7 +65,10 @@ SURFACE_NAMES = sed -n 's/^COOP_FN([a-z]*, *\([A-Za-z0-9_]*\),.*/\1/p' shim/surf
 
 # libuv's archive is built as position-independent executable code: calls are fine in a
 # shared object, but its three references to libc data are not, so they are renamed too
-# and defined in shim/real.c.
+# and defined in shim/real.c. Its one destructor, uv_library_shutdown, is dropped: it
+# joins the threadpool's threads, which a forked child does not have (it would crash
+# there), and which exit() ends anyway.
+
 # Exported: the interposed names and the coop_ API, nothing else (no libuv, no internals).
 $(BUILD)/exports.map: shim/surface.h
 	@mkdir -p $(BUILD)
@@ -74,7 +77,9 @@ $(BUILD)/exports.map: shim/surface.h
 $(BUILD)/libuv_private.a: $(LIBUV_A) shim/surface.h
 	@mkdir -p $(BUILD)
 	{ $(SURFACE_NAMES); echo environ; echo stderr; echo in6addr_any; } | sed 's/.*/& coop_uv_&/' > $(BUILD)/libuv.rename
-	objcopy --redefine-syms=$(BUILD)/libuv.rename $(LIBUV_A) $@
+	objcopy --redefine-syms=$(BUILD)/libuv.rename --remove-section=.fini_array \
+	    --remove-section=.rela.fini_array $(LIBUV_A) $@
+
 
 $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/exports.map
 	@echo "  LD      $@"

@@ -125,6 +125,9 @@ bool coop_stack_overflowed(const siginfo_t *info, void *context);
 /* coop's SIGSEGV handler, installed when the program has none; sigaction hides it. */
 void coop_overflow_handler_install(void);
 bool coop_is_overflow_handler(const void *handler);
+/* The program installed a signal handler (deadlock detection then stands down). */
+void coop_note_signal_handler(void);
+
 
 /* A signal handler ran: interrupt g's wait
  with EINTR, or COOP_RESTART when the handler

@@ -158,16 +158,26 @@ static int os_threads(void)
 
 static int runtime_threads(void) { return coop_offload_threads() + coop_monitor_threads(); }
 
+/* A handler may post a semaphore or a condition (the "wait for SIGTERM" pattern): a
+ * program that installed one is never declared dead. */
+static bool signal_handlers;
+
+void coop_note_signal_handler(void) { signal_handlers = true; }
+
 /*
  * Dead when every greenlet waits on a sync object or a join with no timeout, nothing is
- * ready, and no other OS thread exists that might still post (libuv's idle workers and
- * coop's monitor cannot). With more than one hub, coop stays silent.
+ * ready or about to be woken, no signal handler is installed, and no other OS thread
+ * exists that might still post (libuv's idle workers and coop's monitor cannot). With
+ * more than one hub, coop stays silent.
  */
+
 void coop_check_deadlock(struct coop_hub *h)
 {
     static bool reported;
-    if (reported || h->ready_head != NULL || h != coop_hubs || h->next_hub != NULL)
+    if (reported || signal_handlers || h->ready_head != NULL || h->remote_head != NULL
+        || atomic_load(&h->interrupts) || h != coop_hubs || h->next_hub != NULL)
         return;
+
     bool any = false;
     for (struct coop_greenlet *g = h->all; g != NULL; g = g->all_next) {
         if (g->is_hub || g->state == G_FINISHED)
@@ -193,7 +203,7 @@ void coop_check_deadlock(struct coop_hub *h)
 
 bool coop_stack_overflowed(const siginfo_t *info, void *context)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     if (h == NULL || info->si_signo != SIGSEGV || !coop_stack_in_guard(&h->current->stack, info->si_addr))
         return false;
     struct coop_greenlet *g = h->current;

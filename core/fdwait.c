@@ -104,7 +104,7 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
 
 int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     struct fd_waiter small[8];
     struct fd_waiter *waiters = n <= 8 ? small : calloc((size_t)n, sizeof *waiters);
@@ -141,7 +141,7 @@ int coop_wait_fd(int fd, int events, int64_t deadline)
 
 void coop_fd_forget(int fd)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     if (h == NULL || fd < 0 || fd >= h->watches_len || h->watches[fd] == NULL)
         return;
     struct coop_watch *w = h->watches[fd];

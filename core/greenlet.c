@@ -77,7 +77,7 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
         g->heap_struct = true;
         g->is_main = true;
         g->stack.foreign = true;
-        if (coop_tls_hub != NULL && live_greenlets == 0)
+        if (coop_thread.hub != NULL && live_greenlets == 0)
             live_greenlets = 1;
     }
     init_record(h, g);
@@ -143,7 +143,7 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
 
 void coop_greenlet_main(void)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     if (g->is_hub) {
         void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
@@ -164,7 +164,7 @@ void coop_reap(struct coop_hub *h)
 
 void coop_exit(void *result)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     if (exit_hook != NULL)
         exit_hook(g);

@@ -12,10 +12,11 @@
 
 #include "internal.h"
 
-__thread struct coop_hub *coop_tls_hub __attribute__((tls_model("initial-exec")));
+__thread struct coop_thread_state coop_thread __attribute__((tls_model("initial-exec")));
+
 struct coop_hub *coop_hubs;
 coop_lock_t coop_hubs_lock;
-static __thread bool tls_runtime_thread __attribute__((tls_model("initial-exec")));
+
 struct coop_settings coop_settings;
 static bool initialized;
 
@@ -26,7 +27,7 @@ int64_t coop_now(void)
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-void coop_mark_runtime_thread(void) { tls_runtime_thread = true; }
+void coop_mark_runtime_thread(void) { coop_thread.runtime = true; }
 
 /* Moves greenlets woken by other OS threads, and pending interrupts, into the ready queue. */
 static void on_async(uv_async_t *a)
@@ -46,9 +47,10 @@ static void on_async(uv_async_t *a)
     if (atomic_exchange(&h->interrupts, 0)) {
         for (struct coop_greenlet *w = h->all; w != NULL; w = w->all_next)
             if (w->interrupt_pending) {
-                coop_wake(w, w->wait_gen, w->interrupt_pending);
+                coop_wake(w, w->interrupt_gen, w->interrupt_pending);
                 w->interrupt_pending = 0;
             }
+
     }
 }
 
@@ -160,7 +162,7 @@ static struct coop_hub *hub_create(void)
     coop_hubs = h;
     coop_unlock(&coop_hubs_lock);
     coop_diag_hub_init(h);
-    coop_tls_hub = h;
+    coop_thread.hub = h;
     coop_tls_hub_init(h);
     h->main_g = coop_greenlet_adopt(h, false);
     h->hub_g = coop_greenlet_adopt(h, true);
@@ -184,8 +186,8 @@ void coop_init(const struct coop_settings *settings)
 
 struct coop_hub *coop_hub_current(void)
 {
-    struct coop_hub *h = coop_tls_hub;
-    if (h == NULL && initialized && !tls_runtime_thread)
+    struct coop_hub *h = coop_thread.hub;
+    if (h == NULL && initialized && !coop_thread.runtime)
         h = hub_create();
     return h;
 }
@@ -235,7 +237,7 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
     g->wake_reason = reason;
     g->since = coop_coarse_now();
     struct coop_hub *h = g->hub;
-    if (coop_tls_hub == h) {
+    if (coop_thread.hub == h) {
         coop_ready(h, g);
         return true;
     }
@@ -267,7 +269,7 @@ void coop_switch_away(struct coop_hub *h)
 
 int coop_suspend(int64_t deadline)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     if (deadline != COOP_NO_DEADLINE)
         coop_timer_add(h, g, deadline);
@@ -300,12 +302,17 @@ int coop_sleep_until(int64_t deadline)
 
 void coop_interrupt(struct coop_greenlet *g, bool restartable)
 {
-    struct coop_hub *h = g != NULL ? g->hub : coop_tls_hub;
+    struct coop_hub *h = g != NULL ? g->hub : coop_thread.hub;
     if (h == NULL)
         return;
     if (g == NULL)
         g = h->main_g;
+    /* As in the kernel, a signal interrupts only a wait under way when it arrives. */
+    if (g->state != G_WAITING)
+        return;
+    g->interrupt_gen = g->wait_gen;
     g->interrupt_pending = restartable ? COOP_RESTART : EINTR;
+
     atomic_store(&h->interrupts, 1);
     uv_async_send(&h->async);
 }
@@ -317,7 +324,7 @@ void coop_interrupt(struct coop_greenlet *g, bool restartable)
  */
 void coop_fork_child(void)
 {
-    struct coop_hub *h = coop_tls_hub;
+    struct coop_hub *h = coop_thread.hub;
     if (h == NULL)
         return;
     struct coop_greenlet *self = h->current;

@@ -47,6 +47,8 @@ struct coop_greenlet {
     uint64_t wait_gen;
     int wake_reason;
     int interrupt_pending;           /* 0, EINTR or COOP_RESTART */
+    uint64_t interrupt_gen;          /* of the wait the signal arrived in */
+
     int64_t deadline;
     int heap_index;                  /* in the hub's timer heap, or -1 */
     struct coop_wait_info waiting;
@@ -107,7 +109,13 @@ struct coop_hub {
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
 };
 
-extern __thread struct coop_hub *coop_tls_hub __attribute__((tls_model("initial-exec")));
+/* The runtime's own per-OS-thread state (kept whole when greenlets get TLS of their own). */
+struct coop_thread_state {
+    struct coop_hub *hub;
+    bool runtime;                    /* coop's or libuv's thread: never gets a hub */
+};
+extern __thread struct coop_thread_state coop_thread __attribute__((tls_model("initial-exec")));
+
 extern struct coop_settings coop_settings;
 
 /* hub.c */

@@ -65,7 +65,7 @@ void coop_offload(void (*fn)(void *), void *arg)
     struct coop_greenlet *g = coop_self();
     struct offload o = { .fn = fn, .arg = arg, .g = g };
     o.req.data = &o;
-    if (g == NULL || queue(&coop_tls_hub->loop, &o) != 0) {
+    if (g == NULL || queue(&coop_thread.hub->loop, &o) != 0) {
         fn(arg);
         return;
     }

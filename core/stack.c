@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -27,9 +28,8 @@ static size_t pooled_size = 256 * 1024;   /* usable bytes; guard excluded */
 static int light_guards = -1;             /* -1 unknown, then 0 or 1 */
 
 static coop_lock_t pool_lock;
-struct free_stack { struct free_stack *next; };
-static struct free_stack *pool_free;      /* kept at the top of each free stack */
-static size_t pool_free_count;
+static char **pool_free;                  /* bases of free pooled stacks, newest last */
+static size_t pool_free_count, pool_free_cap;
 static char *arena_next, *arena_end;
 
 static size_t round_page(size_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
@@ -92,11 +92,8 @@ static int alloc_pooled(struct coop_stack *s)
 {
     coop_lock(&pool_lock);
     char *base;
-    if (pool_free != NULL) {
-        struct free_stack *f = pool_free;
-        pool_free = f->next;
-        pool_free_count--;
-        base = (char *)f + sizeof *f - pooled_size;
+    if (pool_free_count > 0) {
+        base = pool_free[--pool_free_count];
     } else if (light_guards != 0) {
         base = carve_pooled();
     } else {
@@ -135,12 +132,21 @@ void coop_stack_free(struct coop_stack *s)
         return;
     }
     coop_lock(&pool_lock);
+    if (pool_free_count == pool_free_cap) {
+        size_t cap = pool_free_cap ? pool_free_cap * 2 : 256;
+        char **grown = realloc(pool_free, cap * sizeof *grown);
+        if (grown == NULL) {      /* cannot keep it: give it back */
+            coop_unlock(&pool_lock);
+            madvise(s->base, s->size, MADV_DONTNEED);
+            return;
+        }
+        pool_free = grown;
+        pool_free_cap = cap;
+    }
+    /* The most recently used stacks stay warm; older ones give their pages back. */
     if (pool_free_count >= POOL_KEEP_BACKED)
-        madvise(s->base, s->size - PAGE, MADV_DONTNEED);
-    struct free_stack *f = (struct free_stack *)(s->base + s->size) - 1;
-    f->next = pool_free;
-    pool_free = f;
-    pool_free_count++;
+        madvise(pool_free[pool_free_count - POOL_KEEP_BACKED], s->size, MADV_DONTNEED);
+    pool_free[pool_free_count++] = s->base;
     coop_unlock(&pool_lock);
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/rseq.h>
 
 #include "internal.h"
 
@@ -83,11 +84,18 @@ void coop_tls_hub_init(struct coop_hub *h)
     tls_offset = h->os_tp - (uintptr_t)h->tls_block;
 }
 
+/* A thread's first values. When coop's core is linked into the program itself (its unit
+ * tests), the runtime's own state lives in this block too and is carried over. */
 static void fresh_program_block(char *block)
 {
     memcpy(block, tls_image, tls_image_size);
     memset(block + tls_image_size, 0, tls_size - tls_image_size);
+    intptr_t at = (const char *)&coop_thread - (const char *)(thread_pointer() - tls_offset);
+    if (at >= 0 && (size_t)at + sizeof coop_thread <= tls_size)
+        memcpy(block + at, &coop_thread, sizeof coop_thread);
 }
+
+
 
 int coop_tls_greenlet_init(struct coop_greenlet *g)
 {
@@ -98,6 +106,7 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
         if (g->tls == NULL)
             return -1;
         fresh_program_block(g->tls);
+
         return 0;
     }
     size_t below = area_size - tcb_size;
@@ -107,9 +116,15 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
     memcpy(g->tls, (char *)g->hub->os_tp - below, area_size);
     g->tp = (uintptr_t)g->tls + below;
     fresh_program_block((char *)(g->tp - tls_offset));
+
     *(uintptr_t *)g->tp = g->tp;
     *(uintptr_t *)(g->tp + TCB_SELF) = g->tp;
+    /* The kernel updates the OS thread's rseq area, not this copy: mark it unregistered
+     * so that sched_getcpu asks the kernel instead of reading a stale CPU. */
+    if (__rseq_size > 0)
+        ((struct rseq *)(g->tp + (uintptr_t)__rseq_offset))->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
     return 0;
+
 }
 
 void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g)

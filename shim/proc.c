@@ -369,7 +369,9 @@ EXPORT int system(const char *line)
  * block the hub, and its close waits with its internal waitpid. coop's is a stream of
  * fopencookie whose functions call the cooperative read, write and waitpid. Its _fileno
  * is set to the pipe, so fileno() works as on glibc's (a cookie stream's is -2, and
- * glibc never uses the fd of a cookie stream for anything else).
+ * glibc never uses the fd of a cookie stream for anything else). As with any stream a
+ * greenlet waits inside, two greenlets of one hub must not use the same popen stream at
+ * the same time: stdio's lock is recursive per OS thread and would let both in.
  */
 struct piped {
     struct piped *next;
@@ -551,4 +553,6 @@ void shim_proc_no_inherit(void)
     else
         setenv("LD_PRELOAD", kept, 1);
     free(kept);
+    /* Done: a program started later with cooprun should not inherit the request. */
+    unsetenv("COOP_NO_INHERIT");
 }

@@ -60,6 +60,8 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         mine.sa_sigaction = trampoline;
         mine.sa_flags |= SA_SIGINFO | (sig == SIGSEGV ? SA_ONSTACK : 0);
         installed[sig] = *act;     /* before the kernel can call the trampoline */
+        coop_note_signal_handler();
+
         r = REAL(sigaction)(sig, &mine, old);
         trampolined[sig] = r == 0;
     } else {
@@ -151,6 +153,13 @@ static int wait_signal(const sigset_t *set, siginfo_t *info, int64_t deadline, b
         if ((r == EINTR || r == COOP_RESTART) && !restart) {
             errno = EINTR;
             sig = -1;
+            break;
+        }
+        if (r == EBADF) {            /* the program closed it under the wait: another one */
+            fd = -1;
+        } else if (r != 0 && r != ETIMEDOUT && r != EINTR && r != COOP_RESTART) {
+            struct timespec left = shim_remaining(deadline);   /* cannot wait: the real wait */
+            sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
             break;
         }
     }
@@ -245,14 +254,22 @@ EXPORT int sigsuspend(const sigset_t *mask)
                 if (sigismember(&freed, sig) == 1)
                     shim_signal_target(g, sig);
             REAL(sigsuspend)(mask);
-            for (int sig = 1; sig < NSIG; sig++)
+            for (int sig = 1; sig < NSIG; sig++) {
+                struct coop_greenlet *mine = g;    /* unless a pthread_kill aimed it elsewhere */
                 if (sigismember(&freed, sig) == 1)
-                    atomic_compare_exchange_strong(&target[sig], &g, NULL);
+                    atomic_compare_exchange_strong(&target[sig], &mine, NULL);
+            }
             break;
         }
         int r = fd >= 0 ? coop_wait_fd(fd, COOP_READ, COOP_NO_DEADLINE) : coop_sleep_until(COOP_NO_DEADLINE);
         if (r == EINTR || r == COOP_RESTART)
             break;
+        if (r == EBADF && (fd = signal_notifier(&freed)) >= 0)
+            continue;                /* the program closed it under the wait: another one */
+        if (r != 0) {
+            REAL(sigsuspend)(mask);   /* cannot wait: the real wait */
+            break;
+        }
     }
     notifier_close(fd);
     errno = EINTR;

@@ -3,18 +3,16 @@
  *
  * The process turns its main thread into a hub before running anything, so every test body
  * runs on the hub's main greenlet. Tests run in Check's default mode, CK_FORK: each test is
- * a child of the runner that inherits the hub as it stood between tests (the runner never
- * touches the hub while a child runs), so a crash, a hang (Check's timeout) or a leaked
- * greenlet stays in that child. CK_FORK=no runs them all in this one process instead; the
- * tests pass either way.
+ * a child of the runner, and the checked setup (util.c) first calls coop_fork_child(), as
+ * the shim's fork does, so the child's hub gets an epoll set and a libuv loop of its own
+ * instead of sharing the runner's. A crash, a hang (Check's timeout), a leaked greenlet
+ * or a stray thread then stays in that child. CK_FORK=no runs them all in this one
+ * process instead; the tests pass either way.
  *
  * Environment:
  *   CK_FORK=no                      one process for everything
  *   CK_RUN_SUITE / CK_RUN_CASE      Check's own filters
  *   CK_VERBOSITY=verbose            one line per test
- *   COOP_UNIT_KNOWN_BUGS=1          also run the reproducers of known core bugs (they fail
- *                                   until the core is fixed)
- *   COOP_UNIT_NO_TLS_WORKAROUND=1   disable the workaround of util.c
  */
 #include <pthread.h>
 #include <signal.h>
@@ -30,11 +28,6 @@ void shim_resolve_all(void);
 /* In this binary the libc names are glibc's own: they are the real functions. */
 static uintptr_t os_thread_self(void) { return (uintptr_t)pthread_self(); }
 
-static bool env_on(const char *name)
-{
-    const char *v = getenv(name);
-    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
-}
 
 int main(void)
 {
@@ -49,8 +42,6 @@ int main(void)
     };
     coop_init(&settings);
     unit_runner_pid = getpid();
-    if (env_on("COOP_UNIT_NO_TLS_WORKAROUND"))
-        unit_tls_workaround = 0;
 
     SRunner *sr = srunner_create(context_suite());
     srunner_add_suite(sr, greenlet_suite());
@@ -58,12 +49,9 @@ int main(void)
     srunner_add_suite(sr, fdwait_suite());
     srunner_add_suite(sr, park_suite());
     srunner_add_suite(sr, stack_suite());
-    /* fork before offload: under CK_FORK=no, a child forked after libuv's threadpool has
-     * started crashes in exit() (test_known_bugs.c). */
     srunner_add_suite(sr, fork_suite());
     srunner_add_suite(sr, offload_suite());
-    if (env_on("COOP_UNIT_KNOWN_BUGS"))
-        srunner_add_suite(sr, known_bugs_suite());
+    srunner_add_suite(sr, regressions_suite());
     srunner_set_fork_status(sr, CK_FORK_GETENV);
 
     srunner_run_all(sr, CK_ENV);

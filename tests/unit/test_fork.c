@@ -28,7 +28,7 @@ static int child_checks(struct coop_greenlet *self)
     int bad = 0;
     if (coop_self() != self)
         bad |= 1;
-    if (coop_tls_hub->main_g != self)          /* the one process-wide signals interrupt */
+    if (coop_thread.hub->main_g != self)          /* the one process-wide signals interrupt */
         bad |= 2;
     if (!coop_alone())
         bad |= 4;
@@ -40,7 +40,6 @@ static int child_checks(struct coop_greenlet *self)
     if (coop_spawn(&g, return_arg, (void *)9, &attr) != 0)
         bad |= 16;
     else {
-        unit_fix_runtime_tls(g);
         if (coop_join(g, &r, COOP_NO_DEADLINE) != 0 || r != (void *)9)
             bad |= 16;
     }

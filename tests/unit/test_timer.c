@@ -31,12 +31,13 @@ START_TEST(test_sleep_duration)
 }
 END_TEST
 
-struct sleeper { int64_t deadline, woke; int result; int index; };
+struct sleeper { int64_t deadline, woke; int result; int index; bool waited; };
 static int wake_order[512], wake_len;
 
 static void *sleeper_body(void *arg)
 {
     struct sleeper *s = arg;
+    s->waited = coop_now() < s->deadline;      /* false if it first ran too late (load) */
     s->result = coop_sleep_until(s->deadline);
     s->woke = coop_now();
     wake_order[wake_len++] = s->index;
@@ -50,7 +51,7 @@ START_TEST(test_sleepers_wake_in_deadline_order)
     struct sleeper s[N];
     struct coop_greenlet *g[N];
     wake_len = 0;
-    int64_t base = coop_now();
+    int64_t base = coop_now() + MS(20);
     for (int i = 0; i < N; i++) {
         s[i] = (struct sleeper){ .deadline = base + MS(ms[i]), .index = i };
         g[i] = unit_spawn(sleeper_body, &s[i]);
@@ -60,6 +61,7 @@ START_TEST(test_sleepers_wake_in_deadline_order)
     ck_assert_int_eq(wake_len, N);
     static const int expect[] = { 1, 3, 0, 4, 2, 5 };
     for (int i = 0; i < N; i++) {
+        ck_assert(s[i].waited);
         ck_assert_int_eq(wake_order[i], expect[i]);
         ck_assert_int_eq(s[i].result, 0);
         ck_assert(s[i].woke >= s[i].deadline);
@@ -81,7 +83,7 @@ START_TEST(test_many_sleepers_heap_order)
     static struct sleeper s[N];
     static struct coop_greenlet *g[N];
     wake_len = 0;
-    int64_t base = coop_now() + MS(5);
+    int64_t base = coop_now() + MS(20);
     for (int i = 0; i < N; i++) {
         /* 0..100 ms, with many equal deadlines (whole milliseconds) */
         s[i] = (struct sleeper){ .deadline = base + MS(rng() % 100), .index = i };
@@ -90,13 +92,21 @@ START_TEST(test_many_sleepers_heap_order)
     for (int i = 0; i < N; i++)
         unit_join(g[i]);
     ck_assert_int_eq(wake_len, N);
+    /* Those that really waited (under heavy load a greenlet may first run after its
+     * deadline and return at once, in spawn order) woke in deadline order. */
+    int64_t last = 0;
+    int waited = 0;
     for (int i = 0; i < N; i++) {
-        ck_assert(s[i].woke >= s[i].deadline);
-        ck_assert(s[i].woke < s[i].deadline + SLACK);
-        if (i > 0)
-            ck_assert_msg(s[wake_order[i - 1]].deadline <= s[wake_order[i]].deadline,
-                          "wake %d out of deadline order", i);
+        struct sleeper *w = &s[wake_order[i]];
+        ck_assert(w->woke >= w->deadline);
+        ck_assert(w->woke < w->deadline + SLACK);
+        if (!w->waited)
+            continue;
+        waited++;
+        ck_assert_msg(last <= w->deadline, "wake %d out of deadline order", i);
+        last = w->deadline;
     }
+    ck_assert_int_gt(waited, N / 2);
 }
 END_TEST
 
@@ -120,7 +130,7 @@ START_TEST(test_early_wakes_leave_heap_consistent)
     wake_len = 0;
     int64_t base = coop_now();
     for (int i = 0; i < N; i++) {
-        p[i] = (struct parked){ .deadline = base + MS(30 + rng() % 100), .index = i };
+        p[i] = (struct parked){ .deadline = base + MS(100 + rng() % 100), .index = i };
         g[i] = unit_spawn(timed_park_body, &p[i]);
     }
     coop_sleep_until(base + MS(10));

@@ -30,7 +30,7 @@ Suite *park_suite(void);
 Suite *stack_suite(void);
 Suite *offload_suite(void);
 Suite *fork_suite(void);
-Suite *known_bugs_suite(void);
+Suite *regressions_suite(void);
 
 /* Spawns with a default, guarded stack (the shim's default attributes); aborts on error. */
 struct coop_greenlet *unit_spawn(void *(*fn)(void *), void *arg);
@@ -38,14 +38,8 @@ struct coop_greenlet *unit_spawn_attr(void *(*fn)(void *), void *arg, struct coo
 /* Joins with no deadline and returns the result; records a failure if the join fails. */
 void *unit_join(struct coop_greenlet *g);
 
-/* See util.c: works around the per-greenlet TLS copy clobbering the core's own __thread
- * state when the core is linked into the executable (COOP_UNIT_NO_TLS_WORKAROUND=1 to
- * see the bug). */
-void unit_fix_runtime_tls(struct coop_greenlet *g);
-extern int unit_tls_workaround;
 /* The process that called coop_init: the runner. */
 extern pid_t unit_runner_pid;
-
 
 /* Runs body(arg) in a forked child that first renews its hub (coop_fork_child); the child
  * exits 0 when body returns. Returns the child's wait status; kills it after timeout_ms.

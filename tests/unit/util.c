@@ -11,51 +11,14 @@
 
 #include "unit.h"
 
-int unit_tls_workaround = 1;
 pid_t unit_runner_pid;
 
-/*
- * Core bug worked around here (reported; see test_known_bugs.c): core/tls.c gives every
- * greenlet its own copy of the executable's TLS block, initialised from the TLS image.
- * In this binary the core itself is part of the executable, so that block also holds the
- * core's own thread-locals (coop_tls_hub, hub.c's tls_runtime_thread, real.c's
- * resolving), and a new greenlet's copy has coop_tls_hub == NULL: the first switch to it
- * crashes in coop_greenlet_main. Until the core keeps its own state out of the swap, the
- * tests put the right hub pointer into each new greenlet's copy. When the copy is absent
- * (tls swapping disabled) or coop_tls_hub is outside the block, this does nothing.
- */
-static size_t exe_tls_size;
-
-static int find_exe_tls(struct dl_phdr_info *info, size_t size, void *unused)
-{
-    (void)size;
-    (void)unused;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_TLS)
-            exe_tls_size = info->dlpi_phdr[i].p_memsz;
-    return 1;   /* the executable comes first */
-}
-
-void unit_fix_runtime_tls(struct coop_greenlet *g)
-{
-    if (!unit_tls_workaround)
-        return;
-    struct coop_hub *h = g->hub;
-    if (exe_tls_size == 0)
-        dl_iterate_phdr(find_exe_tls, NULL);
-    char *slot = (char *)&coop_tls_hub;
-    if (g->tls == NULL || h->tls_block == NULL || slot < h->tls_block
-        || slot + sizeof h > h->tls_block + exe_tls_size)
-        return;
-    memcpy((char *)g->tls + (slot - h->tls_block), &h, sizeof h);
-}
 
 struct coop_greenlet *unit_spawn_attr(void *(*fn)(void *), void *arg, struct coop_spawn_attr attr)
 {
     struct coop_greenlet *g = NULL;
     int err = coop_spawn(&g, fn, arg, &attr);
     ck_assert_msg(err == 0, "coop_spawn: %s", strerror(err));
-    unit_fix_runtime_tls(g);
     return g;
 }
 
