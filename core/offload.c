@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -39,12 +40,27 @@ static void finished(uv_work_t *req, int status)
     coop_wake(o->g, o->g->wait_gen, 0);
 }
 
+/* libuv aborts the process when it cannot start its pool's threads (8 MiB stacks each),
+ * as under a tight ulimit -v: until it has started, ask the kernel for that room first. */
+static bool pool_fits(void)
+{
+    size_t room = pool_size * ((8u << 20) + (64u << 10));
+    void *p = mmap(NULL, room, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    munmap(p, room);
+    return true;
+}
+
 /* libuv sizes its pool from UV_THREADPOOL_SIZE when it first starts it; the variable is
  * set only for that moment, so the program never sees it. */
 static int queue(uv_loop_t *loop, struct offload *o)
 {
     if (started)
         return uv_queue_work(loop, &o->req, run, finished);
+    if (!pool_fits())
+        return UV_EAGAIN;      /* the work runs in the caller instead */
+
     char size[16];
     snprintf(size, sizeof size, "%u", pool_size);
     char *previous = getenv("UV_THREADPOOL_SIZE");

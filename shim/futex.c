@@ -49,12 +49,16 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
     }
     if (bitset == 0)
         return fail(EINVAL);
-    switch (shim_park_while((_Atomic uint32_t *)addr, val, deadline, bitset, "futex")) {
-    case 0: return 0;
-    case EAGAIN: return fail(EAGAIN);
-    case ETIMEDOUT: return fail(ETIMEDOUT);
-    default: return fail(EINTR);
+    for (;;) {
+        switch (shim_park_while((_Atomic uint32_t *)addr, val, deadline, bitset, "futex")) {
+        case 0: return 0;
+        case EAGAIN: return fail(EAGAIN);
+        case ETIMEDOUT: return fail(ETIMEDOUT);
+        case COOP_RESTART: continue;    /* the kernel restarts it after a SA_RESTART handler */
+        default: return fail(EINTR);
+        }
     }
+
 }
 
 /* Wakes parked greenlets and threads first, then, for what is left of n, waiters the

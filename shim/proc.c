@@ -38,14 +38,17 @@
 extern char **environ;
 
 /* --- fork --- */
+static void proc_fork_child(void);
 
 /* Done even when the family is off: a child that kept its parent's greenlets and shared
  * its parent's epoll set would be broken whatever the program does next. */
 EXPORT pid_t fork(void)
 {
     pid_t pid = REAL(fork)();
-    if (pid == 0)
+    if (pid == 0) {
         coop_fork_child();
+        proc_fork_child();
+    }
     return pid;
 }
 
@@ -130,7 +133,7 @@ static int wait_change(idtype_t idtype, id_t id, int options)
     }
     int r;
     if (n == 0) {            /* no pidfd (too many fds, or no child to watch): look again soon */
-        r = coop_sleep_until(coop_now() + (deadline == COOP_NO_DEADLINE ? STOPS_POLL_NS : RESCAN_NS / 10));
+        r = coop_sleep_until(coop_now() + STOPS_POLL_NS);
     } else {
         struct coop_fd_event events[MAX_PIDFDS];
         for (int i = 0; i < n; i++)
@@ -499,6 +502,23 @@ EXPORT FILE *popen(const char *command, const char *mode)
     if (!shim_patched[FAM_proc])
         return REAL(popen)(command, mode);
     return do_popen(command, mode);
+}
+
+/* In the child of a fork, which has only the forking greenlet: the other greenlets'
+ * system() calls and popen() spawns are gone, with the locks they held and the SIGCHLD
+ * block they shared in the OS thread's mask (the forking greenlet is in neither: they do
+ * not fork). SIGINT and SIGQUIT stay ignored, as glibc leaves them in such a child. */
+static void proc_fork_child(void)
+{
+    system_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    piped_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    if (sigchld_holders > 0 && !sigchld_was_blocked) {
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
+    }
+    sigchld_holders = 0;
 }
 
 /* --- COOP_NO_INHERIT --- */

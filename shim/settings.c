@@ -1,6 +1,8 @@
 /*
  * COOP_* settings. A bad value stops the program before main with one line naming the
  * variable and the value: running half-configured would be worse than not running.
+ * Parsing is a pure function of a getter (secure_getenv in a program; the fuzzer's data
+ * in tests/fuzz) that reports the first bad setting instead of exiting.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -16,12 +18,18 @@ const char *const shim_family_names[FAM_COUNT] = {
 };
 bool shim_patched[FAM_COUNT];
 
-static void bad_setting(const char *var, const char *value, const char *why)
+struct parser {
+    const char *(*get)(const char *name);
+    char *error;          /* the first bad setting, as one line */
+    size_t error_size;
+    bool failed;
+};
+
+static void fail(struct parser *p, const char *var, const char *value, const char *why)
 {
-    char line[512];
-    int n = snprintf(line, sizeof line, "coop: %s=%s: %s\n", var, value, why);
-    coop_write_stderr(line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
-    _exit(2);
+    if (!p->failed)
+        snprintf(p->error, p->error_size, "coop: %s=%s: %s", var, value, why);
+    p->failed = true;
 }
 
 static int family_index(const char *name, size_t len)
@@ -34,105 +42,146 @@ static int family_index(const char *name, size_t len)
 
 /* A comma list read left to right: all, none, FAMILY, -FAMILY. A list that starts by
  * leaving a family out starts from all, as gevent's --no-X flags do. */
-static void parse_patch(const char *value)
+static void parse_patch(struct parser *p, const char *value, bool patched[FAM_COUNT])
 {
-    const char *p = value;
-    bool on = *p != '-';
+    bool from_all = *value == '-';
     for (int i = 0; i < FAM_COUNT; i++)
-        shim_patched[i] = !on;
-    while (*p != '\0') {
-        size_t len = strcspn(p, ",");
-        bool remove = *p == '-';
-        const char *name = p + remove;
+        patched[i] = from_all;
+    for (const char *item = value; *item != '\0';) {
+        size_t len = strcspn(item, ",");
+        bool remove = *item == '-';
+        const char *name = item + remove;
         size_t name_len = len - remove;
-        if (name_len == 3 && strncmp(name, "all", 3) == 0 && !remove) {
-            for (int i = 0; i < FAM_COUNT; i++)
-                shim_patched[i] = true;
-        } else if (name_len == 4 && strncmp(name, "none", 4) == 0 && !remove) {
-            for (int i = 0; i < FAM_COUNT; i++)
-                shim_patched[i] = false;
+        bool all = name_len == 3 && strncmp(name, "all", 3) == 0;
+        bool none = name_len == 4 && strncmp(name, "none", 4) == 0;
+        int i = family_index(name, name_len);
+        if ((all || none) && !remove) {
+            for (int f = 0; f < FAM_COUNT; f++)
+                patched[f] = all;
+        } else if (i >= 0) {
+            patched[i] = !remove;
         } else {
-            int i = family_index(name, name_len);
-            if (i < 0)
-                bad_setting("COOP_PATCH", value,
-                            "unknown family (known: all, none, io, net, poll, time, thread, dns, "
-                            "file, proc, signal; -FAMILY leaves one out)");
-            shim_patched[i] = !remove;
+            fail(p, "COOP_PATCH", value, "unknown family (known: all, none, io, net, poll, time, "
+                                         "thread, dns, file, proc, signal; -FAMILY leaves one out)");
+            return;
         }
-        p += len;
-        if (*p == ',')
-            p++;
+        item += len;
+        if (*item == ',')
+            item++;
     }
 }
 
-/* 262144, 64k, 1m, 1g (either case). */
-static size_t parse_size(const char *var, const char *value)
+/* 262144, 64k, 1m, 1g (either case), from 16k to 1g. */
+static size_t parse_size(struct parser *p, const char *var, const char *value)
 {
     char *end;
-    unsigned long long n = strtoull(value, &end, 10);
-    unsigned long long unit = 1;
+    unsigned long long n = strtoull(value, &end, 10), unit = 1;
     switch (*end) {
     case 'k': case 'K': unit = 1ULL << 10; end++; break;
     case 'm': case 'M': unit = 1ULL << 20; end++; break;
     case 'g': case 'G': unit = 1ULL << 30; end++; break;
     default: break;
     }
-    if (end == value || *end != '\0' || value[0] == '-')
-        bad_setting(var, value, "not a size (examples: 65536, 64k, 1m)");
-    if (n * unit < 16 * 1024 || n * unit > (1ULL << 30))
-        bad_setting(var, value, "size out of range (16k to 1g)");
-    return (size_t)(n * unit);
+    if (end == value || *end != '\0' || value[0] == '-' || value[0] == '+' || value[0] == ' ')
+        fail(p, var, value, "not a size (examples: 65536, 64k, 1m)");
+    else if (n > (1ULL << 30) || n * unit < 16 * 1024 || n * unit > (1ULL << 30))
+        fail(p, var, value, "size out of range (16k to 1g)");
+    else
+        return (size_t)(n * unit);
+    return 0;
 }
 
-static bool parse_bool(const char *var, const char *value)
+static bool parse_bool(struct parser *p, const char *var, const char *value)
 {
     if (strcmp(value, "1") == 0 || strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
         return true;
-    if (strcmp(value, "0") == 0 || strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0
-        || value[0] == '\0')
-        return false;
-    bad_setting(var, value, "expected 1 or 0");
+    if (strcmp(value, "0") != 0 && strcasecmp(value, "no") != 0 && strcasecmp(value, "false") != 0
+        && value[0] != '\0')
+        fail(p, var, value, "expected 1 or 0");
     return false;
 }
 
-/* Index of value in a NULL-terminated list of choices, or a fatal setting error. */
-static int parse_choice(const char *var, const char *value, const char *const *choices, const char *help)
+/* The index of value in a NULL-terminated list of choices. */
+static int parse_choice(struct parser *p, const char *var, const char *value,
+                        const char *const *choices, const char *help)
 {
     for (int i = 0; choices[i] != NULL; i++)
         if (strcmp(value, choices[i]) == 0)
             return i;
-    bad_setting(var, value, help);
+    fail(p, var, value, help);
     return 0;
 }
 
-static long parse_number(const char *var, const char *value, long min, long max)
+static long parse_number(struct parser *p, const char *var, const char *value, long min, long max)
 {
     char *end;
     long n = strtol(value, &end, 10);
-    if (end == value || *end != '\0' || n < min || n > max)
-        bad_setting(var, value, "expected a whole number in range");
+    if (end == value || *end != '\0' || value[0] == ' ' || value[0] == '+' || n < min || n > max) {
+        char why[64];
+        snprintf(why, sizeof why, "expected a whole number from %ld to %ld", min, max);
+        fail(p, var, value, why);
+        return min;
+    }
     return n;
 }
 
 /* A signal number, or a name with or without SIG (USR1, SIGUSR2, RTMIN+3). */
-static int parse_signal(const char *var, const char *value)
+static int parse_signal(struct parser *p, const char *var, const char *value)
 {
     if (*value >= '0' && *value <= '9')
-        return (int)parse_number(var, value, 1, NSIG - 1);
+        return (int)parse_number(p, var, value, 1, NSIG - 1);
     const char *name = strncmp(value, "SIG", 3) == 0 ? value + 3 : value;
     for (int sig = 1; sig < NSIG; sig++) {
         const char *abbrev = sigabbrev_np(sig);
         if (abbrev != NULL && strcmp(abbrev, name) == 0)
             return sig;
     }
-    if (strncmp(name, "RTMIN+", 6) == 0)
-        return SIGRTMIN + (int)parse_number(var, name + 6, 0, SIGRTMAX - SIGRTMIN);
-    bad_setting(var, value, "not a signal (examples: USR1, SIGUSR2, 10)");
+    if (strncmp(name, "RTMIN+", 6) == 0 && name[6] >= '0' && name[6] <= '9')
+        return SIGRTMIN + (int)parse_number(p, var, name + 6, 0, SIGRTMAX - SIGRTMIN);
+    fail(p, var, value, "not a signal (examples: USR1, SIGUSR2, 10)");
     return 0;
 }
 
-static void print_patched(void)
+int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
+                        char *error, size_t error_size)
+{
+    static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
+    static const char *const switches[] = { "fast", "ucontext", NULL };
+    static const char *const deadlock_actions[] = { "exit", "wait", NULL };
+    struct parser p = { get, error, error_size, false };
+    struct coop_settings *core = &out->core;
+    const char *v;
 
+    parse_patch(&p, (v = get("COOP_PATCH")) != NULL ? v : "all", out->patched);
+    core->stack_size = (v = get("COOP_STACK_SIZE")) != NULL ? parse_size(&p, "COOP_STACK_SIZE", v) : 256 * 1024;
+    out->log_level = COOP_LOG_WARN;
+    if ((v = get("COOP_LOG")) != NULL)
+        out->log_level = (enum coop_log_level)parse_choice(&p, "COOP_LOG", v, levels,
+                                                           "expected error, warn, info or debug");
+    if ((v = get("COOP_SWITCH")) != NULL)
+        core->switch_ucontext = parse_choice(&p, "COOP_SWITCH", v, switches, "expected fast or ucontext") == 1;
+    if ((v = get("COOP_STATS")) != NULL)
+        core->stats = parse_bool(&p, "COOP_STATS", v);
+    if ((v = get("COOP_VERBOSE")) != NULL)
+        core->verbose = parse_bool(&p, "COOP_VERBOSE", v);
+    if ((v = get("COOP_DUMP_SIGNAL")) != NULL)
+        out->dump_signal = parse_signal(&p, "COOP_DUMP_SIGNAL", v);
+    if ((v = get("COOP_MAX_BLOCKING_MS")) != NULL)
+        core->max_blocking_ms = (int)parse_number(&p, "COOP_MAX_BLOCKING_MS", v, 0, 3600000);
+    if ((v = get("COOP_ON_DEADLOCK")) != NULL)
+        core->on_deadlock_wait =
+            parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 1;
+    out->threadpool_size = 10;      /* gevent's default; libuv allows up to 1024 */
+    if ((v = get("COOP_THREADPOOL_SIZE")) != NULL)
+        out->threadpool_size = (int)parse_number(&p, "COOP_THREADPOOL_SIZE", v, 1, 1024);
+    if ((v = get("COOP_FILE_OFFLOAD")) != NULL)
+        out->file_offload = parse_bool(&p, "COOP_FILE_OFFLOAD", v);
+    if ((v = get("COOP_NO_INHERIT")) != NULL)
+        out->no_inherit = parse_bool(&p, "COOP_NO_INHERIT", v);
+    return p.failed ? -1 : 0;
+}
+
+static void print_patched(void)
 {
     char line[256];
     int n = snprintf(line, sizeof line, "coop: patched families:");
@@ -143,39 +192,26 @@ static void print_patched(void)
     coop_write_stderr(line, (size_t)n);
 }
 
+static const char *environment(const char *name) { return secure_getenv(name); }
+
 void shim_read_settings(struct coop_settings *core)
 {
-    static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
-    static const char *const switches[] = { "fast", "ucontext", NULL };
-    static const char *const deadlock_actions[] = { "exit", "wait", NULL };
-
-    const char *v;
-
-    parse_patch((v = secure_getenv("COOP_PATCH")) != NULL ? v : "all");
-    core->stack_size = (v = secure_getenv("COOP_STACK_SIZE")) != NULL
-                           ? parse_size("COOP_STACK_SIZE", v) : 256 * 1024;
-    if ((v = secure_getenv("COOP_LOG")) != NULL)
-        coop_log_level = (enum coop_log_level)parse_choice("COOP_LOG", v, levels,
-                                                           "expected error, warn, info or debug");
-    if ((v = secure_getenv("COOP_SWITCH")) != NULL)
-        core->switch_ucontext = parse_choice("COOP_SWITCH", v, switches, "expected fast or ucontext") == 1;
-    if ((v = secure_getenv("COOP_STATS")) != NULL)
-        core->stats = parse_bool("COOP_STATS", v);
-    if ((v = secure_getenv("COOP_DUMP_SIGNAL")) != NULL)
-        shim_dump_signal = parse_signal("COOP_DUMP_SIGNAL", v);
-    if ((v = secure_getenv("COOP_MAX_BLOCKING_MS")) != NULL)
-        core->max_blocking_ms = (int)parse_number("COOP_MAX_BLOCKING_MS", v, 0, 3600000);
-    if ((v = secure_getenv("COOP_ON_DEADLOCK")) != NULL)
-        core->on_deadlock_wait = parse_choice("COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 1;
-    if ((v = secure_getenv("COOP_THREADPOOL_SIZE")) != NULL)     /* libuv's limit: 1024 */
-        coop_offload_configure((unsigned)parse_number("COOP_THREADPOOL_SIZE", v, 1, 1024));
-    if ((v = secure_getenv("COOP_FILE_OFFLOAD")) != NULL)
-        shim_file_offload = parse_bool("COOP_FILE_OFFLOAD", v);
-    if ((v = secure_getenv("COOP_NO_INHERIT")) != NULL && parse_bool("COOP_NO_INHERIT", v))
-        shim_proc_no_inherit();
-    if ((v = secure_getenv("COOP_VERBOSE")) != NULL && parse_bool("COOP_VERBOSE", v)) {
-
-        core->verbose = true;
-        print_patched();
+    struct shim_settings s = { .core = *core };
+    char error[512];
+    if (shim_parse_settings(environment, &s, error, sizeof error) != 0) {
+        size_t len = strlen(error);
+        error[len++] = '\n';
+        coop_write_stderr(error, len);
+        _exit(2);
     }
+    memcpy(shim_patched, s.patched, sizeof shim_patched);
+    *core = s.core;
+    coop_log_level = s.log_level;
+    shim_dump_signal = s.dump_signal;
+    shim_file_offload = s.file_offload;
+    coop_offload_configure((unsigned)s.threadpool_size);
+    if (s.no_inherit)
+        shim_proc_no_inherit();
+    if (core->verbose)
+        print_patched();
 }

@@ -92,8 +92,19 @@ void shim_signal_init(void);
 extern int shim_dump_signal;
 
 
-/* Settings (settings.c). */
+/* Settings (settings.c): what COOP_* decides; a bad value stops the program before main. */
+struct shim_settings {
+    bool patched[FAM_COUNT];
+    struct coop_settings core;
+    enum coop_log_level log_level;
+    int dump_signal;
+    int threadpool_size;
+    bool file_offload, no_inherit;
+};
+int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
+                        char *error, size_t error_size);
 void shim_read_settings(struct coop_settings *core);
+
 
 /* Thread family glue (thread.c, locals.c). */
 void shim_thread_init(void);

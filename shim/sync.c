@@ -38,7 +38,8 @@ EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))
 static _Atomic uint32_t *sem_value(sem_t *s) { return (_Atomic uint32_t *)s; }
 static bool sem_ours(sem_t *s) { return shim_patched[FAM_thread] && ((int *)s)[2] == 0; }
 
-/* 0, or -1 with errno EAGAIN (try), ETIMEDOUT or EINTR; sem_wait is never restarted. */
+/* 0, or -1 with errno EAGAIN (try), ETIMEDOUT or EINTR. */
+
 static int sem_take(sem_t *s, int64_t deadline)
 {
     for (;;) {
@@ -48,13 +49,16 @@ static int sem_take(sem_t *s, int64_t deadline)
                 return 0;
             continue;
         }
+        /* The kernel restarts a futex wait after a SA_RESTART handler, so glibc's sem_wait
+         * does not fail with EINTR then, whatever the manual says. */
         int r = deadline == 0 ? EAGAIN : shim_park_while(sem_value(s), 0, deadline, ~0u, "semaphore");
-        if (r == EAGAIN && deadline != 0)
+        if ((r == EAGAIN && deadline != 0) || r == COOP_RESTART)
             continue;
         if (r != 0) {
-            errno = r == COOP_RESTART ? EINTR : r;
+            errno = r;
             return -1;
         }
+
     }
 }
 
