@@ -13,7 +13,7 @@ HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fcf-protection
 WARN := -Wall -Wextra -Werror
 CFLAGS := -std=gnu11 -O2 -g $(WARN) $(HARDEN)
 DEPS_PKGS := libuv1 libunwind check
-APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl
+APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
@@ -39,7 +39,7 @@ SAMPLES := $(SAMPLE_C:tests/samples/%.c=$(BUILD)/samples/%) \
 BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-.PHONY: all build deps test unit integration demo bench install clean
+.PHONY: all build deps test unit integration demo bench install clean fuzz
 
 # Dependencies first, then a fresh make that can ask pkg-config about them.
 all: deps
@@ -133,3 +133,15 @@ install: $(BUILD)/libcoop.so
 
 clean:
 	rm -rf $(BUILD)
+
+# --- fuzzing (libFuzzer, clang): the settings parser and cooprun's options ---
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
+$(BUILD)/fuzz/fuzz_settings: tests/fuzz/fuzz_settings.c shim/settings.c shim/shim.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_settings.c shim/settings.c
+
+$(BUILD)/fuzz/fuzz_cooprun: tests/fuzz/fuzz_cooprun.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $<
+
+fuzz: $(BUILD)/fuzz/fuzz_settings $(BUILD)/fuzz/fuzz_cooprun

@@ -1,7 +1,49 @@
 /* Start-up: read the settings, resolve libc, turn the main thread into a hub. */
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "shim.h"
+
+bool shim_patched[FAM_COUNT];
+
+static void print_patched(void)
+{
+    char line[256];
+    int n = snprintf(line, sizeof line, "coop: patched families:");
+    for (int i = 0; i < FAM_COUNT; i++)
+        if (shim_patched[i])
+            n += snprintf(line + n, sizeof line - (size_t)n, " %s", shim_family_names[i]);
+    line[n++] = '\n';
+    coop_write_stderr(line, (size_t)n);
+}
+
+static const char *environment(const char *name) { return secure_getenv(name); }
+
+/* Applies the settings, or stops the program before main on a bad one. */
+static void read_settings(struct coop_settings *core)
+{
+    struct shim_settings s = { .core = *core };
+    char error[512];
+    if (shim_parse_settings(environment, &s, error, sizeof error) != 0) {
+        size_t len = strlen(error);
+        error[len++] = '\n';
+        coop_write_stderr(error, len);
+        _exit(2);
+    }
+    memcpy(shim_patched, s.patched, sizeof shim_patched);
+    *core = s.core;
+    coop_log_level = s.log_level;
+    shim_dump_signal = s.dump_signal;
+    shim_file_offload = s.file_offload;
+    coop_offload_configure((unsigned)s.threadpool_size);
+    if (s.no_inherit)
+        shim_proc_no_inherit();
+    if (core->verbose)
+        print_patched();
+}
 
 __attribute__((constructor)) static void coop_start(void)
 {
@@ -11,12 +53,10 @@ __attribute__((constructor)) static void coop_start(void)
         .os_thread_create = REAL(pthread_create),
         .os_sigaction = REAL(sigaction),
     };
-    shim_read_settings(&settings);
-
+    read_settings(&settings);
     coop_init(&settings);
     shim_signal_init();
     shim_thread_init();
-
     shim_locals_init();
 }
 

@@ -9,14 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "shim.h"
 
 const char *const shim_family_names[FAM_COUNT] = {
     "io", "net", "poll", "time", "thread", "dns", "file", "proc", "signal",
 };
-bool shim_patched[FAM_COUNT];
 
 struct parser {
     const char *(*get)(const char *name);
@@ -181,37 +179,3 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     return p.failed ? -1 : 0;
 }
 
-static void print_patched(void)
-{
-    char line[256];
-    int n = snprintf(line, sizeof line, "coop: patched families:");
-    for (int i = 0; i < FAM_COUNT; i++)
-        if (shim_patched[i])
-            n += snprintf(line + n, sizeof line - (size_t)n, " %s", shim_family_names[i]);
-    line[n++] = '\n';
-    coop_write_stderr(line, (size_t)n);
-}
-
-static const char *environment(const char *name) { return secure_getenv(name); }
-
-void shim_read_settings(struct coop_settings *core)
-{
-    struct shim_settings s = { .core = *core };
-    char error[512];
-    if (shim_parse_settings(environment, &s, error, sizeof error) != 0) {
-        size_t len = strlen(error);
-        error[len++] = '\n';
-        coop_write_stderr(error, len);
-        _exit(2);
-    }
-    memcpy(shim_patched, s.patched, sizeof shim_patched);
-    *core = s.core;
-    coop_log_level = s.log_level;
-    shim_dump_signal = s.dump_signal;
-    shim_file_offload = s.file_offload;
-    coop_offload_configure((unsigned)s.threadpool_size);
-    if (s.no_inherit)
-        shim_proc_no_inherit();
-    if (core->verbose)
-        print_patched();
-}

@@ -103,7 +103,6 @@ struct shim_settings {
 };
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);
-void shim_read_settings(struct coop_settings *core);
 
 
 /* Thread family glue (thread.c, locals.c). */
