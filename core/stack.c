@@ -15,6 +15,14 @@
 
 #include "sys.h"
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_STACK_REGISTER(start, end) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
+
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
@@ -106,10 +114,8 @@ static int alloc_pooled(struct coop_stack *s)
     return 0;
 }
 
-int coop_stack_alloc(struct coop_stack *s, size_t size, size_t guard)
+static int alloc_mapped(struct coop_stack *s, size_t size, size_t guard)
 {
-    size = round_page(size);
-    guard = round_page(guard);
     if (size == pooled_size && guard == PAGE && alloc_pooled(s) == 0)
         return 0;
     char *p = map(guard + size);
@@ -123,10 +129,20 @@ int coop_stack_alloc(struct coop_stack *s, size_t size, size_t guard)
     return 0;
 }
 
+int coop_stack_alloc(struct coop_stack *s, size_t size, size_t guard)
+{
+    int err = alloc_mapped(s, round_page(size), round_page(guard));
+    if (err == 0)      /* valgrind follows stack switches only into stacks it knows */
+        s->valgrind_id = VALGRIND_STACK_REGISTER(s->base, s->base + s->size);
+    return err;
+}
+
 void coop_stack_free(struct coop_stack *s)
 {
     if (s->foreign)
         return;
+    VALGRIND_STACK_DEREGISTER(s->valgrind_id);
+
     if (!s->pooled) {
         munmap(s->base - s->guard, s->guard + s->size);
         return;

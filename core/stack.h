@@ -11,6 +11,8 @@ struct coop_stack {
     size_t guard;    /* bytes of guard below base (0: none) */
     bool pooled;     /* carved from a shared arena of default-sized stacks */
     bool foreign;    /* supplied by the program (pthread_attr_setstack): never freed */
+    unsigned valgrind_id;
+
 };
 
 /* Sets the size of pooled stacks; called once at start-up. */

@@ -100,7 +100,8 @@ EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
             return ENOMEM;
         l->values = values;
         for (unsigned k = l->len; k < len; k++)
-            l->values[k].seq = 0;
+            l->values[k] = (typeof(l->values[k])){ 0, NULL };
+
         l->len = len;
     }
     l->values[key].seq = atomic_load(&keys[key].seq);
