@@ -179,11 +179,16 @@ void coop_init(const struct coop_settings *settings)
     hub_create();
     initialized = true;
     coop_overflow_handler_install();
+    /* A child keeps only the forking greenlet, whichever fork made it (daemon, forkpty...). */
+    pthread_atfork(NULL, NULL, coop_fork_child);
+
     if (settings->stats)
         coop_stats_init();
     coop_monitor_start(settings->max_blocking_ms);
 }
 
+/* A thread gets a hub when it first creates a greenlet; until then, whatever it calls
+ * blocks as it would without coop. */
 struct coop_hub *coop_hub_current(void)
 {
     struct coop_hub *h = coop_thread.hub;
@@ -194,11 +199,12 @@ struct coop_hub *coop_hub_current(void)
 
 struct coop_greenlet *coop_self(void)
 {
-    struct coop_hub *h = coop_hub_current();
+    struct coop_hub *h = coop_thread.hub;
     if (h == NULL || h->current->is_hub)
         return NULL;
     return h->current;
 }
+
 
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
 {
@@ -281,7 +287,8 @@ int coop_suspend(int64_t deadline)
 
 void coop_yield(void)
 {
-    struct coop_hub *h = coop_hub_current();
+    struct coop_hub *h = coop_thread.hub;
+
     if (h == NULL || h->current->is_hub)
         return;
     coop_ready(h, h->current);
@@ -329,6 +336,8 @@ void coop_fork_child(void)
         return;
     struct coop_greenlet *self = h->current;
     coop_park_fork_child();
+    coop_offload_fork_child();
+
     coop_greenlet_fork_child(h, self);
     h->ready_head = h->ready_tail = NULL;
     h->ready_len = 0;

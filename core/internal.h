@@ -161,6 +161,8 @@ void coop_stats_spawned(long alive);
 void coop_monitor_start(int max_blocking_ms);
 int coop_monitor_threads(void);
 int coop_offload_threads(void);
+void coop_offload_fork_child(void);
+
 
 /* hub.c: the list of hubs */
 extern struct coop_hub *coop_hubs;

@@ -4,6 +4,7 @@
  * such work to its native threadpool. The pool's threads are runtime threads: whatever
  * the work calls goes straight to libc.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,13 @@ static int queue(uv_loop_t *loop, struct offload *o)
     char *previous = getenv("UV_THREADPOOL_SIZE");
     previous = previous ? strdup(previous) : NULL;
     setenv("UV_THREADPOOL_SIZE", size, 1);
+    /* The pool's threads start inside this call and inherit this mask: with every signal
+     * blocked, a process-wide signal is never handed to one of them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = uv_queue_work(loop, &o->req, run, finished);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (previous != NULL)
         setenv("UV_THREADPOOL_SIZE", previous, 1);
     else
@@ -75,6 +82,10 @@ static int queue(uv_loop_t *loop, struct offload *o)
     started = true;
     return err;
 }
+
+/* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
+void coop_offload_fork_child(void) { started = false; }
+
 
 void coop_offload(void (*fn)(void *), void *arg)
 {

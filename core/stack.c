@@ -8,6 +8,7 @@
 #include "stack.h"
 
 #include <errno.h>
+#include <link.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -42,7 +43,26 @@ static char *arena_next, *arena_end;
 
 static size_t round_page(size_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
 
-void coop_stack_configure(size_t default_size) { pooled_size = round_page(default_size); }
+/* Stacks are never executable, unless the program itself says it needs executable stacks
+ * (PT_GNU_STACK with PF_X: GCC's nested functions), as glibc then makes thread stacks. */
+static int stack_prot = PROT_READ | PROT_WRITE;
+
+static int find_stack_flags(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    (void)size;
+    (void)unused;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_GNU_STACK && (info->dlpi_phdr[i].p_flags & PF_X))
+            stack_prot |= PROT_EXEC;
+    return 1;    /* the executable only */
+}
+
+void coop_stack_configure(size_t default_size)
+{
+    pooled_size = round_page(default_size);
+    dl_iterate_phdr(find_stack_flags, NULL);
+}
+
 size_t coop_stack_default_size(void) { return pooled_size; }
 
 static int install_guard(char *guard, size_t len)
@@ -73,7 +93,8 @@ bool coop_stack_light_guards(void)
 
 static char *map(size_t len)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+    void *p = mmap(NULL, len, stack_prot,
+
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }

@@ -54,8 +54,12 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
         case 0: return 0;
         case EAGAIN: return fail(EAGAIN);
         case ETIMEDOUT: return fail(ETIMEDOUT);
-        case COOP_RESTART: continue;    /* the kernel restarts it after a SA_RESTART handler */
+        case COOP_RESTART:              /* the kernel restarts an untimed wait only */
+            if (ts == NULL)
+                continue;
+            return fail(EINTR);
         default: return fail(EINTR);
+
         }
     }
 

@@ -40,17 +40,16 @@ extern char **environ;
 /* --- fork --- */
 static void proc_fork_child(void);
 
-/* Done even when the family is off: a child that kept its parent's greenlets and shared
- * its parent's epoll set would be broken whatever the program does next. */
+/* The core renews the child's hub in a pthread_atfork handler, which also serves forks
+ * made inside libc (daemon, forkpty); this resets the family's own state. */
 EXPORT pid_t fork(void)
 {
     pid_t pid = REAL(fork)();
-    if (pid == 0) {
-        coop_fork_child();
+    if (pid == 0)
         proc_fork_child();
-    }
     return pid;
 }
+
 
 /* POSIX allows vfork to be fork; a C wrapper could not be anything else. */
 EXPORT pid_t vfork(void) { return fork(); }

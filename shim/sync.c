@@ -49,11 +49,15 @@ static int sem_take(sem_t *s, int64_t deadline)
                 return 0;
             continue;
         }
-        /* The kernel restarts a futex wait after a SA_RESTART handler, so glibc's sem_wait
-         * does not fail with EINTR then, whatever the manual says. */
+        /* The kernel restarts an untimed futex wait after a SA_RESTART handler, so glibc's
+         * sem_wait does not fail with EINTR then, whatever the manual says; a timed one
+         * (sem_timedwait) it does not restart. */
         int r = deadline == 0 ? EAGAIN : shim_park_while(sem_value(s), 0, deadline, ~0u, "semaphore");
-        if ((r == EAGAIN && deadline != 0) || r == COOP_RESTART)
+        if ((r == EAGAIN && deadline != 0) || (r == COOP_RESTART && deadline == COOP_NO_DEADLINE))
             continue;
+        if (r == COOP_RESTART)
+            r = EINTR;
+
         if (r != 0) {
             errno = r;
             return -1;

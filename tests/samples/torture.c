@@ -11,8 +11,9 @@
  * variable, an rwlock whose readers must see consistent pairs, a barrier over several
  * generations, pthread_once, keys with destructors, join values and detached threads,
  * producers and consumers over unnamed semaphores, a spinlock, an errorcheck mutex's errors,
- * pthread_self/pthread_equal, names, pthread_getattr_np, and 500 threads that sleep 1 s at
- * the same time. Every line but the time: lines is the same natively and under coop.
+ * pthread_self/pthread_equal, names, pthread_getattr_np, compiler TLS (__thread) and
+ * __libc_single_threaded, and 500 threads that sleep 1 s at the same time. Every line but the time: lines is the same natively and under coop.
+ * With arguments, it runs only the checks they name (torture rwlock once).
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -21,6 +22,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <sys/single_threaded.h>
 
 enum {
     NT = 200,                  /* threads of most checks */
@@ -894,6 +896,65 @@ static void check_identity(void)
     report("identity", passed, result);
 }
 
+/* ---- compiler TLS: per thread values at per thread addresses ---- */
+
+static __thread int tls_value;
+static __thread char tls_array[256];
+static int *tls_addresses[NT];
+static pthread_barrier_t tls_alive;
+
+static void *tls_worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+
+    if (tls_value != 0 || tls_array[0] != 0)
+        thread_fail("thread %d: its TLS did not start zeroed", id);
+    tls_value = id;
+    memset(tls_array, id & 0x7f, sizeof tls_array);
+    tls_addresses[id] = &tls_value;
+    pthread_barrier_wait(&tls_alive); /* every thread has set its values: none changed them */
+    sched_yield();
+    if (tls_value != id || tls_array[0] != (id & 0x7f) || tls_array[255] != (id & 0x7f))
+        thread_fail("thread %d: its TLS now holds %d", id, tls_value);
+    if (&tls_value != tls_addresses[id])
+        thread_fail("thread %d: its TLS variable moved", id);
+    /* a pointer to another thread's variable reads that thread's value (libraries hand such
+       pointers around: Rust's channels identify threads by them) */
+    int other = (id + 1) % NT;
+    if (*tls_addresses[other] != other)
+        thread_fail("thread %d: thread %d's TLS variable, read through its address, holds %d", id,
+                    other, *tls_addresses[other]);
+    pthread_barrier_wait(&tls_alive); /* no thread ends while another may read its TLS */
+    return NULL;
+}
+
+static void check_tls(void)
+{
+    char result[128];
+    bool passed;
+
+    tls_value = -1;
+    if (pthread_barrier_init(&tls_alive, NULL, NT) != 0)
+        die("pthread_barrier_init");
+    spawn(NT, tls_worker, STACK_SIZE);
+    join_all(NT, NULL);
+    pthread_barrier_destroy(&tls_alive);
+    passed = threads_passed();
+    for (int i = 0; passed && i < NT; i++)
+        for (int j = 0; passed && j < i; j++)
+            if (tls_addresses[i] == tls_addresses[j])
+                passed = failf("threads %d and %d have their TLS variable at the same address", i, j);
+    if (passed && tls_value != -1)
+        passed = failf("the main thread's TLS variable changed to %d", tls_value);
+    /* glibc clears it at the first pthread_create; libstdc++ skips synchronisation while it is
+       set (std::stop_callback, shared_ptr) */
+    if (passed && __libc_single_threaded)
+        passed = failf("__libc_single_threaded is still set after %d threads", NT);
+    snprintf(result, sizeof result,
+             "%d threads kept their values at distinct addresses, readable by others", NT);
+    report("thread_local", passed, result);
+}
+
 /* ---- 500 threads sleep 1 s at the same time ---- */
 
 static void *sleeper(void *arg)
@@ -919,23 +980,42 @@ static void check_sleepers(void)
     report("sleepers", passed, result);
 }
 
-int main(void)
+static const struct {
+    const char *name;
+    void (*run)(void);
+} checks[] = {
+    { "mutex", check_mutex },         { "recursive_mutex", check_recursive },
+    { "cond_turns", check_turns },    { "rwlock", check_rwlock },
+    { "barrier", check_barrier },     { "once", check_once },
+    { "keys", check_keys },           { "join", check_join },
+    { "semaphores", check_semaphores }, { "spinlock", check_spinlock },
+    { "errorcheck_mutex", check_errorcheck }, { "identity", check_identity },
+    { "thread_local", check_tls },    { "sleepers", check_sleepers },
+};
+
+/* Whether check i runs: every check without arguments, else those the arguments name. */
+static bool selected(int argc, char **argv, size_t i)
+{
+    for (int a = 1; a < argc; a++)
+        if (strcmp(argv[a], checks[i].name) == 0)
+            return true;
+    return argc == 1;
+}
+
+int main(int argc, char **argv)
 {
     uint64_t start = now_ns();
 
-    check_mutex();
-    check_recursive();
-    check_turns();
-    check_rwlock();
-    check_barrier();
-    check_once();
-    check_keys();
-    check_join();
-    check_semaphores();
-    check_spinlock();
-    check_errorcheck();
-    check_identity();
-    check_sleepers();
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < sizeof checks / sizeof checks[0] && strcmp(argv[a], checks[i].name) != 0)
+            i++;
+        if (i == sizeof checks / sizeof checks[0])
+            die("no check named '%s'", argv[a]);
+    }
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+        if (selected(argc, argv, i))
+            checks[i].run();
     printf("time: total %llu ms\n", (unsigned long long)((now_ns() - start) / 1000000));
     printf("%s\n", failures == 0 ? "torture: all checks passed" : "torture: checks failed");
     return failures == 0 ? 0 : 1;

@@ -505,7 +505,7 @@ END_TEST
 
 struct thread_hub_probe {
     bool mark_runtime;
-    struct coop_greenlet *self;
+    struct coop_greenlet *self, *self_before_spawn;
     struct coop_hub *hub;
     uintptr_t thread, self_os_thread, greenlet_os_thread;
     bool self_is_main, greenlet_is_main;
@@ -526,17 +526,19 @@ static void *thread_hub_main(void *arg)
     p->thread = (uintptr_t)pthread_self();
     if (p->mark_runtime)
         coop_mark_runtime_thread();
+    p->self_before_spawn = coop_self();
+    struct coop_greenlet *g[4];
+    struct coop_spawn_attr attr = { .guard_size = 4096 };
+    p->spawn_err = coop_spawn(&g[0], small_work, NULL, &attr);
+    if (p->spawn_err != 0)
+        return NULL;
     p->self = coop_self();
     p->hub = coop_thread.hub;
     if (p->self != NULL) {
         p->self_os_thread = coop_greenlet_os_thread(p->self);
         p->self_is_main = coop_greenlet_is_main(p->self);
     }
-    struct coop_greenlet *g[4];
-    struct coop_spawn_attr attr = { .guard_size = 4096 };
-    p->spawn_err = coop_spawn(&g[0], small_work, NULL, &attr);
-    if (p->spawn_err != 0)
-        return NULL;
+
     for (intptr_t i = 1; i < 4; i++) {
         coop_spawn(&g[i], small_work, (void *)(i * 10), &attr);
     }
@@ -555,12 +557,14 @@ static void *thread_hub_main(void *arg)
 
 START_TEST(test_other_threads)
 {
-    /* A thread that uses the core gets a hub of its own. */
+    /* A thread gets a hub of its own when it first creates a greenlet, not before. */
     struct thread_hub_probe p = { 0 };
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, thread_hub_main, &p), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_ptr_null(p.self_before_spawn);
     ck_assert_ptr_nonnull(p.self);
+
     ck_assert(p.self_is_main);
     ck_assert_ptr_nonnull(p.hub);
     ck_assert_ptr_ne(p.hub, coop_thread.hub);

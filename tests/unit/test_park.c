@@ -231,7 +231,10 @@ static void *thread_parks(void *arg)
     struct thread_parker *p = arg;
     if (p->runtime)
         coop_mark_runtime_thread();
+    else
+        coop_hub_current();      /* what its first coop_spawn would do */
     p->was_greenlet = coop_self() != NULL;
+
     p->result = coop_park(p->addr, p->word ? word_is_zero : NULL, (const void *)p->word, ~0u,
                           p->deadline ? p->deadline : COOP_NO_DEADLINE, "unit");
     p->woke = coop_now();

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Family dns, natively and under coop, with the same output both times. In a private mount
+# namespace (unshare -m; the tests run as root), /etc/hosts, /etc/resolv.conf and
+# /etc/nsswitch.conf are bind-mounted from test files, and a DNS responder on a loopback
+# address answers each query 300 ms late (tests/samples/dns_responder.py):
+# - every lookup function on names from the hosts file (and one that is nowhere) gives the
+#   same answers, error codes and h_errno;
+# - 20 threads look up slow names at once while an echo server thread answers a client every
+#   5 ms: all resolve, and the echo keeps answering within milliseconds; under coop the
+#   program has one OS thread plus the threadpool's.
+source "$(dirname "$0")/lib.sh"
+[ -x "$SAMPLES/lookup" ] || fail "$SAMPLES/lookup is not built (make)"
+export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
+[ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built"
+command -v unshare >/dev/null && command -v python3 >/dev/null || skip "needs unshare and python3"
+[ "$(id -u)" = 0 ] || skip "needs root for a private mount namespace"
+
+LOOKUPS=20 DELAY_MS=300
+MAX_ELAPSED_MS=5000  # 20 lookups through a 10-thread pool: two rounds of 300 ms, plus noise
+export COOP_THREADPOOL_SIZE=${COOP_THREADPOOL_SIZE:-10}
+RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-$COOP_THREADPOOL_SIZE}
+# A loopback address of its own, so that nothing else on port 53 is in the way.
+NS=127.77.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
+
+cat >"$TMP/hosts" <<'HOSTS'
+127.0.0.1 localhost
+::1 localhost ip6-localhost ip6-loopback
+10.20.30.40 alpha.coop.test alpha
+10.20.30.41 beta.coop.test beta b2
+10.20.30.41 beta-again.coop.test
+fd00::5 gamma.coop.test
+HOSTS
+printf 'nameserver %s\noptions timeout:5 attempts:1\n' "$NS" >"$TMP/resolv.conf"
+printf 'hosts: files dns\n' >"$TMP/nsswitch.conf"
+NAMES="localhost alpha beta.coop.test beta-again.coop.test gamma.coop.test 10.20.30.40 ::1 nowhere.coop.test"
+
+# The inner script, run in the private namespace; its stdout is the test's report.
+cat >"$TMP/inner.sh" <<INNER
+set -u
+mount --bind "$TMP/hosts" /etc/hosts && mount --bind "$TMP/resolv.conf" /etc/resolv.conf &&
+    mount --bind "$TMP/nsswitch.conf" /etc/nsswitch.conf || { echo "SKIP: bind mounts refused"; exit 77; }
+python3 "$ROOT/tests/samples/dns_responder.py" $NS $DELAY_MS >"$TMP/responder.out" 2>&1 &
+responder=\$!
+trap 'kill \$responder 2>/dev/null' EXIT
+for i in \$(seq 100); do grep -q ready "$TMP/responder.out" && break; sleep 0.1; done
+grep -q ready "$TMP/responder.out" || { echo "FAIL: responder: \$(cat "$TMP/responder.out")"; exit 1; }
+
+"$SAMPLES/lookup" names $NAMES >"$TMP/names.native" 2>&1 || echo "FAIL: native names: status \$?"
+"$COOPRUN" -- "$SAMPLES/lookup" names $NAMES >"$TMP/names.coop" 2>&1 || echo "FAIL: coop names: status \$?"
+
+"$SAMPLES/lookup" slow $LOOKUPS delay.test >"$TMP/slow.native" 2>"$TMP/slow.native.err" ||
+    echo "FAIL: native slow: status \$?: \$(cat "$TMP/slow.native.err")"
+"$COOPRUN" -- "$SAMPLES/lookup" slow $LOOKUPS delay.test >"$TMP/slow.coop" 2>"$TMP/slow.coop.err" &
+pid=\$!
+max=0
+while kill -0 \$pid 2>/dev/null; do
+    n=\$(ls /proc/\$pid/task 2>/dev/null | wc -l)
+    ((n > max)) && max=\$n
+    sleep 0.02
+done
+wait \$pid || echo "FAIL: coop slow: status \$?: \$(cat "$TMP/slow.coop.err")"
+echo "max_threads=\$max"
+INNER
+
+report=$(timeout 50 unshare -m bash "$TMP/inner.sh")
+status=$?
+[ $status -eq 77 ] && skip "$report"
+[ $status -eq 0 ] || fail "the namespace script ended with status $status: $report"
+grep '^FAIL' <<<"$report" && fail "$(grep '^FAIL' <<<"$report" | head -1)"
+
+diff -u "$TMP/names.native" "$TMP/names.coop" >&2 || fail "names: coop's answers differ from the native ones"
+grep -q 'getaddrinfo: canonname alpha.coop.test \[2 10.20.30.40 80\]' "$TMP/names.coop" ||
+    fail "names: the hosts file was not used: $(head -5 "$TMP/names.coop")"
+note "names: $(grep -c . "$TMP/names.coop") lines of answers, the same natively and under coop"
+
+for f in native coop; do grep -v '^listening on' "$TMP/slow.$f" >"$TMP/slow.$f.cmp"; done
+diff -u "$TMP/slow.native.cmp" "$TMP/slow.coop.cmp" >&2 || fail "slow: coop's output differs from the native one"
+grep -q "^$LOOKUPS of $LOOKUPS slow lookups resolved" "$TMP/slow.coop" || fail "slow: $(head -2 "$TMP/slow.coop")"
+grep -q 'answered within milliseconds' "$TMP/slow.coop" || fail "slow: the echo stalled"
+note "slow native: $(grep -v elapsed "$TMP/slow.native.err")"
+note "slow coop: $(grep -v elapsed "$TMP/slow.coop.err")"
+elapsed=$(sed -n 's/^elapsed_ms=//p' "$TMP/slow.coop.err")
+((elapsed <= MAX_ELAPSED_MS)) || fail "slow: $LOOKUPS lookups took $elapsed ms under coop"
+max_threads=$(sed -n 's/^max_threads=//p' <<<"$report")
+((max_threads <= 1 + RUNTIME_THREADS)) ||
+    fail "coop: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+note "coop: at most $max_threads OS threads (1 + a pool of $COOP_THREADPOOL_SIZE)"
+echo "PASS: lookups from the hosts file and $LOOKUPS slow DNS lookups with a live echo, natively and under coop"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Family signal, natively and under coop, with the same output both times: a thread takes
+# signals with sigwait and sigwaitinfo (sigtimedwait times out), a handler interrupts a read
+# with EINTR without SA_RESTART and lets it go on with it, sigsuspend and pause return after a
+# handler; and meanwhile a ticker thread keeps running (the sample checks its ticks). Under
+# coop the program has one OS thread.
+source "$(dirname "$0")/lib.sh"
+[ -x "$SAMPLES/signals" ] || fail "$SAMPLES/signals is not built (make)"
+export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
+RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
+
+# run LABEL OUTFILE COMMAND...: sets max_threads; fails on a non-zero status.
+run() {
+    local label=$1 outfile=$2 pid n status deadline=$((SECONDS + 30))
+    shift 2
+    "$@" >"$outfile" 2>"$outfile.err" &
+    pid=$!
+    max_threads=0
+    while kill -0 $pid 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "$label: still running after 30 s"
+        n=$(os_threads $pid 2>/dev/null)
+        ((n > max_threads)) && max_threads=$n
+        sleep 0.02
+    done
+    wait $pid
+    status=$?
+    [ $status -eq 0 ] || fail "$label: exit status $status: $(cat "$outfile" "$outfile.err")"
+}
+
+run native "$TMP/native" "$SAMPLES/signals"
+sed 's/^/  native: /' "$TMP/native.err"
+[ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
+run coop "$TMP/coop" "$COOPRUN" -- "$SAMPLES/signals"
+sed 's/^/  coop: /' "$TMP/coop.err"
+diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop's output differs from the native one"
+((max_threads <= 1 + RUNTIME_THREADS)) ||
+    fail "coop: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+echo "PASS: sigwait, sigwaitinfo, sigtimedwait, EINTR and SA_RESTART on a read, sigsuspend and pause, natively and under coop, one OS thread under coop"
