@@ -238,14 +238,19 @@ void coop_overflow_handler_install(void)
 
 bool coop_is_overflow_handler(const void *handler) { return handler == (const void *)on_segv; }
 
-/* An overflow runs out of stack: the report runs on an alternate one, one per hub thread. */
+/* An overflow runs out of stack: the report runs on an alternate one, one per hub thread,
+ * unless the thread has one already (a sanitizer's, Rust's). */
 void coop_diag_hub_init(struct coop_hub *h)
 {
     (void)h;
+    stack_t old;
+    if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE))
+        return;
     stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE };
     if (ss.ss_sp != NULL)
         sigaltstack(&ss, NULL);
 }
+
 
 /* --- statistics --- */
 

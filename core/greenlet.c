@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "sanitizer.h"
 
 #define HUB_STACK_SIZE (1024 * 1024)
 #define RECORD_SPACE ((sizeof(struct coop_greenlet) + 63) & ~(size_t)63)
@@ -44,7 +45,9 @@ static void unlink_all(struct coop_hub *h, struct coop_greenlet *g)
 static struct coop_greenlet *record_on_stack(struct coop_stack *stack)
 {
     struct coop_greenlet *g = (struct coop_greenlet *)(stack->base + stack->size - RECORD_SPACE);
+    coop_san_fresh_stack(stack->base, stack->size);
     memset(g, 0, sizeof *g);
+
     g->stack = *stack;
     coop_context_make(&g->ctx, stack->base, stack->size - RECORD_SPACE);
     return g;
@@ -145,7 +148,9 @@ void coop_greenlet_main(void)
 {
     struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
+    coop_san_arrive(NULL, h->switched_from);
     if (g->is_hub) {
+
         void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
         coop_hub_main(h);
     }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "sanitizer.h"
 
 __thread struct coop_thread_state coop_thread __attribute__((tls_model("initial-exec")));
 
@@ -108,10 +109,14 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     if (coop_settings.stats)
         coop_stats_switch(self, next);
     self->saved_errno = errno;
+    void *fake_stack = NULL;
+    coop_san_leave(self, next, &fake_stack);
+    h->switched_from = self;
     coop_tls_enter(h, next);      /* may move the thread pointer: no TLS access after it */
     coop_context_switch(&self->ctx, &next->ctx);
-
+    coop_san_arrive(fake_stack, h->switched_from);
     errno = self->saved_errno;
+
 }
 
 static void hub_loop(struct coop_hub *h)

@@ -67,6 +67,9 @@ struct coop_greenlet {
 
     struct coop_stack stack;
     bool heap_struct;                /* allocated with malloc, not on its stack */
+    void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
+    size_t san_size;
+
     char name[16];
 };
 
@@ -78,6 +81,8 @@ struct coop_hub {
     uv_timer_t timer;
     uv_async_t async;
     struct coop_greenlet *current, *hub_g, *main_g;
+    struct coop_greenlet *switched_from;   /* for AddressSanitizer's bookkeeping */
+
     uintptr_t os_thread;             /* the OS thread running the hub: its real pthread_t */
     pid_t tid;                       /* and its kernel thread id */
     struct coop_hub *next_hub;       /* in the list of all hubs */

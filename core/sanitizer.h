@@ -1,0 +1,47 @@
+/* AddressSanitizer must be told when execution moves to another stack (make test-asan);
+ * in an ordinary build these are empty. */
+#ifndef COOP_SANITIZER_H
+#define COOP_SANITIZER_H
+
+#include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+
+/* Before switching from `from` to `to`; a finished greenlet's fake stack is released. */
+static inline void coop_san_leave(struct coop_greenlet *from, struct coop_greenlet *to, void **fake)
+{
+    __sanitizer_start_switch_fiber(from->state == G_FINISHED ? NULL : fake,
+                                   to->stack.base ? to->stack.base : to->san_bottom,
+                                   to->stack.base ? to->stack.size : to->san_size);
+}
+
+/* On arriving from `from`: a thread's original stack is learnt the first time it is left. */
+static inline void coop_san_arrive(void *fake, struct coop_greenlet *from)
+{
+    const void *bottom;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake, &bottom, &size);
+    if (from != NULL && from->stack.base == NULL && from->san_size == 0) {
+        from->san_bottom = (void *)bottom;
+        from->san_size = size;
+    }
+}
+
+/* A stack comes back from a greenlet that never returned: its frames' redzones are still
+ * poisoned. */
+static inline void coop_san_fresh_stack(void *base, size_t size)
+{
+    __asan_unpoison_memory_region(base, size);
+}
+#else
+static inline void coop_san_fresh_stack(void *base, size_t size) { (void)base, (void)size; }
+static inline void coop_san_leave
+(struct coop_greenlet *from, struct coop_greenlet *to, void **fake)
+{
+    (void)from, (void)to, (void)fake;
+}
+static inline void coop_san_arrive(void *fake, struct coop_greenlet *from) { (void)fake, (void)from; }
+#endif
+
+#endif
