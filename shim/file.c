@@ -207,15 +207,6 @@ EXPORT int open(const char *path, int flags, ...)
     return do_openat(AT_FDCWD, path, flags, mode);
 }
 
-EXPORT int open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return do_openat(AT_FDCWD, path, flags, mode);
-}
-
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
 {
     va_list ap;
@@ -225,14 +216,9 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
     return do_openat(dirfd, path, flags, mode);
 }
 
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return do_openat(dirfd, path, flags, mode);
-}
+/* On x86-64 the 64 variants are the same calls. */
+EXPORT int open64(const char *path, int flags, ...) __attribute__((alias("open")));
+EXPORT int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
 /* FORTIFY's versions, for flags that need no mode; glibc's own checks them (and aborts
  * the program that passed O_CREAT without a mode). */

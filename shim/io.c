@@ -141,14 +141,8 @@ EXPORT int fcntl(int fd, int cmd, ...)
     return do_fcntl(REAL(fcntl), fd, cmd, arg);
 }
 
-EXPORT int fcntl64(int fd, int cmd, ...)
-{
-    va_list ap;
-    va_start(ap, cmd);
-    long arg = va_arg(ap, long);
-    va_end(ap);
-    return do_fcntl(REAL(fcntl64), fd, cmd, arg);
-}
+/* On x86-64 fcntl64 is fcntl. */
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 EXPORT int ioctl(int fd, unsigned long request, ...)
 {
