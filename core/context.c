@@ -18,13 +18,13 @@ ASSERT_OFFSET(uc_mcontext.fpregs, COOP_UC_FPREGS);
 ASSERT_OFFSET(__fpregs_mem, COOP_UC_FPREGS_MEM);
 _Static_assert(offsetof(struct _libc_fpstate, mxcsr) == 24, "fpstate layout");
 
-static enum coop_switch_kind switch_kind;
+enum coop_switch_kind coop_switch_kind;
 /* getcontext makes a system call; it is called once and its result copied into new contexts. */
 static ucontext_t template_ctx;
 
 void coop_context_init(enum coop_switch_kind kind)
 {
-    switch_kind = kind;
+    coop_switch_kind = kind;
     getcontext(&template_ctx);
 }
 
@@ -37,12 +37,4 @@ void coop_context_make(ucontext_t *ctx, void *stack, size_t size)
     ctx->uc_stack.ss_size = size;
     ctx->uc_stack.ss_flags = 0;
     makecontext(ctx, coop_context_entry, 0);
-}
-
-void coop_context_switch(ucontext_t *from, ucontext_t *to)
-{
-    if (switch_kind == COOP_SWITCH_FAST)
-        coop_context_switch_fast(from, to);
-    else
-        swapcontext(from, to);
 }

@@ -27,15 +27,26 @@ void coop_context_init(enum coop_switch_kind kind);
 /* Prepares ctx to start coop_context_entry() on the given stack. */
 void coop_context_make(ucontext_t *ctx, void *stack, size_t size);
 
+extern enum coop_switch_kind coop_switch_kind;
+
+/* Assembly (switch.S). */
+void coop_context_switch_fast(ucontext_t *from, ucontext_t *to);
+
 /* Saves the running context into from and resumes to. */
-void coop_context_switch(ucontext_t *from, ucontext_t *to);
+static inline void coop_context_switch(ucontext_t *from, ucontext_t *to)
+{
+    if (coop_switch_kind == COOP_SWITCH_FAST)
+        coop_context_switch_fast(from, to);
+    else
+        swapcontext(from, to);
+}
+
 
 /* The first function of every new context; defined by the greenlet layer, never returns. */
 void coop_greenlet_main(void) __attribute__((noreturn));
 
-/* Assembly (switch.S). */
-void coop_context_switch_fast(ucontext_t *from, ucontext_t *to);
-void coop_context_entry(void);
+void coop_context_entry(void);      /* switch.S */
+
 #endif
 
 #endif

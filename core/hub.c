@@ -105,14 +105,19 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     struct coop_greenlet *self = h->current;
     next->state = G_RUNNING;
     h->current = next;
-    atomic_fetch_add_explicit(&h->switches, 1, memory_order_relaxed);
+    /* Only this thread writes the counter (the monitor reads it): no locked instruction. */
+    atomic_store_explicit(&h->switches, atomic_load_explicit(&h->switches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+
     if (coop_settings.stats)
         coop_stats_switch(self, next);
     self->saved_errno = errno;
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;
-    coop_tls_enter(h, next);      /* may move the thread pointer: no TLS access after it */
+    if (coop_tls_per_greenlet)
+        coop_tls_enter(h, next);  /* may move the thread pointer: no TLS access after it */
+
     coop_context_switch(&self->ctx, &next->ctx);
     coop_san_arrive(fake_stack, h->switched_from);
     errno = self->saved_errno;

@@ -148,6 +148,8 @@ void coop_tls_hub_init(struct coop_hub *h);
 int coop_tls_greenlet_init(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g);
 void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g);
+extern bool coop_tls_per_greenlet;   /* the program has TLS of its own to keep apart */
+
 
 /* diag.c */
 int64_t coop_coarse_now(void);

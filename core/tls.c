@@ -59,9 +59,13 @@ static uintptr_t thread_pointer(void)
     return tp;
 }
 
+bool coop_tls_per_greenlet;
+
 void coop_tls_init(void)
 {
     dl_iterate_phdr(find_program_tls, NULL);
+    coop_tls_per_greenlet = tls_size > 0;
+
     void (*static_info)(size_t *, size_t *) = dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
     const uint32_t *sizeof_pthread = dlsym(RTLD_DEFAULT, "_thread_db_sizeof_pthread");
     if (tls_size == 0 || !(getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) || static_info == NULL
