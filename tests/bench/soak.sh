@@ -10,7 +10,7 @@ ulimit -n "$(ulimit -Hn)"
 out=$(mktemp)
 scripts/cooprun -- build/samples/echo_threads >"$out" 2>&1 &
 server=$!
-trap 'kill $churn 2>/dev/null; wait $churn 2>/dev/null; kill $server 2>/dev/null; rm -f "$out"' EXIT
+trap 'kill ${churn:-} 2>/dev/null; wait ${churn:-} 2>/dev/null; kill $server 2>/dev/null; rm -f "$out"' EXIT
 
 for _ in $(seq 50); do port=$(sed -n 's/^listening on //p' "$out"); [ -n "$port" ] && break; sleep 0.1; done
 [ -n "${port:-}" ] || { echo "soak: the server did not start"; exit 1; }
