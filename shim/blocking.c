@@ -125,9 +125,14 @@ static size_t iov_total(const struct iovec *iov, size_t iovcnt)
 static ssize_t attempt_out(int fd, void *a, bool dontwait)
 {
     struct shim_out *o = a;
+    int flags = o->flags | (dontwait ? MSG_DONTWAIT : 0);
     if (o->is_write && !dontwait)
         return REAL(writev)(fd, o->msg.msg_iov, (int)o->msg.msg_iovlen);
-    return REAL(sendmsg)(fd, &o->msg, o->flags | (dontwait ? MSG_DONTWAIT : 0));
+    /* The common case, one buffer and nothing else, takes the kernel's shorter path. */
+    if (o->msg.msg_iovlen == 1 && o->msg.msg_name == NULL && o->msg.msg_controllen == 0)
+        return REAL(send)(fd, o->msg.msg_iov[0].iov_base, o->msg.msg_iov[0].iov_len, flags);
+    return REAL(sendmsg)(fd, &o->msg, flags);
+
 }
 
 /*
