@@ -14,8 +14,10 @@ WARN := -Wall -Wextra -Werror
 CFLAGS := -std=gnu11 -O2 -g $(WARN) $(HARDEN)
 # make test-asan: the core under AddressSanitizer and UndefinedBehaviorSanitizer.
 ifeq ($(SAN),1)
-CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CFLAGS += $(SAN_FLAGS)
 endif
+
 
 DEPS_PKGS := libuv1 libunwind check
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang
@@ -31,7 +33,7 @@ LIB_CFLAGS = $(CFLAGS) -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(shell 
 # The wrappers define read, recv, poll...: FORTIFY's inline versions of those must stay out.
 $(BUILD)/obj/shim/%.o: LIB_CFLAGS += -U_FORTIFY_SOURCE
 LIBUV_A := $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a
-LIB_LDFLAGS := -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
+LIB_LDFLAGS = $(SAN_FLAGS) -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
 LIB_LIBS := -ldl -lpthread -lunwind
 
 SAMPLE_C := $(wildcard tests/samples/*.c)

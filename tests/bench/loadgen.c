@@ -1,7 +1,7 @@
 /*
  * loadgen: closed-loop load generator for the echo servers.
  *
- *   loadgen -p PORT -c CONNS -s SIZE (-d SECONDS | -n COUNT) [-m MAXSIZE] [--verify]
+ *   loadgen -p PORT -c CONNS -s SIZE (-d SECONDS | -n COUNT) [-m MAXSIZE] [-w SECONDS] [--verify]
  *
  * Opens CONNS connections to 127.0.0.1:PORT; each sends a message, waits for its whole echo,
  * and sends the next. -d runs for SECONDS and measures; -n has each connection make COUNT
@@ -10,8 +10,15 @@
  * every echoed byte; each message has its own content, so an echo sent to the wrong
  * connection, or a stale one, is caught too.
  *
+ * -w SECONDS (with -d) warms up first: the connections run for SECONDS, and on until every one
+ * has had an echo (at most WARMUP_LIMIT_S), before the counters start. A server that accepts
+ * thousands of connections, or starts a thread for each, is then measured at work, not while
+ * it is still starting up; the line then also says how long that took (warmup_s) and how many
+ * connections had no echo at all in the measured time (starved).
+ *
  * Prints one line:
  *   conns=N size=S requests=R seconds=T rps=X p50_us=A p99_us=B p999_us=C errors=E verified=V bytes=B
+ * [warmup_s=W starved=N]
  * (verified: echoes compared byte for byte; bytes: echoed bytes received) and exits 1 when
  * errors is not 0. Latency is from the start of sending a message to the end of its echo.
  *
@@ -31,6 +38,8 @@ enum {
     MAX_CONNECTING = 128,
     CONNECT_TIMEOUT_MS = 30000,
     DEFAULT_COUNT_LIMIT_S = 60,
+    /* A warm-up ends when every connection has had an echo, or after this long anyway. */
+    WARMUP_LIMIT_S = 10,
     /* Messages start at pseudo-random offsets into one pattern: this many different ones. */
     PATTERN_OFFSETS = 64 * 1024,
     SCRATCH_SIZE = 256 * 1024,
@@ -43,6 +52,7 @@ struct options {
     long conns;
     size_t size, maxsize;
     double seconds;
+    double warmup;  /* seconds of warm-up before a timed run, 0 for none */
     long count; /* round trips per connection, 0 for a timed run */
     bool verify;
 };
@@ -59,6 +69,7 @@ struct conn {
     size_t sent, received;
     uint64_t started_ns;
     long remaining;                 /* round trips still to make in -n mode */
+    uint64_t echoes;                /* round trips made since the counters were last reset */
 };
 
 /*
@@ -79,6 +90,7 @@ static unsigned char *pattern;   /* maxsize + PATTERN_OFFSETS pseudo-random byte
 static unsigned char scratch[SCRATCH_SIZE];
 static long active;              /* connections not CLOSED */
 static uint64_t requests, verified, echoed_bytes, errors;
+static long echoed_conns;        /* connections with an echo since the counters were reset */
 static struct histogram latency;
 
 static unsigned bucket_of(uint64_t v)
@@ -187,6 +199,7 @@ static void message_end(struct conn *c)
 {
     histogram_add(&latency, now_ns() - c->started_ns);
     requests++;
+    echoed_conns += c->echoes++ == 0;
     verified += opt.verify;
     if (opt.count > 0 && --c->remaining == 0)
         conn_close(c);
@@ -346,13 +359,37 @@ static void connect_all(void)
     }
 }
 
-/* Sends the first messages, then serves events until the end; returns the seconds it ran. */
-static double run(void)
+/* Serves events until the deadline, or until every connection has had an echo if all_echoed. */
+static void serve_until(uint64_t deadline, bool all_echoed)
 {
     struct epoll_event events[MAX_EVENTS];
+
+    while (active > 0 && now_ns() < deadline && !(all_echoed && echoed_conns >= active)) {
+        int n = wait_events(events, deadline);
+
+        for (int i = 0; i < n; i++)
+            conn_progress(events[i].data.ptr);
+    }
+}
+
+/* Forgets what was counted so far (messages in flight count when their echo ends). */
+static void reset_counters(void)
+{
+    requests = verified = echoed_bytes = 0;
+    memset(&latency, 0, sizeof latency);
+    echoed_conns = 0;
+    for (long i = 0; i < opt.conns; i++)
+        conns[i].echoes = 0;
+}
+
+/*
+ * Sends the first messages, warms up if asked, then serves events until the end; returns the
+ * seconds it measured and sets *warmup_s to those of the warm-up.
+ */
+static double run(double *warmup_s)
+{
     uint64_t start = now_ns();
     double limit_s = opt.seconds > 0 ? opt.seconds : DEFAULT_COUNT_LIMIT_S;
-    uint64_t deadline = start + (uint64_t)(limit_s * 1e9);
 
     for (long i = 0; i < opt.conns; i++) {
         if (conns[i].state == CONNECTED) {
@@ -361,12 +398,15 @@ static double run(void)
             conn_progress(&conns[i]);
         }
     }
-    while (active > 0 && now_ns() < deadline) {
-        int n = wait_events(events, deadline);
-
-        for (int i = 0; i < n; i++)
-            conn_progress(events[i].data.ptr);
+    *warmup_s = 0;
+    if (opt.warmup > 0) {
+        serve_until(start + (uint64_t)(opt.warmup * 1e9), false);
+        serve_until(start + WARMUP_LIMIT_S * 1000000000ull, true);
+        reset_counters();
+        *warmup_s = (double)(now_ns() - start) / 1e9;
+        start = now_ns();
     }
+    serve_until(start + (uint64_t)(limit_s * 1e9), false);
     return (double)(now_ns() - start) / 1e9;
 }
 
@@ -380,7 +420,8 @@ static void fail_unfinished(void)
 
 static void usage(void)
 {
-    die("usage: loadgen -p PORT -c CONNS -s SIZE (-d SECONDS | -n COUNT) [-m MAXSIZE] [--verify]");
+    die("usage: loadgen -p PORT -c CONNS -s SIZE (-d SECONDS | -n COUNT) [-m MAXSIZE] [-w SECONDS] "
+        "[--verify]");
 }
 
 static void parse_options(int argc, char **argv)
@@ -389,7 +430,7 @@ static void parse_options(int argc, char **argv)
     char *end;
     int c;
 
-    while ((c = getopt_long(argc, argv, "p:c:s:d:m:n:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:c:s:d:m:n:w:", longopts, NULL)) != -1) {
         switch (c) {
         case 'p': opt.port = (int)parse_long(optarg, 1, 65535, "-p"); break;
         case 'c': opt.conns = parse_long(optarg, 1, 1000000, "-c"); break;
@@ -402,12 +443,19 @@ static void parse_options(int argc, char **argv)
             if (end == optarg || *end != '\0' || !(opt.seconds > 0 && opt.seconds < 1e6))
                 die("-d: '%s' is not a number of seconds", optarg);
             break;
+        case 'w':
+            opt.warmup = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(opt.warmup >= 0 && opt.warmup < 1e6))
+                die("-w: '%s' is not a number of seconds", optarg);
+            break;
         default: usage();
         }
     }
     if (optind != argc || opt.port == 0 || opt.conns == 0 || opt.size == 0 ||
         (opt.seconds == 0 && opt.count == 0))
         usage();
+    if (opt.warmup > 0 && opt.count > 0)
+        die("-w goes with -d, not with -n");
     if (opt.maxsize == 0)
         opt.maxsize = opt.size;
     if (opt.maxsize < opt.size)
@@ -446,7 +494,7 @@ static void make_conns(void)
 
 int main(int argc, char **argv)
 {
-    double seconds;
+    double seconds, warmup_s;
 
     parse_options(argc, argv);
     make_conns();
@@ -456,16 +504,19 @@ int main(int argc, char **argv)
         die_errno("epoll_create1");
 
     connect_all();
-    seconds = run();
+    seconds = run(&warmup_s);
     if (opt.count > 0)
         fail_unfinished();
 
     printf("conns=%ld size=%zu requests=%llu seconds=%.3f rps=%.0f p50_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f errors=%llu verified=%llu bytes=%llu\n",
+           "p999_us=%.1f errors=%llu verified=%llu bytes=%llu",
            opt.conns, opt.size, (unsigned long long)requests, seconds,
            seconds > 0 ? (double)requests / seconds : 0.0,
            histogram_quantile(&latency, 0.50) / 1e3, histogram_quantile(&latency, 0.99) / 1e3,
            histogram_quantile(&latency, 0.999) / 1e3, (unsigned long long)errors,
            (unsigned long long)verified, (unsigned long long)echoed_bytes);
+    if (opt.warmup > 0)
+        printf(" warmup_s=%.3f starved=%ld", warmup_s, active - echoed_conns);
+    printf("\n");
     return errors == 0 ? 0 : 1;
 }

@@ -1,0 +1,394 @@
+#!/usr/bin/python3
+"""report.py: turns the measurements of tests/bench/run.sh into results.md and PNG plots.
+
+  report.py --raw RAW.tsv --micro MICRO.tsv --out DIR --machine TEXT --command TEXT
+            --seconds N --duration S --reps N [--gnuplot 0|1]
+
+RAW.tsv has one line per echo run (size level server rep rps p50_us p99_us errors threads
+rss_kib warmup_s starved note); MICRO.tsv one line per micro-benchmark measurement ("VARIANT bench=NAME k=v...").
+Standard library only.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+SERVERS = ["epoll", "threads", "coop", "coop-ucontext", "go1", "go", "gevent"]
+LABELS = {
+    "epoll": "epoll (ref)",
+    "threads": "threads native",
+    "coop": "coop",
+    "coop-ucontext": "coop ucontext",
+    "go1": "Go GOMAXPROCS=1",
+    "go": "Go default",
+    "gevent": "gevent",
+}
+# Notes of runs whose numbers stand (the others are failures: no server, a crash, a hang).
+MEASURED = ("ok", "loadgen-errors", "server-ignored-SIGTERM")
+RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/Go1", "go1"),
+          ("coop/gevent", "gevent")]
+
+
+def number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_raw(path):
+    runs = {}
+    with open(path) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            row = dict(zip(header, line.rstrip("\n").split("\t")))
+            key = (int(row["size"]), int(row["level"]), row["server"])
+            runs.setdefault(key, []).append(row)
+    return runs
+
+
+def summarize(rows):
+    """Median rps and p99 over the runs that produced numbers; the notes of those that did not."""
+    ok = [r for r in rows if number(r["rps"]) is not None and r["note"] in MEASURED]
+    notes = sorted({r["note"] for r in rows if r["note"] not in ("ok", "skipped-for-time")})
+    if not ok:
+        return None, notes
+
+    def median(field):
+        values = [number(r[field]) for r in ok if number(r[field]) is not None]
+        return statistics.median(values) if values else None
+
+    return {"rps": median("rps"), "p99": median("p99_us"), "threads": median("threads"),
+            "rss": median("rss_kib"), "warmup": median("warmup_s"), "runs": len(ok),
+            "starved": max([int(number(r["starved"]) or 0) for r in ok]), "errors": sum(int(number(r["errors"]) or 0) for r in ok)}, notes
+
+
+def fmt_rps(v):
+    return "%.1fk" % (v / 1000) if v >= 1000 else "%.0f" % v
+
+
+def fmt_us(v):
+    if v >= 1000:
+        return "%.1f ms" % (v / 1000) if v < 100000 else "%.0f ms" % (v / 1000)
+    return "%.0f µs" % v
+
+
+def fmt_level(level):
+    return "{:,}".format(level)
+
+
+def fmt_size(size):
+    return "%d KiB" % (size // 1024) if size >= 1024 and size % 1024 == 0 else "%d B" % size
+
+
+def echo_tables(runs, reps, duration):
+    sizes = sorted({k[0] for k in runs})
+    lines, summaries = [], {}
+    for size in sizes:
+        levels = sorted({k[1] for k in runs if k[0] == size})
+        present = [s for s in SERVERS if any((size, l, s) in runs for l in levels)]
+        lines.append("### Echo, %s messages: requests/s (p99 latency)\n" % fmt_size(size))
+        head = ["connections"] + [LABELS[s] for s in present] + [r[0] for r in RATIOS]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        fewer = []
+        for level in levels:
+            cells = [fmt_level(level)]
+            for server in present:
+                s, notes = summarize(runs.get((size, level, server), []))
+                summaries[(size, level, server)] = s
+                if s is None:
+                    cells.append("n/a" if notes == ["n/a"] else "FAIL: " + ",".join(notes))
+                else:
+                    cell = "%s (%s)" % (fmt_rps(s["rps"]), fmt_us(s["p99"]) if s["p99"] is not None else "?")
+                    if s["errors"]:
+                        cell += " [%d errors]" % s["errors"]
+                    if s["starved"]:
+                        cell += " [%d conns starved]" % s["starved"]
+                    if notes:
+                        cell += " [" + ",".join(notes) + "]"
+                    cells.append(cell)
+                    if s["runs"] < reps:
+                        rows = runs.get((size, level, server), [])
+                        why = ("time budget" if any(r["note"] == "skipped-for-time" for r in rows) else
+                               "failed runs" if len(rows) > s["runs"] else "by plan")
+                        fewer.append((level, s["runs"], why))
+            coop = summaries.get((size, level, "coop"))
+            for _, other in RATIOS:
+                o = summaries.get((size, level, other))
+                if coop and o and o["rps"]:
+                    cells.append("%.2f" % (coop["rps"] / o["rps"]))
+                else:
+                    cells.append("n/a")
+            lines.append("| " + " | ".join(cells) + " |")
+        runs_note = "Median of %d run%s of %s s per cell" % (reps, "s" if reps > 1 else "", duration)
+        for level, why in sorted({(l, w) for l, _, w in fewer}):
+            least = min(n for l, n, w in fewer if l == level and w == why)
+            runs_note += "; at %s connections as few as %d run%s (%s)" % (
+                fmt_level(level), least, "s" if least > 1 else "",
+                {"by plan": "planned so, to keep the suite within its 10 minutes",
+                 "time budget": "the suite ran out of its time budget",
+                 "failed runs": "the others failed"}[why])
+        lines.append("\n%s. Ratios compare requests/s.\n" % runs_note)
+
+        lines.append("Server OS threads / resident set under load (maximum sampled during the run) / "
+                     "warm-up (until every connection had an echo):\n")
+        head = ["connections"] + [LABELS[s] for s in present]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for level in levels:
+            cells = [fmt_level(level)]
+            for server in present:
+                s = summaries.get((size, level, server))
+                if s is None or s["threads"] is None:
+                    cells.append("n/a")
+                else:
+                    cells.append("%d / %.1f MiB / %s" % (s["threads"], (s["rss"] or 0) / 1024,
+                                                         "%.1f s" % s["warmup"] if s["warmup"] is not None else "?"))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines, summaries
+
+
+def read_micro(path):
+    """{(variant, bench name or bench+threads): fields}, plus failures. A benchmark that ran
+    several times gets the median of each numeric field."""
+    runs, failures = {}, []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            variant, fields = parts[0], dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+            name = fields.get("bench", "?")
+            if "failed" in fields:
+                failures.append("%s %s %s: exit status %s" % (variant, name, fields.get("args", ""), fields["failed"]))
+                continue
+            if name == "idle":
+                name = "idle%s" % fields.get("threads")
+            runs.setdefault((variant, name), []).append(fields)
+    results = {}
+    for key, all_fields in runs.items():
+        merged = dict(all_fields[0])
+        for field in merged:
+            values = [number(f.get(field, "")) for f in all_fields]
+            if all(v is not None for v in values):
+                merged[field] = "%g" % statistics.median(values)
+        merged["runs"] = str(len(all_fields))
+        results[key] = merged
+    return results, failures
+
+
+def micro_tables(micro, failures):
+    def ns(variant, name):
+        f = micro.get((variant, name))
+        return number(f["ns_per_op"]) if f and "ns_per_op" in f else None
+
+    def cell(v, unit="ns"):
+        if v is None:
+            return "n/a"
+        return ("%.1f %s" % (v, unit)) if v < 100 else ("{:,.0f} %s".format(v) % unit)
+
+    def ratio(a, b, fmt="%.1fx"):
+        return fmt % (a / b) if a and b else "n/a"
+
+    reps = max((int(f.get("runs", "1")) for f in micro.values()), default=1)
+    lines = ["### Micro-benchmarks (ns per operation; lower is better%s)\n"
+             % (", median of %d runs" % reps if reps > 1 else ""),
+             "| benchmark | native | coop | coop ucontext | reference | ratio |",
+             "|---|---|---|---|---|---|"]
+    sw_n, sw_c, sw_u = ns("native", "switch_yield"), ns("coop", "switch_yield"), ns("coop-ucontext", "switch_yield")
+    asm, uc = ns("native", "switch_asm"), ns("native", "switch_ucontext")
+    lines.append("| context switch (sched_yield ping-pong; native: kernel switch, one CPU) | %s | %s | %s | "
+                 "register-only asm %s; swapcontext %s | swapcontext/coop %s; coop/register-only %s; native/coop %s |"
+                 % (cell(sw_n), cell(sw_c), cell(sw_u), cell(asm), cell(uc), ratio(sw_u, sw_c),
+                    ratio(sw_c, asm), ratio(sw_n, sw_c)))
+    cj_n, cj_c = ns("native", "create_join"), ns("coop", "create_join")
+    lines.append("| pthread_create + pthread_join | %s | %s | | | native/coop %s |"
+                 % (cell(cj_n), cell(cj_c), ratio(cj_n, cj_c)))
+    mu_n, mu_c = ns("native", "mutex_uncontended"), ns("coop", "mutex_uncontended")
+    lines.append("| mutex lock+unlock, uncontended | %s | %s | | | coop/native %s |"
+                 % (cell(mu_n), cell(mu_c), ratio(mu_c, mu_n, "%.2fx")))
+    mh_n, mh_c = ns("native", "mutex_handoff"), ns("coop", "mutex_handoff")
+    lines.append("| mutex hand-off between two threads (per waiting lock) | %s | %s | | | native/coop %s |"
+                 % (cell(mh_n), cell(mh_c), ratio(mh_n, mh_c)))
+    cv_n, cv_c = ns("native", "condvar_pingpong"), ns("coop", "condvar_pingpong")
+    lines.append("| condition variable ping-pong (per hand-off) | %s | %s | | | native/coop %s |"
+                 % (cell(cv_n), cell(cv_c), ratio(cv_n, cv_c)))
+
+    idle = {}
+    for (variant, name), f in micro.items():
+        if name.startswith("idle"):
+            idle.setdefault(int(f["threads"]), {})[variant] = f
+    for n in sorted(idle):
+        nat = idle[n].get("native", {}).get("rss_per_thread_kib")
+        coop = idle[n].get("coop", {}).get("rss_per_thread_kib")
+        nat_cell = "%.2f KiB" % number(nat) if nat else ("skipped (see below)" if n > 10000 else "not run")
+        lines.append("| RSS per idle thread, {:,} blocked on a condvar | %s | %s | | | native/coop %s |".format(n)
+                     % (nat_cell, "%.2f KiB" % number(coop) if coop else "n/a",
+                        ratio(number(nat) if nat else None, number(coop) if coop else None)))
+    if max(idle, default=0) > 10000 and not any("native" in idle[n] for n in idle if n > 10000):
+        lines.append("\nNative idle threads are measured at 10,000 only: 100,000 native threads cannot "
+                     "exist here (kernel.pid_max = %s, kernel.threads-max = %s, and each thread stack "
+                     "costs two of vm.max_map_count = %s mappings, so about %d stacks)."
+                     % (read_proc("/proc/sys/kernel/pid_max"), read_proc("/proc/sys/kernel/threads-max"),
+                        read_proc("/proc/sys/vm/max_map_count"),
+                        int(read_proc("/proc/sys/vm/max_map_count") or 0) // 2))
+    if failures:
+        lines.append("\nMicro-benchmarks that failed: " + "; ".join(failures) + ".")
+    lines.append("")
+    values = {"sw_c": sw_c, "sw_u": sw_u, "asm": asm, "cj_n": cj_n, "cj_c": cj_c, "mu_n": mu_n, "mu_c": mu_c,
+              "idle100k": number(idle.get(100000, {}).get("coop", {}).get("rss_per_thread_kib", "x"))}
+    return lines, values
+
+
+def read_proc(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def targets(summaries, v):
+    lines = ["### Targets\n", "| target | where it stands | met |", "|---|---|---|"]
+
+    def row(what, stands, met):
+        lines.append("| %s | %s | %s |" % (what, stands, "n/a" if met is None else ("yes" if met else "**no**")))
+
+    for size in sorted({k[0] for k in summaries}):
+        levels = sorted({k[1] for k in summaries if k[0] == size})
+
+        def ratios(other, min_level=0):
+            out = []
+            for level in levels:
+                c, o = summaries.get((size, level, "coop")), summaries.get((size, level, other))
+                if level >= min_level and c and o and o["rps"]:
+                    out.append((level, c["rps"] / o["rps"]))
+            return out
+
+        for what, other, floor, min_level in (("≥ 0.9x epoll at every level", "epoll", 0.9, 0),
+                                              ("≥ native threads from 1,000 connections", "threads", 1.0, 1000),
+                                              ("≥ Go GOMAXPROCS=1", "go1", 1.0, 0)):
+            r = ratios(other, min_level)
+            stands = ", ".join("%s: %.2fx" % (fmt_level(l), x) for l, x in r) or "not measured"
+            row("echo %s under coop %s" % (fmt_size(size), what), stands, all(x >= floor for _, x in r) if r else None)
+    if v["sw_c"] and v["sw_u"]:
+        row("switch ≥ 10x faster than swapcontext", "%.1fx (%.1f vs %.1f ns)" % (v["sw_u"] / v["sw_c"], v["sw_c"], v["sw_u"]),
+            v["sw_u"] / v["sw_c"] >= 10)
+    else:
+        row("switch ≥ 10x faster than swapcontext", "not measured", None)
+    if v["cj_c"] and v["cj_n"]:
+        row("create+join ≥ 20x faster than pthreads", "%.1fx (%.0f vs %.0f ns)" % (v["cj_n"] / v["cj_c"], v["cj_c"], v["cj_n"]),
+            v["cj_n"] / v["cj_c"] >= 20)
+    else:
+        row("create+join ≥ 20x faster than pthreads", "not measured", None)
+    if v["mu_c"] and v["mu_n"]:
+        row("uncontended mutex within 1.5x of glibc", "%.2fx (%.1f vs %.1f ns)" % (v["mu_c"] / v["mu_n"], v["mu_c"], v["mu_n"]),
+            v["mu_c"] / v["mu_n"] <= 1.5)
+    else:
+        row("uncontended mutex within 1.5x of glibc", "not measured", None)
+    if v["idle100k"] is not None:
+        row("≤ 6 KiB RSS per idle greenlet at 100,000", "%.2f KiB" % v["idle100k"], v["idle100k"] <= 6)
+    else:
+        row("≤ 6 KiB RSS per idle greenlet at 100,000", "not measured", None)
+    lines.append("")
+    return lines
+
+
+def plots(summaries, out, use_gnuplot):
+    made = []
+    for size in sorted({k[0] for k in summaries}):
+        levels = sorted({k[1] for k in summaries if k[0] == size})
+        servers = [s for s in SERVERS if any(summaries.get((size, l, s)) for l in levels)]
+        if not servers:
+            continue
+        suffix = "" if size == 64 else "_%dk" % (size // 1024) if size % 1024 == 0 else "_%d" % size
+        data = os.path.join(out, "echo%s.dat" % suffix)
+        with open(data, "w") as f:
+            f.write("connections " + " ".join('"%s rps" "%s p99_ms"' % (s, s) for s in servers) + "\n")
+            for level in levels:
+                cols = [str(level)]
+                for s in servers:
+                    m = summaries.get((size, level, s))
+                    cols.append("%.0f" % m["rps"] if m else "?")
+                    cols.append("%.4f" % (m["p99"] / 1000) if m and m["p99"] is not None else "?")
+                f.write(" ".join(cols) + "\n")
+        if not use_gnuplot:
+            continue
+        for what, col, ylabel, logy in (("rps", 0, "requests/s", False), ("p99", 1, "p99 latency (ms)", True)):
+            png = os.path.join(out, "%s%s.png" % (what, suffix))
+            script = "\n".join([
+                'set terminal png size 1000,650',
+                'set output "%s"' % png,
+                'set datafile missing "?"',
+                'set key outside right top',
+                'set logscale x',
+                'set logscale y' if logy else 'set yrange [0:*]',
+                'set grid',
+                'set xlabel "concurrent connections"',
+                'set ylabel "%s"' % ylabel,
+                'set title "echo, %s messages: %s (loadgen, same 2 cores)"' % (fmt_size(size), ylabel),
+                'set xtics (%s)' % ", ".join('"%s" %d' % (fmt_level(l), l) for l in levels),
+                'plot ' + ", ".join('"%s" using 1:%d with linespoints lw 2 title "%s"' % (data, 2 + 2 * i + col, LABELS[s])
+                                    for i, s in enumerate(servers)),
+            ])
+            r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+            if r.returncode == 0 and os.path.exists(png):
+                made.append(os.path.basename(png))
+            else:
+                sys.stderr.write("report.py: gnuplot failed for %s: %s\n" % (png, r.stderr.strip()))
+    return made
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--raw", required=True)
+    p.add_argument("--micro", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--machine", default="?")
+    p.add_argument("--command", default="tests/bench/run.sh")
+    p.add_argument("--seconds", default="?")
+    p.add_argument("--duration", default="?")
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--gnuplot", type=int, default=1)
+    p.add_argument("--pinned-level1", type=int, default=0)
+    p.add_argument("--library", default="build/libcoop.so")
+    p.add_argument("--note", action="append", default=[], help="a line for the header list")
+    a = p.parse_args()
+
+    runs = read_raw(a.raw)
+    echo, summaries = echo_tables(runs, a.reps, a.duration)
+    micro, failures = read_micro(a.micro)
+    micro_lines, values = micro_tables(micro, failures)
+    pngs = plots(summaries, a.out, a.gnuplot)
+
+    doc = ["# coop benchmarks\n",
+           "- machine: %s" % a.machine,
+           "- command: `%s` (%s s in all)" % (a.command.strip(), a.seconds),
+           "- library: %s" % a.library,
+           "- load: build/bench/loadgen, closed loop, one thread, on the same machine as the server: "
+           "compare ratios within one run, not absolute numbers across runs",
+           "- placement: %s" % ("at 1 connection the server and loadgen both run on CPU 0 (taskset), since "
+                                "a lone request's latency otherwise depends on whether the kernel puts them on one "
+                                "CPU or two (about 60k vs 15k req/s here); other levels are not pinned"
+                                if a.pinned_level1 else "nothing pinned"),
+           "- plots: %s" % (", ".join(pngs) if pngs else "none (no gnuplot)")]
+    doc += ["- " + n for n in a.note]
+    doc += [
+           ""]
+    doc += echo + micro_lines + targets(summaries, values)
+    problems = sorted({(k, r["note"]) for k, rows in runs.items() for r in rows
+                       if r["note"] not in ("ok", "n/a", "skipped-for-time")})
+    if problems:
+        doc.append("### Runs that went wrong\n")
+        for (size, level, server), note in problems:
+            doc.append("- %s at %s connections, %s: %s" % (LABELS[server], fmt_level(level), fmt_size(size), note))
+        doc.append("")
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write("\n".join(doc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh [--quick] [--smoke] [--out DIR]: coop's benchmark suite.
+#
+#   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
+#   build/bench/loadgen (closed loop, one thread) against
+#     epoll          build/bench/echo_epoll, hand-written edge-triggered epoll (the reference)
+#     threads        build/samples/echo_threads, a thread per connection, natively
+#     coop           the same binary under scripts/cooprun (default, register-only switch)
+#     coop-ucontext  the same under cooprun with COOP_SWITCH=ucontext (glibc's swapcontext)
+#     go1, go        tests/bench/echo_go.go, a goroutine per connection, GOMAXPROCS=1 / default
+#     gevent         tests/bench/echo_gevent.py, gevent's StreamServer, Debian's python3
+#   Within a level the servers run in turn (so that drift of this shared machine hits all of
+#   them alike), each on a fresh process; a level is repeated and the medians reported. The
+#   server's OS threads and resident set are sampled under load (maximum over the run).
+#
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,idle}.c, built without coop, run
+#   natively and under cooprun): context switch, thread create+join, mutexes and condition
+#   variables, resident memory per idle thread.
+#
+# Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
+# measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
+# DIR/p99_16k.png; prints the tables at the end.
+#
+#   --quick  one repetition of 0.5 s per server and level (under 2 minutes instead of ~8.5)
+#   --smoke  for tests: levels 1 and 100, 64 B only, 0.3 s, small micro-benchmarks, nothing
+#            installed, missing peers skipped (under a minute)
+#
+# As root (and not --smoke) it first installs missing peers from Debian (golang-go,
+# python3-gevent, gnuplot-nox) with scripts/deps.sh; a peer that is still missing gets "n/a".
+# A time budget (BENCH_BUDGET_S: 560 s, --quick 300, --smoke 50) drops repetitions after the
+# first when the runs so far say the rest would not fit; results.md then says where.
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+ROOT=$PWD
+readonly COMMAND="tests/bench/run.sh $*"
+
+quick=0 smoke=0 out=build/bench-results
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1 ;;
+        --smoke) smoke=1 quick=1 ;;
+        --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift ;;
+        --out=*) out=${1#--out=} ;;
+        -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--out DIR]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+BUILD=$ROOT/build
+BENCH=$BUILD/bench
+SAMPLES=$BUILD/samples
+COOPRUN=$ROOT/scripts/cooprun
+# Debian's python3 (it has python3-gevent), not whatever python3 comes first in PATH.
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=$(command -v python3) || { echo "run.sh: needs python3" >&2; exit 2; }
+export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
+
+# --- the plan: what runs, how long, how often ---
+LEVELS=(1 100 1000 10000)
+SIZES=(64 16384)
+SERVERS=(epoll threads coop coop-ucontext go1 go gevent)
+if ((smoke)); then
+    LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
+    BUDGET=50
+elif ((quick)); then
+    REPS=1 DURATION=0.5 WARMUP=0.25 MICRO_T=0.2 MICRO_REPS=1 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
+    BUDGET=300
+else
+    REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
+    BUDGET=560
+fi
+BUDGET=${BENCH_BUDGET_S:-$BUDGET}
+# Each run warms up first (loadgen -w): WARMUP seconds, and on until every connection has had
+# an echo, so that 10,000 connections are measured at work, not while being accepted.
+# At one connection throughput is bound by latency, and latency by where the kernel puts the
+# server and the client: on one CPU a request costs ~16 us here, on two ~40-60 us (waking an
+# idle vCPU). Left to chance, that placement decides the result, so at that level both run on
+# CPU 0 (BENCH_PIN_LEVEL1=0 leaves them unpinned); higher levels keep both CPUs busy anyway.
+PIN_LEVEL1=${BENCH_PIN_LEVEL1:-1}
+pin_for() { # pin_for LEVEL: the command prefix that places the server and loadgen
+    if ((PIN_LEVEL1 && $1 == 1)) && command -v taskset >/dev/null 2>&1; then echo "taskset -c 0"; fi
+}
+# 10,000 connections of 16 KiB move 160 MB per round of requests: one repetition there keeps
+# the full run within its 10 minutes (results.md says so).
+reps_for() { # reps_for LEVEL SIZE
+    if (($1 >= 10000 && $2 >= 16384 && REPS > 1)); then echo 1; else echo "$REPS"; fi
+}
+
+mkdir -p "$out" || exit 2
+out=$(cd "$out" && pwd)
+RAW=$out/raw.tsv MICRO=$out/micro.tsv LOG=$out/log
+rm -rf "$LOG"
+mkdir -p "$LOG"
+started=$(date +%s)
+say() { printf '[%4ds] %s\n' $(($(date +%s) - started)) "$*" >&2; }
+
+# --- what it needs ---
+if ((!smoke)) && [ "$(id -u)" -eq 0 ]; then
+    scripts/deps.sh golang-go python3-gevent gnuplot-nox ||
+        say "warning: could not install every peer; missing ones are reported as n/a"
+fi
+# The C programs through the Makefile (its flags); every micro-benchmark in tests/bench.
+targets=("build/samples/echo_threads")
+for src in tests/bench/*.c; do targets+=("build/bench/$(basename "$src" .c)"); done
+make --no-print-directory -s "${targets[@]}" >"$LOG/make.log" 2>&1 || {
+    cat "$LOG/make.log" >&2
+    echo "run.sh: the build of the benchmark programs failed" >&2
+    exit 1
+}
+# The library, unless COOP_LIBRARY names another. While the tree does not build (others at
+# work), an earlier build is measured rather than nothing, and results.md says so.
+library_note=""
+if [ "$COOP_LIBRARY" = "$BUILD/libcoop.so" ] &&
+    ! make --no-print-directory -s build/libcoop.so >"$LOG/make-lib.log" 2>&1; then
+    [ -f "$COOP_LIBRARY" ] || {
+        cat "$LOG/make-lib.log" >&2
+        echo "run.sh: the build of libcoop.so failed" >&2
+        exit 1
+    }
+    library_note="make build/libcoop.so FAILED (see $LOG/make-lib.log): measured the earlier build of $(date -r "$COOP_LIBRARY" '+%F %T')"
+    say "warning: $library_note"
+fi
+have_go=0 have_gevent=0
+if command -v go >/dev/null 2>&1; then
+    # Go's build cache goes under build/ when there is no usable home directory.
+    if [ -z "${HOME:-}" ] || [ ! -w "$HOME" ]; then export GOCACHE=$BUILD/go-cache; fi
+    if [ "$BENCH/echo_go" -nt tests/bench/echo_go.go ] ||
+        GOPROXY=off go build -o "$BENCH/echo_go" tests/bench/echo_go.go >"$LOG/go-build.log" 2>&1; then
+        have_go=1
+    else
+        say "warning: go build failed: $(tail -n 3 "$LOG/go-build.log")"
+    fi
+fi
+"$PYTHON" -c 'import gevent' >/dev/null 2>&1 && have_gevent=1
+have_gnuplot=0
+command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
+
+available() { # available SERVER: 0 if it can run here
+    case $1 in
+        go1 | go) ((have_go)) ;;
+        gevent) ((have_gevent)) ;;
+        *) return 0 ;;
+    esac
+}
+
+# As many descriptors as allowed: 10,000 connections on each side, in two processes.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "warning: cannot raise the descriptor limit"
+
+# --- one echo run ---
+# The command of each server; all take -p 0 and print "listening on PORT".
+server_command() {
+    case $1 in
+        epoll) cmd=("$BENCH/echo_epoll" -p 0) ;;
+        threads) cmd=("$SAMPLES/echo_threads" -p 0) ;;
+        coop) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-ucontext) cmd=(env COOP_SWITCH=ucontext "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        go1) cmd=(env GOMAXPROCS=1 "$BENCH/echo_go" -p 0) ;;
+        go) cmd=("$BENCH/echo_go" -p 0) ;;
+        gevent) cmd=("$PYTHON" "$ROOT/tests/bench/echo_gevent.py" -p 0) ;;
+    esac
+}
+
+# Every exec keeps the process: $! is the server itself (cooprun and env exec it).
+start_server() { # start_server SERVER TAG [PIN...]: sets srv_pid and srv_port, or returns 1
+    local cmd _ server=$1 tag=$2
+    shift 2
+    server_command "$server"
+    : >"$LOG/$tag.out"
+    "$@" "${cmd[@]}" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null &
+    srv_pid=$! srv_port=""
+    for _ in $(seq 200); do
+        srv_port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$LOG/$tag.out")
+        [ -n "$srv_port" ] && return 0
+        kill -0 "$srv_pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Stops the server: SIGTERM, then SIGKILL after 3 s; returns 1 if SIGKILL was needed.
+stop_server() {
+    local _ killed=0
+    kill -TERM "$srv_pid" 2>/dev/null
+    for _ in $(seq 60); do
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$srv_pid" 2>/dev/null && killed=1
+    wait "$srv_pid" 2>/dev/null
+    return $killed
+}
+
+# Threads and resident set of process $1, sampled every 0.1 s while process $2 runs.
+sample_server() {
+    local key value rest
+    max_threads=0 max_rss=0
+    while kill -0 "$2" 2>/dev/null; do
+        while read -r key value rest; do
+            case $key in
+                Threads:) ((value > max_threads)) && max_threads=$value ;;
+                VmRSS:) ((value > max_rss)) && max_rss=$value ;;
+            esac
+        done <"/proc/$1/status" 2>/dev/null
+        sleep 0.1
+    done
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# echo_run SERVER LEVEL SIZE REP: one run, one line of raw.tsv.
+echo_run() {
+    local server=$1 level=$2 size=$3 rep=$4 tag="echo-$1-$2-$3-$4" lg status line note=ok
+    local rps=NA p50=NA p99=NA errors=NA max_threads=NA max_rss=NA warm=NA starved=NA pin
+    read -ra pin <<<"$(pin_for "$level")"
+    if ! start_server "$server" "$tag" "${pin[@]}"; then
+        note="server-failed-to-start"
+        kill -KILL "$srv_pid" 2>/dev/null
+        wait "$srv_pid" 2>/dev/null
+    else
+        "${pin[@]}" timeout -k 2 $((${DURATION%.*} + 60)) "$BENCH/loadgen" -p "$srv_port" -c "$level" -s "$size" \
+            -d "$DURATION" -w "$WARMUP" >"$LOG/$tag.loadgen" 2>&1 &
+        lg=$!
+        sample_server "$srv_pid" "$lg"
+        wait "$lg"
+        status=$?
+        line=$(grep '^conns=' "$LOG/$tag.loadgen")
+        if [ -n "$line" ]; then
+            rps=$(field rps "$line") p50=$(field p50_us "$line") p99=$(field p99_us "$line")
+            errors=$(field errors "$line") warm=$(field warmup_s "$line") starved=$(field starved "$line")
+        fi
+        if ! kill -0 "$srv_pid" 2>/dev/null; then
+            wait "$srv_pid"
+            note="server-died-status-$?"
+        elif ((status == 124 || status == 137)); then
+            note="loadgen-timed-out"
+        elif [ -z "$line" ]; then
+            note="loadgen-failed-status-$status"
+        elif [ "$errors" != 0 ]; then
+            note="loadgen-errors"
+        fi
+        stop_server || { [ "$note" = ok ] && note="server-ignored-SIGTERM"; }
+    fi
+    [ "$note" = ok ] || say "  $server at $level x $size B: $note (see $LOG/$tag.*)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
+        "$rps" "$p50" "$p99" "$errors" "$max_threads" "$max_rss" "$warm" "$starved" "$note" >>"$RAW"
+}
+
+# --- micro-benchmarks ---
+# micro VARIANT PROGRAM [ARG]...: runs it (natively, or under coop for coop variants) and
+# appends "VARIANT line" for each bench= line it prints.
+micro() {
+    local variant=$1 program=$2 tag status
+    shift 2
+    local -a prefix=()
+    case $variant in
+        coop) prefix=("$COOPRUN" --) ;;
+        coop-ucontext) prefix=(env COOP_SWITCH=ucontext "$COOPRUN" --) ;;
+    esac
+    tag="micro-$variant-$(basename "$program")-${*// /_}"
+    timeout -k 2 120 "${prefix[@]}" "$BENCH/$program" "$@" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null
+    status=$?
+    grep '^bench=' "$LOG/$tag.out" | sed "s/^/$variant /" >>"$MICRO"
+    if ((status != 0)); then
+        say "  micro $variant $program $*: status $status: $(tail -n 2 "$LOG/$tag.err" | tr '\n' ' ')"
+        printf '%s bench=%s failed=%s args=%s\n' "$variant" "$program" "$status" "${*// /_}" >>"$MICRO"
+    fi
+}
+
+# MICRO_REPS rounds, native and coop in turn within each; results.md has the medians.
+run_micro() {
+    local n round
+    say "micro-benchmarks ($MICRO_REPS x ${MICRO_T} s each)"
+    for ((round = 1; round <= MICRO_REPS; round++)); do
+        micro native switch -t "$MICRO_T"
+        micro coop switch -m yield -t "$MICRO_T"
+        micro coop-ucontext switch -m yield -t "$MICRO_T"
+        micro native create_join -t "$MICRO_T"
+        micro coop create_join -t "$MICRO_T"
+        micro native mutex -t "$MICRO_T"
+        micro coop mutex -t "$MICRO_T"
+        micro native idle -n "$IDLE_NATIVE"
+        for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
+    done
+}
+
+# --- the run ---
+printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\n' >"$RAW"
+: >"$MICRO"
+run_micro
+
+# The time budget: runs planned, made and dropped, and the seconds the made ones took.
+planned=0 made=0 dropped=0 run_ms=0 budget_notes=()
+servers_here=0
+for server in "${SERVERS[@]}"; do available "$server" && servers_here=$((servers_here + 1)); done
+for size in "${SIZES[@]}"; do
+    for level in "${LEVELS[@]}"; do planned=$((planned + servers_here * $(reps_for "$level" "$size"))); done
+done
+fits() { # fits: would the runs left fit in the budget at the pace so far?
+    local left=$((planned - made - dropped))
+    ((made == 0)) && return 0
+    (($(date +%s) - started + run_ms * left / made / 1000 <= BUDGET))
+}
+
+for size in "${SIZES[@]}"; do
+    for level in "${LEVELS[@]}"; do
+        reps=$(reps_for "$level" "$size")
+        say "echo: $level connections, $size B, $reps x ${DURATION} s per server"
+        for ((rep = 1; rep <= reps; rep++)); do
+            skip_rep=0
+            if ((rep > 1)) && ! fits; then
+                skip_rep=1 dropped=$((dropped + servers_here))
+                budget_notes+=("repetition $rep of $level connections x $size B")
+                say "  repetition $rep dropped: the time budget of $BUDGET s would not hold"
+            fi
+            # Each repetition starts with another server, so that none is always first.
+            for ((i = 0; i < ${#SERVERS[@]}; i++)); do
+                server=${SERVERS[(i + rep - 1) % ${#SERVERS[@]}]}
+                if ! available "$server"; then
+                    printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tn/a\n' "$size" "$level" "$server" "$rep" >>"$RAW"
+                elif ((skip_rep)); then
+                    printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tskipped-for-time\n' "$size" "$level" "$server" "$rep" >>"$RAW"
+                else
+                    run_start=$(date +%s%N)
+                    echo_run "$server" "$level" "$size" "$rep"
+                    run_ms=$((run_ms + ($(date +%s%N) - run_start) / 1000000))
+                    made=$((made + 1))
+                fi
+            done
+        done
+    done
+done
+
+elapsed=$(($(date +%s) - started))
+say "done in ${elapsed} s; writing $out/results.md"
+machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
+report_args=(--raw "$RAW" --micro "$MICRO" --out "$out" --machine "$machine" --command "$COMMAND"
+    --seconds "$elapsed" --duration "$DURATION" --reps "$REPS" --gnuplot "$have_gnuplot"
+    --library "$COOP_LIBRARY${library_note:+ ($library_note)}")
+[ -n "$(pin_for 1)" ] && report_args+=(--pinned-level1 1)
+if [ ${#budget_notes[@]} -gt 0 ]; then
+    dropped_list=$(printf '%s; ' "${budget_notes[@]}")
+    report_args+=(--note "time budget of $BUDGET s: dropped ${dropped_list%; }")
+fi
+"$PYTHON" tests/bench/report.py "${report_args[@]}" || exit 1
+cat "$out/results.md"

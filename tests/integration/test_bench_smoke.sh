@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The benchmark suite must keep running: tests/bench/run.sh --quick --smoke (levels 1 and 100,
+# 64 B, 0.3 s, small micro-benchmarks, no installs, missing peers skipped) must produce
+# results.md with a number in every coop cell: both echo rows, and every micro-benchmark.
+source "$(dirname "$0")/lib.sh"
+[ -f "$BUILD/libcoop.so" ] || skip "$BUILD/libcoop.so not built yet"
+
+OUT=$TMP/bench
+start=$(date +%s)
+timeout -k 5 100 bash "$ROOT/tests/bench/run.sh" --quick --smoke --out "$OUT" >"$TMP/run.out" 2>"$TMP/run.err" ||
+    fail "run.sh --smoke failed (status $?): $(tail -n 20 "$TMP/run.err")"
+elapsed=$(($(date +%s) - start))
+note "run.sh --quick --smoke took ${elapsed} s"
+sed 's/^/    /' "$TMP/run.out"
+
+md=$OUT/results.md
+[ -s "$md" ] || fail "no $md"
+grep -q '^### Echo, 64 B messages' "$md" || fail "results.md has no 64 B echo table"
+grep -q '^### Micro-benchmarks' "$md" || fail "results.md has no micro-benchmark table"
+cmp -s "$md" <(sed -n '/^# coop benchmarks/,$p' "$TMP/run.out") || fail "run.sh did not print results.md"
+
+# The echo table: the columns named in its header, then a row per level.
+header=$(grep -m1 '^| connections | epoll' "$md") || fail "no echo table header"
+IFS='|' read -ra names <<<"$header"
+coop_col=-1
+for i in "${!names[@]}"; do
+    [ "$(echo "${names[$i]}" | xargs)" = coop ] && coop_col=$i
+done
+((coop_col > 0)) || fail "no coop column in: $header"
+for level in 1 100; do
+    row=$(sed -n '/^### Echo, 64 B/,/^Median/p' "$md" | grep -m1 "^| $level |") || fail "no row for $level connections"
+    IFS='|' read -ra cells <<<"$row"
+    cell=$(echo "${cells[$coop_col]}" | xargs)
+    [[ "$cell" =~ ^[0-9.]+k?\ \( ]] || fail "coop at $level connections: '$cell' is not a number"
+    ratio=$(echo "${cells[$((${#names[@]} - 4))]}" | xargs) # coop/epoll, first ratio column
+    [[ "$ratio" =~ ^[0-9]+\.[0-9]+$ ]] || fail "coop/epoll at $level connections: '$ratio'"
+    note "$level connections: coop $cell, coop/epoll $ratio"
+done
+# No run of coop, or of this project's own servers, may have gone wrong (a crash, a hang,
+# loadgen errors); the peers' troubles (Go, gevent) are shown but are not coop's.
+wrong=$(sed -n '/^### Runs that went wrong/,$p' "$md" | grep '^- ')
+[ -z "$wrong" ] || note "runs that went wrong: $wrong"
+! grep -qE '^- (coop|coop ucontext|epoll \(ref\)|threads native) at ' <<<"$wrong" || fail "$wrong"
+
+# The micro-benchmark rows: every coop cell has a number.
+for what in 'context switch' 'pthread_create' 'uncontended' 'hand-off between' 'condition variable' 'RSS per idle thread, 1,000'; do
+    row=$(grep -m1 "^| [^|]*$what" "$md") || fail "no micro-benchmark row for '$what'"
+    IFS='|' read -ra cells <<<"$row"
+    cell=$(echo "${cells[3]}" | xargs) # | benchmark | native | coop |
+    [[ "$cell" =~ ^[0-9][0-9.,]*\ (ns|KiB)$ ]] || fail "coop '$what': '$cell' is not a number"
+done
+row=$(grep -m1 '^| context switch' "$md")
+IFS='|' read -ra cells <<<"$row"
+[[ "$(echo "${cells[4]}" | xargs)" =~ ^[0-9][0-9.,]*\ ns$ ]] || fail "coop ucontext switch: '${cells[4]}'"
+((elapsed < 60)) || fail "run.sh --smoke took ${elapsed} s (budget 60 s)"
+echo "PASS: the benchmark suite runs; every coop cell has a number"

@@ -1,0 +1,127 @@
+# Shared helpers for the realworld tests (real programs from Debian's packages, run natively
+# and under cooprun); each test sources this file, which sources the integration tests' lib.sh
+# (fail, skip, note, os_threads, wait_port, free_port, $TMP, $COOPRUN...).
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
+REALWORLD=$ROOT/tests/realworld
+# The library cooprun would preload, so that both halves use this build.
+export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
+# Debian's interpreter, not whatever python3 comes first in PATH (pyenv...).
+PYTHON=/usr/bin/python3
+ulimit -c 0
+
+# coop's runtime threads are not the program's: libuv's threadpool (name lookups, child waits,
+# file offload) starts COOP_THREADPOOL_SIZE threads (default 10) the first time a greenlet needs
+# it, and the blocking monitor one more with COOP_MAX_BLOCKING_MS. The tests run with a pool of
+# 2 so that the allowance stays small: a pool of 10 would hide up to 10 program threads that
+# escaped coop. Each test says how many runtime threads it allows and why.
+export COOP_THREADPOOL_SIZE=${COOP_THREADPOOL_SIZE:-2}
+POOL=$COOP_THREADPOOL_SIZE
+
+# need PROGRAM PACKAGE: PROGRAM must be in PATH (or a path); when it is not, installs PACKAGE
+# with scripts/deps.sh as root, and skips the test when that cannot be done.
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        note "$1 missing: installing Debian's $2"
+        "$ROOT/scripts/deps.sh" "$2" >"$TMP/deps.log" 2>&1 ||
+            skip "$1: Debian's $2 cannot be installed ($(tail -n 1 "$TMP/deps.log"))"
+    fi
+    command -v "$1" >/dev/null 2>&1 || skip "$1 not installed (Debian's $2: scripts/deps.sh $2)"
+}
+
+# need_library: the realworld tests compare runs with and without coop; without the library
+# there is nothing to compare.
+need_library() {
+    [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY is not built (make)"
+}
+
+# pkg_version PACKAGE: its installed version, as dpkg knows it.
+pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown; }
+
+# start_sampler PID: samples the OS threads of PID every 20 ms, in the background, until
+# stop_sampler; sets sampler.
+start_sampler() {
+    : >"$TMP/samples"
+    (
+        while kill -0 "$1" 2>/dev/null; do
+            os_threads "$1" >>"$TMP/samples" 2>/dev/null
+            sleep 0.02
+        done
+    ) &
+    sampler=$!
+}
+
+# stop_sampler: ends the sampling; sets max_threads and samples (how many were taken).
+stop_sampler() {
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null
+    samples=$(grep -c . "$TMP/samples")
+    max_threads=$(sort -n "$TMP/samples" | tail -n 1)
+    max_threads=${max_threads:-0}
+}
+
+# start_server NAME COMMAND...: runs COMMAND in the background with its output in
+# $TMP/NAME.out and $TMP/NAME.err; sets server (its pid: cooprun execs the program, so it is
+# the program's own).
+start_server() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    server=$!
+}
+
+# stop_server PID [SIGNAL]: sends SIGNAL (default TERM), waits at most 10 s, then SIGKILL; sets
+# status to the exit status (128 + n for a death by signal n, as the shell says it).
+stop_server() {
+    local _
+    kill -"${2:-TERM}" "$1" 2>/dev/null
+    for _ in $(seq 100); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        note "pid $1 still runs 10 s after SIG${2:-TERM}: killed"
+        kill -KILL "$1" 2>/dev/null
+    fi
+    wait "$1" 2>/dev/null
+    status=$?
+}
+
+# coop_stat KEY FILE: a number from COOP_STATS=1's lines in FILE ("greenlets created 210,
+# peak alive 201, ..."): coop_stat created FILE, coop_stat "peak alive" FILE.
+coop_stat() { sed -n "s/^coop: stats: .*$1 \([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
+
+# check_threads MODE MAX_THREADS: natively more than one OS thread must have been seen; under
+# coop at most 1 + ALLOWED_RUNTIME (which the test sets, with its reason).
+check_threads() {
+    local mode=$1 n=$2
+    ((samples > 0)) || fail "$mode: no sample of the thread count while loaded"
+    if [ "$mode" = native ]; then
+        ((n > 1)) || fail "native: only $n OS thread seen: was the program loaded?"
+    else
+        ((n <= 1 + ALLOWED_RUNTIME)) ||
+            fail "coop: $n OS threads, expected 1 (+ at most $ALLOWED_RUNTIME runtime threads)"
+    fi
+}
+
+# matrix PROGRAM VERSION NATIVE COOP RESULT: the line run.sh and README.md's table are built
+# from.
+matrix() { echo "matrix: $1 | $2 | native $3 OS threads | coop $4 | $5"; }
+
+# watchdog PID SECONDS: kills PID (SIGKILL) if it still runs after SECONDS; stop_watchdog
+# ends the watch. A killed program shows as status 137.
+watchdog() {
+    (
+        sleep "$2" &
+        trap 'kill $! 2>/dev/null; exit 0' TERM
+        wait $!
+        kill -KILL "$1" 2>/dev/null && echo "  watchdog: killed pid $1 after $2 s" >&2
+    ) &
+    watchdog_pid=$!
+}
+stop_watchdog() {
+    kill "$watchdog_pid" 2>/dev/null
+    wait "$watchdog_pid" 2>/dev/null
+    return 0
+}
