@@ -45,8 +45,11 @@ struct coop_settings {
 void coop_init(const struct coop_settings *settings);
 
 /* The calling program greenlet, or NULL in runtime code (hubs, coop's and libuv's threads)
- * or before start-up: callers then use the plain blocking call. */
-struct coop_greenlet *coop_self(void);
+ * or before start-up: callers then use the plain blocking call. Every greenlet writes
+ * itself here when it starts running, so asking costs one load. */
+extern __thread struct coop_greenlet *coop_running __attribute__((tls_model("initial-exec")));
+static inline struct coop_greenlet *coop_self(void) { return coop_running; }
+
 
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);
@@ -134,8 +137,13 @@ void coop_note_signal_handler(void);
  * has SA_RESTART (async-signal-safe). g NULL picks the main greenlet of the calling
  * thread's hub, as the kernel prefers the main thread for a process-wide signal. */
 void coop_interrupt(struct coop_greenlet *g, bool restartable);
-/* Whether the calling thread's only program greenlet is the caller: nothing else could
- * run while it waits, so a plain blocking call is the exact and cheapest way. */
-bool coop_alone(void);
+/* Whether the caller is the process's only program greenlet: nothing else could run
+ * while it waits, so a plain blocking call is the exact and cheapest way. */
+extern _Atomic long coop_live_greenlets;
+static inline bool coop_alone(void)
+{
+    return __atomic_load_n((long *)&coop_live_greenlets, __ATOMIC_RELAXED) <= 1;
+}
+
 
 #endif

@@ -16,10 +16,9 @@
 
 static _Atomic uint64_t next_id = 1;
 /* Program greenlets alive in the process, the main thread's original context included. */
-static _Atomic long live_greenlets;
+_Atomic long coop_live_greenlets;
 static void (*exit_hook)(struct coop_greenlet *g);
 
-bool coop_alone(void) { return atomic_load_explicit(&live_greenlets, memory_order_relaxed) <= 1; }
 
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g)) { exit_hook = hook; }
 
@@ -80,8 +79,8 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
         g->heap_struct = true;
         g->is_main = true;
         g->stack.foreign = true;
-        if (coop_thread.hub != NULL && live_greenlets == 0)
-            live_greenlets = 1;
+        if (coop_thread.hub != NULL && coop_live_greenlets == 0)
+            coop_live_greenlets = 1;
     }
     init_record(h, g);
     if (coop_tls_greenlet_init(g) != 0)
@@ -136,7 +135,7 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     g->detached = attr->detached;
     g->since = coop_coarse_now();
 
-    long alive = atomic_fetch_add(&live_greenlets, 1) + 1;
+    long alive = atomic_fetch_add(&coop_live_greenlets, 1) + 1;
     if (coop_settings.stats)
         coop_stats_spawned(alive);
     coop_ready(h, g);
@@ -149,6 +148,8 @@ void coop_greenlet_main(void)
     struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     coop_san_arrive(NULL, h->switched_from);
+    coop_arrive(g);
+
     if (g->is_hub) {
 
         void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
@@ -175,7 +176,7 @@ void coop_exit(void *result)
         exit_hook(g);
     g->result = result;
     g->state = G_FINISHED;
-    if (atomic_fetch_sub(&live_greenlets, 1) == 1)
+    if (atomic_fetch_sub(&coop_live_greenlets, 1) == 1)
         exit(0);
     if (g->joiner != NULL)
         coop_wake(g->joiner, g->joiner->wait_gen, 0);
@@ -276,5 +277,5 @@ void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
     h->hub_g->all_prev = h->hub_g->all_next = NULL;
     link_all(h, h->hub_g);
     h->main_g = h->tls_owner = self;
-    atomic_store(&live_greenlets, 1);
+    atomic_store(&coop_live_greenlets, 1);
 }

@@ -120,7 +120,9 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 
     coop_context_switch(&self->ctx, &next->ctx);
     coop_san_arrive(fake_stack, h->switched_from);
+    coop_arrive(self);
     errno = self->saved_errno;
+
 
 }
 
@@ -177,6 +179,8 @@ static struct coop_hub *hub_create(void)
     h->main_g = coop_greenlet_adopt(h, false);
     h->hub_g = coop_greenlet_adopt(h, true);
     h->current = h->tls_owner = h->main_g;
+    coop_arrive(h->main_g);
+
     return h;
 }
 
@@ -207,13 +211,9 @@ struct coop_hub *coop_hub_current(void)
     return h;
 }
 
-struct coop_greenlet *coop_self(void)
-{
-    struct coop_hub *h = coop_thread.hub;
-    if (h == NULL || h->current->is_hub)
-        return NULL;
-    return h->current;
-}
+__thread struct coop_greenlet *coop_running __attribute__((tls_model("initial-exec")));
+
+
 
 
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g)

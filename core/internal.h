@@ -123,7 +123,12 @@ extern __thread struct coop_thread_state coop_thread __attribute__((tls_model("i
 
 extern struct coop_settings coop_settings;
 
+/* Every greenlet, on starting to run, records itself (the thread pointer is its own by
+ * then); hubs record NULL. */
+static inline void coop_arrive(struct coop_greenlet *g) { coop_running = g->is_hub ? NULL : g; }
+
 /* hub.c */
+
 struct coop_hub *coop_hub_current(void);
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
 uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj);
