@@ -165,16 +165,27 @@ static void waits(void)
     CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
           "killed child: status %d", status);
 
-    /* Stopped and continued children. */
+    /* Stopped and continued children. Once continued, the child waits for a byte, so that
+     * its exit cannot overtake the report of its continuation. */
+    int go[2];
+    if (pipe(go) != 0)
+        die("pipe");
     pid = fork();
     if (pid == 0) {
+        char byte;
+        close(go[1]);
         raise(SIGSTOP);
-        _exit(18);
+        _exit(read(go[0], &byte, 1) == 1 ? 18 : 19);
     }
+    close(go[0]);
     CHECK(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP,
           "WUNTRACED: status %d", status);
     kill(pid, SIGCONT);
     CHECK(waitpid(pid, &status, WCONTINUED) == pid && WIFCONTINUED(status), "WCONTINUED: status %d", status);
+    if (write(go[1], "x", 1) != 1)
+        die("write");
+    close(go[1]);
+
     CHECK(waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 18, "after SIGCONT: status %d", status);
 
     /* A handler without SA_RESTART ends the wait with EINTR; with it, the wait goes on. */
