@@ -143,7 +143,7 @@ void coop_request_dump(void)
 
 /* --- deadlock --- */
 
-static int os_threads(void)
+int coop_os_threads(void)
 {
     FILE *f = fopen("/proc/self/stat", "r");
     if (f == NULL)
@@ -187,7 +187,7 @@ void coop_check_deadlock(struct coop_hub *h)
             return;
         any = true;
     }
-    if (!any || os_threads() != 1 + runtime_threads())
+    if (!any || coop_os_threads() != 1 + runtime_threads())
         return;
     reported = true;
     coop_log(COOP_LOG_ERROR, "all greenlets are asleep - deadlock!");

@@ -190,7 +190,11 @@ void coop_init(const struct coop_settings *settings)
     coop_context_init(settings->switch_ucontext ? COOP_SWITCH_UCONTEXT : COOP_SWITCH_FAST);
     coop_stack_configure(settings->stack_size);
     coop_tls_init();
+    int existing = coop_os_threads();
+    if (existing > 1)    /* like gevent's "patched too late" */
+        coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
     hub_create();
+
     initialized = true;
     coop_overflow_handler_install();
     /* A child keeps only the forking greenlet, whichever fork made it (daemon, forkpty...). */

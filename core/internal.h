@@ -165,6 +165,8 @@ void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_diag_hub_init(struct coop_hub *h);
 void coop_print_stack(ucontext_t *ctx, bool signal_frame);
 bool coop_in_runtime(uintptr_t ip);
+int coop_os_threads(void);           /* of the process, or -1 */
+
 
 void coop_stats_init(void);
 void coop_stats_spawned(long alive);
