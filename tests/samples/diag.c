@@ -1,0 +1,169 @@
+/*
+ * diag MODE: small programs that coop's diagnostics must describe (tests/integration/
+ * test_diagnostics.sh runs them under cooprun and checks the text).
+ *   dump       a sleeper, a waiter on a condition variable and main joining; prints
+ *              "ready" once all wait, so the test can send the dump signal
+ *   spin       one thread computes for 500 ms while another sleeps in small steps
+ *   deadlock   two threads lock two mutexes in opposite orders
+ *   lost       a thread waits on a condition variable nobody signals; main joins it
+ *   overflow   a thread recurses without bound
+ *   idle       a server idle in accept for 1 s (with a second thread asleep), then exits 0
+ */
+#define _GNU_SOURCE
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t first = PTHREAD_MUTEX_INITIALIZER, second = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void *sleeper(void *arg)
+{
+    pthread_setname_np(pthread_self(), "sleeper");
+    sleep((unsigned)(long)arg);
+    return NULL;
+}
+
+static void *cond_waiter(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "waiter");
+    pthread_mutex_lock(&first);
+    pthread_cond_wait(&never, &first);
+    pthread_mutex_unlock(&first);
+    return NULL;
+}
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "spinner");
+    volatile unsigned long n = 0;
+    for (double t0 = now(); now() - t0 < 0.5;)
+        n++;
+    return NULL;
+}
+
+static void *ticker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        usleep(50000);
+    return NULL;
+}
+
+static void *lock_first_then_second(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&first);
+    usleep(20000);
+    pthread_mutex_lock(&second);
+    return NULL;
+}
+
+static void *lock_second_then_first(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&second);
+    usleep(20000);
+    pthread_mutex_lock(&first);
+    return NULL;
+}
+
+/* Deep enough to run into any stack; the limit keeps the compiler from calling it infinite. */
+static int recurse(long depth)
+{
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    return depth > 0 ? recurse(depth - 1) + frame[0] : 0;
+}
+
+
+static void *overflower(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "deep");
+    return (void *)(long)recurse(1L << 40);
+}
+
+static void *acceptor(void *arg)
+{
+    int fd = (int)(long)arg;
+    accept(fd, NULL, NULL);       /* nobody connects */
+    return NULL;
+}
+
+static void spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    if (pthread_create(t, NULL, fn, arg) != 0) {
+        perror("pthread_create");
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    pthread_t a, b;
+    if (strcmp(mode, "dump") == 0) {
+        spawn(&a, sleeper, (void *)3L);
+        spawn(&b, cond_waiter, NULL);
+        usleep(100000);
+        printf("ready\n");
+        fflush(stdout);
+        pthread_join(a, NULL);     /* the waiter is left behind; exit ends it */
+        return 0;
+    }
+    if (strcmp(mode, "spin") == 0) {
+        spawn(&a, ticker, NULL);
+        usleep(50000);
+        spawn(&b, spinner, NULL);
+        pthread_join(b, NULL);
+        pthread_join(a, NULL);
+        return 0;
+    }
+    if (strcmp(mode, "deadlock") == 0) {
+        spawn(&a, lock_first_then_second, NULL);
+        spawn(&b, lock_second_then_first, NULL);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        return 0;
+    }
+    if (strcmp(mode, "lost") == 0) {
+        spawn(&a, cond_waiter, NULL);
+        pthread_join(a, NULL);
+        return 0;
+    }
+    if (strcmp(mode, "overflow") == 0) {
+        spawn(&a, overflower, NULL);
+        pthread_join(a, NULL);
+        return 0;
+    }
+    if (strcmp(mode, "idle") == 0) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 8) != 0) {
+            perror("listen");
+            return 1;
+        }
+        spawn(&a, acceptor, (void *)(long)fd);
+        spawn(&b, sleeper, (void *)1L);
+        pthread_join(b, NULL);
+        printf("idle done\n");
+        return 0;
+    }
+    fprintf(stderr, "usage: diag dump|spin|deadlock|lost|overflow|idle\n");
+    return 2;
+}
