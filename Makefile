@@ -20,7 +20,10 @@ endif
 
 
 DEPS_PKGS := libuv1 libunwind check
-APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang
+# The real programs of tests/realworld/ come from Debian too.
+APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
+            memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs
+
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
@@ -119,8 +122,10 @@ test: all
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
 	$(BUILD)/unit_tests
 	tests/run-integration.sh
+	tests/realworld/run.sh
 
-# The unit tests link the core into an instrumented program (greenlet stacks are announced
+# The unit tests
+ link the core into an instrumented program (greenlet stacks are announced
 # to ASan at every switch, core/sanitizer.h).
 test-asan: deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build/asan/unit_tests

@@ -75,6 +75,9 @@ void coop_exit(void *result) __attribute__((noreturn));
 int coop_join(struct coop_greenlet *g, void **result, int64_t deadline);
 int coop_detach(struct coop_greenlet *g);
 void coop_yield(void);
+/* After a poll, select or epoll_wait that found work without waiting: yields now and then. */
+void coop_fair_share(void);
+
 
 /* Runs when a greenlet ends, on its own stack, before joiners wake (key destructors...). */
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g));

@@ -238,6 +238,8 @@ uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, co
     g->wake_reason = 0;
     g->state = G_WAITING;
     g->waiting = (struct coop_wait_info){ .kind = kind, .obj = obj };
+    g->busy_polls = 0;
+
     g->since = coop_coarse_now();
     atomic_store_explicit(&g->wait_word, gen << 1 | 1, memory_order_release);
     return gen;
@@ -299,8 +301,22 @@ int coop_suspend(int64_t deadline)
     return g->wake_reason;
 }
 
+/* An event loop that always finds work ready never waits, so never lets the others run
+ * (memcached's libevent workers under load): every so many such polls, it yields once. */
+#define FAIR_SHARE_POLLS 32
+
+void coop_fair_share(void)
+{
+    struct coop_greenlet *g = coop_running;
+    if (g != NULL && ++g->busy_polls >= FAIR_SHARE_POLLS) {
+        g->busy_polls = 0;
+        coop_yield();
+    }
+}
+
 void coop_yield(void)
 {
+
     struct coop_hub *h = coop_thread.hub;
 
     if (h == NULL || h->current->is_hub)

@@ -53,6 +53,8 @@ struct coop_greenlet {
     int heap_index;                  /* in the hub's timer heap, or -1 */
     struct coop_wait_info waiting;
     int64_t since;                   /* when it entered its state (coarse clock) */
+    unsigned busy_polls;             /* multiplexer calls in a row that found work */
+
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
 
     struct coop_greenlet *next_ready;

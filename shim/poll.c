@@ -34,10 +34,13 @@ static int remaining_ms(int64_t deadline)
 /* Asks until something is ready, the deadline passes or a signal handler runs. */
 static int multiplex(const struct multiplexer *m, const struct coop_fd_event *set, int n, int64_t deadline)
 {
-    for (;;) {
+    for (bool first = true;; first = false) {
         int r = m->check(m->call);
+        if (r > 0 && first)
+            coop_fair_share();
         if (r != 0 || coop_now() >= deadline)
             return r;
+
         int w = n > 0 ? coop_wait_fds(set, n, deadline) : coop_sleep_until(deadline);
         if (w == EINTR || w == COOP_RESTART) {   /* these calls are never restarted */
             errno = EINTR;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # variables for the tests that source this file
 # Shared helpers for the realworld tests (real programs from Debian's packages, run natively
 # and under cooprun); each test sources this file, which sources the integration tests' lib.sh
 # (fail, skip, note, os_threads, wait_port, free_port, $TMP, $COOPRUN...).
@@ -52,6 +53,20 @@ start_sampler() {
     sampler=$!
 }
 
+# start_tree_sampler PID: like start_sampler, for PID and every process below it: each sample
+# is the most OS threads any one of them has (a program may run its threads in a child).
+start_tree_sampler() {
+    : >"$TMP/samples"
+    (
+        tree() { local c; echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
+        while kill -0 "$1" 2>/dev/null; do
+            for p in $(tree "$1"); do os_threads "$p" 2>/dev/null; done | sort -n | tail -n 1 >>"$TMP/samples"
+            sleep 0.02
+        done
+    ) &
+    sampler=$!
+}
+
 # stop_sampler: ends the sampling; sets max_threads and samples (how many were taken).
 stop_sampler() {
     kill "$sampler" 2>/dev/null
@@ -67,7 +82,9 @@ stop_sampler() {
 start_server() {
     local name=$1
     shift
-    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    : >"$TMP/$name.out"
+    : >"$TMP/$name.err"
+    "$@" >>"$TMP/$name.out" 2>>"$TMP/$name.err" &
     server=$!
 }
 
@@ -105,9 +122,9 @@ check_threads() {
     fi
 }
 
-# matrix PROGRAM VERSION NATIVE COOP RESULT: the line run.sh and README.md's table are built
-# from.
-matrix() { echo "matrix: $1 | $2 | native $3 OS threads | coop $4 | $5"; }
+# matrix PROGRAM VERSION NATIVE COOP RESULT: the line run.sh prints and README.md's table is
+# made of (NATIVE and COOP: the OS threads seen natively and under coop).
+matrix() { echo "matrix: $1 | $2 | $3 | $4 | $5"; }
 
 # watchdog PID SECONDS: kills PID (SIGKILL) if it still runs after SECONDS; stop_watchdog
 # ends the watch. A killed program shows as status 137.

@@ -43,7 +43,7 @@ port=$(free_port)
 start_server httpd "$PYTHON" "$REALWORLD/http_server_backlog.py" "$port" "$TMP/www"
 wait_port "$port"
 for i in $(seq 0 $((FILES - 1))); do
-    printf 'url = "http://%s:%s/f%s"\noutput = "f%s"\n' "$host" "$port" $i $i
+    printf 'url = "http://%s:%s/f%s"\noutput = "f%s"\n' "$host" "$port" "$i" "$i"
 done >"$TMP/urls.cfg"
 
 # run MODE [PREFIX...]: sets max_threads and elapsed_ms.
@@ -83,6 +83,6 @@ if [ "$host" != 127.0.0.1 ]; then
     ((created >= 1)) || fail "coop: curl's resolver thread did not become a greenlet (created '$created')"
 fi
 
-matrix "curl --parallel" "$(pkg_version curl)" "$native_threads (+ a resolver thread per lookup)" \
-    "$coop_threads OS threads, $created greenlets" pass
+matrix "curl --parallel" "$(pkg_version curl)" "$native_threads (+ a short-lived resolver thread)" \
+    "$coop_threads (1 + pool of $POOL; resolver: $created greenlet)" pass
 echo "PASS: $FILES transfers verified natively and under coop ($resolver)"

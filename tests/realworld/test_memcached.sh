@@ -19,7 +19,7 @@ THREADS=4 CONNS=100 KEYS=10000 TIMEOUT_S=30
 ALLOWED_RUNTIME=$POOL
 # -m 256: the values total ~80 MiB, more than the default 64 MiB (which would evict); -U 0:
 # no UDP; -u root: memcached refuses to run as root without it.
-ARGS=(-t $THREADS -m 256 -l 127.0.0.1 -U 0 -c 1024)
+ARGS=(-t "$THREADS" -m 256 -l 127.0.0.1 -U 0 -c 1024)
 [ "$(id -u)" -eq 0 ] && ARGS+=(-u root)
 
 # stats PORT: memcached's `stats` answer.
@@ -67,5 +67,5 @@ note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
 ((created >= THREADS)) || fail "coop: only '$created' greenlets created for -t $THREADS"
 
 matrix memcached "$(pkg_version memcached)" "$native_threads" \
-    "$coop_threads OS threads (1 + pool of $POOL), $created greenlets" pass
+    "$coop_threads (1 + pool of $POOL; $created greenlets)" pass
 echo "PASS: $KEYS keys set and read back natively and under coop; $native_threads OS threads natively, $coop_threads under coop"
