@@ -20,60 +20,8 @@ RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 # The library cooprun would preload, so that both halves use this build.
 export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
-# ---- the same helpers in every test_threads_*.sh ----
-
-# run_program MODE NAME COMMAND...: runs COMMAND with its output in $TMP/NAME.MODE.{out,err},
-# sampling its OS threads every 20 ms; sets status, elapsed_ms, max_threads and samples. A run
-# past RUN_LIMIT_S is killed (status 124, as timeout(1) says it).
-run_program() {
-    local mode=$1 name=$2 pid n start deadline
-    shift 2
-    start=$(date +%s%N)
-    "$@" >"$TMP/$name.$mode.out" 2>"$TMP/$name.$mode.err" &
-    pid=$!
-    max_threads=0 samples=0 status=
-    deadline=$((SECONDS + RUN_LIMIT_S))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-            status=124
-            break
-        fi
-        n=$(os_threads "$pid" 2>/dev/null) || n=0
-        ((n > max_threads)) && max_threads=$n
-        samples=$((samples + 1))
-        sleep 0.02
-    done
-    if [ -z "$status" ]; then
-        wait "$pid"
-        status=$?
-    fi
-    elapsed_ms=$((($(date +%s%N) - start) / 1000000))
-}
-
-# The lines a run must print the same natively and under coop.
-results() { grep -Ev '^(time|rss_per_thread_kib):' "$TMP/$2.$1.out"; }
-
-# What went wrong in a run, for a failure message: its status, FAIL lines, last lines.
-describe_failure() {
-    local mode=$1 name=$2 what
-    case $status in
-        124) what="still running after $RUN_LIMIT_S s (killed)" ;;
-        0) what="exited with status 0" ;;
-        *) what="exited with status $status$( ((status > 128)) && echo " (signal $((status - 128)))")" ;;
-    esac
-    echo "$mode: $name $what"
-    grep -E '^FAIL' "$TMP/$name.$mode.out" | head -n 20 | sed 's/^/    /'
-    echo "    last result line: $(results "$mode" "$name" | tail -n 1)"
-    [ -s "$TMP/$name.$mode.err" ] && head -n 30 "$TMP/$name.$mode.err" | sed 's/^/    stderr: /'
-    return 0
-}
-
-# A "time: KEY N ms" value printed by run MODE of NAME.
-time_value() { sed -n "s/^time: $3 \([0-9][0-9]*\)\(\.[0-9]*\)\{0,1\} ms.*/\1/p" "$TMP/$2.$1.out" | head -n 1; }
-
-problems=() # failures under coop: every program still runs, the test fails at the end
+# shellcheck source=tests/integration/threads_lib.sh
+source "$(dirname "$0")/threads_lib.sh"
 
 # ---- the programs ----
 
