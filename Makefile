@@ -124,8 +124,7 @@ test: all
 	tests/run-integration.sh
 	tests/realworld/run.sh
 
-# The unit tests
- link the core into an instrumented program (greenlet stacks are announced
+# The unit tests link the core into an instrumented program (greenlet stacks are announced
 # to ASan at every switch, core/sanitizer.h).
 test-asan: deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build/asan/unit_tests
