@@ -1,6 +1,8 @@
 /*
  * Regression tests: reproducers of core bugs found while writing the unit tests, kept
- * once fixed. (coop_fd_forget acting on one hub only is a documented limit, not a test.)
+ * once fixed; each comment describes the bug as it was found. (coop_fd_forget acting on
+ * one hub only is a documented limit, not a test.)
+
  */
 #include <errno.h>
 #include <sched.h>
