@@ -28,3 +28,31 @@ wait_port() {
 
 # A free TCP port on loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_server [PREFIX...]: starts echo_threads; sets server and port.
+start_server() {
+    local _
+    "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
+    server=$!
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^listening on //p' "$TMP/server.out")
+        [ -n "$port" ] && return 0
+        kill -0 "$server" 2>/dev/null || fail "echo_threads died: $(cat "$TMP/server.err")"
+        sleep 0.1
+    done
+    fail "echo_threads printed no port"
+}
+
+# stop_server LABEL: SIGTERM must end it with status 0 within 5 s.
+stop_server() {
+    local _ status
+    kill -TERM "$server"
+    for _ in $(seq 50); do
+        kill -0 "$server" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$server" 2>/dev/null && fail "$1: echo_threads still runs 5 s after SIGTERM"
+    wait "$server"
+    status=$?
+    [ $status -eq 0 ] || fail "$1: echo_threads exited with status $status on SIGTERM: $(cat "$TMP/server.err")"
+}

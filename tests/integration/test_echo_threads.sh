@@ -22,33 +22,6 @@ expected_bytes=$(awk -v n=$CONNS -v lo=$MIN_SIZE -v hi=$MAX_SIZE -v r=$ROUNDS 'B
     printf "%.0f", total * r }')
 expected="conns=$CONNS size=$MIN_SIZE requests=$((CONNS * ROUNDS)) errors=0 verified=$((CONNS * ROUNDS)) bytes=$expected_bytes"
 
-# Starts echo_threads (under the command prefix in $@); sets server and port.
-start_server() {
-    local _
-    "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
-    server=$!
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^listening on //p' "$TMP/server.out")
-        [ -n "$port" ] && return 0
-        kill -0 "$server" 2>/dev/null || fail "echo_threads died: $(cat "$TMP/server.err")"
-        sleep 0.1
-    done
-    fail "echo_threads printed no port"
-}
-
-# Stops the server with SIGTERM (at most 5 s), which it must take as a normal end.
-stop_server() {
-    local _ status
-    kill -TERM "$server"
-    for _ in $(seq 50); do
-        kill -0 "$server" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$server" 2>/dev/null && fail "$1: echo_threads still runs 5 s after SIGTERM"
-    wait "$server"
-    status=$?
-    [ $status -eq 0 ] || fail "$1: echo_threads exited with status $status on SIGTERM"
-}
 
 # Samples the OS threads of process $1 every 20 ms while process $2 runs; sets max_threads
 # and samples.

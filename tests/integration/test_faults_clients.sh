@@ -23,33 +23,6 @@ SCENARIOS="reset halfclose slowloris vanish cycles"
 export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
-# start_server [PREFIX...]: starts echo_threads; sets server and port.
-start_server() {
-    local _
-    "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
-    server=$!
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^listening on //p' "$TMP/server.out")
-        [ -n "$port" ] && return 0
-        kill -0 "$server" 2>/dev/null || fail "echo_threads died: $(cat "$TMP/server.err")"
-        sleep 0.1
-    done
-    fail "echo_threads printed no port"
-}
-
-# stop_server LABEL: SIGTERM must end it with status 0 within 5 s.
-stop_server() {
-    local _ status
-    kill -TERM "$server"
-    for _ in $(seq 50); do
-        kill -0 "$server" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$server" 2>/dev/null && fail "$1: echo_threads still runs 5 s after SIGTERM"
-    wait "$server"
-    status=$?
-    [ $status -eq 0 ] || fail "$1: echo_threads exited with status $status on SIGTERM: $(cat "$TMP/server.err")"
-}
 
 # run MODE [PREFIX...]: every scenario against one server; the verdicts go to $TMP/MODE.
 run() {
