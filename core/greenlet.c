@@ -79,9 +79,8 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
         g->heap_struct = true;
         g->is_main = true;
         g->stack.foreign = true;
-        if (coop_thread.hub != NULL && coop_live_greenlets == 0)
-            coop_live_greenlets = 1;
     }
+
     init_record(h, g);
     if (coop_tls_greenlet_init(g) != 0)
         coop_panic("out of memory");

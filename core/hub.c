@@ -194,8 +194,9 @@ void coop_init(const struct coop_settings *settings)
     if (existing > 1)    /* like gevent's "patched too late" */
         coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
     hub_create();
-
+    coop_live_greenlets = 1;       /* the main thread's own context */
     initialized = true;
+
     coop_overflow_handler_install();
     /* A child keeps only the forking greenlet, whichever fork made it (daemon, forkpty...). */
     pthread_atfork(NULL, NULL, coop_fork_child);

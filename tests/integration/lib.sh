@@ -56,3 +56,23 @@ stop_server() {
     status=$?
     [ $status -eq 0 ] || fail "$1: echo_threads exited with status $status on SIGTERM: $(cat "$TMP/server.err")"
 }
+
+# run_sampled LIMIT_S OUTFILE COMMAND...: runs COMMAND, stdout in OUTFILE and stderr in
+# OUTFILE.err, sampling its OS threads every 20 ms; sets status and max_threads. A run past
+# LIMIT_S fails the test.
+run_sampled() {
+    local limit=$1 outfile=$2 pid n deadline
+    shift 2
+    deadline=$((SECONDS + limit))
+    "$@" >"$outfile" 2>"$outfile.err" &
+    pid=$!
+    max_threads=0
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "$*: still running after $limit s"
+        n=$(os_threads "$pid" 2>/dev/null)
+        ((n > max_threads)) && max_threads=$n
+        sleep 0.02
+    done
+    wait "$pid"
+    status=$?
+}

@@ -21,22 +21,12 @@ SLOW_ELAPSED_MS=700  # past this it passes, with a note
 export COOP_THREADPOOL_SIZE=${COOP_THREADPOOL_SIZE:-10}
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-$COOP_THREADPOOL_SIZE}
 
-# run LABEL OUTFILE COMMAND...: runs COMMAND in the background, sampling its OS threads every
-# 20 ms; sets status, max_threads and elapsed (the elapsed_ms= line of its stderr).
+# run LABEL OUTFILE COMMAND...: sets status, max_threads and elapsed (the elapsed_ms= line
+# of its stderr); fails on a non-zero status.
 run() {
-    local label=$1 outfile=$2 pid n deadline=$((SECONDS + 50))
+    local label=$1 outfile=$2
     shift 2
-    "$@" >"$outfile" 2>"$outfile.err" &
-    pid=$!
-    max_threads=0
-    while kill -0 $pid 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "$label: still running after 50 s"
-        n=$(os_threads $pid 2>/dev/null)
-        ((n > max_threads)) && max_threads=$n
-        sleep 0.02
-    done
-    wait $pid
-    status=$?
+    run_sampled 50 "$outfile" "$@"
     elapsed=$(sed -n 's/^elapsed_ms=//p' "$outfile.err")
     [ $status -eq 0 ] || fail "$label: exit status $status: $(grep -v elapsed_ms "$outfile.err" | head -5)"
 }

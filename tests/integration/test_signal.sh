@@ -11,19 +11,9 @@ RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
 # run LABEL OUTFILE COMMAND...: sets max_threads; fails on a non-zero status.
 run() {
-    local label=$1 outfile=$2 pid n status deadline=$((SECONDS + 30))
+    local label=$1 outfile=$2
     shift 2
-    "$@" >"$outfile" 2>"$outfile.err" &
-    pid=$!
-    max_threads=0
-    while kill -0 $pid 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "$label: still running after 30 s"
-        n=$(os_threads $pid 2>/dev/null)
-        ((n > max_threads)) && max_threads=$n
-        sleep 0.02
-    done
-    wait $pid
-    status=$?
+    run_sampled 30 "$outfile" "$@"
     [ $status -eq 0 ] || fail "$label: exit status $status: $(cat "$outfile" "$outfile.err")"
 }
 
