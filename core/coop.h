@@ -47,9 +47,17 @@ void coop_init(const struct coop_settings *settings);
 /* The calling program greenlet, or NULL in runtime code (hubs, coop's and libuv's threads)
  * or before start-up: callers then use the plain blocking call. Every greenlet writes
  * itself here when it starts running, so asking costs one load. */
-extern __thread struct coop_greenlet *coop_running __attribute__((tls_model("initial-exec")));
+extern __thread struct coop_greenlet *coop_running;
 static inline struct coop_greenlet *coop_self(void) { return coop_running; }
 
+
+/* Whether a call returns into the sanitizer runtime (make test-asan), which must see the OS
+ * thread's state rather than the greenlet's. */
+#if defined(__SANITIZE_ADDRESS__)
+bool coop_from_sanitizer(const void *return_address);
+#else
+static inline bool coop_from_sanitizer(const void *return_address) { (void)return_address; return false; }
+#endif
 
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);

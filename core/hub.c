@@ -13,7 +13,7 @@
 #include "internal.h"
 #include "sanitizer.h"
 
-__thread struct coop_thread_state coop_thread __attribute__((tls_model("initial-exec")));
+__thread struct coop_thread_state coop_thread;
 
 struct coop_hub *coop_hubs;
 coop_lock_t coop_hubs_lock;
@@ -190,6 +190,7 @@ void coop_init(const struct coop_settings *settings)
     coop_context_init(settings->switch_ucontext ? COOP_SWITCH_UCONTEXT : COOP_SWITCH_FAST);
     coop_stack_configure(settings->stack_size);
     coop_tls_init();
+    coop_sanitizer_init();
     int existing = coop_os_threads();
     if (existing > 1)    /* like gevent's "patched too late" */
         coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
@@ -216,10 +217,7 @@ struct coop_hub *coop_hub_current(void)
     return h;
 }
 
-__thread struct coop_greenlet *coop_running __attribute__((tls_model("initial-exec")));
-
-
-
+__thread struct coop_greenlet *coop_running;
 
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
 {

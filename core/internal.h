@@ -121,7 +121,7 @@ struct coop_thread_state {
     struct coop_hub *hub;
     bool runtime;                    /* coop's or libuv's thread: never gets a hub */
 };
-extern __thread struct coop_thread_state coop_thread __attribute__((tls_model("initial-exec")));
+extern __thread struct coop_thread_state coop_thread;
 
 extern struct coop_settings coop_settings;
 

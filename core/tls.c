@@ -92,7 +92,8 @@ void coop_tls_hub_init(struct coop_hub *h)
  * tests), the runtime's own state lives in this block too and is carried over. */
 static void fresh_program_block(char *block)
 {
-    memcpy(block, tls_image, tls_image_size);
+    if (tls_image_size > 0)     /* a TLS of zeros only (Go's) has no image */
+        memcpy(block, tls_image, tls_image_size);
     memset(block + tls_image_size, 0, tls_size - tls_image_size);
     intptr_t at = (const char *)&coop_thread - (const char *)(thread_pointer() - tls_offset);
     if (at >= 0 && (size_t)at + sizeof coop_thread <= tls_size)

@@ -38,15 +38,20 @@ struct locals {
 static __thread struct locals *thread_locals;
 static pthread_key_t thread_exit_key;
 
-static struct locals **locals_slot(void)
+/* A greenlet's values, or its OS thread's for callers that are none and for the thread's
+ * main greenlet, which is the thread's own context and keeps what was set before coop
+ * started. */
+static struct locals **locals_slot(struct coop_greenlet *g)
 {
-    struct coop_greenlet *g = coop_self();
-    return g != NULL ? (struct locals **)coop_greenlet_slot(g) : &thread_locals;
+    return g != NULL && !coop_greenlet_is_main(g) ? (struct locals **)coop_greenlet_slot(g)
+                                                  : &thread_locals;
 }
 
-static struct locals *my_locals(bool create)
+/* caller: the return address of the wrapper's caller; the sanitizer runtime's per-thread
+ * state stays the OS thread's. */
+static struct locals *my_locals(bool create, const void *caller)
 {
-    struct locals **slot = locals_slot();
+    struct locals **slot = locals_slot(coop_from_sanitizer(caller) ? NULL : coop_self());
     if (*slot == NULL && create) {
         *slot = calloc(1, sizeof **slot);
         if (*slot != NULL && slot == &thread_locals)
@@ -80,7 +85,7 @@ EXPORT int pthread_key_delete(pthread_key_t key)
 
 EXPORT void *pthread_getspecific(pthread_key_t key)
 {
-    struct locals *l = my_locals(false);
+    struct locals *l = my_locals(false, __builtin_return_address(0));
     if (l == NULL || key >= l->len || l->values[key].seq != atomic_load(&keys[key].seq))
         return NULL;
     return l->values[key].value;
@@ -90,7 +95,7 @@ EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
 {
     if (key >= KEYS_MAX || (atomic_load(&keys[key].seq) & 1) == 0)
         return EINVAL;
-    struct locals *l = my_locals(true);
+    struct locals *l = my_locals(true, __builtin_return_address(0));
     if (l == NULL)
         return ENOMEM;
     if (key >= l->len) {
@@ -117,7 +122,7 @@ EXPORT int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso)
     struct coop_greenlet *g = coop_self();
     if (g == NULL || coop_greenlet_is_main(g))
         return REAL(__cxa_thread_atexit_impl)(fn, obj, dso);
-    struct locals *l = my_locals(true);
+    struct locals *l = my_locals(true, NULL);
     struct tls_dtor *d = malloc(sizeof *d);
     if (l == NULL || d == NULL) {
         free(d);
@@ -158,9 +163,12 @@ static void run_destructors(struct locals *l)
 
 static void greenlet_exit(struct coop_greenlet *g)
 {
-    struct locals **slot = (struct locals **)coop_greenlet_slot(g);
-    if (*slot != NULL)
-        run_destructors(*slot);
+    struct locals **slot = locals_slot(g);
+    if (*slot == NULL)
+        return;
+    if (slot == &thread_locals)
+        REAL(pthread_setspecific)(thread_exit_key, NULL);
+    run_destructors(*slot);
     *slot = NULL;
 }
 
@@ -174,11 +182,6 @@ void shim_locals_init(void)
 {
     REAL(pthread_key_create)(&thread_exit_key, thread_exit);
     coop_set_exit_hook(greenlet_exit);
-    /* Values set on the main thread before coop started stay the main greenlet's. */
-    struct coop_greenlet *main = coop_self();
-    if (main != NULL)
-        *(struct locals **)coop_greenlet_slot(main) = thread_locals;
-    if (thread_locals != NULL)
-        REAL(pthread_setspecific)(thread_exit_key, NULL);
-    thread_locals = NULL;
+    if (thread_locals != NULL)     /* values set before coop started */
+        REAL(pthread_setspecific)(thread_exit_key, thread_locals);
 }

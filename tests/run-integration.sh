@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Runs every tests/integration/test_*.sh (or those named) and prints one summary line.
 cd "$(dirname "$0")/.." || exit 2
-mkdir -p build/log
+LOG=${BUILD:-build}/log
+mkdir -p "$LOG"
 passed=0 failed=0 skipped=0 failures=""
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/integration/test_*.sh)
 for t in "${tests[@]}"; do
     name=$(basename "$t" .sh)
     start=$(date +%s%N)
-    timeout -k 5 300 bash "$t" >"build/log/$name.log" 2>&1
+    timeout -k 5 300 bash "$t" >"$LOG/$name.log" 2>&1
     rc=$?
     ms=$(( ($(date +%s%N) - start) / 1000000 )); secs=$((ms / 1000)).$((ms % 1000 / 100))
     case $rc in
         0)  passed=$((passed + 1)); echo "PASS $name (${secs}s)" ;;
-        77) skipped=$((skipped + 1)); echo "SKIP $name: $(tail -n 1 "build/log/$name.log")" ;;
+        77) skipped=$((skipped + 1)); echo "SKIP $name: $(tail -n 1 "$LOG/$name.log")" ;;
         *)  failed=$((failed + 1)); failures="$failures $name"
-            echo "FAIL $name (status $rc, ${secs}s); last lines of build/log/$name.log:"
-            tail -n 15 "build/log/$name.log" | sed 's/^/    /' ;;
+            echo "FAIL $name (status $rc, ${secs}s); last lines of $LOG/$name.log:"
+            tail -n 15 "$LOG/$name.log" | sed 's/^/    /' ;;
     esac
 done
 echo "integration: $passed passed, $failed failed, $skipped skipped"

@@ -4,6 +4,10 @@ set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 COOPRUN=$ROOT/scripts/cooprun
+# The library cooprun preloads: this build's (BUILD=build/asan for make test-asan).
+export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
+# ASan's runtime when the library is a sanitizer build, which cooprun preloads right behind it.
+ASAN_RUNTIME=$(env -u LD_PRELOAD ldd "$COOP_LIBRARY" 2>/dev/null | sed -n 's/^[[:space:]]*libasan\.so[.0-9]* => \(\/[^ ]*\) .*/\1/p')
 SAMPLES=$BUILD/samples
 BENCH=$BUILD/bench
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/coop-test.XXXXXX")

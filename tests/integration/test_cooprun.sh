@@ -13,7 +13,6 @@ ulimit -c 0
 is_stand_in() { grep -qa coop_stub "$1"; }
 
 use_library() {
-    export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
     [ -f "$COOP_LIBRARY" ] && return
     note "no library at $COOP_LIBRARY: using a stand-in"
     command -v cc >/dev/null || skip "no library and no C compiler to build a stand-in"
@@ -151,7 +150,7 @@ other_library() { PATH=$PATH:/sbin:/usr/sbin ldconfig -p | awk '$1 == "libm.so.6
 
 check_preload() {
     local library other
-    library=$(readlink -f "$COOP_LIBRARY")
+    library=$(readlink -f "$COOP_LIBRARY")${ASAN_RUNTIME:+:$ASAN_RUNTIME}
     other=$(other_library)
     [ -n "$other" ] || fail "no libm.so.6 found with ldconfig"
     expect_out "$library" "LD_PRELOAD set" "$COOPRUN" -- "${SHOW_PRELOAD[@]}"
@@ -170,7 +169,7 @@ check_installed_layout() {
     cp "$COOPRUN" "$TMP/bare/bin/cooprun"
     ln -s "$(readlink -f "$COOP_LIBRARY")" "$prefix/lib/coop/libcoop.so"
     ln -s "$prefix/bin/cooprun" "$TMP/cooprun-link"
-    expect_out "$(readlink -f "$prefix/lib/coop/libcoop.so")" "installed layout" \
+    expect_out "$(readlink -f "$prefix/lib/coop/libcoop.so")${ASAN_RUNTIME:+:$ASAN_RUNTIME}" "installed layout" \
         env -u COOP_LIBRARY "$TMP/cooprun-link" -- "${SHOW_PRELOAD[@]}"
     expect_error 125 "no library beside the script" env -u COOP_LIBRARY "$TMP/bare/bin/cooprun" true
 }

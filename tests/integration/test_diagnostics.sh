@@ -4,7 +4,6 @@
 # statistics, and silence for a server idle in accept.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/diag" ] || fail "$SAMPLES/diag is not built (make)"
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
 
 # Runs diag MODE under cooprun with the settings given as VAR=value before it.

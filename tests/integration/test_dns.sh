@@ -10,7 +10,6 @@
 #   program has one OS thread plus the threadpool's.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/lookup" ] || fail "$SAMPLES/lookup is not built (make)"
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built"
 command -v unshare >/dev/null && command -v python3 >/dev/null || skip "needs unshare and python3"
 [ "$(id -u)" = 0 ] || skip "needs root for a private mount namespace"

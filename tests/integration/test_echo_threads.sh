@@ -13,8 +13,6 @@ LOADGEN_LIMIT_S=25 # -n mode: loadgen counts unfinished round trips after this a
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # What loadgen must report: the sizes are spread as loadgen spreads them (integer steps).
 expected_bytes=$(awk -v n=$CONNS -v lo=$MIN_SIZE -v hi=$MAX_SIZE -v r=$ROUNDS 'BEGIN {

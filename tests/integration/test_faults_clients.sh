@@ -20,7 +20,6 @@ source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip "needs python3"
 CLIENT=$ROOT/tests/samples/fault_client.py
 SCENARIOS="reset halfclose slowloris vanish cycles"
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
 

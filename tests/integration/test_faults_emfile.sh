@@ -15,7 +15,6 @@ source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip "needs python3"
 CLIENT=$ROOT/tests/samples/fault_client.py
 NOFILE=64
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # run MODE [PREFIX...]: the verdicts go to $TMP/MODE.
 run() {

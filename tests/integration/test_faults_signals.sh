@@ -14,7 +14,6 @@
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/signal_waits" ] || fail "$SAMPLES/signal_waits is not built (make)"
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
 # run LABEL OUTFILE COMMAND...: sets max_threads; fails on a non-zero status.

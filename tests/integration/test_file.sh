@@ -6,7 +6,6 @@
 # behind COOP_FILE_OFFLOAD's default (off).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/filecopy" ] || fail "$SAMPLES/filecopy is not built (make)"
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built"
 export COOP_THREADPOOL_SIZE=${COOP_THREADPOOL_SIZE:-10}
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-$COOP_THREADPOOL_SIZE}

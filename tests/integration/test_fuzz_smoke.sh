@@ -4,7 +4,7 @@
 #   build/fuzz/fuzz_settings -max_total_time=600 CORPUS_DIR tests/fuzz/corpus/settings
 source "$(dirname "$0")/lib.sh"
 command -v clang >/dev/null || skip "clang is not installed"
-make -C "$ROOT" -s fuzz >"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "make fuzz failed"; }
+make -C "$ROOT" -s BUILD="$BUILD" fuzz >"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "make fuzz failed"; }
 run() {
     local target=$1 runs=$2
     mkdir -p "$TMP/$target"

@@ -22,7 +22,6 @@ source "$(dirname "$0")/lib.sh"
 for program in "$SAMPLES/stack_maps" "$SAMPLES/echo_threads"; do
     [ -x "$program" ] || fail "$program is not built (make)"
 done
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built"
 command -v readelf >/dev/null || skip "needs readelf (binutils)"
 ulimit -c 0

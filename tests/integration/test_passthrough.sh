@@ -8,7 +8,6 @@
 . "$(dirname "$0")/lib.sh"
 ulimit -c 0 # the programs killed by SIGSEGV must not leave cores behind
 
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 [ -f "$COOP_LIBRARY" ] || skip "no library at $COOP_LIBRARY (build it first)"
 unset COOP_PATCH # every family
 

@@ -10,8 +10,6 @@ source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/semantics" ] || fail "$SAMPLES/semantics is not built (make)"
 
 RUN_LIMIT_S=60
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # The file status flags (octal) of this shell's descriptor $1, as its description has them.
 description_flags() { sed -n 's/^flags:[[:space:]]*//p' "/proc/$BASHPID/fdinfo/$1"; }

@@ -6,7 +6,6 @@
 # coop the program has one OS thread.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/signals" ] || fail "$SAMPLES/signals is not built (make)"
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
 # run LABEL OUTFILE COMMAND...: sets max_threads; fails on a non-zero status.

@@ -12,8 +12,6 @@ RUN_LIMIT_S=30
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # Samples the OS threads of process $1 every 20 ms while it runs (at most RUN_LIMIT_S); sets
 # max_threads and samples.

@@ -17,8 +17,6 @@ MAX_SLEEPERS_MS=5000   # torture's 500 sleeps of 1 s must overlap; generous: not
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # shellcheck source=tests/integration/threads_lib.sh
 source "$(dirname "$0")/threads_lib.sh"

@@ -13,8 +13,6 @@ RUN_LIMIT_S=40 # a run that lasts longer is stuck (natively it takes about 2 s)
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # run_many MODE COMMAND...: one run, its output in $TMP/MODE.{out,err}; sets status,
 # elapsed_ms, max_threads (over the whole run), parked_threads and parked_samples (the most

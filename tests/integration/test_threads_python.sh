@@ -19,8 +19,6 @@ MIN_NATIVE_THREADS=40  # the 50 sleepers, sampled every 20 ms during their 200 m
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 
 # shellcheck source=tests/integration/threads_lib.sh
 source "$(dirname "$0")/threads_lib.sh"

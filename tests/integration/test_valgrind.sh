@@ -4,10 +4,10 @@
 # uninitialised values, in the switch, the parking lot or the shim.
 source "$(dirname "$0")/lib.sh"
 command -v valgrind >/dev/null || skip "valgrind is not installed"
-lib=${COOP_LIBRARY:-$BUILD/libcoop.so}
+[ -z "$ASAN_RUNTIME" ] || skip "a sanitizer build: ASan checks it, and memcheck cannot run beside ASan"
 memcheck() {
     timeout 300 valgrind --trace-children=yes --error-exitcode=9 --quiet \
-        env LD_PRELOAD="$lib" "$@" >"$TMP/out" 2>"$TMP/err" \
+        env LD_PRELOAD="$COOP_LIBRARY" "$@" >"$TMP/out" 2>"$TMP/err" \
         || { tail -40 "$TMP/err"; fail "memcheck: $*"; }
     note "clean: $*"
 }

@@ -5,8 +5,6 @@
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 REALWORLD=$ROOT/tests/realworld
-# The library cooprun would preload, so that both halves use this build.
-export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # Debian's interpreter, not whatever python3 comes first in PATH (pyenv...).
 PYTHON=/usr/bin/python3
 ulimit -c 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every tests/realworld/test_*.sh (or those named) through tests/run-integration.sh, then
 # prints each test's matrix line (program | version | OS threads natively | under coop |
-# result) from its log in build/log/. The realworld tests need Debian packages beyond
+# result) from its log in $BUILD/log/ (build/log/). The realworld tests need Debian packages beyond
 # `make test`'s own; install them first with:
 #     scripts/deps.sh $(tests/realworld/run.sh --packages)
 cd "$(dirname "$0")/../.." || exit 2
@@ -16,7 +16,7 @@ tests/run-integration.sh "${tests[@]}"
 status=$?
 echo "realworld matrix:"
 for t in "${tests[@]}"; do
-    log=build/log/$(basename "$t" .sh).log
+    log=${BUILD:-build}/log/$(basename "$t" .sh).log
     line=$(grep -h '^matrix: ' "$log" 2>/dev/null | tail -n 1)
     echo "  $(basename "$t" .sh): ${line#matrix: }"
 done
