@@ -18,12 +18,10 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 CFLAGS += $(SAN_FLAGS)
 endif
 
-
 DEPS_PKGS := libuv1 libunwind check
 # The real programs of tests/realworld/ come from Debian too.
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs
-
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
@@ -92,7 +90,6 @@ $(BUILD)/libuv_private.a: $(LIBUV_A) shim/surface.h
 	{ $(SURFACE_NAMES); echo environ; echo stderr; echo in6addr_any; } | sed 's/.*/& coop_uv_&/' > $(BUILD)/libuv.rename
 	objcopy --redefine-syms=$(BUILD)/libuv.rename --remove-section=.fini_array \
 	    --remove-section=.rela.fini_array $(LIBUV_A) $@
-
 
 $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/exports.map
 	@echo "  LD      $@"

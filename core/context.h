@@ -41,7 +41,6 @@ static inline void coop_context_switch(ucontext_t *from, ucontext_t *to)
         swapcontext(from, to);
 }
 
-
 /* The first function of every new context; defined by the greenlet layer, never returns. */
 void coop_greenlet_main(void) __attribute__((noreturn));
 

@@ -50,7 +50,6 @@ void coop_init(const struct coop_settings *settings);
 extern __thread struct coop_greenlet *coop_running;
 static inline struct coop_greenlet *coop_self(void) { return coop_running; }
 
-
 /* Whether a call returns into the sanitizer runtime (make test-asan), which must see the OS
  * thread's state rather than the greenlet's. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -85,7 +84,6 @@ int coop_detach(struct coop_greenlet *g);
 void coop_yield(void);
 /* After a poll, select or epoll_wait that found work without waiting: yields now and then. */
 void coop_fair_share(void);
-
 
 /* Runs when a greenlet ends, on its own stack, before joiners wake (key destructors...). */
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g));
@@ -142,7 +140,6 @@ bool coop_is_overflow_handler(const void *handler);
 /* The program installed a signal handler (deadlock detection then stands down). */
 void coop_note_signal_handler(void);
 
-
 /* A signal handler ran: interrupt g's wait
  with EINTR, or COOP_RESTART when the handler
  * has SA_RESTART (async-signal-safe). g NULL picks the main greenlet of the calling
@@ -155,6 +152,5 @@ static inline bool coop_alone(void)
 {
     return __atomic_load_n((long *)&coop_live_greenlets, __ATOMIC_RELAXED) <= 1;
 }
-
 
 #endif

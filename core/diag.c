@@ -89,7 +89,6 @@ static const char *state_name(const struct coop_greenlet *g)
     case G_RUNNING: return "running";
     case G_FINISHED: return "finished";
     default: return g->waiting.kind == WAIT_SLEEP ? "sleeping" : "waiting";
-
     }
 }
 
@@ -226,7 +225,6 @@ static void on_segv(int sig, siginfo_t *info, void *context)
         coop_sys(SYS_tgkill, getpid(), coop_sys(SYS_gettid, 0, 0, 0), sig);
 }
 
-
 void coop_overflow_handler_install(void)
 {
     struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
@@ -250,7 +248,6 @@ void coop_diag_hub_init(struct coop_hub *h)
     if (ss.ss_sp != NULL)
         sigaltstack(&ss, NULL);
 }
-
 
 /* --- statistics --- */
 

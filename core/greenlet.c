@@ -19,7 +19,6 @@ static _Atomic uint64_t next_id = 1;
 _Atomic long coop_live_greenlets;
 static void (*exit_hook)(struct coop_greenlet *g);
 
-
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g)) { exit_hook = hook; }
 
 static void link_all(struct coop_hub *h, struct coop_greenlet *g)
@@ -150,7 +149,6 @@ void coop_greenlet_main(void)
     coop_arrive(g);
 
     if (g->is_hub) {
-
         void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
         coop_hub_main(h);
     }

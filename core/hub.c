@@ -51,7 +51,6 @@ static void on_async(uv_async_t *a)
                 coop_wake(w, w->interrupt_gen, w->interrupt_pending);
                 w->interrupt_pending = 0;
             }
-
     }
 }
 
@@ -122,8 +121,6 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     coop_san_arrive(fake_stack, h->switched_from);
     coop_arrive(self);
     errno = self->saved_errno;
-
-
 }
 
 static void hub_loop(struct coop_hub *h)
@@ -315,7 +312,6 @@ void coop_fair_share(void)
 
 void coop_yield(void)
 {
-
     struct coop_hub *h = coop_thread.hub;
 
     if (h == NULL || h->current->is_hub)

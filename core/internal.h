@@ -157,7 +157,6 @@ void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g);
 void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g);
 extern bool coop_tls_per_greenlet;   /* the program has TLS of its own to keep apart */
 
-
 /* diag.c */
 int64_t coop_coarse_now(void);
 void coop_dump_hub(struct coop_hub *h);
@@ -169,7 +168,6 @@ void coop_print_stack(ucontext_t *ctx, bool signal_frame);
 bool coop_in_runtime(uintptr_t ip);
 int coop_os_threads(void);           /* of the process, or -1 */
 
-
 void coop_stats_init(void);
 void coop_stats_spawned(long alive);
 
@@ -178,7 +176,6 @@ void coop_monitor_start(int max_blocking_ms);
 int coop_monitor_threads(void);
 int coop_offload_threads(void);
 void coop_offload_fork_child(void);
-
 
 /* hub.c: the list of hubs */
 extern struct coop_hub *coop_hubs;

@@ -44,7 +44,6 @@ static void take_sample(int sig, siginfo_t *info, void *context)
             else
                 snprintf(sample[n].line, sizeof sample[n].line, "        at 0x%lx\n", (unsigned long)ip);
             n++;
-
         } while (n < SAMPLE_FRAMES && unw_step(&cursor) > 0);
     }
     atomic_store(&sample_frames, n);
@@ -79,7 +78,6 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held)
     for (int i = 0; i < n; i++)
         if (!coop_in_runtime(sample[i].ip))
             coop_write_stderr(sample[i].line, strlen(sample[i].line));
-
 }
 
 struct watch { struct coop_hub *hub; uint64_t switches; int64_t since; bool reported; };

@@ -86,7 +86,6 @@ static int queue(uv_loop_t *loop, struct offload *o)
 /* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
 void coop_offload_fork_child(void) { started = false; }
 
-
 void coop_offload(void (*fn)(void *), void *arg)
 {
     struct coop_greenlet *g = coop_self();

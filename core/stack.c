@@ -23,7 +23,6 @@
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
 #endif
 
-
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif

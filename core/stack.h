@@ -12,7 +12,6 @@ struct coop_stack {
     bool pooled;     /* carved from a shared arena of default-sized stacks */
     bool foreign;    /* supplied by the program (pthread_attr_setstack): never freed */
     unsigned valgrind_id;
-
 };
 
 /* Sets the size of pooled stacks; called once at start-up. */

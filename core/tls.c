@@ -100,8 +100,6 @@ static void fresh_program_block(char *block)
         memcpy(block + at, &coop_thread, sizeof coop_thread);
 }
 
-
-
 int coop_tls_greenlet_init(struct coop_greenlet *g)
 {
     if (tls_size == 0 || g->is_hub || (own_tp && g->is_main))
@@ -129,7 +127,6 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
     if (__rseq_size > 0)
         ((struct rseq *)(g->tp + (uintptr_t)__rseq_offset))->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
     return 0;
-
 }
 
 void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g)

@@ -132,7 +132,6 @@ static ssize_t attempt_out(int fd, void *a, bool dontwait)
     if (o->msg.msg_iovlen == 1 && o->msg.msg_name == NULL && o->msg.msg_controllen == 0)
         return REAL(send)(fd, o->msg.msg_iov[0].iov_base, o->msg.msg_iov[0].iov_len, flags);
     return REAL(sendmsg)(fd, &o->msg, flags);
-
 }
 
 /*

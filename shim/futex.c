@@ -59,10 +59,8 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
                 continue;
             return fail(EINTR);
         default: return fail(EINTR);
-
         }
     }
-
 }
 
 /* Wakes parked greenlets and threads first, then, for what is left of n, waiters the

@@ -50,7 +50,6 @@ EXPORT pid_t fork(void)
     return pid;
 }
 
-
 /* POSIX allows vfork to be fork; a C wrapper could not be anything else. */
 EXPORT pid_t vfork(void) { return fork(); }
 

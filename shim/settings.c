@@ -178,4 +178,3 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
         out->no_inherit = parse_bool(&p, "COOP_NO_INHERIT", v);
     return p.failed ? -1 : 0;
 }
-

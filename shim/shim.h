@@ -91,7 +91,6 @@ void shim_signal_target(struct coop_greenlet *g, int sig);
 void shim_signal_init(void);
 extern int shim_dump_signal;
 
-
 /* Settings (settings.c): what COOP_* decides; a bad value stops the program before main. */
 struct shim_settings {
     bool patched[FAM_COUNT];
@@ -103,7 +102,6 @@ struct shim_settings {
 };
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);
-
 
 /* Thread family glue (thread.c, locals.c). */
 void shim_thread_init(void);

@@ -94,7 +94,6 @@ void shim_signal_init(void)
     REAL(sigaction)(shim_dump_signal, &sa, NULL);
 }
 
-
 /* glibc's signal() has BSD semantics: the handler stays, and calls restart. */
 EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {

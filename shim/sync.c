@@ -62,7 +62,6 @@ static int sem_take(sem_t *s, int64_t deadline)
             errno = r;
             return -1;
         }
-
     }
 }
 
@@ -147,4 +146,3 @@ EXPORT int pthread_spin_lock(pthread_spinlock_t *lock)
             __builtin_ia32_pause();
     }
 }
-

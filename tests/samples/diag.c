@@ -90,7 +90,6 @@ static int recurse(long depth)
     return depth > 0 ? recurse(depth - 1) + frame[0] : 0;
 }
 
-
 static void *overflower(void *arg)
 {
     (void)arg;

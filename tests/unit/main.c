@@ -28,7 +28,6 @@ void shim_resolve_all(void);
 /* In this binary the libc names are glibc's own: they are the real functions. */
 static uintptr_t os_thread_self(void) { return (uintptr_t)pthread_self(); }
 
-
 int main(void)
 {
     /* libuv's libc references jump through pointers this fills (shim/real.c). */

@@ -13,7 +13,6 @@
 
 pid_t unit_runner_pid;
 
-
 struct coop_greenlet *unit_spawn_attr(void *(*fn)(void *), void *arg, struct coop_spawn_attr attr)
 {
     struct coop_greenlet *g = NULL;
