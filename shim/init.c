@@ -60,10 +60,3 @@ __attribute__((constructor)) static void coop_start(void)
     shim_locals_init();
 }
 
-struct coop_greenlet *shim_cooperative(enum shim_family family)
-{
-    if (!shim_patched[family])
-        return NULL;
-    struct coop_greenlet *g = coop_self();
-    return g != NULL && !coop_alone() ? g : NULL;
-}

@@ -35,8 +35,15 @@ void shim_resolve_all(void);
     ((__typeof__(&name))(coop_real_##name != NULL ? coop_real_##name : shim_resolve(SHIM_FN_##name)))
 
 /* The calling greenlet when a call of this family should park it, NULL when the call
- * should go to libc unchanged: family off, runtime code, or no other greenlet to run. */
-struct coop_greenlet *shim_cooperative(enum shim_family family);
+ * should go to libc unchanged: family off, runtime code, or no other greenlet to run.
+ * Inline: every wrapper asks first. */
+static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
+{
+    if (!shim_patched[family])
+        return NULL;
+    struct coop_greenlet *g = coop_self();
+    return g != NULL && !coop_alone() ? g : NULL;
+}
 
 /* What the shim knows of an fd; see fdtab.c. */
 enum shim_fd_kind { FD_PLAIN, FD_SOCKET, FD_POLLABLE };
