@@ -69,23 +69,56 @@ static struct coop_greenlet *pop_ready(struct coop_hub *h)
 #define LIBUV_TAG UINT64_MAX
 #define EVENTS_PER_POLL 256
 
+/* Waits up to timeout_ns (-1: no limit) for events of the hub's epoll set. epoll_wait counts
+ * whole milliseconds; epoll_pwait2 (Linux 5.11) keeps a sleep of 100 us from lasting 1 ms. */
+static long wait_events(struct coop_hub *h, struct epoll_event *events, int64_t timeout_ns)
+{
+    static atomic_bool no_pwait2;
+    bool whole_ms = timeout_ns % 1000000 == 0;
+    if (timeout_ns > 0 && !whole_ms && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts = { timeout_ns / 1000000000, timeout_ns % 1000000000 };
+        long n = coop_sys6(SYS_epoll_pwait2, h->epfd, (long)events, EVENTS_PER_POLL, (long)&ts, 0, 0);
+        if (n != -ENOSYS)
+            return n;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+    long ms = timeout_ns < 0 ? -1 : (timeout_ns + 999999) / 1000000;
+    return coop_sys6(SYS_epoll_wait, h->epfd, (long)events, EVENTS_PER_POLL, ms, 0, 0);
+}
+
+/* The limit of a blocking poll: libuv's next timer, or the next greenlet's deadline. */
+static int64_t poll_timeout(struct coop_hub *h)
+{
+    uv_update_time(&h->loop);
+    int ms = uv_backend_timeout(&h->loop);
+    int64_t timeout_ns = ms < 0 ? -1 : ms * INT64_C(1000000);
+    int64_t deadline = coop_timer_next(h);
+    if (deadline != COOP_NO_DEADLINE) {
+        int64_t left = deadline - coop_now();
+        left = left < 0 ? 0 : left;
+        if (timeout_ns < 0 || left < timeout_ns)
+            timeout_ns = left;
+    }
+    return timeout_ns;
+}
+
 /*
  * One look at the hub's epoll set, which holds the waited fds and libuv's own backend fd.
- * It blocks only when no greenlet is ready, for as long as libuv's timers allow; libuv
- * runs when its backend has events or its timers are due.
+ * It blocks only when no greenlet is ready, until libuv's next timer or the next greenlet's
+ * deadline; then it wakes the greenlets whose deadline passed, and runs libuv when its
+ * backend has events or its timers are due.
  */
 static void hub_poll(struct coop_hub *h, bool block)
 {
     struct epoll_event events[EVENTS_PER_POLL];
-    int timeout = 0;
+    int64_t timeout_ns = 0;
     h->polls++;
     if (block) {
-        uv_update_time(&h->loop);
-        timeout = uv_backend_timeout(&h->loop);
-        if (timeout < 0)
+        timeout_ns = poll_timeout(h);
+        if (timeout_ns < 0)
             coop_check_deadlock(h);
     }
-    long n = coop_sys6(SYS_epoll_wait, h->epfd, (long)events, EVENTS_PER_POLL, timeout, 0, 0);
+    long n = wait_events(h, events, timeout_ns);
     bool run_libuv = n < 0;
     for (long i = 0; i < n; i++) {
         if (events[i].data.u64 == LIBUV_TAG)
@@ -93,6 +126,7 @@ static void hub_poll(struct coop_hub *h, bool block)
         else
             coop_fd_ready(h, (int)events[i].data.u64, events[i].events);
     }
+    coop_timer_run(h);
     uv_update_time(&h->loop);
     if (run_libuv || uv_backend_timeout(&h->loop) == 0)
         uv_run(&h->loop, UV_RUN_NOWAIT);
@@ -158,12 +192,9 @@ static struct coop_hub *hub_create(void)
     struct coop_hub *h = calloc(1, sizeof *h);
     if (h == NULL || uv_loop_init(&h->loop) != 0)
         coop_panic("cannot create a hub: out of memory or file descriptors");
-    uv_timer_init(&h->loop, &h->timer);
-    h->timer.data = h;
     uv_async_init(&h->loop, &h->async, on_async);
     h->async.data = h;
     hub_open_epoll(h);
-    h->armed_deadline = COOP_NO_DEADLINE;
     h->os_thread = coop_settings.os_thread_self();
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     coop_lock(&coop_hubs_lock);
@@ -369,8 +400,6 @@ void coop_fork_child(void)
     h->remote_head = h->remote_tail = NULL;
     h->remote_lock = (coop_lock_t){ 0 };
     h->heap_len = 0;
-    h->armed_deadline = COOP_NO_DEADLINE;
-    uv_timer_stop(&h->timer);
     for (int fd = 0; fd < h->watches_len; fd++) {
         free(h->watches[fd]);
         h->watches[fd] = NULL;

@@ -80,7 +80,6 @@ struct coop_watch;
 struct coop_hub {
     uv_loop_t loop;
     int epfd;                        /* the hub's epoll set: libuv's backend and waited fds */
-    uv_timer_t timer;
     uv_async_t async;
     struct coop_greenlet *current, *hub_g, *main_g;
     struct coop_greenlet *switched_from;   /* for AddressSanitizer's bookkeeping */
@@ -102,7 +101,6 @@ struct coop_hub {
 
     struct coop_greenlet **heap;     /* greenlets waiting with a deadline */
     int heap_len, heap_cap;
-    int64_t armed_deadline;
 
     struct coop_watch **watches;     /* by fd */
     int watches_len;
@@ -147,7 +145,10 @@ void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events);
 /* timer.c */
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline);
 void coop_timer_remove(struct coop_hub *h, struct coop_greenlet *g);
-void coop_timer_expire(uv_timer_t *t);
+/* The earliest deadline, or COOP_NO_DEADLINE. */
+int64_t coop_timer_next(const struct coop_hub *h);
+/* Wakes the greenlets whose deadline has passed, with ETIMEDOUT. */
+void coop_timer_run(struct coop_hub *h);
 
 /* tls.c */
 void coop_tls_init(void);

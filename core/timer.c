@@ -1,7 +1,9 @@
 /*
- * Deadlines of waiting greenlets, in a binary heap per hub. One libuv timer per hub is
- * armed for the earliest; greenlets carry no libuv handle of their own, so a record needs
- * no asynchronous close before its memory is reused.
+ * Deadlines of waiting greenlets, in a binary heap per hub. The hub's poll waits no longer
+ * than the earliest (hub.c), to the nanosecond: libuv's timers count whole milliseconds of
+ * a coarse clock, and a program's usleep(100) must not last a millisecond. Greenlets carry
+ * no libuv handle of their own, so a record needs no asynchronous close before its memory
+ * is reused.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -44,25 +46,6 @@ static void sift_down(struct coop_hub *h, int i)
     place(h, i, g);
 }
 
-/* libuv timers count whole milliseconds of a coarse clock: round up, and let
- * coop_timer_expire re-arm when it fires a little early. */
-static void arm(struct coop_hub *h)
-{
-    if (h->heap_len == 0) {
-        h->armed_deadline = COOP_NO_DEADLINE;
-        uv_timer_stop(&h->timer);
-        return;
-    }
-    int64_t deadline = h->heap[0]->deadline;
-    if (deadline == h->armed_deadline)
-        return;
-    h->armed_deadline = deadline;
-    int64_t wait_ns = deadline - coop_now();
-    uint64_t ms = wait_ns <= 0 ? 0 : (uint64_t)((wait_ns + 999999) / 1000000);
-    uv_update_time(&h->loop);
-    uv_timer_start(&h->timer, coop_timer_expire, ms, 0);
-}
-
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline)
 {
     if (h->heap_len == h->heap_cap) {
@@ -76,8 +59,6 @@ void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadlin
     g->deadline = deadline;
     place(h, h->heap_len++, g);
     sift_up(h, g->heap_index);
-    if (deadline < h->armed_deadline)
-        arm(h);
 }
 
 void coop_timer_remove(struct coop_hub *h, struct coop_greenlet *g)
@@ -90,18 +71,21 @@ void coop_timer_remove(struct coop_hub *h, struct coop_greenlet *g)
         sift_up(h, i);
         sift_down(h, last->heap_index);
     }
-    /* A later deadline armed on the timer costs one early wakeup at most; re-arm lazily. */
 }
 
-void coop_timer_expire(uv_timer_t *t)
+int64_t coop_timer_next(const struct coop_hub *h)
 {
-    struct coop_hub *h = t->data;
+    return h->heap_len > 0 ? h->heap[0]->deadline : COOP_NO_DEADLINE;
+}
+
+void coop_timer_run(struct coop_hub *h)
+{
+    if (h->heap_len == 0)
+        return;
     int64_t now = coop_now();
     while (h->heap_len > 0 && h->heap[0]->deadline <= now) {
         struct coop_greenlet *g = h->heap[0];
         coop_timer_remove(h, g);
         coop_wake(g, g->wait_gen, ETIMEDOUT);
     }
-    h->armed_deadline = COOP_NO_DEADLINE;
-    arm(h);
 }

@@ -1,5 +1,5 @@
 /*
- * Helpers of the micro-benchmarks (switch.c, create_join.c, mutex.c, idle.c). Like the samples
+ * Helpers of the micro-benchmarks (switch.c, create_join.c, mutex.c, sleep.c, idle.c). Like the samples
  * they know nothing of coop: run natively, or under cooprun, they are the same binary.
  *
  * Each benchmark prints one line per measurement, for tests/bench/run.sh to collect:

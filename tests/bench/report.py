@@ -216,6 +216,9 @@ def micro_tables(micro, failures):
     cv_n, cv_c = ns("native", "condvar_pingpong"), ns("coop", "condvar_pingpong")
     lines.append("| condition variable ping-pong (per hand-off) | %s | %s | | | native/coop %s |"
                  % (cell(cv_n), cell(cv_c), ratio(cv_n, cv_c)))
+    sl_n, sl_c = ns("native", "sleep_100us"), ns("coop", "sleep_100us")
+    lines.append("| usleep(100), as long as it lasts (two threads sleeping) | %s | %s | | | coop/native %s |"
+                 % (cell(sl_n), cell(sl_c), ratio(sl_c, sl_n, "%.2fx")))
 
     idle = {}
     for (variant, name), f in micro.items():

@@ -13,9 +13,9 @@
 #   them alike), each on a fresh process; a level is repeated and the medians reported. The
 #   server's OS threads and resident set are sampled under load (maximum over the run).
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,idle}.c, built without coop, run
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c, built without coop, run
 #   natively and under cooprun): context switch, thread create+join, mutexes and condition
-#   variables, resident memory per idle thread.
+#   variables, the length of a short sleep, resident memory per idle thread.
 #
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
@@ -279,6 +279,8 @@ run_micro() {
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"
         micro coop mutex -t "$MICRO_T"
+        micro native sleep -t "$MICRO_T"
+        micro coop sleep -t "$MICRO_T"
         micro native idle -n "$IDLE_NATIVE"
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
     done
