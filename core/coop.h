@@ -90,6 +90,15 @@ void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g));
 
 /* Per-greenlet data owned by the shim (thread-specific values, cancellation...). */
 void **coop_greenlet_slot(struct coop_greenlet *g);
+
+/* Locks of libc's own that a greenlet holds (stdio's FILE locks) belong, for glibc, to a
+ * thread control block, which the greenlets of a hub share or each have one of: a greenlet
+ * parked holding one would let the others in, or hang them in glibc's futex. While
+ * *coop_greenlet_held(g) is not NULL, release(g, finished) runs whenever g leaves its OS
+ * thread (finished: for good) and retake(g) whenever it comes back. */
+void coop_set_hold_hooks(void (*release)(struct coop_greenlet *g, bool finished),
+                         void (*retake)(struct coop_greenlet *g));
+void **coop_greenlet_held(struct coop_greenlet *g);
 uint64_t coop_greenlet_id(const struct coop_greenlet *g);
 /* Whether g is a thread's original context rather than a created greenlet. */
 bool coop_greenlet_is_main(const struct coop_greenlet *g);

@@ -240,6 +240,7 @@ int coop_detach(struct coop_greenlet *g)
 }
 
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
+void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }

@@ -132,10 +132,22 @@ static void hub_poll(struct coop_hub *h, bool block)
         uv_run(&h->loop, UV_RUN_NOWAIT);
 }
 
+static void (*hold_release)(struct coop_greenlet *g, bool finished);
+static void (*hold_retake)(struct coop_greenlet *g);
+
+void coop_set_hold_hooks(void (*release)(struct coop_greenlet *g, bool finished),
+                         void (*retake)(struct coop_greenlet *g))
+{
+    hold_release = release;
+    hold_retake = retake;
+}
+
 /* errno is per OS thread and so is saved per greenlet; so is the program's TLS block. */
 static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 {
     struct coop_greenlet *self = h->current;
+    if (self->held != NULL)
+        hold_release(self, self->state == G_FINISHED);
     next->state = G_RUNNING;
     h->current = next;
     /* Only this thread writes the counter (the monitor reads it): no locked instruction. */
@@ -155,6 +167,8 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     coop_san_arrive(fake_stack, h->switched_from);
     coop_arrive(self);
     errno = self->saved_errno;
+    if (self->held != NULL)
+        hold_retake(self);
 }
 
 static void hub_loop(struct coop_hub *h)

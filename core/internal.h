@@ -64,6 +64,7 @@ struct coop_greenlet {
     void *arg, *result;
     struct coop_greenlet *joiner;
     void *slot;                      /* the shim's */
+    void *held;                      /* the shim's record of libc locks it holds, or NULL */
     void *tls;                       /* its TLS area, or copy of the program's block (tls.c) */
     uintptr_t tp;                    /* its own thread pointer, or 0 for its OS thread's */
 

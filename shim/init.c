@@ -58,5 +58,6 @@ __attribute__((constructor)) static void coop_start(void)
     shim_signal_init();
     shim_thread_init();
     shim_locals_init();
+    shim_stdio_init();
 }
 

@@ -113,6 +113,7 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
 /* Thread family glue (thread.c, locals.c). */
 void shim_thread_init(void);
 void shim_locals_init(void);
+void shim_stdio_init(void);
 
 /* Family file (file.c): io's wrappers hand read/write calls on plain files here, which
  * run them on the threadpool when COOP_FILE_OFFLOAD is on and call them directly if not. */
