@@ -156,8 +156,27 @@ void coop_greenlet_main(void)
     coop_exit(g->fn(g->arg));
 }
 
+/* A greenlet joined from another OS thread may still be on its way off its stack on its own
+ * hub's thread: that hub frees it, at its next reap. */
+static void release_elsewhere(struct coop_greenlet *g)
+{
+    struct coop_hub *h = g->hub;
+    g->next_ready = atomic_load(&h->joined_elsewhere);
+    while (!atomic_compare_exchange_weak(&h->joined_elsewhere, &g->next_ready, g))
+        ;
+    uv_async_send(&h->async);
+}
+
 void coop_reap(struct coop_hub *h)
 {
+    if (atomic_load_explicit(&h->joined_elsewhere, memory_order_relaxed) != NULL) {
+        struct coop_greenlet *g = atomic_exchange(&h->joined_elsewhere, NULL);
+        while (g != NULL) {
+            struct coop_greenlet *next = g->next_ready;
+            release(h, g);
+            g = next;
+        }
+    }
     while (h->dead != NULL) {
         struct coop_greenlet *g = h->dead;
         h->dead = g->next_ready;
@@ -222,8 +241,12 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
     }
     if (result != NULL)
         *result = g->result;
-    if (!g->is_main)
+    if (g->is_main)
+        return 0;
+    if (coop_thread.hub == g->hub)
         release(g->hub, g);
+    else
+        release_elsewhere(g);
     return 0;
 }
 

@@ -113,6 +113,7 @@ struct coop_hub {
 
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
+    _Atomic(struct coop_greenlet *) joined_elsewhere;  /* the same, joined by another thread */
 };
 
 /* The runtime's own per-OS-thread state (kept whole when greenlets get TLS of their own). */

@@ -555,6 +555,30 @@ static void *thread_hub_main(void *arg)
     return NULL;
 }
 
+static void *foreign_joiner(void *g)
+{
+    void *r = NULL;
+    return coop_join(g, &r, COOP_NO_DEADLINE) == 0 ? r : NULL;
+}
+
+START_TEST(test_join_from_other_thread)
+{
+    /* A thread that is no greenlet joins one and gets its result; the greenlet, which may
+     * still be leaving its stack when the joiner sees it finished, is freed by its hub. */
+    struct coop_greenlet *g;
+    struct coop_spawn_attr attr = { .guard_size = 4096 };
+    ck_assert_int_eq(coop_spawn(&g, small_work, (void *)41, &attr), 0);
+    pthread_t t;
+    void *r;
+    ck_assert_int_eq(pthread_create(&t, NULL, foreign_joiner, g), 0);
+    while (pthread_tryjoin_np(t, &r) == EBUSY)
+        coop_sleep_until(coop_now() + MS(1));
+    ck_assert_ptr_eq(r, (void *)42);
+    coop_sleep_until(coop_now() + MS(1));
+    ck_assert(released(g));
+}
+END_TEST
+
 START_TEST(test_other_threads)
 {
     /* A thread gets a hub of its own when it first creates a greenlet, not before. */
@@ -603,6 +627,7 @@ Suite *greenlet_suite(void)
     tcase_add_test(tc, test_spawn_stacks);
     tcase_add_test(tc, test_exit_hook_and_slot);
     tcase_add_test(tc, test_program_tls_per_greenlet);
+    tcase_add_test(tc, test_join_from_other_thread);
     tcase_add_test(tc, test_other_threads);
     suite_add_tcase(s, tc);
     return s;
