@@ -80,18 +80,4 @@ static inline void bench_report(const char *name, long ops, uint64_t ns, const c
     fflush(stdout);
 }
 
-/* Resident set size in KiB, from /proc/self/statm (its second field, in pages). */
-static inline long bench_rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size, resident;
-
-    if (f == NULL)
-        die_errno("/proc/self/statm");
-    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
-        die("/proc/self/statm: unexpected contents");
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 #endif

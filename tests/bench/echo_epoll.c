@@ -116,7 +116,7 @@ int main(int argc, char **argv)
     exit_zero_on_term();
     /* A reset client must cost one connection an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile_limit();
+    raise_limit(RLIMIT_NOFILE);
     listener = listen_loopback(&options, SOCK_NONBLOCK);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)

@@ -30,16 +30,6 @@ static void *waiter(void *arg)
     return NULL;
 }
 
-static void raise_limit(int resource)
-{
-    struct rlimit rl;
-
-    if (getrlimit(resource, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(resource, &rl);
-    }
-}
-
 int main(int argc, char **argv)
 {
     long n = 10000, rss_before, rss_parked;
@@ -62,7 +52,7 @@ int main(int argc, char **argv)
     /* Touch the array now so that it counts in the baseline, not per thread. */
     memset(threads, 0, (size_t)n * sizeof *threads);
 
-    rss_before = bench_rss_kib();
+    rss_before = rss_kib();
     start = now_ns();
     for (long i = 0; i < n; i++)
         if ((err = pthread_create(&threads[i], NULL, waiter, NULL)) != 0)
@@ -72,7 +62,7 @@ int main(int argc, char **argv)
         pthread_cond_wait(&parked_cond, &lock);
     pthread_mutex_unlock(&lock);
     created_ns = now_ns() - start;
-    rss_parked = bench_rss_kib();
+    rss_parked = rss_kib();
 
     wake_start = now_ns();
     pthread_mutex_lock(&lock);

@@ -474,7 +474,7 @@ static void make_conns(void)
 {
     struct rlimit rl;
 
-    raise_nofile_limit();
+    raise_limit(RLIMIT_NOFILE);
     getrlimit(RLIMIT_NOFILE, &rl);
     /* A few descriptors go to stdio and epoll. */
     if ((rlim_t)opt.conns + 16 > rl.rlim_cur)

@@ -72,15 +72,16 @@ static inline long parse_long(const char *s, long min, long max, const char *wha
     return v;
 }
 
-/* Many connections need many descriptors: the soft limit (often 1024) goes up to the hard one. */
-static inline void raise_nofile_limit(void)
+/* Raises a soft limit to the hard one: many connections need many descriptors (the soft
+ * RLIMIT_NOFILE is often 1024), and many threads count against RLIMIT_NPROC. */
+static inline void raise_limit(int resource)
 {
     struct rlimit rl;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    if (getrlimit(resource, &rl) != 0)
         die_errno("getrlimit");
     rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    if (setrlimit(resource, &rl) != 0)
         die_errno("setrlimit");
 }
 
@@ -156,6 +157,20 @@ static inline int listen_loopback(const struct server_options *o, int type_flags
 static inline bool accept_error_is_transient(int err)
 {
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* Resident set size in KiB, from /proc/self/statm (its second field, in pages). */
+static inline long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size, resident;
+
+    if (f == NULL)
+        die_errno("/proc/self/statm");
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+        die("/proc/self/statm: unexpected contents");
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 #endif

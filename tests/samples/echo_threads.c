@@ -79,7 +79,7 @@ int main(int argc, char **argv)
     exit_zero_on_term();
     /* A client that resets its connection must cost one thread an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile_limit();
+    raise_limit(RLIMIT_NOFILE);
     listener = listen_loopback(&options, 0);
 
     if ((err = pthread_attr_init(&attr)) != 0 ||

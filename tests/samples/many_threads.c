@@ -44,31 +44,6 @@ static void *waiter(void *arg)
     return NULL;
 }
 
-/* Resident set size in KiB, from /proc/self/statm (its second field, in pages). */
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size, resident;
-
-    if (f == NULL)
-        die_errno("/proc/self/statm");
-    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
-        die("/proc/self/statm: unexpected contents");
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/* Raises a soft limit to the hard one (threads count against RLIMIT_NPROC). */
-static void raise_limit(int resource)
-{
-    struct rlimit rl;
-
-    if (getrlimit(resource, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(resource, &rl);
-    }
-}
-
 int main(int argc, char **argv)
 {
     pthread_attr_t attr;

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "checks.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -38,21 +39,9 @@ enum {
     INTERRUPTIONS = 3,
 };
 
-/* ---- Reporting: a check returns true (passed) or false with why[] filled by failf(). ---- */
+/* ---- Reporting (checks.h), with skips ---- */
 
-static char why[256];
 static bool skipped;
-static int failures;
-
-__attribute__((format(printf, 1, 2))) static bool failf(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return false;
-}
 
 static bool skip(const char *reason)
 {
@@ -71,14 +60,6 @@ static void report(const char *name, bool passed)
         printf("FAIL %s: %s\n", name, why);
     failures += !passed;
     skipped = false;
-}
-
-/* errno's name, so that messages say EAGAIN rather than a translated sentence. */
-static const char *errname(int err)
-{
-    const char *name = strerrorname_np(err);
-
-    return name != NULL ? name : "an unknown error";
 }
 
 /* True when the call just made returned -1 with errno err. */

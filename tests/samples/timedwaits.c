@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "checks.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -31,38 +32,6 @@ enum {
     TICK_MS = 5,           /* the ticker's period */
     MIN_TICKS = 2,         /* ticks that must happen during one TIMEOUT_MS wait */
 };
-
-/* ---- Reporting ---- */
-
-static int failures;
-static char why[512];
-
-__attribute__((format(printf, 1, 2))) static bool failf(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-static void report(const char *name, bool passed, const char *result)
-{
-    if (passed)
-        printf("ok %s: %s\n", name, result);
-    else
-        printf("FAIL %s: %s\n", name, why);
-    fflush(stdout);
-    failures += !passed;
-}
-
-static const char *errname(int err)
-{
-    const char *name = strerrorname_np(err);
-
-    return err == 0 ? "0" : name != NULL ? name : "?";
-}
 
 /* ---- Clocks and deadlines ---- */
 
@@ -156,7 +125,7 @@ static int sem_result(int r)
 
 static void check(const char *name, bool passed, const char *result)
 {
-    report(name, passed, result);
+    report_result(name, passed, result);
 }
 
 /* ---- Helper threads: hold an object until told by a pipe to let it go ---- */

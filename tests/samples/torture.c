@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "checks.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -47,19 +48,6 @@ enum {
 
 /* ---- Reporting ---- */
 
-static int failures;
-static char why[512];
-
-__attribute__((format(printf, 1, 2))) static bool failf(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
 /* Threads record their first failure here (under a lock of its own); the check reports it. */
 static pthread_mutex_t thread_failure_lock = PTHREAD_MUTEX_INITIALIZER;
 static char thread_failure[256];
@@ -86,24 +74,6 @@ static bool threads_passed(void)
         failf("%s", thread_failure);
     thread_failure[0] = '\0';
     return passed;
-}
-
-/* Prints the line of one check: "ok NAME: RESULT" or "FAIL NAME: why". */
-static void report(const char *name, bool passed, const char *result)
-{
-    if (passed)
-        printf("ok %s: %s\n", name, result);
-    else
-        printf("FAIL %s: %s\n", name, why);
-    fflush(stdout);
-    failures += !passed;
-}
-
-static const char *errname(int err)
-{
-    const char *name = strerrorname_np(err);
-
-    return name != NULL ? name : "?";
 }
 
 /* ---- Starting and joining many threads ---- */
@@ -178,7 +148,7 @@ static void check_mutex(void)
                   (counter == (long)NT * MUTEX_ROUNDS ||
                    failf("counter is %ld, expected %ld", counter, (long)NT * MUTEX_ROUNDS));
     snprintf(result, sizeof result, "%d threads counted to %ld", NT, counter);
-    report("mutex", passed, result);
+    report_result("mutex", passed, result);
 }
 
 /* ---- recursive mutex: nested locking, trylock by the owner ---- */
@@ -224,7 +194,7 @@ static void check_recursive(void)
                    failf("counter is %ld, expected %ld", recursive_counter,
                          (long)NT * RECURSIVE_ROUNDS));
     snprintf(result, sizeof result, "%d threads counted to %ld", NT, recursive_counter);
-    report("recursive_mutex", passed, result);
+    report_result("recursive_mutex", passed, result);
 }
 
 /* ---- condition variable: thread i goes when turn == i (mod NT), several rounds ---- */
@@ -262,7 +232,7 @@ static void check_turns(void)
         if (order[k] != k % NT)
             passed = failf("turn %d went to thread %d, expected %d", k, order[k], k % NT);
     snprintf(result, sizeof result, "%d turns in order", turn);
-    report("cond_turns", passed, result);
+    report_result("cond_turns", passed, result);
 }
 
 /* ---- rwlock: writers update a pair, readers must always see it equal ---- */
@@ -340,7 +310,7 @@ static void check_rwlock(void)
 
     snprintf(result, sizeof result, "%ld consistent reads, %ld writes, trylocks right",
              atomic_load(&reads), pair_a);
-    report("rwlock", passed, result);
+    report_result("rwlock", passed, result);
 }
 
 /* ---- barrier: every thread arrives before any leaves, one serial thread per generation ---- */
@@ -384,7 +354,7 @@ static void check_barrier(void)
                            atomic_load(&serial_threads[g]));
     snprintf(result, sizeof result, "%d generations of %d, one serial thread each",
              BARRIER_GENERATIONS, NT);
-    report("barrier", passed, result);
+    report_result("barrier", passed, result);
 }
 
 /* ---- pthread_once: the routine runs once, and takes its time ---- */
@@ -423,7 +393,7 @@ static void check_once(void)
                    failf("the routine ran %d times", atomic_load(&once_runs)));
     snprintf(result, sizeof result, "%d threads, the routine ran %d time", NT,
              atomic_load(&once_runs));
-    report("once", passed, result);
+    report_result("once", passed, result);
 }
 
 /* ---- keys: per-thread values and destructors ---- */
@@ -519,7 +489,7 @@ static void check_keys(void)
     snprintf(result, sizeof result,
              "%d distinct values, %d destructor calls, none for NULL, %d for a value set again",
              NT, atomic_load(&value_destructors), atomic_load(&again_destructors));
-    report("keys", passed, result);
+    report_result("keys", passed, result);
 }
 
 /* ---- join values, pthread_exit, detached threads ---- */
@@ -590,7 +560,7 @@ static void check_join(void)
     sem_destroy(&detached_done);
     snprintf(result, sizeof result, "%d values summing to %ld, %d detached threads done", NT,
              sum, DETACHED);
-    report("join", passed, result);
+    report_result("join", passed, result);
 }
 
 /* ---- semaphores: producers and consumers over a ring of 16 ---- */
@@ -675,7 +645,7 @@ static void check_semaphores(void)
     sem_destroy(&slots_free);
     sem_destroy(&slots_full);
     snprintf(result, sizeof result, "%ld items summing to %ld, sem_trywait EAGAIN", items, sum);
-    report("semaphores", passed, result);
+    report_result("semaphores", passed, result);
 }
 
 /* ---- spinlock: short critical sections, no switch inside ---- */
@@ -727,7 +697,7 @@ static void check_spinlock(void)
                    failf("counter is %ld, expected %ld", spin_counter,
                          (long)SPIN_THREADS * SPIN_ROUNDS));
     snprintf(result, sizeof result, "%d threads counted to %ld", SPIN_THREADS, spin_counter);
-    report("spinlock", passed, result);
+    report_result("spinlock", passed, result);
 }
 
 /* ---- errorcheck mutex: the errors POSIX promises ---- */
@@ -788,7 +758,7 @@ static void check_errorcheck(void)
              "second unlock %s",
              errname(relock), errname(foreign_unlock), errname(foreign_trylock),
              errname(foreign_recursive_unlock), errname(unlock_again));
-    report("errorcheck_mutex", passed, result);
+    report_result("errorcheck_mutex", passed, result);
 }
 
 /* ---- pthread_self, pthread_equal, names, pthread_getattr_np ---- */
@@ -893,7 +863,7 @@ static void check_identity(void)
     snprintf(result, sizeof result,
              "%d distinct pthread_self, names round trip, ERANGE, stacks hold their locals",
              distinct);
-    report("identity", passed, result);
+    report_result("identity", passed, result);
 }
 
 /* ---- compiler TLS: per thread values at per thread addresses ---- */
@@ -952,7 +922,7 @@ static void check_tls(void)
         passed = failf("__libc_single_threaded is still set after %d threads", NT);
     snprintf(result, sizeof result,
              "%d threads kept their values at distinct addresses, readable by others", NT);
-    report("thread_local", passed, result);
+    report_result("thread_local", passed, result);
 }
 
 /* ---- 500 threads sleep 1 s at the same time ---- */
@@ -977,7 +947,7 @@ static void check_sleepers(void)
                   failf("%d threads slept %d ms in %llu ms", SLEEPERS, SLEEP_MS,
                         (unsigned long long)elapsed_ms);
     snprintf(result, sizeof result, "%d threads slept %d ms", SLEEPERS, SLEEP_MS);
-    report("sleepers", passed, result);
+    report_result("sleepers", passed, result);
 }
 
 static const struct {
