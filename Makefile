@@ -121,6 +121,7 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/o
 test: all
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
 	$(BUILD)/unit_tests
+	COOP_TLS=syscall $(BUILD)/unit_tests
 	tests/run-integration.sh
 	tests/realworld/run.sh
 
@@ -136,6 +137,7 @@ test-asan: deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build
 	@scripts/check-exports.sh build/asan/libcoop.so
 	$(ASAN_ENV) build/asan/unit_tests
+	$(ASAN_ENV) COOP_TLS=syscall build/asan/unit_tests
 	$(ASAN_ENV) BUILD=$(CURDIR)/build/asan tests/run-integration.sh
 	$(ASAN_ENV) BUILD=$(CURDIR)/build/asan tests/realworld/run.sh
 

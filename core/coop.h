@@ -28,6 +28,9 @@
 struct coop_greenlet;
 struct coop_hub;
 
+/* How a switch moves the thread pointer (core/tls.c). */
+enum coop_tls_mode { COOP_TLS_AUTO, COOP_TLS_FSGSBASE, COOP_TLS_SYSCALL };
+
 /* The real libc functions the runtime needs whose names coop interposes. */
 struct coop_settings {
     uintptr_t (*os_thread_self)(void);
@@ -35,6 +38,7 @@ struct coop_settings {
     int (*os_sigaction)(int, const struct sigaction *, struct sigaction *);
     size_t stack_size;
     bool switch_ucontext;
+    enum coop_tls_mode tls_mode;
     bool stats;
     bool verbose;
     bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */

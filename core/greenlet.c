@@ -1,7 +1,8 @@
 /*
- * Greenlet lifecycle. A greenlet's record sits at the top of its own stack, as glibc puts
- * struct pthread at the top of a thread's: an idle greenlet then costs little more than
- * the one stack page its record and its innermost frames share.
+ * Greenlet lifecycle. The top of a greenlet's stack holds its record, then its TLS area and
+ * thread control block (tls.c), then the stack proper, as glibc lays out a thread's stack
+ * with struct pthread and the static TLS at the top: an idle greenlet costs the pages its
+ * record, its control block and its innermost frames touch.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #define HUB_STACK_SIZE (1024 * 1024)
 #define RECORD_SPACE ((sizeof(struct coop_greenlet) + 63) & ~(size_t)63)
+#define MIN_STACK_LEFT 2048          /* below the TLS area: at least a few frames */
 
 static _Atomic uint64_t next_id = 1;
 /* Program greenlets alive in the process, the main thread's original context included. */
@@ -39,15 +41,28 @@ static void unlink_all(struct coop_hub *h, struct coop_greenlet *g)
         g->all_next->all_prev = g->all_prev;
 }
 
-/* Places a record at the top of a fresh stack and readies its context. */
+/* Places the TLS area below top and readies g's context on what is left of the stack;
+ * EINVAL when too little is left, as glibc refuses a stack smaller than its TLS needs. */
+static int make_context(struct coop_greenlet *g, char *base, char *top, bool own_tls)
+{
+    char *end = top;
+    if (own_tls) {
+        g->tp = coop_tls_place(top);
+        end = coop_tls_area_bottom(g->tp);
+    }
+    if (end < base + MIN_STACK_LEFT)
+        return EINVAL;
+    coop_context_make(&g->ctx, base, (size_t)(end - base));
+    return 0;
+}
+
+/* Places a record at the top of a fresh stack. */
 static struct coop_greenlet *record_on_stack(struct coop_stack *stack)
 {
     struct coop_greenlet *g = (struct coop_greenlet *)(stack->base + stack->size - RECORD_SPACE);
     coop_san_fresh_stack(stack->base, stack->size);
     memset(g, 0, sizeof *g);
-
     g->stack = *stack;
-    coop_context_make(&g->ctx, stack->base, stack->size - RECORD_SPACE);
     return g;
 }
 
@@ -69,6 +84,7 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
         if (coop_stack_alloc(&stack, HUB_STACK_SIZE, 4096) != 0)
             coop_panic("cannot map a hub stack");
         g = record_on_stack(&stack);
+        make_context(g, stack.base, (char *)g, false);
         g->is_hub = true;
         strcpy(g->name, "hub");
     } else {
@@ -89,7 +105,7 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
 static void release(struct coop_hub *h, struct coop_greenlet *g)
 {
     unlink_all(h, g);
-    coop_tls_greenlet_free(h, g);
+    coop_tls_greenlet_free(g);
     g->magic = 0;
     if (g->heap_struct) {
         struct coop_stack stack = g->stack;
@@ -109,19 +125,29 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     if (h == NULL)
         return ENOSYS;
     coop_reap(h);
+    char *top;
     if (attr->stack != NULL) {
         g = calloc(1, sizeof *g);
         if (g == NULL)
             return EAGAIN;
         g->heap_struct = true;
         g->stack = (struct coop_stack){ .base = attr->stack, .size = attr->stack_size, .foreign = true };
-        coop_context_make(&g->ctx, attr->stack, attr->stack_size);
+        top = (char *)attr->stack + attr->stack_size;
     } else {
         size_t size = attr->stack_size ? attr->stack_size + RECORD_SPACE : coop_stack_default_size();
         struct coop_stack stack;
         if (coop_stack_alloc(&stack, size, attr->guard_size) != 0)
             return EAGAIN;
         g = record_on_stack(&stack);
+        top = (char *)g;
+    }
+    int err = make_context(g, g->stack.base, top, true);
+    if (err != 0) {
+        if (g->heap_struct)
+            free(g);
+        else
+            coop_stack_free(&g->stack);
+        return err;
     }
     init_record(h, g);
     if (coop_tls_greenlet_init(g) != 0) {
@@ -297,6 +323,6 @@ void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
     link_all(h, self);
     h->hub_g->all_prev = h->hub_g->all_next = NULL;
     link_all(h, h->hub_g);
-    h->main_g = h->tls_owner = self;
+    h->main_g = self;
     atomic_store(&coop_live_greenlets, 1);
 }

@@ -142,7 +142,8 @@ void coop_set_hold_hooks(void (*release)(struct coop_greenlet *g, bool finished)
     hold_retake = retake;
 }
 
-/* errno is per OS thread and so is saved per greenlet; so is the program's TLS block. */
+/* errno is saved per greenlet: a thread's own context and its hub share the OS thread's
+ * (every other greenlet has an errno of its own in its TLS area). */
 static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 {
     struct coop_greenlet *self = h->current;
@@ -160,8 +161,7 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;
-    if (coop_tls_per_greenlet)
-        coop_tls_enter(h, next);  /* may move the thread pointer: no TLS access after it */
+    coop_tls_enter(self, next);  /* may move the thread pointer: no TLS access after it */
 
     coop_context_switch(&self->ctx, &next->ctx);
     coop_san_arrive(fake_stack, h->switched_from);
@@ -220,7 +220,7 @@ static struct coop_hub *hub_create(void)
     coop_tls_hub_init(h);
     h->main_g = coop_greenlet_adopt(h, false);
     h->hub_g = coop_greenlet_adopt(h, true);
-    h->current = h->tls_owner = h->main_g;
+    h->current = h->main_g;
     coop_arrive(h->main_g);
 
     return h;
@@ -231,8 +231,8 @@ void coop_init(const struct coop_settings *settings)
     coop_settings = *settings;
     coop_context_init(settings->switch_ucontext ? COOP_SWITCH_UCONTEXT : COOP_SWITCH_FAST);
     coop_stack_configure(settings->stack_size);
-    coop_tls_init();
     coop_sanitizer_init();
+    coop_tls_init(settings->tls_mode);
     int existing = coop_os_threads();
     if (existing > 1)    /* like gevent's "patched too late" */
         coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
@@ -409,6 +409,8 @@ void coop_fork_child(void)
     coop_offload_fork_child();
 
     coop_greenlet_fork_child(h, self);
+    h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    coop_tls_fork_child(h, self);
     h->ready_head = h->ready_tail = NULL;
     h->ready_len = 0;
     h->remote_head = h->remote_tail = NULL;

@@ -65,8 +65,8 @@ struct coop_greenlet {
     struct coop_greenlet *joiner;
     void *slot;                      /* the shim's */
     void *held;                      /* the shim's record of libc locks it holds, or NULL */
-    void *tls;                       /* its TLS area, or copy of the program's block (tls.c) */
-    uintptr_t tp;                    /* its own thread pointer, or 0 for its OS thread's */
+    uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
+    bool own_tls;                    /* the area at tp is its own (tls.c) */
 
     struct coop_stack stack;
     bool heap_struct;                /* allocated with malloc, not on its stack */
@@ -107,9 +107,6 @@ struct coop_hub {
     int watches_len;
 
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
-    char *tls_block;                 /* this thread's instance of the program's TLS block */
-
-    struct coop_greenlet *tls_owner; /* whose values the block holds now */
 
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
@@ -153,12 +150,20 @@ int64_t coop_timer_next(const struct coop_hub *h);
 void coop_timer_run(struct coop_hub *h);
 
 /* tls.c */
-void coop_tls_init(void);
+void coop_tls_init(enum coop_tls_mode mode);
 void coop_tls_hub_init(struct coop_hub *h);
+/* The thread pointer of an area whose control block ends at or below top, and the lowest
+ * byte of that area: the stack proper ends there. */
+uintptr_t coop_tls_place(char *top);
+char *coop_tls_area_bottom(uintptr_t tp);
+/* Fills the area at g->tp (placed) for a created greenlet; a thread's own context and
+ * hubs get the OS thread's. 0, or -1 out of memory. */
 int coop_tls_greenlet_init(struct coop_greenlet *g);
-void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g);
-void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g);
-extern bool coop_tls_per_greenlet;   /* the program has TLS of its own to keep apart */
+void coop_tls_greenlet_free(struct coop_greenlet *g);
+/* Moves the thread pointer, if it changes: no thread-local access between this and the
+ * context switch. */
+void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to);
+void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
 
 /* diag.c */
 int64_t coop_coarse_now(void);

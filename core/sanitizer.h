@@ -12,6 +12,10 @@
 /* Finds the runtime's code for coop_from_sanitizer (sanitizer.c). */
 void coop_sanitizer_init(void);
 
+/* A new greenlet's TLS area (at tp) takes the sanitizer runtime's block from the creating
+ * thread's (at from_tp): ASan's per-thread state must stay the OS thread's. */
+void coop_san_inherit_tls(uintptr_t tp, uintptr_t from_tp);
+
 /* Before switching from `from` to `to`; a finished greenlet's fake stack is released. */
 static inline void coop_san_leave(struct coop_greenlet *from, struct coop_greenlet *to, void **fake)
 {
@@ -54,6 +58,7 @@ static inline void coop_san_fresh_stack(void *base, size_t size)
 }
 #else
 static inline void coop_sanitizer_init(void) {}
+static inline void coop_san_inherit_tls(uintptr_t tp, uintptr_t from_tp) { (void)tp, (void)from_tp; }
 static inline void coop_san_fresh_stack(void *base, size_t size) { (void)base, (void)size; }
 static inline void coop_san_leave
 (struct coop_greenlet *from, struct coop_greenlet *to, void **fake)

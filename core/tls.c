@@ -1,56 +1,102 @@
 /*
- * Thread-local variables, per greenlet. Variables declared __thread or thread_local live in
- * a TLS area per OS thread, which all the greenlets of a hub would share: Rust's std keeps
- * the current thread's handle there (and aborts when a new thread finds it already set),
- * and takes the address of a thread-local as a thread's identity (its channels deadlock
- * when all threads look alike).
+ * Thread-local storage: every greenlet has the TLS a new thread would have.
  *
- * Where the CPU lets user code set the thread pointer (FSGSBASE, Linux 5.9+), a greenlet
- * of a program with TLS of its own gets a TLS area of its own, as a thread does: a copy of
- * its OS thread's static TLS and thread control block, with the executable's block fresh
- * from its initial image; the switch moves the thread pointer (wrfsbase, no system call)
- * and carries the dynamic-TLS vector along, which stays the OS thread's. Shared libraries'
- * variables start as the creating thread's values. Elsewhere the executable's block alone
- * is kept per greenlet, its contents swapped at each switch.
+ * On x86-64 a thread's thread-local variables hang off its thread pointer (the %fs base).
+ * glibc puts three things there, and a greenlet gets its own of each, made the way
+ * pthread_create makes a thread's:
+ *
+ *   - the static TLS blocks of the executable and of every library loaded at start, just
+ *     below the thread pointer, at offsets fixed for the life of the process (errno,
+ *     malloc's tcache pointer, the locale and the resolver state are glibc's own);
+ *   - the thread control block at the thread pointer: glibc's struct pthread, starting
+ *     with tcbhead_t (tcb, dtv, self, ..., stack_guard at %fs:0x28, pointer_guard at 0x30);
+ *   - the DTV, through which __tls_get_addr finds the blocks of libraries loaded later with
+ *     dlopen (dynamic TLS), allocated on first use per DTV.
+ *
+ * ld.so exports what pthread_create itself uses: _dl_get_tls_static_info (the area's size
+ * and alignment), _dl_allocate_tls (a DTV for an area, every module's block filled from its
+ * initial image) and _dl_deallocate_tls (the DTV and the dynamic blocks). libc exports the
+ * layout of struct pthread for libthread_db (_thread_db_*). These are GLIBC_PRIVATE, not a
+ * stable ABI: coop_tls_init checks each, and what it derives, before the first greenlet
+ * exists, and refuses to start on a glibc they do not fit rather than corrupt memory.
+ *
+ * The area sits at the top of the greenlet's stack, below its record, as glibc puts struct
+ * pthread and the static TLS at the top of a thread's stack; the thread's stack size counts
+ * it, as glibc's does. The fields of the control block, and whose view each takes:
+ *
+ *   the greenlet's own      tcb and self (its thread pointer), dtv, cancellation and cleanup
+ *                           state (zero), the robust-mutex list and its link in glibc's
+ *                           list of threads (both empty: glibc does not know it), everything else
+ *                           glibc keeps per thread (zero, as in a new thread);
+ *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo,
+ *                           multiple_threads: copied from the creating thread;
+ *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
+ *                           system calls such as tgkill), kept up to date by
+ *                           coop_tls_arrive; the rseq area: the kernel updates only the OS
+ *                           thread's, so the greenlet's says "not registered" and
+ *                           sched_getcpu asks the kernel.
+ *
+ * A switch moves the thread pointer when it changes: with the wrfsbase instruction where the
+ * CPU and kernel allow it (FSGSBASE, Linux 5.9+), else with arch_prctl(ARCH_SET_FS), a system
+ * call. COOP_TLS picks one (auto: wrfsbase where available). A thread's original context
+ * (its main greenlet) and its hub keep the OS thread's own area.
+ *
+ * malloc's per-thread state (its tcache and arena pointers, in libc's block) is freed by
+ * glibc's thread-exit code, which coop cannot call. Instead a finished greenlet's state is
+ * handed to the next greenlet created, as glibc hands a finished thread's stack to the next
+ * thread: the words to carry are found at start-up by watching which words of a fresh area's
+ * libc block a malloc and a free change.
+ *
+ * Not covered: a library dlopen'ed later that uses static TLS (the initial-exec model) is
+ * initialised by glibc in the threads it knows; in a greenlet created before that dlopen its
+ * block reads zero rather than its initial image.
  */
+#include <asm/prctl.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <gnu/libc-version.h>
 #include <link.h>
+#include <linux/futex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/rseq.h>
 
 #include "internal.h"
+#include "sanitizer.h"
 
 #define HWCAP2_FSGSBASE (1 << 1)
-#define TCB_DTV 8        /* tcbhead_t: tcb, dtv, self, ... */
-#define TCB_SELF 16
 
-static size_t tls_size;             /* the executable's block; 0: it has none */
-static const void *tls_image;       /* .tdata; the rest of the block (.tbss) is zero */
-static size_t tls_image_size;
-static uintptr_t tls_offset;        /* of the block below the thread pointer */
+/* tcbhead_t, x86-64 (glibc's sysdeps/x86_64/nptl/tls.h). */
+#define TCB_TCB 0x00
+#define TCB_SELF 0x10
+#define TCB_GSCOPE_FLAG 0x1c
+#define TCB_PRIVATE_TM 0x50          /* libitm's and split-stack words, to 0x78: per thread */
+#define TCB_PRIVATE_END 0x78
+#define TCB_HEADER_COPIED 0x80       /* the header glibc copies into a new thread, and more */
 
-static bool own_tp;                 /* greenlets get their own TLS area */
-static size_t area_size, tcb_size;  /* glibc's static TLS, control block included */
+#define MALLOC_WORDS_MAX 4
 
-static int find_program_tls(struct dl_phdr_info *info, size_t size, void *hub)
-{
-    (void)size;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_TLS)
-            continue;
-        if (hub != NULL) {
-            ((struct coop_hub *)hub)->tls_block = info->dlpi_tls_data;
-        } else {
-            tls_size = ph->p_memsz;
-            tls_image = (const void *)(info->dlpi_addr + ph->p_vaddr);
-            tls_image_size = ph->p_filesz;
-        }
-    }
-    return 1;    /* the first object is the executable */
-}
+static struct {
+    void *(*allocate)(void *tcb);
+    void (*deallocate)(void *tcb, bool dealloc_tcb);
+    size_t area_size, align, tcb_size;
+    uintptr_t tid_at, list_at, robust_at;    /* offsets in struct pthread */
+    bool fsgsbase;
+    int malloc_words;                 /* words of libc's block that hold malloc's state */
+    intptr_t malloc_word_at[MALLOC_WORDS_MAX];   /* their offsets from the thread pointer */
+} tls;
+
+/* Offsets from the thread pointer of the runtime's own thread-locals, seeded into each
+ * greenlet's area: static TLS offsets are the same for every thread. */
+static intptr_t running_at, thread_state_at;
+
+/* Finished greenlets' malloc states, for the next greenlets. */
+struct malloc_state { uintptr_t word[MALLOC_WORDS_MAX]; };
+static coop_lock_t spare_lock;
+static struct malloc_state *spare;
+static size_t spare_len, spare_cap;
 
 static uintptr_t thread_pointer(void)
 {
@@ -59,97 +105,260 @@ static uintptr_t thread_pointer(void)
     return tp;
 }
 
-bool coop_tls_per_greenlet;
-
-void coop_tls_init(void)
+static void set_thread_pointer(uintptr_t tp)
 {
-    dl_iterate_phdr(find_program_tls, NULL);
-    coop_tls_per_greenlet = tls_size > 0;
-
-    void (*static_info)(size_t *, size_t *) = dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
-    const uint32_t *sizeof_pthread = dlsym(RTLD_DEFAULT, "_thread_db_sizeof_pthread");
-    if (tls_size == 0 || !(getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) || static_info == NULL
-        || sizeof_pthread == NULL)
-        return;
-    size_t align;
-    static_info(&area_size, &align);
-    tcb_size = *sizeof_pthread;
-    own_tp = area_size > tcb_size;
+    if (tls.fsgsbase)
+        __asm__ volatile("wrfsbase %0" : : "r"(tp) : "memory");
+    else
+        coop_sys(SYS_arch_prctl, ARCH_SET_FS, (long)tp, 0);
 }
 
-void coop_tls_hub_init(struct coop_hub *h)
+static uintptr_t *word_at(uintptr_t tp, intptr_t offset) { return (uintptr_t *)(tp + offset); }
+
+static void refuse(const char *why)
 {
-    h->os_tp = thread_pointer();
-    if (tls_size == 0)
-        return;
-    dl_iterate_phdr(find_program_tls, h);
-    if (h->tls_block == NULL)
-        coop_panic("cannot find the program's TLS block");
-    tls_offset = h->os_tp - (uintptr_t)h->tls_block;
+    char line[256];
+    int n = snprintf(line, sizeof line, "coop: glibc %s does not fit coop's thread-local storage: %s\n",
+                     gnu_get_libc_version(), why);
+    coop_write_stderr(line, (size_t)n);
+    _exit(2);
 }
 
-/* A thread's first values. When coop's core is linked into the program itself (its unit
- * tests), the runtime's own state lives in this block too and is carried over. */
-static void fresh_program_block(char *block)
+/* A GLIBC_PRIVATE symbol of libc or ld.so, or a clear refusal. */
+static void *private_symbol(const char *name)
 {
-    if (tls_image_size > 0)     /* a TLS of zeros only (Go's) has no image */
-        memcpy(block, tls_image, tls_image_size);
-    memset(block + tls_image_size, 0, tls_size - tls_image_size);
-    intptr_t at = (const char *)&coop_thread - (const char *)(thread_pointer() - tls_offset);
-    if (at >= 0 && (size_t)at + sizeof coop_thread <= tls_size)
-        memcpy(block + at, &coop_thread, sizeof coop_thread);
-}
-
-int coop_tls_greenlet_init(struct coop_greenlet *g)
-{
-    if (tls_size == 0 || g->is_hub || (own_tp && g->is_main))
-        return 0;
-    if (!own_tp) {
-        g->tls = malloc(tls_size);
-        if (g->tls == NULL)
-            return -1;
-        fresh_program_block(g->tls);
-
-        return 0;
+    void *p = dlvsym(RTLD_DEFAULT, name, "GLIBC_PRIVATE");
+    if (p == NULL) {
+        char why[96];
+        snprintf(why, sizeof why, "%s is missing", name);
+        refuse(why);
     }
-    size_t below = area_size - tcb_size;
-    g->tls = aligned_alloc(64, (area_size + 63) & ~(size_t)63);
-    if (g->tls == NULL)
-        return -1;
-    memcpy(g->tls, (char *)g->hub->os_tp - below, area_size);
-    g->tp = (uintptr_t)g->tls + below;
-    fresh_program_block((char *)(g->tp - tls_offset));
+    return p;
+}
 
-    *(uintptr_t *)g->tp = g->tp;
-    *(uintptr_t *)(g->tp + TCB_SELF) = g->tp;
-    /* The kernel updates the OS thread's rseq area, not this copy: mark it unregistered
-     * so that sched_getcpu asks the kernel instead of reading a stale CPU. */
+/* Offset of a struct pthread field from libthread_db's descriptor {bits, count, offset}. */
+static uintptr_t pthread_field(const char *descriptor, uint32_t bits)
+{
+    const uint32_t *d = private_symbol(descriptor);
+    if (d[0] != bits || d[2] + bits / 8 > tls.tcb_size)
+        refuse(descriptor);
+    return d[2];
+}
+
+/* Makes the control block of an area whose static blocks ld.so has just filled: see the
+ * table at the top. */
+static void init_control_block(uintptr_t tp, pid_t tid)
+{
+    uintptr_t os_tp = thread_pointer();
+    memcpy((void *)tp, (void *)os_tp, TCB_HEADER_COPIED);
+    *word_at(tp, TCB_TCB) = tp;
+    *word_at(tp, TCB_SELF) = tp;
+    *(int *)(tp + TCB_GSCOPE_FLAG) = 0;
+    memset((void *)(tp + TCB_PRIVATE_TM), 0, TCB_PRIVATE_END - TCB_PRIVATE_TM);
+    *(pid_t *)(tp + tls.tid_at) = tid;
+    /* glibc's list of threads: this one is on none, but a forked child unlinks itself. */
+    uintptr_t *list = word_at(tp, (intptr_t)tls.list_at);
+    list[0] = list[1] = (uintptr_t)list;
+    struct robust_list_head *robust = (struct robust_list_head *)(tp + tls.robust_at);
+    robust->list.next = &robust->list;
+    robust->futex_offset = ((struct robust_list_head *)(os_tp + tls.robust_at))->futex_offset;
+    robust->list_op_pending = NULL;
     if (__rseq_size > 0)
-        ((struct rseq *)(g->tp + (uintptr_t)__rseq_offset))->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
+        ((struct rseq *)(tp + (uintptr_t)__rseq_offset))->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
+}
+
+/* Fills the area below tp (and its control block) as ld.so fills a new thread's, seeds
+ * the runtime's own thread-locals; 0, or -1 out of memory. */
+static int init_area(uintptr_t tp, pid_t tid, struct coop_greenlet *g)
+{
+    memset((void *)tp, 0, tls.tcb_size);      /* a pooled stack holds an old one */
+    init_control_block(tp, tid);
+    if (tls.allocate((void *)tp) == NULL)     /* installs the DTV: after the header copy */
+        return -1;
+    *(struct coop_greenlet **)(tp + running_at) = g;
+    memcpy((void *)(tp + thread_state_at), &coop_thread, sizeof coop_thread);
+    coop_san_inherit_tls(tp, thread_pointer());
     return 0;
 }
 
-void coop_tls_greenlet_free(struct coop_hub *h, struct coop_greenlet *g)
+static void take_spare_malloc_state(uintptr_t tp)
 {
-    if (h->tls_owner == g)
-        h->tls_owner = NULL;
-    free(g->tls);
+    if (tls.malloc_words == 0 || spare_len == 0)
+        return;
+    coop_lock(&spare_lock);
+    if (spare_len > 0) {
+        struct malloc_state *s = &spare[--spare_len];
+        for (int i = 0; i < tls.malloc_words; i++)
+            *word_at(tp, tls.malloc_word_at[i]) = s->word[i];
+    }
+    coop_unlock(&spare_lock);
 }
 
-void coop_tls_enter(struct coop_hub *h, struct coop_greenlet *g)
+static void keep_malloc_state(uintptr_t tp)
 {
-    if (own_tp) {
-        uintptr_t from = thread_pointer(), to = g->tp ? g->tp : h->os_tp;
-        if (from != to) {
-            *(uintptr_t *)(to + TCB_DTV) = *(uintptr_t *)(from + TCB_DTV);
-            __asm__ volatile("wrfsbase %0" : : "r"(to) : "memory");
+    struct malloc_state s = { { 0 } };
+    bool used = false;
+    for (int i = 0; i < tls.malloc_words; i++)
+        used |= (s.word[i] = *word_at(tp, tls.malloc_word_at[i])) != 0;
+    if (!used)
+        return;
+    coop_lock(&spare_lock);
+    if (spare_len == spare_cap) {
+        size_t cap = spare_cap ? spare_cap * 2 : 64;
+        struct malloc_state *grown = realloc(spare, cap * sizeof *grown);
+        if (grown == NULL) {      /* the state is lost: a small leak, never a crash */
+            coop_unlock(&spare_lock);
+            return;
         }
-        return;
+        spare = grown;
+        spare_cap = cap;
     }
-    if (tls_size == 0 || g->is_hub || h->tls_owner == g)
+    spare[spare_len++] = s;
+    coop_unlock(&spare_lock);
+}
+
+static int find_libc_block(struct dl_phdr_info *info, size_t size, void *out)
+{
+    (void)size;
+    if (strstr(info->dlpi_name, "/libc.so.") == NULL)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS) {
+            ((uintptr_t *)out)[0] = (uintptr_t)info->dlpi_tls_data;
+            ((uintptr_t *)out)[1] = info->dlpi_phdr[i].p_memsz;
+        }
+    return 1;
+}
+
+/* Runs glibc's malloc and free on a fresh area, on this OS thread; nothing in between may
+ * touch a thread-local of the caller's. */
+static __attribute__((noinline)) void *malloc_on(uintptr_t tp, void *(*libc_malloc)(size_t),
+                                                 void (*libc_free)(void *), int **errno_at)
+{
+    uintptr_t own = thread_pointer();
+    set_thread_pointer(tp);
+    void *p = libc_malloc(64);
+    libc_free(p);
+    *errno_at = __errno_location();
+    set_thread_pointer(own);
+    return p;
+}
+
+/*
+ * A fresh area on the heap, made as a greenlet's would be, checked: glibc's errno must land
+ * inside it; then the words of libc's block that a malloc and a free change there are
+ * malloc's per-thread state. The probe's own state becomes the first spare.
+ */
+static void probe_area(void)
+{
+    uintptr_t libc_block[2] = { 0, 0 };
+    dl_iterate_phdr(find_libc_block, libc_block);
+    if (libc_block[0] == 0)
+        refuse("libc's TLS block was not found");
+    uintptr_t own = thread_pointer();
+    intptr_t libc_at = (intptr_t)(libc_block[0] - own);
+    size_t libc_words = libc_block[1] / sizeof(uintptr_t);
+
+    char *mem = aligned_alloc(tls.align, tls.area_size);
+    if (mem == NULL)
+        coop_panic("out of memory");
+    uintptr_t tp = (uintptr_t)mem + tls.area_size - tls.tcb_size;
+    if (init_area(tp, (pid_t)coop_sys(SYS_gettid, 0, 0, 0), NULL) != 0)
+        coop_panic("out of memory");
+    if (*word_at(tp, TCB_SELF) != tp)
+        refuse("the control block was not laid out as expected");
+    uintptr_t before[32];
+    if (libc_words > 32)
+        refuse("libc's TLS block is larger than expected");
+    memcpy(before, (void *)(tp + libc_at), libc_words * sizeof(uintptr_t));
+
+    int *errno_at;
+    malloc_on(tp, dlsym(RTLD_DEFAULT, "__libc_malloc"), dlsym(RTLD_DEFAULT, "__libc_free"), &errno_at);
+    if ((uintptr_t)errno_at < (uintptr_t)mem || (uintptr_t)errno_at >= tp)
+        refuse("errno of a new area is not in that area");
+    for (size_t i = 0; i < libc_words; i++)
+        if (before[i] != word_at(tp, libc_at)[i] && tls.malloc_words < MALLOC_WORDS_MAX)
+            tls.malloc_word_at[tls.malloc_words++] = libc_at + (intptr_t)(i * sizeof(uintptr_t));
+    keep_malloc_state(tp);
+    tls.deallocate((void *)tp, false);
+    free(mem);
+}
+
+void coop_tls_init(enum coop_tls_mode mode)
+{
+    bool fsgsbase = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
+    if (mode == COOP_TLS_FSGSBASE && !fsgsbase) {
+        static const char line[] = "coop: COOP_TLS=fsgsbase: this CPU or kernel does not let user code "
+                                   "set the thread pointer (no FSGSBASE in AT_HWCAP2); use auto or syscall\n";
+        coop_write_stderr(line, sizeof line - 1);
+        _exit(2);
+    }
+    tls.fsgsbase = mode == COOP_TLS_FSGSBASE || (mode == COOP_TLS_AUTO && fsgsbase);
+
+    void (*static_info)(size_t *, size_t *) = private_symbol("_dl_get_tls_static_info");
+    tls.allocate = private_symbol("_dl_allocate_tls");
+    tls.deallocate = private_symbol("_dl_deallocate_tls");
+    tls.tcb_size = *(const uint32_t *)private_symbol("_thread_db_sizeof_pthread");
+    static_info(&tls.area_size, &tls.align);
+    if (tls.tcb_size < 1024 || tls.tcb_size % 64 != 0 || tls.area_size <= tls.tcb_size
+        || tls.area_size % tls.align != 0 || tls.align < 16 || tls.align > 4096)
+        refuse("the static TLS area or struct pthread has an unexpected size");
+    tls.tid_at = pthread_field("_thread_db_pthread_tid", 32);
+    tls.list_at = pthread_field("_thread_db_pthread_list", 128);
+
+    /* The kernel knows where the OS thread's robust list head is: inside its struct pthread. */
+    uintptr_t own = thread_pointer(), head = 0;
+    size_t len;
+    if (coop_sys(SYS_get_robust_list, 0, (long)&head, (long)&len) != 0 || head < own
+        || head + sizeof(struct robust_list_head) > own + tls.tcb_size)
+        refuse("the robust-mutex list head is not in struct pthread");
+    tls.robust_at = head - own;
+
+    running_at = (intptr_t)((uintptr_t)&coop_running - own);
+    thread_state_at = (intptr_t)((uintptr_t)&coop_thread - own);
+    probe_area();
+}
+
+void coop_tls_hub_init(struct coop_hub *h) { h->os_tp = thread_pointer(); }
+
+uintptr_t coop_tls_place(char *top)
+{
+    return ((uintptr_t)top - tls.tcb_size) & ~(uintptr_t)(tls.align - 1);
+}
+
+char *coop_tls_area_bottom(uintptr_t tp) { return (char *)(tp - (tls.area_size - tls.tcb_size)); }
+
+int coop_tls_greenlet_init(struct coop_greenlet *g)
+{
+    if (g->is_hub || g->is_main) {
+        g->tp = g->hub->os_tp;
+        return 0;
+    }
+    if (init_area(g->tp, g->hub->tid, g) != 0)
+        return -1;
+    take_spare_malloc_state(g->tp);
+    g->own_tls = true;
+    return 0;
+}
+
+void coop_tls_greenlet_free(struct coop_greenlet *g)
+{
+    if (!g->own_tls)
         return;
-    if (h->tls_owner != NULL)
-        memcpy(h->tls_owner->tls, h->tls_block, tls_size);
-    memcpy(h->tls_block, g->tls, tls_size);
-    h->tls_owner = g;
+    keep_malloc_state(g->tp);
+    tls.deallocate((void *)g->tp, false);
+    g->own_tls = false;
+}
+
+void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to)
+{
+    if (from->tp != to->tp)
+        set_thread_pointer(to->tp);
+}
+
+void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
+{
+    /* glibc's fork updated the tid of the control block it runs on: the forking greenlet's. */
+    *(pid_t *)(h->os_tp + tls.tid_at) = h->tid;
+    *(pid_t *)(self->tp + tls.tid_at) = h->tid;
 }

@@ -146,6 +146,7 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
     static const char *const switches[] = { "fast", "ucontext", NULL };
     static const char *const deadlock_actions[] = { "exit", "wait", NULL };
+    static const char *const tls_modes[] = { "auto", "fsgsbase", "syscall", NULL };
     struct parser p = { get, error, error_size, false };
     struct coop_settings *core = &out->core;
     const char *v;
@@ -158,6 +159,9 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
                                                            "expected error, warn, info or debug");
     if ((v = get("COOP_SWITCH")) != NULL)
         core->switch_ucontext = parse_choice(&p, "COOP_SWITCH", v, switches, "expected fast or ucontext") == 1;
+    if ((v = get("COOP_TLS")) != NULL)
+        core->tls_mode = (enum coop_tls_mode)parse_choice(&p, "COOP_TLS", v, tls_modes,
+                                                          "expected auto, fsgsbase or syscall");
     if ((v = get("COOP_STATS")) != NULL)
         core->stats = parse_bool(&p, "COOP_STATS", v);
     if ((v = get("COOP_VERBOSE")) != NULL)

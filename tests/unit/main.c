@@ -28,6 +28,15 @@ void shim_resolve_all(void);
 /* In this binary the libc names are glibc's own: they are the real functions. */
 static uintptr_t os_thread_self(void) { return (uintptr_t)pthread_self(); }
 
+/* COOP_TLS picks the thread-pointer mechanism here too, so make test runs each. */
+static enum coop_tls_mode tls_mode(void)
+{
+    const char *v = getenv("COOP_TLS");
+    if (v != NULL && strcmp(v, "syscall") == 0)
+        return COOP_TLS_SYSCALL;
+    return v != NULL && strcmp(v, "fsgsbase") == 0 ? COOP_TLS_FSGSBASE : COOP_TLS_AUTO;
+}
+
 int main(void)
 {
     /* libuv's libc references jump through pointers this fills (shim/real.c). */
@@ -38,6 +47,7 @@ int main(void)
         .os_sigaction = sigaction,
         .stack_size = 256 * 1024,
         .switch_ucontext = false,
+        .tls_mode = tls_mode(),
     };
     coop_init(&settings);
     unit_runner_pid = getpid();

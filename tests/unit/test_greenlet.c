@@ -5,6 +5,7 @@
  * becomes a hub of its own unless marked as a runtime thread).
  */
 #include <errno.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,6 +504,52 @@ START_TEST(test_program_tls_per_greenlet)
 }
 END_TEST
 
+/* glibc's own thread-locals are per greenlet too, fresh as in a new thread: errno's
+ * address, the locale set with uselocale, and malloc working from each. */
+struct libc_tls_probe { int *errno_at; locale_t start_locale; bool own_locale_kept; };
+
+static void *libc_tls_body(void *arg)
+{
+    struct libc_tls_probe *p = arg;
+    p->errno_at = &errno;
+    p->start_locale = uselocale((locale_t)0);
+    locale_t mine = duplocale(LC_GLOBAL_LOCALE);
+    uselocale(mine);
+    void *blocks[16];
+    for (int i = 0; i < 16; i++)
+        blocks[i] = malloc(32 + 16 * (size_t)i);
+    coop_yield();
+    for (int i = 0; i < 16; i++)
+        free(blocks[i]);
+    p->own_locale_kept = uselocale((locale_t)0) == mine;
+    uselocale(LC_GLOBAL_LOCALE);
+    freelocale(mine);
+    return NULL;
+}
+
+START_TEST(test_libc_tls_per_greenlet)
+{
+    locale_t main_locale = duplocale(LC_GLOBAL_LOCALE);
+    uselocale(main_locale);
+    for (int round = 0; round < 3; round++) {     /* later rounds reuse malloc state */
+        struct libc_tls_probe p[2] = { { 0 }, { 0 } };
+        struct coop_greenlet *a = unit_spawn(libc_tls_body, &p[0]);
+        struct coop_greenlet *b = unit_spawn(libc_tls_body, &p[1]);
+        unit_join(a);
+        unit_join(b);
+        for (int i = 0; i < 2; i++) {
+            ck_assert_ptr_ne(p[i].errno_at, &errno);
+            ck_assert_ptr_eq(p[i].start_locale, LC_GLOBAL_LOCALE);   /* not the spawner's */
+            ck_assert(p[i].own_locale_kept);
+        }
+        ck_assert_ptr_ne(p[0].errno_at, p[1].errno_at);
+    }
+    ck_assert_ptr_eq(uselocale((locale_t)0), main_locale);
+    uselocale(LC_GLOBAL_LOCALE);
+    freelocale(main_locale);
+}
+END_TEST
+
 struct thread_hub_probe {
     bool mark_runtime;
     struct coop_greenlet *self, *self_before_spawn;
@@ -627,6 +674,7 @@ Suite *greenlet_suite(void)
     tcase_add_test(tc, test_spawn_stacks);
     tcase_add_test(tc, test_exit_hook_and_slot);
     tcase_add_test(tc, test_program_tls_per_greenlet);
+    tcase_add_test(tc, test_libc_tls_per_greenlet);
     tcase_add_test(tc, test_join_from_other_thread);
     tcase_add_test(tc, test_other_threads);
     suite_add_tcase(s, tc);
