@@ -178,6 +178,7 @@ void coop_greenlet_main(void)
         void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
         coop_hub_main(h);
     }
+    coop_tls_start(g);
     errno = 0;
     coop_exit(g->fn(g->arg));
 }

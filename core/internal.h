@@ -159,6 +159,8 @@ char *coop_tls_area_bottom(uintptr_t tp);
 /* Fills the area at g->tp (placed) for a created greenlet; a thread's own context and
  * hubs get the OS thread's. 0, or -1 out of memory. */
 int coop_tls_greenlet_init(struct coop_greenlet *g);
+/* On a greenlet's first run, on its own TLS. */
+void coop_tls_start(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_greenlet *g);
 /* Moves the thread pointer, if it changes: no thread-local access between this and the
  * context switch. */

@@ -15,7 +15,8 @@
  *
  * ld.so exports what pthread_create itself uses: _dl_get_tls_static_info (the area's size
  * and alignment), _dl_allocate_tls (a DTV for an area, every module's block filled from its
- * initial image) and _dl_deallocate_tls (the DTV and the dynamic blocks). libc exports the
+ * initial image) and _dl_deallocate_tls (the DTV and the dynamic blocks); libc exports
+ * __ctype_init, which a new thread runs before its start routine. libc exports the
  * layout of struct pthread for libthread_db (_thread_db_*). These are GLIBC_PRIVATE, not a
  * stable ABI: coop_tls_init checks each, and what it derives, before the first greenlet
  * exists, and refuses to start on a glibc they do not fit rather than corrupt memory.
@@ -80,6 +81,7 @@
 
 static struct {
     void *(*allocate)(void *tcb);
+    void (*ctype_init)(void);
     void (*deallocate)(void *tcb, bool dealloc_tcb);
     size_t area_size, align, tcb_size;
     uintptr_t tid_at, list_at, robust_at;    /* offsets in struct pthread */
@@ -279,6 +281,8 @@ static void probe_area(void)
     for (size_t i = 0; i < libc_words; i++)
         if (before[i] != word_at(tp, libc_at)[i] && tls.malloc_words < MALLOC_WORDS_MAX)
             tls.malloc_word_at[tls.malloc_words++] = libc_at + (intptr_t)(i * sizeof(uintptr_t));
+    coop_debug("tls: area %zu bytes, control block %zu, malloc state in %d words of libc's block, %s",
+               tls.area_size, tls.tcb_size, tls.malloc_words, tls.fsgsbase ? "wrfsbase" : "arch_prctl");
     keep_malloc_state(tp);
     tls.deallocate((void *)tp, false);
     free(mem);
@@ -298,6 +302,7 @@ void coop_tls_init(enum coop_tls_mode mode)
     void (*static_info)(size_t *, size_t *) = private_symbol("_dl_get_tls_static_info");
     tls.allocate = private_symbol("_dl_allocate_tls");
     tls.deallocate = private_symbol("_dl_deallocate_tls");
+    tls.ctype_init = private_symbol("__ctype_init");
     tls.tcb_size = *(const uint32_t *)private_symbol("_thread_db_sizeof_pthread");
     static_info(&tls.area_size, &tls.align);
     if (tls.tcb_size < 1024 || tls.tcb_size % 64 != 0 || tls.area_size <= tls.tcb_size
@@ -339,6 +344,14 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
     take_spare_malloc_state(g->tp);
     g->own_tls = true;
     return 0;
+}
+
+/* What glibc's start_thread does for a new thread's TLS before its start routine: the ctype
+ * tables' pointers (isspace, toupper...) start as zeros in libc's image. */
+void coop_tls_start(struct coop_greenlet *g)
+{
+    if (g->own_tls)
+        tls.ctype_init();
 }
 
 void coop_tls_greenlet_free(struct coop_greenlet *g)
