@@ -124,6 +124,9 @@ check_no_files() {
 # sets server.
 start_echo() {
     local _ port=
+    # Emptied first: the background shell may not have truncated it when the loop first reads
+    # it, and the previous run's port would be found.
+    : >"$TMP/echo.out"
     "$@" "$SAMPLES/echo_threads" >"$TMP/echo.out" 2>"$TMP/echo.err" &
     server=$!
     for _ in $(seq 100); do
