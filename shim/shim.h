@@ -34,6 +34,10 @@ void shim_resolve_all(void);
 #define REAL(name) \
     ((__typeof__(&name))(coop_real_##name != NULL ? coop_real_##name : shim_resolve(SHIM_FN_##name)))
 
+/* COOP_ALWAYS_COOPERATIVE: a lone greenlet takes the cooperative path too, as if another
+ * greenlet existed, so that a program's own tests can exercise that path. */
+extern bool shim_always_cooperative;
+
 /* The calling greenlet when a call of this family should park it, NULL when the call
  * should go to libc unchanged: family off, runtime code, or no other greenlet to run.
  * Inline: every wrapper asks first. */
@@ -42,7 +46,7 @@ static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
     if (!shim_patched[family])
         return NULL;
     struct coop_greenlet *g = coop_self();
-    return g != NULL && !coop_alone() ? g : NULL;
+    return g != NULL && (shim_always_cooperative || !coop_alone()) ? g : NULL;
 }
 
 /* What the shim knows of an fd; see fdtab.c. */
@@ -105,7 +109,7 @@ struct shim_settings {
     enum coop_log_level log_level;
     int dump_signal;
     int threadpool_size;
-    bool file_offload, no_inherit;
+    bool file_offload, no_inherit, always_cooperative;
 };
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);
