@@ -4,6 +4,7 @@
  * such work to its native threadpool. The pool's threads are runtime threads: whatever
  * the work calls goes straight to libc.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,21 +87,32 @@ static int queue(uv_loop_t *loop, struct offload *o)
 /* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
 void coop_offload_fork_child(void) { started = false; }
 
-void coop_offload(void (*fn)(void *), void *arg)
+int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg)
 {
     struct coop_greenlet *g = coop_self();
     struct offload o = { .fn = fn, .arg = arg, .g = g };
     o.req.data = &o;
     if (g == NULL || queue(&coop_thread.hub->loop, &o) != 0) {
         fn(arg);
-        return;
+        return 0;
     }
-    while (!o.done) {      /* signals do not end the wait: the work owns o until it ends */
+    int interrupted = 0;
+    while (!o.done) {      /* the work owns o until it ends, interrupted or not */
         coop_prepare_wait(g, WAIT_OFFLOAD, NULL);
         if (o.done) {
             coop_cancel_wait(g);
             break;
         }
-        coop_suspend(COOP_NO_DEADLINE);
+        int reason = coop_suspend(COOP_NO_DEADLINE);
+        if ((reason == EINTR || reason == COOP_RESTART) && cancel != NULL && interrupted == 0) {
+            interrupted = reason;
+            cancel(arg);
+        }
     }
+    return interrupted;
+}
+
+void coop_offload(void (*fn)(void *), void *arg)
+{
+    coop_offload_interruptible(fn, NULL, arg);
 }

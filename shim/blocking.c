@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -61,6 +62,32 @@ ssize_t shim_blocking(int fd, int dir, bool has_dontwait, shim_attempt attempt, 
             return attempt(fd, args, false);   /* epoll cannot watch it: block for real */
         return -1;
     }
+}
+
+bool shim_copy_in(void *to, const void *from, size_t n)
+{
+    struct iovec local = { to, n }, remote = { (void *)from, n };
+    ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (r == (ssize_t)n)
+        return true;
+    if (r < 0 && errno != EFAULT) {     /* refused here (seccomp, ENOSYS): read it directly */
+        memcpy(to, from, n);
+        return true;
+    }
+    errno = EFAULT;
+    return false;
+}
+
+bool shim_valid_timeout(const struct timespec *ts)
+{
+    return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
+}
+
+int shim_read_timeout(const struct timespec *user, struct timespec *ts)
+{
+    if (!shim_copy_in(ts, user, sizeof *ts))
+        return EFAULT;
+    return shim_valid_timeout(ts) ? 0 : EINVAL;
 }
 
 int64_t shim_deadline_after(const struct timespec *rel)

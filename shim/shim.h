@@ -88,6 +88,15 @@ int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uin
  * bit 30 set (tids stay below 2^22). */
 int shim_owner_id(void);
 
+/* Memory the program points at, read as the kernel reads it: false with errno EFAULT where
+ * the kernel would fail with EFAULT, instead of a crash. For arguments libc hands to the
+ * kernel unread, which coop must read before the kernel has seen them. */
+bool shim_copy_in(void *to, const void *from, size_t n);
+/* A timeout such a call was given, read and checked as the kernel does: 0, EFAULT or EINVAL. */
+int shim_read_timeout(const struct timespec *user, struct timespec *ts);
+/* Whether a timeout is one the kernel takes (libc has read it already: no EFAULT). */
+bool shim_valid_timeout(const struct timespec *ts);
+
 /* Deadlines from the time arguments of libc calls. */
 int64_t shim_deadline_after(const struct timespec *rel);
 int64_t shim_deadline_at(clockid_t clock, const struct timespec *abs);
