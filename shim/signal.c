@@ -16,9 +16,11 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* What the program installed, as sigaction reports it back. */
+/* What the program installed, as sigaction reports it back, and the flags coop added to
+ * the kernel's action (which it keeps after SA_RESETHAND). */
 static struct sigaction installed[NSIG];
 static bool trampolined[NSIG];
+static int added_flags[NSIG];
 /* The greenlet a pthread_kill aimed at, per signal. */
 static struct coop_greenlet *_Atomic target[NSIG];
 
@@ -54,6 +56,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         return REAL(sigaction)(sig, act, old);
     struct sigaction previous = installed[sig];
     bool was_trampolined = trampolined[sig];
+    int was_added = added_flags[sig];
     int r;
     if (act != NULL && act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN) {
         struct sigaction mine = *act;
@@ -64,16 +67,28 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
         r = REAL(sigaction)(sig, &mine, old);
         trampolined[sig] = r == 0;
+        if (r == 0)
+            added_flags[sig] = mine.sa_flags & ~act->sa_flags;
     } else {
         r = REAL(sigaction)(sig, act, old);
-        if (r == 0 && act != NULL)
+        if (r == 0 && act != NULL) {
             trampolined[sig] = false;
+            added_flags[sig] = 0;
+        }
     }
-    if (r != 0)
+    if (r != 0) {
         installed[sig] = previous;
-    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)))
-        *old = previous;     /* the program sees its own handlers, never coop's */
-    return r;
+        return r;
+    }
+    if (old != NULL && coop_is_overflow_handler((void *)old->sa_sigaction)) {
+        *old = previous;     /* the program never set one: the default action, all zeros */
+    } else if (old != NULL) {
+        /* The kernel's action (flags, mask, glibc's restorer) with the program's handler. */
+        if (was_trampolined)
+            old->sa_sigaction = previous.sa_sigaction;
+        old->sa_flags &= ~was_added;
+    }
+    return 0;
 }
 
 /* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
