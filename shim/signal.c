@@ -149,15 +149,33 @@ static void notifier_close(int fd)
     errno = saved;
 }
 
+/* Linux gives sigwaitinfo and its kin a signal of their set even when the thread does not
+ * block it, and its handler does not run. A signalfd sees pending signals only: those are
+ * blocked (added to held) while the caller waits, so that they stay pending for it. */
+static void hold_unblocked(const sigset_t *set, sigset_t *held)
+{
+    sigset_t blocked;
+    pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(set, sig) == 1 && sigismember(&blocked, sig) == 0 && sig != SIGKILL && sig != SIGSTOP)
+            sigaddset(held, sig);
+    if (!sigisemptyset(held))
+        pthread_sigmask(SIG_BLOCK, held, NULL);
+}
+
 /* sigtimedwait until deadline; restart: whether a handler that ran meanwhile lets the
  * wait go on (sigwait) or ends it with EINTR (sigwaitinfo, sigtimedwait: never restarted). */
 static int wait_signal(const sigset_t *set, siginfo_t *info, int64_t deadline, bool restart)
 {
     int fd = -1, sig;
+    sigset_t held;
+    sigemptyset(&held);
     for (;;) {
-        sig = REAL(sigtimedwait)(set, info, &no_wait);
+        sig = REAL(sigtimedwait)(set, info, &no_wait);     /* the kernel reads set first */
         if (sig > 0 || errno != EAGAIN || coop_now() >= deadline)
             break;
+        if (fd < 0)
+            hold_unblocked(set, &held);
         if (fd < 0 && (fd = signal_notifier(set)) < 0) {      /* out of fds: the real wait */
             struct timespec left = shim_remaining(deadline);
             sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
@@ -178,6 +196,11 @@ static int wait_signal(const sigset_t *set, siginfo_t *info, int64_t deadline, b
         }
     }
     notifier_close(fd);
+    if (!sigisemptyset(&held)) {
+        int saved = errno;
+        pthread_sigmask(SIG_UNBLOCK, &held, NULL);
+        errno = saved;
+    }
     return sig;
 }
 
