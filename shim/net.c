@@ -76,7 +76,7 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 
 EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) { return accept4(fd, addr, len, 0); }
 
-/* --- connect: started non-blocking, waited for, then its outcome read from SO_ERROR --- */
+/* --- connect: started non-blocking, waited for, then finished by a second connect --- */
 
 static int connect_nonblocking(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -101,21 +101,20 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     while ((r = connect_nonblocking(fd, addr, len)) < 0 && errno == EAGAIN)
         if (shim_wait_fd(fd, SHIM_OUT, deadline, timeout == 0) < 0)
             return -1;
-    if (r == 0 || errno != EINPROGRESS)
-        return r;
-    if (shim_wait_fd(fd, SHIM_OUT, deadline, false) < 0) {
-        if (errno == ETIMEDOUT)
-            errno = EINPROGRESS;
-        return -1;
+    /* Once the fd is writable, a second connect leaves the socket as a blocking connect
+     * would: connected (the next connect says EISCONN), or failed with the connection's
+     * error and ready for another try. EALREADY: still under way. */
+    while (r < 0 && (errno == EINPROGRESS || errno == EALREADY)) {
+        if (shim_wait_fd(fd, SHIM_OUT, deadline, timeout == 0) < 0) {
+            if (errno == ETIMEDOUT)
+                errno = EINPROGRESS;
+            return -1;
+        }
+        r = connect_nonblocking(fd, addr, len);
+        if (r < 0 && errno == EISCONN)
+            r = 0;
     }
-    int err = 0;
-    socklen_t errlen = sizeof err;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen);
-    if (err != 0) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return r;
 }
 
 /* --- receiving --- */
