@@ -204,17 +204,15 @@ static int wait_signal(const sigset_t *set, siginfo_t *info, int64_t deadline, b
     return sig;
 }
 
-static bool valid_timeout(const struct timespec *ts)
-{
-    return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
-}
-
+/* libc hands sigtimedwait's timeout to the kernel unread: a bad one, or one that does
+ * not wait, goes there too. */
 EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
 {
+    struct timespec ts;
     if (shim_cooperative(FAM_signal) == NULL
-        || (timeout != NULL && (!valid_timeout(timeout) || (timeout->tv_sec == 0 && timeout->tv_nsec == 0))))
+        || (timeout != NULL && (shim_read_timeout(timeout, &ts) != 0 || (ts.tv_sec == 0 && ts.tv_nsec == 0))))
         return REAL(sigtimedwait)(set, info, timeout);
-    return wait_signal(set, info, shim_deadline_after(timeout), false);
+    return wait_signal(set, info, shim_deadline_after(timeout != NULL ? &ts : NULL), false);
 }
 
 EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
@@ -254,11 +252,13 @@ static bool ignored(int sig)
  * the real sigsuspend runs, which delivers it and returns at once. Handlers of signals
  * that were never blocked end the wait through the trampoline, as for any other wait.
  */
-EXPORT int sigsuspend(const sigset_t *mask)
+EXPORT int sigsuspend(const sigset_t *user_mask)
 {
     struct coop_greenlet *g = shim_cooperative(FAM_signal);
-    if (g == NULL)
-        return REAL(sigsuspend)(mask);
+    sigset_t copy, *mask = &copy;
+    sigemptyset(&copy);          /* the kernel reads its own sigset's 8 bytes, not glibc's 128 */
+    if (g == NULL || !shim_copy_in(&copy, user_mask, _NSIG / 8))
+        return REAL(sigsuspend)(user_mask);
     sigset_t blocked, freed;
     pthread_sigmask(SIG_BLOCK, NULL, &blocked);
     sigemptyset(&freed);
