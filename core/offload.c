@@ -54,20 +54,27 @@ static bool pool_fits(void)
     return true;
 }
 
-/* libuv sizes its pool from UV_THREADPOOL_SIZE when it first starts it; the variable is
- * set only for that moment, so the program never sees it. */
+/*
+ * libuv sizes its pool from getenv("UV_THREADPOOL_SIZE") when it first starts it. Its
+ * getenv is renamed to this one (see the Makefile), which answers that question with
+ * COOP_THREADPOOL_SIZE: the program's environment is never written, since a setenv may
+ * move environ while a caller is passing it to posix_spawn (popen did, and failed).
+ */
+__attribute__((visibility("hidden"))) char *coop_uv_getenv(const char *name)
+{
+    static char size[16];
+    if (strcmp(name, "UV_THREADPOOL_SIZE") != 0)
+        return getenv(name);
+    snprintf(size, sizeof size, "%u", pool_size);
+    return size;
+}
+
 static int queue(uv_loop_t *loop, struct offload *o)
 {
     if (started)
         return uv_queue_work(loop, &o->req, run, finished);
     if (!pool_fits())
         return UV_EAGAIN;      /* the work runs in the caller instead */
-
-    char size[16];
-    snprintf(size, sizeof size, "%u", pool_size);
-    char *previous = getenv("UV_THREADPOOL_SIZE");
-    previous = previous ? strdup(previous) : NULL;
-    setenv("UV_THREADPOOL_SIZE", size, 1);
     /* The pool's threads start inside this call and inherit this mask: with every signal
      * blocked, a process-wide signal is never handed to one of them. */
     sigset_t all, old;
@@ -75,11 +82,6 @@ static int queue(uv_loop_t *loop, struct offload *o)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = uv_queue_work(loop, &o->req, run, finished);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (previous != NULL)
-        setenv("UV_THREADPOOL_SIZE", previous, 1);
-    else
-        unsetenv("UV_THREADPOOL_SIZE");
-    free(previous);
     started = true;
     return err;
 }
