@@ -117,18 +117,6 @@ static long futex(void *addr, int op, uint32_t val, const struct timespec *ts, u
     return syscall(SYS_futex, addr, op, val, ts, NULL, val3);
 }
 
-static void make_pipe(int p[2])
-{
-    if (pipe(p) != 0)
-        die_errno("pipe");
-}
-
-static void close_pair(const int fds[2])
-{
-    close(fds[0]);
-    close(fds[1]);
-}
-
 static pid_t fork_or_die(void)
 {
     pid_t pid = fork();
@@ -399,8 +387,7 @@ static void check_at_once(void)
     char buf[16];
 
     make_pipe(p);
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-        die_errno("socketpair");
+    make_socketpair(sv, 0);
     check_errno("accept_udp", accept(udp, NULL, NULL), EOPNOTSUPP);
     check_errno("accept_pipe", accept(p[0], NULL, NULL), ENOTSOCK);
     check_errno("accept_not_listening", accept(tcp, NULL, NULL), EINVAL);
@@ -556,8 +543,7 @@ static void check_arguments(void)
     check_einval("epoll_pwait2_timeout_negative", epoll_pwait2(ep, &event, 1, &negative, NULL));
     close(ep);
 
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-        die_errno("socketpair");
+    make_socketpair(sv, 0);
     check_efault("sendmsg_unmapped_msghdr", sendmsg(sv[0], unmapped(), 0));
     struct msghdr msg = { .msg_iov = unmapped(), .msg_iovlen = 1 };
     check_efault("sendmsg_unmapped_iov", sendmsg(sv[0], &msg, 0));
