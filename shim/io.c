@@ -60,9 +60,16 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
     return do_read(fd, buf, len);
 }
 
+/* A count readv and writev refuse (EINVAL) before anything, and recvmsg and sendmsg, which
+ * coop tries sockets with, would refuse otherwise (EMSGSIZE). */
+static bool bad_count(int iovcnt)
+{
+    return iovcnt < 0 || iovcnt > IOV_MAX;
+}
+
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (shim_cooperative(FAM_io) == NULL)
+    if (shim_cooperative(FAM_io) == NULL || bad_count(iovcnt))
         return REAL(readv)(fd, iov, iovcnt);
     struct iov_args v = { (struct iovec *)iov, iovcnt };
     return shim_blocking(fd, SHIM_IN, SHIM_DONTWAIT | SHIM_NOWAIT, attempt_readv, &v);
@@ -79,7 +86,7 @@ EXPORT ssize_t write(int fd, const void *buf, size_t len)
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (shim_cooperative(FAM_io) == NULL)
+    if (shim_cooperative(FAM_io) == NULL || bad_count(iovcnt))
         return REAL(writev)(fd, iov, iovcnt);
     struct shim_out out = { .msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt },
                             .user_iov = true, .is_write = true };

@@ -142,8 +142,37 @@ static ssize_t attempt_recv(int fd, void *a, enum shim_try how)
  * and out-of-band data, which are there or not. */
 #define RECV_AT_ONCE (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB)
 
-/* A receive with the blocking semantics, MSG_WAITALL included (it waits for every byte).
- * The first piece is the call as made, so the kernel checks a msghdr before coop reads it. */
+/* Whether MSG_WAITALL makes the kernel wait for every byte: on a stream socket, except for
+ * a peek on a Unix socket, which returns what is there. A datagram comes whole or not. */
+static bool waits_for_all(int fd, int flags)
+{
+    int type = 0, domain = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return false;
+    len = sizeof domain;
+    return !(flags & MSG_PEEK) || (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain != AF_UNIX);
+}
+
+/* MSG_PEEK | MSG_WAITALL: the kernel waits until the whole length can be peeked at once,
+ * so each new arrival is peeked at again from the start. */
+static ssize_t peek_all(int fd, struct recv_args *x, ssize_t peeked, size_t want)
+{
+    int64_t timeout = shim_fd(fd)->timeout[SHIM_IN];
+    int64_t deadline = timeout > 0 ? coop_now() + timeout : COOP_NO_DEADLINE;
+    while ((size_t)peeked < want && shim_wait_fd(fd, SHIM_IN, deadline, timeout == 0) == 0) {
+        ssize_t r = attempt_recv(fd, x, TRY_DONTWAIT);
+        if (r < 0 && errno != EAGAIN)
+            break;
+        if (r > peeked)
+            peeked = r;
+    }
+    return peeked;
+}
+
+/* A receive with the blocking semantics, MSG_WAITALL included (on a stream it waits for
+ * every byte). The first piece is the call as made, so the kernel checks a msghdr before
+ * coop reads it. */
 static ssize_t recv_blocking(int fd, struct recv_args *x)
 {
     if (x->flags & RECV_AT_ONCE)
@@ -152,10 +181,12 @@ static ssize_t recv_blocking(int fd, struct recv_args *x)
     x->flags &= ~MSG_WAITALL;
     int can = SHIM_DONTWAIT | SHIM_SOCKET_CALL;
     ssize_t done = shim_blocking(fd, SHIM_IN, can, attempt_recv, x);
-    if (!waitall || done <= 0 || (x->msg != NULL && x->msg->msg_iovlen != 1))
+    if (!waitall || done <= 0 || (x->msg != NULL && x->msg->msg_iovlen != 1) || !waits_for_all(fd, x->flags))
         return done;
     struct iovec *caller_iov = x->msg != NULL ? x->msg->msg_iov : NULL;
     struct iovec whole = caller_iov != NULL ? *caller_iov : (struct iovec){ x->buf, x->len };
+    if (x->flags & MSG_PEEK)
+        return peek_all(fd, x, done, whole.iov_len);
     while ((size_t)done < whole.iov_len) {
         struct iovec rest = { (char *)whole.iov_base + done, whole.iov_len - (size_t)done };
         if (x->msg != NULL)

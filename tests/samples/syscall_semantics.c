@@ -16,6 +16,7 @@
  *   at_once   calls the kernel answers at once (accept on UDP, a pipe's wrong end,
  *             zero-length reads, MSG_ERRQUEUE, short eventfd reads...), and sigwaitinfo
  *             taking a signal that is not blocked
+ *   waitall   MSG_WAITALL on a datagram; MSG_PEEK | MSG_WAITALL on Unix and TCP streams
  *   connect   a blocking connect leaves the socket connected: the next one says EISCONN
  *   args      bad pointers give EFAULT and bad timeouts EINVAL, never a crash
  *   popen     popen and pclose in a forked child that has set environment variables
@@ -452,7 +453,7 @@ static void check_sigwaitinfo_unblocked(void)
     report_result("sigwaitinfo_unblocked", sig == SIGUSR1, why);
 }
 
-/* ---- connect ---- */
+/* ---- MSG_WAITALL ---- */
 
 static int listener(struct sockaddr_in *addr)
 {
@@ -465,6 +466,83 @@ static int listener(struct sockaddr_in *addr)
         die_errno("listener");
     return fd;
 }
+
+/* A TCP connection on loopback: sv[0] accepted, sv[1] connected. */
+static void make_tcp_pair(int sv[2])
+{
+    struct sockaddr_in addr;
+    int lfd = listener(&addr);
+
+    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (sv[1] < 0 || connect(sv[1], (struct sockaddr *)&addr, sizeof addr) != 0 || (sv[0] = accept(lfd, NULL, NULL)) < 0)
+        die_errno("tcp pair");
+    close(lfd);
+}
+
+/* Waits until process pid sleeps (state S: the child below sleeps only in its receive) or
+ * has ended (Z). */
+static void wait_until_asleep(pid_t pid)
+{
+    char path[64], stat[256];
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(stat, 1, sizeof stat - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        stat[n] = '\0';
+        const char *state = strrchr(stat, ')');
+        if (state == NULL || (state[1] == ' ' && (state[2] == 'S' || state[2] == 'Z')))
+            return;
+        usleep(RETRY_US);
+    }
+}
+
+/* MSG_PEEK | MSG_WAITALL on the stream sv[0] -> sv[1]: "a" is there, a child peeks at it
+ * and sleeps (on TCP it waits for the whole length), and only then does "b" come. */
+static void check_peek_waitall(const char *name, int sv[2])
+{
+    char buf[4] = "";
+
+    if (write(sv[1], "a", 1) != 1)
+        die_errno("write");
+    pid_t pid = fork_or_die();
+    if (pid == 0) {
+        ssize_t n = recv(sv[0], buf, 2, MSG_PEEK | MSG_WAITALL);
+        _exit(n == 1 && buf[0] == 'a' ? 1 : n == 2 && memcmp(buf, "ab", 2) == 0 ? 2 : 3);
+    }
+    wait_until_asleep(pid);
+    if (write(sv[1], "b", 1) != 1)
+        die_errno("write");
+    int peeked = child_status(pid);
+    ssize_t n = recv(sv[0], buf, sizeof buf, MSG_DONTWAIT);
+    snprintf(why, sizeof why, "the child peeked %s; then %zd bytes were there to read",
+             peeked == 1 ? "\"a\"" : peeked == 2 ? "\"ab\"" : "something else", n);
+    report_result(name, (peeked == 1 || peeked == 2) && n == 2, why);
+    close_pair(sv);
+}
+
+static void check_waitall(void)
+{
+    int udp = udp_socket(), sv[2];
+    struct sockaddr_in self;
+    socklen_t len = sizeof self;
+    char buf[16] = "";
+
+    /* A datagram comes whole: MSG_WAITALL does not wait for more. */
+    getsockname(udp, (struct sockaddr *)&self, &len);
+    sendto(udp, "abc", 3, 0, (struct sockaddr *)&self, len);
+    check_errno("recv_waitall_datagram", recv(udp, buf, sizeof buf, MSG_WAITALL), 0);
+    close(udp);
+
+    make_socketpair(sv, 0);
+    check_peek_waitall("recv_peek_waitall_unix", sv);
+    make_tcp_pair(sv);
+    check_peek_waitall("recv_peek_waitall_tcp", sv);
+}
+
+/* ---- connect ---- */
 
 static void check_connect(void)
 {
@@ -550,6 +628,10 @@ static void check_arguments(void)
     check_efault("recvmsg_unmapped_msghdr", recvmsg(sv[0], unmapped(), MSG_WAITALL));
     check_efault("writev_unmapped_iov", writev(p[1], unmapped(), 2));
     check_efault("readv_unmapped_iov", readv(p[0], unmapped(), 2));
+    static struct iovec many[IOV_MAX + 1];
+    volatile int negative_count = -1;      /* the compiler would refuse a constant */
+    check_einval("writev_negative_count", writev(sv[0], many, negative_count));
+    check_einval("readv_too_many", readv(sv[0], many, IOV_MAX + 1));
     close_pair(sv);
     close_pair(p);
 
@@ -636,7 +718,7 @@ int main(int argc, char **argv)
 
     static void (*const sections[])(void) = {
         check_futex_woken_by_other_process, check_futex_wakes_other_process, check_futex_arguments,
-        check_sigaction, check_at_once, check_sigwaitinfo_unblocked, check_connect,
+        check_sigaction, check_at_once, check_sigwaitinfo_unblocked, check_waitall, check_connect,
         check_arguments, check_popen,
     };
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
