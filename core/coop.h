@@ -153,6 +153,23 @@ bool coop_is_overflow_handler(const void *handler);
 /* The program installed a signal handler (deadlock detection then stands down). */
 void coop_note_signal_handler(void);
 
+/* Signals per greenlet (the shim's signal.c keeps the state; the core delivers it):
+ * the state's pointer, and a hook that runs on g, on its own stack, at the end of its
+ * current or next wait or yield once g has been signalled. */
+void **coop_greenlet_signals(struct coop_greenlet *g);
+void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), void (*pass)(void));
+/* g has signals to take: its wait, if it is in one, ends with EINTR, or COOP_RESTART
+ * when restartable; deliver(g) runs when it next ends a wait (async-signal-safe). */
+void coop_signal_greenlet(struct coop_greenlet *g, bool restartable);
+/* Asks the calling thread's hub to run pass() soon, in normal context (async-signal-safe). */
+void coop_request_signal_pass(void);
+/* Calls fn for every program greenlet of the calling thread's hub; normal context only. */
+void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg);
+/* Whether the calling OS thread runs a hub (its program greenlets or its own loop). */
+bool coop_on_hub_thread(void);
+/* Signals the runtime itself uses (the blocking monitor's): never to be blocked on a hub. */
+uint64_t coop_runtime_signals(void);
+
 /* A signal handler ran: interrupt g's wait
  with EINTR, or COOP_RESTART when the handler
  * has SA_RESTART (async-signal-safe). g NULL picks the main greenlet of the calling

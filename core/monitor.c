@@ -130,5 +130,10 @@ void coop_monitor_start(int max_blocking_ms)
     unw_init_local(&cursor, &uc);
     unw_step(&cursor);
     pthread_t t;
+    sigset_t old;
+    coop_block_all_signals(&old);     /* inherited: the program's signals never land here */
     running = coop_settings.os_thread_create(&t, NULL, monitor, NULL) == 0;
+    coop_restore_signals(&old);
 }
+
+uint64_t coop_runtime_signals(void) { return 1ULL << (SAMPLE_SIGNAL - 1); }

@@ -161,7 +161,7 @@ static void run_destructors(struct locals *l)
     free(l);
 }
 
-static void greenlet_exit(struct coop_greenlet *g)
+void shim_locals_exit(struct coop_greenlet *g)
 {
     struct locals **slot = locals_slot(g);
     if (*slot == NULL)
@@ -181,7 +181,6 @@ static void thread_exit(void *l)
 void shim_locals_init(void)
 {
     REAL(pthread_key_create)(&thread_exit_key, thread_exit);
-    coop_set_exit_hook(greenlet_exit);
     if (thread_locals != NULL)     /* values set before coop started */
         REAL(pthread_setspecific)(thread_exit_key, thread_locals);
 }
