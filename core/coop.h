@@ -62,6 +62,10 @@ bool coop_from_sanitizer(const void *return_address);
 static inline bool coop_from_sanitizer(const void *return_address) { (void)return_address; return false; }
 #endif
 
+/* The OS thread's instance of a thread-local variable of static TLS, given its address in
+ * the caller's: a greenlet's own area holds another instance. */
+void *coop_os_thread_local(void *addr);
+
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);
 

@@ -51,7 +51,8 @@ static struct locals **locals_slot(struct coop_greenlet *g)
  * state stays the OS thread's. */
 static struct locals *my_locals(bool create, const void *caller)
 {
-    struct locals **slot = locals_slot(coop_from_sanitizer(caller) ? NULL : coop_self());
+    struct locals **slot = coop_from_sanitizer(caller) ? coop_os_thread_local(&thread_locals)
+                                                       : locals_slot(coop_self());
     if (*slot == NULL && create) {
         *slot = calloc(1, sizeof **slot);
         if (*slot != NULL && slot == &thread_locals)
