@@ -98,7 +98,17 @@ $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/e
 # --- programs that know nothing of coop ---
 $(BUILD)/samples/%: tests/samples/%.c $(wildcard tests/samples/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lm $(SAMPLE_LIBS)
+
+# Libraries of the samples (tests/samples/libs/NAME.c makes libNAME.so).
+$(BUILD)/samples/lib%.so: tests/samples/libs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+
+# tls_modules is linked against the first (found beside it through its run path) and loads
+# the others from its own directory with dlopen.
+$(BUILD)/samples/tls_modules: $(addprefix $(BUILD)/samples/,libtls_linked.so libtls_loaded.so libtls_loaded_static.so)
+$(BUILD)/samples/tls_modules: SAMPLE_LIBS = -L$(BUILD)/samples -ltls_linked -ldl -Wl,-rpath,'$$ORIGIN'
 
 $(BUILD)/samples/%: tests/samples/%.cc
 	@mkdir -p $(dir $@)
