@@ -12,6 +12,7 @@ RUSTC := rustc
 HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fcf-protection
 WARN := -Wall -Wextra -Werror
 CFLAGS := -std=gnu11 -O2 -g $(WARN) $(HARDEN)
+CXXFLAGS = -std=c++20 -O2 -g $(WARN) $(SAN_FLAGS)
 # make test-asan: the core under AddressSanitizer and UndefinedBehaviorSanitizer.
 ifeq ($(SAN),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -44,10 +45,11 @@ SAMPLE_C := $(wildcard tests/samples/*.c)
 SAMPLE_CC := $(wildcard tests/samples/*.cc)
 SAMPLE_RS := $(wildcard tests/samples/*.rs)
 BENCH_C := $(wildcard tests/bench/*.c)
+BENCH_CC := $(wildcard tests/bench/*.cc)
 SAMPLES := $(SAMPLE_C:tests/samples/%.c=$(BUILD)/samples/%) \
            $(SAMPLE_CC:tests/samples/%.cc=$(BUILD)/samples/%) \
            $(SAMPLE_RS:tests/samples/%.rs=$(BUILD)/samples/%)
-BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%)
+BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%) $(BENCH_CC:tests/bench/%.cc=$(BUILD)/bench/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 .PHONY: all build deps test test-asan unit integration demo bench install clean fuzz
@@ -112,7 +114,7 @@ $(BUILD)/samples/tls_modules: SAMPLE_LIBS = -L$(BUILD)/samples -ltls_linked -ldl
 
 $(BUILD)/samples/%: tests/samples/%.cc
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++20 -O2 -g $(WARN) $(SAN_FLAGS) -pthread -o $@ $<
+	$(CXX) $(CXXFLAGS) -pthread -o $@ $<
 
 $(BUILD)/samples/%: tests/samples/%.rs
 	@mkdir -p $(dir $@)
@@ -121,6 +123,10 @@ $(BUILD)/samples/%: tests/samples/%.rs
 $(BUILD)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+
+$(BUILD)/bench/%: tests/bench/%.cc $(wildcard tests/bench/*.h) tests/samples/common.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -pthread -o $@ $<
 
 # --- unit tests: the core linked directly, with Check ---
 $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/obj/shim/real.o
