@@ -3,8 +3,9 @@
 # 50 threads in thread::sleep at once, Once/OnceLock, mpsc channels, named threads, scoped
 # threads, park/unpark, RwLock, Barrier, and a thread-per-connection TCP echo server with 50
 # client threads. Rust's Mutex, Condvar, Once and parking use the futex system call directly.
-# Natively and under coop: the same result lines (all but the time: lines), the sleeps
-# overlapping, and under coop one OS thread (+ coop's runtime threads).
+# Natively and under coop with each TLS mechanism (COOP_TLS): the same result lines (all but
+# the time: lines), the sleeps overlapping, and under coop one OS thread (+ coop's runtime
+# threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
@@ -25,4 +26,4 @@ RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 source "$(dirname "$0")/threads_lib.sh"
 
 run_both rust_threads sleep "$SAMPLES/rust_threads"
-echo "PASS: rust_threads prints the same natively and under coop, one OS thread under coop"
+echo "PASS: rust_threads prints the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"
