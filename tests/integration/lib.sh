@@ -40,6 +40,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_server [PREFIX...]: starts echo_threads; sets server and port.
 start_server() {
     local _
+    : >"$TMP/server.out"    # the background shell may not have truncated it when first read
     "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     for _ in $(seq 100); do

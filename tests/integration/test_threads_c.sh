@@ -14,7 +14,6 @@ for p in "${PROGRAMS[@]}"; do
 done
 
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes about 2 s)
-MIN_NATIVE_THREADS=2   # natively, more than one thread must be seen
 MAX_SLEEPERS_MS=5000   # torture's 500 sleeps of 1 s must overlap; generous: not a timing test
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.

@@ -14,7 +14,6 @@ SCRIPT=$ROOT/tests/samples/py_threads.py
 
 RUN_LIMIT_S=30         # a run that lasts longer is stuck (natively it takes about 2 s)
 MAX_SLEEP_MS=2000      # 50 sleeps of 0.2 s must overlap (10 s one after the other)
-MIN_NATIVE_THREADS=40  # the 50 sleepers, sampled every 20 ms during their 200 ms
 
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.

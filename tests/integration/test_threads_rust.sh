@@ -16,7 +16,6 @@ fi
 
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively it takes under 1 s)
 MAX_SLEEP_MS=2000      # 50 sleeps of 200 ms must overlap (10 s one after the other)
-MIN_NATIVE_THREADS=40  # the 50 sleepers, sampled every 20 ms during their 200 ms
 
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.

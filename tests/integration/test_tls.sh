@@ -24,7 +24,6 @@ ulimit -c 0
 
 THREADS=16             # tls_modules' default
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively it takes milliseconds)
-MIN_NATIVE_THREADS=1   # it ends so soon that the sampling may see main alone
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}

@@ -1,7 +1,7 @@
 # Helpers of the test_threads_*.sh tests: run a program natively and under coop, with each
 # COOP_TLS mechanism of TLS_MECHANISMS (lib.sh), sample its OS threads, compare the result
 # lines. A run's MODE is "native" or the setting it ran with, "COOP_TLS=MECHANISM". A test
-# sets RUN_LIMIT_S (and, for run_both, MAX_SLEEP_MS and MIN_NATIVE_THREADS) before calling them.
+# sets RUN_LIMIT_S (and, for run_both, MAX_SLEEP_MS) before calling them.
 # shellcheck shell=bash
 
 # run_program MODE NAME COMMAND...: runs COMMAND with its output in $TMP/NAME.MODE.{out,err},
@@ -65,8 +65,6 @@ check_native() {
     run_program native "$name" "$@"
     [ "$status" -eq 0 ] || fail "$(describe_failure native "$name")"
     note "native: $name passed in $elapsed_ms ms, at most $max_threads OS threads in $samples samples"
-    ((max_threads >= MIN_NATIVE_THREADS)) ||
-        fail "native: $name showed $max_threads OS threads, expected $MIN_NATIVE_THREADS or more: is sampling broken?"
 }
 
 # check_coop SETTING NAME COMMAND...: under coop with SETTING (COOP_TLS=MECHANISM), the same
