@@ -41,7 +41,7 @@ struct coop_settings {
     enum coop_tls_mode tls_mode;
     bool stats;
     bool verbose;
-    bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */
+    bool on_deadlock_exit;           /* COOP_ON_DEADLOCK=exit: exit 3 instead of waiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
 };
 
