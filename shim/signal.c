@@ -6,8 +6,9 @@
  * thread-directed pending signals in user space, and steers every signal to a greenlet:
  *
  *   - Masks. pthread_sigmask and sigprocmask change the calling greenlet's mask only. The
- *     hub thread's real mask blocks exactly the signals that every greenlet blocks (a count
- *     of accepting greenlets per signal), so a process-directed signal that nobody accepts
+ *     hub thread's real mask blocks exactly the signals that every greenlet blocks (per
+ *     signal, a count of the greenlets blocking it, against the count of greenlets), so a
+ *     process-directed signal that nobody accepts
  *     stays pending in the kernel, as it would natively, until a greenlet unblocks it (the
  *     kernel then delivers it at once, to that greenlet) or takes it with sigwait. The
  *     runtime's own signals are never blocked there; coop's and libuv's threads block all.
@@ -66,14 +67,16 @@ struct sigstate {
 static struct entry pool[POOL];
 static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
 static struct sigstate process;
-static struct sigstate *main_state;
 
 /* What the program installed, as sigaction reports it back. */
 static struct sigaction installed[NSIG];
 static bool trampolined[NSIG];
 
-/* Per signal, how many greenlets do not block it; the hub's real mask blocks the rest. */
-static _Atomic int accepting[NSIG];
+/* Greenlets with a state, and per signal how many of them block it: the hub's real mask
+ * blocks the signals all of them block. Changed in normal context on the hub. */
+static int live;
+static int blocking[65];
+static uint64_t real_blocked;        /* as last applied */
 static uint64_t runtime_signals;
 
 int shim_dump_signal;
@@ -196,32 +199,32 @@ static uint64_t queued_bits(struct sigstate *s)
 
 /* --- masks --- */
 
-static uint64_t blocked_by_all(void)
-{
-    uint64_t bits = 0;
-    for (int sig = 1; sig < NSIG && sig <= 64; sig++)
-        if (atomic_load(&accepting[sig]) == 0)
-            bits |= BIT(sig);
-    return bits & ~runtime_signals & ~UNBLOCKABLE;
-}
-
-static void apply_real_mask(void)
+static void apply_real_mask(uint64_t bits)
 {
     sigset_t set;
-    set_of(blocked_by_all(), &set);
+    set_of(bits, &set);
     REAL(pthread_sigmask)(SIG_SETMASK, &set, NULL);
+    real_blocked = bits;
 }
 
-/* Counts a greenlet's acceptance of the signals in `bits` (+1 or -1). */
-static bool count(uint64_t bits, int delta)
+/* Brings the real mask in line with the counts; the kernel delivers, there, what this
+ * unblocks. No system call when nothing changes. */
+static void update_real_mask(void)
 {
-    bool crossed = false;
-    for (int sig = 1; sig <= 64 && bits != 0; sig++, bits >>= 1)
-        if (bits & 1) {
-            int before = atomic_fetch_add(&accepting[sig], delta);
-            crossed |= before == 0 || before + delta == 0;
-        }
-    return crossed;
+    uint64_t bits = 0;
+    for (int sig = 1; sig <= 64; sig++)
+        if (blocking[sig] == live)
+            bits |= BIT(sig);
+    bits &= ~runtime_signals & ~UNBLOCKABLE;
+    if (bits != real_blocked)
+        apply_real_mask(bits);
+}
+
+/* Counts the signals of `bits` as blocked by one more (+1) or one fewer (-1) greenlet. */
+static void count(uint64_t bits, int delta)
+{
+    for (; bits != 0; bits &= bits - 1)
+        blocking[__builtin_ctzll(bits) + 1] += delta;
 }
 
 /* Makes `blocked` the mask of s, its greenlet's, in normal context. */
@@ -229,10 +232,11 @@ static void set_blocked(struct sigstate *s, uint64_t blocked)
 {
     blocked &= ~UNBLOCKABLE;
     uint64_t old = atomic_exchange(&s->blocked, blocked);
-    bool crossed = count(old & ~blocked, +1);
-    crossed |= count(blocked & ~old, -1);
-    if (crossed)
-        apply_real_mask();     /* the kernel delivers, here, what this unblocks */
+    if (old == blocked)
+        return;
+    count(blocked & ~old, +1);
+    count(old & ~blocked, -1);
+    update_real_mask();
 }
 
 static struct sigstate *new_state(uint64_t blocked)
@@ -240,9 +244,12 @@ static struct sigstate *new_state(uint64_t blocked)
     struct sigstate *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    atomic_store(&s->blocked, blocked & ~UNBLOCKABLE);
-    if (count(~(blocked & ~UNBLOCKABLE), +1))
-        apply_real_mask();
+    blocked &= ~UNBLOCKABLE;
+    atomic_store(&s->blocked, blocked);
+    live++;
+    count(blocked, +1);
+    if (real_blocked != 0)      /* the newcomer may accept what all others block */
+        update_real_mask();
     return s;
 }
 
@@ -301,7 +308,7 @@ static void act_by_default(int sig)
     sigaddset(&one, sig);
     REAL(pthread_sigmask)(SIG_UNBLOCK, &one, NULL);
     REAL(raise)(sig);
-    apply_real_mask();      /* a stopped process goes on here, after SIGCONT */
+    apply_real_mask(real_blocked);      /* a stopped process goes on here, after SIGCONT */
 }
 
 /* What happens to a signal once its greenlet takes it. */
@@ -654,8 +661,9 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     siginfo_t info;
     while (dequeue(s, ~0ULL, &info) != 0)
         ;   /* a thread's pending signals die with it */
-    if (count(~atomic_load(&s->blocked), -1))
-        apply_real_mask();
+    live--;
+    count(atomic_load(&s->blocked), -1);
+    update_real_mask();
     free(s);
 }
 
@@ -665,11 +673,11 @@ static void fork_child(void)
     struct sigstate *s = state_of(coop_self());
     if (s == NULL)
         return;
-    for (int sig = 1; sig < NSIG; sig++)
-        atomic_store(&accepting[sig], 0);
-    count(~atomic_load(&s->blocked), +1);
+    memset(blocking, 0, sizeof blocking);
+    live = 1;
+    count(atomic_load(&s->blocked), +1);
     main_greenlet = coop_self();
-    apply_real_mask();
+    update_real_mask();
 }
 
 /* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
@@ -692,8 +700,12 @@ void shim_signal_init(void)
     }
     if (!emulated())
         return;
+    sigset_t real;
+    REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
+    real_blocked = bits_of(&real);
     main_greenlet = coop_self();
-    main_state = my_state(main_greenlet);
+    my_state(main_greenlet);
+    update_real_mask();
     coop_set_signal_hooks(deliver, pass);
     pthread_atfork(NULL, NULL, fork_child);
 }
