@@ -392,8 +392,12 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     }
     struct coop_greenlet *self = coop_self();
     struct sigstate *mine = state_of(self);
-    if (!emulated() || fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
-        run_handler(mine, sig, info, context);     /* a real thread's, or a fault's: here */
+    if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
+        run_handler(mine, sig, info, context);     /* a fault's, or a real thread's: here */
+        return;
+    }
+    if (!emulated()) {     /* COOP_PATCH=-signal: the OS thread's; its main greenlet's wait ends */
+        run_handler(NULL, sig, info, context);
         coop_interrupt(NULL, installed[sig].sa_flags & SA_RESTART);
         return;
     }
