@@ -7,18 +7,10 @@
 # every connection and request, and end the JVM with status 143, as Java does. Natively the
 # JVM has ~120 OS threads (GC, JIT compilers, the VM thread...); under cooprun one.
 #
-# Under coop the run must pass once coop gives every greenlet the thread-locals of shared
-# libraries (issue 13): HotSpot keeps the current Thread in a __thread of libjvm.so, which the
-# launcher loads with dlopen (dynamic TLS, through each thread's DTV). While library_tls_probe
-# shows greenlets sharing them, the run is an expected failure, asserted as it shows: each
-# new VM thread (here G1's first concurrent thread, created while the heap is set up) sets
-# the shared current Thread to itself, and the thread creating the VM then fails HotSpot's
-# "guarantee(Heap_lock->owned_by_self()) failed" and aborts before listening (status 134).
-# The garbage collector is named (G1, the default on a machine of 2 CPUs and 2 GB) so that
-# this failure is the same on every machine: with the serial collector the JVM deadlocks in
-# Threads::create_vm instead, with the parallel one it fails
-# "guarantee(Thread::current()->is_Java_thread())". A prototype of per-greenlet TLS (a fresh
-# static TLS area and DTV per greenlet) passed this test unchanged (see README.md here).
+# Under coop every greenlet has HotSpot's current Thread (a __thread of libjvm.so, which the
+# launcher loads with dlopen: dynamic TLS, through each greenlet's own DTV) to itself. The
+# garbage collector is named (G1, the default on a machine of 2 CPUs and 2 GB) so that the run
+# is the same on every machine.
 # shellcheck source=tests/realworld/digest_lib.sh
 source "$(dirname "$0")/digest_lib.sh"
 need java default-jre-headless
@@ -30,5 +22,4 @@ need_library
 ALLOWED_RUNTIME=0
 jre_package=$(dpkg-query -S "$(readlink -f "$(command -v java)")" 2>/dev/null | cut -d: -f1)
 digest_test "java (OpenJDK, Thread per connection)" "$(pkg_version "$jre_package")" 143 \
-    'guarantee\(Heap_lock->owned_by_self\(\)\) failed' "aborts at start" \
     java -XX:+UseG1GC -XX:ErrorFile="$TMP/hs_err_%p.log" "$REALWORLD/DigestServer.java"
