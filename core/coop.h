@@ -171,8 +171,10 @@ void coop_request_signal_pass(void);
 void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg);
 /* Whether the calling OS thread runs a hub (its program greenlets or its own loop). */
 bool coop_on_hub_thread(void);
-/* Signals the runtime itself uses (the blocking monitor's): never to be blocked on a hub. */
+/* Signals the runtime itself uses (the blocking monitor's, the dump signal): never to be
+ * blocked on a hub, and no sign that the program still waits for a signal. */
 uint64_t coop_runtime_signals(void);
+void coop_add_runtime_signal(int sig);
 
 /* A signal handler ran: interrupt g's wait
  with EINTR, or COOP_RESTART when the handler

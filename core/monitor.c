@@ -136,4 +136,8 @@ void coop_monitor_start(int max_blocking_ms)
     coop_restore_signals(&old);
 }
 
-uint64_t coop_runtime_signals(void) { return 1ULL << (SAMPLE_SIGNAL - 1); }
+static uint64_t other_runtime_signals;
+
+void coop_add_runtime_signal(int sig) { other_runtime_signals |= 1ULL << (sig - 1); }
+
+uint64_t coop_runtime_signals(void) { return 1ULL << (SAMPLE_SIGNAL - 1) | other_runtime_signals; }

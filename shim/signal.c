@@ -695,13 +695,13 @@ void shim_signal_init(void)
 {
     for (uint32_t i = 1; i <= POOL; i++)
         entry_give(i);
-    runtime_signals = coop_runtime_signals();
     if (shim_dump_signal != 0) {
         struct sigaction sa = { .sa_handler = dump_handler, .sa_flags = SA_RESTART };
         sigemptyset(&sa.sa_mask);
         REAL(sigaction)(shim_dump_signal, &sa, NULL);
-        runtime_signals |= BIT(shim_dump_signal);
+        coop_add_runtime_signal(shim_dump_signal);
     }
+    runtime_signals = coop_runtime_signals();
     if (!emulated())
         return;
     sigset_t real;
