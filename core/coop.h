@@ -41,7 +41,7 @@ struct coop_settings {
     enum coop_tls_mode tls_mode;
     bool stats;
     bool verbose;
-    bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */
+    bool on_deadlock_exit;           /* COOP_ON_DEADLOCK=exit: exit 3 instead of waiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
 };
 
@@ -61,6 +61,10 @@ bool coop_from_sanitizer(const void *return_address);
 #else
 static inline bool coop_from_sanitizer(const void *return_address) { (void)return_address; return false; }
 #endif
+
+/* The OS thread's instance of a thread-local variable of static TLS, given its address in
+ * the caller's: a greenlet's own area holds another instance. */
+void *coop_os_thread_local(void *addr);
 
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);
@@ -156,6 +160,25 @@ void coop_overflow_handler_install(void);
 bool coop_is_overflow_handler(const void *handler);
 /* The program installed a signal handler (deadlock detection then stands down). */
 void coop_note_signal_handler(void);
+
+/* Signals per greenlet (the shim's signal.c keeps the state; the core delivers it):
+ * the state's pointer, and a hook that runs on g, on its own stack, at the end of its
+ * current or next wait or yield once g has been signalled. */
+void **coop_greenlet_signals(struct coop_greenlet *g);
+void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), void (*pass)(void));
+/* g has signals to take: its wait, if it is in one, ends with EINTR, or COOP_RESTART
+ * when restartable; deliver(g) runs when it next ends a wait (async-signal-safe). */
+void coop_signal_greenlet(struct coop_greenlet *g, bool restartable);
+/* Asks the calling thread's hub to run pass() soon, in normal context (async-signal-safe). */
+void coop_request_signal_pass(void);
+/* Calls fn for every program greenlet of the calling thread's hub; normal context only. */
+void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg);
+/* Whether the calling OS thread runs a hub (its program greenlets or its own loop). */
+bool coop_on_hub_thread(void);
+/* Signals the runtime itself uses (the blocking monitor's, the dump signal): never to be
+ * blocked on a hub, and no sign that the program still waits for a signal. */
+uint64_t coop_runtime_signals(void);
+void coop_add_runtime_signal(int sig);
 
 /* A signal handler ran: interrupt g's wait
  with EINTR, or COOP_RESTART when the handler

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -163,11 +164,46 @@ static bool signal_handlers;
 
 void coop_note_signal_handler(void) { signal_handlers = true; }
 
+/* Whether a signal could still end the wait, as POSIX says it would: a handler installed
+ * behind coop's back (sigset, or before coop started), a signal pending, or a timer armed
+ * that will send one (alarm and setitimer; timer_create's timers, listed in /proc). */
+static bool signal_may_come(void)
+{
+    /* Faults come from a running thread; with every greenlet asleep, none can. */
+    const uint64_t faults = 1ULL << (SIGSEGV - 1) | 1ULL << (SIGBUS - 1) | 1ULL << (SIGFPE - 1)
+                            | 1ULL << (SIGILL - 1) | 1ULL << (SIGTRAP - 1) | 1ULL << (SIGSYS - 1)
+                            | 1ULL << (SIGPIPE - 1);
+    const uint64_t ignored = faults | coop_runtime_signals();
+    for (int sig = 1; sig < 65; sig++) {
+        struct sigaction sa;
+        if (!(ignored & 1ULL << (sig - 1)) && sig != SIGKILL && sig != SIGSTOP
+            && coop_settings.os_sigaction(sig, NULL, &sa) == 0
+            && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
+            return true;
+    }
+    uint64_t pending = 0;
+    if (coop_sys(SYS_rt_sigpending, &pending, 8, 0) == 0 && pending != 0)
+        return true;
+    for (int which = ITIMER_REAL; which <= ITIMER_PROF; which++) {
+        struct itimerval it;
+        if (coop_sys(SYS_getitimer, which, &it, 0) == 0 && (it.it_value.tv_sec || it.it_value.tv_usec))
+            return true;
+    }
+    FILE *timers = fopen("/proc/self/timers", "r");
+    if (timers == NULL)
+        return false;
+    bool any = fgetc(timers) != EOF;
+    fclose(timers);
+    return any;
+}
+
 /*
  * Dead when every greenlet waits on a sync object or a join with no timeout, nothing is
- * ready or about to be woken, no signal handler is installed, and no other OS thread
- * exists that might still post (libuv's idle workers and coop's monitor cannot). With
- * more than one hub, coop stays silent.
+ * ready or about to be woken, no signal could still come, and no other OS thread exists
+ * that might still post (libuv's idle workers and coop's monitor cannot). With more than
+ * one hub, coop stays silent. The report leaves the program as POSIX would, waiting
+ * (where a signal with its default action, or a debugger, can still end it), unless
+ * COOP_ON_DEADLOCK=exit asks for exit status 3.
  */
 
 void coop_check_deadlock(struct coop_hub *h)
@@ -186,13 +222,14 @@ void coop_check_deadlock(struct coop_hub *h)
             return;
         any = true;
     }
-    if (!any || coop_os_threads() != 1 + runtime_threads())
+    if (!any || coop_os_threads() != 1 + runtime_threads() || signal_may_come())
         return;
     reported = true;
     coop_log(COOP_LOG_ERROR, "all greenlets are asleep - deadlock!");
     coop_dump_hub(h);
-    if (coop_settings.on_deadlock_wait) {
-        coop_log(COOP_LOG_ERROR, "COOP_ON_DEADLOCK=wait: hanging for a debugger (pid %d)", (int)getpid());
+    if (!coop_settings.on_deadlock_exit) {
+        coop_log(COOP_LOG_ERROR, "waiting, as the program would without coop (pid %d; COOP_ON_DEADLOCK=exit "
+                 "exits with status 3)", (int)getpid());
         return;
     }
     _exit(DEADLOCK_STATUS);

@@ -179,6 +179,7 @@ void coop_greenlet_main(void)
         coop_hub_main(h);
     }
     coop_tls_start(g);
+    coop_after_wait(g);
     errno = 0;
     coop_exit(g->fn(g->arg));
 }
@@ -261,7 +262,9 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
             return EBUSY;
         g->joiner = self;
         coop_prepare_wait(self, WAIT_JOIN, g);
-        if (coop_suspend(deadline) == ETIMEDOUT && g->state != G_FINISHED) {
+        int reason = coop_suspend(deadline);
+        coop_after_wait(self);
+        if (reason == ETIMEDOUT && g->state != G_FINISHED) {
             g->joiner = NULL;
             return ETIMEDOUT;
         }
@@ -291,6 +294,7 @@ int coop_detach(struct coop_greenlet *g)
 
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
 void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
+void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }

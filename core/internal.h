@@ -65,6 +65,9 @@ struct coop_greenlet {
     struct coop_greenlet *joiner;
     void *slot;                      /* the shim's */
     void *held;                      /* the shim's record of libc locks it holds, or NULL */
+    void *signals;                   /* the shim's per-greenlet signal state */
+    _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
+    int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
     uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
     bool own_tls;                    /* the area at tp is its own (tls.c) */
 
@@ -99,6 +102,7 @@ struct coop_hub {
     coop_lock_t remote_lock;         /* wakes from other OS threads */
     struct coop_greenlet *remote_head, *remote_tail;
     _Atomic int interrupts;          /* set by signal handlers */
+    _Atomic bool signal_pass;        /* the shim asked for a pass over its greenlets */
 
     struct coop_greenlet **heap;     /* greenlets waiting with a deadline */
     int heap_len, heap_cap;
@@ -137,6 +141,15 @@ void coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
 int coop_suspend(int64_t deadline);
 void coop_switch_away(struct coop_hub *h);
+
+/* The end of every wait and yield, once the wait is undone: signals queued for the greenlet
+ * are delivered there, on its own stack (their handlers may longjmp out). */
+void coop_run_signal_hook(struct coop_greenlet *g);
+static inline void coop_after_wait(struct coop_greenlet *g)
+{
+    if (g != NULL && atomic_load_explicit(&g->signals_due, memory_order_acquire))
+        coop_run_signal_hook(g);
+}
 
 /* fdwait.c: dispatches one event of the hub's epoll set */
 void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events);

@@ -130,5 +130,14 @@ void coop_monitor_start(int max_blocking_ms)
     unw_init_local(&cursor, &uc);
     unw_step(&cursor);
     pthread_t t;
+    sigset_t old;
+    coop_block_all_signals(&old);     /* inherited: the program's signals never land here */
     running = coop_settings.os_thread_create(&t, NULL, monitor, NULL) == 0;
+    coop_restore_signals(&old);
 }
+
+static uint64_t other_runtime_signals;
+
+void coop_add_runtime_signal(int sig) { other_runtime_signals |= 1ULL << (sig - 1); }
+
+uint64_t coop_runtime_signals(void) { return 1ULL << (SAMPLE_SIGNAL - 1) | other_runtime_signals; }

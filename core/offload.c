@@ -77,11 +77,10 @@ static int queue(uv_loop_t *loop, struct offload *o)
         return UV_EAGAIN;      /* the work runs in the caller instead */
     /* The pool's threads start inside this call and inherit this mask: with every signal
      * blocked, a process-wide signal is never handed to one of them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigset_t old;
+    coop_block_all_signals(&old);
     int err = uv_queue_work(loop, &o->req, run, finished);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    coop_restore_signals(&old);
     started = true;
     return err;
 }
@@ -111,6 +110,7 @@ int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void 
             cancel(arg);
         }
     }
+    coop_after_wait(g);     /* only now: a handler may longjmp out, and o is on this stack */
     return interrupted;
 }
 

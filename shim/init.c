@@ -47,6 +47,13 @@ static void read_settings(struct coop_settings *core)
         print_patched();
 }
 
+/* A greenlet's end, on its own stack: what glibc does when a thread ends. */
+static void greenlet_exit(struct coop_greenlet *g)
+{
+    shim_locals_exit(g);
+    shim_signal_thread_exit(g);
+}
+
 __attribute__((constructor)) static void coop_start(void)
 {
     shim_resolve_all();
@@ -60,6 +67,7 @@ __attribute__((constructor)) static void coop_start(void)
     shim_signal_init();
     shim_thread_init();
     shim_locals_init();
+    coop_set_exit_hook(greenlet_exit);
     shim_stdio_init();
 }
 

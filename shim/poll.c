@@ -3,8 +3,9 @@
  * the answer is always the kernel's own, and the kernel checks the arguments (fd arrays,
  * sets) before coop reads them; only when nothing is ready does the greenlet
  * wait on the fds (for epoll, on the epoll fd itself, which is readable when it has
- * events), and then asks again. A wait that takes a signal mask goes to libc: the mask
- * of one greenlet cannot be applied to a thread that runs others meanwhile.
+ * events), and then asks again. A wait that takes a signal mask (ppoll, pselect,
+ * epoll_pwait) sets the greenlet's own mask for its duration (signal.c), and ends with
+ * EINTR once a handler has run on it.
  */
 #include <poll.h>
 #include <signal.h>
@@ -22,13 +23,15 @@ extern void __chk_fail(void) __attribute__((noreturn));
 /* A call that polls: check is the call with a zero timeout, the first try of which is the
  * call's own arguments' first use, so that the kernel checks them; only then does watch
  * read them, to fill set with the fds to wait on (at most most of them). block is the
- * real blocking call, for fds epoll cannot watch. */
+ * real blocking call, for fds epoll cannot watch. mask: the greenlet's mask meanwhile,
+ * or NULL. */
 struct multiplexer {
     int (*check)(void *call);
     int (*watch)(void *call, struct coop_fd_event *set);
     int (*block)(void *call, int64_t deadline);
     void *call;
     size_t most;
+    const sigset_t *mask;
 };
 
 static int remaining_ms(int64_t deadline)
@@ -39,8 +42,14 @@ static int remaining_ms(int64_t deadline)
     return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
+static int interrupted(void)
+{
+    errno = EINTR;
+    return -1;
+}
+
 /* Asks until something is ready, the deadline passes or a signal handler runs. */
-static int multiplex(const struct multiplexer *m, int64_t deadline)
+static int ask_until(const struct multiplexer *m, int64_t deadline)
 {
     int r = m->check(m->call);
     if (r > 0)
@@ -54,8 +63,7 @@ static int multiplex(const struct multiplexer *m, int64_t deadline)
     for (;;) {
         int w = n > 0 ? coop_wait_fds(set, n, deadline) : coop_sleep_until(deadline);
         if (w == EINTR || w == COOP_RESTART) {   /* these calls are never restarted */
-            errno = EINTR;
-            r = -1;
+            r = interrupted();
             break;
         }
         if (w != 0 && w != ETIMEDOUT && w != EBADF) {
@@ -72,6 +80,44 @@ static int multiplex(const struct multiplexer *m, int64_t deadline)
         errno = saved;
     }
     return r;
+}
+
+/* The mask is read as the kernel reads one (its 8 bytes; EFAULT) before anything else. */
+static int multiplex(const struct multiplexer *m, int64_t deadline)
+{
+    if (m->mask == NULL)
+        return ask_until(m, deadline);
+    sigset_t mask;
+    sigemptyset(&mask);
+    if (!shim_copy_in(&mask, m->mask, _NSIG / 8))
+        return -1;
+    uint64_t saved;
+    unsigned handled = shim_signal_wait_mask(&mask, &saved);
+    int r = shim_signal_handled_since(handled) ? interrupted() : ask_until(m, deadline);
+    shim_signal_wait_done(saved, handled);
+    return r;
+}
+
+/* Whether a wait with a signal mask must set it coop's way: the greenlet's mask is coop's. */
+static bool own_mask(const sigset_t *mask) { return mask != NULL && shim_signal_per_greenlet(); }
+
+/* libc reads ppoll's and pselect's timeouts itself; the kernel refuses bad ones at once. */
+static bool invalid(const struct timespec *timeout)
+{
+    return timeout != NULL && !shim_valid_timeout(timeout);
+}
+
+static bool zero(const struct timespec *timeout)
+{
+    return timeout != NULL && timeout->tv_sec == 0 && timeout->tv_nsec == 0;
+}
+
+/* Whether a call with a signal mask and a timeout goes to libc as it is: a bad timeout, or
+ * one coop has no part in (no wait of its own, a mask of the OS thread's). */
+static bool plain_wait(const struct timespec *timeout, const sigset_t *mask)
+{
+    return invalid(timeout)
+           || (!own_mask(mask) && (zero(timeout) || mask != NULL || shim_cooperative(FAM_poll) == NULL));
 }
 
 /* --- poll --- */
@@ -104,10 +150,10 @@ static int poll_block(void *c, int64_t deadline)
     return REAL(poll)(p->fds, p->n, remaining_ms(deadline));
 }
 
-static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline, const sigset_t *mask)
 {
     struct poll_call call = { fds, n };
-    struct multiplexer m = { poll_check, poll_watch, poll_block, &call, n };
+    struct multiplexer m = { poll_check, poll_watch, poll_block, &call, n, mask };
     return multiplex(&m, deadline);
 }
 
@@ -115,7 +161,7 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     if (timeout == 0 || shim_cooperative(FAM_poll) == NULL)
         return REAL(poll)(fds, n, timeout);
-    return coop_poll(fds, n, shim_deadline_ms(timeout));
+    return coop_poll(fds, n, shim_deadline_ms(timeout), NULL);
 }
 
 EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
@@ -125,17 +171,11 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
     return poll(fds, n, timeout);
 }
 
-/* libc reads ppoll's and pselect's timeouts itself; the kernel refuses bad ones at once. */
-static bool waits(const struct timespec *timeout)
-{
-    return timeout == NULL || (shim_valid_timeout(timeout) && (timeout->tv_sec != 0 || timeout->tv_nsec != 0));
-}
-
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
 {
-    if (mask != NULL || !waits(timeout) || shim_cooperative(FAM_poll) == NULL)
+    if (plain_wait(timeout, mask))
         return REAL(ppoll)(fds, n, timeout, mask);
-    return coop_poll(fds, n, shim_deadline_after(timeout));
+    return coop_poll(fds, n, shim_deadline_after(timeout), mask);
 }
 
 EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -194,7 +234,8 @@ static int select_block(void *c, int64_t deadline)
 }
 
 /* Fails with EFAULT, before any wait, for a set the kernel cannot read. */
-static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline)
+static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline,
+                       const sigset_t *mask)
 {
     struct select_call call = { .nfds = nfds, .bytes = (size_t)(nfds + 63) / 64 * 8, .sets = { rd, wr, ex } };
     for (int i = 0; i < 3; i++) {
@@ -202,20 +243,17 @@ static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
         if (call.sets[i] != NULL && !shim_copy_in(&call.copies[i], call.sets[i], call.bytes))
             return -1;
     }
-    struct multiplexer m = { select_check, select_watch, select_block, &call, (size_t)nfds };
+    struct multiplexer m = { select_check, select_watch, select_block, &call, (size_t)nfds, mask };
     return multiplex(&m, deadline);
 }
 
-/* Calls whose arguments coop leaves to libc and the kernel: a mask, more fds than an
- * fd_set holds, a negative count. */
-static bool plain_select(int nfds, const sigset_t *mask)
-{
-    return mask != NULL || nfds < 0 || nfds > FD_SETSIZE || shim_cooperative(FAM_poll) == NULL;
-}
+/* Counts coop leaves to libc and the kernel: more fds than an fd_set holds, or fewer than none. */
+static bool plain_count(int nfds) { return nfds < 0 || nfds > FD_SETSIZE; }
 
 EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout)
 {
-    if (plain_select(nfds, NULL) || (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0))
+    if (plain_count(nfds) || shim_cooperative(FAM_poll) == NULL
+        || (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0))
         || (timeout && timeout->tv_sec == 0 && timeout->tv_usec == 0))
         return REAL(select)(nfds, rd, wr, ex, timeout);
     int64_t deadline = COOP_NO_DEADLINE;
@@ -223,7 +261,7 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
         struct timespec rel = { timeout->tv_sec, timeout->tv_usec * 1000 };
         deadline = shim_deadline_after(&rel);
     }
-    int r = coop_select(nfds, rd, wr, ex, deadline);
+    int r = coop_select(nfds, rd, wr, ex, deadline, NULL);
     if (r < 0 && errno == EFAULT)        /* the kernel's call says it too, as it does */
         return REAL(select)(nfds, rd, wr, ex, timeout);
     if (timeout != NULL) {     /* Linux reports the time left */
@@ -236,11 +274,11 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
                    const sigset_t *mask)
 {
-    if (plain_select(nfds, mask) || !waits(timeout))
+    if (plain_count(nfds) || plain_wait(timeout, mask))
         return REAL(pselect)(nfds, rd, wr, ex, timeout, mask);
-    int r = coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout));
-    if (r < 0 && errno == EFAULT)
-        return REAL(pselect)(nfds, rd, wr, ex, timeout, mask);
+    int r = coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout), mask);
+    if (r < 0 && errno == EFAULT)        /* a set or the mask: the kernel says so at once */
+        return REAL(pselect)(nfds, rd, wr, ex, timeout, NULL);
     return r;
 }
 
@@ -268,10 +306,11 @@ static int epoll_block(void *c, int64_t deadline)
     return REAL(epoll_wait)(e->epfd, e->events, e->max, remaining_ms(deadline));
 }
 
-static int coop_epoll(int epfd, struct epoll_event *events, int max, int64_t deadline)
+static int coop_epoll(int epfd, struct epoll_event *events, int max, int64_t deadline,
+                      const sigset_t *mask)
 {
     struct epoll_call call = { epfd, events, max };
-    struct multiplexer m = { epoll_check, epoll_watch, epoll_block, &call, 1 };
+    struct multiplexer m = { epoll_check, epoll_watch, epoll_block, &call, 1, mask };
     return multiplex(&m, deadline);
 }
 
@@ -279,11 +318,13 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout
 {
     if (timeout == 0 || max <= 0 || shim_cooperative(FAM_poll) == NULL)
         return REAL(epoll_wait)(epfd, events, max, timeout);
-    return coop_epoll(epfd, events, max, shim_deadline_ms(timeout));
+    return coop_epoll(epfd, events, max, shim_deadline_ms(timeout), NULL);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
 {
+    if (own_mask(mask) && max > 0)
+        return coop_epoll(epfd, events, max, shim_deadline_ms(timeout), mask);
     if (mask != NULL)
         return REAL(epoll_pwait)(epfd, events, max, timeout, mask);
     return epoll_wait(epfd, events, max, timeout);
@@ -295,8 +336,8 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max, const str
                         const sigset_t *mask)
 {
     struct timespec ts;
-    if (mask != NULL || max <= 0 || shim_cooperative(FAM_poll) == NULL
-        || (timeout != NULL && (shim_read_timeout(timeout, &ts) != 0 || (ts.tv_sec == 0 && ts.tv_nsec == 0))))
+    if (max <= 0 || (timeout != NULL && shim_read_timeout(timeout, &ts) != 0)
+        || plain_wait(timeout != NULL ? &ts : NULL, mask))
         return REAL(epoll_pwait2)(epfd, events, max, timeout, mask);
-    return coop_epoll(epfd, events, max, shim_deadline_after(timeout != NULL ? &ts : NULL));
+    return coop_epoll(epfd, events, max, shim_deadline_after(timeout != NULL ? &ts : NULL), mask);
 }

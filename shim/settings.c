@@ -171,8 +171,8 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     if ((v = get("COOP_MAX_BLOCKING_MS")) != NULL)
         core->max_blocking_ms = (int)parse_number(&p, "COOP_MAX_BLOCKING_MS", v, 0, 3600000);
     if ((v = get("COOP_ON_DEADLOCK")) != NULL)
-        core->on_deadlock_wait =
-            parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 1;
+        core->on_deadlock_exit =
+            parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 0;
     out->threadpool_size = 10;      /* gevent's default; libuv allows up to 1024 */
     if ((v = get("COOP_THREADPOOL_SIZE")) != NULL)
         out->threadpool_size = (int)parse_number(&p, "COOP_THREADPOOL_SIZE", v, 1, 1024);

@@ -74,8 +74,10 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     int err = coop_spawn(&g, fn, arg, &sa);
     if (err == ENOSYS)
         return REAL(pthread_create)(t, attr, fn, arg);
-    if (err == 0)
+    if (err == 0) {
+        shim_signal_thread_created(g);     /* before it can run */
         *t = (pthread_t)g;
+    }
     return err;
 }
 
@@ -173,16 +175,6 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
     return 0;
 }
 
-/* A greenlet's signal goes to its hub's OS thread; the handler's interruption of a wait
- * is aimed at that greenlet (see signal.c). */
-EXPORT int pthread_kill(pthread_t t, int sig)
-{
-    struct coop_greenlet *g = greenlet_of(t);
-    if (g != NULL && sig != 0)
-        shim_signal_target(g, sig);
-    return g != NULL && sig == 0 ? 0 : REAL(pthread_kill)(os_thread_of(t), sig);
-}
-
 EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *param)
 {
     return REAL(pthread_getschedparam)(os_thread_of(t), policy, param);
@@ -211,14 +203,6 @@ EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set
 EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
 {
     return REAL(pthread_getcpuclockid)(os_thread_of(t), clock);
-}
-
-EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
-{
-    struct coop_greenlet *g = greenlet_of(t);
-    if (g != NULL)
-        shim_signal_target(g, sig);
-    return REAL(pthread_sigqueue)(os_thread_of(t), sig, value);
 }
 
 /* Cancellation would have to unwind a greenlet's stack through glibc's per-OS-thread

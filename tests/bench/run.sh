@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bench/run.sh [--quick] [--smoke] [--out DIR]: coop's benchmark suite.
+# tests/bench/run.sh [--quick] [--smoke] [--micro] [--out DIR]: coop's benchmark suite.
 #
 #   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
 #   build/bench/loadgen (closed loop, one thread) against
@@ -13,9 +13,11 @@
 #   them alike), each on a fresh process; a level is repeated and the medians reported. The
 #   server's OS threads and resident set are sampled under load (maximum over the run).
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c, built without coop, run
-#   natively and under cooprun): context switch, thread create+join, mutexes and condition
-#   variables, the length of a short sleep, resident memory per idle thread.
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c and idle_tls.cc, built
+#   without coop, run natively and under cooprun): context switch, thread create+join, mutexes
+#   and condition variables, the length of a short sleep, resident memory per idle thread. The
+#   switch, create+join and the idle threads (C, and C++ with a 16 KiB thread_local array) run
+#   again under each TLS mechanism of the machine (COOP_TLS=syscall, and fsgsbase where it has it).
 #
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
@@ -24,6 +26,7 @@
 #   --quick  one repetition of 0.5 s per server and level (under 2 minutes instead of ~8.5)
 #   --smoke  for tests: levels 1 and 100, 64 B only, 0.3 s, small micro-benchmarks, nothing
 #            installed, missing peers skipped (under a minute)
+#   --micro  the micro-benchmarks only, no echo matrix (with --quick or --smoke, theirs)
 #
 # As root (and not --smoke) it first installs missing peers from Debian (golang-go,
 # python3-gevent, gnuplot-nox) with scripts/deps.sh; a peer that is still missing gets "n/a".
@@ -34,15 +37,16 @@ cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
 readonly COMMAND="tests/bench/run.sh $*"
 
-quick=0 smoke=0 out=build/bench-results
+quick=0 smoke=0 micro_only=0 out=build/bench-results
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
         --smoke) smoke=1 quick=1 ;;
+        --micro) micro_only=1 ;;
         --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift ;;
         --out=*) out=${1#--out=} ;;
         -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--out DIR]" >&2; exit 2 ;;
+        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--micro] [--out DIR]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -71,6 +75,10 @@ else
     BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
+((micro_only)) && LEVELS=() SIZES=()
+# The idle threads of each TLS mechanism: as many as the most of the coop column.
+IDLE_TLS=${IDLE_COOP[-1]}
+mapfile -t TLS_MECHANISMS < <(tests/tls_mechanisms.sh)
 # Each run warms up first (loadgen -w): WARMUP seconds, and on until every connection has had
 # an echo, so that 10,000 connections are measured at work, not while being accepted.
 # At one connection throughput is bound by latency, and latency by where the kernel puts the
@@ -96,13 +104,13 @@ started=$(date +%s)
 say() { printf '[%4ds] %s\n' $(($(date +%s) - started)) "$*" >&2; }
 
 # --- what it needs ---
-if ((!smoke)) && [ "$(id -u)" -eq 0 ]; then
+if ((!smoke && !micro_only)) && [ "$(id -u)" -eq 0 ]; then
     scripts/deps.sh golang-go python3-gevent gnuplot-nox ||
         say "warning: could not install every peer; missing ones are reported as n/a"
 fi
 # The C programs through the Makefile (its flags); every micro-benchmark in tests/bench.
 targets=("build/samples/echo_threads")
-for src in tests/bench/*.c; do targets+=("build/bench/$(basename "$src" .c)"); done
+for src in tests/bench/*.c tests/bench/*.cc; do targets+=("build/bench/$(basename "${src%.c*}")"); done
 make --no-print-directory -s "${targets[@]}" >"$LOG/make.log" 2>&1 || {
     cat "$LOG/make.log" >&2
     echo "run.sh: the build of the benchmark programs failed" >&2
@@ -256,6 +264,7 @@ micro() {
     case $variant in
         coop) prefix=("$COOPRUN" --) ;;
         coop-ucontext) prefix=(env COOP_SWITCH=ucontext "$COOPRUN" --) ;;
+        coop-tls-*) prefix=(env "COOP_TLS=${variant#coop-tls-}" "$COOPRUN" --) ;;
     esac
     tag="micro-$variant-$(basename "$program")-${*// /_}"
     timeout -k 2 120 "${prefix[@]}" "$BENCH/$program" "$@" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null
@@ -283,6 +292,13 @@ run_micro() {
         micro coop sleep -t "$MICRO_T"
         micro native idle -n "$IDLE_NATIVE"
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
+        micro native idle_tls -n "$IDLE_NATIVE"
+        for mechanism in "${TLS_MECHANISMS[@]}"; do
+            micro "coop-tls-$mechanism" switch -m yield -t "$MICRO_T"
+            micro "coop-tls-$mechanism" create_join -t "$MICRO_T"
+            micro "coop-tls-$mechanism" idle -n "$IDLE_TLS"
+            micro "coop-tls-$mechanism" idle_tls -n "$IDLE_TLS"
+        done
     done
 }
 
@@ -338,7 +354,8 @@ say "done in ${elapsed} s; writing $out/results.md"
 machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 report_args=(--raw "$RAW" --micro "$MICRO" --out "$out" --machine "$machine" --command "$COMMAND"
     --seconds "$elapsed" --duration "$DURATION" --reps "$REPS" --gnuplot "$have_gnuplot"
-    --library "$COOP_LIBRARY${library_note:+ ($library_note)}")
+    --library "$COOP_LIBRARY${library_note:+ ($library_note)}"
+    --tls-mechanisms "$(IFS=,; echo "${TLS_MECHANISMS[*]}")")
 [ -n "$(pin_for 1)" ] && report_args+=(--pinned-level1 1)
 if [ ${#budget_notes[@]} -gt 0 ]; then
     dropped_list=$(printf '%s; ' "${budget_notes[@]}")

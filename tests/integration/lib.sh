@@ -9,6 +9,10 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # ASan's runtime when the library is a sanitizer build, which cooprun preloads right behind it.
 ASAN_RUNTIME=$(env -u LD_PRELOAD ldd "$COOP_LIBRARY" 2>/dev/null | sed -n 's/^[[:space:]]*libasan\.so[.0-9]* => \(\/[^ ]*\) .*/\1/p')
 SAMPLES=$BUILD/samples
+# The ways this machine lets coop move the thread pointer (COOP_TLS=MECHANISM): the tests
+# that depend on thread-local storage run under each.
+mapfile -t TLS_MECHANISMS < <("$ROOT/tests/tls_mechanisms.sh")
+TLS_MECHANISM_LIST=$(IFS=,; echo "${TLS_MECHANISMS[*]}") # for messages: syscall,fsgsbase
 BENCH=$BUILD/bench
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/coop-test.XXXXXX")
 trap 'rm -rf "$TMP"; jobs -p | xargs -r kill 2>/dev/null' EXIT
@@ -36,6 +40,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_server [PREFIX...]: starts echo_threads; sets server and port.
 start_server() {
     local _
+    : >"$TMP/server.out"    # the background shell may not have truncated it when first read
     "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     for _ in $(seq 100); do

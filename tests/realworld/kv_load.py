@@ -1,7 +1,7 @@
-"""What memcache_client.py and redis_client.py share: their command line (PORT CONNS KEYS
-[TIMEOUT_S]), values derived from the key, a buffered connection, the threads (one connection
-each, started together behind a barrier; connection c owns the keys c, c + CONNS... below
-KEYS) and the tally of what they did and what went wrong."""
+"""What memcache_client.py, redis_client.py and digest_client.py share: their command line
+(PORT CONNS KEYS [TIMEOUT_S]), values derived from the key, a buffered connection, the
+threads (one connection each, started together behind a barrier; connection c owns the keys
+c, c + CONNS... below KEYS) and the tally of what they did and what went wrong."""
 import socket
 import sys
 import threading
