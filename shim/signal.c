@@ -275,21 +275,30 @@ static bool fault(int sig, const siginfo_t *info)
             || sig == SIGSYS) && info->si_code > 0;
 }
 
+/* SA_RESETHAND: the default action from now on, in the kernel too (a signal coop handed
+ * over itself never reached it), with the flags and mask the program gave, as natively. */
+static void reset_handler(int sig, const struct sigaction *a)
+{
+    struct sigaction dfl = *a;
+    dfl.sa_handler = SIG_DFL;
+    installed[sig] = dfl;
+    trampolined[sig] = false;
+    added_flags[sig] = 0;
+    REAL(sigaction)(sig, &dfl, NULL);
+}
+
 /* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile. */
 static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
-    const struct sigaction *a = &installed[sig];
-    uint64_t during = bits_of(&a->sa_mask) | ((a->sa_flags & SA_NODEFER) ? 0 : BIT(sig));
+    const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
+    uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
     uint64_t before = s != NULL ? atomic_fetch_or(&s->blocked, during) : 0;
-    int flags = a->sa_flags;
-    if (flags & SA_RESETHAND) {
-        installed[sig].sa_handler = SIG_DFL;
-        trampolined[sig] = false;
-    }
-    if (flags & SA_SIGINFO)
-        a->sa_sigaction(sig, info, context);
+    if (a.sa_flags & SA_RESETHAND)
+        reset_handler(sig, &a);
+    if (a.sa_flags & SA_SIGINFO)
+        a.sa_sigaction(sig, info, context);
     else
-        a->sa_handler(sig);
+        a.sa_handler(sig);
     if (s != NULL) {
         atomic_store(&s->blocked, before);
         atomic_fetch_add(&s->handled, 1);
