@@ -346,7 +346,8 @@ static void deliver(struct coop_greenlet *g)
         return;
     siginfo_t info;
     for (;;) {
-        uint64_t open = ~atomic_load(&s->blocked);
+        /* A signal its sigwait waits for is that wait's, blocked or not, as in Linux. */
+        uint64_t open = ~atomic_load(&s->blocked) & ~atomic_load(&s->awaited);
         if (dequeue(s, open, &info) == 0 && dequeue(&process, open, &info) == 0)
             break;
         act(s, &info);
