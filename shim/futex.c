@@ -124,6 +124,14 @@ static int shared_wait(uint32_t *addr, uint32_t val, const struct timespec *dead
 /* Relative timeouts this long (30,000 years) are waits without one. */
 #define FOREVER_S (1LL << 40)
 
+/* The lot's key for a futex: its address when private, the next byte when not (futex
+ * words are aligned: no other waiter parks there). The kernel keeps the two kinds apart
+ * even on one word: a shared wake never wakes a private waiter, nor the other way round. */
+static const void *lot_key(const uint32_t *addr, int op)
+{
+    return (const char *)addr + !(op & FUTEX_PRIVATE_FLAG);
+}
+
 /* FUTEX_WAIT's timeout is relative; FUTEX_WAIT_BITSET's is absolute, monotonic unless
  * FUTEX_CLOCK_REALTIME. Futexes no other process can reach park in the lot. */
 static int wait_once(uint32_t *addr, int op, uint32_t val, const struct timespec *ts, uint32_t bitset)
@@ -140,7 +148,8 @@ static int wait_once(uint32_t *addr, int op, uint32_t val, const struct timespec
     if (!(op & FUTEX_PRIVATE_FLAG) && shareable(addr))
         return shared_wait(addr, val, ts, clock, bitset);
     int64_t deadline = ts != NULL ? shim_deadline_at(clock, ts) : COOP_NO_DEADLINE;
-    return shim_park_while((_Atomic uint32_t *)addr, val, deadline, bitset, "futex");
+    struct word_wait w = { (_Atomic uint32_t *)addr, val };
+    return coop_park(lot_key(addr, op), unchanged, &w, bitset, deadline, "futex");
 }
 
 /*
@@ -177,7 +186,7 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
 static long futex_wake(uint32_t *addr, int op, int n, uint32_t bitset)
 {
     int want = n > 0 ? n : 1;
-    int woken = bitset != 0 ? coop_unpark(addr, want, bitset) : 0;
+    int woken = bitset != 0 ? coop_unpark(lot_key(addr, op), want, bitset) : 0;
     if (woken == want)
         return woken;
     long more = real_futex(addr, op, (uint32_t)(want - woken), NULL, bitset);

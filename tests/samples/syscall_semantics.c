@@ -7,9 +7,10 @@
  *
  * Exit status 1 when a check failed. Where the kernel's answer depends on its version
  * (a wake on an unmapped address, for one), the line only records it: run natively, then
- * through coop, and compare the lines. Every check runs in the main thread with no other
- * thread alive, so that under coop it takes the path of a lone greenlet (or, with
- * COOP_ALWAYS_COOPERATIVE=1, the cooperative path).
+ * through coop, and compare the lines. Every check but one runs in the main thread with no
+ * other thread alive, so that under coop it takes the path of a lone greenlet (or, with
+ * COOP_ALWAYS_COOPERATIVE=1, the cooperative path); futex_private_and_shared_apart starts
+ * a thread, and joins it.
  *
  *   futex     shared futexes across processes, both ways; bad addresses, values, timeouts
  *   sigaction the old action is the kernel's: SA_RESTORER and glibc's restorer included
@@ -217,6 +218,38 @@ static void check_futex_wakes_other_process(void)
     snprintf(why, sizeof why, "child's wait %s, %s", waited == 0 ? "woken" : waited == 1 ? "timed out" : "failed",
              woke == 0 ? "woke it" : "woke nobody");
     report_result("futex_wakes_other_process", waited == 0 && woke == 0, why);
+}
+
+/* The kernel keeps private and shared futexes apart, even on one word: a thread waits on a
+ * private one while this one wakes the shared one (which must wake nobody), then the
+ * private one, until that wakes the thread. */
+static _Atomic uint32_t private_word;
+static _Atomic bool private_waiter_woken;
+
+static void *wait_private(void *unused)
+{
+    (void)unused;
+    while (futex(&private_word, FUTEX_WAIT_PRIVATE, 0, NULL, 0) != 0 && errno == EINTR)
+        ;
+    atomic_store(&private_waiter_woken, true);
+    return NULL;
+}
+
+static void check_futex_kinds_apart(void)
+{
+    pthread_t thread;
+    long shared_woke = 0, private_woke;
+
+    if (pthread_create(&thread, NULL, wait_private, NULL) != 0)
+        die("pthread_create");
+    do {
+        shared_woke += futex(&private_word, FUTEX_WAKE, 1, NULL, 0);
+        private_woke = futex(&private_word, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+        usleep(RETRY_US);
+    } while (private_woke == 0 && !atomic_load(&private_waiter_woken));
+    pthread_join(thread, NULL);
+    snprintf(why, sizeof why, "shared wakes woke %ld, the private wake %ld", shared_woke, private_woke);
+    report_result("futex_private_and_shared_apart", shared_woke == 0 && private_woke == 1, why);
 }
 
 /* futex_KIND_WHAT, for the private and the shared kind of futex. */
@@ -717,7 +750,8 @@ int main(int argc, char **argv)
         die("usage: syscall_semantics");
 
     static void (*const sections[])(void) = {
-        check_futex_woken_by_other_process, check_futex_wakes_other_process, check_futex_arguments,
+        check_futex_woken_by_other_process, check_futex_wakes_other_process, check_futex_kinds_apart,
+        check_futex_arguments,
         check_sigaction, check_at_once, check_sigwaitinfo_unblocked, check_waitall, check_connect,
         check_arguments, check_popen,
     };
