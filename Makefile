@@ -23,7 +23,7 @@ DEPS_PKGS := libuv1 libunwind check
 # The real programs of tests/realworld/ come from Debian too.
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
-            ruby default-jre-headless
+            ruby default-jre-headless unbound bind9-dnsutils perl
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
