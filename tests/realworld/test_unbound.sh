@@ -26,6 +26,37 @@ QUERIES=$((NAMES + MISSING))
 ALLOWED_RUNTIME=0
 ZONE=coop.test
 
+# dns_ports COUNT: COUNT distinct ports free on 127.0.0.1 for both TCP and UDP, below the
+# kernel's ephemeral range: unbound's, and the source port of each UDP dig. unbound binds a UDP
+# socket per thread with SO_REUSEPORT, and dig (BIND's network manager) binds each query's
+# socket with SO_REUSEPORT too; for sockets of one user the kernel lets bind(port 0) pick a
+# port such a socket holds. With ports from the ephemeral range (free_port), a dig socket now
+# and then got unbound's port and its own query back as the answer ("Warning: query response
+# not set"), or two digs shared a port and one got the other's answer ("ID mismatch", then a
+# time-out): 5 runs of 140, natively and under coop alike. With a port of its own, below the
+# range, each dig closes a query's socket before it sends the next query from the same port.
+dns_ports() {
+    "$PYTHON" - "$1" <<'PY'
+import random
+import socket
+import sys
+
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < int(sys.argv[1]):
+    port = random.randrange(1024, low)
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    if port not in ports:
+        ports.append(port)
+print(*ports)
+PY
+}
+
 # record N: name N's record (a type of three, by N), as dig prints it with +noall +answer
 # once blanks are squeezed.
 record() {
@@ -53,14 +84,20 @@ for n in $(seq $MISSING); do
 done
 sort "$TMP/expected" >"$TMP/expected.sorted"
 
-# ask MODE PORT: every batch through its own dig, at once; odd batches over TCP. Sets answers
-# (the answer lines, sorted, in $TMP/answers.MODE), noerror and nxdomain (status counts).
+# ask MODE PORT SOURCE_PORT...: every batch through its own dig, at once; odd batches over TCP,
+# even ones over UDP from a SOURCE_PORT each. Sets answers (the answer lines, sorted, in
+# $TMP/answers.MODE), noerror and nxdomain (status counts).
 ask() {
     local mode=$1 port=$2 batch pids=() transport
+    shift 2
     for batch in $(seq 0 $((BATCHES - 1))); do
-        transport=+notcp
-        ((batch % 2)) && transport=+tcp
-        timeout $LIMIT_S dig @127.0.0.1 -p "$port" $transport +tries=1 +time=$DIG_TIMEOUT_S \
+        if ((batch % 2)); then
+            transport=(+tcp)
+        else
+            transport=(+notcp -b "127.0.0.1#$1")
+            shift
+        fi
+        timeout $LIMIT_S dig @127.0.0.1 -p "$port" "${transport[@]}" +tries=1 +time=$DIG_TIMEOUT_S \
             +noall +comments +answer -f "$TMP/questions.$batch" >"$TMP/dig.$mode.$batch" 2>&1 &
         pids+=($!)
     done
@@ -87,9 +124,10 @@ dump_greenlets() {
 
 # run MODE [PREFIX...]: sets max_threads, served_threads.
 run() {
-    local mode=$1 port queries
+    local mode=$1 port ports queries
     shift
-    port=$(free_port)
+    read -r -a ports <<<"$(dns_ports $((1 + BATCHES / 2)))"
+    port=${ports[0]}
     cat >"$TMP/unbound.$mode.conf" <<EOF
 server:
     num-threads: $THREADS
@@ -117,7 +155,7 @@ EOF
     start_server "$mode" "$@" unbound -d -c "$TMP/unbound.$mode.conf"
     wait_port "$port"
     start_sampler "$server"
-    ask "$mode" "$port"
+    ask "$mode" "${ports[@]}"
     stop_sampler
     kill -0 "$server" 2>/dev/null || fail "$mode: unbound died: $(tail -n 20 "$TMP/$mode.err")"
     [ "$mode" = coop ] && dump_greenlets "$server"
