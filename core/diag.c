@@ -277,7 +277,7 @@ bool coop_is_overflow_handler(const void *handler) { return handler == (const vo
  * unless the thread has one already (a sanitizer's, Rust's). */
 void coop_diag_hub_init(struct coop_hub *h)
 {
-    (void)h;
+    coop_trace_hub_init(h);
     stack_t old;
     if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE))
         return;

@@ -68,6 +68,8 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held)
 {
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
+    if (coop_trace_enabled())
+        coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     atomic_store(&sample_frames, -1);
     coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL);
     for (int i = 0; i < 200 && atomic_load(&sample_frames) < 0; i++) {

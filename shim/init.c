@@ -22,6 +22,17 @@ static void print_patched(void)
 
 static const char *environment(const char *name) { return secure_getenv(name); }
 
+/* A trace or profile file named without %p is this process's alone: programs it executes
+ * would overwrite it, so they do not inherit the setting. */
+static void keep_to_self(const char **file, const char *variable)
+{
+    if (*file == NULL)
+        return;
+    *file = strdup(*file);
+    if (*file != NULL && strstr(*file, "%p") == NULL)
+        unsetenv(variable);
+}
+
 /* Applies the settings, or stops the program before main on a bad one. */
 static void read_settings(struct coop_settings *core)
 {
@@ -35,6 +46,8 @@ static void read_settings(struct coop_settings *core)
     }
     memcpy(shim_patched, s.patched, sizeof shim_patched);
     *core = s.core;
+    keep_to_self(&core->trace_file, "COOP_TRACE");
+    keep_to_self(&core->profile_file, "COOP_PROFILE");
     coop_log_level = s.log_level;
     shim_dump_signal = s.dump_signal;
     shim_file_offload = s.file_offload;
