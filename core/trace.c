@@ -985,6 +985,7 @@ void coop_trace_start(void)
         && (w.fd = open_file(w.path)) >= 0) {
         write_all(w.fd, header, sizeof header - 1, 0);
         w.segment_start = w.events_end = (off_t)(sizeof header - 1);
+        append(&w.out);     /* the footer alone: valid from the start, even after _exit */
         if ((foreign = calloc(1, sizeof *foreign)) == NULL) {
             coop_sys(SYS_close, w.fd, 0, 0);
             w.fd = -1;

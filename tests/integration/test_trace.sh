@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# cooprun --trace and --profile on tests/samples/trace_server.c, a server built without coop
+# with three named threads, a mutex hand-off and a sleep: the timeline is valid JSON with
+# its tracks, names, the mutex wait with its address, the hand-off arrow and the sleep's
+# length, after a normal exit, after SIGTERM (flushed) and under a size limit; the
+# profile of a computing thread names it and its function (trace_check.py checks).
+source "$(dirname "$0")/lib.sh"
+[ -x "$SAMPLES/trace_server" ] || fail "$SAMPLES/trace_server is not built (make)"
+[ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
+CHECK=$ROOT/tests/integration/trace_check.py
+
+# start_traced [COOPRUN OPTION...]: starts trace_server under cooprun; sets server, port, mutex.
+start_traced() {
+    "$COOPRUN" "$@" -- "$SAMPLES/trace_server" >"$TMP/server.out" 2>"$TMP/server.err" &
+    server=$!
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^listening on //p' "$TMP/server.out")
+        [ -n "$port" ] && break
+        kill -0 "$server" 2>/dev/null || fail "trace_server died: $(cat "$TMP/server.err")"
+        sleep 0.1
+    done
+    [ -n "$port" ] || fail "trace_server printed no port"
+    mutex=$(sed -n 's/^mutex //p' "$TMP/server.out")
+}
+
+# send_lines COUNT [quit]: COUNT lines on one connection, each answered, then "quit" if asked.
+send_lines() {
+    python3 - "$port" "$@" <<'PY' || fail "the client failed"
+import socket, sys
+port, count, quit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["quit"]
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+f = s.makefile("rw")
+for i in range(count):
+    f.write("line %d\n" % i); f.flush()
+    assert f.readline() == "ok %d\n" % (i + 1)
+if quit:
+    f.write("quit\n"); f.flush()
+    f.readline()
+PY
+}
+
+wait_server() { # wait_server EXPECTED_STATUS LABEL
+    local status
+    wait "$server"
+    status=$?
+    [ "$status" -eq "$1" ] || fail "$2: status $status, expected $1: $(cat "$TMP/server.err")"
+    [ ! -s "$TMP/server.err" ] || fail "$2: coop said: $(cat "$TMP/server.err")"
+}
+
+start_traced --trace "$TMP/exit.json"
+send_lines 2 quit
+wait_server 0 "exit"
+python3 "$CHECK" "$TMP/exit.json" "$mutex" exit || fail "the timeline after a normal exit"
+note "normal exit: valid, every track named, mutex wait, hand-off arrow, sleep"
+
+start_traced --trace "$TMP/term.json"
+send_lines 1
+kill -TERM "$server"
+wait_server 143 "SIGTERM"
+python3 "$CHECK" "$TMP/term.json" "$mutex" sigterm || fail "the timeline after SIGTERM"
+note "SIGTERM: valid, flushed, and the program still dies of the signal"
+
+start_traced --trace "$TMP/limited.json" --trace-max 64k
+send_lines 3000 quit
+wait_server 0 "limited"
+size=$(stat -c %s "$TMP/limited.json")
+# The limit, plus the header, footer and the metadata repeated at a segment's start.
+((size <= 64 * 1024 + 4096)) || fail "limited: the file has $size bytes, over its 64 KiB"
+python3 "$CHECK" "$TMP/limited.json" "$mutex" limited || fail "the timeline under COOP_TRACE_MAX"
+note "COOP_TRACE_MAX=64k: $size bytes, valid, the last events with their names"
+
+# A file without %p is this process's alone: a program it runs does not inherit it.
+COOP_TRACE="$TMP/parent.json" "$COOPRUN" -- /bin/sh -c 'echo "${COOP_TRACE-unset}"' >"$TMP/inherit.out" 2>&1
+[ "$(cat "$TMP/inherit.out")" = unset ] || fail "COOP_TRACE was inherited: $(cat "$TMP/inherit.out")"
+python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$TMP/parent.json" || fail "a single-threaded program's timeline"
+note "COOP_TRACE without %p stays with its process; a program without threads still gets a valid file"
+
+# The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps.
+"$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 -- "$SAMPLES/diag" spin >/dev/null 2>"$TMP/spin.err" ||
+    fail "diag spin under --profile: $(cat "$TMP/spin.err")"
+python3 - "$TMP/spin.folded" <<'PY' || fail "the profile"
+import sys
+counts = {}
+for line in open(sys.argv[1]):
+    stack, _, count = line.rstrip("\n").rpartition(" ")
+    frames = stack.split(";")
+    assert stack and int(count) > 0 and all(frames), "malformed line: %r" % line
+    counts[frames[0]] = counts.get(frames[0], 0) + int(count)
+spinner = sum(int(l.rpartition(" ")[2]) for l in open(sys.argv[1]) if l.startswith("spinner;") and ";spinner;" in l)
+# 500 ms of CPU at 199 Hz is about 100 samples: a tenth of that is plenty of margin.
+assert spinner >= 10, "only %d samples of spinner in its own function: %s" % (spinner, counts)
+print("  profile roots:", counts)
+PY
+note "profile: collapsed stacks, the greenlet's name at the root, its function inside"
