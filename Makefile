@@ -23,7 +23,9 @@ DEPS_PKGS := libuv1 libunwind check
 # The real programs of tests/realworld/ come from Debian too.
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
-            ruby default-jre-headless
+            ruby default-jre-headless chromium
+# The page test_trace_browser.sh opens: speedscope's built web page, from npm, in build/web.
+SPEEDSCOPE := speedscope@1.25.0
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
@@ -135,7 +137,14 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/o
 	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl -lunwind
 
 # --- running ---
-test: all
+# speedscope's page for the browser check; without npm or the registry the check skips.
+# npm comes with nodesource's nodejs, and separately with Debian's.
+$(BUILD)/web/node_modules/speedscope/dist/release/index.html:
+	@mkdir -p $(BUILD)/web
+	@command -v npm >/dev/null || scripts/deps.sh npm || true
+	-npm install --silent --no-audit --no-fund --prefix $(BUILD)/web $(SPEEDSCOPE)
+
+test: all $(BUILD)/web/node_modules/speedscope/dist/release/index.html
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
 	$(BUILD)/unit_tests
 	COOP_TLS=syscall $(BUILD)/unit_tests

@@ -370,14 +370,30 @@ static void out_u64(struct out *o, uint64_t v)
         o->buf[o->len++] = digits[--n];
 }
 
-/* Nanoseconds as microseconds with three decimals, the format's unit. */
-static void out_us(struct out *o, int64_t ns)
+/*
+ * Times are microseconds, the format's unit, in steps of 1/128 us (7.8 ns): such numbers
+ * are exact in binary floating point, so a slice's start plus its duration is exactly the
+ * next slice's start in the viewer too. With decimal fractions it could come out a hair
+ * later, and speedscope would take the next slice for a child of the previous one.
+ */
+#define TICKS_PER_US 128
+
+static int64_t ticks(int64_t ns) { return ns <= w.start_ns ? 0 : ((ns - w.start_ns) * TICKS_PER_US + 500) / 1000; }
+
+static void out_ticks(struct out *o, int64_t t)
 {
-    if (ns < 0)
-        ns = 0;
-    out_u64(o, (uint64_t)ns / 1000);
-    char frac[5] = { '.', (char)('0' + ns / 100 % 10), (char)('0' + ns / 10 % 10), (char)('0' + ns % 10), 0 };
-    out_str(o, frac);
+    out_u64(o, (uint64_t)t / TICKS_PER_US);
+    uint64_t frac = (uint64_t)t % TICKS_PER_US * (10000000 / TICKS_PER_US);   /* 7 decimals */
+    if (frac == 0)
+        return;
+    char digits[9] = ".0000000";
+    for (int i = 7; i > 0; i--, frac /= 10)
+        digits[i] = (char)('0' + frac % 10);
+    int len = 8;
+    while (digits[len - 1] == '0')
+        len--;
+    digits[len] = '\0';
+    out_str(o, digits);
 }
 
 static void out_hex(struct out *o, uintptr_t v)
@@ -415,7 +431,7 @@ static void event_head(struct out *o, const char *ph, pid_t pid, uint64_t tid, i
     out_str(o, ",\"tid\":");
     out_u64(o, tid);
     out_str(o, ",\"ts\":");
-    out_us(o, ts - w.start_ns);
+    out_ticks(o, ticks(ts));
 }
 
 static void metadata(struct out *o, const char *what, pid_t pid, uint64_t tid, const char *name, uint64_t sort)
@@ -443,8 +459,8 @@ static void hub_metadata(struct out *o, struct coop_trace_hub *t)
         return;
     t->named_in_segment = w.segment;
     char name[96];
-    if (t->pid == getpid())
-        snprintf(name, sizeof name, "%s (pid %d)", program_invocation_short_name, (int)t->pid);
+    if (t->pid == getpid())     /* viewers add the pid themselves */
+        snprintf(name, sizeof name, "%s", program_invocation_short_name);
     else
         snprintf(name, sizeof name, "%s: hub on thread %d", program_invocation_short_name, (int)t->pid);
     metadata(o, "process_name", t->pid, 0, name, 0);
@@ -489,7 +505,7 @@ static void slice(struct out *o, struct view *v, int64_t from, int64_t to, const
 {
     event_head(o, "X", v->pid, v->id, from);
     out_str(o, ",\"dur\":");
-    out_us(o, to - from);
+    out_ticks(o, ticks(to) - ticks(from));
     out_str(o, ",\"cat\":\"");
     out_str(o, cat);
     out_str(o, "\",\"name\":");
@@ -748,9 +764,7 @@ static void footer(struct out *o)
     out_str(o, "{\"ph\":\"M\",\"pid\":");
     out_u64(o, (uint64_t)getpid());
     out_str(o, ",\"tid\":0,\"name\":\"process_name\",\"args\":{\"name\":");
-    char name[96];
-    snprintf(name, sizeof name, "%s (pid %d)", program_invocation_short_name, (int)getpid());
-    out_json_string(o, name);
+    out_json_string(o, program_invocation_short_name);
     out_str(o, "}}\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"coop_dropped_events\":");
     out_u64(o, w.dropped);
     out_str(o, ",\"coop_trace_max_bytes\":");
