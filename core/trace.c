@@ -798,28 +798,30 @@ static void rotate(void)
     if (fd >= 0) {
         off_t at = (off_t)(sizeof header - 1);
         write_all(fd, header, at, 0);
-        char *chunk = malloc(1 << 20);
-        for (off_t from = w.segment_start; chunk != NULL && from < w.events_end;) {
-            size_t want = (size_t)(w.events_end - from) < (1u << 20) ? (size_t)(w.events_end - from) : 1u << 20;
-            long n = coop_sys6(SYS_pread64, rfd, (long)chunk, (long)want, from, 0, 0);
+        /* In the kernel: no copy through the writer's memory. */
+        loff_t from = w.segment_start, to = at;
+        while (from < w.events_end) {
+            long n = coop_sys6(SYS_copy_file_range, rfd, (long)&from, fd, (long)&to,
+                               (long)(w.events_end - from), 0);
             if (n <= 0)
                 break;
-            write_all(fd, chunk, (size_t)n, at);
-            from += n;
-            at += n;
         }
-        free(chunk);
+        at = (off_t)to;
         struct out end = { 0 };
         footer(&end);
         write_all(fd, end.buf, end.len, at);
         free(end.buf);
-        if (coop_sys(SYS_rename, tmp, w.path, 0) == 0) {
+        /* A copy cut short would be a broken file: then FILE keeps growing instead. */
+        if (from == w.events_end && coop_sys(SYS_rename, tmp, w.path, 0) == 0) {
             coop_sys(SYS_close, w.fd, 0, 0);
             w.fd = fd;
             w.segment_start = w.events_end = at;
             w.segment++;
         } else {
             coop_sys(SYS_close, fd, 0, 0);
+            coop_sys(SYS_unlinkat, AT_FDCWD, tmp, 0);
+            coop_warn("COOP_TRACE: cannot rewrite %s to keep it within COOP_TRACE_MAX", w.path);
+            w.max_bytes = 0;
         }
     }
     coop_sys(SYS_close, rfd, 0, 0);
@@ -868,7 +870,11 @@ static void write_events(int64_t until, bool final)
     coop_lock(&foreign_lock);
     drain(foreign, getpid());
     coop_unlock(&foreign_lock);
-    qsort(pend, pend_len, sizeof *pend, by_time);
+    size_t sorted = 1;          /* one hub's records come in order: sort only a merge */
+    while (sorted < pend_len && by_time(&pend[sorted - 1], &pend[sorted]) < 0)
+        sorted++;
+    if (sorted < pend_len)
+        qsort(pend, pend_len, sizeof *pend, by_time);
     size_t done = 0;
     for (; done < pend_len && (final || pend[done].r.ts < until); done++) {
         on_record(o, &pend[done].r, pend[done].pid);
