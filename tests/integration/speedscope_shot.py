@@ -2,10 +2,11 @@
 """speedscope_shot.py: opens a profile in speedscope's page with headless chromium, takes a
 screenshot and says whether the page rendered it without complaint.
 
-  speedscope_shot.py INDEX_HTML PROFILE PNG [WIDTH HEIGHT]
+  speedscope_shot.py INDEX_HTML PROFILE PNG [WIDTH HEIGHT [VIEW]]
 
 Loads PROFILE the way speedscope's own command line does (a script calling
-speedscope.loadFileFromBase64, named in the page's #localProfilePath), with Debian's
+speedscope.loadFileFromBase64, named in the page's #localProfilePath; VIEW is speedscope's
+time-ordered, left-heavy or sandwich), with Debian's
 chromium, headless, in a fresh profile directory. Fails (status 1, with the reason) when
 chromium logs an uncaught error or a warning of speedscope's importer, when the page shows
 its error message or is still the empty start page, or when the screenshot is blank: nearly
@@ -24,7 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000"]
 # What speedscope's importer says when it must guess (console.warn), and script errors.
-COMPLAINTS = re.compile(r"Uncaught|Tried to end|still open|Ignoring|Failed to load|Unrecognized format")
+COMPLAINTS = re.compile(r"Uncaught|Tried to end|still open|Ignoring|Failed to load|Unrecognized format|Error")
 
 
 def fail(why):
@@ -81,13 +82,14 @@ def png_pixels(path):
 def main():
     index, profile, png = sys.argv[1:4]
     width, height = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("1200", "700")
+    view = "&view=" + sys.argv[6] if len(sys.argv) > 6 else ""
     with tempfile.TemporaryDirectory() as scratch:
         loader = os.path.join(scratch, "load.js")
         with open(profile, "rb") as f:
             encoded = base64.b64encode(f.read()).decode()
         with open(loader, "w") as f:
             f.write("speedscope.loadFileFromBase64(%s, %s)" % (json.dumps(os.path.basename(profile)), json.dumps(encoded)))
-        url = "file://%s#localProfilePath=%s" % (os.path.abspath(index), loader)
+        url = "file://%s#localProfilePath=%s%s" % (os.path.abspath(index), loader, view)
         dom, console = chromium(["--dump-dom", url], scratch)
         _, shot_console = chromium(["--window-size=%s,%s" % (width, height), "--screenshot=" + os.path.abspath(png), url], scratch)
     complaints = [l for l in console + shot_console if COMPLAINTS.search(l)]
