@@ -59,6 +59,15 @@ bool coop_in_runtime(uintptr_t ip)
            && self.dli_fbase == frame.dli_fbase;
 }
 
+void coop_unwind_warm_up(void)
+{
+    unw_context_t uc;
+    unw_cursor_t cursor;
+    unw_getcontext(&uc);
+    unw_init_local(&cursor, &uc);
+    unw_step(&cursor);
+}
+
 void coop_print_stack(ucontext_t *ctx, bool signal_frame)
 {
     unw_cursor_t cursor;

@@ -190,6 +190,9 @@ void coop_check_deadlock(struct coop_hub *h);
 void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_diag_hub_init(struct coop_hub *h);
 void coop_print_stack(ucontext_t *ctx, bool signal_frame);
+/* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
+ * (the monitor's, the profiler's) call this first, outside any handler. */
+void coop_unwind_warm_up(void);
 bool coop_in_runtime(uintptr_t ip);
 int coop_os_threads(void);           /* of the process, or -1 */
 

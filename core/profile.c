@@ -242,12 +242,7 @@ void coop_profile_start(void)
     struct sigaction sa = { .sa_sigaction = take_sample, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
-    /* libunwind takes locks and reads ELF files on first use: not in a handler. */
-    unw_context_t uc;
-    unw_cursor_t cursor;
-    unw_getcontext(&uc);
-    unw_init_local(&cursor, &uc);
-    unw_step(&cursor);
+    coop_unwind_warm_up();
     profiling = true;
 }
 

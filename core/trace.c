@@ -178,29 +178,10 @@ void coop_trace_switch(struct coop_hub *h, struct coop_greenlet *from, struct co
     ring_publish(&h->trace->ring);
 }
 
-void coop_trace_wake(struct coop_greenlet *g, int reason)
-{
-    if (!coop_trace_enabled())
-        return;
-    struct ring *ring;
-    bool locked;
-    struct trace_record *rec = claim(&ring, &locked);
-    if (rec == NULL)
-        return;
-    struct coop_hub *h = coop_thread.hub;
-    struct coop_greenlet *waker = h != NULL ? h->current : NULL;
-    rec->ts = coop_now();
-    rec->type = REC_WAKE;
-    rec->id = g->id;
-    rec->other = waker != NULL ? waker->id : 0;
-    rec->flags = waker != NULL && waker->is_hub ? WAKER_HUB : 0;
-    rec->reason = reason;
-    publish(ring, locked);
-}
-
-/* Spawns, names and instants: rare, any thread. */
-static void record_simple(enum record_type type, const struct coop_greenlet *g, uint64_t other,
-                          int reason, const char *name, uintptr_t fn)
+/* Wakes, spawns, names and instants, from any thread: a record of type about g, or
+ * nothing. flags: WAKER_HUB for a wake, else whether g is a hub or a main greenlet. */
+static void record(enum record_type type, const struct coop_greenlet *g, uint64_t other,
+                   int reason, int flags, const char *name, uintptr_t fn)
 {
     if (!coop_trace_enabled())
         return;
@@ -214,7 +195,7 @@ static void record_simple(enum record_type type, const struct coop_greenlet *g, 
     rec->id = g->id;
     rec->other = other;
     rec->reason = reason;
-    rec->flags = (uint8_t)((g->is_hub ? FROM_HUB : 0) | (g->is_main ? FROM_MAIN : 0));
+    rec->flags = (uint8_t)flags;
     if (name != NULL)
         strncpy(rec->u.name, name, sizeof rec->u.name);
     else
@@ -222,19 +203,29 @@ static void record_simple(enum record_type type, const struct coop_greenlet *g, 
     publish(ring, locked);
 }
 
+void coop_trace_wake(struct coop_greenlet *g, int reason)
+{
+    struct coop_hub *h = coop_thread.hub;
+    struct coop_greenlet *waker = h != NULL ? h->current : NULL;
+    record(REC_WAKE, g, waker != NULL ? waker->id : 0, reason,
+           waker != NULL && waker->is_hub ? WAKER_HUB : 0, NULL, 0);
+}
+
+static int kind_flags(const struct coop_greenlet *g) { return (g->is_hub ? FROM_HUB : 0) | (g->is_main ? FROM_MAIN : 0); }
+
 void coop_trace_spawn(const struct coop_greenlet *g, const struct coop_greenlet *creator)
 {
-    record_simple(REC_SPAWN, g, creator != NULL ? creator->id : 0, 0, NULL, (uintptr_t)g->fn);
+    record(REC_SPAWN, g, creator != NULL ? creator->id : 0, 0, kind_flags(g), NULL, (uintptr_t)g->fn);
 }
 
 void coop_trace_name(const struct coop_greenlet *g)
 {
-    record_simple(REC_NAME, g, 0, 0, g->name, 0);
+    record(REC_NAME, g, 0, 0, kind_flags(g), g->name, 0);
 }
 
 void coop_trace_instant(const struct coop_greenlet *g, enum coop_trace_instant kind, uint64_t arg)
 {
-    record_simple(REC_INSTANT, g, arg, (int)kind, NULL, 0);
+    record(REC_INSTANT, g, arg, (int)kind, kind_flags(g), NULL, 0);
 }
 
 void coop_trace_hub_init(struct coop_hub *h)

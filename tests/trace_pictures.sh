@@ -4,21 +4,16 @@
 # build/bench/loadgen drives 4 connections for 2 s; speedscope's page, in headless chromium
 # (tests/integration/speedscope_shot.py, which also checks what it rendered), draws them.
 # Needs make, make test's speedscope (build/web) and chromium. Writes docs/trace/.
-set -eu
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/integration/lib.sh"
+cd "$ROOT"
 make --no-print-directory -s build
 out=docs/trace
 mkdir -p "$out"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+tmp=$TMP
 scripts/cooprun --trace "$tmp/echo.json" --profile "$tmp/echo.folded" --profile-hz 499 -- \
     build/samples/echo_threads -p 0 >"$tmp/server.out" &
 server=$!
-for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on //p' "$tmp/server.out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
+port=$(listening_port "$tmp/server.out" "$server") || exit 1
 build/bench/loadgen -p "$port" -c 4 -s 64 -d 2 -w 0.2 >"$tmp/loadgen.out"
 kill -TERM "$server"
 wait "$server" || true

@@ -13,13 +13,7 @@ CHECK=$ROOT/tests/integration/trace_check.py
 start_traced() {
     "$COOPRUN" "$@" -- "$SAMPLES/trace_server" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^listening on //p' "$TMP/server.out")
-        [ -n "$port" ] && break
-        kill -0 "$server" 2>/dev/null || fail "trace_server died: $(cat "$TMP/server.err")"
-        sleep 0.1
-    done
-    [ -n "$port" ] || fail "trace_server printed no port"
+    port=$(listening_port "$TMP/server.out" "$server") || exit 1
     mutex=$(sed -n 's/^mutex //p' "$TMP/server.out")
 }
 

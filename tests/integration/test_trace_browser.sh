@@ -13,12 +13,7 @@ chromium --headless --no-sandbox --disable-gpu --user-data-dir="$TMP/probe" --du
 
 "$COOPRUN" --trace "$TMP/server.json" -- "$SAMPLES/trace_server" >"$TMP/server.out" 2>"$TMP/server.err" &
 server=$!
-for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on //p' "$TMP/server.out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || fail "trace_server printed no port: $(cat "$TMP/server.err")"
+port=$(listening_port "$TMP/server.out" "$server") || exit 1
 python3 - "$port" <<'PY' || fail "the client failed"
 import socket, sys
 f = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30).makefile("rw")
