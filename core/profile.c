@@ -11,8 +11,9 @@
  * ring of the hub: the handler is its only producer, the writer thread (trace.c) its only
  * consumer, so head and tail are all they share and a full ring drops a sample. The
  * writer names the frames (libunwind reads the symbol tables, so static functions of the
- * program have names too) and counts identical stacks; the file is written at the end,
- * by exit or by trace.c's terminating-signal flush.
+ * program have names too) and counts identical stacks. The file is rewritten (aside, then
+ * renamed over it) every REWRITE_NS and at the end, by exit or trace.c's terminating-signal
+ * flush: a program that leaves by _exit or dies otherwise keeps all but the last second.
  */
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
@@ -32,6 +33,7 @@
 #define SAMPLE_SIGNAL (SIGRTMAX - 6)
 #define MAX_FRAMES 64
 #define SAMPLE_RING 256
+#define REWRITE_NS 1000000000LL
 
 struct sample {
     uint64_t id;
@@ -52,6 +54,7 @@ struct coop_profile_hub {
 
 static bool profiling;
 static char *path;
+static uint64_t counted;          /* samples counted so far */
 
 /* --- on the hub's thread, in the signal handler --- */
 
@@ -192,6 +195,7 @@ static void count_sample(const struct sample *s)
         stacks.used++;
     }
     e->count++;
+    counted++;
 }
 
 static void drain(struct coop_profile_hub *p)
@@ -285,10 +289,16 @@ void coop_profile_collect(bool final)
             drain(p);
     }
     coop_unlock(&coop_hubs_lock);
-    if (final) {
-        profiling = false;
+    static int64_t written;
+    static uint64_t counted_then;
+    int64_t now = coop_now();
+    if (final || (now - written >= REWRITE_NS && stacks.used != 0 && counted != counted_then)) {
         write_file();
+        written = now;
+        counted_then = counted;
     }
+    if (final)
+        profiling = false;
 }
 
 void coop_profile_fork_child(void) { profiling = false; }

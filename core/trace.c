@@ -80,6 +80,7 @@ struct trace_record {
 };
 
 struct ring {
+    bool producing;                         /* the producer's, against its own signal handlers */
     _Atomic uint64_t head;                  /* written by the producer only */
     _Atomic uint64_t tail;                  /* written by the writer only */
     _Atomic uint64_t dropped;               /* by the producer, read by the writer */
@@ -100,14 +101,18 @@ static coop_lock_t foreign_lock;
 
 /* --- recording --- */
 
+/* A slot, or NULL when the ring is full or the producer is in the middle of a record: a
+ * signal handler on its thread may wake a greenlet (sem_post is async-signal-safe), and
+ * would otherwise take the slot the interrupted record is being written to. */
 static struct trace_record *ring_claim(struct ring *r)
 {
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    if (head - atomic_load_explicit(&r->tail, memory_order_acquire) >= RING_RECORDS) {
-        atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+    if (r->producing || head - atomic_load_explicit(&r->tail, memory_order_acquire) >= RING_RECORDS) {
+        atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
         return NULL;
     }
+    r->producing = true;
+    atomic_signal_fence(memory_order_seq_cst);
     return &r->records[head % RING_RECORDS];
 }
 
@@ -115,6 +120,8 @@ static void ring_publish(struct ring *r)
 {
     atomic_store_explicit(&r->head, atomic_load_explicit(&r->head, memory_order_relaxed) + 1,
                           memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
+    r->producing = false;
 }
 
 /* The calling thread's record slot, or NULL (then *locked tells whether to unlock). */
@@ -137,7 +144,7 @@ static struct trace_record *claim(struct ring **ring, bool *locked)
             if (rec == NULL)
                 coop_unlock(&foreign_lock);
             *locked = rec != NULL;
-            return rec;
+            return rec;     /* the lock keeps other threads out; producing, handlers */
         }
     }
     atomic_fetch_add_explicit(&foreign->dropped, 1, memory_order_relaxed);
@@ -591,8 +598,10 @@ static void end_state(struct out *o, struct view *v, int64_t ts, int reason)
 
 static void on_switch(struct out *o, const struct trace_record *r, pid_t pid)
 {
-    struct view *from = view_of(o, r->id, pid, r->flags & FROM_HUB, r->flags & FROM_MAIN);
     struct view *to = view_of(o, r->other, pid, r->flags & TO_HUB, r->flags & TO_MAIN);
+    struct view *from = view_of(o, r->id, pid, r->flags & FROM_HUB, r->flags & FROM_MAIN);
+    if (to != NULL)
+        to = view_find(r->other, false);    /* the second may have grown the table */
     if (from == NULL || to == NULL)
         return;
     if (from->state == V_UNKNOWN) {     /* it was running when tracing started */
@@ -675,6 +684,8 @@ static void on_instant(struct out *o, const struct trace_record *r, pid_t pid)
 
 static void on_record(struct out *o, const struct trace_record *r, pid_t pid)
 {
+    if (r->id == 0)             /* 0 marks a free slot of the table: no greenlet has it */
+        return;
     switch ((enum record_type)r->type) {
     case REC_SWITCH: on_switch(o, r, pid); break;
     case REC_WAKE: on_wake(o, r, pid); break;

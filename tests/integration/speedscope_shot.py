@@ -2,16 +2,18 @@
 """speedscope_shot.py: opens a profile in speedscope's page with headless chromium, takes a
 screenshot and says whether the page rendered it without complaint.
 
-  speedscope_shot.py INDEX_HTML PROFILE PNG [WIDTH HEIGHT [VIEW]]
+  speedscope_shot.py INDEX_HTML PROFILE PNG [--size WxH] [--view VIEW] [--track N]
 
 Loads PROFILE the way speedscope's own command line does (a script calling
 speedscope.loadFileFromBase64, named in the page's #localProfilePath; VIEW is speedscope's
-time-ordered, left-heavy or sandwich), with Debian's
+time-ordered, left-heavy or sandwich; N > 0 moves to the Nth next track, as the key "n"
+does), with Debian's
 chromium, headless, in a fresh profile directory. Fails (status 1, with the reason) when
 chromium logs an uncaught error or a warning of speedscope's importer, when the page shows
 its error message or is still the empty start page, or when the screenshot is blank: nearly
 one colour. Standard library only (the PNG is decoded here).
 """
+import argparse
 import base64
 import json
 import os
@@ -80,15 +82,26 @@ def png_pixels(path):
 
 
 def main():
-    index, profile, png = sys.argv[1:4]
-    width, height = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("1200", "700")
-    view = "&view=" + sys.argv[6] if len(sys.argv) > 6 else ""
+    args = argparse.ArgumentParser()
+    for name in ("index", "profile", "png"):
+        args.add_argument(name)
+    args.add_argument("--size", default="1200x700")
+    args.add_argument("--view")
+    args.add_argument("--track", type=int, default=0)
+    a = args.parse_args()
+    index, profile, png = a.index, a.profile, a.png
+    width, height = a.size.split("x")
+    view = "&view=" + a.view if a.view else ""
+    # Key presses, one at a time: each moves from the track the previous one showed.
+    keys = "" if a.track == 0 else (
+        ";[...Array(%d).keys()].forEach(i => setTimeout(() => window.dispatchEvent("
+        "new KeyboardEvent('keypress', {key: 'n'})), 1000 + 300 * i))" % a.track)
     with tempfile.TemporaryDirectory() as scratch:
         loader = os.path.join(scratch, "load.js")
         with open(profile, "rb") as f:
             encoded = base64.b64encode(f.read()).decode()
         with open(loader, "w") as f:
-            f.write("speedscope.loadFileFromBase64(%s, %s)" % (json.dumps(os.path.basename(profile)), json.dumps(encoded)))
+            f.write("speedscope.loadFileFromBase64(%s, %s)%s" % (json.dumps(os.path.basename(profile)), json.dumps(encoded), keys))
         url = "file://%s#localProfilePath=%s%s" % (os.path.abspath(index), loader, view)
         dom, console = chromium(["--dump-dom", url], scratch)
         _, shot_console = chromium(["--window-size=%s,%s" % (width, height), "--screenshot=" + os.path.abspath(png), url], scratch)

@@ -69,9 +69,17 @@ COOP_TRACE="$TMP/parent.json" "$COOPRUN" -- /bin/sh -c 'echo "${COOP_TRACE-unset
 python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$TMP/parent.json" || fail "a single-threaded program's timeline"
 note "COOP_TRACE without %p stays with its process; a program without threads still gets a valid file"
 
-# The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps.
-"$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 -- "$SAMPLES/diag" spin >/dev/null 2>"$TMP/spin.err" ||
-    fail "diag spin under --profile: $(cat "$TMP/spin.err")"
+# The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps; the
+# blocking monitor's report of it is an instant event on its track in the timeline.
+"$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 --trace "$TMP/spin.json" --max-blocking 200 -- \
+    "$SAMPLES/diag" spin >/dev/null 2>"$TMP/spin.err" || fail "diag spin under --profile: $(cat "$TMP/spin.err")"
+python3 - "$TMP/spin.json" <<'PY' || fail "the blocking monitor's report in the timeline"
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+reports = [e for e in events if e["ph"] == "i" and names.get((e["pid"], e["tid"])) == "spinner"]
+assert len(reports) == 1 and reports[0]["name"].startswith("kept its hub") and reports[0]["args"]["held_ms"] >= 200, reports
+PY
 python3 - "$TMP/spin.folded" <<'PY' || fail "the profile"
 import sys
 counts = {}
@@ -85,4 +93,4 @@ spinner = sum(int(l.rpartition(" ")[2]) for l in open(sys.argv[1]) if l.startswi
 assert spinner >= 10, "only %d samples of spinner in its own function: %s" % (spinner, counts)
 print("  profile roots:", counts)
 PY
-note "profile: collapsed stacks, the greenlet's name at the root, its function inside"
+note "profile: collapsed stacks, the greenlet's name at the root, its function inside; the monitor's report in the timeline"
