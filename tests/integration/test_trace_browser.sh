@@ -4,10 +4,10 @@
 # tests/samples/trace_server and a profile of a computing thread; speedscope_shot.py checks
 # that each rendered (a screenshot that is not blank) without a complaint of the page's.
 source "$(dirname "$0")/lib.sh"
-INDEX=$BUILD/web/node_modules/speedscope/dist/release/index.html
+INDEX=$ROOT/build/web/node_modules/speedscope/dist/release/index.html
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
 command -v chromium >/dev/null || skip "no chromium (Debian package chromium; make test installs it)"
-[ -f "$INDEX" ] || skip "no speedscope in $BUILD/web (make test installs it from npm)"
+[ -f "$INDEX" ] || skip "no speedscope in $ROOT/build/web (make test installs it from npm)"
 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$TMP/probe" --dump-dom about:blank \
     >/dev/null 2>"$TMP/probe.err" || skip "chromium cannot run here: $(grep -v dbus "$TMP/probe.err" | tail -n 1)"
 
