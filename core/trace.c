@@ -235,16 +235,21 @@ void coop_trace_instant(const struct coop_greenlet *g, enum coop_trace_instant k
     record(REC_INSTANT, g, arg, (int)kind, kind_flags(g), NULL, 0);
 }
 
+/* On the new hub's thread, which may already be in the list of hubs: h->trace is set
+ * under the list's lock, which the writer holds while it reads it. */
 void coop_trace_hub_init(struct coop_hub *h)
 {
     if (coop_settings.trace_file == NULL && coop_settings.profile_file == NULL)
         return;
-    h->trace = calloc(1, sizeof *h->trace);
-    if (h->trace == NULL)
+    struct coop_trace_hub *t = calloc(1, sizeof *t);
+    if (t == NULL)
         coop_panic("out of memory for a hub's trace buffer");
-    h->trace->pid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    t->pid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     if (coop_settings.profile_file != NULL)
-        h->trace->profile = coop_profile_hub_new(h->trace->pid);
+        t->profile = coop_profile_hub_new(t->pid);
+    coop_lock(&coop_hubs_lock);
+    h->trace = t;
+    coop_unlock(&coop_hubs_lock);
 }
 
 struct coop_profile_hub *coop_trace_hub_profile(struct coop_hub *h)
@@ -286,9 +291,11 @@ static struct {
     struct out out;
 } w;
 
+/* The view of greenlet id, made if create. Only making one may grow the table, which
+ * moves every view: callers holding one look it up again after making another. */
 static struct view *view_find(uint64_t id, bool create)
 {
-    if (w.views_used * 2 >= w.views_cap) {
+    if (create && w.views_used * 2 >= w.views_cap) {
         size_t cap = w.views_cap ? w.views_cap * 2 : 1024;
         struct view *views = calloc(cap, sizeof *views);
         if (views == NULL)
@@ -305,6 +312,8 @@ static struct view *view_find(uint64_t id, bool create)
         w.views = views;
         w.views_cap = cap;
     }
+    if (w.views_cap == 0)
+        return NULL;
     size_t i = id * 0x9e3779b97f4a7c15ULL % w.views_cap;
     while (w.views[i].id != 0 && w.views[i].id != id)
         i = (i + 1) % w.views_cap;
@@ -601,7 +610,7 @@ static void on_switch(struct out *o, const struct trace_record *r, pid_t pid)
     struct view *to = view_of(o, r->other, pid, r->flags & TO_HUB, r->flags & TO_MAIN);
     struct view *from = view_of(o, r->id, pid, r->flags & FROM_HUB, r->flags & FROM_MAIN);
     if (to != NULL)
-        to = view_find(r->other, false);    /* the second may have grown the table */
+        to = view_find(r->other, false);    /* making the second may have moved it */
     if (from == NULL || to == NULL)
         return;
     if (from->state == V_UNKNOWN) {     /* it was running when tracing started */

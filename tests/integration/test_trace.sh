@@ -11,6 +11,7 @@ CHECK=$ROOT/tests/integration/trace_check.py
 
 # start_traced [COOPRUN OPTION...]: starts trace_server under cooprun; sets server, port, mutex.
 start_traced() {
+    : >"$TMP/server.out"     # emptied first: the previous server's port must not be read
     "$COOPRUN" "$@" -- "$SAMPLES/trace_server" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     port=$(listening_port "$TMP/server.out" "$server") || exit 1
@@ -62,6 +63,19 @@ size=$(stat -c %s "$TMP/limited.json")
 ((size <= 64 * 1024 + 4096)) || fail "limited: the file has $size bytes, over its 64 KiB"
 python3 "$CHECK" "$TMP/limited.json" "$mutex" limited || fail "the timeline under COOP_TRACE_MAX"
 note "COOP_TRACE_MAX=64k: $size bytes, valid, the last events with their names"
+
+# Thousands of greenlets, each waiting on one condition variable, woken by one broadcast:
+# every track named, every greenlet's cond wait and its end there.
+"$COOPRUN" --trace "$TMP/many.json" -- "$SAMPLES/many_threads" 3000 >/dev/null 2>"$TMP/many.err" ||
+    fail "many_threads under --trace: $(cat "$TMP/many.err")"
+python3 - "$TMP/many.json" <<'PY' || fail "the timeline of 3,000 threads"
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+named = {(e["pid"], e["tid"]) for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+waits = {(e["pid"], e["tid"]) for e in events if e["ph"] == "X" and e["name"].startswith("cond 0x")}
+assert len(waits) >= 3000 and waits <= named, (len(waits), len(waits - named))
+PY
+note "3,000 threads: each one's wait on the condition variable, each track named"
 
 # A file without %p is this process's alone: a program it runs does not inherit it.
 COOP_TRACE="$TMP/parent.json" "$COOPRUN" -- /bin/sh -c 'echo "${COOP_TRACE-unset}"' >"$TMP/inherit.out" 2>&1
