@@ -77,6 +77,17 @@ assert len(waits) >= 3000 and waits <= named, (len(waits), len(waits - named))
 PY
 note "3,000 threads: each one's wait on the condition variable, each track named"
 
+# Bad settings stop the program before main, naming the variable (status 2), or cooprun (125).
+for setting in COOP_TRACE= COOP_TRACE_MAX=12q COOP_TRACE_MAX=1k COOP_PROFILE= COOP_PROFILE_HZ=0; do
+    env "$setting" "$COOPRUN" -- true 2>"$TMP/bad.err"
+    status=$?
+    [ $status -eq 2 ] && grep -q "^coop: ${setting%%=*}=" "$TMP/bad.err" ||
+        fail "$setting: status $status: $(cat "$TMP/bad.err")"
+done
+"$COOPRUN" --trace-max 12q -- true 2>/dev/null
+[ $? -eq 125 ] || fail "cooprun --trace-max 12q was accepted"
+note "bad settings: refused, each named"
+
 # A file without %p is this process's alone: a program it runs does not inherit it.
 COOP_TRACE="$TMP/parent.json" "$COOPRUN" -- /bin/sh -c 'echo "${COOP_TRACE-unset}"' >"$TMP/inherit.out" 2>&1
 [ "$(cat "$TMP/inherit.out")" = unset ] || fail "COOP_TRACE was inherited: $(cat "$TMP/inherit.out")"
