@@ -246,6 +246,7 @@ void coop_profile_start(void)
     struct sigaction sa = { .sa_sigaction = take_sample, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
+    coop_add_runtime_signal(SAMPLE_SIGNAL);       /* never blocked on a hub */
     coop_unwind_warm_up();
     profiling = true;
 }

@@ -289,7 +289,7 @@ static struct {
     struct view *views;
     size_t views_cap, views_used;
     struct out out;
-} w;
+} w = { .fd = -1, .closed = true };    /* until coop_trace_start opens it */
 
 /* The view of greenlet id, made if create. Only making one may grow the table, which
  * moves every view: callers holding one look it up again after making another. */
@@ -953,6 +953,8 @@ static void *writer_main(void *unused)
 
 static void at_exit(void) { write_round(true); }
 
+void coop_trace_finish(void) { write_round(true); }
+
 static const int terminating[] = { SIGTERM, SIGINT };
 
 /* The program keeps the default action: flush, then die of the signal as before. */
@@ -973,6 +975,8 @@ static void on_terminating_signal(int sig)
 }
 
 bool coop_trace_is_handler(const void *handler) { return handler == (const void *)on_terminating_signal; }
+
+int coop_trace_threads(void) { return writer_running ? 1 : 0; }
 
 static void fork_child(void)
 {
@@ -1008,7 +1012,7 @@ void coop_trace_start(void)
     bool trace = coop_settings.trace_file != NULL, profile = coop_settings.profile_file != NULL;
     if (!trace && !profile)
         return;
-    w.fd = -1;
+    w.closed = false;
     w.segment = 1;
     w.max_bytes = coop_settings.trace_max;
     w.start_ns = coop_now();
@@ -1028,12 +1032,11 @@ void coop_trace_start(void)
     pthread_atfork(NULL, NULL, fork_child);
     atexit(at_exit);
 
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);     /* the writer takes no signal */
+    sigset_t old;
+    coop_block_all_signals(&old);     /* inherited: the writer takes no signal */
     pthread_t t;
     writer_running = coop_settings.os_thread_create(&t, NULL, writer_main, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    coop_restore_signals(&old);
     for (size_t i = 0; writer_running && i < sizeof terminating / sizeof *terminating; i++) {
         struct sigaction current, sa = { .sa_handler = on_terminating_signal };
         sigemptyset(&sa.sa_mask);

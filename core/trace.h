@@ -34,6 +34,10 @@ void coop_trace_instant(const struct coop_greenlet *g, enum coop_trace_instant k
 /* Start-up: per hub (its buffers), then once (the file, the writer thread, handlers). */
 void coop_trace_hub_init(struct coop_hub *h);
 void coop_trace_start(void);
+/* Writes everything now and ends the timeline and the profile (before an _exit). */
+void coop_trace_finish(void);
+/* The writer thread: 1 while it runs, else 0 (deadlock detection counts OS threads). */
+int coop_trace_threads(void);
 /* FILE with %p replaced by the process id (malloc'd, or NULL). */
 char *coop_trace_expand_path(const char *pattern);
 

@@ -77,6 +77,20 @@ assert len(waits) >= 3000 and waits <= named, (len(waits), len(waits - named))
 PY
 note "3,000 threads: each one's wait on the condition variable, each track named"
 
+# A deadlock ends the program with _exit(3): the timeline is written first, with the two
+# waits that make it, still under way at the end. Neither the writer thread nor the
+# profiler's timers hide the deadlock.
+"$COOPRUN" --trace "$TMP/deadlock.json" --profile "$TMP/deadlock.folded" --on-deadlock exit -- "$SAMPLES/diag" deadlock >/dev/null 2>&1
+status=$?
+[ $status -eq 3 ] || fail "deadlock under --trace: status $status, expected 3"
+python3 - "$TMP/deadlock.json" <<'PY' || fail "the timeline of a deadlock"
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+waits = [e for e in events if e["ph"] == "X" and e["name"].startswith("mutex 0x") and e["args"]["end"] == "end of trace"]
+assert len(waits) == 2, waits
+PY
+note "deadlock: detected under --trace and --profile too, its two mutex waits in the timeline"
+
 # Bad settings stop the program before main, naming the variable (status 2), or cooprun (125).
 for setting in COOP_TRACE= COOP_TRACE_MAX=12q COOP_TRACE_MAX=1k COOP_PROFILE= COOP_PROFILE_HZ=0; do
     env "$setting" "$COOPRUN" -- true 2>"$TMP/bad.err"
@@ -113,9 +127,11 @@ for line in open(sys.argv[1]):
     frames = stack.split(";")
     assert stack and int(count) > 0 and all(frames), "malformed line: %r" % line
     counts[frames[0]] = counts.get(frames[0], 0) + int(count)
-spinner = sum(int(l.rpartition(" ")[2]) for l in open(sys.argv[1]) if l.startswith("spinner;") and ";spinner;" in l)
-# 500 ms of CPU at 199 Hz is about 100 samples: a tenth of that is plenty of margin.
-assert spinner >= 10, "only %d samples of spinner in its own function: %s" % (spinner, counts)
+spinner = sum(int(l.rpartition(" ")[2]) for l in open(sys.argv[1])
+              if l.startswith("spinner;spinner;") or l.startswith("spinner;spinner "))
+# How many samples depends on the CPU the machine gives the spinner; where they are does
+# not: the spinner, in its own function, is most of them.
+assert spinner >= 1 and 2 * spinner > sum(counts.values()), "spinner in its own function: %d of %s" % (spinner, counts)
 print("  profile roots:", counts)
 PY
 note "profile: collapsed stacks, the greenlet's name at the root, its function inside; the monitor's report in the timeline"
