@@ -215,7 +215,7 @@ def micro_tables(micro, failures):
                     ratio(sw_c, asm), ratio(sw_n, sw_c)))
     sw_t = ns("coop-trace", "switch_yield")
     lines.append("| context switch under `--trace` (a record per switch) | | %s | | coop %s | traced/coop %s |"
-                 % (cell(sw_t), cell(sw_c), ratio(sw_t, sw_c, "%.2fx")))
+                 % (fmt_value(sw_t), fmt_value(sw_c), ratio(sw_t, sw_c, "%.2fx")))
     cj_n, cj_c = ns("native", "create_join"), ns("coop", "create_join")
     lines.append("| pthread_create + pthread_join | %s | %s | | | native/coop %s |"
                  % (fmt_value(cj_n), fmt_value(cj_c), ratio(cj_n, cj_c)))
