@@ -5,9 +5,10 @@
  *
  * Recording. The hot path stores binary records and formats nothing: a switch, a wake, a
  * spawn and a name each append one fixed-size record (a timestamp and a few words) to a
- * ring of the hub that runs them. A hub's ring has one producer, its own OS thread
- * (never a signal handler), and one consumer, the writer: head and tail are the only
- * words they share, and a full ring drops the record and counts it rather than wait.
+ * ring of the hub that runs them. A hub's ring has one producer, its own OS thread, and
+ * one consumer, the writer: head and tail are the only words they share, and a full ring
+ * drops the record and counts it rather than wait. (A signal handler on the hub's thread
+ * that wakes a greenlet, by sem_post, finds the producer busy and drops its record.)
  * Threads without a hub (coop's monitor, libuv's workers waking a greenlet, threads left
  * unpatched) share one more ring, taken with a try-lock so that no caller ever blocks.
  * Records carry greenlet ids, never pointers to greenlets, so a greenlet may move to
@@ -27,7 +28,14 @@
  * a signal, or even SIGKILL, leaves a valid file that lacks at most the last interval.
  * SIGTERM and SIGINT, when the program keeps their default action, are caught by coop:
  * the handler only wakes the writer and waits (futexes: async-signal-safe) until it has
- * flushed, then dies of the signal as before. exit() flushes from an atexit handler.
+ * flushed, then dies of the signal as before. exit() flushes from an atexit handler, a
+ * deadlock's _exit(3) just before. Only a flush closes what is still open (a wait under
+ * way): its slice ends at the flush, marked "end of trace".
+ *
+ * Who touches what: the rings as above; coop_tracing is set once at start and cleared by
+ * the final flush (any thread reads it); everything in `w` belongs to whoever holds
+ * w.lock, the writer thread or the thread that exits; a hub's trace pointer is published
+ * under coop_hubs_lock, which the writer holds while it walks the hubs.
  *
  * Size. COOP_TRACE_MAX (default 64 MiB) keeps the last events: the file is written in
  * segments of half that size; when the current segment is full, the file is rewritten
