@@ -47,8 +47,9 @@
  *
  * Several processes: a forked child stops tracing (its ring and the writer stayed in the
  * parent). A FILE containing %p is a pattern: %p becomes the process id, and programs it
- * executes trace to their own files; without %p, COOP_TRACE is removed from the
- * environment at start, so that they do not overwrite the parent's file.
+ * executes trace to their own files; without %p, the file belongs to the process that
+ * opened it first (the shim keeps its pid in COOP_TRACE_OWNER): kept across exec, as a
+ * wrapper script execs the real program, and not given to children.
  */
 #include <errno.h>
 #include <fcntl.h>

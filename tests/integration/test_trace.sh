@@ -102,11 +102,20 @@ done
 [ $? -eq 125 ] || fail "cooprun --trace-max 12q was accepted"
 note "bad settings: refused, each named"
 
-# A file without %p is this process's alone: a program it runs does not inherit it.
-COOP_TRACE="$TMP/parent.json" "$COOPRUN" -- /bin/sh -c 'echo "${COOP_TRACE-unset}"' >"$TMP/inherit.out" 2>&1
-[ "$(cat "$TMP/inherit.out")" = unset ] || fail "COOP_TRACE was inherited: $(cat "$TMP/inherit.out")"
-python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$TMP/parent.json" || fail "a single-threaded program's timeline"
-note "COOP_TRACE without %p stays with its process; a program without threads still gets a valid file"
+# A file without %p belongs to the process that opened it first: kept across exec (a
+# wrapper script that execs the program), not given to a child, which would overwrite it.
+# many_threads' 10 threads each wait on a condition variable.
+cond_waits() { python3 -c 'import json, sys; print(sum(1 for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X" and e["name"].startswith("cond ")))' "$1"; }
+"$COOPRUN" --trace "$TMP/exec.json" -- /bin/sh -c 'exec "$0" 10' "$SAMPLES/many_threads" >/dev/null 2>&1 ||
+    fail "sh execing many_threads under --trace"
+(($(cond_waits "$TMP/exec.json") >= 10)) || fail "the program a wrapper execs was not traced"
+"$COOPRUN" --trace "$TMP/child.json" -- /bin/sh -c '"$0" 10; true' "$SAMPLES/many_threads" >/dev/null 2>&1 ||
+    fail "sh running many_threads under --trace"
+(($(cond_waits "$TMP/child.json") == 0)) || fail "a child wrote into its parent's timeline"
+"$COOPRUN" --trace "$TMP/each.%p.json" -- /bin/sh -c '"$0" 10; true' "$SAMPLES/many_threads" >/dev/null 2>&1 ||
+    fail "sh running many_threads under --trace FILE.%p"
+(($(cat "$TMP"/each.*.json | grep -c '"name":"cond ') >= 10)) || fail "with %p, the child has no timeline of its own"
+note "without %p: kept across exec, not given to children; with %p: a timeline per process"
 
 # The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps; the
 # blocking monitor's report of it is an instant event on its track in the timeline.
