@@ -287,7 +287,7 @@ struct out { char *buf; size_t len, cap; };
 static struct {
     coop_lock_t lock;             /* the writer's state below: the writer thread or an exit */
     char *path;
-    int fd;
+    bool writing;                 /* the file was made and can still be written */
     bool closed;
     int64_t start_ns;
     uint64_t max_bytes;
@@ -298,7 +298,7 @@ static struct {
     struct view *views;
     size_t views_cap, views_used;
     struct out out;
-} w = { .fd = -1, .closed = true };    /* until coop_trace_start opens it */
+} w = { .closed = true };    /* until coop_trace_start */
 
 /* The view of greenlet id, made if create. Only making one may grow the table, which
  * moves every view: callers holding one look it up again after making another. */
@@ -765,12 +765,15 @@ static int by_time(const void *a, const void *b)
 
 static void write_all(int fd, const char *buf, size_t len, off_t at)
 {
+    static bool warned;
     while (len > 0) {
         long n = coop_sys6(SYS_pwrite64, fd, (long)buf, (long)len, at, 0, 0);
         if (n == -EINTR)
             continue;
         if (n <= 0) {
-            coop_warn("COOP_TRACE: cannot write %s: %s", w.path, strerror((int)-n));
+            if (!warned)
+                coop_warn("COOP_TRACE: cannot write %s: %s", w.path, strerror((int)-n));
+            warned = true;
             return;
         }
         buf += n;
@@ -794,9 +797,15 @@ static void footer(struct out *o)
 
 static const char header[] = "{\"traceEvents\":[\n";
 
-static int open_file(const char *path)
+/*
+ * The file is opened for each write and closed after it, never kept open: a program that
+ * closes every descriptor (as daemons do) cannot take it away, nor reuse its number for a
+ * file of its own that the writer would then write into. That costs an open and a close
+ * per WRITE_INTERVAL_NS.
+ */
+static int open_file(const char *path, int flags)
 {
-    int fd = (int)coop_sys6(SYS_openat, AT_FDCWD, (long)path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, 0, 0);
+    int fd = (int)coop_sys6(SYS_openat, AT_FDCWD, (long)path, flags | O_CLOEXEC, 0644, 0, 0);
     if (fd < 0)
         coop_warn("COOP_TRACE: cannot open %s: %s", path, strerror(-fd));
     return fd;
@@ -814,7 +823,7 @@ static void rotate(void)
         return;
     }
     snprintf(tmp, tmp_len, "%s.tmp", w.path);
-    int fd = open_file(tmp);
+    int fd = open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC);
     if (fd >= 0) {
         off_t at = (off_t)(sizeof header - 1);
         write_all(fd, header, at, 0);
@@ -832,13 +841,11 @@ static void rotate(void)
         write_all(fd, end.buf, end.len, at);
         free(end.buf);
         /* A copy cut short would be a broken file: then FILE keeps growing instead. */
+        coop_sys(SYS_close, fd, 0, 0);
         if (from == w.events_end && coop_sys(SYS_rename, tmp, w.path, 0) == 0) {
-            coop_sys(SYS_close, w.fd, 0, 0);
-            w.fd = fd;
             w.segment_start = w.events_end = at;
             w.segment++;
         } else {
-            coop_sys(SYS_close, fd, 0, 0);
             coop_sys(SYS_unlinkat, AT_FDCWD, tmp, 0);
             coop_warn("COOP_TRACE: cannot rewrite %s to keep it within COOP_TRACE_MAX", w.path);
             w.max_bytes = 0;
@@ -853,8 +860,15 @@ static void append(struct out *o)
 {
     size_t events = o->len;
     footer(o);
-    write_all(w.fd, o->buf, o->len, w.events_end);
-    w.events_end += (off_t)events;
+    int fd = open_file(w.path, O_WRONLY);
+    if (fd < 0) {                 /* removed or moved away: the timeline ends here */
+        w.writing = false;
+        atomic_store(&coop_tracing, false);
+    } else {
+        write_all(fd, o->buf, o->len, w.events_end);
+        coop_sys(SYS_close, fd, 0, 0);
+        w.events_end += (off_t)events;
+    }
     o->len = 0;
 }
 
@@ -927,14 +941,11 @@ static void write_round(bool final)
     if (!w.closed) {
         if (final)
             atomic_store(&coop_tracing, false);
-        if (w.fd >= 0)
+        if (w.writing)
             write_events(coop_now() - WATERMARK_NS, final);
         coop_profile_collect(final);
-        if (final) {
-            if (w.fd >= 0)
-                coop_sys(SYS_close, w.fd, 0, 0);
+        if (final)
             w.closed = true;
-        }
     }
     coop_unlock(&w.lock);
     if (final) {
@@ -995,14 +1006,23 @@ static void fork_child(void)
     coop_profile_fork_child();
 }
 
-/* A path with %p: the pid in its place. */
+/* FILE with the pid for each %p, made absolute: the writer opens it again and again, and
+ * the program may change its working directory meanwhile. */
 static char *expand_path(const char *pattern)
 {
-    size_t len = strlen(pattern) + 32;
+    char cwd[4096] = "";
+    if (pattern[0] != '/' && getcwd(cwd, sizeof cwd) == NULL)
+        return NULL;
+    size_t marks = 0;
+    for (const char *s = strstr(pattern, "%p"); s != NULL; s = strstr(s + 2, "%p"))
+        marks++;
+    size_t len = strlen(cwd) + 1 + strlen(pattern) + marks * 12 + 1;
     char *path = malloc(len), *p = path;
     if (path == NULL)
         return NULL;
-    for (const char *s = pattern; *s != '\0' && (size_t)(p - path) < len - 24; s++) {
+    if (cwd[0] != '\0')
+        p += sprintf(p, "%s/", cwd);
+    for (const char *s = pattern; *s != '\0'; s++) {
         if (s[0] == '%' && s[1] == 'p') {
             p += sprintf(p, "%d", (int)getpid());
             s++;
@@ -1025,16 +1045,16 @@ void coop_trace_start(void)
     w.segment = 1;
     w.max_bytes = coop_settings.trace_max;
     w.start_ns = coop_now();
-    if (trace && (w.path = expand_path(coop_settings.trace_file)) != NULL
-        && (w.fd = open_file(w.path)) >= 0) {
-        write_all(w.fd, header, sizeof header - 1, 0);
+    int fd;
+    if (trace && (foreign = calloc(1, sizeof *foreign)) != NULL
+        && (w.path = expand_path(coop_settings.trace_file)) != NULL
+        && (fd = open_file(w.path, O_WRONLY | O_CREAT | O_TRUNC)) >= 0) {
+        write_all(fd, header, sizeof header - 1, 0);
+        coop_sys(SYS_close, fd, 0, 0);
         w.segment_start = w.events_end = (off_t)(sizeof header - 1);
+        w.writing = true;
         append(&w.out);     /* the footer alone: valid from the start, even after _exit */
-        if ((foreign = calloc(1, sizeof *foreign)) == NULL) {
-            coop_sys(SYS_close, w.fd, 0, 0);
-            w.fd = -1;
-        }
-        atomic_store(&coop_tracing, w.fd >= 0);
+        atomic_store(&coop_tracing, w.writing);
     }
     if (profile)
         coop_profile_start();

@@ -9,10 +9,14 @@ source "$(dirname "$0")/lib.sh"
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
 CHECK=$ROOT/tests/integration/trace_check.py
 
-# start_traced [COOPRUN OPTION...]: starts trace_server under cooprun; sets server, port, mutex.
+# start_traced [COOPRUN OPTION...] [-- ARG]: starts trace_server under cooprun; sets
+# server, port, mutex.
 start_traced() {
     : >"$TMP/server.out"     # emptied first: the previous server's port must not be read
-    "$COOPRUN" "$@" -- "$SAMPLES/trace_server" >"$TMP/server.out" 2>"$TMP/server.err" &
+    local options=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do options+=("$1"); shift; done
+    [ $# -eq 0 ] || shift
+    "$COOPRUN" "${options[@]}" -- "$SAMPLES/trace_server" "$@" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     port=$(listening_port "$TMP/server.out" "$server") || exit 1
     mutex=$(sed -n 's/^mutex //p' "$TMP/server.out")
@@ -42,11 +46,15 @@ wait_server() { # wait_server EXPECTED_STATUS LABEL
     [ ! -s "$TMP/server.err" ] || fail "$2: coop said: $(cat "$TMP/server.err")"
 }
 
-start_traced --trace "$TMP/exit.json"
+# A relative file name, and a server that moves to / first, as daemons do: the file is where
+# the name pointed when the program started.
+cd "$TMP" || fail "no $TMP"
+start_traced --trace exit.json -- chdir
+cd "$ROOT" || fail "no $ROOT"
 send_lines 2 quit
 wait_server 0 "exit"
 python3 "$CHECK" "$TMP/exit.json" "$mutex" exit || fail "the timeline after a normal exit"
-note "normal exit: valid, every track named, mutex wait, hand-off arrow, sleep"
+note "normal exit (relative name, program in /): valid, every track named, mutex wait, hand-off arrow, sleep"
 
 start_traced --trace "$TMP/term.json"
 send_lines 1

@@ -6,8 +6,9 @@
  * so far, under the mutex). "holder" keeps the mutex until the first line has arrived,
  * and HOLD_US more, so the first answer waits for the mutex to be handed over (under coop,
  * always: posting the semaphore does not switch, so "acceptor" is parked on the mutex
- * before "holder" runs again); "sleeper" sleeps SLEEP_US once. A line "quit" ends the server with status 0; otherwise
- * it serves until a signal ends it.
+ * before "holder" runs again); "sleeper" sleeps SLEEP_US once. A line "quit" ends the
+ * server with status 0; otherwise it serves until a signal ends it. "trace_server chdir"
+ * first moves to /, as daemons do.
  */
 #define _GNU_SOURCE
 #include <netinet/in.h>
@@ -95,8 +96,12 @@ static void *acceptor(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "chdir") == 0 && chdir("/") != 0) {
+        perror("trace_server: chdir");
+        return 1;
+    }
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof addr;
     listener = socket(AF_INET, SOCK_STREAM, 0);
