@@ -453,7 +453,8 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
     }
     if (r != 0)
         installed[sig] = previous;
-    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)))
+    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)
+                             || coop_trace_is_handler((void *)old->sa_handler)))
         *old = previous;     /* the program sees its own handlers, never coop's */
     return r;
 }
