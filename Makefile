@@ -23,7 +23,11 @@ DEPS_PKGS := libuv1 libunwind check
 # The real programs of tests/realworld/ come from Debian too.
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
-            ruby default-jre-headless
+            ruby default-jre-headless unbound bind9-dnsutils perl chromium
+# The page test_trace_browser.sh opens: speedscope's built web page, from npm, in build/web
+# (whichever BUILD: make test-asan's tests use it too).
+SPEEDSCOPE := speedscope@1.25.0
+SPEEDSCOPE_PAGE := build/web/node_modules/speedscope/dist/release/index.html
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
@@ -136,7 +140,14 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/o
 	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl -lunwind
 
 # --- running ---
-test: all
+# speedscope's page for the browser check; without npm or the registry the check skips.
+# npm comes with nodesource's nodejs, and separately with Debian's.
+$(SPEEDSCOPE_PAGE):
+	@mkdir -p build/web
+	@command -v npm >/dev/null || scripts/deps.sh npm || true
+	-npm install --silent --no-audit --no-fund --prefix build/web $(SPEEDSCOPE)
+
+test: all $(SPEEDSCOPE_PAGE)
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
 	$(BUILD)/unit_tests
 	COOP_TLS=syscall $(BUILD)/unit_tests
@@ -151,7 +162,7 @@ test: all
 # and coop's stack overflow report look as they do without ASan.
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=0:handle_segv=0:verify_asan_link_order=0 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-test-asan: deps
+test-asan: deps $(SPEEDSCOPE_PAGE)
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build
 	@scripts/check-exports.sh build/asan/libcoop.so
 	$(ASAN_ENV) build/asan/unit_tests

@@ -43,6 +43,10 @@ struct coop_settings {
     bool verbose;
     bool on_deadlock_exit;           /* COOP_ON_DEADLOCK=exit: exit 3 instead of waiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
+    const char *trace_file;          /* COOP_TRACE: the timeline's file (%p: the pid), or NULL */
+    uint64_t trace_max;              /* COOP_TRACE_MAX: bytes kept, 0: no limit */
+    const char *profile_file;        /* COOP_PROFILE: collapsed stacks, or NULL */
+    int profile_hz;                  /* COOP_PROFILE_HZ */
 };
 
 /* Start-up: called once from the shim's constructor; the calling thread becomes a hub. */
@@ -158,6 +162,9 @@ bool coop_stack_overflowed(const siginfo_t *info, void *context);
 /* coop's SIGSEGV handler, installed when the program has none; sigaction hides it. */
 void coop_overflow_handler_install(void);
 bool coop_is_overflow_handler(const void *handler);
+/* With COOP_TRACE or COOP_PROFILE, coop flushes on SIGTERM and SIGINT when the program
+ * leaves them at their default action; sigaction hides that handler too. */
+bool coop_trace_is_handler(const void *handler);
 /* The program installed a signal handler (deadlock detection then stands down). */
 void coop_note_signal_handler(void);
 

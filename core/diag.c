@@ -59,6 +59,15 @@ bool coop_in_runtime(uintptr_t ip)
            && self.dli_fbase == frame.dli_fbase;
 }
 
+void coop_unwind_warm_up(void)
+{
+    unw_context_t uc;
+    unw_cursor_t cursor;
+    unw_getcontext(&uc);
+    unw_init_local(&cursor, &uc);
+    unw_step(&cursor);
+}
+
 void coop_print_stack(ucontext_t *ctx, bool signal_frame)
 {
     unw_cursor_t cursor;
@@ -156,7 +165,10 @@ int coop_os_threads(void)
     return n;
 }
 
-static int runtime_threads(void) { return coop_offload_threads() + coop_monitor_threads(); }
+static int runtime_threads(void)
+{
+    return coop_offload_threads() + coop_monitor_threads() + coop_trace_threads();
+}
 
 /* A handler may post a semaphore or a condition (the "wait for SIGTERM" pattern): a
  * program that installed one is never declared dead. */
@@ -178,7 +190,8 @@ static bool signal_may_come(void)
         struct sigaction sa;
         if (!(ignored & 1ULL << (sig - 1)) && sig != SIGKILL && sig != SIGSTOP
             && coop_settings.os_sigaction(sig, NULL, &sa) == 0
-            && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
+            && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN
+            && !coop_trace_is_handler((void *)sa.sa_handler))    /* the default action, flushed first */
             return true;
     }
     uint64_t pending = 0;
@@ -189,10 +202,16 @@ static bool signal_may_come(void)
         if (coop_sys(SYS_getitimer, which, &it, 0) == 0 && (it.it_value.tv_sec || it.it_value.tv_usec))
             return true;
     }
+    /* A timer of the runtime's own (the profiler's) sends a runtime signal: not one. */
     FILE *timers = fopen("/proc/self/timers", "r");
     if (timers == NULL)
         return false;
-    bool any = fgetc(timers) != EOF;
+    bool any = false;
+    int timer_signal;
+    char line[128];
+    while (!any && fgets(line, sizeof line, timers) != NULL)
+        any = sscanf(line, "signal: %d/", &timer_signal) == 1 && timer_signal > 0 && timer_signal < 65
+              && !(ignored & 1ULL << (timer_signal - 1));
     fclose(timers);
     return any;
 }
@@ -232,6 +251,7 @@ void coop_check_deadlock(struct coop_hub *h)
                  "exits with status 3)", (int)getpid());
         return;
     }
+    coop_trace_finish();          /* the waits that make the deadlock, in the timeline */
     _exit(DEADLOCK_STATUS);
 }
 
@@ -277,7 +297,7 @@ bool coop_is_overflow_handler(const void *handler) { return handler == (const vo
  * unless the thread has one already (a sanitizer's, Rust's). */
 void coop_diag_hub_init(struct coop_hub *h)
 {
-    (void)h;
+    coop_trace_hub_init(h);
     stack_t old;
     if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE))
         return;

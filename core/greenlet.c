@@ -162,6 +162,8 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     long alive = atomic_fetch_add(&coop_live_greenlets, 1) + 1;
     if (coop_settings.stats)
         coop_stats_spawned(alive);
+    if (coop_trace_enabled())
+        coop_trace_spawn(g, h->current);
     coop_ready(h, g);
     *out = g;
     return 0;
@@ -304,6 +306,8 @@ void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
 {
     strncpy(g->name, name, sizeof g->name - 1);
     g->name[sizeof g->name - 1] = '\0';
+    if (coop_trace_enabled())
+        coop_trace_name(g);
 }
 
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size)

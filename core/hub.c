@@ -163,6 +163,8 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 
     if (coop_settings.stats)
         coop_stats_switch(self, next);
+    if (coop_trace_enabled())
+        coop_trace_switch(h, self, next);
     self->saved_errno = errno;
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
@@ -253,6 +255,7 @@ void coop_init(const struct coop_settings *settings)
     if (settings->stats)
         coop_stats_init();
     coop_monitor_start(settings->max_blocking_ms);
+    coop_trace_start();
 }
 
 /* A thread gets a hub when it first creates a greenlet; until then, whatever it calls
@@ -305,6 +308,8 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
         return false;
     g->wake_reason = reason;
     g->since = coop_coarse_now();
+    if (coop_trace_enabled())
+        coop_trace_wake(g, reason);
     struct coop_hub *h = g->hub;
     if (coop_thread.hub == h) {
         coop_ready(h, g);

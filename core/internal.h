@@ -10,6 +10,7 @@
 #include "coop.h"
 #include "stack.h"
 #include "sys.h"
+#include "trace.h"
 
 #define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
 /*
@@ -115,6 +116,7 @@ struct coop_hub {
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
     _Atomic(struct coop_greenlet *) joined_elsewhere;  /* the same, joined by another thread */
+    struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
 };
 
 /* The runtime's own per-OS-thread state (kept whole when greenlets get TLS of their own). */
@@ -188,6 +190,9 @@ void coop_check_deadlock(struct coop_hub *h);
 void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_diag_hub_init(struct coop_hub *h);
 void coop_print_stack(ucontext_t *ctx, bool signal_frame);
+/* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
+ * (the monitor's, the profiler's) call this first, outside any handler. */
+void coop_unwind_warm_up(void);
 bool coop_in_runtime(uintptr_t ip);
 int coop_os_threads(void);           /* of the process, or -1 */
 

@@ -68,6 +68,8 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held)
 {
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
+    if (coop_trace_enabled())
+        coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     atomic_store(&sample_frames, -1);
     coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL);
     for (int i = 0; i < 200 && atomic_load(&sample_frames) < 0; i++) {
@@ -123,12 +125,7 @@ void coop_monitor_start(int max_blocking_ms)
     struct sigaction sa = { .sa_sigaction = take_sample, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
-    /* libunwind takes locks and reads ELF files on first use: do that here, not in a handler. */
-    unw_context_t uc;
-    unw_cursor_t cursor;
-    unw_getcontext(&uc);
-    unw_init_local(&cursor, &uc);
-    unw_step(&cursor);
+    coop_unwind_warm_up();
     pthread_t t;
     sigset_t old;
     coop_block_all_signals(&old);     /* inherited: the program's signals never land here */

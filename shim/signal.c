@@ -472,7 +472,8 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         installed[sig] = previous;
         return r;
     }
-    if (old != NULL && coop_is_overflow_handler((void *)old->sa_sigaction)) {
+    if (old != NULL && (coop_is_overflow_handler((void *)old->sa_sigaction)
+                        || coop_trace_is_handler((void *)old->sa_handler))) {
         *old = previous;     /* the program never set one: the default action, all zeros */
     } else if (old != NULL) {
         /* The kernel's action (flags, mask, glibc's restorer) with the program's handler. */

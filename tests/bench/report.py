@@ -15,19 +15,20 @@ import statistics
 import subprocess
 import sys
 
-SERVERS = ["epoll", "threads", "coop", "coop-ucontext", "go1", "go", "gevent"]
+SERVERS = ["epoll", "threads", "coop", "coop-ucontext", "coop-trace", "go1", "go", "gevent"]
 LABELS = {
     "epoll": "epoll (ref)",
     "threads": "threads native",
     "coop": "coop",
     "coop-ucontext": "coop ucontext",
+    "coop-trace": "coop --trace",
     "go1": "Go GOMAXPROCS=1",
     "go": "Go default",
     "gevent": "gevent",
 }
 # Notes of runs whose numbers stand (the others are failures: no server, a crash, a hang).
 MEASURED = ("ok", "loadgen-errors", "server-ignored-SIGTERM")
-RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/Go1", "go1"),
+RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/traced", "coop-trace"), ("coop/Go1", "go1"),
           ("coop/gevent", "gevent")]
 # How coop's switch can move the thread pointer (COOP_TLS), in the order of the TLS table.
 TLS_MECHANISMS = ["syscall", "fsgsbase"]
@@ -212,6 +213,9 @@ def micro_tables(micro, failures):
                  "register-only asm %s; swapcontext %s | swapcontext/coop %s; coop/register-only %s; native/coop %s |"
                  % (fmt_value(sw_n), fmt_value(sw_c), fmt_value(sw_u), fmt_value(asm), fmt_value(uc), ratio(sw_u, sw_c),
                     ratio(sw_c, asm), ratio(sw_n, sw_c)))
+    sw_t = ns("coop-trace", "switch_yield")
+    lines.append("| context switch under `--trace` (a record per switch) | | %s | | coop %s | traced/coop %s |"
+                 % (fmt_value(sw_t), fmt_value(sw_c), ratio(sw_t, sw_c, "%.2fx")))
     cj_n, cj_c = ns("native", "create_join"), ns("coop", "create_join")
     lines.append("| pthread_create + pthread_join | %s | %s | | | native/coop %s |"
                  % (fmt_value(cj_n), fmt_value(cj_c), ratio(cj_n, cj_c)))

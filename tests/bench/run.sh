@@ -7,6 +7,8 @@
 #     threads        build/samples/echo_threads, a thread per connection, natively
 #     coop           the same binary under scripts/cooprun (default, register-only switch)
 #     coop-ucontext  the same under cooprun with COOP_SWITCH=ucontext (glibc's swapcontext)
+#     coop-trace     the same under cooprun --trace (the timeline's cost; default size limit,
+#                    the file removed after each run)
 #     go1, go        tests/bench/echo_go.go, a goroutine per connection, GOMAXPROCS=1 / default
 #     gevent         tests/bench/echo_gevent.py, gevent's StreamServer, Debian's python3
 #   Within a level the servers run in turn (so that drift of this shared machine hits all of
@@ -63,7 +65,7 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # --- the plan: what runs, how long, how often ---
 LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
-SERVERS=(epoll threads coop coop-ucontext go1 go gevent)
+SERVERS=(epoll threads coop coop-ucontext coop-trace go1 go gevent)
 if ((smoke)); then
     LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
     BUDGET=50
@@ -163,6 +165,7 @@ server_command() {
         threads) cmd=("$SAMPLES/echo_threads" -p 0) ;;
         coop) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-ucontext) cmd=(env COOP_SWITCH=ucontext "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-trace) cmd=("$COOPRUN" --trace "$LOG/trace.json" -- "$SAMPLES/echo_threads" -p 0) ;;
         go1) cmd=(env GOMAXPROCS=1 "$BENCH/echo_go" -p 0) ;;
         go) cmd=("$BENCH/echo_go" -p 0) ;;
         gevent) cmd=("$PYTHON" "$ROOT/tests/bench/echo_gevent.py" -p 0) ;;
@@ -248,6 +251,7 @@ echo_run() {
             note="loadgen-errors"
         fi
         stop_server || { [ "$note" = ok ] && note="server-ignored-SIGTERM"; }
+        rm -f "$LOG/trace.json"
     fi
     [ "$note" = ok ] || say "  $server at $level x $size B: $note (see $LOG/$tag.*)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
@@ -265,10 +269,12 @@ micro() {
         coop) prefix=("$COOPRUN" --) ;;
         coop-ucontext) prefix=(env COOP_SWITCH=ucontext "$COOPRUN" --) ;;
         coop-tls-*) prefix=(env "COOP_TLS=${variant#coop-tls-}" "$COOPRUN" --) ;;
+        coop-trace) prefix=("$COOPRUN" --trace "$LOG/trace.json" --) ;;
     esac
     tag="micro-$variant-$(basename "$program")-${*// /_}"
     timeout -k 2 120 "${prefix[@]}" "$BENCH/$program" "$@" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null
     status=$?
+    rm -f "$LOG/trace.json"
     grep '^bench=' "$LOG/$tag.out" | sed "s/^/$variant /" >>"$MICRO"
     if ((status != 0)); then
         say "  micro $variant $program $*: status $status: $(tail -n 2 "$LOG/$tag.err" | tr '\n' ' ')"
@@ -284,6 +290,7 @@ run_micro() {
         micro native switch -t "$MICRO_T"
         micro coop switch -m yield -t "$MICRO_T"
         micro coop-ucontext switch -m yield -t "$MICRO_T"
+        micro coop-trace switch -m yield -t "$MICRO_T"
         micro native create_join -t "$MICRO_T"
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"

@@ -37,6 +37,19 @@ wait_port() {
 # A free TCP port on loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# listening_port OUTFILE PID: waits until the server PID prints "listening on PORT" into
+# OUTFILE (at most ~10 s) and prints PORT.
+listening_port() {
+    local _ port
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^listening on //p' "$1")
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        kill -0 "$2" 2>/dev/null || fail "the server died before listening: $(cat "$1")"
+        sleep 0.1
+    done
+    fail "the server printed no port"
+}
+
 # start_server [PREFIX...]: starts echo_threads; sets server and port.
 start_server() {
     local _
