@@ -44,7 +44,8 @@ LIB_CFLAGS = $(CFLAGS) -D_GNU_SOURCE -fPIC -fvisibility=hidden -ftls-model=initi
 $(BUILD)/obj/shim/%.o: LIB_CFLAGS += -U_FORTIFY_SOURCE
 LIBUV_A := $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a
 LIB_LDFLAGS = $(SAN_FLAGS) -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
-LIB_LIBS := -ldl -lpthread -lunwind
+# libunwind is loaded when a report first needs it (core/unwind.c), not at start-up.
+LIB_LIBS := -ldl -lpthread
 
 SAMPLE_C := $(wildcard tests/samples/*.c)
 SAMPLE_CC := $(wildcard tests/samples/*.cc)
