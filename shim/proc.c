@@ -3,9 +3,12 @@
  * must park only the caller.
  *
  * - fork: the child keeps only the forking greenlet, with a fresh loop (coop_fork_child),
- *   as POSIX keeps only the forking thread. vfork is fork here: a vfork child borrows its
- *   parent's memory, and any wrapper it called (close, dup2, write...) would change the
- *   parent's greenlets and epoll set under it.
+ *   as POSIX keeps only the forking thread.
+ * - vfork: a vfork child borrows its parent's memory and stops its OS thread until it has
+ *   exec'd. With other greenlets that would stop them all, so vfork is fork then; a lone
+ *   greenlet gets the real vfork (shells vfork every command they run; a fork costs each
+ *   ~0.1 ms more), and its child's wrapper calls leave coop's state alone
+ *   (shim_vfork_child).
  * - posix_spawn, posix_spawnp: glibc's clone(CLONE_VFORK) stops the calling OS thread
  *   until the child has exec'd, so the call runs on the threadpool, with the caller's
  *   signal mask given to the child explicitly since a pool thread has its own.
@@ -55,8 +58,62 @@ EXPORT pid_t fork(void)
     return pid;
 }
 
-/* POSIX allows vfork to be fork; a C wrapper could not be anything else. */
-EXPORT pid_t vfork(void) { return fork(); }
+__thread bool shim_vfork_child;
+
+/* Whether vfork may share memory: no other greenlet could be stopped or see the child. */
+__attribute__((visibility("hidden"), used)) bool shim_vfork_may_share(void)
+{
+    return coop_self() == NULL || coop_alone();
+}
+
+__attribute__((visibility("hidden"), used)) pid_t shim_vfork_as_fork(void) { return fork(); }
+
+__attribute__((visibility("hidden"), used)) pid_t shim_vfork_failed(int err)
+{
+    errno = -err;
+    return -1;
+}
+
+/*
+ * vfork cannot be a C function that returns: the child would pop the frame its parent
+ * returns through. As glibc's, it keeps the return address in a register across the
+ * system call; the flag is set before it and cleared by the parent, which runs again only
+ * once the child has exec'd or exited. Under a shadow stack (CET), which the child shares,
+ * the child jumps back instead of returning, as glibc's does.
+ */
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n"
+        "\tendbr64\n"
+        "\tsubq $8, %rsp\n"
+        "\tcall shim_vfork_may_share\n"
+        "\taddq $8, %rsp\n"
+        "\ttestb %al, %al\n"
+        "\tjz shim_vfork_as_fork\n"
+        "\tmovq shim_vfork_child@gottpoff(%rip), %rcx\n"
+        "\tmovb $1, %fs:(%rcx)\n"
+        "\tpopq %rdi\n"
+        "\tmovl $58, %eax\n"            /* SYS_vfork */
+        "\tsyscall\n"
+        "\tpushq %rdi\n"
+        "\ttestl %eax, %eax\n"
+        "\tjz 1f\n"
+        "\tmovq shim_vfork_child@gottpoff(%rip), %rcx\n"
+        "\tmovb $0, %fs:(%rcx)\n"
+        "\tcmpl $-4095, %eax\n"
+        "\tjae 2f\n"
+        "\tret\n"
+        "1:\txorl %esi, %esi\n"
+        "\trdsspq %rsi\n"
+        "\ttestq %rsi, %rsi\n"
+        "\tjz 3f\n"
+        "\tpopq %rdi\n"
+        "\tjmp *%rdi\n"
+        "3:\tret\n"
+        "2:\tmovl %eax, %edi\n"
+        "\tjmp shim_vfork_failed\n"
+        ".size vfork, .-vfork\n");
 
 /* --- waiting for children --- */
 

@@ -46,6 +46,10 @@ static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
     return g != NULL && !coop_alone() ? g : NULL;
 }
 
+/* Set in the child of a real vfork (proc.c), which runs in its parent's memory until it
+ * execs: its wrapper calls must leave coop's tables alone, which describe the parent. */
+extern __thread bool shim_vfork_child;
+
 /* What the shim knows of an fd; see fdtab.c. */
 enum shim_fd_kind { FD_PLAIN, FD_SOCKET, FD_POLLABLE };
 struct shim_fd {
