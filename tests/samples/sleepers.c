@@ -40,12 +40,6 @@ static void *sleeper(void *arg)
     return NULL;
 }
 
-static int by_tid(const void *a, const void *b)
-{
-    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv)
 {
     pthread_attr_t attr;
@@ -73,10 +67,7 @@ int main(int argc, char **argv)
         if ((err = pthread_join(threads[i], NULL)) != 0)
             die("pthread_join: %s", strerror(err));
 
-    long distinct = 0;
-    qsort(tids, (size_t)expected, sizeof *tids, by_tid);
-    for (long i = 0; i < expected; i++)
-        distinct += i == 0 || tids[i] != tids[i - 1];
+    long distinct = distinct_tids(tids, expected);
     printf("%ld threads slept, all at the same time\nos_threads: %ld of %ld sleepers\nelapsed_ms=%llu\n",
            expected, distinct, expected, (unsigned long long)((now_ns() - start) / 1000000));
     return 0;

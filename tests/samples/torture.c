@@ -948,22 +948,6 @@ static void *sleeper(void *arg)
     return NULL;
 }
 
-static int by_tid(const void *a, const void *b)
-{
-    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* How many distinct values tids[0..n) holds. */
-static int distinct_tids(pid_t *tids_seen, int n)
-{
-    int distinct = 0;
-    qsort(tids_seen, (size_t)n, sizeof *tids_seen, by_tid);
-    for (int i = 0; i < n; i++)
-        distinct += i == 0 || tids_seen[i] != tids_seen[i - 1];
-    return distinct;
-}
-
 static void check_sleepers(void)
 {
     char result[64];
@@ -973,7 +957,7 @@ static void check_sleepers(void)
     join_all(SLEEPERS, NULL);
     elapsed_ms = (now_ns() - start) / 1000000;
     printf("time: sleepers %llu ms\n", (unsigned long long)elapsed_ms);
-    printf("os_threads: %d of %d sleepers\n", distinct_tids(sleeper_tids, SLEEPERS), SLEEPERS);
+    printf("os_threads: %d of %d sleepers\n", (int)distinct_tids(sleeper_tids, SLEEPERS), SLEEPERS);
     bool passed = elapsed_ms >= SLEEP_MS ||
                   failf("%d threads slept %d ms in %llu ms", SLEEPERS, SLEEP_MS,
                         (unsigned long long)elapsed_ms);
