@@ -45,7 +45,7 @@ mount --bind "$TMP/hosts" /etc/hosts && mount --bind "$TMP/resolv.conf" /etc/res
 python3 "$ROOT/tests/samples/dns_responder.py" $NS $GATHER >"$TMP/responder.out" 2>&1 &
 responder=\$!
 trap 'kill \$responder 2>/dev/null' EXIT
-for i in \$(seq 100); do grep -q ready "$TMP/responder.out" && break; sleep 0.1; done
+for i in \$(seq 600); do grep -q ready "$TMP/responder.out" && break; sleep 0.1; done
 grep -q ready "$TMP/responder.out" || { echo "FAIL: responder: \$(cat "$TMP/responder.out")"; exit 1; }
 
 "$SAMPLES/lookup" names $NAMES >"$TMP/names.native" 2>&1 || echo "FAIL: native names: status \$?"

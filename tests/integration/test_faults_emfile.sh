@@ -27,7 +27,7 @@ run() {
         >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     port=
-    for _ in $(seq 100); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         port=$(sed -n 's/^listening on //p' "$TMP/server.out")
         [ -n "$port" ] && break
         kill -0 "$server" 2>/dev/null || fail "$mode: echo_threads died: $(cat "$TMP/server.err")"
@@ -42,11 +42,11 @@ run() {
     kill -0 "$server" 2>/dev/null || fail "$mode: echo_threads died: $(cat "$TMP/server.err")"
     [ $rc -eq 0 ] || fail "$mode: $(grep -h 'check failed' "$TMP/$mode.err" | head -5)"
     kill -TERM "$server"
-    for _ in $(seq 50); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
-    kill -0 "$server" 2>/dev/null && fail "$mode: echo_threads still runs 5 s after SIGTERM"
+    kill -0 "$server" 2>/dev/null && fail "$mode: echo_threads still runs $HANG_GUARD_S s after SIGTERM"
     wait "$server"
     status=$?
     [ $status -eq 0 ] || fail "$mode: echo_threads exited with status $status: $(cat "$TMP/server.err")"
