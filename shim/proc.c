@@ -357,7 +357,8 @@ static pid_t wait_child(pid_t pid, int *status)
  * thread pointer with the hub: it makes raw system calls only (no errno, no lock, no
  * allocation), with every signal blocked and every handler reset before it unblocks any.
  * CLONE_CHILD_CLEARTID tells when it has left that memory (at execve or exit): only then is
- * its stack freed.
+ * its stack freed. system() needs no pipe: it waits for the child's end anyway, and a shell
+ * that could not be executed ends with status 127, which is what system() must return then.
  */
 struct child_plan {
     const char *path;
@@ -369,7 +370,7 @@ struct child_plan {
     int n_closes;
     /* Filled in by child_start, read by the child. */
     uint64_t child_mask;
-    int report;
+    int report;                /* where a failed execve's errno goes, or -1 */
 };
 
 struct child {
@@ -421,14 +422,15 @@ __attribute__((no_sanitize("address", "undefined"))) static int child_main(void 
         coop_sys(SYS_close, p->closes[i], 0, 0);
     coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&p->child_mask, 0, 8, 0, 0);
     int err = (int)-coop_sys(SYS_execve, p->path, p->argv, p->envp);
-    coop_sys(SYS_write, p->report, &err, sizeof err);
+    if (p->report >= 0)
+        coop_sys(SYS_write, p->report, &err, sizeof err);
     coop_sys(SYS_exit_group, 127, 0, 0);
     return 127;
 }
 
-/* Clones the child: 0, or an errno (EINVAL or ENOSYS where a sandbox refuses CLONE_VM
- * alone: the caller then goes through glibc). It then waits for it with child_started. */
-static int child_start(struct child_plan *plan, struct child *c)
+/* The pipe of child_started: its read end in c, its write end (above the fds the child
+ * dup2s onto) in plan. */
+static int open_report(struct child_plan *plan, struct child *c)
 {
     int report[2];
     if (REAL(pipe2)(report, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -443,28 +445,63 @@ static int child_start(struct child_plan *plan, struct child *c)
         report[1] = high;
     }
     c->report = private_fd(report[0]);
+    plan->report = report[1];
+    return 0;
+}
+
+static void close_report(struct child_plan *plan, struct child *c)
+{
+    if (plan->report >= 0)
+        REAL(close)(plan->report);
+    if (c->report >= 0)
+        private_close(c->report);
+    plan->report = c->report = -1;
+}
+
+/* Once the child has left the parent's memory (at once after its execve or its end):
+ * frees its stack. The kernel's wake is a shared futex wake, so the wait is not private. */
+static void child_forget(struct child *c)
+{
+    uint32_t in_use;
+    while ((in_use = atomic_load(&c->in_our_memory)) != 0)
+        coop_sys6(SYS_futex, (long)&c->in_our_memory, FUTEX_WAIT, in_use, 0, 0, 0);
+    free(c->stack);
+}
+
+/* Clones the child: 0, or an errno (EINVAL or ENOSYS where a sandbox refuses CLONE_VM
+ * alone: the caller then goes through glibc). With report, the caller then waits for its
+ * execve with child_started; without, for its end, then calls child_forget. */
+static int child_start(struct child_plan *plan, struct child *c, bool report)
+{
+    plan->report = c->report = -1;
+    int err = report ? open_report(plan, c) : 0;
+    if (err != 0)
+        return err;
     c->stack = malloc(CHILD_STACK);
     if (c->stack == NULL) {
-        private_close(report[0]);
-        REAL(close)(report[1]);
+        close_report(plan, c);
         return ENOMEM;
     }
-    plan->report = report[1];
     atomic_store(&c->in_our_memory, 1);
 
-    /* No handler may run in the child before it has reset them all: block every signal
+    /* The caller's signal mask (its greenlet's, where coop keeps one per greenlet). Then no
+     * handler may run in the child before it has reset them all: every signal is blocked
      * (glibc's pthread_sigmask would leave its own two out) around the clone. */
-    sigset_t all, old;
+    sigset_t caller, all, old;
+    if (plan->mask == NULL)
+        pthread_sigmask(SIG_BLOCK, NULL, &caller);
+    plan->child_mask = set64(plan->mask != NULL ? plan->mask : &caller);
     sigfillset(&all);
     coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8, 0, 0);
-    plan->child_mask = set64(plan->mask != NULL ? plan->mask : &old);
     c->pid = clone(child_main, (char *)c->stack + CHILD_STACK, CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD,
                    plan, NULL, NULL, &c->in_our_memory);
-    int err = errno;
+    err = errno;
     coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8, 0, 0);
-    REAL(close)(report[1]);
+    if (plan->report >= 0)
+        REAL(close)(plan->report);
+    plan->report = -1;
     if (c->pid < 0) {
-        private_close(c->report);
+        close_report(plan, c);
         free(c->stack);
         return err;
     }
@@ -491,12 +528,7 @@ static int child_started(struct child *c)
         break;
     }
     private_close(c->report);
-    /* EOF comes after the kernel cleared the word; this is for a pipe that failed. The
-     * kernel's wake is a shared futex wake, so the wait is not a private one. */
-    uint32_t in_use;
-    while ((in_use = atomic_load(&c->in_our_memory)) != 0)
-        coop_sys6(SYS_futex, (long)&c->in_our_memory, FUTEX_WAIT, in_use, 0, 0, 0);
-    free(c->stack);
+    child_forget(c);     /* at once: EOF comes after the kernel cleared the word */
     if (err != 0) {
         int status;
         wait_child(c->pid, &status);
@@ -530,15 +562,23 @@ static int child_spawn_libc(const struct child_plan *plan, pid_t *pid)
     return err;
 }
 
-/* Starts the child and waits until it has exec'd: 0 and its pid, or an errno. */
-static int child_run(struct child_plan *plan, pid_t *pid)
+/* Runs the child to its end, as system() does: 0 and its wait status, or the errno of a
+ * spawn that failed. */
+static int child_run(struct child_plan *plan, int *status)
 {
     struct child c;
-    int err = child_start(plan, &c);
-    if (err == EINVAL || err == ENOSYS)
-        return child_spawn_libc(plan, pid);
-    if (err == 0 && (err = child_started(&c)) == 0)
-        *pid = c.pid;
+    pid_t pid;
+    int err = child_start(plan, &c, false);
+    if (err == EINVAL || err == ENOSYS) {
+        if ((err = child_spawn_libc(plan, &pid)) == 0 && wait_child(pid, status) != pid)
+            *status = -1;
+        return err;
+    }
+    if (err == 0) {
+        if (wait_child(c.pid, status) != c.pid)
+            *status = -1;
+        child_forget(&c);
+    }
     return err;
 }
 
@@ -586,15 +626,10 @@ static int do_system(const char *line)
 
     struct child_plan plan = { .path = "/bin/sh", .argv = (char *const[]){ "sh", "-c", "--", (char *)line, NULL },
                                .envp = environ, .mask = &mask, .defaults = reset, .dup_from = -1 };
-    pid_t pid;
     int status = -1;
-    int ret = child_run(&plan, &pid);
-    if (ret == 0) {
-        if (wait_child(pid, &status) != pid)
-            status = -1;
-    } else {
+    int ret = child_run(&plan, &status);
+    if (ret != 0)
         status = W_EXITCODE(127, 0);   /* POSIX: as if the shell had run _exit(127) */
-    }
 
     int saved = errno;
     pthread_mutex_lock(&system_lock);
@@ -697,7 +732,7 @@ static int popen_child(struct piped *p, const char *command, int child_end_fd, i
     plan.closes = closes;
     if (closes == NULL)
         err = ENOMEM;
-    else if ((err = child_start(&plan, &c)) == 0)
+    else if ((err = child_start(&plan, &c, true)) == 0)
         direct = true;
     else if (err == EINVAL || err == ENOSYS)
         err = child_spawn_libc(&plan, &p->pid);
