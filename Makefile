@@ -20,10 +20,10 @@ CFLAGS += $(SAN_FLAGS)
 endif
 
 DEPS_PKGS := libuv1 libunwind check
-# The real programs of tests/realworld/ come from Debian too.
+# The real programs of tests/realworld/ come from Debian too, and tests/stress.sh's CPU hogs.
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
-            ruby default-jre-headless unbound bind9-dnsutils perl chromium
+            ruby default-jre-headless unbound bind9-dnsutils perl chromium stress-ng
 # The page test_trace_browser.sh opens: speedscope's built web page, from npm, in build/web
 # (whichever BUILD: make test-asan's tests use it too).
 SPEEDSCOPE := speedscope@1.25.0
@@ -44,7 +44,8 @@ LIB_CFLAGS = $(CFLAGS) -D_GNU_SOURCE -fPIC -fvisibility=hidden -ftls-model=initi
 $(BUILD)/obj/shim/%.o: LIB_CFLAGS += -U_FORTIFY_SOURCE
 LIBUV_A := $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a
 LIB_LDFLAGS = $(SAN_FLAGS) -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
-LIB_LIBS := -ldl -lpthread -lunwind
+# libunwind is loaded when a report first needs it (core/unwind.c), not at start-up.
+LIB_LIBS := -ldl -lpthread
 
 SAMPLE_C := $(wildcard tests/samples/*.c)
 SAMPLE_CC := $(wildcard tests/samples/*.cc)

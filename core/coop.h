@@ -155,6 +155,9 @@ void coop_offload_configure(unsigned threads);
 void coop_fork_child(void);
 
 /* --- diagnostics --- */
+/* Loads what stack reports need (libunwind), before a greenlet exists that could overflow
+ * its stack: the overflow report runs in a signal handler, which cannot load a library. */
+void coop_diag_prepare(void);
 /* Asks every hub to print its greenlets (async-signal-safe). */
 void coop_request_dump(void);
 /* From a SIGSEGV handler: reports, and says whether, a greenlet ran into its guard page. */

@@ -5,14 +5,13 @@
  * cooperative while other greenlets wait) is reported once per episode, with its stack
  * sampled on its own thread: a signal makes the hub's thread unwind itself.
  */
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "unwind.h"
 
 #define SAMPLE_SIGNAL (SIGRTMAX - 3)
 #define SAMPLE_FRAMES 24
@@ -31,20 +30,21 @@ static void take_sample(int sig, siginfo_t *info, void *context)
 {
     (void)sig;
     (void)info;
+    const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_monitor_start */
     unw_cursor_t cursor;
     int n = 0;
-    if (unw_init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
+    if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
         do {
             unw_word_t ip, offset;
-            unw_get_reg(&cursor, UNW_REG_IP, &ip);
+            unw->get_reg(&cursor, UNW_REG_IP, &ip);
             char name[128];
             sample[n].ip = ip;
-            if (unw_get_proc_name(&cursor, name, sizeof name, &offset) == 0)
+            if (unw->get_proc_name(&cursor, name, sizeof name, &offset) == 0)
                 snprintf(sample[n].line, sizeof sample[n].line, "        at %s+0x%lx\n", name, (unsigned long)offset);
             else
                 snprintf(sample[n].line, sizeof sample[n].line, "        at 0x%lx\n", (unsigned long)ip);
             n++;
-        } while (n < SAMPLE_FRAMES && unw_step(&cursor) > 0);
+        } while (n < SAMPLE_FRAMES && unw->step(&cursor) > 0);
     }
     atomic_store(&sample_frames, n);
 }

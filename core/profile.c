@@ -15,11 +15,9 @@
  * renamed over it) every REWRITE_NS and at the end, by exit or trace.c's terminating-signal
  * flush: a program that leaves by _exit or dies otherwise keeps all but the last second.
  */
-#define UNW_LOCAL_ONLY
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libunwind.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +26,7 @@
 
 #include "internal.h"
 #include "trace.h"
+#include "unwind.h"
 
 /* Real-time signals of the runtime: the monitor's is SIGRTMAX - 3; others may follow. */
 #define SAMPLE_SIGNAL (SIGRTMAX - 6)
@@ -75,13 +74,14 @@ static void take_sample(int sig, siginfo_t *info, void *context)
         s->is_hub = g->is_hub;
         s->is_main = g->is_main;
         s->frames = 0;
+        const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_profile_start */
         unw_cursor_t cursor;
-        if (unw_init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
+        if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
             do {
                 unw_word_t ip;
-                unw_get_reg(&cursor, UNW_REG_IP, &ip);
+                unw->get_reg(&cursor, UNW_REG_IP, &ip);
                 s->ips[s->frames++] = ip;
-            } while (s->frames < MAX_FRAMES && unw_step(&cursor) > 0);
+            } while (s->frames < MAX_FRAMES && unw->step(&cursor) > 0);
         }
         atomic_store_explicit(&p->head, head + 1, memory_order_release);
     }
@@ -92,14 +92,17 @@ static void take_sample(int sig, siginfo_t *info, void *context)
 
 bool coop_symbolize(uintptr_t ip, char *buf, size_t len)
 {
-    unw_context_t uc;
+    const struct coop_unwind *unw = coop_unwind(true);
+    ucontext_t uc;
     unw_cursor_t cursor;
     unw_word_t offset;
-    unw_getcontext(&uc);
     /* libunwind looks up the byte before a frame's address (a call's return address). */
-    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(ip + 1);
-    if (unw_init_local(&cursor, &uc) == 0 && unw_get_proc_name(&cursor, buf, len, &offset) == 0)
-        return true;
+    if (unw != NULL && getcontext(&uc) == 0) {
+        uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(ip + 1);
+        if (unw->init_local2(&cursor, (unw_context_t *)&uc, 0) == 0
+            && unw->get_proc_name(&cursor, buf, len, &offset) == 0)
+            return true;
+    }
     Dl_info info;
     if (dladdr((void *)ip, &info) && info.dli_sname != NULL) {
         snprintf(buf, len, "%s", info.dli_sname);

@@ -75,11 +75,13 @@ static void classify(struct shim_fd *f, int fd)
     }
 }
 
+/* In a vfork child the fds are its own copies: the table (the parent's) is neither read
+ * nor written there. */
 struct shim_fd *shim_fd(int fd)
 {
     if (table == NULL)
         table_init();
-    if (fd < 0 || fd >= table_len) {
+    if (fd < 0 || fd >= table_len || shim_vfork_child) {
         classify(&untracked, fd);
         return &untracked;
     }
@@ -91,6 +93,8 @@ struct shim_fd *shim_fd(int fd)
 
 void shim_fd_opened(int fd, enum shim_fd_kind kind, int flags)
 {
+    if (shim_vfork_child)
+        return;
     coop_fd_forget(fd);
     if (table == NULL)
         table_init();
@@ -107,6 +111,8 @@ void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock)
 
 void shim_fd_copied(int from, int to)
 {
+    if (shim_vfork_child)
+        return;
     coop_fd_forget(to);
     if (to >= 0 && to < table_len)
         table[to] = *shim_fd(from);
@@ -114,6 +120,8 @@ void shim_fd_copied(int from, int to)
 
 void shim_fd_closed(int fd)
 {
+    if (shim_vfork_child)
+        return;
     coop_fd_forget(fd);
     if (fd >= 0 && fd < table_len)
         table[fd].known = 0;

@@ -123,7 +123,7 @@ EXPORT int dup(int fd)
 EXPORT int dup3(int from, int to, int flags)
 {
     if (shim_patched[FAM_io] && from != to)
-        coop_fd_forget(to);
+        shim_fd_closed(to);
     int r = REAL(dup3)(from, to, flags);
     if (r >= 0 && shim_patched[FAM_io])
         shim_fd_copied(from, r);
@@ -133,7 +133,7 @@ EXPORT int dup3(int from, int to, int flags)
 EXPORT int dup2(int from, int to)
 {
     if (shim_patched[FAM_io] && from != to)
-        coop_fd_forget(to);
+        shim_fd_closed(to);
     int r = REAL(dup2)(from, to);
     if (r >= 0 && from != to && shim_patched[FAM_io])
         shim_fd_copied(from, r);

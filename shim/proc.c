@@ -3,9 +3,12 @@
  * must park only the caller.
  *
  * - fork: the child keeps only the forking greenlet, with a fresh loop (coop_fork_child),
- *   as POSIX keeps only the forking thread. vfork is fork here: a vfork child borrows its
- *   parent's memory, and any wrapper it called (close, dup2, write...) would change the
- *   parent's greenlets and epoll set under it.
+ *   as POSIX keeps only the forking thread.
+ * - vfork: a vfork child borrows its parent's memory and stops its OS thread until it has
+ *   exec'd. With other greenlets that would stop them all, so vfork is fork then; a lone
+ *   greenlet gets the real vfork (shells vfork every command they run; a fork costs each
+ *   ~0.1 ms more), and its child's wrapper calls leave coop's state alone
+ *   (shim_vfork_child).
  * - posix_spawn, posix_spawnp: glibc's clone(CLONE_VFORK) stops the calling OS thread
  *   until the child has exec'd, so the call runs on the threadpool, with the caller's
  *   signal mask given to the child explicitly since a pool thread has its own.
@@ -13,13 +16,17 @@
  *   wait on pidfds (pollable, readable once the process has ended) of the child asked
  *   for, or of every child for "any child" and process groups.
  * - system, popen: glibc's wait inside with its internal waitpid; both are written again
- *   over posix_spawn and the cooperative waitpid. pclose needs no wrapper: glibc's pclose
- *   is fclose, and fclose of coop's popen stream calls the stream's own close function.
+ *   over a child started without stopping the hub (below) and the cooperative waitpid.
+ *   pclose needs no wrapper: glibc's pclose is fclose, and fclose of coop's popen stream
+ *   calls the stream's own close function.
  */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -31,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/sys.h"
 #include "shim.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -50,8 +58,62 @@ EXPORT pid_t fork(void)
     return pid;
 }
 
-/* POSIX allows vfork to be fork; a C wrapper could not be anything else. */
-EXPORT pid_t vfork(void) { return fork(); }
+__thread bool shim_vfork_child;
+
+/* Whether vfork may share memory: no other greenlet could be stopped or see the child. */
+__attribute__((visibility("hidden"), used)) bool shim_vfork_may_share(void)
+{
+    return coop_self() == NULL || coop_alone();
+}
+
+__attribute__((visibility("hidden"), used)) pid_t shim_vfork_as_fork(void) { return fork(); }
+
+__attribute__((visibility("hidden"), used)) pid_t shim_vfork_failed(int err)
+{
+    errno = -err;
+    return -1;
+}
+
+/*
+ * vfork cannot be a C function that returns: the child would pop the frame its parent
+ * returns through. As glibc's, it keeps the return address in a register across the
+ * system call; the flag is set before it and cleared by the parent, which runs again only
+ * once the child has exec'd or exited. Under a shadow stack (CET), which the child shares,
+ * the child jumps back instead of returning, as glibc's does.
+ */
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n"
+        "\tendbr64\n"
+        "\tsubq $8, %rsp\n"
+        "\tcall shim_vfork_may_share\n"
+        "\taddq $8, %rsp\n"
+        "\ttestb %al, %al\n"
+        "\tjz shim_vfork_as_fork\n"
+        "\tmovq shim_vfork_child@gottpoff(%rip), %rcx\n"
+        "\tmovb $1, %fs:(%rcx)\n"
+        "\tpopq %rdi\n"
+        "\tmovl $58, %eax\n"            /* SYS_vfork */
+        "\tsyscall\n"
+        "\tpushq %rdi\n"
+        "\ttestl %eax, %eax\n"
+        "\tjz 1f\n"
+        "\tmovq shim_vfork_child@gottpoff(%rip), %rcx\n"
+        "\tmovb $0, %fs:(%rcx)\n"
+        "\tcmpl $-4095, %eax\n"
+        "\tjae 2f\n"
+        "\tret\n"
+        "1:\txorl %esi, %esi\n"
+        "\trdsspq %rsi\n"
+        "\ttestq %rsi, %rsi\n"
+        "\tjz 3f\n"
+        "\tpopq %rdi\n"
+        "\tjmp *%rdi\n"
+        "3:\tret\n"
+        "2:\tmovl %eax, %edi\n"
+        "\tjmp shim_vfork_failed\n"
+        ".size vfork, .-vfork\n");
 
 /* --- waiting for children --- */
 
@@ -282,6 +344,244 @@ static pid_t wait_child(pid_t pid, int *status)
     return r;
 }
 
+/* --- a child for system() and popen() --- */
+
+/*
+ * glibc's posix_spawn clones with CLONE_VM | CLONE_VFORK, which stops the calling OS thread
+ * until the child has exec'd: the hub, or a pool thread, and 50 greenlets' children would
+ * start one pool-full at a time. system() and popen() need only a signal mask, default
+ * dispositions, a dup2 and some closes, so their child is started here with CLONE_VM alone:
+ * it runs on a stack of its own in the parent's memory until execve while the hub goes on,
+ * and the spawning greenlet parks on a close-on-exec pipe, which reads EOF once the child
+ * has exec'd, or the errno of a failed execve. Until then the child shares memory and the
+ * thread pointer with the hub: it makes raw system calls only (no errno, no lock, no
+ * allocation), with every signal blocked and every handler reset before it unblocks any.
+ * CLONE_CHILD_CLEARTID tells when it has left that memory (at execve or exit): only then is
+ * its stack freed. system() needs no pipe: it waits for the child's end anyway, and a shell
+ * that could not be executed ends with status 127, which is what system() must return then.
+ */
+struct child_plan {
+    const char *path;
+    char *const *argv, *const *envp;
+    const sigset_t *mask;      /* the child's signal mask; NULL: the caller's */
+    sigset_t defaults;         /* set back to SIG_DFL even when ignored (POSIX_SPAWN_SETSIGDEF) */
+    int dup_from, dup_to;      /* dup2(dup_from, dup_to) when dup_from >= 0 */
+    const int *closes;
+    int n_closes;
+    /* Filled in by child_start, read by the child. */
+    uint64_t child_mask;
+    int report;                /* where a failed execve's errno goes, or -1 */
+};
+
+struct child {
+    pid_t pid;
+    int report;                /* read end of the pipe */
+    void *stack;
+    _Atomic uint32_t in_our_memory;     /* cleared by the kernel at the child's execve or exit */
+};
+
+#define CHILD_STACK (32 * 1024)
+
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+static bool in_set64(uint64_t set, int sig) { return set >> (sig - 1) & 1; }
+
+static uint64_t set64(const sigset_t *set)
+{
+    uint64_t bits;
+    memcpy(&bits, set, sizeof bits);    /* the kernel's sigset: signals 1..64 */
+    return bits;
+}
+
+__attribute__((no_sanitize("address", "undefined"))) static int child_main(void *arg)
+{
+    const struct child_plan *p = arg;
+    uint64_t defaults = set64(&p->defaults);
+    for (int sig = 1; sig <= 64; sig++) {
+        struct kernel_sigaction sa;
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (!in_set64(defaults, sig)
+            && (coop_sys6(SYS_rt_sigaction, sig, 0, (long)&sa, 8, 0, 0) != 0
+                || sa.handler == SIG_DFL || sa.handler == SIG_IGN))
+            continue;
+        sa.handler = SIG_DFL;
+        sa.flags = 0;
+        sa.restorer = NULL;
+        sa.mask = 0;
+        coop_sys6(SYS_rt_sigaction, sig, (long)&sa, 0, 8, 0, 0);
+    }
+    if (p->dup_from >= 0)
+        coop_sys(SYS_dup2, p->dup_from, p->dup_to, 0);
+    for (int i = 0; i < p->n_closes; i++)
+        coop_sys(SYS_close, p->closes[i], 0, 0);
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&p->child_mask, 0, 8, 0, 0);
+    int err = (int)-coop_sys(SYS_execve, p->path, p->argv, p->envp);
+    if (p->report >= 0)
+        coop_sys(SYS_write, p->report, &err, sizeof err);
+    coop_sys(SYS_exit_group, 127, 0, 0);
+    return 127;
+}
+
+/* The pipe of child_started: its read end in c, its write end (above the fds the child
+ * dup2s onto) in plan. */
+static int open_report(struct child_plan *plan, struct child *c)
+{
+    int report[2];
+    if (REAL(pipe2)(report, O_CLOEXEC | O_NONBLOCK) != 0)
+        return errno;
+    if (report[1] <= 2) {     /* stdin or stdout was closed: keep clear of the child's dup2 */
+        int high = REAL(fcntl)(report[1], F_DUPFD_CLOEXEC, 3);
+        REAL(close)(report[1]);
+        if (high < 0) {
+            REAL(close)(report[0]);
+            return EMFILE;
+        }
+        report[1] = high;
+    }
+    c->report = private_fd(report[0]);
+    plan->report = report[1];
+    return 0;
+}
+
+static void close_report(struct child_plan *plan, struct child *c)
+{
+    if (plan->report >= 0)
+        REAL(close)(plan->report);
+    if (c->report >= 0)
+        private_close(c->report);
+    plan->report = c->report = -1;
+}
+
+/* Once the child has left the parent's memory (at once after its execve or its end):
+ * frees its stack. The kernel's wake is a shared futex wake, so the wait is not private. */
+static void child_forget(struct child *c)
+{
+    uint32_t in_use;
+    while ((in_use = atomic_load(&c->in_our_memory)) != 0)
+        coop_sys6(SYS_futex, (long)&c->in_our_memory, FUTEX_WAIT, in_use, 0, 0, 0);
+    free(c->stack);
+}
+
+/* Clones the child: 0, or an errno (EINVAL or ENOSYS where a sandbox refuses CLONE_VM
+ * alone: the caller then goes through glibc). With report, the caller then waits for its
+ * execve with child_started; without, for its end, then calls child_forget. */
+static int child_start(struct child_plan *plan, struct child *c, bool report)
+{
+    plan->report = c->report = -1;
+    int err = report ? open_report(plan, c) : 0;
+    if (err != 0)
+        return err;
+    c->stack = malloc(CHILD_STACK);
+    if (c->stack == NULL) {
+        close_report(plan, c);
+        return ENOMEM;
+    }
+    atomic_store(&c->in_our_memory, 1);
+
+    /* The caller's signal mask (its greenlet's, where coop keeps one per greenlet). Then no
+     * handler may run in the child before it has reset them all: every signal is blocked
+     * (glibc's pthread_sigmask would leave its own two out) around the clone. */
+    sigset_t caller, all, old;
+    if (plan->mask == NULL)
+        pthread_sigmask(SIG_BLOCK, NULL, &caller);
+    plan->child_mask = set64(plan->mask != NULL ? plan->mask : &caller);
+    sigfillset(&all);
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8, 0, 0);
+    c->pid = clone(child_main, (char *)c->stack + CHILD_STACK, CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD,
+                   plan, NULL, NULL, &c->in_our_memory);
+    err = errno;
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8, 0, 0);
+    if (plan->report >= 0)
+        REAL(close)(plan->report);
+    plan->report = -1;
+    if (c->pid < 0) {
+        close_report(plan, c);
+        free(c->stack);
+        return err;
+    }
+    return 0;
+}
+
+/* Waits, parking the caller, until the child has exec'd: 0, or execve's errno (the child
+ * is then reaped). */
+static int child_started(struct child *c)
+{
+    int err = 0;
+    for (;;) {
+        ssize_t n = REAL(read)(c->report, &err, sizeof err);
+        if (n == 0 || n == sizeof err)
+            break;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            if (errno == EAGAIN && shim_cooperative(FAM_proc) != NULL)
+                coop_wait_fd(c->report, COOP_READ, COOP_NO_DEADLINE);
+            else if (errno == EAGAIN)
+                REAL(poll)(&(struct pollfd){ .fd = c->report, .events = POLLIN }, 1, -1);
+            continue;
+        }
+        err = 0;       /* the program closed the pipe under us: the wait status will tell */
+        break;
+    }
+    private_close(c->report);
+    child_forget(c);     /* at once: EOF comes after the kernel cleared the word */
+    if (err != 0) {
+        int status;
+        wait_child(c->pid, &status);
+    }
+    return err;
+}
+
+/* What the child does, through glibc's posix_spawn (on the pool, as any posix_spawn). */
+static int child_spawn_libc(const struct child_plan *plan, pid_t *pid)
+{
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_init(&actions);
+    short flags = POSIX_SPAWN_SETSIGDEF;
+    posix_spawnattr_setsigdefault(&attr, &plan->defaults);
+    if (plan->mask != NULL) {
+        posix_spawnattr_setsigmask(&attr, plan->mask);
+        flags |= POSIX_SPAWN_SETSIGMASK;
+    }
+    posix_spawnattr_setflags(&attr, flags);
+    int err = 0;
+    if (plan->dup_from >= 0)
+        err = posix_spawn_file_actions_adddup2(&actions, plan->dup_from, plan->dup_to);
+    for (int i = 0; i < plan->n_closes && err == 0; i++)
+        err = posix_spawn_file_actions_addclose(&actions, plan->closes[i]);
+    if (err == 0)
+        err = posix_spawn(pid, plan->path, &actions, &attr, plan->argv, plan->envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return err;
+}
+
+/* Runs the child to its end, as system() does: 0 and its wait status, or the errno of a
+ * spawn that failed. */
+static int child_run(struct child_plan *plan, int *status)
+{
+    struct child c;
+    pid_t pid;
+    int err = child_start(plan, &c, false);
+    if (err == EINVAL || err == ENOSYS) {
+        if ((err = child_spawn_libc(plan, &pid)) == 0 && wait_child(pid, status) != pid)
+            *status = -1;
+        return err;
+    }
+    if (err == 0) {
+        if (wait_child(c.pid, status) != c.pid)
+            *status = -1;
+        child_forget(&c);
+    }
+    return err;
+}
+
 /* --- system --- */
 
 /*
@@ -324,22 +624,12 @@ static int do_system(const char *line)
     else if (!sigchld_was_blocked)
         sigdelset(&mask, SIGCHLD);     /* the caller's own mask, not the other callers' */
 
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setsigmask(&attr, &mask);
-    posix_spawnattr_setsigdefault(&attr, &reset);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    pid_t pid;
+    struct child_plan plan = { .path = "/bin/sh", .argv = (char *const[]){ "sh", "-c", "--", (char *)line, NULL },
+                               .envp = environ, .mask = &mask, .defaults = reset, .dup_from = -1 };
     int status = -1;
-    int ret = posix_spawn(&pid, "/bin/sh", NULL, &attr,
-                          (char *const[]){ "sh", "-c", "--", (char *)line, NULL }, environ);
-    posix_spawnattr_destroy(&attr);
-    if (ret == 0) {
-        if (wait_child(pid, &status) != pid)
-            status = -1;
-    } else {
+    int ret = child_run(&plan, &status);
+    if (ret != 0)
         status = W_EXITCODE(127, 0);   /* POSIX: as if the shell had run _exit(127) */
-    }
 
     int saved = errno;
     pthread_mutex_lock(&system_lock);
@@ -393,10 +683,8 @@ static ssize_t piped_write(void *cookie, const char *buf, size_t len)
     return write(((struct piped *)cookie)->fd, buf, len);
 }
 
-/* What fclose (and so pclose) returns: the child's wait status, or -1. */
-static int piped_close(void *cookie)
+static void piped_unlink(struct piped *p)
 {
-    struct piped *p = cookie;
     pthread_mutex_lock(&piped_lock);
     for (struct piped **link = &piped_list; *link != NULL; link = &(*link)->next)
         if (*link == p) {
@@ -404,6 +692,13 @@ static int piped_close(void *cookie)
             break;
         }
     pthread_mutex_unlock(&piped_lock);
+}
+
+/* What fclose (and so pclose) returns: the child's wait status, or -1. */
+static int piped_close(void *cookie)
+{
+    struct piped *p = cookie;
+    piped_unlink(p);
     int status, closed = close(p->fd);
     pid_t pid = p->pid;
     free(p);
@@ -412,9 +707,51 @@ static int piped_close(void *cookie)
     return status;
 }
 
-/* glibc's _IO_new_proc_open, over posix_spawn: the pipe is made close-on-exec, the
- * child's end moved to its stdin or stdout, every earlier popen stream closed in the
- * child (POSIX asks for it). A failed spawn reports ENOMEM, as glibc does. */
+/* Starts popen's child with its end of the pipe as child_fd, every earlier popen stream
+ * closed in it (POSIX asks for it), and records it. The list is read and the child cloned
+ * under the lock, so a stream made meanwhile is either closed by the child or still
+ * close-on-exec; the wait for its execve is not. 0 or an errno. */
+static int popen_child(struct piped *p, const char *command, int child_end_fd, int child_fd, int parent_fd)
+{
+    char *const argv[] = { "sh", "-c", "--", (char *)command, NULL };
+    struct child_plan plan = { .path = "/bin/sh", .argv = argv, .envp = environ,
+                               .dup_from = child_end_fd, .dup_to = child_fd };
+    sigemptyset(&plan.defaults);
+    struct child c;
+    bool direct = false;
+    int err = 0;
+
+    pthread_mutex_lock(&piped_lock);
+    for (struct piped *q = piped_list; q != NULL; q = q->next)
+        plan.n_closes++;
+    int *closes = malloc(((size_t)plan.n_closes + 1) * sizeof *closes);
+    plan.n_closes = 0;
+    for (struct piped *q = piped_list; q != NULL && closes != NULL; q = q->next)
+        if (q->fd != child_fd)
+            closes[plan.n_closes++] = q->fd;
+    plan.closes = closes;
+    if (closes == NULL)
+        err = ENOMEM;
+    else if ((err = child_start(&plan, &c, true)) == 0)
+        direct = true;
+    else if (err == EINVAL || err == ENOSYS)
+        err = child_spawn_libc(&plan, &p->pid);
+    if (err == 0) {
+        p->pid = direct ? c.pid : p->pid;
+        p->fd = parent_fd;
+        p->next = piped_list;
+        piped_list = p;
+    }
+    pthread_mutex_unlock(&piped_lock);
+
+    if (direct && (err = child_started(&c)) != 0)
+        piped_unlink(p);
+    free(closes);
+    return err;
+}
+
+/* glibc's _IO_new_proc_open: the pipe is made close-on-exec and the child's end moved to
+ * its stdin or stdout. A failed spawn reports ENOMEM, as glibc does. */
 static FILE *do_popen(const char *command, const char *mode)
 {
     bool reading = false, writing = false, cloexec = false;
@@ -438,8 +775,6 @@ static FILE *do_popen(const char *command, const char *mode)
     int parent_end = reading ? 0 : 1, child_end = 1 - parent_end, child_fd = reading ? 1 : 0;
     struct piped *p = calloc(1, sizeof *p);
     FILE *fp = NULL;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
     if (p == NULL)
         goto failed;
     if (fds[child_end] == child_fd) {     /* dup2 onto itself would keep close-on-exec */
@@ -449,24 +784,7 @@ static FILE *do_popen(const char *command, const char *mode)
         close(fds[child_end]);
         fds[child_end] = moved;
     }
-    if (posix_spawn_file_actions_adddup2(&actions, fds[child_end], child_fd) != 0)
-        goto failed;
-
-    pthread_mutex_lock(&piped_lock);
-    bool spawned = true;
-    for (struct piped *q = piped_list; q != NULL && spawned; q = q->next)
-        if (q->fd != child_fd && posix_spawn_file_actions_addclose(&actions, q->fd) != 0)
-            spawned = false;
-    spawned = spawned && posix_spawn(&p->pid, "/bin/sh", &actions, NULL,
-                                     (char *const[]){ "sh", "-c", "--", (char *)command, NULL },
-                                     environ) == 0;
-    if (spawned) {
-        p->fd = fds[parent_end];
-        p->next = piped_list;
-        piped_list = p;
-    }
-    pthread_mutex_unlock(&piped_lock);
-    if (!spawned)
+    if (popen_child(p, command, fds[child_end], child_fd, fds[parent_end]) != 0)
         goto failed;
     close(fds[child_end]);
     fds[child_end] = -1;
@@ -475,7 +793,6 @@ static FILE *do_popen(const char *command, const char *mode)
 
     cookie_io_functions_t io = { .read = reading ? piped_read : NULL,
                                  .write = writing ? piped_write : NULL, .close = piped_close };
-    posix_spawn_file_actions_destroy(&actions);
     if ((fp = fopencookie(p, reading ? "r" : "w", io)) == NULL) {
         /* Out of memory with a child running: give its end back and reap it. */
         piped_close(p);
@@ -486,7 +803,6 @@ static FILE *do_popen(const char *command, const char *mode)
     return fp;
 
 failed:
-    posix_spawn_file_actions_destroy(&actions);
     free(p);
     for (int i = 0; i < 2; i++)
         if (fds[i] >= 0)

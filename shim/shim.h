@@ -50,6 +50,10 @@ static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
     return g != NULL && (shim_always_cooperative || !coop_alone()) ? g : NULL;
 }
 
+/* Set in the child of a real vfork (proc.c), which runs in its parent's memory until it
+ * execs: its wrapper calls must leave coop's tables alone, which describe the parent. */
+extern __thread bool shim_vfork_child;
+
 /* What the shim knows of an fd; see fdtab.c. */
 enum shim_fd_kind { FD_PLAIN, FD_SOCKET, FD_POLLABLE };
 /* Whether a read or write on a pollable fd that is not a socket can be tried without

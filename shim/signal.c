@@ -402,6 +402,10 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         REAL(sigaction)(SIGSEGV, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
         return;     /* the fault repeats with the default action: death by SIGSEGV */
     }
+    if (shim_vfork_child) {     /* coop's state is the parent's: the handler only */
+        run_handler(NULL, sig, info, context);
+        return;
+    }
     struct coop_greenlet *self = coop_self();
     struct sigstate *mine = state_of(self);
     if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
@@ -446,6 +450,12 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 {
     if (!shim_patched[FAM_signal] || sig <= 0 || sig >= NSIG)
         return REAL(sigaction)(sig, act, old);
+    if (shim_vfork_child) {    /* the tables are the parent's: read them, change nothing */
+        int r = REAL(sigaction)(sig, act, old);
+        if (r == 0 && old != NULL && trampolined[sig])
+            *old = installed[sig];
+        return r;
+    }
     struct sigaction previous = installed[sig];
     bool was_trampolined = trampolined[sig];
     int was_added = added_flags[sig];
@@ -500,7 +510,9 @@ EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(si
 /* --- masks --- */
 
 /* The calling greenlet, when its signals are coop's to keep. */
-static struct coop_greenlet *emulating(void) { return emulated() ? coop_self() : NULL; }
+/* The calling greenlet when its signals are coop's to keep; in a vfork child, whose
+ * greenlet is its parent's, the kernel's. */
+static struct coop_greenlet *emulating(void) { return emulated() && !shim_vfork_child ? coop_self() : NULL; }
 
 bool shim_signal_per_greenlet(void) { return emulating() != NULL; }
 

@@ -69,6 +69,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     __libc_single_threaded = 0;
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
+    coop_diag_prepare();
 
     struct coop_greenlet *g;
     int err = coop_spawn(&g, fn, arg, &sa);

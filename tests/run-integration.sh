@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every tests/integration/test_*.sh (or those named) and prints one summary line.
+# Runs every tests/integration/test_*.sh (or those named) and prints one summary line. Logs go
+# to $TEST_LOG (default $BUILD/log).
 cd "$(dirname "$0")/.." || exit 2
-LOG=${BUILD:-build}/log
+LOG=${TEST_LOG:-${BUILD:-build}/log}
 mkdir -p "$LOG"
 passed=0 failed=0 skipped=0 failures=""
 tests=("$@")

@@ -202,6 +202,9 @@ def micro_tables(micro, failures):
     def ratio(a, b, fmt="%.1fx"):
         return fmt % (a / b) if a and b else "n/a"
 
+    def ms_cell(v):
+        return "n/a" if v is None else "{:,.0f} ms".format(v / 1e6)
+
     reps = max((int(f.get("runs", "1")) for f in micro.values()), default=1)
     lines = ["### Micro-benchmarks (ns per operation; lower is better%s)\n"
              % (", median of %d runs" % reps if reps > 1 else ""),
@@ -232,6 +235,14 @@ def micro_tables(micro, failures):
     lines.append("| usleep(100), as long as it lasts (two threads sleeping) | %s | %s | | | coop/native %s |"
                  % (fmt_value(sl_n), fmt_value(sl_c), ratio(sl_c, sl_n, "%.2fx")))
 
+    spawn = {}
+    for what, command in (("system", 'system("sleep 0.3; exit 3")'), ("popen", 'popen("sleep 0.3; echo ready")')):
+        sp_n, sp_c = ns("native", "spawn_" + what), ns("coop", "spawn_" + what)
+        spawn[what] = (sp_n, sp_c)
+        children = (micro.get(("coop", "spawn_" + what)) or micro.get(("native", "spawn_" + what)) or {}).get("children", "?")
+        lines.append("| %s threads each %s at once, wall time (children inherit coop) | %s | %s | | | coop/native %s |"
+                     % (children, command, ms_cell(sp_n), ms_cell(sp_c), ratio(sp_c, sp_n, "%.2fx")))
+
     idle = {}
     for (variant, name), f in micro.items():
         if f.get("bench") == "idle":
@@ -254,7 +265,8 @@ def micro_tables(micro, failures):
         lines.append("\nMicro-benchmarks that failed: " + "; ".join(failures) + ".")
     lines.append("")
     values = {"sw_c": sw_c, "sw_u": sw_u, "asm": asm, "cj_n": cj_n, "cj_c": cj_c, "mu_n": mu_n, "mu_c": mu_c,
-              "idle100k": number(idle.get(100000, {}).get("coop", {}).get("rss_per_thread_kib", "x"))}
+              "idle100k": number(idle.get(100000, {}).get("coop", {}).get("rss_per_thread_kib", "x")),
+              "spawn": spawn}
     return lines, values
 
 
@@ -340,6 +352,10 @@ def targets(summaries, v):
             v["mu_c"] / v["mu_n"] <= 1.5)
     else:
         row("uncontended mutex within 1.5x of glibc", "not measured", None)
+    ratios = [(what, c / n) for what, (n, c) in v["spawn"].items() if n and c]
+    row("concurrent system() and popen() under coop ≤ 1.0x native wall time",
+        ", ".join("%s: %.2fx" % r for r in ratios) or "not measured",
+        all(x <= 1.0 for _, x in ratios) if len(ratios) == 2 else None)
     for what, kib in [("", v["idle100k"])] + [(" (C, COOP_TLS=%s)" % m, k) for m, k in v["tls_idle100k"].items()]:
         if kib is not None:
             row("≤ 6 KiB RSS per idle greenlet at 100,000" + what, "%.2f KiB" % kib, kib <= 6)

@@ -15,11 +15,13 @@
 #   them alike), each on a fresh process; a level is repeated and the medians reported. The
 #   server's OS threads and resident set are sampled under load (maximum over the run).
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c and idle_tls.cc, built
-#   without coop, run natively and under cooprun): context switch, thread create+join, mutexes
-#   and condition variables, the length of a short sleep, resident memory per idle thread. The
-#   switch, create+join and the idle threads (C, and C++ with a 16 KiB thread_local array) run
-#   again under each TLS mechanism of the machine (COOP_TLS=syscall, and fsgsbase where it has it).
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle,spawn}.c and idle_tls.cc,
+#   built without coop, run natively and under cooprun): context switch, thread create+join,
+#   mutexes and condition variables, the length of a short sleep, resident memory per idle
+#   thread, and the wall time of 50 concurrent system() and popen() children (which inherit
+#   coop). The switch, create+join and the idle threads (C, and C++ with a 16 KiB thread_local
+#   array) run again under each TLS mechanism of the machine (COOP_TLS=syscall, and fsgsbase
+#   where it has it).
 #
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
@@ -66,15 +68,16 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
 SERVERS=(epoll threads coop coop-ucontext coop-trace go1 go gevent)
+# SPAWN: children of each spawn round, and seconds of rounds per run (median round reported).
 if ((smoke)); then
     LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
-    BUDGET=50
+    SPAWN_N=5 SPAWN_T=0.01 BUDGET=50
 elif ((quick)); then
     REPS=1 DURATION=0.5 WARMUP=0.25 MICRO_T=0.2 MICRO_REPS=1 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    BUDGET=300
+    SPAWN_N=50 SPAWN_T=1 BUDGET=300
 else
     REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    BUDGET=560
+    SPAWN_N=50 SPAWN_T=1.5 BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
 ((micro_only)) && LEVELS=() SIZES=()
@@ -305,6 +308,10 @@ run_micro() {
             micro "coop-tls-$mechanism" create_join -t "$MICRO_T"
             micro "coop-tls-$mechanism" idle -n "$IDLE_TLS"
             micro "coop-tls-$mechanism" idle_tls -n "$IDLE_TLS"
+        done
+        for what in system popen; do
+            micro native spawn -m "$what" -n "$SPAWN_N" -t "$SPAWN_T"
+            micro coop spawn -m "$what" -n "$SPAWN_N" -t "$SPAWN_T"
         done
     done
 }

@@ -24,10 +24,14 @@ note() { echo "  $*"; }
 # OS threads of a running process.
 os_threads() { ls "/proc/$1/task" | wc -l; }
 
-# Waits until a TCP port on 127.0.0.1 accepts connections (at most ~10 s).
+# Waits for what a test started to get ready: HANG_GUARD_S is the most it waits, a guard
+# against a hang, never a judgement of speed.
+HANG_GUARD_S=60
+
+# Waits until a TCP port on 127.0.0.1 accepts connections.
 wait_port() {
     local i
-    for i in $(seq 100); do
+    for i in $(seq $((HANG_GUARD_S * 10))); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -56,7 +60,7 @@ start_server() {
     : >"$TMP/server.out"    # the background shell may not have truncated it when first read
     "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
-    for _ in $(seq 100); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         port=$(sed -n 's/^listening on //p' "$TMP/server.out")
         [ -n "$port" ] && return 0
         kill -0 "$server" 2>/dev/null || fail "echo_threads died: $(cat "$TMP/server.err")"
@@ -65,15 +69,15 @@ start_server() {
     fail "echo_threads printed no port"
 }
 
-# stop_server LABEL: SIGTERM must end it with status 0 within 5 s.
+# stop_server LABEL: SIGTERM must end it with status 0.
 stop_server() {
     local _ status
     kill -TERM "$server"
-    for _ in $(seq 50); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
-    kill -0 "$server" 2>/dev/null && fail "$1: echo_threads still runs 5 s after SIGTERM"
+    kill -0 "$server" 2>/dev/null && fail "$1: echo_threads still runs $HANG_GUARD_S s after SIGTERM"
     wait "$server"
     status=$?
     [ $status -eq 0 ] || fail "$1: echo_threads exited with status $status on SIGTERM: $(cat "$TMP/server.err")"

@@ -10,31 +10,37 @@ source "$(dirname "$0")/lib.sh"
 run() {
     local settings=()
     while [[ $1 == *=* ]]; do settings+=("$1"); shift; done
-    env "${settings[@]}" timeout 30 "$COOPRUN" -- "$SAMPLES/diag" "$@" >"$TMP/out" 2>"$TMP/err"
+    env "${settings[@]}" timeout 120 "$COOPRUN" -- "$SAMPLES/diag" "$@" >"$TMP/out" 2>"$TMP/err"
     status=$?
 }
 expect_status() { [ "$status" -eq "$1" ] || { cat "$TMP/err"; fail "$2: status $status, expected $1"; }; }
 expect_text() { grep -Eq -- "$1" "$TMP/err" || { cat "$TMP/err"; fail "$2: no line matching: $1"; }; }
 
 # The dump: every greenlet, its state, and stacks naming the sample's functions; the
-# program goes on afterwards.
-COOP_DUMP_SIGNAL=USR1 "$COOPRUN" -- "$SAMPLES/diag" dump >"$TMP/out" 2>"$TMP/err" &
+# program goes on afterwards, until its stdin (a FIFO held here) ends. Each wait below is
+# for something the program must do; 60 s is only the guard against a hang.
+DUMP_LINES=('^coop: greenlets of the hub on thread [0-9]+'
+    '^  #[0-9]+ "sleeper" sleeping, timeout in [0-9]+ ms'
+    '^  #[0-9]+ "waiter" waiting: blocked on cond 0x'
+    '^  #1 \(main\) waiting: joining greenlet #[0-9]+'
+    '^        at sleeper\+0x' '^        at cond_waiter\+0x' '^        at main\+0x')
+dump_complete() { local line; for line in "${DUMP_LINES[@]}"; do grep -Eq -- "$line" "$TMP/err" || return 1; done; }
+mkfifo "$TMP/in"
+COOP_DUMP_SIGNAL=USR1 "$COOPRUN" -- "$SAMPLES/diag" dump <"$TMP/in" >"$TMP/out" 2>"$TMP/err" &
 pid=$!
-for _ in $(seq 100); do grep -q ready "$TMP/out" && break; sleep 0.05; done
+exec {stdin}>"$TMP/in"
+for _ in $(seq 600); do grep -q ready "$TMP/out" && break; sleep 0.1; done
+grep -q ready "$TMP/out" || fail "dump: no 'ready' in 60 s"
 kill -USR1 "$pid"
+for _ in $(seq 600); do dump_complete && break; sleep 0.1; done
+exec {stdin}>&-
 wait "$pid"
 status=$?
 expect_status 0 "dump"
-expect_text '^coop: greenlets of the hub on thread [0-9]+' "dump"
-expect_text '^  #[0-9]+ "sleeper" sleeping, timeout in [0-9]+ ms' "dump"
-expect_text '^  #[0-9]+ "waiter" waiting: blocked on cond 0x' "dump"
-expect_text '^  #1 \(main\) waiting: joining greenlet #[0-9]+' "dump"
-expect_text '^        at sleeper\+0x' "dump"
-expect_text '^        at cond_waiter\+0x' "dump"
-expect_text '^        at main\+0x' "dump"
+for line in "${DUMP_LINES[@]}"; do expect_text "$line" "dump"; done
 note "dump: every greenlet with its state and stack"
 
-run COOP_MAX_BLOCKING_MS=200 spin
+run COOP_MAX_BLOCKING_MS=200 spin     # computes until the report is out
 expect_status 0 "monitor"
 expect_text '^coop: greenlet #[0-9]+ "spinner" has kept its hub for [0-9]+ ms without yielding' "monitor"
 expect_text '^        at spinner\+0x' "monitor"

@@ -18,18 +18,18 @@ RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
 # run LABEL OUTFILE COMMAND...: sets max_threads; fails on a non-zero status.
 run() {
-    local label=$1 outfile=$2 pid n status i=0 deadline=$((SECONDS + 30))
+    local label=$1 outfile=$2 pid n status i=0 deadline=$((SECONDS + 120)) # a hang guard
     shift 2
     "$@" >"$outfile" 2>"$outfile.err" &
     pid=$!
     max_threads=0
     # A kill before the handler is in place would end the program.
     while ! grep -qs "ready for SIGUSR1" "$outfile.err" && kill -0 $pid 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "$label: not ready after 30 s"
+        ((SECONDS < deadline)) || fail "$label: not ready after 120 s"
         sleep 0.01
     done
     while kill -0 $pid 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "$label: still running after 30 s"
+        ((SECONDS < deadline)) || fail "$label: still running after 120 s"
         kill -USR1 $pid 2>/dev/null
         if ((i++ % 5 == 0)); then
             n=$(os_threads $pid 2>/dev/null)

@@ -41,8 +41,10 @@ copy "coop, offload off" "$COOPRUN" --
 COOP_FILE_OFFLOAD=1 copy "coop, offload on" "$COOPRUN" --
 ((max_threads <= 1 + RUNTIME_THREADS)) ||
     fail "coop, offload on: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+# One tick proves the ticker ran while the copy's calls were on the pool (every one of them
+# parks the copy; a rate would measure the machine's load).
 ticks=$(sed -n 's/^ticker: \([0-9]*\) ticks.*/\1/p' "$TMP/err")
-((ticks >= 10)) || fail "coop, offload on: the ticker stood still during the copy ($ticks ticks)"
+((ticks >= 1)) || fail "coop, offload on: the ticker stood still during the copy ($ticks ticks)"
 
 # The measurement: 64-byte reads of a cached 1 MiB file.
 head -c 1M "$TMP/src" >"$TMP/small"

@@ -129,7 +129,7 @@ start_echo() {
     : >"$TMP/echo.out"
     "$@" "$SAMPLES/echo_threads" >"$TMP/echo.out" 2>"$TMP/echo.err" &
     server=$!
-    for _ in $(seq 100); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         port=$(sed -n 's/^listening on //p' "$TMP/echo.out")
         [ -n "$port" ] && break
         sleep 0.1
@@ -142,7 +142,7 @@ start_echo() {
 round_trip() {
     local line
     echo "ping $RANDOM" >&3
-    read -r -t 5 line <&3 && [[ "$line" == "ping "* ]]
+    read -r -t $HANG_GUARD_S line <&3 && [[ "$line" == "ping "* ]]
 }
 
 # status_after_usr1 [PREFIX...]: sets status, echo_threads' exit status after SIGUSR1.
@@ -150,7 +150,7 @@ status_after_usr1() {
     local _
     start_echo "$@"
     kill -USR1 "$server"
-    for _ in $(seq 50); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
@@ -171,7 +171,7 @@ check_dump_signal() {
 
     start_echo env COOP_DUMP_SIGNAL=USR1 "$COOPRUN" --
     kill -USR1 "$server"
-    for _ in $(seq 50); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         grep -q 'greenlets of the hub' "$TMP/echo.err" && break
         sleep 0.1
     done

@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/semantics" ] || fail "$SAMPLES/semantics is not built (make)"
 
-RUN_LIMIT_S=60
+RUN_LIMIT_S=120 # a hang guard: semantics.c gives up a wait after 60 s
 
 # The file status flags (octal) of this shell's descriptor $1, as its description has them.
 description_flags() { sed -n 's/^flags:[[:space:]]*//p' "/proc/$BASHPID/fdinfo/$1"; }

@@ -23,7 +23,7 @@ check() {
 for mode in native coop; do
     prefix=()
     [ $mode = coop ] && prefix=("$COOPRUN" --)
-    timeout 60 "${prefix[@]}" "$SAMPLES/stdio_locks" >"$TMP/$mode" 2>"$TMP/$mode.err"
+    timeout 120 "${prefix[@]}" "$SAMPLES/stdio_locks" >"$TMP/$mode" 2>"$TMP/$mode.err" # a hang guard
     status=$?
     [ $status -eq 0 ] || fail "$mode: status $status (124: it hung): $(head -c 400 "$TMP/$mode.err")"
     check $mode "$TMP/$mode"

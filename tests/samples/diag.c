@@ -1,9 +1,11 @@
 /*
  * diag MODE: small programs that coop's diagnostics must describe (tests/integration/
  * test_diagnostics.sh runs them under cooprun and checks the text).
- *   dump       a sleeper, a waiter on a condition variable and main joining; prints
- *              "ready" once all wait, so the test can send the dump signal
- *   spin       one thread computes for 500 ms while another sleeps in small steps
+ *   dump       a sleeper, a waiter on a condition variable, a reader of stdin and main
+ *              joining the reader; prints "ready" once all wait, so the test can send the
+ *              dump signal, and ends when stdin does
+ *   spin       one thread computes while another sleeps in small steps, until the blocking
+ *              monitor's report about it is in stderr (a file; else for 500 ms)
  *   deadlock   two threads lock two mutexes in opposite orders
  *   lost       a thread waits on a condition variable nobody signals; main joins it
  *   alarm      the same with alarm(1) armed: SIGALRM's default action ends the process
@@ -11,12 +13,15 @@
  *   idle       a server idle in accept for 1 s (with a second thread asleep), then exits 0
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,13 +52,43 @@ static void *cond_waiter(void *arg)
     return NULL;
 }
 
+/* Whether stderr, a regular file, holds text yet (read without any blocking call). */
+static bool stderr_holds(int fd, const char *text)
+{
+    static char buf[65536];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
 static void *spinner(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "spinner");
+    struct stat st;
+    int err = fstat(2, &st) == 0 && S_ISREG(st.st_mode) ? open("/proc/self/fd/2", O_RDONLY | O_CLOEXEC) : -1;
     volatile unsigned long n = 0;
-    for (double t0 = now(); now() - t0 < 0.5;)
+    /* Until the report with its stack is out; 60 s at most, a guard against a hang. */
+    for (double t0 = now(), last = t0; err >= 0 ? now() - t0 < 60 : now() - t0 < 0.5;) {
         n++;
+        if (err >= 0 && now() - last > 0.001) {
+            if (stderr_holds(err, "at spinner+0x"))
+                break;
+            last = now();
+        }
+    }
+    if (err >= 0)
+        close(err);
+    return NULL;
+}
+
+/* Reads stdin until it ends. */
+static void *stdin_reader(void *arg)
+{
+    (void)arg;
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0)
+        ;
     return NULL;
 }
 
@@ -118,12 +153,14 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "";
     pthread_t a, b;
     if (strcmp(mode, "dump") == 0) {
-        spawn(&a, sleeper, (void *)3L);
+        pthread_t c;
+        spawn(&a, sleeper, (void *)3600L);
         spawn(&b, cond_waiter, NULL);
+        spawn(&c, stdin_reader, NULL);
         usleep(100000);
         printf("ready\n");
         fflush(stdout);
-        pthread_join(a, NULL);     /* the waiter is left behind; exit ends it */
+        pthread_join(c, NULL);     /* the sleeper and the waiter are left behind; exit ends them */
         return 0;
     }
     if (strcmp(mode, "spin") == 0) {

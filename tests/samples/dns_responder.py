@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""A tiny DNS server over UDP for the tests: dns_responder.py ADDRESS DELAY_MS
+"""A tiny DNS server over UDP for the tests: dns_responder.py ADDRESS GATHER
 
-Answers every query DELAY_MS after it arrives (each on its own timer, so queries that
-arrive together are answered together):
+Answers on ADDRESS port 53:
   A     NAME.delay.test  ->  10.77.X.Y, where X.Y is taken from the digits in NAME (h12 -> 10.77.0.12)
   AAAA  NAME.delay.test  ->  no address (NOERROR, empty answer)
-  anything else          ->  NXDOMAIN
-Prints "ready" once listening on ADDRESS port 53, and runs until killed.
+  anything else          ->  NXDOMAIN, at once
+Two datagrams that are not queries steer the delay.test answers, so that a test can prove
+what happens while lookups wait without timing them:
+  hold   from now on, hold every delay.test answer...
+  go     ...until this has come and GATHER distinct delay.test names are waiting: then answer
+         them all, and every later query at once (until the next hold)
+Lookups that run one at a time never gather GATHER names: they fail at the resolver's
+time-out. Prints "ready" once listening, and runs until killed.
 """
 import asyncio
 import re
@@ -29,12 +34,13 @@ def parse_question(packet):
 
 
 def answer(packet):
+    """(reply, the delay.test name asked, or None)."""
     qid, flags, name, qtype, end = parse_question(packet)
     question = packet[12:end]
     rd = flags & 0x0100
     if not name.endswith(".delay.test"):
         header = struct.pack("!HHHHHH", qid, 0x8080 | rd | 3, 1, 0, 0, 0)   # NXDOMAIN
-        return header + question
+        return header + question, None
     records = b""
     count = 0
     if qtype == QTYPE_A:
@@ -44,28 +50,48 @@ def answer(packet):
         records = struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, 60, 4) + rdata
         count = 1
     header = struct.pack("!HHHHHH", qid, 0x8080 | rd, 1, count, 0, 0)
-    return header + question + records
+    return header + question + records, name
 
 
 class Responder(asyncio.DatagramProtocol):
-    def __init__(self, delay):
-        self.delay = delay
+    def __init__(self, gather):
+        self.gather = gather
+        self.holding, self.go = False, False
+        self.held, self.names = [], set()
 
     def connection_made(self, transport):
         self.transport = transport
 
     def datagram_received(self, data, addr):
+        if data in (b"hold", b"go"):
+            if data == b"hold":
+                self.holding, self.go, self.held, self.names = True, False, [], set()
+            else:
+                self.go = True
+            self.release_if_due()
+            return
         try:
-            reply = answer(data)
+            reply, name = answer(data)
         except Exception:       # a malformed query gets no answer
             return
-        asyncio.get_running_loop().call_later(self.delay, self.transport.sendto, reply, addr)
+        if name is None or not self.holding:
+            self.transport.sendto(reply, addr)
+            return
+        self.held.append((reply, addr))
+        self.names.add(name)
+        self.release_if_due()
+
+    def release_if_due(self):
+        if self.holding and self.go and len(self.names) >= self.gather:
+            for reply, addr in self.held:
+                self.transport.sendto(reply, addr)
+            self.holding, self.held = False, []
 
 
 async def main():
-    address, delay_ms = sys.argv[1], int(sys.argv[2])
+    address, gather = sys.argv[1], int(sys.argv[2])
     loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: Responder(delay_ms / 1000), local_addr=(address, 53))
+    await loop.create_datagram_endpoint(lambda: Responder(gather), local_addr=(address, 53))
     print("ready", flush=True)
     await asyncio.Event().wait()
 

@@ -11,18 +11,21 @@ check passed, 1 otherwise (the failed check is on stderr), 2 for a usage error.
 
 Scenarios:
   reset      clients send a large message without reading, so the server is blocked writing
-             its echo, then reset (SO_LINGER 0 + close) after reading part of it; meanwhile a
-             bystander client's echoes must come back whole
+             its echo, then reset (SO_LINGER 0 + close) after reading part of it; before they
+             do, a bystander client's echo must come back whole
   halfclose  clients send, then shutdown(SHUT_WR): the whole echo comes back, then EOF
-  slowloris  clients send one byte a second for 5 s while a normal client's round trips are
-             timed: they must stay fast
+  slowloris  clients send one byte a second for 5 s, and between their bytes a normal
+             client makes round trips while every slow one is mid-message (their times go
+             to stderr, for the record)
   vanish     clients connect and close (or reset) without sending anything
   cycles     N (default 10000) connect/close cycles
   emfile     the server runs with a low RLIMIT_NOFILE: more clients than that connect; the
              server fills its table, sees EMFILE (counted with strace), does not spin, serves
              the clients it accepted, and recovers when they leave
 After each scenario the server must serve a new client, and its descriptor count must return
-to what it was before.
+to what it was before. No verdict depends on how fast the machine is: every wait for the
+server is for something it must do, with a generous time-out (HANG_GUARD_S) only against a
+hang.
 """
 import argparse
 import os
@@ -39,6 +42,7 @@ import time
 
 failures = 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+HANG_GUARD_S = 60.0  # for waits that end as soon as the server has done its part
 
 
 def say(line):
@@ -63,7 +67,7 @@ def pattern(n, seed):
     return random.Random(seed).randbytes(n)
 
 
-def connect(port, timeout=10.0):
+def connect(port, timeout=HANG_GUARD_S):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
@@ -105,11 +109,14 @@ def echo(s, data):
 
 
 def fresh_client_ok(port, size=1 << 20, seed=99):
-    """A new client's verified round trip."""
+    """A new client's verified round trip; it then shuts down its side and waits for the
+    server's EOF, which comes once the server has closed its descriptor."""
     try:
-        with connect(port, timeout=20) as s:
+        with connect(port) as s:
             data = pattern(size, seed)
-            return echo(s, data) == data
+            ok = echo(s, data) == data
+            s.shutdown(socket.SHUT_WR)
+            return s.recv(1) == b"" and ok
     except OSError as e:
         measure("fresh client: %r" % e)
         return False
@@ -135,7 +142,7 @@ def nofile_limit(pid):
     raise RuntimeError("no 'Max open files' line")
 
 
-def wait_fds(pid, want, seconds=15.0, below=None):
+def wait_fds(pid, want, seconds=HANG_GUARD_S, below=None):
     """Waits until the server has want descriptors; returns the last count seen."""
     deadline = time.monotonic() + seconds
     while True:
@@ -155,7 +162,7 @@ def accept_queue(port):
     raise RuntimeError("no listener on port %d in /proc/net/tcp" % port)
 
 
-def wait_accept_queue(port, seconds=15.0):
+def wait_accept_queue(port, seconds=HANG_GUARD_S):
     deadline = time.monotonic() + seconds
     while True:
         n = accept_queue(port)
@@ -165,17 +172,10 @@ def wait_accept_queue(port, seconds=15.0):
 
 
 def baseline(port, pid):
-    """The server's descriptor count at rest, after one client has come and gone."""
+    """The server's descriptor count at rest, after one client has come and gone (its EOF
+    says the server closed its side)."""
     fresh_client_ok(port, 1000, 1)
-    time.sleep(0.3)
-    n = fd_count(pid)
-    for _ in range(50):  # settle: the last client's thread may still be closing
-        time.sleep(0.1)
-        m = fd_count(pid)
-        if m == n:
-            break
-        n = m
-    return n
+    return fd_count(pid)
 
 
 def linger_reset(s):
@@ -206,6 +206,7 @@ class Bystander:
     def __init__(self, port, size, seed):
         self.port, self.size, self.seed = port, size, seed
         self.done = threading.Event()
+        self.echoed = threading.Event()  # set after the first whole echo, or on failure
         self.trips = 0
         self.bad = []
         self.thread = threading.Thread(target=self.run)
@@ -213,7 +214,7 @@ class Bystander:
 
     def run(self):
         try:
-            with connect(self.port, timeout=20) as s:
+            with connect(self.port) as s:
                 i = 0
                 while not self.done.is_set():
                     data = pattern(self.size, self.seed + i)
@@ -221,9 +222,12 @@ class Bystander:
                         self.bad.append("echo %d differs" % i)
                         return
                     self.trips += 1
+                    self.echoed.set()
                     i += 1
         except OSError as e:
             self.bad.append(repr(e))
+        finally:
+            self.echoed.set()
 
     def stop(self):
         self.done.set()
@@ -233,9 +237,10 @@ class Bystander:
 
 # --- scenarios ---
 
-def reset_one(port, i):
-    """Sends until the server is stuck writing the echo, reads some of it, resets.
-    Returns (the part read was right, bytes sent, the sending stalled)."""
+def reset_one(port, i, bystander):
+    """Sends until the server is stuck writing the echo, holds it stuck until the bystander
+    has had an echo, reads some of it, resets. Returns (the part read was right, bytes sent,
+    the sending stalled)."""
     s = connect(port)
     block = pattern(1 << 20, 1000 + i)   # the message: this block over and over
     limit, sent, stalled = 64 << 20, 0, False
@@ -246,7 +251,8 @@ def reset_one(port, i):
             sent += s.send(block[off:])
     except socket.timeout:
         stalled = True
-    s.settimeout(10)
+    bystander.echoed.wait(HANG_GUARD_S)
+    s.settimeout(HANG_GUARD_S)
     part = recv_exactly(s, min(sent, 100000 + 1000 * i))
     ok = len(part) > 0 and part == block[:len(part)]
     linger_reset(s)
@@ -256,8 +262,7 @@ def reset_one(port, i):
 def scenario_reset(port, pid, args):
     base = baseline(port, pid)
     bystander = Bystander(port, 256 * 1024, 7)
-    results = run_threads(reset_one, [(port, i) for i in range(16)])
-    time.sleep(0.5)
+    results = run_threads(reset_one, [(port, i, bystander) for i in range(16)])
     bystander_ok = bystander.stop()
     errors = [r for r in results if isinstance(r, Exception)]
     sent = [r[1] for r in results if not isinstance(r, Exception)]
@@ -268,13 +273,14 @@ def scenario_reset(port, pid, args):
           "the server was blocked writing each echo (the client's sending stalled)")
     check(all(r[0] for r in results if not isinstance(r, Exception)),
           "the part of each echo read before the reset was right")
-    check(bystander_ok and bystander.trips > 0, "a bystander's echoes came back whole meanwhile",
+    check(bystander_ok and bystander.trips > 0,
+          "a bystander's echoes came back whole while the server was stuck writing to them",
           repr(bystander.bad))
     finish(port, pid, base)
 
 
 def halfclose_one(port, size, seed):
-    with connect(port, timeout=20) as s:
+    with connect(port) as s:
         data = pattern(size, seed)
         errors = []
 
@@ -309,52 +315,38 @@ def scenario_halfclose(port, pid, args):
 
 def scenario_slowloris(port, pid, args):
     base = baseline(port, pid)
-    slow_clients, seconds = 10, 5
+    slow_clients, seconds, trips_between = 10, 5, 40
     socks = [connect(port) for _ in range(slow_clients)]
-    latencies = []
-    slow_ok = [True]
-    stop = threading.Event()
-
-    def fast():
-        with connect(port) as s:
-            i = 0
-            while not stop.is_set():
-                data = pattern(64, 3000 + i % 100)
+    latencies, slow_latencies = [], []
+    slow_ok = fast_ok = True
+    with connect(port) as fast:
+        for k in range(seconds):
+            # Every slow client is mid-message (its server thread waits in read) while the
+            # normal client makes its round trips: on a server that a waiting read held up,
+            # they would never come back.
+            for i in range(trips_between):
+                data = pattern(64, 3000 + (k * trips_between + i) % 100)
                 t0 = time.monotonic()
-                if echo(s, data) != data:
-                    slow_ok[0] = False
-                    return
+                fast_ok = fast_ok and echo(fast, data) == data
                 latencies.append(time.monotonic() - t0)
-                i += 1
-
-    t = threading.Thread(target=fast)
-    t.start()
-    slow_latencies = []
-    for k in range(seconds):
-        for j, s in enumerate(socks):
-            b = bytes([65 + (j + k) % 26])
-            t0 = time.monotonic()
-            s.sendall(b)
-            if recv_exactly(s, 1) != b:
-                slow_ok[0] = False
-            slow_latencies.append(time.monotonic() - t0)
-        time.sleep(1)
-    stop.set()
-    t.join()
+            for j, s in enumerate(socks):
+                b = bytes([65 + (j + k) % 26])
+                t0 = time.monotonic()
+                s.sendall(b)
+                slow_ok = slow_ok and recv_exactly(s, 1) == b
+                slow_latencies.append(time.monotonic() - t0)
+            time.sleep(1)
     for s in socks:
         s.close()
     latencies.sort()
     n = len(latencies)
-    median = latencies[n // 2] if n else float("inf")
-    p99 = latencies[min(n - 1, n * 99 // 100)] if n else float("inf")
-    worst = latencies[-1] if n else float("inf")
-    measure("slowloris: fast client %d round trips in %d s, median %.3f ms, p99 %.3f ms, max %.3f ms; "
-            "slow bytes echoed in at most %.3f ms" % (n, seconds, median * 1e3, p99 * 1e3, worst * 1e3,
-                                                     max(slow_latencies) * 1e3))
-    check(slow_ok[0], "10 slow clients (1 byte a second for 5 s) had each byte echoed")
-    check(n >= 200, "a normal client kept being served meanwhile (at least 200 round trips)", "%d" % n)
-    check(median < 0.02 and worst < 0.5, "its round trips stayed fast (median < 20 ms, max < 500 ms)",
-          "median %.3f s, max %.3f s" % (median, worst))
+    measure("slowloris: fast client %d round trips, median %.3f ms, p99 %.3f ms, max %.3f ms; "
+            "slow bytes echoed in at most %.3f ms" % (n, latencies[n // 2] * 1e3,
+                                                     latencies[min(n - 1, n * 99 // 100)] * 1e3,
+                                                     latencies[-1] * 1e3, max(slow_latencies) * 1e3))
+    check(slow_ok, "10 slow clients (1 byte a second for 5 s) had each byte echoed")
+    check(fast_ok, "a normal client's %d round trips came back whole while every slow client "
+          "was mid-message" % n)
     finish(port, pid, base)
 
 
@@ -377,7 +369,7 @@ def scenario_cycles(port, pid, args):
     t0 = time.monotonic()
     for i in range(n):
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S)
             s.close()
         except OSError as e:
             errors.append(e)
@@ -393,23 +385,30 @@ def scenario_cycles(port, pid, args):
     finish(port, pid, base)
 
 
-def strace_emfile(pid, seconds):
-    """accept calls of the server's main thread that failed with EMFILE over seconds, or None."""
+def strace_emfile(pid):
+    """Traces the server's accept calls until two have failed with EMFILE (HANG_GUARD_S at
+    most); returns (failures seen, seconds traced), or None without strace or ptrace."""
     if shutil.which("strace") is None:
         return None
     log = "/tmp/fault_client.%d.strace" % os.getpid()
     try:
+        t0 = time.monotonic()
         p = subprocess.Popen(["strace", "-p", str(pid), "-e", "trace=accept,accept4", "-e", "status=failed",
                               "-o", log], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(seconds)
+        failed = 0
+        while failed < 2 and p.poll() is None and time.monotonic() - t0 < HANG_GUARD_S:
+            time.sleep(0.1)
+            if os.path.exists(log):
+                with open(log) as f:
+                    failed = f.read().count("EMFILE")
         if p.poll() is not None:  # could not attach (no ptrace here): no count
             measure("strace -p %d: %s" % (pid, p.stderr.read().decode(errors="replace").strip()))
             return None
         p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)
+        p.wait(timeout=HANG_GUARD_S)
+        traced = time.monotonic() - t0
         with open(log) as f:
-            text = f.read()
-        return text.count("EMFILE")
+            return f.read().count("EMFILE"), traced
     finally:
         if os.path.exists(log):
             os.unlink(log)
@@ -420,16 +419,18 @@ def scenario_emfile(port, pid, args):
     limit = nofile_limit(pid)
     # Descriptors inherited with numbers above the limit count as open but leave no room.
     base_below = fd_count(pid, limit)
-    extra = 40
+    # As many as its table holds, then fewer more than that: once the served ones leave,
+    # every waiting one must find a descriptor, however many the server holds at rest.
+    accepted = limit - base_below
+    extra = min(40, accepted)
     socks = []
-    for _ in range(limit + extra):
+    for _ in range(accepted + extra):
         socks.append(connect(port))
     full = wait_fds(pid, limit, below=limit)
     measure("emfile: RLIMIT_NOFILE %d, %d fds at rest (%d below the limit), %d connections made, "
             "server fds below the limit now %d" % (limit, base, base_below, len(socks), full))
     check(full == limit, "the server accepted connections until its descriptor table was full",
           "%d of %d" % (full, limit))
-    accepted = limit - base_below
     # The first ones were accepted (the backlog is first in, first out): each is served.
     served = 0
     for i, s in enumerate(socks[:accepted]):
@@ -453,18 +454,22 @@ def scenario_emfile(port, pid, args):
     busy = (cpu1 - cpu0) / (t1 - t0)
     measure("emfile: server CPU while saturated: %.1f%% over %.1f s" % (busy * 100, t1 - t0))
     check(busy < 0.25, "no busy loop while saturated (server CPU < 25%)", "%.1f%%" % (busy * 100))
-    failed = strace_emfile(pid, 2.0)
-    if failed is not None:
-        measure("emfile: %d accept calls failed with EMFILE in 2 s (the server retries every 10 ms)" % failed)
-        check(10 <= failed <= 400, "accept keeps failing with EMFILE and is retried after a pause (10 to 400 in 2 s)",
-              "%d" % failed)
+    traced = strace_emfile(pid)
+    if traced is not None:
+        failed, seconds = traced
+        # At least two: it is retried. At most 200 a second while traced: after a pause (the
+        # server waits 10 ms), which a slower machine can only make rarer.
+        measure("emfile: %d accept calls failed with EMFILE in %.1f s (the server retries every 10 ms)"
+                % (failed, seconds))
+        check(2 <= failed <= 200 * seconds, "accept keeps failing with EMFILE and is retried after a pause",
+              "%d in %.1f s" % (failed, seconds))
     # Recovery: the served clients leave, and the waiting ones are accepted and served.
     for s in socks[:accepted]:
         s.close()
     answered = 0
     for s in waiting:
         try:
-            s.settimeout(20)
+            s.settimeout(HANG_GUARD_S)
             if recv_exactly(s, 1) == b"x" and echo(s, b"more") == b"more":
                 answered += 1
         except OSError as e:

@@ -3,6 +3,8 @@
 //   ok NAME: what was seen       as with the OS's threads
 //   FAIL NAME: why               not
 //   time: NAME MS                a duration (tests ignore these lines)
+//   os_threads: K of N sleepers  on how many OS threads (distinct gettid) the N sleepers,
+//                                all alive at once, ran (tests check it apart)
 //
 // and exits 1 when a check failed. Rust's std makes few pthread calls: spawn is
 // pthread_create (with pthread_attr_setstacksize), join is pthread_join, names are
@@ -157,22 +159,41 @@ fn atomics() -> Result<String, String> {
     }
 }
 
+extern "C" {
+    fn gettid() -> i32; // glibc 2.30
+}
+
+// Each sleeper counts itself in, then sleeps until all have: were the sleeps not overlapping,
+// the last could never count in (the test's time-out guards against the hang).
 fn sleeps() -> Result<String, String> {
-    let start = Instant::now();
-    let handles: Vec<_> = (0..50)
+    const SLEEPERS: usize = 50;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..SLEEPERS)
         .map(|_| {
-            thread::spawn(|| {
-                let t0 = Instant::now();
-                thread::sleep(Duration::from_millis(200));
-                t0.elapsed()
+            let arrived = Arc::clone(&arrived);
+            thread::spawn(move || {
+                let tid = unsafe { gettid() };
+                arrived.fetch_add(1, Ordering::SeqCst);
+                let mut shortest = Duration::MAX;
+                loop {
+                    let t0 = Instant::now();
+                    thread::sleep(Duration::from_millis(200));
+                    shortest = shortest.min(t0.elapsed());
+                    if arrived.load(Ordering::SeqCst) == SLEEPERS {
+                        return (tid, shortest);
+                    }
+                }
             })
         })
         .collect();
-    let shortest = handles.into_iter().map(|h| h.join().unwrap()).min().unwrap();
-    let all = start.elapsed();
-    println!("time: sleep {} ms", all.as_millis());
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut tids: Vec<_> = results.iter().map(|r| r.0).collect();
+    tids.sort();
+    tids.dedup();
+    println!("os_threads: {} of {} sleepers", tids.len(), SLEEPERS);
+    let shortest = results.iter().map(|r| r.1).min().unwrap();
     if shortest >= Duration::from_millis(200) {
-        Ok("50 threads slept 200 ms".to_string())
+        Ok(format!("{} threads slept 200 ms at a time, all at once", SLEEPERS))
     } else {
         Err(format!("a sleep of 200 ms lasted {:?}", shortest))
     }

@@ -31,7 +31,7 @@ enum {
     TIMEOUT_MS = 100,  /* of SO_RCVTIMEO, SO_SNDTIMEO, poll, select, epoll_wait */
     SLACK_MS = 10,     /* a 100 ms timeout may end at 90 ms: coarse timers round */
     DELAY_MS = 50,     /* how long a helper thread waits before it acts */
-    GIVE_UP_MS = 2000, /* a wait that should end and lasts longer has failed */
+    GIVE_UP_MS = 60000, /* a hang guard: a wait that should have ended long before */
     SLEEP_NS = 20500000, /* 20.5 ms: a sleep rounded to whole milliseconds ends early */
     LARGE_WRITE_SIZE = 4 << 20,
     SLOW_READ_MIN = 4 * 1024,
@@ -819,8 +819,10 @@ static void count_signal(int sig)
 
 /*
  * Another thread blocks in read(); SIGUSR1, handled with sa_flags, is sent to it every
- * DELAY_MS until the read returns (at most INTERRUPTIONS times: the first may come before the
- * read starts), then one byte is written for it.
+ * DELAY_MS until the read returns (with SA_RESTART, which must keep it waiting, at most
+ * INTERRUPTIONS times: the first may come before the read starts), then one byte is written
+ * for it. Without SA_RESTART the signals go on until one has ended the read: however late
+ * the reader gets to its read, a signal comes while it waits.
  */
 static void interrupt_blocked_read(int sa_flags, struct blocked_read *b)
 {
@@ -835,7 +837,7 @@ static void interrupt_blocked_read(int sa_flags, struct blocked_read *b)
     make_socketpair(sv, 0);
     b->fd = sv[0];
     reader = start_thread(read_one_byte, b);
-    for (int i = 0; i < INTERRUPTIONS && !atomic_load(&b->done); i++) {
+    for (int i = 0; (i < INTERRUPTIONS || !(sa_flags & SA_RESTART)) && !atomic_load(&b->done); i++) {
         sleep_ms(DELAY_MS);
         pthread_kill(reader, SIGUSR1);
     }

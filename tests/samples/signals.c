@@ -1,6 +1,7 @@
 /*
  * signals: waits for signals, and signals that interrupt waits, while a ticker thread
- * counts 5 ms sleeps to show that the other threads keep running.
+ * counts 5 ms sleeps to show that the other threads keep running (each wait lasts 100 ms or
+ * more, and must see it tick at least once).
  *
  *   sigwait      a thread takes SIGUSR1 and SIGUSR2 (sent to the process) with sigwait,
  *                and a queued SIGRTMIN with its value with sigwaitinfo; sigtimedwait
@@ -51,17 +52,21 @@ static void install(int sig, int flags)
         die_errno("sigaction");
 }
 
-/* Sends sig to a thread (or to the process when target is 0) after delay_ms. */
-struct shot { pthread_t target; int sig, delay_ms; bool process; };
+/* Sends sig to a thread (or to the process when target is 0) after delay_ms; with until,
+ * again every delay_ms until *until is set: a wait that must end by a signal gets one while
+ * it waits, however late it gets to waiting. */
+struct shot { pthread_t target; int sig, delay_ms; bool process; _Atomic bool *until; };
 
 static void *shooter(void *arg)
 {
     struct shot *s = arg;
-    sleep_ms((unsigned)s->delay_ms);
-    if (s->process)
-        kill(getpid(), s->sig);
-    else
-        pthread_kill(s->target, s->sig);
+    do {
+        sleep_ms((unsigned)s->delay_ms);
+        if (s->process)
+            kill(getpid(), s->sig);
+        else
+            pthread_kill(s->target, s->sig);
+    } while (s->until != NULL && !*s->until);
     return NULL;
 }
 
@@ -73,12 +78,13 @@ static pthread_t fire(struct shot *s)
     return t;
 }
 
-/* Ticks counted while fn ran, against the ticks its duration would hold. */
+/* Ticks counted while a step waited: one proves the ticker ran (a rate would measure the
+ * machine's load). */
 static void report_ticks(const char *what, long before, uint64_t t0)
 {
     long got = ticks - before, ms = (long)((now_ns() - t0) / 1000000);
     fprintf(stderr, "%s: %ld ms, %ld ticks meanwhile\n", what, ms, got);
-    CHECK(got >= ms / 5 / 3, "%s: the ticker stood still (%ld ticks in %ld ms)", what, got, ms);
+    CHECK(got >= 1, "%s: the ticker stood still (%ld ticks in %ld ms)", what, got, ms);
 }
 
 /* --- sigwait --- */
@@ -125,7 +131,7 @@ static void step_sigwait(void)
 }
 
 /* --- a handler and a read --- */
-struct reading { int fd; ssize_t n; int err; char c; };
+struct reading { int fd; ssize_t n; int err; char c; _Atomic bool done; };
 
 static void *reader(void *arg)
 {
@@ -133,6 +139,7 @@ static void *reader(void *arg)
     errno = 0;
     r->n = read(r->fd, &r->c, 1);
     r->err = errno;
+    r->done = true;
     return NULL;
 }
 
@@ -148,21 +155,22 @@ static void step_read(bool restart)
     uint64_t t0 = now_ns();
     pthread_t t;
     pthread_create(&t, NULL, reader, &r);
-    struct shot s = { t, SIGHUP, 100, false };
+    /* Without SA_RESTART only a signal ends the read: sent until it has. */
+    struct shot s = { t, SIGHUP, 100, false, restart ? NULL : &r.done };
     pthread_t st = fire(&s);
     if (restart) {
         sleep_ms(250);
         if (write(p[1], "x", 1) != 1)
             die_errno("write");
     }
+    pthread_join(st, NULL);    /* first: it may signal the reader until it stops */
     pthread_join(t, NULL);
-    pthread_join(st, NULL);
     report_ticks(restart ? "read restart" : "read EINTR", before, t0);
     if (restart) {
         CHECK(r.n == 1 && r.c == 'x' && handled == 1, "restarted read: %zd, errno %d", r.n, r.err);
         printf("read restart: the handler ran and the read went on to return the data\n");
     } else {
-        CHECK(r.n == -1 && r.err == EINTR && handled == 1, "interrupted read: %zd, errno %d", r.n, r.err);
+        CHECK(r.n == -1 && r.err == EINTR && handled >= 1, "interrupted read: %zd, errno %d", r.n, r.err);
         printf("read EINTR: the handler ran and the read failed with EINTR\n");
     }
     close(p[0]);
@@ -179,7 +187,7 @@ static void step_sigsuspend(void)
     handled = 0;
     long before = ticks;
     uint64_t t0 = now_ns();
-    struct shot s = { 0, SIGALRM, 100, true };
+    struct shot s = { 0, SIGALRM, 100, true, NULL };
     pthread_t st = fire(&s);
     int r = 0;
     while (!handled)
@@ -198,13 +206,15 @@ static void step_pause(void)
     handled = 0;
     long before = ticks;
     uint64_t t0 = now_ns();
-    struct shot s = { pthread_self(), SIGHUP, 100, false };
+    _Atomic bool returned = false;
+    struct shot s = { pthread_self(), SIGHUP, 100, false, &returned };
     pthread_t st = fire(&s);
     int r = pause();
     int err = errno;
+    returned = true;
     pthread_join(st, NULL);
     report_ticks("pause", before, t0);
-    CHECK(r == -1 && err == EINTR && handled == 1, "pause: %d errno %d", r, err);
+    CHECK(r == -1 && err == EINTR && handled >= 1, "pause: %d errno %d", r, err);
     printf("pause: returned with EINTR after the SIGHUP handler ran\n");
 }
 

@@ -93,12 +93,10 @@ START_TEST(test_wait_read_wakes_on_write)
     unit_yield_until(&r.waiting);
     coop_sleep_until(coop_now() + MS(20));
     ck_assert_int_eq(r.got, -1);              /* nothing to read: still waiting */
-    int64_t t0 = coop_now();
     put_byte(sv[1], 'x');
-    unit_join(g);
+    unit_join(g);                             /* no deadline: a lost wakeup hangs */
     ck_assert_int_eq(r.result, 0);
     ck_assert_int_eq(r.got, 'x');
-    ck_assert(r.woke - t0 < MS(200));
     ck_assert_int_le(r.waits, 2);             /* no busy wakeups while nothing came */
 
     /* Data already there when the wait is registered is not lost either: the next
@@ -137,15 +135,13 @@ START_TEST(test_wait_from_main_greenlet_and_pipe)
     /* The test body is the main greenlet: it waits like any other. */
     int64_t t0 = coop_now();
     ck_assert_int_eq(coop_wait_fd(p[0], COOP_READ, t0 + MS(30)), ETIMEDOUT);
-    int64_t waited = coop_now() - t0;
-    ck_assert(waited >= MS(30) && waited < MS(30) + MS(200));
+    ck_assert(coop_now() - t0 >= MS(30));
 
     pipe_wfd = p[1];
     struct coop_greenlet *g = unit_spawn(pipe_writer, NULL);
     t0 = coop_now();
-    ck_assert_int_eq(coop_wait_fd(p[0], COOP_READ, t0 + MS(2000)), 0);
-    waited = coop_now() - t0;
-    ck_assert(waited >= MS(10) && waited < MS(500));
+    ck_assert_int_eq(coop_wait_fd(p[0], COOP_READ, COOP_NO_DEADLINE), 0);
+    ck_assert(coop_now() - t0 >= MS(10));     /* the writer sleeps 10 ms first */
     ck_assert_int_eq(read(p[0], &c, 1), 1);
     ck_assert_int_eq(c, 'w');
     ck_assert_ptr_eq(unit_join(g), (void *)1);
@@ -153,9 +149,7 @@ START_TEST(test_wait_from_main_greenlet_and_pipe)
     /* Readiness that came before the fd was first registered is not lost (the window
      * between a caller's EAGAIN and its first wait): the write end of an empty pipe is
      * writable, and a first WRITE wait on it returns at once. */
-    t0 = coop_now();
-    ck_assert_int_eq(coop_wait_fd(p[1], COOP_WRITE, t0 + MS(1000)), 0);
-    ck_assert(coop_now() - t0 < MS(100));
+    ck_assert_int_eq(coop_wait_fd(p[1], COOP_WRITE, COOP_NO_DEADLINE), 0);
     coop_fd_forget(p[0]);
     coop_fd_forget(p[1]);
     close(p[0]);
@@ -168,14 +162,12 @@ START_TEST(test_wait_deadline)
     int sv[2];
     make_pair(sv);
     struct reader r = { .fd = sv[0], .deadline = coop_now() + MS(40) };
-    int64_t t0 = coop_now();
     struct coop_greenlet *g = unit_spawn(reader_body, &r);
     unit_join(g);
     ck_assert_int_eq(r.result, ETIMEDOUT);
     ck_assert(r.woke >= r.deadline);
-    ck_assert(r.woke - t0 < MS(40) + MS(200));
     /* After the timeout the fd still works. */
-    struct reader r2 = { .fd = sv[0], .deadline = coop_now() + MS(2000) };
+    struct reader r2 = { .fd = sv[0], .deadline = COOP_NO_DEADLINE };
     g = unit_spawn(reader_body, &r2);
     unit_yield_until(&r2.waiting);
     put_byte(sv[1], 'y');
@@ -276,12 +268,11 @@ START_TEST(test_forget_wakes_with_ebadf)
     int sv[2];
     make_pair(sv);
     struct reader a = { .fd = sv[0], .events = COOP_READ, .deadline = COOP_NO_DEADLINE };
-    struct reader b = { .fd = sv[0], .events = COOP_WRITE | COOP_READ, .deadline = coop_now() + MS(5000) };
+    struct reader b = { .fd = sv[0], .events = COOP_WRITE | COOP_READ, .deadline = COOP_NO_DEADLINE };
     fill(sv[0]);
     struct coop_greenlet *ga = unit_spawn(wait_once_body, &a);
     struct coop_greenlet *gb = unit_spawn(wait_once_body, &b);
     unit_yield_until(&b.waiting);
-    int64_t t0 = coop_now();
     int fdnum = sv[0];
     coop_fd_forget(sv[0]);
     close(sv[0]);
@@ -289,7 +280,6 @@ START_TEST(test_forget_wakes_with_ebadf)
     unit_join(gb);
     ck_assert_int_eq(a.result, EBADF);
     ck_assert_int_eq(b.result, EBADF);
-    ck_assert(coop_now() - t0 < MS(100));     /* not the 5 s deadline */
     coop_fd_forget(sv[1]);
     close(sv[1]);
 
@@ -297,7 +287,7 @@ START_TEST(test_forget_wakes_with_ebadf)
     int nv[2];
     make_pair(nv);
     ck_assert_int_eq(nv[0], fdnum);
-    struct reader r = { .fd = nv[0], .deadline = coop_now() + MS(2000) };
+    struct reader r = { .fd = nv[0], .deadline = COOP_NO_DEADLINE };
     struct coop_greenlet *g = unit_spawn(reader_body, &r);
     unit_yield_until(&r.waiting);
     put_byte(nv[1], 'n');
@@ -332,16 +322,14 @@ static void wait_fds_any(int n, int which)
         make_pair(sv[i]);
         set[i] = (struct coop_fd_event){ sv[i][0], COOP_READ };
     }
-    struct multi m = { .set = set, .n = n, .deadline = coop_now() + MS(3000) };
+    struct multi m = { .set = set, .n = n, .deadline = COOP_NO_DEADLINE };
     struct coop_greenlet *g = unit_spawn(multi_body, &m);
     unit_yield_until(&m.waiting);
     coop_sleep_until(coop_now() + MS(5));
     ck_assert(m.waiting);
-    int64_t t0 = coop_now();
     put_byte(sv[which][1], 'm');
     unit_join(g);
     ck_assert_int_eq(m.result, 0);
-    ck_assert(coop_now() - t0 < MS(200));
     /* Every waiter left the fds' lists: events on the others reach nobody. */
     for (int i = 0; i < n; i++)
         put_byte(sv[i][1], 'q');
@@ -402,10 +390,8 @@ START_TEST(test_regular_file_and_bad_fds)
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     unlink(path);
-    int64_t t0 = coop_now();
-    ck_assert_int_eq(coop_wait_fd(fd, COOP_READ, t0 + MS(1000)), EPERM);
+    ck_assert_int_eq(coop_wait_fd(fd, COOP_READ, COOP_NO_DEADLINE), EPERM);
     ck_assert_int_eq(coop_wait_fd(fd, COOP_WRITE, COOP_NO_DEADLINE), EPERM);
-    ck_assert(coop_now() - t0 < MS(100));
     ck_assert_int_eq(coop_wait_fd(-1, COOP_READ, COOP_NO_DEADLINE), EBADF);
     ck_assert_int_eq(coop_wait_fd(9999, COOP_READ, COOP_NO_DEADLINE), EBADF);
 
@@ -414,15 +400,15 @@ START_TEST(test_regular_file_and_bad_fds)
     int sv[2];
     make_pair(sv);
     struct coop_fd_event set[2] = { { sv[0], COOP_READ }, { fd, COOP_READ } };
-    ck_assert_int_eq(coop_wait_fds(set, 2, coop_now() + MS(1000)), EPERM);
+    ck_assert_int_eq(coop_wait_fds(set, 2, COOP_NO_DEADLINE), EPERM);
     put_byte(sv[1], 'p');
     coop_sleep_until(coop_now() + MS(2));
     /* The caller is not left waiting: it can wait again and sleep normally. */
-    struct reader r = { .fd = sv[0], .deadline = coop_now() + MS(2000) };
+    struct reader r = { .fd = sv[0], .deadline = COOP_NO_DEADLINE };
     unit_join(unit_spawn(reader_body, &r));
     ck_assert_int_eq(r.result, 0);
     ck_assert_int_eq(r.got, 'p');
-    t0 = coop_now();
+    int64_t t0 = coop_now();
     coop_sleep_until(t0 + MS(5));
     ck_assert(coop_now() - t0 >= MS(5));
     coop_fd_forget(fd);

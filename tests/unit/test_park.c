@@ -58,9 +58,7 @@ END_TEST
 START_TEST(test_park_still_wait_false)
 {
     _Atomic int word = 1;
-    int64_t t0 = coop_now();
     ck_assert_int_eq(coop_park(&word, word_is_zero, (const void *)&word, ~0u, COOP_NO_DEADLINE, "unit"), EAGAIN);
-    ck_assert(coop_now() - t0 < MS(50));
     ck_assert_int_eq(coop_unpark(&word, INT_MAX, ~0u), 0);   /* it did not stay queued */
 }
 END_TEST
@@ -70,8 +68,7 @@ START_TEST(test_park_timeout)
     int addr;
     int64_t t0 = coop_now();
     ck_assert_int_eq(coop_park(&addr, NULL, NULL, ~0u, t0 + MS(30), "unit"), ETIMEDOUT);
-    int64_t waited = coop_now() - t0;
-    ck_assert(waited >= MS(30) && waited < MS(230));
+    ck_assert(coop_now() - t0 >= MS(30));
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 0);   /* dequeued on timeout */
     /* A deadline already past. */
     ck_assert_int_eq(coop_park(&addr, NULL, NULL, ~0u, coop_now() - 1, "unit"), ETIMEDOUT);
@@ -194,7 +191,7 @@ static void *thread_unparks(void *arg)
 START_TEST(test_real_thread_unparks_greenlet)
 {
     _Atomic int word = 0;
-    struct parker p = { .addr = &word, .word = &word, .deadline = coop_now() + MS(5000) };
+    struct parker p = { .addr = &word, .word = &word };       /* no deadline: only the wake ends it */
     struct coop_greenlet *g = unit_spawn(parker_body, &p);
     unit_yield_until(&p.parked);
     struct thread_waker w = { .addr = &word, .word = &word, .delay_ms = 20 };
@@ -205,12 +202,12 @@ START_TEST(test_real_thread_unparks_greenlet)
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(w.woken, 1);
     ck_assert_int_eq(p.result, 0);
-    ck_assert(p.woke - t0 >= MS(20) && p.woke - t0 < MS(1000));
+    ck_assert(p.woke - t0 >= MS(20));         /* the thread waits 20 ms before it wakes */
     /* The main greenlet parked directly, woken from the thread. */
     atomic_store(&word, 0);
     w = (struct thread_waker){ .addr = &word, .word = &word, .delay_ms = 10 };
     ck_assert_int_eq(pthread_create(&t, NULL, thread_unparks, &w), 0);
-    ck_assert_int_eq(coop_park(&word, word_is_zero, (const void *)&word, ~0u, coop_now() + MS(5000), "unit"), 0);
+    ck_assert_int_eq(coop_park(&word, word_is_zero, (const void *)&word, ~0u, COOP_NO_DEADLINE, "unit"), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(w.woken, 1);
 }
@@ -244,7 +241,7 @@ static void *thread_parks(void *arg)
 /* Unparks until one parker was taken (the thread may not have parked yet). */
 static int unpark_when_parked(const void *addr)
 {
-    int64_t give_up = coop_now() + MS(5000);
+    int64_t give_up = coop_now() + MS(60000);     /* a hang guard */
     int n;
     while ((n = coop_unpark(addr, 1, ~0u)) == 0 && coop_now() < give_up)
         coop_sleep_until(coop_now() + MS(1));
@@ -261,12 +258,10 @@ START_TEST(test_greenlet_unparks_real_thread)
     ck_assert_int_eq(pthread_create(&t, NULL, thread_parks, &p), 0);
     coop_sleep_until(coop_now() + MS(10));
     ck_assert_int_eq(p.woke, 0);
-    int64_t t0 = coop_now();
     ck_assert_int_eq(unpark_when_parked(&addr), 1);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(p.result, 0);
     ck_assert(p.was_greenlet == (_i == 1));
-    ck_assert(p.woke - t0 < MS(1000));
 }
 END_TEST
 
@@ -275,11 +270,10 @@ START_TEST(test_real_thread_park_timeout_and_eagain)
     int addr;
     struct thread_parker p = { .runtime = _i == 0, .addr = &addr, .deadline = coop_now() + MS(30) };
     pthread_t t;
-    int64_t t0 = coop_now();
     ck_assert_int_eq(pthread_create(&t, NULL, thread_parks, &p), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(p.result, ETIMEDOUT);
-    ck_assert(p.woke >= p.deadline && p.woke - t0 < MS(30) + MS(500));
+    ck_assert(p.woke >= p.deadline);
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 0);
 
     _Atomic int word = 1;
@@ -291,7 +285,8 @@ START_TEST(test_real_thread_park_timeout_and_eagain)
 END_TEST
 
 /* Many runtime threads and greenlets parking and unparking one another on a counter: no
- * wakeup is lost (still_wait is checked under the lot's lock). */
+ * wakeup is lost (still_wait is checked under the lot's lock). The parks have no deadline:
+ * a lost wakeup hangs the ring, and Check's time-out says so. */
 enum { PP_THREADS = 3, PP_GREENLETS = 3, PP_ROUNDS = 300 };
 static _Atomic int pp_turn;
 
@@ -306,7 +301,7 @@ static void pp_loop(struct pp_arg *a)
 {
     for (int r = 0; r < PP_ROUNDS; r++) {
         while (not_my_turn(&a->me))
-            coop_park(&pp_turn, not_my_turn, &a->me, ~0u, coop_now() + MS(2000), "unit");
+            coop_park(&pp_turn, not_my_turn, &a->me, ~0u, COOP_NO_DEADLINE, "unit");
         atomic_fetch_add(&pp_turn, 1);
         coop_unpark(&pp_turn, INT_MAX, ~0u);
         a->rounds_done++;
@@ -332,7 +327,6 @@ START_TEST(test_mixed_token_ring)
     struct pp_arg a[PP_THREADS + PP_GREENLETS];
     pthread_t t[PP_THREADS];
     struct coop_greenlet *g[PP_GREENLETS];
-    int64_t t0 = coop_now();
     for (int i = 0; i < PP_THREADS + PP_GREENLETS; i++)
         a[i] = (struct pp_arg){ .me = i, .thread = i < PP_THREADS };
     for (int i = 0; i < PP_THREADS; i++)
@@ -346,9 +340,6 @@ START_TEST(test_mixed_token_ring)
     for (int i = 0; i < PP_THREADS + PP_GREENLETS; i++)
         ck_assert_int_eq(a[i].rounds_done, PP_ROUNDS);
     ck_assert_int_eq(atomic_load(&pp_turn), PP_ROUNDS * (PP_THREADS + PP_GREENLETS));
-    /* A lost wakeup would show as 2 s park timeouts. */
-    ck_assert_msg(coop_now() - t0 < MS(1900), "token ring took %lld ms",
-                  (long long)((coop_now() - t0) / 1000000));
 }
 END_TEST
 
@@ -361,11 +352,9 @@ START_TEST(test_interrupt_park)
     struct coop_greenlet *g = unit_spawn(parker_body, &p);
     unit_yield_until(&p.parked);
     coop_yield();
-    int64_t t0 = coop_now();
     coop_interrupt(g, false);
     unit_join(g);
-    ck_assert_int_eq(p.result, EINTR);
-    ck_assert(p.woke - t0 < MS(1000));
+    ck_assert_int_eq(p.result, EINTR);        /* not the 5 s deadline's ETIMEDOUT */
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 0);   /* dequeued */
 }
 END_TEST

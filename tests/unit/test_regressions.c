@@ -43,7 +43,7 @@ static void spawn_plainly(void *unused)
 
 START_TEST(test_spawn_without_tls_workaround)
 {
-    int status = unit_run_child(spawn_plainly, NULL, 5000, NULL, 0);
+    int status = unit_run_child(spawn_plainly, NULL, UNIT_CHILD_GUARD_MS, NULL, 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "spawn+join without the TLS workaround: %s %d",
                   WIFSIGNALED(status) ? "killed by signal" : "exit",
@@ -99,7 +99,7 @@ static void lone_park_until_signal(void *unused)
 START_TEST(test_no_deadlock_with_wakeup_pending)
 {
     char err[4096];
-    int status = unit_run_child(interrupt_then_join, NULL, 3000, err, sizeof err);
+    int status = unit_run_child(interrupt_then_join, NULL, UNIT_CHILD_GUARD_MS, err, sizeof err);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "interrupt posted, then join: status 0x%x, stderr: %s", status, err);
 }
@@ -108,7 +108,7 @@ END_TEST
 START_TEST(test_no_deadlock_while_a_signal_may_come)
 {
     char err[4096];
-    int status = unit_run_child(lone_park_until_signal, NULL, 3000, err, sizeof err);
+    int status = unit_run_child(lone_park_until_signal, NULL, UNIT_CHILD_GUARD_MS, err, sizeof err);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "lone greenlet parked until SIGALRM: status 0x%x, stderr: %s", status, err);
 }
@@ -132,7 +132,7 @@ static void exit_normally(void *unused)
 START_TEST(test_exit_in_child_after_offload)
 {
     coop_offload(noop, NULL);                  /* starts the pool in this process */
-    int status = unit_run_child(exit_normally, NULL, 5000, NULL, 0);
+    int status = unit_run_child(exit_normally, NULL, UNIT_CHILD_GUARD_MS, NULL, 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "exit(0) in a forked child after coop_offload: %s %d",
                   WIFSIGNALED(status) ? "killed by signal" : "exit",

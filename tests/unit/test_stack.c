@@ -190,13 +190,13 @@ START_TEST(test_greenlet_overflow_hits_guard)
 #ifdef __SANITIZE_ADDRESS__
     return;      /* AddressSanitizer takes SIGSEGV and maps memory of its own */
 #endif
-    int status = unit_run_child(overflow_child, NULL, 5000, NULL, 0);
+    int status = unit_run_child(overflow_child, NULL, UNIT_CHILD_GUARD_MS, NULL, 0);
     ck_assert_msg(died_of_segv(status), "overflowing greenlet: status 0x%x", status);
 
     /* With coop's SIGSEGV handler (installed by coop_init when the program has none): a
      * report naming the greenlet, then death by SIGSEGV all the same. */
     char err[8192];
-    status = unit_run_child(overflow_child, (void *)1, 5000, err, sizeof err);
+    status = unit_run_child(overflow_child, (void *)1, UNIT_CHILD_GUARD_MS, err, sizeof err);
     ck_assert_msg(died_of_segv(status), "overflowing greenlet with coop's handler: status 0x%x", status);
     ck_assert_msg(strstr(err, "overflowed") != NULL && strstr(err, "\"deep\"") != NULL,
                   "no overflow report: \"%s\"", err);
@@ -256,7 +256,7 @@ Suite *stack_suite(void)
     tcase_add_test(tc, test_greenlet_overflow_hits_guard);
     tcase_add_test(tc, test_hundred_thousand_stacks);
 
-    tcase_set_timeout(tc, 20);
+    tcase_set_timeout(tc, 120);    /* a hang guard (100,000 stacks under ASan) */
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,6 +2,12 @@
  * Deadlines: coop_sleep_until and the hub's deadline heap (timer.c), including removals
  * from the middle of the heap when waits end early, and interruption by signal handlers
  * (coop_interrupt).
+ *
+ * Nothing here assumes how fast the machine is: a sleep may not end before its deadline,
+ * but how late it ends is the machine's business (make bench measures it). A greenlet that
+ * first runs after its deadline (a loaded machine) returns at once; the order checks skip
+ * it. A wait that must be ended by an event has no deadline, or one far away: if the event
+ * were lost, Check's time-out would say so.
  */
 #include <errno.h>
 #include <signal.h>
@@ -10,8 +16,6 @@
 
 #include "unit.h"
 
-#define SLACK MS(200)
-
 START_TEST(test_sleep_duration)
 {
     static const int ms[] = { 1, 20, 50 };
@@ -19,15 +23,13 @@ START_TEST(test_sleep_duration)
         int64_t t0 = coop_now();
         ck_assert_int_eq(coop_sleep_until(t0 + MS(ms[i])), 0);
         int64_t slept = coop_now() - t0;
-        ck_assert_msg(slept >= MS(ms[i]) && slept < MS(ms[i]) + SLACK,
-                      "asked %d ms, slept %lld us", ms[i], (long long)(slept / 1000));
+        ck_assert_msg(slept >= MS(ms[i]), "asked %d ms, slept %lld us", ms[i], (long long)(slept / 1000));
     }
     /* Deadlines already past (or now) return at once. */
     int64_t t0 = coop_now();
     ck_assert_int_eq(coop_sleep_until(t0), 0);
     ck_assert_int_eq(coop_sleep_until(t0 - MS(1000)), 0);
     ck_assert_int_eq(coop_sleep_until(0), 0);
-    ck_assert(coop_now() - t0 < MS(50));
 }
 END_TEST
 
@@ -51,21 +53,26 @@ START_TEST(test_sleepers_wake_in_deadline_order)
     struct sleeper s[N];
     struct coop_greenlet *g[N];
     wake_len = 0;
-    int64_t base = coop_now() + MS(20);
     for (int i = 0; i < N; i++) {
-        s[i] = (struct sleeper){ .deadline = base + MS(ms[i]), .index = i };
+        s[i] = (struct sleeper){ .index = i };
         g[i] = unit_spawn(sleeper_body, &s[i]);
     }
+    /* The greenlets first run when this one joins: the deadlines are set just before. */
+    int64_t base = coop_now() + MS(20);
+    for (int i = 0; i < N; i++)
+        s[i].deadline = base + MS(ms[i]);
     for (int i = 0; i < N; i++)
         unit_join(g[i]);
     ck_assert_int_eq(wake_len, N);
-    static const int expect[] = { 1, 3, 0, 4, 2, 5 };
+    int64_t last = 0;
     for (int i = 0; i < N; i++) {
-        ck_assert(s[i].waited);
-        ck_assert_int_eq(wake_order[i], expect[i]);
-        ck_assert_int_eq(s[i].result, 0);
-        ck_assert(s[i].woke >= s[i].deadline);
-        ck_assert(s[i].woke < s[i].deadline + SLACK);
+        struct sleeper *w = &s[wake_order[i]];
+        ck_assert_int_eq(w->result, 0);
+        ck_assert(w->woke >= w->deadline);
+        if (w->waited) {
+            ck_assert_msg(last <= w->deadline, "wake %d out of deadline order", i);
+            last = w->deadline;
+        }
     }
 }
 END_TEST
@@ -95,26 +102,23 @@ START_TEST(test_many_sleepers_heap_order)
     /* Those that really waited (under heavy load a greenlet may first run after its
      * deadline and return at once, in spawn order) woke in deadline order. */
     int64_t last = 0;
-    int waited = 0;
     for (int i = 0; i < N; i++) {
         struct sleeper *w = &s[wake_order[i]];
         ck_assert(w->woke >= w->deadline);
-        ck_assert(w->woke < w->deadline + SLACK);
         if (!w->waited)
             continue;
-        waited++;
         ck_assert_msg(last <= w->deadline, "wake %d out of deadline order", i);
         last = w->deadline;
     }
-    ck_assert_int_gt(waited, N / 2);
 }
 END_TEST
 
-struct parked { int addr; int64_t deadline, woke; int result, index; };
+struct parked { int addr; int64_t deadline, woke; int result, index; bool waited; };
 
 static void *timed_park_body(void *arg)
 {
     struct parked *p = arg;
+    p->waited = coop_now() < p->deadline;
     p->result = coop_park(&p->addr, NULL, NULL, ~0u, p->deadline, "unit");
     p->woke = coop_now();
     if (p->result == ETIMEDOUT)
@@ -127,44 +131,54 @@ START_TEST(test_early_wakes_leave_heap_consistent)
     enum { N = 100 };
     static struct parked p[N];
     static struct coop_greenlet *g[N];
+    static int unparked[N];
+    memset(unparked, 0, sizeof unparked);
     wake_len = 0;
     int64_t base = coop_now();
     for (int i = 0; i < N; i++) {
         p[i] = (struct parked){ .deadline = base + MS(100 + rng() % 100), .index = i };
         g[i] = unit_spawn(timed_park_body, &p[i]);
     }
-    coop_sleep_until(base + MS(10));
-    /* End every third wait early: each leaves the heap from wherever it sits. */
+    coop_yield();                        /* every greenlet runs to its park first */
+    /* End every third wait early: each leaves the heap from wherever it sits. (On a machine
+     * slow enough, some have timed out by now: they are no longer parked.) */
     for (int i = 0; i < N; i += 3)
-        ck_assert_int_eq(coop_unpark(&p[i].addr, 1, ~0u), 1);
+        unparked[i] = coop_unpark(&p[i].addr, 1, ~0u);
     for (int i = 0; i < N; i++)
         unit_join(g[i]);
     int timed_out = 0;
     for (int i = 0; i < N; i++) {
-        if (i % 3 == 0) {
+        if (i % 3 == 0 && unparked[i] == 1) {
             ck_assert_int_eq(p[i].result, 0);
-            ck_assert(p[i].woke < p[i].deadline);
         } else {
+            ck_assert_int_eq(unparked[i], 0);
             ck_assert_int_eq(p[i].result, ETIMEDOUT);
-            ck_assert(p[i].woke >= p[i].deadline && p[i].woke < p[i].deadline + SLACK);
+            ck_assert(p[i].woke >= p[i].deadline);
             timed_out++;
         }
     }
     ck_assert_int_eq(wake_len, timed_out);
-    for (int i = 1; i < wake_len; i++)
-        ck_assert(p[wake_order[i - 1]].deadline <= p[wake_order[i]].deadline);
+    int64_t last = 0;
+    for (int i = 0; i < wake_len; i++) {
+        struct parked *w = &p[wake_order[i]];
+        if (w->waited) {
+            ck_assert_msg(last <= w->deadline, "timeout %d out of deadline order", i);
+            last = w->deadline;
+        }
+    }
 }
 END_TEST
 
 /* A late deadline armed first, then an earlier one: the timer must be re-armed. */
 START_TEST(test_earlier_deadline_rearms)
 {
-    struct sleeper late = { .deadline = coop_now() + MS(2000), .index = 0 };
+    /* Not re-armed, the hub would wait an hour for the late one: Check's time-out says so. */
+    struct sleeper late = { .deadline = coop_now() + MS(3600 * 1000LL), .index = 0 };
     struct coop_greenlet *g = unit_spawn(sleeper_body, &late);
-    coop_yield();                             /* g now sleeps for 2 s */
+    coop_yield();                             /* g now sleeps for an hour */
     int64_t t0 = coop_now();
-    coop_sleep_until(t0 + MS(20));
-    ck_assert(coop_now() - t0 < MS(20) + SLACK);
+    ck_assert_int_eq(coop_sleep_until(t0 + MS(20)), 0);
+    ck_assert(coop_now() - t0 >= MS(20));
     coop_interrupt(g, false);
     unit_join(g);
     ck_assert_int_eq(late.result, EINTR);
@@ -188,8 +202,8 @@ START_TEST(test_interrupt_sleep)
         int64_t t0 = coop_now();
         coop_interrupt(g, restartable);
         unit_join(g);
-        ck_assert_int_eq(s.result, restartable ? COOP_RESTART : EINTR);
-        ck_assert(s.woke - t0 < MS(500));
+        ck_assert_int_eq(s.result, restartable ? COOP_RESTART : EINTR);  /* not the 5 s timeout */
+        ck_assert(s.woke >= t0);
     }
 }
 END_TEST
@@ -219,8 +233,8 @@ START_TEST(test_interrupt_main_from_handler)
     int64_t slept = coop_now() - t0;
     unit_join(g);
     sigaction(SIGUSR1, &old, NULL);
-    ck_assert_int_eq(r, EINTR);
-    ck_assert(slept >= MS(10) && slept < MS(500));
+    ck_assert_int_eq(r, EINTR);              /* not the 5 s timeout */
+    ck_assert(slept >= MS(10));
 }
 END_TEST
 

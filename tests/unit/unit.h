@@ -42,11 +42,13 @@ void *unit_join(struct coop_greenlet *g);
 extern pid_t unit_runner_pid;
 
 /* Runs body(arg) in a forked child that first renews its hub (coop_fork_child); the child
- * exits 0 when body returns. Returns the child's wait status; kills it after timeout_ms.
- * With err != NULL, the child's stderr is collected there (NUL-terminated). */
+ * exits 0 when body returns. Returns the child's wait status; kills it after timeout_ms
+ * (UNIT_CHILD_GUARD_MS: a hang guard, not a judgement of speed). With err != NULL, the
+ * child's stderr is collected there (NUL-terminated). */
+#define UNIT_CHILD_GUARD_MS 30000
 int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, size_t err_len);
 
-/* Yields until *flag is nonzero (or aborts the test after 5 s of yielding). */
+/* Yields until *flag is nonzero (or aborts the test after 60 s of yielding: a hang guard). */
 void unit_yield_until(volatile int *flag);
 
 /* The test case fixture: a forked test child renews its hub (coop_fork_child); no

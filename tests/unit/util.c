@@ -86,7 +86,7 @@ int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, s
 
 void unit_yield_until(volatile int *flag)
 {
-    int64_t give_up = coop_now() + MS(5000);
+    int64_t give_up = coop_now() + MS(60000);
     while (!*flag) {
         ck_assert_msg(coop_now() < give_up, "gave up waiting for a greenlet");
         coop_yield();
@@ -108,7 +108,7 @@ TCase *unit_tcase(const char *name)
 {
     TCase *tc = tcase_create(name);
     tcase_add_checked_fixture(tc, unit_checked_setup, unit_checked_teardown);
-    tcase_set_timeout(tc, 10);
+    tcase_set_timeout(tc, 60);     /* a hang guard: nothing here is timed */
     return tc;
 }
 

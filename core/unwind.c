@@ -1,0 +1,48 @@
+/* Loading libunwind on first need (see unwind.h). */
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <ucontext.h>
+
+#include "coop.h"
+#include "unwind.h"
+
+#define NAME_OF(fn) NAME_OF_EXPANDED(fn)
+#define NAME_OF_EXPANDED(fn) #fn
+
+static struct coop_unwind functions;
+static _Atomic(const struct coop_unwind *) loaded;
+
+const struct coop_unwind *coop_unwind(bool may_load)
+{
+    const struct coop_unwind *u = atomic_load(&loaded);
+    if (u != NULL || !may_load)
+        return u;
+    void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL)
+        return NULL;
+    /* Concurrent loaders store the same addresses. */
+    *(void **)&functions.init_local2 = dlsym(lib, NAME_OF(unw_init_local2));
+    *(void **)&functions.get_reg = dlsym(lib, NAME_OF(unw_get_reg));
+    *(void **)&functions.get_proc_name = dlsym(lib, NAME_OF(unw_get_proc_name));
+    *(void **)&functions.step = dlsym(lib, NAME_OF(unw_step));
+    if (functions.init_local2 == NULL || functions.get_reg == NULL || functions.get_proc_name == NULL
+        || functions.step == NULL)
+        return NULL;
+    atomic_store(&loaded, &functions);
+    return &functions;
+}
+
+/* Loading only: libunwind's first use opens a pipe (to validate addresses), two fds that a
+ * program would find missing; only coop_unwind_warm_up makes that first use. */
+void coop_diag_prepare(void) { coop_unwind(true); }
+
+/* libunwind takes locks and reads ELF files on first use: for a report made in a signal
+ * handler many times over (the blocking monitor's samples), do that first, here. */
+void coop_unwind_warm_up(void)
+{
+    const struct coop_unwind *unw = coop_unwind(true);
+    ucontext_t uc;
+    unw_cursor_t cursor;
+    if (unw != NULL && getcontext(&uc) == 0 && unw->init_local2(&cursor, (unw_context_t *)&uc, 0) == 0)
+        unw->step(&cursor);
+}

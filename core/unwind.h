@@ -1,0 +1,27 @@
+/*
+ * libunwind, loaded when a report may first need it rather than at start-up: with the
+ * liblzma it depends on, it cost every process about 0.1 ms to load, and most processes
+ * started under coop are short single-threaded ones (the shells of system() and popen()).
+ */
+#ifndef COOP_UNWIND_H
+#define COOP_UNWIND_H
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include <stdbool.h>
+
+struct coop_unwind {
+    int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
+    int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+    int (*get_proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
+    int (*step)(unw_cursor_t *);
+};
+
+/* The functions, or NULL when libunwind is not loaded (or cannot be). may_load: load it
+ * now, which only code outside signal handlers may ask. */
+const struct coop_unwind *coop_unwind(bool may_load);
+/* Loads it and makes its first use, outside any handler, for the signal handlers that unwind
+ * (the blocking monitor's, the profiler's). */
+void coop_unwind_warm_up(void);
+
+#endif
