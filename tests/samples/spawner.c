@@ -198,7 +198,8 @@ static pid_t child_exiting(int code, int release)
     return pid;
 }
 
-static void make_pipe(int fds[2])
+/* Close-on-exec: the children system() and popen start must not hold a rendezvous open. */
+static void make_cloexec_pipe(int fds[2])
 {
     if (pipe2(fds, O_CLOEXEC) != 0)
         die_errno("pipe");
@@ -208,8 +209,7 @@ static void let_go(int fds[2])
 {
     if (write(fds[1], "x", 1) != 1)
         die_errno("write");
-    close(fds[0]);
-    close(fds[1]);
+    close_pair(fds);
 }
 
 static _Atomic int usr1_seen;
@@ -238,7 +238,7 @@ static void *kicker(void *arg)
 static void waits(void)
 {
     int status, go[2];
-    make_pipe(go);
+    make_cloexec_pipe(go);
     pid_t pid = child_exiting(11, go[0]);
     CHECK(waitpid(pid, &status, WNOHANG) == 0, "WNOHANG on a running child");
     let_go(go);
@@ -269,7 +269,7 @@ static void waits(void)
 
     /* Several children, collected by "any child" in the order they end: the slow one ends
      * only when let go, after the fast one has been collected. */
-    make_pipe(go);
+    make_cloexec_pipe(go);
     pid_t slow = child_exiting(21, go[0]), fast = child_exiting(22, -1);
     pid_t got = waitpid(-1, &status, 0);
     CHECK(got == fast && WEXITSTATUS(status) == 22, "waitpid(-1) first: %d (fast %d, slow %d) status %d errno %d",
@@ -282,7 +282,7 @@ static void waits(void)
     CHECK(wait(&status) == -1 && errno == ECHILD, "wait with no child");
 
     /* A child killed by a signal. */
-    make_pipe(go);
+    make_cloexec_pipe(go);
     pid = child_exiting(0, go[0]);
     kill(pid, SIGKILL);
     CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
@@ -292,7 +292,7 @@ static void waits(void)
 
     /* Stopped and continued children. Once continued, the child waits for a byte, so that
      * its exit cannot overtake the report of its continuation. */
-    make_pipe(go);
+    make_cloexec_pipe(go);
     pid = fork();
     if (pid == 0) {
         char byte;
@@ -313,7 +313,7 @@ static void waits(void)
     struct sigaction sa = { .sa_handler = on_usr1 };
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
-    make_pipe(go);
+    make_cloexec_pipe(go);
     pid = child_exiting(31, go[0]);
     struct kick k = { .target = pthread_self() };
     pthread_t t;
@@ -366,7 +366,7 @@ static void vfork_checks(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     int pipe_fds[2], sv[2], status;
-    make_pipe(pipe_fds);
+    make_cloexec_pipe(pipe_fds);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         die_errno("socketpair");
 
@@ -401,7 +401,7 @@ static void vfork_checks(void)
 
     /* Beside another thread, which keeps its own wait. */
     int go[2];
-    make_pipe(go);
+    make_cloexec_pipe(go);
     pthread_create(&t, NULL, wait_for_eof, (void *)(intptr_t)go[0]);
     pid = vfork();
     if (pid == 0) {
