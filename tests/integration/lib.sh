@@ -36,6 +36,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_server [PREFIX...]: starts echo_threads; sets server and port.
 start_server() {
     local _
+    # Emptied here, not by the background job's redirection, which may come after the loop
+    # below has read an earlier server's port.
+    : >"$TMP/server.out"
     "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     for _ in $(seq 100); do

@@ -20,6 +20,7 @@ NOFILE=64
 run() {
     local mode=$1 _ status rc
     shift
+    : >"$TMP/server.out"     # not left to the background job: see start_server in lib.sh
     # shellcheck disable=SC2016 # expanded by the inner shell
     bash -c 'ulimit -n "$1" && shift && exec "$@"' _ $NOFILE "$@" "$SAMPLES/echo_threads" \
         >"$TMP/server.out" 2>"$TMP/server.err" &
