@@ -43,6 +43,7 @@ struct coop_settings {
     bool verbose;
     bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
+    int preempt_ms;                  /* time slice of a greenlet while others wait, 0: off */
 };
 
 /* Start-up: called once from the shim's constructor; the calling thread becomes a hub. */
@@ -53,6 +54,24 @@ void coop_init(const struct coop_settings *settings);
  * itself here when it starts running, so asking costs one load. */
 extern __thread struct coop_greenlet *coop_running;
 static inline struct coop_greenlet *coop_self(void) { return coop_running; }
+
+/* Preemption the monitor asked for where switching was not safe (core/preempt.c) is taken
+ * at the greenlet's next interposed call: every wrapper asks first, for one thread-local
+ * load. Nonzero: a request is pending. */
+extern __thread uint64_t coop_preempt_wanted;
+void coop_preempt_at_call(void);
+static inline void coop_preempt_point(void)
+{
+    if (__builtin_expect(coop_preempt_wanted != 0, 0))
+        coop_preempt_at_call();
+}
+/* Preemptions so far (by the signal, and at a call), for tracing and tests. */
+uint64_t coop_preemptions(void);
+/* Runs on the hub's thread each time a greenlet is preempted, just before it leaves:
+ * at_call false inside the preemption signal's handler, where the interrupted code is in
+ * none of the modules coop will not preempt (see preempt.c), true at an interposed call.
+ * A tracer records an instant event here. */
+void coop_set_preempt_hook(void (*hook)(struct coop_greenlet *g, bool at_call));
 
 /* Whether a call returns into the sanitizer runtime (make test-asan), which must see the OS
  * thread's state rather than the greenlet's. */

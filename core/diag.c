@@ -58,6 +58,17 @@ bool coop_in_runtime(uintptr_t ip)
            && self.dli_fbase == frame.dli_fbase;
 }
 
+/* One step initialises it; a longer walk could reach frames it only unwinds by probing
+ * memory through a pipe, which valgrind's memcheck takes for a bug. */
+void coop_unwind_warm_up(void)
+{
+    unw_context_t uc;
+    unw_cursor_t cursor;
+    unw_getcontext(&uc);
+    if (unw_init_local(&cursor, &uc) == 0)
+        unw_step(&cursor);
+}
+
 void coop_print_stack(ucontext_t *ctx, bool signal_frame)
 {
     unw_cursor_t cursor;
@@ -88,7 +99,8 @@ static const char *state_name(const struct coop_greenlet *g)
     case G_READY: return "ready";
     case G_RUNNING: return "running";
     case G_FINISHED: return "finished";
-    default: return g->waiting.kind == WAIT_SLEEP ? "sleeping" : "waiting";
+    default:
+        return g->waiting.kind == WAIT_SLEEP ? "sleeping" : g->waiting.kind == WAIT_PREEMPTED ? "preempted" : "waiting";
     }
 }
 
@@ -102,6 +114,7 @@ static void describe_wait(struct report *r, const struct coop_greenlet *g)
             w->nfds > 1 ? " (and more fds)" : "");
         break;
     case WAIT_SLEEP: break;
+    case WAIT_PREEMPTED: return;    /* its deadline is the hub's next poll */
 
     case WAIT_PARK: put(r, ": blocked on %s %p", w->what ? w->what : "object", w->obj); break;
     case WAIT_JOIN: put(r, ": joining greenlet #%lu", (unsigned long)((const struct coop_greenlet *)w->obj)->id); break;
@@ -286,6 +299,7 @@ static void print_stats(void)
              (unsigned long)created, (unsigned long)peak_alive, (unsigned long)switches, (unsigned long)polls);
     coop_log(COOP_LOG_ERROR, "stats: longest run without yielding %.3f ms, by greenlet #%lu \"%s\"",
              (double)longest_run / 1e6, (unsigned long)longest_id, longest_name);
+    coop_preempt_print_stats();
 }
 
 void coop_stats_init(void)
