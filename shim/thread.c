@@ -127,11 +127,16 @@ EXPORT void pthread_exit(void *result)
 
 EXPORT pthread_t pthread_self(void)
 {
+    coop_preempt_point();
     struct coop_greenlet *g = shim_patched[FAM_thread] ? coop_self() : NULL;
     return g ? (pthread_t)g : REAL(pthread_self)();
 }
 
-EXPORT int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+EXPORT int pthread_equal(pthread_t a, pthread_t b)
+{
+    coop_preempt_point();
+    return a == b;
+}
 
 EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {
