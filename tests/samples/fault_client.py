@@ -420,7 +420,8 @@ def scenario_emfile(port, pid, args):
     limit = nofile_limit(pid)
     # Descriptors inherited with numbers above the limit count as open but leave no room.
     base_below = fd_count(pid, limit)
-    extra = 40
+    # Once the served clients leave, every waiting one must fit in the descriptors they free.
+    extra = min(40, limit - 2 * base_below)
     socks = []
     for _ in range(limit + extra):
         socks.append(connect(port))
