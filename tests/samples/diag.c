@@ -4,6 +4,8 @@
  *   dump       a sleeper, a waiter on a condition variable and main joining; prints
  *              "ready" once all wait, so the test can send the dump signal
  *   spin       one thread computes for 500 ms while another sleeps in small steps
+ *   spin-in-libc       the same, the computation in a comparator called by qsort
+ *   spin-holding-file  the same, holding stdout's lock (flockfile)
  *   deadlock   two threads lock two mutexes in opposite orders
  *   lost       a thread waits on a condition variable nobody signals; main joins it
  *   overflow   a thread recurses without bound
@@ -46,13 +48,43 @@ static void *cond_waiter(void *arg)
     return NULL;
 }
 
+static void compute_for(double seconds)
+{
+    volatile unsigned long n = 0;
+    for (double t0 = now(); now() - t0 < seconds;)
+        n++;
+}
+
 static void *spinner(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "spinner");
-    volatile unsigned long n = 0;
-    for (double t0 = now(); now() - t0 < 0.5;)
-        n++;
+    compute_for(0.5);
+    return NULL;
+}
+
+static int compare_slowly(const void *a, const void *b)
+{
+    compute_for(0.5);
+    return *(const int *)a - *(const int *)b;
+}
+
+static void *sorter(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "sorter");
+    int two[2] = { 2, 1 };
+    qsort(two, 2, sizeof two[0], compare_slowly);
+    return NULL;
+}
+
+static void *file_locker(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "locker");
+    flockfile(stdout);
+    compute_for(0.5);
+    funlockfile(stdout);
     return NULL;
 }
 
@@ -125,10 +157,13 @@ int main(int argc, char **argv)
         pthread_join(a, NULL);     /* the waiter is left behind; exit ends it */
         return 0;
     }
-    if (strcmp(mode, "spin") == 0) {
+    if (strncmp(mode, "spin", 4) == 0) {
+        void *(*computer)(void *) = strcmp(mode, "spin-in-libc") == 0        ? sorter
+                                    : strcmp(mode, "spin-holding-file") == 0 ? file_locker
+                                                                            : spinner;
         spawn(&a, ticker, NULL);
         usleep(50000);
-        spawn(&b, spinner, NULL);
+        spawn(&b, computer, NULL);
         pthread_join(b, NULL);
         pthread_join(a, NULL);
         return 0;
@@ -163,6 +198,6 @@ int main(int argc, char **argv)
         printf("idle done\n");
         return 0;
     }
-    fprintf(stderr, "usage: diag dump|spin|deadlock|lost|overflow|idle\n");
+    fprintf(stderr, "usage: diag dump|spin|spin-in-libc|spin-holding-file|deadlock|lost|overflow|idle\n");
     return 2;
 }
