@@ -24,6 +24,14 @@ LABELS = {
     "go": "Go default",
     "gevent": "gevent",
 }
+# The preemption section: echo_threads under coop, preemption on and off, with and without a hog.
+PREEMPT_SERVERS = ["coop-preempt-on", "coop-preempt-off", "coop-hog-on", "coop-hog-off"]
+LABELS.update({
+    "coop-preempt-on": "coop, preemption on",
+    "coop-preempt-off": "coop, preemption off",
+    "coop-hog-on": "coop + hog, preemption on",
+    "coop-hog-off": "coop + hog, preemption off",
+})
 # Notes of runs whose numbers stand (the others are failures: no server, a crash, a hang).
 MEASURED = ("ok", "loadgen-errors", "server-ignored-SIGTERM")
 RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/Go1", "go1"),
@@ -59,7 +67,7 @@ def summarize(rows):
         values = [number(r[field]) for r in ok if number(r[field]) is not None]
         return statistics.median(values) if values else None
 
-    return {"rps": median("rps"), "p99": median("p99_us"), "threads": median("threads"),
+    return {"rps": median("rps"), "p50": median("p50_us"), "p99": median("p99_us"), "threads": median("threads"),
             "rss": median("rss_kib"), "warmup": median("warmup_s"), "runs": len(ok),
             "starved": max([int(number(r["starved"]) or 0) for r in ok]), "errors": sum(int(number(r["errors"]) or 0) for r in ok)}, notes
 
@@ -149,6 +157,31 @@ def echo_tables(runs, reps, duration):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines, summaries
+
+
+def preempt_table(runs, preempt_ms, hog_ms):
+    """The preemption section (runs of PREEMPT_SERVERS): its table, and the summaries its
+    targets need, or None when it did not run."""
+    keys = sorted({k[:2] for k in runs if k[2] in PREEMPT_SERVERS})
+    if not keys:
+        return [], None
+    size, level = keys[0]
+    summaries = {name: summarize(runs.get((size, level, name), [])) for name in PREEMPT_SERVERS}
+    lines = ["### Preemption: echo at %s connections, %s messages, with and without a hog\n" % (fmt_level(level), fmt_size(size)),
+             "| server | requests/s | p50 latency | p99 latency | runs |", "|---|---|---|---|---|"]
+    for name in PREEMPT_SERVERS:
+        s, notes = summaries[name]
+        if s is None:
+            lines.append("| %s | %s | | | 0 |" % (LABELS[name], "n/a" if notes == ["n/a"] else "FAIL: " + ",".join(notes)))
+            continue
+        latency = [fmt_us(s[p]) if s["rps"] and s[p] is not None else "no echo in the run" if not s["rps"] else "?"
+                   for p in ("p50", "p99")]
+        lines.append("| %s | %s | %s | %s | %d%s |" % (LABELS[name], fmt_rps(s["rps"]), latency[0], latency[1],
+                     s["runs"], " [" + ",".join(notes) + "]" if notes else ""))
+    lines.append("\necho_threads under cooprun; preemption on: COOP_PREEMPT_MS=%d (the default), off: 0. The hog: "
+                 "ECHO_HOG_MS=%d, one more thread that computes without a blocking call for %d ms at a time, "
+                 "1 ms apart. On and off run in alternating pairs; medians.\n" % (preempt_ms, hog_ms, hog_ms))
+    return lines, {name: summaries[name][0] for name in PREEMPT_SERVERS}
 
 
 def read_micro(path):
@@ -254,11 +287,27 @@ def read_proc(path):
         return "?"
 
 
-def targets(summaries, v):
+def targets(summaries, v, preempt, preempt_ms):
     lines = ["### Targets\n", "| target | where it stands | met |", "|---|---|---|"]
 
     def row(what, stands, met):
         lines.append("| %s | %s | %s |" % (what, stands, "n/a" if met is None else ("yes" if met else "**no**")))
+
+    if preempt is not None:
+        on, off = preempt["coop-hog-on"], preempt["coop-hog-off"]
+        what = "echo p99 beside a hog, preemption on, ≤ 3 x COOP_PREEMPT_MS (%d ms)" % (3 * preempt_ms)
+        if on and on["rps"] and on["p99"] is not None:
+            off_p99 = (fmt_us(off["p99"]) if off["rps"] else "no echo in the run") if off and off["p99"] is not None else "n/a"
+            row(what, "%s (off: %s)" % (fmt_us(on["p99"]), off_p99), on["p99"] <= 3 * preempt_ms * 1000)
+        else:
+            row(what, "not measured", None)
+        on, off = preempt["coop-preempt-on"], preempt["coop-preempt-off"]
+        what = "echo throughput without a hog, preemption on within 3% of off"
+        if on and off and off["rps"]:
+            ratio = on["rps"] / off["rps"]
+            row(what, "on/off %.3f (%s vs %s req/s)" % (ratio, fmt_rps(on["rps"]), fmt_rps(off["rps"])), abs(ratio - 1) <= 0.03)
+        else:
+            row(what, "not measured", None)
 
     for size in sorted({k[0] for k in summaries}):
         levels = sorted({k[1] for k in summaries if k[0] == size})
@@ -359,12 +408,18 @@ def main():
     p.add_argument("--pinned-level1", type=int, default=0)
     p.add_argument("--library", default="build/libcoop.so")
     p.add_argument("--note", action="append", default=[], help="a line for the header list")
+    p.add_argument("--preempt-ms", type=int, default=10)
+    p.add_argument("--hog-ms", type=int, default=1000)
     a = p.parse_args()
 
     runs = read_raw(a.raw)
-    echo, summaries = echo_tables(runs, a.reps, a.duration)
+    matrix = {k: rows for k, rows in runs.items() if k[2] in SERVERS}
+    echo, summaries = echo_tables(matrix, a.reps, a.duration)
     micro, failures = read_micro(a.micro)
     micro_lines, values = micro_tables(micro, failures)
+    if not micro and not failures:          # run.sh --only without micro
+        micro_lines = []
+    preempt_lines, preempt = preempt_table(runs, a.preempt_ms, a.hog_ms)
     pngs = plots(summaries, a.out, a.gnuplot)
 
     doc = ["# coop benchmarks\n",
@@ -381,7 +436,7 @@ def main():
     doc += ["- " + n for n in a.note]
     doc += [
            ""]
-    doc += echo + micro_lines + targets(summaries, values)
+    doc += echo + micro_lines + preempt_lines + targets(summaries, values, preempt, a.preempt_ms)
     problems = sorted({(k, r["note"]) for k, rows in runs.items() for r in rows
                        if r["note"] not in ("ok", "n/a", "skipped-for-time")})
     if problems:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bench/run.sh [--quick] [--smoke] [--out DIR]: coop's benchmark suite.
+# tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--out DIR]: coop's benchmark suite.
 #
 #   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
 #   build/bench/loadgen (closed loop, one thread) against
@@ -17,6 +17,11 @@
 #   natively and under cooprun): context switch, thread create+join, mutexes and condition
 #   variables, the length of a short sleep, resident memory per idle thread.
 #
+#   Preemption: echo_threads under cooprun at 100 connections, 64 B, with preemption on
+#   (COOP_PREEMPT_MS=10, the default) and off (0), in alternating pairs: without a hog
+#   (throughput: what preemption costs) and with one (ECHO_HOG_MS=1000: one more thread
+#   computes without a blocking call for 1 s at a time; latency: what preemption buys).
+#
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
 # DIR/p99_16k.png; prints the tables at the end.
@@ -24,6 +29,7 @@
 #   --quick  one repetition of 0.5 s per server and level (under 2 minutes instead of ~8.5)
 #   --smoke  for tests: levels 1 and 100, 64 B only, 0.3 s, small micro-benchmarks, nothing
 #            installed, missing peers skipped (under a minute)
+#   --only SECTIONS  a comma list of micro, echo, preempt: only those run (default: all)
 #
 # As root (and not --smoke) it first installs missing peers from Debian (golang-go,
 # python3-gevent, gnuplot-nox) with scripts/deps.sh; a peer that is still missing gets "n/a".
@@ -34,18 +40,27 @@ cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
 readonly COMMAND="tests/bench/run.sh $*"
 
-quick=0 smoke=0 out=build/bench-results
+quick=0 smoke=0 out=build/bench-results sections=micro,echo,preempt
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
         --smoke) smoke=1 quick=1 ;;
+        --only) [ $# -ge 2 ] || { echo "run.sh: --only needs sections" >&2; exit 2; }; sections=$2; shift ;;
+        --only=*) sections=${1#--only=} ;;
         --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift ;;
         --out=*) out=${1#--out=} ;;
         -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--out DIR]" >&2; exit 2 ;;
+        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--out DIR]" >&2; exit 2 ;;
     esac
     shift
 done
+for section in ${sections//,/ }; do
+    case $section in
+        micro | echo | preempt) ;;
+        *) echo "run.sh: --only: '$section' is not one of micro, echo, preempt" >&2; exit 2 ;;
+    esac
+done
+wanted() { [[ ",$sections," == *",$1,"* ]]; }
 
 BUILD=$ROOT/build
 BENCH=$BUILD/bench
@@ -60,15 +75,17 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
 SERVERS=(epoll threads coop coop-ucontext go1 go gevent)
+# The preemption section: pairs without a hog (the 3% comparison wants several), with one.
+PREEMPT_LEVEL=100 PREEMPT_SIZE=64 PREEMPT_MS=10 HOG_MS=1000
 if ((smoke)); then
     LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
-    BUDGET=50
+    PAIRS=1 HOG_PAIRS=1 BUDGET=50
 elif ((quick)); then
     REPS=1 DURATION=0.5 WARMUP=0.25 MICRO_T=0.2 MICRO_REPS=1 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    BUDGET=300
+    PAIRS=2 HOG_PAIRS=1 BUDGET=300
 else
     REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    BUDGET=560
+    PAIRS=5 HOG_PAIRS=3 BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
 # Each run warms up first (loadgen -w): WARMUP seconds, and on until every connection has had
@@ -155,6 +172,10 @@ server_command() {
         threads) cmd=("$SAMPLES/echo_threads" -p 0) ;;
         coop) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-ucontext) cmd=(env COOP_SWITCH=ucontext "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-preempt-on) cmd=(env COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-preempt-off) cmd=(env COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-hog-on) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-hog-off) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         go1) cmd=(env GOMAXPROCS=1 "$BENCH/echo_go" -p 0) ;;
         go) cmd=("$BENCH/echo_go" -p 0) ;;
         gevent) cmd=("$PYTHON" "$ROOT/tests/bench/echo_gevent.py" -p 0) ;;
@@ -287,58 +308,77 @@ run_micro() {
 }
 
 # --- the run ---
-printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\n' >"$RAW"
-: >"$MICRO"
-run_micro
-
-# The time budget: runs planned, made and dropped, and the seconds the made ones took.
-planned=0 made=0 dropped=0 run_ms=0 budget_notes=()
-servers_here=0
-for server in "${SERVERS[@]}"; do available "$server" && servers_here=$((servers_here + 1)); done
-for size in "${SIZES[@]}"; do
-    for level in "${LEVELS[@]}"; do planned=$((planned + servers_here * $(reps_for "$level" "$size"))); done
-done
-fits() { # fits: would the runs left fit in the budget at the pace so far?
-    local left=$((planned - made - dropped))
-    ((made == 0)) && return 0
-    (($(date +%s) - started + run_ms * left / made / 1000 <= BUDGET))
+# --- preemption: what it costs without a hog, what it buys with one ---
+# Pairs alternate which runs first, so that drift of this shared machine hits both alike.
+run_preempt() {
+    local pair server servers
+    say "preemption: echo at $PREEMPT_LEVEL connections, $PREEMPT_SIZE B: $PAIRS pairs without a hog, $HOG_PAIRS with one"
+    for ((pair = 1; pair <= PAIRS + HOG_PAIRS; pair++)); do
+        if ((pair <= PAIRS)); then servers=(coop-preempt-on coop-preempt-off); else servers=(coop-hog-on coop-hog-off); fi
+        ((pair % 2)) || servers=("${servers[1]}" "${servers[0]}")
+        for server in "${servers[@]}"; do echo_run "$server" "$PREEMPT_LEVEL" "$PREEMPT_SIZE" "$pair"; done
+    done
 }
 
-for size in "${SIZES[@]}"; do
-    for level in "${LEVELS[@]}"; do
-        reps=$(reps_for "$level" "$size")
-        say "echo: $level connections, $size B, $reps x ${DURATION} s per server"
-        for ((rep = 1; rep <= reps; rep++)); do
-            skip_rep=0
-            if ((rep > 1)) && ! fits; then
-                skip_rep=1 dropped=$((dropped + servers_here))
-                budget_notes+=("repetition $rep of $level connections x $size B")
-                say "  repetition $rep dropped: the time budget of $BUDGET s would not hold"
-            fi
-            # Each repetition starts with another server, so that none is always first.
-            for ((i = 0; i < ${#SERVERS[@]}; i++)); do
-                server=${SERVERS[(i + rep - 1) % ${#SERVERS[@]}]}
-                if ! available "$server"; then
-                    printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tn/a\n' "$size" "$level" "$server" "$rep" >>"$RAW"
-                elif ((skip_rep)); then
-                    printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tskipped-for-time\n' "$size" "$level" "$server" "$rep" >>"$RAW"
-                else
-                    run_start=$(date +%s%N)
-                    echo_run "$server" "$level" "$size" "$rep"
-                    run_ms=$((run_ms + ($(date +%s%N) - run_start) / 1000000))
-                    made=$((made + 1))
+# --- the echo matrix, within its time budget ---
+run_echo() {
+    # The time budget: runs planned, made and dropped, and the seconds the made ones took.
+    planned=0 made=0 dropped=0 run_ms=0 budget_notes=()
+    servers_here=0
+    for server in "${SERVERS[@]}"; do available "$server" && servers_here=$((servers_here + 1)); done
+    for size in "${SIZES[@]}"; do
+        for level in "${LEVELS[@]}"; do planned=$((planned + servers_here * $(reps_for "$level" "$size"))); done
+    done
+    fits() { # fits: would the runs left fit in the budget at the pace so far?
+        local left=$((planned - made - dropped))
+        ((made == 0)) && return 0
+        (($(date +%s) - started + run_ms * left / made / 1000 <= BUDGET))
+    }
+
+    for size in "${SIZES[@]}"; do
+        for level in "${LEVELS[@]}"; do
+            reps=$(reps_for "$level" "$size")
+            say "echo: $level connections, $size B, $reps x ${DURATION} s per server"
+            for ((rep = 1; rep <= reps; rep++)); do
+                skip_rep=0
+                if ((rep > 1)) && ! fits; then
+                    skip_rep=1 dropped=$((dropped + servers_here))
+                    budget_notes+=("repetition $rep of $level connections x $size B")
+                    say "  repetition $rep dropped: the time budget of $BUDGET s would not hold"
                 fi
+                # Each repetition starts with another server, so that none is always first.
+                for ((i = 0; i < ${#SERVERS[@]}; i++)); do
+                    server=${SERVERS[(i + rep - 1) % ${#SERVERS[@]}]}
+                    if ! available "$server"; then
+                        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tn/a\n' "$size" "$level" "$server" "$rep" >>"$RAW"
+                    elif ((skip_rep)); then
+                        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tskipped-for-time\n' "$size" "$level" "$server" "$rep" >>"$RAW"
+                    else
+                        run_start=$(date +%s%N)
+                        echo_run "$server" "$level" "$size" "$rep"
+                        run_ms=$((run_ms + ($(date +%s%N) - run_start) / 1000000))
+                        made=$((made + 1))
+                    fi
+                done
             done
         done
     done
-done
+}
+
+# --- the run ---
+printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\n' >"$RAW"
+: >"$MICRO"
+budget_notes=()
+! wanted micro || run_micro
+! wanted echo || run_echo
+! wanted preempt || run_preempt
 
 elapsed=$(($(date +%s) - started))
 say "done in ${elapsed} s; writing $out/results.md"
 machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 report_args=(--raw "$RAW" --micro "$MICRO" --out "$out" --machine "$machine" --command "$COMMAND"
     --seconds "$elapsed" --duration "$DURATION" --reps "$REPS" --gnuplot "$have_gnuplot"
-    --library "$COOP_LIBRARY${library_note:+ ($library_note)}")
+    --library "$COOP_LIBRARY${library_note:+ ($library_note)}" --preempt-ms "$PREEMPT_MS" --hog-ms "$HOG_MS")
 [ -n "$(pin_for 1)" ] && report_args+=(--pinned-level1 1)
 if [ ${#budget_notes[@]} -gt 0 ]; then
     dropped_list=$(printf '%s; ' "${budget_notes[@]}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite must keep running: tests/bench/run.sh --quick --smoke (levels 1 and 100,
-# 64 B, 0.3 s, small micro-benchmarks, no installs, missing peers skipped) must produce
-# results.md with a number in every coop cell: both echo rows, and every micro-benchmark.
+# 64 B, 0.3 s, small micro-benchmarks, a pair of preemption runs with and without a hog, no
+# installs, missing peers skipped) must produce results.md with a number in every coop cell:
+# both echo rows, every micro-benchmark, and the preemption rows.
 source "$(dirname "$0")/lib.sh"
 [ -f "$BUILD/libcoop.so" ] || skip "$BUILD/libcoop.so not built yet"
 
@@ -40,7 +41,7 @@ done
 # loadgen errors); the peers' troubles (Go, gevent) are shown but are not coop's.
 wrong=$(sed -n '/^### Runs that went wrong/,$p' "$md" | grep '^- ')
 [ -z "$wrong" ] || note "runs that went wrong: $wrong"
-! grep -qE '^- (coop|coop ucontext|epoll \(ref\)|threads native) at ' <<<"$wrong" || fail "$wrong"
+! grep -qE '^- (coop[^|]*|epoll \(ref\)|threads native) at ' <<<"$wrong" || fail "$wrong"
 
 # The micro-benchmark rows: every coop cell has a number.
 for what in 'context switch' 'pthread_create' 'uncontended' 'hand-off between' 'condition variable' 'RSS per idle thread, 1,000'; do
@@ -52,5 +53,12 @@ done
 row=$(grep -m1 '^| context switch' "$md")
 IFS='|' read -ra cells <<<"$row"
 [[ "$(echo "${cells[4]}" | xargs)" =~ ^[0-9][0-9.,]*\ ns$ ]] || fail "coop ucontext switch: '${cells[4]}'"
+# The preemption section: a row per server, numbers where echoes came back.
+for what in 'coop, preemption on' 'coop, preemption off' 'coop + hog, preemption on' 'coop + hog, preemption off'; do
+    row=$(grep -m1 "^| $what |" "$md") || fail "no preemption row for '$what'"
+    IFS='|' read -ra cells <<<"$row"
+    [[ "$(echo "${cells[2]}" | xargs)" =~ ^[0-9.]+k?$ ]] || fail "preemption, $what: '${cells[2]}' is not a number"
+done
+grep -q '^| echo p99 beside a hog, preemption on' "$md" || fail "no preemption target row"
 ((elapsed < 60)) || fail "run.sh --smoke took ${elapsed} s (budget 60 s)"
 echo "PASS: the benchmark suite runs; every coop cell has a number"
