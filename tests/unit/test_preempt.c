@@ -417,14 +417,15 @@ static void *nap_many(void *count)
 START_TEST(test_signals_at_any_moment_leave_every_greenlet_whole)
 {
     hub_tid = coop_thread.hub->tid;
-    atomic_store(&bombing, true);
-    pthread_t bomber;
-    ck_assert_int_eq(pthread_create(&bomber, NULL, bomb, NULL), 0);
     int yields[2] = { 0, 0 }, naps[2] = { 0, 0 };
+    /* The first greenlet installs the handler (as the monitor starts): signals after it. */
     struct coop_greenlet *others[4] = {
         unit_spawn(yield_many, &yields[0]), unit_spawn(yield_many, &yields[1]),
         unit_spawn(nap_many, &naps[0]), unit_spawn(nap_many, &naps[1]),
     };
+    atomic_store(&bombing, true);
+    pthread_t bomber;
+    ck_assert_int_eq(pthread_create(&bomber, NULL, bomb, NULL), 0);
     run_ring();
     for (int i = 0; i < 4; i++)
         unit_join(others[i]);
