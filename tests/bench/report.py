@@ -5,7 +5,7 @@
             --seconds N --duration S --reps N [--gnuplot 0|1]
 
 RAW.tsv has one line per echo run (size level server rep rps p50_us p99_us errors threads
-rss_kib warmup_s starved note); MICRO.tsv one line per micro-benchmark measurement ("VARIANT bench=NAME k=v...").
+rss_kib warmup_s starved note monitor_cpu_pct); MICRO.tsv one line per micro-benchmark measurement ("VARIANT bench=NAME k=v...").
 Standard library only.
 """
 import argparse
@@ -159,14 +159,24 @@ def echo_tables(runs, reps, duration):
     return lines, summaries
 
 
+def pair_ratios(runs, key_on, key_off):
+    """requests/s on / off for each pair (same rep) that measured both: back to back, a pair
+    shares the machine's state, where medians over the whole section would not."""
+    off = {r["rep"]: number(r["rps"]) for r in runs.get(key_off, []) if r["note"] in MEASURED}
+    return [number(r["rps"]) / off[r["rep"]] for r in runs.get(key_on, [])
+            if r["note"] in MEASURED and number(r["rps"]) and off.get(r["rep"])]
+
+
 def preempt_table(runs, preempt_ms, hog_ms):
-    """The preemption section (runs of PREEMPT_SERVERS): its table, and the summaries its
+    """The preemption section (runs of PREEMPT_SERVERS): its table, and the figures its
     targets need, or None when it did not run."""
     keys = sorted({k[:2] for k in runs if k[2] in PREEMPT_SERVERS})
     if not keys:
         return [], None
     size, level = keys[0]
     summaries = {name: summarize(runs.get((size, level, name), [])) for name in PREEMPT_SERVERS}
+    shares = [number(r.get("monitor_cpu_pct", "NA")) for r in runs.get((size, level, "coop-preempt-on"), [])]
+    shares = [s for s in shares if s is not None]
     lines = ["### Preemption: echo at %s connections, %s messages, with and without a hog\n" % (fmt_level(level), fmt_size(size)),
              "| server | requests/s | p50 latency | p99 latency | runs |", "|---|---|---|---|---|"]
     for name in PREEMPT_SERVERS:
@@ -178,10 +188,19 @@ def preempt_table(runs, preempt_ms, hog_ms):
                    for p in ("p50", "p99")]
         lines.append("| %s | %s | %s | %s | %d%s |" % (LABELS[name], fmt_rps(s["rps"]), latency[0], latency[1],
                      s["runs"], " [" + ",".join(notes) + "]" if notes else ""))
+    ratios = pair_ratios(runs, (size, level, "coop-preempt-on"), (size, level, "coop-preempt-off"))
     lines.append("\necho_threads under cooprun; preemption on: COOP_PREEMPT_MS=%d (the default), off: 0. The hog: "
                  "ECHO_HOG_MS=%d, one more thread that computes without a blocking call for %d ms at a time, "
-                 "1 ms apart. On and off run in alternating pairs; medians.\n" % (preempt_ms, hog_ms, hog_ms))
-    return lines, {name: summaries[name][0] for name in PREEMPT_SERVERS}
+                 "1 ms apart. On and off run in back-to-back pairs, alternating which goes first; medians. "
+                 "Without a hog, requests/s on / off per pair: %s; the coop-monitor thread used %s of the "
+                 "server's CPU (median; per run: %s).\n"
+                 % (preempt_ms, hog_ms, hog_ms, ", ".join("%.2f" % r for r in ratios) or "n/a",
+                    "%.2f%%" % statistics.median(shares) if shares else "n/a",
+                    ", ".join("%.2f%%" % s for s in shares) or "n/a"))
+    figures = {name: summaries[name][0] for name in PREEMPT_SERVERS}
+    figures["pair_ratio"] = statistics.median(ratios) if ratios else None
+    figures["monitor_share"] = statistics.median(shares) if shares else None
+    return lines, figures
 
 
 def read_micro(path):
@@ -301,11 +320,13 @@ def targets(summaries, v, preempt, preempt_ms):
             row(what, "%s (off: %s)" % (fmt_us(on["p99"]), off_p99), on["p99"] <= 3 * preempt_ms * 1000)
         else:
             row(what, "not measured", None)
-        on, off = preempt["coop-preempt-on"], preempt["coop-preempt-off"]
+        on, off, ratio = preempt["coop-preempt-on"], preempt["coop-preempt-off"], preempt["pair_ratio"]
         what = "echo throughput without a hog, preemption on within 3% of off"
-        if on and off and off["rps"]:
-            ratio = on["rps"] / off["rps"]
-            row(what, "on/off %.3f (%s vs %s req/s)" % (ratio, fmt_rps(on["rps"]), fmt_rps(off["rps"])), abs(ratio - 1) <= 0.03)
+        if on and off and ratio is not None:
+            share = preempt["monitor_share"]
+            row(what, "on/off %.3f, median of the pairs' ratios (%s vs %s req/s); the monitor's CPU share %s"
+                % (ratio, fmt_rps(on["rps"]), fmt_rps(off["rps"]), "%.2f%%" % share if share is not None else "n/a"),
+                abs(ratio - 1) <= 0.03)
         else:
             row(what, "not measured", None)
 

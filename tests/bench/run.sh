@@ -18,8 +18,9 @@
 #   variables, the length of a short sleep, resident memory per idle thread.
 #
 #   Preemption: echo_threads under cooprun at 100 connections, 64 B, with preemption on
-#   (COOP_PREEMPT_MS=10, the default) and off (0), in alternating pairs: without a hog
-#   (throughput: what preemption costs) and with one (ECHO_HOG_MS=1000: one more thread
+#   (COOP_PREEMPT_MS=10, the default) and off (0), in back-to-back pairs: without a hog
+#   (throughput: what preemption costs; and the coop-monitor thread's share of the server's
+#   CPU, sampled at the end of each run) and with one (ECHO_HOG_MS=1000: one more thread
 #   computes without a blocking call for 1 s at a time; latency: what preemption buys).
 #
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
@@ -85,7 +86,7 @@ elif ((quick)); then
     PAIRS=2 HOG_PAIRS=1 BUDGET=300
 else
     REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    PAIRS=5 HOG_PAIRS=3 BUDGET=560
+    PAIRS=7 HOG_PAIRS=3 BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
 # Each run warms up first (loadgen -w): WARMUP seconds, and on until every connection has had
@@ -229,10 +230,26 @@ sample_server() {
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
+# The share of process $1's CPU time so far that its coop-monitor thread used, in percent
+# (schedstat: nanoseconds on a CPU), or NA without one.
+monitor_share() {
+    local task ns _ all=0 monitor=
+    for task in /proc/"$1"/task/*; do
+        read -r ns _ <"$task/schedstat" 2>/dev/null || continue
+        all=$((all + ns))
+        [ "$(cat "$task/comm" 2>/dev/null)" = coop-monitor ] && monitor=$ns
+    done
+    if [ -n "$monitor" ] && ((all > 0)); then
+        awk -v m="$monitor" -v a="$all" 'BEGIN { printf "%.3f", 100 * m / a }'
+    else
+        echo NA
+    fi
+}
+
 # echo_run SERVER LEVEL SIZE REP: one run, one line of raw.tsv.
 echo_run() {
     local server=$1 level=$2 size=$3 rep=$4 tag="echo-$1-$2-$3-$4" lg status line note=ok
-    local rps=NA p50=NA p99=NA errors=NA max_threads=NA max_rss=NA warm=NA starved=NA pin
+    local rps=NA p50=NA p99=NA errors=NA max_threads=NA max_rss=NA warm=NA starved=NA pin monitor=NA
     read -ra pin <<<"$(pin_for "$level")"
     if ! start_server "$server" "$tag" "${pin[@]}"; then
         note="server-failed-to-start"
@@ -260,11 +277,12 @@ echo_run() {
         elif [ "$errors" != 0 ]; then
             note="loadgen-errors"
         fi
+        [[ $server != coop* ]] || ! kill -0 "$srv_pid" 2>/dev/null || monitor=$(monitor_share "$srv_pid")
         stop_server || { [ "$note" = ok ] && note="server-ignored-SIGTERM"; }
     fi
     [ "$note" = ok ] || say "  $server at $level x $size B: $note (see $LOG/$tag.*)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
-        "$rps" "$p50" "$p99" "$errors" "$max_threads" "$max_rss" "$warm" "$starved" "$note" >>"$RAW"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
+        "$rps" "$p50" "$p99" "$errors" "$max_threads" "$max_rss" "$warm" "$starved" "$note" "$monitor" >>"$RAW"
 }
 
 # --- micro-benchmarks ---
@@ -366,7 +384,7 @@ run_echo() {
 }
 
 # --- the run ---
-printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\n' >"$RAW"
+printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\tmonitor_cpu_pct\n' >"$RAW"
 : >"$MICRO"
 budget_notes=()
 ! wanted micro || run_micro
