@@ -65,6 +65,17 @@ static inline void coop_preempt_point(void)
     if (__builtin_expect(coop_preempt_wanted != 0, 0))
         coop_preempt_at_call();
 }
+/* The preemption signal (core/preempt.c). SIGURG, as Go's: its default action is to ignore
+ * it, so that one still pending when a greenlet calls execve cannot kill the new program. A
+ * program's own handler for it is called too, after coop's (it may see spurious SIGURGs, as
+ * under Go); while the program leaves it at SIG_DFL or SIG_IGN, coop's handler stands in. */
+#define COOP_PREEMPT_SIGNAL SIGURG
+/* Looks at a SIGURG: preempts the running greenlet when it is the monitor's and safe. */
+void coop_preempt_on_signal(siginfo_t *info, void *context);
+bool coop_is_preempt_handler(const void *handler);
+/* The program sets SIGURG to SIG_DFL or SIG_IGN: true when coop's handler stands in (it is
+ * installed) instead. */
+bool coop_preempt_claim_signal(void);
 /* Preemptions so far (by the signal, and at a call), for tracing and tests. */
 uint64_t coop_preemptions(void);
 /* Runs on the hub's thread each time a greenlet is preempted, just before it leaves:

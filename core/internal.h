@@ -205,7 +205,6 @@ int coop_offload_threads(void);
 void coop_offload_fork_child(void);
 
 /* preempt.c: time-slice preemption */
-#define COOP_PREEMPT_SIGNAL (SIGRTMAX - 4)
 /* The signal frame (with AVX-512 state), the handler, libunwind and the switch measured
  * under 8 KiB (tests/unit/test_preempt.c); a stack with less room left is not preempted. */
 #define COOP_PREEMPT_STACK_ROOM (24 * 1024)

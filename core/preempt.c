@@ -7,8 +7,8 @@
  * WHO DOES WHAT
  *   The monitor thread (monitor.c) sees a hub's switch counter stand still for a whole
  *   slice, with the hub's thread on a CPU and more than one greenlet alive, and calls
- *   coop_preempt_ask: it records the switch count it saw and sends PREEMPT_SIGNAL to the
- *   hub's thread. Everything else happens on that thread, in the handler, which runs on the
+ *   coop_preempt_ask: it records the switch count it saw and sends SIGURG to the hub's
+ *   thread. Everything else happens on that thread, in the handler, which runs on the
  *   interrupted greenlet's stack and TLS: it checks that the greenlet is still the one the
  *   monitor saw and that switching there is safe, and if so requeues it through
  *   coop_requeue_current, the function coop_yield uses, behind the greenlets the hub's next
@@ -60,16 +60,15 @@
  *     the ABI asks of a call (callee-saved registers, MXCSR, the x87 control word): the
  *     kernel gave the handler a default FPU state, which is what the switch keeps for it,
  *     while each other greenlet runs with its own.
- *   - The signal mask: the handler's sa_mask is empty, so it runs with the thread's mask
- *     plus the preemption signal, which the kernel blocks while its handler runs. Before it
- *     switches away, the handler unblocks that signal, so that every greenlet switched to
- *     from inside it runs with exactly the thread's mask and can be preempted in its turn.
- *     (Not SA_NODEFER: the kernel delivers every pending instance of an unblocked real-time
- *     signal at once, each frame inside the last, and a burst of them would overflow the
- *     stack; blocked during the decision, they nest at most one deep.) sigreturn puts back
- *     the mask and the alternate signal stack saved in the frame, which other greenlets may
- *     have changed on this thread since: the resumed handler first writes the thread's
- *     current ones into the frame, so that sigreturn changes neither.
+ *   - The signal mask: while the handler runs the kernel blocks its signal (and, behind the
+ *     shim's trampoline, the program handler's sa_mask). Before it switches away, the
+ *     handler sets the mask the thread had when the signal came (saved in the frame), so
+ *     that every greenlet switched to from inside it runs with exactly the thread's mask and
+ *     can be preempted in its turn. (Not SA_NODEFER: a signal that arrives during the
+ *     decision would then nest in it.) sigreturn puts back the mask and the alternate
+ *     signal stack saved in the frame, which other greenlets may have changed on this thread
+ *     since: the resumed handler first writes the thread's current ones into the frame, so
+ *     that sigreturn changes neither.
  *   - errno is saved and restored by the handler; the switch keeps each greenlet's own.
  *   - TLS: the handler runs on the greenlet's thread pointer; the switch moves it to the next
  *     greenlet's and back (wrfsbase or arch_prctl, both fine in a handler); sigreturn does
@@ -88,12 +87,24 @@
  *     (its cache's pthread mutex, reads of its validation pipe) go straight to libc instead
  *     of parking the greenlet inside the handler.
  *
+ * THE SIGNAL is SIGURG, as Go's, for Go's reason: its default action is to ignore it. A
+ *   signal the monitor sent just as the greenlet called execve stays pending into the new
+ *   program, whose handlers are reset: a real-time signal would kill it before its first
+ *   instruction, SIGURG does nothing. Programs rarely use SIGURG (urgent data on a socket
+ *   with an owner, F_SETOWN). One that installs a handler for it keeps it: the shim's
+ *   trampoline offers every SIGURG to coop_preempt_on_signal first, then calls the
+ *   program's handler, which may thus see spurious SIGURGs, as under Go. While the program
+ *   leaves SIGURG at SIG_DFL or SIG_IGN, coop's handler stands in, ignoring every SIGURG
+ *   but the monitor's, as either would; sigaction reports the program's own setting.
+ *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
  *     and the hub's handler turns it back only once it has decided, before it switches away.
- *     So at most one of the monitor's preemption signals per hub is pending or being
- *     handled: they never pile up in the kernel's queue (a thread that blocks the signal
- *     keeps just one pending, and the monitor's report says so).
+ *     So at most one of the monitor's signals per hub is pending or being handled (a thread
+ *     that blocks the signal keeps one pending for ever, and the monitor's report says so).
+ *   - prepared is set, with release order, once the handler is installed, by the thread that
+ *     starts the monitor; the shim's sigaction, on any thread, re-installs coop's handler
+ *     only after reading it set.
  *   - The handler preempts only if the hub's switch count still equals asked_at. Only the
  *     hub's thread writes that counter, and every switch adds one, so the count names the
  *     greenlet the monitor saw: a signal that arrives after that greenlet left (a stale one)
@@ -228,11 +239,13 @@ static int collect_guarded(struct dl_phdr_info *info, size_t size, void *self)
     return 0;
 }
 
-/* Where the lock-free functions are: their symbols' extent (glibc's, never coop's). */
+/* Where the lock-free functions are: their symbols' extent in libc itself (the first
+ * definition may be another's: the sanitizer runtime intercepts clock_gettime). */
 static void collect_lock_free(void)
 {
-    for (size_t i = 0; i < sizeof lock_free_names / sizeof lock_free_names[0] && lock_free_len < LOCK_FREE_MAX; i++) {
-        void *fn = dlsym(RTLD_DEFAULT, lock_free_names[i]);
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    for (size_t i = 0; libc != NULL && i < sizeof lock_free_names / sizeof lock_free_names[0] && lock_free_len < LOCK_FREE_MAX; i++) {
+        void *fn = dlsym(libc, lock_free_names[i]);
         Dl_info info;
         const ElfW(Sym) *sym = NULL;
         if (fn == NULL || !dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) || sym == NULL || sym->st_size == 0)
@@ -240,6 +253,8 @@ static void collect_lock_free(void)
         lock_free[lock_free_len].lo = (uintptr_t)info.dli_saddr;
         lock_free[lock_free_len++].hi = (uintptr_t)info.dli_saddr + sym->st_size;
     }
+    if (libc != NULL)
+        dlclose(libc);
 }
 
 static const struct guarded_range *guarded_range_of(uintptr_t ip)
@@ -348,20 +363,22 @@ static enum refusal judge_interrupted(struct coop_hub *h, struct coop_greenlet *
     if (atomic_load_explicit(&h->switches, memory_order_relaxed) != asked_at)
         return REFUSED_STALE;
     *where = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-    if (guarded_range_of(*where) != NULL)
-        return REFUSED_GUARDED_FRAME;
     if (g == NULL || g != h->current)
         return REFUSED_RUNTIME;
     enum refusal why = judge_greenlet(g);
-    return why != PREEMPTIBLE ? why : walk_as_runtime((unw_context_t *)uc, true, where);
+    if (why != PREEMPTIBLE)
+        return why;
+    if (guarded_range_of(*where) != NULL)
+        return REFUSED_GUARDED_FRAME;
+    return walk_as_runtime((unw_context_t *)uc, true, where);
 }
 
-/* The kernel blocked the signal for its handler; the greenlets that run from inside it must
- * not inherit that. */
-static void unblock_preemption_signal(void)
+/* The kernel blocked the signal (and a program handler's sa_mask, behind the shim's
+ * trampoline) while its handler runs; the greenlets that run from inside it get the mask the
+ * thread had when the signal came. */
+static void restore_interrupted_mask(const ucontext_t *uc)
 {
-    uint64_t preemption = 1ULL << (PREEMPT_SIGNAL - 1);
-    coop_sys6(SYS_rt_sigprocmask, SIG_UNBLOCK, (long)&preemption, 0, sizeof preemption, 0, 0);
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&uc->uc_sigmask, 0, sizeof(uint64_t), 0, 0);
 }
 
 /* sigreturn restores the mask and alternate stack saved in the frame: the thread's current
@@ -372,9 +389,8 @@ static void keep_thread_signal_state(ucontext_t *uc)
     coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
 }
 
-static void on_preempt_signal(int sig, siginfo_t *info, void *context)
+void coop_preempt_on_signal(siginfo_t *info, void *context)
 {
-    (void)sig;
     (void)info;
     int saved_errno = errno;
     struct coop_hub *h = coop_thread.hub;
@@ -386,7 +402,7 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *context)
         enum refusal why = judge_interrupted(h, g, asked_at, uc, &where);
         atomic_store(&h->preempt.signal_on_its_way, false);
         if (why == PREEMPTIBLE) {
-            unblock_preemption_signal();
+            restore_interrupted_mask(uc);
             leave(g, false);
             keep_thread_signal_state(uc);
         } else if (why != REFUSED_STALE) {
@@ -396,6 +412,31 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *context)
         }
     }
     errno = saved_errno;
+}
+
+static void on_preempt_signal(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    coop_preempt_on_signal(info, context);
+}
+
+bool coop_is_preempt_handler(const void *handler) { return handler == (const void *)on_preempt_signal; }
+
+static _Atomic bool prepared;      /* the handler may be installed: see coop_preempt_prepare */
+
+static void install_handler(void)
+{
+    struct sigaction sa = { .sa_sigaction = on_preempt_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
+    sigemptyset(&sa.sa_mask);
+    coop_settings.os_sigaction(PREEMPT_SIGNAL, &sa, NULL);
+}
+
+bool coop_preempt_claim_signal(void)
+{
+    if (!atomic_load_explicit(&prepared, memory_order_acquire))
+        return false;
+    install_handler();
+    return true;
 }
 
 /* --- at an interposed call --- */
@@ -470,8 +511,8 @@ static void describe_instruction(uintptr_t at, char *out, size_t size)
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size)
 {
     if (signal_blocked(h->tid)) {
-        snprintf(why, size, "its thread blocks the preemption signal (%d, SIGRTMAX-4): the program "
-                 "blocked it with sigprocmask or pthread_sigmask", PREEMPT_SIGNAL);
+        snprintf(why, size, "its thread blocks the preemption signal (SIGURG): the program blocked it with "
+                 "sigprocmask or pthread_sigmask");
         return true;
     }
     if (atomic_load_explicit(&h->preempt.refused_at, memory_order_acquire) != switches + 1)
@@ -500,18 +541,21 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
 
 void coop_preempt_init(int preempt_ms) { slice_ns = preempt_ms * 1000000LL; }
 
+/* A handler the program installed for SIGURG (the shim's trampoline, which passes the signal
+ * here first) stays; otherwise coop's own stands in for the program's SIG_DFL or SIG_IGN,
+ * both of which ignore SIGURG, as coop's handler does every SIGURG but its own. */
 void coop_preempt_prepare(void)
 {
-    static bool prepared;
-    if (prepared)
+    if (atomic_load_explicit(&prepared, memory_order_relaxed))
         return;
-    prepared = true;
     dl_iterate_phdr(collect_guarded, (void *)coop_preempt_init);
     collect_lock_free();
     coop_unwind_warm_up();
-    struct sigaction sa = { .sa_sigaction = on_preempt_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
-    sigemptyset(&sa.sa_mask);
-    coop_settings.os_sigaction(PREEMPT_SIGNAL, &sa, NULL);
+    struct sigaction current;
+    if (coop_settings.os_sigaction(PREEMPT_SIGNAL, NULL, &current) == 0
+        && (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN))
+        install_handler();
+    atomic_store_explicit(&prepared, true, memory_order_release);
 }
 
 /* No signal is pending in a new process, and the parent's greenlets are gone. */

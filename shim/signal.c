@@ -4,6 +4,8 @@
  * would end a blocking system call: with EINTR, or a restart when it was installed with
  * SA_RESTART. The kernel hands a process-wide signal to the main thread when it can, so
  * the main greenlet's wait is the one interrupted; pthread_kill names its own target.
+ * SIGURG is also coop's preemption signal (core/preempt.c): the trampoline offers it to
+ * coop first, and while the program leaves it at SIG_DFL or SIG_IGN coop's handler stays.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -30,6 +32,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         return;     /* the fault repeats with the default action: death by SIGSEGV */
     }
 
+    if (sig == COOP_PREEMPT_SIGNAL)
+        coop_preempt_on_signal(info, context);
     int flags = a->sa_flags;
     if (flags & SA_SIGINFO)
         a->sa_sigaction(sig, info, context);
@@ -64,14 +68,21 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
         r = REAL(sigaction)(sig, &mine, old);
         trampolined[sig] = r == 0;
+    } else if (act != NULL && sig == COOP_PREEMPT_SIGNAL && coop_preempt_claim_signal()) {
+        installed[sig] = *act;      /* ignored, as coop's handler ignores all but its own */
+        trampolined[sig] = false;
+        r = old != NULL ? REAL(sigaction)(sig, NULL, old) : 0;
     } else {
         r = REAL(sigaction)(sig, act, old);
         if (r == 0 && act != NULL)
             trampolined[sig] = false;
+        if (act != NULL && sig == COOP_PREEMPT_SIGNAL)
+            installed[sig] = *act;  /* what sigaction reports once coop's handler stands in */
     }
     if (r != 0)
         installed[sig] = previous;
-    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)))
+    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)
+                             || coop_is_preempt_handler((void *)old->sa_sigaction)))
         *old = previous;     /* the program sees its own handlers, never coop's */
     return r;
 }
@@ -203,7 +214,11 @@ EXPORT int sigwait(const sigset_t *set, int *sig)
 static bool ignored(int sig)
 {
     struct sigaction sa;
-    if (REAL(sigaction)(sig, NULL, &sa) != 0 || sa.sa_handler == SIG_IGN)
+    if (REAL(sigaction)(sig, NULL, &sa) != 0)
+        return true;
+    if (coop_is_preempt_handler((void *)sa.sa_sigaction))
+        sa = installed[sig];         /* coop's stands in for the program's SIG_DFL or SIG_IGN */
+    if (sa.sa_handler == SIG_IGN)
         return true;
     return sa.sa_handler == SIG_DFL
            && (sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH);

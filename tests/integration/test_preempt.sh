@@ -5,7 +5,11 @@
 # under coop the output must be the same. Under coop the looping thread shares one OS thread
 # with the thread it waits for, so each run that ends shows a preemption by construction; with
 # preemption off (--preempt 0) the spin cannot end at all. The sleepers' lateness is printed,
-# never judged.
+# never judged. coop preempts with SIGURG: a program with a SIGURG handler of its own keeps it
+# (urg), and a chain of 100 generations, each a thread that computes just past a slice then
+# execs the next, must never see a new program killed by a preemption signal left pending
+# across an exec (with a real-time signal, whose default action is to terminate, every such
+# chain died here).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/preempt" ] || fail "$SAMPLES/preempt is not built (make)"
 
@@ -21,7 +25,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin trylock equal compute; do
+for mode in spin trylock equal urg exec compute; do
     run_mode $mode native
     native=$out
     [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
@@ -46,4 +50,4 @@ COOP_PREEMPT_MS=0 timeout 3 "$COOPRUN" -- "$SAMPLES/preempt" spin >"$TMP/off" 2>
 status=$?
 [ $status -eq 124 ] || fail "--preempt 0: the spin ended (status $status): $(cat "$TMP/off")"
 note "--preempt 0: the spin cannot end; killed after 3 s, as expected"
-echo "PASS: spin, trylock and pthread_equal loops and a 5 s computation beside 100 sleepers, natively and under coop, one OS thread"
+echo "PASS: spin, trylock, pthread_equal and SIGURG-handler loops, 100 compute-then-exec generations and a 5 s computation beside 100 sleepers, natively and under coop, one OS thread"

@@ -10,6 +10,11 @@
  *   compute   a thread computes for SECONDS (default 5) while 100 threads sleep 10 ms in a
  *             loop; every sleeper must wake while the computation runs. Each sleeper's worst
  *             lateness goes to stderr: information, not a result.
+ *   urg       the spin, with a SIGURG handler of the program's own (coop preempts with
+ *             SIGURG): the handler stays installed and gets the SIGURG the program raises
+ *   exec [N]  a thread computes for 12 ms (just past a 10 ms slice), then execs this program,
+ *             N times over (default 100): a preemption signal left pending across an exec
+ *             must not kill the new program
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -124,6 +129,56 @@ static void equal(void)
     printf("equal: the looping thread saw pthread_equal name it\n");
 }
 
+/* --- urg --- */
+
+static volatile sig_atomic_t urgent;
+
+static void on_urgent(int sig)
+{
+    (void)sig;
+    urgent = 1;
+}
+
+static void urg(void)
+{
+    struct sigaction sa = { .sa_handler = on_urgent, .sa_flags = SA_RESTART }, seen;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGURG, &sa, NULL) != 0)
+        die_errno("sigaction");
+    atomic_store(&flag, 0);
+    spin();
+    if (sigaction(SIGURG, NULL, &seen) != 0 || seen.sa_handler != on_urgent)
+        die("the SIGURG handler was replaced");
+    urgent = 0;
+    raise(SIGURG);
+    printf("urg: %s\n", urgent ? "the program's SIGURG handler stayed and ran" : "the SIGURG handler did not run");
+}
+
+/* --- exec --- */
+
+static void *compute_then_exec(void *generations_left)
+{
+    uint64_t end = now_ns() + 12 * 1000000u;
+    volatile double x = 1.0;
+    while (now_ns() < end)
+        x = x * 1.0000001 + 1e-9;
+    char left[24];
+    snprintf(left, sizeof left, "%ld", (long)(intptr_t)generations_left - 1);
+    execl("/proc/self/exe", "preempt", "exec", left, (char *)NULL);
+    die_errno("execl");
+}
+
+static void exec_after_computing(long generations)
+{
+    if (generations == 0) {
+        printf("exec: every generation started after the last computed and exec'd\n");
+        return;
+    }
+    pthread_t t;
+    start(&t, compute_then_exec, (void *)(intptr_t)generations);
+    join(t);              /* not reached: the exec replaces the process */
+}
+
 /* --- compute --- */
 
 static atomic_int computing = 1;
@@ -192,7 +247,11 @@ int main(int argc, char **argv)
         equal();
     else if (strcmp(mode, "compute") == 0)
         compute(argc > 2 ? parse_long(argv[2], 1, 3600, "SECONDS") : 5);
+    else if (strcmp(mode, "urg") == 0)
+        urg();
+    else if (strcmp(mode, "exec") == 0)
+        exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
     else
-        die("usage: preempt spin|trylock|equal|compute [SECONDS]");
+        die("usage: preempt spin|trylock|equal|compute [SECONDS]|urg|exec [N]");
     return 0;
 }
