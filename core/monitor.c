@@ -87,6 +87,10 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
 {
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
+    /* Why it was not preempted, before the sample: an attempt during the sample would find the
+     * thread in the sampling handler, not in the greenlet's own code. */
+    char why[256];
+    bool not_preempted = preempt_ns > 0 && coop_preempt_why_not(h, switches, why, sizeof why);
     atomic_store(&sample_frames, -1);
     coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL);
     for (int i = 0; i < 200 && atomic_load(&sample_frames) < 0; i++) {
@@ -97,8 +101,7 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
     for (int i = 0; i < n; i++)
         if (!coop_in_runtime(sample[i].ip))
             coop_write_stderr(sample[i].line, strlen(sample[i].line));
-    char why[256];
-    if (preempt_ns > 0 && coop_preempt_why_not(h, switches, why, sizeof why))
+    if (not_preempted)
         coop_log(COOP_LOG_ERROR, "greenlet #%lu was not preempted (COOP_PREEMPT_MS=%.0f): %s",
                  (unsigned long)g->id, (double)preempt_ns / 1e6, why);
 }
