@@ -48,8 +48,8 @@
  *   (coop_preempt_wanted), and the greenlet's next interposed call takes it
  *   (coop_preempt_point, at the wrappers' entry), after applying the same rule to the
  *   frames beyond coop's own: a wrapper may be called from inside libc, or from a library
- *   constructor that dlopen runs with the loader's lock held. The monitor asks again at its
- *   next tick in any case.
+ *   constructor that dlopen runs with the loader's lock held. The monitor asks again in any
+ *   case, 0.25 ms later, then twice as late each time up to its tick (monitor.c).
  *
  * SIGNAL-SAFETY OF A SWITCH INSIDE THE HANDLER
  *   - The interrupted state is the signal frame, on the greenlet's own stack, which nothing
@@ -81,11 +81,12 @@
  *     SA_RESTART; still, a signal that lands just as the thread enters a blocking call coop
  *     left to the kernel, one the kernel never restarts (a sleep, a poll), makes that call
  *     fail with EINTR, as Go's preemption signal does.
- *   - libunwind in the handler: warmed up, like the list of guarded modules made and the
- *     handler installed, before the monitor first starts (it takes locks and reads ELF files
- *     on first use); a program with one greenlet never gets any of them. While it runs, coop_running is NULL, so that the interposed calls it makes
- *     (its cache's pthread mutex, reads of its validation pipe) go straight to libc instead
- *     of parking the greenlet inside the handler.
+ *   - libunwind in the handler: warmed up before the monitor first starts, when the list of
+ *     guarded modules is made and the handler installed (it takes locks and reads ELF files
+ *     on first use); a program with one greenlet never gets any of them. While it runs,
+ *     coop_running is NULL, so that the interposed calls it makes (its cache's pthread
+ *     mutex, reads of its validation pipe) go straight to libc instead of parking the
+ *     greenlet inside the handler.
  *
  * THE SIGNAL is SIGURG, as Go's, for Go's reason: its default action is to ignore it. A
  *   signal the monitor sent just as the greenlet called execve stays pending into the new
@@ -95,7 +96,9 @@
  *   trampoline offers every SIGURG to coop_preempt_on_signal first, then calls the
  *   program's handler, which may thus see spurious SIGURGs, as under Go. While the program
  *   leaves SIGURG at SIG_DFL or SIG_IGN, coop's handler stands in, ignoring every SIGURG
- *   but the monitor's, as either would; sigaction reports the program's own setting.
+ *   but the monitor's, as either would; sigaction reports the program's own setting. With
+ *   the signal family off (--no-signal) a handler the program installs replaces coop's: it
+ *   gets the monitor's SIGURGs, and nothing is preempted.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
@@ -244,7 +247,8 @@ static int collect_guarded(struct dl_phdr_info *info, size_t size, void *self)
 static void collect_lock_free(void)
 {
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    for (size_t i = 0; libc != NULL && i < sizeof lock_free_names / sizeof lock_free_names[0] && lock_free_len < LOCK_FREE_MAX; i++) {
+    size_t names = sizeof lock_free_names / sizeof lock_free_names[0];
+    for (size_t i = 0; libc != NULL && i < names && lock_free_len < LOCK_FREE_MAX; i++) {
         void *fn = dlsym(libc, lock_free_names[i]);
         Dl_info info;
         const ElfW(Sym) *sym = NULL;
@@ -571,7 +575,8 @@ void coop_preempt_print_stats(void)
     if (slice_ns == 0)
         return;
     uint64_t by_signal = atomic_load(&preempted_by_signal), at_call = atomic_load(&preempted_at_call);
-    coop_log(COOP_LOG_ERROR, "stats: preemptions %lu (by signal %lu, at a later call %lu), attempts refused %lu, slice %.0f ms",
+    coop_log(COOP_LOG_ERROR,
+             "stats: preemptions %lu (by signal %lu, at a later call %lu), attempts refused %lu, slice %.0f ms",
              (unsigned long)(by_signal + at_call), (unsigned long)by_signal, (unsigned long)at_call,
              (unsigned long)atomic_load(&refusals), (double)slice_ns / 1e6);
 }

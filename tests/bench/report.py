@@ -177,12 +177,14 @@ def preempt_table(runs, preempt_ms, hog_ms):
     summaries = {name: summarize(runs.get((size, level, name), [])) for name in PREEMPT_SERVERS}
     shares = [number(r.get("monitor_cpu_pct", "NA")) for r in runs.get((size, level, "coop-preempt-on"), [])]
     shares = [s for s in shares if s is not None]
-    lines = ["### Preemption: echo at %s connections, %s messages, with and without a hog\n" % (fmt_level(level), fmt_size(size)),
+    lines = ["### Preemption: echo at %s connections, %s messages, with and without a hog\n"
+             % (fmt_level(level), fmt_size(size)),
              "| server | requests/s | p50 latency | p99 latency | runs |", "|---|---|---|---|---|"]
     for name in PREEMPT_SERVERS:
         s, notes = summaries[name]
         if s is None:
-            lines.append("| %s | %s | | | 0 |" % (LABELS[name], "n/a" if notes == ["n/a"] else "FAIL: " + ",".join(notes)))
+            failed = "n/a" if notes == ["n/a"] else "FAIL: " + ",".join(notes)
+            lines.append("| %s | %s | | | 0 |" % (LABELS[name], failed))
             continue
         latency = [fmt_us(s[p]) if s["rps"] and s[p] is not None else "no echo in the run" if not s["rps"] else "?"
                    for p in ("p50", "p99")]
@@ -316,7 +318,9 @@ def targets(summaries, v, preempt, preempt_ms):
         on, off = preempt["coop-hog-on"], preempt["coop-hog-off"]
         what = "echo p99 beside a hog, preemption on, ≤ 3 x COOP_PREEMPT_MS (%d ms)" % (3 * preempt_ms)
         if on and on["rps"] and on["p99"] is not None:
-            off_p99 = (fmt_us(off["p99"]) if off["rps"] else "no echo in the run") if off and off["p99"] is not None else "n/a"
+            off_p99 = "n/a"
+            if off and off["p99"] is not None:
+                off_p99 = fmt_us(off["p99"]) if off["rps"] else "no echo in the run"
             row(what, "%s (off: %s)" % (fmt_us(on["p99"]), off_p99), on["p99"] <= 3 * preempt_ms * 1000)
         else:
             row(what, "not measured", None)
