@@ -12,6 +12,7 @@ RUSTC := rustc
 HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fcf-protection
 WARN := -Wall -Wextra -Werror
 CFLAGS := -std=gnu11 -O2 -g $(WARN) $(HARDEN)
+CXXFLAGS = -std=c++20 -O2 -g $(WARN) $(SAN_FLAGS)
 # make test-asan: the core under AddressSanitizer and UndefinedBehaviorSanitizer.
 ifeq ($(SAN),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -21,7 +22,12 @@ endif
 DEPS_PKGS := libuv1 libunwind check
 # The real programs of tests/realworld/ come from Debian too.
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
-            memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs
+            memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
+            ruby default-jre-headless unbound bind9-dnsutils perl chromium
+# The page test_trace_browser.sh opens: speedscope's built web page, from npm, in build/web
+# (whichever BUILD: make test-asan's tests use it too).
+SPEEDSCOPE := speedscope@1.25.0
+SPEEDSCOPE_PAGE := build/web/node_modules/speedscope/dist/release/index.html
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
 # private copy of libuv whose libc references are renamed to reach the real functions.
@@ -44,10 +50,11 @@ SAMPLE_C := $(wildcard tests/samples/*.c)
 SAMPLE_CC := $(wildcard tests/samples/*.cc)
 SAMPLE_RS := $(wildcard tests/samples/*.rs)
 BENCH_C := $(wildcard tests/bench/*.c)
+BENCH_CC := $(wildcard tests/bench/*.cc)
 SAMPLES := $(SAMPLE_C:tests/samples/%.c=$(BUILD)/samples/%) \
            $(SAMPLE_CC:tests/samples/%.cc=$(BUILD)/samples/%) \
            $(SAMPLE_RS:tests/samples/%.rs=$(BUILD)/samples/%)
-BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%)
+BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%) $(BENCH_CC:tests/bench/%.cc=$(BUILD)/bench/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_PROGRAM_SRC := $(wildcard tests/unit/program/*.c tests/unit/program/*.S)
 
@@ -99,11 +106,21 @@ $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/e
 # --- programs that know nothing of coop ---
 $(BUILD)/samples/%: tests/samples/%.c $(wildcard tests/samples/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lm $(SAMPLE_LIBS)
+
+# Libraries of the samples (tests/samples/libs/NAME.c makes libNAME.so).
+$(BUILD)/samples/lib%.so: tests/samples/libs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+
+# tls_modules is linked against the first (found beside it through its run path) and loads
+# the others from its own directory with dlopen.
+$(BUILD)/samples/tls_modules: $(addprefix $(BUILD)/samples/,libtls_linked.so libtls_loaded.so libtls_loaded_static.so)
+$(BUILD)/samples/tls_modules: SAMPLE_LIBS = -L$(BUILD)/samples -ltls_linked -ldl -Wl,-rpath,'$$ORIGIN'
 
 $(BUILD)/samples/%: tests/samples/%.cc
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++20 -O2 -g $(WARN) $(SAN_FLAGS) -pthread -o $@ $<
+	$(CXX) $(CXXFLAGS) -pthread -o $@ $<
 
 $(BUILD)/samples/%: tests/samples/%.rs
 	@mkdir -p $(dir $@)
@@ -112,6 +129,10 @@ $(BUILD)/samples/%: tests/samples/%.rs
 $(BUILD)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+
+$(BUILD)/bench/%: tests/bench/%.cc $(wildcard tests/bench/*.h) tests/samples/common.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -pthread -o $@ $<
 
 # --- unit tests: the core linked directly, with Check ---
 # The code the preemption tests preempt is a program's, in a library of its own: the core
@@ -125,7 +146,14 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/o
 	    -L$(BUILD) -lunit_program -Wl,-rpath,'$$ORIGIN'
 
 # --- running ---
-test: all
+# speedscope's page for the browser check; without npm or the registry the check skips.
+# npm comes with nodesource's nodejs, and separately with Debian's.
+$(SPEEDSCOPE_PAGE):
+	@mkdir -p build/web
+	@command -v npm >/dev/null || scripts/deps.sh npm || true
+	-npm install --silent --no-audit --no-fund --prefix build/web $(SPEEDSCOPE)
+
+test: all $(SPEEDSCOPE_PAGE)
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
 	$(BUILD)/unit_tests
 	COOP_TLS=syscall $(BUILD)/unit_tests
@@ -140,7 +168,7 @@ test: all
 # and coop's stack overflow report look as they do without ASan.
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=0:handle_segv=0:verify_asan_link_order=0 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-test-asan: deps
+test-asan: deps $(SPEEDSCOPE_PAGE)
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build
 	@scripts/check-exports.sh build/asan/libcoop.so
 	$(ASAN_ENV) build/asan/unit_tests

@@ -41,9 +41,13 @@ struct coop_settings {
     enum coop_tls_mode tls_mode;
     bool stats;
     bool verbose;
-    bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */
+    bool on_deadlock_exit;           /* COOP_ON_DEADLOCK=exit: exit 3 instead of waiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
     int preempt_ms;                  /* time slice of a greenlet while others wait, 0: off */
+    const char *trace_file;          /* COOP_TRACE: the timeline's file (%p: the pid), or NULL */
+    uint64_t trace_max;              /* COOP_TRACE_MAX: bytes kept, 0: no limit */
+    const char *profile_file;        /* COOP_PROFILE: collapsed stacks, or NULL */
+    int profile_hz;                  /* COOP_PROFILE_HZ */
 };
 
 /* Start-up: called once from the shim's constructor; the calling thread becomes a hub. */
@@ -67,11 +71,12 @@ static inline void coop_preempt_point(void)
 }
 /* The preemption signal (core/preempt.c). SIGURG, as Go's: its default action is to ignore
  * it, so that one still pending when a greenlet calls execve cannot kill the new program. A
- * program's own handler for it is called too, after coop's (it may see spurious SIGURGs, as
- * under Go); while the program leaves it at SIG_DFL or SIG_IGN, coop's handler stands in. */
+ * program's own handler for it stays; while the program leaves it at SIG_DFL or SIG_IGN,
+ * coop's handler stands in. One of the runtime's signals while preemption is on. */
 #define COOP_PREEMPT_SIGNAL SIGURG
-/* Looks at a SIGURG: preempts the running greenlet when it is the monitor's and safe. */
-void coop_preempt_on_signal(siginfo_t *info, void *context);
+/* Looks at a SIGURG: false when it is not the monitor's (the program's own, for its
+ * handler); else preempts the running greenlet if that is safe. */
+bool coop_preempt_on_signal(siginfo_t *info, void *context);
 bool coop_is_preempt_handler(const void *handler);
 /* The program sets SIGURG to SIG_DFL or SIG_IGN: true when coop's handler stands in (it is
  * installed) instead. */
@@ -91,6 +96,10 @@ bool coop_from_sanitizer(const void *return_address);
 #else
 static inline bool coop_from_sanitizer(const void *return_address) { (void)return_address; return false; }
 #endif
+
+/* The OS thread's instance of a thread-local variable of static TLS, given its address in
+ * the caller's: a greenlet's own area holds another instance. */
+void *coop_os_thread_local(void *addr);
 
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);
@@ -180,8 +189,30 @@ bool coop_stack_overflowed(const siginfo_t *info, void *context);
 /* coop's SIGSEGV handler, installed when the program has none; sigaction hides it. */
 void coop_overflow_handler_install(void);
 bool coop_is_overflow_handler(const void *handler);
+/* With COOP_TRACE or COOP_PROFILE, coop flushes on SIGTERM and SIGINT when the program
+ * leaves them at their default action; sigaction hides that handler too. */
+bool coop_trace_is_handler(const void *handler);
 /* The program installed a signal handler (deadlock detection then stands down). */
 void coop_note_signal_handler(void);
+
+/* Signals per greenlet (the shim's signal.c keeps the state; the core delivers it):
+ * the state's pointer, and a hook that runs on g, on its own stack, at the end of its
+ * current or next wait or yield once g has been signalled. */
+void **coop_greenlet_signals(struct coop_greenlet *g);
+void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), void (*pass)(void));
+/* g has signals to take: its wait, if it is in one, ends with EINTR, or COOP_RESTART
+ * when restartable; deliver(g) runs when it next ends a wait (async-signal-safe). */
+void coop_signal_greenlet(struct coop_greenlet *g, bool restartable);
+/* Asks the calling thread's hub to run pass() soon, in normal context (async-signal-safe). */
+void coop_request_signal_pass(void);
+/* Calls fn for every program greenlet of the calling thread's hub; normal context only. */
+void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg);
+/* Whether the calling OS thread runs a hub (its program greenlets or its own loop). */
+bool coop_on_hub_thread(void);
+/* Signals the runtime itself uses (the blocking monitor's, the dump signal): never to be
+ * blocked on a hub, and no sign that the program still waits for a signal. */
+uint64_t coop_runtime_signals(void);
+void coop_add_runtime_signal(int sig);
 
 /* A signal handler ran: interrupt g's wait
  with EINTR, or COOP_RESTART when the handler

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -168,7 +169,10 @@ int coop_os_threads(void)
     return n;
 }
 
-static int runtime_threads(void) { return coop_offload_threads() + coop_monitor_threads(); }
+static int runtime_threads(void)
+{
+    return coop_offload_threads() + coop_monitor_threads() + coop_trace_threads();
+}
 
 /* A handler may post a semaphore or a condition (the "wait for SIGTERM" pattern): a
  * program that installed one is never declared dead. */
@@ -176,11 +180,53 @@ static bool signal_handlers;
 
 void coop_note_signal_handler(void) { signal_handlers = true; }
 
+/* Whether a signal could still end the wait, as POSIX says it would: a handler installed
+ * behind coop's back (sigset, or before coop started), a signal pending, or a timer armed
+ * that will send one (alarm and setitimer; timer_create's timers, listed in /proc). */
+static bool signal_may_come(void)
+{
+    /* Faults come from a running thread; with every greenlet asleep, none can. */
+    const uint64_t faults = 1ULL << (SIGSEGV - 1) | 1ULL << (SIGBUS - 1) | 1ULL << (SIGFPE - 1)
+                            | 1ULL << (SIGILL - 1) | 1ULL << (SIGTRAP - 1) | 1ULL << (SIGSYS - 1)
+                            | 1ULL << (SIGPIPE - 1);
+    const uint64_t ignored = faults | coop_runtime_signals();
+    for (int sig = 1; sig < 65; sig++) {
+        struct sigaction sa;
+        if (!(ignored & 1ULL << (sig - 1)) && sig != SIGKILL && sig != SIGSTOP
+            && coop_settings.os_sigaction(sig, NULL, &sa) == 0
+            && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN
+            && !coop_trace_is_handler((void *)sa.sa_handler))    /* the default action, flushed first */
+            return true;
+    }
+    uint64_t pending = 0;
+    if (coop_sys(SYS_rt_sigpending, &pending, 8, 0) == 0 && pending != 0)
+        return true;
+    for (int which = ITIMER_REAL; which <= ITIMER_PROF; which++) {
+        struct itimerval it;
+        if (coop_sys(SYS_getitimer, which, &it, 0) == 0 && (it.it_value.tv_sec || it.it_value.tv_usec))
+            return true;
+    }
+    /* A timer of the runtime's own (the profiler's) sends a runtime signal: not one. */
+    FILE *timers = fopen("/proc/self/timers", "r");
+    if (timers == NULL)
+        return false;
+    bool any = false;
+    int timer_signal;
+    char line[128];
+    while (!any && fgets(line, sizeof line, timers) != NULL)
+        any = sscanf(line, "signal: %d/", &timer_signal) == 1 && timer_signal > 0 && timer_signal < 65
+              && !(ignored & 1ULL << (timer_signal - 1));
+    fclose(timers);
+    return any;
+}
+
 /*
  * Dead when every greenlet waits on a sync object or a join with no timeout, nothing is
- * ready or about to be woken, no signal handler is installed, and no other OS thread
- * exists that might still post (libuv's idle workers and coop's monitor cannot). With
- * more than one hub, coop stays silent.
+ * ready or about to be woken, no signal could still come, and no other OS thread exists
+ * that might still post (libuv's idle workers and coop's monitor cannot). With more than
+ * one hub, coop stays silent. The report leaves the program as POSIX would, waiting
+ * (where a signal with its default action, or a debugger, can still end it), unless
+ * COOP_ON_DEADLOCK=exit asks for exit status 3.
  */
 
 void coop_check_deadlock(struct coop_hub *h)
@@ -199,15 +245,17 @@ void coop_check_deadlock(struct coop_hub *h)
             return;
         any = true;
     }
-    if (!any || coop_os_threads() != 1 + runtime_threads())
+    if (!any || coop_os_threads() != 1 + runtime_threads() || signal_may_come())
         return;
     reported = true;
     coop_log(COOP_LOG_ERROR, "all greenlets are asleep - deadlock!");
     coop_dump_hub(h);
-    if (coop_settings.on_deadlock_wait) {
-        coop_log(COOP_LOG_ERROR, "COOP_ON_DEADLOCK=wait: hanging for a debugger (pid %d)", (int)getpid());
+    if (!coop_settings.on_deadlock_exit) {
+        coop_log(COOP_LOG_ERROR, "waiting, as the program would without coop (pid %d; COOP_ON_DEADLOCK=exit "
+                 "exits with status 3)", (int)getpid());
         return;
     }
+    coop_trace_finish();          /* the waits that make the deadlock, in the timeline */
     _exit(DEADLOCK_STATUS);
 }
 
@@ -253,7 +301,7 @@ bool coop_is_overflow_handler(const void *handler) { return handler == (const vo
  * unless the thread has one already (a sanitizer's, Rust's). */
 void coop_diag_hub_init(struct coop_hub *h)
 {
-    (void)h;
+    coop_trace_hub_init(h);
     stack_t old;
     if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE))
         return;

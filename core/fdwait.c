@@ -130,6 +130,7 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
         unlink_waiter(&waiters[i]);
     if (waiters != small)
         free(waiters);
+    coop_after_wait(g);
     return err;
 }
 

@@ -163,6 +163,8 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     if (coop_settings.stats)
         coop_stats_spawned(alive);
     coop_monitor_greenlet_created();
+    if (coop_trace_enabled())
+        coop_trace_spawn(g, h->current);
     coop_ready(h, g);
     *out = g;
     return 0;
@@ -180,6 +182,7 @@ void coop_greenlet_main(void)
         coop_hub_main(h);
     }
     coop_tls_start(g);
+    coop_after_wait(g);
     errno = 0;
     coop_exit(g->fn(g->arg));
 }
@@ -262,7 +265,9 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
             return EBUSY;
         g->joiner = self;
         coop_prepare_wait(self, WAIT_JOIN, g);
-        if (coop_suspend(deadline) == ETIMEDOUT && g->state != G_FINISHED) {
+        int reason = coop_suspend(deadline);
+        coop_after_wait(self);
+        if (reason == ETIMEDOUT && g->state != G_FINISHED) {
             g->joiner = NULL;
             return ETIMEDOUT;
         }
@@ -292,6 +297,7 @@ int coop_detach(struct coop_greenlet *g)
 
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
 void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
+void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
@@ -301,6 +307,8 @@ void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
 {
     strncpy(g->name, name, sizeof g->name - 1);
     g->name[sizeof g->name - 1] = '\0';
+    if (coop_trace_enabled())
+        coop_trace_name(g);
 }
 
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size)

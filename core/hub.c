@@ -30,6 +30,10 @@ int64_t coop_now(void)
 
 void coop_mark_runtime_thread(void) { coop_thread.runtime = true; }
 
+/* The shim's signal delivery (coop_set_signal_hooks). */
+static void (*signal_deliver_hook)(struct coop_greenlet *g);
+static void (*signal_pass_hook)(void);
+
 /* Moves greenlets woken by other OS threads, and pending interrupts, into the ready queue. */
 static void on_async(uv_async_t *a)
 {
@@ -45,6 +49,8 @@ static void on_async(uv_async_t *a)
     }
     if (atomic_exchange(&h->dump_requested, false))
         coop_dump_hub(h);
+    if (atomic_exchange(&h->signal_pass, false) && signal_pass_hook != NULL)
+        signal_pass_hook();
     if (atomic_exchange(&h->interrupts, 0)) {
         for (struct coop_greenlet *w = h->all; w != NULL; w = w->all_next)
             if (w->interrupt_pending) {
@@ -157,6 +163,8 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 
     if (coop_settings.stats)
         coop_stats_switch(self, next);
+    if (coop_trace_enabled())
+        coop_trace_switch(h, self, next);
     self->saved_errno = errno;
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
@@ -248,6 +256,7 @@ void coop_init(const struct coop_settings *settings)
         coop_stats_init();
     coop_preempt_init(settings->preempt_ms);
     coop_monitor_start(settings->max_blocking_ms, settings->preempt_ms);
+    coop_trace_start();
 }
 
 /* A thread gets a hub when it first creates a greenlet; until then, whatever it calls
@@ -300,6 +309,8 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
         return false;
     g->wake_reason = reason;
     g->since = coop_coarse_now();
+    if (coop_trace_enabled())
+        coop_trace_wake(g, reason);
     struct coop_hub *h = g->hub;
     if (coop_thread.hub == h) {
         coop_ready(h, g);
@@ -335,6 +346,12 @@ int coop_suspend(int64_t deadline)
 {
     struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
+    /* A signal handed to it before it parked ends the wait at once, as the kernel does
+     * when a signal is pending as a system call starts to sleep. */
+    if (g->waiting.kind != WAIT_OFFLOAD && atomic_load_explicit(&g->signals_due, memory_order_acquire)) {
+        coop_cancel_wait(g);
+        return g->signal_reason;
+    }
     if (deadline != COOP_NO_DEADLINE)
         coop_timer_add(h, g, deadline);
     coop_switch_away(h);
@@ -361,19 +378,21 @@ void coop_fair_share(void)
  * those the hub's next poll makes ready too, or it would come first again: it held the hub
  * for a whole slice, so greenlets whose fds became ready meanwhile are not in the queue
  * yet. It waits for a deadline of now, which the poll's timer run meets: the poll happens
- * first, then coop_ready puts it at the back.
+ * first, then coop_ready puts it at the back. Either way, signals queued for the greenlet
+ * meanwhile are delivered as it resumes, as at the end of every wait.
  */
 void coop_requeue_current(bool behind_poll)
 {
     struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
-    if (!behind_poll) {
+    if (behind_poll) {
+        coop_prepare_wait(g, WAIT_PREEMPTED, NULL);
+        coop_suspend(coop_now());
+    } else {
         coop_ready(h, g);
         coop_switch_away(h);
-        return;
     }
-    coop_prepare_wait(g, WAIT_PREEMPTED, NULL);
-    coop_suspend(coop_now());
+    coop_after_wait(g);
 }
 
 void coop_yield(void)
@@ -388,14 +407,57 @@ void coop_yield(void)
 int coop_sleep_until(int64_t deadline)
 {
     struct coop_greenlet *g = coop_self();
+    int reason = 0;
     while (coop_now() < deadline) {
         coop_prepare_wait(g, WAIT_SLEEP, NULL);
-        int reason = coop_suspend(deadline);
+        reason = coop_suspend(deadline);
         if (reason == EINTR || reason == COOP_RESTART)
-            return reason;
+            break;
+        reason = 0;
     }
-    return 0;
+    coop_after_wait(g);
+    return reason;
 }
+
+void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), void (*pass)(void))
+{
+    signal_deliver_hook = deliver;
+    signal_pass_hook = pass;
+}
+
+void coop_run_signal_hook(struct coop_greenlet *g)
+{
+    atomic_store_explicit(&g->signals_due, false, memory_order_relaxed);
+    if (signal_deliver_hook != NULL)
+        signal_deliver_hook(g);
+}
+
+void coop_signal_greenlet(struct coop_greenlet *g, bool restartable)
+{
+    if (!restartable || !atomic_load_explicit(&g->signals_due, memory_order_relaxed))
+        g->signal_reason = restartable ? COOP_RESTART : EINTR;
+    atomic_store_explicit(&g->signals_due, true, memory_order_release);
+    coop_interrupt(g, restartable);
+}
+
+void coop_request_signal_pass(void)
+{
+    struct coop_hub *h = coop_thread.hub;
+    if (h == NULL)
+        h = coop_hubs;
+    atomic_store(&h->signal_pass, true);
+    uv_async_send(&h->async);
+}
+
+void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg)
+{
+    struct coop_hub *h = coop_thread.hub;
+    for (struct coop_greenlet *g = h != NULL ? h->all : NULL; g != NULL; g = g->all_next)
+        if (!g->is_hub && g->state != G_FINISHED)
+            fn(g, arg);
+}
+
+bool coop_on_hub_thread(void) { return coop_thread.hub != NULL && !coop_thread.runtime; }
 
 void coop_interrupt(struct coop_greenlet *g, bool restartable)
 {

@@ -10,6 +10,7 @@
 #include "coop.h"
 #include "stack.h"
 #include "sys.h"
+#include "trace.h"
 
 #define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
 /*
@@ -65,6 +66,9 @@ struct coop_greenlet {
     struct coop_greenlet *joiner;
     void *slot;                      /* the shim's */
     void *held;                      /* the shim's record of libc locks it holds, or NULL */
+    void *signals;                   /* the shim's per-greenlet signal state */
+    _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
+    int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
     uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
     bool own_tls;                    /* the area at tp is its own (tls.c) */
 
@@ -109,6 +113,7 @@ struct coop_hub {
     coop_lock_t remote_lock;         /* wakes from other OS threads */
     struct coop_greenlet *remote_head, *remote_tail;
     _Atomic int interrupts;          /* set by signal handlers */
+    _Atomic bool signal_pass;        /* the shim asked for a pass over its greenlets */
 
     struct coop_greenlet **heap;     /* greenlets waiting with a deadline */
     int heap_len, heap_cap;
@@ -122,6 +127,7 @@ struct coop_hub {
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
     _Atomic(struct coop_greenlet *) joined_elsewhere;  /* the same, joined by another thread */
     struct coop_preempt_hub preempt;
+    struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
 };
 
 /* The runtime's own per-OS-thread state (kept whole when greenlets get TLS of their own). */
@@ -151,6 +157,15 @@ void coop_switch_away(struct coop_hub *h);
 /* Requeues the running greenlet behind every ready one; behind_poll: also behind those the
  * hub's next poll makes ready (a preempted greenlet). coop_yield and preemption use it. */
 void coop_requeue_current(bool behind_poll);
+
+/* The end of every wait and yield, once the wait is undone: signals queued for the greenlet
+ * are delivered there, on its own stack (their handlers may longjmp out). */
+void coop_run_signal_hook(struct coop_greenlet *g);
+static inline void coop_after_wait(struct coop_greenlet *g)
+{
+    if (g != NULL && atomic_load_explicit(&g->signals_due, memory_order_acquire))
+        coop_run_signal_hook(g);
+}
 
 /* fdwait.c: dispatches one event of the hub's epoll set */
 void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events);
@@ -189,6 +204,9 @@ void coop_check_deadlock(struct coop_hub *h);
 void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_diag_hub_init(struct coop_hub *h);
 void coop_print_stack(ucontext_t *ctx, bool signal_frame);
+/* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
+ * (the monitor's, the profiler's, preemption's) call this first, outside any handler. */
+void coop_unwind_warm_up(void);
 bool coop_in_runtime(uintptr_t ip);
 int coop_os_threads(void);           /* of the process, or -1 */
 
@@ -222,10 +240,6 @@ void coop_preempt_ask(struct coop_hub *h, uint64_t switches);
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size);
 void coop_preempt_fork_child(struct coop_hub *h);
 void coop_preempt_print_stats(void);
-
-/* diag.c: libunwind takes locks and reads ELF files on first use: this does it outside any
- * signal handler. */
-void coop_unwind_warm_up(void);
 
 /* hub.c: the list of hubs */
 extern struct coop_hub *coop_hubs;

@@ -87,6 +87,8 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
 {
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
+    if (coop_trace_enabled())
+        coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     /* Why it was not preempted, before the sample: an attempt during the sample would find the
      * thread in the sampling handler, not in the greenlet's own code. */
     char why[256];
@@ -151,9 +153,6 @@ static void *monitor(void *unused)
 {
     (void)unused;
     coop_mark_runtime_thread();
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);      /* glibc's own (setxid...) stay open */
     enum { WATCHED = 64 };
     struct watch watched[WATCHED] = { { 0 } };
     int64_t tick = tick_ns(), nap = tick;
@@ -181,15 +180,19 @@ static void *monitor(void *unused)
     return NULL;
 }
 
-/* A new thread takes its creator's name: the creating thread wears the monitor's for that
- * moment, so that the monitor never shows under the program's name. */
+/* A new thread takes its creator's name and signal mask: the creating thread wears the
+ * monitor's name for that moment, so that the monitor never shows under the program's, and
+ * blocks every signal, so that the program's never land on the monitor. */
 static int create_named_monitor(void)
 {
     char own_name[16] = "";
+    sigset_t old;
     coop_sys(SYS_prctl, PR_GET_NAME, own_name, 0);
     coop_sys(SYS_prctl, PR_SET_NAME, "coop-monitor", 0);
+    coop_block_all_signals(&old);
     pthread_t t;
     int err = coop_settings.os_thread_create(&t, NULL, monitor, NULL);
+    coop_restore_signals(&old);
     coop_sys(SYS_prctl, PR_SET_NAME, own_name, 0);
     return err;
 }
@@ -231,3 +234,9 @@ void coop_monitor_fork_child(void)
 {
     atomic_store(&running, false);
 }
+
+static uint64_t other_runtime_signals;
+
+void coop_add_runtime_signal(int sig) { other_runtime_signals |= 1ULL << (sig - 1); }
+
+uint64_t coop_runtime_signals(void) { return 1ULL << (SAMPLE_SIGNAL - 1) | other_runtime_signals; }

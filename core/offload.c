@@ -69,11 +69,10 @@ static int queue(uv_loop_t *loop, struct offload *o)
     setenv("UV_THREADPOOL_SIZE", size, 1);
     /* The pool's threads start inside this call and inherit this mask: with every signal
      * blocked, a process-wide signal is never handed to one of them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigset_t old;
+    coop_block_all_signals(&old);
     int err = uv_queue_work(loop, &o->req, run, finished);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    coop_restore_signals(&old);
     if (previous != NULL)
         setenv("UV_THREADPOOL_SIZE", previous, 1);
     else
@@ -103,4 +102,5 @@ void coop_offload(void (*fn)(void *), void *arg)
         }
         coop_suspend(COOP_NO_DEADLINE);
     }
+    coop_after_wait(g);     /* only now: a handler may longjmp out, and o is on this stack */
 }

@@ -69,6 +69,22 @@ static int thread_sleep(struct parker *p, int64_t deadline)
     return 0;
 }
 
+/* After a wait that did not end with an unpark: takes p off the queue, or says that an
+ * unparker took it off as we gave up (its wakeup is ours). An OS thread must then wait for
+ * the unparker's last touch of the parker before the frame goes. */
+static bool unqueue(struct bucket *b, struct parker *p)
+{
+    coop_lock(&b->lock);
+    bool still_queued = p->queued;
+    if (still_queued)
+        dequeue(b, p);
+    coop_unlock(&b->lock);
+    if (!still_queued && p->g == NULL)
+        while (atomic_load(&p->thread_woken) == 0)
+            coop_futex(&p->thread_woken, FUTEX_WAIT, 0, NULL);
+    return still_queued;
+}
+
 int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
               uint32_t bitset, int64_t deadline, const char *what)
 {
@@ -94,21 +110,10 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
     coop_unlock(&b->lock);
 
     int reason = p.g != NULL ? coop_suspend(deadline) : thread_sleep(&p, deadline);
-    if (reason == 0)
-        return 0;
-    coop_lock(&b->lock);
-    bool still_queued = p.queued;
-    if (still_queued)
-        dequeue(b, &p);
-    coop_unlock(&b->lock);
-    if (still_queued)
-        return reason;
-    /* An unparker took us off the queue as we gave up: its wakeup is ours. An OS thread
-     * must wait for the unparker's last touch of the parker before the frame goes. */
-    if (p.g == NULL)
-        while (atomic_load(&p.thread_woken) == 0)
-            coop_futex(&p.thread_woken, FUTEX_WAIT, 0, NULL);
-    return 0;
+    if (reason != 0 && !unqueue(b, &p))
+        reason = 0;
+    coop_after_wait(p.g);
+    return reason;
 }
 
 int coop_unpark(const void *addr, int n, uint32_t bitset)

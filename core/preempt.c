@@ -93,12 +93,16 @@
  *   program, whose handlers are reset: a real-time signal would kill it before its first
  *   instruction, SIGURG does nothing. Programs rarely use SIGURG (urgent data on a socket
  *   with an owner, F_SETOWN). One that installs a handler for it keeps it: the shim's
- *   trampoline offers every SIGURG to coop_preempt_on_signal first, then calls the
- *   program's handler, which may thus see spurious SIGURGs, as under Go. While the program
- *   leaves SIGURG at SIG_DFL or SIG_IGN, coop's handler stands in, ignoring every SIGURG
- *   but the monitor's, as either would; sigaction reports the program's own setting. With
- *   the signal family off (--no-signal) a handler the program installs replaces coop's: it
- *   gets the monitor's SIGURGs, and nothing is preempted.
+ *   trampoline offers every SIGURG to coop_preempt_on_signal first, which takes the
+ *   monitor's (the one flagged as on its way to that hub) and leaves any other to the
+ *   program's handler. (A program's SIGURG that comes while the monitor's is on its way
+ *   merges with it, as standard signals do not queue, and is taken for the monitor's.)
+ *   While the program leaves SIGURG at SIG_DFL or SIG_IGN, coop's handler stands in,
+ *   ignoring every SIGURG but the monitor's, as either would; sigaction reports the
+ *   program's own setting. SIGURG is one of the runtime's signals: the shim never blocks
+ *   it in a hub thread's real mask, whatever the greenlets block (their masks are kept in
+ *   user space). With the signal family off (--no-signal) a handler the program installs
+ *   replaces coop's: it gets the monitor's SIGURGs, and nothing is preempted.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
@@ -351,9 +355,13 @@ static void record_refusal(struct coop_hub *h, enum refusal why, uintptr_t where
     atomic_store_explicit(&h->preempt.refused_at, asked_at + 1, memory_order_release);
 }
 
+/* The trace's instant and the hook run here even in the handler: the rule has just found no
+ * frame of coop's on the interrupted stack, so no trace record was in progress. */
 static void leave(struct coop_greenlet *g, bool at_call)
 {
     atomic_fetch_add_explicit(at_call ? &preempted_at_call : &preempted_by_signal, 1, memory_order_relaxed);
+    if (coop_trace_enabled())
+        coop_trace_instant(g, COOP_TRACE_PREEMPTED, at_call);
     if (preempt_hook != NULL)
         preempt_hook(g, at_call);
     coop_requeue_current(true);
@@ -393,12 +401,14 @@ static void keep_thread_signal_state(ucontext_t *uc)
     coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
 }
 
-void coop_preempt_on_signal(siginfo_t *info, void *context)
+bool coop_preempt_on_signal(siginfo_t *info, void *context)
 {
     (void)info;
-    int saved_errno = errno;
     struct coop_hub *h = coop_thread.hub;
-    if (h != NULL) {
+    if (h == NULL || !atomic_load_explicit(&h->preempt.signal_on_its_way, memory_order_acquire))
+        return false;        /* not the monitor's: the program's own SIGURG */
+    int saved_errno = errno;
+    {
         ucontext_t *uc = context;
         struct coop_greenlet *g = coop_running;
         uint64_t asked_at = atomic_load_explicit(&h->preempt.asked_at, memory_order_acquire);
@@ -416,6 +426,7 @@ void coop_preempt_on_signal(siginfo_t *info, void *context)
         }
     }
     errno = saved_errno;
+    return true;
 }
 
 static void on_preempt_signal(int sig, siginfo_t *info, void *context)
@@ -543,7 +554,14 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
 
 /* --- start-up, fork, statistics --- */
 
-void coop_preempt_init(int preempt_ms) { slice_ns = preempt_ms * 1000000LL; }
+/* At start-up, before the shim reads the runtime's signals: the real mask of a hub's thread
+ * never blocks SIGURG, whatever its greenlets block (shim/signal.c). */
+void coop_preempt_init(int preempt_ms)
+{
+    slice_ns = preempt_ms * 1000000LL;
+    if (preempt_ms > 0)
+        coop_add_runtime_signal(PREEMPT_SIGNAL);
+}
 
 /* A handler the program installed for SIGURG (the shim's trampoline, which passes the signal
  * here first) stays; otherwise coop's own stands in for the program's SIG_DFL or SIG_IGN,

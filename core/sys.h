@@ -6,6 +6,7 @@
 #ifndef COOP_SYS_H
 #define COOP_SYS_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -30,6 +31,21 @@ static inline long coop_sys6(long n, long a, long b, long c, long d, long e, lon
 static inline long coop_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
 {
     return coop_sys6(SYS_futex, (long)word, op | 128 /* FUTEX_PRIVATE_FLAG */, val, (long)ts, 0, 0);
+}
+
+/* Blocks every signal on the calling OS thread, for a runtime thread to inherit, but glibc's
+ * own two (32, cancellation; 33, setxid): setuid() in a threaded process signals every thread
+ * glibc knows with 33 and waits until each has answered, and a runtime thread is one. The
+ * kernel's sigset is 8 bytes; sigset_t is larger, and only its first word is used. */
+static inline void coop_block_all_signals(sigset_t *old)
+{
+    uint64_t all = ~(uint64_t)0 & ~(1ULL << (32 - 1)) & ~(1ULL << (33 - 1));
+    coop_sys6(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)&all, (long)old, 8, 0, 0);
+}
+
+static inline void coop_restore_signals(const sigset_t *old)
+{
+    coop_sys6(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)old, 0, 8, 0, 0);
 }
 
 /* A small lock for runtime structures shared between OS threads. Held only briefly. */

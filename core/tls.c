@@ -369,6 +369,14 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to)
         set_thread_pointer(to->tp);
 }
 
+void *coop_os_thread_local(void *addr)
+{
+    struct coop_greenlet *g = coop_running;
+    if (g == NULL || !g->own_tls)
+        return addr;
+    return (char *)addr - g->tp + g->hub->os_tp;
+}
+
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
     /* glibc's fork updated the tid of the control block it runs on: the forking greenlet's. */

@@ -22,6 +22,26 @@ static void print_patched(void)
 
 static const char *environment(const char *name) { return secure_getenv(name); }
 
+/* A trace or profile file named without %p belongs to the process that first opens it,
+ * named in COOP_TRACE_OWNER: that process keeps it across exec (a wrapper script that execs
+ * the real program: same pid), while its children, which would overwrite it, go without. */
+static void keep_to_self(const char **file)
+{
+    if (*file == NULL)
+        return;
+    if (strstr(*file, "%p") == NULL) {
+        const char *owner = getenv("COOP_TRACE_OWNER");
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        if (owner != NULL && strcmp(owner, pid) != 0) {
+            *file = NULL;
+            return;
+        }
+        setenv("COOP_TRACE_OWNER", pid, 1);
+    }
+    *file = strdup(*file);
+}
+
 /* Applies the settings, or stops the program before main on a bad one. */
 static void read_settings(struct coop_settings *core)
 {
@@ -35,6 +55,8 @@ static void read_settings(struct coop_settings *core)
     }
     memcpy(shim_patched, s.patched, sizeof shim_patched);
     *core = s.core;
+    keep_to_self(&core->trace_file);
+    keep_to_self(&core->profile_file);
     coop_log_level = s.log_level;
     shim_dump_signal = s.dump_signal;
     shim_file_offload = s.file_offload;
@@ -43,6 +65,13 @@ static void read_settings(struct coop_settings *core)
         shim_proc_no_inherit();
     if (core->verbose)
         print_patched();
+}
+
+/* A greenlet's end, on its own stack: what glibc does when a thread ends. */
+static void greenlet_exit(struct coop_greenlet *g)
+{
+    shim_locals_exit(g);
+    shim_signal_thread_exit(g);
 }
 
 __attribute__((constructor)) static void coop_start(void)
@@ -58,6 +87,7 @@ __attribute__((constructor)) static void coop_start(void)
     shim_signal_init();
     shim_thread_init();
     shim_locals_init();
+    coop_set_exit_hook(greenlet_exit);
     shim_stdio_init();
 }
 

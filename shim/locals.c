@@ -51,7 +51,8 @@ static struct locals **locals_slot(struct coop_greenlet *g)
  * state stays the OS thread's. */
 static struct locals *my_locals(bool create, const void *caller)
 {
-    struct locals **slot = locals_slot(coop_from_sanitizer(caller) ? NULL : coop_self());
+    struct locals **slot = coop_from_sanitizer(caller) ? coop_os_thread_local(&thread_locals)
+                                                       : locals_slot(coop_self());
     if (*slot == NULL && create) {
         *slot = calloc(1, sizeof **slot);
         if (*slot != NULL && slot == &thread_locals)
@@ -161,7 +162,7 @@ static void run_destructors(struct locals *l)
     free(l);
 }
 
-static void greenlet_exit(struct coop_greenlet *g)
+void shim_locals_exit(struct coop_greenlet *g)
 {
     struct locals **slot = locals_slot(g);
     if (*slot == NULL)
@@ -181,7 +182,6 @@ static void thread_exit(void *l)
 void shim_locals_init(void)
 {
     REAL(pthread_key_create)(&thread_exit_key, thread_exit);
-    coop_set_exit_hook(greenlet_exit);
     if (thread_locals != NULL)     /* values set before coop started */
         REAL(pthread_setspecific)(thread_exit_key, thread_locals);
 }

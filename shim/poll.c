@@ -2,8 +2,9 @@
  * Family poll: poll, select and epoll_wait. Each is first asked with a zero timeout, so
  * the answer is always the kernel's own; only when nothing is ready does the greenlet
  * wait on the fds (for epoll, on the epoll fd itself, which is readable when it has
- * events), and then asks again. A wait that takes a signal mask goes to libc: the mask
- * of one greenlet cannot be applied to a thread that runs others meanwhile.
+ * events), and then asks again. A wait that takes a signal mask (ppoll, pselect,
+ * epoll_pwait) sets the greenlet's own mask for its duration (signal.c), and ends with
+ * EINTR once a handler has run on it.
  */
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +22,7 @@ struct multiplexer {
     int (*check)(void *call);                    /* the call with a zero timeout */
     int (*block)(void *call, int64_t deadline);  /* the real blocking call */
     void *call;
+    const sigset_t *mask;                        /* the greenlet's mask meanwhile, or NULL */
 };
 
 static int remaining_ms(int64_t deadline)
@@ -31,8 +33,14 @@ static int remaining_ms(int64_t deadline)
     return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
+static int interrupted(void)
+{
+    errno = EINTR;
+    return -1;
+}
+
 /* Asks until something is ready, the deadline passes or a signal handler runs. */
-static int multiplex(const struct multiplexer *m, const struct coop_fd_event *set, int n, int64_t deadline)
+static int ask_until(const struct multiplexer *m, const struct coop_fd_event *set, int n, int64_t deadline)
 {
     for (bool first = true;; first = false) {
         int r = m->check(m->call);
@@ -42,14 +50,26 @@ static int multiplex(const struct multiplexer *m, const struct coop_fd_event *se
             return r;
 
         int w = n > 0 ? coop_wait_fds(set, n, deadline) : coop_sleep_until(deadline);
-        if (w == EINTR || w == COOP_RESTART) {   /* these calls are never restarted */
-            errno = EINTR;
-            return -1;
-        }
+        if (w == EINTR || w == COOP_RESTART)     /* these calls are never restarted */
+            return interrupted();
         if (w != 0 && w != ETIMEDOUT && w != EBADF)
             return m->block(m->call, deadline);
     }
 }
+
+static int multiplex(const struct multiplexer *m, const struct coop_fd_event *set, int n, int64_t deadline)
+{
+    if (m->mask == NULL)
+        return ask_until(m, set, n, deadline);
+    uint64_t saved;
+    unsigned handled = shim_signal_wait_mask(m->mask, &saved);
+    int r = shim_signal_handled_since(handled) ? interrupted() : ask_until(m, set, n, deadline);
+    shim_signal_wait_done(saved, handled);
+    return r;
+}
+
+/* Whether a wait with a signal mask must set it coop's way: the greenlet's mask is coop's. */
+static bool own_mask(const sigset_t *mask) { return mask != NULL && shim_signal_per_greenlet(); }
 
 /* --- poll --- */
 
@@ -67,7 +87,7 @@ static int poll_block(void *c, int64_t deadline)
     return REAL(poll)(p->fds, p->n, remaining_ms(deadline));
 }
 
-static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline, const sigset_t *mask)
 {
     struct coop_fd_event small[16] = { { 0, 0 } };
     struct coop_fd_event *set = n <= 16 ? small : malloc(n * sizeof *set);
@@ -82,7 +102,7 @@ static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
         set[count++] = (struct coop_fd_event){ fds[i].fd, ev ? ev : COOP_READ };
     }
     struct poll_call call = { fds, n };
-    struct multiplexer m = { poll_check, poll_block, &call };
+    struct multiplexer m = { poll_check, poll_block, &call, mask };
     int r = multiplex(&m, set, count, deadline);
     if (set != small)
         free(set);
@@ -93,7 +113,7 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     if (timeout == 0 || shim_cooperative(FAM_poll) == NULL)
         return REAL(poll)(fds, n, timeout);
-    return coop_poll(fds, n, shim_deadline_ms(timeout));
+    return coop_poll(fds, n, shim_deadline_ms(timeout), NULL);
 }
 
 EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
@@ -105,10 +125,10 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
 {
-    if (mask != NULL || (timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
-        || shim_cooperative(FAM_poll) == NULL)
+    if (!own_mask(mask) && ((timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
+                            || mask != NULL || shim_cooperative(FAM_poll) == NULL))
         return REAL(ppoll)(fds, n, timeout, mask);
-    return coop_poll(fds, n, shim_deadline_after(timeout));
+    return coop_poll(fds, n, shim_deadline_after(timeout), mask);
 }
 
 EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -152,7 +172,8 @@ static int select_block(void *c, int64_t deadline)
                         deadline == COOP_NO_DEADLINE ? NULL : &tv);
 }
 
-static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline)
+static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline,
+                       const sigset_t *mask)
 {
     struct select_call call = { .nfds = nfds, .sets = { rd, wr, ex } };
     struct coop_fd_event set[FD_SETSIZE];
@@ -166,7 +187,7 @@ static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
         if (ev)
             set[n++] = (struct coop_fd_event){ fd, ev };
     }
-    struct multiplexer m = { select_check, select_block, &call };
+    struct multiplexer m = { select_check, select_block, &call, mask };
     int r = multiplex(&m, set, n, deadline);
     if (r == 0)
         for (int i = 0; i < 3; i++)
@@ -185,7 +206,7 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
         struct timespec rel = { timeout->tv_sec, timeout->tv_usec * 1000 };
         deadline = shim_deadline_after(&rel);
     }
-    int r = coop_select(nfds, rd, wr, ex, deadline);
+    int r = coop_select(nfds, rd, wr, ex, deadline, NULL);
     if (timeout != NULL) {     /* Linux reports the time left */
         struct timespec left = shim_remaining(deadline);
         *timeout = (struct timeval){ left.tv_sec, left.tv_nsec / 1000 };
@@ -196,10 +217,10 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
                    const sigset_t *mask)
 {
-    if (mask != NULL || (timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
-        || nfds > FD_SETSIZE || shim_cooperative(FAM_poll) == NULL)
+    if (nfds > FD_SETSIZE || (!own_mask(mask) && ((timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
+                                                  || mask != NULL || shim_cooperative(FAM_poll) == NULL)))
         return REAL(pselect)(nfds, rd, wr, ex, timeout, mask);
-    return coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout));
+    return coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout), mask);
 }
 
 /* --- epoll --- */
@@ -218,11 +239,12 @@ static int epoll_block(void *c, int64_t deadline)
     return REAL(epoll_wait)(e->epfd, e->events, e->max, remaining_ms(deadline));
 }
 
-static int coop_epoll(int epfd, struct epoll_event *events, int max, int64_t deadline)
+static int coop_epoll(int epfd, struct epoll_event *events, int max, int64_t deadline,
+                      const sigset_t *mask)
 {
     struct epoll_call call = { epfd, events, max };
     struct coop_fd_event set = { epfd, COOP_READ };
-    struct multiplexer m = { epoll_check, epoll_block, &call };
+    struct multiplexer m = { epoll_check, epoll_block, &call, mask };
     return multiplex(&m, &set, 1, deadline);
 }
 
@@ -230,11 +252,13 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout
 {
     if (timeout == 0 || max <= 0 || shim_cooperative(FAM_poll) == NULL)
         return REAL(epoll_wait)(epfd, events, max, timeout);
-    return coop_epoll(epfd, events, max, shim_deadline_ms(timeout));
+    return coop_epoll(epfd, events, max, shim_deadline_ms(timeout), NULL);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
 {
+    if (own_mask(mask) && max > 0)
+        return coop_epoll(epfd, events, max, shim_deadline_ms(timeout), mask);
     if (mask != NULL)
         return REAL(epoll_pwait)(epfd, events, max, timeout, mask);
     return epoll_wait(epfd, events, max, timeout);
@@ -243,8 +267,8 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeou
 EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
                         const sigset_t *mask)
 {
-    if (mask != NULL || (timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0) || max <= 0
-        || shim_cooperative(FAM_poll) == NULL)
+    if (max <= 0 || (!own_mask(mask) && ((timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
+                                         || mask != NULL || shim_cooperative(FAM_poll) == NULL)))
         return REAL(epoll_pwait2)(epfd, events, max, timeout, mask);
-    return coop_epoll(epfd, events, max, shim_deadline_after(timeout));
+    return coop_epoll(epfd, events, max, shim_deadline_after(timeout), mask);
 }

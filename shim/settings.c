@@ -69,8 +69,9 @@ static void parse_patch(struct parser *p, const char *value, bool patched[FAM_CO
     }
 }
 
-/* 262144, 64k, 1m, 1g (either case), from 16k to 1g. */
-static size_t parse_size(struct parser *p, const char *var, const char *value)
+/* 262144, 64k, 1m, 1g (either case), from min to max bytes; range names the range. */
+static uint64_t parse_size(struct parser *p, const char *var, const char *value,
+                           uint64_t min, uint64_t max, const char *range)
 {
     char *end;
     unsigned long long n = strtoull(value, &end, 10), unit = 1;
@@ -82,10 +83,10 @@ static size_t parse_size(struct parser *p, const char *var, const char *value)
     }
     if (end == value || *end != '\0' || value[0] == '-' || value[0] == '+' || value[0] == ' ')
         fail(p, var, value, "not a size (examples: 65536, 64k, 1m)");
-    else if (n > (1ULL << 30) || n * unit < 16 * 1024 || n * unit > (1ULL << 30))
-        fail(p, var, value, "size out of range (16k to 1g)");
+    else if (n > max / unit || n * unit < min)
+        fail(p, var, value, range);
     else
-        return (size_t)(n * unit);
+        return n * unit;
     return 0;
 }
 
@@ -140,6 +141,26 @@ static int parse_signal(struct parser *p, const char *var, const char *value)
     return 0;
 }
 
+/* The timeline and the profile (core/trace.c, core/profile.c). A file name must not be
+ * empty; the size limit is kept whole or not at all (0). */
+static void parse_trace(struct parser *p, struct coop_settings *core)
+{
+    const char *v;
+    if ((v = p->get("COOP_TRACE")) != NULL && *v == '\0')
+        fail(p, "COOP_TRACE", v, "expected a file name");
+    core->trace_file = v != NULL && *v != '\0' ? v : NULL;
+    core->trace_max = 64ULL << 20;
+    if ((v = p->get("COOP_TRACE_MAX")) != NULL)
+        core->trace_max = strcmp(v, "0") == 0 ? 0
+            : parse_size(p, "COOP_TRACE_MAX", v, 64 << 10, 1ULL << 40, "size out of range (0 for no limit, or 64k to 1024g)");
+    if ((v = p->get("COOP_PROFILE")) != NULL && *v == '\0')
+        fail(p, "COOP_PROFILE", v, "expected a file name");
+    core->profile_file = v != NULL && *v != '\0' ? v : NULL;
+    core->profile_hz = 99;       /* not a divisor of common timer rates: no lockstep */
+    if ((v = p->get("COOP_PROFILE_HZ")) != NULL)
+        core->profile_hz = (int)parse_number(p, "COOP_PROFILE_HZ", v, 1, 10000);
+}
+
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size)
 {
@@ -152,7 +173,9 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     const char *v;
 
     parse_patch(&p, (v = get("COOP_PATCH")) != NULL ? v : "all", out->patched);
-    core->stack_size = (v = get("COOP_STACK_SIZE")) != NULL ? parse_size(&p, "COOP_STACK_SIZE", v) : 256 * 1024;
+    core->stack_size = (v = get("COOP_STACK_SIZE")) != NULL
+        ? (size_t)parse_size(&p, "COOP_STACK_SIZE", v, 16 << 10, 1 << 30, "size out of range (16k to 1g)")
+        : 256 * 1024;
     out->log_level = COOP_LOG_WARN;
     if ((v = get("COOP_LOG")) != NULL)
         out->log_level = (enum coop_log_level)parse_choice(&p, "COOP_LOG", v, levels,
@@ -174,8 +197,8 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     if ((v = get("COOP_PREEMPT_MS")) != NULL)
         core->preempt_ms = (int)parse_number(&p, "COOP_PREEMPT_MS", v, 0, 3600000);
     if ((v = get("COOP_ON_DEADLOCK")) != NULL)
-        core->on_deadlock_wait =
-            parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 1;
+        core->on_deadlock_exit =
+            parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 0;
     out->threadpool_size = 10;      /* gevent's default; libuv allows up to 1024 */
     if ((v = get("COOP_THREADPOOL_SIZE")) != NULL)
         out->threadpool_size = (int)parse_number(&p, "COOP_THREADPOOL_SIZE", v, 1, 1024);
@@ -183,5 +206,6 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
         out->file_offload = parse_bool(&p, "COOP_FILE_OFFLOAD", v);
     if ((v = get("COOP_NO_INHERIT")) != NULL)
         out->no_inherit = parse_bool(&p, "COOP_NO_INHERIT", v);
+    parse_trace(&p, core);
     return p.failed ? -1 : 0;
 }

@@ -4,6 +4,7 @@
 #define COOP_SHIM_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -96,8 +97,18 @@ int64_t shim_deadline_ms(int timeout_ms);
 int shim_abs_deadline(clockid_t clock, const struct timespec *abstime, int64_t *deadline);
 struct timespec shim_remaining(int64_t deadline);
 
-/* Signals: whether handled ones interrupt cooperative waits (see signal.c). */
-void shim_signal_target(struct coop_greenlet *g, int sig);
+/* Signals per greenlet (see signal.c): a new greenlet's mask is its creator's. */
+void shim_signal_thread_created(struct coop_greenlet *g);
+void shim_signal_thread_exit(struct coop_greenlet *g);
+/* A wait with its own signal mask (ppoll, pselect, epoll_pwait): the mask is set and
+ * whatever it unblocks delivered; wait_done restores it and says whether a handler ran
+ * meanwhile (the wait then ends with EINTR). */
+unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved);
+bool shim_signal_wait_done(uint64_t saved, unsigned handled);
+bool shim_signal_handled_since(unsigned handled);
+/* Whether the calling greenlet's signal mask is coop's to keep (the signal family is on). */
+bool shim_signal_per_greenlet(void);
+void shim_locals_exit(struct coop_greenlet *g);
 /* Installs the run-info dump's handler (COOP_DUMP_SIGNAL), if one is asked for. */
 void shim_signal_init(void);
 extern int shim_dump_signal;

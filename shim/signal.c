@@ -1,56 +1,440 @@
 /*
- * Family signal: handlers keep running as installed, but coop slips a trampoline in
- * front of each, because a handler must end a greenlet's cooperative wait the way it
- * would end a blocking system call: with EINTR, or a restart when it was installed with
- * SA_RESTART. The kernel hands a process-wide signal to the main thread when it can, so
- * the main greenlet's wait is the one interrupted; pthread_kill names its own target.
- * SIGURG is also coop's preemption signal (core/preempt.c): the trampoline offers it to
- * coop first, and while the program leaves it at SIG_DFL or SIG_IGN coop's handler stays.
+ * Family signal: signals per greenlet, as per thread.
+ *
+ * The kernel knows OS threads only; the greenlets of a hub share one, with one signal mask
+ * and one pending set. So coop keeps, as GNU Pth did, each greenlet's mask and its
+ * thread-directed pending signals in user space, and steers every signal to a greenlet:
+ *
+ *   - Masks. pthread_sigmask and sigprocmask change the calling greenlet's mask only. The
+ *     hub thread's real mask blocks exactly the signals that every greenlet blocks (per
+ *     signal, a count of the greenlets blocking it, against the count of greenlets), so a
+ *     process-directed signal that nobody accepts
+ *     stays pending in the kernel, as it would natively, until a greenlet unblocks it (the
+ *     kernel then delivers it at once, to that greenlet) or takes it with sigwait. The
+ *     runtime's own signals are never blocked there; coop's and libuv's threads block all.
+ *   - Delivery. A handler the program installs runs behind coop's trampoline. When the
+ *     kernel delivers a signal, the trampoline picks its greenlet: a greenlet waiting for
+ *     it in sigwait, else the running greenlet if it accepts it (the handler runs at once,
+ *     as natively), else the main greenlet, else any that accepts it (a pass over the
+ *     greenlets, in normal context on the hub). A signal for a greenlet that is not
+ *     running is queued to it and interrupts its wait (EINTR, or a restart under
+ *     SA_RESTART); its handler runs on that greenlet, on its own stack, when the wait has
+ *     been undone (core: coop_after_wait), so the handler may longjmp out.
+ *   - Thread-directed signals. pthread_kill, pthread_sigqueue and raise to a greenlet never
+ *     reach the kernel unless the default action must happen (the process ends or stops):
+ *     the signal is queued to its target, pending while the target blocks it.
+ *   - Waits. sigwait and its kin take a queued signal, a process-pending one, or one pending
+ *     in the kernel (a real sigtimedwait that never waits); otherwise they wait on a
+ *     signalfd for the set, or to be handed a signal. sigsuspend, pause, ppoll, pselect and
+ *     epoll_pwait set the greenlet's mask for the wait and end when a handler ran on it.
+ *
+ * SIGURG is coop's preemption signal too (core/preempt.c), and one of the runtime's signals:
+ * the trampoline hands the monitor's to coop, the program's to its handler; while the
+ * program leaves SIGURG at SIG_DFL or SIG_IGN, coop's own handler stays installed.
+ *
+ * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
+ * it restore what they change); its queue and pending bits are pushed by anyone (other
+ * greenlets, handlers, other OS threads) and taken by that greenlet only. Queue entries come
+ * from a fixed pool with a lock-free free list, since handlers cannot allocate.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "shim.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
+#define BIT(sig) (1ULL << ((sig) - 1))
+/* glibc keeps these two for itself (cancellation, setxid) and never lets a program block them. */
+#define UNBLOCKABLE (BIT(SIGKILL) | BIT(SIGSTOP) | BIT(32) | BIT(33))
+#define STANDARD (BIT(SIGRTMIN) - 1)       /* signals that do not queue */
+#define POOL 512
+#define NO_ENTRY 0
+
+struct entry { siginfo_t info; uint32_t next; };
+
+/* One greenlet's signals (and, in `process`, those no greenlet could take yet). */
+struct sigstate {
+    _Atomic uint64_t blocked;        /* its mask; written by its greenlet */
+    _Atomic uint64_t pending;        /* standard signals queued, one instance each */
+    _Atomic uint32_t queue;          /* entries queued, newest first (index + 1) */
+    _Atomic uint64_t awaited;        /* the set of its sigwait under way */
+    _Atomic unsigned handled;        /* handlers run on it so far */
+};
+
+static struct entry pool[POOL];
+static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
+static struct sigstate process;
+
 /* What the program installed, as sigaction reports it back. */
 static struct sigaction installed[NSIG];
 static bool trampolined[NSIG];
-/* The greenlet a pthread_kill aimed at, per signal. */
-static struct coop_greenlet *_Atomic target[NSIG];
 
-static void trampoline(int sig, siginfo_t *info, void *context)
+/* Greenlets with a state, and per signal how many of them block it: the hub's real mask
+ * blocks the signals all of them block. Changed in normal context on the hub. */
+static int live;
+static int blocking[65];
+static uint64_t real_blocked;        /* as last applied */
+static uint64_t runtime_signals;
+
+int shim_dump_signal;
+
+static uint64_t bits_of(const sigset_t *set) { return *(const uint64_t *)set; }
+
+static void set_of(uint64_t bits, sigset_t *set)
+{
+    sigemptyset(set);
+    *(uint64_t *)set = bits;
+}
+
+static bool emulated(void) { return shim_patched[FAM_signal]; }
+
+static struct sigstate *state_of(struct coop_greenlet *g)
+{
+    return g != NULL ? *coop_greenlet_signals(g) : NULL;
+}
+
+/* --- the entry pool --- */
+
+static uint32_t entry_take(void)
+{
+    uint64_t head = atomic_load(&free_list);
+    for (;;) {
+        uint32_t i = (uint32_t)head;
+        if (i == NO_ENTRY)
+            return NO_ENTRY;
+        uint64_t next = (head & ~0xffffffffULL) + (1ULL << 32) + pool[i - 1].next;
+        if (atomic_compare_exchange_weak(&free_list, &head, next))
+            return i;
+    }
+}
+
+static void entry_give(uint32_t i)
+{
+    uint64_t head = atomic_load(&free_list);
+    do
+        pool[i - 1].next = (uint32_t)head;
+    while (!atomic_compare_exchange_weak(&free_list, &head, (head & ~0xffffffffULL) + (1ULL << 32) + i));
+}
+
+/* --- queues: pushed by anyone, taken by the owner --- */
+
+static void push(struct sigstate *s, uint32_t i)
+{
+    uint32_t head = atomic_load(&s->queue);
+    do
+        pool[i - 1].next = head;
+    while (!atomic_compare_exchange_weak(&s->queue, &head, i));
+}
+
+/* Queues a signal (async-signal-safe). A standard signal already pending merges; when the
+ * pool is empty, a standard signal is still recorded (its siginfo is made up on delivery). */
+static void enqueue(struct sigstate *s, const siginfo_t *info)
+{
+    int sig = info->si_signo;
+    if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&s->pending, BIT(sig)) & BIT(sig)))
+        return;
+    uint32_t i = entry_take();
+    if (i == NO_ENTRY)
+        return;
+    pool[i - 1].info = *info;
+    push(s, i);
+}
+
+/* Takes the oldest queued signal in `wanted`; 0 if none. */
+static int dequeue(struct sigstate *s, uint64_t wanted, siginfo_t *info)
+{
+    uint32_t list = atomic_exchange(&s->queue, NO_ENTRY), keep = NO_ENTRY, found = NO_ENTRY;
+    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {   /* newest first: the last match is the oldest */
+        next = pool[i - 1].next;
+        if (BIT(pool[i - 1].info.si_signo) & wanted)
+            found = i;
+    }
+    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {   /* the others go back, oldest first */
+        next = pool[i - 1].next;
+        if (i != found) {
+            pool[i - 1].next = keep;
+            keep = i;
+        }
+    }
+    for (uint32_t i = keep, next; i != NO_ENTRY; i = next) {
+        next = pool[i - 1].next;
+        push(s, i);
+    }
+    int sig = 0;
+    if (found != NO_ENTRY) {
+        *info = pool[found - 1].info;
+        sig = info->si_signo;
+        entry_give(found);
+    } else {
+        uint64_t orphans = atomic_load(&s->pending) & wanted;   /* queued while the pool was empty */
+        if (orphans == 0)
+            return 0;
+        sig = __builtin_ctzll(orphans) + 1;
+        *info = (siginfo_t){ .si_signo = sig, .si_code = SI_USER };
+    }
+    if (BIT(sig) & STANDARD)
+        atomic_fetch_and(&s->pending, ~BIT(sig));
+    return sig;
+}
+
+static uint64_t queued_bits(struct sigstate *s)
+{
+    uint64_t bits = atomic_load(&s->pending);
+    uint32_t list = atomic_exchange(&s->queue, NO_ENTRY), keep = NO_ENTRY;
+    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
+        next = pool[i - 1].next;
+        bits |= BIT(pool[i - 1].info.si_signo);
+        pool[i - 1].next = keep;
+        keep = i;
+    }
+    for (uint32_t i = keep, next; i != NO_ENTRY; i = next) {
+        next = pool[i - 1].next;
+        push(s, i);
+    }
+    return bits;
+}
+
+/* --- masks --- */
+
+static void apply_real_mask(uint64_t bits)
+{
+    sigset_t set;
+    set_of(bits, &set);
+    REAL(pthread_sigmask)(SIG_SETMASK, &set, NULL);
+    real_blocked = bits;
+}
+
+/* Brings the real mask in line with the counts; the kernel delivers, there, what this
+ * unblocks. No system call when nothing changes. */
+static void update_real_mask(void)
+{
+    uint64_t bits = 0;
+    for (int sig = 1; sig <= 64; sig++)
+        if (blocking[sig] == live)
+            bits |= BIT(sig);
+    bits &= ~runtime_signals & ~UNBLOCKABLE;
+    if (bits != real_blocked)
+        apply_real_mask(bits);
+}
+
+/* Counts the signals of `bits` as blocked by one more (+1) or one fewer (-1) greenlet. */
+static void count(uint64_t bits, int delta)
+{
+    for (; bits != 0; bits &= bits - 1)
+        blocking[__builtin_ctzll(bits) + 1] += delta;
+}
+
+/* Makes `blocked` the mask of s, its greenlet's, in normal context. */
+static void set_blocked(struct sigstate *s, uint64_t blocked)
+{
+    blocked &= ~UNBLOCKABLE;
+    uint64_t old = atomic_exchange(&s->blocked, blocked);
+    if (old == blocked)
+        return;
+    count(blocked & ~old, +1);
+    count(old & ~blocked, -1);
+    update_real_mask();
+}
+
+static struct sigstate *new_state(uint64_t blocked)
+{
+    struct sigstate *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    blocked &= ~UNBLOCKABLE;
+    atomic_store(&s->blocked, blocked);
+    live++;
+    count(blocked, +1);
+    if (real_blocked != 0)      /* the newcomer may accept what all others block */
+        update_real_mask();
+    return s;
+}
+
+/* The calling greenlet's state, made on first use for a thread's own context. */
+static struct sigstate *my_state(struct coop_greenlet *g)
+{
+    struct sigstate *s = state_of(g);
+    if (s == NULL && g != NULL) {
+        sigset_t real;
+        REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
+        s = *coop_greenlet_signals(g) = new_state(bits_of(&real));
+    }
+    return s;
+}
+
+/* --- running handlers --- */
+
+static bool fault(int sig, const siginfo_t *info)
+{
+    return (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP
+            || sig == SIGSYS) && info->si_code > 0;
+}
+
+/* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile. */
+static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
     const struct sigaction *a = &installed[sig];
-    if (sig == SIGSEGV && coop_stack_overflowed(info, context)) {
-        REAL(sigaction)(SIGSEGV, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
-        return;     /* the fault repeats with the default action: death by SIGSEGV */
-    }
-
-    if (sig == COOP_PREEMPT_SIGNAL)
-        coop_preempt_on_signal(info, context);
+    uint64_t during = bits_of(&a->sa_mask) | ((a->sa_flags & SA_NODEFER) ? 0 : BIT(sig));
+    uint64_t before = s != NULL ? atomic_fetch_or(&s->blocked, during) : 0;
     int flags = a->sa_flags;
-    if (flags & SA_SIGINFO)
-        a->sa_sigaction(sig, info, context);
-    else
-        a->sa_handler(sig);
     if (flags & SA_RESETHAND) {
         installed[sig].sa_handler = SIG_DFL;
         trampolined[sig] = false;
     }
-    coop_interrupt(atomic_exchange(&target[sig], NULL), flags & SA_RESTART);
+    if (flags & SA_SIGINFO)
+        a->sa_sigaction(sig, info, context);
+    else
+        a->sa_handler(sig);
+    if (s != NULL) {
+        atomic_store(&s->blocked, before);
+        atomic_fetch_add(&s->handled, 1);
+    }
 }
 
-void shim_signal_target(struct coop_greenlet *g, int sig)
+/* Default actions that do nothing: the rest end or stop the process. */
+static bool ignored_by_default(int sig)
 {
-    if (sig > 0 && sig < NSIG)
-        atomic_store(&target[sig], g);
+    return sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH;
 }
+
+/* A signal whose action is the default, to end or stop the process: the kernel does it. */
+static void act_by_default(int sig)
+{
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    REAL(pthread_sigmask)(SIG_UNBLOCK, &one, NULL);
+    REAL(raise)(sig);
+    apply_real_mask(real_blocked);      /* a stopped process goes on here, after SIGCONT */
+}
+
+/* What happens to a signal once its greenlet takes it. */
+static void act(struct sigstate *s, siginfo_t *info)
+{
+    int sig = info->si_signo;
+    if (trampolined[sig]) {
+        ucontext_t context;
+        getcontext(&context);
+        run_handler(s, sig, info, &context);
+        return;
+    }
+    struct sigaction current;
+    REAL(sigaction)(sig, NULL, &current);
+    if (current.sa_handler == SIG_DFL && !ignored_by_default(sig))
+        act_by_default(sig);
+}
+
+/* Delivers g's deliverable signals, and process-pending ones it accepts (on g). */
+static void deliver(struct coop_greenlet *g)
+{
+    struct sigstate *s = state_of(g);
+    if (s == NULL)
+        return;
+    siginfo_t info;
+    for (;;) {
+        uint64_t open = ~atomic_load(&s->blocked);
+        if (dequeue(s, open, &info) == 0 && dequeue(&process, open, &info) == 0)
+            break;
+        act(s, &info);
+    }
+}
+
+/* Hands a signal to g: delivered now when g is the caller, else when g next ends a wait. */
+static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+{
+    int sig = info->si_signo;
+    enqueue(s, info);
+    bool accepted = !(atomic_load(&s->blocked) & BIT(sig));
+    if (g == coop_self())
+        deliver(g);
+    else if (accepted || (atomic_load(&s->awaited) & BIT(sig)))
+        coop_signal_greenlet(g, installed[sig].sa_flags & SA_RESTART);
+}
+
+/* --- choosing a greenlet for a signal the kernel delivered --- */
+
+struct search { int sig; struct coop_greenlet *found; };
+
+static void find_acceptor(struct coop_greenlet *g, void *arg)
+{
+    struct search *q = arg;
+    struct sigstate *s = state_of(g);
+    if (q->found == NULL && s != NULL
+        && (!(atomic_load(&s->blocked) & BIT(q->sig)) || (atomic_load(&s->awaited) & BIT(q->sig))))
+        q->found = g;
+}
+
+/* In normal context on the hub: process-pending signals go to a greenlet that takes them. */
+static void pass(void)
+{
+    uint64_t waiting = queued_bits(&process);
+    for (int sig = 1; sig <= 64; sig++) {
+        if (!(waiting & BIT(sig)))
+            continue;
+        struct search q = { sig, NULL };
+        coop_each_greenlet(find_acceptor, &q);
+        siginfo_t info;
+        if (q.found != NULL && dequeue(&process, BIT(sig), &info) != 0)
+            hand_to(q.found, state_of(q.found), &info);
+    }
+}
+
+static struct coop_greenlet *main_greenlet;
+
+static void trampoline(int sig, siginfo_t *info, void *context)
+{
+    if (sig == SIGSEGV && coop_stack_overflowed(info, context)) {
+        REAL(sigaction)(SIGSEGV, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
+        return;     /* the fault repeats with the default action: death by SIGSEGV */
+    }
+    if (sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
+        return;     /* the monitor's, not the program's (core/preempt.c) */
+    struct coop_greenlet *self = coop_self();
+    struct sigstate *mine = state_of(self);
+    if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
+        run_handler(mine, sig, info, context);     /* a fault's, or a real thread's: here */
+        return;
+    }
+    if (!emulated()) {     /* COOP_PATCH=-signal: the OS thread's; its main greenlet's wait ends */
+        run_handler(NULL, sig, info, context);
+        coop_interrupt(NULL, installed[sig].sa_flags & SA_RESTART);
+        return;
+    }
+    if (mine != NULL) {
+        /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet. */
+        bool directed = info->si_code == SI_TKILL && info->si_pid == getpid();
+        if (atomic_load(&mine->awaited) & BIT(sig)) {
+            enqueue(mine, info);            /* its sigwait, about to park, takes it */
+            coop_signal_greenlet(self, true);
+            return;
+        }
+        if (!(atomic_load(&mine->blocked) & BIT(sig))) {
+            run_handler(mine, sig, info, context);
+            return;
+        }
+        if (directed) {
+            enqueue(mine, info);            /* pending for it */
+            return;
+        }
+    }
+    struct sigstate *m = state_of(main_greenlet);
+    if (main_greenlet != NULL && m != NULL && main_greenlet != self
+        && (!(atomic_load(&m->blocked) & BIT(sig)) || (atomic_load(&m->awaited) & BIT(sig)))) {
+        hand_to(main_greenlet, m, info);
+        return;
+    }
+    enqueue(&process, info);
+    coop_request_signal_pass();
+}
+
+/* --- installing handlers --- */
 
 EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
@@ -82,27 +466,10 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
     if (r != 0)
         installed[sig] = previous;
     else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)
+                             || coop_trace_is_handler((void *)old->sa_handler)
                              || coop_is_preempt_handler((void *)old->sa_sigaction)))
         *old = previous;     /* the program sees its own handlers, never coop's */
     return r;
-}
-
-/* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
-int shim_dump_signal;
-
-static void dump_handler(int sig)
-{
-    (void)sig;
-    coop_request_dump();
-}
-
-void shim_signal_init(void)
-{
-    if (shim_dump_signal == 0)
-        return;
-    struct sigaction sa = { .sa_handler = dump_handler, .sa_flags = SA_RESTART };
-    sigemptyset(&sa.sa_mask);
-    REAL(sigaction)(shim_dump_signal, &sa, NULL);
 }
 
 /* glibc's signal() has BSD semantics: the handler stays, and calls restart. */
@@ -118,11 +485,253 @@ EXPORT sighandler_t signal(int sig, sighandler_t handler)
 
 EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(sig, handler); }
 
+/* --- masks --- */
+
+/* The calling greenlet, when its signals are coop's to keep. */
+static struct coop_greenlet *emulating(void) { return emulated() ? coop_self() : NULL; }
+
+bool shim_signal_per_greenlet(void) { return emulating() != NULL; }
+
+static int change_mask(struct coop_greenlet *g, int how, const sigset_t *set, sigset_t *old)
+{
+    struct sigstate *s = my_state(g);
+    if (s == NULL)
+        return ENOMEM;
+    uint64_t current = atomic_load(&s->blocked), next = current;
+    if (set != NULL) {
+        uint64_t bits = bits_of(set);
+        if (how == SIG_BLOCK)
+            next = current | bits;
+        else if (how == SIG_UNBLOCK)
+            next = current & ~bits;
+        else if (how == SIG_SETMASK)
+            next = bits;
+        else
+            return EINVAL;
+    }
+    if (old != NULL)
+        set_of(current, old);
+    if (next != current) {
+        set_blocked(s, next);
+        deliver(g);     /* POSIX: a pending signal this unblocks is delivered before we return */
+    }
+    return 0;
+}
+
+EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    struct coop_greenlet *g = emulating();
+    return g != NULL ? change_mask(g, how, set, old) : REAL(pthread_sigmask)(how, set, old);
+}
+
+EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+    struct coop_greenlet *g = emulating();
+    if (g == NULL)
+        return REAL(sigprocmask)(how, set, old);
+    int err = change_mask(g, how, set, old);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+EXPORT int sigpending(sigset_t *set)
+{
+    struct coop_greenlet *g = emulating();
+    struct sigstate *s = my_state(g);
+    if (s == NULL)
+        return REAL(sigpending)(set);
+    sigset_t kernel;
+    if (REAL(sigpending)(&kernel) != 0)
+        return -1;
+    uint64_t bits = bits_of(&kernel) | queued_bits(s) | queued_bits(&process);
+    set_of(bits & atomic_load(&s->blocked), set);
+    return 0;
+}
+
+/* Swaps the caller's mask for a wait (ppoll, pselect, epoll_pwait, sigsuspend); returns
+ * the handlers run count to compare with after the wait. */
+unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved)
+{
+    struct sigstate *s = my_state(emulating());
+    if (s == NULL) {
+        *saved = ~0ULL;
+        return 0;
+    }
+    unsigned handled = atomic_load(&s->handled);
+    *saved = atomic_load(&s->blocked);
+    set_blocked(s, bits_of(mask));
+    deliver(coop_self());
+    return handled;
+}
+
+bool shim_signal_wait_done(uint64_t saved, unsigned handled)
+{
+    struct sigstate *s = state_of(coop_self());
+    if (saved == ~0ULL || s == NULL)
+        return false;
+    bool ran = atomic_load(&s->handled) != handled;
+    set_blocked(s, saved);
+    deliver(coop_self());
+    return ran;
+}
+
+bool shim_signal_handled_since(unsigned handled)
+{
+    struct sigstate *s = state_of(coop_self());
+    return s != NULL && atomic_load(&s->handled) != handled;
+}
+
+/* --- thread-directed signals --- */
+
+static siginfo_t directed_info(int sig, int code)
+{
+    return (siginfo_t){ .si_signo = sig, .si_code = code, .si_pid = getpid(), .si_uid = getuid() };
+}
+
+/* Sends a signal to greenlet g as the kernel would send one to a thread: 0 or an errno. */
+static int send_to(struct coop_greenlet *g, const siginfo_t *info)
+{
+    int sig = info->si_signo;
+    if (sig < 0 || sig >= NSIG)
+        return EINVAL;
+    if (sig == 0)
+        return 0;
+    struct sigstate *s = g == coop_self() ? my_state(g) : state_of(g);
+    if (s == NULL)
+        return REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
+    bool blocked = atomic_load(&s->blocked) & BIT(sig);
+    if (!trampolined[sig] && !blocked) {       /* ignored, or the default action */
+        struct sigaction current;
+        REAL(sigaction)(sig, NULL, &current);
+        if (current.sa_handler == SIG_IGN || ignored_by_default(sig))
+            return 0;
+        if (sig != SIGKILL && sig != SIGSTOP)
+            return REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig) == 0 ? 0 : EINVAL;
+    }
+    if (sig == SIGKILL || sig == SIGSTOP)
+        return REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
+    hand_to(g, s, info);
+    return 0;
+}
+
+static struct coop_greenlet *greenlet_of(pthread_t t)
+{
+    return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
+}
+
+EXPORT int pthread_kill(pthread_t t, int sig)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL)
+        return REAL(pthread_kill)(t, sig);
+    if (!emulated()) {
+        if (sig != 0)
+            coop_signal_greenlet(g, false);
+        return sig == 0 ? 0 : REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
+    }
+    siginfo_t info = directed_info(sig, SI_TKILL);
+    return send_to(g, &info);
+}
+
+EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
+{
+    struct coop_greenlet *g = greenlet_of(t);
+    if (g == NULL || !emulated())
+        return REAL(pthread_sigqueue)(g ? (pthread_t)coop_greenlet_os_thread(g) : t, sig, value);
+    siginfo_t info = directed_info(sig, SI_QUEUE);
+    info.si_value = value;
+    return send_to(g, &info);
+}
+
+EXPORT int raise(int sig)
+{
+    struct coop_greenlet *g = emulating();
+    if (g == NULL)
+        return REAL(raise)(sig);
+    siginfo_t info = directed_info(sig, SI_TKILL);
+    int err = send_to(g, &info);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+/* --- a greenlet's life --- */
+
+void shim_signal_thread_created(struct coop_greenlet *g)
+{
+    struct sigstate *creator = my_state(emulating());
+    if (creator == NULL)
+        return;
+    *coop_greenlet_signals(g) = new_state(atomic_load(&creator->blocked));
+}
+
+void shim_signal_thread_exit(struct coop_greenlet *g)
+{
+    struct sigstate *s = state_of(g);
+    if (s == NULL)
+        return;
+    *coop_greenlet_signals(g) = NULL;
+    siginfo_t info;
+    while (dequeue(s, ~0ULL, &info) != 0)
+        ;   /* a thread's pending signals die with it */
+    live--;
+    count(atomic_load(&s->blocked), -1);
+    update_real_mask();
+    free(s);
+}
+
+/* In a forked child only the forking greenlet lives on: the counts are its alone. */
+static void fork_child(void)
+{
+    struct sigstate *s = state_of(coop_self());
+    if (s == NULL)
+        return;
+    memset(blocking, 0, sizeof blocking);
+    live = 1;
+    count(atomic_load(&s->blocked), +1);
+    main_greenlet = coop_self();
+    update_real_mask();
+}
+
+/* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
+static void dump_handler(int sig)
+{
+    (void)sig;
+    coop_request_dump();
+}
+
+void shim_signal_init(void)
+{
+    for (uint32_t i = 1; i <= POOL; i++)
+        entry_give(i);
+    if (shim_dump_signal != 0) {
+        struct sigaction sa = { .sa_handler = dump_handler, .sa_flags = SA_RESTART };
+        sigemptyset(&sa.sa_mask);
+        REAL(sigaction)(shim_dump_signal, &sa, NULL);
+        coop_add_runtime_signal(shim_dump_signal);
+    }
+    runtime_signals = coop_runtime_signals();
+    if (!emulated())
+        return;
+    sigset_t real;
+    REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
+    real_blocked = bits_of(&real);
+    main_greenlet = coop_self();
+    my_state(main_greenlet);
+    update_real_mask();
+    coop_set_signal_hooks(deliver, pass);
+    pthread_atfork(NULL, NULL, fork_child);
+}
+
 /*
- * Waiting for signals. sigwait and its kin take a pending signal of a blocked set; here
- * the real sigtimedwait takes it, with its siginfo, and never waits: a signalfd for the
- * set (never read) says when to look again, so only the caller waits. The signals stay
- * blocked as the program set them, in the OS thread's mask that its greenlets share.
+ * Waiting for signals. sigwait and its kin take a signal queued for the caller or for the
+ * process, or one pending in the kernel (a real sigtimedwait that never waits); otherwise
+ * the caller waits on a signalfd for the set (never read), or until a signal is handed to it.
  */
 static const struct timespec no_wait;
 
@@ -145,34 +754,57 @@ static void notifier_close(int fd)
     errno = saved;
 }
 
+static int take_signal(struct sigstate *s, const sigset_t *set, siginfo_t *info)
+{
+    int sig = dequeue(s, bits_of(set), info);
+    if (sig == 0)
+        sig = dequeue(&process, bits_of(set), info);
+    if (sig == 0)
+        sig = REAL(sigtimedwait)(set, info, &no_wait);
+    return sig;
+}
+
 /* sigtimedwait until deadline; restart: whether a handler that ran meanwhile lets the
  * wait go on (sigwait) or ends it with EINTR (sigwaitinfo, sigtimedwait: never restarted). */
-static int wait_signal(const sigset_t *set, siginfo_t *info, int64_t deadline, bool restart)
+static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *info, int64_t deadline,
+                       bool restart)
 {
+    struct sigstate *s = my_state(g);
+    siginfo_t scratch;
+    info = info != NULL ? info : &scratch;
     int fd = -1, sig;
+    atomic_store(&s->awaited, bits_of(set));
     for (;;) {
-        sig = REAL(sigtimedwait)(set, info, &no_wait);
-        if (sig > 0 || errno != EAGAIN || coop_now() >= deadline)
+        sig = take_signal(s, set, info);
+        if (sig > 0 || errno != EAGAIN)
             break;
+        if (coop_now() >= deadline) {
+            errno = EAGAIN;
+            break;
+        }
         if (fd < 0 && (fd = signal_notifier(set)) < 0) {      /* out of fds: the real wait */
             struct timespec left = shim_remaining(deadline);
             sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
             break;
         }
+        unsigned handled = atomic_load(&s->handled);
         int r = coop_wait_fd(fd, COOP_READ, deadline);
-        if ((r == EINTR || r == COOP_RESTART) && !restart) {
-            errno = EINTR;
-            sig = -1;
-            break;
-        }
         if (r == EBADF) {            /* the program closed it under the wait: another one */
             fd = -1;
         } else if (r != 0 && r != ETIMEDOUT && r != EINTR && r != COOP_RESTART) {
             struct timespec left = shim_remaining(deadline);   /* cannot wait: the real wait */
             sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
             break;
+        } else if (!restart && atomic_load(&s->handled) != handled
+                   && (sig = take_signal(s, set, info)) <= 0) {
+            errno = EINTR;
+            sig = -1;
+            break;
         }
+        if (sig > 0)
+            break;
     }
+    atomic_store(&s->awaited, 0);
     notifier_close(fd);
     return sig;
 }
@@ -184,118 +816,58 @@ static bool valid_timeout(const struct timespec *ts)
 
 EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
 {
-    if (shim_cooperative(FAM_signal) == NULL
-        || (timeout != NULL && (!valid_timeout(timeout) || (timeout->tv_sec == 0 && timeout->tv_nsec == 0))))
+    struct coop_greenlet *g = emulating();
+    if (g == NULL || (timeout != NULL && !valid_timeout(timeout)))
         return REAL(sigtimedwait)(set, info, timeout);
-    return wait_signal(set, info, shim_deadline_after(timeout), false);
+    return wait_signal(g, set, info, shim_deadline_after(timeout), false);
 }
 
 EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
 {
-    if (shim_cooperative(FAM_signal) == NULL)
+    struct coop_greenlet *g = emulating();
+    if (g == NULL)
         return REAL(sigwaitinfo)(set, info);
-    return wait_signal(set, info, COOP_NO_DEADLINE, false);
+    return wait_signal(g, set, info, COOP_NO_DEADLINE, false);
 }
 
 /* glibc's sigwait never fails with EINTR, and returns an error number. */
 EXPORT int sigwait(const sigset_t *set, int *sig)
 {
-    if (shim_cooperative(FAM_signal) == NULL)
+    struct coop_greenlet *g = emulating();
+    if (g == NULL)
         return REAL(sigwait)(set, sig);
-    siginfo_t info;
-    int r = wait_signal(set, &info, COOP_NO_DEADLINE, true);
+    int r = wait_signal(g, set, NULL, COOP_NO_DEADLINE, true);
     if (r < 0)
         return errno;
     *sig = r;
     return 0;
 }
 
-/* Ignored signals vanish when unblocked; a blocked one stays pending whatever its action. */
-static bool ignored(int sig)
+/* Waits until a handler has run on the caller since `handled`. */
+static void wait_for_handler(unsigned handled)
 {
-    struct sigaction sa;
-    if (REAL(sigaction)(sig, NULL, &sa) != 0)
-        return true;
-    if (coop_is_preempt_handler((void *)sa.sa_sigaction))
-        sa = installed[sig];         /* coop's stands in for the program's SIG_DFL or SIG_IGN */
-    if (sa.sa_handler == SIG_IGN)
-        return true;
-    return sa.sa_handler == SIG_DFL
-           && (sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH);
+    while (!shim_signal_handled_since(handled))
+        coop_sleep_until(COOP_NO_DEADLINE);
 }
 
-/*
- * sigsuspend(mask) unblocks, for the time of the wait, the signals of the thread's mask
- * that mask leaves out. The OS thread's mask is every greenlet's, so it is left alone
- * while the caller waits: a signalfd watches those signals, and once one is pending
- * the real sigsuspend runs, which delivers it and returns at once. Handlers of signals
- * that were never blocked end the wait through the trampoline, as for any other wait.
- */
 EXPORT int sigsuspend(const sigset_t *mask)
 {
-    struct coop_greenlet *g = shim_cooperative(FAM_signal);
-    if (g == NULL)
+    if (emulating() == NULL)
         return REAL(sigsuspend)(mask);
-    sigset_t blocked, freed;
-    pthread_sigmask(SIG_BLOCK, NULL, &blocked);
-    sigemptyset(&freed);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sigismember(&blocked, sig) == 1 && sigismember(mask, sig) == 0 && sig != SIGKILL && sig != SIGSTOP)
-            sigaddset(&freed, sig);
-    int fd = sigisemptyset(&freed) ? -1 : signal_notifier(&freed);
-    if (fd < 0 && !sigisemptyset(&freed))
-        return REAL(sigsuspend)(mask);     /* out of fds: the real wait */
-    for (;;) {
-        sigset_t pending;
-        sigpending(&pending);
-        sigandset(&pending, &pending, &freed);
-        bool deliver = false;
-        for (int sig = 1; sig < NSIG; sig++) {
-            if (sigismember(&pending, sig) != 1)
-                continue;
-            if (ignored(sig)) {         /* discarded, as unblocking it would */
-                sigset_t one;
-                sigemptyset(&one);
-                sigaddset(&one, sig);
-                REAL(sigtimedwait)(&one, NULL, &no_wait);
-            } else {
-                deliver = true;
-            }
-        }
-        if (deliver) {
-            /* The handler's interruption is aimed at the caller, which is running. */
-            for (int sig = 1; sig < NSIG; sig++)
-                if (sigismember(&freed, sig) == 1)
-                    shim_signal_target(g, sig);
-            REAL(sigsuspend)(mask);
-            for (int sig = 1; sig < NSIG; sig++) {
-                struct coop_greenlet *mine = g;    /* unless a pthread_kill aimed it elsewhere */
-                if (sigismember(&freed, sig) == 1)
-                    atomic_compare_exchange_strong(&target[sig], &mine, NULL);
-            }
-            break;
-        }
-        int r = fd >= 0 ? coop_wait_fd(fd, COOP_READ, COOP_NO_DEADLINE) : coop_sleep_until(COOP_NO_DEADLINE);
-        if (r == EINTR || r == COOP_RESTART)
-            break;
-        if (r == EBADF && (fd = signal_notifier(&freed)) >= 0)
-            continue;                /* the program closed it under the wait: another one */
-        if (r != 0) {
-            REAL(sigsuspend)(mask);   /* cannot wait: the real wait */
-            break;
-        }
-    }
-    notifier_close(fd);
+    uint64_t saved;
+    unsigned handled = shim_signal_wait_mask(mask, &saved);
+    wait_for_handler(handled);
+    shim_signal_wait_done(saved, handled);
     errno = EINTR;
     return -1;
 }
 
 EXPORT int pause(void)
 {
-    if (shim_cooperative(FAM_signal) == NULL)
+    struct sigstate *s = my_state(emulating());
+    if (s == NULL)
         return REAL(pause)();
-    while (coop_sleep_until(COOP_NO_DEADLINE) == 0)
-        ;
+    wait_for_handler(atomic_load(&s->handled));
     errno = EINTR;
     return -1;
 }

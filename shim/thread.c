@@ -64,9 +64,6 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 {
     if (!shim_patched[FAM_thread])
         return REAL(pthread_create)(t, attr, fn, arg);
-    /* glibc clears this at the first pthread_create; libstdc++ and others skip
-     * synchronisation while it is set. */
-    __libc_single_threaded = 0;
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
 
@@ -74,8 +71,17 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     int err = coop_spawn(&g, fn, arg, &sa);
     if (err == ENOSYS)
         return REAL(pthread_create)(t, attr, fn, arg);
-    if (err == 0)
+    /* glibc clears this at the first pthread_create; libstdc++ and others skip
+     * synchronisation while it is set, and a preempted greenlet may be in the middle of
+     * what they skip. Cleared after coop_spawn, which may start coop's monitor: glibc's own
+     * first pthread_create then sees it set and runs its late initialisation, which
+     * installs the handler of the signal setuid() sends every thread (a runtime thread
+     * without it dies of that signal). The new greenlet runs only later. */
+    __libc_single_threaded = 0;
+    if (err == 0) {
+        shim_signal_thread_created(g);     /* before it can run */
         *t = (pthread_t)g;
+    }
     return err;
 }
 
@@ -178,16 +184,6 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
     return 0;
 }
 
-/* A greenlet's signal goes to its hub's OS thread; the handler's interruption of a wait
- * is aimed at that greenlet (see signal.c). */
-EXPORT int pthread_kill(pthread_t t, int sig)
-{
-    struct coop_greenlet *g = greenlet_of(t);
-    if (g != NULL && sig != 0)
-        shim_signal_target(g, sig);
-    return g != NULL && sig == 0 ? 0 : REAL(pthread_kill)(os_thread_of(t), sig);
-}
-
 EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *param)
 {
     return REAL(pthread_getschedparam)(os_thread_of(t), policy, param);
@@ -216,14 +212,6 @@ EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set
 EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
 {
     return REAL(pthread_getcpuclockid)(os_thread_of(t), clock);
-}
-
-EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
-{
-    struct coop_greenlet *g = greenlet_of(t);
-    if (g != NULL)
-        shim_signal_target(g, sig);
-    return REAL(pthread_sigqueue)(os_thread_of(t), sig, value);
 }
 
 /* Cancellation would have to unwind a greenlet's stack through glibc's per-OS-thread

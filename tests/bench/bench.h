@@ -1,5 +1,6 @@
 /*
- * Helpers of the micro-benchmarks (switch.c, create_join.c, mutex.c, sleep.c, idle.c). Like the samples
+ * Helpers of the micro-benchmarks (switch.c, create_join.c, mutex.c, sleep.c, idle.c, and the
+ * C++ idle_tls.cc). Like the samples
  * they know nothing of coop: run natively, or under cooprun, they are the same binary.
  *
  * Each benchmark prints one line per measurement, for tests/bench/run.sh to collect:
@@ -77,6 +78,34 @@ static inline void bench_report(const char *name, long ops, uint64_t ns, const c
 {
     printf("bench=%s ns_per_op=%.1f ops=%ld%s%s\n", name, (double)ns / (double)ops, ops,
            extra != NULL && *extra ? " " : "", extra != NULL ? extra : "");
+    fflush(stdout);
+}
+
+/* The command line of idle.c and idle_tls.cc: [-n THREADS], 10,000 by default. */
+static inline long bench_parse_threads(int argc, char **argv)
+{
+    long n = 10000;
+    int c;
+
+    while ((c = getopt(argc, argv, "n:")) != -1) {
+        if (c != 'n')
+            die("usage: %s [-n THREADS]", program_invocation_short_name);
+        n = parse_long(optarg, 1, 10000000, "-n");
+    }
+    if (optind != argc)
+        die("usage: %s [-n THREADS]", program_invocation_short_name);
+    return n;
+}
+
+/* The line of idle.c and idle_tls.cc: resident memory per parked thread, creation and wake-up
+ * costs. */
+static inline void bench_report_idle(const char *name, long threads, long rss_before, long rss_parked,
+                                     uint64_t created_ns, uint64_t wake_ns)
+{
+    printf("bench=%s threads=%ld rss_per_thread_kib=%.2f rss_kib=%ld rss_before_kib=%ld "
+           "create_ns_per_thread=%.0f wake_join_ns_per_thread=%.0f\n",
+           name, threads, (double)(rss_parked - rss_before) / (double)threads, rss_parked, rss_before,
+           (double)created_ns / (double)threads, (double)wake_ns / (double)threads);
     fflush(stdout);
 }
 

@@ -32,18 +32,11 @@ static void *waiter(void *arg)
 
 int main(int argc, char **argv)
 {
-    long n = 10000, rss_before, rss_parked;
+    long n = bench_parse_threads(argc, argv), rss_before, rss_parked;
     uint64_t start, created_ns, wake_start, wake_ns;
     pthread_t *threads;
-    int c, err;
+    int err;
 
-    while ((c = getopt(argc, argv, "n:")) != -1) {
-        if (c != 'n')
-            die("usage: idle [-n THREADS]");
-        n = parse_long(optarg, 1, 10000000, "-n");
-    }
-    if (optind != argc)
-        die("usage: idle [-n THREADS]");
     expected = n;
     raise_limit(RLIMIT_NPROC);
     threads = calloc((size_t)n, sizeof *threads);
@@ -75,10 +68,7 @@ int main(int argc, char **argv)
     wake_ns = now_ns() - wake_start;
     if (woken != n)
         die("%ld of %ld threads woke up", woken, n);
-    printf("bench=idle threads=%ld rss_per_thread_kib=%.2f rss_kib=%ld rss_before_kib=%ld "
-           "create_ns_per_thread=%.0f wake_join_ns_per_thread=%.0f\n",
-           n, (double)(rss_parked - rss_before) / (double)n, rss_parked, rss_before,
-           (double)created_ns / (double)n, (double)wake_ns / (double)n);
+    bench_report_idle("idle", n, rss_before, rss_parked, created_ns, wake_ns);
     free(threads);
     return 0;
 }

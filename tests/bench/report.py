@@ -2,10 +2,11 @@
 """report.py: turns the measurements of tests/bench/run.sh into results.md and PNG plots.
 
   report.py --raw RAW.tsv --micro MICRO.tsv --out DIR --machine TEXT --command TEXT
-            --seconds N --duration S --reps N [--gnuplot 0|1]
+            --seconds N --duration S --reps N [--gnuplot 0|1] [--tls-mechanisms syscall,fsgsbase]
 
 RAW.tsv has one line per echo run (size level server rep rps p50_us p99_us errors threads
 rss_kib warmup_s starved note monitor_cpu_pct); MICRO.tsv one line per micro-benchmark measurement ("VARIANT bench=NAME k=v...").
+A VARIANT coop-tls-MECHANISM ran under COOP_TLS=MECHANISM.
 Standard library only.
 """
 import argparse
@@ -14,12 +15,13 @@ import statistics
 import subprocess
 import sys
 
-SERVERS = ["epoll", "threads", "coop", "coop-ucontext", "go1", "go", "gevent"]
+SERVERS = ["epoll", "threads", "coop", "coop-ucontext", "coop-trace", "go1", "go", "gevent"]
 LABELS = {
     "epoll": "epoll (ref)",
     "threads": "threads native",
     "coop": "coop",
     "coop-ucontext": "coop ucontext",
+    "coop-trace": "coop --trace",
     "go1": "Go GOMAXPROCS=1",
     "go": "Go default",
     "gevent": "gevent",
@@ -34,8 +36,10 @@ LABELS.update({
 })
 # Notes of runs whose numbers stand (the others are failures: no server, a crash, a hang).
 MEASURED = ("ok", "loadgen-errors", "server-ignored-SIGTERM")
-RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/Go1", "go1"),
+RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/traced", "coop-trace"), ("coop/Go1", "go1"),
           ("coop/gevent", "gevent")]
+# How coop's switch can move the thread pointer (COOP_TLS), in the order of the TLS table.
+TLS_MECHANISMS = ["syscall", "fsgsbase"]
 
 
 def number(text):
@@ -219,8 +223,8 @@ def read_micro(path):
             if "failed" in fields:
                 failures.append("%s %s %s: exit status %s" % (variant, name, fields.get("args", ""), fields["failed"]))
                 continue
-            if name == "idle":
-                name = "idle%s" % fields.get("threads")
+            if name.startswith("idle"):
+                name = "%s:%s" % (name, fields.get("threads"))
             runs.setdefault((variant, name), []).append(fields)
     results = {}
     for key, all_fields in runs.items():
@@ -234,15 +238,20 @@ def read_micro(path):
     return results, failures
 
 
+def micro_ns(micro, variant, name):
+    f = micro.get((variant, name))
+    return number(f["ns_per_op"]) if f and "ns_per_op" in f else None
+
+
+def fmt_value(v, unit="ns"):
+    if v is None:
+        return "n/a"
+    return ("%.1f %s" % (v, unit)) if v < 100 else ("{:,.0f} %s".format(v) % unit)
+
+
 def micro_tables(micro, failures):
     def ns(variant, name):
-        f = micro.get((variant, name))
-        return number(f["ns_per_op"]) if f and "ns_per_op" in f else None
-
-    def cell(v, unit="ns"):
-        if v is None:
-            return "n/a"
-        return ("%.1f %s" % (v, unit)) if v < 100 else ("{:,.0f} %s".format(v) % unit)
+        return micro_ns(micro, variant, name)
 
     def ratio(a, b, fmt="%.1fx"):
         return fmt % (a / b) if a and b else "n/a"
@@ -256,34 +265,37 @@ def micro_tables(micro, failures):
     asm, uc = ns("native", "switch_asm"), ns("native", "switch_ucontext")
     lines.append("| context switch (sched_yield ping-pong; native: kernel switch, one CPU) | %s | %s | %s | "
                  "register-only asm %s; swapcontext %s | swapcontext/coop %s; coop/register-only %s; native/coop %s |"
-                 % (cell(sw_n), cell(sw_c), cell(sw_u), cell(asm), cell(uc), ratio(sw_u, sw_c),
+                 % (fmt_value(sw_n), fmt_value(sw_c), fmt_value(sw_u), fmt_value(asm), fmt_value(uc), ratio(sw_u, sw_c),
                     ratio(sw_c, asm), ratio(sw_n, sw_c)))
+    sw_t = ns("coop-trace", "switch_yield")
+    lines.append("| context switch under `--trace` (a record per switch) | | %s | | coop %s | traced/coop %s |"
+                 % (fmt_value(sw_t), fmt_value(sw_c), ratio(sw_t, sw_c, "%.2fx")))
     cj_n, cj_c = ns("native", "create_join"), ns("coop", "create_join")
     lines.append("| pthread_create + pthread_join | %s | %s | | | native/coop %s |"
-                 % (cell(cj_n), cell(cj_c), ratio(cj_n, cj_c)))
+                 % (fmt_value(cj_n), fmt_value(cj_c), ratio(cj_n, cj_c)))
     mu_n, mu_c = ns("native", "mutex_uncontended"), ns("coop", "mutex_uncontended")
     lines.append("| mutex lock+unlock, uncontended | %s | %s | | | coop/native %s |"
-                 % (cell(mu_n), cell(mu_c), ratio(mu_c, mu_n, "%.2fx")))
+                 % (fmt_value(mu_n), fmt_value(mu_c), ratio(mu_c, mu_n, "%.2fx")))
     mh_n, mh_c = ns("native", "mutex_handoff"), ns("coop", "mutex_handoff")
     lines.append("| mutex hand-off between two threads (per waiting lock) | %s | %s | | | native/coop %s |"
-                 % (cell(mh_n), cell(mh_c), ratio(mh_n, mh_c)))
+                 % (fmt_value(mh_n), fmt_value(mh_c), ratio(mh_n, mh_c)))
     cv_n, cv_c = ns("native", "condvar_pingpong"), ns("coop", "condvar_pingpong")
     lines.append("| condition variable ping-pong (per hand-off) | %s | %s | | | native/coop %s |"
-                 % (cell(cv_n), cell(cv_c), ratio(cv_n, cv_c)))
+                 % (fmt_value(cv_n), fmt_value(cv_c), ratio(cv_n, cv_c)))
     sl_n, sl_c = ns("native", "sleep_100us"), ns("coop", "sleep_100us")
     lines.append("| usleep(100), as long as it lasts (two threads sleeping) | %s | %s | | | coop/native %s |"
-                 % (cell(sl_n), cell(sl_c), ratio(sl_c, sl_n, "%.2fx")))
+                 % (fmt_value(sl_n), fmt_value(sl_c), ratio(sl_c, sl_n, "%.2fx")))
 
     idle = {}
     for (variant, name), f in micro.items():
-        if name.startswith("idle"):
+        if f.get("bench") == "idle":
             idle.setdefault(int(f["threads"]), {})[variant] = f
     for n in sorted(idle):
         nat = idle[n].get("native", {}).get("rss_per_thread_kib")
         coop = idle[n].get("coop", {}).get("rss_per_thread_kib")
-        nat_cell = "%.2f KiB" % number(nat) if nat else ("skipped (see below)" if n > 10000 else "not run")
+        nat_text = "%.2f KiB" % number(nat) if nat else ("skipped (see below)" if n > 10000 else "not run")
         lines.append("| RSS per idle thread, {:,} blocked on a condvar | %s | %s | | | native/coop %s |".format(n)
-                     % (nat_cell, "%.2f KiB" % number(coop) if coop else "n/a",
+                     % (nat_text, "%.2f KiB" % number(coop) if coop else "n/a",
                         ratio(number(nat) if nat else None, number(coop) if coop else None)))
     if max(idle, default=0) > 10000 and not any("native" in idle[n] for n in idle if n > 10000):
         lines.append("\nNative idle threads are measured at 10,000 only: 100,000 native threads cannot "
@@ -298,6 +310,42 @@ def micro_tables(micro, failures):
     values = {"sw_c": sw_c, "sw_u": sw_u, "asm": asm, "cj_n": cj_n, "cj_c": cj_c, "mu_n": mu_n, "mu_c": mu_c,
               "idle100k": number(idle.get(100000, {}).get("coop", {}).get("rss_per_thread_kib", "x"))}
     return lines, values
+
+
+def largest_idle(micro, variant, bench):
+    """The run of BENCH (idle or idle_tls) with the most threads under VARIANT, or None."""
+    runs = [f for (v, _), f in micro.items() if v == variant and f.get("bench") == bench]
+    return max(runs, key=lambda f: int(f["threads"]), default=None)
+
+
+def tls_table(micro, mechanisms_here):
+    """The switch and the memory of idle greenlets under each COOP_TLS mechanism; the KiB per idle
+    C greenlet at 100,000 of each mechanism measured, for the targets."""
+    variants = ["native"] + ["coop-tls-" + m for m in TLS_MECHANISMS]
+    lines = ["### Thread-local storage: each COOP_TLS mechanism\n",
+             "| benchmark | native | " + " | ".join("COOP_TLS=" + m for m in TLS_MECHANISMS) + " |",
+             "|---|---|" + "---|" * len(TLS_MECHANISMS)]
+    for name, what in (("switch_yield", "thread switch (sched_yield ping-pong; native: kernel switch, one CPU)"),
+                       ("create_join", "thread create + join")):
+        lines.append("| %s | %s |" % (what, " | ".join(fmt_value(micro_ns(micro, v, name)) for v in variants)))
+    idle_c = {}
+    for bench, what in (("idle", "C (idle.c)"),
+                        ("idle_tls", "C++, a 16 KiB thread_local array (idle_tls.cc)")):
+        cells = []
+        for v in variants:
+            f = largest_idle(micro, v, bench)
+            kib = number(f["rss_per_thread_kib"]) if f else None
+            cells.append("%.2f KiB at {:,}".format(int(f["threads"])) % kib if kib is not None else "n/a")
+            if bench == "idle" and kib is not None and int(f["threads"]) == 100000:
+                idle_c[v] = kib
+        lines.append("| RSS per idle greenlet, %s | %s |" % (what, " | ".join(cells)))
+    missing = [m for m in TLS_MECHANISMS if m not in mechanisms_here]
+    lines.append("\nEach switch between greenlets moves the thread pointer to the next one's TLS: with "
+                 "arch_prctl(ARCH_SET_FS), a system call, under syscall; with the wrfsbase instruction "
+                 "under fsgsbase.%s\n" % "".join(
+                     " COOP_TLS=%s: not on this machine (the CPU or the kernel keeps FSGSBASE from user "
+                     "code), not measured." % m for m in missing))
+    return lines, {m: idle_c.get("coop-tls-" + m) for m in mechanisms_here}
 
 
 def read_proc(path):
@@ -366,10 +414,11 @@ def targets(summaries, v, preempt, preempt_ms):
             v["mu_c"] / v["mu_n"] <= 1.5)
     else:
         row("uncontended mutex within 1.5x of glibc", "not measured", None)
-    if v["idle100k"] is not None:
-        row("≤ 6 KiB RSS per idle greenlet at 100,000", "%.2f KiB" % v["idle100k"], v["idle100k"] <= 6)
-    else:
-        row("≤ 6 KiB RSS per idle greenlet at 100,000", "not measured", None)
+    for what, kib in [("", v["idle100k"])] + [(" (C, COOP_TLS=%s)" % m, k) for m, k in v["tls_idle100k"].items()]:
+        if kib is not None:
+            row("≤ 6 KiB RSS per idle greenlet at 100,000" + what, "%.2f KiB" % kib, kib <= 6)
+        else:
+            row("≤ 6 KiB RSS per idle greenlet at 100,000" + what, "not measured", None)
     lines.append("")
     return lines
 
@@ -432,6 +481,7 @@ def main():
     p.add_argument("--gnuplot", type=int, default=1)
     p.add_argument("--pinned-level1", type=int, default=0)
     p.add_argument("--library", default="build/libcoop.so")
+    p.add_argument("--tls-mechanisms", default="", help="the COOP_TLS mechanisms of this machine, comma separated")
     p.add_argument("--note", action="append", default=[], help="a line for the header list")
     p.add_argument("--preempt-ms", type=int, default=10)
     p.add_argument("--hog-ms", type=int, default=1000)
@@ -442,8 +492,9 @@ def main():
     echo, summaries = echo_tables(matrix, a.reps, a.duration)
     micro, failures = read_micro(a.micro)
     micro_lines, values = micro_tables(micro, failures)
+    tls_lines, values["tls_idle100k"] = tls_table(micro, [m for m in a.tls_mechanisms.split(",") if m])
     if not micro and not failures:          # run.sh --only without micro
-        micro_lines = []
+        micro_lines = tls_lines = []
     preempt_lines, preempt = preempt_table(runs, a.preempt_ms, a.hog_ms)
     pngs = plots(summaries, a.out, a.gnuplot)
 
@@ -461,7 +512,7 @@ def main():
     doc += ["- " + n for n in a.note]
     doc += [
            ""]
-    doc += echo + micro_lines + preempt_lines + targets(summaries, values, preempt, a.preempt_ms)
+    doc += echo + micro_lines + tls_lines + preempt_lines + targets(summaries, values, preempt, a.preempt_ms)
     problems = sorted({(k, r["note"]) for k, rows in runs.items() for r in rows
                        if r["note"] not in ("ok", "n/a", "skipped-for-time")})
     if problems:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--out DIR]: coop's benchmark suite.
+# tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--micro] [--out DIR]: coop's benchmark suite.
 #
 #   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
 #   build/bench/loadgen (closed loop, one thread) against
@@ -7,15 +7,19 @@
 #     threads        build/samples/echo_threads, a thread per connection, natively
 #     coop           the same binary under scripts/cooprun (default, register-only switch)
 #     coop-ucontext  the same under cooprun with COOP_SWITCH=ucontext (glibc's swapcontext)
+#     coop-trace     the same under cooprun --trace (the timeline's cost; default size limit,
+#                    the file removed after each run)
 #     go1, go        tests/bench/echo_go.go, a goroutine per connection, GOMAXPROCS=1 / default
 #     gevent         tests/bench/echo_gevent.py, gevent's StreamServer, Debian's python3
 #   Within a level the servers run in turn (so that drift of this shared machine hits all of
 #   them alike), each on a fresh process; a level is repeated and the medians reported. The
 #   server's OS threads and resident set are sampled under load (maximum over the run).
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c, built without coop, run
-#   natively and under cooprun): context switch, thread create+join, mutexes and condition
-#   variables, the length of a short sleep, resident memory per idle thread.
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c and idle_tls.cc, built
+#   without coop, run natively and under cooprun): context switch, thread create+join, mutexes
+#   and condition variables, the length of a short sleep, resident memory per idle thread. The
+#   switch, create+join and the idle threads (C, and C++ with a 16 KiB thread_local array) run
+#   again under each TLS mechanism of the machine (COOP_TLS=syscall, and fsgsbase where it has it).
 #
 #   Preemption: echo_threads under cooprun at 100 connections, 64 B, with preemption on
 #   (COOP_PREEMPT_MS=10, the default) and off (0), in back-to-back pairs: without a hog
@@ -31,6 +35,7 @@
 #   --smoke  for tests: levels 1 and 100, 64 B only, 0.3 s, small micro-benchmarks, nothing
 #            installed, missing peers skipped (under a minute)
 #   --only SECTIONS  a comma list of micro, echo, preempt: only those run (default: all)
+#   --micro  the micro-benchmarks only: --only micro
 #
 # As root (and not --smoke) it first installs missing peers from Debian (golang-go,
 # python3-gevent, gnuplot-nox) with scripts/deps.sh; a peer that is still missing gets "n/a".
@@ -48,10 +53,11 @@ while [ $# -gt 0 ]; do
         --smoke) smoke=1 quick=1 ;;
         --only) [ $# -ge 2 ] || { echo "run.sh: --only needs sections" >&2; exit 2; }; sections=$2; shift ;;
         --only=*) sections=${1#--only=} ;;
+        --micro) sections=micro ;;
         --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift ;;
         --out=*) out=${1#--out=} ;;
         -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--out DIR]" >&2; exit 2 ;;
+        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--micro] [--out DIR]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -75,7 +81,7 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # --- the plan: what runs, how long, how often ---
 LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
-SERVERS=(epoll threads coop coop-ucontext go1 go gevent)
+SERVERS=(epoll threads coop coop-ucontext coop-trace go1 go gevent)
 # The preemption section: pairs without a hog (the 3% comparison wants several), with one.
 PREEMPT_LEVEL=100 PREEMPT_SIZE=64 PREEMPT_MS=10 HOG_MS=1000
 if ((smoke)); then
@@ -89,6 +95,10 @@ else
     PAIRS=7 HOG_PAIRS=3 BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
+wanted echo || LEVELS=() SIZES=()
+# The idle threads of each TLS mechanism: as many as the most of the coop column.
+IDLE_TLS=${IDLE_COOP[-1]}
+mapfile -t TLS_MECHANISMS < <(tests/tls_mechanisms.sh)
 # Each run warms up first (loadgen -w): WARMUP seconds, and on until every connection has had
 # an echo, so that 10,000 connections are measured at work, not while being accepted.
 # At one connection throughput is bound by latency, and latency by where the kernel puts the
@@ -114,13 +124,13 @@ started=$(date +%s)
 say() { printf '[%4ds] %s\n' $(($(date +%s) - started)) "$*" >&2; }
 
 # --- what it needs ---
-if ((!smoke)) && [ "$(id -u)" -eq 0 ]; then
+if ((!smoke)) && wanted echo && [ "$(id -u)" -eq 0 ]; then
     scripts/deps.sh golang-go python3-gevent gnuplot-nox ||
         say "warning: could not install every peer; missing ones are reported as n/a"
 fi
 # The C programs through the Makefile (its flags); every micro-benchmark in tests/bench.
 targets=("build/samples/echo_threads")
-for src in tests/bench/*.c; do targets+=("build/bench/$(basename "$src" .c)"); done
+for src in tests/bench/*.c tests/bench/*.cc; do targets+=("build/bench/$(basename "${src%.c*}")"); done
 make --no-print-directory -s "${targets[@]}" >"$LOG/make.log" 2>&1 || {
     cat "$LOG/make.log" >&2
     echo "run.sh: the build of the benchmark programs failed" >&2
@@ -177,6 +187,7 @@ server_command() {
         coop-preempt-off) cmd=(env COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-hog-on) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-hog-off) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-trace) cmd=("$COOPRUN" --trace "$LOG/trace.json" -- "$SAMPLES/echo_threads" -p 0) ;;
         go1) cmd=(env GOMAXPROCS=1 "$BENCH/echo_go" -p 0) ;;
         go) cmd=("$BENCH/echo_go" -p 0) ;;
         gevent) cmd=("$PYTHON" "$ROOT/tests/bench/echo_gevent.py" -p 0) ;;
@@ -279,6 +290,7 @@ echo_run() {
         fi
         [[ $server != coop* ]] || ! kill -0 "$srv_pid" 2>/dev/null || monitor=$(monitor_share "$srv_pid")
         stop_server || { [ "$note" = ok ] && note="server-ignored-SIGTERM"; }
+        rm -f "$LOG/trace.json"
     fi
     [ "$note" = ok ] || say "  $server at $level x $size B: $note (see $LOG/$tag.*)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
@@ -295,10 +307,13 @@ micro() {
     case $variant in
         coop) prefix=("$COOPRUN" --) ;;
         coop-ucontext) prefix=(env COOP_SWITCH=ucontext "$COOPRUN" --) ;;
+        coop-tls-*) prefix=(env "COOP_TLS=${variant#coop-tls-}" "$COOPRUN" --) ;;
+        coop-trace) prefix=("$COOPRUN" --trace "$LOG/trace.json" --) ;;
     esac
     tag="micro-$variant-$(basename "$program")-${*// /_}"
     timeout -k 2 120 "${prefix[@]}" "$BENCH/$program" "$@" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null
     status=$?
+    rm -f "$LOG/trace.json"
     grep '^bench=' "$LOG/$tag.out" | sed "s/^/$variant /" >>"$MICRO"
     if ((status != 0)); then
         say "  micro $variant $program $*: status $status: $(tail -n 2 "$LOG/$tag.err" | tr '\n' ' ')"
@@ -314,6 +329,7 @@ run_micro() {
         micro native switch -t "$MICRO_T"
         micro coop switch -m yield -t "$MICRO_T"
         micro coop-ucontext switch -m yield -t "$MICRO_T"
+        micro coop-trace switch -m yield -t "$MICRO_T"
         micro native create_join -t "$MICRO_T"
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"
@@ -322,10 +338,16 @@ run_micro() {
         micro coop sleep -t "$MICRO_T"
         micro native idle -n "$IDLE_NATIVE"
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
+        micro native idle_tls -n "$IDLE_NATIVE"
+        for mechanism in "${TLS_MECHANISMS[@]}"; do
+            micro "coop-tls-$mechanism" switch -m yield -t "$MICRO_T"
+            micro "coop-tls-$mechanism" create_join -t "$MICRO_T"
+            micro "coop-tls-$mechanism" idle -n "$IDLE_TLS"
+            micro "coop-tls-$mechanism" idle_tls -n "$IDLE_TLS"
+        done
     done
 }
 
-# --- the run ---
 # --- preemption: what it costs without a hog, what it buys with one ---
 # Pairs alternate which runs first, so that drift of this shared machine hits both alike.
 run_preempt() {
@@ -396,7 +418,8 @@ say "done in ${elapsed} s; writing $out/results.md"
 machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 report_args=(--raw "$RAW" --micro "$MICRO" --out "$out" --machine "$machine" --command "$COMMAND"
     --seconds "$elapsed" --duration "$DURATION" --reps "$REPS" --gnuplot "$have_gnuplot"
-    --library "$COOP_LIBRARY${library_note:+ ($library_note)}" --preempt-ms "$PREEMPT_MS" --hog-ms "$HOG_MS")
+    --library "$COOP_LIBRARY${library_note:+ ($library_note)}" --preempt-ms "$PREEMPT_MS" --hog-ms "$HOG_MS"
+    --tls-mechanisms "$(IFS=,; echo "${TLS_MECHANISMS[*]}")")
 [ -n "$(pin_for 1)" ] && report_args+=(--pinned-level1 1)
 if [ ${#budget_notes[@]} -gt 0 ]; then
     dropped_list=$(printf '%s; ' "${budget_notes[@]}")

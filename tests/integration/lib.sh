@@ -9,6 +9,10 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # ASan's runtime when the library is a sanitizer build, which cooprun preloads right behind it.
 ASAN_RUNTIME=$(env -u LD_PRELOAD ldd "$COOP_LIBRARY" 2>/dev/null | sed -n 's/^[[:space:]]*libasan\.so[.0-9]* => \(\/[^ ]*\) .*/\1/p')
 SAMPLES=$BUILD/samples
+# The ways this machine lets coop move the thread pointer (COOP_TLS=MECHANISM): the tests
+# that depend on thread-local storage run under each.
+mapfile -t TLS_MECHANISMS < <("$ROOT/tests/tls_mechanisms.sh")
+TLS_MECHANISM_LIST=$(IFS=,; echo "${TLS_MECHANISMS[*]}") # for messages: syscall,fsgsbase
 BENCH=$BUILD/bench
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/coop-test.XXXXXX")
 trap 'rm -rf "$TMP"; jobs -p | xargs -r kill 2>/dev/null' EXIT
@@ -41,12 +45,23 @@ wait_port() {
 # A free TCP port on loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# listening_port OUTFILE PID: waits until the server PID prints "listening on PORT" into
+# OUTFILE (at most ~10 s) and prints PORT.
+listening_port() {
+    local _ port
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^listening on //p' "$1")
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        kill -0 "$2" 2>/dev/null || fail "the server died before listening: $(cat "$1")"
+        sleep 0.1
+    done
+    fail "the server printed no port"
+}
+
 # start_server [PREFIX...]: starts echo_threads; sets server and port.
 start_server() {
     local _
-    # Emptied here, not by the background job's redirection, which may come after the loop
-    # below has read an earlier server's port.
-    : >"$TMP/server.out"
+    : >"$TMP/server.out"    # the background shell may not have truncated it when first read
     "$@" "$SAMPLES/echo_threads" >"$TMP/server.out" 2>"$TMP/server.err" &
     server=$!
     for _ in $(seq 100); do

@@ -20,13 +20,20 @@ grep -q '^### Echo, 64 B messages' "$md" || fail "results.md has no 64 B echo ta
 grep -q '^### Micro-benchmarks' "$md" || fail "results.md has no micro-benchmark table"
 cmp -s "$md" <(sed -n '/^# coop benchmarks/,$p' "$TMP/run.out") || fail "run.sh did not print results.md"
 
+# column_of HEADER NAME: the index of NAME's cell in a table row (as read with IFS='|'), or -1.
+column_of() {
+    local i names
+    IFS='|' read -ra names <<<"$1"
+    for i in "${!names[@]}"; do
+        [ "$(echo "${names[$i]}" | xargs)" = "$2" ] && { echo "$i"; return; }
+    done
+    echo -1
+}
+
 # The echo table: the columns named in its header, then a row per level.
 header=$(grep -m1 '^| connections | epoll' "$md") || fail "no echo table header"
 IFS='|' read -ra names <<<"$header"
-coop_col=-1
-for i in "${!names[@]}"; do
-    [ "$(echo "${names[$i]}" | xargs)" = coop ] && coop_col=$i
-done
+coop_col=$(column_of "$header" coop)
 ((coop_col > 0)) || fail "no coop column in: $header"
 for level in 1 100; do
     row=$(sed -n '/^### Echo, 64 B/,/^Median/p' "$md" | grep -m1 "^| $level |") || fail "no row for $level connections"
@@ -53,6 +60,18 @@ done
 row=$(grep -m1 '^| context switch' "$md")
 IFS='|' read -ra cells <<<"$row"
 [[ "$(echo "${cells[4]}" | xargs)" =~ ^[0-9][0-9.,]*\ ns$ ]] || fail "coop ucontext switch: '${cells[4]}'"
+# The TLS table: a number in every cell of each mechanism this machine has.
+header=$(grep -m1 '^| benchmark | native | COOP_TLS=' "$md") || fail "results.md has no TLS table"
+for mechanism in "${TLS_MECHANISMS[@]}"; do
+    col=$(column_of "$header" "COOP_TLS=$mechanism")
+    ((col > 0)) || fail "no COOP_TLS=$mechanism column in: $header"
+    for what in 'thread switch' 'thread create + join' 'RSS per idle greenlet, C (' 'RSS per idle greenlet, C++'; do
+        row=$(grep -m1 -F "| $what" "$md") || fail "no TLS row for '$what'"
+        IFS='|' read -ra cells <<<"$row"
+        cell=$(echo "${cells[$col]}" | xargs)
+        [[ "$cell" =~ ^[0-9][0-9.,]*\ (ns|KiB) ]] || fail "COOP_TLS=$mechanism '$what': '$cell' is not a number"
+    done
+done
 # The preemption section: a row per server, numbers where echoes came back.
 for what in 'coop, preemption on' 'coop, preemption off' 'coop + hog, preemption on' 'coop + hog, preemption off'; do
     row=$(grep -m1 "^| $what |" "$md") || fail "no preemption row for '$what'"
@@ -61,4 +80,4 @@ for what in 'coop, preemption on' 'coop, preemption off' 'coop + hog, preemption
 done
 grep -q '^| echo p99 beside a hog, preemption on' "$md" || fail "no preemption target row"
 ((elapsed < 60)) || fail "run.sh --smoke took ${elapsed} s (budget 60 s)"
-echo "PASS: the benchmark suite runs; every coop cell has a number"
+echo "PASS: the benchmark suite runs; every coop cell has a number (COOP_TLS=$TLS_MECHANISM_LIST too)"

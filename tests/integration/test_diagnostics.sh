@@ -65,19 +65,24 @@ expect_text '^coop: greenlet #[0-9]+ "locker" has kept its hub' "spin holding a 
 expect_text '^coop: greenlet #[0-9]+ was not preempted \(COOP_PREEMPT_MS=10\): it holds a FILE lock \(flockfile\)$' "spin holding a FILE lock"
 note "spin holding a FILE lock: reported, the lock named as the reason"
 
-run deadlock
+run COOP_ON_DEADLOCK=exit deadlock
 expect_status 3 "deadlock"
 expect_text '^coop: all greenlets are asleep - deadlock!$' "deadlock"
 expect_text '^        at lock_first_then_second\+0x' "deadlock"
 expect_text '^        at lock_second_then_first\+0x' "deadlock"
 note "deadlock: two mutexes, both stacks, status 3"
 
-run lost
+run COOP_ON_DEADLOCK=exit lost
 expect_status 3 "lost wakeup"
 expect_text '^coop: all greenlets are asleep - deadlock!$' "lost wakeup"
 expect_text 'waiting: blocked on cond 0x' "lost wakeup"
 expect_text '^        at cond_waiter\+0x' "lost wakeup"
 note "lost wakeup: reported as a deadlock"
+
+run alarm
+expect_status 142 "alarm armed"
+grep -q deadlock "$TMP/err" && { cat "$TMP/err"; fail "alarm armed: reported as a deadlock"; }
+note "alarm armed: no deadlock report, SIGALRM's default action ends it as natively (status 142)"
 
 run overflow
 expect_status 139 "overflow"

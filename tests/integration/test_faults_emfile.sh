@@ -20,7 +20,7 @@ NOFILE=64
 run() {
     local mode=$1 _ status rc
     shift
-    : >"$TMP/server.out"     # not left to the background job: see start_server in lib.sh
+    : >"$TMP/server.out"    # the background shell may not have truncated it when first read
     # shellcheck disable=SC2016 # expanded by the inner shell
     bash -c 'ulimit -n "$1" && shift && exec "$@"' _ $NOFILE "$@" "$SAMPLES/echo_threads" \
         >"$TMP/server.out" 2>"$TMP/server.err" &

@@ -9,7 +9,8 @@
 # (urg), and a chain of 100 generations, each a thread that computes just past a slice then
 # execs the next, must never see a new program killed by a preemption signal left pending
 # across an exec (with a real-time signal, whose default action is to terminate, every such
-# chain died here).
+# chain died here). setuid must return while coop's monitor thread exists: glibc signals every
+# thread it knows and waits for each to answer.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/preempt" ] || fail "$SAMPLES/preempt is not built (make)"
 
@@ -25,7 +26,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin trylock equal urg exec compute; do
+for mode in spin trylock equal urg setuid exec compute; do
     run_mode $mode native
     native=$out
     [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"

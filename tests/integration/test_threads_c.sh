@@ -2,8 +2,9 @@
 # The C pthread surface: torture (200 threads over each kind of synchronisation object, keys,
 # once, join values, identity, 500 overlapping sleeps) and timedwaits (every timed wait times
 # out with the right error, no earlier than its deadline, while the other threads run). Each
-# runs natively and under coop: the result lines (all but the time: lines) must be the same,
-# and under coop the process never has more than one OS thread (+ coop's runtime threads).
+# runs natively and under coop with each TLS mechanism (COOP_TLS): the result lines (all but
+# the time: lines) must be the same, and under coop the process never has more than one OS
+# thread (+ coop's runtime threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
@@ -13,7 +14,6 @@ for p in "${PROGRAMS[@]}"; do
 done
 
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes about 2 s)
-MIN_NATIVE_THREADS=2   # natively, more than one thread must be seen
 MAX_SLEEPERS_MS=5000   # torture's 500 sleeps of 1 s must overlap; generous: not a timing test
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
@@ -40,12 +40,10 @@ check_native timedwaits "$SAMPLES/timedwaits"
 
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
 
-check_coop torture "$SAMPLES/torture"
-[ "$status" -eq 0 ] && check_sleepers_overlap coop
-check_coop timedwaits "$SAMPLES/timedwaits"
-
-if ((${#problems[@]} > 0)); then
-    printf '%s\n' "${problems[@]}" >&2
-    fail "${#problems[@]} problem(s) under coop (above)"
-fi
-echo "PASS: torture and timedwaits print the same natively and under coop, one OS thread under coop"
+for mechanism in "${TLS_MECHANISMS[@]}"; do
+    check_coop "COOP_TLS=$mechanism" torture "$SAMPLES/torture"
+    [ "$status" -eq 0 ] && check_sleepers_overlap "COOP_TLS=$mechanism"
+    check_coop "COOP_TLS=$mechanism" timedwaits "$SAMPLES/timedwaits"
+done
+fail_on_problems
+echo "PASS: torture and timedwaits print the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"

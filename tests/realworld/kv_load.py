@@ -1,7 +1,7 @@
-"""What memcache_client.py and redis_client.py share: their command line (PORT CONNS KEYS
-[TIMEOUT_S]), values derived from the key, a buffered connection, the threads (one connection
-each, started together behind a barrier; connection c owns the keys c, c + CONNS... below
-KEYS) and the tally of what they did and what went wrong."""
+"""What memcache_client.py, redis_client.py, digest_client.py and line_client.py share: their
+command line (PORT CONNS KEYS [TIMEOUT_S]), values derived from the key, a buffered
+connection, the threads (one connection each, started together behind a barrier; connection c
+owns the keys c, c + CONNS... below KEYS) and the tally of what they did and what went wrong."""
 import socket
 import sys
 import threading
@@ -43,10 +43,11 @@ class Conn:
             raise EOFError("connection closed by the server")
         self.buf += chunk
 
-    def line(self):
-        while b"\r\n" not in self.buf:
+    def line(self, end=b"\r\n"):
+        """The next line, without its end (CRLF, or the end given)."""
+        while end not in self.buf:
             self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
+        line, self.buf = self.buf.split(end, 1)
         return line
 
     def exactly(self, n):

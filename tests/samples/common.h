@@ -2,7 +2,8 @@
  * Helpers shared by the sample programs (tests/samples) and the benchmarks (tests/bench).
  *
  * Every program is built from its one .c file alone, so everything here is static inline.
- * Include this file first, after defining _GNU_SOURCE. Nothing here knows about coop: these
+ * Include this file first, after defining _GNU_SOURCE. It compiles as C++ too (idle_tls.cc):
+ * no designated initializers of C's only kind. Nothing here knows about coop: these
  * are the ordinary habits of an ordinary Linux program.
  */
 #ifndef COOP_SAMPLES_COMMON_H
@@ -94,8 +95,10 @@ static inline void exit_zero_handler(int sig)
 
 static inline void exit_zero_on_term(void)
 {
-    struct sigaction sa = { .sa_handler = exit_zero_handler };
+    struct sigaction sa;
 
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = exit_zero_handler;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
         die_errno("sigaction");
@@ -130,11 +133,14 @@ static inline struct server_options parse_server_options(int argc, char **argv)
  */
 static inline int listen_loopback(const struct server_options *o, int type_flags)
 {
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->port) };
+    struct sockaddr_in addr;
     socklen_t len = sizeof addr;
     int one = 1;
     int fd;
 
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)o->port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | type_flags, 0);
     if (fd < 0)

@@ -8,6 +8,7 @@
  *   spin-holding-file  the same, holding stdout's lock (flockfile)
  *   deadlock   two threads lock two mutexes in opposite orders
  *   lost       a thread waits on a condition variable nobody signals; main joins it
+ *   alarm      the same with alarm(1) armed: SIGALRM's default action ends the process
  *   overflow   a thread recurses without bound
  *   idle       a server idle in accept for 1 s (with a second thread asleep), then exits 0
  */
@@ -180,6 +181,12 @@ int main(int argc, char **argv)
         pthread_join(a, NULL);
         return 0;
     }
+    if (strcmp(mode, "alarm") == 0) {     /* the lost wakeup, but SIGALRM's default ends it */
+        alarm(1);
+        spawn(&a, cond_waiter, NULL);
+        pthread_join(a, NULL);
+        return 0;
+    }
     if (strcmp(mode, "overflow") == 0) {
         spawn(&a, overflower, NULL);
         pthread_join(a, NULL);
@@ -198,6 +205,6 @@ int main(int argc, char **argv)
         printf("idle done\n");
         return 0;
     }
-    fprintf(stderr, "usage: diag dump|spin|spin-in-libc|spin-holding-file|deadlock|lost|overflow|idle\n");
+    fprintf(stderr, "usage: diag dump|spin|spin-in-libc|spin-holding-file|deadlock|lost|alarm|overflow|idle\n");
     return 2;
 }

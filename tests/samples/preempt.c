@@ -12,6 +12,8 @@
  *             lateness goes to stderr: information, not a result.
  *   urg       the spin, with a SIGURG handler of the program's own (coop preempts with
  *             SIGURG): the handler stays installed and gets the SIGURG the program raises
+ *   setuid    setuid(getuid()) while another thread exists: glibc signals every thread it
+ *             knows, coop's monitor included, and waits until each has answered
  *   exec [N]  a thread computes for 12 ms (just past a 10 ms slice), then execs this program,
  *             N times over (default 100): a preemption signal left pending across an exec
  *             must not kill the new program
@@ -154,6 +156,28 @@ static void urg(void)
     printf("urg: %s\n", urgent ? "the program's SIGURG handler stayed and ran" : "the SIGURG handler did not run");
 }
 
+/* --- setuid --- */
+
+static void *wait_for_flag(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&flag))
+        sleep_ms(1);
+    return NULL;
+}
+
+static void set_own_uid(void)
+{
+    pthread_t t;
+    atomic_store(&flag, 0);
+    start(&t, wait_for_flag, NULL);
+    sleep_ms(20);
+    int r = setuid(getuid());
+    atomic_store(&flag, 1);
+    join(t);
+    printf("setuid: %s\n", r == 0 ? "returned 0 while another thread existed" : strerror(errno));
+}
+
 /* --- exec --- */
 
 static void *compute_then_exec(void *generations_left)
@@ -249,9 +273,11 @@ int main(int argc, char **argv)
         compute(argc > 2 ? parse_long(argv[2], 1, 3600, "SECONDS") : 5);
     else if (strcmp(mode, "urg") == 0)
         urg();
+    else if (strcmp(mode, "setuid") == 0)
+        set_own_uid();
     else if (strcmp(mode, "exec") == 0)
         exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
     else
-        die("usage: preempt spin|trylock|equal|compute [SECONDS]|urg|exec [N]");
+        die("usage: preempt spin|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
     return 0;
 }

@@ -374,21 +374,26 @@ START_TEST(test_storm_of_preemptions_in_a_ring)
 END_TEST
 
 /*
- * Preemption signals at any moment: a real thread sends the hub's thread the preemption
- * signal every 20 us, besides the monitor's, while spinners pass a turn around, greenlets
- * yield to each other and others sleep. Most signals are stale or land in coop's code in
- * the middle of a switch, the case the handler must leave alone.
+ * Preemption at any moment: a real thread asks for it every 20 us with the hub's current
+ * switch count, as an overeager monitor would, besides the monitor itself, and sends bare
+ * SIGURGs too (a program's, which the handler must leave alone), while spinners pass a
+ * turn around, greenlets yield to each other and others sleep. The asks find greenlets
+ * anywhere: in the middle of a switch, in a yield, in coop's code, the cases the handler
+ * must refuse, or already gone by the time the signal lands.
  */
 static _Atomic bool bombing;
-static pid_t hub_tid;
+static struct coop_hub *bombed;
 
 static void *bomb(void *unused)
 {
     (void)unused;
     coop_mark_runtime_thread();
     struct timespec gap = { 0, 20000 };
-    while (atomic_load(&bombing)) {
-        coop_sys(SYS_tgkill, getpid(), hub_tid, COOP_PREEMPT_SIGNAL);
+    for (unsigned n = 0; atomic_load(&bombing); n++) {
+        if (n % 4 == 0)
+            coop_sys(SYS_tgkill, getpid(), bombed->tid, COOP_PREEMPT_SIGNAL);
+        else
+            coop_preempt_ask(bombed, atomic_load(&bombed->switches));
         nanosleep(&gap, NULL);
     }
     return NULL;
@@ -416,7 +421,7 @@ static void *nap_many(void *count)
 
 START_TEST(test_signals_at_any_moment_leave_every_greenlet_whole)
 {
-    hub_tid = coop_thread.hub->tid;
+    bombed = coop_thread.hub;
     int yields[2] = { 0, 0 }, naps[2] = { 0, 0 };
     /* The first greenlet installs the handler (as the monitor starts): signals after it. */
     struct coop_greenlet *others[4] = {

@@ -1,0 +1,319 @@
+/*
+ * thread_signals: signal masks, pending sets and delivery are per thread (POSIX). Prints one
+ * line per check; the same lines natively and under coop. Nothing depends on timing: every
+ * step waits for the one before (joins, barriers, sigsuspend on a blocked signal).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define THREADS 50
+
+static void handle(int sig, void (*fn)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sigaction(sig, &sa, NULL);
+}
+
+static sigset_t only(int sig)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    return set;
+}
+
+static bool pending_here(int sig)
+{
+    sigset_t set;
+    sigpending(&set);
+    return sigismember(&set, sig) == 1;
+}
+
+/* --- 1. workers block every signal; main waits for SIGTERM from another process --- */
+
+static pthread_barrier_t workers_ready;
+static volatile sig_atomic_t terms;
+static pthread_t term_thread;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    terms++;
+    term_thread = pthread_self();
+}
+
+static void *blocking_worker(void *unused)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_barrier_wait(&workers_ready);
+    pthread_barrier_wait(&workers_ready);     /* until main has its SIGTERM */
+    return unused;
+}
+
+static void sigterm_reaches_main(void)
+{
+    pthread_t w[4];
+    pthread_barrier_init(&workers_ready, NULL, 5);
+    handle(SIGTERM, on_term);
+    sigset_t term = only(SIGTERM), old;
+    pthread_sigmask(SIG_BLOCK, &term, &old);
+    for (int i = 0; i < 4; i++)
+        pthread_create(&w[i], NULL, blocking_worker, NULL);
+    pthread_barrier_wait(&workers_ready);
+    pid_t child = fork();
+    if (child == 0) {
+        kill(getppid(), SIGTERM);
+        _exit(0);
+    }
+    while (terms == 0)
+        sigsuspend(&old);
+    waitpid(child, NULL, 0);
+    pthread_barrier_wait(&workers_ready);
+    for (int i = 0; i < 4; i++)
+        pthread_join(w[i], NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    printf("workers block every signal: main took SIGTERM %d time(s), in main: %s\n", (int)terms,
+           pthread_equal(term_thread, pthread_self()) ? "yes" : "no");
+}
+
+/* --- 2. pthread_kill to each of 50 threads: each handler runs on its target --- */
+
+static __thread volatile sig_atomic_t usr1_here;
+static pthread_t targets[THREADS];
+static _Atomic int right_thread, wrong_thread;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    usr1_here++;
+    bool mine = false;
+    for (int i = 0; i < THREADS; i++)
+        mine |= pthread_equal(targets[i], pthread_self());
+    if (mine)
+        right_thread++;
+    else
+        wrong_thread++;
+}
+
+static pthread_barrier_t all_blocked;
+
+static void *usr1_target(void *unused)
+{
+    sigset_t usr1 = only(SIGUSR1), open;
+    pthread_sigmask(SIG_BLOCK, &usr1, &open);
+    sigdelset(&open, SIGUSR1);
+    pthread_barrier_wait(&all_blocked);
+    while (usr1_here == 0)
+        sigsuspend(&open);
+    return unused;
+}
+
+static void pthread_kill_each(void)
+{
+    handle(SIGUSR1, on_usr1);
+    sigset_t usr1 = only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);     /* main never takes it */
+    pthread_barrier_init(&all_blocked, NULL, THREADS + 1);
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&targets[i], NULL, usr1_target, NULL);
+    pthread_barrier_wait(&all_blocked);
+    for (int i = 0; i < THREADS; i++)
+        pthread_kill(targets[i], SIGUSR1);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(targets[i], NULL);
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+    printf("pthread_kill to %d threads: %d handlers on their target, %d elsewhere\n", THREADS,
+           (int)right_thread, (int)wrong_thread);
+}
+
+/* --- 3. a blocked thread-directed signal waits for its thread only --- */
+
+static pthread_barrier_t step;
+static volatile sig_atomic_t usr2_ran;
+static pthread_t usr2_in;
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+    usr2_ran++;
+    usr2_in = pthread_self();
+}
+
+static void *blocker(void *unused)
+{
+    sigset_t usr2 = only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    pthread_barrier_wait(&step);               /* 1: blocked */
+    pthread_barrier_wait(&step);               /* 2: main sent it */
+    printf("blocked in the target: pending there %s, handler ran %d\n",
+           pending_here(SIGUSR2) ? "yes" : "no", (int)usr2_ran);
+    pthread_barrier_wait(&step);               /* 3: printed */
+    pthread_barrier_wait(&step);               /* 4: main looked */
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    printf("unblocked: handler ran %d time(s) before pthread_sigmask returned, in the target: %s\n",
+           (int)usr2_ran, pthread_equal(usr2_in, pthread_self()) ? "yes" : "no");
+    return unused;
+}
+
+static void pending_per_thread(void)
+{
+    handle(SIGUSR2, on_usr2);
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, blocker, NULL);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR2);
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    printf("in another thread: pending %s\n", pending_here(SIGUSR2) ? "yes" : "no");
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+}
+
+/* --- 4. a new thread inherits the mask, not the pending signals --- */
+
+static void *newborn(void *unused)
+{
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, NULL, &mask);
+    printf("new thread: SIGUSR2 blocked %s, pending %s\n", sigismember(&mask, SIGUSR2) == 1 ? "yes" : "no",
+           pending_here(SIGUSR2) ? "yes" : "no");
+    return unused;
+}
+
+static void inherit_mask_not_pending(void)
+{
+    sigset_t usr2 = only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    raise(SIGUSR2);
+    printf("raise while blocked: pending in the raiser %s\n", pending_here(SIGUSR2) ? "yes" : "no");
+    pthread_t t;
+    pthread_create(&t, NULL, newborn, NULL);
+    pthread_join(t, NULL);
+    int sig = 0;
+    sigwait(&usr2, &sig);
+    printf("the raiser's sigwait took %d\n", sig);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+}
+
+/* --- 5. sigwait: only the thread a signal is sent to takes it --- */
+
+static int taken[2];
+
+static void *waiter(void *slot)
+{
+    sigset_t usr1 = only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    pthread_barrier_wait(&step);
+    int sig;
+    sigwait(&usr1, &sig);
+    *(int *)slot = sig;
+    return NULL;
+}
+
+static void sigwait_directed(void)
+{
+    pthread_barrier_init(&step, NULL, 3);
+    pthread_t a, b;
+    pthread_create(&a, NULL, waiter, &taken[0]);
+    pthread_create(&b, NULL, waiter, &taken[1]);
+    pthread_barrier_wait(&step);
+    pthread_kill(a, SIGUSR1);
+    pthread_join(a, NULL);
+    printf("sigwait: the target took %d, the other %d\n", taken[0], taken[1]);
+    pthread_kill(b, SIGUSR1);
+    pthread_join(b, NULL);
+    printf("sigwait: then the other took %d\n", taken[1]);
+}
+
+/* --- 6. ppoll with a mask: the signal it unblocks ends it with EINTR --- */
+
+static volatile sig_atomic_t polled_ran;
+static void on_usr1_poll(int sig) { (void)sig; polled_ran++; }
+
+static void *poller(void *fd)
+{
+    sigset_t usr1 = only(SIGUSR1), open;
+    pthread_sigmask(SIG_BLOCK, &usr1, &open);
+    sigdelset(&open, SIGUSR1);
+    pthread_barrier_wait(&step);
+    struct pollfd p = { *(int *)fd, POLLIN, 0 };
+    int r = ppoll(&p, 1, NULL, &open);
+    printf("ppoll with SIGUSR1 open: %d %s, handler ran %d\n", r, r < 0 ? strerrorname_np(errno) : "",
+           (int)polled_ran);
+    return NULL;
+}
+
+static void ppoll_mask(void)
+{
+    handle(SIGUSR1, on_usr1_poll);
+    int fds[2];
+    if (pipe(fds) != 0)
+        exit(1);
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, poller, &fds[0]);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR1);      /* blocked outside ppoll: pending until ppoll opens it */
+    pthread_join(t, NULL);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* --- 7. a process-directed signal every thread blocks stays pending for the process --- */
+
+static volatile sig_atomic_t hup_ran;
+static pthread_t hup_in;
+static void on_hup(int sig) { (void)sig; hup_ran++; hup_in = pthread_self(); }
+
+static void *hup_taker(void *unused)
+{
+    pthread_barrier_wait(&step);                /* main sent it; it is blocked here too */
+    printf("process signal blocked everywhere: pending here %s, handler ran %d\n",
+           pending_here(SIGHUP) ? "yes" : "no", (int)hup_ran);
+    sigset_t hup = only(SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
+    printf("the thread that unblocked it ran its handler: %s\n",
+           hup_ran == 1 && pthread_equal(hup_in, pthread_self()) ? "yes" : "no");
+    return unused;
+}
+
+static void process_pending(void)
+{
+    handle(SIGHUP, on_hup);
+    sigset_t hup = only(SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, hup_taker, NULL);
+    kill(getpid(), SIGHUP);
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    printf("main, still blocking it, ran the handler %d time(s)\n", hup_ran && !pthread_equal(hup_in, pthread_self()) ? 0 : 1);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    sigterm_reaches_main();
+    pthread_kill_each();
+    pending_per_thread();
+    inherit_mask_not_pending();
+    sigwait_directed();
+    ppoll_mask();
+    process_pending();
+    return 0;
+}
