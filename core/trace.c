@@ -921,8 +921,10 @@ static void write_events(int64_t until, bool final)
             name_hubs(o);
         }
     }
-    memmove(pend, pend + done, (pend_len - done) * sizeof *pend);
-    pend_len -= done;
+    if (done > 0) {             /* pend is NULL until the first record: memmove wants a pointer */
+        memmove(pend, pend + done, (pend_len - done) * sizeof *pend);
+        pend_len -= done;
+    }
     if (final)
         end_all(o, coop_now());
     append(o);
