@@ -84,7 +84,8 @@ SURFACE_NAMES = sed -n 's/^COOP_FN([a-z]*, *\([A-Za-z0-9_]*\),.*/\1/p' shim/surf
 
 # libuv's archive is built as position-independent executable code: calls are fine in a
 # shared object, but its three references to libc data are not, so they are renamed too
-# and defined in shim/real.c. Its one destructor, uv_library_shutdown, is dropped: it
+# and defined in shim/real.c. Its getenv is renamed as well: core/offload.c answers
+# UV_THREADPOOL_SIZE without touching the program's environment. Its one destructor, uv_library_shutdown, is dropped: it
 # joins the threadpool's threads, which a forked child does not have (it would crash
 # there), and which exit() ends anyway.
 
@@ -93,9 +94,9 @@ $(BUILD)/exports.map: shim/surface.h
 	@mkdir -p $(BUILD)
 	{ echo '{ global:'; $(SURFACE_NAMES) | sed 's/.*/  &;/'; echo '  coop_version; coop_active;'; echo 'local: *; };'; } > $@
 
-$(BUILD)/libuv_private.a: $(LIBUV_A) shim/surface.h
+$(BUILD)/libuv_private.a: $(LIBUV_A) shim/surface.h Makefile
 	@mkdir -p $(BUILD)
-	{ $(SURFACE_NAMES); echo environ; echo stderr; echo in6addr_any; } | sed 's/.*/& coop_uv_&/' > $(BUILD)/libuv.rename
+	{ $(SURFACE_NAMES); echo environ; echo stderr; echo in6addr_any; echo getenv; } | sed 's/.*/& coop_uv_&/' > $(BUILD)/libuv.rename
 	objcopy --redefine-syms=$(BUILD)/libuv.rename --remove-section=.fini_array \
 	    --remove-section=.rela.fini_array $(LIBUV_A) $@
 

@@ -176,6 +176,10 @@ int coop_unpark(const void *addr, int n, uint32_t bitset);
 /* Runs fn(arg) on libuv's threadpool while the calling greenlet waits (inline when the
  * caller is no greenlet). Every wait lasts until fn has returned. */
 void coop_offload(void (*fn)(void *), void *arg);
+/* The same, for work a signal handler should end: when one interrupts the wait, cancel(arg)
+ * runs, which must make fn return soon; the wait still lasts until fn has returned.
+ * 0, or EINTR / COOP_RESTART when a handler interrupted it. */
+int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg);
 void coop_offload_configure(unsigned threads);
 
 /* In the child of a fork: only the calling greenlet remains, with a fresh loop. */

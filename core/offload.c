@@ -4,6 +4,7 @@
  * such work to its native threadpool. The pool's threads are runtime threads: whatever
  * the work calls goes straight to libc.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,31 +54,33 @@ static bool pool_fits(void)
     return true;
 }
 
-/* libuv sizes its pool from UV_THREADPOOL_SIZE when it first starts it; the variable is
- * set only for that moment, so the program never sees it. */
+/*
+ * libuv sizes its pool from getenv("UV_THREADPOOL_SIZE") when it first starts it. Its
+ * getenv is renamed to this one (see the Makefile), which answers that question with
+ * COOP_THREADPOOL_SIZE: the program's environment is never written, since a setenv may
+ * move environ while a caller is passing it to posix_spawn (popen did, and failed).
+ */
+__attribute__((visibility("hidden"))) char *coop_uv_getenv(const char *name)
+{
+    static char size[16];
+    if (strcmp(name, "UV_THREADPOOL_SIZE") != 0)
+        return getenv(name);
+    snprintf(size, sizeof size, "%u", pool_size);
+    return size;
+}
+
 static int queue(uv_loop_t *loop, struct offload *o)
 {
     if (started)
         return uv_queue_work(loop, &o->req, run, finished);
     if (!pool_fits())
         return UV_EAGAIN;      /* the work runs in the caller instead */
-
-    char size[16];
-    snprintf(size, sizeof size, "%u", pool_size);
-    char *previous = getenv("UV_THREADPOOL_SIZE");
-    previous = previous ? strdup(previous) : NULL;
-    setenv("UV_THREADPOOL_SIZE", size, 1);
     /* The pool's threads start inside this call and inherit this mask: with every signal
      * blocked, a process-wide signal is never handed to one of them. */
     sigset_t old;
     coop_block_all_signals(&old);
     int err = uv_queue_work(loop, &o->req, run, finished);
     coop_restore_signals(&old);
-    if (previous != NULL)
-        setenv("UV_THREADPOOL_SIZE", previous, 1);
-    else
-        unsetenv("UV_THREADPOOL_SIZE");
-    free(previous);
     started = true;
     return err;
 }
@@ -85,22 +88,33 @@ static int queue(uv_loop_t *loop, struct offload *o)
 /* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
 void coop_offload_fork_child(void) { started = false; }
 
-void coop_offload(void (*fn)(void *), void *arg)
+int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg)
 {
     struct coop_greenlet *g = coop_self();
     struct offload o = { .fn = fn, .arg = arg, .g = g };
     o.req.data = &o;
     if (g == NULL || queue(&coop_thread.hub->loop, &o) != 0) {
         fn(arg);
-        return;
+        return 0;
     }
-    while (!o.done) {      /* signals do not end the wait: the work owns o until it ends */
+    int interrupted = 0;
+    while (!o.done) {      /* the work owns o until it ends, interrupted or not */
         coop_prepare_wait(g, WAIT_OFFLOAD, NULL);
         if (o.done) {
             coop_cancel_wait(g);
             break;
         }
-        coop_suspend(COOP_NO_DEADLINE);
+        int reason = coop_suspend(COOP_NO_DEADLINE);
+        if ((reason == EINTR || reason == COOP_RESTART) && cancel != NULL && interrupted == 0) {
+            interrupted = reason;
+            cancel(arg);
+        }
     }
     coop_after_wait(g);     /* only now: a handler may longjmp out, and o is on this stack */
+    return interrupted;
+}
+
+void coop_offload(void (*fn)(void *), void *arg)
+{
+    coop_offload_interruptible(fn, NULL, arg);
 }

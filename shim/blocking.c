@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -34,23 +35,45 @@ int shim_wait_fd(int fd, int dir, int64_t deadline, bool restartable)
     }
 }
 
-ssize_t shim_blocking(int fd, int dir, bool has_dontwait, shim_attempt attempt, void *args)
+/* The try that cannot block, for a call that can do what can says on the fd f. */
+static enum shim_try quiet_try(const struct shim_fd *f, int can)
+{
+    if (f->kind == FD_SOCKET)
+        return can & SHIM_DONTWAIT ? TRY_DONTWAIT : TRY_POLLED;
+    return can & SHIM_NOWAIT && f->nowait != NOWAIT_REFUSED ? TRY_NOWAIT : TRY_POLLED;
+}
+
+/*
+ * When in doubt, the kernel decides: a call the kernel answers at once (the program's own
+ * O_NONBLOCK, an fd not open that way, a socket call on something else) is made as it
+ * is; otherwise the call is tried without blocking, the way the fd allows, and only
+ * EAGAIN makes the caller wait. An fd that takes neither MSG_DONTWAIT nor RWF_NOWAIT (a
+ * terminal) is asked with poll first.
+ */
+ssize_t shim_blocking(int fd, int dir, int can, shim_attempt attempt, void *args)
 {
     struct shim_fd *f = shim_fd(fd);
     if (f->kind == FD_PLAIN)
         return shim_file_io(fd, f, attempt, args);   /* family file: maybe the threadpool */
-    if (f->nonblock)
-        return attempt(fd, args, false);
-    bool dontwait = f->kind == FD_SOCKET && has_dontwait;
+    if (f->nonblock || (dir == SHIM_IN ? f->no_read : f->no_write)
+        || ((can & SHIM_SOCKET_CALL) && f->kind != FD_SOCKET))
+        return attempt(fd, args, TRY_BLOCKING);
     int64_t timeout = f->kind == FD_SOCKET ? f->timeout[dir] : 0;
     int64_t deadline = timeout > 0 ? coop_now() + timeout : COOP_NO_DEADLINE;
     for (;;) {
-        if (dontwait) {
-            ssize_t r = attempt(fd, args, true);
+        enum shim_try how = quiet_try(f, can);
+        if (how != TRY_POLLED) {
+            ssize_t r = attempt(fd, args, how);
+            if (how == TRY_NOWAIT && r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+                f->nowait = NOWAIT_REFUSED;
+                continue;
+            }
+            if (how == TRY_NOWAIT)
+                f->nowait = NOWAIT_WORKS;
             if (r >= 0 || errno != EAGAIN)
                 return r;
         } else if (shim_ready_now(fd, dir)) {
-            return attempt(fd, args, false);
+            return attempt(fd, args, TRY_POLLED);
         }
         /* The kernel never restarts a socket call that has a timeout. */
         if (shim_wait_fd(fd, dir, deadline, timeout == 0) == 0)
@@ -58,9 +81,35 @@ ssize_t shim_blocking(int fd, int dir, bool has_dontwait, shim_attempt attempt, 
         if (errno == ETIMEDOUT)
             errno = EAGAIN;
         else if (errno != EINTR && errno != EBADF)
-            return attempt(fd, args, false);   /* epoll cannot watch it: block for real */
+            return attempt(fd, args, TRY_BLOCKING);   /* epoll cannot watch it: block for real */
         return -1;
     }
+}
+
+bool shim_copy_in(void *to, const void *from, size_t n)
+{
+    struct iovec local = { to, n }, remote = { (void *)from, n };
+    ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (r == (ssize_t)n)
+        return true;
+    if (r < 0 && errno != EFAULT) {     /* refused here (seccomp, ENOSYS): read it directly */
+        memcpy(to, from, n);
+        return true;
+    }
+    errno = EFAULT;
+    return false;
+}
+
+bool shim_valid_timeout(const struct timespec *ts)
+{
+    return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
+}
+
+int shim_read_timeout(const struct timespec *user, struct timespec *ts)
+{
+    if (!shim_copy_in(ts, user, sizeof *ts))
+        return EFAULT;
+    return shim_valid_timeout(ts) ? 0 : EINVAL;
 }
 
 int64_t shim_deadline_after(const struct timespec *rel)
@@ -122,49 +171,91 @@ static size_t iov_total(const struct iovec *iov, size_t iovcnt)
     return total;
 }
 
-static ssize_t attempt_out(int fd, void *a, bool dontwait)
+/* At most PIPE_BUF bytes from the start of iov[0..n), in at most PIECE_MAX entries of
+ * piece: what a write that poll called possible takes without blocking (and keeps atomic,
+ * when that is all of it). */
+#define PIECE_MAX 16
+static int first_pipe_buf(const struct iovec *iov, size_t n, struct iovec piece[PIECE_MAX])
+{
+    int count = 0;
+    size_t room = PIPE_BUF;
+    for (; (size_t)count < n && count < PIECE_MAX && room > 0; count++) {
+        piece[count] = iov[count];
+        if (piece[count].iov_len > room)
+            piece[count].iov_len = room;
+        room -= piece[count].iov_len;
+    }
+    return count;
+}
+
+static ssize_t attempt_out(int fd, void *a, enum shim_try how)
 {
     struct shim_out *o = a;
-    int flags = o->flags | (dontwait ? MSG_DONTWAIT : 0);
-    if (o->is_write && !dontwait)
+    int flags = o->flags | (how == TRY_DONTWAIT ? MSG_DONTWAIT : 0);
+    if (o->user != NULL)
+        return REAL(sendmsg)(fd, o->user, flags);
+    if (o->is_write && how == TRY_NOWAIT)
+        return pwritev2(fd, o->msg.msg_iov, (int)o->msg.msg_iovlen, -1, RWF_NOWAIT);
+    if (o->is_write && how == TRY_POLLED && o->msg.msg_iovlen <= IOV_MAX) {
+        size_t n = o->msg.msg_iovlen;
+        struct iovec copy[o->user_iov ? n : 1], piece[PIECE_MAX];
+        const struct iovec *iov = o->msg.msg_iov;
+        if (o->user_iov) {       /* the kernel has not read it yet */
+            if (!shim_copy_in(copy, iov, n * sizeof *iov))
+                return REAL(writev)(fd, iov, (int)n);      /* its EFAULT, at once */
+            iov = copy;
+        }
+        return REAL(writev)(fd, piece, first_pipe_buf(iov, n, piece));
+    }
+    if (o->is_write && how != TRY_DONTWAIT)
         return REAL(writev)(fd, o->msg.msg_iov, (int)o->msg.msg_iovlen);
-    /* The common case, one buffer and nothing else, takes the kernel's shorter path. */
-    if (o->msg.msg_iovlen == 1 && o->msg.msg_name == NULL && o->msg.msg_controllen == 0)
+    /* The common case, one buffer of coop's own and nothing else, takes the kernel's shorter path. */
+    if (!o->user_iov && o->msg.msg_iovlen == 1 && o->msg.msg_name == NULL && o->msg.msg_controllen == 0)
         return REAL(send)(fd, o->msg.msg_iov[0].iov_base, o->msg.msg_iov[0].iov_len, flags);
     return REAL(sendmsg)(fd, &o->msg, flags);
 }
 
 /*
  * A blocking write returns only when everything is written, or on an error or signal
- * after which it reports what was written. A non-socket fd that poll calls writable has
- * room for PIPE_BUF bytes: larger writes go in PIPE_BUF pieces, so the real call never
- * blocks the hub (writes of PIPE_BUF or less stay whole, and atomic).
+ * after which it reports what was written. The first try is the call as the program made
+ * it, so that the kernel checks its msghdr and iovec array before coop reads them (on a
+ * terminal, which is polled first, coop reads them as the kernel would); what is left goes
+ * on from a copy of the array.
  */
 ssize_t shim_send_all(int fd, struct shim_out *out)
 {
     struct shim_fd *f = shim_fd(fd);
-    size_t left = out->msg.msg_iovlen;
     if (f->kind == FD_PLAIN && out->is_write)
         return shim_file_io(fd, f, attempt_out, out);
-    if (f->kind == FD_PLAIN || f->nonblock || (out->flags & MSG_DONTWAIT) || left == 0 || left > IOV_MAX)
-        return attempt_out(fd, out, false);
+    if (f->kind == FD_PLAIN || f->nonblock || (out->flags & MSG_DONTWAIT))
+        return attempt_out(fd, out, TRY_BLOCKING);
+    int can = SHIM_DONTWAIT | (out->is_write ? SHIM_NOWAIT : SHIM_SOCKET_CALL);
+    ssize_t done = shim_blocking(fd, SHIM_OUT, can, attempt_out, out);
+    if (done < 0)
+        return -1;
+    if (out->user != NULL) {
+        out->msg = *out->user;
+        out->user = NULL;
+    }
+    size_t left = out->msg.msg_iovlen;
+    if (left == 0 || left > IOV_MAX || (size_t)done == iov_total(out->msg.msg_iov, left))
+        return done;
     struct iovec local[left];
     memcpy(local, out->msg.msg_iov, left * sizeof local[0]);
     struct iovec *cur = local;
-    ssize_t done = 0;
-    do {
-        struct iovec piece = { cur[0].iov_base, cur[0].iov_len < PIPE_BUF ? cur[0].iov_len : PIPE_BUF };
-        bool split = f->kind != FD_SOCKET && iov_total(cur, left) > PIPE_BUF;
-        out->msg.msg_iov = split ? &piece : cur;
-        out->msg.msg_iovlen = split ? 1 : left;
-        ssize_t n = shim_blocking(fd, SHIM_OUT, true, attempt_out, out);
+    iov_advance(&cur, &left, (size_t)done);
+    out->msg.msg_control = NULL;       /* ancillary data goes with the first byte only */
+    out->msg.msg_controllen = 0;
+    out->user_iov = false;
+    while (left > 0) {
+        out->msg.msg_iov = cur;
+        out->msg.msg_iovlen = left;
+        ssize_t n = shim_blocking(fd, SHIM_OUT, can, attempt_out, out);
         if (n < 0)
-            return done > 0 ? done : -1;
+            return done;
         done += n;
         iov_advance(&cur, &left, (size_t)n);
-        out->msg.msg_control = NULL;       /* ancillary data goes with the first byte only */
-        out->msg.msg_controllen = 0;
-    } while (left > 0);
+    }
     return done;
 }
 

@@ -1,7 +1,8 @@
 /*
  * What the shim knows of each fd: whether it is a socket (its data calls take
  * MSG_DONTWAIT), something else epoll can watch, or a plain file that never blocks; the
- * program's own O_NONBLOCK; and its SO_RCVTIMEO/SO_SNDTIMEO. coop never changes a file
+ * program's own O_NONBLOCK; whether it is open for reading and for writing; and its
+ * SO_RCVTIMEO/SO_SNDTIMEO. coop never changes a file
  * description's flags, so the program's view is simply the truth, cached here so the fast
  * path needs no extra system call. An fd is looked at the first time it is used, and
  * forgotten when it is closed, replaced or created anew through a wrapper.
@@ -43,6 +44,15 @@ static int64_t timeout_of(int fd, int option)
     return tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
 }
 
+/* A fresh entry from the fd's file status flags. */
+static void set_flags(struct shim_fd *f, int flags)
+{
+    int mode = flags & O_PATH ? -1 : flags & O_ACCMODE;
+    *f = (struct shim_fd){ .known = 1, .nonblock = flags & O_NONBLOCK,
+                           .no_read = mode != O_RDONLY && mode != O_RDWR,
+                           .no_write = mode != O_WRONLY && mode != O_RDWR };
+}
+
 static void classify(struct shim_fd *f, int fd)
 {
     struct stat st;
@@ -51,7 +61,9 @@ static void classify(struct shim_fd *f, int fd)
         *f = (struct shim_fd){ .kind = FD_PLAIN };   /* not open: the real call says so */
         return;
     }
-    *f = (struct shim_fd){ .known = 1, .nonblock = flags & O_NONBLOCK };
+    set_flags(f, flags);
+    if (S_ISCHR(st.st_mode))
+        f->nowait = NOWAIT_REFUSED;      /* terminals and devices: poll first */
     if (S_ISSOCK(st.st_mode)) {
         f->kind = FD_SOCKET;
         f->timeout[SHIM_IN] = timeout_of(fd, SO_RCVTIMEO);
@@ -77,13 +89,20 @@ struct shim_fd *shim_fd(int fd)
     return f;
 }
 
-void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock)
+void shim_fd_opened(int fd, enum shim_fd_kind kind, int flags)
 {
     coop_fd_forget(fd);
     if (table == NULL)
         table_init();
-    if (fd >= 0 && fd < table_len)
-        table[fd] = (struct shim_fd){ .known = 1, .kind = (uint8_t)kind, .nonblock = nonblock };
+    if (fd >= 0 && fd < table_len) {
+        set_flags(&table[fd], flags);
+        table[fd].kind = (uint8_t)kind;
+    }
+}
+
+void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock)
+{
+    shim_fd_opened(fd, kind, O_RDWR | (nonblock ? O_NONBLOCK : 0));
 }
 
 void shim_fd_copied(int from, int to)

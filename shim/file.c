@@ -82,7 +82,7 @@ struct attempt_call { shim_attempt attempt; void *args; };
 static ssize_t op_attempt(struct call *c)
 {
     struct attempt_call *a = c->buf;
-    return a->attempt(c->fd, a->args, false);
+    return a->attempt(c->fd, a->args, TRY_BLOCKING);
 }
 
 ssize_t shim_file_io(int fd, const struct shim_fd *f, shim_attempt attempt, void *args)
@@ -90,7 +90,7 @@ ssize_t shim_file_io(int fd, const struct shim_fd *f, shim_attempt attempt, void
     /* The program's O_NONBLOCK means nothing to a regular file, but it did ask not to
      * wait: it gets the plain call. */
     if (!shim_file_offload || !f->known || f->nonblock || shim_cooperative(FAM_file) == NULL)
-        return attempt(fd, args, false);
+        return attempt(fd, args, TRY_BLOCKING);
     struct attempt_call a = { attempt, args };
     struct call c = { .op = op_attempt, .fd = fd, .buf = &a };
     return offload(&c);
@@ -173,9 +173,9 @@ static int opened(int fd, int flags)
     struct stat st;
     int saved = errno;
     if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISBLK(st.st_mode))
-        shim_fd_created(fd, S_ISSOCK(st.st_mode) ? FD_SOCKET : FD_POLLABLE, flags & O_NONBLOCK);
+        shim_fd_opened(fd, S_ISSOCK(st.st_mode) ? FD_SOCKET : FD_POLLABLE, flags);
     else
-        shim_fd_created(fd, FD_PLAIN, flags & O_NONBLOCK);
+        shim_fd_opened(fd, FD_PLAIN, flags);
     errno = saved;
     return fd;
 }

@@ -8,6 +8,7 @@
 #include "shim.h"
 
 bool shim_patched[FAM_COUNT];
+bool shim_always_cooperative;
 
 static void print_patched(void)
 {
@@ -60,6 +61,7 @@ static void read_settings(struct coop_settings *core)
     coop_log_level = s.log_level;
     shim_dump_signal = s.dump_signal;
     shim_file_offload = s.file_offload;
+    shim_always_cooperative = s.always_cooperative;
     coop_offload_configure((unsigned)s.threadpool_size);
     if (s.no_inherit)
         shim_proc_no_inherit();

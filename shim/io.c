@@ -16,25 +16,39 @@ extern void __chk_fail(void) __attribute__((noreturn));
 struct buf_args { void *buf; size_t len; };
 struct iov_args { struct iovec *iov; int iovcnt; };
 
-static ssize_t attempt_read(int fd, void *a, bool dontwait)
+static ssize_t attempt_read(int fd, void *a, enum shim_try how)
 {
     struct buf_args *b = a;
-    return dontwait ? REAL(recv)(fd, b->buf, b->len, MSG_DONTWAIT) : REAL(read)(fd, b->buf, b->len);
+    if (how == TRY_DONTWAIT)
+        return REAL(recv)(fd, b->buf, b->len, MSG_DONTWAIT);
+    if (how == TRY_NOWAIT)
+        return preadv2(fd, &(struct iovec){ b->buf, b->len }, 1, -1, RWF_NOWAIT);
+    return REAL(read)(fd, b->buf, b->len);
 }
 
-static ssize_t attempt_readv(int fd, void *a, bool dontwait)
+static ssize_t attempt_readv(int fd, void *a, enum shim_try how)
 {
     struct iov_args *v = a;
     struct msghdr m = { .msg_iov = v->iov, .msg_iovlen = (size_t)v->iovcnt };
-    return dontwait ? REAL(recvmsg)(fd, &m, MSG_DONTWAIT) : REAL(readv)(fd, v->iov, v->iovcnt);
+    if (how == TRY_DONTWAIT)
+        return REAL(recvmsg)(fd, &m, MSG_DONTWAIT);
+    if (how == TRY_NOWAIT)
+        return preadv2(fd, v->iov, v->iovcnt, -1, RWF_NOWAIT);
+    return REAL(readv)(fd, v->iov, v->iovcnt);
+}
+
+/* A read or write of nothing on anything but a socket never waits in the kernel. */
+static bool empty_call(int fd, size_t len)
+{
+    return len == 0 && shim_fd(fd)->kind != FD_SOCKET;
 }
 
 static ssize_t do_read(int fd, void *buf, size_t len)
 {
-    if (shim_cooperative(FAM_io) == NULL)
+    if (shim_cooperative(FAM_io) == NULL || empty_call(fd, len))
         return REAL(read)(fd, buf, len);
     struct buf_args b = { buf, len };
-    return shim_blocking(fd, SHIM_IN, true, attempt_read, &b);
+    return shim_blocking(fd, SHIM_IN, SHIM_DONTWAIT | SHIM_NOWAIT, attempt_read, &b);
 }
 
 EXPORT ssize_t read(int fd, void *buf, size_t len) { return do_read(fd, buf, len); }
@@ -46,17 +60,24 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
     return do_read(fd, buf, len);
 }
 
+/* A count readv and writev refuse (EINVAL) before anything, and recvmsg and sendmsg, which
+ * coop tries sockets with, would refuse otherwise (EMSGSIZE). */
+static bool bad_count(int iovcnt)
+{
+    return iovcnt < 0 || iovcnt > IOV_MAX;
+}
+
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (shim_cooperative(FAM_io) == NULL)
+    if (shim_cooperative(FAM_io) == NULL || bad_count(iovcnt))
         return REAL(readv)(fd, iov, iovcnt);
     struct iov_args v = { (struct iovec *)iov, iovcnt };
-    return shim_blocking(fd, SHIM_IN, true, attempt_readv, &v);
+    return shim_blocking(fd, SHIM_IN, SHIM_DONTWAIT | SHIM_NOWAIT, attempt_readv, &v);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-    if (shim_cooperative(FAM_io) == NULL)
+    if (shim_cooperative(FAM_io) == NULL || empty_call(fd, len))
         return REAL(write)(fd, buf, len);
     struct iovec iov = { (void *)buf, len };
     struct shim_out out = { .msg = { .msg_iov = &iov, .msg_iovlen = 1 }, .is_write = true };
@@ -65,10 +86,10 @@ EXPORT ssize_t write(int fd, const void *buf, size_t len)
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (shim_cooperative(FAM_io) == NULL)
+    if (shim_cooperative(FAM_io) == NULL || bad_count(iovcnt))
         return REAL(writev)(fd, iov, iovcnt);
     struct shim_out out = { .msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt },
-                            .is_write = true };
+                            .user_iov = true, .is_write = true };
     return shim_send_all(fd, &out);
 }
 
@@ -76,8 +97,8 @@ EXPORT int pipe2(int fds[2], int flags)
 {
     int r = REAL(pipe2)(fds, flags);
     if (r == 0 && shim_patched[FAM_io]) {
-        shim_fd_created(fds[0], FD_POLLABLE, flags & O_NONBLOCK);
-        shim_fd_created(fds[1], FD_POLLABLE, flags & O_NONBLOCK);
+        shim_fd_opened(fds[0], FD_POLLABLE, O_RDONLY | (flags & O_NONBLOCK));
+        shim_fd_opened(fds[1], FD_POLLABLE, O_WRONLY | (flags & O_NONBLOCK));
     }
     return r;
 }

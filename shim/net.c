@@ -42,18 +42,28 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
 
 struct accept_args { struct sockaddr *addr; socklen_t *len; int flags; };
 
-static ssize_t attempt_accept(int fd, void *a, bool dontwait)
+static ssize_t attempt_accept(int fd, void *a, enum shim_try how)
 {
-    (void)dontwait;
+    (void)how;
     struct accept_args *x = a;
     return REAL(accept4)(fd, x->addr, x->len, x->flags);
+}
+
+/* Only a listening socket makes accept wait: on anything else it fails at once (EINVAL,
+ * EOPNOTSUPP, ENOTSOCK), however poll sees the fd. */
+static bool listening(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
 }
 
 EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
     struct accept_args x = { addr, len, flags };
-    int r = shim_cooperative(FAM_net) != NULL ? (int)shim_blocking(fd, SHIM_IN, false, attempt_accept, &x)
-                                              : REAL(accept4)(fd, addr, len, flags);
+    int r = shim_cooperative(FAM_net) != NULL && listening(fd)
+                ? (int)shim_blocking(fd, SHIM_IN, SHIM_SOCKET_CALL, attempt_accept, &x)
+                : REAL(accept4)(fd, addr, len, flags);
     if (r >= 0 && shim_patched[FAM_net]) {
         struct shim_fd listener = *shim_fd(fd);
         shim_fd_created(r, FD_SOCKET, flags & SOCK_NONBLOCK);
@@ -66,7 +76,7 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 
 EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) { return accept4(fd, addr, len, 0); }
 
-/* --- connect: started non-blocking, waited for, then its outcome read from SO_ERROR --- */
+/* --- connect: started non-blocking, waited for, then finished by a second connect --- */
 
 static int connect_nonblocking(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -91,50 +101,103 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     while ((r = connect_nonblocking(fd, addr, len)) < 0 && errno == EAGAIN)
         if (shim_wait_fd(fd, SHIM_OUT, deadline, timeout == 0) < 0)
             return -1;
-    if (r == 0 || errno != EINPROGRESS)
-        return r;
-    if (shim_wait_fd(fd, SHIM_OUT, deadline, false) < 0) {
-        if (errno == ETIMEDOUT)
-            errno = EINPROGRESS;
-        return -1;
+    /* Once the fd is writable, a second connect leaves the socket as a blocking connect
+     * would: connected (the next connect says EISCONN), or failed with the connection's
+     * error and ready for another try. EALREADY: still under way. */
+    while (r < 0 && (errno == EINPROGRESS || errno == EALREADY)) {
+        if (shim_wait_fd(fd, SHIM_OUT, deadline, timeout == 0) < 0) {
+            if (errno == ETIMEDOUT)
+                errno = EINPROGRESS;
+            return -1;
+        }
+        r = connect_nonblocking(fd, addr, len);
+        if (r < 0 && errno == EISCONN)
+            r = 0;
     }
-    int err = 0;
-    socklen_t errlen = sizeof err;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen);
-    if (err != 0) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return r;
 }
 
 /* --- receiving --- */
 
-struct recv_args { struct msghdr *msg; int flags; };
+/* A receive: recvmsg's msghdr, or recvfrom's arguments, handed to the kernel as they are. */
+struct recv_args {
+    struct msghdr *msg;
+    void *buf;
+    size_t len;
+    struct sockaddr *addr;
+    socklen_t *addrlen;
+    int flags;
+};
 
-static ssize_t attempt_recvmsg(int fd, void *a, bool dontwait)
+static ssize_t attempt_recv(int fd, void *a, enum shim_try how)
 {
     struct recv_args *x = a;
-    return REAL(recvmsg)(fd, x->msg, x->flags | (dontwait ? MSG_DONTWAIT : 0));
+    int flags = x->flags | (how == TRY_DONTWAIT ? MSG_DONTWAIT : 0);
+    if (x->msg != NULL)
+        return REAL(recvmsg)(fd, x->msg, flags);
+    return REAL(recvfrom)(fd, x->buf, x->len, flags, x->addr, x->addrlen);
 }
 
-/* recvmsg with the blocking semantics, MSG_WAITALL included (it waits for every byte). */
-static ssize_t recv_blocking(int fd, struct msghdr *msg, int flags)
+/* Flags with which a receive never waits: the caller's own MSG_DONTWAIT; the error queue
+ * and out-of-band data, which are there or not. */
+#define RECV_AT_ONCE (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB)
+
+/* Whether MSG_WAITALL makes the kernel wait for every byte: on a stream socket, except for
+ * a peek on a Unix socket, which returns what is there. A datagram comes whole or not. */
+static bool waits_for_all(int fd, int flags)
 {
-    if (flags & MSG_DONTWAIT)
-        return REAL(recvmsg)(fd, msg, flags);
-    struct recv_args x = { msg, flags & ~MSG_WAITALL };
-    if (!(flags & MSG_WAITALL) || msg->msg_iovlen != 1)
-        return shim_blocking(fd, SHIM_IN, true, attempt_recvmsg, &x);
-    struct iovec *caller_iov = msg->msg_iov, whole = *caller_iov;
-    ssize_t done = 0;
+    int type = 0, domain = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return false;
+    len = sizeof domain;
+    return !(flags & MSG_PEEK) || (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain != AF_UNIX);
+}
+
+/* MSG_PEEK | MSG_WAITALL: the kernel waits until the whole length can be peeked at once,
+ * so each new arrival is peeked at again from the start. */
+static ssize_t peek_all(int fd, struct recv_args *x, ssize_t peeked, size_t want)
+{
+    int64_t timeout = shim_fd(fd)->timeout[SHIM_IN];
+    int64_t deadline = timeout > 0 ? coop_now() + timeout : COOP_NO_DEADLINE;
+    while ((size_t)peeked < want && shim_wait_fd(fd, SHIM_IN, deadline, timeout == 0) == 0) {
+        ssize_t r = attempt_recv(fd, x, TRY_DONTWAIT);
+        if (r < 0 && errno != EAGAIN)
+            break;
+        if (r > peeked)
+            peeked = r;
+    }
+    return peeked;
+}
+
+/* A receive with the blocking semantics, MSG_WAITALL included (on a stream it waits for
+ * every byte). The first piece is the call as made, so the kernel checks a msghdr before
+ * coop reads it. */
+static ssize_t recv_blocking(int fd, struct recv_args *x)
+{
+    if (x->flags & RECV_AT_ONCE)
+        return attempt_recv(fd, x, TRY_BLOCKING);
+    int waitall = x->flags & MSG_WAITALL;
+    x->flags &= ~MSG_WAITALL;
+    int can = SHIM_DONTWAIT | SHIM_SOCKET_CALL;
+    ssize_t done = shim_blocking(fd, SHIM_IN, can, attempt_recv, x);
+    if (!waitall || done <= 0 || (x->msg != NULL && x->msg->msg_iovlen != 1) || !waits_for_all(fd, x->flags))
+        return done;
+    struct iovec *caller_iov = x->msg != NULL ? x->msg->msg_iov : NULL;
+    struct iovec whole = caller_iov != NULL ? *caller_iov : (struct iovec){ x->buf, x->len };
+    if (x->flags & MSG_PEEK)
+        return peek_all(fd, x, done, whole.iov_len);
     while ((size_t)done < whole.iov_len) {
         struct iovec rest = { (char *)whole.iov_base + done, whole.iov_len - (size_t)done };
-        msg->msg_iov = &rest;
-        ssize_t n = shim_blocking(fd, SHIM_IN, true, attempt_recvmsg, &x);
-        msg->msg_iov = caller_iov;
+        if (x->msg != NULL)
+            x->msg->msg_iov = &rest;
+        x->buf = rest.iov_base;
+        x->len = rest.iov_len;
+        ssize_t n = shim_blocking(fd, SHIM_IN, can, attempt_recv, x);
+        if (x->msg != NULL)
+            x->msg->msg_iov = caller_iov;
         if (n <= 0)
-            return done > 0 ? done : n;
+            break;
         done += n;
     }
     return done;
@@ -144,20 +207,16 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     if (shim_cooperative(FAM_net) == NULL)
         return REAL(recvmsg)(fd, msg, flags);
-    return recv_blocking(fd, msg, flags);
+    struct recv_args x = { .msg = msg, .flags = flags };
+    return recv_blocking(fd, &x);
 }
 
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen)
 {
     if (shim_cooperative(FAM_net) == NULL)
         return REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
-    struct iovec iov = { buf, len };
-    struct msghdr msg = { .msg_name = addr, .msg_namelen = addrlen ? *addrlen : 0,
-                          .msg_iov = &iov, .msg_iovlen = 1 };
-    ssize_t r = recv_blocking(fd, &msg, flags);
-    if (r >= 0 && addrlen != NULL)
-        *addrlen = msg.msg_namelen;
-    return r;
+    struct recv_args x = { .buf = buf, .len = len, .addr = addr, .addrlen = addrlen, .flags = flags };
+    return recv_blocking(fd, &x);
 }
 
 EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
@@ -182,24 +241,24 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int 
 
 struct mmsg_args { struct mmsghdr *vec; unsigned n; int flags; struct timespec *timeout; };
 
-static ssize_t attempt_recvmmsg(int fd, void *a, bool dontwait)
+static ssize_t attempt_recvmmsg(int fd, void *a, enum shim_try how)
 {
     struct mmsg_args *x = a;
-    return REAL(recvmmsg)(fd, x->vec, x->n, x->flags | (dontwait ? MSG_DONTWAIT : 0), x->timeout);
+    return REAL(recvmmsg)(fd, x->vec, x->n, x->flags | (how == TRY_DONTWAIT ? MSG_DONTWAIT : 0), x->timeout);
 }
 
-static ssize_t attempt_sendmmsg(int fd, void *a, bool dontwait)
+static ssize_t attempt_sendmmsg(int fd, void *a, enum shim_try how)
 {
     struct mmsg_args *x = a;
-    return REAL(sendmmsg)(fd, x->vec, x->n, x->flags | (dontwait ? MSG_DONTWAIT : 0));
+    return REAL(sendmmsg)(fd, x->vec, x->n, x->flags | (how == TRY_DONTWAIT ? MSG_DONTWAIT : 0));
 }
 
 EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, struct timespec *timeout)
 {
-    if (shim_cooperative(FAM_net) == NULL || (flags & MSG_DONTWAIT))
+    if (shim_cooperative(FAM_net) == NULL || (flags & RECV_AT_ONCE))
         return REAL(recvmmsg)(fd, vec, n, flags, timeout);
     struct mmsg_args x = { vec, n, flags, timeout };
-    return (int)shim_blocking(fd, SHIM_IN, true, attempt_recvmmsg, &x);
+    return (int)shim_blocking(fd, SHIM_IN, SHIM_DONTWAIT | SHIM_SOCKET_CALL, attempt_recvmmsg, &x);
 }
 
 EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
@@ -207,7 +266,7 @@ EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
     if (shim_cooperative(FAM_net) == NULL || (flags & MSG_DONTWAIT))
         return REAL(sendmmsg)(fd, vec, n, flags);
     struct mmsg_args x = { vec, n, flags, NULL };
-    return (int)shim_blocking(fd, SHIM_OUT, true, attempt_sendmmsg, &x);
+    return (int)shim_blocking(fd, SHIM_OUT, SHIM_DONTWAIT | SHIM_SOCKET_CALL, attempt_sendmmsg, &x);
 }
 
 /* --- sending --- */
@@ -216,7 +275,7 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (shim_cooperative(FAM_net) == NULL)
         return REAL(sendmsg)(fd, msg, flags);
-    struct shim_out out = { .msg = *msg, .flags = flags };
+    struct shim_out out = { .user = msg, .flags = flags };
     return shim_send_all(fd, &out);
 }
 

@@ -1,6 +1,7 @@
 /*
  * Family poll: poll, select and epoll_wait. Each is first asked with a zero timeout, so
- * the answer is always the kernel's own; only when nothing is ready does the greenlet
+ * the answer is always the kernel's own, and the kernel checks the arguments (fd arrays,
+ * sets) before coop reads them; only when nothing is ready does the greenlet
  * wait on the fds (for epoll, on the epoll fd itself, which is readable when it has
  * events), and then asks again. A wait that takes a signal mask (ppoll, pselect,
  * epoll_pwait) sets the greenlet's own mask for its duration (signal.c), and ends with
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <string.h>
 #include <sys/select.h>
 
 #include "shim.h"
@@ -18,11 +20,18 @@
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
+/* A call that polls: check is the call with a zero timeout, the first try of which is the
+ * call's own arguments' first use, so that the kernel checks them; only then does watch
+ * read them, to fill set with the fds to wait on (at most most of them). block is the
+ * real blocking call, for fds epoll cannot watch. mask: the greenlet's mask meanwhile,
+ * or NULL. */
 struct multiplexer {
-    int (*check)(void *call);                    /* the call with a zero timeout */
-    int (*block)(void *call, int64_t deadline);  /* the real blocking call */
+    int (*check)(void *call);
+    int (*watch)(void *call, struct coop_fd_event *set);
+    int (*block)(void *call, int64_t deadline);
     void *call;
-    const sigset_t *mask;                        /* the greenlet's mask meanwhile, or NULL */
+    size_t most;
+    const sigset_t *mask;
 };
 
 static int remaining_ms(int64_t deadline)
@@ -40,36 +49,76 @@ static int interrupted(void)
 }
 
 /* Asks until something is ready, the deadline passes or a signal handler runs. */
-static int ask_until(const struct multiplexer *m, const struct coop_fd_event *set, int n, int64_t deadline)
+static int ask_until(const struct multiplexer *m, int64_t deadline)
 {
-    for (bool first = true;; first = false) {
-        int r = m->check(m->call);
-        if (r > 0 && first)
-            coop_fair_share();
-        if (r != 0 || coop_now() >= deadline)
-            return r;
-
+    int r = m->check(m->call);
+    if (r > 0)
+        coop_fair_share();
+    if (r != 0 || coop_now() >= deadline)
+        return r;
+    struct coop_fd_event small[16], *set = m->most <= 16 ? small : malloc(m->most * sizeof *set);
+    if (set == NULL)
+        return m->block(m->call, deadline);
+    int n = m->watch(m->call, set);
+    for (;;) {
         int w = n > 0 ? coop_wait_fds(set, n, deadline) : coop_sleep_until(deadline);
-        if (w == EINTR || w == COOP_RESTART)     /* these calls are never restarted */
-            return interrupted();
-        if (w != 0 && w != ETIMEDOUT && w != EBADF)
-            return m->block(m->call, deadline);
+        if (w == EINTR || w == COOP_RESTART) {   /* these calls are never restarted */
+            r = interrupted();
+            break;
+        }
+        if (w != 0 && w != ETIMEDOUT && w != EBADF) {
+            r = m->block(m->call, deadline);
+            break;
+        }
+        r = m->check(m->call);
+        if (r != 0 || coop_now() >= deadline)
+            break;
     }
+    if (set != small) {
+        int saved = errno;
+        free(set);
+        errno = saved;
+    }
+    return r;
 }
 
-static int multiplex(const struct multiplexer *m, const struct coop_fd_event *set, int n, int64_t deadline)
+/* The mask is read as the kernel reads one (its 8 bytes; EFAULT) before anything else. */
+static int multiplex(const struct multiplexer *m, int64_t deadline)
 {
     if (m->mask == NULL)
-        return ask_until(m, set, n, deadline);
+        return ask_until(m, deadline);
+    sigset_t mask;
+    sigemptyset(&mask);
+    if (!shim_copy_in(&mask, m->mask, _NSIG / 8))
+        return -1;
     uint64_t saved;
-    unsigned handled = shim_signal_wait_mask(m->mask, &saved);
-    int r = shim_signal_handled_since(handled) ? interrupted() : ask_until(m, set, n, deadline);
+    unsigned handled = shim_signal_wait_mask(&mask, &saved);
+    int r = shim_signal_handled_since(handled) ? interrupted() : ask_until(m, deadline);
     shim_signal_wait_done(saved, handled);
     return r;
 }
 
 /* Whether a wait with a signal mask must set it coop's way: the greenlet's mask is coop's. */
 static bool own_mask(const sigset_t *mask) { return mask != NULL && shim_signal_per_greenlet(); }
+
+/* libc reads ppoll's and pselect's timeouts itself; the kernel refuses bad ones at once. */
+static bool invalid(const struct timespec *timeout)
+{
+    return timeout != NULL && !shim_valid_timeout(timeout);
+}
+
+static bool zero(const struct timespec *timeout)
+{
+    return timeout != NULL && timeout->tv_sec == 0 && timeout->tv_nsec == 0;
+}
+
+/* Whether a call with a signal mask and a timeout goes to libc as it is: a bad timeout, or
+ * one coop has no part in (no wait of its own, a mask of the OS thread's). */
+static bool plain_wait(const struct timespec *timeout, const sigset_t *mask)
+{
+    return invalid(timeout)
+           || (!own_mask(mask) && (zero(timeout) || mask != NULL || shim_cooperative(FAM_poll) == NULL));
+}
 
 /* --- poll --- */
 
@@ -81,6 +130,20 @@ static int poll_check(void *c)
     return REAL(poll)(p->fds, p->n, 0);
 }
 
+static int poll_watch(void *c, struct coop_fd_event *set)
+{
+    struct poll_call *p = c;
+    int count = 0;
+    for (nfds_t i = 0; i < p->n; i++) {
+        if (p->fds[i].fd < 0)
+            continue;
+        int ev = (p->fds[i].events & POLLOUT ? COOP_WRITE : 0)
+                 | (p->fds[i].events & (POLLIN | POLLPRI | POLLRDHUP) ? COOP_READ : 0);
+        set[count++] = (struct coop_fd_event){ p->fds[i].fd, ev ? ev : COOP_READ };
+    }
+    return count;
+}
+
 static int poll_block(void *c, int64_t deadline)
 {
     struct poll_call *p = c;
@@ -89,24 +152,9 @@ static int poll_block(void *c, int64_t deadline)
 
 static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline, const sigset_t *mask)
 {
-    struct coop_fd_event small[16] = { { 0, 0 } };
-    struct coop_fd_event *set = n <= 16 ? small : malloc(n * sizeof *set);
-    if (set == NULL)
-        return REAL(poll)(fds, n, remaining_ms(deadline));
-    int count = 0;
-    for (nfds_t i = 0; i < n; i++) {
-        if (fds[i].fd < 0)
-            continue;
-        int ev = (fds[i].events & POLLOUT ? COOP_WRITE : 0)
-                 | (fds[i].events & (POLLIN | POLLPRI | POLLRDHUP) ? COOP_READ : 0);
-        set[count++] = (struct coop_fd_event){ fds[i].fd, ev ? ev : COOP_READ };
-    }
     struct poll_call call = { fds, n };
-    struct multiplexer m = { poll_check, poll_block, &call, mask };
-    int r = multiplex(&m, set, count, deadline);
-    if (set != small)
-        free(set);
-    return r;
+    struct multiplexer m = { poll_check, poll_watch, poll_block, &call, n, mask };
+    return multiplex(&m, deadline);
 }
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -125,8 +173,7 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
 {
-    if (!own_mask(mask) && ((timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
-                            || mask != NULL || shim_cooperative(FAM_poll) == NULL))
+    if (plain_wait(timeout, mask))
         return REAL(ppoll)(fds, n, timeout, mask);
     return coop_poll(fds, n, shim_deadline_after(timeout), mask);
 }
@@ -141,23 +188,37 @@ EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *time
 
 /* --- select --- */
 
-struct select_call { int nfds; fd_set *sets[3], copies[3]; };
+/*
+ * The kernel reads and writes only the bytes of an fd set that nfds covers, whole longs.
+ * coop copies those bytes as the kernel reads them before the first check (which may
+ * clear the sets), and puts them back before each later one.
+ */
+struct select_call { int nfds; size_t bytes; fd_set *sets[3], copies[3]; bool checked; };
 
 static int select_check(void *c)
 {
     struct select_call *s = c;
-    fd_set work[3];
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3 && s->checked; i++)
         if (s->sets[i] != NULL)
-            work[i] = s->copies[i];
+            memcpy(s->sets[i], &s->copies[i], s->bytes);
+    s->checked = true;
     struct timeval zero = { 0, 0 };
-    int r = REAL(select)(s->nfds, s->sets[0] ? &work[0] : NULL, s->sets[1] ? &work[1] : NULL,
-                         s->sets[2] ? &work[2] : NULL, &zero);
-    if (r > 0)
-        for (int i = 0; i < 3; i++)
-            if (s->sets[i] != NULL)
-                *s->sets[i] = work[i];
-    return r;
+    return REAL(select)(s->nfds, s->sets[0], s->sets[1], s->sets[2], &zero);
+}
+
+static int select_watch(void *c, struct coop_fd_event *set)
+{
+    struct select_call *s = c;
+    fd_set *rd = s->sets[0] ? &s->copies[0] : NULL, *wr = s->sets[1] ? &s->copies[1] : NULL;
+    fd_set *ex = s->sets[2] ? &s->copies[2] : NULL;
+    int n = 0;
+    for (int fd = 0; fd < s->nfds; fd++) {
+        int ev = (rd && FD_ISSET(fd, rd)) || (ex && FD_ISSET(fd, ex)) ? COOP_READ : 0;
+        ev |= wr && FD_ISSET(fd, wr) ? COOP_WRITE : 0;
+        if (ev)
+            set[n++] = (struct coop_fd_event){ fd, ev };
+    }
+    return n;
 }
 
 static int select_block(void *c, int64_t deadline)
@@ -165,41 +226,35 @@ static int select_block(void *c, int64_t deadline)
     struct select_call *s = c;
     for (int i = 0; i < 3; i++)
         if (s->sets[i] != NULL)
-            *s->sets[i] = s->copies[i];
+            memcpy(s->sets[i], &s->copies[i], s->bytes);
     struct timespec left = shim_remaining(deadline);
     struct timeval tv = { left.tv_sec, left.tv_nsec / 1000 };
     return REAL(select)(s->nfds, s->sets[0], s->sets[1], s->sets[2],
                         deadline == COOP_NO_DEADLINE ? NULL : &tv);
 }
 
+/* Fails with EFAULT, before any wait, for a set the kernel cannot read. */
 static int coop_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline,
                        const sigset_t *mask)
 {
-    struct select_call call = { .nfds = nfds, .sets = { rd, wr, ex } };
-    struct coop_fd_event set[FD_SETSIZE];
-    int n = 0;
-    for (int i = 0; i < 3; i++)
-        if (call.sets[i] != NULL)
-            call.copies[i] = *call.sets[i];
-    for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
-        int ev = (rd && FD_ISSET(fd, rd)) || (ex && FD_ISSET(fd, ex)) ? COOP_READ : 0;
-        ev |= wr && FD_ISSET(fd, wr) ? COOP_WRITE : 0;
-        if (ev)
-            set[n++] = (struct coop_fd_event){ fd, ev };
+    struct select_call call = { .nfds = nfds, .bytes = (size_t)(nfds + 63) / 64 * 8, .sets = { rd, wr, ex } };
+    for (int i = 0; i < 3; i++) {
+        memset(&call.copies[i], 0, sizeof call.copies[i]);
+        if (call.sets[i] != NULL && !shim_copy_in(&call.copies[i], call.sets[i], call.bytes))
+            return -1;
     }
-    struct multiplexer m = { select_check, select_block, &call, mask };
-    int r = multiplex(&m, set, n, deadline);
-    if (r == 0)
-        for (int i = 0; i < 3; i++)
-            if (call.sets[i] != NULL)
-                FD_ZERO(call.sets[i]);
-    return r;
+    struct multiplexer m = { select_check, select_watch, select_block, &call, (size_t)nfds, mask };
+    return multiplex(&m, deadline);
 }
+
+/* Counts coop leaves to libc and the kernel: more fds than an fd_set holds, or fewer than none. */
+static bool plain_count(int nfds) { return nfds < 0 || nfds > FD_SETSIZE; }
 
 EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout)
 {
-    if ((timeout && timeout->tv_sec == 0 && timeout->tv_usec == 0) || nfds > FD_SETSIZE
-        || shim_cooperative(FAM_poll) == NULL)
+    if (plain_count(nfds) || shim_cooperative(FAM_poll) == NULL
+        || (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0))
+        || (timeout && timeout->tv_sec == 0 && timeout->tv_usec == 0))
         return REAL(select)(nfds, rd, wr, ex, timeout);
     int64_t deadline = COOP_NO_DEADLINE;
     if (timeout != NULL) {
@@ -207,6 +262,8 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
         deadline = shim_deadline_after(&rel);
     }
     int r = coop_select(nfds, rd, wr, ex, deadline, NULL);
+    if (r < 0 && errno == EFAULT)        /* the kernel's call says it too, as it does */
+        return REAL(select)(nfds, rd, wr, ex, timeout);
     if (timeout != NULL) {     /* Linux reports the time left */
         struct timespec left = shim_remaining(deadline);
         *timeout = (struct timeval){ left.tv_sec, left.tv_nsec / 1000 };
@@ -217,10 +274,12 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
                    const sigset_t *mask)
 {
-    if (nfds > FD_SETSIZE || (!own_mask(mask) && ((timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
-                                                  || mask != NULL || shim_cooperative(FAM_poll) == NULL)))
+    if (plain_count(nfds) || plain_wait(timeout, mask))
         return REAL(pselect)(nfds, rd, wr, ex, timeout, mask);
-    return coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout), mask);
+    int r = coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout), mask);
+    if (r < 0 && errno == EFAULT)        /* a set or the mask: the kernel says so at once */
+        return REAL(pselect)(nfds, rd, wr, ex, timeout, NULL);
+    return r;
 }
 
 /* --- epoll --- */
@@ -233,6 +292,14 @@ static int epoll_check(void *c)
     return REAL(epoll_wait)(e->epfd, e->events, e->max, 0);
 }
 
+/* An epoll fd is readable when it has events. */
+static int epoll_watch(void *c, struct coop_fd_event *set)
+{
+    struct epoll_call *e = c;
+    set[0] = (struct coop_fd_event){ e->epfd, COOP_READ };
+    return 1;
+}
+
 static int epoll_block(void *c, int64_t deadline)
 {
     struct epoll_call *e = c;
@@ -243,9 +310,8 @@ static int coop_epoll(int epfd, struct epoll_event *events, int max, int64_t dea
                       const sigset_t *mask)
 {
     struct epoll_call call = { epfd, events, max };
-    struct coop_fd_event set = { epfd, COOP_READ };
-    struct multiplexer m = { epoll_check, epoll_block, &call, mask };
-    return multiplex(&m, &set, 1, deadline);
+    struct multiplexer m = { epoll_check, epoll_watch, epoll_block, &call, 1, mask };
+    return multiplex(&m, deadline);
 }
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
@@ -264,11 +330,14 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeou
     return epoll_wait(epfd, events, max, timeout);
 }
 
+/* libc hands epoll_pwait2's timeout to the kernel unread: so does coop, unless it is one
+ * that waits. */
 EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
                         const sigset_t *mask)
 {
-    if (max <= 0 || (!own_mask(mask) && ((timeout && timeout->tv_sec == 0 && timeout->tv_nsec == 0)
-                                         || mask != NULL || shim_cooperative(FAM_poll) == NULL)))
+    struct timespec ts;
+    if (max <= 0 || (timeout != NULL && shim_read_timeout(timeout, &ts) != 0)
+        || plain_wait(timeout != NULL ? &ts : NULL, mask))
         return REAL(epoll_pwait2)(epfd, events, max, timeout, mask);
-    return coop_epoll(epfd, events, max, shim_deadline_after(timeout), mask);
+    return coop_epoll(epfd, events, max, shim_deadline_after(timeout != NULL ? &ts : NULL), mask);
 }

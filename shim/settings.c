@@ -206,6 +206,8 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
         out->file_offload = parse_bool(&p, "COOP_FILE_OFFLOAD", v);
     if ((v = get("COOP_NO_INHERIT")) != NULL)
         out->no_inherit = parse_bool(&p, "COOP_NO_INHERIT", v);
+    if ((v = get("COOP_ALWAYS_COOPERATIVE")) != NULL)
+        out->always_cooperative = parse_bool(&p, "COOP_ALWAYS_COOPERATIVE", v);
     parse_trace(&p, core);
     return p.failed ? -1 : 0;
 }

@@ -35,6 +35,10 @@ void shim_resolve_all(void);
 #define REAL(name) \
     ((__typeof__(&name))(coop_real_##name != NULL ? coop_real_##name : shim_resolve(SHIM_FN_##name)))
 
+/* COOP_ALWAYS_COOPERATIVE: a lone greenlet takes the cooperative path too, as if another
+ * greenlet existed, so that a program's own tests can exercise that path. */
+extern bool shim_always_cooperative;
+
 /* The calling greenlet when a call of this family should park it, NULL when the call
  * should go to libc unchanged: family off, runtime code, or no other greenlet to run.
  * Inline: every wrapper asks first. A preemption that could not be taken where the
@@ -47,30 +51,50 @@ static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
         return NULL;
     coop_preempt_point();
     struct coop_greenlet *g = coop_self();
-    return g != NULL && !coop_alone() ? g : NULL;
+    return g != NULL && (shim_always_cooperative || !coop_alone()) ? g : NULL;
 }
 
 /* What the shim knows of an fd; see fdtab.c. */
 enum shim_fd_kind { FD_PLAIN, FD_SOCKET, FD_POLLABLE };
+/* Whether a read or write on a pollable fd that is not a socket can be tried without
+ * blocking (preadv2/pwritev2 with RWF_NOWAIT): not known yet, yes, or no (terminals, old
+ * kernels: then poll says when the call cannot block). */
+enum shim_nowait { NOWAIT_UNKNOWN, NOWAIT_WORKS, NOWAIT_REFUSED };
 struct shim_fd {
     uint8_t known;
     uint8_t kind;
+    uint8_t nowait;
     bool nonblock;           /* the program's own O_NONBLOCK */
+    bool no_read, no_write;  /* not open for it (O_ACCMODE, O_PATH): the kernel says EBADF */
     int64_t timeout[2];      /* SO_RCVTIMEO, SO_SNDTIMEO in ns; 0 = none */
 };
 struct shim_fd *shim_fd(int fd);
 void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock);
+/* The same, from the flags it was opened with (O_ACCMODE, O_PATH, O_NONBLOCK). */
+void shim_fd_opened(int fd, enum shim_fd_kind kind, int flags);
 void shim_fd_copied(int from, int to);
 void shim_fd_closed(int fd);
 
-/* A call on an fd, retried until it stops failing with EAGAIN. dontwait asks for
- * MSG_DONTWAIT (sockets' data calls support it). */
-typedef ssize_t (*shim_attempt)(int fd, void *args, bool dontwait);
+/* One try of a call on an fd: TRY_DONTWAIT with MSG_DONTWAIT (a socket), TRY_NOWAIT with
+ * RWF_NOWAIT (another pollable fd), TRY_POLLED once poll said the fd is ready (an output
+ * call then writes at most PIPE_BUF bytes, which cannot block), TRY_BLOCKING as made. */
+enum shim_try { TRY_BLOCKING, TRY_DONTWAIT, TRY_NOWAIT, TRY_POLLED };
+typedef ssize_t (*shim_attempt)(int fd, void *args, enum shim_try how);
 enum { SHIM_IN = 0, SHIM_OUT = 1 };
-ssize_t shim_blocking(int fd, int dir, bool has_dontwait, shim_attempt attempt, void *args);
-/* An output call: write/writev (is_write) or send/sendto/sendmsg with flags. */
+/* What a call can do: take MSG_DONTWAIT on a socket, take RWF_NOWAIT on other fds (read,
+ * write and their vector forms); SHIM_SOCKET_CALL: only a socket can make it wait (on
+ * anything else the kernel answers at once: ENOTSOCK). */
+enum { SHIM_DONTWAIT = 1, SHIM_NOWAIT = 2, SHIM_SOCKET_CALL = 4 };
+/* The call with a blocking call's semantics, retried until it stops failing with EAGAIN;
+ * the caller waits only where the kernel's own call would (see blocking.c). */
+ssize_t shim_blocking(int fd, int dir, int can, shim_attempt attempt, void *args);
+/* An output call: write/writev (is_write) or send/sendto/sendmsg with flags. user is
+ * sendmsg's own msghdr, user_iov says msg.msg_iov is the program's (writev): coop reads
+ * them only once the kernel has accepted them. */
 struct shim_out {
     struct msghdr msg;
+    const struct msghdr *user;
+    bool user_iov;
     int flags;
     bool is_write;
 };
@@ -88,6 +112,15 @@ int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uin
 /* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
  * bit 30 set (tids stay below 2^22). */
 int shim_owner_id(void);
+
+/* Memory the program points at, read as the kernel reads it: false with errno EFAULT where
+ * the kernel would fail with EFAULT, instead of a crash. For arguments libc hands to the
+ * kernel unread, which coop must read before the kernel has seen them. */
+bool shim_copy_in(void *to, const void *from, size_t n);
+/* A timeout such a call was given, read and checked as the kernel does: 0, EFAULT or EINVAL. */
+int shim_read_timeout(const struct timespec *user, struct timespec *ts);
+/* Whether a timeout is one the kernel takes (libc has read it already: no EFAULT). */
+bool shim_valid_timeout(const struct timespec *ts);
 
 /* Deadlines from the time arguments of libc calls. */
 int64_t shim_deadline_after(const struct timespec *rel);
@@ -120,7 +153,7 @@ struct shim_settings {
     enum coop_log_level log_level;
     int dump_signal;
     int threadpool_size;
-    bool file_offload, no_inherit;
+    bool file_offload, no_inherit, always_cooperative;
 };
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);

@@ -72,9 +72,11 @@ static struct entry pool[POOL];
 static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
 static struct sigstate process;
 
-/* What the program installed, as sigaction reports it back. */
+/* What the program installed, as sigaction reports it back, and the flags coop added to
+ * the kernel's action (which it keeps after SA_RESETHAND). */
 static struct sigaction installed[NSIG];
 static bool trampolined[NSIG];
+static int added_flags[NSIG];
 
 /* Greenlets with a state, and per signal how many of them block it: the hub's real mask
  * blocks the signals all of them block. Changed in normal context on the hub. */
@@ -277,21 +279,30 @@ static bool fault(int sig, const siginfo_t *info)
             || sig == SIGSYS) && info->si_code > 0;
 }
 
+/* SA_RESETHAND: the default action from now on, in the kernel too (a signal coop handed
+ * over itself never reached it), with the flags and mask the program gave, as natively. */
+static void reset_handler(int sig, const struct sigaction *a)
+{
+    struct sigaction dfl = *a;
+    dfl.sa_handler = SIG_DFL;
+    installed[sig] = dfl;
+    trampolined[sig] = false;
+    added_flags[sig] = 0;
+    REAL(sigaction)(sig, &dfl, NULL);
+}
+
 /* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile. */
 static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
-    const struct sigaction *a = &installed[sig];
-    uint64_t during = bits_of(&a->sa_mask) | ((a->sa_flags & SA_NODEFER) ? 0 : BIT(sig));
+    const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
+    uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
     uint64_t before = s != NULL ? atomic_fetch_or(&s->blocked, during) : 0;
-    int flags = a->sa_flags;
-    if (flags & SA_RESETHAND) {
-        installed[sig].sa_handler = SIG_DFL;
-        trampolined[sig] = false;
-    }
-    if (flags & SA_SIGINFO)
-        a->sa_sigaction(sig, info, context);
+    if (a.sa_flags & SA_RESETHAND)
+        reset_handler(sig, &a);
+    if (a.sa_flags & SA_SIGINFO)
+        a.sa_sigaction(sig, info, context);
     else
-        a->sa_handler(sig);
+        a.sa_handler(sig);
     if (s != NULL) {
         atomic_store(&s->blocked, before);
         atomic_fetch_add(&s->handled, 1);
@@ -339,7 +350,8 @@ static void deliver(struct coop_greenlet *g)
         return;
     siginfo_t info;
     for (;;) {
-        uint64_t open = ~atomic_load(&s->blocked);
+        /* A signal its sigwait waits for is that wait's, blocked or not, as in Linux. */
+        uint64_t open = ~atomic_load(&s->blocked) & ~atomic_load(&s->awaited);
         if (dequeue(s, open, &info) == 0 && dequeue(&process, open, &info) == 0)
             break;
         act(s, &info);
@@ -442,6 +454,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         return REAL(sigaction)(sig, act, old);
     struct sigaction previous = installed[sig];
     bool was_trampolined = trampolined[sig];
+    int was_added = added_flags[sig];
     int r;
     if (act != NULL && act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN) {
         struct sigaction mine = *act;
@@ -452,24 +465,37 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
         r = REAL(sigaction)(sig, &mine, old);
         trampolined[sig] = r == 0;
+        if (r == 0)
+            added_flags[sig] = mine.sa_flags & ~act->sa_flags;
     } else if (act != NULL && sig == COOP_PREEMPT_SIGNAL && coop_preempt_claim_signal()) {
         installed[sig] = *act;      /* ignored, as coop's handler ignores all but its own */
         trampolined[sig] = false;
+        added_flags[sig] = 0;
         r = old != NULL ? REAL(sigaction)(sig, NULL, old) : 0;
     } else {
         r = REAL(sigaction)(sig, act, old);
-        if (r == 0 && act != NULL)
+        if (r == 0 && act != NULL) {
             trampolined[sig] = false;
-        if (act != NULL && sig == COOP_PREEMPT_SIGNAL)
-            installed[sig] = *act;  /* what sigaction reports once coop's handler stands in */
+            added_flags[sig] = 0;
+            if (sig == COOP_PREEMPT_SIGNAL)
+                installed[sig] = *act;  /* what sigaction reports once coop's handler stands in */
+        }
     }
-    if (r != 0)
+    if (r != 0) {
         installed[sig] = previous;
-    else if (old != NULL && (was_trampolined || coop_is_overflow_handler((void *)old->sa_sigaction)
-                             || coop_trace_is_handler((void *)old->sa_handler)
-                             || coop_is_preempt_handler((void *)old->sa_sigaction)))
-        *old = previous;     /* the program sees its own handlers, never coop's */
-    return r;
+        return r;
+    }
+    if (old != NULL && (coop_is_overflow_handler((void *)old->sa_sigaction)
+                        || coop_trace_is_handler((void *)old->sa_handler)
+                        || coop_is_preempt_handler((void *)old->sa_sigaction))) {
+        *old = previous;     /* the program never set one (the default action, all zeros), or its SIG_DFL or SIG_IGN */
+    } else if (old != NULL) {
+        /* The kernel's action (flags, mask, glibc's restorer) with the program's handler. */
+        if (was_trampolined)
+            old->sa_sigaction = previous.sa_sigaction;
+        old->sa_flags &= ~was_added;
+    }
+    return 0;
 }
 
 /* glibc's signal() has BSD semantics: the handler stays, and calls restart. */
@@ -809,34 +835,42 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
     return sig;
 }
 
-static bool valid_timeout(const struct timespec *ts)
+/* A sigset the program passed, read as the kernel reads one (its 8 bytes): false (EFAULT)
+ * where the kernel would fail. libc hands these to the kernel unread. */
+static bool read_set(const sigset_t *user, sigset_t *set)
 {
-    return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000;
+    sigemptyset(set);
+    return shim_copy_in(set, user, _NSIG / 8);
 }
 
-EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+/* libc hands sigtimedwait's timeout to the kernel unread too: a bad one goes there. */
+EXPORT int sigtimedwait(const sigset_t *user_set, siginfo_t *info, const struct timespec *timeout)
 {
     struct coop_greenlet *g = emulating();
-    if (g == NULL || (timeout != NULL && !valid_timeout(timeout)))
-        return REAL(sigtimedwait)(set, info, timeout);
-    return wait_signal(g, set, info, shim_deadline_after(timeout), false);
+    sigset_t set;
+    struct timespec ts;
+    if (g == NULL || !read_set(user_set, &set) || (timeout != NULL && shim_read_timeout(timeout, &ts) != 0))
+        return REAL(sigtimedwait)(user_set, info, timeout);
+    return wait_signal(g, &set, info, shim_deadline_after(timeout != NULL ? &ts : NULL), false);
 }
 
-EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+EXPORT int sigwaitinfo(const sigset_t *user_set, siginfo_t *info)
 {
     struct coop_greenlet *g = emulating();
-    if (g == NULL)
-        return REAL(sigwaitinfo)(set, info);
-    return wait_signal(g, set, info, COOP_NO_DEADLINE, false);
+    sigset_t set;
+    if (g == NULL || !read_set(user_set, &set))
+        return REAL(sigwaitinfo)(user_set, info);
+    return wait_signal(g, &set, info, COOP_NO_DEADLINE, false);
 }
 
 /* glibc's sigwait never fails with EINTR, and returns an error number. */
-EXPORT int sigwait(const sigset_t *set, int *sig)
+EXPORT int sigwait(const sigset_t *user_set, int *sig)
 {
     struct coop_greenlet *g = emulating();
-    if (g == NULL)
-        return REAL(sigwait)(set, sig);
-    int r = wait_signal(g, set, NULL, COOP_NO_DEADLINE, true);
+    sigset_t set;
+    if (g == NULL || !read_set(user_set, &set))
+        return REAL(sigwait)(user_set, sig);
+    int r = wait_signal(g, &set, NULL, COOP_NO_DEADLINE, true);
     if (r < 0)
         return errno;
     *sig = r;
@@ -850,12 +884,13 @@ static void wait_for_handler(unsigned handled)
         coop_sleep_until(COOP_NO_DEADLINE);
 }
 
-EXPORT int sigsuspend(const sigset_t *mask)
+EXPORT int sigsuspend(const sigset_t *user_mask)
 {
-    if (emulating() == NULL)
-        return REAL(sigsuspend)(mask);
+    sigset_t mask;
+    if (emulating() == NULL || !read_set(user_mask, &mask))
+        return REAL(sigsuspend)(user_mask);
     uint64_t saved;
-    unsigned handled = shim_signal_wait_mask(mask, &saved);
+    unsigned handled = shim_signal_wait_mask(&mask, &saved);
     wait_for_handler(handled);
     shim_signal_wait_done(saved, handled);
     errno = EINTR;

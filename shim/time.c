@@ -9,11 +9,6 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-static bool valid(const struct timespec *ts)
-{
-    return ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000 && ts->tv_sec >= 0;
-}
-
 /* 0, or EINTR with *rem set to the time left. */
 static int sleep_until(int64_t deadline, struct timespec *rem)
 {
@@ -24,11 +19,13 @@ static int sleep_until(int64_t deadline, struct timespec *rem)
     return EINTR;
 }
 
+/* libc hands the sleeps' times to the kernel unread: bad ones go there too. */
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    if (shim_cooperative(FAM_time) == NULL || !valid(req))
+    struct timespec ts;
+    if (shim_cooperative(FAM_time) == NULL || shim_read_timeout(req, &ts) != 0)
         return REAL(nanosleep)(req, rem);
-    int err = sleep_until(shim_deadline_after(req), rem);
+    int err = sleep_until(shim_deadline_after(&ts), rem);
     if (err == 0)
         return 0;
     errno = err;
@@ -37,13 +34,15 @@ EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 
 EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req, struct timespec *rem)
 {
-    if (shim_cooperative(FAM_time) == NULL || !valid(req)
+    struct timespec ts;
+    if (shim_cooperative(FAM_time) == NULL
         || (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC && clock != CLOCK_BOOTTIME
-            && clock != CLOCK_TAI))
+            && clock != CLOCK_TAI)
+        || shim_read_timeout(req, &ts) != 0)
         return REAL(clock_nanosleep)(clock, flags, req, rem);
     if (flags & TIMER_ABSTIME)
-        return sleep_until(shim_deadline_at(clock, req), NULL);
-    return sleep_until(shim_deadline_after(req), rem);
+        return sleep_until(shim_deadline_at(clock, &ts), NULL);
+    return sleep_until(shim_deadline_after(&ts), rem);
 }
 
 EXPORT unsigned sleep(unsigned seconds)

@@ -70,7 +70,7 @@ check_help_and_version() {
     expect 0 "--help" "$COOPRUN" --help
     for option in --patch --no-io --no-net --no-poll --no-time --no-thread --no-dns --no-file \
         --no-proc --no-signal --stack-size --stats --log --switch --dump-signal --max-blocking \
-        --preempt --on-deadlock --no-inherit -v --verbose -h --help -V --version; do
+        --preempt --on-deadlock --no-inherit --always-cooperative -v --verbose -h --help -V --version; do
         grep -qE -- "(^|[ ,])$option([ ,=]|$)" "$TMP/out" || fail "--help does not mention $option"
     done
     note "ok: --help mentions every option"
@@ -126,10 +126,10 @@ check_settings() {
     local setting
     expect 0 "options as COOP_* variables" "$COOPRUN" --stats --log debug --patch=all --no-dns \
         --stack-size 64k --switch=fast --dump-signal USR1 --max-blocking=50 --preempt 5 \
-        --on-deadlock exit -v -- env
+        --on-deadlock exit --always-cooperative -v -- env
     for setting in COOP_STATS=1 COOP_LOG=debug COOP_PATCH=all,-dns COOP_STACK_SIZE=64k \
         COOP_SWITCH=fast "COOP_DUMP_SIGNAL=$(kill -l USR1)" COOP_MAX_BLOCKING_MS=50 COOP_PREEMPT_MS=5 \
-        COOP_ON_DEADLOCK=exit COOP_VERBOSE=1; do
+        COOP_ON_DEADLOCK=exit COOP_ALWAYS_COOPERATIVE=1 COOP_VERBOSE=1; do
         grep -qx -- "$setting" "$TMP/out" || fail "$setting missing from the program's environment"
     done
     expect 0 "--no-FAMILY extends COOP_PATCH" env COOP_PATCH=io,net "$COOPRUN" --no-net -- env

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pass-through fidelity of the real library: with every family patched, ordinary programs
 # (coreutils, tar, find, bash, python) print the same bytes and end with the same status under
-# cooprun as without it, down to a death by signal.
+# cooprun as without it, down to a death by signal, and so they do on the cooperative path
+# (cooprun --always-cooperative).
 #
 # Uses COOP_LIBRARY when set (a sanitizer build, say), else build/libcoop.so.
 # shellcheck source=tests/integration/lib.sh
@@ -11,19 +12,23 @@ ulimit -c 0 # the programs killed by SIGSEGV must not leave cores behind
 [ -f "$COOP_LIBRARY" ] || skip "no library at $COOP_LIBRARY (build it first)"
 unset COOP_PATCH # every family
 
-# same WHAT COMMAND...: runs COMMAND plainly, then under cooprun, and fails unless stdout and
-# exit status match. The braces take the shell's report of a death by signal into the .err file.
+# same WHAT COMMAND...: runs COMMAND plainly, then under cooprun, then under cooprun with the
+# cooperative path forced (--always-cooperative: every call waits the way it would beside
+# other greenlets), and fails unless stdout and exit status match. The braces take the
+# shell's report of a death by signal into the .err file.
 same() {
-    local what=$1 plain coop
+    local what=$1 plain coop how
     shift
     { "$@"; } >"$TMP/plain.out" 2>"$TMP/plain.err"
     plain=$?
-    { "$COOPRUN" -- "$@"; } >"$TMP/coop.out" 2>"$TMP/coop.err"
-    coop=$?
-    [ "$plain" -eq "$coop" ] ||
-        fail "$what: status $coop under coop, $plain plainly; stderr under coop: $(head -c 600 "$TMP/coop.err")"
-    cmp -s "$TMP/plain.out" "$TMP/coop.out" ||
-        fail "$what: stdout differs under coop ($(wc -c <"$TMP/coop.out") bytes, $(wc -c <"$TMP/plain.out") plainly)"
+    for how in "" --always-cooperative; do
+        { "$COOPRUN" ${how:+"$how"} -- "$@"; } >"$TMP/coop.out" 2>"$TMP/coop.err"
+        coop=$?
+        [ "$plain" -eq "$coop" ] ||
+            fail "$what: status $coop under coop $how, $plain plainly; stderr under coop: $(head -c 600 "$TMP/coop.err")"
+        cmp -s "$TMP/plain.out" "$TMP/coop.out" ||
+            fail "$what: stdout differs under coop $how ($(wc -c <"$TMP/coop.out") bytes, $(wc -c <"$TMP/plain.out") plainly)"
+    done
     note "ok: $what (status $plain, $(wc -c <"$TMP/plain.out") bytes out)"
 }
 

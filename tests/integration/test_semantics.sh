@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The semantics sample checks what blocking calls do (timeouts, errors, EINTR, poll on mixed
-# descriptors, non-blocking flags...). It must pass natively and under coop with the same lines.
+# descriptors, non-blocking flags...). It must pass natively, under coop, and under coop with the
+# cooperative path forced (--always-cooperative), with the same lines.
 #
 # Its stdin and stdout are pipes that this shell holds too: the program's fds 0 and 1 share
 # their open file descriptions with the shell's, as a terminal is shared with a login shell.
@@ -53,4 +54,7 @@ run_semantics native
 
 run_semantics coop "$COOPRUN" --
 diff -u "$TMP/native.out" "$TMP/coop.out" >&2 || fail "coop's lines differ from the native ones"
-echo "PASS: the same semantics natively and under coop; stdin and stdout left blocking"
+run_semantics cooperative "$COOPRUN" --always-cooperative --
+diff -u "$TMP/native.out" "$TMP/cooperative.out" >&2 ||
+    fail "with the cooperative path forced the lines differ from the native ones"
+echo "PASS: the same semantics natively, under coop and on the cooperative path; stdin and stdout left blocking"

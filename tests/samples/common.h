@@ -73,6 +73,25 @@ static inline long parse_long(const char *s, long min, long max, const char *wha
     return v;
 }
 
+/* Descriptor pairs for checks; failing to make one is not what a check tests, so it is fatal. */
+static inline void make_socketpair(int sv[2], int type_flags)
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | type_flags, 0, sv) != 0)
+        die_errno("socketpair");
+}
+
+static inline void make_pipe(int p[2])
+{
+    if (pipe(p) != 0)
+        die_errno("pipe");
+}
+
+static inline void close_pair(const int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* Raises a soft limit to the hard one: many connections need many descriptors (the soft
  * RLIMIT_NOFILE is often 1024), and many threads count against RLIMIT_NPROC. */
 static inline void raise_limit(int resource)

@@ -102,24 +102,6 @@ static bool expect_timeout(long r, uint64_t start_ns, const char *call)
 
 /* ---- Setting up: failures here are not the semantics under test, so they are fatal. ---- */
 
-static void make_socketpair(int sv[2], int type_flags)
-{
-    if (socketpair(AF_UNIX, SOCK_STREAM | type_flags, 0, sv) != 0)
-        die_errno("socketpair");
-}
-
-static void make_pipe(int p[2])
-{
-    if (pipe(p) != 0)
-        die_errno("pipe");
-}
-
-static void close_pair(const int fds[2])
-{
-    close(fds[0]);
-    close(fds[1]);
-}
-
 static pthread_t start_thread(void *(*fn)(void *), void *arg)
 {
     pthread_t thread;

@@ -3,8 +3,10 @@
  * waits and the others run.
  */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,6 +110,48 @@ START_TEST(test_offload_wait_survives_interrupt)
 }
 END_TEST
 
+/* A job that blocks in the kernel until cancelled: a futex wait on its word. */
+struct cancellable {
+    _Atomic uint32_t started, cancelled;
+    int cancels, result;
+};
+
+static void wait_for_cancel(void *arg)
+{
+    struct cancellable *c = arg;
+    atomic_store(&c->started, 1);
+    while (atomic_load(&c->cancelled) == 0)
+        syscall(SYS_futex, &c->cancelled, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+static void cancel_wait(void *arg)
+{
+    struct cancellable *c = arg;
+    c->cancels++;
+    atomic_store(&c->cancelled, 1);
+    syscall(SYS_futex, &c->cancelled, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void *offload_cancellable(void *arg)
+{
+    struct cancellable *c = arg;
+    c->result = coop_offload_interruptible(wait_for_cancel, cancel_wait, c);
+    return NULL;
+}
+
+START_TEST(test_offload_interrupt_cancels_the_work)
+{
+    struct cancellable c = { 0 };
+    struct coop_greenlet *g = unit_spawn(offload_cancellable, &c);
+    while (atomic_load(&c.started) == 0)       /* the work is under way on the pool */
+        coop_sleep_until(coop_now() + MS(1));
+    coop_interrupt(g, true);
+    unit_join(g);
+    ck_assert_int_eq(c.cancels, 1);
+    ck_assert_int_eq(c.result, COOP_RESTART);    /* the handler's kind of interruption */
+}
+END_TEST
+
 static void *runtime_thread_offloads(void *arg)
 {
     coop_mark_runtime_thread();
@@ -134,6 +178,7 @@ Suite *offload_suite(void)
     tcase_add_test(tc, test_offload_runs_elsewhere_while_others_run);
     tcase_add_test(tc, test_offload_in_parallel);
     tcase_add_test(tc, test_offload_wait_survives_interrupt);
+    tcase_add_test(tc, test_offload_interrupt_cancels_the_work);
     tcase_add_test(tc, test_offload_inline_without_greenlet);
     suite_add_tcase(s, tc);
     return s;
