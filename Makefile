@@ -57,6 +57,7 @@ SAMPLES := $(SAMPLE_C:tests/samples/%.c=$(BUILD)/samples/%) \
            $(SAMPLE_RS:tests/samples/%.rs=$(BUILD)/samples/%)
 BENCHES := $(BENCH_C:tests/bench/%.c=$(BUILD)/bench/%) $(BENCH_CC:tests/bench/%.cc=$(BUILD)/bench/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_PROGRAM_SRC := $(wildcard tests/unit/program/*.c tests/unit/program/*.S)
 
 .PHONY: all build deps test test-asan unit integration demo bench install clean fuzz
 
@@ -136,9 +137,15 @@ $(BUILD)/bench/%: tests/bench/%.cc $(wildcard tests/bench/*.h) tests/samples/com
 	$(CXX) $(CXXFLAGS) -pthread -o $@ $<
 
 # --- unit tests: the core linked directly, with Check ---
-$(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/obj/shim/real.o
+# The code the preemption tests preempt is a program's, in a library of its own: the core
+# counts every frame of the executable it is linked into as its own (core/preempt.c).
+$(BUILD)/libunit_program.so: $(UNIT_PROGRAM_SRC) tests/unit/program/program.h
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(UNIT_PROGRAM_SRC)
+
+$(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/obj/shim/real.o $(BUILD)/libunit_program.so
 	$(CC) $(CFLAGS) -D_GNU_SOURCE -pthread -o $@ $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/obj/shim/real.o \
-	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl -lunwind
+	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl -lunwind \
+	    -L$(BUILD) -lunit_program -Wl,-rpath,'$$ORIGIN'
 
 # --- running ---
 # speedscope's page for the browser check; without npm or the registry the check skips.

@@ -43,6 +43,7 @@ struct coop_settings {
     bool verbose;
     bool on_deadlock_exit;           /* COOP_ON_DEADLOCK=exit: exit 3 instead of waiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
+    int preempt_ms;                  /* time slice of a greenlet while others wait, 0: off */
     const char *trace_file;          /* COOP_TRACE: the timeline's file (%p: the pid), or NULL */
     uint64_t trace_max;              /* COOP_TRACE_MAX: bytes kept, 0: no limit */
     const char *profile_file;        /* COOP_PROFILE: collapsed stacks, or NULL */
@@ -57,6 +58,36 @@ void coop_init(const struct coop_settings *settings);
  * itself here when it starts running, so asking costs one load. */
 extern __thread struct coop_greenlet *coop_running;
 static inline struct coop_greenlet *coop_self(void) { return coop_running; }
+
+/* Preemption the monitor asked for where switching was not safe (core/preempt.c) is taken
+ * at the greenlet's next interposed call: every wrapper asks first, for one thread-local
+ * load. Nonzero: a request is pending. */
+extern __thread uint64_t coop_preempt_wanted;
+void coop_preempt_at_call(void);
+static inline void coop_preempt_point(void)
+{
+    if (__builtin_expect(coop_preempt_wanted != 0, 0))
+        coop_preempt_at_call();
+}
+/* The preemption signal (core/preempt.c). SIGURG, as Go's: its default action is to ignore
+ * it, so that one still pending when a greenlet calls execve cannot kill the new program. A
+ * program's own handler for it stays; while the program leaves it at SIG_DFL or SIG_IGN,
+ * coop's handler stands in. One of the runtime's signals while preemption is on. */
+#define COOP_PREEMPT_SIGNAL SIGURG
+/* Looks at a SIGURG: false when it is not the monitor's (the program's own, for its
+ * handler); else preempts the running greenlet if that is safe. */
+bool coop_preempt_on_signal(siginfo_t *info, void *context);
+bool coop_is_preempt_handler(const void *handler);
+/* The program sets SIGURG to SIG_DFL or SIG_IGN: true when coop's handler stands in (it is
+ * installed) instead. */
+bool coop_preempt_claim_signal(void);
+/* Preemptions so far (by the signal, and at a call), for tracing and tests. */
+uint64_t coop_preemptions(void);
+/* Runs on the hub's thread each time a greenlet is preempted, just before it leaves:
+ * at_call false inside the preemption signal's handler, where the interrupted code is in
+ * none of the modules coop will not preempt (see preempt.c), true at an interposed call.
+ * A tracer records an instant event here. */
+void coop_set_preempt_hook(void (*hook)(struct coop_greenlet *g, bool at_call));
 
 /* Whether a call returns into the sanitizer runtime (make test-asan), which must see the OS
  * thread's state rather than the greenlet's. */

@@ -92,7 +92,8 @@ static const char *state_name(const struct coop_greenlet *g)
     case G_READY: return "ready";
     case G_RUNNING: return "running";
     case G_FINISHED: return "finished";
-    default: return g->waiting.kind == WAIT_SLEEP ? "sleeping" : "waiting";
+    default:
+        return g->waiting.kind == WAIT_SLEEP ? "sleeping" : g->waiting.kind == WAIT_PREEMPTED ? "preempted" : "waiting";
     }
 }
 
@@ -106,6 +107,7 @@ static void describe_wait(struct report *r, const struct coop_greenlet *g)
             w->nfds > 1 ? " (and more fds)" : "");
         break;
     case WAIT_SLEEP: break;
+    case WAIT_PREEMPTED: return;    /* its deadline is the hub's next poll */
 
     case WAIT_PARK: put(r, ": blocked on %s %p", w->what ? w->what : "object", w->obj); break;
     case WAIT_JOIN: put(r, ": joining greenlet #%lu", (unsigned long)((const struct coop_greenlet *)w->obj)->id); break;
@@ -342,6 +344,7 @@ static void print_stats(void)
              (unsigned long)created, (unsigned long)peak_alive, (unsigned long)switches, (unsigned long)polls);
     coop_log(COOP_LOG_ERROR, "stats: longest run without yielding %.3f ms, by greenlet #%lu \"%s\"",
              (double)longest_run / 1e6, (unsigned long)longest_id, longest_name);
+    coop_preempt_print_stats();
 }
 
 void coop_stats_init(void)

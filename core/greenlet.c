@@ -162,6 +162,7 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     long alive = atomic_fetch_add(&coop_live_greenlets, 1) + 1;
     if (coop_settings.stats)
         coop_stats_spawned(alive);
+    coop_monitor_greenlet_created();
     if (coop_trace_enabled())
         coop_trace_spawn(g, h->current);
     coop_ready(h, g);

@@ -254,7 +254,8 @@ void coop_init(const struct coop_settings *settings)
 
     if (settings->stats)
         coop_stats_init();
-    coop_monitor_start(settings->max_blocking_ms);
+    coop_preempt_init(settings->preempt_ms);
+    coop_monitor_start(settings->max_blocking_ms, settings->preempt_ms);
     coop_trace_start();
 }
 
@@ -372,16 +373,35 @@ void coop_fair_share(void)
     }
 }
 
+/*
+ * A yield goes behind the greenlets that are ready now. A preempted greenlet goes behind
+ * those the hub's next poll makes ready too, or it would come first again: it held the hub
+ * for a whole slice, so greenlets whose fds became ready meanwhile are not in the queue
+ * yet. It waits for a deadline of now, which the poll's timer run meets: the poll happens
+ * first, then coop_ready puts it at the back. Either way, signals queued for the greenlet
+ * meanwhile are delivered as it resumes, as at the end of every wait.
+ */
+void coop_requeue_current(bool behind_poll)
+{
+    struct coop_hub *h = coop_thread.hub;
+    struct coop_greenlet *g = h->current;
+    if (behind_poll) {
+        coop_prepare_wait(g, WAIT_PREEMPTED, NULL);
+        coop_suspend(coop_now());
+    } else {
+        coop_ready(h, g);
+        coop_switch_away(h);
+    }
+    coop_after_wait(g);
+}
+
 void coop_yield(void)
 {
     struct coop_hub *h = coop_thread.hub;
 
     if (h == NULL || h->current->is_hub)
         return;
-    struct coop_greenlet *g = h->current;
-    coop_ready(h, g);
-    coop_switch_away(h);
-    coop_after_wait(g);
+    coop_requeue_current(false);
 }
 
 int coop_sleep_until(int64_t deadline)
@@ -469,6 +489,10 @@ void coop_fork_child(void)
     struct coop_greenlet *self = h->current;
     coop_park_fork_child();
     coop_offload_fork_child();
+    /* The child's only thread: a lock some other thread (the monitor) held stays free. */
+    coop_hubs_lock = (coop_lock_t){ 0 };
+    coop_monitor_fork_child();
+    coop_preempt_fork_child(h);
 
     coop_greenlet_fork_child(h, self);
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);

@@ -25,7 +25,7 @@
 enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
 
 /* What a waiting greenlet waits for, for dumps and deadlock detection. */
-enum coop_wait_kind { WAIT_FD, WAIT_SLEEP, WAIT_PARK, WAIT_JOIN, WAIT_OFFLOAD };
+enum coop_wait_kind { WAIT_FD, WAIT_SLEEP, WAIT_PARK, WAIT_JOIN, WAIT_OFFLOAD, WAIT_PREEMPTED };
 struct coop_wait_info {
     enum coop_wait_kind kind;
     const char *what;                /* WAIT_PARK: "mutex", "cond"... */
@@ -82,6 +82,16 @@ struct coop_greenlet {
 
 struct coop_watch;
 
+/* A hub's preemption state (core/preempt.c), shared by the monitor thread and the hub's own
+ * thread: see the invariants at the top of preempt.c. */
+struct coop_preempt_hub {
+    _Atomic uint64_t asked_at;       /* monitor: the switch count it saw when it signalled */
+    _Atomic bool signal_on_its_way;  /* monitor sets, the hub's handler clears */
+    _Atomic int refusal;             /* hub thread: why the last attempt did not preempt */
+    _Atomic uintptr_t refusal_at;    /* the instruction that made it unsafe, or 0 */
+    _Atomic uint64_t refused_at;     /* published last: the switch count of that attempt */
+};
+
 struct coop_hub {
     uv_loop_t loop;
     int epfd;                        /* the hub's epoll set: libuv's backend and waited fds */
@@ -116,6 +126,7 @@ struct coop_hub {
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
     _Atomic(struct coop_greenlet *) joined_elsewhere;  /* the same, joined by another thread */
+    struct coop_preempt_hub preempt;
     struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
 };
 
@@ -143,6 +154,9 @@ void coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
 int coop_suspend(int64_t deadline);
 void coop_switch_away(struct coop_hub *h);
+/* Requeues the running greenlet behind every ready one; behind_poll: also behind those the
+ * hub's next poll makes ready (a preempted greenlet). coop_yield and preemption use it. */
+void coop_requeue_current(bool behind_poll);
 
 /* The end of every wait and yield, once the wait is undone: signals queued for the greenlet
  * are delivered there, on its own stack (their handlers may longjmp out). */
@@ -191,7 +205,7 @@ void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_diag_hub_init(struct coop_hub *h);
 void coop_print_stack(ucontext_t *ctx, bool signal_frame);
 /* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
- * (the monitor's, the profiler's) call this first, outside any handler. */
+ * (the monitor's, the profiler's, preemption's) call this first, outside any handler. */
 void coop_unwind_warm_up(void);
 bool coop_in_runtime(uintptr_t ip);
 int coop_os_threads(void);           /* of the process, or -1 */
@@ -200,10 +214,32 @@ void coop_stats_init(void);
 void coop_stats_spawned(long alive);
 
 /* monitor.c, offload.c: the runtime's own threads */
-void coop_monitor_start(int max_blocking_ms);
+void coop_monitor_start(int max_blocking_ms, int preempt_ms);
+/* A greenlet was created: preemption needs the monitor from the second one on. */
+void coop_monitor_greenlet_created(void);
+void coop_monitor_fork_child(void);
 int coop_monitor_threads(void);
 int coop_offload_threads(void);
 void coop_offload_fork_child(void);
+
+/* preempt.c: time-slice preemption */
+/* The signal frame (with AVX-512 state), the handler, libunwind and the switch measured
+ * under 8 KiB (tests/unit/test_preempt.c); a stack with less room left is not preempted. */
+#define COOP_PREEMPT_STACK_ROOM (24 * 1024)
+void coop_preempt_init(int preempt_ms);
+/* Before the monitor first starts (the second greenlet): the guarded modules, libunwind's
+ * warm-up and the handler. Once per process. */
+void coop_preempt_prepare(void);
+/* Attempts refused so far (the rule said no), for tests. */
+uint64_t coop_preempt_refusals(void);
+/* The monitor saw h's greenlet hold it for a whole slice (switch count `switches`): signals
+ * the hub's thread, unless a preemption signal is still on its way there. */
+void coop_preempt_ask(struct coop_hub *h, uint64_t switches);
+/* Why the greenlet holding h since switch count `switches` was not preempted, as a
+ * sentence for the blocking monitor's report; false when it knows of no reason. */
+bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size);
+void coop_preempt_fork_child(struct coop_hub *h);
+void coop_preempt_print_stats(void);
 
 /* hub.c: the list of hubs */
 extern struct coop_hub *coop_hubs;

@@ -1,13 +1,26 @@
 /*
- * The blocking monitor (gevent's monitor thread): one real thread that watches each hub's
- * switch counter. A program greenlet that keeps its hub for longer than
- * COOP_MAX_BLOCKING_MS (by computing, or in a system call coop could not make
- * cooperative while other greenlets wait) is reported once per episode, with its stack
- * sampled on its own thread: a signal makes the hub's thread unwind itself.
+ * The monitor (gevent's monitor thread, Go's sysmon): one real thread that watches each
+ * hub's switch counter, for two jobs:
+ *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub for a
+ *     whole time slice while other greenlets exist is asked to leave, by a signal to the
+ *     hub's thread;
+ *   - reports (COOP_MAX_BLOCKING_MS): a program greenlet that keeps its hub for longer than
+ *     that (by computing where it cannot be preempted, or in a system call coop could not
+ *     make cooperative while other greenlets wait) is reported once per episode, with its
+ *     stack sampled on its own thread (a signal makes the hub's thread unwind itself) and,
+ *     with preemption on, why it was not preempted.
+ * It starts with the process when reports are asked for (a lone greenlet can block too), and
+ * otherwise with the second greenlet: a program with one greenlet has nothing to preempt and
+ * gets no extra thread (nor the handler, nor libunwind's warm-up and its pipe). A forked
+ * child starts its own with its first new greenlet. It is named coop-monitor from its first
+ * instant, so that whoever counts a program's threads can tell it apart, and it blocks the
+ * program's signals, so that none is delivered to it.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -15,16 +28,22 @@
 
 #define SAMPLE_SIGNAL (SIGRTMAX - 3)
 #define SAMPLE_FRAMES 24
+#define MIN_TICK_NS 1000000
+/* A preemption that was refused is asked again this soon, then twice as late each time up
+ * to a tick: most refusals catch a greenlet inside libc for a moment (clock_gettime, memcpy),
+ * while some last (a FILE lock held, code that cannot be unwound). */
+#define FIRST_RETRY_NS 250000
 
-static int64_t max_blocking_ns;
-static bool running;
+static int64_t max_blocking_ns, preempt_ns;
+static _Atomic bool running;
+static _Atomic bool start_failed;
 
 /* The sample, written by the handler on the hub's thread, read by the monitor. */
 static struct { uintptr_t ip; char line[160]; } sample[SAMPLE_FRAMES];
 
 static _Atomic int sample_frames = -1;
 
-int coop_monitor_threads(void) { return running ? 1 : 0; }
+int coop_monitor_threads(void) { return atomic_load(&running) ? 1 : 0; }
 
 static void take_sample(int sig, siginfo_t *info, void *context)
 {
@@ -64,12 +83,16 @@ static bool thread_running(pid_t tid)
     return end != NULL && end[1] == ' ' && end[2] == 'R';
 }
 
-static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held)
+static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches)
 {
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
     if (coop_trace_enabled())
         coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
+    /* Why it was not preempted, before the sample: an attempt during the sample would find the
+     * thread in the sampling handler, not in the greenlet's own code. */
+    char why[256];
+    bool not_preempted = preempt_ns > 0 && coop_preempt_why_not(h, switches, why, sizeof why);
     atomic_store(&sample_frames, -1);
     coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL);
     for (int i = 0; i < 200 && atomic_load(&sample_frames) < 0; i++) {
@@ -80,9 +103,51 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held)
     for (int i = 0; i < n; i++)
         if (!coop_in_runtime(sample[i].ip))
             coop_write_stderr(sample[i].line, strlen(sample[i].line));
+    if (not_preempted)
+        coop_log(COOP_LOG_ERROR, "greenlet #%lu was not preempted (COOP_PREEMPT_MS=%.0f): %s",
+                 (unsigned long)g->id, (double)preempt_ns / 1e6, why);
 }
 
-struct watch { struct coop_hub *hub; uint64_t switches; int64_t since; bool reported; };
+/* A tick short enough that a slice ends at most half a slice late, and a report at most a
+ * quarter of its limit late. */
+static int64_t tick_ns(void)
+{
+    int64_t tick = INT64_MAX;
+    if (max_blocking_ns > 0)
+        tick = max_blocking_ns / 4;
+    if (preempt_ns > 0 && preempt_ns / 2 < tick)
+        tick = preempt_ns / 2;
+    return tick > MIN_TICK_NS ? tick : MIN_TICK_NS;
+}
+
+struct watch {
+    struct coop_hub *hub;
+    uint64_t switches;
+    int64_t since;           /* when the monitor first saw this switch count */
+    bool reported;
+    int64_t next_ask, retry_ns;   /* preemption asked: when to ask again */
+};
+
+/* One look at a hub whose greenlet has held it since w->since. */
+static void watch_holder(struct watch *w, int64_t now, int64_t tick)
+{
+    struct coop_hub *h = w->hub;
+    int64_t held = now - w->since;
+    int on_cpu = -1;     /* /proc is read once, and only when needed */
+    if (preempt_ns > 0 && held >= preempt_ns && now >= w->next_ask && !coop_alone()
+        && (on_cpu = thread_running(h->tid))) {
+        coop_preempt_ask(h, w->switches);
+        w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
+        w->next_ask = now + w->retry_ns;
+    }
+    if (max_blocking_ns == 0 || w->reported || held < max_blocking_ns)
+        return;
+    /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
+    if (coop_alone() && !(on_cpu >= 0 ? on_cpu : thread_running(h->tid)))
+        return;
+    w->reported = true;
+    report(h, h->current, held, w->switches);
+}
 
 static void *monitor(void *unused)
 {
@@ -90,47 +155,84 @@ static void *monitor(void *unused)
     coop_mark_runtime_thread();
     enum { WATCHED = 64 };
     struct watch watched[WATCHED] = { { 0 } };
-    int64_t tick = max_blocking_ns / 4 > 1000000 ? max_blocking_ns / 4 : 1000000;
+    int64_t tick = tick_ns(), nap = tick;
     for (;;) {
-        struct timespec ts = { tick / 1000000000, tick % 1000000000 };
+        struct timespec ts = { nap / 1000000000, nap % 1000000000 };
         coop_sys(SYS_nanosleep, &ts, NULL, 0);
         int64_t now = coop_now();
+        nap = tick;
         coop_lock(&coop_hubs_lock);
         struct coop_hub *h = coop_hubs;
         for (int i = 0; i < WATCHED && h != NULL; i++, h = h->next_hub) {
             struct watch *w = &watched[i];
             uint64_t switches = atomic_load(&h->switches);
-            struct coop_greenlet *g = h->current;
             if (w->hub != h || w->switches != switches) {
-                *w = (struct watch){ h, switches, now, false };
+                *w = (struct watch){ .hub = h, .switches = switches, .since = now };
                 continue;
             }
-            /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
-            if (w->reported || g->is_hub || now - w->since < max_blocking_ns
-                || (coop_alone() && !thread_running(h->tid)))
-                continue;
-            w->reported = true;
-            report(h, g, now - w->since);
+            if (h->current != h->hub_g)
+                watch_holder(w, now, tick);
+            if (w->retry_ns != 0 && w->next_ask - now < nap)
+                nap = w->next_ask > now ? w->next_ask - now : 0;
         }
         coop_unlock(&coop_hubs_lock);
     }
     return NULL;
 }
 
-void coop_monitor_start(int max_blocking_ms)
+/* A new thread takes its creator's name and signal mask: the creating thread wears the
+ * monitor's name for that moment, so that the monitor never shows under the program's, and
+ * blocks every signal, so that the program's never land on the monitor. */
+static int create_named_monitor(void)
 {
+    char own_name[16] = "";
+    sigset_t old;
+    coop_sys(SYS_prctl, PR_GET_NAME, own_name, 0);
+    coop_sys(SYS_prctl, PR_SET_NAME, "coop-monitor", 0);
+    coop_block_all_signals(&old);
+    pthread_t t;
+    int err = coop_settings.os_thread_create(&t, NULL, monitor, NULL);
+    coop_restore_signals(&old);
+    coop_sys(SYS_prctl, PR_SET_NAME, own_name, 0);
+    return err;
+}
+
+static void start(void)
+{
+    bool no = false;
+    if (atomic_load(&start_failed) || !atomic_compare_exchange_strong(&running, &no, true))
+        return;
+    if (preempt_ns > 0)
+        coop_preempt_prepare();
+    if (create_named_monitor() != 0) {
+        atomic_store(&running, false);
+        atomic_store(&start_failed, true);
+        coop_warn("cannot start the monitor thread: no preemption and no blocking reports");
+    }
+}
+
+void coop_monitor_start(int max_blocking_ms, int preempt_ms)
+{
+    max_blocking_ns = max_blocking_ms * 1000000LL;
+    preempt_ns = preempt_ms * 1000000LL;
     if (max_blocking_ms <= 0)
         return;
-    max_blocking_ns = max_blocking_ms * 1000000LL;
     struct sigaction sa = { .sa_sigaction = take_sample, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
     coop_unwind_warm_up();
-    pthread_t t;
-    sigset_t old;
-    coop_block_all_signals(&old);     /* inherited: the program's signals never land here */
-    running = coop_settings.os_thread_create(&t, NULL, monitor, NULL) == 0;
-    coop_restore_signals(&old);
+    start();
+}
+
+void coop_monitor_greenlet_created(void)
+{
+    if ((preempt_ns > 0 || max_blocking_ns > 0) && !atomic_load_explicit(&running, memory_order_relaxed))
+        start();
+}
+
+void coop_monitor_fork_child(void)
+{
+    atomic_store(&running, false);
 }
 
 static uint64_t other_runtime_signals;

@@ -33,11 +33,13 @@ static inline long coop_futex(_Atomic uint32_t *word, int op, uint32_t val, cons
     return coop_sys6(SYS_futex, (long)word, op | 128 /* FUTEX_PRIVATE_FLAG */, val, (long)ts, 0, 0);
 }
 
-/* Blocks every signal on the calling OS thread, for a runtime thread to inherit. The
+/* Blocks every signal on the calling OS thread, for a runtime thread to inherit, but glibc's
+ * own two (32, cancellation; 33, setxid): setuid() in a threaded process signals every thread
+ * glibc knows with 33 and waits until each has answered, and a runtime thread is one. The
  * kernel's sigset is 8 bytes; sigset_t is larger, and only its first word is used. */
 static inline void coop_block_all_signals(sigset_t *old)
 {
-    uint64_t all = ~(uint64_t)0;
+    uint64_t all = ~(uint64_t)0 & ~(1ULL << (32 - 1)) & ~(1ULL << (33 - 1));
     coop_sys6(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)&all, (long)old, 8, 0, 0);
 }
 

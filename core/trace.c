@@ -573,6 +573,9 @@ static void wait_slice(struct out *o, struct view *v, int64_t end, int reason)
     case WAIT_SLEEP:
         out_str(o, "\"sleep\",\"args\":{\"kind\":\"sleep\"");
         break;
+    case WAIT_PREEMPTED:     /* requeued behind the hub's next poll (core/preempt.c) */
+        out_str(o, "\"preempted\",\"args\":{\"kind\":\"preempted\"");
+        break;
     case WAIT_JOIN:
         snprintf(name, sizeof name, "join greenlet %lu", (unsigned long)(uintptr_t)r->u.wait.obj);
         out_json_string(o, name);
@@ -918,8 +921,10 @@ static void write_events(int64_t until, bool final)
             name_hubs(o);
         }
     }
-    memmove(pend, pend + done, (pend_len - done) * sizeof *pend);
-    pend_len -= done;
+    if (done > 0) {             /* pend is NULL until the first record: memmove wants a pointer */
+        memmove(pend, pend + done, (pend_len - done) * sizeof *pend);
+        pend_len -= done;
+    }
     if (final)
         end_all(o, coop_now());
     append(o);

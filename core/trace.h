@@ -25,9 +25,11 @@ void coop_trace_spawn(const struct coop_greenlet *g, const struct coop_greenlet 
 void coop_trace_name(const struct coop_greenlet *g);
 
 /* Instant events on a greenlet's track: the blocking monitor's reports (arg: how long it
- * held its hub, ns), and, for the work that adds them, preemptions and handoffs (arg:
- * free, shown as is). From any thread, but not from a signal handler: record at the switch
- * the preemption causes instead. */
+ * held its hub, ns), preemptions (arg: 1 when taken at an interposed call, 0 in the
+ * preemption signal's handler) and, for the work that adds them, handoffs (arg: free, shown
+ * as is). From any thread, but not from a signal handler that may have interrupted coop's
+ * own code (a record in progress): preemption's handler records only where the
+ * interrupted stack has no frame of coop's (core/preempt.c). */
 enum coop_trace_instant { COOP_TRACE_BLOCKING, COOP_TRACE_PREEMPTED, COOP_TRACE_HANDOFF };
 void coop_trace_instant(const struct coop_greenlet *g, enum coop_trace_instant kind, uint64_t arg);
 

@@ -93,11 +93,22 @@ int shim_mutex_unlock(pthread_mutex_t *m)
     return 0;
 }
 
-EXPORT int pthread_mutex_lock(pthread_mutex_t *m) { return shim_mutex_lock(m); }
-EXPORT int pthread_mutex_unlock(pthread_mutex_t *m) { return shim_mutex_unlock(m); }
+EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    coop_preempt_point();
+    return shim_mutex_lock(m);
+}
+
+EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+    int r = shim_mutex_unlock(m);
+    coop_preempt_point();      /* after: the lock is free for whoever runs next */
+    return r;
+}
 
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
+    coop_preempt_point();
     return coop_owned(m) ? lock(m, 0) : REAL(pthread_mutex_trylock)(m);
 }
 

@@ -87,6 +87,7 @@ EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 
 EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
+    coop_preempt_point();
     return ours(l) ? rdlock(l, 0) : REAL(pthread_rwlock_tryrdlock)(l);
 }
 
@@ -107,6 +108,7 @@ EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 
 EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
+    coop_preempt_point();
     return ours(l) ? wrlock(l, 0) : REAL(pthread_rwlock_trywrlock)(l);
 }
 

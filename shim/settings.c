@@ -193,6 +193,9 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
         out->dump_signal = parse_signal(&p, "COOP_DUMP_SIGNAL", v);
     if ((v = get("COOP_MAX_BLOCKING_MS")) != NULL)
         core->max_blocking_ms = (int)parse_number(&p, "COOP_MAX_BLOCKING_MS", v, 0, 3600000);
+    core->preempt_ms = 10;          /* Go's time slice: see core/preempt.c */
+    if ((v = get("COOP_PREEMPT_MS")) != NULL)
+        core->preempt_ms = (int)parse_number(&p, "COOP_PREEMPT_MS", v, 0, 3600000);
     if ((v = get("COOP_ON_DEADLOCK")) != NULL)
         core->on_deadlock_exit =
             parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 0;

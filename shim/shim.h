@@ -41,11 +41,15 @@ extern bool shim_always_cooperative;
 
 /* The calling greenlet when a call of this family should park it, NULL when the call
  * should go to libc unchanged: family off, runtime code, or no other greenlet to run.
- * Inline: every wrapper asks first. */
+ * Inline: every wrapper asks first. A preemption that could not be taken where the
+ * greenlet was interrupted is taken here (core/preempt.c): a wrapper's entry, before it
+ * has done anything. The non-blocking calls a polling loop makes (trylocks, unlocks,
+ * pthread_self, pthread_equal) have this check of their own. */
 static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
 {
     if (!shim_patched[family])
         return NULL;
+    coop_preempt_point();
     struct coop_greenlet *g = coop_self();
     return g != NULL && (shim_always_cooperative || !coop_alone()) ? g : NULL;
 }

@@ -28,6 +28,10 @@
  *     signalfd for the set, or to be handed a signal. sigsuspend, pause, ppoll, pselect and
  *     epoll_pwait set the greenlet's mask for the wait and end when a handler ran on it.
  *
+ * SIGURG is coop's preemption signal too (core/preempt.c), and one of the runtime's signals:
+ * the trampoline hands the monitor's to coop, the program's to its handler; while the
+ * program leaves SIGURG at SIG_DFL or SIG_IGN, coop's own handler stays installed.
+ *
  * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
  * it restore what they change); its queue and pending bits are pushed by anyone (other
  * greenlets, handlers, other OS threads) and taken by that greenlet only. Queue entries come
@@ -406,6 +410,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         run_handler(NULL, sig, info, context);
         return;
     }
+    if (sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
+        return;     /* the monitor's, not the program's (core/preempt.c) */
     struct coop_greenlet *self = coop_self();
     struct sigstate *mine = state_of(self);
     if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
@@ -471,11 +477,18 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         trampolined[sig] = r == 0;
         if (r == 0)
             added_flags[sig] = mine.sa_flags & ~act->sa_flags;
+    } else if (act != NULL && sig == COOP_PREEMPT_SIGNAL && coop_preempt_claim_signal()) {
+        installed[sig] = *act;      /* ignored, as coop's handler ignores all but its own */
+        trampolined[sig] = false;
+        added_flags[sig] = 0;
+        r = old != NULL ? REAL(sigaction)(sig, NULL, old) : 0;
     } else {
         r = REAL(sigaction)(sig, act, old);
         if (r == 0 && act != NULL) {
             trampolined[sig] = false;
             added_flags[sig] = 0;
+            if (sig == COOP_PREEMPT_SIGNAL)
+                installed[sig] = *act;  /* what sigaction reports once coop's handler stands in */
         }
     }
     if (r != 0) {
@@ -483,8 +496,9 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         return r;
     }
     if (old != NULL && (coop_is_overflow_handler((void *)old->sa_sigaction)
-                        || coop_trace_is_handler((void *)old->sa_handler))) {
-        *old = previous;     /* the program never set one: the default action, all zeros */
+                        || coop_trace_is_handler((void *)old->sa_handler)
+                        || coop_is_preempt_handler((void *)old->sa_sigaction))) {
+        *old = previous;     /* the program never set one (the default action, all zeros), or its SIG_DFL or SIG_IGN */
     } else if (old != NULL) {
         /* The kernel's action (flags, mask, glibc's restorer) with the program's handler. */
         if (was_trampolined)

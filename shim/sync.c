@@ -72,6 +72,7 @@ EXPORT int sem_wait(sem_t *s)
 
 EXPORT int sem_trywait(sem_t *s)
 {
+    coop_preempt_point();
     return sem_ours(s) ? sem_take(s, 0) : REAL(sem_trywait)(s);
 }
 
@@ -135,6 +136,7 @@ EXPORT int pthread_barrier_wait(pthread_barrier_t *barrier)
 
 EXPORT int pthread_spin_lock(pthread_spinlock_t *lock)
 {
+    coop_preempt_point();
     _Atomic int *l = (_Atomic int *)lock;
     for (;;) {
         int free = 1;

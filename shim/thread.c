@@ -64,9 +64,6 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 {
     if (!shim_patched[FAM_thread])
         return REAL(pthread_create)(t, attr, fn, arg);
-    /* glibc clears this at the first pthread_create; libstdc++ and others skip
-     * synchronisation while it is set. */
-    __libc_single_threaded = 0;
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
     coop_diag_prepare();
@@ -75,6 +72,13 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     int err = coop_spawn(&g, fn, arg, &sa);
     if (err == ENOSYS)
         return REAL(pthread_create)(t, attr, fn, arg);
+    /* glibc clears this at the first pthread_create; libstdc++ and others skip
+     * synchronisation while it is set, and a preempted greenlet may be in the middle of
+     * what they skip. Cleared after coop_spawn, which may start coop's monitor: glibc's own
+     * first pthread_create then sees it set and runs its late initialisation, which
+     * installs the handler of the signal setuid() sends every thread (a runtime thread
+     * without it dies of that signal). The new greenlet runs only later. */
+    __libc_single_threaded = 0;
     if (err == 0) {
         shim_signal_thread_created(g);     /* before it can run */
         *t = (pthread_t)g;
@@ -130,11 +134,16 @@ EXPORT void pthread_exit(void *result)
 
 EXPORT pthread_t pthread_self(void)
 {
+    coop_preempt_point();
     struct coop_greenlet *g = shim_patched[FAM_thread] ? coop_self() : NULL;
     return g ? (pthread_t)g : REAL(pthread_self)();
 }
 
-EXPORT int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+EXPORT int pthread_equal(pthread_t a, pthread_t b)
+{
+    coop_preempt_point();
+    return a == b;
+}
 
 EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {

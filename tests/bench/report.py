@@ -5,7 +5,7 @@
             --seconds N --duration S --reps N [--gnuplot 0|1] [--tls-mechanisms syscall,fsgsbase]
 
 RAW.tsv has one line per echo run (size level server rep rps p50_us p99_us errors threads
-rss_kib warmup_s starved note); MICRO.tsv one line per micro-benchmark measurement ("VARIANT bench=NAME k=v...").
+rss_kib warmup_s starved note monitor_cpu_pct); MICRO.tsv one line per micro-benchmark measurement ("VARIANT bench=NAME k=v...").
 A VARIANT coop-tls-MECHANISM ran under COOP_TLS=MECHANISM.
 Standard library only.
 """
@@ -26,6 +26,14 @@ LABELS = {
     "go": "Go default",
     "gevent": "gevent",
 }
+# The preemption section: echo_threads under coop, preemption on and off, with and without a hog.
+PREEMPT_SERVERS = ["coop-preempt-on", "coop-preempt-off", "coop-hog-on", "coop-hog-off"]
+LABELS.update({
+    "coop-preempt-on": "coop, preemption on",
+    "coop-preempt-off": "coop, preemption off",
+    "coop-hog-on": "coop + hog, preemption on",
+    "coop-hog-off": "coop + hog, preemption off",
+})
 # Notes of runs whose numbers stand (the others are failures: no server, a crash, a hang).
 MEASURED = ("ok", "loadgen-errors", "server-ignored-SIGTERM")
 RATIOS = [("coop/epoll", "epoll"), ("coop/threads", "threads"), ("coop/traced", "coop-trace"), ("coop/Go1", "go1"),
@@ -63,7 +71,7 @@ def summarize(rows):
         values = [number(r[field]) for r in ok if number(r[field]) is not None]
         return statistics.median(values) if values else None
 
-    return {"rps": median("rps"), "p99": median("p99_us"), "threads": median("threads"),
+    return {"rps": median("rps"), "p50": median("p50_us"), "p99": median("p99_us"), "threads": median("threads"),
             "rss": median("rss_kib"), "warmup": median("warmup_s"), "runs": len(ok),
             "starved": max([int(number(r["starved"]) or 0) for r in ok]), "errors": sum(int(number(r["errors"]) or 0) for r in ok)}, notes
 
@@ -153,6 +161,52 @@ def echo_tables(runs, reps, duration):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines, summaries
+
+
+def pair_ratios(runs, key_on, key_off):
+    """requests/s on / off for each pair (same rep) that measured both: back to back, a pair
+    shares the machine's state, where medians over the whole section would not."""
+    off = {r["rep"]: number(r["rps"]) for r in runs.get(key_off, []) if r["note"] in MEASURED}
+    return [number(r["rps"]) / off[r["rep"]] for r in runs.get(key_on, [])
+            if r["note"] in MEASURED and number(r["rps"]) and off.get(r["rep"])]
+
+
+def preempt_table(runs, preempt_ms, hog_ms):
+    """The preemption section (runs of PREEMPT_SERVERS): its table, and the figures its
+    targets need, or None when it did not run."""
+    keys = sorted({k[:2] for k in runs if k[2] in PREEMPT_SERVERS})
+    if not keys:
+        return [], None
+    size, level = keys[0]
+    summaries = {name: summarize(runs.get((size, level, name), [])) for name in PREEMPT_SERVERS}
+    shares = [number(r.get("monitor_cpu_pct", "NA")) for r in runs.get((size, level, "coop-preempt-on"), [])]
+    shares = [s for s in shares if s is not None]
+    lines = ["### Preemption: echo at %s connections, %s messages, with and without a hog\n"
+             % (fmt_level(level), fmt_size(size)),
+             "| server | requests/s | p50 latency | p99 latency | runs |", "|---|---|---|---|---|"]
+    for name in PREEMPT_SERVERS:
+        s, notes = summaries[name]
+        if s is None:
+            failed = "n/a" if notes == ["n/a"] else "FAIL: " + ",".join(notes)
+            lines.append("| %s | %s | | | 0 |" % (LABELS[name], failed))
+            continue
+        latency = [fmt_us(s[p]) if s["rps"] and s[p] is not None else "no echo in the run" if not s["rps"] else "?"
+                   for p in ("p50", "p99")]
+        lines.append("| %s | %s | %s | %s | %d%s |" % (LABELS[name], fmt_rps(s["rps"]), latency[0], latency[1],
+                     s["runs"], " [" + ",".join(notes) + "]" if notes else ""))
+    ratios = pair_ratios(runs, (size, level, "coop-preempt-on"), (size, level, "coop-preempt-off"))
+    lines.append("\necho_threads under cooprun; preemption on: COOP_PREEMPT_MS=%d (the default), off: 0. The hog: "
+                 "ECHO_HOG_MS=%d, one more thread that computes without a blocking call for %d ms at a time, "
+                 "1 ms apart. On and off run in back-to-back pairs, alternating which goes first; medians. "
+                 "Without a hog, requests/s on / off per pair: %s; the coop-monitor thread used %s of the "
+                 "server's CPU (median; per run: %s).\n"
+                 % (preempt_ms, hog_ms, hog_ms, ", ".join("%.2f" % r for r in ratios) or "n/a",
+                    "%.2f%%" % statistics.median(shares) if shares else "n/a",
+                    ", ".join("%.2f%%" % s for s in shares) or "n/a"))
+    figures = {name: summaries[name][0] for name in PREEMPT_SERVERS}
+    figures["pair_ratio"] = statistics.median(ratios) if ratios else None
+    figures["monitor_share"] = statistics.median(shares) if shares else None
+    return lines, figures
 
 
 def read_micro(path):
@@ -314,11 +368,31 @@ def read_proc(path):
         return "?"
 
 
-def targets(summaries, v):
+def targets(summaries, v, preempt, preempt_ms):
     lines = ["### Targets\n", "| target | where it stands | met |", "|---|---|---|"]
 
     def row(what, stands, met):
         lines.append("| %s | %s | %s |" % (what, stands, "n/a" if met is None else ("yes" if met else "**no**")))
+
+    if preempt is not None:
+        on, off = preempt["coop-hog-on"], preempt["coop-hog-off"]
+        what = "echo p99 beside a hog, preemption on, ≤ 3 x COOP_PREEMPT_MS (%d ms)" % (3 * preempt_ms)
+        if on and on["rps"] and on["p99"] is not None:
+            off_p99 = "n/a"
+            if off and off["p99"] is not None:
+                off_p99 = fmt_us(off["p99"]) if off["rps"] else "no echo in the run"
+            row(what, "%s (off: %s)" % (fmt_us(on["p99"]), off_p99), on["p99"] <= 3 * preempt_ms * 1000)
+        else:
+            row(what, "not measured", None)
+        on, off, ratio = preempt["coop-preempt-on"], preempt["coop-preempt-off"], preempt["pair_ratio"]
+        what = "echo throughput without a hog, preemption on within 3% of off"
+        if on and off and ratio is not None:
+            share = preempt["monitor_share"]
+            row(what, "on/off %.3f, median of the pairs' ratios (%s vs %s req/s); the monitor's CPU share %s"
+                % (ratio, fmt_rps(on["rps"]), fmt_rps(off["rps"]), "%.2f%%" % share if share is not None else "n/a"),
+                abs(ratio - 1) <= 0.03)
+        else:
+            row(what, "not measured", None)
 
     for size in sorted({k[0] for k in summaries}):
         levels = sorted({k[1] for k in summaries if k[0] == size})
@@ -425,13 +499,19 @@ def main():
     p.add_argument("--library", default="build/libcoop.so")
     p.add_argument("--tls-mechanisms", default="", help="the COOP_TLS mechanisms of this machine, comma separated")
     p.add_argument("--note", action="append", default=[], help="a line for the header list")
+    p.add_argument("--preempt-ms", type=int, default=10)
+    p.add_argument("--hog-ms", type=int, default=1000)
     a = p.parse_args()
 
     runs = read_raw(a.raw)
-    echo, summaries = echo_tables(runs, a.reps, a.duration)
+    matrix = {k: rows for k, rows in runs.items() if k[2] in SERVERS}
+    echo, summaries = echo_tables(matrix, a.reps, a.duration)
     micro, failures = read_micro(a.micro)
     micro_lines, values = micro_tables(micro, failures)
     tls_lines, values["tls_idle100k"] = tls_table(micro, [m for m in a.tls_mechanisms.split(",") if m])
+    if not micro and not failures:          # run.sh --only without micro
+        micro_lines = tls_lines = []
+    preempt_lines, preempt = preempt_table(runs, a.preempt_ms, a.hog_ms)
     pngs = plots(summaries, a.out, a.gnuplot)
 
     doc = ["# coop benchmarks\n",
@@ -448,7 +528,7 @@ def main():
     doc += ["- " + n for n in a.note]
     doc += [
            ""]
-    doc += echo + micro_lines + tls_lines + targets(summaries, values)
+    doc += echo + micro_lines + tls_lines + preempt_lines + targets(summaries, values, preempt, a.preempt_ms)
     problems = sorted({(k, r["note"]) for k, rows in runs.items() for r in rows
                        if r["note"] not in ("ok", "n/a", "skipped-for-time")})
     if problems:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/bench/run.sh [--quick] [--smoke] [--micro] [--out DIR]: coop's benchmark suite.
+# tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--micro] [--out DIR]: coop's benchmark suite.
 #
 #   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
 #   build/bench/loadgen (closed loop, one thread) against
@@ -23,6 +23,12 @@
 #   array) run again under each TLS mechanism of the machine (COOP_TLS=syscall, and fsgsbase
 #   where it has it).
 #
+#   Preemption: echo_threads under cooprun at 100 connections, 64 B, with preemption on
+#   (COOP_PREEMPT_MS=10, the default) and off (0), in back-to-back pairs: without a hog
+#   (throughput: what preemption costs; and the coop-monitor thread's share of the server's
+#   CPU, sampled at the end of each run) and with one (ECHO_HOG_MS=1000: one more thread
+#   computes without a blocking call for 1 s at a time; latency: what preemption buys).
+#
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
 # DIR/p99_16k.png; prints the tables at the end.
@@ -30,7 +36,8 @@
 #   --quick  one repetition of 0.5 s per server and level (under 2 minutes instead of ~8.5)
 #   --smoke  for tests: levels 1 and 100, 64 B only, 0.3 s, small micro-benchmarks, nothing
 #            installed, missing peers skipped (under a minute)
-#   --micro  the micro-benchmarks only, no echo matrix (with --quick or --smoke, theirs)
+#   --only SECTIONS  a comma list of micro, echo, preempt: only those run (default: all)
+#   --micro  the micro-benchmarks only: --only micro
 #
 # As root (and not --smoke) it first installs missing peers from Debian (golang-go,
 # python3-gevent, gnuplot-nox) with scripts/deps.sh; a peer that is still missing gets "n/a".
@@ -41,19 +48,28 @@ cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
 readonly COMMAND="tests/bench/run.sh $*"
 
-quick=0 smoke=0 micro_only=0 out=build/bench-results
+quick=0 smoke=0 out=build/bench-results sections=micro,echo,preempt
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
         --smoke) smoke=1 quick=1 ;;
-        --micro) micro_only=1 ;;
+        --only) [ $# -ge 2 ] || { echo "run.sh: --only needs sections" >&2; exit 2; }; sections=$2; shift ;;
+        --only=*) sections=${1#--only=} ;;
+        --micro) sections=micro ;;
         --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift ;;
         --out=*) out=${1#--out=} ;;
         -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--micro] [--out DIR]" >&2; exit 2 ;;
+        *) echo "usage: tests/bench/run.sh [--quick] [--smoke] [--only SECTIONS] [--micro] [--out DIR]" >&2; exit 2 ;;
     esac
     shift
 done
+for section in ${sections//,/ }; do
+    case $section in
+        micro | echo | preempt) ;;
+        *) echo "run.sh: --only: '$section' is not one of micro, echo, preempt" >&2; exit 2 ;;
+    esac
+done
+wanted() { [[ ",$sections," == *",$1,"* ]]; }
 
 BUILD=$ROOT/build
 BENCH=$BUILD/bench
@@ -69,18 +85,20 @@ LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
 SERVERS=(epoll threads coop coop-ucontext coop-trace go1 go gevent)
 # SPAWN: children of each spawn round, and seconds of rounds per run (median round reported).
+# The preemption section: pairs without a hog (the 3% comparison wants several), with one.
+PREEMPT_LEVEL=100 PREEMPT_SIZE=64 PREEMPT_MS=10 HOG_MS=1000
 if ((smoke)); then
     LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
-    SPAWN_N=5 SPAWN_T=0.01 BUDGET=50
+    SPAWN_N=5 SPAWN_T=0.01 PAIRS=1 HOG_PAIRS=1 BUDGET=50
 elif ((quick)); then
     REPS=1 DURATION=0.5 WARMUP=0.25 MICRO_T=0.2 MICRO_REPS=1 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    SPAWN_N=50 SPAWN_T=1 BUDGET=300
+    SPAWN_N=50 SPAWN_T=1 PAIRS=2 HOG_PAIRS=1 BUDGET=300
 else
     REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    SPAWN_N=50 SPAWN_T=1.5 BUDGET=560
+    SPAWN_N=50 SPAWN_T=1.5 PAIRS=7 HOG_PAIRS=3 BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
-((micro_only)) && LEVELS=() SIZES=()
+wanted echo || LEVELS=() SIZES=()
 # The idle threads of each TLS mechanism: as many as the most of the coop column.
 IDLE_TLS=${IDLE_COOP[-1]}
 mapfile -t TLS_MECHANISMS < <(tests/tls_mechanisms.sh)
@@ -109,7 +127,7 @@ started=$(date +%s)
 say() { printf '[%4ds] %s\n' $(($(date +%s) - started)) "$*" >&2; }
 
 # --- what it needs ---
-if ((!smoke && !micro_only)) && [ "$(id -u)" -eq 0 ]; then
+if ((!smoke)) && wanted echo && [ "$(id -u)" -eq 0 ]; then
     scripts/deps.sh golang-go python3-gevent gnuplot-nox ||
         say "warning: could not install every peer; missing ones are reported as n/a"
 fi
@@ -168,6 +186,10 @@ server_command() {
         threads) cmd=("$SAMPLES/echo_threads" -p 0) ;;
         coop) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-ucontext) cmd=(env COOP_SWITCH=ucontext "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-preempt-on) cmd=(env COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-preempt-off) cmd=(env COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-hog-on) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-hog-off) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-trace) cmd=("$COOPRUN" --trace "$LOG/trace.json" -- "$SAMPLES/echo_threads" -p 0) ;;
         go1) cmd=(env GOMAXPROCS=1 "$BENCH/echo_go" -p 0) ;;
         go) cmd=("$BENCH/echo_go" -p 0) ;;
@@ -222,10 +244,26 @@ sample_server() {
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
+# The share of process $1's CPU time so far that its coop-monitor thread used, in percent
+# (schedstat: nanoseconds on a CPU), or NA without one.
+monitor_share() {
+    local task ns _ all=0 monitor=
+    for task in /proc/"$1"/task/*; do
+        read -r ns _ <"$task/schedstat" 2>/dev/null || continue
+        all=$((all + ns))
+        [ "$(cat "$task/comm" 2>/dev/null)" = coop-monitor ] && monitor=$ns
+    done
+    if [ -n "$monitor" ] && ((all > 0)); then
+        awk -v m="$monitor" -v a="$all" 'BEGIN { printf "%.3f", 100 * m / a }'
+    else
+        echo NA
+    fi
+}
+
 # echo_run SERVER LEVEL SIZE REP: one run, one line of raw.tsv.
 echo_run() {
     local server=$1 level=$2 size=$3 rep=$4 tag="echo-$1-$2-$3-$4" lg status line note=ok
-    local rps=NA p50=NA p99=NA errors=NA max_threads=NA max_rss=NA warm=NA starved=NA pin
+    local rps=NA p50=NA p99=NA errors=NA max_threads=NA max_rss=NA warm=NA starved=NA pin monitor=NA
     read -ra pin <<<"$(pin_for "$level")"
     if ! start_server "$server" "$tag" "${pin[@]}"; then
         note="server-failed-to-start"
@@ -253,12 +291,13 @@ echo_run() {
         elif [ "$errors" != 0 ]; then
             note="loadgen-errors"
         fi
+        [[ $server != coop* ]] || ! kill -0 "$srv_pid" 2>/dev/null || monitor=$(monitor_share "$srv_pid")
         stop_server || { [ "$note" = ok ] && note="server-ignored-SIGTERM"; }
         rm -f "$LOG/trace.json"
     fi
     [ "$note" = ok ] || say "  $server at $level x $size B: $note (see $LOG/$tag.*)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
-        "$rps" "$p50" "$p99" "$errors" "$max_threads" "$max_rss" "$warm" "$starved" "$note" >>"$RAW"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$level" "$server" "$rep" \
+        "$rps" "$p50" "$p99" "$errors" "$max_threads" "$max_rss" "$warm" "$starved" "$note" "$monitor" >>"$RAW"
 }
 
 # --- micro-benchmarks ---
@@ -316,59 +355,77 @@ run_micro() {
     done
 }
 
-# --- the run ---
-printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\n' >"$RAW"
-: >"$MICRO"
-run_micro
-
-# The time budget: runs planned, made and dropped, and the seconds the made ones took.
-planned=0 made=0 dropped=0 run_ms=0 budget_notes=()
-servers_here=0
-for server in "${SERVERS[@]}"; do available "$server" && servers_here=$((servers_here + 1)); done
-for size in "${SIZES[@]}"; do
-    for level in "${LEVELS[@]}"; do planned=$((planned + servers_here * $(reps_for "$level" "$size"))); done
-done
-fits() { # fits: would the runs left fit in the budget at the pace so far?
-    local left=$((planned - made - dropped))
-    ((made == 0)) && return 0
-    (($(date +%s) - started + run_ms * left / made / 1000 <= BUDGET))
+# --- preemption: what it costs without a hog, what it buys with one ---
+# Pairs alternate which runs first, so that drift of this shared machine hits both alike.
+run_preempt() {
+    local pair server servers
+    say "preemption: echo at $PREEMPT_LEVEL connections, $PREEMPT_SIZE B: $PAIRS pairs without a hog, $HOG_PAIRS with one"
+    for ((pair = 1; pair <= PAIRS + HOG_PAIRS; pair++)); do
+        if ((pair <= PAIRS)); then servers=(coop-preempt-on coop-preempt-off); else servers=(coop-hog-on coop-hog-off); fi
+        ((pair % 2)) || servers=("${servers[1]}" "${servers[0]}")
+        for server in "${servers[@]}"; do echo_run "$server" "$PREEMPT_LEVEL" "$PREEMPT_SIZE" "$pair"; done
+    done
 }
 
-for size in "${SIZES[@]}"; do
-    for level in "${LEVELS[@]}"; do
-        reps=$(reps_for "$level" "$size")
-        say "echo: $level connections, $size B, $reps x ${DURATION} s per server"
-        for ((rep = 1; rep <= reps; rep++)); do
-            skip_rep=0
-            if ((rep > 1)) && ! fits; then
-                skip_rep=1 dropped=$((dropped + servers_here))
-                budget_notes+=("repetition $rep of $level connections x $size B")
-                say "  repetition $rep dropped: the time budget of $BUDGET s would not hold"
-            fi
-            # Each repetition starts with another server, so that none is always first.
-            for ((i = 0; i < ${#SERVERS[@]}; i++)); do
-                server=${SERVERS[(i + rep - 1) % ${#SERVERS[@]}]}
-                if ! available "$server"; then
-                    printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tn/a\n' "$size" "$level" "$server" "$rep" >>"$RAW"
-                elif ((skip_rep)); then
-                    printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tskipped-for-time\n' "$size" "$level" "$server" "$rep" >>"$RAW"
-                else
-                    run_start=$(date +%s%N)
-                    echo_run "$server" "$level" "$size" "$rep"
-                    run_ms=$((run_ms + ($(date +%s%N) - run_start) / 1000000))
-                    made=$((made + 1))
+# --- the echo matrix, within its time budget ---
+run_echo() {
+    # The time budget: runs planned, made and dropped, and the seconds the made ones took.
+    planned=0 made=0 dropped=0 run_ms=0 budget_notes=()
+    servers_here=0
+    for server in "${SERVERS[@]}"; do available "$server" && servers_here=$((servers_here + 1)); done
+    for size in "${SIZES[@]}"; do
+        for level in "${LEVELS[@]}"; do planned=$((planned + servers_here * $(reps_for "$level" "$size"))); done
+    done
+    fits() { # fits: would the runs left fit in the budget at the pace so far?
+        local left=$((planned - made - dropped))
+        ((made == 0)) && return 0
+        (($(date +%s) - started + run_ms * left / made / 1000 <= BUDGET))
+    }
+
+    for size in "${SIZES[@]}"; do
+        for level in "${LEVELS[@]}"; do
+            reps=$(reps_for "$level" "$size")
+            say "echo: $level connections, $size B, $reps x ${DURATION} s per server"
+            for ((rep = 1; rep <= reps; rep++)); do
+                skip_rep=0
+                if ((rep > 1)) && ! fits; then
+                    skip_rep=1 dropped=$((dropped + servers_here))
+                    budget_notes+=("repetition $rep of $level connections x $size B")
+                    say "  repetition $rep dropped: the time budget of $BUDGET s would not hold"
                 fi
+                # Each repetition starts with another server, so that none is always first.
+                for ((i = 0; i < ${#SERVERS[@]}; i++)); do
+                    server=${SERVERS[(i + rep - 1) % ${#SERVERS[@]}]}
+                    if ! available "$server"; then
+                        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tn/a\n' "$size" "$level" "$server" "$rep" >>"$RAW"
+                    elif ((skip_rep)); then
+                        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tskipped-for-time\n' "$size" "$level" "$server" "$rep" >>"$RAW"
+                    else
+                        run_start=$(date +%s%N)
+                        echo_run "$server" "$level" "$size" "$rep"
+                        run_ms=$((run_ms + ($(date +%s%N) - run_start) / 1000000))
+                        made=$((made + 1))
+                    fi
+                done
             done
         done
     done
-done
+}
+
+# --- the run ---
+printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\tmonitor_cpu_pct\n' >"$RAW"
+: >"$MICRO"
+budget_notes=()
+! wanted micro || run_micro
+! wanted echo || run_echo
+! wanted preempt || run_preempt
 
 elapsed=$(($(date +%s) - started))
 say "done in ${elapsed} s; writing $out/results.md"
 machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 report_args=(--raw "$RAW" --micro "$MICRO" --out "$out" --machine "$machine" --command "$COMMAND"
     --seconds "$elapsed" --duration "$DURATION" --reps "$REPS" --gnuplot "$have_gnuplot"
-    --library "$COOP_LIBRARY${library_note:+ ($library_note)}"
+    --library "$COOP_LIBRARY${library_note:+ ($library_note)}" --preempt-ms "$PREEMPT_MS" --hog-ms "$HOG_MS"
     --tls-mechanisms "$(IFS=,; echo "${TLS_MECHANISMS[*]}")")
 [ -n "$(pin_for 1)" ] && report_args+=(--pinned-level1 1)
 if [ ${#budget_notes[@]} -gt 0 ]; then

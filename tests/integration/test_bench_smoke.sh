@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark suite must keep running: tests/bench/run.sh --quick --smoke (levels 1 and 100,
-# 64 B, 0.3 s, small micro-benchmarks, no installs, missing peers skipped) must produce
-# results.md with a number in every coop cell: both echo rows, and every micro-benchmark.
-# How long it takes is printed, not judged (timing belongs to make bench; run.sh has a budget
-# and the timeout below is a hang guard).
+# 64 B, 0.3 s, small micro-benchmarks, a pair of preemption runs with and without a hog, no
+# installs, missing peers skipped) must produce results.md with a number in every coop cell:
+# both echo rows, every micro-benchmark, and the preemption rows. How long it takes is printed,
+# not judged (timing belongs to make bench; run.sh has a budget and the timeout below is a
+# hang guard).
 source "$(dirname "$0")/lib.sh"
 [ -f "$BUILD/libcoop.so" ] || skip "$BUILD/libcoop.so not built yet"
 
@@ -49,7 +50,7 @@ done
 # loadgen errors); the peers' troubles (Go, gevent) are shown but are not coop's.
 wrong=$(sed -n '/^### Runs that went wrong/,$p' "$md" | grep '^- ')
 [ -z "$wrong" ] || note "runs that went wrong: $wrong"
-! grep -qE '^- (coop|coop ucontext|epoll \(ref\)|threads native) at ' <<<"$wrong" || fail "$wrong"
+! grep -qE '^- (coop[^|]*|epoll \(ref\)|threads native) at ' <<<"$wrong" || fail "$wrong"
 
 # The micro-benchmark rows: every coop cell has a number.
 for what in 'context switch' 'pthread_create' 'uncontended' 'hand-off between' 'condition variable' \
@@ -74,4 +75,11 @@ for mechanism in "${TLS_MECHANISMS[@]}"; do
         [[ "$cell" =~ ^[0-9][0-9.,]*\ (ns|KiB) ]] || fail "COOP_TLS=$mechanism '$what': '$cell' is not a number"
     done
 done
+# The preemption section: a row per server, numbers where echoes came back.
+for what in 'coop, preemption on' 'coop, preemption off' 'coop + hog, preemption on' 'coop + hog, preemption off'; do
+    row=$(grep -m1 "^| $what |" "$md") || fail "no preemption row for '$what'"
+    IFS='|' read -ra cells <<<"$row"
+    [[ "$(echo "${cells[2]}" | xargs)" =~ ^[0-9.]+k?$ ]] || fail "preemption, $what: '${cells[2]}' is not a number"
+done
+grep -q '^| echo p99 beside a hog, preemption on' "$md" || fail "no preemption target row"
 echo "PASS: the benchmark suite runs; every coop cell has a number (COOP_TLS=$TLS_MECHANISM_LIST too)"

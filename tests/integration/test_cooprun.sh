@@ -70,7 +70,7 @@ check_help_and_version() {
     expect 0 "--help" "$COOPRUN" --help
     for option in --patch --no-io --no-net --no-poll --no-time --no-thread --no-dns --no-file \
         --no-proc --no-signal --stack-size --stats --log --switch --dump-signal --max-blocking \
-        --on-deadlock --no-inherit --always-cooperative -v --verbose -h --help -V --version; do
+        --preempt --on-deadlock --no-inherit --always-cooperative -v --verbose -h --help -V --version; do
         grep -qE -- "(^|[ ,])$option([ ,=]|$)" "$TMP/out" || fail "--help does not mention $option"
     done
     note "ok: --help mentions every option"
@@ -116,6 +116,7 @@ check_usage_errors() {
     expect_error 125 "bad --dump-signal" "$COOPRUN" --dump-signal NOPE -- true
     expect_error 125 "uncatchable --dump-signal" "$COOPRUN" --dump-signal 9 -- true
     expect_error 125 "bad --max-blocking" "$COOPRUN" --max-blocking soon -- true
+    expect_error 125 "bad --preempt" "$COOPRUN" --preempt -5 -- true
     expect_error 125 "bad --on-deadlock" "$COOPRUN" --on-deadlock panic -- true
     expect_error 125 "COOP_LIBRARY missing" env COOP_LIBRARY="$TMP/none.so" "$COOPRUN" true
 }
@@ -124,10 +125,10 @@ check_usage_errors() {
 check_settings() {
     local setting
     expect 0 "options as COOP_* variables" "$COOPRUN" --stats --log debug --patch=all --no-dns \
-        --stack-size 64k --switch=fast --dump-signal USR1 --max-blocking=50 \
+        --stack-size 64k --switch=fast --dump-signal USR1 --max-blocking=50 --preempt 5 \
         --on-deadlock exit --always-cooperative -v -- env
     for setting in COOP_STATS=1 COOP_LOG=debug COOP_PATCH=all,-dns COOP_STACK_SIZE=64k \
-        COOP_SWITCH=fast "COOP_DUMP_SIGNAL=$(kill -l USR1)" COOP_MAX_BLOCKING_MS=50 \
+        COOP_SWITCH=fast "COOP_DUMP_SIGNAL=$(kill -l USR1)" COOP_MAX_BLOCKING_MS=50 COOP_PREEMPT_MS=5 \
         COOP_ON_DEADLOCK=exit COOP_ALWAYS_COOPERATIVE=1 COOP_VERBOSE=1; do
         grep -qx -- "$setting" "$TMP/out" || fail "$setting missing from the program's environment"
     done

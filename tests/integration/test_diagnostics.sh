@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # coop's diagnostics on tests/samples/diag.c, a program built without coop: the dump, the
-# blocking monitor, deadlock detection (two mutexes; a lost wakeup), stack overflow reports,
-# statistics, and silence for a server idle in accept.
+# blocking monitor (with preemption off; with it on, what it cannot preempt and why),
+# deadlock detection (two mutexes; a lost wakeup), stack overflow reports, statistics, and
+# silence for a server idle in accept.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/diag" ] || fail "$SAMPLES/diag is not built (make)"
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
@@ -40,12 +41,35 @@ expect_status 0 "dump"
 for line in "${DUMP_LINES[@]}"; do expect_text "$line" "dump"; done
 note "dump: every greenlet with its state and stack"
 
-run COOP_MAX_BLOCKING_MS=200 spin     # computes until the report is out
+run COOP_MAX_BLOCKING_MS=200 COOP_PREEMPT_MS=0 spin     # computes until the report is out
 expect_status 0 "monitor"
 expect_text '^coop: greenlet #[0-9]+ "spinner" has kept its hub for [0-9]+ ms without yielding' "monitor"
-expect_text '^        at spinner\+0x' "monitor"
+expect_text '^        at (compute_for|spinner)\+0x' "monitor"
 [ "$(grep -c 'has kept its hub' "$TMP/err")" -eq 1 ] || fail "monitor: reported more than once per episode"
-note "monitor: the spinning greenlet, once, with its stack"
+grep -q 'not preempted' "$TMP/err" && fail "monitor: a reason for not preempting with preemption off"
+note "monitor, preemption off: the spinning greenlet, once, with its stack"
+
+# With preemption on (the default) the spinner is preempted, so the monitor has nothing to say.
+run COOP_MAX_BLOCKING_MS=200 COOP_STATS=1 spin
+expect_status 0 "preempted spinner"
+grep -q 'has kept its hub' "$TMP/err" && { cat "$TMP/err"; fail "preempted spinner: reported"; }
+expect_text '^coop: stats: preemptions [1-9][0-9]* \(by signal [0-9]+, at a later call [0-9]+\)' "preempted spinner"
+note "preempted spinner: not reported; $(grep -o 'preemptions [0-9]*' "$TMP/err")"
+
+# What cannot be preempted is reported: where it is (its stack) and why not.
+run COOP_MAX_BLOCKING_MS=200 spin-in-libc
+expect_status 0 "spin in libc"
+expect_text '^coop: greenlet #[0-9]+ "sorter" has kept its hub for [0-9]+ ms without yielding' "spin in libc"
+expect_text '^        at compare_slowly\+0x' "spin in libc"
+# (In a sanitizer build the frame may be ASan's interceptor of clock_gettime, guarded too.)
+expect_text '^coop: greenlet #[0-9]+ was not preempted \(COOP_PREEMPT_MS=10\): a frame of its stack is in (libc\.so\.6|libasan\.so)' "spin in libc"
+note "spin in libc: $(grep -oE 'a frame of its stack is in (libc|libasan)[^,]*' "$TMP/err")"
+
+run COOP_MAX_BLOCKING_MS=200 spin-holding-file
+expect_status 0 "spin holding a FILE lock"
+expect_text '^coop: greenlet #[0-9]+ "locker" has kept its hub' "spin holding a FILE lock"
+expect_text '^coop: greenlet #[0-9]+ was not preempted \(COOP_PREEMPT_MS=10\): it holds a FILE lock \(flockfile\)$' "spin holding a FILE lock"
+note "spin holding a FILE lock: reported, the lock named as the reason"
 
 run COOP_ON_DEADLOCK=exit deadlock
 expect_status 3 "deadlock"

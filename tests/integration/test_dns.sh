@@ -57,7 +57,7 @@ grep -q ready "$TMP/responder.out" || { echo "FAIL: responder: \$(cat "$TMP/resp
 pid=\$!
 max=0
 while kill -0 \$pid 2>/dev/null; do
-    n=\$(ls /proc/\$pid/task 2>/dev/null | wc -l)
+    n=\$(cat /proc/\$pid/task/*/comm 2>/dev/null | grep -cvx coop-monitor)
     ((n > max)) && max=\$n
     sleep 0.02
 done

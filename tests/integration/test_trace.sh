@@ -125,9 +125,10 @@ cond_waits() { python3 -c 'import json, sys; print(sum(1 for e in json.load(open
 (($(cat "$TMP"/each.*.json | grep -c '"name":"cond ') >= 10)) || fail "with %p, the child has no timeline of its own"
 note "without %p: kept across exec, not given to children; with %p: a timeline per process"
 
-# The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps; the
-# blocking monitor's report of it is an instant event on its track in the timeline.
-"$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 --trace "$TMP/spin.json" --max-blocking 200 -- \
+# The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps; with
+# preemption off, the blocking monitor's report of it is an instant event on its track in the
+# timeline.
+"$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 --trace "$TMP/spin.json" --max-blocking 200 --preempt 0 -- \
     "$SAMPLES/diag" spin >/dev/null 2>"$TMP/spin.err" || fail "diag spin under --profile: $(cat "$TMP/spin.err")"
 python3 - "$TMP/spin.json" <<'PY' || fail "the blocking monitor's report in the timeline"
 import json, sys
@@ -135,6 +136,20 @@ events = json.load(open(sys.argv[1]))["traceEvents"]
 names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
 reports = [e for e in events if e["ph"] == "i" and names.get((e["pid"], e["tid"])) == "spinner"]
 assert len(reports) == 1 and reports[0]["name"].startswith("kept its hub") and reports[0]["args"]["held_ms"] >= 200, reports
+PY
+# With preemption on (the default), each preemption of the spinner is an instant event on its
+# track, and the time it waited behind the others a slice named preempted.
+"$COOPRUN" --trace "$TMP/preempted.json" -- "$SAMPLES/diag" spin >/dev/null 2>"$TMP/preempted.err" ||
+    fail "diag spin, preempted: $(cat "$TMP/preempted.err")"
+python3 - "$TMP/preempted.json" <<'PY' || fail "preemptions in the timeline"
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+mine = [e for e in events if names.get((e["pid"], e["tid"])) == "spinner"]
+instants = [e for e in mine if e["ph"] == "i" and e["name"] == "preempted"]
+slices = [e for e in mine if e["ph"] == "X" and e["name"] == "preempted"]
+assert instants and slices, (len(instants), len(slices))
+print("preempted: %d instants, %d slices on the spinner's track" % (len(instants), len(slices)))
 PY
 python3 - "$TMP/spin.folded" <<'PY' || fail "the profile"
 import sys

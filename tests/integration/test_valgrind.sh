@@ -7,6 +7,7 @@ command -v valgrind >/dev/null || skip "valgrind is not installed"
 [ -z "$ASAN_RUNTIME" ] || skip "a sanitizer build: ASan checks it, and memcheck cannot run beside ASan"
 memcheck() {
     timeout 300 valgrind --trace-children=yes --error-exitcode=9 --quiet \
+        --suppressions="$ROOT/tests/integration/valgrind.supp" \
         env LD_PRELOAD="$COOP_LIBRARY" "$@" >"$TMP/out" 2>"$TMP/err" \
         || { tail -40 "$TMP/err"; fail "memcheck: $*"; }
     note "clean: $*"

@@ -6,6 +6,8 @@
  *              dump signal, and ends when stdin does
  *   spin       one thread computes while another sleeps in small steps, until the blocking
  *              monitor's report about it is in stderr (a file; else for 500 ms)
+ *   spin-in-libc       the same, the computation in a comparator called by qsort
+ *   spin-holding-file  the same, holding stdout's lock (flockfile)
  *   deadlock   two threads lock two mutexes in opposite orders
  *   lost       a thread waits on a condition variable nobody signals; main joins it
  *   alarm      the same with alarm(1) armed: SIGALRM's default action ends the process
@@ -61,24 +63,30 @@ static bool stderr_holds(int fd, const char *text)
     return strstr(buf, text) != NULL;
 }
 
-static void *spinner(void *arg)
+/* Computes until the blocking monitor's report naming frame is in stderr, a regular file
+ * (60 s at most, a guard against a hang); elsewhere for 500 ms. */
+static void compute_until_reported(const char *frame)
 {
-    (void)arg;
-    pthread_setname_np(pthread_self(), "spinner");
     struct stat st;
     int err = fstat(2, &st) == 0 && S_ISREG(st.st_mode) ? open("/proc/self/fd/2", O_RDONLY | O_CLOEXEC) : -1;
     volatile unsigned long n = 0;
-    /* Until the report with its stack is out; 60 s at most, a guard against a hang. */
     for (double t0 = now(), last = t0; err >= 0 ? now() - t0 < 60 : now() - t0 < 0.5;) {
         n++;
         if (err >= 0 && now() - last > 0.001) {
-            if (stderr_holds(err, "at spinner+0x"))
+            if (stderr_holds(err, frame))
                 break;
             last = now();
         }
     }
     if (err >= 0)
         close(err);
+}
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "spinner");
+    compute_until_reported("at spinner+0x");
     return NULL;
 }
 
@@ -89,6 +97,31 @@ static void *stdin_reader(void *arg)
     char buf[64];
     while (read(0, buf, sizeof buf) > 0)
         ;
+    return NULL;
+}
+
+static int compare_slowly(const void *a, const void *b)
+{
+    compute_until_reported("at compare_slowly+0x");
+    return *(const int *)a - *(const int *)b;
+}
+
+static void *sorter(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "sorter");
+    int two[2] = { 2, 1 };
+    qsort(two, 2, sizeof two[0], compare_slowly);
+    return NULL;
+}
+
+static void *file_locker(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "locker");
+    flockfile(stdout);
+    compute_until_reported("at file_locker+0x");
+    funlockfile(stdout);
     return NULL;
 }
 
@@ -163,10 +196,13 @@ int main(int argc, char **argv)
         pthread_join(c, NULL);     /* the sleeper and the waiter are left behind; exit ends them */
         return 0;
     }
-    if (strcmp(mode, "spin") == 0) {
+    if (strncmp(mode, "spin", 4) == 0) {
+        void *(*computer)(void *) = strcmp(mode, "spin-in-libc") == 0        ? sorter
+                                    : strcmp(mode, "spin-holding-file") == 0 ? file_locker
+                                                                            : spinner;
         spawn(&a, ticker, NULL);
         usleep(50000);
-        spawn(&b, spinner, NULL);
+        spawn(&b, computer, NULL);
         pthread_join(b, NULL);
         pthread_join(a, NULL);
         return 0;
@@ -207,6 +243,6 @@ int main(int argc, char **argv)
         printf("idle done\n");
         return 0;
     }
-    fprintf(stderr, "usage: diag dump|spin|deadlock|lost|alarm|overflow|idle\n");
+    fprintf(stderr, "usage: diag dump|spin|spin-in-libc|spin-holding-file|deadlock|lost|alarm|overflow|idle\n");
     return 2;
 }

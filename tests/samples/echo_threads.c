@@ -5,6 +5,10 @@
  * It listens on 127.0.0.1 (port 0 picks a free one) and prints "listening on PORT". SIGTERM or
  * SIGINT ends it with status 0. There is no limit on connections: when descriptors or threads
  * run out it pauses and tries again, as a long-running server would.
+ *
+ * ECHO_HOG_MS=N (the preemption benchmark, tests/bench/run.sh): one more thread computes
+ * without a blocking call for N ms at a time, with a 1 ms nap between, as a request that
+ * computes for a while does.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -55,6 +59,28 @@ static void *serve(void *arg)
     return NULL;
 }
 
+static void *compute_in_bursts(void *burst_ms)
+{
+    volatile uint64_t sum = 0;
+    for (;;) {
+        uint64_t end = now_ns() + (uint64_t)(intptr_t)burst_ms * 1000000u;
+        while (now_ns() < end)
+            for (int i = 0; i < 1000; i++)
+                sum += (uint64_t)i;
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void start_hog(void)
+{
+    const char *ms = getenv("ECHO_HOG_MS");
+    pthread_t hog;
+    if (ms != NULL && pthread_create(&hog, NULL, compute_in_bursts,
+                                     (void *)(intptr_t)parse_long(ms, 1, 3600000, "ECHO_HOG_MS")) != 0)
+        die("pthread_create: the hog");
+}
+
 static int accept_retrying(int listener)
 {
     for (;;) {
@@ -81,6 +107,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_limit(RLIMIT_NOFILE);
     listener = listen_loopback(&options, 0);
+    start_hog();
 
     if ((err = pthread_attr_init(&attr)) != 0 ||
         (err = pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE)) != 0 ||

@@ -1,0 +1,605 @@
+/*
+ * Time-slice preemption: a greenlet that keeps its hub for longer than COOP_PREEMPT_MS while
+ * other greenlets exist is switched out and requeued, as Go (1.14 on) preempts a goroutine
+ * that has run for 10 ms, so that a thread that spins, polls or computes without making a
+ * blocking call cannot starve the others of its hub.
+ *
+ * WHO DOES WHAT
+ *   The monitor thread (monitor.c) sees a hub's switch counter stand still for a whole
+ *   slice, with the hub's thread on a CPU and more than one greenlet alive, and calls
+ *   coop_preempt_ask: it records the switch count it saw and sends SIGURG to the hub's
+ *   thread. Everything else happens on that thread, in the handler, which runs on the
+ *   interrupted greenlet's stack and TLS: it checks that the greenlet is still the one the
+ *   monitor saw and that switching there is safe, and if so requeues it through
+ *   coop_requeue_current, the function coop_yield uses, behind the greenlets the hub's next
+ *   poll makes ready. The switch happens inside the handler. When the greenlet is resumed,
+ *   the switch returns into the handler, the handler returns, and sigreturn restores the
+ *   interrupted state from the signal frame, which stayed on the greenlet's own stack.
+ *
+ * THE SAFE-POINT RULE
+ *   Native code holds locks coop cannot see: glibc's internal ones (malloc's arenas, stdio,
+ *   the loader's), libunwind's, the sanitizer runtime's, coop's and libuv's own. Their
+ *   waiters block the OS thread, so a greenlet switched out holding one deadlocks the hub
+ *   as soon as another greenlet of it wants the same lock. Locks a program takes through
+ *   pthread (its own, libstdc++'s, libgcc's object mutex) are coop's and park greenlets:
+ *   no hazard. So coop preempts only where no frame of the interrupted stack is in a
+ *   guarded module: coop itself (libuv is linked in), libc and the other glibc libraries,
+ *   ld.so, libunwind and its liblzma, libgcc_s (the unwinder of C++ exceptions, which walks
+ *   the loader's lists) and the sanitizer runtimes. Any frame, not only the innermost: glibc
+ *   calls program code with its locks held (dl_iterate_phdr's callback holds the loader's,
+ *   a stdio cookie function its FILE's), and so does coop (pthread_once routines, signal
+ *   handlers behind its trampoline). The one exception is the thread's entry, the outermost
+ *   frames, which call the thread's function holding nothing (__libc_start_main under
+ *   _start, start_thread, coop_greenlet_main): a guarded frame is unsafe when a program
+ *   frame other than the outermost lies beyond it. libm, libstdc++ and every other library
+ *   are the program's, and so are libc's clock reads (clock_gettime, gettimeofday, time),
+ *   which only call the vDSO: a loop that polls the clock would otherwise be caught inside
+ *   libc most of the time. Modules are classified at start-up; one loaded later with dlopen is
+ *   the program's (glibc's NSS modules run only under libc's own, guarded, frames).
+ *   The stack is unwound with libunwind from the signal frame, at most MAX_FRAMES deep; a
+ *   stack it cannot unwind (code without unwind information, such as JIT output) or deeper
+ *   than that is not preempted. Nor is a greenlet that holds a FILE lock (the stdio hold
+ *   hooks would have to run in the handler), one running a signal handler on an alternate
+ *   signal stack, one whose stack has less than STACK_ROOM_NEEDED left below the handler,
+ *   nor the hub. The innermost frame is looked at before anything is unwound: most refusals
+ *   cost no unwinding, and libunwind is never entered from a handler that interrupted
+ *   libunwind or the loader.
+ *   Where it is not safe, the handler leaves a request in the greenlet's TLS
+ *   (coop_preempt_wanted), and the greenlet's next interposed call takes it
+ *   (coop_preempt_point, at the wrappers' entry), after applying the same rule to the
+ *   frames beyond coop's own: a wrapper may be called from inside libc, or from a library
+ *   constructor that dlopen runs with the loader's lock held. The monitor asks again in any
+ *   case, 0.25 ms later, then twice as late each time up to its tick (monitor.c).
+ *
+ * SIGNAL-SAFETY OF A SWITCH INSIDE THE HANDLER
+ *   - The interrupted state is the signal frame, on the greenlet's own stack, which nothing
+ *     else uses while it is switched out. The kernel built the frame 128 bytes below the
+ *     interrupted stack pointer, so the interrupted function's red zone is untouched.
+ *   - Registers: all of them, with the x87, SSE and AVX state, are in the frame and come back
+ *     with sigreturn. The switch is a function call made by the handler, which keeps what
+ *     the ABI asks of a call (callee-saved registers, MXCSR, the x87 control word): the
+ *     kernel gave the handler a default FPU state, which is what the switch keeps for it,
+ *     while each other greenlet runs with its own.
+ *   - The signal mask: while the handler runs the kernel blocks its signal (and, behind the
+ *     shim's trampoline, the program handler's sa_mask). Before it switches away, the
+ *     handler sets the mask the thread had when the signal came (saved in the frame), so
+ *     that every greenlet switched to from inside it runs with exactly the thread's mask and
+ *     can be preempted in its turn. (Not SA_NODEFER: a signal that arrives during the
+ *     decision would then nest in it.) sigreturn puts back the mask and the alternate
+ *     signal stack saved in the frame, which other greenlets may have changed on this thread
+ *     since: the resumed handler first writes the thread's current ones into the frame, so
+ *     that sigreturn changes neither.
+ *   - errno is saved and restored by the handler; the switch keeps each greenlet's own.
+ *   - TLS: the handler runs on the greenlet's thread pointer; the switch moves it to the next
+ *     greenlet's and back (wrfsbase or arch_prctl, both fine in a handler); sigreturn does
+ *     not touch it. The handler trusts what it reads there only once it knows that the
+ *     greenlet whose TLS it runs on is the hub's current one: a signal that lands in the
+ *     middle of a switch (coop's code: refused anyway) may see the next one's.
+ *   - Sanitizers: the switch announces the stacks to ASan as every switch does; the
+ *     sanitizer runtime's frames are guarded.
+ *   - System calls: the monitor signals only a thread it saw on a CPU, and the handler has
+ *     SA_RESTART; still, a signal that lands just as the thread enters a blocking call coop
+ *     left to the kernel, one the kernel never restarts (a sleep, a poll), makes that call
+ *     fail with EINTR, as Go's preemption signal does.
+ *   - libunwind in the handler: warmed up before the monitor first starts, when the list of
+ *     guarded modules is made and the handler installed (it takes locks and reads ELF files
+ *     on first use); a program with one greenlet never gets any of them. While it runs,
+ *     coop_running is NULL, so that the interposed calls it makes (its cache's pthread
+ *     mutex, reads of its validation pipe) go straight to libc instead of parking the
+ *     greenlet inside the handler.
+ *
+ * THE SIGNAL is SIGURG, as Go's, for Go's reason: its default action is to ignore it. A
+ *   signal the monitor sent just as the greenlet called execve stays pending into the new
+ *   program, whose handlers are reset: a real-time signal would kill it before its first
+ *   instruction, SIGURG does nothing. Programs rarely use SIGURG (urgent data on a socket
+ *   with an owner, F_SETOWN). One that installs a handler for it keeps it: the shim's
+ *   trampoline offers every SIGURG to coop_preempt_on_signal first, which takes the
+ *   monitor's (the one flagged as on its way to that hub) and leaves any other to the
+ *   program's handler. (A program's SIGURG that comes while the monitor's is on its way
+ *   merges with it, as standard signals do not queue, and is taken for the monitor's.)
+ *   While the program leaves SIGURG at SIG_DFL or SIG_IGN, coop's handler stands in,
+ *   ignoring every SIGURG but the monitor's, as either would; sigaction reports the
+ *   program's own setting. SIGURG is one of the runtime's signals: the shim never blocks
+ *   it in a hub thread's real mask, whatever the greenlets block (their masks are kept in
+ *   user space). With the signal family off (--no-signal) a handler the program installs
+ *   replaces coop's: it gets the monitor's SIGURGs, and nothing is preempted.
+ *
+ * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
+ *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
+ *     and the hub's handler turns it back only once it has decided, before it switches away.
+ *     So at most one of the monitor's signals per hub is pending or being handled (a thread
+ *     that blocks the signal keeps one pending for ever, and the monitor's report says so).
+ *   - prepared is set, with release order, once the handler is installed, by the thread that
+ *     starts the monitor; the shim's sigaction, on any thread, re-installs coop's handler
+ *     only after reading it set.
+ *   - The handler preempts only if the hub's switch count still equals asked_at. Only the
+ *     hub's thread writes that counter, and every switch adds one, so the count names the
+ *     greenlet the monitor saw: a signal that arrives after that greenlet left (a stale one)
+ *     does nothing, and a greenlet that has just started its slice is never cut short by its
+ *     predecessor's signal. A request left for the next interposed call carries the same
+ *     count.
+ *   - The refusal record is written by the hub's thread alone, refused_at last with release
+ *     order, and read by the monitor for its reports: a report may pair one attempt's reason
+ *     with a later attempt's instruction, but never with another episode's.
+ *   - The guarded ranges are written once, before the handler is installed and before the
+ *     monitor thread exists, and only read afterwards. Counters are atomics.
+ *   - The preempted greenlet is requeued on its own hub's thread, by the function coop_yield
+ *     uses: the rule holds whatever scheduler stands behind that function.
+ *
+ * THE DEFAULT SLICE, 10 ms, is Go's. Shorter slices cost more and longer ones make the others
+ * wait longer: a greenlet that never yields holds its hub for a slice plus at most half of
+ * one (the monitor's tick), the order of an OS scheduler's time slice, and a spin-wait costs
+ * up to a slice. Measured on this project's 2-CPU VM (perf, a hog beside a sleeper): the
+ * handler, libunwind included, takes about 0.2% of the hog's time at 10 ms; the monitor's
+ * wakeups every 5 ms cost about 0.7% of the CPU an echo server uses (make bench), more than
+ * any preemption does.
+ */
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "unwind.h"
+
+#define PREEMPT_SIGNAL COOP_PREEMPT_SIGNAL
+#define STACK_ROOM_NEEDED COOP_PREEMPT_STACK_ROOM
+#define MAX_FRAMES 256
+#define GUARDED_RANGES_MAX 48
+#define LOCK_FREE_MAX 8
+
+enum refusal {
+    PREEMPTIBLE,
+    REFUSED_STALE,           /* the greenlet left its hub before the signal came */
+    REFUSED_RUNTIME,         /* the hub's thread was between greenlets, in coop's code */
+    REFUSED_GUARDED_FRAME,   /* a frame in a guarded module: refusal_at */
+    REFUSED_FILE_LOCK,
+    REFUSED_ALTSTACK,
+    REFUSED_STACK_ROOM,
+    REFUSED_UNWIND,          /* libunwind could not go on past refusal_at */
+    REFUSED_DEPTH,
+};
+
+static int64_t slice_ns;
+
+/* Executable ranges of the modules whose frames make a stack unsafe (see the rule). */
+static struct guarded_range {
+    uintptr_t lo, hi;
+    char module[32];
+    bool coop;               /* coop's own code: a wrapper's frames, at an interposed call */
+} guarded[GUARDED_RANGES_MAX];
+static int guarded_len;
+
+/* The modules glibc, the unwinders and the sanitizers are made of, by file name. */
+static const char *const guarded_prefixes[] = {
+    "libc.so.", "ld-linux", "libpthread.so.", "libdl.so.", "librt.so.", "libresolv.so.",
+    "libanl.so.", "libutil.so.", "libnss_", "libunwind", "liblzma.so.", "libgcc_s.so.",
+    "libasan.so.", "libubsan.so.", "liblsan.so.", "libtsan.so.",
+};
+
+/* Functions of guarded modules that take no lock and call nothing that does. */
+static const char *const lock_free_names[] = { "clock_gettime", "gettimeofday", "time" };
+static struct { uintptr_t lo, hi; } lock_free[LOCK_FREE_MAX];
+static int lock_free_len;
+
+__thread uint64_t coop_preempt_wanted;
+
+static _Atomic uint64_t preempted_by_signal, preempted_at_call, refusals;
+static void (*preempt_hook)(struct coop_greenlet *g, bool at_call);
+
+void coop_set_preempt_hook(void (*hook)(struct coop_greenlet *g, bool at_call)) { preempt_hook = hook; }
+
+uint64_t coop_preemptions(void) { return atomic_load(&preempted_by_signal) + atomic_load(&preempted_at_call); }
+
+uint64_t coop_preempt_refusals(void) { return atomic_load(&refusals); }
+
+/* --- the modules --- */
+
+static const char *file_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash != NULL ? slash + 1 : path;
+}
+
+static bool guarded_by_name(const char *path)
+{
+    const char *name = file_name(path);
+    for (size_t i = 0; i < sizeof guarded_prefixes / sizeof guarded_prefixes[0]; i++)
+        if (strncmp(name, guarded_prefixes[i], strlen(guarded_prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+static bool holds_address(const struct dl_phdr_info *info, uintptr_t address)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && address - lo < ph->p_memsz)
+            return true;
+    }
+    return false;
+}
+
+/* dl_iterate_phdr's callback: the executable segments of a guarded module. coop's own
+ * module is the one holding `self` (libcoop.so, or the executable of the unit tests). */
+static int collect_guarded(struct dl_phdr_info *info, size_t size, void *self)
+{
+    (void)size;
+    bool coop = holds_address(info, (uintptr_t)self);
+    if (!coop && !guarded_by_name(info->dlpi_name))
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum && guarded_len < GUARDED_RANGES_MAX; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        struct guarded_range *r = &guarded[guarded_len++];
+        r->lo = info->dlpi_addr + ph->p_vaddr;
+        r->hi = r->lo + ph->p_memsz;
+        r->coop = coop;
+        snprintf(r->module, sizeof r->module, "%s", coop ? "coop" : file_name(info->dlpi_name));
+    }
+    return 0;
+}
+
+/* Where the lock-free functions are: their symbols' extent in libc itself (the first
+ * definition may be another's: the sanitizer runtime intercepts clock_gettime). */
+static void collect_lock_free(void)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    size_t names = sizeof lock_free_names / sizeof lock_free_names[0];
+    for (size_t i = 0; libc != NULL && i < names && lock_free_len < LOCK_FREE_MAX; i++) {
+        void *fn = dlsym(libc, lock_free_names[i]);
+        Dl_info info;
+        const ElfW(Sym) *sym = NULL;
+        if (fn == NULL || !dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) || sym == NULL || sym->st_size == 0)
+            continue;
+        lock_free[lock_free_len].lo = (uintptr_t)info.dli_saddr;
+        lock_free[lock_free_len++].hi = (uintptr_t)info.dli_saddr + sym->st_size;
+    }
+    if (libc != NULL)
+        dlclose(libc);
+}
+
+static const struct guarded_range *guarded_range_of(uintptr_t ip)
+{
+    for (int i = 0; i < lock_free_len; i++)
+        if (ip - lock_free[i].lo < lock_free[i].hi - lock_free[i].lo)
+            return NULL;
+    for (int i = 0; i < guarded_len; i++)
+        if (ip - guarded[i].lo < guarded[i].hi - guarded[i].lo)
+            return &guarded[i];
+    return NULL;
+}
+
+/* --- the rule --- */
+
+/* What does not depend on the frames. */
+static enum refusal judge_greenlet(const struct coop_greenlet *g)
+{
+    if (g->held != NULL)
+        return REFUSED_FILE_LOCK;
+    stack_t altstack;
+    if (coop_sys(SYS_sigaltstack, NULL, &altstack, 0) == 0 && (altstack.ss_flags & SS_ONSTACK))
+        return REFUSED_ALTSTACK;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0), base = (uintptr_t)g->stack.base;
+    if (sp - base < g->stack.size && sp - base < STACK_ROOM_NEEDED)
+        return REFUSED_STACK_ROOM;
+    return PREEMPTIBLE;
+}
+
+/*
+ * Applies the rule to the frames from the cursor outward. exact_first: the first frame's
+ * address is the interrupted instruction (a signal frame), not a return address, which
+ * points one past its call. skip_coop: the innermost frames are coop's own (a wrapper's),
+ * which the rule does not count; the first frame beyond them is then the wrapper's caller.
+ */
+static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bool exact_first, bool skip_coop,
+                         uintptr_t *where)
+{
+    uintptr_t beyond = 0;     /* the first guarded frame since the last program frame */
+    bool first = true;
+    for (int depth = 0; depth < MAX_FRAMES; depth++) {
+        unw_word_t ip;
+        if (unw->get_reg(cursor, UNW_REG_IP, &ip) < 0)
+            return REFUSED_UNWIND;
+        uintptr_t at = depth == 0 && exact_first ? ip : ip - 1;
+        const struct guarded_range *r = guarded_range_of(at);
+        int more = unw->step(cursor);
+        *where = at;
+        if (skip_coop && r != NULL && r->coop) {
+            if (more <= 0)
+                return REFUSED_UNWIND;
+            continue;
+        }
+        skip_coop = false;
+        if (r != NULL && first)
+            return REFUSED_GUARDED_FRAME;
+        if (r != NULL && beyond == 0)
+            beyond = at;
+        /* A program frame beyond a guarded one: unsafe, unless it is the thread's entry. */
+        if (r == NULL && beyond != 0 && more != 0) {
+            *where = beyond;
+            return REFUSED_GUARDED_FRAME;
+        }
+        first = false;
+        if (more == 0)
+            return PREEMPTIBLE;
+        if (more < 0)
+            return REFUSED_UNWIND;
+    }
+    return REFUSED_DEPTH;
+}
+
+/* Unwinds with coop_running NULL: libunwind's interposed calls are the runtime's. */
+static enum refusal walk_as_runtime(unw_context_t *context, bool signal_frame, uintptr_t *where)
+{
+    const struct coop_unwind *unw = coop_unwind(false);     /* loaded by coop_unwind_warm_up */
+    if (unw == NULL)
+        return REFUSED_UNWIND;
+    struct coop_greenlet *g = coop_running;
+    unw_cursor_t cursor;
+    coop_running = NULL;
+    enum refusal why = REFUSED_UNWIND;
+    if (unw->init_local2(&cursor, context, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) == 0)
+        why = walk(unw, &cursor, signal_frame, !signal_frame, where);
+    coop_running = g;
+    return why;
+}
+
+static void record_refusal(struct coop_hub *h, enum refusal why, uintptr_t where, uint64_t asked_at)
+{
+    atomic_fetch_add_explicit(&refusals, 1, memory_order_relaxed);
+    atomic_store_explicit(&h->preempt.refusal, why, memory_order_relaxed);
+    atomic_store_explicit(&h->preempt.refusal_at, where, memory_order_relaxed);
+    atomic_store_explicit(&h->preempt.refused_at, asked_at + 1, memory_order_release);
+}
+
+/* The trace's instant and the hook run here even in the handler: the rule has just found no
+ * frame of coop's on the interrupted stack, so no trace record was in progress. */
+static void leave(struct coop_greenlet *g, bool at_call)
+{
+    atomic_fetch_add_explicit(at_call ? &preempted_at_call : &preempted_by_signal, 1, memory_order_relaxed);
+    if (coop_trace_enabled())
+        coop_trace_instant(g, COOP_TRACE_PREEMPTED, at_call);
+    if (preempt_hook != NULL)
+        preempt_hook(g, at_call);
+    coop_requeue_current(true);
+}
+
+/* --- in the handler --- */
+
+static enum refusal judge_interrupted(struct coop_hub *h, struct coop_greenlet *g, uint64_t asked_at,
+                                      ucontext_t *uc, uintptr_t *where)
+{
+    if (atomic_load_explicit(&h->switches, memory_order_relaxed) != asked_at)
+        return REFUSED_STALE;
+    *where = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    if (g == NULL || g != h->current)
+        return REFUSED_RUNTIME;
+    enum refusal why = judge_greenlet(g);
+    if (why != PREEMPTIBLE)
+        return why;
+    if (guarded_range_of(*where) != NULL)
+        return REFUSED_GUARDED_FRAME;
+    return walk_as_runtime((unw_context_t *)uc, true, where);
+}
+
+/* The kernel blocked the signal (and a program handler's sa_mask, behind the shim's
+ * trampoline) while its handler runs; the greenlets that run from inside it get the mask the
+ * thread had when the signal came. */
+static void restore_interrupted_mask(const ucontext_t *uc)
+{
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&uc->uc_sigmask, 0, sizeof(uint64_t), 0, 0);
+}
+
+/* sigreturn restores the mask and alternate stack saved in the frame: the thread's current
+ * ones, which other greenlets may have changed while this one was out, go there first. */
+static void keep_thread_signal_state(ucontext_t *uc)
+{
+    coop_sys6(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&uc->uc_sigmask, sizeof(uint64_t), 0, 0);
+    coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
+}
+
+bool coop_preempt_on_signal(siginfo_t *info, void *context)
+{
+    (void)info;
+    struct coop_hub *h = coop_thread.hub;
+    if (h == NULL || !atomic_load_explicit(&h->preempt.signal_on_its_way, memory_order_acquire))
+        return false;        /* not the monitor's: the program's own SIGURG */
+    int saved_errno = errno;
+    {
+        ucontext_t *uc = context;
+        struct coop_greenlet *g = coop_running;
+        uint64_t asked_at = atomic_load_explicit(&h->preempt.asked_at, memory_order_acquire);
+        uintptr_t where = 0;
+        enum refusal why = judge_interrupted(h, g, asked_at, uc, &where);
+        atomic_store(&h->preempt.signal_on_its_way, false);
+        if (why == PREEMPTIBLE) {
+            restore_interrupted_mask(uc);
+            leave(g, false);
+            keep_thread_signal_state(uc);
+        } else if (why != REFUSED_STALE) {
+            record_refusal(h, why, where, asked_at);
+            if (g != NULL && g == h->current)
+                coop_preempt_wanted = asked_at + 1;
+        }
+    }
+    errno = saved_errno;
+    return true;
+}
+
+static void on_preempt_signal(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    coop_preempt_on_signal(info, context);
+}
+
+bool coop_is_preempt_handler(const void *handler) { return handler == (const void *)on_preempt_signal; }
+
+static _Atomic bool prepared;      /* the handler may be installed: see coop_preempt_prepare */
+
+static void install_handler(void)
+{
+    struct sigaction sa = { .sa_sigaction = on_preempt_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
+    sigemptyset(&sa.sa_mask);
+    coop_settings.os_sigaction(PREEMPT_SIGNAL, &sa, NULL);
+}
+
+bool coop_preempt_claim_signal(void)
+{
+    if (!atomic_load_explicit(&prepared, memory_order_acquire))
+        return false;
+    install_handler();
+    return true;
+}
+
+/* --- at an interposed call --- */
+
+__attribute__((noinline)) void coop_preempt_at_call(void)
+{
+    struct coop_greenlet *g = coop_running;
+    if (g == NULL)
+        return;              /* the runtime is unwinding a stack: the request waits */
+    uint64_t wanted = coop_preempt_wanted;
+    coop_preempt_wanted = 0;
+    struct coop_hub *h = coop_thread.hub;
+    if (h == NULL || g != h->current || atomic_load_explicit(&h->switches, memory_order_relaxed) + 1 != wanted)
+        return;              /* it has left its hub since */
+    int saved_errno = errno;
+    uintptr_t where = 0;
+    enum refusal why = judge_greenlet(g);
+    if (why == PREEMPTIBLE) {
+        ucontext_t context;     /* libunwind's unw_context_t on x86-64 */
+        getcontext(&context);
+        why = walk_as_runtime((unw_context_t *)&context, false, &where);
+    }
+    if (why == PREEMPTIBLE)
+        leave(g, true);
+    else
+        record_refusal(h, why, where, wanted - 1);
+    errno = saved_errno;
+}
+
+/* --- the monitor's side --- */
+
+void coop_preempt_ask(struct coop_hub *h, uint64_t switches)
+{
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&h->preempt.signal_on_its_way, &idle, true))
+        return;
+    atomic_store_explicit(&h->preempt.asked_at, switches, memory_order_release);
+    if (coop_sys(SYS_tgkill, getpid(), h->tid, PREEMPT_SIGNAL) != 0)
+        atomic_store(&h->preempt.signal_on_its_way, false);
+}
+
+/* Whether the hub's thread blocks the preemption signal (its SigBlk in /proc). */
+static bool signal_blocked(pid_t tid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    FILE *f = fopen(path, "r");
+    unsigned long long blocked = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "SigBlk: %llx", &blocked) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return blocked & (1ULL << (PREEMPT_SIGNAL - 1));
+}
+
+/* "libc.so.6 (qsort+0x2f)", or "libc.so.6+0x3cbf3" inside a function dladdr cannot name. */
+static void describe_instruction(uintptr_t at, char *out, size_t size)
+{
+    const struct guarded_range *r = guarded_range_of(at);
+    Dl_info info;
+    if (!dladdr((void *)at, &info))
+        snprintf(out, size, "%s at 0x%lx", r ? r->module : "code", (unsigned long)at);
+    else if (info.dli_sname != NULL)
+        snprintf(out, size, "%s (%s+0x%lx)", r ? r->module : file_name(info.dli_fname), info.dli_sname,
+                 (unsigned long)(at - (uintptr_t)info.dli_saddr));
+    else
+        snprintf(out, size, "%s+0x%lx", r ? r->module : file_name(info.dli_fname),
+                 (unsigned long)(at - (uintptr_t)info.dli_fbase));
+}
+
+bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size)
+{
+    if (signal_blocked(h->tid)) {
+        snprintf(why, size, "its thread blocks the preemption signal (SIGURG): the program blocked it with "
+                 "sigprocmask or pthread_sigmask");
+        return true;
+    }
+    if (atomic_load_explicit(&h->preempt.refused_at, memory_order_acquire) != switches + 1)
+        return false;
+    enum refusal refusal = atomic_load_explicit(&h->preempt.refusal, memory_order_relaxed);
+    char at[160];
+    describe_instruction(atomic_load_explicit(&h->preempt.refusal_at, memory_order_relaxed), at, sizeof at);
+    switch (refusal) {
+    case REFUSED_GUARDED_FRAME:
+        snprintf(why, size, "a frame of its stack is in %s, code that may hold locks whose waiters "
+                 "block the hub's thread", at);
+        break;
+    case REFUSED_FILE_LOCK: snprintf(why, size, "it holds a FILE lock (flockfile)"); break;
+    case REFUSED_ALTSTACK: snprintf(why, size, "it runs a signal handler on an alternate signal stack"); break;
+    case REFUSED_STACK_ROOM:
+        snprintf(why, size, "less than %d KiB of its stack is left for the preemption", STACK_ROOM_NEEDED / 1024);
+        break;
+    case REFUSED_UNWIND: snprintf(why, size, "its stack cannot be unwound past %s (no unwind information?)", at); break;
+    case REFUSED_DEPTH: snprintf(why, size, "its stack is deeper than %d frames", MAX_FRAMES); break;
+    default: snprintf(why, size, "the hub's thread was in coop's own code"); break;
+    }
+    return true;
+}
+
+/* --- start-up, fork, statistics --- */
+
+/* At start-up, before the shim reads the runtime's signals: the real mask of a hub's thread
+ * never blocks SIGURG, whatever its greenlets block (shim/signal.c). */
+void coop_preempt_init(int preempt_ms)
+{
+    slice_ns = preempt_ms * 1000000LL;
+    if (preempt_ms > 0)
+        coop_add_runtime_signal(PREEMPT_SIGNAL);
+}
+
+/* A handler the program installed for SIGURG (the shim's trampoline, which passes the signal
+ * here first) stays; otherwise coop's own stands in for the program's SIG_DFL or SIG_IGN,
+ * both of which ignore SIGURG, as coop's handler does every SIGURG but its own. */
+void coop_preempt_prepare(void)
+{
+    if (atomic_load_explicit(&prepared, memory_order_relaxed))
+        return;
+    dl_iterate_phdr(collect_guarded, (void *)coop_preempt_init);
+    collect_lock_free();
+    coop_unwind_warm_up();
+    struct sigaction current;
+    if (coop_settings.os_sigaction(PREEMPT_SIGNAL, NULL, &current) == 0
+        && (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN))
+        install_handler();
+    atomic_store_explicit(&prepared, true, memory_order_release);
+}
+
+/* No signal is pending in a new process, and the parent's greenlets are gone. */
+void coop_preempt_fork_child(struct coop_hub *h)
+{
+    atomic_store(&h->preempt.signal_on_its_way, false);
+    atomic_store(&h->preempt.refused_at, 0);
+    coop_preempt_wanted = 0;
+}
+
+void coop_preempt_print_stats(void)
+{
+    if (slice_ns == 0)
+        return;
+    uint64_t by_signal = atomic_load(&preempted_by_signal), at_call = atomic_load(&preempted_at_call);
+    coop_log(COOP_LOG_ERROR,
+             "stats: preemptions %lu (by signal %lu, at a later call %lu), attempts refused %lu, slice %.0f ms",
+             (unsigned long)(by_signal + at_call), (unsigned long)by_signal, (unsigned long)at_call,
+             (unsigned long)atomic_load(&refusals), (double)slice_ns / 1e6);
+}

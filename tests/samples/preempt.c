@@ -1,0 +1,283 @@
+/*
+ * preempt MODE: threads that wait for one another without ever making a blocking call, the
+ * patterns a cooperative scheduler cannot run without preemption. Natively each finishes at
+ * once; under coop each can only finish if the looping thread was preempted, since the
+ * thread it waits for runs on the same OS thread (tests/integration/test_preempt.sh).
+ *   spin      a thread spins on an atomic flag that a second thread sets
+ *   trylock   a thread loops on pthread_mutex_trylock until main, which holds the mutex
+ *             and waits until the loop has begun, unlocks it
+ *   equal     a thread loops on pthread_equal until another names it
+ *   compute   a thread computes for SECONDS (default 5) while 100 threads sleep 10 ms in a
+ *             loop; every sleeper must wake while the computation runs. Each sleeper's worst
+ *             lateness goes to stderr: information, not a result.
+ *   urg       the spin, with a SIGURG handler of the program's own (coop preempts with
+ *             SIGURG): the handler stays installed and gets the SIGURG the program raises
+ *   setuid    setuid(getuid()) while another thread exists: glibc signals every thread it
+ *             knows, coop's monitor included, and waits until each has answered
+ *   exec [N]  a thread computes for 12 ms (just past a 10 ms slice), then execs this program,
+ *             N times over (default 100): a preemption signal left pending across an exec
+ *             must not kill the new program
+ * stdout gets one line per mode, the same natively and under coop.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+enum { SLEEPERS = 100, SLEEP_MS = 10 };
+
+static void start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int err = pthread_create(t, NULL, fn, arg);
+    if (err != 0)
+        die("pthread_create: %s", strerror(err));
+}
+
+static void join(pthread_t t)
+{
+    int err = pthread_join(t, NULL);
+    if (err != 0)
+        die("pthread_join: %s", strerror(err));
+}
+
+/* --- spin --- */
+
+static atomic_int flag;
+
+static void *spin_until_flag(void *unused)
+{
+    (void)unused;
+    unsigned long spins = 0;
+    while (!atomic_load_explicit(&flag, memory_order_acquire))
+        spins++;
+    return (void *)spins;
+}
+
+static void *set_flag(void *unused)
+{
+    (void)unused;
+    atomic_store_explicit(&flag, 1, memory_order_release);
+    return NULL;
+}
+
+static void spin(void)
+{
+    pthread_t spinner, setter;
+    start(&spinner, spin_until_flag, NULL);
+    start(&setter, set_flag, NULL);
+    join(spinner);
+    join(setter);
+    printf("spin: the spinning thread saw the flag another thread set\n");
+}
+
+/* --- trylock --- */
+
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int trying;
+
+static void *trylock_until_free(void *unused)
+{
+    (void)unused;
+    atomic_store(&trying, 1);
+    unsigned long tries = 0;
+    int err;
+    while ((err = pthread_mutex_trylock(&held)) == EBUSY)
+        tries++;
+    if (err != 0)
+        die("pthread_mutex_trylock: %s", strerror(err));
+    pthread_mutex_unlock(&held);
+    return (void *)tries;
+}
+
+static void trylock(void)
+{
+    pthread_t t;
+    pthread_mutex_lock(&held);
+    start(&t, trylock_until_free, NULL);
+    while (!atomic_load(&trying))
+        sched_yield();
+    pthread_mutex_unlock(&held);
+    join(t);
+    printf("trylock: the looping thread took the mutex once its holder let it go\n");
+}
+
+/* --- equal --- */
+
+static pthread_t _Atomic named;
+
+static void *wait_to_be_named(void *unused)
+{
+    (void)unused;
+    while (!pthread_equal(atomic_load(&named), pthread_self()))
+        ;
+    return NULL;
+}
+
+static void *name_it(void *waiter)
+{
+    atomic_store(&named, *(pthread_t *)waiter);
+    return NULL;
+}
+
+static void equal(void)
+{
+    pthread_t waiter, namer;
+    start(&waiter, wait_to_be_named, NULL);
+    start(&namer, name_it, &waiter);
+    join(waiter);
+    join(namer);
+    printf("equal: the looping thread saw pthread_equal name it\n");
+}
+
+/* --- urg --- */
+
+static volatile sig_atomic_t urgent;
+
+static void on_urgent(int sig)
+{
+    (void)sig;
+    urgent = 1;
+}
+
+static void urg(void)
+{
+    struct sigaction sa = { .sa_handler = on_urgent, .sa_flags = SA_RESTART }, seen;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGURG, &sa, NULL) != 0)
+        die_errno("sigaction");
+    atomic_store(&flag, 0);
+    spin();
+    if (sigaction(SIGURG, NULL, &seen) != 0 || seen.sa_handler != on_urgent)
+        die("the SIGURG handler was replaced");
+    urgent = 0;
+    raise(SIGURG);
+    printf("urg: %s\n", urgent ? "the program's SIGURG handler stayed and ran" : "the SIGURG handler did not run");
+}
+
+/* --- setuid --- */
+
+static void *wait_for_flag(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&flag))
+        sleep_ms(1);
+    return NULL;
+}
+
+static void set_own_uid(void)
+{
+    pthread_t t;
+    atomic_store(&flag, 0);
+    start(&t, wait_for_flag, NULL);
+    sleep_ms(20);
+    int r = setuid(getuid());
+    atomic_store(&flag, 1);
+    join(t);
+    printf("setuid: %s\n", r == 0 ? "returned 0 while another thread existed" : strerror(errno));
+}
+
+/* --- exec --- */
+
+static void *compute_then_exec(void *generations_left)
+{
+    uint64_t end = now_ns() + 12 * 1000000u;
+    volatile double x = 1.0;
+    while (now_ns() < end)
+        x = x * 1.0000001 + 1e-9;
+    char left[24];
+    snprintf(left, sizeof left, "%ld", (long)(intptr_t)generations_left - 1);
+    execl("/proc/self/exe", "preempt", "exec", left, (char *)NULL);
+    die_errno("execl");
+}
+
+static void exec_after_computing(long generations)
+{
+    if (generations == 0) {
+        printf("exec: every generation started after the last computed and exec'd\n");
+        return;
+    }
+    pthread_t t;
+    start(&t, compute_then_exec, (void *)(intptr_t)generations);
+    join(t);              /* not reached: the exec replaces the process */
+}
+
+/* --- compute --- */
+
+static atomic_int computing = 1;
+
+struct sleeper { int id; unsigned woke_while_computing; uint64_t worst_late_ns; };
+
+static void *compute_for(void *seconds)
+{
+    uint64_t end = now_ns() + (uint64_t)(intptr_t)seconds * 1000000000u;
+    volatile double x = 1.0;
+    while (now_ns() < end)
+        for (int i = 0; i < 10000; i++)
+            x = x * 1.0000001 + 1e-9;
+    atomic_store(&computing, 0);
+    return NULL;
+}
+
+static void *sleep_in_a_loop(void *arg)
+{
+    struct sleeper *s = arg;
+    while (atomic_load(&computing)) {
+        uint64_t due = now_ns() + SLEEP_MS * 1000000u;
+        sleep_ms(SLEEP_MS);
+        uint64_t late = now_ns() - due;
+        if (late > s->worst_late_ns)
+            s->worst_late_ns = late;
+        if (atomic_load(&computing))
+            s->woke_while_computing++;
+    }
+    return NULL;
+}
+
+static void compute(long seconds)
+{
+    static struct sleeper sleepers[SLEEPERS];
+    pthread_t computer, t[SLEEPERS];
+    for (int i = 0; i < SLEEPERS; i++) {
+        sleepers[i].id = i;
+        start(&t[i], sleep_in_a_loop, &sleepers[i]);
+    }
+    start(&computer, compute_for, (void *)(intptr_t)seconds);
+    join(computer);
+    int all_woke = 1;
+    uint64_t worst = 0;
+    for (int i = 0; i < SLEEPERS; i++) {
+        join(t[i]);
+        all_woke &= sleepers[i].woke_while_computing > 0;
+        if (sleepers[i].worst_late_ns > worst)
+            worst = sleepers[i].worst_late_ns;
+        fprintf(stderr, "lateness: sleeper %d woke %u times while the computation ran, worst %.3f ms late\n", i,
+                sleepers[i].woke_while_computing, sleepers[i].worst_late_ns / 1e6);
+    }
+    fprintf(stderr, "lateness: worst of all %.3f ms\n", worst / 1e6);
+    printf("compute: %s\n", all_woke ? "every sleeper woke while one thread computed"
+                                     : "some sleeper never woke while one thread computed");
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "spin") == 0)
+        spin();
+    else if (strcmp(mode, "trylock") == 0)
+        trylock();
+    else if (strcmp(mode, "equal") == 0)
+        equal();
+    else if (strcmp(mode, "compute") == 0)
+        compute(argc > 2 ? parse_long(argv[2], 1, 3600, "SECONDS") : 5);
+    else if (strcmp(mode, "urg") == 0)
+        urg();
+    else if (strcmp(mode, "setuid") == 0)
+        set_own_uid();
+    else if (strcmp(mode, "exec") == 0)
+        exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
+    else
+        die("usage: preempt spin|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
+    return 0;
+}
