@@ -4,8 +4,9 @@
  *   dump       a sleeper, a waiter on a condition variable, a reader of stdin and main
  *              joining the reader; prints "ready" once all wait, so the test can send the
  *              dump signal, and ends when stdin does
- *   spin       one thread computes while another sleeps in small steps, until the blocking
- *              monitor's report about it is in stderr (a file; else for 500 ms)
+ *   spin       one thread computes while another sleeps in small steps, until the other has
+ *              run twice (preempted) or the blocking monitor's report about it is in stderr
+ *              (a file; else for 500 ms)
  *   spin-in-libc       the same, the computation in a comparator called by qsort
  *   spin-holding-file  the same, holding stdout's lock (flockfile)
  *   deadlock   two threads lock two mutexes in opposite orders
@@ -63,16 +64,20 @@ static bool stderr_holds(int fd, const char *text)
     return strstr(buf, text) != NULL;
 }
 
-/* Computes until the blocking monitor's report naming frame is in stderr, a regular file
- * (60 s at most, a guard against a hang); elsewhere for 500 ms. */
+static _Atomic int ticks;     /* the ticker's, since the computation began */
+
+/* Computes until the ticker has ticked twice meanwhile (the computation was preempted) or
+ * the blocking monitor's report naming frame is in stderr, a regular file (it was not); 60 s
+ * at most, a guard against a hang. Elsewhere, 500 ms. */
 static void compute_until_reported(const char *frame)
 {
     struct stat st;
     int err = fstat(2, &st) == 0 && S_ISREG(st.st_mode) ? open("/proc/self/fd/2", O_RDONLY | O_CLOEXEC) : -1;
     volatile unsigned long n = 0;
-    for (double t0 = now(), last = t0; err >= 0 ? now() - t0 < 60 : now() - t0 < 0.5;) {
+    ticks = 0;
+    for (double t0 = now(), last = t0; err >= 0 ? now() - t0 < 60 && ticks < 2 : now() - t0 < 0.5;) {
         n++;
-        if (err >= 0 && now() - last > 0.001) {
+        if (err >= 0 && now() - last > 0.01) {
             if (stderr_holds(err, frame))
                 break;
             last = now();
@@ -128,8 +133,10 @@ static void *file_locker(void *arg)
 static void *ticker(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 20; i++)
+    for (int i = 0; i < 20; i++) {
         usleep(50000);
+        ticks++;
+    }
     return NULL;
 }
 
