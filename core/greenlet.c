@@ -20,8 +20,10 @@ static _Atomic uint64_t next_id = 1;
 /* Program greenlets alive in the process, the main thread's original context included. */
 _Atomic long coop_live_greenlets;
 static void (*exit_hook)(struct coop_greenlet *g);
+static void *(*start_hook)(void *(*fn)(void *), void *arg);
 
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g)) { exit_hook = hook; }
+void coop_set_start_hook(void *(*start)(void *(*fn)(void *), void *arg)) { start_hook = start; }
 
 static void link_all(struct coop_hub *h, struct coop_greenlet *g)
 {
@@ -183,7 +185,7 @@ void coop_greenlet_main(void)
     coop_tls_start(g);
     coop_after_wait(g);
     errno = 0;
-    coop_exit(g->fn(g->arg));
+    coop_exit(start_hook != NULL ? start_hook(g->fn, g->arg) : g->fn(g->arg));
 }
 
 /* A greenlet joined from another OS thread may still be on its way off its stack on its own
@@ -194,7 +196,7 @@ static void release_elsewhere(struct coop_greenlet *g)
     g->next_ready = atomic_load(&h->joined_elsewhere);
     while (!atomic_compare_exchange_weak(&h->joined_elsewhere, &g->next_ready, g))
         ;
-    uv_async_send(&h->async);
+    coop_hub_kick(h);
 }
 
 void coop_reap(struct coop_hub *h)
@@ -266,9 +268,9 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
         coop_prepare_wait(self, WAIT_JOIN, g);
         int reason = coop_suspend(deadline);
         coop_after_wait(self);
-        if (reason == ETIMEDOUT && g->state != G_FINISHED) {
-            g->joiner = NULL;
-            return ETIMEDOUT;
+        if ((reason == ETIMEDOUT || reason == COOP_NUDGED) && g->state != G_FINISHED) {
+            g->joiner = NULL;      /* a joiner cancelled meanwhile leaves g joinable */
+            return reason == COOP_NUDGED ? EINTR : ETIMEDOUT;
         }
     }
     if (result != NULL)
@@ -299,6 +301,7 @@ void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
 void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
+bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 

@@ -24,6 +24,10 @@
 
 enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
 
+/* Wake reason of coop_nudge: each wait cleans up as for a timeout, then reports a spurious
+ * wakeup to its caller. */
+#define COOP_NUDGED 1001
+
 /* What a waiting greenlet waits for, for dumps and deadlock detection. */
 enum coop_wait_kind { WAIT_FD, WAIT_SLEEP, WAIT_PARK, WAIT_JOIN, WAIT_OFFLOAD };
 struct coop_wait_info {
@@ -112,6 +116,7 @@ struct coop_hub {
     int watches_len;
 
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
+    bool cancel_held;                /* the hub holds off its main greenlet's cancellation */
 
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
@@ -138,6 +143,8 @@ struct coop_hub *coop_hub_current(void);
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
 uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj);
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason);
+/* Wakes h's loop from any thread or signal handler (uv_async_send). */
+void coop_hub_kick(struct coop_hub *h);
 /* Ends a prepared wait that will not happen after all. */
 void coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
@@ -181,6 +188,11 @@ void coop_tls_greenlet_free(struct coop_greenlet *g);
  * context switch. */
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
+/* Holds off a pending cancellation of the thread whose pointer is tp (0: the caller's) while
+ * the runtime makes libc calls that glibc treats as cancellation points (the write that
+ * wakes a hub); held says whether it had to, for the release. */
+bool coop_tls_cancel_hold(uintptr_t tp);
+void coop_tls_cancel_release(uintptr_t tp, bool held);
 
 /* diag.c */
 int64_t coop_coarse_now(void);
