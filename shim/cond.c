@@ -27,14 +27,18 @@ static clockid_t clock_of(const pthread_cond_t *c)
     return c->__data.__wrefs & 2 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
 }
 
+/* A cancellation point, acted on with the mutex held, as POSIX asks: before the wait, or
+ * after a wakeup (a cancelled waiter is woken) once the mutex is taken back. */
 static int wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
 {
+    shim_cancel_point();
     uint32_t seen = atomic_load(seq(c));
     int err = shim_mutex_unlock(m);
     if (err != 0)
         return err;
     int r = shim_park_while(seq(c), seen, deadline, ~0u, "cond");
     shim_mutex_lock(m);
+    shim_cancel_point();
     return r == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 

@@ -41,9 +41,11 @@ static int acquire(pthread_mutex_t *m, int64_t deadline)
     if (atomic_compare_exchange_strong_explicit(word(m), &expected, 1, memory_order_acquire,
                                                 memory_order_relaxed))
         return 0;
-    while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0)
+    while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0) {
         if (shim_park_while(word(m), 2, deadline, ~0u, "mutex") == ETIMEDOUT)
             return ETIMEDOUT;
+        shim_async_cancel_point();
+    }
     return 0;
 }
 

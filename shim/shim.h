@@ -4,6 +4,7 @@
 #define COOP_SHIM_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -154,8 +155,16 @@ struct shim_settings {
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);
 
-/* Thread family glue (thread.c, locals.c). */
+/* Thread family glue (thread.c, locals.c, cancel.c). */
 void shim_thread_init(void);
+void shim_cancel_init(void);
+/* The greenlet a pthread_t names, or NULL for a thread coop did not create. */
+struct coop_greenlet *shim_greenlet_of(pthread_t t);
+/* At a cancellation point: acts on a pending cancellation of the calling greenlet, if its
+ * cancellation is enabled (the unwinding does not return). */
+void shim_cancel_point(void);
+/* Anywhere a greenlet waited: acts on a pending asynchronous cancellation. */
+void shim_async_cancel_point(void);
 void shim_locals_init(void);
 void shim_stdio_init(void);
 

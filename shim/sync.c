@@ -43,6 +43,8 @@ static bool sem_ours(sem_t *s) { return shim_patched[FAM_thread] && ((int *)s)[2
 static int sem_take(sem_t *s, int64_t deadline)
 {
     for (;;) {
+        if (deadline != 0)       /* the waits are cancellation points, even when not waiting */
+            shim_cancel_point();
         uint32_t v = atomic_load(sem_value(s));
         if (v > 0) {
             if (atomic_compare_exchange_weak(sem_value(s), &v, v - 1))

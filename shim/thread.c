@@ -25,7 +25,7 @@ void shim_thread_init(void)
     }
 }
 
-static struct coop_greenlet *greenlet_of(pthread_t t)
+struct coop_greenlet *shim_greenlet_of(pthread_t t)
 {
     return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
 }
@@ -33,7 +33,7 @@ static struct coop_greenlet *greenlet_of(pthread_t t)
 /* Scheduling, affinity, CPU time and signals belong to the OS thread that runs a greenlet. */
 static pthread_t os_thread_of(pthread_t t)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     return g ? (pthread_t)coop_greenlet_os_thread(g) : t;
 }
 
@@ -81,33 +81,43 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     return err;
 }
 
+/* A cancellation point: a joiner woken to act on its cancellation leaves g joinable. */
+static int join(struct coop_greenlet *g, void **result, int64_t deadline)
+{
+    int err;
+    do
+        shim_cancel_point();
+    while ((err = coop_join(g, result, deadline)) == EINTR);
+    return err;
+}
+
 EXPORT int pthread_join(pthread_t t, void **result)
 {
-    struct coop_greenlet *g = greenlet_of(t);
-    return g ? coop_join(g, result, COOP_NO_DEADLINE) : REAL(pthread_join)(t, result);
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    return g ? join(g, result, COOP_NO_DEADLINE) : REAL(pthread_join)(t, result);
 }
 
 EXPORT int pthread_tryjoin_np(pthread_t t, void **result)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     return g ? coop_join(g, result, 0) : REAL(pthread_tryjoin_np)(t, result);
 }
 
 EXPORT int pthread_clockjoin_np(pthread_t t, void **result, clockid_t clock, const struct timespec *abstime)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
         return REAL(pthread_clockjoin_np)(t, result, clock, abstime);
     if (abstime == NULL)
-        return coop_join(g, result, COOP_NO_DEADLINE);
+        return join(g, result, COOP_NO_DEADLINE);
     int64_t deadline;
     int err = shim_abs_deadline(clock, abstime, &deadline);
-    return err != 0 ? err : coop_join(g, result, deadline);
+    return err != 0 ? err : join(g, result, deadline);
 }
 
 EXPORT int pthread_timedjoin_np(pthread_t t, void **result, const struct timespec *abstime)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
         return REAL(pthread_timedjoin_np)(t, result, abstime);
     return pthread_clockjoin_np(t, result, CLOCK_REALTIME, abstime);
@@ -115,16 +125,8 @@ EXPORT int pthread_timedjoin_np(pthread_t t, void **result, const struct timespe
 
 EXPORT int pthread_detach(pthread_t t)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     return g ? coop_detach(g) : REAL(pthread_detach)(t);
-}
-
-EXPORT void pthread_exit(void *result)
-{
-    if (coop_self() != NULL && shim_patched[FAM_thread])
-        coop_exit(result);
-    REAL(pthread_exit)(result);
-    __builtin_unreachable();
 }
 
 EXPORT pthread_t pthread_self(void)
@@ -137,7 +139,7 @@ EXPORT int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
 
 EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
         return REAL(pthread_setname_np)(t, name);
     if (strlen(name) > 15)
@@ -148,7 +150,7 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
 
 EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
         return REAL(pthread_getname_np)(t, buf, len);
     const char *name = coop_greenlet_name(g);
@@ -162,7 +164,7 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
  * guard page. The main thread's original context reports the real main thread. */
 EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     void *base;
     size_t size;
     if (g != NULL)
@@ -203,15 +205,4 @@ EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set
 EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
 {
     return REAL(pthread_getcpuclockid)(os_thread_of(t), clock);
-}
-
-/* Cancellation would have to unwind a greenlet's stack through glibc's per-OS-thread
- * cleanup records: refused, loudly, rather than half done. */
-EXPORT int pthread_cancel(pthread_t t)
-{
-    if (greenlet_of(t) == NULL)
-        return REAL(pthread_cancel)(t);
-    coop_warn("pthread_cancel is not supported for greenlets (the thread keeps running); "
-              "run with COOP_PATCH=-thread for real threads");
-    return ENOTSUP;
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The rest of POSIX threads, per greenlet as per thread: cancellation in each kind of
+# cancellation point with C cleanup handlers (cancel) and C++ destructors (cancel_unwind),
+# pthread_exit and cancellation of the main thread (main_exit). Each program runs natively
+# and under coop: the same result lines, and under coop one OS thread (+ coop's runtime
+# threads).
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+ulimit -c 0
+
+RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes under 1 s)
+MIN_NATIVE_THREADS=0   # short-lived programs: sampling may miss them altogether
+RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
+
+# shellcheck source=tests/integration/threads_lib.sh
+source "$(dirname "$0")/threads_lib.sh"
+
+# NAME PROGRAM [ARG...] per line
+RUNS=(
+    "cancel cancel"
+    "cancel_unwind cancel_unwind"
+    "main_exit main_exit exit"
+    "main_cancel main_exit cancel"
+)
+
+for run in "${RUNS[@]}"; do
+    read -r -a words <<<"$run"
+    [ -x "$SAMPLES/${words[1]}" ] || fail "$SAMPLES/${words[1]} is not built (make)"
+    check_native "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
+done
+[ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
+for run in "${RUNS[@]}"; do
+    read -r -a words <<<"$run"
+    check_coop "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
+done
+
+if ((${#problems[@]} > 0)); then
+    printf '%s\n' "${problems[@]}" >&2
+    fail "${#problems[@]} problem(s) under coop (above)"
+fi
+echo "PASS: ${#RUNS[@]} programs print the same natively and under coop, one OS thread under coop"
