@@ -863,11 +863,14 @@ EXPORT int sigwait(const sigset_t *user_set, int *sig)
     return 0;
 }
 
-/* Waits until a handler has run on the caller since `handled`. */
+/* Waits until a handler has run on the caller since `handled`; a cancellation point, as
+ * pause and sigsuspend are. */
 static void wait_for_handler(unsigned handled)
 {
-    while (!shim_signal_handled_since(handled))
+    while (!shim_signal_handled_since(handled)) {
+        shim_cancel_point();
         coop_sleep_until(COOP_NO_DEADLINE);
+    }
 }
 
 EXPORT int sigsuspend(const sigset_t *user_mask)

@@ -5,12 +5,13 @@
  *   FAIL NAME: why               not
  *
  * and exits 1 when any check failed. A victim thread pushes a cleanup handler, says it is
- * ready and enters a cancellation point (read, recv, sleep, pthread_cond_wait, sem_wait,
- * pthread_join, poll); the main thread cancels it and joins it: the join value must be
- * PTHREAD_CANCELED and the handler must have run (in pthread_cond_wait, with the mutex taken
- * back). Disabled cancellation waits for pthread_testcancel, asynchronous cancellation ends
- * a thread waiting for a mutex, pthread_exit runs the handlers of every frame, innermost
- * first. Nothing here is timed: the short naps only let a victim reach its wait first.
+ * ready and enters a cancellation point (read, recv, sleep, poll, sem_wait, pause,
+ * pthread_cond_wait, pthread_join); the main thread cancels it and joins it: the join value
+ * must be PTHREAD_CANCELED and the handler must have run (in pthread_cond_wait, with the
+ * mutex taken back). Disabled cancellation waits for pthread_testcancel, asynchronous
+ * cancellation ends a thread waiting for a mutex, pthread_exit runs the handlers of every
+ * frame, innermost first. Nothing here is timed: the short naps only let a victim reach its
+ * wait first.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -122,6 +123,18 @@ static void *in_poll(void *arg)
     sem_post(&v->ready);
     poll(&p, 1, -1);
     note_step(v, "poll returned");
+    pthread_cleanup_pop(0);
+    return NULL;
+}
+
+static void *in_pause(void *arg)
+{
+    struct victim *v = arg;
+
+    pthread_cleanup_push(cleanup, v);
+    sem_post(&v->ready);
+    pause();
+    note_step(v, "pause returned");
     pthread_cleanup_pop(0);
     return NULL;
 }
@@ -467,6 +480,7 @@ int main(void)
     check_cancelled_in("cancel_sleep", in_sleep);
     check_cancelled_in("cancel_poll", in_poll);
     check_cancelled_in("cancel_sem_wait", in_sem_wait);
+    check_cancelled_in("cancel_pause", in_pause);
     check_cond_wait();
     check_join();
     check_disabled();
