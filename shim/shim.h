@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -106,6 +107,12 @@ bool shim_ready_now(int fd, int dir);
  * or EINTR / COOP_RESTART. */
 int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset,
                     const char *what);
+/* Objects shared with other processes (shared.c): waits in the kernel's futex that park
+ * only the calling greenlet. The futex wait gives 0 (woken, maybe spuriously) or ETIMEDOUT;
+ * the semaphore take gives 0, or -1 with errno as sem_clockwait's. */
+int shim_shared_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
+void shim_shared_futex_wake(_Atomic uint32_t *word, int n);
+int shim_shared_sem_take(sem_t *s, int64_t deadline);
 /* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
  * bit 30 set (tids stay below 2^22). */
 int shim_owner_id(void);

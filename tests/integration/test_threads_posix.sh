@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The rest of POSIX threads, per greenlet as per thread: cancellation in each kind of
 # cancellation point with C cleanup handlers (cancel) and C++ destructors (cancel_unwind),
-# pthread_exit and cancellation of the main thread (main_exit). Each program runs natively
-# and under coop: the same result lines, and under coop one OS thread (+ coop's runtime
-# threads).
+# pthread_exit and cancellation of the main thread (main_exit); mutexes and semaphores
+# exactly as glibc's, process-shared ones shared with a plain glibc process (pshared). Each
+# program runs natively and under coop: the same result lines, and under coop one OS thread
+# (+ coop's runtime threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
 
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes under 1 s)
 MIN_NATIVE_THREADS=0   # short-lived programs: sampling may miss them altogether
-RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
+# Waits on process-shared objects sleep in a thread of coop's pool: two of them here.
+export COOP_THREADPOOL_SIZE=2
+RUNTIME_THREADS=$((${COOP_RUNTIME_THREADS:-0} + COOP_THREADPOOL_SIZE))
 
 # shellcheck source=tests/integration/threads_lib.sh
 source "$(dirname "$0")/threads_lib.sh"
@@ -21,6 +24,7 @@ RUNS=(
     "cancel_unwind cancel_unwind"
     "main_exit main_exit exit"
     "main_cancel main_exit cancel"
+    "pshared pshared"
 )
 
 for run in "${RUNS[@]}"; do
