@@ -127,6 +127,10 @@ const char *coop_greenlet_name(const struct coop_greenlet *g);
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size);
 /* Whether p is a live greenlet handle (pthread_t values are greenlet addresses). */
 bool coop_is_greenlet(const void *p);
+/* Whether p was a greenlet handle, since released (joined, or ended detached). */
+bool coop_greenlet_gone(const void *p);
+/* The guard size below g's stack. */
+size_t coop_greenlet_guard_size(const struct coop_greenlet *g);
 
 /* --- cancellation (tls.c): glibc's own per-thread state, in g's thread control block --- */
 /* The bits of glibc's cancelhandling word (nptl/descr.h). */

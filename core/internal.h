@@ -13,6 +13,7 @@
 #include "trace.h"
 
 #define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
+#define COOP_GREENLET_GONE 0x636f6f70676f6e65ULL    /* "coopgone": released */
 /*
  * Ready greenlets switch to each other directly. The hub polls the loop when none is
  * ready, and otherwise once a round: after as many direct switches as greenlets were
@@ -77,7 +78,7 @@ struct coop_greenlet {
     bool own_tls;                    /* the area at tp is its own (tls.c) */
 
     struct coop_stack stack;
-    bool heap_struct;                /* allocated with malloc, not on its stack */
+    bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
 

@@ -161,7 +161,7 @@ EXPORT int pthread_cancel(pthread_t t)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_cancel)(t);
+        return shim_greenlet_gone(t) ? 0 : REAL(pthread_cancel)(t);
     if (coop_greenlet_finished(g))
         return 0;
     if (!unwindable(g)) {

@@ -167,6 +167,8 @@ void shim_thread_init(void);
 void shim_cancel_init(void);
 /* The greenlet a pthread_t names, or NULL for a thread coop did not create. */
 struct coop_greenlet *shim_greenlet_of(pthread_t t);
+/* Whether t named a greenlet that is gone (joined, or ended detached). */
+bool shim_greenlet_gone(pthread_t t);
 /* At a cancellation point: acts on a pending cancellation of the calling greenlet, if its
  * cancellation is enabled (the unwinding does not return). */
 void shim_cancel_point(void);

@@ -1,7 +1,9 @@
 /*
  * Family thread, lifecycle: pthread_create makes a greenlet on the caller's hub, and a
  * pthread_t is the greenlet's address. Every call that takes a pthread_t tells coop's
- * from glibc's (threads coop did not create keep working).
+ * from glibc's (threads coop did not create keep working), and a released greenlet's from
+ * both: glibc answers for a thread it has reclaimed (joined, or ended detached) as if gone,
+ * and coop's record must never reach glibc as a descriptor.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -29,6 +31,8 @@ struct coop_greenlet *shim_greenlet_of(pthread_t t)
 {
     return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
 }
+
+bool shim_greenlet_gone(pthread_t t) { return coop_greenlet_gone((void *)t); }
 
 /* Scheduling, affinity, CPU time and signals belong to the OS thread that runs a greenlet. */
 static pthread_t os_thread_of(pthread_t t)
@@ -94,20 +98,25 @@ static int join(struct coop_greenlet *g, void **result, int64_t deadline)
 EXPORT int pthread_join(pthread_t t, void **result)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
-    return g ? join(g, result, COOP_NO_DEADLINE) : REAL(pthread_join)(t, result);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_join)(t, result);
+    return join(g, result, COOP_NO_DEADLINE);
 }
 
+/* glibc's try-join says EBUSY for a reclaimed thread: its descriptor's tid is not 0. */
 EXPORT int pthread_tryjoin_np(pthread_t t, void **result)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
-    return g ? coop_join(g, result, 0) : REAL(pthread_tryjoin_np)(t, result);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? EBUSY : REAL(pthread_tryjoin_np)(t, result);
+    return coop_join(g, result, 0);
 }
 
 EXPORT int pthread_clockjoin_np(pthread_t t, void **result, clockid_t clock, const struct timespec *abstime)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_clockjoin_np)(t, result, clock, abstime);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_clockjoin_np)(t, result, clock, abstime);
     if (abstime == NULL)
         return join(g, result, COOP_NO_DEADLINE);
     int64_t deadline;
@@ -119,14 +128,16 @@ EXPORT int pthread_timedjoin_np(pthread_t t, void **result, const struct timespe
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_timedjoin_np)(t, result, abstime);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_timedjoin_np)(t, result, abstime);
     return pthread_clockjoin_np(t, result, CLOCK_REALTIME, abstime);
 }
 
 EXPORT int pthread_detach(pthread_t t)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
-    return g ? coop_detach(g) : REAL(pthread_detach)(t);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_detach)(t);
+    return coop_detach(g);
 }
 
 EXPORT pthread_t pthread_self(void)
@@ -141,7 +152,7 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_setname_np)(t, name);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setname_np)(t, name);
     if (strlen(name) > 15)
         return ERANGE;
     coop_greenlet_set_name(g, name);
@@ -152,7 +163,7 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_getname_np)(t, buf, len);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getname_np)(t, buf, len);
     const char *name = coop_greenlet_name(g);
     if (strlen(name) >= len)
         return ERANGE;

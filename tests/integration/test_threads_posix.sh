@@ -2,9 +2,9 @@
 # The rest of POSIX threads, per greenlet as per thread: cancellation in each kind of
 # cancellation point with C cleanup handlers (cancel) and C++ destructors (cancel_unwind),
 # pthread_exit and cancellation of the main thread (main_exit); mutexes and semaphores
-# exactly as glibc's, process-shared ones shared with a plain glibc process (pshared). Each
-# program runs natively and under coop: the same result lines, and under coop one OS thread
-# (+ coop's runtime threads).
+# exactly as glibc's, process-shared ones shared with a plain glibc process (pshared); calls
+# on threads already joined or detached (joined). Each program runs natively and under
+# coop: the same result lines, and under coop one OS thread (+ coop's runtime threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
@@ -25,6 +25,7 @@ RUNS=(
     "main_exit main_exit exit"
     "main_cancel main_exit cancel"
     "pshared pshared"
+    "joined joined"
 )
 
 for run in "${RUNS[@]}"; do
