@@ -41,9 +41,11 @@ static pthread_t os_thread_of(pthread_t t)
     return g ? (pthread_t)coop_greenlet_os_thread(g) : t;
 }
 
-/* glibc keeps "a stack was supplied" only as a flag inside the attribute object:
- * struct pthread_attr { sched_param; int policy; int flags; ... }, ATTR_FLAG_STACKADDR 8. */
+/* glibc keeps "a stack was supplied" and "a size was chosen" only inside the attribute
+ * object: struct pthread_attr { sched_param; int policy; int flags; size_t guardsize;
+ * void *stackaddr; size_t stacksize (0: the default); ... }, ATTR_FLAG_STACKADDR 8. */
 static bool has_own_stack(const pthread_attr_t *attr) { return ((const int *)attr)[2] & 0x8; }
+static bool has_own_size(const pthread_attr_t *attr) { return ((const size_t *)attr)[4] != 0; }
 
 static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
 {
@@ -59,7 +61,7 @@ static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
     } else {
         size_t size;
         pthread_attr_getstacksize(attr, &size);
-        if (size != glibc_default_stack)    /* chosen by the program, not glibc's default */
+        if (has_own_size(attr) || size != glibc_default_stack)   /* the program's, or its default */
             sa->stack_size = size;
     }
 }
@@ -184,7 +186,7 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
         return REAL(pthread_getattr_np)(g ? REAL(pthread_self)() : t, attr);
     pthread_attr_init(attr);
     pthread_attr_setstack(attr, base, size);
-    pthread_attr_setguardsize(attr, 4096);
+    pthread_attr_setguardsize(attr, coop_greenlet_guard_size(g));
     return 0;
 }
 

@@ -3,8 +3,10 @@
 # cancellation point with C cleanup handlers (cancel) and C++ destructors (cancel_unwind),
 # pthread_exit and cancellation of the main thread (main_exit); mutexes and semaphores
 # exactly as glibc's, process-shared ones shared with a plain glibc process (pshared); calls
-# on threads already joined or detached (joined). Each program runs natively and under
-# coop: the same result lines, and under coop one OS thread (+ coop's runtime threads).
+# on threads already joined or detached (joined); stacks that overflow where a thread's of
+# the same size and guard does (stack_depth, within a page). Each program runs natively and
+# under coop: the same result lines, and under coop one OS thread (+ coop's runtime
+# threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
@@ -26,6 +28,7 @@ RUNS=(
     "main_cancel main_exit cancel"
     "pshared pshared"
     "joined joined"
+    "stack_depth stack_depth"
 )
 
 for run in "${RUNS[@]}"; do
@@ -38,6 +41,18 @@ for run in "${RUNS[@]}"; do
     read -r -a words <<<"$run"
     check_coop "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
 done
+
+# A stack overflows at the same depth natively and under coop, within a page.
+while read -r _ name frames _ _ bytes _; do
+    coop_frames=$(sed -n "s/^depth: $name \([0-9]*\) .*/\1/p" "$TMP/stack_depth.coop.out")
+    if ! [[ "$coop_frames" =~ ^[0-9]+$ ]]; then
+        problems+=("coop: stack_depth printed no depth for $name")
+    elif (((coop_frames - frames) * bytes > 4096 || (frames - coop_frames) * bytes > 4096)); then
+        problems+=("coop: $name overflowed after $coop_frames frames of $bytes bytes, natively after $frames")
+    else
+        note "$name: overflow after $frames frames natively, $coop_frames under coop ($bytes bytes each)"
+    fi
+done < <(grep '^depth: ' "$TMP/stack_depth.native.out")
 
 if ((${#problems[@]} > 0)); then
     printf '%s\n' "${problems[@]}" >&2
