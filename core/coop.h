@@ -120,6 +120,7 @@ uint64_t coop_greenlet_id(const struct coop_greenlet *g);
 /* Whether g is a thread's original context rather than a created greenlet. */
 bool coop_greenlet_is_main(const struct coop_greenlet *g);
 bool coop_greenlet_finished(const struct coop_greenlet *g);
+bool coop_greenlet_detached(const struct coop_greenlet *g);
 /* The OS thread that runs g, as its real pthread_t. */
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g);
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);
@@ -131,6 +132,17 @@ bool coop_is_greenlet(const void *p);
 bool coop_greenlet_gone(const void *p);
 /* The guard size below g's stack. */
 size_t coop_greenlet_guard_size(const struct coop_greenlet *g);
+
+/* Scheduling policy and priority the program gave a greenlet: kept for the shim, which
+ * reports them; coop runs every greenlet alike. */
+struct coop_sched { int policy, priority; bool known; };
+struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g);
+/* g's CPU time in ns (cpu.c): charged at every switch from the first call on. */
+int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g);
+/* A small positive number that names g until it ends, and back (NULL for none). 0 when no
+ * number can be had (out of memory). */
+int coop_greenlet_number(struct coop_greenlet *g);
+struct coop_greenlet *coop_greenlet_numbered(int n);
 
 /* --- cancellation (tls.c): glibc's own per-thread state, in g's thread control block --- */
 /* The bits of glibc's cancelhandling word (nptl/descr.h). */

@@ -274,6 +274,7 @@ void coop_exit(void *result)
     struct coop_greenlet *g = h->current;
     if (exit_hook != NULL)
         exit_hook(g);
+    coop_greenlet_unnumber(g);
     g->result = result;
     g->state = G_FINISHED;
     if (atomic_fetch_sub(&coop_live_greenlets, 1) == 1)
@@ -354,6 +355,7 @@ void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
+bool coop_greenlet_detached(const struct coop_greenlet *g) { return g->detached; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 
@@ -366,6 +368,7 @@ void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
 }
 
 size_t coop_greenlet_guard_size(const struct coop_greenlet *g) { return g->stack.guard; }
+struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g) { return &g->sched; }
 
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size)
 {

@@ -166,6 +166,7 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     if (coop_trace_enabled())
         coop_trace_switch(h, self, next);
     self->saved_errno = errno;
+    coop_cpu_charge(h, self);
     /* The hub runs on its OS thread's control block, which is also the thread's main
      * greenlet's: that greenlet's cancellation must not be acted on in the hub's libc calls. */
     if (self->is_hub)
@@ -494,6 +495,8 @@ void coop_fork_child(void)
 
     coop_greenlet_fork_child(h, self);
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    self->cpu_ns = 0;          /* the child's clock starts afresh */
+    h->cpu_mark = 0;
     coop_tls_fork_child(h, self);
     h->ready_head = h->ready_tail = NULL;
     h->ready_len = 0;

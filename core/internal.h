@@ -62,6 +62,9 @@ struct coop_greenlet {
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
 
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
+    int64_t cpu_ns;                  /* CPU time charged to it (cpu.c) */
+    int number;                      /* its number (cpu.c), or 0 */
+    struct coop_sched sched;         /* the shim's */
 
     struct coop_greenlet *next_ready;
     struct coop_greenlet *all_prev, *all_next;
@@ -118,6 +121,7 @@ struct coop_hub {
 
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
     bool cancel_held;                /* the hub holds off its main greenlet's cancellation */
+    int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
 
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
@@ -194,6 +198,10 @@ void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
  * wakes a hub); held says whether it had to, for the release. */
 bool coop_tls_cancel_hold(uintptr_t tp);
 void coop_tls_cancel_release(uintptr_t tp, bool held);
+
+/* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet. */
+void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *running);
+void coop_greenlet_unnumber(struct coop_greenlet *g);
 
 /* diag.c */
 int64_t coop_coarse_now(void);

@@ -169,6 +169,10 @@ void shim_cancel_init(void);
 struct coop_greenlet *shim_greenlet_of(pthread_t t);
 /* Whether t named a greenlet that is gone (joined, or ended detached). */
 bool shim_greenlet_gone(pthread_t t);
+/* Scheduling (sched.c): a new greenlet's policy and priority from its attributes (0, or the
+ * kernel's error), and a greenlet's reported into attributes (pthread_getattr_np). */
+int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out);
+void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr);
 /* At a cancellation point: acts on a pending cancellation of the calling greenlet, if its
  * cancellation is enabled (the unwinding does not return). */
 void shim_cancel_point(void);

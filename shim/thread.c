@@ -34,7 +34,7 @@ struct coop_greenlet *shim_greenlet_of(pthread_t t)
 
 bool shim_greenlet_gone(pthread_t t) { return coop_greenlet_gone((void *)t); }
 
-/* Scheduling, affinity, CPU time and signals belong to the OS thread that runs a greenlet. */
+/* CPU affinity belongs to the OS thread that runs a greenlet. */
 static pthread_t os_thread_of(pthread_t t)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
@@ -75,12 +75,17 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     __libc_single_threaded = 0;
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
+    struct coop_sched sched;
+    int err = shim_sched_for_new(attr, &sched);
+    if (err != 0)
+        return err;
 
     struct coop_greenlet *g;
-    int err = coop_spawn(&g, fn, arg, &sa);
+    err = coop_spawn(&g, fn, arg, &sa);
     if (err == ENOSYS)
         return REAL(pthread_create)(t, attr, fn, arg);
     if (err == 0) {
+        *coop_greenlet_sched(g) = sched;
         shim_signal_thread_created(g);     /* before it can run */
         *t = (pthread_t)g;
     }
@@ -173,49 +178,37 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
     return 0;
 }
 
-/* Reports the greenlet's own stack: Rust's std reads it on every new thread to place its
- * guard page. The main thread's original context reports the real main thread. */
+/* Reports the greenlet's own stack (Rust's std reads it on every new thread to place its
+ * guard page; a thread's original context reports its OS thread's), scheduling and detach
+ * state. */
 EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getattr_np)(t, attr);
     void *base;
     size_t size;
-    if (g != NULL)
-        coop_greenlet_stack(g, &base, &size);
-    if (g == NULL || base == NULL)
-        return REAL(pthread_getattr_np)(g ? REAL(pthread_self)() : t, attr);
-    pthread_attr_init(attr);
-    pthread_attr_setstack(attr, base, size);
-    pthread_attr_setguardsize(attr, coop_greenlet_guard_size(g));
+    coop_greenlet_stack(g, &base, &size);
+    if (base == NULL) {
+        int err = REAL(pthread_getattr_np)((pthread_t)coop_greenlet_os_thread(g), attr);
+        if (err != 0)
+            return err;
+    } else {
+        pthread_attr_init(attr);
+        pthread_attr_setstack(attr, base, size);
+        pthread_attr_setguardsize(attr, coop_greenlet_guard_size(g));
+    }
+    pthread_attr_setdetachstate(attr, coop_greenlet_detached(g) ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+    shim_sched_report(g, attr);
     return 0;
-}
-
-EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *param)
-{
-    return REAL(pthread_getschedparam)(os_thread_of(t), policy, param);
-}
-
-EXPORT int pthread_setschedparam(pthread_t t, int policy, const struct sched_param *param)
-{
-    return REAL(pthread_setschedparam)(os_thread_of(t), policy, param);
-}
-
-EXPORT int pthread_setschedprio(pthread_t t, int prio)
-{
-    return REAL(pthread_setschedprio)(os_thread_of(t), prio);
 }
 
 EXPORT int pthread_getaffinity_np(pthread_t t, size_t size, cpu_set_t *set)
 {
-    return REAL(pthread_getaffinity_np)(os_thread_of(t), size, set);
+    return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getaffinity_np)(os_thread_of(t), size, set);
 }
 
 EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set)
 {
-    return REAL(pthread_setaffinity_np)(os_thread_of(t), size, set);
-}
-
-EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
-{
-    return REAL(pthread_getcpuclockid)(os_thread_of(t), clock);
+    return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setaffinity_np)(os_thread_of(t), size, set);
 }

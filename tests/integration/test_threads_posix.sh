@@ -3,10 +3,10 @@
 # cancellation point with C cleanup handlers (cancel) and C++ destructors (cancel_unwind),
 # pthread_exit and cancellation of the main thread (main_exit); mutexes and semaphores
 # exactly as glibc's, process-shared ones shared with a plain glibc process (pshared); calls
-# on threads already joined or detached (joined); stacks that overflow where a thread's of
-# the same size and guard does (stack_depth, within a page). Each program runs natively and
-# under coop: the same result lines, and under coop one OS thread (+ coop's runtime
-# threads).
+# on threads already joined or detached (joined); scheduling attributes and CPU clocks per
+# thread (sched_clock); stacks that overflow where a thread's of the same size and guard does
+# (stack_depth, within a page). Each program runs natively and under coop: the same result
+# lines, and under coop one OS thread (+ coop's runtime threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
@@ -28,6 +28,7 @@ RUNS=(
     "main_cancel main_exit cancel"
     "pshared pshared"
     "joined joined"
+    "sched_clock sched_clock"
     "stack_depth stack_depth"
 )
 
