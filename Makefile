@@ -118,7 +118,7 @@ $(BUILD)/samples/lib%.so: tests/samples/libs/%.c
 $(BUILD)/samples/tls_modules: $(addprefix $(BUILD)/samples/,libtls_linked.so libtls_loaded.so libtls_loaded_static.so)
 $(BUILD)/samples/tls_modules: SAMPLE_LIBS = -L$(BUILD)/samples -ltls_linked -ldl -Wl,-rpath,'$$ORIGIN'
 
-$(BUILD)/samples/%: tests/samples/%.cc
+$(BUILD)/samples/%: tests/samples/%.cc $(wildcard tests/samples/*.hh)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -pthread -o $@ $<
 

@@ -214,22 +214,34 @@ static pthread_t start_and_cancel(void *(*body)(void *), struct victim *v)
     return t;
 }
 
-static void check_cancelled_in(const char *name, void *(*body)(void *))
+/* How a victim is set up, what it must have done and what its line says. */
+struct victim_case {
+    const char *name;
+    void *(*body)(void *);
+    const char *trace, *result;
+    enum { PLAIN, ON_SOCKET, MUTEX_HELD, GO_AFTER_CANCEL } setup;
+};
+
+static void check_victim(const struct victim_case *c)
 {
     struct victim v;
     pthread_t t;
-    bool ok;
 
     init_victim(&v);
-    if (body == in_recv) {
+    if (c->setup == ON_SOCKET) {
         close(v.fds[0]);
         close(v.fds[1]);
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, v.fds) != 0)
             die_errno("socketpair");
     }
-    t = start_and_cancel(body, &v);
-    ok = joined_cancelled(t, &v, "cleanup");
-    report_result(name, ok, "PTHREAD_CANCELED, cleanup handler ran");
+    if (c->setup == MUTEX_HELD)
+        pthread_mutex_lock(&v.mutex);
+    t = start_and_cancel(c->body, &v);
+    if (c->setup == GO_AFTER_CANCEL)
+        sem_post(&v.go);
+    report_result(c->name, joined_cancelled(t, &v, c->trace), c->result);
+    if (c->setup == MUTEX_HELD)
+        pthread_mutex_unlock(&v.mutex);
     free_victim(&v);
 }
 
@@ -291,20 +303,6 @@ static void *disabled_then_testcancel(void *arg)
     return NULL;
 }
 
-static void check_disabled(void)
-{
-    struct victim v;
-    pthread_t t;
-    bool ok;
-
-    init_victim(&v);
-    t = start_and_cancel(disabled_then_testcancel, &v);
-    sem_post(&v.go);
-    ok = joined_cancelled(t, &v, "waited while disabled,enabled,cleanup");
-    report_result("cancel_disabled", ok, "held off while disabled, acted on at pthread_testcancel");
-    free_victim(&v);
-}
-
 static void *disabled_then_async(void *arg)
 {
     struct victim *v = arg;
@@ -321,20 +319,6 @@ static void *disabled_then_async(void *arg)
     return NULL;
 }
 
-static void check_pending_async(void)
-{
-    struct victim v;
-    pthread_t t;
-    bool ok;
-
-    init_victim(&v);
-    t = start_and_cancel(disabled_then_async, &v);
-    sem_post(&v.go);
-    ok = joined_cancelled(t, &v, "enabled,cleanup");
-    report_result("cancel_pending_async", ok, "acted on when the type became asynchronous");
-    free_victim(&v);
-}
-
 static void *async_in_mutex(void *arg)
 {
     struct victim *v = arg;
@@ -346,21 +330,6 @@ static void *async_in_mutex(void *arg)
     note_step(v, "locked");
     pthread_cleanup_pop(0);
     return NULL;
-}
-
-static void check_async(void)
-{
-    struct victim v;
-    pthread_t t;
-    bool ok;
-
-    init_victim(&v);
-    pthread_mutex_lock(&v.mutex);
-    t = start_and_cancel(async_in_mutex, &v);
-    ok = joined_cancelled(t, &v, "cleanup");
-    pthread_mutex_unlock(&v.mutex);
-    report_result("cancel_async", ok, "a thread waiting for a mutex ended");
-    free_victim(&v);
 }
 
 static void *cancels_itself(void *arg)
@@ -473,19 +442,26 @@ static void check_exit(const char *name, void *(*body)(void *), void *expect, co
     free_victim(&v);
 }
 
+static const struct victim_case victims[] = {
+    { "cancel_read", in_read, "cleanup", "PTHREAD_CANCELED, cleanup handler ran", PLAIN },
+    { "cancel_recv", in_recv, "cleanup", "PTHREAD_CANCELED, cleanup handler ran", ON_SOCKET },
+    { "cancel_sleep", in_sleep, "cleanup", "PTHREAD_CANCELED, cleanup handler ran", PLAIN },
+    { "cancel_poll", in_poll, "cleanup", "PTHREAD_CANCELED, cleanup handler ran", PLAIN },
+    { "cancel_sem_wait", in_sem_wait, "cleanup", "PTHREAD_CANCELED, cleanup handler ran", PLAIN },
+    { "cancel_pause", in_pause, "cleanup", "PTHREAD_CANCELED, cleanup handler ran", PLAIN },
+    { "cancel_disabled", disabled_then_testcancel, "waited while disabled,enabled,cleanup",
+      "held off while disabled, acted on at pthread_testcancel", GO_AFTER_CANCEL },
+    { "cancel_pending_async", disabled_then_async, "enabled,cleanup",
+      "acted on when the type became asynchronous", GO_AFTER_CANCEL },
+    { "cancel_async", async_in_mutex, "cleanup", "a thread waiting for a mutex ended", MUTEX_HELD },
+};
+
 int main(void)
 {
-    check_cancelled_in("cancel_read", in_read);
-    check_cancelled_in("cancel_recv", in_recv);
-    check_cancelled_in("cancel_sleep", in_sleep);
-    check_cancelled_in("cancel_poll", in_poll);
-    check_cancelled_in("cancel_sem_wait", in_sem_wait);
-    check_cancelled_in("cancel_pause", in_pause);
+    for (size_t i = 0; i < sizeof victims / sizeof victims[0]; i++)
+        check_victim(&victims[i]);
     check_cond_wait();
     check_join();
-    check_disabled();
-    check_pending_async();
-    check_async();
     check_self();
     check_finished();
     check_exit("exit_nested", exits_nested, (void *)42, "inner,outer");

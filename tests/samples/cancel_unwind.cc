@@ -26,14 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int failures = 0;
-
-void report(const std::string &name, bool passed, const std::string &what)
-{
-    std::printf("%s %s: %s\n", passed ? "ok" : "FAIL", name.c_str(), what.c_str());
-    std::fflush(stdout);
-    failures += !passed;
-}
+#include "report.hh"
 
 // What a victim did, in order; its objects' destructors write here too.
 struct Trace {
