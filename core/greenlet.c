@@ -2,11 +2,11 @@
  * Greenlet lifecycle. The top of a greenlet's stack holds its TLS area and thread control
  * block (tls.c), then the stack proper, as glibc lays out a thread's stack with struct
  * pthread and the static TLS at the top: an idle greenlet costs the pages its record, its
- * control block and its innermost frames touch. A default-sized stack from the pool holds
- * the greenlet's record at its very top too. A stack of the size the program asked for holds
- * that much and no more (its TLS area counted in, as glibc counts it), so that it overflows
- * where a thread's would; its record, like that of a stack the program supplies, comes from
- * a store of records.
+ * control block and its innermost frames touch. A stack from the pool (the default size)
+ * holds the greenlet's record at its very top too, always at the same place. A stack of
+ * another size the program asked for holds that much and no more (its TLS area counted in,
+ * as glibc counts it), so that it overflows where a thread's would; its record, like that of
+ * a stack the program supplies, comes from a store of records.
  *
  * A pthread_t is a record's address, and the program may keep one after the join: no record
  * memory is ever handed back, as glibc keeps a joined thread's descriptor for reuse, so a
@@ -161,7 +161,8 @@ static void release(struct coop_hub *h, struct coop_greenlet *g)
     release_record(g);
 }
 
-/* A greenlet's stack and record: the pool's for the default size, or the size asked for. */
+/* A greenlet's stack and record: the pool's for the default size, or the size asked for. A
+ * pool stack's record is always at its top, whatever size was asked for. */
 static struct coop_greenlet *new_record(const struct coop_spawn_attr *attr, char **top)
 {
     struct coop_stack stack;
@@ -175,7 +176,7 @@ static struct coop_greenlet *new_record(const struct coop_spawn_attr *attr, char
     size_t size = attr->stack_size ? attr->stack_size : coop_stack_default_size();
     if (coop_stack_alloc(&stack, size, attr->guard_size) != 0)
         return NULL;
-    if (attr->stack_size == 0) {
+    if (stack.pooled) {
         g = record_on_stack(&stack);
         *top = (char *)g;
         return g;
