@@ -191,6 +191,11 @@ void coop_offload(void (*fn)(void *), void *arg);
  * runs, which must make fn return soon; the wait still lasts until fn has returned.
  * 0, or EINTR / COOP_RESTART when a handler interrupted it. */
 int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg);
+/* The same in two steps: fn(arg) runs on the pool while the caller goes on, and
+ * coop_offload_finish waits until it has returned. NULL when fn already ran, inline. */
+struct coop_offload;
+struct coop_offload *coop_offload_start(void (*fn)(void *), void *arg);
+void coop_offload_finish(struct coop_offload *call);
 void coop_offload_configure(unsigned threads);
 
 /* In the child of a fork: only the calling greenlet remains, with a fresh loop. */
