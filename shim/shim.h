@@ -113,6 +113,14 @@ int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uin
 int shim_shared_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
 void shim_shared_futex_wake(_Atomic uint32_t *word, int n);
 int shim_shared_sem_take(sem_t *s, int64_t deadline);
+/* A wait on a process-shared condition variable with m held (coop's mutex): 0 (maybe
+ * spurious) or ETIMEDOUT, m held again. */
+int shim_shared_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline);
+/* Process-shared read-write locks; deadline 0 means try. */
+int shim_shared_rwlock_lock(pthread_rwlock_t *l, bool write, int64_t deadline);
+int shim_shared_rwlock_unlock(pthread_rwlock_t *l);
+int shim_mutex_lock(pthread_mutex_t *m);
+int shim_mutex_unlock(pthread_mutex_t *m);
 /* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
  * bit 30 set (tids stay below 2^22). */
 int shim_owner_id(void);

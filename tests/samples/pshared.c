@@ -1,6 +1,7 @@
 /*
- * pshared: mutexes and semaphores exactly as glibc's, process-shared ones included, one
- * line per check:
+ * pshared: mutexes and semaphores exactly as glibc's, and process-shared objects (mutexes,
+ * condition variables, read-write locks, semaphores) among threads and processes, one line
+ * per check:
  *
  *   ok NAME: what was seen       as glibc's threads do it
  *   FAIL NAME: why               not
@@ -8,10 +9,12 @@
  * and exits 1 when any check failed. Within the process: an error-checking mutex's owner
  * gets EBUSY from trylock and EDEADLK from lock, and destroy says EBUSY while it is locked;
  * a process-shared recursive mutex held by one thread is not another thread's (trylock
- * EBUSY, lock waits for the release). With a second process, started without any preloaded
- * library (plain glibc), sharing a mutex and semaphores in a memfd mapping or by name
- * (sem_open): each side waits for the other, and while this side waits its other threads
- * go on running (a ticker thread counts).
+ * EBUSY, lock waits for the release), and so is a process-shared read-write lock's writer
+ * (EDEADLK for itself, EBUSY and a wait for the others); threads hand a turn back and forth
+ * through a process-shared condition variable. With a second process, started without any
+ * preloaded library (plain glibc), sharing a mutex, a condition variable, a read-write lock
+ * and semaphores in a memfd mapping or by name (sem_open): each side waits for the other,
+ * and while this side waits its other threads go on running (a ticker thread counts).
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -30,6 +33,9 @@ enum { CHILD_HOLDS_MS = 200, MIN_TICKS = 2 };
 /* What both processes map. */
 struct shared {
     pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    pthread_rwlock_t rwlock;
+    int turn;
     sem_t ready, done;
     char log[64];
 };
@@ -63,6 +69,18 @@ static int child_main(int fd, const char *role)
         pthread_mutex_lock(&shm->mutex);
         append("child");
         pthread_mutex_unlock(&shm->mutex);
+    } else if (strcmp(role, "signals") == 0) {  /* gives the turn through the condition variable */
+        sleep_ms(CHILD_HOLDS_MS);
+        pthread_mutex_lock(&shm->mutex);
+        shm->turn = 1;
+        pthread_cond_signal(&shm->cond);
+        pthread_mutex_unlock(&shm->mutex);
+    } else if (strcmp(role, "writes") == 0) {   /* holds the write lock while the parent waits */
+        pthread_rwlock_wrlock(&shm->rwlock);
+        sem_post(&shm->ready);
+        sleep_ms(CHILD_HOLDS_MS);
+        append("child");
+        pthread_rwlock_unlock(&shm->rwlock);
     } else if (strcmp(role, "posts") == 0) {    /* posts the semaphores after a while */
         sleep_ms(CHILD_HOLDS_MS);
         sem_post(&shm->done);
@@ -202,13 +220,22 @@ static void check_pshared_recursive(void)
 
 /* ---- with a second process ---- */
 
-static void init_shared_mutex(void)
+static void init_shared_objects(void)
 {
-    pthread_mutexattr_t attr;
+    pthread_mutexattr_t mattr;
+    pthread_condattr_t cattr;
+    pthread_rwlockattr_t rattr;
 
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutex_init(&shm->mutex, &attr);
+    pthread_mutexattr_init(&mattr);
+    pthread_mutexattr_setpshared(&mattr, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&shm->mutex, &mattr);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setpshared(&cattr, PTHREAD_PROCESS_SHARED);
+    pthread_cond_init(&shm->cond, &cattr);
+    pthread_rwlockattr_init(&rattr);
+    pthread_rwlockattr_setpshared(&rattr, PTHREAD_PROCESS_SHARED);
+    pthread_rwlock_init(&shm->rwlock, &rattr);
+    shm->turn = 0;
     sem_init(&shm->ready, 1, 0);
     sem_init(&shm->done, 1, 0);
     shm->log[0] = '\0';
@@ -223,22 +250,33 @@ static void *lock_and_append(void *arg)
     return NULL;
 }
 
-static void check_process_holds(void)
+static void *read_and_append(void *arg)
+{
+    (void)arg;
+    pthread_rwlock_rdlock(&shm->rwlock);
+    append("parent");
+    pthread_rwlock_unlock(&shm->rwlock);
+    return NULL;
+}
+
+/* The second process takes an object first (in role), then a thread here (take) waits. */
+static void check_waits_for_process(const char *name, const char *role, void *(*take)(void *),
+                                    const char *result)
 {
     pid_t child;
     pthread_t t;
     long before;
     bool ok;
 
-    init_shared_mutex();
-    child = spawn_child("holds");
+    init_shared_objects();
+    child = spawn_child(role);
     sem_wait(&shm->ready);
     before = atomic_load(&ticks);
-    pthread_create(&t, NULL, lock_and_append, NULL);
+    pthread_create(&t, NULL, take, NULL);
     pthread_join(t, NULL);
     ok = child_succeeded(child) && others_ran(before)
          && (strcmp(shm->log, "child,parent") == 0 || failf("order \"%s\"", shm->log));
-    report_result("pshared_mutex_held_by_process", ok, "waited for the other process's unlock");
+    report_result(name, ok, result);
 }
 
 static void check_process_waits(void)
@@ -246,7 +284,7 @@ static void check_process_waits(void)
     pid_t child;
     bool ok;
 
-    init_shared_mutex();
+    init_shared_objects();
     pthread_mutex_lock(&shm->mutex);
     child = spawn_child("waits");
     sem_wait(&shm->ready);
@@ -257,6 +295,104 @@ static void check_process_waits(void)
     report_result("pshared_mutex_wakes_process", ok, "the other process's lock ended at this unlock");
 }
 
+/* ---- condition variables and read-write locks ---- */
+
+enum { ROUNDS = 20 };
+
+/* Waits, with the mutex held, until the turn is `mine`. */
+static void wait_turn(int mine)
+{
+    while (shm->turn != mine)
+        pthread_cond_wait(&shm->cond, &shm->mutex);
+}
+
+static void give_turn(int to)
+{
+    shm->turn = to;
+    pthread_cond_broadcast(&shm->cond);
+}
+
+static void *take_turns(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&shm->mutex);
+    for (int i = 0; i < ROUNDS; i++) {
+        wait_turn(1);
+        give_turn(0);
+    }
+    pthread_mutex_unlock(&shm->mutex);
+    return NULL;
+}
+
+static void check_cond_turns(void)
+{
+    pthread_t t;
+
+    init_shared_objects();
+    pthread_create(&t, NULL, take_turns, NULL);
+    pthread_mutex_lock(&shm->mutex);
+    for (int i = 0; i < ROUNDS; i++) {
+        give_turn(1);
+        wait_turn(0);
+    }
+    pthread_mutex_unlock(&shm->mutex);
+    pthread_join(t, NULL);
+    report_result("pshared_cond_turns", true, "20 turns handed back and forth");
+}
+
+struct reader { int tryrd, trywr, rd; };
+
+static void *read_while_written(void *arg)
+{
+    struct reader *r = arg;
+
+    r->tryrd = pthread_rwlock_tryrdlock(&shm->rwlock);
+    r->trywr = pthread_rwlock_trywrlock(&shm->rwlock);
+    r->rd = pthread_rwlock_rdlock(&shm->rwlock);
+    append("reader");
+    pthread_rwlock_unlock(&shm->rwlock);
+    return NULL;
+}
+
+static void check_rwlock_writer(void)
+{
+    struct reader r;
+    pthread_t t;
+    char result[160];
+
+    init_shared_objects();
+    pthread_rwlock_wrlock(&shm->rwlock);
+    int again = pthread_rwlock_wrlock(&shm->rwlock), read = pthread_rwlock_rdlock(&shm->rwlock);
+    pthread_create(&t, NULL, read_while_written, &r);
+    sleep_ms(50);
+    append("writer");
+    pthread_rwlock_unlock(&shm->rwlock);
+    pthread_join(t, NULL);
+    snprintf(result, sizeof result, "writer's wrlock %s, rdlock %s; another's tryrdlock %s, trywrlock %s, rdlock %s; %s",
+             errname(again), errname(read), errname(r.tryrd), errname(r.trywr), errname(r.rd), shm->log);
+    report_result("pshared_rwlock_writer",
+                  (again == EDEADLK && read == EDEADLK && r.tryrd == EBUSY && r.trywr == EBUSY && r.rd == 0
+                   && strcmp(shm->log, "writer,reader") == 0)
+                      || failf("%s", result),
+                  result);
+}
+
+static void check_process_cond(void)
+{
+    pid_t child;
+    long before;
+    bool ok;
+
+    init_shared_objects();
+    child = spawn_child("signals");
+    before = atomic_load(&ticks);
+    pthread_mutex_lock(&shm->mutex);
+    wait_turn(1);
+    pthread_mutex_unlock(&shm->mutex);
+    ok = others_ran(before) && child_succeeded(child);
+    report_result("pshared_cond_process", ok, "the other process's signal ended the wait");
+}
+
 static void check_process_semaphores(void)
 {
     pid_t child;
@@ -264,7 +400,7 @@ static void check_process_semaphores(void)
     long before;
     bool ok;
 
-    init_shared_mutex();
+    init_shared_objects();
     named = sem_open(sem_name, O_CREAT | O_EXCL, 0600, 0);
     if (named == SEM_FAILED)
         die_errno("sem_open");
@@ -299,8 +435,14 @@ int main(int argc, char **argv)
         die("pthread_create");
     check_errorcheck();
     check_pshared_recursive();
-    check_process_holds();
+    check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
+                            "waited for the other process's unlock");
     check_process_waits();
+    check_cond_turns();
+    check_rwlock_writer();
+    check_process_cond();
+    check_waits_for_process("pshared_rwlock_process", "writes", read_and_append,
+                            "read after the other process's write");
     check_process_semaphores();
     atomic_store(&stop_ticking, true);
     pthread_join(ticker_thread, NULL);
