@@ -14,7 +14,7 @@
 
 #include "internal.h"
 
-static _Atomic bool charging;
+_Atomic bool coop_cpu_charging;
 
 static int64_t os_thread_cpu_ns(void)
 {
@@ -23,10 +23,8 @@ static int64_t os_thread_cpu_ns(void)
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *running)
+void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running)
 {
-    if (!atomic_load_explicit(&charging, memory_order_relaxed))
-        return;
     int64_t now = os_thread_cpu_ns();
     if (h->cpu_mark == 0)
         h->main_g->cpu_ns += now;      /* the thread's time before charging began */
@@ -38,9 +36,9 @@ void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *running)
 int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g)
 {
     struct coop_hub *h = coop_thread.hub;
-    atomic_store(&charging, true);
+    atomic_store(&coop_cpu_charging, true);
     if (h != NULL && h == g->hub)
-        coop_cpu_charge(h, h->current);    /* brings the caller's own time up to date */
+        coop_cpu_charge_now(h, h->current);    /* brings the caller's own time up to date */
     return g->cpu_ns;                      /* another hub's: as of its last switch */
 }
 

@@ -199,8 +199,15 @@ void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
 bool coop_tls_cancel_hold(uintptr_t tp);
 void coop_tls_cancel_release(uintptr_t tp, bool held);
 
-/* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet. */
-void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *running);
+/* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet,
+ * once a program has asked for a greenlet's CPU time (a load per switch until then). */
+extern _Atomic bool coop_cpu_charging;
+void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running);
+static inline void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *running)
+{
+    if (atomic_load_explicit(&coop_cpu_charging, memory_order_relaxed))
+        coop_cpu_charge_now(h, running);
+}
 void coop_greenlet_unnumber(struct coop_greenlet *g);
 
 /* diag.c */

@@ -134,11 +134,18 @@ void shim_cancel_point(void)
         pthread_testcancel();
 }
 
+/* The calling greenlet's cancellation word: each greenlet's own TLS keeps its address. */
+static __thread _Atomic int *my_cancel_state;
+
 void shim_async_cancel_point(void)
 {
     struct coop_greenlet *g = coop_self();
+    if (g == NULL)
+        return;
+    if (my_cancel_state == NULL)
+        my_cancel_state = coop_greenlet_cancel_state(g);
     int mask = COOP_CANCEL_DISABLED | COOP_CANCEL_ASYNC | COOP_CANCELED | COOP_CANCEL_EXITING;
-    if (g != NULL && (atomic_load(coop_greenlet_cancel_state(g)) & mask) == (COOP_CANCEL_ASYNC | COOP_CANCELED))
+    if ((atomic_load_explicit(my_cancel_state, memory_order_relaxed) & mask) == (COOP_CANCEL_ASYNC | COOP_CANCELED))
         pthread_testcancel();
 }
 
