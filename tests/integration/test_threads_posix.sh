@@ -5,14 +5,14 @@
 # exactly as glibc's, process-shared ones shared with a plain glibc process (pshared); calls
 # on threads already joined or detached (joined); scheduling attributes and CPU clocks per
 # thread (sched_clock); stacks that overflow where a thread's of the same size and guard does
-# (stack_depth, within a page). Each program runs natively and under coop: the same result
-# lines, and under coop one OS thread (+ coop's runtime threads).
+# (stack_depth, within a page). Each program runs natively and under coop with each TLS
+# mechanism (COOP_TLS): the same result lines, and under coop one OS thread (+ coop's runtime
+# threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
 
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes under 1 s)
-MIN_NATIVE_THREADS=0   # short-lived programs: sampling may miss them altogether
 # Waits on process-shared objects sleep in a thread of coop's pool: two of them here.
 export COOP_THREADPOOL_SIZE=2
 RUNTIME_THREADS=$((${COOP_RUNTIME_THREADS:-0} + COOP_THREADPOOL_SIZE))
@@ -37,26 +37,29 @@ for run in "${RUNS[@]}"; do
     [ -x "$SAMPLES/${words[1]}" ] || fail "$SAMPLES/${words[1]} is not built (make)"
     check_native "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
 done
+
+# depths_within_a_page MODE: stack_depth overflowed at the native depth, within a page.
+depths_within_a_page() {
+    local mode=$1 name frames bytes coop_frames
+    while read -r _ name frames _ _ bytes _; do
+        coop_frames=$(sed -n "s/^depth: $name \([0-9]*\) .*/\1/p" "$TMP/stack_depth.$mode.out")
+        if ! [[ "$coop_frames" =~ ^[0-9]+$ ]]; then
+            problems+=("$mode: stack_depth printed no depth for $name")
+        elif (((coop_frames - frames) * bytes > 4096 || (frames - coop_frames) * bytes > 4096)); then
+            problems+=("$mode: $name overflowed after $coop_frames frames of $bytes bytes, natively after $frames")
+        else
+            note "$mode: $name overflowed after $coop_frames frames, natively after $frames ($bytes bytes each)"
+        fi
+    done < <(grep '^depth: ' "$TMP/stack_depth.native.out")
+}
+
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
-for run in "${RUNS[@]}"; do
-    read -r -a words <<<"$run"
-    check_coop "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
+for mechanism in "${TLS_MECHANISMS[@]}"; do
+    for run in "${RUNS[@]}"; do
+        read -r -a words <<<"$run"
+        check_coop "COOP_TLS=$mechanism" "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
+    done
+    depths_within_a_page "COOP_TLS=$mechanism"
 done
-
-# A stack overflows at the same depth natively and under coop, within a page.
-while read -r _ name frames _ _ bytes _; do
-    coop_frames=$(sed -n "s/^depth: $name \([0-9]*\) .*/\1/p" "$TMP/stack_depth.coop.out")
-    if ! [[ "$coop_frames" =~ ^[0-9]+$ ]]; then
-        problems+=("coop: stack_depth printed no depth for $name")
-    elif (((coop_frames - frames) * bytes > 4096 || (frames - coop_frames) * bytes > 4096)); then
-        problems+=("coop: $name overflowed after $coop_frames frames of $bytes bytes, natively after $frames")
-    else
-        note "$name: overflow after $frames frames natively, $coop_frames under coop ($bytes bytes each)"
-    fi
-done < <(grep '^depth: ' "$TMP/stack_depth.native.out")
-
-if ((${#problems[@]} > 0)); then
-    printf '%s\n' "${problems[@]}" >&2
-    fail "${#problems[@]} problem(s) under coop (above)"
-fi
-echo "PASS: ${#RUNS[@]} programs print the same natively and under coop, one OS thread under coop"
+fail_on_problems
+echo "PASS: ${#RUNS[@]} programs print the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"
