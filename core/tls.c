@@ -21,16 +21,17 @@
  * stable ABI: coop_tls_init checks each, and what it derives, before the first greenlet
  * exists, and refuses to start on a glibc they do not fit rather than corrupt memory.
  *
- * The area sits at the top of the greenlet's stack, below its record, as glibc puts struct
- * pthread and the static TLS at the top of a thread's stack; the thread's stack size counts
- * it, as glibc's does. The fields of the control block, and whose view each takes:
+ * The area sits at the top of the greenlet's stack (below its record, when the record is
+ * there), as glibc puts struct pthread and the static TLS at the top of a thread's stack;
+ * the thread's stack size counts it, as glibc's does. The fields of the control block, and whose view each takes:
  *
  *   the greenlet's own      tcb and self (its thread pointer), dtv, cancellation and cleanup
  *                           state (zero), the robust-mutex list and its link in glibc's
  *                           list of threads (both empty: glibc does not know it), everything else
  *                           glibc keeps per thread (zero, as in a new thread);
  *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo,
- *                           multiple_threads: copied from the creating thread;
+ *                           multiple_threads: copied from the creating thread (and
+ *                           multiple_threads set when it is cancelled, as glibc sets it);
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
  *                           system calls such as tgkill), kept up to date by
  *                           coop_tls_arrive; the rseq area: the kernel updates only the OS

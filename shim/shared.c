@@ -1,13 +1,13 @@
 /*
  * Family thread, objects shared with other processes: process-shared mutexes, condition
- * variables, read-write locks and semaphores, named ones included. Another process ends a wait on one through the kernel's
- * futex, which a greenlet cannot sleep in without stopping its hub: a thread of the pool
- * sleeps there instead (coop_offload) while the greenlet parks. It sleeps for at most SLICE
- * at a time, so that waiters never keep the pool from other work (a name lookup of the
- * holder, say) for long; the greenlet then looks again, and acts on a cancellation.
- * Semaphores, condition variables and read-write locks keep glibc's own protocol on both
- * sides; mutexes name their owner, and coop's ids for greenlets (mutex.c) never equal another
- * process's tids.
+ * variables, read-write locks and semaphores, named ones included. Another process ends a
+ * wait on one through the kernel's futex, which a greenlet cannot sleep in without stopping
+ * its hub: a thread of the pool sleeps there instead (coop_offload) while the greenlet
+ * parks. It sleeps for at most SLICE at a time, so that waiters never keep the pool from
+ * other work (a name lookup of the holder, say) for long; the greenlet then looks again,
+ * and acts on a cancellation. Semaphores, condition variables and read-write locks keep
+ * glibc's own protocol on both sides; mutexes name their owner, and coop's ids for
+ * greenlets (mutex.c) never equal another process's tids.
  */
 #include <linux/futex.h>
 #include <pthread.h>
