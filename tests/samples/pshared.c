@@ -174,6 +174,7 @@ static void check_errorcheck(void)
 
 struct contender {
     pthread_mutex_t *m;
+    sem_t tried;
     int trylock;
     atomic_bool locked;
 };
@@ -185,6 +186,7 @@ static void *contend(void *arg)
     c->trylock = pthread_mutex_trylock(c->m);
     if (c->trylock == 0)
         pthread_mutex_unlock(c->m);
+    sem_post(&c->tried);
     pthread_mutex_lock(c->m);
     atomic_store(&c->locked, true);
     pthread_mutex_unlock(c->m);
@@ -205,8 +207,10 @@ static void check_pshared_recursive(void)
     pthread_mutex_init(m, &attr);
     pthread_mutex_lock(m);
     pthread_mutex_lock(m);
+    sem_init(&c.tried, 0, 0);
     pthread_create(&t, NULL, contend, &c);
-    sleep_ms(50);
+    sem_wait(&c.tried);
+    sleep_ms(50);                     /* lets it reach its lock, which must wait */
     locked_early = atomic_load(&c.locked);
     pthread_mutex_unlock(m);
     pthread_mutex_unlock(m);
@@ -340,7 +344,10 @@ static void check_cond_turns(void)
     report_result("pshared_cond_turns", true, "20 turns handed back and forth");
 }
 
-struct reader { int tryrd, trywr, rd; };
+struct reader {
+    sem_t tried;
+    int tryrd, trywr, rd;
+};
 
 static void *read_while_written(void *arg)
 {
@@ -348,6 +355,7 @@ static void *read_while_written(void *arg)
 
     r->tryrd = pthread_rwlock_tryrdlock(&shm->rwlock);
     r->trywr = pthread_rwlock_trywrlock(&shm->rwlock);
+    sem_post(&r->tried);
     r->rd = pthread_rwlock_rdlock(&shm->rwlock);
     append("reader");
     pthread_rwlock_unlock(&shm->rwlock);
@@ -363,8 +371,10 @@ static void check_rwlock_writer(void)
     init_shared_objects();
     pthread_rwlock_wrlock(&shm->rwlock);
     int again = pthread_rwlock_wrlock(&shm->rwlock), read = pthread_rwlock_rdlock(&shm->rwlock);
+    sem_init(&r.tried, 0, 0);
     pthread_create(&t, NULL, read_while_written, &r);
-    sleep_ms(50);
+    sem_wait(&r.tried);
+    sleep_ms(50);                     /* lets it reach its rdlock, which must wait */
     append("writer");
     pthread_rwlock_unlock(&shm->rwlock);
     pthread_join(t, NULL);
