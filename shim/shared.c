@@ -2,12 +2,12 @@
  * Family thread, objects shared with other processes: process-shared mutexes, condition
  * variables, read-write locks and semaphores, named ones included. Another process ends a
  * wait on one through the kernel's futex, which a greenlet cannot sleep in without stopping
- * its hub: a thread of the pool sleeps there instead (coop_offload) while the greenlet
- * parks. It sleeps for at most SLICE at a time, so that waiters never keep the pool from
- * other work (a name lookup of the holder, say) for long; the greenlet then looks again,
- * and acts on a cancellation. Semaphores, condition variables and read-write locks keep
- * glibc's own protocol on both sides; mutexes name their owner, and coop's ids for
- * greenlets (mutex.c) never equal another process's tids.
+ * its hub: a thread of the pool sleeps there instead while the greenlet parks. A mutex's
+ * word waits as any futex(2) a program makes (futex.c); semaphores, condition variables and
+ * read-write locks keep glibc's own protocol, run on a pool thread for at most SLICE at a
+ * time, so that waiters never keep the pool from other work (a name lookup of the holder,
+ * say) for long: the greenlet then looks again, and acts on a cancellation. Mutexes name
+ * their owner, and coop's ids for greenlets (mutex.c) never equal another process's tids.
  */
 #include <linux/futex.h>
 #include <pthread.h>
@@ -44,30 +44,19 @@ static int wait_on_pool(int (*wait)(void *ctx, int64_t until), void *ctx, int64_
 
 static struct timespec instant(int64_t ns) { return (struct timespec){ ns / 1000000000, ns % 1000000000 }; }
 
-struct word_wait { _Atomic uint32_t *word; uint32_t val; };
-
-static int futex_wait_until(void *ctx, int64_t until)
-{
-    struct word_wait *w = ctx;
-    struct timespec at = instant(until);
-    REAL(syscall)(SYS_futex, w->word, FUTEX_WAIT_BITSET, w->val, until == COOP_NO_DEADLINE ? NULL : &at,
-                  NULL, FUTEX_BITSET_MATCH_ANY);
-    return 0;
-}
-
+/* A mutex's word: futex(2) through coop's own syscall() (futex.c), whose wait on a word
+ * another process can reach is the kernel's, made on the pool while the greenlet parks. */
 int shim_shared_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 {
-    struct word_wait w = { word, val };
-    if (shim_cooperative(FAM_thread) != NULL)
-        wait_on_pool(futex_wait_until, &w, deadline);
-    else
-        futex_wait_until(&w, deadline);
+    struct timespec at = instant(deadline);
+    syscall(SYS_futex, word, FUTEX_WAIT_BITSET, val, deadline == COOP_NO_DEADLINE ? NULL : &at, NULL,
+            FUTEX_BITSET_MATCH_ANY);
     return coop_now() >= deadline ? ETIMEDOUT : 0;
 }
 
 void shim_shared_futex_wake(_Atomic uint32_t *word, int n)
 {
-    REAL(syscall)(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+    syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 static int sem_wait_until(void *s, int64_t until)
