@@ -121,7 +121,8 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
                const struct coop_spawn_attr *attr);
 /* Ends the calling greenlet with a result; the process exits when the last one ends. */
 void coop_exit(void *result) __attribute__((noreturn));
-/* 0, EBUSY (not finished and deadline passed, for try-join), ETIMEDOUT, EINVAL, EDEADLK. */
+/* 0, EBUSY (not finished and deadline passed, for try-join), ETIMEDOUT, EINVAL, EDEADLK,
+ * or EINTR when the joiner was nudged (coop_nudge): it may call again. */
 int coop_join(struct coop_greenlet *g, void **result, int64_t deadline);
 int coop_detach(struct coop_greenlet *g);
 void coop_yield(void);
@@ -130,6 +131,10 @@ void coop_fair_share(void);
 
 /* Runs when a greenlet ends, on its own stack, before joiners wake (key destructors...). */
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g));
+
+/* Starts every created greenlet: start(fn, arg) calls fn(arg) and returns the greenlet's
+ * result (the shim sets up glibc's cancellation buffer around it). */
+void coop_set_start_hook(void *(*start)(void *(*fn)(void *), void *arg));
 
 /* Per-greenlet data owned by the shim (thread-specific values, cancellation...). */
 void **coop_greenlet_slot(struct coop_greenlet *g);
@@ -145,6 +150,8 @@ void **coop_greenlet_held(struct coop_greenlet *g);
 uint64_t coop_greenlet_id(const struct coop_greenlet *g);
 /* Whether g is a thread's original context rather than a created greenlet. */
 bool coop_greenlet_is_main(const struct coop_greenlet *g);
+bool coop_greenlet_finished(const struct coop_greenlet *g);
+bool coop_greenlet_detached(const struct coop_greenlet *g);
 /* The OS thread that runs g, as its real pthread_t. */
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g);
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);
@@ -152,6 +159,40 @@ const char *coop_greenlet_name(const struct coop_greenlet *g);
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size);
 /* Whether p is a live greenlet handle (pthread_t values are greenlet addresses). */
 bool coop_is_greenlet(const void *p);
+/* Whether p was a greenlet handle, since released (joined, or ended detached). */
+bool coop_greenlet_gone(const void *p);
+/* The guard size below g's stack. */
+size_t coop_greenlet_guard_size(const struct coop_greenlet *g);
+
+/* Scheduling policy and priority the program gave a greenlet: kept for the shim, which
+ * reports them; coop runs every greenlet alike. */
+struct coop_sched { int policy, priority; bool known; };
+struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g);
+/* g's CPU time in ns (cpu.c): charged at every switch from the first call on. */
+int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g);
+/* A small positive number that names g until it ends, and back (NULL for none). 0 when no
+ * number can be had (out of memory). */
+int coop_greenlet_number(struct coop_greenlet *g);
+struct coop_greenlet *coop_greenlet_numbered(int n);
+
+/* --- cancellation (tls.c): glibc's own per-thread state, in g's thread control block --- */
+/* The bits of glibc's cancelhandling word (nptl/descr.h). */
+#define COOP_CANCEL_DISABLED 0x01      /* PTHREAD_CANCEL_DISABLE */
+#define COOP_CANCEL_ASYNC 0x02         /* PTHREAD_CANCEL_ASYNCHRONOUS */
+#define COOP_CANCELING 0x04
+#define COOP_CANCELED 0x08
+#define COOP_CANCEL_EXITING 0x10
+_Atomic int *coop_greenlet_cancel_state(const struct coop_greenlet *g);
+/* Tells glibc that g runs beside other threads, as pthread_create tells a new thread: only
+ * then do its system-call wrappers (read, poll...) act on a pending cancellation. */
+void coop_greenlet_mark_threaded(struct coop_greenlet *g);
+/* The head of g's chain of cancellation buffers (glibc's cleanup_jmp_buf, which
+ * pthread_cleanup_push extends) and glibc's pointer guard, which mangles saved jmp_buf
+ * pointers. */
+void **coop_greenlet_unwind_chain(const struct coop_greenlet *g);
+uintptr_t coop_tls_pointer_guard(void);
+/* Wakes g if it waits, as a spurious wakeup: it looks at its state again (cancellation). */
+void coop_nudge(struct coop_greenlet *g);
 
 /* --- waits --- */
 struct coop_fd_event { int fd; int events; };   /* events: COOP_READ | COOP_WRITE */
@@ -159,7 +200,8 @@ struct coop_fd_event { int fd; int events; };   /* events: COOP_READ | COOP_WRIT
  * epoll cannot watch (EPERM for regular files): the caller then blocks for real. */
 int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline);
 int coop_wait_fd(int fd, int events, int64_t deadline);
-/* 0 at the deadline, or EINTR / COOP_RESTART when a signal handler ran. */
+/* 0 at the deadline or when nudged (coop_nudge) before it, or EINTR / COOP_RESTART when a
+ * signal handler ran. */
 int coop_sleep_until(int64_t deadline);
 /* The fd is being closed or replaced: its waiters wake with EBADF, its watcher goes. */
 void coop_fd_forget(int fd);
@@ -180,6 +222,11 @@ void coop_offload(void (*fn)(void *), void *arg);
  * runs, which must make fn return soon; the wait still lasts until fn has returned.
  * 0, or EINTR / COOP_RESTART when a handler interrupted it. */
 int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg);
+/* The same in two steps: fn(arg) runs on the pool while the caller goes on, and
+ * coop_offload_finish waits until it has returned. NULL when fn already ran, inline. */
+struct coop_offload;
+struct coop_offload *coop_offload_start(void (*fn)(void *), void *arg);
+void coop_offload_finish(struct coop_offload *call);
 void coop_offload_configure(unsigned threads);
 
 /* In the child of a fork: only the calling greenlet remains, with a fresh loop. */

@@ -142,7 +142,7 @@ void coop_request_dump(void)
 {
     for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
         atomic_store(&h->dump_requested, true);
-        uv_async_send(&h->async);
+        coop_hub_kick(h);
     }
 }
 

@@ -126,6 +126,8 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
         err = coop_suspend(deadline);
     else
         coop_cancel_wait(g);
+    if (err == COOP_NUDGED)
+        err = 0;
     for (int i = 0; i < linked; i++)
         unlink_waiter(&waiters[i]);
     if (waiters != small)

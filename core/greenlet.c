@@ -1,8 +1,17 @@
 /*
- * Greenlet lifecycle. The top of a greenlet's stack holds its record, then its TLS area and
- * thread control block (tls.c), then the stack proper, as glibc lays out a thread's stack
- * with struct pthread and the static TLS at the top: an idle greenlet costs the pages its
- * record, its control block and its innermost frames touch.
+ * Greenlet lifecycle. The top of a greenlet's stack holds its TLS area and thread control
+ * block (tls.c), then the stack proper, as glibc lays out a thread's stack with struct
+ * pthread and the static TLS at the top: an idle greenlet costs the pages its record, its
+ * control block and its innermost frames touch. A stack from the pool (the default size)
+ * holds the greenlet's record at its very top too, always at the same place. A stack of
+ * another size the program asked for holds that much and no more (its TLS area counted in,
+ * as glibc counts it), so that it overflows where a thread's would; its record, like that of
+ * a stack the program supplies, comes from a store of records.
+ *
+ * A pthread_t is a record's address, and the program may keep one after the join: no record
+ * memory is ever handed back, as glibc keeps a joined thread's descriptor for reuse, so a
+ * stale pthread_t reads a record that says gone (or, reused, names a new greenlet, as
+ * glibc's reused descriptors do).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,8 +29,10 @@ static _Atomic uint64_t next_id = 1;
 /* Program greenlets alive in the process, the main thread's original context included. */
 _Atomic long coop_live_greenlets;
 static void (*exit_hook)(struct coop_greenlet *g);
+static void *(*start_hook)(void *(*fn)(void *), void *arg);
 
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g)) { exit_hook = hook; }
+void coop_set_start_hook(void *(*start)(void *(*fn)(void *), void *arg)) { start_hook = start; }
 
 static void link_all(struct coop_hub *h, struct coop_greenlet *g)
 {
@@ -56,14 +67,46 @@ static int make_context(struct coop_greenlet *g, char *base, char *top, bool own
     return 0;
 }
 
+static void fresh_record(struct coop_greenlet *g, const struct coop_stack *stack)
+{
+    memset(g, 0, sizeof *g);
+    g->stack = *stack;
+}
+
 /* Places a record at the top of a fresh stack. */
 static struct coop_greenlet *record_on_stack(struct coop_stack *stack)
 {
     struct coop_greenlet *g = (struct coop_greenlet *)(stack->base + stack->size - RECORD_SPACE);
     coop_san_fresh_stack(stack->base, stack->size);
-    memset(g, 0, sizeof *g);
-    g->stack = *stack;
+    fresh_record(g, stack);
     return g;
+}
+
+/* The store: released records kept for the next greenlets. */
+static coop_lock_t store_lock;
+static struct coop_greenlet *store_free;
+
+static struct coop_greenlet *record_from_store(const struct coop_stack *stack)
+{
+    coop_lock(&store_lock);
+    struct coop_greenlet *g = store_free;
+    if (g != NULL)
+        store_free = g->next_ready;
+    coop_unlock(&store_lock);
+    if (g == NULL && (g = malloc(sizeof *g)) == NULL)
+        return NULL;
+    fresh_record(g, stack);
+    g->stored = true;
+    return g;
+}
+
+static void record_to_store(struct coop_greenlet *g)
+{
+    g->magic = COOP_GREENLET_GONE;
+    coop_lock(&store_lock);
+    g->next_ready = store_free;
+    store_free = g;
+    coop_unlock(&store_lock);
 }
 
 static void init_record(struct coop_hub *h, struct coop_greenlet *g)
@@ -88,12 +131,10 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
         g->is_hub = true;
         strcpy(g->name, "hub");
     } else {
-        g = calloc(1, sizeof *g);
+        g = record_from_store(&(struct coop_stack){ .foreign = true });
         if (g == NULL)
             coop_panic("out of memory");
-        g->heap_struct = true;
         g->is_main = true;
-        g->stack.foreign = true;
     }
 
     init_record(h, g);
@@ -102,19 +143,49 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
     return g;
 }
 
+/* The record says gone from now on, wherever it lives. */
+static void release_record(struct coop_greenlet *g)
+{
+    struct coop_stack stack = g->stack;
+    if (g->stored)
+        record_to_store(g);
+    else
+        g->magic = COOP_GREENLET_GONE;     /* the pool's stacks stay mapped */
+    coop_stack_free(&stack);
+}
+
 static void release(struct coop_hub *h, struct coop_greenlet *g)
 {
     unlink_all(h, g);
     coop_tls_greenlet_free(g);
-    g->magic = 0;
-    if (g->heap_struct) {
-        struct coop_stack stack = g->stack;
-        free(g);
-        coop_stack_free(&stack);
-    } else {
-        struct coop_stack stack = g->stack;   /* the record lives on it */
-        coop_stack_free(&stack);
+    release_record(g);
+}
+
+/* A greenlet's stack and record: the pool's for the default size, or the size asked for. A
+ * pool stack's record is always at its top, whatever size was asked for. */
+static struct coop_greenlet *new_record(const struct coop_spawn_attr *attr, char **top)
+{
+    struct coop_stack stack;
+    struct coop_greenlet *g;
+    if (attr->stack != NULL) {
+        stack = (struct coop_stack){ .base = attr->stack, .size = attr->stack_size, .foreign = true };
+        g = record_from_store(&stack);
+        *top = stack.base + stack.size;
+        return g;
     }
+    size_t size = attr->stack_size ? attr->stack_size : coop_stack_default_size();
+    if (coop_stack_alloc(&stack, size, attr->guard_size) != 0)
+        return NULL;
+    if (stack.pooled) {
+        g = record_on_stack(&stack);
+        *top = (char *)g;
+        return g;
+    }
+    coop_san_fresh_stack(stack.base, stack.size);
+    if ((g = record_from_store(&stack)) == NULL)
+        coop_stack_free(&stack);
+    *top = stack.base + size;
+    return g;
 }
 
 int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
@@ -126,27 +197,11 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
         return ENOSYS;
     coop_reap(h);
     char *top;
-    if (attr->stack != NULL) {
-        g = calloc(1, sizeof *g);
-        if (g == NULL)
-            return EAGAIN;
-        g->heap_struct = true;
-        g->stack = (struct coop_stack){ .base = attr->stack, .size = attr->stack_size, .foreign = true };
-        top = (char *)attr->stack + attr->stack_size;
-    } else {
-        size_t size = attr->stack_size ? attr->stack_size + RECORD_SPACE : coop_stack_default_size();
-        struct coop_stack stack;
-        if (coop_stack_alloc(&stack, size, attr->guard_size) != 0)
-            return EAGAIN;
-        g = record_on_stack(&stack);
-        top = (char *)g;
-    }
+    if ((g = new_record(attr, &top)) == NULL)
+        return EAGAIN;
     int err = make_context(g, g->stack.base, top, true);
     if (err != 0) {
-        if (g->heap_struct)
-            free(g);
-        else
-            coop_stack_free(&g->stack);
+        release_record(g);
         return err;
     }
     init_record(h, g);
@@ -184,7 +239,7 @@ void coop_greenlet_main(void)
     coop_tls_start(g);
     coop_after_wait(g);
     errno = 0;
-    coop_exit(g->fn(g->arg));
+    coop_exit(start_hook != NULL ? start_hook(g->fn, g->arg) : g->fn(g->arg));
 }
 
 /* A greenlet joined from another OS thread may still be on its way off its stack on its own
@@ -195,7 +250,7 @@ static void release_elsewhere(struct coop_greenlet *g)
     g->next_ready = atomic_load(&h->joined_elsewhere);
     while (!atomic_compare_exchange_weak(&h->joined_elsewhere, &g->next_ready, g))
         ;
-    uv_async_send(&h->async);
+    coop_hub_kick(h);
 }
 
 void coop_reap(struct coop_hub *h)
@@ -221,6 +276,7 @@ void coop_exit(void *result)
     struct coop_greenlet *g = h->current;
     if (exit_hook != NULL)
         exit_hook(g);
+    coop_greenlet_unnumber(g);
     g->result = result;
     g->state = G_FINISHED;
     if (atomic_fetch_sub(&coop_live_greenlets, 1) == 1)
@@ -267,9 +323,9 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
         coop_prepare_wait(self, WAIT_JOIN, g);
         int reason = coop_suspend(deadline);
         coop_after_wait(self);
-        if (reason == ETIMEDOUT && g->state != G_FINISHED) {
-            g->joiner = NULL;
-            return ETIMEDOUT;
+        if ((reason == ETIMEDOUT || reason == COOP_NUDGED) && g->state != G_FINISHED) {
+            g->joiner = NULL;      /* a joiner cancelled meanwhile leaves g joinable */
+            return reason == COOP_NUDGED ? EINTR : ETIMEDOUT;
         }
     }
     if (result != NULL)
@@ -300,6 +356,8 @@ void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
 void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
+bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
+bool coop_greenlet_detached(const struct coop_greenlet *g) { return g->detached; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 
@@ -311,6 +369,9 @@ void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
         coop_trace_name(g);
 }
 
+size_t coop_greenlet_guard_size(const struct coop_greenlet *g) { return g->stack.guard; }
+struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g) { return &g->sched; }
+
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size)
 {
     *base = g->stack.base;
@@ -320,6 +381,15 @@ void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *siz
 bool coop_is_greenlet(const void *p)
 {
     return p != NULL && *(const uint64_t *)p == COOP_GREENLET_MAGIC;
+}
+
+bool coop_greenlet_gone(const void *p)
+{
+    if (p == NULL)
+        return false;
+    uint64_t magic = *(const uint64_t *)p;
+    /* A stack the pool gave back to the kernel reads as zeros. */
+    return magic == COOP_GREENLET_GONE || (magic != COOP_GREENLET_MAGIC && coop_stack_in_pool(p));
 }
 
 /* In a forked child only self lives on: the others' records are forgotten (their stacks

@@ -166,6 +166,13 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     if (coop_trace_enabled())
         coop_trace_switch(h, self, next);
     self->saved_errno = errno;
+    coop_cpu_charge(h, self);
+    /* The hub runs on its OS thread's control block, which is also the thread's main
+     * greenlet's: that greenlet's cancellation must not be acted on in the hub's libc calls. */
+    if (self->is_hub)
+        coop_tls_cancel_release(self->tp, h->cancel_held);
+    if (next->is_hub)
+        h->cancel_held = coop_tls_cancel_hold(next->tp);
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;
@@ -324,8 +331,24 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
         h->remote_head = g;
     h->remote_tail = g;
     coop_unlock(&h->remote_lock);
-    uv_async_send(&h->async);
+    coop_hub_kick(h);
     return true;
+}
+
+/* The caller may be a greenlet whose cancellation is pending: glibc would act on it in the
+ * write that uv_async_send makes, in the middle of the runtime's work. */
+void coop_hub_kick(struct coop_hub *h)
+{
+    bool held = coop_tls_cancel_hold(0);
+    uv_async_send(&h->async);
+    coop_tls_cancel_release(0, held);
+}
+
+void coop_nudge(struct coop_greenlet *g)
+{
+    uint64_t word = atomic_load(&g->wait_word);
+    if (word & 1)
+        coop_wake(g, word >> 1, COOP_NUDGED);
 }
 
 /* Leaves the current greenlet (already queued as ready, waiting or finished). */
@@ -411,12 +434,12 @@ int coop_sleep_until(int64_t deadline)
     while (coop_now() < deadline) {
         coop_prepare_wait(g, WAIT_SLEEP, NULL);
         reason = coop_suspend(deadline);
-        if (reason == EINTR || reason == COOP_RESTART)
+        if (reason == EINTR || reason == COOP_RESTART || reason == COOP_NUDGED)
             break;
         reason = 0;
     }
     coop_after_wait(g);
-    return reason;
+    return reason == COOP_NUDGED ? 0 : reason;
 }
 
 void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), void (*pass)(void))
@@ -446,7 +469,7 @@ void coop_request_signal_pass(void)
     if (h == NULL)
         h = coop_hubs;
     atomic_store(&h->signal_pass, true);
-    uv_async_send(&h->async);
+    coop_hub_kick(h);
 }
 
 void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg)
@@ -473,7 +496,7 @@ void coop_interrupt(struct coop_greenlet *g, bool restartable)
     g->interrupt_pending = restartable ? COOP_RESTART : EINTR;
 
     atomic_store(&h->interrupts, 1);
-    uv_async_send(&h->async);
+    coop_hub_kick(h);
 }
 
 /*
@@ -496,6 +519,8 @@ void coop_fork_child(void)
 
     coop_greenlet_fork_child(h, self);
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    self->cpu_ns = 0;          /* the child's clock starts afresh */
+    h->cpu_mark = 0;
     coop_tls_fork_child(h, self);
     h->ready_head = h->ready_tail = NULL;
     h->ready_len = 0;

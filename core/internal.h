@@ -13,6 +13,7 @@
 #include "trace.h"
 
 #define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
+#define COOP_GREENLET_GONE 0x636f6f70676f6e65ULL    /* "coopgone": released */
 /*
  * Ready greenlets switch to each other directly. The hub polls the loop when none is
  * ready, and otherwise once a round: after as many direct switches as greenlets were
@@ -23,6 +24,10 @@
 #define COOP_ROUND_MIN 64
 
 enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
+
+/* Wake reason of coop_nudge: each wait cleans up as for a timeout, then reports a spurious
+ * wakeup to its caller. */
+#define COOP_NUDGED 1001
 
 /* What a waiting greenlet waits for, for dumps and deadlock detection. */
 enum coop_wait_kind { WAIT_FD, WAIT_SLEEP, WAIT_PARK, WAIT_JOIN, WAIT_OFFLOAD, WAIT_PREEMPTED };
@@ -57,6 +62,9 @@ struct coop_greenlet {
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
 
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
+    int64_t cpu_ns;                  /* CPU time charged to it (cpu.c) */
+    int number;                      /* its number (cpu.c), or 0 */
+    struct coop_sched sched;         /* the shim's */
 
     struct coop_greenlet *next_ready;
     struct coop_greenlet *all_prev, *all_next;
@@ -73,7 +81,7 @@ struct coop_greenlet {
     bool own_tls;                    /* the area at tp is its own (tls.c) */
 
     struct coop_stack stack;
-    bool heap_struct;                /* allocated with malloc, not on its stack */
+    bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
 
@@ -122,6 +130,8 @@ struct coop_hub {
     int watches_len;
 
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
+    bool cancel_held;                /* the hub holds off its main greenlet's cancellation */
+    int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
 
     struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
     struct coop_greenlet *dead;      /* finished and released, stacks to free */
@@ -149,6 +159,8 @@ struct coop_hub *coop_hub_current(void);
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
 uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj);
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason);
+/* Wakes h's loop from any thread or signal handler (uv_async_send). */
+void coop_hub_kick(struct coop_hub *h);
 /* Ends a prepared wait that will not happen after all. */
 void coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
@@ -195,6 +207,22 @@ void coop_tls_greenlet_free(struct coop_greenlet *g);
  * context switch. */
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
+/* Holds off a pending cancellation of the thread whose pointer is tp (0: the caller's) while
+ * the runtime makes libc calls that glibc treats as cancellation points (the write that
+ * wakes a hub); held says whether it had to, for the release. */
+bool coop_tls_cancel_hold(uintptr_t tp);
+void coop_tls_cancel_release(uintptr_t tp, bool held);
+
+/* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet,
+ * once a program has asked for a greenlet's CPU time (a load per switch until then). */
+extern _Atomic bool coop_cpu_charging;
+void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running);
+static inline void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *running)
+{
+    if (atomic_load_explicit(&coop_cpu_charging, memory_order_relaxed))
+        coop_cpu_charge_now(h, running);
+}
+void coop_greenlet_unnumber(struct coop_greenlet *g);
 
 /* diag.c */
 int64_t coop_coarse_now(void);

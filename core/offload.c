@@ -88,33 +88,69 @@ static int queue(uv_loop_t *loop, struct offload *o)
 /* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
 void coop_offload_fork_child(void) { started = false; }
 
-int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg)
+/* Queues o for the pool; false when there is none for the caller, after running it inline. */
+static bool begin(struct offload *o, void (*fn)(void *), void *arg)
 {
-    struct coop_greenlet *g = coop_self();
-    struct offload o = { .fn = fn, .arg = arg, .g = g };
-    o.req.data = &o;
-    if (g == NULL || queue(&coop_thread.hub->loop, &o) != 0) {
+    *o = (struct offload){ .fn = fn, .arg = arg, .g = coop_self() };
+    o->req.data = o;
+    if (o->g == NULL || queue(&coop_thread.hub->loop, o) != 0) {
         fn(arg);
-        return 0;
+        return false;
     }
+    return true;
+}
+
+/* Waits until the pool is done with o; when a handler interrupts the wait, cancel(arg)
+ * runs once. Its wake may also end another wait of the caller early, which every wait
+ * allows. 0, or EINTR / COOP_RESTART when a handler interrupted it. */
+static int finish(struct offload *o, void (*cancel)(void *))
+{
+    struct coop_greenlet *g = o->g;
     int interrupted = 0;
-    while (!o.done) {      /* the work owns o until it ends, interrupted or not */
+    while (!o->done) {      /* the work owns o until it ends, interrupted or not */
         coop_prepare_wait(g, WAIT_OFFLOAD, NULL);
-        if (o.done) {
+        if (o->done) {
             coop_cancel_wait(g);
             break;
         }
         int reason = coop_suspend(COOP_NO_DEADLINE);
         if ((reason == EINTR || reason == COOP_RESTART) && cancel != NULL && interrupted == 0) {
             interrupted = reason;
-            cancel(arg);
+            cancel(o->arg);
         }
     }
-    coop_after_wait(g);     /* only now: a handler may longjmp out, and o is on this stack */
+    coop_after_wait(g);     /* only now: a handler may longjmp out, and o may be on this stack */
     return interrupted;
+}
+
+int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg)
+{
+    struct offload o;
+    return begin(&o, fn, arg) ? finish(&o, cancel) : 0;
 }
 
 void coop_offload(void (*fn)(void *), void *arg)
 {
     coop_offload_interruptible(fn, NULL, arg);
+}
+
+struct coop_offload *coop_offload_start(void (*fn)(void *), void *arg)
+{
+    struct offload *o = malloc(sizeof *o);
+    if (o == NULL) {
+        fn(arg);
+        return NULL;
+    }
+    if (begin(o, fn, arg))
+        return (struct coop_offload *)o;
+    free(o);
+    return NULL;
+}
+
+void coop_offload_finish(struct coop_offload *call)
+{
+    if (call == NULL)
+        return;
+    finish((struct offload *)call, NULL);
+    free(call);
 }

@@ -112,6 +112,8 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
     int reason = p.g != NULL ? coop_suspend(deadline) : thread_sleep(&p, deadline);
     if (reason != 0 && !unqueue(b, &p))
         reason = 0;
+    if (reason == COOP_NUDGED)
+        reason = 0;
     coop_after_wait(p.g);
     return reason;
 }

@@ -39,6 +39,8 @@ static coop_lock_t pool_lock;
 static char **pool_free;                  /* bases of free pooled stacks, newest last */
 static size_t pool_free_count, pool_free_cap;
 static char *arena_next, *arena_end;
+static char **arenas;                     /* every arena's first byte: they are never unmapped */
+static size_t arenas_len, arenas_cap;
 
 static size_t round_page(size_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
 
@@ -98,14 +100,34 @@ static char *map(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
+static size_t arena_size(void) { return (pooled_size + PAGE) * ARENA_STACKS; }
+
+static bool note_arena(char *arena)
+{
+    if (arenas_len == arenas_cap) {
+        size_t cap = arenas_cap ? arenas_cap * 2 : 16;
+        char **grown = realloc(arenas, cap * sizeof *grown);
+        if (grown == NULL)
+            return false;
+        arenas = grown;
+        arenas_cap = cap;
+    }
+    arenas[arenas_len++] = arena;
+    return true;
+}
+
 /* Carves one stack from the current arena, mapping a new arena when it is used up. */
 static char *carve_pooled(void)
 {
     size_t slot = pooled_size + PAGE;
     if (arena_next == arena_end) {
-        char *arena = map(slot * ARENA_STACKS);
+        char *arena = map(arena_size());
         if (arena == NULL)
             return NULL;
+        if (!note_arena(arena)) {
+            munmap(arena, arena_size());
+            return NULL;
+        }
         arena_next = arena;
         arena_end = arena + slot * ARENA_STACKS;
     }
@@ -184,6 +206,17 @@ void coop_stack_free(struct coop_stack *s)
         madvise(pool_free[pool_free_count - POOL_KEEP_BACKED], s->size, MADV_DONTNEED);
     pool_free[pool_free_count++] = s->base;
     coop_unlock(&pool_lock);
+}
+
+bool coop_stack_in_pool(const void *addr)
+{
+    const char *a = addr;
+    bool found = false;
+    coop_lock(&pool_lock);
+    for (size_t i = 0; i < arenas_len && !found; i++)
+        found = a >= arenas[i] && a < arenas[i] + arena_size();
+    coop_unlock(&pool_lock);
+    return found;
 }
 
 bool coop_stack_in_guard(const struct coop_stack *s, const void *addr)

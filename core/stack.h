@@ -25,6 +25,9 @@ void coop_stack_free(struct coop_stack *s);
 /* Whether addr falls in the guard of a stack this module handed out (for overflow reports). */
 bool coop_stack_in_guard(const struct coop_stack *s, const void *addr);
 
+/* Whether addr lies in the pool's arenas (never unmapped). */
+bool coop_stack_in_pool(const void *addr);
+
 /* Whether guards cost no memory mapping (MADV_GUARD_INSTALL, Linux 6.13+). */
 bool coop_stack_light_guards(void);
 

@@ -21,16 +21,17 @@
  * stable ABI: coop_tls_init checks each, and what it derives, before the first greenlet
  * exists, and refuses to start on a glibc they do not fit rather than corrupt memory.
  *
- * The area sits at the top of the greenlet's stack, below its record, as glibc puts struct
- * pthread and the static TLS at the top of a thread's stack; the thread's stack size counts
- * it, as glibc's does. The fields of the control block, and whose view each takes:
+ * The area sits at the top of the greenlet's stack (below its record, when the record is
+ * there), as glibc puts struct pthread and the static TLS at the top of a thread's stack;
+ * the thread's stack size counts it, as glibc's does. The fields of the control block, and whose view each takes:
  *
  *   the greenlet's own      tcb and self (its thread pointer), dtv, cancellation and cleanup
  *                           state (zero), the robust-mutex list and its link in glibc's
  *                           list of threads (both empty: glibc does not know it), everything else
  *                           glibc keeps per thread (zero, as in a new thread);
  *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo,
- *                           multiple_threads: copied from the creating thread;
+ *                           multiple_threads: copied from the creating thread (and
+ *                           multiple_threads set when it is cancelled, as glibc sets it);
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
  *                           system calls such as tgkill), kept up to date by
  *                           coop_tls_arrive; the rseq area: the kernel updates only the OS
@@ -58,6 +59,7 @@
 #include <gnu/libc-version.h>
 #include <link.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +74,9 @@
 /* tcbhead_t, x86-64 (glibc's sysdeps/x86_64/nptl/tls.h). */
 #define TCB_TCB 0x00
 #define TCB_SELF 0x10
+#define TCB_MULTIPLE_THREADS 0x18
 #define TCB_GSCOPE_FLAG 0x1c
+#define TCB_POINTER_GUARD 0x30
 #define TCB_PRIVATE_TM 0x50          /* libitm's and split-stack words, to 0x78: per thread */
 #define TCB_PRIVATE_END 0x78
 #define TCB_HEADER_COPIED 0x80       /* the header glibc copies into a new thread, and more */
@@ -85,6 +89,7 @@ static struct {
     void (*deallocate)(void *tcb, bool dealloc_tcb);
     size_t area_size, align, tcb_size;
     uintptr_t tid_at, list_at, robust_at;    /* offsets in struct pthread */
+    uintptr_t cancel_at, unwind_at;          /* cancelhandling, cleanup_jmp_buf */
     bool fsgsbase;
     int malloc_words;                 /* words of libc's block that hold malloc's state */
     intptr_t malloc_word_at[MALLOC_WORDS_MAX];   /* their offsets from the thread pointer */
@@ -288,6 +293,37 @@ static void probe_area(void)
     free(mem);
 }
 
+/*
+ * Where glibc keeps a thread's cancellation state: libthread_db names the cancelhandling
+ * word, whose state and type bits are checked against glibc's own setters on this thread;
+ * cleanup_jmp_buf, the head of its chain of cancellation buffers, comes just before it
+ * (checked by registering a buffer as pthread_cleanup_push does).
+ */
+static void probe_cancellation(void)
+{
+    uintptr_t own = thread_pointer();
+    tls.cancel_at = pthread_field("_thread_db_pthread_cancelhandling", 32);
+    _Atomic int *state = (_Atomic int *)(own + tls.cancel_at);
+    int before = atomic_load(state), old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    int disabled = atomic_load(state);
+    pthread_setcancelstate(old, NULL);
+    pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &old);
+    int async = atomic_load(state);
+    pthread_setcanceltype(old, NULL);
+    if ((disabled ^ before) != COOP_CANCEL_DISABLED || (async ^ before) != COOP_CANCEL_ASYNC)
+        refuse("the cancellation state is not laid out as expected");
+
+    tls.unwind_at = tls.cancel_at - sizeof(void *);
+    void **chain = (void **)(own + tls.unwind_at), *was = *chain;
+    __pthread_unwind_buf_t probe;
+    __pthread_register_cancel(&probe);
+    bool found = *chain == &probe;
+    __pthread_unregister_cancel(&probe);
+    if (!found || *chain != was)
+        refuse("the chain of cancellation buffers is not where expected");
+}
+
 void coop_tls_init(enum coop_tls_mode mode)
 {
     bool fsgsbase = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
@@ -310,6 +346,7 @@ void coop_tls_init(enum coop_tls_mode mode)
         refuse("the static TLS area or struct pthread has an unexpected size");
     tls.tid_at = pthread_field("_thread_db_pthread_tid", 32);
     tls.list_at = pthread_field("_thread_db_pthread_list", 128);
+    probe_cancellation();
 
     /* The kernel knows where the OS thread's robust list head is: inside its struct pthread. */
     uintptr_t own = thread_pointer(), head = 0;
@@ -325,6 +362,33 @@ void coop_tls_init(enum coop_tls_mode mode)
 }
 
 void coop_tls_hub_init(struct coop_hub *h) { h->os_tp = thread_pointer(); }
+
+_Atomic int *coop_greenlet_cancel_state(const struct coop_greenlet *g)
+{
+    return (_Atomic int *)(g->tp + tls.cancel_at);
+}
+
+void coop_greenlet_mark_threaded(struct coop_greenlet *g) { *(int *)(g->tp + TCB_MULTIPLE_THREADS) = 1; }
+
+void **coop_greenlet_unwind_chain(const struct coop_greenlet *g) { return (void **)(g->tp + tls.unwind_at); }
+
+uintptr_t coop_tls_pointer_guard(void) { return *word_at(thread_pointer(), TCB_POINTER_GUARD); }
+
+bool coop_tls_cancel_hold(uintptr_t tp)
+{
+    _Atomic int *state = (_Atomic int *)((tp ? tp : thread_pointer()) + tls.cancel_at);
+    int now = atomic_load_explicit(state, memory_order_relaxed);
+    if (!(now & COOP_CANCELED) || (now & COOP_CANCEL_DISABLED))
+        return false;
+    atomic_fetch_or(state, COOP_CANCEL_DISABLED);
+    return true;
+}
+
+void coop_tls_cancel_release(uintptr_t tp, bool held)
+{
+    if (held)
+        atomic_fetch_and((_Atomic int *)((tp ? tp : thread_pointer()) + tls.cancel_at), ~COOP_CANCEL_DISABLED);
+}
 
 uintptr_t coop_tls_place(char *top)
 {

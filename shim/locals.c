@@ -135,8 +135,10 @@ EXPORT int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso)
 }
 
 /* What glibc does when a thread ends: thread_local destructors, then key destructors,
- * for as many rounds as values keep being set. */
-static void run_destructors(struct locals *l)
+ * for as many rounds as values keep being set; then l is freed, unless a thread's original
+ * context ends while its OS thread runs on as a hub (keep): the sanitizer runtime's values
+ * (its per-thread state) stay, and l with them. */
+static void run_destructors(struct locals *l, bool keep)
 {
     while (l->tls_dtors != NULL) {
         struct tls_dtor *d = l->tls_dtors;
@@ -149,7 +151,8 @@ static void run_destructors(struct locals *l)
         for (unsigned k = 0; k < l->len; k++) {
             void *value = l->values[k].value;
             void (*destructor)(void *) = keys[k].destructor;
-            if (value == NULL || l->values[k].seq != atomic_load(&keys[k].seq) || destructor == NULL)
+            if (value == NULL || l->values[k].seq != atomic_load(&keys[k].seq) || destructor == NULL
+                || (keep && coop_from_sanitizer((const void *)destructor)))
                 continue;
             l->values[k].value = NULL;
             destructor(value);
@@ -158,6 +161,8 @@ static void run_destructors(struct locals *l)
         if (!ran)
             break;
     }
+    if (keep)
+        return;
     free(l->values);
     free(l);
 }
@@ -167,16 +172,18 @@ void shim_locals_exit(struct coop_greenlet *g)
     struct locals **slot = locals_slot(g);
     if (*slot == NULL)
         return;
-    if (slot == &thread_locals)
-        REAL(pthread_setspecific)(thread_exit_key, NULL);
-    run_destructors(*slot);
+    if (slot == &thread_locals) {      /* the OS thread runs on: its set stays */
+        run_destructors(*slot, true);
+        return;
+    }
+    run_destructors(*slot, false);
     *slot = NULL;
 }
 
 static void thread_exit(void *l)
 {
     thread_locals = NULL;
-    run_destructors(l);
+    run_destructors(l, false);
 }
 
 void shim_locals_init(void)

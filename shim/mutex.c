@@ -3,7 +3,11 @@
  * (0 free, 1 locked, 2 locked with waiters), so PTHREAD_MUTEX_INITIALIZER and its
  * recursive and errorcheck variants keep working and an uncontended lock is one atomic
  * instruction. A contended lock parks in the core's parking lot, which wakes greenlets
- * and real threads alike. Robust, process-shared and priority mutexes go to glibc.
+ * and real threads alike. A process-shared one waits in the kernel's futex, as glibc's
+ * does, through a pool thread (shared.c), so that other processes' glibc and coop wake
+ * each other; glibc names a thread's owner by its tid, which the greenlets of a hub share,
+ * so coop names a greenlet by an id no tid can equal. Robust and priority mutexes go to
+ * glibc.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,11 +19,15 @@
 
 #define KIND_TYPE_MASK 3         /* normal, recursive, errorcheck, adaptive */
 #define KIND_ELISION_MASK 0x300  /* glibc's lock elision hints, harmless to ignore */
+#define KIND_PSHARED 0x80        /* glibc's PTHREAD_MUTEX_PSHARED_BIT */
 
 static bool coop_owned(const pthread_mutex_t *m)
 {
-    return shim_patched[FAM_thread] && (m->__data.__kind & ~(KIND_TYPE_MASK | KIND_ELISION_MASK)) == 0;
+    return shim_patched[FAM_thread]
+           && (m->__data.__kind & ~(KIND_TYPE_MASK | KIND_ELISION_MASK | KIND_PSHARED)) == 0;
 }
+
+static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PSHARED; }
 
 int shim_owner_id(void)
 {
@@ -41,9 +49,13 @@ static int acquire(pthread_mutex_t *m, int64_t deadline)
     if (atomic_compare_exchange_strong_explicit(word(m), &expected, 1, memory_order_acquire,
                                                 memory_order_relaxed))
         return 0;
-    while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0)
-        if (shim_park_while(word(m), 2, deadline, ~0u, "mutex") == ETIMEDOUT)
+    while (atomic_exchange_explicit(word(m), 2, memory_order_acquire) != 0) {
+        int r = shared(m) ? shim_shared_futex_wait(word(m), 2, deadline)
+                          : shim_park_while(word(m), 2, deadline, ~0u, "mutex");
+        if (r == ETIMEDOUT)
             return ETIMEDOUT;
+        shim_async_cancel_point();
+    }
     return 0;
 }
 
@@ -60,7 +72,7 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
             return 0;
         }
         if (type == PTHREAD_MUTEX_ERRORCHECK)
-            return EDEADLK;
+            return deadline == 0 ? EBUSY : EDEADLK;
     }
     if (deadline == 0) {
         uint32_t expected = 0;
@@ -71,6 +83,7 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
     }
     m->__data.__owner = self;
     m->__data.__count = 1;
+    m->__data.__nusers++;      /* glibc's pthread_mutex_destroy says EBUSY while not 0 */
     return 0;
 }
 
@@ -88,7 +101,12 @@ int shim_mutex_unlock(pthread_mutex_t *m)
             return 0;
     }
     m->__data.__owner = 0;
-    if (atomic_exchange_explicit(word(m), 0, memory_order_release) == 2)
+    m->__data.__nusers--;
+    if (atomic_exchange_explicit(word(m), 0, memory_order_release) != 2)
+        return 0;
+    if (shared(m))
+        shim_shared_futex_wake(word(m), 1);
+    else
         coop_unpark(word(m), 1, ~0u);
     return 0;
 }

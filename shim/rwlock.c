@@ -2,8 +2,8 @@
  * Family thread, read-write locks in glibc's pthread_rwlock_t: the first word counts
  * readers and has a writer bit, the second counts waiting writers, __cur_writer names the
  * writer (for EDEADLK) and __flags says whether writers go first (glibc's kinds). Waiters
- * park on the first word; an unlock wakes them all to compete again. Process-shared locks
- * go to glibc.
+ * park on the first word; an unlock wakes them all to compete again. A process-shared lock
+ * keeps glibc's protocol, a pool thread taking it for a greenlet that would wait (shared.c).
  */
 #include <pthread.h>
 
@@ -17,6 +17,7 @@ static _Atomic uint32_t *state(pthread_rwlock_t *l) { return (_Atomic uint32_t *
 static _Atomic uint32_t *writers_waiting(pthread_rwlock_t *l) { return (_Atomic uint32_t *)&l->__data.__writers; }
 
 static bool ours(const pthread_rwlock_t *l) { return shim_patched[FAM_thread] && l->__data.__shared == 0; }
+static bool shared_for_greenlet(const pthread_rwlock_t *l) { return !ours(l) && shim_cooperative(FAM_thread) != NULL; }
 
 static bool readers_wait_for_writers(pthread_rwlock_t *l)
 {
@@ -72,6 +73,21 @@ static int wrlock(pthread_rwlock_t *l, int64_t deadline)
     return err;
 }
 
+static int shared_rdlock(pthread_rwlock_t *l, int64_t deadline) { return shim_shared_rwlock_lock(l, false, deadline); }
+static int shared_wrlock(pthread_rwlock_t *l, int64_t deadline) { return shim_shared_rwlock_lock(l, true, deadline); }
+
+/* coop's lock for its own rwlocks, the shared one for a process-shared lock a greenlet would
+ * wait for; NULL: glibc's. */
+static int (*reader(const pthread_rwlock_t *l))(pthread_rwlock_t *, int64_t)
+{
+    return ours(l) ? rdlock : shared_for_greenlet(l) ? shared_rdlock : NULL;
+}
+
+static int (*writer(const pthread_rwlock_t *l))(pthread_rwlock_t *, int64_t)
+{
+    return ours(l) ? wrlock : shared_for_greenlet(l) ? shared_wrlock : NULL;
+}
+
 static int timed(int (*lock)(pthread_rwlock_t *, int64_t), pthread_rwlock_t *l, clockid_t clock,
                  const struct timespec *abstime)
 {
@@ -82,50 +98,51 @@ static int timed(int (*lock)(pthread_rwlock_t *, int64_t), pthread_rwlock_t *l, 
 
 EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
-    return ours(l) ? rdlock(l, COOP_NO_DEADLINE) : REAL(pthread_rwlock_rdlock)(l);
+    return reader(l) ? reader(l)(l, COOP_NO_DEADLINE) : REAL(pthread_rwlock_rdlock)(l);
 }
 
 EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
 {
     coop_preempt_point();
-    return ours(l) ? rdlock(l, 0) : REAL(pthread_rwlock_tryrdlock)(l);
+    return reader(l) ? reader(l)(l, 0) : REAL(pthread_rwlock_tryrdlock)(l);
 }
 
 EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *abstime)
 {
-    return ours(l) ? timed(rdlock, l, clock, abstime) : REAL(pthread_rwlock_clockrdlock)(l, clock, abstime);
+    return reader(l) ? timed(reader(l), l, clock, abstime) : REAL(pthread_rwlock_clockrdlock)(l, clock, abstime);
 }
 
 EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *abstime)
 {
-    return ours(l) ? timed(rdlock, l, CLOCK_REALTIME, abstime) : REAL(pthread_rwlock_timedrdlock)(l, abstime);
+    return reader(l) ? timed(reader(l), l, CLOCK_REALTIME, abstime) : REAL(pthread_rwlock_timedrdlock)(l, abstime);
 }
 
 EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
-    return ours(l) ? wrlock(l, COOP_NO_DEADLINE) : REAL(pthread_rwlock_wrlock)(l);
+    return writer(l) ? writer(l)(l, COOP_NO_DEADLINE) : REAL(pthread_rwlock_wrlock)(l);
 }
 
 EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 {
     coop_preempt_point();
-    return ours(l) ? wrlock(l, 0) : REAL(pthread_rwlock_trywrlock)(l);
+    return writer(l) ? writer(l)(l, 0) : REAL(pthread_rwlock_trywrlock)(l);
 }
 
 EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *abstime)
 {
-    return ours(l) ? timed(wrlock, l, clock, abstime) : REAL(pthread_rwlock_clockwrlock)(l, clock, abstime);
+    return writer(l) ? timed(writer(l), l, clock, abstime) : REAL(pthread_rwlock_clockwrlock)(l, clock, abstime);
 }
 
 EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *abstime)
 {
-    return ours(l) ? timed(wrlock, l, CLOCK_REALTIME, abstime) : REAL(pthread_rwlock_timedwrlock)(l, abstime);
+    return writer(l) ? timed(writer(l), l, CLOCK_REALTIME, abstime) : REAL(pthread_rwlock_timedwrlock)(l, abstime);
 }
 
 EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
     if (!ours(l))
-        return REAL(pthread_rwlock_unlock)(l);
+        return shim_patched[FAM_thread] && coop_self() != NULL ? shim_shared_rwlock_unlock(l)
+                                                              : REAL(pthread_rwlock_unlock)(l);
     uint32_t s = atomic_load(state(l));
     if (s & WRITER) {
         l->__data.__cur_writer = 0;

@@ -4,6 +4,8 @@
 #define COOP_SHIM_H
 
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -113,6 +115,20 @@ bool shim_ready_now(int fd, int dir);
  * or EINTR / COOP_RESTART. */
 int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uint32_t bitset,
                     const char *what);
+/* Objects shared with other processes (shared.c): waits in the kernel's futex that park
+ * only the calling greenlet. The futex wait gives 0 (woken, maybe spuriously) or ETIMEDOUT;
+ * the semaphore take gives 0, or -1 with errno as sem_clockwait's. */
+int shim_shared_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
+void shim_shared_futex_wake(_Atomic uint32_t *word, int n);
+int shim_shared_sem_take(sem_t *s, int64_t deadline);
+/* A wait on a process-shared condition variable with m held (coop's mutex): 0 (maybe
+ * spurious) or ETIMEDOUT, m held again. */
+int shim_shared_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline);
+/* Process-shared read-write locks; deadline 0 means try. */
+int shim_shared_rwlock_lock(pthread_rwlock_t *l, bool write, int64_t deadline);
+int shim_shared_rwlock_unlock(pthread_rwlock_t *l);
+int shim_mutex_lock(pthread_mutex_t *m);
+int shim_mutex_unlock(pthread_mutex_t *m);
 /* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
  * bit 30 set (tids stay below 2^22). */
 int shim_owner_id(void);
@@ -162,8 +178,22 @@ struct shim_settings {
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);
 
-/* Thread family glue (thread.c, locals.c). */
+/* Thread family glue (thread.c, locals.c, cancel.c). */
 void shim_thread_init(void);
+void shim_cancel_init(void);
+/* The greenlet a pthread_t names, or NULL for a thread coop did not create. */
+struct coop_greenlet *shim_greenlet_of(pthread_t t);
+/* Whether t named a greenlet that is gone (joined, or ended detached). */
+bool shim_greenlet_gone(pthread_t t);
+/* Scheduling (sched.c): a new greenlet's policy and priority from its attributes (0, or the
+ * kernel's error), and a greenlet's reported into attributes (pthread_getattr_np). */
+int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out);
+void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr);
+/* At a cancellation point: acts on a pending cancellation of the calling greenlet, if its
+ * cancellation is enabled (the unwinding does not return). */
+void shim_cancel_point(void);
+/* Anywhere a greenlet waited: acts on a pending asynchronous cancellation. */
+void shim_async_cancel_point(void);
 void shim_locals_init(void);
 void shim_stdio_init(void);
 

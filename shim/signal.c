@@ -655,16 +655,12 @@ static int send_to(struct coop_greenlet *g, const siginfo_t *info)
     return 0;
 }
 
-static struct coop_greenlet *greenlet_of(pthread_t t)
-{
-    return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
-}
-
+/* A greenlet that is gone takes no signal: 0, as glibc's for a thread that has exited. */
 EXPORT int pthread_kill(pthread_t t, int sig)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_kill)(t, sig);
+        return shim_greenlet_gone(t) ? 0 : REAL(pthread_kill)(t, sig);
     if (!emulated()) {
         if (sig != 0)
             coop_signal_greenlet(g, false);
@@ -676,7 +672,9 @@ EXPORT int pthread_kill(pthread_t t, int sig)
 
 EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    if (g == NULL && shim_greenlet_gone(t))
+        return 0;
     if (g == NULL || !emulated())
         return REAL(pthread_sigqueue)(g ? (pthread_t)coop_greenlet_os_thread(g) : t, sig, value);
     siginfo_t info = directed_info(sig, SI_QUEUE);
@@ -889,11 +887,14 @@ EXPORT int sigwait(const sigset_t *user_set, int *sig)
     return 0;
 }
 
-/* Waits until a handler has run on the caller since `handled`. */
+/* Waits until a handler has run on the caller since `handled`; a cancellation point, as
+ * pause and sigsuspend are. */
 static void wait_for_handler(unsigned handled)
 {
-    while (!shim_signal_handled_since(handled))
+    while (!shim_signal_handled_since(handled)) {
+        shim_cancel_point();
         coop_sleep_until(COOP_NO_DEADLINE);
+    }
 }
 
 EXPORT int sigsuspend(const sigset_t *user_mask)

@@ -2,7 +2,8 @@
  * Family thread, the other sync objects: pthread_once, unnamed semaphores, barriers and
  * spinlocks, each in glibc's own layout (so static initializers and glibc's init, destroy
  * and getvalue functions keep working) and each waiting in the parking lot.
- * Process-shared semaphores and barriers go to glibc.
+ * Process-shared semaphores, named ones included, keep glibc's protocol, with a pool thread
+ * waiting for the greenlet (shared.c); process-shared barriers go to glibc.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -43,6 +44,8 @@ static bool sem_ours(sem_t *s) { return shim_patched[FAM_thread] && ((int *)s)[2
 static int sem_take(sem_t *s, int64_t deadline)
 {
     for (;;) {
+        if (deadline != 0)       /* the waits are cancellation points, even when not waiting */
+            shim_cancel_point();
         uint32_t v = atomic_load(sem_value(s));
         if (v > 0) {
             if (atomic_compare_exchange_weak(sem_value(s), &v, v - 1))
@@ -65,9 +68,17 @@ static int sem_take(sem_t *s, int64_t deadline)
     }
 }
 
+/* A process-shared semaphore is coop's to wait for only when a greenlet would wait. */
+static bool coop_waits(sem_t *s) { return sem_ours(s) || shim_cooperative(FAM_thread) != NULL; }
+
+static int wait_for(sem_t *s, int64_t deadline)
+{
+    return sem_ours(s) ? sem_take(s, deadline) : shim_shared_sem_take(s, deadline);
+}
+
 EXPORT int sem_wait(sem_t *s)
 {
-    return sem_ours(s) ? sem_take(s, COOP_NO_DEADLINE) : REAL(sem_wait)(s);
+    return coop_waits(s) ? wait_for(s, COOP_NO_DEADLINE) : REAL(sem_wait)(s);
 }
 
 EXPORT int sem_trywait(sem_t *s)
@@ -78,7 +89,7 @@ EXPORT int sem_trywait(sem_t *s)
 
 EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *abstime)
 {
-    if (!sem_ours(s))
+    if (!coop_waits(s))
         return REAL(sem_clockwait)(s, clock, abstime);
     int64_t deadline;
     int err = shim_abs_deadline(clock, abstime, &deadline);
@@ -86,12 +97,12 @@ EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *absti
         errno = err;
         return -1;
     }
-    return sem_take(s, deadline);
+    return wait_for(s, deadline);
 }
 
 EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
 {
-    return sem_ours(s) ? sem_clockwait(s, CLOCK_REALTIME, abstime) : REAL(sem_timedwait)(s, abstime);
+    return coop_waits(s) ? sem_clockwait(s, CLOCK_REALTIME, abstime) : REAL(sem_timedwait)(s, abstime);
 }
 
 EXPORT int sem_post(sem_t *s)

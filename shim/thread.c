@@ -1,7 +1,9 @@
 /*
  * Family thread, lifecycle: pthread_create makes a greenlet on the caller's hub, and a
  * pthread_t is the greenlet's address. Every call that takes a pthread_t tells coop's
- * from glibc's (threads coop did not create keep working).
+ * from glibc's (threads coop did not create keep working), and a released greenlet's from
+ * both: glibc answers for a thread it has reclaimed (joined, or ended detached) as if gone,
+ * and coop's record must never reach glibc as a descriptor.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -25,21 +27,25 @@ void shim_thread_init(void)
     }
 }
 
-static struct coop_greenlet *greenlet_of(pthread_t t)
+struct coop_greenlet *shim_greenlet_of(pthread_t t)
 {
     return coop_is_greenlet((void *)t) ? (struct coop_greenlet *)t : NULL;
 }
 
-/* Scheduling, affinity, CPU time and signals belong to the OS thread that runs a greenlet. */
+bool shim_greenlet_gone(pthread_t t) { return coop_greenlet_gone((void *)t); }
+
+/* CPU affinity belongs to the OS thread that runs a greenlet. */
 static pthread_t os_thread_of(pthread_t t)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     return g ? (pthread_t)coop_greenlet_os_thread(g) : t;
 }
 
-/* glibc keeps "a stack was supplied" only as a flag inside the attribute object:
- * struct pthread_attr { sched_param; int policy; int flags; ... }, ATTR_FLAG_STACKADDR 8. */
+/* glibc keeps "a stack was supplied" and "a size was chosen" only inside the attribute
+ * object: struct pthread_attr { sched_param; int policy; int flags; size_t guardsize;
+ * void *stackaddr; size_t stacksize (0: the default); ... }, ATTR_FLAG_STACKADDR 8. */
 static bool has_own_stack(const pthread_attr_t *attr) { return ((const int *)attr)[2] & 0x8; }
+static bool has_own_size(const pthread_attr_t *attr) { return ((const size_t *)attr)[4] != 0; }
 
 static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
 {
@@ -55,7 +61,7 @@ static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
     } else {
         size_t size;
         pthread_attr_getstacksize(attr, &size);
-        if (size != glibc_default_stack)    /* chosen by the program, not glibc's default */
+        if (has_own_size(attr) || size != glibc_default_stack)   /* the program's, or its default */
             sa->stack_size = size;
     }
 }
@@ -67,9 +73,13 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
     coop_diag_prepare();
+    struct coop_sched sched;
+    int err = shim_sched_for_new(attr, &sched);
+    if (err != 0)
+        return err;
 
     struct coop_greenlet *g;
-    int err = coop_spawn(&g, fn, arg, &sa);
+    err = coop_spawn(&g, fn, arg, &sa);
     if (err == ENOSYS)
         return REAL(pthread_create)(t, attr, fn, arg);
     /* glibc clears this at the first pthread_create; libstdc++ and others skip
@@ -80,56 +90,66 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
      * without it dies of that signal). The new greenlet runs only later. */
     __libc_single_threaded = 0;
     if (err == 0) {
+        *coop_greenlet_sched(g) = sched;
         shim_signal_thread_created(g);     /* before it can run */
         *t = (pthread_t)g;
     }
     return err;
 }
 
-EXPORT int pthread_join(pthread_t t, void **result)
+/* A cancellation point: a joiner woken to act on its cancellation leaves g joinable. */
+static int join(struct coop_greenlet *g, void **result, int64_t deadline)
 {
-    struct coop_greenlet *g = greenlet_of(t);
-    return g ? coop_join(g, result, COOP_NO_DEADLINE) : REAL(pthread_join)(t, result);
+    int err;
+    do
+        shim_cancel_point();
+    while ((err = coop_join(g, result, deadline)) == EINTR);
+    return err;
 }
 
+EXPORT int pthread_join(pthread_t t, void **result)
+{
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_join)(t, result);
+    return join(g, result, COOP_NO_DEADLINE);
+}
+
+/* glibc's try-join says EBUSY for a reclaimed thread: its descriptor's tid is not 0. */
 EXPORT int pthread_tryjoin_np(pthread_t t, void **result)
 {
-    struct coop_greenlet *g = greenlet_of(t);
-    return g ? coop_join(g, result, 0) : REAL(pthread_tryjoin_np)(t, result);
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? EBUSY : REAL(pthread_tryjoin_np)(t, result);
+    return coop_join(g, result, 0);
 }
 
 EXPORT int pthread_clockjoin_np(pthread_t t, void **result, clockid_t clock, const struct timespec *abstime)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_clockjoin_np)(t, result, clock, abstime);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_clockjoin_np)(t, result, clock, abstime);
     if (abstime == NULL)
-        return coop_join(g, result, COOP_NO_DEADLINE);
+        return join(g, result, COOP_NO_DEADLINE);
     int64_t deadline;
     int err = shim_abs_deadline(clock, abstime, &deadline);
-    return err != 0 ? err : coop_join(g, result, deadline);
+    return err != 0 ? err : join(g, result, deadline);
 }
 
 EXPORT int pthread_timedjoin_np(pthread_t t, void **result, const struct timespec *abstime)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_timedjoin_np)(t, result, abstime);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_timedjoin_np)(t, result, abstime);
     return pthread_clockjoin_np(t, result, CLOCK_REALTIME, abstime);
 }
 
 EXPORT int pthread_detach(pthread_t t)
 {
-    struct coop_greenlet *g = greenlet_of(t);
-    return g ? coop_detach(g) : REAL(pthread_detach)(t);
-}
-
-EXPORT void pthread_exit(void *result)
-{
-    if (coop_self() != NULL && shim_patched[FAM_thread])
-        coop_exit(result);
-    REAL(pthread_exit)(result);
-    __builtin_unreachable();
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_detach)(t);
+    return coop_detach(g);
 }
 
 EXPORT pthread_t pthread_self(void)
@@ -147,9 +167,9 @@ EXPORT int pthread_equal(pthread_t a, pthread_t b)
 
 EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_setname_np)(t, name);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setname_np)(t, name);
     if (strlen(name) > 15)
         return ERANGE;
     coop_greenlet_set_name(g, name);
@@ -158,9 +178,9 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
 
 EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
-        return REAL(pthread_getname_np)(t, buf, len);
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getname_np)(t, buf, len);
     const char *name = coop_greenlet_name(g);
     if (strlen(name) >= len)
         return ERANGE;
@@ -168,60 +188,37 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
     return 0;
 }
 
-/* Reports the greenlet's own stack: Rust's std reads it on every new thread to place its
- * guard page. The main thread's original context reports the real main thread. */
+/* Reports the greenlet's own stack (Rust's std reads it on every new thread to place its
+ * guard page; a thread's original context reports its OS thread's), scheduling and detach
+ * state. */
 EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 {
-    struct coop_greenlet *g = greenlet_of(t);
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    if (g == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getattr_np)(t, attr);
     void *base;
     size_t size;
-    if (g != NULL)
-        coop_greenlet_stack(g, &base, &size);
-    if (g == NULL || base == NULL)
-        return REAL(pthread_getattr_np)(g ? REAL(pthread_self)() : t, attr);
-    pthread_attr_init(attr);
-    pthread_attr_setstack(attr, base, size);
-    pthread_attr_setguardsize(attr, 4096);
+    coop_greenlet_stack(g, &base, &size);
+    if (base == NULL) {
+        int err = REAL(pthread_getattr_np)((pthread_t)coop_greenlet_os_thread(g), attr);
+        if (err != 0)
+            return err;
+    } else {
+        pthread_attr_init(attr);
+        pthread_attr_setstack(attr, base, size);
+        pthread_attr_setguardsize(attr, coop_greenlet_guard_size(g));
+    }
+    pthread_attr_setdetachstate(attr, coop_greenlet_detached(g) ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+    shim_sched_report(g, attr);
     return 0;
-}
-
-EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *param)
-{
-    return REAL(pthread_getschedparam)(os_thread_of(t), policy, param);
-}
-
-EXPORT int pthread_setschedparam(pthread_t t, int policy, const struct sched_param *param)
-{
-    return REAL(pthread_setschedparam)(os_thread_of(t), policy, param);
-}
-
-EXPORT int pthread_setschedprio(pthread_t t, int prio)
-{
-    return REAL(pthread_setschedprio)(os_thread_of(t), prio);
 }
 
 EXPORT int pthread_getaffinity_np(pthread_t t, size_t size, cpu_set_t *set)
 {
-    return REAL(pthread_getaffinity_np)(os_thread_of(t), size, set);
+    return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getaffinity_np)(os_thread_of(t), size, set);
 }
 
 EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set)
 {
-    return REAL(pthread_setaffinity_np)(os_thread_of(t), size, set);
-}
-
-EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
-{
-    return REAL(pthread_getcpuclockid)(os_thread_of(t), clock);
-}
-
-/* Cancellation would have to unwind a greenlet's stack through glibc's per-OS-thread
- * cleanup records: refused, loudly, rather than half done. */
-EXPORT int pthread_cancel(pthread_t t)
-{
-    if (greenlet_of(t) == NULL)
-        return REAL(pthread_cancel)(t);
-    coop_warn("pthread_cancel is not supported for greenlets (the thread keeps running); "
-              "run with COOP_PATCH=-thread for real threads");
-    return ENOTSUP;
+    return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setaffinity_np)(os_thread_of(t), size, set);
 }

@@ -9,10 +9,16 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* 0, or EINTR with *rem set to the time left. */
+/* 0, or EINTR with *rem set to the time left. A cancellation point: a sleeper woken
+ * early (nudged) acts on its cancellation, or sleeps on. */
 static int sleep_until(int64_t deadline, struct timespec *rem)
 {
-    if (coop_sleep_until(deadline) == 0)
+    int r;
+    do {
+        shim_cancel_point();
+        r = coop_sleep_until(deadline);
+    } while (r == 0 && coop_now() < deadline);
+    if (r == 0)
         return 0;
     if (rem != NULL)
         *rem = shim_remaining(deadline);
@@ -72,5 +78,6 @@ EXPORT int sched_yield(void)
     if (shim_cooperative(FAM_time) == NULL)
         return REAL(sched_yield)();
     coop_yield();
+    shim_async_cancel_point();
     return 0;
 }

@@ -41,14 +41,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-int failures = 0;
-
-void report(const std::string &name, bool passed, const std::string &what)
-{
-    std::printf("%s %s: %s\n", passed ? "ok" : "FAIL", name.c_str(), what.c_str());
-    std::fflush(stdout);
-    failures += !passed;
-}
+#include "report.hh"
 
 long long ms_since(Clock::time_point start)
 {

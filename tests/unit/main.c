@@ -66,6 +66,7 @@ int main(void)
     srunner_add_suite(sr, timer_suite());
     srunner_add_suite(sr, fdwait_suite());
     srunner_add_suite(sr, park_suite());
+    srunner_add_suite(sr, threadstate_suite());
     srunner_add_suite(sr, stack_suite());
     srunner_add_suite(sr, fork_suite());
     srunner_add_suite(sr, offload_suite());

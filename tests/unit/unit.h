@@ -32,6 +32,7 @@ Suite *offload_suite(void);
 Suite *fork_suite(void);
 Suite *regressions_suite(void);
 Suite *preempt_suite(void);
+Suite *threadstate_suite(void);
 
 /* Spawns with a default, guarded stack (the shim's default attributes); aborts on error. */
 struct coop_greenlet *unit_spawn(void *(*fn)(void *), void *arg);

@@ -1,0 +1,93 @@
+/*
+ * CPU time per greenlet. The kernel keeps a CPU clock per OS thread only, so a hub charges
+ * its OS thread's CPU time to each greenlet as it switches away from it. Reading that clock
+ * is a system call, so charging starts when the program first asks for a greenlet's CPU
+ * time; the OS thread's time until then is its main greenlet's, as a new thread's clock
+ * starts near zero.
+ *
+ * Numbers: small integers naming live greenlets, for interfaces that need an int (the shim's
+ * CPU clock ids); a greenlet's number goes when it ends, as a thread's clock does.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+_Atomic bool coop_cpu_charging;
+
+static int64_t os_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    coop_sys(SYS_clock_gettime, CLOCK_THREAD_CPUTIME_ID, &ts, 0);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running)
+{
+    int64_t now = os_thread_cpu_ns();
+    if (h->cpu_mark == 0)
+        h->main_g->cpu_ns += now;      /* the thread's time before charging began */
+    else
+        running->cpu_ns += now - h->cpu_mark;
+    h->cpu_mark = now;
+}
+
+int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g)
+{
+    struct coop_hub *h = coop_thread.hub;
+    atomic_store(&coop_cpu_charging, true);
+    if (h != NULL && h == g->hub)
+        coop_cpu_charge_now(h, h->current);    /* brings the caller's own time up to date */
+    return g->cpu_ns;                      /* another hub's: as of its last switch */
+}
+
+static coop_lock_t numbers_lock;
+static struct coop_greenlet **numbered;    /* by number; [0] unused */
+static int numbered_len, numbered_cap, lowest_free = 1;
+
+int coop_greenlet_number(struct coop_greenlet *g)
+{
+    coop_lock(&numbers_lock);
+    if (g->number == 0) {
+        int n = lowest_free;
+        while (n < numbered_len && numbered[n] != NULL)
+            n++;
+        if (n >= numbered_cap) {
+            int cap = numbered_cap ? numbered_cap * 2 : 64;
+            struct coop_greenlet **grown = realloc(numbered, (size_t)cap * sizeof *grown);
+            if (grown != NULL) {
+                numbered = grown;
+                numbered_cap = cap;
+            }
+        }
+        if (n < numbered_cap) {
+            numbered[n] = g;
+            g->number = n;
+            lowest_free = n + 1;
+            numbered_len = n >= numbered_len ? n + 1 : numbered_len;
+        }
+    }
+    coop_unlock(&numbers_lock);
+    return g->number;
+}
+
+struct coop_greenlet *coop_greenlet_numbered(int n)
+{
+    coop_lock(&numbers_lock);
+    struct coop_greenlet *g = n > 0 && n < numbered_len ? numbered[n] : NULL;
+    coop_unlock(&numbers_lock);
+    return g;
+}
+
+void coop_greenlet_unnumber(struct coop_greenlet *g)
+{
+    if (g->number == 0)
+        return;
+    coop_lock(&numbers_lock);
+    numbered[g->number] = NULL;
+    if (g->number < lowest_free)
+        lowest_free = g->number;
+    g->number = 0;
+    coop_unlock(&numbers_lock);
+}

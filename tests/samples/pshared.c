@@ -1,0 +1,461 @@
+/*
+ * pshared: mutexes and semaphores exactly as glibc's, and process-shared objects (mutexes,
+ * condition variables, read-write locks, semaphores) among threads and processes, one line
+ * per check:
+ *
+ *   ok NAME: what was seen       as glibc's threads do it
+ *   FAIL NAME: why               not
+ *
+ * and exits 1 when any check failed. Within the process: an error-checking mutex's owner
+ * gets EBUSY from trylock and EDEADLK from lock, and destroy says EBUSY while it is locked;
+ * a process-shared recursive mutex held by one thread is not another thread's (trylock
+ * EBUSY, lock waits for the release), and so is a process-shared read-write lock's writer
+ * (EDEADLK for itself, EBUSY and a wait for the others); threads hand a turn back and forth
+ * through a process-shared condition variable. With a second process, started without any
+ * preloaded library (plain glibc), sharing a mutex, a condition variable, a read-write lock
+ * and semaphores in a memfd mapping or by name (sem_open): each side waits for the other,
+ * and while this side waits its other threads go on running (a ticker thread counts).
+ */
+#define _GNU_SOURCE
+#include "common.h"
+#include "checks.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+enum { CHILD_HOLDS_MS = 200, MIN_TICKS = 2 };
+
+/* What both processes map. */
+struct shared {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    pthread_rwlock_t rwlock;
+    int turn;
+    sem_t ready, done;
+    char log[64];
+};
+
+static struct shared *shm;
+static int shm_fd;
+static char sem_name[64];
+
+/* ---- the second process: argv[1] = "child", argv[2] = the memfd, argv[3] = the role ---- */
+
+static void append(const char *who)
+{
+    if (shm->log[0] != '\0')
+        strcat(shm->log, ",");
+    strcat(shm->log, who);
+}
+
+static int child_main(int fd, const char *role)
+{
+    shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (shm == MAP_FAILED)
+        return 2;
+    if (strcmp(role, "holds") == 0) {           /* holds the mutex while the parent waits */
+        pthread_mutex_lock(&shm->mutex);
+        sem_post(&shm->ready);
+        sleep_ms(CHILD_HOLDS_MS);
+        append("child");
+        pthread_mutex_unlock(&shm->mutex);
+    } else if (strcmp(role, "waits") == 0) {    /* waits in glibc for the parent's unlock */
+        sem_post(&shm->ready);
+        pthread_mutex_lock(&shm->mutex);
+        append("child");
+        pthread_mutex_unlock(&shm->mutex);
+    } else if (strcmp(role, "signals") == 0) {  /* gives the turn through the condition variable */
+        sleep_ms(CHILD_HOLDS_MS);
+        pthread_mutex_lock(&shm->mutex);
+        shm->turn = 1;
+        pthread_cond_signal(&shm->cond);
+        pthread_mutex_unlock(&shm->mutex);
+    } else if (strcmp(role, "writes") == 0) {   /* holds the write lock while the parent waits */
+        pthread_rwlock_wrlock(&shm->rwlock);
+        sem_post(&shm->ready);
+        sleep_ms(CHILD_HOLDS_MS);
+        append("child");
+        pthread_rwlock_unlock(&shm->rwlock);
+    } else if (strcmp(role, "posts") == 0) {    /* posts the semaphores after a while */
+        sleep_ms(CHILD_HOLDS_MS);
+        sem_post(&shm->done);
+        sem_t *named = sem_open(sem_name, 0);
+        if (named == SEM_FAILED)
+            return 3;
+        sleep_ms(CHILD_HOLDS_MS);
+        sem_post(named);
+        sem_close(named);
+    }
+    return 0;
+}
+
+/* Starts this program again as a plain glibc process (no LD_PRELOAD) in ROLE. */
+static pid_t spawn_child(const char *role)
+{
+    extern char **environ;
+    char fd_arg[16], *argv[] = { "pshared", "child", fd_arg, (char *)role, sem_name, NULL };
+    char *envp[256];
+    int n = 0;
+    pid_t pid;
+
+    snprintf(fd_arg, sizeof fd_arg, "%d", shm_fd);
+    for (char **e = environ; *e != NULL && n < 255; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
+            envp[n++] = *e;
+    envp[n] = NULL;
+    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp) != 0)
+        die("posix_spawn");
+    return pid;
+}
+
+static bool child_succeeded(pid_t pid)
+{
+    int status;
+
+    if (waitpid(pid, &status, 0) != pid)
+        return failf("waitpid: %s", strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return failf("the second process ended with status 0x%x", status);
+    return true;
+}
+
+/* ---- a ticker: proof that the other threads run while one waits ---- */
+
+static atomic_long ticks;
+static atomic_bool stop_ticking;
+
+static void *ticker(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_ticking)) {
+        sleep_ms(5);
+        atomic_fetch_add(&ticks, 1);
+    }
+    return NULL;
+}
+
+static bool others_ran(long before)
+{
+    long n = atomic_load(&ticks) - before;
+
+    return n >= MIN_TICKS || failf("the other threads stood still while it waited (%ld ticks)", n);
+}
+
+/* ---- within the process ---- */
+
+static void check_errorcheck(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutex_t m;
+    int trylock, relock, destroy_locked, destroy_free;
+    char result[128];
+    bool ok;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&m, &attr);
+    pthread_mutex_lock(&m);
+    trylock = pthread_mutex_trylock(&m);
+    relock = pthread_mutex_lock(&m);
+    destroy_locked = pthread_mutex_destroy(&m);
+    pthread_mutex_unlock(&m);
+    destroy_free = pthread_mutex_destroy(&m);
+    snprintf(result, sizeof result, "trylock %s, lock %s, destroy %s while locked, %s after", errname(trylock),
+             errname(relock), errname(destroy_locked), errname(destroy_free));
+    ok = (trylock == EBUSY && relock == EDEADLK && destroy_locked == EBUSY && destroy_free == 0)
+         || failf("%s; expected trylock EBUSY, lock EDEADLK, destroy EBUSY then 0", result);
+    report_result("errorcheck_owner", ok, result);
+}
+
+struct contender {
+    pthread_mutex_t *m;
+    sem_t tried;
+    int trylock;
+    atomic_bool locked;
+};
+
+static void *contend(void *arg)
+{
+    struct contender *c = arg;
+
+    c->trylock = pthread_mutex_trylock(c->m);
+    if (c->trylock == 0)
+        pthread_mutex_unlock(c->m);
+    sem_post(&c->tried);
+    pthread_mutex_lock(c->m);
+    atomic_store(&c->locked, true);
+    pthread_mutex_unlock(c->m);
+    return NULL;
+}
+
+static void check_pshared_recursive(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutex_t *m = &shm->mutex;
+    struct contender c = { .m = m };
+    pthread_t t;
+    bool locked_early, ok;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(m, &attr);
+    pthread_mutex_lock(m);
+    pthread_mutex_lock(m);
+    sem_init(&c.tried, 0, 0);
+    pthread_create(&t, NULL, contend, &c);
+    sem_wait(&c.tried);
+    sleep_ms(50);                     /* lets it reach its lock, which must wait */
+    locked_early = atomic_load(&c.locked);
+    pthread_mutex_unlock(m);
+    pthread_mutex_unlock(m);
+    pthread_join(t, NULL);
+    pthread_mutex_destroy(m);
+    ok = (c.trylock == EBUSY || failf("another thread's trylock: %s", errname(c.trylock)))
+         && (!locked_early || failf("another thread locked it while this one held it"))
+         && (atomic_load(&c.locked) || failf("the other thread never got it"));
+    report_result("pshared_recursive", ok, "another thread's trylock EBUSY, its lock waited for the release");
+}
+
+/* ---- with a second process ---- */
+
+static void init_shared_objects(void)
+{
+    pthread_mutexattr_t mattr;
+    pthread_condattr_t cattr;
+    pthread_rwlockattr_t rattr;
+
+    pthread_mutexattr_init(&mattr);
+    pthread_mutexattr_setpshared(&mattr, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&shm->mutex, &mattr);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setpshared(&cattr, PTHREAD_PROCESS_SHARED);
+    pthread_cond_init(&shm->cond, &cattr);
+    pthread_rwlockattr_init(&rattr);
+    pthread_rwlockattr_setpshared(&rattr, PTHREAD_PROCESS_SHARED);
+    pthread_rwlock_init(&shm->rwlock, &rattr);
+    shm->turn = 0;
+    sem_init(&shm->ready, 1, 0);
+    sem_init(&shm->done, 1, 0);
+    shm->log[0] = '\0';
+}
+
+static void *lock_and_append(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&shm->mutex);
+    append("parent");
+    pthread_mutex_unlock(&shm->mutex);
+    return NULL;
+}
+
+static void *read_and_append(void *arg)
+{
+    (void)arg;
+    pthread_rwlock_rdlock(&shm->rwlock);
+    append("parent");
+    pthread_rwlock_unlock(&shm->rwlock);
+    return NULL;
+}
+
+/* The second process takes an object first (in role), then a thread here (take) waits. */
+static void check_waits_for_process(const char *name, const char *role, void *(*take)(void *),
+                                    const char *result)
+{
+    pid_t child;
+    pthread_t t;
+    long before;
+    bool ok;
+
+    init_shared_objects();
+    child = spawn_child(role);
+    sem_wait(&shm->ready);
+    before = atomic_load(&ticks);
+    pthread_create(&t, NULL, take, NULL);
+    pthread_join(t, NULL);
+    ok = child_succeeded(child) && others_ran(before)
+         && (strcmp(shm->log, "child,parent") == 0 || failf("order \"%s\"", shm->log));
+    report_result(name, ok, result);
+}
+
+static void check_process_waits(void)
+{
+    pid_t child;
+    bool ok;
+
+    init_shared_objects();
+    pthread_mutex_lock(&shm->mutex);
+    child = spawn_child("waits");
+    sem_wait(&shm->ready);
+    sleep_ms(50);
+    append("parent");
+    pthread_mutex_unlock(&shm->mutex);
+    ok = child_succeeded(child) && (strcmp(shm->log, "parent,child") == 0 || failf("order \"%s\"", shm->log));
+    report_result("pshared_mutex_wakes_process", ok, "the other process's lock ended at this unlock");
+}
+
+/* ---- condition variables and read-write locks ---- */
+
+enum { ROUNDS = 20 };
+
+/* Waits, with the mutex held, until the turn is `mine`. */
+static void wait_turn(int mine)
+{
+    while (shm->turn != mine)
+        pthread_cond_wait(&shm->cond, &shm->mutex);
+}
+
+static void give_turn(int to)
+{
+    shm->turn = to;
+    pthread_cond_broadcast(&shm->cond);
+}
+
+static void *take_turns(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&shm->mutex);
+    for (int i = 0; i < ROUNDS; i++) {
+        wait_turn(1);
+        give_turn(0);
+    }
+    pthread_mutex_unlock(&shm->mutex);
+    return NULL;
+}
+
+static void check_cond_turns(void)
+{
+    pthread_t t;
+
+    init_shared_objects();
+    pthread_create(&t, NULL, take_turns, NULL);
+    pthread_mutex_lock(&shm->mutex);
+    for (int i = 0; i < ROUNDS; i++) {
+        give_turn(1);
+        wait_turn(0);
+    }
+    pthread_mutex_unlock(&shm->mutex);
+    pthread_join(t, NULL);
+    report_result("pshared_cond_turns", true, "20 turns handed back and forth");
+}
+
+struct reader {
+    sem_t tried;
+    int tryrd, trywr, rd;
+};
+
+static void *read_while_written(void *arg)
+{
+    struct reader *r = arg;
+
+    r->tryrd = pthread_rwlock_tryrdlock(&shm->rwlock);
+    r->trywr = pthread_rwlock_trywrlock(&shm->rwlock);
+    sem_post(&r->tried);
+    r->rd = pthread_rwlock_rdlock(&shm->rwlock);
+    append("reader");
+    pthread_rwlock_unlock(&shm->rwlock);
+    return NULL;
+}
+
+static void check_rwlock_writer(void)
+{
+    struct reader r;
+    pthread_t t;
+    char result[160];
+
+    init_shared_objects();
+    pthread_rwlock_wrlock(&shm->rwlock);
+    int again = pthread_rwlock_wrlock(&shm->rwlock), read = pthread_rwlock_rdlock(&shm->rwlock);
+    sem_init(&r.tried, 0, 0);
+    pthread_create(&t, NULL, read_while_written, &r);
+    sem_wait(&r.tried);
+    sleep_ms(50);                     /* lets it reach its rdlock, which must wait */
+    append("writer");
+    pthread_rwlock_unlock(&shm->rwlock);
+    pthread_join(t, NULL);
+    snprintf(result, sizeof result, "writer's wrlock %s, rdlock %s; another's tryrdlock %s, trywrlock %s, rdlock %s; %s",
+             errname(again), errname(read), errname(r.tryrd), errname(r.trywr), errname(r.rd), shm->log);
+    report_result("pshared_rwlock_writer",
+                  (again == EDEADLK && read == EDEADLK && r.tryrd == EBUSY && r.trywr == EBUSY && r.rd == 0
+                   && strcmp(shm->log, "writer,reader") == 0)
+                      || failf("%s", result),
+                  result);
+}
+
+static void check_process_cond(void)
+{
+    pid_t child;
+    long before;
+    bool ok;
+
+    init_shared_objects();
+    child = spawn_child("signals");
+    before = atomic_load(&ticks);
+    pthread_mutex_lock(&shm->mutex);
+    wait_turn(1);
+    pthread_mutex_unlock(&shm->mutex);
+    ok = others_ran(before) && child_succeeded(child);
+    report_result("pshared_cond_process", ok, "the other process's signal ended the wait");
+}
+
+static void check_process_semaphores(void)
+{
+    pid_t child;
+    sem_t *named;
+    long before;
+    bool ok;
+
+    init_shared_objects();
+    named = sem_open(sem_name, O_CREAT | O_EXCL, 0600, 0);
+    if (named == SEM_FAILED)
+        die_errno("sem_open");
+    child = spawn_child("posts");
+    before = atomic_load(&ticks);
+    ok = (sem_wait(&shm->done) == 0 || failf("sem_wait: %s", strerror(errno))) && others_ran(before);
+    before = atomic_load(&ticks);
+    ok = ok && (sem_wait(named) == 0 || failf("sem_wait on the named semaphore: %s", strerror(errno)))
+         && others_ran(before) && child_succeeded(child);
+    sem_close(named);
+    sem_unlink(sem_name);
+    report_result("pshared_semaphores", ok, "posts of the other process ended both waits");
+}
+
+int main(int argc, char **argv)
+{
+    pthread_t ticker_thread;
+
+    if (argc == 5 && strcmp(argv[1], "child") == 0) {
+        snprintf(sem_name, sizeof sem_name, "%s", argv[4]);
+        return child_main(atoi(argv[2]), argv[3]);
+    }
+    snprintf(sem_name, sizeof sem_name, "/coop-pshared-%d", getpid());
+    shm_fd = memfd_create("pshared", 0);
+    if (shm_fd < 0 || ftruncate(shm_fd, sizeof *shm) != 0)
+        die_errno("memfd_create");
+    shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
+    if (shm == MAP_FAILED)
+        die_errno("mmap");
+
+    if (pthread_create(&ticker_thread, NULL, ticker, NULL) != 0)
+        die("pthread_create");
+    check_errorcheck();
+    check_pshared_recursive();
+    check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
+                            "waited for the other process's unlock");
+    check_process_waits();
+    check_cond_turns();
+    check_rwlock_writer();
+    check_process_cond();
+    check_waits_for_process("pshared_rwlock_process", "writes", read_and_append,
+                            "read after the other process's write");
+    check_process_semaphores();
+    atomic_store(&stop_ticking, true);
+    pthread_join(ticker_thread, NULL);
+    printf("%s\n", failures == 0 ? "pshared: all checks passed" : "pshared: checks failed");
+    return failures == 0 ? 0 : 1;
+}

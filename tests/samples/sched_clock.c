@@ -1,0 +1,338 @@
+/*
+ * sched_clock: each thread's scheduling attributes and CPU clock are its own, one line per
+ * check:
+ *
+ *   ok NAME: what was seen       as with glibc's threads
+ *   FAIL NAME: why               not
+ *
+ * and exits 1 when any check failed. Scheduling: a policy and priority given through
+ * attributes (explicit scheduling) or pthread_setschedparam / pthread_setschedprio are the
+ * ones the thread, its creator and pthread_getattr_np see, and only that thread's; inherited
+ * otherwise; bad ones say EINVAL, and without CAP_SYS_NICE and RLIMIT_RTPRIO a real-time one
+ * says EPERM (checked in a child process that gives them up). The results depend on the
+ * privileges the program runs with (root or not), the same natively and under coop. CPU
+ * clocks: a thread just created has used less CPU time than its creator, which computed
+ * first; a thread's clock advances while it computes and not while it waits for another one
+ * that computes; pthread_getcpuclockid's clock works with clock_gettime and clock_getres, and
+ * not once the thread is gone. The amounts of CPU time are made by construction (loops that
+ * run until the thread's own clock has advanced), never assumed.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+#include "checks.h"
+
+#include <linux/capability.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+enum { CHILD_BURN_MS = 30, MAIN_BURN_MS = 100 };
+
+static const char *policy_name(int policy)
+{
+    switch (policy) {
+    case SCHED_OTHER: return "OTHER";
+    case SCHED_FIFO: return "FIFO";
+    case SCHED_RR: return "RR";
+    case SCHED_BATCH: return "BATCH";
+    case SCHED_IDLE: return "IDLE";
+    default: return "?";
+    }
+}
+
+/* "POLICY PRIORITY" of a thread, or the error. */
+static void describe(pthread_t t, char *out, size_t len)
+{
+    struct sched_param param;
+    int policy, err = pthread_getschedparam(t, &policy, &param);
+
+    if (err != 0)
+        snprintf(out, len, "%s", errname(err));
+    else
+        snprintf(out, len, "%s %d", policy_name(policy), param.sched_priority);
+}
+
+static void describe_attr(pthread_t t, char *out, size_t len)
+{
+    pthread_attr_t attr;
+    struct sched_param param;
+    int policy;
+
+    if (pthread_getattr_np(t, &attr) != 0) {
+        snprintf(out, len, "no attributes");
+        return;
+    }
+    pthread_attr_getschedpolicy(&attr, &policy);
+    pthread_attr_getschedparam(&attr, &param);
+    pthread_attr_destroy(&attr);
+    snprintf(out, len, "%s %d", policy_name(policy), param.sched_priority);
+}
+
+/* A thread that says what it sees of itself, then waits until told to end. */
+struct sitter {
+    sem_t ready, go;
+    char self_view[32];
+};
+
+static void *sit(void *arg)
+{
+    struct sitter *s = arg;
+
+    describe(pthread_self(), s->self_view, sizeof s->self_view);
+    sem_post(&s->ready);
+    sem_wait(&s->go);
+    return NULL;
+}
+
+static int start_sitter(struct sitter *s, const pthread_attr_t *attr, pthread_t *t)
+{
+    sem_init(&s->ready, 0, 0);
+    sem_init(&s->go, 0, 0);
+    int err = pthread_create(t, attr, sit, s);
+    if (err == 0)
+        sem_wait(&s->ready);
+    return err;
+}
+
+static void stop_sitter(struct sitter *s, pthread_t t)
+{
+    sem_post(&s->go);
+    pthread_join(t, NULL);
+}
+
+/* ---- scheduling ---- */
+
+static void check_explicit(void)
+{
+    pthread_attr_t attr;
+    struct sched_param param = { .sched_priority = 10 };
+    struct sitter s;
+    pthread_t t;
+    char creator_view[32], attr_view[32], result[160];
+    int err;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    pthread_attr_setschedparam(&attr, &param);
+    err = start_sitter(&s, &attr, &t);
+    if (err != 0) {
+        snprintf(result, sizeof result, "pthread_create: %s", errname(err));
+        report_result("sched_explicit", true, result);
+        return;
+    }
+    describe(t, creator_view, sizeof creator_view);
+    describe_attr(t, attr_view, sizeof attr_view);
+    stop_sitter(&s, t);
+    snprintf(result, sizeof result, "the thread sees %s, its creator %s, pthread_getattr_np %s", s.self_view,
+             creator_view, attr_view);
+    report_result("sched_explicit", (strcmp(s.self_view, "FIFO 10") == 0 && strcmp(creator_view, "FIFO 10") == 0
+                                     && strcmp(attr_view, "FIFO 10") == 0)
+                                        || failf("%s; expected FIFO 10 everywhere", result),
+                  result);
+}
+
+static void check_change(void)
+{
+    struct sitter s;
+    pthread_t t;
+    char before[32], after[32], mine[32], result[256];
+    struct sched_param rr5 = { 5 }, zero = { 0 }, five = { 5 }, too_high = { 100 };
+
+    start_sitter(&s, NULL, &t);
+    describe(t, before, sizeof before);
+    int set = pthread_setschedparam(t, SCHED_RR, &rr5);
+    int prio = pthread_setschedprio(t, 7);
+    describe(t, after, sizeof after);
+    describe(pthread_self(), mine, sizeof mine);
+    int bad_policy = pthread_setschedparam(t, 12345, &zero);
+    int bad_other = pthread_setschedparam(t, SCHED_OTHER, &five);
+    int bad_fifo = pthread_setschedparam(t, SCHED_FIFO, &too_high);
+    int bad_prio = pthread_setschedprio(t, 0);
+    int batch = pthread_setschedparam(t, SCHED_BATCH, &zero);
+    int other = pthread_setschedparam(t, SCHED_OTHER, &zero);
+    stop_sitter(&s, t);
+    snprintf(result, sizeof result,
+             "%s, RR 5 %s, prio 7 %s: %s, creator still %s; EINVAL for policy %s, OTHER 5 %s, FIFO 100 %s, "
+             "prio 0 %s; BATCH %s, OTHER %s",
+             before, errname(set), errname(prio), after, mine, errname(bad_policy), errname(bad_other),
+             errname(bad_fifo), errname(bad_prio), errname(batch), errname(other));
+    bool ok = bad_policy == EINVAL && bad_other == EINVAL && bad_fifo == EINVAL && batch == 0 && other == 0
+              && (set != 0 || (prio == 0 && strcmp(after, "RR 7") == 0 && bad_prio == EINVAL))
+              && strcmp(mine, before) == 0;
+    report_result("sched_change", ok || failf("%s", result), result);
+}
+
+static void check_inherit(void)
+{
+    struct sched_param rr3 = { 3 }, zero = { 0 };
+    struct sitter s;
+    pthread_t t;
+    char result[96];
+
+    int set = pthread_setschedparam(pthread_self(), SCHED_RR, &rr3);
+    start_sitter(&s, NULL, &t);
+    stop_sitter(&s, t);
+    pthread_setschedparam(pthread_self(), SCHED_OTHER, &zero);
+    snprintf(result, sizeof result, "creator RR 3 %s, the new thread sees %s", errname(set), s.self_view);
+    report_result("sched_inherit", strcmp(s.self_view, set == 0 ? "RR 3" : "OTHER 0") == 0 || failf("%s", result),
+                  result);
+}
+
+/* In a child that gives up CAP_SYS_NICE and RLIMIT_RTPRIO: real-time scheduling is refused. */
+static int unprivileged_child(void)
+{
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct caps[2];
+    struct rlimit none = { 0, 0 };
+    pthread_attr_t attr;
+    struct sched_param one = { 1 }, zero = { 0 };
+    struct sitter s;
+    pthread_t t;
+
+    if (syscall(SYS_capget, &header, caps) != 0)
+        return 10;
+    caps[0].effective &= ~(1u << 23);      /* CAP_SYS_NICE */
+    if (syscall(SYS_capset, &header, caps) != 0 || setrlimit(RLIMIT_RTPRIO, &none) != 0)
+        return 11;
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    pthread_attr_setschedparam(&attr, &one);
+    if (pthread_create(&t, &attr, sit, &s) != EPERM)
+        return 12;
+    if (start_sitter(&s, NULL, &t) != 0)
+        return 13;
+    int fifo = pthread_setschedparam(t, SCHED_FIFO, &one);
+    int batch = pthread_setschedparam(t, SCHED_BATCH, &zero);
+    stop_sitter(&s, t);
+    return fifo == EPERM && batch == 0 ? 0 : 14;
+}
+
+static void check_unprivileged(void)
+{
+    pid_t pid;
+    int status;
+
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0)
+        _exit(unprivileged_child());
+    waitpid(pid, &status, 0);
+    report_result("sched_unprivileged",
+                  (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                      || failf("the child ended with status 0x%x (10+: which step failed)", status),
+                  "without CAP_SYS_NICE: create and setschedparam EPERM for FIFO, BATCH allowed");
+}
+
+/* ---- CPU clocks ---- */
+
+static int64_t cpu_ns(clockid_t clock)
+{
+    struct timespec ts;
+
+    if (clock_gettime(clock, &ts) != 0)
+        return -1;
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Computes until the calling thread's own CPU clock has advanced by ms. */
+static void burn_ms(long ms)
+{
+    int64_t until = cpu_ns(CLOCK_THREAD_CPUTIME_ID) + ms * 1000000LL;
+    volatile uint64_t x = 0;
+
+    while (cpu_ns(CLOCK_THREAD_CPUTIME_ID) < until)
+        for (int i = 0; i < 10000; i++)
+            x += (uint64_t)i;
+}
+
+struct computer {
+    sem_t computed, go;
+    int64_t start, after_burn, after_wait;
+};
+
+static void *compute_then_wait(void *arg)
+{
+    struct computer *c = arg;
+
+    c->start = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+    burn_ms(CHILD_BURN_MS);
+    c->after_burn = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+    sem_post(&c->computed);
+    sem_wait(&c->go);
+    c->after_wait = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+    return NULL;
+}
+
+static void check_new_thread_clock(void)
+{
+    struct sitter s;
+    pthread_t t;
+    clockid_t clock;
+    int64_t theirs, burned = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+    bool ok;
+
+    burn_ms(MAIN_BURN_MS);
+    burned = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - burned;
+    start_sitter(&s, NULL, &t);
+    ok = pthread_getcpuclockid(t, &clock) == 0 || failf("pthread_getcpuclockid failed");
+    theirs = ok ? cpu_ns(clock) : -1;
+    stop_sitter(&s, t);
+    ok = ok && (theirs >= 0 || failf("clock_gettime on its clock failed"))
+         && (theirs < burned
+             || failf("the new thread used %.3f ms, more than its creator computed before it (%.3f)",
+                      theirs / 1e6, burned / 1e6));
+    report_result("cpu_clock_new_thread", ok, "less CPU time than its creator computed before creating it");
+}
+
+static void check_own_clock(void)
+{
+    struct computer c;
+    pthread_t t;
+    clockid_t clock;
+    struct timespec res = { 0, 0 };
+    int64_t seen_by_main, main_before, main_burned;
+    bool ok;
+
+    sem_init(&c.computed, 0, 0);
+    sem_init(&c.go, 0, 0);
+    pthread_create(&t, NULL, compute_then_wait, &c);
+    pthread_getcpuclockid(t, &clock);
+    sem_wait(&c.computed);
+    main_before = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+    burn_ms(MAIN_BURN_MS);
+    main_burned = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - main_before;
+    seen_by_main = cpu_ns(clock);
+    int res_err = clock_getres(clock, &res);
+    sem_post(&c.go);
+    pthread_join(t, NULL);
+    int gone = cpu_ns(clock) < 0 ? errno : 0;
+
+    ok = (c.after_burn - c.start >= CHILD_BURN_MS * 1000000LL || failf("its clock did not advance while it computed"))
+         && (c.after_wait - c.after_burn < main_burned
+             || failf("its clock advanced %.3f ms while it waited and another thread computed %.3f ms",
+                      (c.after_wait - c.after_burn) / 1e6, main_burned / 1e6))
+         && (seen_by_main >= c.after_burn - c.start
+             || failf("pthread_getcpuclockid's clock said %.3f ms, the thread itself %.3f",
+                      seen_by_main / 1e6, (c.after_burn - c.start) / 1e6))
+         && ((res_err == 0 && res.tv_sec == 0 && res.tv_nsec == 1)
+             || failf("clock_getres: %s, %ld ns", errname(res_err), res.tv_nsec))
+         && (gone == EINVAL || failf("its clock once it was gone: %s", errname(gone)));
+    report_result("cpu_clock_own", ok,
+                  "advances while the thread computes, not while another does; clock_getres 1 ns; EINVAL once gone");
+}
+
+int main(void)
+{
+    check_explicit();
+    check_change();
+    check_inherit();
+    check_unprivileged();
+    check_new_thread_clock();
+    check_own_clock();
+    printf("%s\n", failures == 0 ? "sched_clock: all checks passed" : "sched_clock: checks failed");
+    return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,196 @@
+/*
+ * What the core keeps per greenlet for the shim's thread calls: nudges (each wait ends as a
+ * spurious wakeup and cleans up), glibc's cancellation word in each greenlet's own control
+ * block, records that say gone after the join, numbers, and CPU time charged at switches.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "unit.h"
+
+static bool never(const void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
+static int parked_result = -1;
+
+static void *park_once(void *addr)
+{
+    parked_result = coop_park(addr, never, NULL, ~0u, COOP_NO_DEADLINE, "unit");
+    return NULL;
+}
+
+START_TEST(test_nudge_ends_a_park)
+{
+    static int word;
+    struct coop_greenlet *g = unit_spawn(park_once, &word);
+    coop_yield();                          /* it parks */
+    coop_nudge(g);
+    unit_join(g);
+    ck_assert_int_eq(parked_result, 0);
+    ck_assert_int_eq(coop_unpark(&word, 1, ~0u), 0);   /* it left the queue */
+}
+END_TEST
+
+static int64_t slept_until;
+
+static void *sleep_long(void *arg)
+{
+    (void)arg;
+    int r = coop_sleep_until(coop_now() + MS(5000));
+    slept_until = r == 0 ? coop_now() : -1;
+    return NULL;
+}
+
+START_TEST(test_nudge_ends_a_sleep)
+{
+    int64_t start = coop_now();
+    struct coop_greenlet *g = unit_spawn(sleep_long, NULL);
+    coop_yield();
+    coop_nudge(g);
+    unit_join(g);
+    ck_assert(slept_until >= start && slept_until < start + MS(5000));
+}
+END_TEST
+
+struct joiner { struct coop_greenlet *target; int err; };
+
+static void *join_target(void *arg)
+{
+    struct joiner *j = arg;
+    j->err = coop_join(j->target, NULL, COOP_NO_DEADLINE);
+    return NULL;
+}
+
+START_TEST(test_nudged_joiner_leaves_target_joinable)
+{
+    static int word;
+    struct coop_greenlet *target = unit_spawn(park_once, &word);
+    struct joiner j = { target, -1 };
+    struct coop_greenlet *joiner = unit_spawn(join_target, &j);
+    coop_yield();
+    coop_nudge(joiner);
+    unit_join(joiner);
+    ck_assert_int_eq(j.err, EINTR);
+    coop_unpark(&word, 1, ~0u);
+    ck_assert_int_eq(coop_join(target, NULL, COOP_NO_DEADLINE), 0);
+}
+END_TEST
+
+static int cancel_word_seen = -1;
+
+static void *disable_cancel(void *arg)
+{
+    (void)arg;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    cancel_word_seen = atomic_load(coop_greenlet_cancel_state(coop_self()));
+    return NULL;
+}
+
+START_TEST(test_cancel_state_is_the_greenlets)
+{
+    int main_before = atomic_load(coop_greenlet_cancel_state(coop_self()));
+    unit_join(unit_spawn(disable_cancel, NULL));
+    ck_assert_int_eq(cancel_word_seen & COOP_CANCEL_DISABLED, COOP_CANCEL_DISABLED);
+    ck_assert_int_eq(atomic_load(coop_greenlet_cancel_state(coop_self())), main_before);
+}
+END_TEST
+
+static void *return_arg(void *arg) { return arg; }
+
+START_TEST(test_records_say_gone_after_join)
+{
+    static char supplied[64 * 1024] __attribute__((aligned(64)));
+    struct coop_spawn_attr attrs[] = {
+        { .guard_size = 4096 },
+        { .stack_size = 64 * 1024, .guard_size = 4096 },
+        { .stack = supplied, .stack_size = sizeof supplied },
+    };
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        struct coop_greenlet *g = unit_spawn_attr(return_arg, NULL, attrs[i]);
+        ck_assert(!coop_greenlet_gone(g));
+        unit_join(g);
+        ck_assert(!coop_is_greenlet(g));
+        ck_assert(coop_greenlet_gone(g));
+    }
+    int not_a_record = 0;
+    ck_assert(!coop_greenlet_gone(&not_a_record));
+}
+END_TEST
+
+static volatile int numbers_done;
+
+static void *number_self(void *arg)
+{
+    *(int *)arg = coop_greenlet_number(coop_self());
+    unit_yield_until(&numbers_done);      /* alive while the test looks */
+    return NULL;
+}
+
+START_TEST(test_numbers_name_live_greenlets)
+{
+    int a = 0, b = 0;
+    numbers_done = 0;
+    struct coop_greenlet *ga = unit_spawn(number_self, &a), *gb = unit_spawn(number_self, &b);
+    coop_yield();
+    ck_assert(a > 0 && b > 0 && a != b);
+    ck_assert_ptr_eq(coop_greenlet_numbered(a), ga);
+    ck_assert_ptr_eq(coop_greenlet_numbered(b), gb);
+    numbers_done = 1;
+    unit_join(ga);
+    unit_join(gb);
+    ck_assert_ptr_null(coop_greenlet_numbered(a));
+    ck_assert_ptr_null(coop_greenlet_numbered(0));
+}
+END_TEST
+
+static volatile int computed;
+
+static void *compute(void *arg)
+{
+    /* Its own time, not its OS thread's: it may be preempted meanwhile. */
+    int64_t until = coop_greenlet_cpu_ns(coop_self()) + MS(20);
+    volatile uint64_t x = 0;
+    while (coop_greenlet_cpu_ns(coop_self()) < until)
+        x += 1;
+    computed = 1;
+    return arg;
+}
+
+static void *wait_for_computed(void *arg)
+{
+    unit_yield_until(&computed);
+    return arg;
+}
+
+START_TEST(test_cpu_time_charged_to_who_computes)
+{
+    computed = 0;
+    coop_greenlet_cpu_ns(coop_self());      /* charging starts */
+    struct coop_greenlet *busy = unit_spawn(compute, NULL), *idle = unit_spawn(wait_for_computed, NULL);
+    unit_yield_until(&computed);     /* busy may be preempted before it is done */
+    int64_t busy_ns = coop_greenlet_cpu_ns(busy), idle_ns = coop_greenlet_cpu_ns(idle);
+    unit_join(busy);
+    unit_join(idle);
+    ck_assert(busy_ns >= MS(20));
+    ck_assert(idle_ns < busy_ns);
+}
+END_TEST
+
+Suite *threadstate_suite(void)
+{
+    Suite *s = suite_create("threadstate");
+    TCase *tc = unit_tcase("threadstate");
+    tcase_add_test(tc, test_nudge_ends_a_park);
+    tcase_add_test(tc, test_nudge_ends_a_sleep);
+    tcase_add_test(tc, test_nudged_joiner_leaves_target_joinable);
+    tcase_add_test(tc, test_cancel_state_is_the_greenlets);
+    tcase_add_test(tc, test_records_say_gone_after_join);
+    tcase_add_test(tc, test_numbers_name_live_greenlets);
+    tcase_add_test(tc, test_cpu_time_charged_to_who_computes);
+    suite_add_tcase(s, tc);
+    return s;
+}
