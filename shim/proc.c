@@ -223,7 +223,7 @@ static pid_t try_wait(struct wait_call *w)
 {
     if (w->info == NULL)
         return REAL(wait4)(w->pid, w->status, w->options | WNOHANG, w->ru);
-    w->info->si_pid = 0;
+    /* Linux zeroes *info when no child is ready; the kernel checks the pointer first. */
     if (REAL(waitid)(w->idtype, w->id, w->info, w->options | WNOHANG) != 0)
         return -1;
     return w->info->si_pid;
