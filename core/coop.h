@@ -183,9 +183,6 @@ struct coop_greenlet *coop_greenlet_numbered(int n);
 #define COOP_CANCELED 0x08
 #define COOP_CANCEL_EXITING 0x10
 _Atomic int *coop_greenlet_cancel_state(const struct coop_greenlet *g);
-/* Tells glibc that g runs beside other threads, as pthread_create tells a new thread: only
- * then do its system-call wrappers (read, poll...) act on a pending cancellation. */
-void coop_greenlet_mark_threaded(struct coop_greenlet *g);
 /* The head of g's chain of cancellation buffers (glibc's cleanup_jmp_buf, which
  * pthread_cleanup_push extends) and glibc's pointer guard, which mangles saved jmp_buf
  * pointers. */

@@ -30,8 +30,9 @@
  *                           list of threads (both empty: glibc does not know it), everything else
  *                           glibc keeps per thread (zero, as in a new thread);
  *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo,
- *                           multiple_threads: copied from the creating thread (and
- *                           multiple_threads set when it is cancelled, as glibc sets it);
+ *                           copied from the creating thread; multiple_threads: 1 in
+ *                           every greenlet, the creator and the hub's thread, as glibc's
+ *                           pthread_create sets it in both threads;
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
  *                           system calls such as tgkill), kept up to date by
  *                           coop_tls_arrive; the rseq area: the kernel updates only the OS
@@ -161,6 +162,7 @@ static void init_control_block(uintptr_t tp, pid_t tid)
     *word_at(tp, TCB_TCB) = tp;
     *word_at(tp, TCB_SELF) = tp;
     *(int *)(tp + TCB_GSCOPE_FLAG) = 0;
+    *(int *)(tp + TCB_MULTIPLE_THREADS) = 1;
     memset((void *)(tp + TCB_PRIVATE_TM), 0, TCB_PRIVATE_END - TCB_PRIVATE_TM);
     *(pid_t *)(tp + tls.tid_at) = tid;
     /* glibc's list of threads: this one is on none, but a forked child unlinks itself. */
@@ -368,7 +370,6 @@ _Atomic int *coop_greenlet_cancel_state(const struct coop_greenlet *g)
     return (_Atomic int *)(g->tp + tls.cancel_at);
 }
 
-void coop_greenlet_mark_threaded(struct coop_greenlet *g) { *(int *)(g->tp + TCB_MULTIPLE_THREADS) = 1; }
 
 void **coop_greenlet_unwind_chain(const struct coop_greenlet *g) { return (void **)(g->tp + tls.unwind_at); }
 
@@ -405,6 +406,11 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
     }
     if (init_area(g->tp, g->hub->tid, g) != 0)
         return -1;
+    /* As glibc's pthread_create marks the new thread and its creator: its syscall wrappers
+     * then act on cancellation, and malloc's paths that read the flag take their atomic
+     * ways. The hub's thread (its main greenlet's) too. */
+    *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
+    *(int *)(g->hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
     take_spare_malloc_state(g->tp);
     g->own_tls = true;
     return 0;

@@ -176,7 +176,6 @@ EXPORT int pthread_cancel(pthread_t t)
                   "(the thread keeps running)");
         return ENOTSUP;
     }
-    coop_greenlet_mark_threaded(g);
     _Atomic int *state = coop_greenlet_cancel_state(g);
     int old = atomic_load(state), now;
     do {
