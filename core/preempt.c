@@ -568,16 +568,19 @@ void coop_preempt_init(int preempt_ms)
         coop_add_runtime_signal(PREEMPT_SIGNAL);
 }
 
-/* A handler the program installed for SIGURG (the shim's trampoline, which passes the signal
- * here first) stays; otherwise coop's own stands in for the program's SIG_DFL or SIG_IGN,
- * both of which ignore SIGURG, as coop's handler does every SIGURG but its own. */
+/* libunwind is loaded on first need (core/unwind.h): the warm-up loads it, then the list
+ * of guarded modules is made, so that libunwind and its liblzma are on it whoever loaded
+ * them first. A handler the program installed for SIGURG (the shim's trampoline, which
+ * passes the signal here first) stays; otherwise coop's own stands in for the program's
+ * SIG_DFL or SIG_IGN, both of which ignore SIGURG, as coop's handler does every SIGURG but
+ * its own. */
 void coop_preempt_prepare(void)
 {
     if (atomic_load_explicit(&prepared, memory_order_relaxed))
         return;
+    coop_unwind_warm_up();
     dl_iterate_phdr(collect_guarded, (void *)coop_preempt_init);
     collect_lock_free();
-    coop_unwind_warm_up();
     struct sigaction current;
     if (coop_settings.os_sigaction(PREEMPT_SIGNAL, NULL, &current) == 0
         && (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN))
