@@ -42,7 +42,8 @@ struct coop_settings {
     bool stats;
     bool verbose;
     bool on_deadlock_wait;           /* COOP_ON_DEADLOCK=wait: hang instead of exiting */
-    int max_blocking_ms;             /* the blocking monitor, 0: off */
+    int max_blocking_ms;             /* the blocking monitor's reports, 0: off */
+    int hubs;                        /* COOP_HUBS: OS threads running greenlets (0: one per CPU) */
 };
 
 /* Start-up: called once from the shim's constructor; the calling thread becomes a hub. */

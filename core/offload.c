@@ -3,11 +3,19 @@
  * libuv's threadpool while the calling greenlet waits and the others run, as gevent sends
  * such work to its native threadpool. The pool's threads are runtime threads: whatever
  * the work calls goes straight to libc.
+ *
+ * The pool thread that ran the work wakes the caller itself, through the parking lot (the
+ * caller may be on any hub by then). So the loop libuv's pool reports completions to has
+ * nothing left to do but free records: there is one for the process, made on the first
+ * offload, under a lock (uv_queue_work is not thread-safe), and nobody polls it; each
+ * submission first collects the completions so far (a uv_run that does not wait). The
+ * hubs know nothing of libuv, and cost no libuv descriptors.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -16,12 +24,35 @@ struct offload {
     uv_work_t req;
     void (*fn)(void *);
     void *arg;
-    struct coop_greenlet *g;
-    bool done;
+    _Atomic bool done;
 };
 
 static unsigned pool_size = 10;
 static bool started;
+static uv_loop_t loop;
+static bool loop_made;
+
+/* The loop's lock, and the pool's start (libuv starts its threads in the first submission,
+ * and waits for them): greenlets that find it taken park, so their hubs run on. */
+static _Atomic uint32_t loop_taken;
+
+static bool still_taken(const void *unused)
+{
+    (void)unused;
+    return atomic_load(&loop_taken) != 0;
+}
+
+static void loop_lock(void)
+{
+    while (atomic_exchange(&loop_taken, 1) != 0)
+        coop_park(&loop_taken, still_taken, NULL, ~0u, COOP_NO_DEADLINE, "threadpool start");
+}
+
+static void loop_unlock(void)
+{
+    atomic_store(&loop_taken, 0);
+    coop_unpark(&loop_taken, 1, ~0u);
+}
 
 void coop_offload_configure(unsigned threads) { pool_size = threads; }
 int coop_offload_threads(void) { return started ? (int)pool_size : 0; }
@@ -31,15 +62,17 @@ static void run(uv_work_t *req)
     struct offload *o = req->data;
     coop_mark_runtime_thread();
     o->fn(o->arg);
+    atomic_store(&o->done, true);
+    coop_unpark(o, INT_MAX, ~0u);
 }
 
 static void finished(uv_work_t *req, int status)
 {
     (void)status;
-    struct offload *o = req->data;
-    o->done = true;
-    coop_wake(o->g, o->g->wait_gen, 0);
+    free(req->data);
 }
+
+static bool running_still(const void *o) { return !atomic_load(&((const struct offload *)o)->done); }
 
 /* libuv aborts the process when it cannot start its pool's threads (8 MiB stacks each),
  * as under a tight ulimit -v: until it has started, ask the kernel for that room first. */
@@ -55,13 +88,12 @@ static bool pool_fits(void)
 
 /* libuv sizes its pool from UV_THREADPOOL_SIZE when it first starts it; the variable is
  * set only for that moment, so the program never sees it. */
-static int queue(uv_loop_t *loop, struct offload *o)
+static int submit(struct offload *o)
 {
     if (started)
-        return uv_queue_work(loop, &o->req, run, finished);
+        return uv_queue_work(&loop, &o->req, run, finished);
     if (!pool_fits())
         return UV_EAGAIN;      /* the work runs in the caller instead */
-
     char size[16];
     snprintf(size, sizeof size, "%u", pool_size);
     char *previous = getenv("UV_THREADPOOL_SIZE");
@@ -72,7 +104,7 @@ static int queue(uv_loop_t *loop, struct offload *o)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = uv_queue_work(loop, &o->req, run, finished);
+    int err = uv_queue_work(&loop, &o->req, run, finished);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (previous != NULL)
         setenv("UV_THREADPOOL_SIZE", previous, 1);
@@ -83,24 +115,48 @@ static int queue(uv_loop_t *loop, struct offload *o)
     return err;
 }
 
+/* libuv sizes its pool from UV_THREADPOOL_SIZE when it first starts it; the variable is
+ * set only for that moment, so the program never sees it. */
+static int queue(struct offload *o)
+{
+    loop_lock();
+    int err = 0;
+    if (!loop_made)
+        err = uv_loop_init(&loop);
+    loop_made |= err == 0;
+    if (err == 0) {
+        uv_run(&loop, UV_RUN_NOWAIT);      /* frees the records of finished work */
+        err = submit(o);
+    }
+    loop_unlock();
+    return err;
+}
+
 /* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
-void coop_offload_fork_child(void) { started = false; }
+void coop_offload_fork_child(void)
+{
+    started = false;
+    atomic_store(&loop_taken, 0);
+    if (loop_made && uv_loop_fork(&loop) != 0)
+        coop_panic("cannot renew the threadpool's loop after fork");
+}
 
 void coop_offload(void (*fn)(void *), void *arg)
 {
     struct coop_greenlet *g = coop_self();
-    struct offload o = { .fn = fn, .arg = arg, .g = g };
-    o.req.data = &o;
-    if (g == NULL || queue(&coop_thread.hub->loop, &o) != 0) {
+    struct offload *o = g != NULL ? calloc(1, sizeof *o) : NULL;
+    if (o == NULL) {
         fn(arg);
         return;
     }
-    while (!o.done) {      /* signals do not end the wait: the work owns o until it ends */
-        coop_prepare_wait(g, WAIT_OFFLOAD, NULL);
-        if (o.done) {
-            coop_cancel_wait(g);
-            break;
-        }
-        coop_suspend(COOP_NO_DEADLINE);
+    *o = (struct offload){ .fn = fn, .arg = arg };
+    o->req.data = o;
+    if (queue(o) != 0) {
+        free(o);
+        fn(arg);
+        return;
     }
+    /* Signals do not end the wait: the work owns its arguments until it ends. */
+    while (running_still(o))
+        coop_park_as(o, running_still, o, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool");
 }

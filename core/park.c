@@ -3,6 +3,14 @@
  * is a greenlet (it switches away) or a real OS thread (it sleeps on a futex word of its
  * own). This is what lets one mutex be shared by greenlets, libuv's workers and threads
  * created while thread patching is off, and what futex(2) emulation is built on.
+ *
+ * Across OS threads: a bucket's lock covers its queue and the still_wait check, so a
+ * wake cannot fall between the check and the queueing. An unparker wakes the greenlets it
+ * dequeues before it lets go of the bucket: a parker that gives up (a timeout, a signal)
+ * takes the bucket's lock to leave, so once it finds it was dequeued, the unparker is done
+ * with it, and it may return and free its frame, or end. The unparker never dereferences
+ * the address it unparks: joins (greenlet.c) and the threadpool (offload.c) park on
+ * records that the woken side may free at once. (test_sched: park stress)
  */
 #include <errno.h>
 #include <limits.h>
@@ -69,8 +77,8 @@ static int thread_sleep(struct parker *p, int64_t deadline)
     return 0;
 }
 
-int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
-              uint32_t bitset, int64_t deadline, const char *what)
+int coop_park_as(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+                 uint32_t bitset, int64_t deadline, enum coop_wait_kind kind, const char *what)
 {
     struct bucket *b = bucket_of(addr);
     struct parker p = { .addr = addr, .bitset = bitset, .g = coop_self() };
@@ -80,7 +88,7 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
         return EAGAIN;
     }
     if (p.g != NULL) {
-        p.gen = coop_prepare_wait(p.g, WAIT_PARK, addr);
+        p.gen = coop_prepare_wait(p.g, kind, addr);
         p.g->waiting.what = what;
     }
 
@@ -111,35 +119,39 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
     return 0;
 }
 
+int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+              uint32_t bitset, int64_t deadline, const char *what)
+{
+    return coop_park_as(addr, still_wait, ctx, bitset, deadline, WAIT_PARK, what);
+}
+
 int coop_unpark(const void *addr, int n, uint32_t bitset)
 {
     struct bucket *b = bucket_of(addr);
     int woken = 0;
     for (;;) {
-        struct { struct coop_greenlet *g; uint64_t gen; struct parker *thread; } batch[WAKE_BATCH];
-        int count = 0;
+        struct parker *threads[WAKE_BATCH];
+        int count = 0, thread_count = 0;
         coop_lock(&b->lock);
         struct parker *p = b->head;
         while (p != NULL && woken + count < n && count < WAKE_BATCH) {
             struct parker *next = p->next;
             if (p->addr == addr && (p->bitset & bitset)) {
                 dequeue(b, p);
-                batch[count].g = p->g;
-                batch[count].gen = p->gen;
-                batch[count].thread = p->g == NULL ? p : NULL;
+                if (p->g != NULL)
+                    coop_wake(p->g, p->gen, 0);     /* p may be gone once woken */
+                else
+                    threads[thread_count++] = p;
                 count++;
             }
             p = next;
         }
         bool more = p != NULL && count == WAKE_BATCH;
         coop_unlock(&b->lock);
-        for (int i = 0; i < count; i++) {
-            if (batch[i].g != NULL) {
-                coop_wake(batch[i].g, batch[i].gen, 0);
-            } else {
-                atomic_store(&batch[i].thread->thread_woken, 1);
-                coop_futex(&batch[i].thread->thread_woken, FUTEX_WAKE, 1, NULL);
-            }
+        /* A thread waits for thread_woken before its frame goes. */
+        for (int i = 0; i < thread_count; i++) {
+            atomic_store(&threads[i]->thread_woken, 1);
+            coop_futex(&threads[i]->thread_woken, FUTEX_WAKE, 1, NULL);
         }
         woken += count;
         if (!more || woken >= n)

@@ -29,13 +29,17 @@
  *                           state (zero), the robust-mutex list and its link in glibc's
  *                           list of threads (both empty: glibc does not know it), everything else
  *                           glibc keeps per thread (zero, as in a new thread);
- *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo,
- *                           multiple_threads: copied from the creating thread;
+ *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo:
+ *                           copied from the creating thread; multiple_threads: 1 once
+ *                           more than one OS thread runs program code (several hubs, or a
+ *                           spare during a handoff), since malloc and stdio skip their
+ *                           locks when it reads 0 (coop_tls_set_multithreaded);
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
- *                           system calls such as tgkill), kept up to date by
- *                           coop_tls_arrive; the rseq area: the kernel updates only the OS
- *                           thread's, so the greenlet's says "not registered" and
- *                           sched_getcpu asks the kernel.
+ *                           system calls such as tgkill), rewritten by coop_tls_enter
+ *                           whenever the greenlet is resumed by another hub than the last;
+ *                           the rseq area: the kernel updates only the OS thread's, so the
+ *                           greenlet's says "not registered" and sched_getcpu asks the
+ *                           kernel.
  *
  * A switch moves the thread pointer when it changes: with the wrfsbase instruction where the
  * CPU and kernel allow it (FSGSBASE, Linux 5.9+), else with arch_prctl(ARCH_SET_FS), a system
@@ -72,6 +76,7 @@
 /* tcbhead_t, x86-64 (glibc's sysdeps/x86_64/nptl/tls.h). */
 #define TCB_TCB 0x00
 #define TCB_SELF 0x10
+#define TCB_MULTIPLE_THREADS 0x18
 #define TCB_GSCOPE_FLAG 0x1c
 #define TCB_PRIVATE_TM 0x50          /* libitm's and split-stack words, to 0x78: per thread */
 #define TCB_PRIVATE_END 0x78
@@ -86,6 +91,7 @@ static struct {
     size_t area_size, align, tcb_size;
     uintptr_t tid_at, list_at, robust_at;    /* offsets in struct pthread */
     bool fsgsbase;
+    _Atomic bool multithreaded;      /* coop_tls_set_multithreaded was called */
     int malloc_words;                 /* words of libc's block that hold malloc's state */
     intptr_t malloc_word_at[MALLOC_WORDS_MAX];   /* their offsets from the thread pointer */
 } tls;
@@ -155,6 +161,8 @@ static void init_control_block(uintptr_t tp, pid_t tid)
     memcpy((void *)tp, (void *)os_tp, TCB_HEADER_COPIED);
     *word_at(tp, TCB_TCB) = tp;
     *word_at(tp, TCB_SELF) = tp;
+    if (atomic_load_explicit(&tls.multithreaded, memory_order_relaxed))
+        *(int *)(tp + TCB_MULTIPLE_THREADS) = 1;
     *(int *)(tp + TCB_GSCOPE_FLAG) = 0;
     memset((void *)(tp + TCB_PRIVATE_TM), 0, TCB_PRIVATE_END - TCB_PRIVATE_TM);
     *(pid_t *)(tp + tls.tid_at) = tid;
@@ -341,6 +349,7 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
     }
     if (init_area(g->tp, g->hub->tid, g) != 0)
         return -1;
+    g->tid_written = g->hub->tid;
     take_spare_malloc_state(g->tp);
     g->own_tls = true;
     return 0;
@@ -363,10 +372,27 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
     g->own_tls = false;
 }
 
-void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to)
+void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
 {
+    if (to->own_tls && to->tid_written != h->tid) {
+        *(pid_t *)(to->tp + tls.tid_at) = h->tid;
+        to->tid_written = h->tid;
+    }
     if (from->tp != to->tp)
         set_thread_pointer(to->tp);
+}
+
+pid_t coop_tls_tid(const struct coop_greenlet *g) { return *(const pid_t *)(g->tp + tls.tid_at); }
+
+/* Called before the runtime starts its first thread, when the calling greenlet and its
+ * hub's thread are the only ones that run: areas made later get 1 from
+ * init_control_block, and glibc's pthread_create sets it in the threads it makes. */
+void coop_tls_set_multithreaded(void)
+{
+    atomic_store(&tls.multithreaded, true);
+    *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
+    if (coop_thread.hub != NULL)
+        *(int *)(coop_thread.hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
 }
 
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
@@ -374,4 +400,6 @@ void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
     /* glibc's fork updated the tid of the control block it runs on: the forking greenlet's. */
     *(pid_t *)(h->os_tp + tls.tid_at) = h->tid;
     *(pid_t *)(self->tp + tls.tid_at) = h->tid;
+    self->tid_written = h->tid;
+    spare_lock = (coop_lock_t){ 0 };
 }

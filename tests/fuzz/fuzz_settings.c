@@ -14,7 +14,7 @@
 static const char *const names[] = {
     "COOP_PATCH", "COOP_STACK_SIZE", "COOP_LOG", "COOP_SWITCH", "COOP_STATS", "COOP_VERBOSE",
     "COOP_DUMP_SIGNAL", "COOP_MAX_BLOCKING_MS", "COOP_ON_DEADLOCK", "COOP_THREADPOOL_SIZE",
-    "COOP_FILE_OFFLOAD", "COOP_NO_INHERIT", "COOP_TLS",
+    "COOP_FILE_OFFLOAD", "COOP_NO_INHERIT", "COOP_TLS", "COOP_HUBS",
 };
 #define COUNT (sizeof names / sizeof names[0])
 static const char *values[COUNT];
@@ -51,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(s.threadpool_size >= 1 && s.threadpool_size <= 1024);
         assert(s.dump_signal >= 0 && s.dump_signal < 65);
         assert(s.log_level <= COOP_LOG_DEBUG);
+        assert(s.core.hubs >= 0 && s.core.hubs <= 96);      /* 0: auto, one per CPU */
     }
     free(text);
     return 0;

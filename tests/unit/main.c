@@ -13,6 +13,7 @@
  *   CK_FORK=no                      one process for everything
  *   CK_RUN_SUITE / CK_RUN_CASE      Check's own filters
  *   CK_VERBOSITY=verbose            one line per test
+ *   COOP_HUBS=N, COOP_TLS=MECHANISM as for programs
  */
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,13 @@ static enum coop_tls_mode tls_mode(void)
     return v != NULL && strcmp(v, "fsgsbase") == 0 ? COOP_TLS_FSGSBASE : COOP_TLS_AUTO;
 }
 
+/* COOP_HUBS too (make test runs the unit tests with 1 and with 2). */
+static int hubs(void)
+{
+    const char *v = getenv("COOP_HUBS");
+    return v != NULL ? atoi(v) : 0;
+}
+
 int main(void)
 {
     /* libuv's libc references jump through pointers this fills (shim/real.c). */
@@ -48,6 +56,7 @@ int main(void)
         .stack_size = 256 * 1024,
         .switch_ucontext = false,
         .tls_mode = tls_mode(),
+        .hubs = hubs(),
     };
     coop_init(&settings);
     unit_runner_pid = getpid();
@@ -61,6 +70,7 @@ int main(void)
     srunner_add_suite(sr, fork_suite());
     srunner_add_suite(sr, offload_suite());
     srunner_add_suite(sr, regressions_suite());
+    srunner_add_suite(sr, sched_suite());
     srunner_set_fork_status(sr, CK_FORK_GETENV);
 
     srunner_run_all(sr, CK_ENV);

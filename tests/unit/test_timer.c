@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdatomic.h>
+
 #include "unit.h"
 
 #define SLACK MS(200)
@@ -32,7 +34,8 @@ START_TEST(test_sleep_duration)
 END_TEST
 
 struct sleeper { int64_t deadline, woke; int result; int index; bool waited; };
-static int wake_order[512], wake_len;
+static int wake_order[512];
+static _Atomic int wake_len;     /* sleepers on different hubs may wake at once */
 
 static void *sleeper_body(void *arg)
 {
@@ -40,7 +43,7 @@ static void *sleeper_body(void *arg)
     s->waited = coop_now() < s->deadline;      /* false if it first ran too late (load) */
     s->result = coop_sleep_until(s->deadline);
     s->woke = coop_now();
-    wake_order[wake_len++] = s->index;
+    wake_order[atomic_fetch_add(&wake_len, 1)] = s->index;
     return NULL;
 }
 
@@ -62,7 +65,9 @@ START_TEST(test_sleepers_wake_in_deadline_order)
     static const int expect[] = { 1, 3, 0, 4, 2, 5 };
     for (int i = 0; i < N; i++) {
         ck_assert(s[i].waited);
-        ck_assert_int_eq(wake_order[i], expect[i]);
+        /* One heap fires in deadline order; heaps of several hubs each fire their own. */
+        if (coop_sched_regular_hubs() == 1)
+            ck_assert_int_eq(wake_order[i], expect[i]);
         ck_assert_int_eq(s[i].result, 0);
         ck_assert(s[i].woke >= s[i].deadline);
         ck_assert(s[i].woke < s[i].deadline + SLACK);
@@ -103,7 +108,8 @@ START_TEST(test_many_sleepers_heap_order)
         if (!w->waited)
             continue;
         waited++;
-        ck_assert_msg(last <= w->deadline, "wake %d out of deadline order", i);
+        /* One heap fires in deadline order; heaps of several hubs each fire their own. */
+        ck_assert_msg(last <= w->deadline || coop_sched_regular_hubs() > 1, "wake %d out of deadline order", i);
         last = w->deadline;
     }
     ck_assert_int_gt(waited, N / 2);
@@ -118,7 +124,7 @@ static void *timed_park_body(void *arg)
     p->result = coop_park(&p->addr, NULL, NULL, ~0u, p->deadline, "unit");
     p->woke = coop_now();
     if (p->result == ETIMEDOUT)
-        wake_order[wake_len++] = p->index;
+        wake_order[atomic_fetch_add(&wake_len, 1)] = p->index;
     return NULL;
 }
 
@@ -151,7 +157,7 @@ START_TEST(test_early_wakes_leave_heap_consistent)
         }
     }
     ck_assert_int_eq(wake_len, timed_out);
-    for (int i = 1; i < wake_len; i++)
+    for (int i = 1; i < wake_len && coop_sched_regular_hubs() == 1; i++)
         ck_assert(p[wake_order[i - 1]].deadline <= p[wake_order[i]].deadline);
 }
 END_TEST

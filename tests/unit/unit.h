@@ -31,6 +31,7 @@ Suite *stack_suite(void);
 Suite *offload_suite(void);
 Suite *fork_suite(void);
 Suite *regressions_suite(void);
+Suite *sched_suite(void);
 
 /* Spawns with a default, guarded stack (the shim's default attributes); aborts on error. */
 struct coop_greenlet *unit_spawn(void *(*fn)(void *), void *arg);
@@ -45,6 +46,10 @@ extern pid_t unit_runner_pid;
  * exits 0 when body returns. Returns the child's wait status; kills it after timeout_ms.
  * With err != NULL, the child's stderr is collected there (NUL-terminated). */
 int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, size_t err_len);
+
+/* Whether greenlets run on one hub (COOP_HUBS=1): a queue's order is then the order they
+ * run in. make test runs the unit tests with one hub and with two. */
+static inline bool unit_one_hub(void) { return coop_sched_regular_hubs() == 1; }
 
 /* Yields until *flag is nonzero (or aborts the test after 5 s of yielding). */
 void unit_yield_until(volatile int *flag);
