@@ -118,10 +118,14 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(CORE_OBJ) $(BUILD)/libuv_private.a $(BUILD)/o
 	    $(BUILD)/libuv_private.a $(shell pkg-config --libs check 2>/dev/null) -ldl -lunwind
 
 # --- running ---
+# The unit tests on one hub and on two (whatever the CPUs), and with each thread-pointer
+# mechanism; the integration suite on one hub and on the default (one per CPU).
 test: all
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
-	$(BUILD)/unit_tests
-	COOP_TLS=syscall $(BUILD)/unit_tests
+	COOP_HUBS=1 $(BUILD)/unit_tests
+	COOP_HUBS=2 $(BUILD)/unit_tests
+	COOP_HUBS=2 COOP_TLS=syscall $(BUILD)/unit_tests
+	COOP_HUBS=1 tests/run-integration.sh
 	tests/run-integration.sh
 	tests/realworld/run.sh
 
@@ -136,8 +140,8 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=0:handle_segv=0:verify_asan_link_order=0 \
 test-asan: deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build
 	@scripts/check-exports.sh build/asan/libcoop.so
-	$(ASAN_ENV) build/asan/unit_tests
-	$(ASAN_ENV) COOP_TLS=syscall build/asan/unit_tests
+	$(ASAN_ENV) COOP_HUBS=1 build/asan/unit_tests
+	$(ASAN_ENV) COOP_HUBS=2 COOP_TLS=syscall build/asan/unit_tests
 	$(ASAN_ENV) BUILD=$(CURDIR)/build/asan tests/run-integration.sh
 	$(ASAN_ENV) BUILD=$(CURDIR)/build/asan tests/realworld/run.sh
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every tests/integration/test_*.sh (or those named) and prints one summary line.
+# With COOP_HUBS set (make test runs it with 1, then with the default), the logs go to
+# build/log-hubsN.
 cd "$(dirname "$0")/.." || exit 2
-LOG=${BUILD:-build}/log
+LOG=${BUILD:-build}/log${COOP_HUBS:+-hubs$COOP_HUBS}
 mkdir -p "$LOG"
 passed=0 failed=0 skipped=0 failures=""
 tests=("$@")
@@ -20,5 +22,5 @@ for t in "${tests[@]}"; do
             tail -n 15 "$LOG/$name.log" | sed 's/^/    /' ;;
     esac
 done
-echo "integration: $passed passed, $failed failed, $skipped skipped"
+echo "integration${COOP_HUBS:+ (COOP_HUBS=$COOP_HUBS)}: $passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]

@@ -20,6 +20,21 @@ note() { echo "  $*"; }
 # OS threads of a running process.
 os_threads() { ls "/proc/$1/task" | wc -l; }
 
+# coop's own OS threads once a program creates a thread: a thread per hub beyond the main
+# thread's (COOP_HUBS, by default one per CPU the process may use) and the blocking monitor,
+# which hands a stuck hub's work over. Under coop a threaded program has at most
+# 1 + SCHED_THREADS + the runtime threads a test allows for (a threadpool...).
+coop_hubs() {
+    local hubs=${COOP_HUBS:-auto}
+    [ "$hubs" = auto ] && hubs=$(nproc)
+    echo "$hubs"
+}
+SCHED_THREADS=$(coop_hubs)
+# A greenlet stuck in a call coop cannot make cooperative (a write to a slow disk, libuv
+# starting its threadpool, which waits for its threads) hands its hub's other work to
+# another hub, or to a spare thread when none is free: tests where that happens allow these.
+SPARE_THREADS=2
+
 # Waits until a TCP port on 127.0.0.1 accepts connections (at most ~10 s).
 wait_port() {
     local i

@@ -81,7 +81,7 @@ note "slow coop: $(grep -v elapsed "$TMP/slow.coop.err")"
 elapsed=$(sed -n 's/^elapsed_ms=//p' "$TMP/slow.coop.err")
 ((elapsed <= MAX_ELAPSED_MS)) || fail "slow: $LOOKUPS lookups took $elapsed ms under coop"
 max_threads=$(sed -n 's/^max_threads=//p' <<<"$report")
-((max_threads <= 1 + RUNTIME_THREADS)) ||
-    fail "coop: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+((max_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+    fail "coop: $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
 note "coop: at most $max_threads OS threads (1 + a pool of $COOP_THREADPOOL_SIZE)"
 echo "PASS: lookups from the hosts file and $LOOKUPS slow DNS lookups with a live echo, natively and under coop"
