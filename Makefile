@@ -20,7 +20,7 @@ endif
 
 DEPS_PKGS := libuv1 libunwind check
 # The real programs of tests/realworld/ come from Debian too.
-APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
+APT_PKGS := libuv1-dev libunwind-dev check pkg-config liburing-dev python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs
 
 # The library: shim (interposed libc names) over core (greenlets, hubs, waits) over a
@@ -96,9 +96,10 @@ $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/e
 	@$(CC) $(LIB_LDFLAGS) -o $@ $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(LIB_LIBS)
 
 # --- programs that know nothing of coop ---
+$(BUILD)/samples/uring_wait: SAMPLE_LIBS := -luring
 $(BUILD)/samples/%: tests/samples/%.c $(wildcard tests/samples/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lm $(SAMPLE_LIBS)
 
 $(BUILD)/samples/%: tests/samples/%.cc
 	@mkdir -p $(dir $@)

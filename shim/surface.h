@@ -4,7 +4,8 @@
  * versions of a symbol, the one whose behaviour coop's wrapper reproduces.
  * Build scripts read this file too: keep one COOP_FN per line.
  *
- *      family  name                    glibc version (0: the default)
+ *      family  name                    glibc version (0: the default; OPTIONAL: found
+ *                                      only when a library that has it is loaded, liburing)
  */
 COOP_FN(io,     read,                   0)
 COOP_FN(io,     __read_chk,             0)
@@ -19,6 +20,11 @@ COOP_FN(io,     dup2,                   0)
 COOP_FN(io,     dup3,                   0)
 COOP_FN(io,     fcntl,                  0)
 COOP_FN(io,     fcntl64,                0)
+COOP_FN(io,     __io_uring_get_cqe, OPTIONAL)
+COOP_FN(io,     io_uring_submit_and_wait, OPTIONAL)
+COOP_FN(io,     io_uring_submit, OPTIONAL)
+COOP_FN(io,     io_uring_wait_cqes, OPTIONAL)
+COOP_FN(io,     io_uring_wait_cqe_timeout, OPTIONAL)
 COOP_FN(io,     ioctl,                  0)
 COOP_FN(net,    socket,                 0)
 COOP_FN(net,    socketpair,             0)
