@@ -337,10 +337,12 @@ bool coop_wake_waiting(struct coop_greenlet *g, int reason)
     return (word & WAIT_WAITING) && coop_wake(g, word >> 2, reason);
 }
 
-/* Leaves the current greenlet (already queued as ready, waiting or finished). */
+/* Leaves the current greenlet (already queued as ready, waiting or finished). Greenlets
+ * handed to this hub by other threads (its inbox) join its queue first. */
 void coop_switch_away(struct coop_hub *h)
 {
     struct coop_greenlet *self = h->current, *next = NULL;
+    coop_sched_take_inbox(h);
     if (h->round_left > 0 && (next = coop_sched_pop(h)) != NULL)
         h->round_left--;
     if (next == NULL)
@@ -383,6 +385,7 @@ void coop_yield(void)
 
     if (h == NULL || h->current->is_hub)
         return;
+    coop_sched_take_inbox(h);          /* woken before this yield: they go first */
     coop_ready(h, h->current);
     coop_switch_away(h);
 }

@@ -225,6 +225,7 @@ void coop_ready_new(struct coop_hub *h, struct coop_greenlet *g);
 /* After a waker won g's wait. */
 void coop_sched_woken(struct coop_greenlet *g);
 struct coop_greenlet *coop_sched_pop(struct coop_hub *h);
+void coop_sched_take_inbox(struct coop_hub *h);
 bool coop_sched_has_work(struct coop_hub *h);
 unsigned coop_sched_ready_count(struct coop_hub *h);
 void coop_sched_service(struct coop_hub *h);

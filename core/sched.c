@@ -402,6 +402,9 @@ void coop_sched_woken(struct coop_greenlet *g)
 
 struct coop_greenlet *coop_sched_pop(struct coop_hub *h) { return runq_pop(h); }
 
+/* The owner moves its inbox into its queue (cheap when empty: one relaxed load). */
+void coop_sched_take_inbox(struct coop_hub *h) { take_in_list(h, inbox_take(h, h)); }
+
 bool coop_sched_has_work(struct coop_hub *h) { return runq_len(h) > 0; }
 
 unsigned coop_sched_ready_count(struct coop_hub *h) { return runq_len(h); }
@@ -737,7 +740,7 @@ static void deliver_interrupts(void);
 
 void coop_sched_service(struct coop_hub *h)
 {
-    take_in_list(h, inbox_take(h, h));
+    coop_sched_take_inbox(h);
     if (atomic_load_explicit(&global.len, memory_order_relaxed) > 0
         && (!coop_sched_has_work(h) || h->polls % GLOBAL_CHECK_EVERY == 0))
         global_take(h);
