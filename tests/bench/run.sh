@@ -4,8 +4,9 @@
 #   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
 #   build/bench/loadgen (closed loop, one thread) against
 #     epoll          build/bench/echo_epoll, hand-written edge-triggered epoll (the reference)
+#     epoll-mt       the same, one loop per CPU, each with its own SO_REUSEPORT listener
 #     threads        build/samples/echo_threads, a thread per connection, natively
-#     coop           the same binary under scripts/cooprun (default, register-only switch)
+#     coop           the same binary under scripts/cooprun (default hubs: one per CPU)
 #     coop-ucontext  the same under cooprun with COOP_SWITCH=ucontext (glibc's swapcontext)
 #     go1, go        tests/bench/echo_go.go, a goroutine per connection, GOMAXPROCS=1 / default
 #     gevent         tests/bench/echo_gevent.py, gevent's StreamServer, Debian's python3
@@ -13,9 +14,14 @@
 #   them alike), each on a fresh process; a level is repeated and the medians reported. The
 #   server's OS threads and resident set are sampled under load (maximum over the run).
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle}.c, built without coop, run
-#   natively and under cooprun): context switch, thread create+join, mutexes and condition
-#   variables, the length of a short sleep, resident memory per idle thread.
+#   Handoff: echo_threads -z 50 under coop (a thread sleeping 50 ms at a time in a raw
+#   nanosleep system call, which blocks whichever hub runs it) at 100 connections, 64 B.
+#
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle,cpupool}.c, built
+#   without coop, run natively and under cooprun): context switch (coop on one hub, as the
+#   native ping-pong runs on one CPU), thread create+join, mutexes and condition variables,
+#   the length of a short sleep, resident memory per idle thread, a pool of a thread per
+#   CPU computing (coop on its default hubs).
 #
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
@@ -59,15 +65,18 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # --- the plan: what runs, how long, how often ---
 LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
-SERVERS=(epoll threads coop coop-ucontext go1 go gevent)
+SERVERS=(epoll epoll-mt threads coop coop-ucontext go1 go gevent)
 if ((smoke)); then
     LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
+    CPU_UNITS=50
     BUDGET=50
 elif ((quick)); then
     REPS=1 DURATION=0.5 WARMUP=0.25 MICRO_T=0.2 MICRO_REPS=1 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
+    CPU_UNITS=500
     BUDGET=300
 else
     REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
+    CPU_UNITS=1000
     BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
@@ -152,6 +161,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "warning: cannot raise the descript
 server_command() {
     case $1 in
         epoll) cmd=("$BENCH/echo_epoll" -p 0) ;;
+        epoll-mt) cmd=("$BENCH/echo_epoll" -p 0 -t "$(nproc)") ;;
+        coop-rawsleep) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0 -z 50) ;;
         threads) cmd=("$SAMPLES/echo_threads" -p 0) ;;
         coop) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-ucontext) cmd=(env COOP_SWITCH=ucontext "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
@@ -273,8 +284,8 @@ run_micro() {
     say "micro-benchmarks ($MICRO_REPS x ${MICRO_T} s each)"
     for ((round = 1; round <= MICRO_REPS; round++)); do
         micro native switch -t "$MICRO_T"
-        micro coop switch -m yield -t "$MICRO_T"
-        micro coop-ucontext switch -m yield -t "$MICRO_T"
+        COOP_HUBS=1 micro coop switch -m yield -t "$MICRO_T"
+        COOP_HUBS=1 micro coop-ucontext switch -m yield -t "$MICRO_T"
         micro native create_join -t "$MICRO_T"
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"
@@ -283,6 +294,8 @@ run_micro() {
         micro coop sleep -t "$MICRO_T"
         micro native idle -n "$IDLE_NATIVE"
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
+        micro native cpupool -u "$CPU_UNITS"
+        micro coop cpupool -u "$CPU_UNITS"
     done
 }
 
@@ -332,6 +345,10 @@ for size in "${SIZES[@]}"; do
         done
     done
 done
+
+# Handoff: the same level as coop's 100 x 64 B runs, with a thread in raw nanosleeps.
+say "handoff: 100 connections, 64 B, a thread in raw 50 ms nanosleeps, $REPS x ${DURATION} s"
+for ((rep = 1; rep <= REPS; rep++)); do echo_run coop-rawsleep 100 64 "$rep"; done
 
 elapsed=$(($(date +%s) - started))
 say "done in ${elapsed} s; writing $out/results.md"
