@@ -95,3 +95,22 @@ run_sampled() {
     wait "$pid"
     status=$?
 }
+
+# same_without_handoff PROGRAM WHAT: runs PROGRAM (a sample whose waiting thread must leave
+# another running) natively and under coop on one hub; the same lines both times, and under
+# coop no handoff: the waits were cooperative, they did not stall the hub until the monitor
+# stepped in. Status 77 from the native run skips the test with its last line.
+same_without_handoff() {
+    local program=$1 what=$2 handoffs
+    run_sampled 30 "$TMP/native" "$program"
+    [ "$status" -eq 77 ] && skip "$(tail -n 1 "$TMP/native.err")"
+    [ "$status" -eq 0 ] || fail "native: status $status: $(cat "$TMP/native" "$TMP/native.err")"
+    sed 's/^/  native: /' "$TMP/native"
+    COOP_HUBS=1 COOP_STATS=1 run_sampled 30 "$TMP/coop" "$COOPRUN" -- "$program"
+    [ "$status" -eq 0 ] || fail "coop: status $status: $(cat "$TMP/coop" "$TMP/coop.err")"
+    sed 's/^/  coop: /' "$TMP/coop"
+    diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop's lines differ from the native ones"
+    handoffs=$(sed -n 's/^coop: stats: .*handoffs \([0-9]*\).*/\1/p' "$TMP/coop.err")
+    [ "$handoffs" = 0 ] || fail "coop: $what were handed off ($handoffs times): they should not block the hub"
+    note "coop, one hub: $what waited cooperatively, no handoff"
+}

@@ -8,16 +8,5 @@ source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/uring_wait" ] || fail "$SAMPLES/uring_wait is not built (make)"
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
 
-run_sampled 30 "$TMP/native" "$SAMPLES/uring_wait"
-[ "$status" -eq 77 ] && skip "$(cat "$TMP/native.err")"
-[ "$status" -eq 0 ] || fail "native: status $status: $(cat "$TMP/native" "$TMP/native.err")"
-sed 's/^/  native: /' "$TMP/native"
-
-COOP_HUBS=1 COOP_STATS=1 run_sampled 30 "$TMP/coop" "$COOPRUN" -- "$SAMPLES/uring_wait"
-[ "$status" -eq 0 ] || fail "coop: status $status: $(cat "$TMP/coop" "$TMP/coop.err")"
-sed 's/^/  coop: /' "$TMP/coop"
-diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop's lines differ from the native ones"
-handoffs=$(sed -n 's/^coop: stats: .*handoffs \([0-9]*\).*/\1/p' "$TMP/coop.err")
-[ "$handoffs" = 0 ] || fail "coop: the waits were handed off ($handoffs times): they should not block the hub"
-note "coop, one hub: every wait parked on the ring's fd, no handoff"
+same_without_handoff "$SAMPLES/uring_wait" "the io_uring waits"
 echo "PASS: io_uring waits leave the other threads running, natively and under coop"
