@@ -9,7 +9,10 @@
  * program creates its first thread (a program that never does keeps one OS thread and
  * runs as without coop). A greenlet is not tied to a hub: created greenlets have TLS of
  * their own (tls.c), so any hub may run them; the main thread's original context, which
- * uses that OS thread's own thread control block, is pinned to hub 0 (g->pinned).
+ * uses that OS thread's own thread control block, is pinned to hub 0 (g->pinned): while
+ * hub 0's thread is stuck in a greenlet's system call, the main greenlet waits for it.
+ * Threads that are no hub (there before coop loaded, or created past it) stay plain OS
+ * threads; the greenlets they create go to the global queue.
  *
  * Each hub has a run queue (struct coop_runq): a ring its owner pushes at the tail and pops
  * at the head without a lock (a push is two plain stores; a pop one CAS), and that any
