@@ -6,10 +6,12 @@
  *
  * The pool thread that ran the work wakes the caller itself, through the parking lot (the
  * caller may be on any hub by then). So the loop libuv's pool reports completions to has
- * nothing left to do but free records: there is one for the process, made on the first
+ * nothing left to do but release records: there is one for the process, made on the first
  * offload, under a lock (uv_queue_work is not thread-safe), and nobody polls it; each
  * submission first collects the completions so far (a uv_run that does not wait). The
- * hubs know nothing of libuv, and cost no libuv descriptors.
+ * hubs know nothing of libuv, and cost no libuv descriptors. A record has two owners, the
+ * waiting greenlet and libuv (whose completion may run in another greenlet's submission,
+ * before the waiter has even looked at done): the last of the two to let go frees it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -25,7 +27,14 @@ struct offload {
     void (*fn)(void *);
     void *arg;
     _Atomic bool done;
+    _Atomic int owners;        /* the waiter and libuv */
 };
+
+static void let_go(struct offload *o)
+{
+    if (atomic_fetch_sub(&o->owners, 1) == 1)
+        free(o);
+}
 
 static unsigned pool_size = 10;
 static bool started;
@@ -69,7 +78,7 @@ static void run(uv_work_t *req)
 static void finished(uv_work_t *req, int status)
 {
     (void)status;
-    free(req->data);
+    let_go(req->data);
 }
 
 static bool running_still(const void *o) { return !atomic_load(&((const struct offload *)o)->done); }
@@ -149,7 +158,7 @@ void coop_offload(void (*fn)(void *), void *arg)
         fn(arg);
         return;
     }
-    *o = (struct offload){ .fn = fn, .arg = arg };
+    *o = (struct offload){ .fn = fn, .arg = arg, .owners = 2 };
     o->req.data = o;
     if (queue(o) != 0) {
         free(o);
@@ -159,4 +168,5 @@ void coop_offload(void (*fn)(void *), void *arg)
     /* Signals do not end the wait: the work owns its arguments until it ends. */
     while (running_still(o))
         coop_park_as(o, running_still, o, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool");
+    let_go(o);
 }

@@ -336,6 +336,36 @@ START_TEST(test_close_wakes_waiter_on_other_hub)
 }
 END_TEST
 
+/* ---- the threadpool: a record outlives neither of its two owners ---- */
+
+enum { OFFLOAD_GREENLETS = 32, OFFLOADS_EACH = 30 };
+
+static void add_one(void *counter) { atomic_fetch_add((_Atomic int *)counter, 1); }
+
+/* Each job's completion may be collected by another greenlet's submission before its own
+ * waiter looks at it: the waiter must still find its record whole. */
+static void *offload_many(void *unused)
+{
+    (void)unused;
+    int wrong = 0;
+    for (int i = 0; i < OFFLOADS_EACH; i++) {
+        _Atomic int counter = 0;
+        coop_offload(add_one, &counter);
+        wrong += atomic_load(&counter) != 1;
+    }
+    return (void *)(intptr_t)wrong;
+}
+
+START_TEST(test_offload_stress)
+{
+    struct coop_greenlet *g[OFFLOAD_GREENLETS];
+    for (int i = 0; i < OFFLOAD_GREENLETS; i++)
+        g[i] = unit_spawn(offload_many, NULL);
+    for (int i = 0; i < OFFLOAD_GREENLETS; i++)
+        ck_assert_int_eq((int)(intptr_t)unit_join(g[i]), 0);
+}
+END_TEST
+
 /* ---- handoff: hubs stuck in system calls coop did not make cooperative ---- */
 
 struct raw_reader { int fd; _Atomic int about_to_block; long got; };
@@ -426,6 +456,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_pinned_main_woken_from_other_hubs);
     tcase_add_test(tc, test_join_stress);
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
+    tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
     suite_add_tcase(s, tc);
