@@ -126,8 +126,6 @@ static _Atomic uint64_t handoffs_total;
 /* Iterations between two looks at the global queue while a hub has work of its own. */
 #define GLOBAL_CHECK_EVERY 61
 
-static inline void spin_pause(void) { __builtin_ia32_pause(); }
-
 int coop_sched_regular_hubs(void) { return regular_hubs; }
 
 struct coop_hub *coop_hub_at(int i) { return coop_hub_table[i]; }
