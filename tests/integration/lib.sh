@@ -31,8 +31,9 @@ coop_hubs() {
 }
 SCHED_THREADS=$(coop_hubs)
 # A greenlet stuck in a call coop cannot make cooperative (a write to a slow disk, libuv
-# starting its threadpool, which waits for its threads) hands its hub's other work to
-# another hub, or to a spare thread when none is free: tests where that happens allow these.
+# starting its threadpool, which waits for its threads, a page fault or a lock on a loaded
+# machine) hands its hub's other work to another hub, or to a spare thread when none is
+# free: the thread counts allow for these.
 SPARE_THREADS=2
 
 # Waits until a TCP port on 127.0.0.1 accepts connections (at most ~10 s).

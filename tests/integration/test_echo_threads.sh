@@ -54,8 +54,8 @@ run_echo() {
         ((max_threads > 100)) || fail "native: only $max_threads threads: were the connections concurrent?"
     else
         ((samples > 0)) || fail "coop: no sample of the thread count while loaded"
-        ((max_threads <= 1 + SCHED_THREADS + RUNTIME_THREADS)) ||
-            fail "coop: $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler and $RUNTIME_THREADS runtime threads)"
+        ((max_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+            fail "coop: $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
     fi
     # In loadgen's order, without seconds, rps and latencies.
     totals=$(tr ' ' '\n' <<<"$line" | grep -E '^(conns|size|requests|errors|verified|bytes)=' | paste -sd' ')

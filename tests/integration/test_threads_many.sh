@@ -73,8 +73,8 @@ run_many native "$SAMPLES/many_threads" $THREADS
 
 run_many coop "$COOPRUN" -- "$SAMPLES/many_threads" $THREADS
 diff -u <(results native) <(results coop) >&2 || fail "coop printed other result lines than natively"
-((parked_threads <= 1 + SCHED_THREADS + RUNTIME_THREADS)) ||
-    fail "coop: $parked_threads OS threads while parked, expected 1 (+ $SCHED_THREADS scheduler and $RUNTIME_THREADS runtime threads)"
-((max_threads <= 1 + SCHED_THREADS + RUNTIME_THREADS)) ||
-    fail "coop: $max_threads OS threads at most, expected 1 (+ $SCHED_THREADS scheduler and $RUNTIME_THREADS runtime threads)"
+((parked_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+    fail "coop: $parked_threads OS threads while parked, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
+((max_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+    fail "coop: $max_threads OS threads at most, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
 echo "PASS: $THREADS parked threads natively and under coop, one OS thread under coop"

@@ -82,8 +82,8 @@ check_coop() {
 $(cat "$TMP/$name.diff")")
         ok=0
     fi
-    if ((max_threads > 1 + SCHED_THREADS + RUNTIME_THREADS)); then
-        problems+=("coop: $name had $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler and $RUNTIME_THREADS runtime threads)")
+    if ((max_threads > 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)); then
+        problems+=("coop: $name had $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)")
         ok=0
     fi
     ((ok)) && note "coop: $name: the same result lines as natively, one OS thread"

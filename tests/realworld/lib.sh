@@ -108,15 +108,15 @@ stop_server() {
 coop_stat() { sed -n "s/^coop: stats: .*$1 \([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
 
 # check_threads MODE MAX_THREADS: natively more than one OS thread must have been seen; under
-# coop at most 1 + SCHED_THREADS + ALLOWED_RUNTIME (which the test sets, with its reason).
+# coop at most 1 + SCHED_THREADS + SPARE_THREADS + ALLOWED_RUNTIME (which the test sets, with its reason).
 check_threads() {
     local mode=$1 n=$2
     ((samples > 0)) || fail "$mode: no sample of the thread count while loaded"
     if [ "$mode" = native ]; then
         ((n > 1)) || fail "native: only $n OS thread seen: was the program loaded?"
     else
-        ((n <= 1 + SCHED_THREADS + ALLOWED_RUNTIME)) ||
-            fail "coop: $n OS threads, expected 1 (+ $SCHED_THREADS scheduler and at most $ALLOWED_RUNTIME runtime threads)"
+        ((n <= 1 + SCHED_THREADS + SPARE_THREADS + ALLOWED_RUNTIME)) ||
+            fail "coop: $n OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and at most $ALLOWED_RUNTIME runtime threads)"
     fi
 }
 
