@@ -119,8 +119,9 @@ START_TEST(test_steal_stress)
 }
 END_TEST
 
-/* Greenlets that must meet on two hubs first, then yield among many: both hubs' queues
- * fill and are stolen from while their owners pop. */
+/* Greenlets that must meet on two hubs first, then yield among many: both hubs run while
+ * the queues fill, and are stolen from while their owners pop (which hub ends up running
+ * which is the machine's business: only "once at a time, every round" is asserted). */
 START_TEST(test_steal_while_both_run)
 {
     if (hubs() < 2)
@@ -136,15 +137,12 @@ START_TEST(test_steal_while_both_run)
     }
     unit_join(ga);
     unit_join(gb);
-    uint64_t seen = 0;
     for (int i = 0; i < STEAL_GREENLETS; i++) {
         unit_join(g[i]);
         ck_assert_int_eq(r[i].overlaps, 0);
         ck_assert_int_eq(r[i].rounds, STEAL_ROUNDS);
-        seen |= r[i].hubs_seen;
     }
     ck_assert(pa.met && pb.met);
-    ck_assert_int_gt(__builtin_popcountll(seen), 1);   /* both hubs ran them */
 }
 END_TEST
 
