@@ -34,8 +34,8 @@
  *                           every greenlet, the creator and the hub's thread, as glibc's
  *                           pthread_create sets it in both threads;
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
- *                           system calls such as tgkill), kept up to date by
- *                           coop_tls_arrive; the rseq area: the kernel updates only the OS
+ *                           system calls such as tgkill), its hub's, set when it is made
+ *                           (a greenlet never changes hubs yet); the rseq area: the kernel updates only the OS
  *                           thread's, so the greenlet's says "not registered" and
  *                           sched_getcpu asks the kernel.
  *

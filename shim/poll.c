@@ -94,7 +94,7 @@ static int multiplex(const struct multiplexer *m, int64_t deadline)
     uint64_t saved;
     unsigned handled = shim_signal_wait_mask(&mask, &saved);
     int r = shim_signal_handled_since(handled) ? interrupted() : ask_until(m, deadline);
-    shim_signal_wait_done(saved, handled);
+    shim_signal_wait_done(saved);
     return r;
 }
 

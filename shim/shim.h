@@ -153,11 +153,12 @@ struct timespec shim_remaining(int64_t deadline);
 /* Signals per greenlet (see signal.c): a new greenlet's mask is its creator's. */
 void shim_signal_thread_created(struct coop_greenlet *g);
 void shim_signal_thread_exit(struct coop_greenlet *g);
-/* A wait with its own signal mask (ppoll, pselect, epoll_pwait): the mask is set and
- * whatever it unblocks delivered; wait_done restores it and says whether a handler ran
- * meanwhile (the wait then ends with EINTR). */
+/* A wait with its own signal mask (ppoll, pselect, epoll_pwait, sigsuspend): the mask is
+ * set and whatever it unblocks delivered; it returns the count of handlers run, which
+ * shim_signal_handled_since compares (a handler ran: the wait ends with EINTR);
+ * wait_done restores the mask. */
 unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved);
-bool shim_signal_wait_done(uint64_t saved, unsigned handled);
+void shim_signal_wait_done(uint64_t saved);
 bool shim_signal_handled_since(unsigned handled);
 /* Whether the calling greenlet's signal mask is coop's to keep (the signal family is on). */
 bool shim_signal_per_greenlet(void);

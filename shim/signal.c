@@ -605,15 +605,13 @@ unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved)
     return handled;
 }
 
-bool shim_signal_wait_done(uint64_t saved, unsigned handled)
+void shim_signal_wait_done(uint64_t saved)
 {
     struct sigstate *s = state_of(coop_self());
     if (saved == ~0ULL || s == NULL)
-        return false;
-    bool ran = atomic_load(&s->handled) != handled;
+        return;
     set_blocked(s, saved);
     deliver(coop_self());
-    return ran;
 }
 
 bool shim_signal_handled_since(unsigned handled)
@@ -905,7 +903,7 @@ EXPORT int sigsuspend(const sigset_t *user_mask)
     uint64_t saved;
     unsigned handled = shim_signal_wait_mask(&mask, &saved);
     wait_for_handler(handled);
-    shim_signal_wait_done(saved, handled);
+    shim_signal_wait_done(saved);
     errno = EINTR;
     return -1;
 }
