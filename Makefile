@@ -24,8 +24,9 @@ LIB_SAN_FLAGS := --param asan-stack=0
 endif
 
 DEPS_PKGS := libuv1 libunwind check
-# The real programs of tests/realworld/ come from Debian too, and tests/stress.sh's CPU hogs.
-APT_PKGS := libuv1-dev libunwind-dev check pkg-config python3 curl clang \
+# The real programs of tests/realworld/ come from Debian too, and tests/stress.sh's CPU hogs;
+# liburing-dev for the io_uring sample (tests/samples/uring_wait.c).
+APT_PKGS := libuv1-dev libunwind-dev check pkg-config liburing-dev python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
             ruby default-jre-headless unbound bind9-dnsutils perl chromium stress-ng
 # The page test_trace_browser.sh opens: speedscope's built web page, from npm, in build/web
@@ -110,6 +111,7 @@ $(BUILD)/libcoop.so: $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(BUILD)/e
 	@$(CC) $(LIB_LDFLAGS) -o $@ $(CORE_OBJ) $(SHIM_OBJ) $(BUILD)/libuv_private.a $(LIB_LIBS)
 
 # --- programs that know nothing of coop ---
+$(BUILD)/samples/uring_wait: SAMPLE_LIBS := -luring
 $(BUILD)/samples/%: tests/samples/%.c $(wildcard tests/samples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm $(SAMPLE_LIBS)
@@ -159,10 +161,15 @@ $(SPEEDSCOPE_PAGE):
 	@command -v npm >/dev/null || scripts/deps.sh npm || true
 	-npm install --silent --no-audit --no-fund --prefix build/web $(SPEEDSCOPE)
 
+# The unit tests on one hub and on two (whatever the CPUs), and on two hubs with each
+# thread-pointer mechanism (the default: fsgsbase where the machine has it; and syscall);
+# the integration suite on one hub and on the default (one per CPU).
 test: all $(SPEEDSCOPE_PAGE)
 	@scripts/check-exports.sh $(BUILD)/libcoop.so
-	$(BUILD)/unit_tests
-	COOP_TLS=syscall $(BUILD)/unit_tests
+	COOP_HUBS=1 $(BUILD)/unit_tests
+	COOP_HUBS=2 $(BUILD)/unit_tests
+	COOP_HUBS=2 COOP_TLS=syscall $(BUILD)/unit_tests
+	COOP_HUBS=1 tests/run-integration.sh
 	tests/run-integration.sh
 	tests/realworld/run.sh
 
@@ -177,8 +184,8 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=0:handle_segv=0:verify_asan_link_order=0 \
 test-asan: deps $(SPEEDSCOPE_PAGE)
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan build
 	@scripts/check-exports.sh build/asan/libcoop.so
-	$(ASAN_ENV) build/asan/unit_tests
-	$(ASAN_ENV) COOP_TLS=syscall build/asan/unit_tests
+	$(ASAN_ENV) COOP_HUBS=1 build/asan/unit_tests
+	$(ASAN_ENV) COOP_HUBS=2 COOP_TLS=syscall build/asan/unit_tests
 	$(ASAN_ENV) BUILD=$(CURDIR)/build/asan tests/run-integration.sh
 	$(ASAN_ENV) BUILD=$(CURDIR)/build/asan tests/realworld/run.sh
 

@@ -1,6 +1,7 @@
 #include "context.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define ASSERT_OFFSET(field, value) \
@@ -28,7 +29,7 @@ void coop_context_init(enum coop_switch_kind kind)
     getcontext(&template_ctx);
 }
 
-void coop_context_make(ucontext_t *ctx, void *stack, size_t size)
+void coop_context_make(ucontext_t *ctx, void *stack, size_t size, void *arg)
 {
     memcpy(ctx, &template_ctx, sizeof *ctx);
     ctx->uc_mcontext.fpregs = &ctx->__fpregs_mem;
@@ -37,4 +38,6 @@ void coop_context_make(ucontext_t *ctx, void *stack, size_t size)
     ctx->uc_stack.ss_size = size;
     ctx->uc_stack.ss_flags = 0;
     makecontext(ctx, coop_context_entry, 0);
+    /* The first argument register: switch.S and setcontext both load it. */
+    ctx->uc_mcontext.gregs[REG_RDI] = (greg_t)(uintptr_t)arg;
 }

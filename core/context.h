@@ -24,8 +24,9 @@ enum coop_switch_kind { COOP_SWITCH_FAST, COOP_SWITCH_UCONTEXT };
 
 void coop_context_init(enum coop_switch_kind kind);
 
-/* Prepares ctx to start coop_context_entry() on the given stack. */
-void coop_context_make(ucontext_t *ctx, void *stack, size_t size);
+/* Prepares ctx to start coop_context_entry() on the given stack; arg is what
+ * coop_greenlet_main receives. */
+void coop_context_make(ucontext_t *ctx, void *stack, size_t size, void *arg);
 
 extern enum coop_switch_kind coop_switch_kind;
 
@@ -42,7 +43,8 @@ static inline void coop_context_switch(ucontext_t *from, ucontext_t *to)
 }
 
 /* The first function of every new context; defined by the greenlet layer, never returns. */
-void coop_greenlet_main(void) __attribute__((noreturn));
+struct coop_greenlet;
+void coop_greenlet_main(struct coop_greenlet *self) __attribute__((noreturn));
 
 void coop_context_entry(void);      /* switch.S */
 

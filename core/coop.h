@@ -43,6 +43,7 @@ struct coop_settings {
     bool verbose;
     bool on_deadlock_exit;           /* COOP_ON_DEADLOCK=exit: exit 3 instead of waiting */
     int max_blocking_ms;             /* the blocking monitor, 0: off */
+    int hubs;                        /* COOP_HUBS: OS threads running greenlets (0: one per CPU) */
     int preempt_ms;                  /* time slice of a greenlet while others wait, 0: off */
     const char *trace_file;          /* COOP_TRACE: the timeline's file (%p: the pid), or NULL */
     uint64_t trace_max;              /* COOP_TRACE_MAX: bytes kept, 0: no limit */

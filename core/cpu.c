@@ -3,7 +3,8 @@
  * its OS thread's CPU time to each greenlet as it switches away from it. Reading that clock
  * is a system call, so charging starts when the program first asks for a greenlet's CPU
  * time; the OS thread's time until then is its main greenlet's, as a new thread's clock
- * starts near zero.
+ * starts near zero. A greenlet runs on one hub at a time, so only that hub adds to its
+ * time; others read it as of its last switch.
  *
  * Numbers: small integers naming live greenlets, for interfaces that need an int (the shim's
  * CPU clock ids); a greenlet's number goes when it ends, as a thread's clock does.
@@ -26,10 +27,14 @@ static int64_t os_thread_cpu_ns(void)
 void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running)
 {
     int64_t now = os_thread_cpu_ns();
-    if (h->cpu_mark == 0)
-        h->main_g->cpu_ns += now;      /* the thread's time before charging began */
-    else
+    if (h->cpu_mark == 0) {
+        /* The main thread's time before charging began is its main greenlet's; a hub
+         * thread of the runtime's ran no greenlet before. */
+        if (h->index == 0 && coop_main_greenlet != NULL)
+            coop_main_greenlet->cpu_ns += now;
+    } else {
         running->cpu_ns += now - h->cpu_mark;
+    }
     h->cpu_mark = now;
 }
 

@@ -86,17 +86,6 @@ void coop_print_stack(ucontext_t *ctx, bool signal_frame)
 
 /* --- the dump --- */
 
-static const char *state_name(const struct coop_greenlet *g)
-{
-    switch (g->state) {
-    case G_READY: return "ready";
-    case G_RUNNING: return "running";
-    case G_FINISHED: return "finished";
-    default:
-        return g->waiting.kind == WAIT_SLEEP ? "sleeping" : g->waiting.kind == WAIT_PREEMPTED ? "preempted" : "waiting";
-    }
-}
-
 static void describe_wait(struct report *r, const struct coop_greenlet *g)
 {
     const struct coop_wait_info *w = &g->waiting;
@@ -113,37 +102,100 @@ static void describe_wait(struct report *r, const struct coop_greenlet *g)
     case WAIT_JOIN: put(r, ": joining greenlet #%lu", (unsigned long)((const struct coop_greenlet *)w->obj)->id); break;
     case WAIT_OFFLOAD: put(r, " for the threadpool"); break;
     }
-    if (g->heap_index >= 0)
+    if (__atomic_load_n(&g->timer_hub, __ATOMIC_RELAXED) != NULL)
         put(r, ", timeout in %.0f ms", (double)(g->deadline - coop_now()) / 1e6);
 }
 
-void coop_dump_hub(struct coop_hub *h)
-{
-    struct report r = { .len = 0 };
-    int64_t now = coop_coarse_now();
-    put(&r, "coop: greenlets of the hub on thread %d (pid %d):", (int)h->tid, (int)getpid());
-    end_line(&r);
-    for (struct coop_greenlet *g = h->all; g != NULL; g = g->all_next) {
-        if (g->is_hub)
-            continue;
-        put(&r, "  #%lu%s%s%s%s %s", (unsigned long)g->id, g->name[0] ? " \"" : "", g->name,
-            g->name[0] ? "\"" : "", g->is_main ? " (main)" : "", state_name(g));
+static void let_go(struct coop_greenlet *g) { atomic_fetch_and(&g->wait_word, ~(uint64_t)WAIT_DUMPING); }
 
-        if (g->state == G_WAITING)
-            describe_wait(&r, g);
-        put(&r, ", for %.3f s", (double)(now - g->since) / 1e9);
-        end_line(&r);
-        if (g->state != G_FINISHED)
-            coop_print_stack(&g->ctx, false);
+/* Holds back wakes of a waiting greenlet while its stack is read; its context must be
+ * saved (off its hub's CPU). A greenlet still on its way there may be about to cancel its
+ * wait, which waits for the dump: after a short while, the dump gives up on its stack.
+ * False if it is not waiting (any more). */
+static bool hold_waiting(struct coop_greenlet *g)
+{
+    uint64_t word = atomic_load(&g->wait_word);
+    do {
+        if (!(word & WAIT_WAITING) || (word & WAIT_DUMPING))
+            return false;
+    } while (!atomic_compare_exchange_weak(&g->wait_word, &word, word | WAIT_DUMPING));
+    for (int spins = 0; atomic_load_explicit(&g->on_cpu, memory_order_acquire); spins++) {
+        if (spins == 100000) {
+            let_go(g);
+            return false;
+        }
+        __builtin_ia32_pause();
+    }
+    return true;
+}
+
+static const char *hub_state_name(const struct coop_hub *h)
+{
+    switch (atomic_load(&h->away)) {
+    case AWAY_BLOCKED: return "stuck in a system call, its work handed to another hub";
+    case AWAY_RETIRED: return "retired spare";
+    default: break;
+    }
+    switch (atomic_load(&h->state)) {
+    case HUB_SLEEPING: return "sleeping";
+    case HUB_NOTIFIED: return "waking up";
+    default: return "running";
     }
 }
 
-void coop_request_dump(void)
+static void dump_hubs(struct report *r)
 {
-    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
-        atomic_store(&h->dump_requested, true);
-        coop_hub_kick(h);
+    int n = coop_hub_total(), regular = coop_sched_regular_hubs();
+    put(r, "coop: greenlets of %d hub%s", n < regular ? n : regular, regular == 1 ? "" : "s");
+    if (n > regular)
+        put(r, " and %d spare thread%s", n - regular, n - regular == 1 ? "" : "s");
+    put(r, " (pid %d):", (int)getpid());
+    end_line(r);
+    for (int i = 0; i < n; i++) {
+        struct coop_hub *h = coop_hub_at(i);
+        struct coop_greenlet *cur = h->current;
+        put(r, "  hub %d%s on thread %d: %s, %u ready, %lu switches", i, h->spare ? " (spare)" : "",
+            (int)h->tid, hub_state_name(h), coop_sched_ready_count(h), (unsigned long)atomic_load(&h->switches));
+        if (cur != NULL && !cur->is_hub)
+            put(r, ", running #%lu", (unsigned long)cur->id);
+        if (atomic_load(&h->handoffs) > 0)
+            put(r, ", handed off %lu times", (unsigned long)atomic_load(&h->handoffs));
+        end_line(r);
     }
+}
+
+void coop_dump_all(void)
+{
+    struct report r = { .len = 0 };
+    int64_t now = coop_coarse_now();
+    dump_hubs(&r);
+    coop_all_lock();
+    for (struct coop_greenlet *g = coop_all_first(); g != NULL; g = g->all_next) {
+        if (g->is_hub)
+            continue;
+        bool held = coop_gstate_get(g) == G_WAITING && hold_waiting(g);
+        enum coop_gstate state = coop_gstate_get(g);
+        bool stack = held;                   /* only a held context stays still while read */
+        put(&r, "  #%lu%s%s%s%s ", (unsigned long)g->id, g->name[0] ? " \"" : "", g->name,
+            g->name[0] ? "\"" : "", g->is_main ? " (main)" : "");
+        switch (state) {
+        case G_READY: put(&r, "ready"); break;
+        case G_RUNNING: put(&r, "running on hub %d", g->hub->index); break;
+        case G_FINISHED: put(&r, "finished"); break;
+        case G_WAITING:
+            put(&r, "%s", g->waiting.kind == WAIT_SLEEP ? "sleeping"
+                          : g->waiting.kind == WAIT_PREEMPTED ? "preempted" : "waiting");
+            describe_wait(&r, g);
+            break;
+        }
+        put(&r, ", for %.3f s", (double)(now - g->since) / 1e9);
+        end_line(&r);
+        if (stack)
+            coop_print_stack(&g->ctx, false);
+        if (held)
+            let_go(g);
+    }
+    coop_all_unlock();
 }
 
 /* --- deadlock --- */
@@ -168,11 +220,11 @@ int coop_os_threads(void)
 
 static int runtime_threads(void)
 {
-    return coop_offload_threads() + coop_monitor_threads() + coop_trace_threads();
+    return coop_offload_threads() + coop_monitor_threads() + coop_sched_threads() + coop_trace_threads();
 }
 
-/* A handler may post a semaphore or a condition (the "wait for SIGTERM" pattern): a
- * program that installed one is never declared dead. */
+/* A program that installed a handler may be woken by a signal (the "wait for SIGTERM"
+ * pattern): it is never declared dead. */
 static bool signal_handlers;
 
 void coop_note_signal_handler(void) { signal_handlers = true; }
@@ -217,36 +269,57 @@ static bool signal_may_come(void)
     return any;
 }
 
-/*
- * Dead when every greenlet waits on a sync object or a join with no timeout, nothing is
- * ready or about to be woken, no signal could still come, and no other OS thread exists
- * that might still post (libuv's idle workers and coop's monitor cannot). With more than
- * one hub, coop stays silent. The report leaves the program as POSIX would, waiting
- * (where a signal with its default action, or a debugger, can still end it), unless
- * COOP_ON_DEADLOCK=exit asks for exit status 3.
- */
-
-void coop_check_deadlock(struct coop_hub *h)
+static uint64_t all_switches(void)
 {
-    static bool reported;
-    if (reported || signal_handlers || h->ready_head != NULL || h->remote_head != NULL
-        || atomic_load(&h->interrupts) || h != coop_hubs || h->next_hub != NULL)
-        return;
+    uint64_t sum = 0;
+    for (int i = 0; i < coop_hub_total(); i++)
+        sum += atomic_load(&coop_hub_at(i)->switches);
+    return sum;
+}
 
+/* Every program greenlet waits on a sync object or a join with no timeout. */
+static bool all_parked_for_good(void)
+{
     bool any = false;
-    for (struct coop_greenlet *g = h->all; g != NULL; g = g->all_next) {
-        if (g->is_hub || g->state == G_FINISHED)
+    coop_all_lock();
+    for (struct coop_greenlet *g = coop_all_first(); g != NULL; g = g->all_next) {
+        if (g->is_hub || coop_gstate_get(g) == G_FINISHED)
             continue;
-        if (g->state != G_WAITING || g->heap_index >= 0
-            || (g->waiting.kind != WAIT_PARK && g->waiting.kind != WAIT_JOIN))
-            return;
+        if (coop_gstate_get(g) != G_WAITING || __atomic_load_n(&g->timer_hub, __ATOMIC_RELAXED) != NULL
+            || atomic_load(&g->interrupt_pending) != 0
+            || (g->waiting.kind != WAIT_PARK && g->waiting.kind != WAIT_JOIN)) {
+            any = false;
+            break;
+        }
         any = true;
     }
-    if (!any || coop_os_threads() != 1 + runtime_threads() || signal_may_come())
+    coop_all_unlock();
+    return any;
+}
+
+/*
+ * Dead when every greenlet waits on a sync object or a join with no timeout, every hub
+ * sleeps with nothing queued, no signal could still come, and no other OS thread exists
+ * that might still post (libuv's idle workers, the hubs' threads and coop's monitor
+ * cannot). The greenlets' states are read while other hubs may still be switching: the
+ * sum of all hubs' switch counters, unchanged across the scan, says nothing ran meanwhile
+ * (a greenlet that was running when the scan began shows as running, or switched away).
+ * The last hub to fall asleep sees it. The report leaves the program as POSIX would,
+ * waiting (where a signal with its default action, or a debugger, can still end it),
+ * unless COOP_ON_DEADLOCK=exit asks for exit status 3.
+ */
+void coop_check_deadlock(struct coop_hub *h)
+{
+    static _Atomic bool reported;
+    if (atomic_load(&reported) || signal_handlers || !coop_sched_all_idle(h))
         return;
-    reported = true;
+    uint64_t before = all_switches();
+    if (!all_parked_for_good() || all_switches() != before || !coop_sched_all_idle(h))
+        return;
+    if (coop_os_threads() != 1 + runtime_threads() || signal_may_come() || atomic_exchange(&reported, true))
+        return;
     coop_log(COOP_LOG_ERROR, "all greenlets are asleep - deadlock!");
-    coop_dump_hub(h);
+    coop_dump_all();
     if (!coop_settings.on_deadlock_exit) {
         coop_log(COOP_LOG_ERROR, "waiting, as the program would without coop (pid %d; COOP_ON_DEADLOCK=exit "
                  "exits with status 3)", (int)getpid());
@@ -310,9 +383,6 @@ void coop_diag_hub_init(struct coop_hub *h)
 /* --- statistics --- */
 
 static _Atomic uint64_t created, peak_alive;
-static int64_t longest_run;
-static uint64_t longest_id;
-static char longest_name[16];
 
 void coop_stats_spawned(long alive)
 {
@@ -322,13 +392,14 @@ void coop_stats_spawned(long alive)
         ;
 }
 
-void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to)
+/* Each hub keeps its own longest run: no shared write per switch. */
+void coop_stats_switch(struct coop_hub *h, struct coop_greenlet *from, struct coop_greenlet *to)
 {
     int64_t now = coop_now();
-    if (!from->is_hub && from->switched_in != 0 && now - (int64_t)from->switched_in > longest_run) {
-        longest_run = now - (int64_t)from->switched_in;
-        longest_id = from->id;
-        memcpy(longest_name, from->name, sizeof longest_name);
+    if (!from->is_hub && from->switched_in != 0 && now - (int64_t)from->switched_in > h->longest_run) {
+        h->longest_run = now - (int64_t)from->switched_in;
+        h->longest_id = from->id;
+        memcpy(h->longest_name, from->name, sizeof h->longest_name);
     }
     to->switched_in = (uint64_t)now;
 }
@@ -336,14 +407,23 @@ void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to)
 static void print_stats(void)
 {
     uint64_t switches = 0, polls = 0;
-    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
+    struct coop_hub *longest = NULL;
+    for (int i = 0; i < coop_hub_total(); i++) {
+        struct coop_hub *h = coop_hub_at(i);
         switches += atomic_load(&h->switches);
         polls += h->polls;
+        if (longest == NULL || h->longest_run > longest->longest_run)
+            longest = h;
     }
+    struct coop_sched_stats s;
+    coop_sched_stats(&s);
     coop_log(COOP_LOG_ERROR, "stats: greenlets created %lu, peak alive %lu, switches %lu, loop iterations %lu",
              (unsigned long)created, (unsigned long)peak_alive, (unsigned long)switches, (unsigned long)polls);
+    coop_log(COOP_LOG_ERROR, "stats: hubs %d, spare threads started %lu (running %d), handoffs %lu, steals %lu (%lu greenlets)",
+             s.regular, (unsigned long)s.spares_started, s.spares_running, (unsigned long)s.handoffs,
+             (unsigned long)s.steals, (unsigned long)s.stolen);
     coop_log(COOP_LOG_ERROR, "stats: longest run without yielding %.3f ms, by greenlet #%lu \"%s\"",
-             (double)longest_run / 1e6, (unsigned long)longest_id, longest_name);
+             (double)longest->longest_run / 1e6, (unsigned long)longest->longest_id, longest->longest_name);
     coop_preempt_print_stats();
 }
 

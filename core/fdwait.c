@@ -11,6 +11,15 @@
  * and again (measured: 0.66x the epoll reference at 5,000 connections). libuv also
  * aborts on an epoll_ctl error for an fd closed behind its back, which a preloaded
  * library cannot rule out (fclose of an fdopen'd socket closes it inside glibc).
+ *
+ * With several hubs, a greenlet registers an fd in the set of the hub it waits on, and
+ * greenlets move: an fd may be in several hubs' sets, and its waiters on several hubs. So
+ * the waiters of every fd, and which sets hold it, live in one table for the process,
+ * an entry per fd with its own lock: a hub dispatching an event of any set (its own or
+ * one it adopted) wakes that fd's waiters wherever they wait, and closing the fd (or
+ * dup2 over it), from any thread, wakes them all with EBADF and removes the fd from every
+ * set that holds it before the number can be reused. Lock order: an fd entry's lock, then
+ * the run queue locks a wake takes (never the other way round).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,87 +28,112 @@
 
 #include "internal.h"
 
+struct fd_entry;
+
 struct fd_waiter {
     struct fd_waiter *next, *prev;
     struct coop_greenlet *g;
     uint64_t gen;
     int events;                   /* COOP_READ | COOP_WRITE */
-    struct coop_watch *watch;     /* NULL once coop_fd_forget has taken it off the list */
+    struct fd_entry *entry;       /* NULL until linked */
+    bool linked;                  /* false once coop_fd_forget took it off the list */
 };
 
-struct coop_watch {
-    bool registered;
+struct fd_entry {
+    coop_lock_t lock;
+    uint64_t in_set[COOP_MAX_HUBS / 64];    /* the hubs whose epoll set holds the fd */
     struct fd_waiter *waiters;
 };
+
+/* Entries in chunks allocated on first use, so a large fd limit costs nothing. */
+#define CHUNK_BITS 10
+#define CHUNK_LEN (1 << CHUNK_BITS)
+#define CHUNKS (1 << 14)
+static struct fd_entry *_Atomic chunks[CHUNKS];
+
+static struct fd_entry *entry_of(int fd, bool create)
+{
+    if (fd < 0 || fd >= CHUNKS * CHUNK_LEN)
+        return NULL;
+    _Atomic(struct fd_entry *) *slot = &chunks[fd >> CHUNK_BITS];
+    struct fd_entry *chunk = atomic_load_explicit(slot, memory_order_acquire);
+    if (chunk == NULL) {
+        if (!create)
+            return NULL;
+        struct fd_entry *fresh = calloc(CHUNK_LEN, sizeof *fresh), *none = NULL;
+        if (fresh == NULL)
+            return NULL;
+        if (atomic_compare_exchange_strong(slot, &none, fresh))
+            chunk = fresh;
+        else {
+            free(fresh);
+            chunk = none;
+        }
+    }
+    return &chunk[fd & (CHUNK_LEN - 1)];
+}
 
 #define EPOLL_READ (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 #define EPOLL_WRITE (EPOLLOUT | EPOLLHUP | EPOLLERR)
 
-void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events)
+void coop_fd_ready(int fd, uint32_t events)
 {
-    if (fd < 0 || fd >= h->watches_len || h->watches[fd] == NULL)
+    struct fd_entry *e = entry_of(fd, false);
+    if (e == NULL)
         return;
     int ready = (events & EPOLL_READ ? COOP_READ : 0) | (events & EPOLL_WRITE ? COOP_WRITE : 0);
-    for (struct fd_waiter *x = h->watches[fd]->waiters; x != NULL; x = x->next)
+    coop_lock(&e->lock);
+    for (struct fd_waiter *x = e->waiters; x != NULL; x = x->next)
         if (x->events & ready)
             coop_wake(x->g, x->gen, 0);
+    coop_unlock(&e->lock);
 }
 
-static int watch_open(struct coop_hub *h, int fd, struct coop_watch **out)
+static bool in_set(const struct fd_entry *e, int hub) { return e->in_set[hub / 64] >> (hub % 64) & 1; }
+
+/* Registers fd in h's set (once) and links x; the errno of an fd epoll refuses. */
+static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
 {
     if (fd < 0)
         return EBADF;
-    if (fd >= h->watches_len) {
-        int len = h->watches_len ? h->watches_len : 64;
-        while (len <= fd)
-            len *= 2;
-        struct coop_watch **watches = realloc(h->watches, (size_t)len * sizeof *watches);
-        if (watches == NULL)
-            return ENOMEM;
-        memset(watches + h->watches_len, 0, (size_t)(len - h->watches_len) * sizeof *watches);
-        h->watches = watches;
-        h->watches_len = len;
-    }
-    struct coop_watch *w = h->watches[fd];
-    if (w == NULL && (w = h->watches[fd] = calloc(1, sizeof *w)) == NULL)
+    struct fd_entry *e = entry_of(fd, true);
+    if (e == NULL)
         return ENOMEM;
-    if (!w->registered) {
+    coop_lock(&e->lock);
+    if (!in_set(e, h->index)) {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
                                   .data.u64 = (uint64_t)fd };
-        long r = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
-        if (r < 0 && r != -EEXIST)
+        long r = coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
+        if (r < 0 && r != -EEXIST) {
+            coop_unlock(&e->lock);
             return (int)-r;      /* EPERM: a regular file; EBADF: not open */
-        w->registered = true;
+        }
+        e->in_set[h->index / 64] |= 1ull << (h->index % 64);
     }
-    *out = w;
+    x->entry = e;
+    x->linked = true;
+    x->prev = NULL;
+    x->next = e->waiters;
+    if (e->waiters != NULL)
+        e->waiters->prev = x;
+    e->waiters = x;
+    coop_unlock(&e->lock);
     return 0;
 }
 
 static void unlink_waiter(struct fd_waiter *x)
 {
-    if (x->watch == NULL)
-        return;
-    if (x->prev != NULL)
-        x->prev->next = x->next;
-    else
-        x->watch->waiters = x->next;
-    if (x->next != NULL)
-        x->next->prev = x->prev;
-}
-
-static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
-{
-    struct coop_watch *w = NULL;
-    int err = watch_open(h, fd, &w);
-    if (err != 0)
-        return err;
-    x->watch = w;
-    x->prev = NULL;
-    x->next = w->waiters;
-    if (w->waiters != NULL)
-        w->waiters->prev = x;
-    w->waiters = x;
-    return 0;
+    struct fd_entry *e = x->entry;
+    coop_lock(&e->lock);
+    if (x->linked) {
+        if (x->prev != NULL)
+            x->prev->next = x->next;
+        else
+            e->waiters = x->next;
+        if (x->next != NULL)
+            x->next->prev = x->prev;
+    }
+    coop_unlock(&e->lock);
 }
 
 int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
@@ -119,7 +153,7 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
         struct fd_waiter *x = &waiters[linked];
         *x = (struct fd_waiter){ .g = g, .gen = gen, .events = set[linked].events };
         err = link_waiter(h, x, set[linked].fd);
-        if (x->watch != NULL)
+        if (x->entry != NULL)
             linked++;
     }
     if (err == 0)
@@ -144,18 +178,32 @@ int coop_wait_fd(int fd, int events, int64_t deadline)
 
 void coop_fd_forget(int fd)
 {
-    struct coop_hub *h = coop_thread.hub;
-    if (h == NULL || fd < 0 || fd >= h->watches_len || h->watches[fd] == NULL)
+    struct fd_entry *e = entry_of(fd, false);
+    if (e == NULL)
         return;
-    struct coop_watch *w = h->watches[fd];
-    h->watches[fd] = NULL;
-    for (struct fd_waiter *x = w->waiters; x != NULL; x = x->next) {
-        x->watch = NULL;
+    coop_lock(&e->lock);
+    for (struct fd_waiter *x = e->waiters; x != NULL; x = x->next) {
+        x->linked = false;
         coop_wake(x->g, x->gen, EBADF);
     }
-    if (w->registered) {
-        struct epoll_event unused;
-        coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_DEL, fd, (long)&unused, 0, 0);
+    e->waiters = NULL;
+    for (int word = 0; word < COOP_MAX_HUBS / 64; word++)
+        for (uint64_t bits = e->in_set[word]; bits != 0; bits &= bits - 1) {
+            struct coop_hub *h = coop_hub_at(word * 64 + __builtin_ctzll(bits));
+            struct epoll_event unused;
+            if (h != NULL)
+                coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_DEL, fd, (long)&unused, 0, 0);
+        }
+    memset(e->in_set, 0, sizeof e->in_set);
+    coop_unlock(&e->lock);
+}
+
+/* In a forked child the parent's waiters and sets are gone. */
+void coop_fdwait_fork_child(void)
+{
+    for (int i = 0; i < CHUNKS; i++) {
+        struct fd_entry *chunk = atomic_load(&chunks[i]);
+        if (chunk != NULL)
+            memset(chunk, 0, CHUNK_LEN * sizeof *chunk);
     }
-    free(w);
 }

@@ -14,6 +14,7 @@
  * glibc's reused descriptors do).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,25 +32,39 @@ _Atomic long coop_live_greenlets;
 static void (*exit_hook)(struct coop_greenlet *g);
 static void *(*start_hook)(void *(*fn)(void *), void *arg);
 
+/* Every greenlet of the process, for dumps, interrupts and deadlock detection; linked and
+ * unlinked under all_lock (never taken while a run queue, inbox or fd lock is held). */
+static coop_lock_t all_lock;
+static struct coop_greenlet *all_greenlets;
+
+void coop_all_lock(void) { coop_lock(&all_lock); }
+void coop_all_unlock(void) { coop_unlock(&all_lock); }
+struct coop_greenlet *coop_all_first(void) { return all_greenlets; }
+
 void coop_set_exit_hook(void (*hook)(struct coop_greenlet *g)) { exit_hook = hook; }
 void coop_set_start_hook(void *(*start)(void *(*fn)(void *), void *arg)) { start_hook = start; }
 
-static void link_all(struct coop_hub *h, struct coop_greenlet *g)
+static void link_all(struct coop_greenlet *g)
 {
-    g->all_next = h->all;
-    if (h->all != NULL)
-        h->all->all_prev = g;
-    h->all = g;
+    coop_lock(&all_lock);
+    g->all_prev = NULL;
+    g->all_next = all_greenlets;
+    if (all_greenlets != NULL)
+        all_greenlets->all_prev = g;
+    all_greenlets = g;
+    coop_unlock(&all_lock);
 }
 
-static void unlink_all(struct coop_hub *h, struct coop_greenlet *g)
+static void unlink_all(struct coop_greenlet *g)
 {
+    coop_lock(&all_lock);
     if (g->all_prev != NULL)
         g->all_prev->all_next = g->all_next;
     else
-        h->all = g->all_next;
+        all_greenlets = g->all_next;
     if (g->all_next != NULL)
         g->all_next->all_prev = g->all_prev;
+    coop_unlock(&all_lock);
 }
 
 /* Places the TLS area below top and readies g's context on what is left of the stack;
@@ -63,7 +78,7 @@ static int make_context(struct coop_greenlet *g, char *base, char *top, bool own
     }
     if (end < base + MIN_STACK_LEFT)
         return EINVAL;
-    coop_context_make(&g->ctx, base, (size_t)(end - base));
+    coop_context_make(&g->ctx, base, (size_t)(end - base), g);
     return 0;
 }
 
@@ -116,28 +131,34 @@ static void init_record(struct coop_hub *h, struct coop_greenlet *g)
     g->id = atomic_fetch_add(&next_id, 1);
     g->heap_index = -1;
     g->state = G_RUNNING;
-    link_all(h, g);
 }
 
-struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub)
+/* The contexts a hub starts with: the main thread's own (its main greenlet), the hub's
+ * greenlet on a stack of its own (hub 0, which shares its thread with the main greenlet),
+ * or the hub's greenlet as the calling thread's own context (the runtime's hub threads). */
+struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_kind kind)
 {
     struct coop_greenlet *g;
-    if (is_hub) {
+    if (kind == COOP_ADOPT_HUB_STACK) {
         struct coop_stack stack;
         if (coop_stack_alloc(&stack, HUB_STACK_SIZE, 4096) != 0)
             coop_panic("cannot map a hub stack");
         g = record_on_stack(&stack);
         make_context(g, stack.base, (char *)g, false);
-        g->is_hub = true;
-        strcpy(g->name, "hub");
     } else {
         g = record_from_store(&(struct coop_stack){ .foreign = true });
         if (g == NULL)
             coop_panic("out of memory");
-        g->is_main = true;
+        atomic_store(&g->on_cpu, true);      /* it is the running context */
     }
-
+    g->is_hub = kind != COOP_ADOPT_MAIN;
+    g->is_main = kind == COOP_ADOPT_MAIN;
+    if (g->is_hub)
+        strcpy(g->name, "hub");
+    /* A context on the OS thread's own control block runs on that thread only. */
+    g->pinned = h;
     init_record(h, g);
+    link_all(g);
     if (coop_tls_greenlet_init(g) != 0)
         coop_panic("out of memory");
     return g;
@@ -154,9 +175,9 @@ static void release_record(struct coop_greenlet *g)
     coop_stack_free(&stack);
 }
 
-static void release(struct coop_hub *h, struct coop_greenlet *g)
+static void release(struct coop_greenlet *g)
 {
-    unlink_all(h, g);
+    unlink_all(g);
     coop_tls_greenlet_free(g);
     release_record(g);
 }
@@ -193,9 +214,13 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
 {
     struct coop_hub *h = coop_hub_current();
     struct coop_greenlet *g;
-    if (h == NULL)
+    /* Runtime threads make real threads; a thread that is no hub hands its greenlets to
+     * the hubs. */
+    if (coop_thread.runtime || coop_hub_total() == 0 || coop_hub_at(0) == NULL)
         return ENOSYS;
-    coop_reap(h);
+    coop_sched_start();
+    if (h != NULL)
+        coop_reap(h);
     char *top;
     if ((g = new_record(attr, &top)) == NULL)
         return EAGAIN;
@@ -204,70 +229,74 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
         release_record(g);
         return err;
     }
-    init_record(h, g);
+    init_record(h != NULL ? h : coop_hub_at(0), g);
     if (coop_tls_greenlet_init(g) != 0) {
-        release(h, g);
+        release_record(g);
         return EAGAIN;
     }
+    link_all(g);
     g->fn = fn;
     g->arg = arg;
-    g->detached = attr->detached;
+    if (attr->detached)
+        atomic_store(&g->ending, END_DETACHED);
     g->since = coop_coarse_now();
 
     long alive = atomic_fetch_add(&coop_live_greenlets, 1) + 1;
     if (coop_settings.stats)
         coop_stats_spawned(alive);
-    coop_monitor_greenlet_created();
     if (coop_trace_enabled())
-        coop_trace_spawn(g, h->current);
-    coop_ready(h, g);
+        coop_trace_spawn(g, h != NULL ? h->current : NULL);
     *out = g;
+    coop_ready_new(h, g);
     return 0;
 }
 
-void coop_greenlet_main(void)
+/* The first run of a created greenlet, on its own TLS. */
+void coop_greenlet_run(struct coop_greenlet *g)
 {
-    struct coop_hub *h = coop_thread.hub;
-    struct coop_greenlet *g = h->current;
-    coop_san_arrive(NULL, h->switched_from);
-    coop_arrive(g);
-
-    if (g->is_hub) {
-        void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
-        coop_hub_main(h);
-    }
     coop_tls_start(g);
     coop_after_wait(g);
     errno = 0;
     coop_exit(start_hook != NULL ? start_hook(g->fn, g->arg) : g->fn(g->arg));
 }
 
-/* A greenlet joined from another OS thread may still be on its way off its stack on its own
- * hub's thread: that hub frees it, at its next reap. */
-static void release_elsewhere(struct coop_greenlet *g)
-{
-    struct coop_hub *h = g->hub;
-    g->next_ready = atomic_load(&h->joined_elsewhere);
-    while (!atomic_compare_exchange_weak(&h->joined_elsewhere, &g->next_ready, g))
-        ;
-    coop_hub_kick(h);
-}
-
 void coop_reap(struct coop_hub *h)
 {
-    if (atomic_load_explicit(&h->joined_elsewhere, memory_order_relaxed) != NULL) {
-        struct coop_greenlet *g = atomic_exchange(&h->joined_elsewhere, NULL);
-        while (g != NULL) {
-            struct coop_greenlet *next = g->next_ready;
-            release(h, g);
-            g = next;
-        }
-    }
     while (h->dead != NULL) {
         struct coop_greenlet *g = h->dead;
         h->dead = g->next_ready;
-        release(h, g);
+        release(g);
     }
+}
+
+/*
+ * A finished greenlet's record goes when both have happened: it is off its stack, and it
+ * is detached or joined. `ending` holds END_FINISHED, END_DETACHED and END_JOINING (a
+ * joiner has claimed it) in one word, so each side learns what the other did from the one
+ * atomic operation that publishes its own part. Off its stack is known by the context its
+ * hub switched to next (coop_greenlet_left), which sets END_FINISHED and then unparks the
+ * joiner by the record's address without touching the record again: a joiner may free it
+ * at once. The joiner parks while END_FINISHED is not set, checked under the parking lot's
+ * lock. (test_sched: join stress)
+ */
+static void finished(struct coop_hub *h, struct coop_greenlet *g)
+{
+    bool is_main = g->is_main;
+    uintptr_t ending = atomic_fetch_or(&g->ending, END_FINISHED);
+    if ((ending & END_DETACHED) && !is_main) {
+        g->next_ready = h->dead;       /* nobody else may free it now */
+        h->dead = g;
+    } else if (ending & END_JOINING) {
+        coop_unpark(g, INT_MAX, ~0u);
+    }
+}
+
+void coop_greenlet_left(struct coop_hub *h, struct coop_greenlet *prev)
+{
+    bool done = prev->state == G_FINISHED;
+    atomic_store_explicit(&prev->on_cpu, false, memory_order_release);
+    if (done)
+        finished(h, prev);
 }
 
 void coop_exit(void *result)
@@ -278,76 +307,64 @@ void coop_exit(void *result)
         exit_hook(g);
     coop_greenlet_unnumber(g);
     g->result = result;
-    g->state = G_FINISHED;
     if (atomic_fetch_sub(&coop_live_greenlets, 1) == 1)
         exit(0);
-    if (g->joiner != NULL)
-        coop_wake(g->joiner, g->joiner->wait_gen, 0);
-    if (g->detached && !g->is_main) {
-        g->next_ready = h->dead;
-        h->dead = g;
-    }
+    h = coop_thread.hub;          /* the hook may have waited, and come back on another hub */
+    coop_gstate_set(g, G_FINISHED);
     coop_switch_away(h);
     coop_panic("a finished greenlet was resumed");
 }
 
-/* A thread that is no greenlet (coop's own, or one that existed before coop loaded)
- * joining a greenlet: it cannot park, so it naps. */
-static int join_from_thread(struct coop_greenlet *g, int64_t deadline)
+static bool running_still(const void *g)
 {
-    while (g->state != G_FINISHED) {
+    return !(atomic_load(&((const struct coop_greenlet *)g)->ending) & END_FINISHED);
+}
+
+/* Waits, as g's one joiner, until g is off its stack: 0, ETIMEDOUT, EBUSY (deadline 0),
+ * EINVAL. Greenlets park; other threads sleep in the parking lot's futex. */
+static int join_wait(struct coop_greenlet *g, int64_t deadline)
+{
+    uintptr_t ending = atomic_load(&g->ending);
+    do {
+        if (ending & END_FINISHED)
+            return 0;
+        if (ending & (END_DETACHED | END_JOINING))
+            return EINVAL;
         if (deadline == 0)
             return EBUSY;
-        if (coop_now() >= deadline)
-            return ETIMEDOUT;
-        struct timespec nap = { 0, 1000000 };
-        coop_sys(SYS_nanosleep, &nap, NULL, 0);
+    } while (!atomic_compare_exchange_weak(&g->ending, &ending, ending | END_JOINING));
+    while (running_still(g)) {
+        int r = coop_park_as(g, running_still, g, ~0u, deadline, WAIT_JOIN, NULL);
+        /* A joiner that gives up (or is nudged to act on its cancellation) leaves g joinable. */
+        if ((r == ETIMEDOUT || r == COOP_NUDGED) && running_still(g)) {
+            atomic_fetch_and(&g->ending, ~END_JOINING);
+            return r == COOP_NUDGED ? EINTR : ETIMEDOUT;
+        }
     }
     return 0;
 }
 
 int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
 {
-    struct coop_greenlet *self = coop_self();
-    if (g == self)
+    if (g == coop_self())
         return EDEADLK;
-    if (g->detached || (g->joiner != NULL && g->joiner != self))
-        return EINVAL;
-    int err = self == NULL ? join_from_thread(g, deadline) : 0;
+    int err = join_wait(g, deadline);
     if (err != 0)
         return err;
-    while (g->state != G_FINISHED) {
-        if (deadline == 0)
-            return EBUSY;
-        g->joiner = self;
-        coop_prepare_wait(self, WAIT_JOIN, g);
-        int reason = coop_suspend(deadline);
-        coop_after_wait(self);
-        if ((reason == ETIMEDOUT || reason == COOP_NUDGED) && g->state != G_FINISHED) {
-            g->joiner = NULL;      /* a joiner cancelled meanwhile leaves g joinable */
-            return reason == COOP_NUDGED ? EINTR : ETIMEDOUT;
-        }
-    }
     if (result != NULL)
         *result = g->result;
-    if (g->is_main)
-        return 0;
-    if (coop_thread.hub == g->hub)
-        release(g->hub, g);
-    else
-        release_elsewhere(g);
+    if (!g->is_main)
+        release(g);
     return 0;
 }
 
 int coop_detach(struct coop_greenlet *g)
 {
-    if (g->detached)
+    uintptr_t ending = atomic_fetch_or(&g->ending, END_DETACHED);
+    if (ending & END_DETACHED)
         return EINVAL;
-    g->detached = true;
-    if (g->state == G_FINISHED && !g->is_main) {
-        g->next_ready = g->hub->dead;
-        g->hub->dead = g;
-    }
+    if ((ending & END_FINISHED) && !g->is_main)
+        release(g);
     return 0;
 }
 
@@ -357,7 +374,7 @@ void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
-bool coop_greenlet_detached(const struct coop_greenlet *g) { return g->detached; }
+bool coop_greenlet_detached(const struct coop_greenlet *g) { return atomic_load(&g->ending) & END_DETACHED; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 
@@ -393,16 +410,17 @@ bool coop_greenlet_gone(const void *p)
 }
 
 /* In a forked child only self lives on: the others' records are forgotten (their stacks
- * are copies the child never runs), self becomes the main greenlet, and its end ends
- * the process. */
+ * are copies the child never runs), self becomes the main greenlet, pinned to the hub when
+ * it runs on the thread's own control block, and its end ends the process. */
 void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
-    h->all = NULL;
+    all_lock = (coop_lock_t){ 0 };
+    all_greenlets = NULL;
+    link_all(self);
+    link_all(h->hub_g);
     h->dead = NULL;
-    self->all_prev = self->all_next = NULL;
-    link_all(h, self);
-    h->hub_g->all_prev = h->hub_g->all_next = NULL;
-    link_all(h, h->hub_g);
-    h->main_g = self;
+    self->pinned = self->own_tls ? NULL : h;
+    atomic_store(&self->ending, 0);
+    coop_main_greenlet = self;
     atomic_store(&coop_live_greenlets, 1);
 }

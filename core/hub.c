@@ -1,22 +1,31 @@
 /*
- * Hubs: one per OS thread that runs program code, each with a libuv loop. A greenlet that
- * must wait switches straight to the next ready greenlet; only when none is ready, or
- * after COOP_POLL_EVERY direct switches, does it switch to the hub's own greenlet, which
- * polls once and hands the processor to whoever the poll made ready.
+ * Hubs: OS threads that run greenlets, each with its epoll sets. A greenlet
+ * that must wait switches straight to the next ready greenlet of its hub; only when none is
+ * ready, or after a round of direct switches, does it switch to the hub's own greenlet,
+ * which polls once, takes the work sched.c finds for it, and hands the processor on. What
+ * runs where, stealing and handoff are sched.c's; this file is the loop, the poll, the
+ * switch and the wait/wake protocol.
+ *
+ * Waiting and waking, across OS threads: a greenlet announces a wait by writing its
+ * wait_word ((generation << 2) | WAIT_WAITING) before it registers anywhere a waker can
+ * find it; a waker ends the wait by CAS from exactly that value, so of several wakers
+ * (an fd event, a timer, an unpark, a signal) one wins, and a wake aimed at an old wait
+ * fails. The winner, and only it, makes the greenlet ready (sched.c). A dump holds wakes
+ * back while it reads a waiting greenlet's stack (WAIT_DUMPING): wakers spin until it is
+ * done.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 
 #include "internal.h"
 #include "sanitizer.h"
 
 __thread struct coop_thread_state coop_thread;
-
-struct coop_hub *coop_hubs;
-coop_lock_t coop_hubs_lock;
+__thread struct coop_greenlet *coop_running;
 
 struct coop_settings coop_settings;
 static bool initialized;
@@ -34,108 +43,87 @@ void coop_mark_runtime_thread(void) { coop_thread.runtime = true; }
 static void (*signal_deliver_hook)(struct coop_greenlet *g);
 static void (*signal_pass_hook)(void);
 
-/* Moves greenlets woken by other OS threads, and pending interrupts, into the ready queue. */
-static void on_async(uv_async_t *a)
-{
-    struct coop_hub *h = a->data;
-    coop_lock(&h->remote_lock);
-    struct coop_greenlet *g = h->remote_head;
-    h->remote_head = h->remote_tail = NULL;
-    coop_unlock(&h->remote_lock);
-    while (g != NULL) {
-        struct coop_greenlet *next = g->next_ready;
-        coop_ready(h, g);
-        g = next;
-    }
-    if (atomic_exchange(&h->dump_requested, false))
-        coop_dump_hub(h);
-    if (atomic_exchange(&h->signal_pass, false) && signal_pass_hook != NULL)
-        signal_pass_hook();
-    if (atomic_exchange(&h->interrupts, 0)) {
-        for (struct coop_greenlet *w = h->all; w != NULL; w = w->all_next)
-            if (w->interrupt_pending) {
-                coop_wake(w, w->interrupt_gen, w->interrupt_pending);
-                w->interrupt_pending = 0;
-            }
-    }
-}
-
-static struct coop_greenlet *pop_ready(struct coop_hub *h)
-{
-    struct coop_greenlet *g = h->ready_head;
-    if (g != NULL) {
-        h->ready_head = g->next_ready;
-        if (h->ready_head == NULL)
-            h->ready_tail = NULL;
-        h->ready_len--;
-    }
-    return g;
-}
-
-#define LIBUV_TAG UINT64_MAX
 #define EVENTS_PER_POLL 256
 
-/* Waits up to timeout_ns (-1: no limit) for events of the hub's epoll set. epoll_wait counts
+/* Waits up to timeout_ns (-1: no limit) for events of an epoll set. epoll_wait counts
  * whole milliseconds; epoll_pwait2 (Linux 5.11) keeps a sleep of 100 us from lasting 1 ms. */
-static long wait_events(struct coop_hub *h, struct epoll_event *events, int64_t timeout_ns)
+static long wait_events(int epfd, struct epoll_event *events, int max, int64_t timeout_ns)
 {
     static atomic_bool no_pwait2;
     bool whole_ms = timeout_ns % 1000000 == 0;
     if (timeout_ns > 0 && !whole_ms && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = { timeout_ns / 1000000000, timeout_ns % 1000000000 };
-        long n = coop_sys6(SYS_epoll_pwait2, h->epfd, (long)events, EVENTS_PER_POLL, (long)&ts, 0, 0);
+        long n = coop_sys6(SYS_epoll_pwait2, epfd, (long)events, max, (long)&ts, 0, 0);
         if (n != -ENOSYS)
             return n;
         atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
     }
     long ms = timeout_ns < 0 ? -1 : (timeout_ns + 999999) / 1000000;
-    return coop_sys6(SYS_epoll_wait, h->epfd, (long)events, EVENTS_PER_POLL, ms, 0, 0);
+    return coop_sys6(SYS_epoll_wait, epfd, (long)events, max, ms, 0, 0);
 }
 
-/* The limit of a blocking poll: libuv's next timer, or the next greenlet's deadline. */
+/* The limit of a blocking poll: the next greenlet's deadline, or none (-1). */
 static int64_t poll_timeout(struct coop_hub *h)
 {
-    uv_update_time(&h->loop);
-    int ms = uv_backend_timeout(&h->loop);
-    int64_t timeout_ns = ms < 0 ? -1 : ms * INT64_C(1000000);
     int64_t deadline = coop_timer_next(h);
-    if (deadline != COOP_NO_DEADLINE) {
-        int64_t left = deadline - coop_now();
-        left = left < 0 ? 0 : left;
-        if (timeout_ns < 0 || left < timeout_ns)
-            timeout_ns = left;
-    }
-    return timeout_ns;
+    if (deadline == COOP_NO_DEADLINE)
+        return -1;
+    int64_t left = deadline - coop_now();
+    return left < 0 ? 0 : left;
+}
+
+/* Dispatches every event of an fd set (the hub's own or an adopted hub's), without
+ * waiting: it holds fds only. */
+void coop_drain_fdset(int fdset)
+{
+    struct epoll_event events[EVENTS_PER_POLL];
+    long n;
+    do {
+        n = wait_events(fdset, events, EVENTS_PER_POLL, 0);
+        for (long i = 0; i < n; i++)
+            coop_fd_ready((int)events[i].data.u64, events[i].events);
+    } while (n == EVENTS_PER_POLL);
 }
 
 /*
- * One look at the hub's epoll set, which holds the waited fds and libuv's own backend fd.
- * It blocks only when no greenlet is ready, until libuv's next timer or the next greenlet's
- * deadline; then it wakes the greenlets whose deadline passed, and runs libuv when its
- * backend has events or its timers are due.
+ * One look for events. A hub with greenlets ready looks at its fd sets only, without
+ * waiting (their events, and deadlines passed); a hub that waits blocks in its own set,
+ * which holds its fd set, its wake fd and the fd sets of hubs it adopted, until the next
+ * greenlet's deadline. Wakes are the hub's own: an adopter polls the fd set of the hub it
+ * adopted, never its own set.
  */
-static void hub_poll(struct coop_hub *h, bool block)
+static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
 {
-    struct epoll_event events[EVENTS_PER_POLL];
-    int64_t timeout_ns = 0;
     h->polls++;
-    if (block) {
-        timeout_ns = poll_timeout(h);
-        if (timeout_ns < 0)
-            coop_check_deadlock(h);
-    }
-    long n = wait_events(h, events, timeout_ns);
-    bool run_libuv = n < 0;
-    for (long i = 0; i < n; i++) {
-        if (events[i].data.u64 == LIBUV_TAG)
-            run_libuv = true;
-        else
-            coop_fd_ready(h, (int)events[i].data.u64, events[i].events);
+    if (timeout_ns == 0) {
+        coop_drain_fdset(h->fdset);
+        coop_sched_drain_adopted(h);
+    } else {
+        struct epoll_event events[16];
+        long n = wait_events(h->epfd, events, 16, timeout_ns);
+        for (long i = 0; i < n; i++) {
+            uint64_t tag = events[i].data.u64;
+            if (tag == COOP_TAG_FDS)
+                coop_drain_fdset(h->fdset);
+            else if (tag >= COOP_TAG_ADOPT && tag < COOP_TAG_ADOPT + COOP_MAX_HUBS)
+                coop_sched_drain_adopted(h);
+            /* COOP_TAG_WAKE only ends the wait; the eventfd is never read: each write is
+             * a new edge */
+        }
     }
     coop_timer_run(h);
-    uv_update_time(&h->loop);
-    if (run_libuv || uv_backend_timeout(&h->loop) == 0)
-        uv_run(&h->loop, UV_RUN_NOWAIT);
+}
+
+/* Nothing to run and nothing to steal: sleep until an event, a deadline or a wake. */
+static void hub_idle(struct coop_hub *h)
+{
+    if (!coop_sched_sleep_begin(h))
+        return;
+    int64_t timeout_ns = poll_timeout(h);
+    if (timeout_ns < 0)
+        coop_check_deadlock(h);
+    hub_poll(h, timeout_ns);
+    coop_sched_sleep_end(h);
 }
 
 static void (*hold_release)(struct coop_greenlet *g, bool finished);
@@ -148,6 +136,17 @@ void coop_set_hold_hooks(void (*release)(struct coop_greenlet *g, bool finished)
     hold_retake = retake;
 }
 
+/* What a context does first when it runs again (or for the first time): it learns its hub
+ * from its own record (the resuming hub wrote it), and lets go of the one it replaced. */
+static inline void arrive(struct coop_greenlet *self, void *fake_stack)
+{
+    struct coop_hub *h = self->hub;
+    struct coop_greenlet *prev = h->switched_from;
+    coop_san_arrive(fake_stack, prev);
+    coop_arrive(self);
+    coop_greenlet_left(h, prev);
+}
+
 /* errno is saved per greenlet: a thread's own context and its hub share the OS thread's
  * (every other greenlet has an errno of its own in its TLS area). */
 static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
@@ -155,14 +154,19 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     struct coop_greenlet *self = h->current;
     if (self->held != NULL)
         hold_release(self, self->state == G_FINISHED);
-    next->state = G_RUNNING;
+    /* Woken by another thread before it had left its previous hub: wait for that. */
+    while (atomic_load_explicit(&next->on_cpu, memory_order_acquire))
+        __builtin_ia32_pause();
+    atomic_store_explicit(&next->on_cpu, true, memory_order_relaxed);
+    coop_gstate_set(next, G_RUNNING);
+    next->hub = h;
     h->current = next;
     /* Only this thread writes the counter (the monitor reads it): no locked instruction. */
     atomic_store_explicit(&h->switches, atomic_load_explicit(&h->switches, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 
     if (coop_settings.stats)
-        coop_stats_switch(self, next);
+        coop_stats_switch(h, self, next);
     if (coop_trace_enabled())
         coop_trace_switch(h, self, next);
     self->saved_errno = errno;
@@ -176,69 +180,94 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;
-    coop_tls_enter(self, next);  /* may move the thread pointer: no TLS access after it */
+    coop_tls_enter(self, next, h);  /* may move the thread pointer: no TLS access after it */
 
     coop_context_switch(&self->ctx, &next->ctx);
-    coop_san_arrive(fake_stack, h->switched_from);
-    coop_arrive(self);
+    arrive(self, fake_stack);
     errno = self->saved_errno;
     if (self->held != NULL)
         hold_retake(self);
 }
 
-static void hub_loop(struct coop_hub *h)
+static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
 {
     for (;;) {
         coop_reap(h);
-        hub_poll(h, h->ready_head == NULL);
-        h->round_left = h->ready_len > COOP_ROUND_MIN ? h->ready_len : COOP_ROUND_MIN;
-        struct coop_greenlet *next = pop_ready(h);
+        coop_sched_service(h);
+        if (coop_sched_has_work(h))
+            hub_poll(h, 0);
+        else if (!coop_sched_find_work(h))
+            hub_idle(h);
+        unsigned ready = coop_sched_ready_count(h);
+        h->round_left = ready > COOP_ROUND_MIN ? ready : COOP_ROUND_MIN;
+        struct coop_greenlet *next = coop_sched_pop(h);
         if (next != NULL)
             switch_to(h, next);
     }
 }
 
-/* Entry of the hub's greenlet; program greenlets start in greenlet.c. */
-void coop_hub_main(struct coop_hub *h) __attribute__((noreturn));
-void coop_hub_main(struct coop_hub *h)
+/* The first run of a created context: a program greenlet, or hub 0's own greenlet. */
+void coop_greenlet_main(struct coop_greenlet *self)
 {
-    hub_loop(h);
-    abort();
+    arrive(self, NULL);
+    if (self->is_hub)
+        hub_loop(self->hub);
+    coop_greenlet_run(self);
 }
 
-/* The hub's own epoll set, with libuv's backend fd in it. */
+/* A hub's thread from the runtime runs the loop on its own stack. */
+void coop_hub_run(struct coop_hub *h)
+{
+    hub_loop(h);
+}
+
+/* The hub's sets: its fd set, nested in its own set with the wake fd (edge-triggered: nobody
+ * else reads this set). */
 static void hub_open_epoll(struct coop_hub *h)
 {
     h->epfd = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
-    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = LIBUV_TAG };
-    if (h->epfd < 0
-        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, uv_backend_fd(&h->loop), (long)&ev, 0, 0) < 0)
-        coop_panic("cannot create a hub's epoll set");
+    h->fdset = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
+    h->wake_fd = (int)coop_sys(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC, 0);
+    struct epoll_event wake = { .events = EPOLLIN | EPOLLET, .data.u64 = COOP_TAG_WAKE };
+    struct epoll_event fds = { .events = EPOLLIN, .data.u64 = COOP_TAG_FDS };
+    if (h->epfd < 0 || h->fdset < 0 || h->wake_fd < 0
+        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->wake_fd, (long)&wake, 0, 0) < 0
+        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->fdset, (long)&fds, 0, 0) < 0)
+        coop_panic("cannot create a hub's epoll sets");
 }
 
-static struct coop_hub *hub_create(void)
+/* A hub's record and sets, made by the thread that starts it. */
+struct coop_hub *coop_hub_create(int index, bool spare)
 {
     struct coop_hub *h = calloc(1, sizeof *h);
-    if (h == NULL || uv_loop_init(&h->loop) != 0)
-        coop_panic("cannot create a hub: out of memory or file descriptors");
-    uv_async_init(&h->loop, &h->async, on_async);
-    h->async.data = h;
+    if (h == NULL)
+        coop_panic("cannot create a hub: out of memory");
+    h->index = index;
+    h->spare = spare;
     hub_open_epoll(h);
+    return h;
+}
+
+/* On the hub's own thread: its identity, and its own greenlet (the main thread's hub also
+ * gets the thread's original context as its main greenlet). */
+void coop_hub_attach(struct coop_hub *h, bool main_thread)
+{
     h->os_thread = coop_settings.os_thread_self();
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
-    coop_lock(&coop_hubs_lock);
-    h->next_hub = coop_hubs;
-    coop_hubs = h;
-    coop_unlock(&coop_hubs_lock);
     coop_diag_hub_init(h);
     coop_thread.hub = h;
     coop_tls_hub_init(h);
-    h->main_g = coop_greenlet_adopt(h, false);
-    h->hub_g = coop_greenlet_adopt(h, true);
-    h->current = h->main_g;
-    coop_arrive(h->main_g);
-
-    return h;
+    if (main_thread) {
+        struct coop_greenlet *main_g = coop_greenlet_adopt(h, COOP_ADOPT_MAIN);
+        h->hub_g = coop_greenlet_adopt(h, COOP_ADOPT_HUB_STACK);
+        h->current = main_g;
+        coop_main_greenlet = main_g;
+        coop_arrive(main_g);
+    } else {
+        h->hub_g = coop_greenlet_adopt(h, COOP_ADOPT_HUB_HERE);
+        h->current = h->hub_g;
+        coop_arrive(h->hub_g);
+    }
 }
 
 void coop_init(const struct coop_settings *settings)
@@ -251,7 +280,9 @@ void coop_init(const struct coop_settings *settings)
     int existing = coop_os_threads();
     if (existing > 1)    /* like gevent's "patched too late" */
         coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
-    hub_create();
+    struct coop_hub *h = coop_hub_create(0, false);
+    coop_sched_init(settings->hubs, h);
+    coop_hub_attach(h, true);
     coop_live_greenlets = 1;       /* the main thread's own context */
     initialized = true;
 
@@ -262,105 +293,82 @@ void coop_init(const struct coop_settings *settings)
     if (settings->stats)
         coop_stats_init();
     coop_preempt_init(settings->preempt_ms);
-    coop_monitor_start(settings->max_blocking_ms, settings->preempt_ms);
+    coop_monitor_init(settings->max_blocking_ms, settings->preempt_ms);
     coop_trace_start();
 }
 
-/* A thread gets a hub when it first creates a greenlet; until then, whatever it calls
- * blocks as it would without coop. */
-struct coop_hub *coop_hub_current(void)
-{
-    struct coop_hub *h = coop_thread.hub;
-    if (h == NULL && initialized && !coop_thread.runtime)
-        h = hub_create();
-    return h;
-}
-
-__thread struct coop_greenlet *coop_running;
-
-void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
-{
-    g->state = G_READY;
-    g->next_ready = NULL;
-    if (h->ready_tail != NULL)
-        h->ready_tail->next_ready = g;
-    else
-        h->ready_head = g;
-    h->ready_tail = g;
-    h->ready_len++;
-}
+/* The hub of the calling OS thread: NULL on threads that are no hub (they block as they
+ * would without coop). */
+struct coop_hub *coop_hub_current(void) { return initialized ? coop_thread.hub : NULL; }
 
 uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj)
 {
     uint64_t gen = ++g->wait_gen;
     g->wake_reason = 0;
-    g->state = G_WAITING;
+    coop_gstate_set(g, G_WAITING);
     g->waiting = (struct coop_wait_info){ .kind = kind, .obj = obj };
     g->busy_polls = 0;
 
     g->since = coop_coarse_now();
-    atomic_store_explicit(&g->wait_word, gen << 1 | 1, memory_order_release);
+    atomic_store_explicit(&g->wait_word, gen << 2 | WAIT_WAITING, memory_order_release);
     return gen;
 }
 
 void coop_cancel_wait(struct coop_greenlet *g)
 {
-    atomic_store_explicit(&g->wait_word, g->wait_gen << 1, memory_order_release);
-    g->state = G_RUNNING;
+    /* A dump may hold the word: it is ours again once the dump lets go. */
+    uint64_t word = atomic_load_explicit(&g->wait_word, memory_order_relaxed);
+    for (;;) {
+        if (word & WAIT_DUMPING) {
+            __builtin_ia32_pause();
+            word = atomic_load_explicit(&g->wait_word, memory_order_relaxed);
+            continue;
+        }
+        if (atomic_compare_exchange_weak(&g->wait_word, &word, g->wait_gen << 2))
+            break;
+    }
+    coop_gstate_set(g, G_RUNNING);
 }
 
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
 {
-    uint64_t waiting = gen << 1 | 1;
-    if (!atomic_compare_exchange_strong(&g->wait_word, &waiting, gen << 1))
-        return false;
+    uint64_t waiting = gen << 2 | WAIT_WAITING;
+    for (;;) {
+        uint64_t word = waiting;
+        if (atomic_compare_exchange_strong(&g->wait_word, &word, gen << 2))
+            break;
+        if (word != (waiting | WAIT_DUMPING))
+            return false;
+        __builtin_ia32_pause();            /* a dump is reading its stack */
+    }
     g->wake_reason = reason;
     g->since = coop_coarse_now();
     if (coop_trace_enabled())
         coop_trace_wake(g, reason);
-    struct coop_hub *h = g->hub;
-    if (coop_thread.hub == h) {
-        coop_ready(h, g);
-        return true;
-    }
-    coop_lock(&h->remote_lock);
-    g->next_ready = NULL;
-    if (h->remote_tail != NULL)
-        h->remote_tail->next_ready = g;
-    else
-        h->remote_head = g;
-    h->remote_tail = g;
-    coop_unlock(&h->remote_lock);
-    coop_hub_kick(h);
+    coop_sched_woken(g);
     return true;
 }
 
-/* The caller may be a greenlet whose cancellation is pending: glibc would act on it in the
- * write that uv_async_send makes, in the middle of the runtime's work. */
-void coop_hub_kick(struct coop_hub *h)
-{
-    bool held = coop_tls_cancel_hold(0);
-    uv_async_send(&h->async);
-    coop_tls_cancel_release(0, held);
-}
-
-void coop_nudge(struct coop_greenlet *g)
+bool coop_wake_waiting(struct coop_greenlet *g, int reason)
 {
     uint64_t word = atomic_load(&g->wait_word);
-    if (word & 1)
-        coop_wake(g, word >> 1, COOP_NUDGED);
+    return (word & WAIT_WAITING) && coop_wake(g, word >> 2, reason);
 }
 
-/* Leaves the current greenlet (already queued as ready, waiting or finished). */
+void coop_nudge(struct coop_greenlet *g) { coop_wake_waiting(g, COOP_NUDGED); }
+
+/* Leaves the current greenlet (already queued as ready, waiting or finished). Greenlets
+ * handed to this hub by other threads (its inbox) join its queue first. */
 void coop_switch_away(struct coop_hub *h)
 {
     struct coop_greenlet *self = h->current, *next = NULL;
-    if (h->round_left > 0 && (next = pop_ready(h)) != NULL)
+    coop_sched_take_inbox(h);
+    if (h->round_left > 0 && (next = coop_sched_pop(h)) != NULL)
         h->round_left--;
     if (next == NULL)
         next = h->hub_g;
     if (next == self)
-        self->state = G_RUNNING;
+        coop_gstate_set(self, G_RUNNING);
     else
         switch_to(h, next);
 }
@@ -375,11 +383,12 @@ int coop_suspend(int64_t deadline)
         coop_cancel_wait(g);
         return g->signal_reason;
     }
-    if (deadline != COOP_NO_DEADLINE)
+    bool timed = deadline != COOP_NO_DEADLINE;
+    if (timed)
         coop_timer_add(h, g, deadline);
-    coop_switch_away(h);
-    if (g->heap_index >= 0)
-        coop_timer_remove(h, g);
+    coop_switch_away(h);         /* g may come back on another hub */
+    if (timed)
+        coop_timer_remove(g);
     return g->wake_reason;
 }
 
@@ -412,6 +421,7 @@ void coop_requeue_current(bool behind_poll)
         coop_prepare_wait(g, WAIT_PREEMPTED, NULL);
         coop_suspend(coop_now());
     } else {
+        coop_sched_take_inbox(h);          /* woken before this yield: they go first */
         coop_ready(h, g);
         coop_switch_away(h);
     }
@@ -455,6 +465,12 @@ void coop_run_signal_hook(struct coop_greenlet *g)
         signal_deliver_hook(g);
 }
 
+void coop_run_signal_pass(void)
+{
+    if (signal_pass_hook != NULL)
+        signal_pass_hook();
+}
+
 void coop_signal_greenlet(struct coop_greenlet *g, bool restartable)
 {
     if (!restartable || !atomic_load_explicit(&g->signals_due, memory_order_relaxed))
@@ -463,46 +479,40 @@ void coop_signal_greenlet(struct coop_greenlet *g, bool restartable)
     coop_interrupt(g, restartable);
 }
 
-void coop_request_signal_pass(void)
-{
-    struct coop_hub *h = coop_thread.hub;
-    if (h == NULL)
-        h = coop_hubs;
-    atomic_store(&h->signal_pass, true);
-    coop_hub_kick(h);
-}
-
+/* Every greenlet of the process, under the list's lock: fn must take no lock of the
+ * runtime's. */
 void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg)
 {
-    struct coop_hub *h = coop_thread.hub;
-    for (struct coop_greenlet *g = h != NULL ? h->all : NULL; g != NULL; g = g->all_next)
-        if (!g->is_hub && g->state != G_FINISHED)
+    coop_all_lock();
+    for (struct coop_greenlet *g = coop_all_first(); g != NULL; g = g->all_next)
+        if (!g->is_hub && coop_gstate_get(g) != G_FINISHED)
             fn(g, arg);
+    coop_all_unlock();
 }
 
-bool coop_on_hub_thread(void) { return coop_thread.hub != NULL && !coop_thread.runtime; }
+bool coop_on_hub_thread(void) { return coop_thread.hub != NULL; }
 
+/* From a signal handler: only atomics and a write to a hub's wake fd. */
 void coop_interrupt(struct coop_greenlet *g, bool restartable)
 {
-    struct coop_hub *h = g != NULL ? g->hub : coop_thread.hub;
-    if (h == NULL)
-        return;
     if (g == NULL)
-        g = h->main_g;
-    /* As in the kernel, a signal interrupts only a wait under way when it arrives. */
-    if (g->state != G_WAITING)
+        g = coop_main_greenlet;
+    if (g == NULL)
         return;
-    g->interrupt_gen = g->wait_gen;
-    g->interrupt_pending = restartable ? COOP_RESTART : EINTR;
-
-    atomic_store(&h->interrupts, 1);
-    coop_hub_kick(h);
+    /* As in the kernel, a signal interrupts only a wait under way when it arrives. */
+    uint64_t word = atomic_load(&g->wait_word);
+    if (!(word & WAIT_WAITING))
+        return;
+    g->interrupt_gen = word >> 2;
+    atomic_store(&g->interrupt_pending, restartable ? COOP_RESTART : EINTR);
+    coop_sched_interrupt_posted();
 }
 
 /*
  * After fork() the child has only the thread that forked, and coop keeps only the
- * greenlet that forked, as POSIX keeps only the calling thread. The epoll set is shared
- * with the parent, so the child makes its own, and libuv re-creates its loop's.
+ * greenlet that forked, on that thread's hub, as POSIX keeps only the calling thread. The
+ * epoll sets are shared with the parent, so the child makes its own, and libuv re-creates
+ * its loop's. Other hubs start again when the child creates a thread.
  */
 void coop_fork_child(void)
 {
@@ -512,27 +522,21 @@ void coop_fork_child(void)
     struct coop_greenlet *self = h->current;
     coop_park_fork_child();
     coop_offload_fork_child();
-    /* The child's only thread: a lock some other thread (the monitor) held stays free. */
-    coop_hubs_lock = (coop_lock_t){ 0 };
+    coop_fdwait_fork_child();
     coop_monitor_fork_child();
     coop_preempt_fork_child(h);
 
+    coop_sched_fork_child(h);
     coop_greenlet_fork_child(h, self);
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     self->cpu_ns = 0;          /* the child's clock starts afresh */
     h->cpu_mark = 0;
     coop_tls_fork_child(h, self);
-    h->ready_head = h->ready_tail = NULL;
-    h->ready_len = 0;
-    h->remote_head = h->remote_tail = NULL;
-    h->remote_lock = (coop_lock_t){ 0 };
+    h->timer_lock = (coop_lock_t){ 0 };
     h->heap_len = 0;
-    for (int fd = 0; fd < h->watches_len; fd++) {
-        free(h->watches[fd]);
-        h->watches[fd] = NULL;
-    }
+    h->dead = NULL;
     coop_sys(SYS_close, h->epfd, 0, 0);
-    if (uv_loop_fork(&h->loop) != 0)
-        coop_panic("cannot renew the event loop after fork");
+    coop_sys(SYS_close, h->fdset, 0, 0);
+    coop_sys(SYS_close, h->wake_fd, 0, 0);
     hub_open_epoll(h);
 }

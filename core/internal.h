@@ -15,13 +15,18 @@
 #define COOP_GREENLET_MAGIC 0x636f6f70676c6574ULL   /* "coopglet" */
 #define COOP_GREENLET_GONE 0x636f6f70676f6e65ULL    /* "coopgone": released */
 /*
- * Ready greenlets switch to each other directly. The hub polls the loop when none is
+ * Ready greenlets of a hub switch to each other directly. The hub polls when none is
  * ready, and otherwise once a round: after as many direct switches as greenlets were
  * ready when the round began (at least COOP_ROUND_MIN), so I/O and timers are never
- * starved. Polling more often would not help: libuv's epoll is level-triggered, and it
- * would report again the fds of greenlets that are ready but have not run yet.
+ * starved.
  */
 #define COOP_ROUND_MIN 64
+/* Hubs the scheduler can hold: regular ones (COOP_HUBS) and spares (sched.c). */
+#define COOP_MAX_HUBS 128
+#define COOP_MAX_REGULAR_HUBS 96
+#define COOP_MAX_SPARES (COOP_MAX_HUBS - COOP_MAX_REGULAR_HUBS)
+/* A hub's run queue (sched.c): a power of two. */
+#define COOP_RUNQ_SIZE 512
 
 enum coop_gstate { G_READY, G_RUNNING, G_WAITING, G_FINISHED };
 
@@ -38,25 +43,50 @@ struct coop_wait_info {
     int fd, nfds, events;            /* WAIT_FD: the first fd of nfds */
 };
 
+/* wait_word: (generation << 2) | WAIT_DUMPING | WAIT_WAITING. */
+#define WAIT_WAITING 1u
+#define WAIT_DUMPING 2u
+/* ending (greenlet.c): off its stack; detached; a joiner waits for it. */
+#define END_FINISHED ((uintptr_t)1)
+#define END_DETACHED ((uintptr_t)2)
+#define END_JOINING ((uintptr_t)4)
+
+/*
+ * A greenlet. Who may touch what, now that greenlets move between OS threads:
+ *  - the OS thread running it (the one whose hub has it as current) owns every plain
+ *    field; a greenlet is handed from one OS thread to another only through a run queue
+ *    or an inbox (sched.c), whose release/acquire pairs publish those fields;
+ *  - wait_word, on_cpu and ending are atomics shared with wakers, thieves,
+ *    joiners and dumps on other threads (the protocols are in hub.c and greenlet.c);
+ *  - state is written by its runner and by the one waker that wins wait_word, read by
+ *    dumps and deadlock detection (relaxed: for reports only);
+ *  - deadline and heap_index belong to the timer heap of timer_hub, under its lock.
+ */
 struct coop_greenlet {
     uint64_t magic;                  /* first, so a pthread_t can be told apart */
     ucontext_t ctx;
-    struct coop_hub *hub;
+    struct coop_hub *hub;            /* the hub running it, or the last one that did */
+    struct coop_hub *pinned;         /* the only hub that may run it (a thread's own context), or NULL */
     uint64_t id;
     enum coop_gstate state;
     int saved_errno;
-    bool is_hub, is_main, detached;
+    bool is_hub, is_main;
 
-    /* Waiting: wait_word is (generation << 1) | waiting, so a late wake cannot end a
-     * later wait. wake_reason is written by whoever wins the generation. */
+    /* Waiting: a late wake cannot end a later wait (the generation), and a dump holds
+     * the wake back while it reads the stack (WAIT_DUMPING). wake_reason is written by
+     * whoever wins the generation. */
     _Atomic uint64_t wait_word;
     uint64_t wait_gen;
     int wake_reason;
-    int interrupt_pending;           /* 0, EINTR or COOP_RESTART */
+    _Atomic int interrupt_pending;   /* 0, EINTR or COOP_RESTART */
     uint64_t interrupt_gen;          /* of the wait the signal arrived in */
+    /* True from the moment a hub decides to resume it until the context it switched
+     * away to has started: a hub that pops it meanwhile waits before resuming it. */
+    _Atomic bool on_cpu;
 
+    struct coop_hub *timer_hub;      /* whose timer heap holds it, or NULL */
     int64_t deadline;
-    int heap_index;                  /* in the hub's timer heap, or -1 */
+    int heap_index;
     struct coop_wait_info waiting;
     int64_t since;                   /* when it entered its state (coarse clock) */
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
@@ -66,12 +96,12 @@ struct coop_greenlet {
     int number;                      /* its number (cpu.c), or 0 */
     struct coop_sched sched;         /* the shim's */
 
-    struct coop_greenlet *next_ready;
-    struct coop_greenlet *all_prev, *all_next;
+    struct coop_greenlet *next_ready;   /* in an inbox, the global queue or a dead list */
+    struct coop_greenlet *all_prev, *all_next;   /* coop_all_greenlets, under its lock */
 
     void *(*fn)(void *);
     void *arg, *result;
-    struct coop_greenlet *joiner;
+    _Atomic uintptr_t ending;        /* END_FINISHED | END_DETACHED | END_JOINING */
     void *slot;                      /* the shim's */
     void *held;                      /* the shim's record of libc locks it holds, or NULL */
     void *signals;                   /* the shim's per-greenlet signal state */
@@ -79,6 +109,7 @@ struct coop_greenlet {
     int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
     uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
     bool own_tls;                    /* the area at tp is its own (tls.c) */
+    pid_t tid_written;               /* the tid last written into its control block */
 
     struct coop_stack stack;
     bool stored;                     /* from the store of records, not on its stack */
@@ -88,7 +119,14 @@ struct coop_greenlet {
     char name[16];
 };
 
-struct coop_watch;
+/* A hub's run queue: the owner pushes at tail and pops at head; thieves take from head. */
+struct coop_runq {
+    _Atomic uint32_t head;           /* advanced with a CAS by whoever consumes */
+    char pad1[60];
+    _Atomic uint32_t tail;           /* written by the owner only */
+    char pad2[60];
+    struct coop_greenlet *_Atomic slot[COOP_RUNQ_SIZE];
+};
 
 /* A hub's preemption state (core/preempt.c), shared by the monitor thread and the hub's own
  * thread: see the invariants at the top of preempt.c. */
@@ -100,47 +138,59 @@ struct coop_preempt_hub {
     _Atomic uint64_t refused_at;     /* published last: the switch count of that attempt */
 };
 
-struct coop_hub {
-    uv_loop_t loop;
-    int epfd;                        /* the hub's epoll set: libuv's backend and waited fds */
-    uv_async_t async;
-    struct coop_greenlet *current, *hub_g, *main_g;
-    struct coop_greenlet *switched_from;   /* for AddressSanitizer's bookkeeping */
+enum coop_hub_state { HUB_RUNNING, HUB_SLEEPING, HUB_NOTIFIED, HUB_RETIRED };
+/* Why a hub does not run its loop: its OS thread is stuck in a greenlet's system call,
+ * or it is a spare that is not needed. Another hub then adopts what it held. */
+enum coop_hub_away { AWAY_NONE, AWAY_BLOCKED, AWAY_RETIRED };
 
+/*
+ * A hub: an OS thread that runs greenlets, with its run queue, epoll sets and timers. Fields above `shared` belong to the hub's own OS thread; the rest say who else
+ * touches them.
+ */
+struct coop_hub {
+    int index;                       /* in coop_hub_table */
+    bool spare;
+    int epfd;                        /* the hub's own: its fd set, the wake fd, adopted fd sets */
+    struct coop_greenlet *current, *hub_g;
+    struct coop_greenlet *switched_from;   /* for the arriving side of a switch */
     uintptr_t os_thread;             /* the OS thread running the hub: its real pthread_t */
     pid_t tid;                       /* and its kernel thread id */
-    struct coop_hub *next_hub;       /* in the list of all hubs */
-    _Atomic bool dump_requested;
-    _Atomic uint64_t switches;       /* read by the blocking monitor */
-    uint64_t polls;
-
-    struct coop_greenlet *ready_head, *ready_tail;
-    unsigned ready_len;
-    unsigned round_left;             /* direct switches left before the next poll */
-
-    coop_lock_t remote_lock;         /* wakes from other OS threads */
-    struct coop_greenlet *remote_head, *remote_tail;
-    _Atomic int interrupts;          /* set by signal handlers */
-    _Atomic bool signal_pass;        /* the shim asked for a pass over its greenlets */
-
-    struct coop_greenlet **heap;     /* greenlets waiting with a deadline */
-    int heap_len, heap_cap;
-
-    struct coop_watch **watches;     /* by fd */
-    int watches_len;
-
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
-    bool cancel_held;                /* the hub holds off its main greenlet's cancellation */
+    uint64_t polls;
+    unsigned round_left;             /* direct switches left before the next poll */
+    struct coop_greenlet *dead;      /* finished detached greenlets, to free */
+    uint64_t adopted[COOP_MAX_HUBS / 64];  /* hubs whose sets this one polls (sched.c) */
+    uint64_t steals, stolen;         /* for the statistics */
+    int64_t longest_run;             /* with COOP_STATS */
+    uint64_t longest_id;
+    char longest_name[16];
+    bool cancel_held;                /* the hub holds off its thread's main greenlet's cancellation */
     int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
-
-    struct coop_greenlet *all;       /* every greenlet of this hub, for dumps */
-    struct coop_greenlet *dead;      /* finished and released, stacks to free */
-    _Atomic(struct coop_greenlet *) joined_elsewhere;  /* the same, joined by another thread */
-    struct coop_preempt_hub preempt;
     struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
+
+    /* shared: */
+    int fdset;                       /* the fds its greenlets wait on (fdwait.c); adopters poll it */
+    int wake_fd;                     /* an eventfd in epfd: written to wake it while it sleeps */
+    _Atomic uint64_t switches;       /* read by the blocking monitor */
+    _Atomic int state;               /* enum coop_hub_state: see sched.c */
+    _Atomic int away;                /* enum coop_hub_away: set by the monitor */
+    _Atomic bool adoption_wanted;
+    struct coop_hub *_Atomic adopter;
+    struct coop_runq runq;           /* see sched.c */
+    coop_lock_t inbox_lock;          /* greenlets handed to this hub by other threads */
+    struct coop_greenlet *inbox_head, *inbox_tail;
+    _Atomic bool inbox_nonempty;
+    coop_lock_t timer_lock;          /* the heap: any hub may run another's overdue timers */
+    struct coop_greenlet **heap;
+    int heap_len, heap_cap;
+    _Atomic uint64_t handoffs;       /* times the monitor gave away its work */
+    _Atomic int64_t blocked_since;   /* when the monitor found it stuck, for its report */
+    struct coop_preempt_hub preempt; /* the monitor and the hub's thread: see preempt.c */
 };
 
-/* The runtime's own per-OS-thread state (kept whole when greenlets get TLS of their own). */
+/* The runtime's own per-OS-thread state (kept whole when greenlets get TLS of their own:
+ * tls.c seeds a copy into each greenlet's area, and a greenlet's copy names the hub it
+ * runs on, rewritten whenever it arrives on one). */
 struct coop_thread_state {
     struct coop_hub *hub;
     bool runtime;                    /* coop's or libuv's thread: never gets a hub */
@@ -149,18 +199,37 @@ extern __thread struct coop_thread_state coop_thread;
 
 extern struct coop_settings coop_settings;
 
-/* Every greenlet, on starting to run, records itself (the thread pointer is its own by
- * then); hubs record NULL. */
-static inline void coop_arrive(struct coop_greenlet *g) { coop_running = g->is_hub ? NULL : g; }
+/* Every greenlet, on starting to run, records itself and its hub (the thread pointer is
+ * its own by then); hubs record NULL. */
+static inline void coop_arrive(struct coop_greenlet *g)
+{
+    coop_running = g->is_hub ? NULL : g;
+    coop_thread.hub = g->hub;
+}
+
+static inline void coop_gstate_set(struct coop_greenlet *g, enum coop_gstate s)
+{
+    __atomic_store_n(&g->state, s, __ATOMIC_RELAXED);
+}
+static inline enum coop_gstate coop_gstate_get(const struct coop_greenlet *g)
+{
+    return __atomic_load_n(&g->state, __ATOMIC_RELAXED);
+}
+
+/* Tags of a hub's own epoll set (a hub's fd set holds fds only, tagged with their number). */
+#define COOP_TAG_WAKE UINT64_MAX
+#define COOP_TAG_FDS (UINT64_MAX - 2)
+#define COOP_TAG_ADOPT (UINT64_MAX - 3 - COOP_MAX_HUBS)    /* + the adopted hub's index */
 
 /* hub.c */
-
 struct coop_hub *coop_hub_current(void);
-void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
+struct coop_hub *coop_hub_create(int index, bool spare);
+void coop_hub_attach(struct coop_hub *h, bool main_thread);
+void coop_hub_run(struct coop_hub *h) __attribute__((noreturn));
 uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj);
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason);
-/* Wakes h's loop from any thread or signal handler (uv_async_send). */
-void coop_hub_kick(struct coop_hub *h);
+/* Wakes whatever wait g is in, if any. */
+bool coop_wake_waiting(struct coop_greenlet *g, int reason);
 /* Ends a prepared wait that will not happen after all. */
 void coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
@@ -173,26 +242,77 @@ void coop_requeue_current(bool behind_poll);
 /* The end of every wait and yield, once the wait is undone: signals queued for the greenlet
  * are delivered there, on its own stack (their handlers may longjmp out). */
 void coop_run_signal_hook(struct coop_greenlet *g);
+/* A pass over the greenlets for process-pending signals (coop_request_signal_pass), run by
+ * a hub in normal context. */
+void coop_run_signal_pass(void);
 static inline void coop_after_wait(struct coop_greenlet *g)
 {
     if (g != NULL && atomic_load_explicit(&g->signals_due, memory_order_acquire))
         coop_run_signal_hook(g);
 }
 
-/* fdwait.c: dispatches one event of the hub's epoll set */
-void coop_fd_ready(struct coop_hub *h, int fd, uint32_t events);
+/* sched.c: run queues, stealing, handoff (see its top comment) */
+extern struct coop_greenlet *coop_main_greenlet;
+struct coop_hub *coop_hub_at(int i);
+/* The hub after h in the table, or NULL: for (h = coop_hub_at(0); h; h = coop_hub_next(h)). */
+struct coop_hub *coop_hub_next(const struct coop_hub *h);
+int coop_hub_total(void);            /* hubs started, spares included */
+int coop_sched_regular_hubs(void);
+void coop_sched_init(int hubs, struct coop_hub *first);
+void coop_sched_start(void);
+bool coop_sched_started(void);
+/* Makes g ready on h, the caller's own hub (yield; a preempted greenlet). */
+void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
+/* A new greenlet, on h (the caller's hub, or NULL for a thread that is none). */
+void coop_ready_new(struct coop_hub *h, struct coop_greenlet *g);
+/* After a waker won g's wait. */
+void coop_sched_woken(struct coop_greenlet *g);
+struct coop_greenlet *coop_sched_pop(struct coop_hub *h);
+void coop_sched_take_inbox(struct coop_hub *h);
+bool coop_sched_has_work(struct coop_hub *h);
+unsigned coop_sched_ready_count(struct coop_hub *h);
+void coop_sched_service(struct coop_hub *h);
+bool coop_sched_find_work(struct coop_hub *h);
+bool coop_sched_sleep_begin(struct coop_hub *h);
+bool coop_sched_all_idle(struct coop_hub *h);
+void coop_sched_sleep_end(struct coop_hub *h);
+void coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why);
+void coop_sched_returned(struct coop_hub *x);
+bool coop_sched_is_away(const struct coop_hub *h);
+void coop_sched_drain_adopted(struct coop_hub *h);
+void coop_sched_nudge(struct coop_hub *h);
+void coop_sched_balance_spares(void);
+void coop_sched_interrupt_posted(void);
+void coop_sched_notify_any(void);
+int coop_sched_threads(void);        /* hub threads of the runtime's own */
+void coop_sched_fork_child(struct coop_hub *h);
+struct coop_sched_stats {
+    int hubs, regular, spares_running;
+    uint64_t spares_started, handoffs, steals, stolen;
+};
+void coop_sched_stats(struct coop_sched_stats *s);
 
-/* timer.c */
+/* fdwait.c, and hub.c's reading of fd sets */
+void coop_fd_ready(int fd, uint32_t events);
+void coop_drain_fdset(int fdset);
+void coop_fdwait_fork_child(void);
+
+/* timer.c: each hub's heap, under its timer_lock */
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline);
-void coop_timer_remove(struct coop_hub *h, struct coop_greenlet *g);
+/* Takes g out of whichever heap holds it, if any. */
+void coop_timer_remove(struct coop_greenlet *g);
 /* The earliest deadline, or COOP_NO_DEADLINE. */
-int64_t coop_timer_next(const struct coop_hub *h);
+int64_t coop_timer_next(struct coop_hub *h);
 /* Wakes the greenlets whose deadline has passed, with ETIMEDOUT. */
 void coop_timer_run(struct coop_hub *h);
+/* Moves every deadline of from's heap into to's (adoption). */
+void coop_timer_move(struct coop_hub *from, struct coop_hub *to);
 
 /* tls.c */
 void coop_tls_init(enum coop_tls_mode mode);
 void coop_tls_hub_init(struct coop_hub *h);
+/* From now on more than one OS thread runs program code: glibc must take its locks. */
+void coop_tls_set_multithreaded(void);
 /* The thread pointer of an area whose control block ends at or below top, and the lowest
  * byte of that area: the stack proper ends there. */
 uintptr_t coop_tls_place(char *top);
@@ -203,9 +323,9 @@ int coop_tls_greenlet_init(struct coop_greenlet *g);
 /* On a greenlet's first run, on its own TLS. */
 void coop_tls_start(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_greenlet *g);
-/* Moves the thread pointer, if it changes: no thread-local access between this and the
- * context switch. */
-void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to);
+/* Moves the thread pointer, if it changes, and keeps the tid of to's control block equal
+ * to h's thread: no thread-local access between this and the context switch. */
+void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
 /* Holds off a pending cancellation of the thread whose pointer is tp (0: the caller's) while
  * the runtime makes libc calls that glibc treats as cancellation points (the write that
@@ -223,13 +343,16 @@ static inline void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *run
         coop_cpu_charge_now(h, running);
 }
 void coop_greenlet_unnumber(struct coop_greenlet *g);
+/* The tid in g's control block, as glibc sees it. */
+pid_t coop_tls_tid(const struct coop_greenlet *g);
 
 /* diag.c */
 int64_t coop_coarse_now(void);
-void coop_dump_hub(struct coop_hub *h);
+/* Prints every hub and every greenlet. */
+void coop_dump_all(void);
 /* Called when the hub would block with nothing that could ever wake it. */
 void coop_check_deadlock(struct coop_hub *h);
-void coop_stats_switch(struct coop_greenlet *from, struct coop_greenlet *to);
+void coop_stats_switch(struct coop_hub *h, struct coop_greenlet *from, struct coop_greenlet *to);
 void coop_diag_hub_init(struct coop_hub *h);
 void coop_print_stack(ucontext_t *ctx, bool signal_frame);
 /* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
@@ -242,11 +365,11 @@ void coop_stats_init(void);
 void coop_stats_spawned(long alive);
 
 /* monitor.c, offload.c: the runtime's own threads */
-void coop_monitor_start(int max_blocking_ms, int preempt_ms);
-/* A greenlet was created: preemption needs the monitor from the second one on. */
-void coop_monitor_greenlet_created(void);
-void coop_monitor_fork_child(void);
+void coop_monitor_init(int max_blocking_ms, int preempt_ms);
+/* The program's first thread: the monitor starts (once; again in a forked child). */
+void coop_monitor_start(void);
 int coop_monitor_threads(void);
+void coop_monitor_fork_child(void);
 int coop_offload_threads(void);
 void coop_offload_fork_child(void);
 
@@ -269,16 +392,27 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
 void coop_preempt_fork_child(struct coop_hub *h);
 void coop_preempt_print_stats(void);
 
-/* hub.c: the list of hubs */
-extern struct coop_hub *coop_hubs;
-extern coop_lock_t coop_hubs_lock;
+/* trace.c: a hub's trace pointer is published under it (see trace.c) */
+extern coop_lock_t coop_trace_lock;
 
 /* park.c */
+/* coop_park, with the kind of wait dumps and deadlock detection see; a nudge ends it with
+ * COOP_NUDGED. */
+int coop_park_as(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+                 uint32_t bitset, int64_t deadline, enum coop_wait_kind kind, const char *what);
 void coop_park_fork_child(void);
 
 /* greenlet.c */
+enum coop_adopt_kind { COOP_ADOPT_MAIN, COOP_ADOPT_HUB_STACK, COOP_ADOPT_HUB_HERE };
 void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self);
-struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, bool is_hub);
+struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_kind kind);
+void coop_greenlet_run(struct coop_greenlet *g) __attribute__((noreturn));
+/* The context a hub switched to has started: prev is off the CPU (and done, if finished). */
+void coop_greenlet_left(struct coop_hub *h, struct coop_greenlet *prev);
 void coop_reap(struct coop_hub *h);
+/* The list of every greenlet: walk it between lock and unlock. */
+void coop_all_lock(void);
+void coop_all_unlock(void);
+struct coop_greenlet *coop_all_first(void);
 
 #endif

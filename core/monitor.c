@@ -1,20 +1,25 @@
 /*
  * The monitor (gevent's monitor thread, Go's sysmon): one real thread that watches each
- * hub's switch counter, for two jobs:
- *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub for a
- *     whole time slice while other greenlets exist is asked to leave, by a signal to the
- *     hub's thread;
+ * hub's switch counter, for three jobs:
+ *   - handoff (sched.c): a hub whose counter stands still for HANDOFF_AFTER_NS while its
+ *     thread sleeps in the kernel (state S or D in /proc/self/task/TID/stat) is stuck in a
+ *     system call coop could not make cooperative; its work goes to another hub, and comes
+ *     back when its counter moves again. A hub that stands still on the CPU with greenlets
+ *     queued gets a sleeping hub woken to steal them, in case a wake was missed;
+ *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
+ *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
+ *     to the hub's thread;
  *   - reports (COOP_MAX_BLOCKING_MS): a program greenlet that keeps its hub for longer than
- *     that (by computing where it cannot be preempted, or in a system call coop could not
- *     make cooperative while other greenlets wait) is reported once per episode, with its
- *     stack sampled on its own thread (a signal makes the hub's thread unwind itself) and,
- *     with preemption on, why it was not preempted.
- * It starts with the process when reports are asked for (a lone greenlet can block too), and
- * otherwise with the second greenlet: a program with one greenlet has nothing to preempt and
- * gets no extra thread (nor the handler, nor libunwind's warm-up and its pipe). A forked
- * child starts its own with its first new greenlet. It is named coop-monitor from its first
- * instant, so that whoever counts a program's threads can tell it apart, and it blocks the
- * program's signals, so that none is delivered to it.
+ *     that (by computing where it cannot be preempted, or in a system call while other
+ *     greenlets wait) is reported once per episode, with its stack sampled on its own thread
+ *     (a signal makes the hub's thread unwind itself), with the handoff that happened
+ *     meanwhile, and, with preemption on, why it was not preempted.
+ * It starts with the scheduler (the program's first thread): a program with one greenlet
+ * has nothing to hand off or preempt and gets no extra thread (nor the handler, nor
+ * libunwind's warm-up and its pipe), unless reports are asked for (a lone greenlet can
+ * block too). A forked child starts its own with its first thread. It is named
+ * coop-monitor from its first instant, so that whoever counts a program's threads can tell
+ * it apart, and it blocks the program's signals, so that none is delivered to it.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include "internal.h"
 #include "unwind.h"
@@ -33,6 +39,10 @@
  * to a tick: most refusals catch a greenlet inside libc for a moment (clock_gettime, memcpy),
  * while some last (a FILE lock held, code that cannot be unwound). */
 #define FIRST_RETRY_NS 250000
+
+#define BUSY_TICK_NS 1000000          /* while a hub runs greenlets */
+#define IDLE_TICK_NS 20000000         /* while every hub sleeps */
+#define HANDOFF_AFTER_NS 2000000
 
 static int64_t max_blocking_ns, preempt_ns;
 static _Atomic bool running;
@@ -49,7 +59,7 @@ static void take_sample(int sig, siginfo_t *info, void *context)
 {
     (void)sig;
     (void)info;
-    const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_monitor_start */
+    const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_monitor_init */
     unw_cursor_t cursor;
     int n = 0;
     if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
@@ -68,31 +78,38 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     atomic_store(&sample_frames, n);
 }
 
-/* Whether the thread is on a CPU, rather than asleep in a system call. */
-static bool thread_running(pid_t tid)
+/* The state letter of an OS thread of this process (R running, S or D asleep in the
+ * kernel), or 0. */
+static char thread_state(pid_t tid)
 {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    int fd = (int)coop_sys(SYS_open, path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    long len = coop_sys(SYS_read, fd, buf, sizeof buf - 1);
+    coop_sys(SYS_close, fd, 0, 0);
+    if (len <= 0)
+        return 0;
     buf[len] = '\0';
     const char *end = strrchr(buf, ')');
-    return end != NULL && end[1] == ' ' && end[2] == 'R';
+    return end != NULL && end[1] == ' ' ? end[2] : 0;
 }
 
-static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches)
+static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches, char state)
 {
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
+    if (coop_sched_is_away(h))
+        coop_log(COOP_LOG_ERROR, "it is blocked in a system call (thread state %c): hub %d's other greenlets, "
+                 "fds and timers were handed to another hub after %.0f ms",
+                 state, h->index, (double)HANDOFF_AFTER_NS / 1e6);
     if (coop_trace_enabled())
         coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     /* Why it was not preempted, before the sample: an attempt during the sample would find the
      * thread in the sampling handler, not in the greenlet's own code. */
     char why[256];
-    bool not_preempted = preempt_ns > 0 && coop_preempt_why_not(h, switches, why, sizeof why);
+    bool not_preempted = preempt_ns > 0 && state == 'R' && coop_preempt_why_not(h, switches, why, sizeof why);
     atomic_store(&sample_frames, -1);
     coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL);
     for (int i = 0; i < 200 && atomic_load(&sample_frames) < 0; i++) {
@@ -108,12 +125,12 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
                  (unsigned long)g->id, (double)preempt_ns / 1e6, why);
 }
 
-/* A tick short enough that a slice ends at most half a slice late, and a report at most a
- * quarter of its limit late. */
-static int64_t tick_ns(void)
+/* The tick while hubs run greenlets: short enough for the handoff, for a slice to end at
+ * most half a slice late, and a report at most a quarter of its limit late. */
+static int64_t busy_tick_ns(void)
 {
-    int64_t tick = INT64_MAX;
-    if (max_blocking_ns > 0)
+    int64_t tick = BUSY_TICK_NS;
+    if (max_blocking_ns > 0 && max_blocking_ns / 4 < tick)
         tick = max_blocking_ns / 4;
     if (preempt_ns > 0 && preempt_ns / 2 < tick)
         tick = preempt_ns / 2;
@@ -124,58 +141,81 @@ struct watch {
     struct coop_hub *hub;
     uint64_t switches;
     int64_t since;           /* when the monitor first saw this switch count */
-    bool reported;
+    bool reported, handed_off;
     int64_t next_ask, retry_ns;   /* preemption asked: when to ask again */
 };
 
-/* One look at a hub whose greenlet has held it since w->since. */
-static void watch_holder(struct watch *w, int64_t now, int64_t tick)
+/* One look at a hub whose greenlet g has held it since w->since. */
+static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, int64_t tick)
 {
     struct coop_hub *h = w->hub;
     int64_t held = now - w->since;
-    int on_cpu = -1;     /* /proc is read once, and only when needed */
-    if (preempt_ns > 0 && held >= preempt_ns && now >= w->next_ask && !coop_alone()
-        && (on_cpu = thread_running(h->tid))) {
-        coop_preempt_ask(h, w->switches);
-        w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
-        w->next_ask = now + w->retry_ns;
-    }
-    if (max_blocking_ns == 0 || w->reported || held < max_blocking_ns)
+    if (held < HANDOFF_AFTER_NS && (preempt_ns == 0 || held < preempt_ns))
         return;
     /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
-    if (coop_alone() && !(on_cpu >= 0 ? on_cpu : thread_running(h->tid)))
-        return;
-    w->reported = true;
-    report(h, h->current, held, w->switches);
+    bool alone = coop_alone();
+    char state = thread_state(h->tid);
+    bool asleep = state == 'S' || state == 'D';
+    if (asleep && !alone && !w->handed_off && held >= HANDOFF_AFTER_NS) {
+        w->handed_off = true;
+        coop_info("hub %d: greenlet #%lu \"%s\" blocked in a system call for %.0f ms: its work goes to another hub",
+                  h->index, (unsigned long)g->id, g->name, (double)held / 1e6);
+        coop_sched_hand_off(h, AWAY_BLOCKED);
+    } else if (state == 'R') {
+        coop_sched_nudge(h);
+        if (preempt_ns > 0 && held >= preempt_ns && now >= w->next_ask && !alone) {
+            coop_preempt_ask(h, w->switches);
+            w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
+            w->next_ask = now + w->retry_ns;
+        }
+    }
+    if (max_blocking_ns > 0 && !w->reported && held >= max_blocking_ns && !(alone && asleep)) {
+        w->reported = true;
+        report(h, g, held, w->switches, state);
+    }
+}
+
+/* One hub at one tick; whether it runs a program greenlet. */
+static bool watch_hub(struct watch *w, struct coop_hub *h, int64_t now, int64_t tick)
+{
+    /* The counter read again after current: unchanged, current is still h's greenlet, so
+     * alive (a greenlet is freed only once it has left its hub). */
+    uint64_t switches = atomic_load(&h->switches);
+    struct coop_greenlet *g = h->current;
+    bool steady = atomic_load(&h->switches) == switches;
+    if (w->hub != h || w->switches != switches || !steady) {
+        if (w->hub == h && w->handed_off)
+            coop_sched_returned(h);
+        *w = (struct watch){ .hub = h, .switches = switches, .since = now };
+        return g != h->hub_g;
+    }
+    if (g == NULL || g == h->hub_g)
+        return false;
+    watch_holder(w, g, now, tick);
+    return true;
 }
 
 static void *monitor(void *unused)
 {
     (void)unused;
     coop_mark_runtime_thread();
-    enum { WATCHED = 64 };
-    struct watch watched[WATCHED] = { { 0 } };
-    int64_t tick = tick_ns(), nap = tick;
+    static struct watch watched[COOP_MAX_HUBS];
+    int64_t busy_tick = busy_tick_ns(), nap = busy_tick;
     for (;;) {
         struct timespec ts = { nap / 1000000000, nap % 1000000000 };
         coop_sys(SYS_nanosleep, &ts, NULL, 0);
         int64_t now = coop_now();
-        nap = tick;
-        coop_lock(&coop_hubs_lock);
-        struct coop_hub *h = coop_hubs;
-        for (int i = 0; i < WATCHED && h != NULL; i++, h = h->next_hub) {
+        bool busy = false;
+        int n = coop_hub_total();
+        for (int i = 0; i < n; i++)
+            busy |= watch_hub(&watched[i], coop_hub_at(i), now, busy_tick);
+        coop_sched_balance_spares();
+        nap = busy ? busy_tick : IDLE_TICK_NS;
+        for (int i = 0; i < n; i++) {
             struct watch *w = &watched[i];
-            uint64_t switches = atomic_load(&h->switches);
-            if (w->hub != h || w->switches != switches) {
-                *w = (struct watch){ .hub = h, .switches = switches, .since = now };
-                continue;
-            }
-            if (h->current != h->hub_g)
-                watch_holder(w, now, tick);
             if (w->retry_ns != 0 && w->next_ask - now < nap)
                 nap = w->next_ask > now ? w->next_ask - now : 0;
         }
-        coop_unlock(&coop_hubs_lock);
     }
     return NULL;
 }
@@ -191,13 +231,17 @@ static int create_named_monitor(void)
     coop_sys(SYS_prctl, PR_SET_NAME, "coop-monitor", 0);
     coop_block_all_signals(&old);
     pthread_t t;
-    int err = coop_settings.os_thread_create(&t, NULL, monitor, NULL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = coop_settings.os_thread_create(&t, &attr, monitor, NULL);
+    pthread_attr_destroy(&attr);
     coop_restore_signals(&old);
     coop_sys(SYS_prctl, PR_SET_NAME, own_name, 0);
     return err;
 }
 
-static void start(void)
+void coop_monitor_start(void)
 {
     bool no = false;
     if (atomic_load(&start_failed) || !atomic_compare_exchange_strong(&running, &no, true))
@@ -207,11 +251,11 @@ static void start(void)
     if (create_named_monitor() != 0) {
         atomic_store(&running, false);
         atomic_store(&start_failed, true);
-        coop_warn("cannot start the monitor thread: no preemption and no blocking reports");
+        coop_warn("cannot start the monitor thread: no handoff, no preemption and no blocking reports");
     }
 }
 
-void coop_monitor_start(int max_blocking_ms, int preempt_ms)
+void coop_monitor_init(int max_blocking_ms, int preempt_ms)
 {
     max_blocking_ns = max_blocking_ms * 1000000LL;
     preempt_ns = preempt_ms * 1000000LL;
@@ -221,13 +265,7 @@ void coop_monitor_start(int max_blocking_ms, int preempt_ms)
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
     coop_unwind_warm_up();
-    start();
-}
-
-void coop_monitor_greenlet_created(void)
-{
-    if ((preempt_ns > 0 || max_blocking_ns > 0) && !atomic_load_explicit(&running, memory_order_relaxed))
-        start();
+    coop_monitor_start();
 }
 
 void coop_monitor_fork_child(void)

@@ -3,12 +3,22 @@
  * libuv's threadpool while the calling greenlet waits and the others run, as gevent sends
  * such work to its native threadpool. The pool's threads are runtime threads: whatever
  * the work calls goes straight to libc.
+ *
+ * The pool thread that ran the work wakes the caller itself, through the parking lot (the
+ * caller may be on any hub by then). So the loop libuv's pool reports completions to has
+ * nothing left to do but release records: there is one for the process, made on the first
+ * offload, under a lock (uv_queue_work is not thread-safe), and nobody polls it; each
+ * submission first collects the completions so far (a uv_run that does not wait). The
+ * hubs know nothing of libuv, and cost no libuv descriptors. A record has two owners, the
+ * waiting greenlet and libuv (whose completion may run in another greenlet's submission,
+ * before the waiter has even looked at done): the last of the two to let go frees it.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -17,12 +27,42 @@ struct offload {
     uv_work_t req;
     void (*fn)(void *);
     void *arg;
-    struct coop_greenlet *g;
-    bool done;
+    _Atomic bool done;
+    _Atomic int owners;        /* the waiter and libuv */
 };
+
+static void let_go(struct offload *o)
+{
+    if (atomic_fetch_sub(&o->owners, 1) == 1)
+        free(o);
+}
 
 static unsigned pool_size = 10;
 static bool started;
+static uv_loop_t loop;
+static bool loop_made;
+
+/* The loop's lock, and the pool's start (libuv starts its threads in the first submission,
+ * and waits for them): greenlets that find it taken park, so their hubs run on. */
+static _Atomic uint32_t loop_taken;
+
+static bool still_taken(const void *unused)
+{
+    (void)unused;
+    return atomic_load(&loop_taken) != 0;
+}
+
+static void loop_lock(void)
+{
+    while (atomic_exchange(&loop_taken, 1) != 0)
+        coop_park(&loop_taken, still_taken, NULL, ~0u, COOP_NO_DEADLINE, "threadpool start");
+}
+
+static void loop_unlock(void)
+{
+    atomic_store(&loop_taken, 0);
+    coop_unpark(&loop_taken, 1, ~0u);
+}
 
 void coop_offload_configure(unsigned threads) { pool_size = threads; }
 int coop_offload_threads(void) { return started ? (int)pool_size : 0; }
@@ -32,15 +72,17 @@ static void run(uv_work_t *req)
     struct offload *o = req->data;
     coop_mark_runtime_thread();
     o->fn(o->arg);
+    atomic_store(&o->done, true);
+    coop_unpark(o, INT_MAX, ~0u);
 }
 
 static void finished(uv_work_t *req, int status)
 {
     (void)status;
-    struct offload *o = req->data;
-    o->done = true;
-    coop_wake(o->g, o->g->wait_gen, 0);
+    let_go(req->data);
 }
+
+static bool running_still(const void *o) { return !atomic_load(&((const struct offload *)o)->done); }
 
 /* libuv aborts the process when it cannot start its pool's threads (8 MiB stacks each),
  * as under a tight ulimit -v: until it has started, ask the kernel for that room first. */
@@ -69,64 +111,89 @@ __attribute__((visibility("hidden"))) char *coop_uv_getenv(const char *name)
     return size;
 }
 
-static int queue(uv_loop_t *loop, struct offload *o)
+/* Under the loop's lock. */
+static int submit(struct offload *o)
 {
     if (started)
-        return uv_queue_work(loop, &o->req, run, finished);
+        return uv_queue_work(&loop, &o->req, run, finished);
     if (!pool_fits())
         return UV_EAGAIN;      /* the work runs in the caller instead */
     /* The pool's threads start inside this call and inherit this mask: with every signal
      * blocked, a process-wide signal is never handed to one of them. */
     sigset_t old;
     coop_block_all_signals(&old);
-    int err = uv_queue_work(loop, &o->req, run, finished);
+    int err = uv_queue_work(&loop, &o->req, run, finished);
     coop_restore_signals(&old);
     started = true;
     return err;
 }
 
-/* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
-void coop_offload_fork_child(void) { started = false; }
-
-/* Queues o for the pool; false when there is none for the caller, after running it inline. */
-static bool begin(struct offload *o, void (*fn)(void *), void *arg)
+static int queue(struct offload *o)
 {
-    *o = (struct offload){ .fn = fn, .arg = arg, .g = coop_self() };
-    o->req.data = o;
-    if (o->g == NULL || queue(&coop_thread.hub->loop, o) != 0) {
-        fn(arg);
-        return false;
+    loop_lock();
+    int err = 0;
+    if (!loop_made)
+        err = uv_loop_init(&loop);
+    loop_made |= err == 0;
+    if (err == 0) {
+        uv_run(&loop, UV_RUN_NOWAIT);      /* frees the records of finished work */
+        err = submit(o);
     }
-    return true;
+    loop_unlock();
+    return err;
 }
 
-/* Waits until the pool is done with o; when a handler interrupts the wait, cancel(arg)
- * runs once. Its wake may also end another wait of the caller early, which every wait
- * allows. 0, or EINTR / COOP_RESTART when a handler interrupted it. */
+/* libuv's own fork handler resets its pool: the child starts one afresh, sized again. */
+void coop_offload_fork_child(void)
+{
+    started = false;
+    atomic_store(&loop_taken, 0);
+    if (loop_made && uv_loop_fork(&loop) != 0)
+        coop_panic("cannot renew the threadpool's loop after fork");
+}
+
+/* A record queued for the pool; NULL when there is none for the caller, after running
+ * the work inline. */
+static struct offload *begin(void (*fn)(void *), void *arg)
+{
+    struct offload *o = coop_self() != NULL ? calloc(1, sizeof *o) : NULL;
+    if (o == NULL) {
+        fn(arg);
+        return NULL;
+    }
+    *o = (struct offload){ .fn = fn, .arg = arg, .owners = 2 };
+    o->req.data = o;
+    if (queue(o) != 0) {
+        free(o);
+        fn(arg);
+        return NULL;
+    }
+    return o;
+}
+
+/* Waits until the pool is done with o, and lets go of it; when a handler interrupts the
+ * wait, cancel(arg) runs once. 0, or EINTR / COOP_RESTART when a handler interrupted it.
+ * Handlers queued meanwhile run only at the end (coop_park_as leaves them for an offload
+ * wait): one may longjmp out, and the work owns its arguments until it ends. */
 static int finish(struct offload *o, void (*cancel)(void *))
 {
-    struct coop_greenlet *g = o->g;
     int interrupted = 0;
-    while (!o->done) {      /* the work owns o until it ends, interrupted or not */
-        coop_prepare_wait(g, WAIT_OFFLOAD, NULL);
-        if (o->done) {
-            coop_cancel_wait(g);
-            break;
-        }
-        int reason = coop_suspend(COOP_NO_DEADLINE);
+    while (running_still(o)) {
+        int reason = coop_park_as(o, running_still, o, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool");
         if ((reason == EINTR || reason == COOP_RESTART) && cancel != NULL && interrupted == 0) {
             interrupted = reason;
             cancel(o->arg);
         }
     }
-    coop_after_wait(g);     /* only now: a handler may longjmp out, and o may be on this stack */
+    let_go(o);
+    coop_after_wait(coop_self());
     return interrupted;
 }
 
 int coop_offload_interruptible(void (*fn)(void *), void (*cancel)(void *), void *arg)
 {
-    struct offload o;
-    return begin(&o, fn, arg) ? finish(&o, cancel) : 0;
+    struct offload *o = begin(fn, arg);
+    return o != NULL ? finish(o, cancel) : 0;
 }
 
 void coop_offload(void (*fn)(void *), void *arg)
@@ -136,21 +203,11 @@ void coop_offload(void (*fn)(void *), void *arg)
 
 struct coop_offload *coop_offload_start(void (*fn)(void *), void *arg)
 {
-    struct offload *o = malloc(sizeof *o);
-    if (o == NULL) {
-        fn(arg);
-        return NULL;
-    }
-    if (begin(o, fn, arg))
-        return (struct coop_offload *)o;
-    free(o);
-    return NULL;
+    return (struct coop_offload *)begin(fn, arg);
 }
 
 void coop_offload_finish(struct coop_offload *call)
 {
-    if (call == NULL)
-        return;
-    finish((struct offload *)call, NULL);
-    free(call);
+    if (call != NULL)
+        finish((struct offload *)call, NULL);
 }

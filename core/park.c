@@ -3,6 +3,14 @@
  * is a greenlet (it switches away) or a real OS thread (it sleeps on a futex word of its
  * own). This is what lets one mutex be shared by greenlets, libuv's workers and threads
  * created while thread patching is off, and what futex(2) emulation is built on.
+ *
+ * Across OS threads: a bucket's lock covers its queue and the still_wait check, so a
+ * wake cannot fall between the check and the queueing. An unparker wakes the greenlets it
+ * dequeues before it lets go of the bucket: a parker that gives up (a timeout, a signal)
+ * takes the bucket's lock to leave, so once it finds it was dequeued, the unparker is done
+ * with it, and it may return and free its frame, or end. The unparker never dereferences
+ * the address it unparks: joins (greenlet.c) and the threadpool (offload.c) park on
+ * records that the woken side may free at once. (test_sched: park stress)
  */
 #include <errno.h>
 #include <limits.h>
@@ -85,8 +93,8 @@ static bool unqueue(struct bucket *b, struct parker *p)
     return still_queued;
 }
 
-int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
-              uint32_t bitset, int64_t deadline, const char *what)
+int coop_park_as(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+                 uint32_t bitset, int64_t deadline, enum coop_wait_kind kind, const char *what)
 {
     struct bucket *b = bucket_of(addr);
     struct parker p = { .addr = addr, .bitset = bitset, .g = coop_self() };
@@ -96,7 +104,7 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
         return EAGAIN;
     }
     if (p.g != NULL) {
-        p.gen = coop_prepare_wait(p.g, WAIT_PARK, addr);
+        p.gen = coop_prepare_wait(p.g, kind, addr);
         p.g->waiting.what = what;
     }
 
@@ -112,10 +120,17 @@ int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void 
     int reason = p.g != NULL ? coop_suspend(deadline) : thread_sleep(&p, deadline);
     if (reason != 0 && !unqueue(b, &p))
         reason = 0;
-    if (reason == COOP_NUDGED)
-        reason = 0;
-    coop_after_wait(p.g);
+    if (kind != WAIT_OFFLOAD)      /* offload.c delivers once the work has ended */
+        coop_after_wait(p.g);
     return reason;
+}
+
+/* A nudge (coop_nudge) is a spurious wakeup to coop_park's callers. */
+int coop_park(const void *addr, bool (*still_wait)(const void *ctx), const void *ctx,
+              uint32_t bitset, int64_t deadline, const char *what)
+{
+    int reason = coop_park_as(addr, still_wait, ctx, bitset, deadline, WAIT_PARK, what);
+    return reason == COOP_NUDGED ? 0 : reason;
 }
 
 int coop_unpark(const void *addr, int n, uint32_t bitset)
@@ -123,30 +138,28 @@ int coop_unpark(const void *addr, int n, uint32_t bitset)
     struct bucket *b = bucket_of(addr);
     int woken = 0;
     for (;;) {
-        struct { struct coop_greenlet *g; uint64_t gen; struct parker *thread; } batch[WAKE_BATCH];
-        int count = 0;
+        struct parker *threads[WAKE_BATCH];
+        int count = 0, thread_count = 0;
         coop_lock(&b->lock);
         struct parker *p = b->head;
         while (p != NULL && woken + count < n && count < WAKE_BATCH) {
             struct parker *next = p->next;
             if (p->addr == addr && (p->bitset & bitset)) {
                 dequeue(b, p);
-                batch[count].g = p->g;
-                batch[count].gen = p->gen;
-                batch[count].thread = p->g == NULL ? p : NULL;
+                if (p->g != NULL)
+                    coop_wake(p->g, p->gen, 0);     /* p may be gone once woken */
+                else
+                    threads[thread_count++] = p;
                 count++;
             }
             p = next;
         }
         bool more = p != NULL && count == WAKE_BATCH;
         coop_unlock(&b->lock);
-        for (int i = 0; i < count; i++) {
-            if (batch[i].g != NULL) {
-                coop_wake(batch[i].g, batch[i].gen, 0);
-            } else {
-                atomic_store(&batch[i].thread->thread_woken, 1);
-                coop_futex(&batch[i].thread->thread_woken, FUTEX_WAKE, 1, NULL);
-            }
+        /* A thread waits for thread_woken before its frame goes. */
+        for (int i = 0; i < thread_count; i++) {
+            atomic_store(&threads[i]->thread_woken, 1);
+            coop_futex(&threads[i]->thread_woken, FUTEX_WAKE, 1, NULL);
         }
         woken += count;
         if (!more || woken >= n)

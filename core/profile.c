@@ -273,26 +273,26 @@ void coop_profile_arm_hubs(void)
 {
     if (!profiling)
         return;
-    coop_lock(&coop_hubs_lock);
-    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
+    coop_lock(&coop_trace_lock);
+    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h)) {
         struct coop_profile_hub *p = coop_trace_hub_profile(h);
         if (p != NULL && !p->armed)
             arm(p);
     }
-    coop_unlock(&coop_hubs_lock);
+    coop_unlock(&coop_trace_lock);
 }
 
 void coop_profile_collect(bool final)
 {
     if (!profiling)
         return;
-    coop_lock(&coop_hubs_lock);
-    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub) {
+    coop_lock(&coop_trace_lock);
+    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h)) {
         struct coop_profile_hub *p = coop_trace_hub_profile(h);
         if (p != NULL)
             drain(p);
     }
-    coop_unlock(&coop_hubs_lock);
+    coop_unlock(&coop_trace_lock);
     static int64_t written;
     static uint64_t counted_then;
     int64_t now = coop_now();

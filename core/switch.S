@@ -60,6 +60,7 @@ coop_context_entry:
 	.cfi_undefined rip
 	xorl %ebp, %ebp
 	andq $-16, %rsp
+	/* %rdi: the greenlet, from coop_context_make */
 	call coop_greenlet_main
 	ud2
 	.cfi_endproc

@@ -29,15 +29,17 @@
  *                           state (zero), the robust-mutex list and its link in glibc's
  *                           list of threads (both empty: glibc does not know it), everything else
  *                           glibc keeps per thread (zero, as in a new thread);
- *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo,
- *                           copied from the creating thread; multiple_threads: 1 in
- *                           every greenlet, the creator and the hub's thread, as glibc's
- *                           pthread_create sets it in both threads;
+ *   the process's           stack_guard, pointer_guard, CET feature_1, sysinfo:
+ *                           copied from the creating thread; multiple_threads: 1 once
+ *                           more than one OS thread runs program code (several hubs, or a
+ *                           spare during a handoff), since malloc and stdio skip their
+ *                           locks when it reads 0 (coop_tls_set_multithreaded);
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
- *                           system calls such as tgkill), its hub's, set when it is made
- *                           (a greenlet never changes hubs yet); the rseq area: the kernel updates only the OS
- *                           thread's, so the greenlet's says "not registered" and
- *                           sched_getcpu asks the kernel.
+ *                           system calls such as tgkill), rewritten by coop_tls_enter
+ *                           whenever the greenlet is resumed by another hub than the last;
+ *                           the rseq area: the kernel updates only the OS thread's, so the
+ *                           greenlet's says "not registered" and sched_getcpu asks the
+ *                           kernel.
  *
  * A switch moves the thread pointer when it changes: with the wrfsbase instruction where the
  * CPU and kernel allow it (FSGSBASE, Linux 5.9+), else with arch_prctl(ARCH_SET_FS), a system
@@ -92,6 +94,7 @@ static struct {
     uintptr_t tid_at, list_at, robust_at;    /* offsets in struct pthread */
     uintptr_t cancel_at, unwind_at;          /* cancelhandling, cleanup_jmp_buf */
     bool fsgsbase;
+    _Atomic bool multithreaded;      /* coop_tls_set_multithreaded was called */
     int malloc_words;                 /* words of libc's block that hold malloc's state */
     intptr_t malloc_word_at[MALLOC_WORDS_MAX];   /* their offsets from the thread pointer */
 } tls;
@@ -161,6 +164,8 @@ static void init_control_block(uintptr_t tp, pid_t tid)
     memcpy((void *)tp, (void *)os_tp, TCB_HEADER_COPIED);
     *word_at(tp, TCB_TCB) = tp;
     *word_at(tp, TCB_SELF) = tp;
+    if (atomic_load_explicit(&tls.multithreaded, memory_order_relaxed))
+        *(int *)(tp + TCB_MULTIPLE_THREADS) = 1;
     *(int *)(tp + TCB_GSCOPE_FLAG) = 0;
     *(int *)(tp + TCB_MULTIPLE_THREADS) = 1;
     memset((void *)(tp + TCB_PRIVATE_TM), 0, TCB_PRIVATE_END - TCB_PRIVATE_TM);
@@ -411,6 +416,7 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
      * ways. The hub's thread (its main greenlet's) too. */
     *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
     *(int *)(g->hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
+    g->tid_written = g->hub->tid;
     take_spare_malloc_state(g->tp);
     g->own_tls = true;
     return 0;
@@ -433,8 +439,12 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
     g->own_tls = false;
 }
 
-void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to)
+void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
 {
+    if (to->own_tls && to->tid_written != h->tid) {
+        *(pid_t *)(to->tp + tls.tid_at) = h->tid;
+        to->tid_written = h->tid;
+    }
     if (from->tp != to->tp)
         set_thread_pointer(to->tp);
 }
@@ -447,9 +457,24 @@ void *coop_os_thread_local(void *addr)
     return (char *)addr - g->tp + g->hub->os_tp;
 }
 
+pid_t coop_tls_tid(const struct coop_greenlet *g) { return *(const pid_t *)(g->tp + tls.tid_at); }
+
+/* Called before the runtime starts its first thread, when the calling greenlet and its
+ * hub's thread are the only ones that run: areas made later get 1 from
+ * init_control_block, and glibc's pthread_create sets it in the threads it makes. */
+void coop_tls_set_multithreaded(void)
+{
+    atomic_store(&tls.multithreaded, true);
+    *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
+    if (coop_thread.hub != NULL)
+        *(int *)(coop_thread.hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
+}
+
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
     /* glibc's fork updated the tid of the control block it runs on: the forking greenlet's. */
     *(pid_t *)(h->os_tp + tls.tid_at) = h->tid;
     *(pid_t *)(self->tp + tls.tid_at) = h->tid;
+    self->tid_written = h->tid;
+    spare_lock = (coop_lock_t){ 0 };
 }

@@ -35,7 +35,7 @@
  * Who touches what: the rings as above; coop_tracing is set once at start and cleared by
  * the final flush (any thread reads it); everything in `w` belongs to whoever holds
  * w.lock, the writer thread or the thread that exits; a hub's trace pointer is published
- * under coop_hubs_lock, which the writer holds while it walks the hubs.
+ * under coop_trace_lock, which the writer holds while it walks the hubs.
  *
  * Size. COOP_TRACE_MAX (default 64 MiB) keeps the last events: the file is written in
  * segments of half that size; when the current segment is full, the file is rewritten
@@ -244,8 +244,10 @@ void coop_trace_instant(const struct coop_greenlet *g, enum coop_trace_instant k
     record(REC_INSTANT, g, arg, (int)kind, kind_flags(g), NULL, 0);
 }
 
-/* On the new hub's thread, which may already be in the list of hubs: h->trace is set
- * under the list's lock, which the writer holds while it reads it. */
+/* On the new hub's thread, which may already be in the table of hubs: h->trace is set
+ * under coop_trace_lock, which the writer holds while it reads it. */
+coop_lock_t coop_trace_lock;
+
 void coop_trace_hub_init(struct coop_hub *h)
 {
     if (coop_settings.trace_file == NULL && coop_settings.profile_file == NULL)
@@ -256,9 +258,9 @@ void coop_trace_hub_init(struct coop_hub *h)
     t->pid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     if (coop_settings.profile_file != NULL)
         t->profile = coop_profile_hub_new(t->pid);
-    coop_lock(&coop_hubs_lock);
+    coop_lock(&coop_trace_lock);
     h->trace = t;
-    coop_unlock(&coop_hubs_lock);
+    coop_unlock(&coop_trace_lock);
 }
 
 struct coop_profile_hub *coop_trace_hub_profile(struct coop_hub *h)
@@ -877,11 +879,11 @@ static void append(struct out *o)
 
 static void name_hubs(struct out *o)
 {
-    coop_lock(&coop_hubs_lock);
-    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub)
+    coop_lock(&coop_trace_lock);
+    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
         if (h->trace != NULL)
             hub_metadata(o, h->trace);
-    coop_unlock(&coop_hubs_lock);
+    coop_unlock(&coop_trace_lock);
 }
 
 /* What is still open at the end (running, a wait, ready) ends there. */
@@ -899,11 +901,11 @@ static void write_events(int64_t until, bool final)
     struct out *o = &w.out;
     o->len = 0;
     name_hubs(o);
-    coop_lock(&coop_hubs_lock);
-    for (struct coop_hub *h = coop_hubs; h != NULL; h = h->next_hub)
+    coop_lock(&coop_trace_lock);
+    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
         if (h->trace != NULL)
             drain(&h->trace->ring, h->trace->pid);
-    coop_unlock(&coop_hubs_lock);
+    coop_unlock(&coop_trace_lock);
     coop_lock(&foreign_lock);
     drain(foreign, getpid());
     coop_unlock(&foreign_lock);

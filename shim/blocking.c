@@ -20,19 +20,19 @@ bool shim_ready_now(int fd, int dir)
     return REAL(poll)(&p, 1, 0) != 0;   /* errors too: the real call reports them */
 }
 
+/* A handler with SA_RESTART that ran meanwhile ends the wait as a wakeup does: the kernel
+ * would restart the call, which then finds whatever became ready, so the caller tries its
+ * call again (an fd's readiness is reported once, and the interruption may have taken the
+ * wakeup that carried it). */
 int shim_wait_fd(int fd, int dir, int64_t deadline, bool restartable)
 {
-    for (;;) {
-        int r = coop_wait_fd(fd, dir == SHIM_IN ? COOP_READ : COOP_WRITE, deadline);
-        if (r == COOP_RESTART && restartable)
-            continue;
-        if (r == COOP_RESTART)
-            r = EINTR;
-        if (r == 0)
-            return 0;
-        errno = r;
-        return -1;
-    }
+    int r = coop_wait_fd(fd, dir == SHIM_IN ? COOP_READ : COOP_WRITE, deadline);
+    if (r == COOP_RESTART)
+        r = restartable ? 0 : EINTR;
+    if (r == 0)
+        return 0;
+    errno = r;
+    return -1;
 }
 
 /* The try that cannot block, for a call that can do what can says on the fd f. */

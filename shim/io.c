@@ -140,9 +140,12 @@ EXPORT int dup2(int from, int to)
     return r;
 }
 
-/* fcntl's third argument is an int or a pointer depending on cmd; both fit a long. */
+/* fcntl's third argument is an int or a pointer depending on cmd; both fit a long. A lock
+ * that waits goes to file's locks (locks.c). */
 static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg)
 {
+    if ((cmd == F_SETLKW || cmd == F_OFD_SETLKW) && shim_cooperative(FAM_file) != NULL)
+        return shim_fcntl_lock_wait(fd, cmd, (struct flock *)arg);
     int r = real(fd, cmd, arg);
     if (r < 0 || !shim_patched[FAM_io])
         return r;

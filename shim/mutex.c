@@ -11,6 +11,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -29,22 +30,29 @@ static bool coop_owned(const pthread_mutex_t *m)
 
 static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PSHARED; }
 
+/* Computed once per thread-local area: every greenlet has its own (core/tls.c), and a
+ * thread's original context keeps the id its thread had, whichever came first. */
 int shim_owner_id(void)
 {
-    struct coop_greenlet *g = coop_self();
-    if (g != NULL)
-        return (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000;
-    static __thread int tid;
-    if (tid == 0)
-        tid = gettid();
-    return tid;
+    static __thread int id;
+    if (__builtin_expect(id == 0, 0)) {
+        struct coop_greenlet *g = coop_self();
+        id = g != NULL ? (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000 : gettid();
+    }
+    return id;
 }
 
 static _Atomic uint32_t *word(pthread_mutex_t *m) { return (_Atomic uint32_t *)&m->__data.__lock; }
 
-/* The lock word part: 0, or ETIMEDOUT. */
+/* The lock word part: 0, or ETIMEDOUT. While the process has one thread, nobody else can
+ * touch a private mutex's word: plain stores, as glibc's own single-thread path does (glibc clears
+ * __libc_single_threaded before it starts a second thread, coop's hubs included). */
 static int acquire(pthread_mutex_t *m, int64_t deadline)
 {
+    if (__libc_single_threaded && !shared(m) && atomic_load_explicit(word(m), memory_order_relaxed) == 0) {
+        atomic_store_explicit(word(m), 1, memory_order_relaxed);
+        return 0;
+    }
     uint32_t expected = 0;
     if (atomic_compare_exchange_strong_explicit(word(m), &expected, 1, memory_order_acquire,
                                                 memory_order_relaxed))
@@ -87,14 +95,48 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
     return 0;
 }
 
-int shim_mutex_lock(pthread_mutex_t *m) { return coop_owned(m) ? lock(m, COOP_NO_DEADLINE) : REAL(pthread_mutex_lock)(m); }
+/* Recursive and error-checking mutexes check their owner; normal and adaptive ones only
+ * record it, as glibc's do. */
+static bool owner_checked(const pthread_mutex_t *m)
+{
+    int type = m->__data.__kind & KIND_TYPE_MASK;
+    return type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK;
+}
 
-int shim_mutex_unlock(pthread_mutex_t *m)
+/* The uncontended lock of a normal mutex, without a call: one CAS, or while the process
+ * has one thread a plain store (never for a process-shared one: other processes may hold
+ * it). */
+static inline bool take_free(pthread_mutex_t *m)
+{
+    if (__libc_single_threaded && !shared(m)) {
+        if (atomic_load_explicit(word(m), memory_order_relaxed) != 0)
+            return false;
+        atomic_store_explicit(word(m), 1, memory_order_relaxed);
+        return true;
+    }
+    uint32_t expected = 0;
+    return atomic_compare_exchange_strong_explicit(word(m), &expected, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+static inline int mutex_lock(pthread_mutex_t *m)
+{
+    if (!coop_owned(m))
+        return REAL(pthread_mutex_lock)(m);
+    if (owner_checked(m) || !take_free(m))
+        return lock(m, COOP_NO_DEADLINE);
+    m->__data.__owner = shim_owner_id();
+    m->__data.__nusers++;
+    return 0;
+}
+
+int shim_mutex_lock(pthread_mutex_t *m) { return mutex_lock(m); }
+
+static inline int mutex_unlock(pthread_mutex_t *m)
 {
     if (!coop_owned(m))
         return REAL(pthread_mutex_unlock)(m);
-    int type = m->__data.__kind & KIND_TYPE_MASK;
-    if (type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK) {
+    if (owner_checked(m)) {
         if (m->__data.__owner != shim_owner_id())
             return EPERM;
         if (--m->__data.__count > 0)
@@ -102,6 +144,10 @@ int shim_mutex_unlock(pthread_mutex_t *m)
     }
     m->__data.__owner = 0;
     m->__data.__nusers--;
+    if (__libc_single_threaded && !shared(m)) {
+        atomic_store_explicit(word(m), 0, memory_order_relaxed);
+        return 0;
+    }
     if (atomic_exchange_explicit(word(m), 0, memory_order_release) != 2)
         return 0;
     if (shared(m))
@@ -111,15 +157,18 @@ int shim_mutex_unlock(pthread_mutex_t *m)
     return 0;
 }
 
+int shim_mutex_unlock(pthread_mutex_t *m) { return mutex_unlock(m); }
+
+/* The exported names get the fast paths inline: no second call. */
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     coop_preempt_point();
-    return shim_mutex_lock(m);
+    return mutex_lock(m);
 }
 
 EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    int r = shim_mutex_unlock(m);
+    int r = mutex_unlock(m);
     coop_preempt_point();      /* after: the lock is free for whoever runs next */
     return r;
 }

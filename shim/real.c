@@ -13,6 +13,10 @@
 #include "surface.h"
 #undef COOP_FN
 
+/* A name of another library than libc (liburing's): no panic while it is not loaded. */
+static const char optional_marker[] = "optional";
+#define OPTIONAL optional_marker
+
 static const struct {
     const char *name, *version;
     void **slot;
@@ -31,9 +35,12 @@ void *shim_resolve(enum shim_fn_index i)
     if (resolving)
         coop_panic("%s was called while looking up %s", reals[i].name, reals[i].name);
     resolving = 1;
-    void *fn = reals[i].version ? dlvsym(RTLD_NEXT, reals[i].name, reals[i].version)
-                                : dlsym(RTLD_NEXT, reals[i].name);
+    bool optional = reals[i].version == OPTIONAL;
+    void *fn = reals[i].version && !optional ? dlvsym(RTLD_NEXT, reals[i].name, reals[i].version)
+                                             : dlsym(RTLD_NEXT, reals[i].name);
     resolving = 0;
+    if (fn == NULL && optional)
+        return NULL;
     if (fn == NULL)
         coop_panic("libc has no %s", reals[i].name);
     __atomic_store_n(reals[i].slot, fn, __ATOMIC_RELEASE);

@@ -199,6 +199,8 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     if ((v = get("COOP_ON_DEADLOCK")) != NULL)
         core->on_deadlock_exit =
             parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 0;
+    if ((v = get("COOP_HUBS")) != NULL && strcmp(v, "auto") != 0)
+        core->hubs = (int)parse_number(&p, "COOP_HUBS", v, 1, 96);
     out->threadpool_size = 10;      /* gevent's default; libuv allows up to 1024 */
     if ((v = get("COOP_THREADPOOL_SIZE")) != NULL)
         out->threadpool_size = (int)parse_number(&p, "COOP_THREADPOOL_SIZE", v, 1, 1024);

@@ -203,6 +203,10 @@ void shim_stdio_init(void);
 extern bool shim_file_offload;
 ssize_t shim_file_io(int fd, const struct shim_fd *f, shim_attempt attempt, void *args);
 
+/* Family file, locks (locks.c): fcntl's F_SETLKW or F_OFD_SETLKW for a greenlet. */
+struct flock;
+int shim_fcntl_lock_wait(int fd, int cmd, struct flock *lock);
+
 /* Family proc (proc.c): COOP_NO_INHERIT, read at start-up, drops coop from LD_PRELOAD. */
 void shim_proc_no_inherit(void);
 

@@ -6,8 +6,9 @@
  * thread-directed pending signals in user space, and steers every signal to a greenlet:
  *
  *   - Masks. pthread_sigmask and sigprocmask change the calling greenlet's mask only. The
- *     hub thread's real mask blocks exactly the signals that every greenlet blocks (per
- *     signal, a count of the greenlets blocking it, against the count of greenlets), so a
+ *     hubs' threads' real masks block exactly the signals that every greenlet blocks (per
+ *     signal, a count of the greenlets blocking it, against the count of greenlets; other
+ *     hubs' threads follow lazily, see update_real_mask), so a
  *     process-directed signal that nobody accepts
  *     stays pending in the kernel, as it would natively, until a greenlet unblocks it (the
  *     kernel then delivers it at once, to that greenlet) or takes it with sigwait. The
@@ -35,7 +36,9 @@
  * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
  * it restore what they change); its queue and pending bits are pushed by anyone (other
  * greenlets, handlers, other OS threads) and taken by that greenlet only. Queue entries come
- * from a fixed pool with a lock-free free list, since handlers cannot allocate.
+ * from a fixed pool with a lock-free free list, since handlers cannot allocate. The counts
+ * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
+ * whoever changed them last (update_real_mask) and read by every hub's trampoline.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -78,11 +81,14 @@ static struct sigaction installed[NSIG];
 static bool trampolined[NSIG];
 static int added_flags[NSIG];
 
-/* Greenlets with a state, and per signal how many of them block it: the hub's real mask
- * blocks the signals all of them block. Changed in normal context on the hub. */
-static int live;
-static int blocking[65];
-static uint64_t real_blocked;        /* as last applied */
+/* Greenlets with a state, and per signal how many of them block it: the hubs' real masks
+ * block the signals all of them block (`wanted`). Changed by greenlets on any hub, in
+ * normal context; every change bumps mask_changes, so that a computation that raced with
+ * another is made again (see update_real_mask). */
+static _Atomic int live;
+static _Atomic int blocking[65];
+static _Atomic uint64_t mask_changes;
+static _Atomic uint64_t wanted;
 static uint64_t runtime_signals;
 
 int shim_dump_signal;
@@ -210,27 +216,44 @@ static void apply_real_mask(uint64_t bits)
     sigset_t set;
     set_of(bits, &set);
     REAL(pthread_sigmask)(SIG_SETMASK, &set, NULL);
-    real_blocked = bits;
 }
 
-/* Brings the real mask in line with the counts; the kernel delivers, there, what this
- * unblocks. No system call when nothing changes. */
+/*
+ * Brings `wanted` in line with the counts, and the calling OS thread's real mask with it;
+ * the kernel delivers, there, what this unblocks. No system call when nothing changes.
+ * Other hubs' threads keep their masks until a signal lands on one of them: the trampoline
+ * then hands the thread `wanted` for the rest of its life (through the signal frame's
+ * mask). A stale mask only changes which thread takes a signal; the trampoline routes it to
+ * the right greenlet either way, and a signal that nobody accepts waits in user space.
+ */
 static void update_real_mask(void)
 {
-    uint64_t bits = 0;
-    for (int sig = 1; sig <= 64; sig++)
-        if (blocking[sig] == live)
-            bits |= BIT(sig);
-    bits &= ~runtime_signals & ~UNBLOCKABLE;
-    if (bits != real_blocked)
-        apply_real_mask(bits);
+    uint64_t seen;
+    do {
+        seen = atomic_load(&mask_changes);
+        uint64_t bits = 0;
+        int all = atomic_load(&live);
+        for (int sig = 1; sig <= 64; sig++)
+            if (atomic_load_explicit(&blocking[sig], memory_order_relaxed) == all)
+                bits |= BIT(sig);
+        bits &= ~runtime_signals & ~UNBLOCKABLE;
+        if (atomic_exchange(&wanted, bits) != bits)
+            apply_real_mask(bits);
+    } while (atomic_load(&mask_changes) != seen);
 }
 
 /* Counts the signals of `bits` as blocked by one more (+1) or one fewer (-1) greenlet. */
 static void count(uint64_t bits, int delta)
 {
     for (; bits != 0; bits &= bits - 1)
-        blocking[__builtin_ctzll(bits) + 1] += delta;
+        atomic_fetch_add_explicit(&blocking[__builtin_ctzll(bits) + 1], delta, memory_order_relaxed);
+    atomic_fetch_add(&mask_changes, 1);
+}
+
+static void count_live(int delta)
+{
+    atomic_fetch_add(&live, delta);
+    atomic_fetch_add(&mask_changes, 1);
 }
 
 /* Makes `blocked` the mask of s, its greenlet's, in normal context. */
@@ -252,9 +275,9 @@ static struct sigstate *new_state(uint64_t blocked)
         return NULL;
     blocked &= ~UNBLOCKABLE;
     atomic_store(&s->blocked, blocked);
-    live++;
+    count_live(+1);
     count(blocked, +1);
-    if (real_blocked != 0)      /* the newcomer may accept what all others block */
+    if (atomic_load(&wanted) != 0)      /* the newcomer may accept what all others block */
         update_real_mask();
     return s;
 }
@@ -323,7 +346,7 @@ static void act_by_default(int sig)
     sigaddset(&one, sig);
     REAL(pthread_sigmask)(SIG_UNBLOCK, &one, NULL);
     REAL(raise)(sig);
-    apply_real_mask(real_blocked);      /* a stopped process goes on here, after SIGCONT */
+    apply_real_mask(atomic_load(&wanted));      /* a stopped process goes on here, after SIGCONT */
 }
 
 /* What happens to a signal once its greenlet takes it. */
@@ -414,6 +437,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         return;     /* the monitor's, not the program's (core/preempt.c) */
     struct coop_greenlet *self = coop_self();
     struct sigstate *mine = state_of(self);
+    if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
+        set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
     if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
         run_handler(mine, sig, info, context);     /* a fault's, or a real thread's: here */
         return;
@@ -713,7 +738,7 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     siginfo_t info;
     while (dequeue(s, ~0ULL, &info) != 0)
         ;   /* a thread's pending signals die with it */
-    live--;
+    count_live(-1);
     count(atomic_load(&s->blocked), -1);
     update_real_mask();
     free(s);
@@ -725,8 +750,9 @@ static void fork_child(void)
     struct sigstate *s = state_of(coop_self());
     if (s == NULL)
         return;
-    memset(blocking, 0, sizeof blocking);
-    live = 1;
+    for (int sig = 0; sig < 65; sig++)
+        atomic_store(&blocking[sig], 0);
+    atomic_store(&live, 1);
     count(atomic_load(&s->blocked), +1);
     main_greenlet = coop_self();
     update_real_mask();
@@ -754,7 +780,7 @@ void shim_signal_init(void)
         return;
     sigset_t real;
     REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
-    real_blocked = bits_of(&real);
+    atomic_store(&wanted, bits_of(&real));
     main_greenlet = coop_self();
     my_state(main_greenlet);
     update_real_mask();

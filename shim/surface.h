@@ -4,7 +4,8 @@
  * versions of a symbol, the one whose behaviour coop's wrapper reproduces.
  * Build scripts read this file too: keep one COOP_FN per line.
  *
- *      family  name                    glibc version (0: the default)
+ *      family  name                    glibc version (0: the default; OPTIONAL: found
+ *                                      only when a library that has it is loaded, liburing)
  */
 COOP_FN(io,     read,                   0)
 COOP_FN(io,     __read_chk,             0)
@@ -19,6 +20,11 @@ COOP_FN(io,     dup2,                   0)
 COOP_FN(io,     dup3,                   0)
 COOP_FN(io,     fcntl,                  0)
 COOP_FN(io,     fcntl64,                0)
+COOP_FN(io,     __io_uring_get_cqe, OPTIONAL)
+COOP_FN(io,     io_uring_submit_and_wait, OPTIONAL)
+COOP_FN(io,     io_uring_submit, OPTIONAL)
+COOP_FN(io,     io_uring_wait_cqes, OPTIONAL)
+COOP_FN(io,     io_uring_wait_cqe_timeout, OPTIONAL)
 COOP_FN(io,     ioctl,                  0)
 COOP_FN(net,    socket,                 0)
 COOP_FN(net,    socketpair,             0)
@@ -134,6 +140,9 @@ COOP_FN(file,   __open_2,               0)
 COOP_FN(file,   __open64_2,             0)
 COOP_FN(file,   __openat_2,             0)
 COOP_FN(file,   __openat64_2,           0)
+COOP_FN(file,   flock,                  0)
+COOP_FN(file,   lockf,                  0)
+COOP_FN(file,   lockf64,                0)
 COOP_FN(proc,   fork,                   0)
 COOP_FN(proc,   vfork,                  0)
 COOP_FN(proc,   wait,                   0)

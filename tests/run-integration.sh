@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every tests/integration/test_*.sh (or those named) and prints one summary line. Logs go
-# to $TEST_LOG (default $BUILD/log).
+# to $TEST_LOG (default $BUILD/log; with COOP_HUBS set, as make test runs it with 1 and then
+# with the default, $BUILD/log-hubsN).
 cd "$(dirname "$0")/.." || exit 2
-LOG=${TEST_LOG:-${BUILD:-build}/log}
+LOG=${TEST_LOG:-${BUILD:-build}/log${COOP_HUBS:+-hubs$COOP_HUBS}}
 mkdir -p "$LOG"
 passed=0 failed=0 skipped=0 failures=""
 tests=("$@")
@@ -21,5 +22,5 @@ for t in "${tests[@]}"; do
             tail -n 15 "$LOG/$name.log" | sed 's/^/    /' ;;
     esac
 done
-echo "integration: $passed passed, $failed failed, $skipped skipped"
+echo "integration${COOP_HUBS:+ (COOP_HUBS=$COOP_HUBS)}: $passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]

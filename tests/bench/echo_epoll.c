@@ -1,7 +1,10 @@
 /*
- * echo_epoll [-p PORT] [-b BACKLOG]: the hand-written reference that coop's thread-per-connection
- * servers are measured against. One thread, non-blocking sockets, edge-triggered epoll: each
- * socket is registered once, for reading and writing, and never touched in epoll again.
+ * echo_epoll [-p PORT] [-b BACKLOG] [-t THREADS]: the hand-written reference that coop's
+ * thread-per-connection servers are measured against. One thread, non-blocking sockets,
+ * edge-triggered epoll: each socket is registered once, for reading and writing, and never
+ * touched in epoll again. With -t, THREADS such loops, each with its own epoll set and its
+ * own listener on the same port (SO_REUSEPORT: the kernel spreads the connections), the way
+ * a server uses every CPU without sharing anything between its threads.
  *
  * Same command line and "listening on PORT" line as tests/samples/echo_threads.c.
  *
@@ -11,6 +14,7 @@
 #define _GNU_SOURCE
 #include "../samples/common.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 
 enum {
@@ -28,7 +32,7 @@ struct conn {
     char buf[BUFFER_SIZE];
 };
 
-static int epfd;
+static __thread int epfd;    /* each loop's own */
 
 /*
  * Echoes until the socket would block (true: epoll will report when it can go on) or the
@@ -104,20 +108,15 @@ static bool accept_all(int listener)
     }
 }
 
-int main(int argc, char **argv)
+/* One event loop: its own epoll set, with its listener in it. */
+static void *serve(void *listener_arg)
 {
-    struct server_options options = parse_server_options(argc, argv);
+    int listener = (int)(intptr_t)listener_arg;
     /* The listener is told apart from connections by its NULL pointer. */
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = NULL };
     struct epoll_event events[MAX_EVENTS];
     bool accepting_blocked = false;
-    int listener;
 
-    exit_zero_on_term();
-    /* A reset client must cost one connection an EPIPE, not the process. */
-    signal(SIGPIPE, SIG_IGN);
-    raise_limit(RLIMIT_NOFILE);
-    listener = listen_loopback(&options, SOCK_NONBLOCK);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die_errno("epoll_create1");
@@ -140,4 +139,25 @@ int main(int argc, char **argv)
                 conn_close(c);
         }
     }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct server_options options = parse_server_options(argc, argv);
+
+    exit_zero_on_term();
+    /* A reset client must cost one connection an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    raise_limit(RLIMIT_NOFILE);
+    int first = listen_loopback_quiet(&options, SOCK_NONBLOCK);
+    options.port = bound_port(first);
+    for (int i = 1; i < options.threads; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, serve, (void *)(intptr_t)listen_loopback_quiet(&options, SOCK_NONBLOCK)) != 0)
+            die("pthread_create failed");
+    }
+    printf("listening on %d\n", options.port);
+    fflush(stdout);
+    serve((void *)(intptr_t)first);
 }

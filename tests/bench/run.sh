@@ -4,8 +4,9 @@
 #   Echo matrix: 1, 100, 1,000 and 10,000 connections, 64 B and 16 KiB messages, driven by
 #   build/bench/loadgen (closed loop, one thread) against
 #     epoll          build/bench/echo_epoll, hand-written edge-triggered epoll (the reference)
+#     epoll-mt       the same, one loop per CPU, each with its own SO_REUSEPORT listener
 #     threads        build/samples/echo_threads, a thread per connection, natively
-#     coop           the same binary under scripts/cooprun (default, register-only switch)
+#     coop           the same binary under scripts/cooprun (default hubs: one per CPU)
 #     coop-ucontext  the same under cooprun with COOP_SWITCH=ucontext (glibc's swapcontext)
 #     coop-trace     the same under cooprun --trace (the timeline's cost; default size limit,
 #                    the file removed after each run)
@@ -15,19 +16,25 @@
 #   them alike), each on a fresh process; a level is repeated and the medians reported. The
 #   server's OS threads and resident set are sampled under load (maximum over the run).
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle,spawn}.c and idle_tls.cc,
-#   built without coop, run natively and under cooprun): context switch, thread create+join,
-#   mutexes and condition variables, the length of a short sleep, resident memory per idle
-#   thread, and the wall time of 50 concurrent system() and popen() children (which inherit
-#   coop). The switch, create+join and the idle threads (C, and C++ with a 16 KiB thread_local
-#   array) run again under each TLS mechanism of the machine (COOP_TLS=syscall, and fsgsbase
-#   where it has it).
+#   Handoff: echo_threads -z 50 under coop (a thread sleeping 50 ms at a time in a raw
+#   nanosleep system call, which blocks whichever hub runs it) at 100 connections, 64 B; part
+#   of the echo section.
 #
-#   Preemption: echo_threads under cooprun at 100 connections, 64 B, with preemption on
-#   (COOP_PREEMPT_MS=10, the default) and off (0), in back-to-back pairs: without a hog
-#   (throughput: what preemption costs; and the coop-monitor thread's share of the server's
-#   CPU, sampled at the end of each run) and with one (ECHO_HOG_MS=1000: one more thread
-#   computes without a blocking call for 1 s at a time; latency: what preemption buys).
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle,spawn,cpupool}.c and
+#   idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop on
+#   one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
+#   condition variables, the length of a short sleep, resident memory per idle thread, the
+#   wall time of 50 concurrent system() and popen() children (which inherit coop), and a pool
+#   of a thread per CPU computing (coop on its default hubs). The switch, create+join and the
+#   idle threads (C, and C++ with a 16 KiB thread_local array) run again under each TLS
+#   mechanism of the machine (COOP_TLS=syscall, and fsgsbase where it has it).
+#
+#   Preemption: echo_threads under cooprun on one hub (COOP_HUBS=1: with more, other hubs
+#   would steal the hog's hub's work and hide what preemption does) at 100 connections, 64 B,
+#   with preemption on (COOP_PREEMPT_MS=10, the default) and off (0), in back-to-back pairs:
+#   without a hog (throughput: what preemption costs; and the coop-monitor thread's share of
+#   the server's CPU, sampled at the end of each run) and with one (ECHO_HOG_MS=1000: one more
+#   thread computes without a blocking call for 1 s at a time; latency: what preemption buys).
 #
 # Writes DIR/results.md (default build/bench-results/), DIR/raw.tsv and DIR/micro.tsv (every
 # measurement), and with gnuplot DIR/rps.png, DIR/p99.png (64 B) and DIR/rps_16k.png,
@@ -83,19 +90,20 @@ export COOP_LIBRARY=${COOP_LIBRARY:-$BUILD/libcoop.so}
 # --- the plan: what runs, how long, how often ---
 LEVELS=(1 100 1000 10000)
 SIZES=(64 16384)
-SERVERS=(epoll threads coop coop-ucontext coop-trace go1 go gevent)
+SERVERS=(epoll epoll-mt threads coop coop-ucontext coop-trace go1 go gevent)
 # SPAWN: children of each spawn round, and seconds of rounds per run (median round reported).
+# CPU_UNITS: units of work of the CPU pool.
 # The preemption section: pairs without a hog (the 3% comparison wants several), with one.
 PREEMPT_LEVEL=100 PREEMPT_SIZE=64 PREEMPT_MS=10 HOG_MS=1000
 if ((smoke)); then
     LEVELS=(1 100) SIZES=(64) REPS=1 DURATION=0.3 WARMUP=0.1 MICRO_T=0.05 MICRO_REPS=1 IDLE_NATIVE=1000 IDLE_COOP=(1000 10000)
-    SPAWN_N=5 SPAWN_T=0.01 PAIRS=1 HOG_PAIRS=1 BUDGET=50
+    SPAWN_N=5 SPAWN_T=0.01 PAIRS=1 HOG_PAIRS=1 CPU_UNITS=50 BUDGET=50
 elif ((quick)); then
     REPS=1 DURATION=0.5 WARMUP=0.25 MICRO_T=0.2 MICRO_REPS=1 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    SPAWN_N=50 SPAWN_T=1 PAIRS=2 HOG_PAIRS=1 BUDGET=300
+    SPAWN_N=50 SPAWN_T=1 PAIRS=2 HOG_PAIRS=1 CPU_UNITS=500 BUDGET=300
 else
     REPS=3 DURATION=2 WARMUP=0.5 MICRO_T=0.5 MICRO_REPS=3 IDLE_NATIVE=10000 IDLE_COOP=(10000 100000)
-    SPAWN_N=50 SPAWN_T=1.5 PAIRS=7 HOG_PAIRS=3 BUDGET=560
+    SPAWN_N=50 SPAWN_T=1.5 PAIRS=7 HOG_PAIRS=3 CPU_UNITS=1000 BUDGET=560
 fi
 BUDGET=${BENCH_BUDGET_S:-$BUDGET}
 wanted echo || LEVELS=() SIZES=()
@@ -183,13 +191,15 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "warning: cannot raise the descript
 server_command() {
     case $1 in
         epoll) cmd=("$BENCH/echo_epoll" -p 0) ;;
+        epoll-mt) cmd=("$BENCH/echo_epoll" -p 0 -t "$(nproc)") ;;
+        coop-rawsleep) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0 -z 50) ;;
         threads) cmd=("$SAMPLES/echo_threads" -p 0) ;;
         coop) cmd=("$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-ucontext) cmd=(env COOP_SWITCH=ucontext "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
-        coop-preempt-on) cmd=(env COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
-        coop-preempt-off) cmd=(env COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
-        coop-hog-on) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
-        coop-hog-off) cmd=(env ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-preempt-on) cmd=(env COOP_HUBS=1 COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-preempt-off) cmd=(env COOP_HUBS=1 COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-hog-on) cmd=(env COOP_HUBS=1 ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=$PREEMPT_MS "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
+        coop-hog-off) cmd=(env COOP_HUBS=1 ECHO_HOG_MS=$HOG_MS COOP_PREEMPT_MS=0 "$COOPRUN" -- "$SAMPLES/echo_threads" -p 0) ;;
         coop-trace) cmd=("$COOPRUN" --trace "$LOG/trace.json" -- "$SAMPLES/echo_threads" -p 0) ;;
         go1) cmd=(env GOMAXPROCS=1 "$BENCH/echo_go" -p 0) ;;
         go) cmd=("$BENCH/echo_go" -p 0) ;;
@@ -330,9 +340,10 @@ run_micro() {
     say "micro-benchmarks ($MICRO_REPS x ${MICRO_T} s each)"
     for ((round = 1; round <= MICRO_REPS; round++)); do
         micro native switch -t "$MICRO_T"
-        micro coop switch -m yield -t "$MICRO_T"
-        micro coop-ucontext switch -m yield -t "$MICRO_T"
-        micro coop-trace switch -m yield -t "$MICRO_T"
+        # The switch ping-pong on one hub, as the native one runs on one CPU.
+        COOP_HUBS=1 micro coop switch -m yield -t "$MICRO_T"
+        COOP_HUBS=1 micro coop-ucontext switch -m yield -t "$MICRO_T"
+        COOP_HUBS=1 micro coop-trace switch -m yield -t "$MICRO_T"
         micro native create_join -t "$MICRO_T"
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"
@@ -343,7 +354,7 @@ run_micro() {
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
         micro native idle_tls -n "$IDLE_NATIVE"
         for mechanism in "${TLS_MECHANISMS[@]}"; do
-            micro "coop-tls-$mechanism" switch -m yield -t "$MICRO_T"
+            COOP_HUBS=1 micro "coop-tls-$mechanism" switch -m yield -t "$MICRO_T"
             micro "coop-tls-$mechanism" create_join -t "$MICRO_T"
             micro "coop-tls-$mechanism" idle -n "$IDLE_TLS"
             micro "coop-tls-$mechanism" idle_tls -n "$IDLE_TLS"
@@ -352,6 +363,8 @@ run_micro() {
             micro native spawn -m "$what" -n "$SPAWN_N" -t "$SPAWN_T"
             micro coop spawn -m "$what" -n "$SPAWN_N" -t "$SPAWN_T"
         done
+        micro native cpupool -u "$CPU_UNITS"
+        micro coop cpupool -u "$CPU_UNITS"
     done
 }
 
@@ -412,12 +425,20 @@ run_echo() {
     done
 }
 
+# --- handoff: the same level as coop's 100 x 64 B runs, with a thread in raw nanosleeps ---
+run_handoff() {
+    local rep
+    say "handoff: 100 connections, 64 B, a thread in raw 50 ms nanosleeps, $REPS x ${DURATION} s"
+    for ((rep = 1; rep <= REPS; rep++)); do echo_run coop-rawsleep 100 64 "$rep"; done
+}
+
 # --- the run ---
 printf 'size\tlevel\tserver\trep\trps\tp50_us\tp99_us\terrors\tthreads\trss_kib\twarmup_s\tstarved\tnote\tmonitor_cpu_pct\n' >"$RAW"
 : >"$MICRO"
 budget_notes=()
 ! wanted micro || run_micro
 ! wanted echo || run_echo
+! wanted echo || run_handoff
 ! wanted preempt || run_preempt
 
 elapsed=$(($(date +%s) - started))

@@ -15,6 +15,7 @@ static const char *const names[] = {
     "COOP_PATCH", "COOP_STACK_SIZE", "COOP_LOG", "COOP_SWITCH", "COOP_STATS", "COOP_VERBOSE",
     "COOP_DUMP_SIGNAL", "COOP_MAX_BLOCKING_MS", "COOP_ON_DEADLOCK", "COOP_THREADPOOL_SIZE",
     "COOP_FILE_OFFLOAD", "COOP_NO_INHERIT", "COOP_TLS", "COOP_ALWAYS_COOPERATIVE", "COOP_PREEMPT_MS",
+    "COOP_HUBS",
 };
 #define COUNT (sizeof names / sizeof names[0])
 static const char *values[COUNT];
@@ -53,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(s.log_level <= COOP_LOG_DEBUG);
         assert(s.core.preempt_ms >= 0 && s.core.preempt_ms <= 3600000);
         assert(s.core.max_blocking_ms >= 0 && s.core.max_blocking_ms <= 3600000);
+        assert(s.core.hubs >= 0 && s.core.hubs <= 96);      /* 0: auto, one per CPU */
     }
     free(text);
     return 0;

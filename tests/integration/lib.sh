@@ -36,6 +36,28 @@ os_threads() {
 # against a hang, never a judgement of speed.
 HANG_GUARD_S=60
 
+# coop's own OS threads once a program creates a thread: a thread per hub beyond the main
+# thread's (COOP_HUBS, by default one per CPU the process may use) and the blocking monitor,
+# which hands a stuck hub's work over (os_threads leaves it out: it is coop-monitor, so this
+# counts one more than needed). Under coop a threaded program has at most
+# 1 + SCHED_THREADS + the runtime threads a test allows for (a threadpool...).
+coop_hubs() {
+    local hubs=${COOP_HUBS:-auto}
+    [ "$hubs" = auto ] && hubs=$(nproc)
+    echo "$hubs"
+}
+SCHED_THREADS=$(coop_hubs)
+# A greenlet stuck in a call coop cannot make cooperative (a write to a slow disk, libuv
+# starting its threadpool, which waits for its threads, a page fault or a lock on a loaded
+# machine) hands its hub's other work to another hub, or to a spare thread when none is
+# free: the thread counts allow for these.
+SPARE_THREADS=2
+# So a program's own count of the OS threads its threads ran on (the distinct gettid of
+# threads alive at once: "os_threads: K of N" lines) is, under coop, 1 to COOP_OS_THREADS_MAX:
+# its hubs' threads, and a spare's while a hub was stuck. (On one hub with no handoff, 1.)
+COOP_OS_THREADS_MAX=$((SCHED_THREADS + SPARE_THREADS))
+coop_os_threads_ok() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= COOP_OS_THREADS_MAX)); }
+
 # Waits until a TCP port on 127.0.0.1 accepts connections.
 wait_port() {
     local i
@@ -109,4 +131,23 @@ run_sampled() {
     done
     wait "$pid"
     status=$?
+}
+
+# same_without_handoff PROGRAM WHAT: runs PROGRAM (a sample whose waiting thread must leave
+# another running) natively and under coop on one hub; the same lines both times, and under
+# coop no handoff: the waits were cooperative, they did not stall the hub until the monitor
+# stepped in. Status 77 from the native run skips the test with its last line.
+same_without_handoff() {
+    local program=$1 what=$2 handoffs
+    run_sampled "$HANG_GUARD_S" "$TMP/native" "$program"
+    [ "$status" -eq 77 ] && skip "$(tail -n 1 "$TMP/native.err")"
+    [ "$status" -eq 0 ] || fail "native: status $status: $(cat "$TMP/native" "$TMP/native.err")"
+    sed 's/^/  native: /' "$TMP/native"
+    COOP_HUBS=1 COOP_STATS=1 run_sampled "$HANG_GUARD_S" "$TMP/coop" "$COOPRUN" -- "$program"
+    [ "$status" -eq 0 ] || fail "coop: status $status: $(cat "$TMP/coop" "$TMP/coop.err")"
+    sed 's/^/  coop: /' "$TMP/coop"
+    diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop's lines differ from the native ones"
+    handoffs=$(sed -n 's/^coop: stats: .*handoffs \([0-9]*\).*/\1/p' "$TMP/coop.err")
+    [ "$handoffs" = 0 ] || fail "coop: $what were handed off ($handoffs times): they should not block the hub"
+    note "coop, one hub: $what waited cooperatively, no handoff"
 }

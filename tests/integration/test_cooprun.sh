@@ -69,7 +69,7 @@ check_help_and_version() {
     local option
     expect 0 "--help" "$COOPRUN" --help
     for option in --patch --no-io --no-net --no-poll --no-time --no-thread --no-dns --no-file \
-        --no-proc --no-signal --stack-size --stats --log --switch --dump-signal --max-blocking \
+        --no-proc --no-signal --hubs --stack-size --stats --log --switch --dump-signal --max-blocking \
         --preempt --on-deadlock --no-inherit --always-cooperative -v --verbose -h --help -V --version; do
         grep -qE -- "(^|[ ,])$option([ ,=]|$)" "$TMP/out" || fail "--help does not mention $option"
     done
@@ -112,6 +112,8 @@ check_usage_errors() {
     expect_error 125 "bad --log level" "$COOPRUN" --log loud -- true
     expect_error 125 "bad family in --patch" "$COOPRUN" --patch io,bogus -- true
     expect_error 125 "bad --stack-size" "$COOPRUN" --stack-size=12q -- true
+    expect_error 125 "bad --hubs" "$COOPRUN" --hubs 0 -- true
+    expect_error 125 "too many --hubs" "$COOPRUN" --hubs=97 -- true
     expect_error 125 "bad --switch" "$COOPRUN" --switch slow -- true
     expect_error 125 "bad --dump-signal" "$COOPRUN" --dump-signal NOPE -- true
     expect_error 125 "uncatchable --dump-signal" "$COOPRUN" --dump-signal 9 -- true
@@ -126,8 +128,8 @@ check_settings() {
     local setting
     expect 0 "options as COOP_* variables" "$COOPRUN" --stats --log debug --patch=all --no-dns \
         --stack-size 64k --switch=fast --dump-signal USR1 --max-blocking=50 --preempt 5 \
-        --on-deadlock exit --always-cooperative -v -- env
-    for setting in COOP_STATS=1 COOP_LOG=debug COOP_PATCH=all,-dns COOP_STACK_SIZE=64k \
+        --on-deadlock exit --always-cooperative --hubs=3 -v -- env
+    for setting in COOP_STATS=1 COOP_LOG=debug COOP_PATCH=all,-dns COOP_STACK_SIZE=64k COOP_HUBS=3 \
         COOP_SWITCH=fast "COOP_DUMP_SIGNAL=$(kill -l USR1)" COOP_MAX_BLOCKING_MS=50 COOP_PREEMPT_MS=5 \
         COOP_ON_DEADLOCK=exit COOP_ALWAYS_COOPERATIVE=1 COOP_VERBOSE=1; do
         grep -qx -- "$setting" "$TMP/out" || fail "$setting missing from the program's environment"

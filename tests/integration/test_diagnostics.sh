@@ -20,7 +20,8 @@ expect_text() { grep -Eq -- "$1" "$TMP/err" || { cat "$TMP/err"; fail "$2: no li
 # The dump: every greenlet, its state, and stacks naming the sample's functions; the
 # program goes on afterwards, until its stdin (a FIFO held here) ends. Each wait below is
 # for something the program must do; 60 s is only the guard against a hang.
-DUMP_LINES=('^coop: greenlets of the hub on thread [0-9]+'
+DUMP_LINES=('^coop: greenlets of [0-9]+ hubs? \(pid [0-9]+\):'
+    '^  hub 0 on thread [0-9]+: '
     '^  #[0-9]+ "sleeper" sleeping, timeout in [0-9]+ ms'
     '^  #[0-9]+ "waiter" waiting: blocked on cond 0x'
     '^  #1 \(main\) waiting: joining greenlet #[0-9]+'

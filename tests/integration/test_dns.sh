@@ -83,7 +83,7 @@ grep -q '^echo while every lookup was pending: 10 round trips' "$TMP/slow.coop" 
 note "slow native: $(cat "$TMP/slow.native.err")"
 note "slow coop: $(cat "$TMP/slow.coop.err")"
 max_threads=$(sed -n 's/^max_threads=//p' <<<"$report")
-((max_threads <= 1 + RUNTIME_THREADS)) ||
-    fail "coop: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+((max_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+    fail "coop: $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
 note "coop: at most $max_threads OS threads (1 + a pool of $COOP_THREADPOOL_SIZE)"
 echo "PASS: lookups from the hosts file and $LOOKUPS DNS lookups at once with a live echo, natively and under coop"

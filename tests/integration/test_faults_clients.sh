@@ -41,8 +41,8 @@ run() {
     done
     stop_server "$mode"
     if [ "$mode" = coop ]; then
-        ((max_threads <= 1 + RUNTIME_THREADS)) ||
-            fail "coop: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+        ((max_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+            fail "coop: $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
     fi
 }
 

@@ -3,7 +3,8 @@
 # run can end only if the sleeps overlap (a sleep that held up the process would keep the
 # last thread from ever starting; RUN_LIMIT_S is the guard against that hang). The output
 # must be the same; by the program's own count (gettid) the sleepers ran on 1,000 OS threads
-# natively and on one under coop, where the process never has more than one OS thread.
+# natively and under coop on its hubs' (one per CPU, or COOP_HUBS; a spare's while a hub is
+# stuck), where the process never has more OS threads than those (lib.sh: SCHED_THREADS...).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/sleepers" ] || fail "$SAMPLES/sleepers is not built (make)"
 
@@ -14,7 +15,8 @@ RUN_LIMIT_S=120 # a hang guard
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}
 
 # run_sleepers MODE OS_THREADS [PREFIX...]: one run, whose sleepers must have run on
-# OS_THREADS OS threads; sets first_line.
+# OS_THREADS OS threads natively, and under coop on 1 to COOP_OS_THREADS_MAX (lib.sh); sets
+# first_line.
 run_sleepers() {
     local mode=$1 want=$2 elapsed os_threads
     shift 2
@@ -28,9 +30,14 @@ run_sleepers() {
     [ "$first_line" = "$THREADS threads slept, all at the same time" ] || fail "$mode: printed '$first_line'"
     [[ "$elapsed" =~ ^[0-9]+$ ]] || fail "$mode: no elapsed_ms line"
     ((elapsed >= SECONDS_EACH * 1000)) || fail "$mode: ${elapsed} ms is shorter than one sleep"
-    [ "$os_threads" = "$want" ] || fail "$mode: the sleepers ran on $os_threads OS threads, expected $want"
-    [ "$mode" = native ] || ((max_threads <= 1 + RUNTIME_THREADS)) ||
-        fail "coop: $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)"
+    if [ "$mode" = native ]; then
+        [ "$os_threads" = "$want" ] || fail "$mode: the sleepers ran on $os_threads OS threads, expected $want"
+    else
+        coop_os_threads_ok "$os_threads" ||
+            fail "$mode: the sleepers ran on ${os_threads:-?} OS threads, expected 1 to $COOP_OS_THREADS_MAX ($SCHED_THREADS hubs, $SPARE_THREADS spares)"
+        ((max_threads <= 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)) ||
+            fail "coop: $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)"
+    fi
 }
 
 run_sleepers native $THREADS
@@ -38,6 +45,6 @@ native=$first_line
 
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
 
-run_sleepers coop 1 "$COOPRUN" --
+run_sleepers coop "1-$COOP_OS_THREADS_MAX" "$COOPRUN" --
 [ "$first_line" = "$native" ] || fail "coop printed '$first_line', natively '$native'"
-echo "PASS: $THREADS sleepers that waited for one another, natively and under coop, one OS thread under coop"
+echo "PASS: $THREADS sleepers that waited for one another, natively and under coop, on $SCHED_THREADS hub(s) under coop"

@@ -55,14 +55,17 @@ describe_failure() {
 }
 
 # check_os_threads MODE NAME WANT: every "os_threads: K of N ..." line of the run says K is
-# WANT (N: as many OS threads as threads; 1: all on one); returns 1 and sets why otherwise.
+# WANT (N: as many OS threads as threads; coop: 1 to COOP_OS_THREADS_MAX, its hubs' and
+# spares', lib.sh); returns 1 and sets why otherwise.
 check_os_threads() {
-    local mode=$1 name=$2 want=$3 line k n want_k
+    local mode=$1 name=$2 want=$3 line k n
     while read -r line; do
         read -r k n <<<"$(sed -n 's/^os_threads: \([0-9]*\) of \([0-9]*\) .*/\1 \2/p' <<<"$line")"
-        [ "$want" = N ] && want_k=$n || want_k=$want
-        if [ -z "$k" ] || [ "$k" != "$want_k" ]; then
-            why="$mode: $name reported '$line', expected $want_k OS threads"
+        if [ "$want" = N ] && { [ -z "$k" ] || [ "$k" != "$n" ]; }; then
+            why="$mode: $name reported '$line', expected $n OS threads"
+            return 1
+        elif [ "$want" = coop ] && ! coop_os_threads_ok "$k"; then
+            why="$mode: $name reported '$line', expected 1 to $COOP_OS_THREADS_MAX OS threads ($SCHED_THREADS hubs, $SPARE_THREADS spares)"
             return 1
         fi
         note "$mode: $name: $line"
@@ -84,8 +87,9 @@ check_native() {
 }
 
 # check_coop SETTING NAME COMMAND...: under coop with SETTING (COOP_TLS=MECHANISM), the same
-# result lines as natively, all on one OS thread (by the program's own count), and never more
-# than 1 + RUNTIME_THREADS OS threads sampled.
+# result lines as natively, on its hubs' OS threads (by the program's own count: 1 to
+# COOP_OS_THREADS_MAX), and never more than 1 + SCHED_THREADS + SPARE_THREADS +
+# RUNTIME_THREADS OS threads sampled.
 check_coop() {
     local mode=$1 name=$2 ok=1 why
     shift 2
@@ -98,15 +102,15 @@ check_coop() {
         problems+=("$mode: $name printed other result lines than natively:
 $(cat "$TMP/$name.$mode.diff")")
         ok=0
-    elif ! check_os_threads "$mode" "$name" 1; then
+    elif ! check_os_threads "$mode" "$name" coop; then
         problems+=("$why")
         ok=0
     fi
-    if ((max_threads > 1 + RUNTIME_THREADS)); then
-        problems+=("$mode: $name had $max_threads OS threads, expected 1 (+ $RUNTIME_THREADS runtime threads)")
+    if ((max_threads > 1 + SCHED_THREADS + SPARE_THREADS + RUNTIME_THREADS)); then
+        problems+=("$mode: $name had $max_threads OS threads, expected 1 (+ $SCHED_THREADS scheduler, $SPARE_THREADS spare and $RUNTIME_THREADS runtime threads)")
         ok=0
     fi
-    ((ok)) && note "$mode: $name: the same result lines as natively, one OS thread"
+    ((ok)) && note "$mode: $name: the same result lines as natively, on the hubs' OS threads"
     return 0
 }
 

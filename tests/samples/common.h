@@ -123,37 +123,43 @@ static inline void exit_zero_on_term(void)
         die_errno("sigaction");
 }
 
-/* Command line of the echo servers: [-p PORT] [-b BACKLOG]. */
+/* Command line of the echo servers: [-p PORT] [-b BACKLOG] [-t THREADS] [-z MS].
+ * -t: echo_epoll's event loops, each on its own thread and SO_REUSEPORT listener;
+ * -z: echo_threads' extra thread that sleeps MS ms at a time in a raw nanosleep system call
+ * (a call no preloaded library can make cooperative), for the handoff benchmark. */
 struct server_options {
     int port;    /* 0: an ephemeral port, printed once listening */
     int backlog;
+    int threads;
+    int raw_sleep_ms;
 };
+
+#define SERVER_USAGE "usage: %s [-p PORT] [-b BACKLOG] [-t THREADS] [-z MS]"
 
 static inline struct server_options parse_server_options(int argc, char **argv)
 {
-    struct server_options o = { .port = 0, .backlog = SOMAXCONN };
+    struct server_options o = { .port = 0, .backlog = SOMAXCONN, .threads = 1, .raw_sleep_ms = 0 };
     int c;
 
-    while ((c = getopt(argc, argv, "p:b:")) != -1) {
+    while ((c = getopt(argc, argv, "p:b:t:z:")) != -1) {
         switch (c) {
         case 'p': o.port = (int)parse_long(optarg, 0, 65535, "-p"); break;
         case 'b': o.backlog = (int)parse_long(optarg, 1, INT_MAX, "-b"); break;
-        default: die("usage: %s [-p PORT] [-b BACKLOG]", program_invocation_short_name);
+        case 't': o.threads = (int)parse_long(optarg, 1, 1024, "-t"); break;
+        case 'z': o.raw_sleep_ms = (int)parse_long(optarg, 1, 60000, "-z"); break;
+        default: die(SERVER_USAGE, program_invocation_short_name);
         }
     }
     if (optind != argc)
-        die("usage: %s [-p PORT] [-b BACKLOG]", program_invocation_short_name);
+        die(SERVER_USAGE, program_invocation_short_name);
     return o;
 }
 
-/*
- * Listens on 127.0.0.1 and prints "listening on PORT" (flushed at once: the tests wait for
- * that line to learn an ephemeral port). type_flags go to socket(), e.g. SOCK_NONBLOCK.
- */
-static inline int listen_loopback(const struct server_options *o, int type_flags)
+/* A listening socket on 127.0.0.1, port o->port (0: an ephemeral one); with several event
+ * loops (-t) each has its own, all on one port (SO_REUSEPORT). */
+static inline int listen_loopback_quiet(const struct server_options *o, int type_flags)
 {
     struct sockaddr_in addr;
-    socklen_t len = sizeof addr;
     int one = 1;
     int fd;
 
@@ -167,13 +173,32 @@ static inline int listen_loopback(const struct server_options *o, int type_flags
     /* A restarted server must not wait for the old one's TIME_WAIT connections. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         die_errno("setsockopt SO_REUSEADDR");
+    if (o->threads > 1 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        die_errno("setsockopt SO_REUSEPORT");
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
         die_errno("bind");
     if (listen(fd, o->backlog) != 0)
         die_errno("listen");
+    return fd;
+}
+
+static inline int bound_port(int fd)
+{
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
     if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
         die_errno("getsockname");
-    printf("listening on %d\n", ntohs(addr.sin_port));
+    return ntohs(addr.sin_port);
+}
+
+/*
+ * Listens on 127.0.0.1 and prints "listening on PORT" (flushed at once: the tests wait for
+ * that line to learn an ephemeral port). type_flags go to socket(), e.g. SOCK_NONBLOCK.
+ */
+static inline int listen_loopback(const struct server_options *o, int type_flags)
+{
+    int fd = listen_loopback_quiet(o, type_flags);
+    printf("listening on %d\n", bound_port(fd));
     fflush(stdout);
     return fd;
 }

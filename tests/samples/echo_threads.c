@@ -1,6 +1,7 @@
 /*
- * echo_threads [-p PORT] [-b BACKLOG]: the plainest TCP echo server there is, one thread per
- * connection doing blocking read() and write() until the client closes.
+ * echo_threads [-p PORT] [-b BACKLOG] [-z MS]: the plainest TCP echo server there is, one
+ * thread per connection doing blocking read() and write() until the client closes (-z adds
+ * a thread that sleeps in a raw system call, see common.h).
  *
  * It listens on 127.0.0.1 (port 0 picks a free one) and prints "listening on PORT". SIGTERM or
  * SIGINT ends it with status 0. There is no limit on connections: when descriptors or threads
@@ -14,7 +15,9 @@
 #include "common.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 
 enum {
     /* Small stacks let 10,000 native threads fit; the buffer below is the biggest user. */
@@ -95,6 +98,20 @@ static int accept_retrying(int listener)
     }
 }
 
+/* -z MS: a thread that sleeps in a raw system call, again and again: coop cannot make it
+ * cooperative, so it blocks whichever OS thread runs it (the handoff benchmark). Between
+ * two sleeps it yields, as a thread that does anything else between its blocking calls. */
+static void *raw_sleeper(void *ms_arg)
+{
+    long ms = (long)(intptr_t)ms_arg;
+    struct timespec ts = { ms / 1000, ms % 1000 * 1000000L };
+    for (;;) {
+        syscall(SYS_nanosleep, &ts, NULL);
+        sched_yield();
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     struct server_options options = parse_server_options(argc, argv);
@@ -113,6 +130,9 @@ int main(int argc, char **argv)
         (err = pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE)) != 0 ||
         (err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)) != 0)
         die("pthread_attr: %s", strerror(err));
+    pthread_t sleeper;
+    if (options.raw_sleep_ms > 0 && pthread_create(&sleeper, &attr, raw_sleeper, (void *)(intptr_t)options.raw_sleep_ms) != 0)
+        die("pthread_create failed");
 
     for (;;) {
         int fd = accept_retrying(listener);

@@ -15,6 +15,7 @@
  *   CK_VERBOSITY=verbose            one line per test
  *   COOP_PREEMPT_MS                 the time slice (default 2: a short one, so that the
  *                                   preemption tests see many preemptions quickly)
+ *   COOP_HUBS=N, COOP_TLS=MECHANISM as for programs
  */
 #include <pthread.h>
 #include <signal.h>
@@ -45,6 +46,13 @@ static int preempt_ms(void)
     return v != NULL ? atoi(v) : 2;
 }
 
+/* COOP_HUBS too (make test runs the unit tests with 1 and with 2). */
+static int hubs(void)
+{
+    const char *v = getenv("COOP_HUBS");
+    return v != NULL ? atoi(v) : 0;
+}
+
 int main(void)
 {
     /* libuv's libc references jump through pointers this fills (shim/real.c). */
@@ -57,6 +65,7 @@ int main(void)
         .switch_ucontext = false,
         .tls_mode = tls_mode(),
         .preempt_ms = preempt_ms(),
+        .hubs = hubs(),
     };
     coop_init(&settings);
     unit_runner_pid = getpid();
@@ -72,6 +81,7 @@ int main(void)
     srunner_add_suite(sr, offload_suite());
     srunner_add_suite(sr, regressions_suite());
     srunner_add_suite(sr, preempt_suite());
+    srunner_add_suite(sr, sched_suite());
     srunner_set_fork_status(sr, CK_FORK_GETENV);
 
     srunner_run_all(sr, CK_ENV);

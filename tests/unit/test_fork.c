@@ -28,7 +28,7 @@ static int child_checks(struct coop_greenlet *self)
     int bad = 0;
     if (coop_self() != self)
         bad |= 1;
-    if (coop_thread.hub->main_g != self)          /* the one process-wide signals interrupt */
+    if (coop_main_greenlet != self)               /* the one process-wide signals interrupt */
         bad |= 2;
     if (!coop_alone())
         bad |= 4;

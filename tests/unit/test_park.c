@@ -1,8 +1,7 @@
 /*
  * The parking lot (park.c): greenlets and real OS threads parked on addresses, woken by
- * greenlets and by real threads. In this binary pthread_create is glibc's. A real thread
- * marked as a runtime thread parks on its futex word; an unmarked one that parks becomes
- * a hub of its own and parks as that hub's main greenlet (a cross-hub wake).
+ * greenlets and by real threads. In this binary pthread_create is glibc's: a real thread,
+ * marked as a runtime thread or not, is no greenlet and parks on its futex word.
  */
 #include <errno.h>
 #include <limits.h>
@@ -43,7 +42,7 @@ START_TEST(test_park_unpark_greenlets)
     _Atomic int word = 0;
     struct parker p = { .addr = &word, .word = &word };
     struct coop_greenlet *g = unit_spawn(parker_body, &p);
-    unit_yield_until(&p.parked);
+    unit_wait_parked(g);
     coop_sleep_until(coop_now() + MS(5));
     ck_assert_int_eq(p.woke, 0);               /* still parked */
     atomic_store(&word, 1);
@@ -84,14 +83,13 @@ START_TEST(test_unpark_count_and_order)
     for (int i = 0; i < N; i++) {
         p[i] = (struct parker){ .addr = &addr };
         g[i] = unit_spawn(parker_body, &p[i]);
+        unit_wait_parked(g[i]);            /* parked in this order */
     }
-    unit_yield_until(&p[N - 1].parked);
-    coop_yield();
     ck_assert_int_eq(coop_unpark(&addr, 0, ~0u), 0);
     ck_assert_int_eq(coop_unpark(&addr, 2, ~0u), 2);
-    coop_sleep_until(coop_now() + MS(2));
     /* FIFO: the first two parked are the ones woken. */
-    ck_assert(p[0].woke != 0 && p[1].woke != 0);
+    unit_join(g[0]);
+    unit_join(g[1]);
     ck_assert(p[2].woke == 0 && p[3].woke == 0 && p[4].woke == 0);
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 3);
     for (int i = 0; i < N; i++) {
@@ -111,8 +109,8 @@ START_TEST(test_unpark_many_batches)
         p[i] = (struct parker){ .addr = (i % 4 == 3) ? (const void *)&other : (const void *)&addr };
         g[i] = unit_spawn(parker_body, &p[i]);
     }
-    unit_yield_until(&p[N - 1].parked);
-    coop_yield();
+    for (int i = 0; i < N; i++)
+        unit_wait_parked(g[i]);
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 150);
     ck_assert_int_eq(coop_unpark(&other, INT_MAX, ~0u), 50);
     for (int i = 0; i < N; i++)
@@ -129,16 +127,16 @@ START_TEST(test_bitset_filter)
     struct coop_greenlet *ga = unit_spawn(parker_body, &a);
     struct coop_greenlet *gb = unit_spawn(parker_body, &b);
     struct coop_greenlet *gc = unit_spawn(parker_body, &c);
-    unit_yield_until(&c.parked);
-    coop_yield();
+    unit_wait_parked(ga);
+    unit_wait_parked(gb);
+    unit_wait_parked(gc);
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x4), 0);
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x2), 2);     /* b and c */
-    coop_sleep_until(coop_now() + MS(2));
-    ck_assert(a.woke == 0 && b.woke != 0 && c.woke != 0);
-    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x1), 1);
-    unit_join(ga);
     unit_join(gb);
     unit_join(gc);
+    ck_assert(a.woke == 0);
+    ck_assert_int_eq(coop_unpark(&addr, INT_MAX, 0x1), 1);
+    unit_join(ga);
 }
 END_TEST
 
@@ -162,14 +160,13 @@ START_TEST(test_addresses_sharing_a_bucket)
     struct parker px = { .addr = x }, py = { .addr = y };
     struct coop_greenlet *gx = unit_spawn(parker_body, &px);
     struct coop_greenlet *gy = unit_spawn(parker_body, &py);
-    unit_yield_until(&py.parked);
-    coop_yield();
+    unit_wait_parked(gx);
+    unit_wait_parked(gy);
     ck_assert_int_eq(coop_unpark(y, INT_MAX, ~0u), 1);
-    coop_sleep_until(coop_now() + MS(2));
-    ck_assert(px.woke == 0 && py.woke != 0);
+    unit_join(gy);
+    ck_assert(px.woke == 0);
     ck_assert_int_eq(coop_unpark(x, INT_MAX, ~0u), 1);
     unit_join(gx);
-    unit_join(gy);
 }
 END_TEST
 
@@ -228,8 +225,6 @@ static void *thread_parks(void *arg)
     struct thread_parker *p = arg;
     if (p->runtime)
         coop_mark_runtime_thread();
-    else
-        coop_hub_current();      /* what its first coop_spawn would do */
     p->was_greenlet = coop_self() != NULL;
 
     p->result = coop_park(p->addr, p->word ? word_is_zero : NULL, (const void *)p->word, ~0u,
@@ -248,7 +243,7 @@ static int unpark_when_parked(const void *addr)
     return n;
 }
 
-/* _i 0: a runtime thread (futex path); _i 1: a thread with a hub of its own. */
+/* _i 0: a runtime thread; _i 1: an unmarked thread: both sleep on their futex word. */
 START_TEST(test_greenlet_unparks_real_thread)
 {
     /* No still_wait: unpark_when_parked retries until the thread is in the queue. */
@@ -261,7 +256,7 @@ START_TEST(test_greenlet_unparks_real_thread)
     ck_assert_int_eq(unpark_when_parked(&addr), 1);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
     ck_assert_int_eq(p.result, 0);
-    ck_assert(p.was_greenlet == (_i == 1));
+    ck_assert(!p.was_greenlet);
 }
 END_TEST
 
@@ -350,8 +345,7 @@ START_TEST(test_interrupt_park)
      * interrupt is delivered (test_known_bugs.c). */
     struct parker p = { .addr = &addr, .deadline = coop_now() + MS(5000) };
     struct coop_greenlet *g = unit_spawn(parker_body, &p);
-    unit_yield_until(&p.parked);
-    coop_yield();
+    unit_wait_parked(g);
     coop_interrupt(g, false);
     unit_join(g);
     ck_assert_int_eq(p.result, EINTR);        /* not the 5 s deadline's ETIMEDOUT */

@@ -171,8 +171,11 @@ static int recurse(int depth)
     return recurse(depth - 1) + pad[0];
 }
 
+static volatile int named;
+
 static void *overflow_body(void *arg)
 {
+    unit_yield_until(&named);                 /* another hub may run it at once */
     return (void *)(intptr_t)recurse((int)(intptr_t)arg);
 }
 
@@ -182,6 +185,7 @@ static void overflow_child(void *handler)
         signal(SIGSEGV, SIG_DFL);             /* no report: the bare guard */
     struct coop_greenlet *g = unit_spawn(overflow_body, (void *)(intptr_t)100000);   /* ~100 MiB */
     coop_greenlet_set_name(g, "deep");
+    named = 1;
     coop_join(g, NULL, COOP_NO_DEADLINE);
 }
 
@@ -204,6 +208,7 @@ START_TEST(test_greenlet_overflow_hits_guard)
      * the runtime, which in this binary is the whole executable.) */
 
     /* A deep recursion that fits is fine. */
+    named = 1;
     unit_join(unit_spawn(overflow_body, (void *)(intptr_t)100));
 }
 END_TEST

@@ -122,10 +122,12 @@ START_TEST(test_records_say_gone_after_join)
 END_TEST
 
 static volatile int numbers_done;
+static _Atomic int numbers_taken;
 
 static void *number_self(void *arg)
 {
     *(int *)arg = coop_greenlet_number(coop_self());
+    atomic_fetch_add(&numbers_taken, 1);
     unit_yield_until(&numbers_done);      /* alive while the test looks */
     return NULL;
 }
@@ -134,8 +136,10 @@ START_TEST(test_numbers_name_live_greenlets)
 {
     int a = 0, b = 0;
     numbers_done = 0;
+    atomic_store(&numbers_taken, 0);
     struct coop_greenlet *ga = unit_spawn(number_self, &a), *gb = unit_spawn(number_self, &b);
-    coop_yield();
+    while (atomic_load(&numbers_taken) < 2)
+        coop_yield();
     ck_assert(a > 0 && b > 0 && a != b);
     ck_assert_ptr_eq(coop_greenlet_numbered(a), ga);
     ck_assert_ptr_eq(coop_greenlet_numbered(b), gb);
@@ -157,12 +161,21 @@ static void *compute(void *arg)
     while (coop_greenlet_cpu_ns(coop_self()) < until)
         x += 1;
     computed = 1;
+    coop_unpark((const void *)&computed, 1, ~0u);
     return arg;
 }
 
+static bool not_computed(const void *unused)
+{
+    (void)unused;
+    return !computed;
+}
+
+/* Parked, not yielding: with a hub to itself, a yielder would compute all along. */
 static void *wait_for_computed(void *arg)
 {
-    unit_yield_until(&computed);
+    while (!computed)
+        coop_park((const void *)&computed, not_computed, NULL, ~0u, COOP_NO_DEADLINE, "unit");
     return arg;
 }
 

@@ -33,6 +33,7 @@ Suite *fork_suite(void);
 Suite *regressions_suite(void);
 Suite *preempt_suite(void);
 Suite *threadstate_suite(void);
+Suite *sched_suite(void);
 
 /* Spawns with a default, guarded stack (the shim's default attributes); aborts on error. */
 struct coop_greenlet *unit_spawn(void *(*fn)(void *), void *arg);
@@ -49,6 +50,14 @@ extern pid_t unit_runner_pid;
  * child's stderr is collected there (NUL-terminated). */
 #define UNIT_CHILD_GUARD_MS 30000
 int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, size_t err_len);
+
+/* Whether greenlets run on one hub (COOP_HUBS=1): a queue's order is then the order they
+ * run in. make test runs the unit tests with one hub and with two. */
+static inline bool unit_one_hub(void) { return coop_sched_regular_hubs() == 1; }
+
+/* Yields until g is parked (coop_park): its wait is registered, so an unpark or an
+ * interrupt from now on finds it, whichever hub it ran on. */
+void unit_wait_parked(struct coop_greenlet *g);
 
 /* Yields until *flag is nonzero (or aborts the test after 60 s of yielding: a hang guard). */
 void unit_yield_until(volatile int *flag);

@@ -93,6 +93,15 @@ void unit_yield_until(volatile int *flag)
     }
 }
 
+void unit_wait_parked(struct coop_greenlet *g)
+{
+    int64_t give_up = coop_now() + MS(60000);
+    while (coop_gstate_get(g) != G_WAITING || __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) != WAIT_PARK) {
+        ck_assert_msg(coop_now() < give_up, "gave up waiting for a greenlet to park");
+        coop_yield();
+    }
+}
+
 void unit_checked_setup(void)
 {
     if (getpid() != unit_runner_pid)

@@ -1,0 +1,933 @@
+/*
+ * The scheduler: greenlets over N hubs (M:N), work stealing, and handoff.
+ *
+ * Design
+ * ------
+ * A hub is an OS thread that runs greenlets (hub.c has its loop). There are COOP_HUBS
+ * regular hubs, by default one per CPU the process may use: hub 0 is the main thread, the
+ * others are threads of the runtime's own, started with the real pthread_create when the
+ * program creates its first thread (a program that never does keeps one OS thread and
+ * runs as without coop). A greenlet is not tied to a hub: created greenlets have TLS of
+ * their own (tls.c), so any hub may run them; the main thread's original context, which
+ * uses that OS thread's own thread control block, is pinned to hub 0 (g->pinned): while
+ * hub 0's thread is stuck in a greenlet's system call, the main greenlet waits for it.
+ * Threads that are no hub (there before coop loaded, or created past it) stay plain OS
+ * threads; the greenlets they create go to the global queue.
+ *
+ * Each hub has a run queue (struct coop_runq): a ring its owner pushes at the tail and pops
+ * at the head without a lock (a push is two plain stores; a pop one CAS), and that any
+ * other hub may steal from, taking half with one CAS on the head, as Go's runtime does
+ * (runqput, runqget, runqgrab in proc.go). The owner switches from greenlet to greenlet
+ * in FIFO order. A greenlet woken by a hub goes onto that hub's queue (the waker is awake,
+ * and a producer and its consumer end up sharing a CPU cache, as Go's runnext does); a
+ * greenlet woken by a thread that is no hub (libuv's pool, a real thread, the monitor)
+ * goes to its last hub's inbox, a locked list that hub moves into its queue at its next
+ * iteration. Greenlets that overflow a ring, or that no hub may take right now, go to the
+ * global queue, which every hub takes a batch from when its own queue is empty (and every
+ * 61 iterations otherwise, so the global queue never starves).
+ *
+ * A hub with nothing to run steals half the queue of another hub (the first one found
+ * with work, starting at a random one), and only then sleeps in its epoll set. Sleeping
+ * is announced in the hub's state (HUB_SLEEPING) and counted; a hub that makes work
+ * available (a spawn, a wake onto its queue, a push to the global queue) wakes one
+ * sleeping hub through its eventfd, and only when none is already waking up (HUB_NOTIFIED
+ * hubs play Go's "spinning" Ms): no system call while every hub is running. So work
+ * spreads only when a hub is idle, and a greenlet otherwise stays on the hub whose cache
+ * holds its stack and data.
+ *
+ * Waits stay where they are made: a greenlet waiting for an fd registers it in its
+ * current hub's fd set, an epoll set of fds only (fdwait.c keeps the waiters of every fd in
+ * one table, so a close reaches them whichever hub they are on); its deadline sits in that
+ * hub's timer heap (timer.c, locked, since other hubs may run it, see below). A hub sleeps
+ * in a set of its own, which holds its fd set, the fd sets it adopted and an eventfd that
+ * wakes it; nobody else ever reads that set, so no other thread can take a wake meant for
+ * it.
+ *
+ * Handoff. A greenlet may block its OS thread in a call coop cannot make cooperative (a
+ * raw system call, a futex inside glibc, a slow disk). The blocking monitor (monitor.c)
+ * sees a hub whose switch counter stands still while its thread sleeps in the kernel
+ * (state S or D) and hands the hub's work off: the hub is marked away (AWAY_BLOCKED) and
+ * another hub adopts it: it adds the blocked hub's fd set to its own set (one epoll_ctl:
+ * the blocked hub's fd events then wake it), moves the blocked hub's timers into its own
+ * heap, and takes its run queue and inbox. The adopter is a sleeping hub if there is
+ * one, else a spare: an extra hub on an OS thread of its own, started (or woken from
+ * retirement) only while fewer than COOP_HUBS hubs are active, at most COOP_MAX_SPARES
+ * of them, as Java compensates a pinned carrier thread; else a busy hub, at its next
+ * iteration. When the call returns, the greenlet just goes on: its hub is its OS thread
+ * and was never taken from it; the monitor sees the counter move and marks the hub back,
+ * and the adopter lets go of its fd set. A spare that is idle while more than COOP_HUBS
+ * hubs are active retires: it is adopted in turn (its fd set, timers and queue), and
+ * sleeps on a futex until it is needed again. A hub may poll its own fd set at the same
+ * time as its adopter: epoll, the fd table and the timer heaps are all safe for that.
+ *
+ * Invariants (who may touch what)
+ * -------------------------------
+ *  - A run queue's tail and the slots beyond its head are written by its owner only;
+ *    head moves only by CAS (owner's pop, thieves' grab). A thief copies slots before
+ *    its CAS and discards them if the CAS fails. (test_sched: steal stress)
+ *  - A greenlet is in at most one queue, inbox or global list at a time, and only while it
+ *    is ready: it gets there by its own yield, by its spawn, or by the one waker that wins
+ *    its wait_word (hub.c). Whoever takes it from there is the only one that may resume it.
+ *  - A greenlet queued while it is still switching away from its previous hub (woken by
+ *    another thread right after it prepared its wait) is not resumed until that switch has
+ *    finished: on_cpu is cleared, with release, by the context its hub switched to, and a
+ *    hub waits for it before resuming. (test_sched: wake/steal stress)
+ *  - A pinned greenlet runs only on its hub: a hub that obtains another hub's pinned
+ *    greenlet (by stealing or from the global queue) hands it to that hub's inbox.
+ *  - Inboxes: any thread pushes under the inbox lock and reads the owner's state inside
+ *    the lock; the owner, going to sleep, publishes HUB_SLEEPING before it looks at its
+ *    inbox under the same lock. Either the pusher sees HUB_SLEEPING and writes the wake
+ *    fd, or the owner sees the greenlet: no wake is lost. The global queue works the same
+ *    way with the sleeping count.
+ *  - A push onto one's own queue wakes a sleeping hub without that guarantee (no fence on
+ *    the hot path): if the wake is missed, the pushing hub runs the greenlet itself, and
+ *    the monitor wakes a sleeping hub for a hub that stands still with work queued.
+ *  - A hub's away flag is set by the monitor (or, AWAY_RETIRED, by the spare itself) and
+ *    cleared by the monitor (or by whoever wakes the spare); adopter is claimed by CAS by
+ *    the adopting hub, and cleared by it when it lets go; a hub adopts only while it is
+ *    not away, and takes along the hubs an away adopter held. A blocked hub's pinned
+ *    greenlets stay in its inbox: only its own thread may run them.
+ *    (test_sched: handoff when every hub blocks)
+ *
+ * A preempted greenlet (issue 18) can be requeued by a handler running on its own hub's
+ * thread with coop_ready: the owner's push needs no lock, and a hub is never inside a
+ * queue operation while one of its greenlets runs program code.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "internal.h"
+
+struct coop_hub *coop_hub_table[COOP_MAX_HUBS];
+_Atomic int coop_hub_count;
+struct coop_greenlet *coop_main_greenlet;
+
+static int regular_hubs = 1;
+static coop_lock_t start_lock;
+static _Atomic bool started;
+
+static struct {
+    coop_lock_t lock;
+    struct coop_greenlet *head, *tail;
+    _Atomic unsigned len;
+} global;
+
+static _Atomic int sleeping;          /* hubs in HUB_SLEEPING */
+static _Atomic int notified;          /* hubs woken by a waker and not yet running */
+static _Atomic int adoptions_pending; /* away hubs nobody adopted yet */
+static _Atomic bool interrupts_pending, dump_pending, signal_pass_pending;
+static _Atomic uint64_t spares_started;
+static _Atomic uint64_t handoffs_total;
+
+/* Iterations between two looks at the global queue while a hub has work of its own. */
+#define GLOBAL_CHECK_EVERY 61
+
+int coop_sched_regular_hubs(void) { return regular_hubs; }
+
+struct coop_hub *coop_hub_at(int i) { return coop_hub_table[i]; }
+
+int coop_hub_total(void) { return atomic_load_explicit(&coop_hub_count, memory_order_acquire); }
+
+struct coop_hub *coop_hub_next(const struct coop_hub *h)
+{
+    return h->index + 1 < coop_hub_total() ? coop_hub_table[h->index + 1] : NULL;
+}
+
+/* --- run queues --- */
+
+static uint32_t runq_len(struct coop_hub *h)
+{
+    uint32_t head = atomic_load_explicit(&h->runq.head, memory_order_acquire);
+    uint32_t tail = atomic_load_explicit(&h->runq.tail, memory_order_acquire);
+    return tail - head;
+}
+
+/* Takes up to max greenlets from the head of v's queue into out (half of what it holds when
+ * called by a thief, all of it when taking_all): any thread. */
+static uint32_t runq_grab(struct coop_hub *v, struct coop_greenlet **out, uint32_t max, bool taking_all)
+{
+    for (;;) {
+        uint32_t head = atomic_load_explicit(&v->runq.head, memory_order_acquire);
+        uint32_t tail = atomic_load_explicit(&v->runq.tail, memory_order_acquire);
+        uint32_t n = tail - head;
+        if (!taking_all)
+            n -= n / 2;
+        if (n == 0)
+            return 0;
+        if (n > COOP_RUNQ_SIZE)
+            continue;                   /* head and tail read at different times */
+        if (n > max)
+            n = max;
+        for (uint32_t i = 0; i < n; i++)
+            out[i] = atomic_load_explicit(&v->runq.slot[(head + i) % COOP_RUNQ_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&v->runq.head, &head, head + n, memory_order_release,
+                                                  memory_order_relaxed))
+            return n;
+    }
+}
+
+static void global_push_list(struct coop_greenlet *first, struct coop_greenlet *last, unsigned n);
+
+/* The owner's push; when the ring is full, half of it and g go to the global queue. */
+static void runq_push(struct coop_hub *h, struct coop_greenlet *g)
+{
+    for (;;) {
+        uint32_t tail = atomic_load_explicit(&h->runq.tail, memory_order_relaxed);
+        uint32_t head = atomic_load_explicit(&h->runq.head, memory_order_acquire);
+        if (tail - head < COOP_RUNQ_SIZE) {
+            atomic_store_explicit(&h->runq.slot[tail % COOP_RUNQ_SIZE], g, memory_order_relaxed);
+            atomic_store_explicit(&h->runq.tail, tail + 1, memory_order_release);
+            return;
+        }
+        struct coop_greenlet *batch[COOP_RUNQ_SIZE / 2];
+        uint32_t n = runq_grab(h, batch, COOP_RUNQ_SIZE / 2, false);
+        if (n == 0)
+            continue;                   /* thieves emptied it meanwhile */
+        for (uint32_t i = 0; i + 1 < n; i++)
+            batch[i]->next_ready = batch[i + 1];
+        batch[n - 1]->next_ready = g;
+        g->next_ready = NULL;
+        global_push_list(batch[0], g, n + 1);
+        return;
+    }
+}
+
+static struct coop_greenlet *runq_pop(struct coop_hub *h)
+{
+    for (;;) {
+        uint32_t head = atomic_load_explicit(&h->runq.head, memory_order_acquire);
+        uint32_t tail = atomic_load_explicit(&h->runq.tail, memory_order_relaxed);
+        if (head == tail)
+            return NULL;
+        struct coop_greenlet *g = atomic_load_explicit(&h->runq.slot[head % COOP_RUNQ_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&h->runq.head, &head, head + 1, memory_order_release,
+                                                  memory_order_relaxed))
+            return g;
+    }
+}
+
+/* --- sleeping and waking hubs --- */
+
+/* Wakes t if it sleeps (any thread, async-signal-safe). Whether this call woke it. */
+static bool notify(struct coop_hub *t)
+{
+    int expected = HUB_SLEEPING;
+    if (!atomic_compare_exchange_strong(&t->state, &expected, HUB_NOTIFIED))
+        return false;
+    atomic_fetch_sub(&sleeping, 1);
+    atomic_fetch_add(&notified, 1);
+    uint64_t one = 1;
+    coop_sys(SYS_write, t->wake_fd, &one, sizeof one);
+    return true;
+}
+
+static bool usable(const struct coop_hub *h)
+{
+    return atomic_load_explicit(&h->away, memory_order_relaxed) == AWAY_NONE;
+}
+
+/* Wakes one sleeping hub, starting after `after` so the same one is not always chosen. */
+static bool notify_one(int after)
+{
+    int n = coop_hub_total();
+    for (int i = 1; i <= n; i++) {
+        struct coop_hub *t = coop_hub_table[(after + i) % n];
+        if (usable(t) && atomic_load_explicit(&t->state, memory_order_relaxed) == HUB_SLEEPING && notify(t))
+            return true;
+    }
+    return false;
+}
+
+/* New work that any hub may take: wake a sleeping hub, unless one is already waking. */
+static void wake_a_helper(int after)
+{
+    if (atomic_load_explicit(&sleeping, memory_order_relaxed) == 0
+        || atomic_load_explicit(&notified, memory_order_relaxed) > 0)
+        return;
+    notify_one(after);
+}
+
+/* For a flag set by a signal handler: a sleeping hub, if any, comes to look at it (running
+ * hubs look at their next iteration). */
+void coop_sched_notify_any(void) { notify_one(0); }
+
+/* --- inboxes and the global queue --- */
+
+static void inbox_push(struct coop_hub *t, struct coop_greenlet *g)
+{
+    g->next_ready = NULL;
+    coop_lock(&t->inbox_lock);
+    if (t->inbox_tail != NULL)
+        t->inbox_tail->next_ready = g;
+    else
+        t->inbox_head = g;
+    t->inbox_tail = g;
+    atomic_store_explicit(&t->inbox_nonempty, true, memory_order_relaxed);
+    int state = atomic_load_explicit(&t->state, memory_order_relaxed);   /* see the invariants */
+    coop_unlock(&t->inbox_lock);
+    if (state == HUB_SLEEPING)
+        notify(t);
+}
+
+/* Takes the greenlets of x's inbox that `taker` may run (all of them for x itself; those
+ * not pinned to x otherwise), in order. */
+static struct coop_greenlet *inbox_take(struct coop_hub *x, struct coop_hub *taker)
+{
+    if (!atomic_load_explicit(&x->inbox_nonempty, memory_order_relaxed))
+        return NULL;
+    struct coop_greenlet *taken = NULL, **taken_end = &taken, *kept = NULL, *kept_tail = NULL;
+    coop_lock(&x->inbox_lock);
+    for (struct coop_greenlet *g = x->inbox_head, *next; g != NULL; g = next) {
+        next = g->next_ready;
+        g->next_ready = NULL;
+        if (g->pinned == NULL || g->pinned == taker) {
+            *taken_end = g;
+            taken_end = &g->next_ready;
+        } else {
+            if (kept_tail != NULL)
+                kept_tail->next_ready = g;
+            else
+                kept = g;
+            kept_tail = g;
+        }
+    }
+    x->inbox_head = kept;
+    x->inbox_tail = kept_tail;
+    atomic_store_explicit(&x->inbox_nonempty, kept != NULL, memory_order_relaxed);
+    coop_unlock(&x->inbox_lock);
+    return taken;
+}
+
+static void global_push_list(struct coop_greenlet *first, struct coop_greenlet *last, unsigned n)
+{
+    coop_lock(&global.lock);
+    if (global.tail != NULL)
+        global.tail->next_ready = first;
+    else
+        global.head = first;
+    global.tail = last;
+    atomic_fetch_add_explicit(&global.len, n, memory_order_relaxed);
+    coop_unlock(&global.lock);
+    wake_a_helper(0);
+}
+
+/* Puts a greenlet this hub obtained from elsewhere where it may run. */
+static void take_in(struct coop_hub *h, struct coop_greenlet *g)
+{
+    if (g->pinned != NULL && g->pinned != h)
+        inbox_push(g->pinned, g);
+    else
+        runq_push(h, g);
+}
+
+static void take_in_list(struct coop_hub *h, struct coop_greenlet *list)
+{
+    while (list != NULL) {
+        struct coop_greenlet *next = list->next_ready;
+        take_in(h, list);
+        list = next;
+    }
+}
+
+/* A batch of the global queue: a fair share, at most half a ring. */
+static bool global_take(struct coop_hub *h)
+{
+    if (atomic_load_explicit(&global.len, memory_order_relaxed) == 0)
+        return false;
+    coop_lock(&global.lock);
+    unsigned len = atomic_load_explicit(&global.len, memory_order_relaxed);
+    unsigned n = len / (unsigned)coop_hub_total() + 1;
+    if (n > len)
+        n = len;
+    if (n > COOP_RUNQ_SIZE / 2)
+        n = COOP_RUNQ_SIZE / 2;
+    struct coop_greenlet *first = global.head, *last = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        last = global.head;
+        global.head = last->next_ready;
+    }
+    if (global.head == NULL)
+        global.tail = NULL;
+    if (last != NULL)
+        last->next_ready = NULL;
+    atomic_fetch_sub_explicit(&global.len, n, memory_order_relaxed);
+    coop_unlock(&global.lock);
+    take_in_list(h, n > 0 ? first : NULL);
+    return n > 0;
+}
+
+/* --- making greenlets ready --- */
+
+void coop_ready(struct coop_hub *h, struct coop_greenlet *g)
+{
+    coop_gstate_set(g, G_READY);
+    runq_push(h, g);
+}
+
+void coop_ready_new(struct coop_hub *h, struct coop_greenlet *g)
+{
+    coop_gstate_set(g, G_READY);
+    if (h == NULL) {
+        g->next_ready = NULL;
+        global_push_list(g, g, 1);
+        return;
+    }
+    runq_push(h, g);
+    wake_a_helper(h->index);
+}
+
+/* After a waker won g's wait_word: where g runs next. */
+void coop_sched_woken(struct coop_greenlet *g)
+{
+    struct coop_hub *here = coop_thread.hub;
+    coop_gstate_set(g, G_READY);
+    if (g->pinned != NULL) {
+        if (g->pinned == here)
+            runq_push(here, g);
+        else
+            inbox_push(g->pinned, g);
+        return;
+    }
+    if (here != NULL) {
+        runq_push(here, g);
+        wake_a_helper(here->index);
+        return;
+    }
+    struct coop_hub *last = g->hub;
+    if (last != NULL && usable(last)) {
+        inbox_push(last, g);
+        return;
+    }
+    g->next_ready = NULL;
+    global_push_list(g, g, 1);
+}
+
+struct coop_greenlet *coop_sched_pop(struct coop_hub *h) { return runq_pop(h); }
+
+/* The owner moves its inbox into its queue (cheap when empty: one relaxed load). */
+void coop_sched_take_inbox(struct coop_hub *h) { take_in_list(h, inbox_take(h, h)); }
+
+bool coop_sched_has_work(struct coop_hub *h) { return runq_len(h) > 0; }
+
+unsigned coop_sched_ready_count(struct coop_hub *h) { return runq_len(h); }
+
+/* --- stealing --- */
+
+static uint32_t next_random(struct coop_hub *h)
+{
+    /* xorshift: a different starting victim each time, without a shared counter. */
+    uint32_t x = (uint32_t)h->polls * 2654435761u + (uint32_t)h->index + 1;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
+static bool steal_from(struct coop_hub *h, struct coop_hub *v)
+{
+    struct coop_greenlet *batch[COOP_RUNQ_SIZE / 2];
+    uint32_t n = runq_grab(v, batch, COOP_RUNQ_SIZE / 2, false);
+    for (uint32_t i = 0; i < n; i++)
+        take_in(h, batch[i]);
+    if (n > 0) {
+        h->steals++;
+        h->stolen += n;
+    }
+    return n > 0;
+}
+
+static void adopted_maintain(struct coop_hub *h);
+
+bool coop_sched_find_work(struct coop_hub *h)
+{
+    if (global_take(h))
+        return true;
+    int n = coop_hub_total();
+    uint32_t start = next_random(h);
+    for (int i = 0; i < n; i++) {
+        struct coop_hub *v = coop_hub_table[(start + (uint32_t)i) % (uint32_t)n];
+        if (v != h && runq_len(v) > 0 && steal_from(h, v)) {
+            wake_a_helper(h->index);    /* there may be more: let another idle hub look */
+            return true;
+        }
+    }
+    adopted_maintain(h);
+    return coop_sched_has_work(h);
+}
+
+/* --- going to sleep --- */
+
+static bool work_in_sight(struct coop_hub *h)
+{
+    coop_lock(&h->inbox_lock);
+    bool inbox = h->inbox_head != NULL;
+    coop_unlock(&h->inbox_lock);
+    if (inbox)
+        return true;
+    coop_lock(&global.lock);
+    bool queued = global.head != NULL;
+    coop_unlock(&global.lock);
+    if (queued || atomic_load(&adoptions_pending) > 0 || atomic_load(&interrupts_pending)
+        || atomic_load(&dump_pending) || atomic_load(&signal_pass_pending))
+        return true;
+    int n = coop_hub_total();
+    for (int i = 0; i < n; i++)
+        if (coop_hub_table[i] != h && runq_len(coop_hub_table[i]) > 0)
+            return true;
+    return false;
+}
+
+/* For deadlock detection: every other hub asleep, nothing queued anywhere. */
+bool coop_sched_all_idle(struct coop_hub *h)
+{
+    if (atomic_load(&global.len) > 0 || atomic_load(&adoptions_pending) > 0 || atomic_load(&interrupts_pending)
+        || atomic_load(&signal_pass_pending))
+        return false;
+    int n = coop_hub_total();
+    for (int i = 0; i < n; i++) {
+        struct coop_hub *x = coop_hub_table[i];
+        int state = atomic_load(&x->state);
+        if (runq_len(x) > 0 || atomic_load(&x->inbox_nonempty)
+            || (x != h && state != HUB_SLEEPING && state != HUB_RETIRED))
+            return false;
+    }
+    return true;
+}
+
+bool coop_sched_sleep_begin(struct coop_hub *h)
+{
+    atomic_store(&h->state, HUB_SLEEPING);
+    atomic_fetch_add(&sleeping, 1);
+    if (!work_in_sight(h))
+        return true;
+    coop_sched_sleep_end(h);
+    return false;
+}
+
+void coop_sched_sleep_end(struct coop_hub *h)
+{
+    int was = atomic_exchange(&h->state, HUB_RUNNING);
+    if (was == HUB_NOTIFIED)
+        atomic_fetch_sub(&notified, 1);
+    else if (was == HUB_SLEEPING)
+        atomic_fetch_sub(&sleeping, 1);
+}
+
+/* --- adoption: the work of hubs that are away --- */
+
+static bool adopts(const struct coop_hub *h, int i) { return h->adopted[i / 64] >> (i % 64) & 1; }
+
+/* Moves what an away hub holds that h can run: deadlines, ready greenlets, its inbox
+ * (less what is pinned to it). */
+static uint32_t take_over(struct coop_hub *h, struct coop_hub *x)
+{
+    coop_timer_move(x, h);
+    struct coop_greenlet *batch[COOP_RUNQ_SIZE];
+    uint32_t n = runq_grab(x, batch, COOP_RUNQ_SIZE, true);
+    for (uint32_t i = 0; i < n; i++)
+        take_in(h, batch[i]);
+    take_in_list(h, inbox_take(x, h));
+    return n;
+}
+
+static void nest(struct coop_hub *h, struct coop_hub *x)
+{
+    if (adopts(h, x->index))
+        return;
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = COOP_TAG_ADOPT + (uint64_t)x->index };
+    coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, x->fdset, (long)&ev, 0, 0);
+    h->adopted[x->index / 64] |= 1ull << (x->index % 64);
+}
+
+static void unnest(struct coop_hub *h, struct coop_hub *x)
+{
+    struct epoll_event unused;
+    coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_DEL, x->fdset, (long)&unused, 0, 0);
+    h->adopted[x->index / 64] &= ~(1ull << (x->index % 64));
+}
+
+/*
+ * The adopter claims x by CAS; x may still be adopted by h from an earlier time away that
+ * h has not let go of yet (or by another hub, whose maintenance then takes over). The hubs
+ * x itself had adopted, if they are still away, come along: an adopter that goes away
+ * polls nothing.
+ */
+static void adopt(struct coop_hub *h, struct coop_hub *x)
+{
+    struct coop_hub *adopter = NULL;
+    if (!atomic_exchange(&x->adoption_wanted, false))
+        return;
+    atomic_fetch_sub(&adoptions_pending, 1);
+    if (!atomic_compare_exchange_strong(&x->adopter, &adopter, h) && adopter != h)
+        return;
+    nest(h, x);
+    uint32_t n = take_over(h, x);
+    coop_info("hub %d adopts hub %d's fds, timers and %u ready greenlets (%s)", h->index, x->index, n,
+              atomic_load(&x->away) == AWAY_RETIRED ? "a retiring spare" : "blocked in a system call");
+    int total = coop_hub_total();
+    for (int i = 0; i < total; i++) {
+        struct coop_hub *y = coop_hub_table[i], *was = x;
+        if (y != h && (x->adopted[i / 64] >> (i % 64) & 1) && !usable(y)
+            && atomic_compare_exchange_strong(&y->adopter, &was, h)) {
+            nest(h, y);
+            take_over(h, y);
+        }
+    }
+    /* x may have come back meanwhile: the next maintenance lets it go again. */
+}
+
+/* Events of the fd sets of the hubs h adopted. */
+void coop_sched_drain_adopted(struct coop_hub *h)
+{
+    for (size_t w = 0; w < sizeof h->adopted / sizeof h->adopted[0]; w++)
+        for (uint64_t bits = h->adopted[w]; bits != 0; bits &= bits - 1)
+            coop_drain_fdset(coop_hub_table[w * 64 + (size_t)__builtin_ctzll(bits)]->fdset);
+}
+
+/* Lets go of hubs that are back, or that another hub took over; takes what was queued
+ * toward those still away. */
+static void adopted_maintain(struct coop_hub *h)
+{
+    int n = coop_hub_total();
+    for (int i = 0; i < n; i++) {
+        if (!adopts(h, i))
+            continue;
+        struct coop_hub *x = coop_hub_table[i], *mine = h;
+        if (atomic_load(&x->adopter) != h) {
+            unnest(h, x);
+        } else if (usable(x)) {
+            unnest(h, x);
+            atomic_compare_exchange_strong(&x->adopter, &mine, NULL);
+        } else {
+            take_over(h, x);    /* what it got since: it may have run a little, and gone again */
+        }
+    }
+}
+
+static void adopt_pending(struct coop_hub *h)
+{
+    int n = coop_hub_total();
+    for (int i = 0; i < n && atomic_load(&adoptions_pending) > 0; i++) {
+        struct coop_hub *x = coop_hub_table[i];
+        if (x != h && atomic_load_explicit(&x->adoption_wanted, memory_order_relaxed))
+            adopt(h, x);
+    }
+}
+
+static int active_hubs(void)
+{
+    int n = coop_hub_total(), active = 0;
+    for (int i = 0; i < n; i++)
+        active += usable(coop_hub_table[i]);
+    return active;
+}
+
+static void start_spare(void);
+
+/* The monitor's decision: x stands still in a system call (or x is a retiring spare). */
+void coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why)
+{
+    int expected = AWAY_NONE;
+    if (!atomic_compare_exchange_strong(&x->away, &expected, why))
+        return;
+    if (why == AWAY_BLOCKED) {
+        atomic_fetch_add(&x->handoffs, 1);
+        atomic_fetch_add(&handoffs_total, 1);
+        atomic_store(&x->blocked_since, coop_now());
+    }
+    atomic_fetch_add(&adoptions_pending, 1);
+    atomic_store(&x->adoption_wanted, true);
+    /* Someone must come: a sleeping hub; else a spare while fewer than COOP_HUBS hubs are
+     * active; else the busy hubs, at their next iteration. */
+    if (!notify_one(x->index) && why == AWAY_BLOCKED && active_hubs() < regular_hubs)
+        start_spare();
+}
+
+void coop_sched_returned(struct coop_hub *x)
+{
+    int expected = AWAY_BLOCKED;
+    if (!atomic_compare_exchange_strong(&x->away, &expected, AWAY_NONE))
+        return;
+    if (atomic_exchange(&x->adoption_wanted, false))
+        atomic_fetch_sub(&adoptions_pending, 1);
+}
+
+bool coop_sched_is_away(const struct coop_hub *h) { return !usable(h); }
+
+/* The monitor's backstop for a missed wake: h stands still on the CPU with work queued. */
+void coop_sched_nudge(struct coop_hub *h)
+{
+    if (runq_len(h) > 0)
+        wake_a_helper(h->index);
+}
+
+/* --- spares --- */
+
+static void retire(struct coop_hub *h);
+static _Atomic bool retire_requested[COOP_MAX_HUBS];
+
+static struct coop_hub *start_hub(int index, bool spare);
+
+static void start_spare(void)
+{
+    int n = coop_hub_total();
+    for (int i = regular_hubs; i < n; i++) {
+        struct coop_hub *s = coop_hub_table[i];
+        int expected = HUB_RETIRED;
+        if (atomic_load(&s->away) == AWAY_RETIRED
+            && atomic_compare_exchange_strong(&s->state, &expected, HUB_RUNNING)) {
+            if (atomic_exchange(&s->adoption_wanted, false))
+                atomic_fetch_sub(&adoptions_pending, 1);
+            atomic_store(&s->away, AWAY_NONE);
+            coop_futex((_Atomic uint32_t *)&s->state, FUTEX_WAKE, 1, NULL);
+            coop_info("spare hub %d back at work", i);
+            return;
+        }
+    }
+    if (n >= COOP_MAX_HUBS || n - regular_hubs >= COOP_MAX_SPARES)
+        return;
+    coop_lock(&start_lock);
+    if (coop_hub_total() == n && start_hub(n, true) != NULL) {
+        atomic_fetch_add(&spares_started, 1);
+        coop_info("spare hub %d started", n);
+    }
+    coop_unlock(&start_lock);
+}
+
+/* Called by the monitor at each tick: an idle spare retires while more than COOP_HUBS hubs
+ * are active. */
+void coop_sched_balance_spares(void)
+{
+    int n = coop_hub_total();
+    if (n <= regular_hubs || active_hubs() <= regular_hubs)
+        return;
+    for (int i = regular_hubs; i < n; i++) {
+        struct coop_hub *s = coop_hub_table[i];
+        if (usable(s) && atomic_load(&s->state) == HUB_SLEEPING) {
+            atomic_store(&retire_requested[i], true);
+            notify(s);
+            return;
+        }
+    }
+}
+
+static bool adopts_any(const struct coop_hub *h)
+{
+    for (size_t i = 0; i < sizeof h->adopted / sizeof h->adopted[0]; i++)
+        if (h->adopted[i] != 0)
+            return true;
+    return false;
+}
+
+/* A spare gives its work away and sleeps until start_spare wakes it. */
+static void retire(struct coop_hub *h)
+{
+    if (adopts_any(h) || coop_sched_has_work(h) || active_hubs() <= regular_hubs)
+        return;
+    coop_sched_hand_off(h, AWAY_RETIRED);
+    struct coop_greenlet *batch[COOP_RUNQ_SIZE];
+    uint32_t n = runq_grab(h, batch, COOP_RUNQ_SIZE, true);
+    for (uint32_t i = 0; i < n; i++) {
+        batch[i]->next_ready = NULL;
+        global_push_list(batch[i], batch[i], 1);
+    }
+    coop_info("spare hub %d retires", h->index);
+    atomic_store(&h->state, HUB_RETIRED);
+    while (atomic_load(&h->state) == HUB_RETIRED)
+        coop_futex((_Atomic uint32_t *)&h->state, FUTEX_WAIT, HUB_RETIRED, NULL);
+}
+
+/* --- each iteration of a hub's loop --- */
+
+static void deliver_interrupts(void);
+
+void coop_sched_service(struct coop_hub *h)
+{
+    coop_sched_take_inbox(h);
+    if (atomic_load_explicit(&global.len, memory_order_relaxed) > 0
+        && (!coop_sched_has_work(h) || h->polls % GLOBAL_CHECK_EVERY == 0))
+        global_take(h);
+    if (atomic_load_explicit(&adoptions_pending, memory_order_relaxed) > 0)
+        adopt_pending(h);
+    if (adopts_any(h))
+        adopted_maintain(h);
+    if (atomic_load_explicit(&interrupts_pending, memory_order_relaxed) && atomic_exchange(&interrupts_pending, false))
+        deliver_interrupts();
+    if (atomic_load_explicit(&dump_pending, memory_order_relaxed) && atomic_exchange(&dump_pending, false))
+        coop_dump_all();
+    if (atomic_load_explicit(&signal_pass_pending, memory_order_relaxed) && atomic_exchange(&signal_pass_pending, false))
+        coop_run_signal_pass();
+    if (h->spare && atomic_load_explicit(&retire_requested[h->index], memory_order_relaxed)
+        && atomic_exchange(&retire_requested[h->index], false))
+        retire(h);
+}
+
+/* --- interrupts and dumps: flags set by signal handlers --- */
+
+static void deliver_interrupts(void)
+{
+    coop_all_lock();
+    for (struct coop_greenlet *g = coop_all_first(); g != NULL; g = g->all_next) {
+        int reason = atomic_exchange(&g->interrupt_pending, 0);
+        if (reason != 0)
+            coop_wake(g, g->interrupt_gen, reason);
+    }
+    coop_all_unlock();
+}
+
+void coop_sched_interrupt_posted(void)
+{
+    atomic_store(&interrupts_pending, true);
+    coop_sched_notify_any();
+}
+
+void coop_request_dump(void)
+{
+    atomic_store(&dump_pending, true);
+    coop_sched_notify_any();
+}
+
+void coop_request_signal_pass(void)
+{
+    atomic_store(&signal_pass_pending, true);
+    coop_sched_notify_any();
+}
+
+/* --- starting hubs --- */
+
+/* A hub's thread keeps the mask it was started with (its starter's: a hub's, or the
+ * monitor's, which blocks every signal), but takes the runtime's own signals: preemption's
+ * and the samplers'. The shim brings the mask in line when a greenlet there changes its own. */
+static void *carrier_main(void *arg)
+{
+    struct coop_hub *h = arg;
+    coop_mark_runtime_thread();
+    uint64_t runtime = coop_runtime_signals();
+    coop_sys6(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&runtime, 0, 8, 0, 0);
+    coop_hub_attach(h, false);
+    coop_hub_run(h);
+    return NULL;
+}
+
+/* Called under start_lock. */
+static struct coop_hub *start_hub(int index, bool spare)
+{
+    struct coop_hub *h = coop_hub_create(index, spare);
+    coop_hub_table[index] = h;
+    atomic_store_explicit(&coop_hub_count, index + 1, memory_order_release);
+    /* A hub's thread takes no signal the program did not let through where it was started. */
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = coop_settings.os_thread_create(&t, &attr, carrier_main, h);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+        coop_warn("cannot start a hub's thread (%s): %d hubs", strerror(err), index);
+        atomic_store(&h->away, AWAY_RETIRED);       /* never chosen, never counted */
+        return NULL;
+    }
+    return h;
+}
+
+/* COOP_HUBS=auto (0): one hub per CPU the process may run on. */
+static int cpus_allowed(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 1;
+    return CPU_COUNT(&set);
+}
+
+void coop_sched_init(int hubs, struct coop_hub *first)
+{
+    if (hubs <= 0)
+        hubs = cpus_allowed();
+    regular_hubs = hubs < 1 ? 1 : hubs > COOP_MAX_REGULAR_HUBS ? COOP_MAX_REGULAR_HUBS : hubs;
+    coop_hub_table[0] = first;
+    atomic_store(&coop_hub_count, 1);
+}
+
+bool coop_sched_started(void) { return atomic_load_explicit(&started, memory_order_acquire); }
+
+/* The program creates its first thread: the other hubs and the monitor start. */
+void coop_sched_start(void)
+{
+    if (coop_sched_started())
+        return;
+    coop_lock(&start_lock);
+    if (!atomic_load(&started)) {
+        coop_tls_set_multithreaded();
+        for (int i = coop_hub_total(); i < regular_hubs; i++)
+            if (start_hub(i, false) == NULL)
+                break;
+        coop_monitor_start();
+        atomic_store_explicit(&started, true, memory_order_release);
+    }
+    coop_unlock(&start_lock);
+}
+
+int coop_sched_threads(void)
+{
+    int n = coop_hub_total() - 1;            /* hub 0 is the program's main thread */
+    return n < 0 ? 0 : n;
+}
+
+void coop_sched_stats(struct coop_sched_stats *s)
+{
+    *s = (struct coop_sched_stats){ .hubs = coop_hub_total(), .regular = regular_hubs };
+    s->spares_started = atomic_load(&spares_started);
+    s->handoffs = atomic_load(&handoffs_total);
+    for (int i = 0; i < s->hubs; i++) {
+        struct coop_hub *h = coop_hub_table[i];
+        s->steals += h->steals;
+        s->stolen += h->stolen;
+        if (i >= regular_hubs && usable(h))
+            s->spares_running++;
+    }
+}
+
+/* In a forked child only h's thread exists: h becomes the one hub, and the others start
+ * again when the child creates a thread. Their sets and wake fds are the parent's: closed. */
+void coop_sched_fork_child(struct coop_hub *h)
+{
+    int n = coop_hub_total();
+    for (int i = 0; i < n; i++) {
+        struct coop_hub *x = coop_hub_table[i];
+        if (x != h) {
+            coop_sys(SYS_close, x->epfd, 0, 0);
+            coop_sys(SYS_close, x->fdset, 0, 0);
+            coop_sys(SYS_close, x->wake_fd, 0, 0);
+        }
+        coop_hub_table[i] = NULL;
+        retire_requested[i] = false;
+    }
+    h->index = 0;
+    h->spare = false;
+    coop_hub_table[0] = h;
+    atomic_store(&coop_hub_count, 1);
+    memset(&h->runq, 0, sizeof h->runq);
+    h->inbox_lock = (coop_lock_t){ 0 };
+    h->inbox_head = h->inbox_tail = NULL;
+    atomic_store(&h->inbox_nonempty, false);
+    atomic_store(&h->state, HUB_RUNNING);
+    atomic_store(&h->away, AWAY_NONE);
+    atomic_store(&h->adoption_wanted, false);
+    atomic_store(&h->adopter, NULL);
+    memset(h->adopted, 0, sizeof h->adopted);
+    global.lock = (coop_lock_t){ 0 };
+    global.head = global.tail = NULL;
+    atomic_store(&global.len, 0);
+    start_lock = (coop_lock_t){ 0 };
+    atomic_store(&started, false);
+    atomic_store(&sleeping, 0);
+    atomic_store(&notified, 0);
+    atomic_store(&adoptions_pending, 0);
+    atomic_store(&interrupts_pending, false);
+    atomic_store(&dump_pending, false);
+    atomic_store(&signal_pass_pending, false);
+}

@@ -1,0 +1,485 @@
+/*
+ * The scheduler across OS threads (sched.c, hub.c, greenlet.c): each test stresses one
+ * invariant of sched.c's top comment, and would fail (or hang until Check's timeout) if it
+ * were broken. Parallelism is proven by construction, never by timing: two greenlets that
+ * wait for each other without yielding can only both finish if two hubs run them at once.
+ * Tests that need several hubs say so and pass trivially with COOP_HUBS=1.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#define GIVE_UP MS(5000)
+
+/* Spins without yielding until *flag is set, or gives up (a failure) after GIVE_UP. */
+static bool spin_until(_Atomic int *flag)
+{
+    int64_t give_up = coop_now() + GIVE_UP;
+    while (!atomic_load(flag))
+        if (coop_now() > give_up)
+            return false;
+    return true;
+}
+
+static int hubs(void) { return coop_sched_regular_hubs(); }
+
+/* With one hub, yields until *flag is set (spinning would keep the setter from running). */
+static bool wait_for(_Atomic int *flag)
+{
+    if (hubs() >= 2)
+        return spin_until(flag);
+    int64_t give_up = coop_now() + GIVE_UP;
+    while (!atomic_load(flag) && coop_now() < give_up)
+        coop_yield();
+    return atomic_load(flag);
+}
+
+/* ---- parallelism by construction ---- */
+
+struct pair { _Atomic int *mine, *other; bool met; int hub; };
+
+static void *meet(void *arg)
+{
+    struct pair *p = arg;
+    atomic_store(p->mine, 1);
+    p->met = spin_until(p->other);
+    p->hub = coop_thread.hub->index;
+    return NULL;
+}
+
+/* Each spins until the other has arrived: unless one was preempted meanwhile (then the
+ * other could take its hub; the meeting is tried again), both spun at once, on two hubs. */
+START_TEST(test_two_hubs_run_at_once)
+{
+    if (hubs() < 2)
+        return;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        _Atomic int a = 0, b = 0;
+        struct pair pa = { &a, &b, false, -1 }, pb = { &b, &a, false, -1 };
+        uint64_t preemptions = coop_preemptions();
+        struct coop_greenlet *ga = unit_spawn(meet, &pa), *gb = unit_spawn(meet, &pb);
+        unit_join(ga);
+        unit_join(gb);
+        ck_assert(pa.met && pb.met);
+        if (coop_preemptions() != preemptions)
+            continue;
+        ck_assert_int_ne(pa.hub, pb.hub);
+        return;
+    }
+    ck_abort_msg("every meeting had a preemption");
+}
+END_TEST
+
+/* ---- run queues: a greenlet runs on one hub at a time, none is lost ---- */
+
+enum { STEAL_GREENLETS = 64, STEAL_ROUNDS = 2000 };
+
+struct runner {
+    _Atomic int running;
+    int rounds, overlaps, wrong_self, wrong_hub, wrong_tid;
+    uint64_t hubs_seen;
+};
+
+static void *yield_many(void *arg)
+{
+    struct runner *r = arg;
+    for (int i = 0; i < STEAL_ROUNDS; i++) {
+        if (atomic_exchange(&r->running, 1) != 0)
+            r->overlaps++;
+        struct coop_hub *h = coop_thread.hub;     /* this greenlet's TLS copy */
+        r->hubs_seen |= 1ull << (h->index % 64);
+        if (coop_self() != h->current)
+            r->wrong_self++;
+        if ((pid_t)coop_sys(SYS_gettid, 0, 0, 0) != h->tid)
+            r->wrong_hub++;
+        if (coop_tls_tid(coop_self()) != h->tid)
+            r->wrong_tid++;
+        r->rounds++;
+        atomic_store(&r->running, 0);
+        coop_yield();
+    }
+    return NULL;
+}
+
+START_TEST(test_steal_stress)
+{
+    static struct runner r[STEAL_GREENLETS];
+    struct coop_greenlet *g[STEAL_GREENLETS];
+    for (int i = 0; i < STEAL_GREENLETS; i++) {
+        r[i] = (struct runner){ .rounds = 0 };
+        g[i] = unit_spawn(yield_many, &r[i]);
+    }
+    uint64_t seen = 0;
+    for (int i = 0; i < STEAL_GREENLETS; i++) {
+        unit_join(g[i]);
+        ck_assert_int_eq(r[i].rounds, STEAL_ROUNDS);
+        ck_assert_int_eq(r[i].overlaps, 0);
+        ck_assert_int_eq(r[i].wrong_self, 0);
+        ck_assert_int_eq(r[i].wrong_hub, 0);
+        ck_assert_int_eq(r[i].wrong_tid, 0);
+        seen |= r[i].hubs_seen;
+    }
+    ck_assert_uint_ne(seen, 0);
+}
+END_TEST
+
+/* Greenlets that must meet on two hubs first, then yield among many: both hubs run while
+ * the queues fill, and are stolen from while their owners pop (which hub ends up running
+ * which is the machine's business: only "once at a time, every round" is asserted). */
+START_TEST(test_steal_while_both_run)
+{
+    if (hubs() < 2)
+        return;
+    _Atomic int a = 0, b = 0;
+    struct pair pa = { &a, &b, false, -1 }, pb = { &b, &a, false, -1 };
+    struct coop_greenlet *ga = unit_spawn(meet, &pa), *gb = unit_spawn(meet, &pb);
+    static struct runner r[STEAL_GREENLETS];
+    struct coop_greenlet *g[STEAL_GREENLETS];
+    for (int i = 0; i < STEAL_GREENLETS; i++) {
+        r[i] = (struct runner){ .rounds = 0 };
+        g[i] = unit_spawn(yield_many, &r[i]);
+    }
+    unit_join(ga);
+    unit_join(gb);
+    for (int i = 0; i < STEAL_GREENLETS; i++) {
+        unit_join(g[i]);
+        ck_assert_int_eq(r[i].overlaps, 0);
+        ck_assert_int_eq(r[i].rounds, STEAL_ROUNDS);
+    }
+    ck_assert(pa.met && pb.met);
+}
+END_TEST
+
+/* ---- wakes across hubs: none is lost, none resumes a greenlet still leaving ---- */
+
+enum { PONG_PAIRS = 8, PONG_ROUNDS = 3000 };
+
+struct pong { _Atomic uint32_t turn; int timeouts; _Atomic int running[2]; int overlaps; };
+struct pong_side { struct pong *p; uint32_t me; };
+
+static bool not_my_turn(const void *ctx)
+{
+    const struct pong_side *s = ctx;
+    return atomic_load(&s->p->turn) % 2 != s->me;
+}
+
+static void *pong_body(void *arg)
+{
+    struct pong_side *s = arg;
+    for (int i = 0; i < PONG_ROUNDS; i++) {
+        while (not_my_turn(s))
+            if (coop_park(&s->p->turn, not_my_turn, s, ~0u, coop_now() + MS(2000), "unit") == ETIMEDOUT)
+                s->p->timeouts++;
+        if (atomic_exchange(&s->p->running[s->me], 1) != 0)
+            s->p->overlaps++;
+        atomic_store(&s->p->running[s->me], 0);
+        atomic_fetch_add(&s->p->turn, 1);
+        coop_unpark(&s->p->turn, 1, ~0u);
+    }
+    return NULL;
+}
+
+START_TEST(test_wake_stress)
+{
+    static struct pong p[PONG_PAIRS];
+    static struct pong_side side[PONG_PAIRS][2];
+    struct coop_greenlet *g[PONG_PAIRS][2];
+    for (int i = 0; i < PONG_PAIRS; i++) {
+        p[i] = (struct pong){ .timeouts = 0 };
+        for (uint32_t s = 0; s < 2; s++) {
+            side[i][s] = (struct pong_side){ &p[i], s };
+            g[i][s] = unit_spawn(pong_body, &side[i][s]);
+        }
+    }
+    for (int i = 0; i < PONG_PAIRS; i++) {
+        unit_join(g[i][0]);
+        unit_join(g[i][1]);
+        ck_assert_int_eq(atomic_load(&p[i].turn), 2 * PONG_ROUNDS);
+        ck_assert_int_eq(p[i].timeouts, 0);           /* a lost wake shows as a timeout */
+        ck_assert_int_eq(p[i].overlaps, 0);
+    }
+}
+END_TEST
+
+/* The main greenlet is pinned to hub 0: woken from every hub, it runs there only. */
+static void *wake_main(void *arg)
+{
+    struct pong_side *s = arg;
+    pong_body(s);
+    return NULL;
+}
+
+START_TEST(test_pinned_main_woken_from_other_hubs)
+{
+    static struct pong p;
+    p = (struct pong){ .timeouts = 0 };
+    struct pong_side other = { &p, 1 }, me = { &p, 0 };
+    struct coop_greenlet *g = unit_spawn(wake_main, &other);
+    int bad_tid = 0;
+    pid_t main_tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    for (int i = 0; i < PONG_ROUNDS; i++) {
+        while (not_my_turn(&me))
+            if (coop_park(&p.turn, not_my_turn, &me, ~0u, coop_now() + MS(2000), "unit") == ETIMEDOUT)
+                p.timeouts++;
+        if ((pid_t)coop_sys(SYS_gettid, 0, 0, 0) != main_tid)
+            bad_tid++;
+        atomic_fetch_add(&p.turn, 1);
+        coop_unpark(&p.turn, 1, ~0u);
+    }
+    unit_join(g);
+    ck_assert_int_eq(p.timeouts, 0);
+    ck_assert_int_eq(bad_tid, 0);
+}
+END_TEST
+
+/* ---- joins and detaches racing with the end of the greenlet, on other hubs ---- */
+
+enum { JOIN_SPAWNERS = 4, JOIN_EACH = 400 };
+
+static void *quick(void *arg)
+{
+    if ((intptr_t)arg % 3 == 0)
+        coop_yield();
+    return (void *)((intptr_t)arg * 2);
+}
+
+static void *spawn_and_join(void *arg)
+{
+    intptr_t base = (intptr_t)arg, sum = 0;
+    for (intptr_t i = 0; i < JOIN_EACH; i++) {
+        struct coop_greenlet *g;
+        struct coop_spawn_attr attr = { .guard_size = 4096, .detached = i % 5 == 0 };
+        if (coop_spawn(&g, quick, (void *)(base + i), &attr) != 0)
+            return (void *)-1;
+        if (i % 5 == 0)
+            continue;                         /* detached: freed by its hub */
+        if (i % 7 == 0) {                     /* detached after the fact, maybe finished */
+            coop_yield();
+            coop_detach(g);
+            continue;
+        }
+        void *r;
+        if (coop_join(g, &r, COOP_NO_DEADLINE) != 0)
+            return (void *)-1;
+        sum += (intptr_t)r;
+    }
+    return (void *)sum;
+}
+
+START_TEST(test_join_stress)
+{
+    struct coop_greenlet *g[JOIN_SPAWNERS];
+    for (intptr_t i = 0; i < JOIN_SPAWNERS; i++)
+        g[i] = unit_spawn(spawn_and_join, (void *)(i * 100000));
+    for (intptr_t i = 0; i < JOIN_SPAWNERS; i++) {
+        intptr_t expect = 0;
+        for (intptr_t k = 0; k < JOIN_EACH; k++)
+            if (k % 5 != 0 && k % 7 != 0)
+                expect += (i * 100000 + k) * 2;
+        ck_assert_int_eq((intptr_t)unit_join(g[i]), expect);
+    }
+    /* Detached ones may still be leaving: wait for every greenlet to be gone. */
+    int64_t give_up = coop_now() + GIVE_UP;
+    while (!coop_alone() && coop_now() < give_up)
+        coop_sleep_until(coop_now() + MS(1));
+}
+END_TEST
+
+/* ---- fds: a close reaches a waiter registered in another hub's epoll set ---- */
+
+struct fd_waiter_probe { int fd; _Atomic int closer_here, waiting; int result, hub; };
+
+/* With two hubs, waiter and closer each hold a hub at the same moment (the closer spins
+ * until the waiter waits), so the waiter's fd is in the other hub's set by construction. */
+static void *wait_readable(void *arg)
+{
+    struct fd_waiter_probe *w = arg;
+    wait_for(&w->closer_here);
+    w->hub = coop_thread.hub->index;
+    atomic_store(&w->waiting, 1);
+    w->result = coop_wait_fd(w->fd, COOP_READ, coop_now() + GIVE_UP);
+    return NULL;
+}
+
+struct closer { struct fd_waiter_probe *w; int hub; bool saw; };
+
+static void *close_when_waiting(void *arg)
+{
+    struct closer *c = arg;
+    c->hub = coop_thread.hub->index;
+    atomic_store(&c->w->closer_here, 1);
+    c->saw = wait_for(&c->w->waiting);       /* holds this hub: the waiter is on another */
+    /* Give the waiter a moment to get into its wait; a wake before it waits is fine too. */
+    coop_sleep_until(coop_now() + MS(20));
+    coop_fd_forget(c->w->fd);
+    return NULL;
+}
+
+START_TEST(test_close_wakes_waiter_on_other_hub)
+{
+    int sv[2];
+    /* A preemption of the spinning closer may let the waiter onto its hub: then again. */
+    for (int attempt = 0;; attempt++) {
+        ck_assert_msg(attempt < 100, "every attempt had a preemption");
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        struct fd_waiter_probe w = { .fd = sv[0] };
+        struct closer c = { .w = &w };
+        uint64_t preemptions = coop_preemptions();
+        struct coop_greenlet *gc = unit_spawn(close_when_waiting, &c);
+        struct coop_greenlet *gw = unit_spawn(wait_readable, &w);
+        unit_join(gw);
+        unit_join(gc);
+        ck_assert(c.saw);
+        ck_assert_int_eq(w.result, EBADF);
+        close(sv[0]);
+        if (hubs() < 2)
+            break;
+        if (coop_preemptions() == preemptions) {
+            ck_assert_int_ne(w.hub, c.hub);
+            break;
+        }
+        close(sv[1]);
+    }
+    /* The number is free for reuse: a new fd there waits and wakes as any other. */
+    int again[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, again), 0);
+    ck_assert_int_eq(coop_wait_fd(again[0], COOP_READ, coop_now() + MS(10)), ETIMEDOUT);
+    ck_assert_int_eq(write(again[1], "x", 1), 1);
+    ck_assert_int_eq(coop_wait_fd(again[0], COOP_READ, coop_now() + GIVE_UP), 0);
+    close(again[0]);
+    close(again[1]);
+    close(sv[1]);
+}
+END_TEST
+
+/* ---- the threadpool: a record outlives neither of its two owners ---- */
+
+enum { OFFLOAD_GREENLETS = 32, OFFLOADS_EACH = 30 };
+
+static void add_one(void *counter) { atomic_fetch_add((_Atomic int *)counter, 1); }
+
+/* Each job's completion may be collected by another greenlet's submission before its own
+ * waiter looks at it: the waiter must still find its record whole. */
+static void *offload_many(void *unused)
+{
+    (void)unused;
+    int wrong = 0;
+    for (int i = 0; i < OFFLOADS_EACH; i++) {
+        _Atomic int counter = 0;
+        coop_offload(add_one, &counter);
+        wrong += atomic_load(&counter) != 1;
+    }
+    return (void *)(intptr_t)wrong;
+}
+
+START_TEST(test_offload_stress)
+{
+    struct coop_greenlet *g[OFFLOAD_GREENLETS];
+    for (int i = 0; i < OFFLOAD_GREENLETS; i++)
+        g[i] = unit_spawn(offload_many, NULL);
+    for (int i = 0; i < OFFLOAD_GREENLETS; i++)
+        ck_assert_int_eq((int)(intptr_t)unit_join(g[i]), 0);
+}
+END_TEST
+
+/* ---- handoff: hubs stuck in system calls coop did not make cooperative ---- */
+
+struct raw_reader { int fd; _Atomic int about_to_block; long got; };
+
+static void *raw_read(void *arg)
+{
+    struct raw_reader *r = arg;
+    char c;
+    atomic_store(&r->about_to_block, 1);
+    r->got = coop_sys(SYS_read, r->fd, &c, 1);      /* blocks this hub's OS thread */
+    return NULL;
+}
+
+struct rescuer { struct raw_reader *readers; int n, fds[8]; int sleeps; };
+
+/* Sleeps (a deadline in some hub's heap) until every reader is about to block, then
+ * writes each its byte: it can only run while every hub is stuck if another OS thread
+ * takes over a stuck hub's timers and queue. */
+static void *rescue(void *arg)
+{
+    struct rescuer *r = arg;
+    for (int i = 0; i < r->n; i++)
+        while (!atomic_load(&r->readers[i].about_to_block)) {
+            coop_sleep_until(coop_now() + MS(1));
+            r->sleeps++;
+        }
+    coop_sleep_until(coop_now() + MS(20));
+    for (int i = 0; i < r->n; i++)
+        if (write(r->fds[i], "x", 1) != 1)
+            return (void *)-1;
+    return NULL;
+}
+
+START_TEST(test_handoff_when_every_hub_blocks)
+{
+    int n = hubs() > 8 ? 8 : hubs();
+    struct raw_reader readers[8];
+    struct rescuer r = { .readers = readers, .n = n };
+    int pipes[8][2];
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(pipe(pipes[i]), 0);
+        readers[i] = (struct raw_reader){ .fd = pipes[i][0] };
+        r.fds[i] = pipes[i][1];
+    }
+    struct coop_greenlet *gr = unit_spawn(rescue, &r), *g[8];
+    for (int i = 0; i < n; i++)
+        g[i] = unit_spawn(raw_read, &readers[i]);
+    for (int i = 0; i < n; i++)
+        unit_join(g[i]);
+    ck_assert_ptr_null(unit_join(gr));
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(readers[i].got, 1);
+        close(pipes[i][0]);
+        close(pipes[i][1]);
+    }
+    struct coop_sched_stats s;
+    coop_sched_stats(&s);
+    ck_assert_uint_ge(s.handoffs, 1);
+}
+END_TEST
+
+/* glibc's malloc and stdio skip their locks while the control block says one thread
+ * (tcbhead_t's multiple_threads, at %fs:0x18 on x86-64). */
+static void *small_multithreaded_probe(void *unused)
+{
+    (void)unused;
+    int multiple_threads;
+    __asm__("movl %%fs:0x18, %0" : "=r"(multiple_threads));
+    return (void *)(intptr_t)multiple_threads;
+}
+
+START_TEST(test_greenlets_say_multithreaded)
+{
+    struct coop_greenlet *g = unit_spawn(small_multithreaded_probe, NULL);
+    ck_assert_int_eq((int)(intptr_t)unit_join(g), 1);
+}
+END_TEST
+
+Suite *sched_suite(void)
+{
+    Suite *s = suite_create("sched");
+    TCase *tc = unit_tcase("sched");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_two_hubs_run_at_once);
+    tcase_add_test(tc, test_steal_stress);
+    tcase_add_test(tc, test_steal_while_both_run);
+    tcase_add_test(tc, test_wake_stress);
+    tcase_add_test(tc, test_pinned_main_woken_from_other_hubs);
+    tcase_add_test(tc, test_join_stress);
+    tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
+    tcase_add_test(tc, test_offload_stress);
+    tcase_add_test(tc, test_handoff_when_every_hub_blocks);
+    tcase_add_test(tc, test_greenlets_say_multithreaded);
+    suite_add_tcase(s, tc);
+    return s;
+}
