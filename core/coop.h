@@ -114,6 +114,10 @@ struct coop_spawn_attr {
     size_t guard_size;
     void *stack;             /* program-supplied stack, or NULL */
     bool detached;
+    /* Called with the new greenlet before any hub can run it (another hub may run it at
+     * once after), or NULL. */
+    void (*prepare)(struct coop_greenlet *g, void *arg);
+    void *prepare_arg;
 };
 
 /* Creates a greenlet on the caller's hub; it runs after the greenlets already ready.

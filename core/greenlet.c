@@ -247,6 +247,8 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     if (coop_trace_enabled())
         coop_trace_spawn(g, h != NULL ? h->current : NULL);
     *out = g;
+    if (attr->prepare != NULL)
+        attr->prepare(g, attr->prepare_arg);
     coop_ready_new(h, g);
     return 0;
 }

@@ -161,6 +161,8 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         coop_info("hub %d: greenlet #%lu \"%s\" blocked in a system call for %.0f ms: its work goes to another hub",
                   h->index, (unsigned long)g->id, g->name, (double)held / 1e6);
         coop_sched_hand_off(h, AWAY_BLOCKED);
+        if (coop_trace_enabled())
+            coop_trace_instant(g, COOP_TRACE_HANDOFF, (uint64_t)h->index);
     } else if (state == 'R') {
         coop_sched_nudge(h);
         if (preempt_ns > 0 && held >= preempt_ns && now >= w->next_ask && !alone) {

@@ -298,29 +298,38 @@ static enum refusal judge_greenlet(const struct coop_greenlet *g)
  * address is the interrupted instruction (a signal frame), not a return address, which
  * points one past its call. skip_coop: the innermost frames are coop's own (a wrapper's),
  * which the rule does not count; the first frame beyond them is then the wrapper's caller.
+ * An interrupted instruction in guarded code is refused, but the walk goes on: a guarded
+ * frame further out (qsort's, under a comparator that called clock_gettime) is the lasting
+ * reason, and the one the blocking monitor names.
  */
 static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bool exact_first, bool skip_coop,
                          uintptr_t *where)
 {
+    uintptr_t innermost = 0;  /* the interrupted instruction, when it is guarded */
     uintptr_t beyond = 0;     /* the first guarded frame since the last program frame */
     bool first = true;
+    enum refusal why = REFUSED_DEPTH;
     for (int depth = 0; depth < MAX_FRAMES; depth++) {
         unw_word_t ip;
-        if (unw->get_reg(cursor, UNW_REG_IP, &ip) < 0)
-            return REFUSED_UNWIND;
+        if (unw->get_reg(cursor, UNW_REG_IP, &ip) < 0) {
+            why = REFUSED_UNWIND;
+            break;
+        }
         uintptr_t at = depth == 0 && exact_first ? ip : ip - 1;
         const struct guarded_range *r = guarded_range_of(at);
         int more = unw->step(cursor);
         *where = at;
         if (skip_coop && r != NULL && r->coop) {
-            if (more <= 0)
-                return REFUSED_UNWIND;
+            if (more <= 0) {
+                why = REFUSED_UNWIND;
+                break;
+            }
             continue;
         }
         skip_coop = false;
         if (r != NULL && first)
-            return REFUSED_GUARDED_FRAME;
-        if (r != NULL && beyond == 0)
+            innermost = at;
+        else if (r != NULL && beyond == 0)
             beyond = at;
         /* A program frame beyond a guarded one: unsafe, unless it is the thread's entry. */
         if (r == NULL && beyond != 0 && more != 0) {
@@ -328,12 +337,16 @@ static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bo
             return REFUSED_GUARDED_FRAME;
         }
         first = false;
-        if (more == 0)
-            return PREEMPTIBLE;
-        if (more < 0)
-            return REFUSED_UNWIND;
+        if (more <= 0) {
+            why = more == 0 ? PREEMPTIBLE : REFUSED_UNWIND;
+            break;
+        }
     }
-    return REFUSED_DEPTH;
+    if (innermost != 0) {
+        *where = innermost;
+        return REFUSED_GUARDED_FRAME;
+    }
+    return why;
 }
 
 /* Unwinds with coop_running NULL: libunwind's interposed calls are the runtime's. */

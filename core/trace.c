@@ -13,7 +13,8 @@
  * unpatched) share one more ring, taken with a try-lock so that no caller ever blocks.
  * Records carry greenlet ids, never pointers to greenlets, so a greenlet may move to
  * another hub (M:N) and may be gone when its records are read; its next records simply
- * come from the other hub's ring.
+ * come from the other hub's ring. Every track is the process's (one pid): a greenlet keeps
+ * its one track whichever hub runs it, and each hub's own greenlet has a track "hub".
  *
  * Writing. One runtime thread, the writer, drains every ring each WRITE_INTERVAL_NS,
  * orders the records by time (records of one hub are in order already; those of several
@@ -99,8 +100,7 @@ struct ring {
 /* Per hub (trace.h): the hub thread produces into ring, the writer consumes. */
 struct coop_trace_hub {
     struct ring ring;
-    pid_t pid;                              /* the hub's OS thread: its tracks' group */
-    uint64_t named_in_segment;              /* the writer's: segment whose metadata names it */
+    pid_t pid;                              /* the hub's OS thread (the profiler's clock) */
     struct coop_profile_hub *profile;       /* profile.c's */
 };
 
@@ -274,7 +274,6 @@ enum view_state { V_UNKNOWN, V_RUNNING, V_WAITING, V_READY, V_IDLE };
 
 struct view {
     uint64_t id;                  /* 0: a free slot */
-    pid_t pid;                    /* the hub it last ran on */
     enum view_state state;
     int64_t since;
     struct trace_record wait;     /* the switch that started its wait */
@@ -297,6 +296,7 @@ static struct {
     off_t segment_start, events_end;   /* in the file: the current segment, the footer */
     uint64_t next_flow;
     uint64_t dropped;
+    pid_t pid;                    /* the process's, every track's group: read at each write */
     struct view *views;
     size_t views_cap, views_used;
     struct out out;
@@ -440,22 +440,22 @@ static void out_json_string(struct out *o, const char *s)
 }
 
 /* The start of every event: {"ph":"X","pid":P,"tid":T,"ts":TS */
-static void event_head(struct out *o, const char *ph, pid_t pid, uint64_t tid, int64_t ts)
+static void event_head(struct out *o, const char *ph, uint64_t tid, int64_t ts)
 {
     out_str(o, "{\"ph\":\"");
     out_str(o, ph);
     out_str(o, "\",\"pid\":");
-    out_u64(o, (uint64_t)pid);
+    out_u64(o, (uint64_t)w.pid);
     out_str(o, ",\"tid\":");
     out_u64(o, tid);
     out_str(o, ",\"ts\":");
     out_ticks(o, ticks(ts));
 }
 
-static void metadata(struct out *o, const char *what, pid_t pid, uint64_t tid, const char *name, uint64_t sort)
+static void metadata(struct out *o, const char *what, uint64_t tid, const char *name, uint64_t sort)
 {
     out_str(o, "{\"ph\":\"M\",\"pid\":");
-    out_u64(o, (uint64_t)pid);
+    out_u64(o, (uint64_t)w.pid);
     out_str(o, ",\"tid\":");
     out_u64(o, tid);
     out_str(o, ",\"name\":\"");
@@ -469,19 +469,6 @@ static void metadata(struct out *o, const char *what, pid_t pid, uint64_t tid, c
         out_u64(o, sort);
     }
     out_str(o, "}},\n");
-}
-
-static void hub_metadata(struct out *o, struct coop_trace_hub *t)
-{
-    if (t->named_in_segment == w.segment)
-        return;
-    t->named_in_segment = w.segment;
-    char name[96];
-    if (t->pid == getpid())     /* viewers add the pid themselves */
-        snprintf(name, sizeof name, "%s", program_invocation_short_name);
-    else
-        snprintf(name, sizeof name, "%s: hub on thread %d", program_invocation_short_name, (int)t->pid);
-    metadata(o, "process_name", t->pid, 0, name, 0);
 }
 
 /* A track's name: the thread's own, else its start function's symbol, else its number. */
@@ -499,19 +486,15 @@ static void track_metadata(struct out *o, struct view *v)
     v->named_in_segment = w.segment;
     if (v->name[0] == '\0')
         snprintf(v->name, sizeof v->name, "greenlet %lu", (unsigned long)v->id);
-    metadata(o, "thread_name", v->pid, v->id, v->name, 0);
-    metadata(o, "thread_sort_index", v->pid, v->id, NULL, v->id);
+    metadata(o, "thread_name", v->id, v->name, 0);
+    metadata(o, "thread_sort_index", v->id, NULL, v->id);
 }
 
-static struct view *view_of(struct out *o, uint64_t id, pid_t pid, int flags_hub, int flags_main)
+static struct view *view_of(struct out *o, uint64_t id, int flags_hub, int flags_main)
 {
     struct view *v = view_find(id, true);
     if (v == NULL)
         return NULL;
-    if (v->pid != pid) {        /* new, or moved to another hub: its track there needs a name */
-        v->pid = pid;
-        v->named_in_segment = 0;
-    }
     if (v->name[0] == '\0' && (flags_hub || flags_main))
         snprintf(v->name, sizeof v->name, "%s", flags_hub ? "hub" : "main");
     v->is_hub = v->is_hub || flags_hub;
@@ -519,9 +502,12 @@ static struct view *view_of(struct out *o, uint64_t id, pid_t pid, int flags_hub
     return v;
 }
 
+/* A slice's track is named in the segment that holds it (a slice may close long after the
+ * track was last named, in an earlier segment). */
 static void slice(struct out *o, struct view *v, int64_t from, int64_t to, const char *cat)
 {
-    event_head(o, "X", v->pid, v->id, from);
+    track_metadata(o, v);
+    event_head(o, "X", v->id, from);
     out_str(o, ",\"dur\":");
     out_ticks(o, ticks(to) - ticks(from));
     out_str(o, ",\"cat\":\"");
@@ -595,9 +581,9 @@ static void wait_slice(struct out *o, struct view *v, int64_t end, int reason)
     out_str(o, "\"}},\n");
 }
 
-static void flow(struct out *o, const char *ph, pid_t pid, uint64_t tid, int64_t ts, uint64_t id)
+static void flow(struct out *o, const char *ph, uint64_t tid, int64_t ts, uint64_t id)
 {
-    event_head(o, ph, pid, tid, ts);
+    event_head(o, ph, tid, ts);
     out_str(o, ph[0] == 'f' ? ",\"bp\":\"e\",\"id\":" : ",\"id\":");
     out_u64(o, id);
     out_str(o, ",\"cat\":\"wake\",\"name\":\"wake\"},\n");
@@ -619,10 +605,10 @@ static void end_state(struct out *o, struct view *v, int64_t ts, int reason)
     v->since = ts;
 }
 
-static void on_switch(struct out *o, const struct trace_record *r, pid_t pid)
+static void on_switch(struct out *o, const struct trace_record *r)
 {
-    struct view *to = view_of(o, r->other, pid, r->flags & TO_HUB, r->flags & TO_MAIN);
-    struct view *from = view_of(o, r->id, pid, r->flags & FROM_HUB, r->flags & FROM_MAIN);
+    struct view *to = view_of(o, r->other, r->flags & TO_HUB, r->flags & TO_MAIN);
+    struct view *from = view_of(o, r->id, r->flags & FROM_HUB, r->flags & FROM_MAIN);
     if (to != NULL)
         to = view_find(r->other, false);    /* making the second may have moved it */
     if (from == NULL || to == NULL)
@@ -648,13 +634,13 @@ static void on_switch(struct out *o, const struct trace_record *r, pid_t pid)
     }
     end_state(o, to, r->ts, 0);
     if (to->flow != 0) {
-        flow(o, "f", to->pid, to->id, r->ts, to->flow);
+        flow(o, "f", to->id, r->ts, to->flow);
         to->flow = 0;
     }
     to->state = V_RUNNING;
 }
 
-static void on_wake(struct out *o, const struct trace_record *r, pid_t pid)
+static void on_wake(struct out *o, const struct trace_record *r)
 {
     struct view *v = view_find(r->id, false);
     if (v == NULL || v->state != V_WAITING)
@@ -663,18 +649,16 @@ static void on_wake(struct out *o, const struct trace_record *r, pid_t pid)
     v->state = V_READY;
     struct view *waker = r->other != 0 && !(r->flags & WAKER_HUB) ? view_find(r->other, false) : NULL;
     if (waker != NULL && waker->state == V_RUNNING) {
-        (void)pid;
         v->flow = ++w.next_flow;
-        flow(o, "s", waker->pid, waker->id, r->ts, v->flow);
+        flow(o, "s", waker->id, r->ts, v->flow);
     }
 }
 
-static void on_spawn(struct out *o, const struct trace_record *r, pid_t pid)
+static void on_spawn(struct out *o, const struct trace_record *r)
 {
     struct view *v = view_find(r->id, true);
     if (v == NULL)
         return;
-    v->pid = pid;
     v->state = V_READY;
     v->since = r->ts;
     name_by_function(v, r->u.fn);
@@ -682,7 +666,7 @@ static void on_spawn(struct out *o, const struct trace_record *r, pid_t pid)
     struct view *creator = r->other != 0 ? view_find(r->other, false) : NULL;
     if (creator != NULL && creator->state == V_RUNNING) {
         v->flow = ++w.next_flow;
-        flow(o, "s", creator->pid, creator->id, r->ts, v->flow);
+        flow(o, "s", creator->id, r->ts, v->flow);
     }
 }
 
@@ -692,12 +676,11 @@ static const char *const instant_names[] = {
     [COOP_TRACE_HANDOFF] = "hub handed off",
 };
 
-static void on_instant(struct out *o, const struct trace_record *r, pid_t pid)
+static void on_instant(struct out *o, const struct trace_record *r)
 {
-    struct view *v = view_find(r->id, false);
     if (r->reason < 0 || r->reason > COOP_TRACE_HANDOFF)
         return;
-    event_head(o, "i", v != NULL ? v->pid : pid, r->id, r->ts);
+    event_head(o, "i", r->id, r->ts);
     out_str(o, ",\"s\":\"t\",\"cat\":\"coop\",\"name\":\"");
     out_str(o, instant_names[r->reason]);
     out_str(o, r->reason == COOP_TRACE_BLOCKING ? "\",\"args\":{\"held_ms\":" : "\",\"args\":{\"arg\":");
@@ -705,37 +688,36 @@ static void on_instant(struct out *o, const struct trace_record *r, pid_t pid)
     out_str(o, "}},\n");
 }
 
-static void on_record(struct out *o, const struct trace_record *r, pid_t pid)
+static void on_record(struct out *o, const struct trace_record *r)
 {
     if (r->id == 0)             /* 0 marks a free slot of the table: no greenlet has it */
         return;
     switch ((enum record_type)r->type) {
-    case REC_SWITCH: on_switch(o, r, pid); break;
-    case REC_WAKE: on_wake(o, r, pid); break;
-    case REC_SPAWN: on_spawn(o, r, pid); break;
+    case REC_SWITCH: on_switch(o, r); break;
+    case REC_WAKE: on_wake(o, r); break;
+    case REC_SPAWN: on_spawn(o, r); break;
     case REC_NAME: {
         struct view *v = view_find(r->id, true);
         if (v != NULL) {
             snprintf(v->name, sizeof v->name, "%.16s", r->u.name);
             v->named_in_segment = 0;
-            if (v->pid != 0)
-                track_metadata(o, v);
+            track_metadata(o, v);
         }
         break;
     }
-    case REC_INSTANT: on_instant(o, r, pid); break;
+    case REC_INSTANT: on_instant(o, r); break;
     }
 }
 
 /* --- draining the rings --- */
 
-/* Records waiting to be written, with the hub (pid) whose ring they came from. */
-struct pending { struct trace_record r; pid_t pid; uint64_t seq; };
+/* Records waiting to be written, in the order they were drained. */
+struct pending { struct trace_record r; uint64_t seq; };
 static struct pending *pend;
 static size_t pend_len, pend_cap;
 static uint64_t pend_seq;
 
-static void pend_add(const struct trace_record *r, pid_t pid)
+static void pend_add(const struct trace_record *r)
 {
     if (pend_len == pend_cap) {
         size_t cap = pend_cap ? pend_cap * 2 : 4096;
@@ -745,15 +727,15 @@ static void pend_add(const struct trace_record *r, pid_t pid)
         pend = p;
         pend_cap = cap;
     }
-    pend[pend_len++] = (struct pending){ *r, pid, pend_seq++ };
+    pend[pend_len++] = (struct pending){ *r, pend_seq++ };
 }
 
-static void drain(struct ring *r, pid_t pid)
+static void drain(struct ring *r)
 {
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (; tail != head; tail++)
-        pend_add(&r->records[tail % RING_RECORDS], pid);
+        pend_add(&r->records[tail % RING_RECORDS]);
     atomic_store_explicit(&r->tail, tail, memory_order_release);
     w.dropped += atomic_exchange_explicit(&r->dropped, 0, memory_order_relaxed);
 }
@@ -877,15 +859,6 @@ static void append(struct out *o)
     o->len = 0;
 }
 
-static void name_hubs(struct out *o)
-{
-    coop_lock(&coop_trace_lock);
-    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-        if (h->trace != NULL)
-            hub_metadata(o, h->trace);
-    coop_unlock(&coop_trace_lock);
-}
-
 /* What is still open at the end (running, a wait, ready) ends there. */
 static void end_all(struct out *o, int64_t now)
 {
@@ -900,14 +873,14 @@ static void write_events(int64_t until, bool final)
 {
     struct out *o = &w.out;
     o->len = 0;
-    name_hubs(o);
+    w.pid = getpid();
     coop_lock(&coop_trace_lock);
     for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
         if (h->trace != NULL)
-            drain(&h->trace->ring, h->trace->pid);
+            drain(&h->trace->ring);
     coop_unlock(&coop_trace_lock);
     coop_lock(&foreign_lock);
-    drain(foreign, getpid());
+    drain(foreign);
     coop_unlock(&foreign_lock);
     size_t sorted = 1;          /* one hub's records come in order: sort only a merge */
     while (sorted < pend_len && by_time(&pend[sorted - 1], &pend[sorted]) < 0)
@@ -916,11 +889,10 @@ static void write_events(int64_t until, bool final)
         qsort(pend, pend_len, sizeof *pend, by_time);
     size_t done = 0;
     for (; done < pend_len && (final || pend[done].r.ts < until); done++) {
-        on_record(o, &pend[done].r, pend[done].pid);
+        on_record(o, &pend[done].r);
         if (w.max_bytes != 0 && (uint64_t)(w.events_end - w.segment_start) + o->len >= w.max_bytes / 2) {
             append(o);
             rotate();
-            name_hubs(o);
         }
     }
     if (done > 0) {             /* pend is NULL until the first record: memmove wants a pointer */

@@ -66,6 +66,18 @@ static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
     }
 }
 
+struct creation { pthread_t *t; struct coop_sched sched; };
+
+/* What a new thread has before it runs, as glibc's pthread_create gives it: its handle in
+ * *t, its scheduling attributes and its signal state (the creator's mask). */
+static void prepare(struct coop_greenlet *g, void *arg)
+{
+    struct creation *c = arg;
+    *coop_greenlet_sched(g) = c->sched;
+    shim_signal_thread_created(g);
+    *c->t = (pthread_t)g;
+}
+
 EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
     if (!shim_patched[FAM_thread])
@@ -73,10 +85,12 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     struct coop_spawn_attr sa;
     spawn_attr(attr, &sa);
     coop_diag_prepare();
-    struct coop_sched sched;
-    int err = shim_sched_for_new(attr, &sched);
+    struct creation c = { .t = t };
+    int err = shim_sched_for_new(attr, &c.sched);
     if (err != 0)
         return err;
+    sa.prepare = prepare;
+    sa.prepare_arg = &c;
 
     struct coop_greenlet *g;
     err = coop_spawn(&g, fn, arg, &sa);
@@ -87,13 +101,10 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
      * what they skip. Cleared after coop_spawn, which may start coop's monitor: glibc's own
      * first pthread_create then sees it set and runs its late initialisation, which
      * installs the handler of the signal setuid() sends every thread (a runtime thread
-     * without it dies of that signal). The new greenlet runs only later. */
+     * without it dies of that signal). Starting the runtime's threads (the monitor, the
+     * other hubs) cleared it already; with one hub, the new greenlet runs only after this
+     * one yields. */
     __libc_single_threaded = 0;
-    if (err == 0) {
-        *coop_greenlet_sched(g) = sched;
-        shim_signal_thread_created(g);     /* before it can run */
-        *t = (pthread_t)g;
-    }
     return err;
 }
 
