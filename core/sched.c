@@ -98,7 +98,9 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 
 #include "internal.h"
 
@@ -801,11 +803,15 @@ void coop_request_signal_pass(void)
 
 /* A hub's thread keeps the mask it was started with (its starter's: a hub's, or the
  * monitor's, which blocks every signal), but takes the runtime's own signals: preemption's
- * and the samplers'. The shim brings the mask in line when a greenlet there changes its own. */
+ * and the samplers'. The shim brings the mask in line when a greenlet there changes its own.
+ * It is named after its hub, not after whoever started it. */
 static void *carrier_main(void *arg)
 {
     struct coop_hub *h = arg;
     coop_mark_runtime_thread();
+    char name[16];
+    snprintf(name, sizeof name, "coop-hub %d", h->index);
+    coop_sys(SYS_prctl, PR_SET_NAME, (long)name, 0);
     uint64_t runtime = coop_runtime_signals();
     coop_sys6(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&runtime, 0, 8, 0, 0);
     coop_hub_attach(h, false);

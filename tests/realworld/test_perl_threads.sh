@@ -70,7 +70,7 @@ native_threads=$held_threads
 
 COOP_STATS=1 run coop "$COOPRUN" --
 coop_threads=$held_threads
-((coop_threads == 1 + ALLOWED_RUNTIME)) || fail "coop: $coop_threads OS threads, expected 1"
+check_threads coop "$coop_threads"
 created=$(coop_stat created "$TMP/coop.err")
 alive=$(coop_stat "peak alive" "$TMP/coop.err")
 note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
