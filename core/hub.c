@@ -15,6 +15,7 @@
  * done.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -38,6 +39,17 @@ int64_t coop_now(void)
 }
 
 void coop_mark_runtime_thread(void) { coop_thread.runtime = true; }
+
+int coop_start_runtime_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = coop_settings.os_thread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return err;
+}
 
 /* The shim's signal delivery (coop_set_signal_hooks). */
 static void (*signal_deliver_hook)(struct coop_greenlet *g);

@@ -222,6 +222,8 @@ static inline enum coop_gstate coop_gstate_get(const struct coop_greenlet *g)
 #define COOP_TAG_ADOPT (UINT64_MAX - 3 - COOP_MAX_HUBS)    /* + the adopted hub's index */
 
 /* hub.c */
+/* A detached OS thread of the runtime's (the real pthread_create): 0 or an error number. */
+int coop_start_runtime_thread(void *(*fn)(void *), void *arg);
 struct coop_hub *coop_hub_current(void);
 struct coop_hub *coop_hub_create(int index, bool spare);
 void coop_hub_attach(struct coop_hub *h, bool main_thread);

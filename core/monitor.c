@@ -232,12 +232,7 @@ static int create_named_monitor(void)
     coop_sys(SYS_prctl, PR_GET_NAME, own_name, 0);
     coop_sys(SYS_prctl, PR_SET_NAME, "coop-monitor", 0);
     coop_block_all_signals(&old);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int err = coop_settings.os_thread_create(&t, &attr, monitor, NULL);
-    pthread_attr_destroy(&attr);
+    int err = coop_start_runtime_thread(monitor, NULL);
     coop_restore_signals(&old);
     coop_sys(SYS_prctl, PR_SET_NAME, own_name, 0);
     return err;

@@ -89,9 +89,16 @@
  *    greenlets stay in its inbox: only its own thread may run them.
  *    (test_sched: handoff when every hub blocks)
  *
- * A preempted greenlet (issue 18) can be requeued by a handler running on its own hub's
- * thread with coop_ready: the owner's push needs no lock, and a hub is never inside a
- * queue operation while one of its greenlets runs program code.
+ * Preemption (preempt.c) switches away inside a signal handler on the hub's own thread: the
+ * preempted greenlet waits for a deadline of now in that hub's timer heap
+ * (coop_requeue_current), and the hub's next poll makes it ready, behind what the poll woke.
+ * The handler switches only when the interrupted code is the program's (preempt.c refuses
+ * in the runtime's own), so no queue or heap operation of the hub is ever cut in half.
+ * A greenlet preempted on one hub may be stolen and resumed on another; its signal frame
+ * goes with its stack, and sigreturn there gives that thread the mask the frame holds.
+ *
+ * Signals (shim/signal.c): the shim's hooks run on whichever hub takes the flag that a
+ * handler set (coop_request_signal_pass), and walk every greenlet, not one hub's.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -826,12 +833,7 @@ static struct coop_hub *start_hub(int index, bool spare)
     coop_hub_table[index] = h;
     atomic_store_explicit(&coop_hub_count, index + 1, memory_order_release);
     /* A hub's thread takes no signal the program did not let through where it was started. */
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int err = coop_settings.os_thread_create(&t, &attr, carrier_main, h);
-    pthread_attr_destroy(&attr);
+    int err = coop_start_runtime_thread(carrier_main, h);
     if (err != 0) {
         coop_warn("cannot start a hub's thread (%s): %d hubs", strerror(err), index);
         atomic_store(&h->away, AWAY_RETIRED);       /* never chosen, never counted */

@@ -1042,8 +1042,7 @@ void coop_trace_start(void)
 
     sigset_t old;
     coop_block_all_signals(&old);     /* inherited: the writer takes no signal */
-    pthread_t t;
-    writer_running = coop_settings.os_thread_create(&t, NULL, writer_main, NULL) == 0;
+    writer_running = coop_start_runtime_thread(writer_main, NULL) == 0;
     coop_restore_signals(&old);
     for (size_t i = 0; writer_running && i < sizeof terminating / sizeof *terminating; i++) {
         struct sigaction current, sa = { .sa_handler = on_terminating_signal };

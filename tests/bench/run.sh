@@ -24,8 +24,9 @@
 #   idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop on
 #   one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
 #   condition variables, the length of a short sleep, resident memory per idle thread, the
-#   wall time of 50 concurrent system() and popen() children (which inherit coop), and a pool
-#   of a thread per CPU computing (coop on its default hubs). The switch, create+join and the
+#   wall time of 50 concurrent system() and popen() children (which inherit coop), a pool
+#   of a thread per CPU computing (coop on its default hubs), and Debian's pigz, xz, zstd and
+#   sort, each with a thread per CPU, over 64 MB (tests/bench/compress.sh; wall time). The switch, create+join and the
 #   idle threads (C, and C++ with a 16 KiB thread_local array) run again under each TLS
 #   mechanism of the machine (COOP_TLS=syscall, and fsgsbase where it has it).
 #
@@ -47,7 +48,8 @@
 #   --micro  the micro-benchmarks only: --only micro
 #
 # As root (and not --smoke) it first installs missing peers from Debian (golang-go,
-# python3-gevent, gnuplot-nox) with scripts/deps.sh; a peer that is still missing gets "n/a".
+# python3-gevent, gnuplot-nox; pigz, xz-utils, zstd) with scripts/deps.sh; a peer that is
+# still missing gets "n/a".
 # A time budget (BENCH_BUDGET_S: 560 s, --quick 300, --smoke 50) drops repetitions after the
 # first when the runs so far say the rest would not fit; results.md then says where.
 set -u
@@ -135,8 +137,8 @@ started=$(date +%s)
 say() { printf '[%4ds] %s\n' $(($(date +%s) - started)) "$*" >&2; }
 
 # --- what it needs ---
-if ((!smoke)) && wanted echo && [ "$(id -u)" -eq 0 ]; then
-    scripts/deps.sh golang-go python3-gevent gnuplot-nox ||
+if ((!smoke)) && [ "$(id -u)" -eq 0 ]; then
+    scripts/deps.sh golang-go python3-gevent gnuplot-nox pigz xz-utils zstd ||
         say "warning: could not install every peer; missing ones are reported as n/a"
 fi
 # The C programs through the Makefile (its flags); every micro-benchmark in tests/bench.
@@ -324,7 +326,9 @@ micro() {
         coop-trace) prefix=("$COOPRUN" --trace "$LOG/trace.json" --) ;;
     esac
     tag="micro-$variant-$(basename "$program")-${*// /_}"
-    timeout -k 2 120 "${prefix[@]}" "$BENCH/$program" "$@" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null
+    tag=${tag//\//_}
+    [[ $program == */* ]] || program=$BENCH/$program
+    timeout -k 2 120 "${prefix[@]}" "$program" "$@" >"$LOG/$tag.out" 2>"$LOG/$tag.err" </dev/null
     status=$?
     rm -f "$LOG/trace.json"
     grep '^bench=' "$LOG/$tag.out" | sed "s/^/$variant /" >>"$MICRO"
@@ -334,10 +338,17 @@ micro() {
     fi
 }
 
-# MICRO_REPS rounds, native and coop in turn within each; results.md has the medians.
+# MICRO_REPS rounds, native and coop in turn within each; results.md has the medians. The
+# compressors (not with --smoke) read COMPRESS_MB of numbers and base64 of random bytes.
+COMPRESS_MB=64
 run_micro() {
-    local n round
+    local n round tool tools=()
     say "micro-benchmarks ($MICRO_REPS x ${MICRO_T} s each)"
+    if ((!smoke)); then
+        for tool in pigz xz zstd sort; do command -v $tool >/dev/null && tools+=($tool); done
+        { seq 1 5000000; head -c $((COMPRESS_MB * 600000)) /dev/urandom | base64; } |
+            head -c $((COMPRESS_MB * 1000000)) >"$LOG/compress.in"
+    fi
     for ((round = 1; round <= MICRO_REPS; round++)); do
         micro native switch -t "$MICRO_T"
         # The switch ping-pong on one hub, as the native one runs on one CPU.
@@ -365,7 +376,12 @@ run_micro() {
         done
         micro native cpupool -u "$CPU_UNITS"
         micro coop cpupool -u "$CPU_UNITS"
+        for tool in "${tools[@]}"; do
+            micro native "$ROOT/tests/bench/compress.sh" $tool "$LOG/compress.in"
+            micro coop "$ROOT/tests/bench/compress.sh" $tool "$LOG/compress.in"
+        done
     done
+    rm -f "$LOG/compress.in"
 }
 
 # --- preemption: what it costs without a hog, what it buys with one ---

@@ -3,7 +3,9 @@
 # main takes SIGTERM from another process; pthread_kill to each of 50 threads, each handler on
 # its target; a blocked thread-directed signal pending for its thread only and delivered when
 # it unblocks; a new thread's mask inherited, its pending set empty; sigwait taking only what
-# was sent to its thread; ppoll's mask; a process signal every thread blocks staying pending.
+# was sent to its thread; ppoll's mask; a process signal every thread blocks staying pending;
+# eight threads changing their masks at once (on every hub), then a process signal that only
+# one of them accepts reaching that one.
 # The same lines natively and under coop, on every TLS mechanism.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"

@@ -88,5 +88,5 @@ if [ "$host" != 127.0.0.1 ]; then
 fi
 
 matrix "curl --parallel" "$(pkg_version curl)" "$native_threads (+ a short-lived resolver thread)" \
-    "$coop_threads (1 + pool of $POOL; resolver: $created greenlet)" pass
+    "$coop_threads (hubs + pool of $POOL; resolver: $created greenlet)" pass
 echo "PASS: $FILES transfers verified natively and under coop ($resolver)"

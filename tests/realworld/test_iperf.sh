@@ -69,5 +69,5 @@ note "coop: client $(grep '^coop: stats: greenlets' "$TMP/client.coop.err")"
 
 matrix "iperf 2 (-s; -c -P $STREAMS)" "$(pkg_version iperf)" \
     "server $native_server, client $native_client" \
-    "server $server_threads (1 + pool of $POOL; $created greenlets), client $client_threads" pass
+    "server $server_threads (hubs + pool of $POOL; $created greenlets), client $client_threads" pass
 echo "PASS: $STREAMS streams of $BYTES bytes natively and under coop"

@@ -67,5 +67,5 @@ note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
 ((created >= THREADS)) || fail "coop: only '$created' greenlets created for -t $THREADS"
 
 matrix memcached "$(pkg_version memcached)" "$native_threads" \
-    "$coop_threads (1 + pool of $POOL; $created greenlets)" pass
+    "$coop_threads (hubs + pool of $POOL; $created greenlets)" pass
 echo "PASS: $KEYS keys set and read back natively and under coop; $native_threads OS threads natively, $coop_threads under coop"

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,6 +306,65 @@ static void process_pending(void)
     printf("main, still blocking it, ran the handler %d time(s)\n", hup_ran && !pthread_equal(hup_in, pthread_self()) ? 0 : 1);
 }
 
+/* --- 8. threads change their masks all at once, on every hub: afterwards a process signal
+ * that all but one block still reaches that one --- */
+
+#define STORM_THREADS 8
+#define STORM_ROUNDS 2000
+
+static pthread_barrier_t storm;
+static pthread_t storm_taker;
+static volatile sig_atomic_t storm_taken;
+static _Atomic int storm_elsewhere;
+
+static void on_usr2_storm(int sig)
+{
+    (void)sig;
+    if (pthread_equal(pthread_self(), storm_taker))
+        storm_taken++;
+    else
+        storm_elsewhere++;
+}
+
+static void *storm_worker(void *taker)
+{
+    sigset_t usr2 = only(SIGUSR2);
+    pthread_barrier_wait(&storm);
+    for (int i = 0; i < STORM_ROUNDS; i++) {
+        pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+        pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    }
+    pthread_barrier_wait(&storm);             /* every thread blocks SIGUSR2 again */
+    if (taker != NULL) {
+        sigset_t open;
+        pthread_sigmask(SIG_BLOCK, NULL, &open);
+        sigdelset(&open, SIGUSR2);
+        while (storm_taken == 0)
+            sigsuspend(&open);
+    }
+    return NULL;
+}
+
+static void mask_storm(void)
+{
+    pthread_t w[STORM_THREADS];
+    handle(SIGUSR2, on_usr2_storm);
+    sigset_t usr2 = only(SIGUSR2), old;
+    pthread_sigmask(SIG_BLOCK, &usr2, &old);
+    pthread_barrier_init(&storm, NULL, STORM_THREADS + 1);
+    for (int i = 0; i < STORM_THREADS; i++)
+        pthread_create(&w[i], NULL, storm_worker, i == 0 ? (void *)1 : NULL);
+    storm_taker = w[0];
+    pthread_barrier_wait(&storm);
+    pthread_barrier_wait(&storm);
+    kill(getpid(), SIGUSR2);                  /* only the taker, in sigsuspend, accepts it */
+    for (int i = 0; i < STORM_THREADS; i++)
+        pthread_join(w[i], NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    printf("%d threads changed their masks %d times at once: the one that waited took SIGUSR2 %d time(s), "
+           "others %d\n", STORM_THREADS, 2 * STORM_ROUNDS, (int)storm_taken, atomic_load(&storm_elsewhere));
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -315,5 +375,6 @@ int main(void)
     sigwait_directed();
     ppoll_mask();
     process_pending();
+    mask_storm();
     return 0;
 }
