@@ -281,6 +281,10 @@ void coop_sched_sleep_end(struct coop_hub *h);
 void coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why);
 void coop_sched_returned(struct coop_hub *x);
 bool coop_sched_is_away(const struct coop_hub *h);
+/* Greenlets wait in h's inbox, which only h takes (the main greenlet, pinned to hub 0, or
+ * greenlets woken by threads that are no hub), while another hub sleeps: the monitor then
+ * preempts h's greenlet without waiting for the end of its slice. */
+bool coop_sched_inbox_waits(const struct coop_hub *h);
 void coop_sched_drain_adopted(struct coop_hub *h);
 void coop_sched_nudge(struct coop_hub *h);
 void coop_sched_balance_spares(void);

@@ -8,7 +8,8 @@
  *     queued gets a sleeping hub woken to steal them, in case a wake was missed;
  *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
  *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
- *     to the hub's thread;
+ *     to the hub's thread; after a millisecond already when greenlets wait in the hub's
+ *     inbox, which no other hub may take, while another hub sleeps;
  *   - reports (COOP_MAX_BLOCKING_MS): a program greenlet that keeps its hub for longer than
  *     that (by computing where it cannot be preempted, or in a system call while other
  *     greenlets wait) is reported once per episode, with its stack sampled on its own thread
@@ -43,6 +44,7 @@
 #define BUSY_TICK_NS 1000000          /* while a hub runs greenlets */
 #define IDLE_TICK_NS 20000000         /* while every hub sleeps */
 #define HANDOFF_AFTER_NS 2000000
+#define EARLY_SLICE_NS 1000000        /* while greenlets wait in the hub's inbox: sched.c */
 
 static int64_t max_blocking_ns, preempt_ns;
 static _Atomic bool running;
@@ -150,7 +152,10 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
 {
     struct coop_hub *h = w->hub;
     int64_t held = now - w->since;
-    if (held < HANDOFF_AFTER_NS && (preempt_ns == 0 || held < preempt_ns))
+    int64_t slice = preempt_ns;
+    if (slice > EARLY_SLICE_NS && coop_sched_inbox_waits(h))
+        slice = EARLY_SLICE_NS;
+    if (held < HANDOFF_AFTER_NS && (slice == 0 || held < slice))
         return;
     /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
     bool alone = coop_alone();
@@ -165,7 +170,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
             coop_trace_instant(g, COOP_TRACE_HANDOFF, (uint64_t)h->index);
     } else if (state == 'R') {
         coop_sched_nudge(h);
-        if (preempt_ns > 0 && held >= preempt_ns && now >= w->next_ask && !alone) {
+        if (slice > 0 && held >= slice && now >= w->next_ask && !alone) {
             coop_preempt_ask(h, w->switches);
             w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
             w->next_ask = now + w->retry_ns;

@@ -24,8 +24,10 @@
  *   pthread (its own, libstdc++'s, libgcc's object mutex) are coop's and park greenlets:
  *   no hazard. So coop preempts only where no frame of the interrupted stack is in a
  *   guarded module: coop itself (libuv is linked in), libc and the other glibc libraries,
- *   ld.so, libunwind and its liblzma, libgcc_s (the unwinder of C++ exceptions, which walks
- *   the loader's lists) and the sanitizer runtimes. Any frame, not only the innermost: glibc
+ *   ld.so, libunwind, libgcc_s (the unwinder of C++ exceptions, which walks the loader's
+ *   lists) and the sanitizer runtimes. (liblzma, which libunwind calls for compressed debug
+ *   sections, is not: it locks through pthread, and when libunwind calls it, libunwind's
+ *   frames lie beyond; xz's workers compute in it.) Any frame, not only the innermost: glibc
  *   calls program code with its locks held (dl_iterate_phdr's callback holds the loader's,
  *   a stdio cookie function its FILE's), and so does coop (pthread_once routines, signal
  *   handlers behind its trampoline). The one exception is the thread's entry, the outermost
@@ -178,7 +180,7 @@ static int guarded_len;
 /* The modules glibc, the unwinders and the sanitizers are made of, by file name. */
 static const char *const guarded_prefixes[] = {
     "libc.so.", "ld-linux", "libpthread.so.", "libdl.so.", "librt.so.", "libresolv.so.",
-    "libanl.so.", "libutil.so.", "libnss_", "libunwind", "liblzma.so.", "libgcc_s.so.",
+    "libanl.so.", "libutil.so.", "libnss_", "libunwind", "libgcc_s.so.",
     "libasan.so.", "libubsan.so.", "liblsan.so.", "libtsan.so.",
 };
 

@@ -667,6 +667,12 @@ void coop_sched_returned(struct coop_hub *x)
 
 bool coop_sched_is_away(const struct coop_hub *h) { return !usable(h); }
 
+bool coop_sched_inbox_waits(const struct coop_hub *h)
+{
+    return atomic_load_explicit(&h->inbox_nonempty, memory_order_relaxed)
+           && atomic_load_explicit(&sleeping, memory_order_relaxed) > 0;
+}
+
 /* The monitor's backstop for a missed wake: h stands still on the CPU with work queued. */
 void coop_sched_nudge(struct coop_hub *h)
 {
