@@ -77,6 +77,9 @@ int coop_greenlet_number(struct coop_greenlet *g)
     return g->number;
 }
 
+/* Another hub's thread may have held the numbers' lock at the fork. */
+void coop_cpu_fork_child(void) { numbers_lock = (coop_lock_t){ 0 }; }
+
 struct coop_greenlet *coop_greenlet_numbered(int n)
 {
     coop_lock(&numbers_lock);

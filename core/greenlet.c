@@ -27,6 +27,10 @@
 #define MIN_STACK_LEFT 2048          /* below the TLS area: at least a few frames */
 
 static _Atomic uint64_t next_id = 1;
+/* Each life of a record starts its wait generations at a base of its own: a waker that read
+ * (g, gen) before g ended (a timer run on another hub) cannot end a wait of the greenlet that
+ * reuses the record. 2^32 waits a life, 2^30 lives before the bases come round. */
+static _Atomic uint64_t lives;
 /* Program greenlets alive in the process, the main thread's original context included. */
 _Atomic long coop_live_greenlets;
 static void (*exit_hook)(struct coop_greenlet *g);
@@ -129,6 +133,7 @@ static void init_record(struct coop_hub *h, struct coop_greenlet *g)
     g->magic = COOP_GREENLET_MAGIC;
     g->hub = h;
     g->id = atomic_fetch_add(&next_id, 1);
+    g->wait_gen = (atomic_fetch_add_explicit(&lives, 1, memory_order_relaxed) & ((1ULL << 30) - 1)) << 32;
     g->heap_index = -1;
     g->state = G_RUNNING;
 }
@@ -146,9 +151,12 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_ki
         g = record_on_stack(&stack);
         make_context(g, stack.base, (char *)g, false);
     } else {
-        g = record_from_store(&(struct coop_stack){ .foreign = true });
+        /* Never released, and not from the store: a spare hub started meanwhile must not
+         * take a record a join has just marked gone (the program may still look at it). */
+        g = malloc(sizeof *g);
         if (g == NULL)
             coop_panic("out of memory");
+        fresh_record(g, &(struct coop_stack){ .foreign = true });
         atomic_store(&g->on_cpu, true);      /* it is the running context */
     }
     g->is_hub = kind != COOP_ADOPT_MAIN;
@@ -373,6 +381,15 @@ int coop_detach(struct coop_greenlet *g)
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
 void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
 void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
+
+void *coop_greenlet_take_signals(struct coop_greenlet *g)
+{
+    coop_lock(&all_lock);
+    void *signals = g->signals;
+    g->signals = NULL;
+    coop_unlock(&all_lock);
+    return signals;
+}
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
@@ -416,7 +433,9 @@ bool coop_greenlet_gone(const void *p)
  * it runs on the thread's own control block, and its end ends the process. */
 void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
+    /* Locks another hub's thread may have held at the fork: it is not in the child. */
     all_lock = (coop_lock_t){ 0 };
+    store_lock = (coop_lock_t){ 0 };
     all_greenlets = NULL;
     link_all(self);
     link_all(h->hub_g);

@@ -390,7 +390,11 @@ int coop_suspend(int64_t deadline)
     struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     /* A signal handed to it before it parked ends the wait at once, as the kernel does
-     * when a signal is pending as a system call starts to sleep. */
+     * when a signal is pending as a system call starts to sleep. The fence pairs with
+     * coop_signal_greenlet's: the waiter stored its wait_word, then loads signals_due; the
+     * signaller stores signals_due, then loads wait_word (coop_interrupt); without a full
+     * fence on both sides each load may pass its own store and both miss. */
+    atomic_thread_fence(memory_order_seq_cst);
     if (g->waiting.kind != WAIT_OFFLOAD && atomic_load_explicit(&g->signals_due, memory_order_acquire)) {
         coop_cancel_wait(g);
         return g->signal_reason;
@@ -488,6 +492,7 @@ void coop_signal_greenlet(struct coop_greenlet *g, bool restartable)
     if (!restartable || !atomic_load_explicit(&g->signals_due, memory_order_relaxed))
         g->signal_reason = restartable ? COOP_RESTART : EINTR;
     atomic_store_explicit(&g->signals_due, true, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);      /* see coop_suspend */
     coop_interrupt(g, restartable);
 }
 
@@ -537,6 +542,8 @@ void coop_fork_child(void)
     coop_fdwait_fork_child();
     coop_monitor_fork_child();
     coop_preempt_fork_child(h);
+    coop_stack_fork_child();
+    coop_cpu_fork_child();
 
     coop_sched_fork_child(h);
     coop_greenlet_fork_child(h, self);

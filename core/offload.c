@@ -156,6 +156,9 @@ void coop_offload_fork_child(void)
  * the work inline. */
 static struct offload *begin(void (*fn)(void *), void *arg)
 {
+    /* Handlers already due run now, as the kernel runs them before a system call starts:
+     * once the work owns its arguments, they wait for its end. */
+    coop_after_wait(coop_self());
     struct offload *o = coop_self() != NULL ? calloc(1, sizeof *o) : NULL;
     if (o == NULL) {
         fn(arg);

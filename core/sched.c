@@ -814,10 +814,11 @@ void coop_request_signal_pass(void)
 
 /* --- starting hubs --- */
 
-/* A hub's thread keeps the mask it was started with (its starter's: a hub's, or the
- * monitor's, which blocks every signal), but takes the runtime's own signals: preemption's
- * and the samplers'. The shim brings the mask in line when a greenlet there changes its own.
- * It is named after its hub, not after whoever started it. */
+/* A regular hub's thread keeps the mask it was started with (a hub's: the program's) and
+ * takes the runtime's own signals (preemption's, the samplers'); a spare, started by the
+ * monitor, which blocks every signal, takes them all. The shim brings either in line with
+ * the greenlets' masks (shim/signal.c: a stale mask only changes which thread a signal
+ * lands on). It is named after its hub, not after whoever started it. */
 static void *carrier_main(void *arg)
 {
     struct coop_hub *h = arg;
@@ -825,8 +826,8 @@ static void *carrier_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "coop-hub %d", h->index);
     coop_sys(SYS_prctl, PR_SET_NAME, (long)name, 0);
-    uint64_t runtime = coop_runtime_signals();
-    coop_sys6(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&runtime, 0, 8, 0, 0);
+    uint64_t taken = h->spare ? ~(uint64_t)0 : coop_runtime_signals();
+    coop_sys6(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&taken, 0, 8, 0, 0);
     coop_hub_attach(h, false);
     coop_hub_run(h);
     return NULL;

@@ -208,6 +208,9 @@ void coop_stack_free(struct coop_stack *s)
     coop_unlock(&pool_lock);
 }
 
+/* Another hub's thread may have held the pool's lock at the fork. */
+void coop_stack_fork_child(void) { pool_lock = (coop_lock_t){ 0 }; }
+
 bool coop_stack_in_pool(const void *addr)
 {
     const char *a = addr;

@@ -31,4 +31,6 @@ bool coop_stack_in_pool(const void *addr);
 /* Whether guards cost no memory mapping (MADV_GUARD_INSTALL, Linux 6.13+). */
 bool coop_stack_light_guards(void);
 
+void coop_stack_fork_child(void);
+
 #endif

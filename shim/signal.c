@@ -395,30 +395,28 @@ static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t
 
 /* --- choosing a greenlet for a signal the kernel delivered --- */
 
-struct search { int sig; struct coop_greenlet *found; };
-
-static void find_acceptor(struct coop_greenlet *g, void *arg)
+/* During the walk of pass(), under the greenlet list's lock, so that g's state cannot be
+ * taken and freed meanwhile (shim_signal_thread_exit): g takes the process-pending signals
+ * it accepts or awaits. */
+static void give_process_signals(struct coop_greenlet *g, void *unused)
 {
-    struct search *q = arg;
+    (void)unused;
     struct sigstate *s = state_of(g);
-    if (q->found == NULL && s != NULL
-        && (!(atomic_load(&s->blocked) & BIT(q->sig)) || (atomic_load(&s->awaited) & BIT(q->sig))))
-        q->found = g;
+    if (s == NULL)
+        return;
+    uint64_t takes = queued_bits(&process) & (~atomic_load(&s->blocked) | atomic_load(&s->awaited));
+    for (; takes != 0; takes &= takes - 1) {
+        siginfo_t info;
+        if (dequeue(&process, takes & -takes, &info) != 0)
+            hand_to(g, s, &info);
+    }
 }
 
-/* In normal context on the hub: process-pending signals go to a greenlet that takes them. */
+/* In normal context on a hub: process-pending signals go to greenlets that take them. */
 static void pass(void)
 {
-    uint64_t waiting = queued_bits(&process);
-    for (int sig = 1; sig <= 64; sig++) {
-        if (!(waiting & BIT(sig)))
-            continue;
-        struct search q = { sig, NULL };
-        coop_each_greenlet(find_acceptor, &q);
-        siginfo_t info;
-        if (q.found != NULL && dequeue(&process, BIT(sig), &info) != 0)
-            hand_to(q.found, state_of(q.found), &info);
-    }
+    if (queued_bits(&process) != 0)
+        coop_each_greenlet(give_process_signals, NULL);
 }
 
 static struct coop_greenlet *main_greenlet;
@@ -731,10 +729,9 @@ void shim_signal_thread_created(struct coop_greenlet *g)
 
 void shim_signal_thread_exit(struct coop_greenlet *g)
 {
-    struct sigstate *s = state_of(g);
+    struct sigstate *s = coop_greenlet_take_signals(g);    /* pass() may be reading it */
     if (s == NULL)
         return;
-    *coop_greenlet_signals(g) = NULL;
     siginfo_t info;
     while (dequeue(s, ~0ULL, &info) != 0)
         ;   /* a thread's pending signals die with it */

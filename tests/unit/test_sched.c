@@ -465,6 +465,61 @@ START_TEST(test_greenlets_say_multithreaded)
 }
 END_TEST
 
+/* ---- signals: one handed to a greenlet as it starts to wait ends that wait ---- */
+
+enum { SIGNAL_ROUNDS = 20000 };
+
+struct signal_race { struct coop_greenlet *waiter; _Atomic int armed, woken; int late; };
+
+/* Each round sleeps for up to GIVE_UP: a signal lost in the race with the wait's start
+ * (coop_suspend's check of signals_due against coop_signal_greenlet) leaves it asleep. */
+static void *sleep_until_signalled(void *arg)
+{
+    struct signal_race *r = arg;
+    for (int i = 1; i <= SIGNAL_ROUNDS; i++) {
+        atomic_store(&r->armed, i);
+        int64_t start = coop_now();
+        int reason = coop_sleep_until(start + GIVE_UP);
+        if (reason == 0)
+            r->late++;                      /* the deadline ended it, not the signal */
+        atomic_store(&r->woken, i);
+    }
+    return NULL;
+}
+
+static bool reached(_Atomic int *counter, int value)
+{
+    int64_t give_up = coop_now() + 2 * GIVE_UP;
+    while (atomic_load(counter) < value && coop_now() < give_up)
+        if (hubs() < 2)
+            coop_yield();
+    return atomic_load(counter) >= value;
+}
+
+static void *signal_each_round(void *arg)
+{
+    struct signal_race *r = arg;
+    for (int i = 1; i <= SIGNAL_ROUNDS; i++) {
+        if (!reached(&r->armed, i))
+            return NULL;
+        coop_signal_greenlet(r->waiter, false);
+        if (!reached(&r->woken, i))
+            return NULL;
+    }
+    return arg;
+}
+
+START_TEST(test_signal_as_the_wait_starts)
+{
+    struct signal_race r = { .late = 0 };
+    r.waiter = unit_spawn(sleep_until_signalled, &r);
+    struct coop_greenlet *signaller = unit_spawn(signal_each_round, &r);
+    ck_assert_ptr_eq(unit_join(signaller), &r);
+    unit_join(r.waiter);
+    ck_assert_int_eq(r.late, 0);
+}
+END_TEST
+
 Suite *sched_suite(void)
 {
     Suite *s = suite_create("sched");
@@ -480,6 +535,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
+    tcase_add_test(tc, test_signal_as_the_wait_starts);
     suite_add_tcase(s, tc);
     return s;
 }
