@@ -659,8 +659,12 @@ static int send_to(struct coop_greenlet *g, const siginfo_t *info)
     if (sig == 0)
         return 0;
     struct sigstate *s = g == coop_self() ? my_state(g) : state_of(g);
+    /* Another greenlet without a state is exiting or has exited: its signals die with it,
+     * as the kernel drops a signal to a thread that has exited (sent to its hub's thread
+     * instead, it would go to another greenlet). Every greenlet gets one as it is made;
+     * the caller itself lacks one only when it could not be allocated. */
     if (s == NULL)
-        return REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
+        return g == coop_self() ? REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig) : 0;
     bool blocked = atomic_load(&s->blocked) & BIT(sig);
     if (!trampolined[sig] && !blocked) {       /* ignored, or the default action */
         struct sigaction current;

@@ -5,7 +5,8 @@
 # it unblocks; a new thread's mask inherited, its pending set empty; sigwait taking only what
 # was sent to its thread; ppoll's mask; a process signal every thread blocks staying pending;
 # eight threads changing their masks at once (on every hub), then a process signal that only
-# one of them accepts reaching that one.
+# one of them accepts reaching that one; pthread_kill to threads as they exit running no
+# handler in another thread.
 # The same lines natively and under coop, on every TLS mechanism.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"

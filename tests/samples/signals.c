@@ -167,7 +167,7 @@ static void step_read(bool restart)
     pthread_join(t, NULL);
     report_ticks(restart ? "read restart" : "read EINTR", before, t0);
     if (restart) {
-        CHECK(r.n == 1 && r.c == 'x' && handled == 1, "restarted read: %zd, errno %d", r.n, r.err);
+        CHECK(r.n == 1 && r.c == 'x' && handled == 1, "restarted read: %zd, errno %d, handled %d", r.n, r.err, (int)handled);
         printf("read restart: the handler ran and the read went on to return the data\n");
     } else {
         CHECK(r.n == -1 && r.err == EINTR && handled >= 1, "interrupted read: %zd, errno %d", r.n, r.err);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -365,6 +366,43 @@ static void mask_storm(void)
            "others %d\n", STORM_THREADS, 2 * STORM_ROUNDS, (int)storm_taken, atomic_load(&storm_elsewhere));
 }
 
+/* --- 9. pthread_kill to a thread as it exits: the handler runs in it, or nowhere --- */
+
+#define EXITING_THREADS 100
+
+static pthread_t exiting;
+static _Atomic int ran_elsewhere;
+static _Atomic bool exiting_done;
+
+static void on_usr1_exiting(int sig)
+{
+    (void)sig;
+    if (!pthread_equal(pthread_self(), exiting))
+        ran_elsewhere++;
+}
+
+static void *exit_at_once(void *unused)
+{
+    exiting_done = true;
+    return unused;
+}
+
+static void kill_as_it_exits(void)
+{
+    handle(SIGUSR1, on_usr1_exiting);
+    for (int i = 0; i < EXITING_THREADS; i++) {
+        exiting_done = false;
+        pthread_create(&exiting, NULL, exit_at_once, NULL);
+        while (!exiting_done)
+            sched_yield();
+        pthread_kill(exiting, SIGUSR1);
+        pthread_join(exiting, NULL);
+        usleep(100);              /* a wait: a signal handed to this thread runs here */
+    }
+    printf("pthread_kill to %d threads as they exit: handlers run elsewhere %d\n", EXITING_THREADS,
+           atomic_load(&ran_elsewhere));
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -376,5 +414,6 @@ int main(void)
     ppoll_mask();
     process_pending();
     mask_storm();
+    kill_as_it_exits();
     return 0;
 }
