@@ -50,8 +50,11 @@ SCHED_THREADS=$(coop_hubs)
 # A greenlet stuck in a call coop cannot make cooperative (a write to a slow disk, libuv
 # starting its threadpool, which waits for its threads, a page fault or a lock on a loaded
 # machine) hands its hub's other work to another hub, or to a spare thread when none is
-# free: the thread counts allow for these.
+# free: the thread counts allow for these (twice as many in a sanitizer build, where
+# everything runs slower and more threads are caught in such calls at once: seen 3 with
+# the JVM and node under make test-asan).
 SPARE_THREADS=2
+[ -z "$ASAN_RUNTIME" ] || SPARE_THREADS=4
 # So a program's own count of the OS threads its threads ran on (the distinct gettid of
 # threads alive at once: "os_threads: K of N" lines) is, under coop, 1 to COOP_OS_THREADS_MAX:
 # its hubs' threads, and a spare's while a hub was stuck. (On one hub with no handoff, 1.)
