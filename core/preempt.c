@@ -367,9 +367,23 @@ static enum refusal walk_as_runtime(unw_context_t *context, bool signal_frame, u
     return why;
 }
 
+static bool in_coop(uintptr_t where)
+{
+    const struct guarded_range *r = guarded_range_of(where);
+    return r != NULL && r->coop;
+}
+
+/* Only the hub's own thread records (the handler, or the greenlet at a call). A refusal
+ * inside coop's own wrapper is a moment's (the greenlet yields at that wrapper's end): it
+ * does not replace a lasting reason found earlier in the same episode, which the blocking
+ * monitor's report names. */
 static void record_refusal(struct coop_hub *h, enum refusal why, uintptr_t where, uint64_t asked_at)
 {
     atomic_fetch_add_explicit(&refusals, 1, memory_order_relaxed);
+    if (why == REFUSED_GUARDED_FRAME && in_coop(where)
+        && atomic_load_explicit(&h->preempt.refused_at, memory_order_relaxed) == asked_at + 1
+        && !in_coop(atomic_load_explicit(&h->preempt.refusal_at, memory_order_relaxed)))
+        return;
     atomic_store_explicit(&h->preempt.refusal, why, memory_order_relaxed);
     atomic_store_explicit(&h->preempt.refusal_at, where, memory_order_relaxed);
     atomic_store_explicit(&h->preempt.refused_at, asked_at + 1, memory_order_release);
