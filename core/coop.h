@@ -268,6 +268,12 @@ void coop_request_signal_pass(void);
 void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *arg);
 /* Whether the calling OS thread runs a hub (its program greenlets or its own loop). */
 bool coop_on_hub_thread(void);
+/* Whether the process had other OS threads when coop started (they stay OS threads). */
+bool coop_threads_predate_start(void);
+/* In a signal handler: the greenlet whose own code it interrupted, or NULL: on a hub, the
+ * hub's own code, a switch under way, or a wait the greenlet has prepared (a handler run
+ * there would run on a stack or TLS not yet the greenlet's, or go unseen by the wait). */
+struct coop_greenlet *coop_interrupted_greenlet(void);
 /* Signals the runtime itself uses (the blocking monitor's, the dump signal): never to be
  * blocked on a hub, and no sign that the program still waits for a signal. */
 uint64_t coop_runtime_signals(void);

@@ -286,7 +286,7 @@ static bool all_parked_for_good(void)
         if (g->is_hub || coop_gstate_get(g) == G_FINISHED)
             continue;
         if (coop_gstate_get(g) != G_WAITING || __atomic_load_n(&g->timer_hub, __ATOMIC_RELAXED) != NULL
-            || atomic_load(&g->interrupt_pending) != 0
+            || atomic_load(&g->interrupt) != 0
             || (g->waiting.kind != WAIT_PARK && g->waiting.kind != WAIT_JOIN)) {
             any = false;
             break;

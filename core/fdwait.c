@@ -159,7 +159,7 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     if (err == 0)
         err = coop_suspend(deadline);
     else
-        coop_cancel_wait(g);
+        coop_cancel_wait(g);      /* woken meanwhile by an fd linked before, the error stands */
     if (err == COOP_NUDGED)
         err = 0;
     for (int i = 0; i < linked; i++)

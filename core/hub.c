@@ -30,6 +30,7 @@ __thread struct coop_greenlet *coop_running;
 
 struct coop_settings coop_settings;
 static bool initialized;
+static bool threads_before_start;
 
 int64_t coop_now(void)
 {
@@ -157,6 +158,8 @@ static inline void arrive(struct coop_greenlet *self, void *fake_stack)
     coop_san_arrive(fake_stack, prev);
     coop_arrive(self);
     coop_greenlet_left(h, prev);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&h->switching, false, memory_order_relaxed);
 }
 
 /* errno is saved per greenlet: a thread's own context and its hub share the OS thread's
@@ -166,6 +169,8 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     struct coop_greenlet *self = h->current;
     if (self->held != NULL)
         hold_release(self, self->state == G_FINISHED);
+    atomic_store_explicit(&h->switching, true, memory_order_relaxed);   /* read by this thread's handlers */
+    atomic_signal_fence(memory_order_seq_cst);
     /* Woken by another thread before it had left its previous hub: wait for that. */
     while (atomic_load_explicit(&next->on_cpu, memory_order_acquire))
         __builtin_ia32_pause();
@@ -290,6 +295,7 @@ void coop_init(const struct coop_settings *settings)
     coop_sanitizer_init();
     coop_tls_init(settings->tls_mode);
     int existing = coop_os_threads();
+    threads_before_start = existing > 1;
     if (existing > 1)    /* like gevent's "patched too late" */
         coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
     struct coop_hub *h = coop_hub_create(0, false);
@@ -326,7 +332,14 @@ uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, co
     return gen;
 }
 
-void coop_cancel_wait(struct coop_greenlet *g)
+/*
+ * A waker on another thread may win the word between coop_prepare_wait and this call: g
+ * is then in a run queue already, and running on beside that entry would let a hub resume
+ * it a second time later (at whatever context it saved last: after it finished, "a
+ * finished greenlet was resumed"). So the loser of that race leaves, and comes back from
+ * the queue, as if it had parked.
+ */
+bool coop_cancel_wait(struct coop_greenlet *g)
 {
     /* A dump may hold the word: it is ours again once the dump lets go. */
     uint64_t word = atomic_load_explicit(&g->wait_word, memory_order_relaxed);
@@ -336,10 +349,15 @@ void coop_cancel_wait(struct coop_greenlet *g)
             word = atomic_load_explicit(&g->wait_word, memory_order_relaxed);
             continue;
         }
+        if (!(word & WAIT_WAITING)) {
+            coop_switch_away(coop_thread.hub);
+            return false;
+        }
         if (atomic_compare_exchange_weak(&g->wait_word, &word, g->wait_gen << 2))
             break;
     }
     coop_gstate_set(g, G_RUNNING);
+    return true;
 }
 
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
@@ -395,10 +413,8 @@ int coop_suspend(int64_t deadline)
      * signaller stores signals_due, then loads wait_word (coop_interrupt); without a full
      * fence on both sides each load may pass its own store and both miss. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (g->waiting.kind != WAIT_OFFLOAD && atomic_load_explicit(&g->signals_due, memory_order_acquire)) {
-        coop_cancel_wait(g);
-        return g->signal_reason;
-    }
+    if (g->waiting.kind != WAIT_OFFLOAD && atomic_load_explicit(&g->signals_due, memory_order_acquire))
+        return coop_cancel_wait(g) ? g->signal_reason : g->wake_reason;
     bool timed = deadline != COOP_NO_DEADLINE;
     if (timed)
         coop_timer_add(h, g, deadline);
@@ -509,6 +525,20 @@ void coop_each_greenlet(void (*fn)(struct coop_greenlet *g, void *arg), void *ar
 
 bool coop_on_hub_thread(void) { return coop_thread.hub != NULL; }
 
+bool coop_threads_predate_start(void) { return threads_before_start; }
+
+struct coop_greenlet *coop_interrupted_greenlet(void)
+{
+    struct coop_hub *h = coop_thread.hub;
+    struct coop_greenlet *g = coop_running;
+    if (h == NULL || g == NULL)
+        return g;
+    if (atomic_load_explicit(&h->switching, memory_order_relaxed) || h->current != g
+        || (atomic_load_explicit(&g->wait_word, memory_order_relaxed) & WAIT_WAITING))
+        return NULL;
+    return g;
+}
+
 /* From a signal handler: only atomics and a write to a hub's wake fd. */
 void coop_interrupt(struct coop_greenlet *g, bool restartable)
 {
@@ -520,8 +550,13 @@ void coop_interrupt(struct coop_greenlet *g, bool restartable)
     uint64_t word = atomic_load(&g->wait_word);
     if (!(word & WAIT_WAITING))
         return;
-    g->interrupt_gen = word >> 2;
-    atomic_store(&g->interrupt_pending, restartable ? COOP_RESTART : EINTR);
+    /* Signallers race: one that read an earlier wait must not replace a later wait's
+     * interrupt, or that wait would sleep on; for one wait, EINTR beats a restart. */
+    uint64_t gen = word >> 2, mine = gen << 2 | (restartable ? INTERRUPT_RESTART : INTERRUPT_EINTR);
+    uint64_t seen = atomic_load(&g->interrupt);
+    while ((seen >> 2 < gen || (seen >> 2 == gen && !restartable && (seen & INTERRUPT_RESTART)))
+           && !atomic_compare_exchange_weak(&g->interrupt, &seen, mine))
+        ;
     coop_sched_interrupt_posted();
 }
 

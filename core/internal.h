@@ -44,6 +44,8 @@ struct coop_wait_info {
 };
 
 /* wait_word: (generation << 2) | WAIT_DUMPING | WAIT_WAITING. */
+#define INTERRUPT_EINTR 1u      /* coop_greenlet.interrupt's low bits */
+#define INTERRUPT_RESTART 2u
 #define WAIT_WAITING 1u
 #define WAIT_DUMPING 2u
 /* ending (greenlet.c): off its stack; detached; a joiner waits for it. */
@@ -78,8 +80,10 @@ struct coop_greenlet {
     _Atomic uint64_t wait_word;
     uint64_t wait_gen;
     int wake_reason;
-    _Atomic int interrupt_pending;   /* 0, EINTR or COOP_RESTART */
-    uint64_t interrupt_gen;          /* of the wait the signal arrived in */
+    /* A signal's interrupt for a wait, for the next coop_sched_service: the wait's
+     * generation << 2 | INTERRUPT_EINTR or INTERRUPT_RESTART; 0 for none. Signallers raise
+     * it (a later wait replaces an earlier one, see coop_interrupt); that pass takes it. */
+    _Atomic uint64_t interrupt;
     /* True from the moment a hub decides to resume it until the context it switched
      * away to has started: a hub that pops it meanwhile waits before resuming it. */
     _Atomic bool on_cpu;
@@ -153,6 +157,7 @@ struct coop_hub {
     int epfd;                        /* the hub's own: its fd set, the wake fd, adopted fd sets */
     struct coop_greenlet *current, *hub_g;
     struct coop_greenlet *switched_from;   /* for the arriving side of a switch */
+    _Atomic bool switching;          /* from switch_to's start until the next context arrives */
     uintptr_t os_thread;             /* the OS thread running the hub: its real pthread_t */
     pid_t tid;                       /* and its kernel thread id */
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
@@ -232,8 +237,9 @@ uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, co
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason);
 /* Wakes whatever wait g is in, if any. */
 bool coop_wake_waiting(struct coop_greenlet *g, int reason);
-/* Ends a prepared wait that will not happen after all. */
-void coop_cancel_wait(struct coop_greenlet *g);
+/* Ends the caller's prepared wait that will not happen after all: true; false when a waker
+ * got there first (g has been through its run queue, g->wake_reason says why). */
+bool coop_cancel_wait(struct coop_greenlet *g);
 /* Parks the current greenlet (prepared with coop_prepare_wait) until woken. */
 int coop_suspend(int64_t deadline);
 void coop_switch_away(struct coop_hub *h);

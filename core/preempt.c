@@ -409,7 +409,7 @@ static enum refusal judge_interrupted(struct coop_hub *h, struct coop_greenlet *
     if (atomic_load_explicit(&h->switches, memory_order_relaxed) != asked_at)
         return REFUSED_STALE;
     *where = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-    if (g == NULL || g != h->current)
+    if (g == NULL || g != coop_interrupted_greenlet())    /* a switch or a wait under way */
         return REFUSED_RUNTIME;
     enum refusal why = judge_greenlet(g);
     if (why != PREEMPTIBLE)

@@ -787,9 +787,9 @@ static void deliver_interrupts(void)
 {
     coop_all_lock();
     for (struct coop_greenlet *g = coop_all_first(); g != NULL; g = g->all_next) {
-        int reason = atomic_exchange(&g->interrupt_pending, 0);
-        if (reason != 0)
-            coop_wake(g, g->interrupt_gen, reason);
+        uint64_t interrupt = atomic_exchange(&g->interrupt, 0);
+        if (interrupt != 0)
+            coop_wake(g, interrupt >> 2, interrupt & INTERRUPT_RESTART ? COOP_RESTART : EINTR);
     }
     coop_all_unlock();
 }

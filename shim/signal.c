@@ -39,6 +39,15 @@
  * from a fixed pool with a lock-free free list, since handlers cannot allocate. The counts
  * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
  * whoever changed them last (update_real_mask) and read by every hub's trampoline.
+ *
+ * The process's queue is pushed by anyone too, but taken from by many: every greenlet that
+ * delivers, waits or asks what is pending, and the pass that hands its signals out. Taking
+ * briefly empties a queue (dequeue puts back what it leaves), so they take turns under
+ * process_owner, a spin lock held by a greenlet in normal context, and each holder reads
+ * its own queue under it too: a signal the pass moves from the process to a greenlet is in
+ * one of the two whenever anyone else looks. A handler never runs while its greenlet holds
+ * the lock (it could take it again): the trampoline queues the signal to the greenlet
+ * instead, and the holder delivers it once it lets go. (thread_signals: process_pending)
  */
 #include <pthread.h>
 #include <signal.h>
@@ -66,14 +75,17 @@ struct entry { siginfo_t info; uint32_t next; };
 struct sigstate {
     _Atomic uint64_t blocked;        /* its mask; written by its greenlet */
     _Atomic uint64_t pending;        /* standard signals queued, one instance each */
+    _Atomic uint64_t orphans;        /* of those, the ones queued without an entry */
     _Atomic uint32_t queue;          /* entries queued, newest first (index + 1) */
     _Atomic uint64_t awaited;        /* the set of its sigwait under way */
     _Atomic unsigned handled;        /* handlers run on it so far */
+    _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
 };
 
 static struct entry pool[POOL];
 static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
 static struct sigstate process;
+static void *_Atomic process_owner;    /* the holder's thread pointer: see process_lock */
 
 /* What the program installed, as sigaction reports it back, and the flags coop added to
  * the kernel's action (which it keeps after SA_RESETHAND). */
@@ -149,8 +161,11 @@ static void enqueue(struct sigstate *s, const siginfo_t *info)
     if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&s->pending, BIT(sig)) & BIT(sig)))
         return;
     uint32_t i = entry_take();
-    if (i == NO_ENTRY)
+    if (i == NO_ENTRY) {
+        if (BIT(sig) & STANDARD)
+            atomic_fetch_or(&s->orphans, BIT(sig));
         return;
+    }
     pool[i - 1].info = *info;
     push(s, i);
 }
@@ -181,8 +196,9 @@ static int dequeue(struct sigstate *s, uint64_t wanted, siginfo_t *info)
         sig = info->si_signo;
         entry_give(found);
     } else {
-        uint64_t orphans = atomic_load(&s->pending) & wanted;   /* queued while the pool was empty */
-        if (orphans == 0)
+        /* Not `pending` alone: its bit is set before the entry is pushed. */
+        uint64_t orphans = atomic_load(&s->orphans) & wanted;
+        if (orphans == 0 || !(atomic_fetch_and(&s->orphans, ~(orphans & -orphans)) & (orphans & -orphans)))
             return 0;
         sig = __builtin_ctzll(orphans) + 1;
         *info = (siginfo_t){ .si_signo = sig, .si_code = SI_USER };
@@ -207,6 +223,42 @@ static uint64_t queued_bits(struct sigstate *s)
         push(s, i);
     }
     return bits;
+}
+
+/* --- the process's queue: taken from under process_owner --- */
+
+/* The owner is named by its thread pointer, which differs between any two contexts that
+ * may run at once (greenlets, hubs), and which the trampoline can compare with its own. */
+static void process_lock(void)
+{
+    void *self = __builtin_thread_pointer(), *none = NULL;
+    while (!atomic_compare_exchange_weak_explicit(&process_owner, &none, self, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+        none = NULL;
+        __builtin_ia32_pause();
+    }
+}
+
+static void process_unlock(void) { atomic_store_explicit(&process_owner, NULL, memory_order_release); }
+
+static void deliver(struct coop_greenlet *g);
+
+/* The signals whose handlers waited for the caller (s's greenlet) to let go: now. */
+static void deliver_deferred(struct sigstate *s)
+{
+    if (atomic_exchange(&s->deferred, false))
+        deliver(coop_self());
+}
+
+/* The oldest signal of `wanted` queued for s's greenlet, else for the process; 0 if none. */
+static int take_queued(struct sigstate *s, uint64_t wanted, siginfo_t *info)
+{
+    process_lock();
+    int sig = dequeue(s, wanted, info);
+    if (sig == 0)
+        sig = dequeue(&process, wanted, info);
+    process_unlock();
+    return sig;
 }
 
 /* --- masks --- */
@@ -375,22 +427,38 @@ static void deliver(struct coop_greenlet *g)
     for (;;) {
         /* A signal its sigwait waits for is that wait's, blocked or not, as in Linux. */
         uint64_t open = ~atomic_load(&s->blocked) & ~atomic_load(&s->awaited);
-        if (dequeue(s, open, &info) == 0 && dequeue(&process, open, &info) == 0)
+        bool taken = take_queued(s, open, &info) != 0;
+        if (!taken && !atomic_exchange(&s->deferred, false))
             break;
-        act(s, &info);
+        if (taken)
+            act(s, &info);
     }
 }
 
-/* Hands a signal to g: delivered now when g is the caller, else when g next ends a wait. */
+/* Whether s's greenlet takes sig now: it accepts it, or its sigwait waits for it. */
+static bool takes(struct sigstate *s, int sig)
+{
+    return s != NULL && (!(atomic_load(&s->blocked) & BIT(sig)) || (atomic_load(&s->awaited) & BIT(sig)));
+}
+
+/* Queues a signal to g, and ends g's wait if g takes it (async-signal-safe). */
+static void queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+{
+    enqueue(s, info);
+    if (takes(s, info->si_signo))
+        coop_signal_greenlet(g, installed[info->si_signo].sa_flags & SA_RESTART);
+}
+
+/* Hands a signal to g in normal context: delivered now when g is the caller, else when g
+ * next ends a wait. */
 static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
-    int sig = info->si_signo;
-    enqueue(s, info);
-    bool accepted = !(atomic_load(&s->blocked) & BIT(sig));
-    if (g == coop_self())
+    if (g == coop_self()) {
+        enqueue(s, info);
         deliver(g);
-    else if (accepted || (atomic_load(&s->awaited) & BIT(sig)))
-        coop_signal_greenlet(g, installed[sig].sa_flags & SA_RESTART);
+    } else {
+        queue_to(g, s, info);
+    }
 }
 
 /* --- choosing a greenlet for a signal the kernel delivered --- */
@@ -404,18 +472,28 @@ static void give_process_signals(struct coop_greenlet *g, void *unused)
     struct sigstate *s = state_of(g);
     if (s == NULL)
         return;
+    process_lock();
     uint64_t takes = queued_bits(&process) & (~atomic_load(&s->blocked) | atomic_load(&s->awaited));
     for (; takes != 0; takes &= takes - 1) {
         siginfo_t info;
         if (dequeue(&process, takes & -takes, &info) != 0)
-            hand_to(g, s, &info);
+            queue_to(g, s, &info);
     }
+    process_unlock();
+}
+
+static bool process_queued(void)
+{
+    process_lock();
+    bool any = queued_bits(&process) != 0;
+    process_unlock();
+    return any;
 }
 
 /* In normal context on a hub: process-pending signals go to greenlets that take them. */
 static void pass(void)
 {
-    if (queued_bits(&process) != 0)
+    if (process_queued())
         coop_each_greenlet(give_process_signals, NULL);
 }
 
@@ -433,7 +511,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     }
     if (sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
         return;     /* the monitor's, not the program's (core/preempt.c) */
-    struct coop_greenlet *self = coop_self();
+    struct coop_greenlet *self = coop_interrupted_greenlet();
     struct sigstate *mine = state_of(self);
     if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
         set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
@@ -455,7 +533,12 @@ static void trampoline(int sig, siginfo_t *info, void *context)
             return;
         }
         if (!(atomic_load(&mine->blocked) & BIT(sig))) {
-            run_handler(mine, sig, info, context);
+            if (atomic_load(&process_owner) == __builtin_thread_pointer()) {     /* see process_lock */
+                enqueue(mine, info);
+                atomic_store(&mine->deferred, true);
+            } else {
+                run_handler(mine, sig, info, context);
+            }
             return;
         }
         if (directed) {
@@ -464,9 +547,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         }
     }
     struct sigstate *m = state_of(main_greenlet);
-    if (main_greenlet != NULL && m != NULL && main_greenlet != self
-        && (!(atomic_load(&m->blocked) & BIT(sig)) || (atomic_load(&m->awaited) & BIT(sig)))) {
-        hand_to(main_greenlet, m, info);
+    if (main_greenlet != self && takes(m, sig)) {
+        queue_to(main_greenlet, m, info);
         return;
     }
     enqueue(&process, info);
@@ -607,7 +689,10 @@ EXPORT int sigpending(sigset_t *set)
     sigset_t kernel;
     if (REAL(sigpending)(&kernel) != 0)
         return -1;
+    process_lock();
     uint64_t bits = bits_of(&kernel) | queued_bits(s) | queued_bits(&process);
+    process_unlock();
+    deliver_deferred(s);
     set_of(bits & atomic_load(&s->blocked), set);
     return 0;
 }
@@ -721,6 +806,56 @@ EXPORT int raise(int sig)
     return 0;
 }
 
+/*
+ * Process-directed signals the program sends itself. Through the kernel, a signal that
+ * every greenlet blocks may land on a hub's thread whose real mask is stale (see
+ * update_real_mask) and spend a moment in its trampoline, out of sight of a greenlet that
+ * unblocks it meanwhile (it must take it before its pthread_sigmask returns). Sent here, it
+ * never leaves sight: it goes to the main greenlet if that takes it (the kernel tries the
+ * thread the pid names first), else to the caller, else to any greenlet that takes it,
+ * else it waits in the process's queue. Left to the kernel: other processes and groups, signal
+ * 0, signals without a handler of the program's, and processes with OS threads coop does
+ * not run (one of them might take it).
+ */
+static bool sent_within(pid_t pid, int sig)
+{
+    return pid == getpid() && sig > 0 && sig < NSIG && trampolined[sig] && emulating() != NULL
+           && shim_patched[FAM_thread] && !coop_threads_predate_start();
+}
+
+static void send_within(const siginfo_t *info)
+{
+    int sig = info->si_signo;
+    struct coop_greenlet *self = emulating();
+    struct sigstate *m = state_of(main_greenlet), *mine = my_state(self);
+    if (takes(m, sig)) {
+        hand_to(main_greenlet, m, info);
+    } else if (takes(mine, sig)) {
+        hand_to(self, mine, info);
+    } else {
+        enqueue(&process, info);
+        pass();
+    }
+}
+
+EXPORT int kill(pid_t pid, int sig)
+{
+    if (!sent_within(pid, sig))
+        return REAL(kill)(pid, sig);
+    siginfo_t info = { .si_signo = sig, .si_code = SI_USER, .si_pid = pid, .si_uid = getuid() };
+    send_within(&info);
+    return 0;
+}
+
+EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
+{
+    if (!sent_within(pid, sig))
+        return REAL(sigqueue)(pid, sig, value);
+    siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = pid, .si_uid = getuid(), .si_value = value };
+    send_within(&info);
+    return 0;
+}
+
 /* --- a greenlet's life --- */
 
 void shim_signal_thread_created(struct coop_greenlet *g)
@@ -751,6 +886,7 @@ static void fork_child(void)
     struct sigstate *s = state_of(coop_self());
     if (s == NULL)
         return;
+    atomic_store(&process_owner, NULL);     /* its holder may have been another thread */
     for (int sig = 0; sig < 65; sig++)
         atomic_store(&blocking[sig], 0);
     atomic_store(&live, 1);
@@ -817,9 +953,8 @@ static void notifier_close(int fd)
 
 static int take_signal(struct sigstate *s, const sigset_t *set, siginfo_t *info)
 {
-    int sig = dequeue(s, bits_of(set), info);
-    if (sig == 0)
-        sig = dequeue(&process, bits_of(set), info);
+    int sig = take_queued(s, bits_of(set), info);
+    deliver_deferred(s);
     if (sig == 0)
         sig = REAL(sigtimedwait)(set, info, &no_wait);
     return sig;

@@ -520,6 +520,51 @@ START_TEST(test_signal_as_the_wait_starts)
 }
 END_TEST
 
+/* ---- a wait given up after a waker on another hub won it ---- */
+
+struct lost_cancel { struct coop_greenlet *waiter; uint64_t gen; _Atomic int prepared, woken; bool cancelled; };
+
+static void *prepare_then_cancel(void *arg)
+{
+    struct lost_cancel *c = arg;
+    c->gen = coop_prepare_wait(coop_self(), WAIT_SLEEP, NULL);
+    atomic_store(&c->prepared, 1);
+    if (!spin_until(&c->woken))
+        return NULL;
+    c->cancelled = coop_cancel_wait(coop_self());      /* must leave: it is queued already */
+    coop_after_wait(coop_self());
+    for (int i = 0; i < 100; i++)        /* a second resume would come back into one of these */
+        coop_yield();
+    return arg;
+}
+
+static void *wake_prepared(void *arg)
+{
+    struct lost_cancel *c = arg;
+    if (!spin_until(&c->prepared))
+        return NULL;
+    bool woken = coop_wake(c->waiter, c->gen, 0);
+    atomic_store(&c->woken, 1);
+    return woken ? arg : NULL;
+}
+
+/* The waker wins the wait word before the waiter gives the wait up: the waiter must not
+ * run on beside its queue entry (resumed twice: "a finished greenlet was resumed"). */
+START_TEST(test_cancel_after_a_wake_on_another_hub)
+{
+    if (hubs() < 2)
+        return;
+    for (int round = 0; round < 200; round++) {
+        struct lost_cancel c = { .cancelled = true };
+        c.waiter = unit_spawn(prepare_then_cancel, &c);
+        struct coop_greenlet *waker = unit_spawn(wake_prepared, &c);
+        ck_assert_ptr_eq(unit_join(waker), &c);
+        ck_assert_ptr_eq(unit_join(c.waiter), &c);
+        ck_assert(!c.cancelled);
+    }
+}
+END_TEST
+
 Suite *sched_suite(void)
 {
     Suite *s = suite_create("sched");
@@ -536,6 +581,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
     tcase_add_test(tc, test_signal_as_the_wait_starts);
+    tcase_add_test(tc, test_cancel_after_a_wake_on_another_hub);
     suite_add_tcase(s, tc);
     return s;
 }
