@@ -153,7 +153,7 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_ki
     } else {
         /* Never released, and not from the store: a spare hub started meanwhile must not
          * take a record a join has just marked gone (the program may still look at it). */
-        g = malloc(sizeof *g);
+        g = kind == COOP_ADOPT_HUB_HERE ? &h->hub_record : malloc(sizeof *g);
         if (g == NULL)
             coop_panic("out of memory");
         fresh_record(g, &(struct coop_stack){ .foreign = true });

@@ -239,29 +239,46 @@ void coop_hub_run(struct coop_hub *h)
 }
 
 /* The hub's sets: its fd set, nested in its own set with the wake fd (edge-triggered: nobody
- * else reads this set). */
-static void hub_open_epoll(struct coop_hub *h)
+ * else reads this set). 0, or an errno value (none left open). */
+static int hub_open_epoll(struct coop_hub *h)
 {
     h->epfd = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
     h->fdset = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
     h->wake_fd = (int)coop_sys(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC, 0);
     struct epoll_event wake = { .events = EPOLLIN | EPOLLET, .data.u64 = COOP_TAG_WAKE };
     struct epoll_event fds = { .events = EPOLLIN, .data.u64 = COOP_TAG_FDS };
-    if (h->epfd < 0 || h->fdset < 0 || h->wake_fd < 0
-        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->wake_fd, (long)&wake, 0, 0) < 0
-        || coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->fdset, (long)&fds, 0, 0) < 0)
-        coop_panic("cannot create a hub's epoll sets");
+    long err = h->epfd < 0 ? h->epfd : h->fdset < 0 ? h->fdset : h->wake_fd < 0 ? h->wake_fd : 0;
+    if (err == 0)
+        err = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->wake_fd, (long)&wake, 0, 0);
+    if (err == 0)
+        err = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->fdset, (long)&fds, 0, 0);
+    if (err != 0) {
+        int fds_made[] = { h->epfd, h->fdset, h->wake_fd };
+        for (int i = 0; i < 3; i++)
+            if (fds_made[i] >= 0)
+                coop_sys(SYS_close, fds_made[i], 0, 0);
+    }
+    return (int)-err;
 }
 
-/* A hub's record and sets, made by the thread that starts it. */
+/* A hub's record and sets, made by the thread that starts it; NULL with errno set when
+ * memory or fds run out. Hubs and spares are started while the program runs (sched.c), maybe
+ * out of either: the caller does without, as the program's own calls fail, never aborts. */
 struct coop_hub *coop_hub_create(int index, bool spare)
 {
     struct coop_hub *h = calloc(1, sizeof *h);
-    if (h == NULL)
-        coop_panic("cannot create a hub: out of memory");
+    if (h == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
     h->index = index;
     h->spare = spare;
-    hub_open_epoll(h);
+    int err = hub_open_epoll(h);
+    if (err != 0) {
+        free(h);
+        errno = err;
+        return NULL;
+    }
     return h;
 }
 
@@ -299,6 +316,8 @@ void coop_init(const struct coop_settings *settings)
     if (existing > 1)    /* like gevent's "patched too late" */
         coop_warn("%d threads existed before coop started: they stay OS threads", existing - 1);
     struct coop_hub *h = coop_hub_create(0, false);
+    if (h == NULL)
+        coop_panic("cannot create the first hub: %s", strerror(errno));
     coop_sched_init(settings->hubs, h);
     coop_hub_attach(h, true);
     coop_live_greenlets = 1;       /* the main thread's own context */
@@ -592,5 +611,6 @@ void coop_fork_child(void)
     coop_sys(SYS_close, h->epfd, 0, 0);
     coop_sys(SYS_close, h->fdset, 0, 0);
     coop_sys(SYS_close, h->wake_fd, 0, 0);
-    hub_open_epoll(h);
+    if (hub_open_epoll(h) != 0)
+        coop_panic("cannot create a hub's epoll sets");
 }

@@ -154,6 +154,7 @@ enum coop_hub_away { AWAY_NONE, AWAY_BLOCKED, AWAY_RETIRED };
 struct coop_hub {
     int index;                       /* in coop_hub_table */
     bool spare;
+    bool no_thread;                  /* its thread could not start (sched.c, under start_lock) */
     int epfd;                        /* the hub's own: its fd set, the wake fd, adopted fd sets */
     struct coop_greenlet *current, *hub_g;
     struct coop_greenlet *switched_from;   /* for the arriving side of a switch */
@@ -172,6 +173,9 @@ struct coop_hub {
     bool cancel_held;                /* the hub holds off its thread's main greenlet's cancellation */
     int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
     struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
+    /* hub_g's record on a thread of the runtime's: made with the hub, so that thread has
+     * nothing to allocate (out of memory there it could only abort). */
+    struct coop_greenlet hub_record;
 
     /* shared: */
     int fdset;                       /* the fds its greenlets wait on (fdwait.c); adopters poll it */

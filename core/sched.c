@@ -686,6 +686,7 @@ static void retire(struct coop_hub *h);
 static _Atomic bool retire_requested[COOP_MAX_HUBS];
 
 static struct coop_hub *start_hub(int index, bool spare);
+static bool start_thread(struct coop_hub *h);
 
 static void start_spare(void)
 {
@@ -703,12 +704,16 @@ static void start_spare(void)
             return;
         }
     }
-    if (n >= COOP_MAX_HUBS || n - regular_hubs >= COOP_MAX_SPARES)
-        return;
     coop_lock(&start_lock);
-    if (coop_hub_total() == n && start_hub(n, true) != NULL) {
+    struct coop_hub *last = coop_hub_table[n - 1], *s = NULL;
+    bool unchanged = coop_hub_total() == n;
+    if (unchanged && last->spare && last->no_thread)
+        s = start_thread(last) ? last : NULL;      /* its slot and fds again, no new ones */
+    else if (unchanged && n < COOP_MAX_HUBS && n - regular_hubs < COOP_MAX_SPARES)
+        s = start_hub(n, true);
+    if (s != NULL) {
         atomic_fetch_add(&spares_started, 1);
-        coop_info("spare hub %d started", n);
+        coop_info("spare hub %d started", s->index);
     }
     coop_unlock(&start_lock);
 }
@@ -837,16 +842,28 @@ static void *carrier_main(void *arg)
 static struct coop_hub *start_hub(int index, bool spare)
 {
     struct coop_hub *h = coop_hub_create(index, spare);
-    coop_hub_table[index] = h;
-    atomic_store_explicit(&coop_hub_count, index + 1, memory_order_release);
-    /* A hub's thread takes no signal the program did not let through where it was started. */
-    int err = coop_start_runtime_thread(carrier_main, h);
-    if (err != 0) {
-        coop_warn("cannot start a hub's thread (%s): %d hubs", strerror(err), index);
-        atomic_store(&h->away, AWAY_RETIRED);       /* never chosen, never counted */
+    if (h == NULL) {
+        coop_warn("cannot create a hub (%s): %d hubs", strerror(errno), index);
         return NULL;
     }
-    return h;
+    coop_hub_table[index] = h;
+    atomic_store_explicit(&coop_hub_count, index + 1, memory_order_release);
+    return start_thread(h) ? h : NULL;
+}
+
+/* Called under start_lock. A hub whose thread cannot start stays in the table (others may
+ * hold its address), away: never chosen, never counted; start_spare tries it again. */
+static bool start_thread(struct coop_hub *h)
+{
+    atomic_store(&h->away, AWAY_NONE);
+    /* A hub's thread takes no signal the program did not let through where it was started. */
+    int err = coop_start_runtime_thread(carrier_main, h);
+    h->no_thread = err != 0;
+    if (err != 0) {
+        coop_warn("cannot start a hub's thread (%s): %d hubs", strerror(err), h->index);
+        atomic_store(&h->away, AWAY_RETIRED);
+    }
+    return err == 0;
 }
 
 /* COOP_HUBS=auto (0): one hub per CPU the process may run on. */

@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "unit.h"
@@ -448,6 +450,53 @@ START_TEST(test_handoff_when_every_hub_blocks)
 }
 END_TEST
 
+/* Out of fds (or memory), a hub cannot be made: the monitor asks for a spare in the middle
+ * of a program, which must not be aborted for it (it aborted under ulimit -v in
+ * test_faults_threads). In a child, with room for none, one or two of the hub's three fds:
+ * NULL with EMFILE, and no fd left behind. */
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+static void create_hubs_without_fds(void *unused)
+{
+    (void)unused;
+    struct rlimit old;
+    if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+        _exit(2);
+    int lowest = dup(0);
+    if (lowest < 0 || close(lowest) != 0)
+        _exit(2);
+    for (int room = 0; room < 3; room++) {
+        int before = open_fds();
+        struct rlimit low = { .rlim_cur = (rlim_t)(lowest + room), .rlim_max = old.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+            _exit(2);
+        errno = 0;
+        struct coop_hub *h = coop_hub_create(COOP_MAX_HUBS - 1, true);
+        int err = errno;
+        setrlimit(RLIMIT_NOFILE, &old);
+        if (h != NULL || err != EMFILE)
+            _exit(3);
+        if (open_fds() != before)
+            _exit(4);
+    }
+    _exit(coop_hub_create(COOP_MAX_HUBS - 1, true) != NULL ? 0 : 5);
+}
+
+START_TEST(test_hub_creation_fails_cleanly)
+{
+    int status = unit_run_child(create_hubs_without_fds, NULL, UNIT_CHILD_GUARD_MS, NULL, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %s %d",
+                  WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+END_TEST
+
 /* glibc's malloc and stdio skip their locks while the control block says one thread
  * (tcbhead_t's multiple_threads, at %fs:0x18 on x86-64). */
 static void *small_multithreaded_probe(void *unused)
@@ -579,6 +628,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
+    tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
     tcase_add_test(tc, test_signal_as_the_wait_starts);
     tcase_add_test(tc, test_cancel_after_a_wake_on_another_hub);
