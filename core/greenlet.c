@@ -134,7 +134,6 @@ static void init_record(struct coop_hub *h, struct coop_greenlet *g)
     g->hub = h;
     g->id = atomic_fetch_add(&next_id, 1);
     g->wait_gen = (atomic_fetch_add_explicit(&lives, 1, memory_order_relaxed) & ((1ULL << 30) - 1)) << 32;
-    g->heap_index = -1;
     g->state = G_RUNNING;
 }
 

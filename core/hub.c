@@ -606,6 +606,7 @@ void coop_fork_child(void)
     h->cpu_mark = 0;
     coop_tls_fork_child(h, self);
     h->timer_lock = (coop_lock_t){ 0 };
+    h->heap = NULL;
     h->heap_len = 0;
     h->dead = NULL;
     coop_sys(SYS_close, h->epfd, 0, 0);

@@ -62,7 +62,7 @@ struct coop_wait_info {
  *    joiners and dumps on other threads (the protocols are in hub.c and greenlet.c);
  *  - state is written by its runner and by the one waker that wins wait_word, read by
  *    dumps and deadlock detection (relaxed: for reports only);
- *  - deadline and heap_index belong to the timer heap of timer_hub, under its lock.
+ *  - deadline and the heap_ links belong to the timer heap of timer_hub, under its lock.
  */
 struct coop_greenlet {
     uint64_t magic;                  /* first, so a pthread_t can be told apart */
@@ -90,7 +90,9 @@ struct coop_greenlet {
 
     struct coop_hub *timer_hub;      /* whose timer heap holds it, or NULL */
     int64_t deadline;
-    int heap_index;
+    /* Its place in that heap (timer.c): first child, next sibling, and the parent (for a
+     * first child) or previous sibling; NULL for the root. */
+    struct coop_greenlet *heap_child, *heap_next, *heap_prev;
     struct coop_wait_info waiting;
     int64_t since;                   /* when it entered its state (coarse clock) */
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
@@ -190,8 +192,8 @@ struct coop_hub {
     struct coop_greenlet *inbox_head, *inbox_tail;
     _Atomic bool inbox_nonempty;
     coop_lock_t timer_lock;          /* the heap: any hub may run another's overdue timers */
-    struct coop_greenlet **heap;
-    int heap_len, heap_cap;
+    struct coop_greenlet *heap;      /* its root, the earliest deadline (timer.c), or NULL */
+    int heap_len;
     _Atomic uint64_t handoffs;       /* times the monitor gave away its work */
     _Atomic int64_t blocked_since;   /* when the monitor found it stuck, for its report */
     struct coop_preempt_hub preempt; /* the monitor and the hub's thread: see preempt.c */

@@ -1,86 +1,99 @@
 /*
- * Deadlines of waiting greenlets, in a binary heap per hub. The hub's poll waits no longer
+ * Deadlines of waiting greenlets, in a heap per hub. The hub's poll waits no longer
  * than the earliest (hub.c), to the nanosecond: libuv's timers count whole milliseconds of
  * a coarse clock, and a program's usleep(100) must not last a millisecond. Greenlets carry
  * no libuv handle of their own, so a record needs no asynchronous close before its memory
  * is reused.
  *
+ * The heap is a pairing heap linked through the greenlets' own records: adding a deadline
+ * allocates nothing, so a wait cannot fail for want of memory. (A growing array could: out
+ * of address space under ulimit -v, a preempted greenlet's requeue found no memory and the
+ * runtime aborted.) Adding is O(1), taking out O(log n) amortized.
+ *
  * A greenlet's deadline goes into the heap of the hub it waits on; it may be woken, and
  * take its deadline out, on another hub, and a hub that adopts one that is away moves the
  * away hub's deadlines into its own heap (sched.c). So each heap has a lock: g->timer_hub,
- * deadline and heap_index are written under the lock of the heap that holds g. A timed-out
- * greenlet is woken with the generation of the wait its deadline belongs to, read under
- * the lock: its wait cannot end, nor a new one start, while its deadline is still in a
- * heap, because it takes the deadline out (coop_suspend) before it returns from the wait.
+ * deadline and the heap_ links are written under the lock of the heap that holds g. A
+ * timed-out greenlet is woken with the generation of the wait its deadline belongs to, read
+ * under the lock: its wait cannot end, nor a new one start, while its deadline is still in
+ * a heap, because it takes the deadline out (coop_suspend) before it returns from the wait.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "internal.h"
 
-static void place(struct coop_hub *h, int i, struct coop_greenlet *g)
+/* Two roots (no parent, no sibling) become one: the later one the first child of the other. */
+static struct coop_greenlet *meld(struct coop_greenlet *a, struct coop_greenlet *b)
 {
-    h->heap[i] = g;
-    g->heap_index = i;
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    if (b->deadline < a->deadline) {
+        struct coop_greenlet *t = a;
+        a = b;
+        b = t;
+    }
+    b->heap_prev = a;
+    b->heap_next = a->heap_child;
+    if (a->heap_child != NULL)
+        a->heap_child->heap_prev = b;
+    a->heap_child = b;
+    return a;
 }
 
-static void sift_up(struct coop_hub *h, int i)
+/* The siblings from first on become one root: melded in pairs left to right, then the
+ * pairs right to left (the two passes that give the amortized bound), without recursion. */
+static struct coop_greenlet *merge_pairs(struct coop_greenlet *first)
 {
-    struct coop_greenlet *g = h->heap[i];
-    while (i > 0) {
-        int parent = (i - 1) / 2;
-        if (h->heap[parent]->deadline <= g->deadline)
-            break;
-        place(h, i, h->heap[parent]);
-        i = parent;
+    struct coop_greenlet *pairs = NULL;       /* the melded pairs, last first, by heap_next */
+    while (first != NULL) {
+        struct coop_greenlet *a = first, *b = a->heap_next;
+        first = b != NULL ? b->heap_next : NULL;
+        a->heap_prev = a->heap_next = NULL;
+        if (b != NULL)
+            b->heap_prev = b->heap_next = NULL;
+        a = meld(a, b);
+        a->heap_next = pairs;
+        pairs = a;
     }
-    place(h, i, g);
-}
-
-static void sift_down(struct coop_hub *h, int i)
-{
-    struct coop_greenlet *g = h->heap[i];
-    for (;;) {
-        int child = 2 * i + 1;
-        if (child >= h->heap_len)
-            break;
-        if (child + 1 < h->heap_len && h->heap[child + 1]->deadline < h->heap[child]->deadline)
-            child++;
-        if (g->deadline <= h->heap[child]->deadline)
-            break;
-        place(h, i, h->heap[child]);
-        i = child;
+    struct coop_greenlet *root = NULL;
+    while (pairs != NULL) {
+        struct coop_greenlet *a = pairs;
+        pairs = a->heap_next;
+        a->heap_next = NULL;
+        root = meld(root, a);
     }
-    place(h, i, g);
+    return root;
 }
 
 static void add_locked(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline)
 {
-    if (h->heap_len == h->heap_cap) {
-        int cap = h->heap_cap ? h->heap_cap * 2 : 64;
-        struct coop_greenlet **heap = realloc(h->heap, (size_t)cap * sizeof *heap);
-        if (heap == NULL)
-            coop_panic("out of memory");
-        h->heap = heap;
-        h->heap_cap = cap;
-    }
     g->deadline = deadline;
+    g->heap_child = g->heap_next = g->heap_prev = NULL;
     __atomic_store_n(&g->timer_hub, h, __ATOMIC_RELAXED);
-    place(h, h->heap_len++, g);
-    sift_up(h, g->heap_index);
+    h->heap = meld(h->heap, g);
+    h->heap_len++;
 }
 
 static void remove_locked(struct coop_hub *h, struct coop_greenlet *g)
 {
-    int i = g->heap_index;
-    g->heap_index = -1;
     __atomic_store_n(&g->timer_hub, NULL, __ATOMIC_RELAXED);
-    struct coop_greenlet *last = h->heap[--h->heap_len];
-    if (i < h->heap_len) {
-        place(h, i, last);
-        sift_up(h, i);
-        sift_down(h, last->heap_index);
+    if (g == h->heap) {
+        h->heap = merge_pairs(g->heap_child);
+    } else {
+        /* Out of its parent's list of children, then its own children back in. */
+        if (g->heap_prev->heap_child == g)
+            g->heap_prev->heap_child = g->heap_next;
+        else
+            g->heap_prev->heap_next = g->heap_next;
+        if (g->heap_next != NULL)
+            g->heap_next->heap_prev = g->heap_prev;
+        h->heap = meld(h->heap, merge_pairs(g->heap_child));
     }
+    g->heap_child = g->heap_next = g->heap_prev = NULL;
+    h->heap_len--;
 }
 
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline)
@@ -110,7 +123,7 @@ void coop_timer_remove(struct coop_greenlet *g)
 int64_t coop_timer_next(struct coop_hub *h)
 {
     coop_lock(&h->timer_lock);
-    int64_t next = h->heap_len > 0 ? h->heap[0]->deadline : COOP_NO_DEADLINE;
+    int64_t next = h->heap != NULL ? h->heap->deadline : COOP_NO_DEADLINE;
     coop_unlock(&h->timer_lock);
     return next;
 }
@@ -126,8 +139,8 @@ void coop_timer_run(struct coop_hub *h)
         struct { struct coop_greenlet *g; uint64_t gen; } expired[EXPIRED_BATCH];
         int n = 0;
         coop_lock(&h->timer_lock);
-        while (n < EXPIRED_BATCH && h->heap_len > 0 && h->heap[0]->deadline <= now) {
-            struct coop_greenlet *g = h->heap[0];
+        while (n < EXPIRED_BATCH && h->heap != NULL && h->heap->deadline <= now) {
+            struct coop_greenlet *g = h->heap;
             remove_locked(h, g);
             expired[n].g = g;
             /* The wait it was added for: g cannot start another before this one ends. */
@@ -151,8 +164,8 @@ void coop_timer_move(struct coop_hub *from, struct coop_hub *to)
     struct coop_hub *second = first == from ? to : from;
     coop_lock(&first->timer_lock);
     coop_lock(&second->timer_lock);
-    while (from->heap_len > 0) {
-        struct coop_greenlet *g = from->heap[from->heap_len - 1];
+    while (from->heap != NULL) {
+        struct coop_greenlet *g = from->heap;
         int64_t deadline = g->deadline;
         remove_locked(from, g);
         add_locked(to, g, deadline);

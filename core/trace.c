@@ -181,7 +181,7 @@ void coop_trace_switch(struct coop_hub *h, struct coop_greenlet *from, struct co
     rec->state = (uint8_t)from->state;
     rec->flags = (uint8_t)((from->is_hub ? FROM_HUB : 0) | (to->is_hub ? TO_HUB : 0)
                            | (from->is_main ? FROM_MAIN : 0) | (to->is_main ? TO_MAIN : 0)
-                           | (from->heap_index >= 0 ? TIMED : 0));
+                           | (__atomic_load_n(&from->timer_hub, __ATOMIC_RELAXED) != NULL ? TIMED : 0));
     if (from->state == G_WAITING) {
         const struct coop_wait_info *w = &from->waiting;
         rec->wait_kind = (uint8_t)w->kind;

@@ -11,8 +11,12 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <stdatomic.h>
 
@@ -247,6 +251,129 @@ START_TEST(test_interrupt_main_from_handler)
 }
 END_TEST
 
+/* --- the heap itself, on hubs and records of the test's own (nothing runs on them) --- */
+
+enum { HEAP_RECORDS = 2000 };
+
+/* Records in heaps of two hubs, checked against a plain model: random adds, removals from
+ * anywhere, moves of a whole heap and pops of the earliest; deadlines often equal. */
+START_TEST(test_heap_against_a_model)
+{
+    struct coop_hub *hubs = calloc(2, sizeof *hubs);
+    struct coop_greenlet *recs = calloc(HEAP_RECORDS, sizeof *recs);
+    int64_t model[HEAP_RECORDS];
+    int where[HEAP_RECORDS];                 /* the hub holding it, or -1 */
+    int len[2] = { 0, 0 };
+    ck_assert(hubs != NULL && recs != NULL);
+    hubs[0].index = 0;
+    hubs[1].index = 1;
+    for (int i = 0; i < HEAP_RECORDS; i++)
+        where[i] = -1;
+    for (int step = 0; step < 200000; step++) {
+        int i = (int)(rng() % HEAP_RECORDS), op = (int)(rng() % 100);
+        if (op < 50 && where[i] < 0) {
+            int hub = (int)(rng() % 2);
+            /* Many equal deadlines; a unique one for each pop below. */
+            model[i] = (int64_t)(rng() % 64) * HEAP_RECORDS + i;
+            coop_timer_add(&hubs[hub], &recs[i], model[i]);
+            where[i] = hub;
+            len[hub]++;
+        } else if (op < 90 && where[i] >= 0) {
+            coop_timer_remove(&recs[i]);
+            len[where[i]]--;
+            where[i] = -1;
+        } else if (op < 91) {
+            int from = (int)(rng() % 2);
+            coop_timer_move(&hubs[from], &hubs[1 - from]);
+            for (int k = 0; k < HEAP_RECORDS; k++)
+                if (where[k] == from)
+                    where[k] = 1 - from;
+            len[1 - from] += len[from];
+            len[from] = 0;
+        } else if (op < 100) {
+            int hub = (int)(rng() % 2), first = -1;
+            for (int k = 0; k < HEAP_RECORDS; k++)
+                if (where[k] == hub && (first < 0 || model[k] < model[first]))
+                    first = k;
+            ck_assert_int_eq(coop_timer_next(&hubs[hub]), first < 0 ? COOP_NO_DEADLINE : model[first]);
+            if (first >= 0) {
+                coop_timer_remove(&recs[first]);
+                where[first] = -1;
+                len[hub]--;
+            }
+        }
+        ck_assert_int_eq(hubs[0].heap_len, len[0]);
+        ck_assert_int_eq(hubs[1].heap_len, len[1]);
+    }
+    /* Emptied earliest first, each heap gives its deadlines in order. */
+    for (int hub = 0; hub < 2; hub++) {
+        int64_t last = INT64_MIN;
+        while (len[hub] > 0) {
+            int64_t next = coop_timer_next(&hubs[hub]);
+            ck_assert(next >= last);
+            int k = (int)(next % HEAP_RECORDS);
+            ck_assert_int_eq(where[k], hub);
+            coop_timer_remove(&recs[k]);
+            where[k] = -1;
+            len[hub]--;
+            last = next;
+        }
+        ck_assert_int_eq(coop_timer_next(&hubs[hub]), COOP_NO_DEADLINE);
+        ck_assert_int_eq(hubs[hub].heap_len, 0);
+    }
+    free(recs);
+    free(hubs);
+}
+END_TEST
+
+/* Out of memory, a wait still gets its deadline (a preempted greenlet's requeue, a sleep):
+ * the runtime aborted when a heap had to grow under ulimit -v (test_faults_threads). In a
+ * child: its address space is capped where it stands and malloc is used up first. */
+static void add_deadlines_without_memory(void *unused)
+{
+    (void)unused;
+    enum { N = 20000 };
+    struct coop_hub *h = calloc(1, sizeof *h);
+    struct coop_greenlet *recs = calloc(N, sizeof *recs);
+    long pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (h == NULL || recs == NULL || statm == NULL || fscanf(statm, "%ld", &pages) != 1)
+        _exit(2);
+    fclose(statm);
+    struct rlimit as = { .rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE), .rlim_max = RLIM_INFINITY };
+    if (setrlimit(RLIMIT_AS, &as) != 0)
+        _exit(2);
+    static const size_t sizes[] = { 1 << 20, 1 << 16, 1 << 12, 256, 16 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        while (malloc(sizes[i]) != NULL)
+            ;
+    if (malloc(16) != NULL)
+        _exit(2);                            /* memory is not used up: no test */
+    for (int i = 0; i < N; i++)
+        coop_timer_add(h, &recs[i], (int64_t)(rng() % 1000) * N + i);
+    int64_t last = INT64_MIN;
+    for (int i = 0; i < N; i++) {
+        int64_t next = coop_timer_next(h);
+        if (next < last)
+            _exit(3);
+        coop_timer_remove(&recs[next % N]);
+        last = next;
+    }
+    _exit(h->heap_len == 0 && coop_timer_next(h) == COOP_NO_DEADLINE ? 0 : 3);
+}
+
+START_TEST(test_deadlines_need_no_memory)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return;           /* ASan's malloc aborts rather than return NULL, and maps its shadow */
+#endif
+    int status = unit_run_child(add_deadlines_without_memory, NULL, UNIT_CHILD_GUARD_MS, NULL, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %s %d",
+                  WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+END_TEST
+
 Suite *timer_suite(void)
 {
     Suite *s = suite_create("timer");
@@ -258,6 +385,8 @@ Suite *timer_suite(void)
     tcase_add_test(tc, test_earlier_deadline_rearms);
     tcase_add_test(tc, test_interrupt_sleep);
     tcase_add_test(tc, test_interrupt_main_from_handler);
+    tcase_add_test(tc, test_heap_against_a_model);
+    tcase_add_test(tc, test_deadlines_need_no_memory);
     suite_add_tcase(s, tc);
     return s;
 }
