@@ -271,8 +271,9 @@ bool coop_on_hub_thread(void);
 /* Whether the process had other OS threads when coop started (they stay OS threads). */
 bool coop_threads_predate_start(void);
 /* In a signal handler: the greenlet whose own code it interrupted, or NULL: on a hub, the
- * hub's own code, a switch under way, or a wait the greenlet has prepared (a handler run
- * there would run on a stack or TLS not yet the greenlet's, or go unseen by the wait). */
+ * hub's own code, a switch under way, or a wait the greenlet has prepared or been woken
+ * from before it left (a handler run there would run on a stack or TLS not yet the
+ * greenlet's, or go unseen by the wait; a preemption would start a second wait). */
 struct coop_greenlet *coop_interrupted_greenlet(void);
 /* Signals the runtime itself uses (the blocking monitor's, the dump signal): never to be
  * blocked on a hub, and no sign that the program still waits for a signal. */

@@ -552,8 +552,10 @@ struct coop_greenlet *coop_interrupted_greenlet(void)
     struct coop_greenlet *g = coop_running;
     if (h == NULL || g == NULL)
         return g;
+    /* From coop_prepare_wait until it has left, its state is never G_RUNNING: waiting,
+     * then ready once a waker won its wait (queued, it is about to leave). */
     if (atomic_load_explicit(&h->switching, memory_order_relaxed) || h->current != g
-        || (atomic_load_explicit(&g->wait_word, memory_order_relaxed) & WAIT_WAITING))
+        || coop_gstate_get(g) != G_RUNNING)
         return NULL;
     return g;
 }
