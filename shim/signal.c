@@ -823,18 +823,21 @@ static bool sent_within(pid_t pid, int sig)
            && shim_patched[FAM_thread] && !coop_threads_predate_start();
 }
 
+/* Async-signal-safe, as kill is: a handler may send one (hand_to's delivery to the caller
+ * takes process_owner, which a handler never interrupts; the pass takes the greenlet list's
+ * lock, so a hub runs it). */
 static void send_within(const siginfo_t *info)
 {
     int sig = info->si_signo;
     struct coop_greenlet *self = emulating();
-    struct sigstate *m = state_of(main_greenlet), *mine = my_state(self);
+    struct sigstate *m = state_of(main_greenlet), *mine = state_of(self);
     if (takes(m, sig)) {
         hand_to(main_greenlet, m, info);
     } else if (takes(mine, sig)) {
         hand_to(self, mine, info);
     } else {
         enqueue(&process, info);
-        pass();
+        coop_request_signal_pass();
     }
 }
 
