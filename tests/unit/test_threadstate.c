@@ -15,6 +15,16 @@ static bool never(const void *ctx)
     return true;
 }
 
+/* Nudges g once it is in a wait of that kind: on several hubs, one yield does not make sure
+ * that g has started it, and a nudge before the wait is lost. */
+static void nudge_in(struct coop_greenlet *g, enum coop_wait_kind kind)
+{
+    while (!(atomic_load_explicit(&g->wait_word, memory_order_acquire) & WAIT_WAITING)
+           || __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) != kind)
+        coop_yield();
+    coop_nudge(g);
+}
+
 static int parked_result = -1;
 
 static void *park_once(void *addr)
@@ -27,8 +37,7 @@ START_TEST(test_nudge_ends_a_park)
 {
     static int word;
     struct coop_greenlet *g = unit_spawn(park_once, &word);
-    coop_yield();                          /* it parks */
-    coop_nudge(g);
+    nudge_in(g, WAIT_PARK);
     unit_join(g);
     ck_assert_int_eq(parked_result, 0);
     ck_assert_int_eq(coop_unpark(&word, 1, ~0u), 0);   /* it left the queue */
@@ -49,8 +58,7 @@ START_TEST(test_nudge_ends_a_sleep)
 {
     int64_t start = coop_now();
     struct coop_greenlet *g = unit_spawn(sleep_long, NULL);
-    coop_yield();
-    coop_nudge(g);
+    nudge_in(g, WAIT_SLEEP);
     unit_join(g);
     ck_assert(slept_until >= start && slept_until < start + MS(5000));
 }
@@ -71,8 +79,7 @@ START_TEST(test_nudged_joiner_leaves_target_joinable)
     struct coop_greenlet *target = unit_spawn(park_once, &word);
     struct joiner j = { target, -1 };
     struct coop_greenlet *joiner = unit_spawn(join_target, &j);
-    coop_yield();
-    coop_nudge(joiner);
+    nudge_in(joiner, WAIT_JOIN);
     unit_join(joiner);
     ck_assert_int_eq(j.err, EINTR);
     coop_unpark(&word, 1, ~0u);
