@@ -72,6 +72,11 @@
  *    another thread right after it prepared its wait) is not resumed until that switch has
  *    finished: on_cpu is cleared, with release, by the context its hub switched to, and a
  *    hub waits for it before resuming. (test_sched: wake/steal stress)
+ *  - A greenlet that gives up a wait it prepared (coop_cancel_wait: a signal was already
+ *    due) may find that a waker won its wait_word first: it is queued, so it leaves as if
+ *    it had parked and comes back from the queue, never running on beside the entry.
+ *    Until it has left, its state is not G_RUNNING, and neither signal handlers nor
+ *    preemption treat it as running. (test_sched: cancel after a wake on another hub)
  *  - A pinned greenlet runs only on its hub: a hub that obtains another hub's pinned
  *    greenlet (by stealing or from the global queue) hands it to that hub's inbox.
  *  - Inboxes: any thread pushes under the inbox lock and reads the owner's state inside
