@@ -290,7 +290,7 @@ bool coop_sched_find_work(struct coop_hub *h);
 bool coop_sched_sleep_begin(struct coop_hub *h);
 bool coop_sched_all_idle(struct coop_hub *h);
 void coop_sched_sleep_end(struct coop_hub *h);
-void coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why);
+bool coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why);
 void coop_sched_returned(struct coop_hub *x);
 bool coop_sched_is_away(const struct coop_hub *h);
 /* Greenlets wait in h's inbox, which only h takes (the main greenlet, pinned to hub 0, or

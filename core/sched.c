@@ -88,7 +88,8 @@
  *    the hot path): if the wake is missed, the pushing hub runs the greenlet itself, and
  *    the monitor wakes a sleeping hub for a hub that stands still with work queued.
  *  - A hub's away flag is set by the monitor (or, AWAY_RETIRED, by the spare itself) and
- *    cleared by the monitor (or by whoever wakes the spare); adopter is claimed by CAS by
+ *    cleared by the monitor (or by the spare, once woken: a retired spare is always one
+ *    that is handed off, see retire); adopter is claimed by CAS by
  *    the adopting hub, and cleared by it when it lets go; a hub adopts only while it is
  *    not away, and takes along the hubs an away adopter held. A blocked hub's pinned
  *    greenlets stay in its inbox: only its own thread may run them.
@@ -643,11 +644,11 @@ static int active_hubs(void)
 static void start_spare(void);
 
 /* The monitor's decision: x stands still in a system call (or x is a retiring spare). */
-void coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why)
+bool coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why)
 {
     int expected = AWAY_NONE;
     if (!atomic_compare_exchange_strong(&x->away, &expected, why))
-        return;
+        return false;
     if (why == AWAY_BLOCKED) {
         atomic_fetch_add(&x->handoffs, 1);
         atomic_fetch_add(&handoffs_total, 1);
@@ -659,6 +660,7 @@ void coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why)
      * active; else the busy hubs, at their next iteration. */
     if (!notify_one(x->index) && why == AWAY_BLOCKED && active_hubs() < regular_hubs)
         start_spare();
+    return true;
 }
 
 void coop_sched_returned(struct coop_hub *x)
@@ -701,11 +703,7 @@ static void start_spare(void)
         int expected = HUB_RETIRED;
         if (atomic_load(&s->away) == AWAY_RETIRED
             && atomic_compare_exchange_strong(&s->state, &expected, HUB_RUNNING)) {
-            if (atomic_exchange(&s->adoption_wanted, false))
-                atomic_fetch_sub(&adoptions_pending, 1);
-            atomic_store(&s->away, AWAY_NONE);
-            coop_futex((_Atomic uint32_t *)&s->state, FUTEX_WAKE, 1, NULL);
-            coop_info("spare hub %d back at work", i);
+            coop_futex((_Atomic uint32_t *)&s->state, FUTEX_WAKE, 1, NULL);     /* it comes back: retire() */
             return;
         }
     }
@@ -748,12 +746,18 @@ static bool adopts_any(const struct coop_hub *h)
     return false;
 }
 
-/* A spare gives its work away and sleeps until start_spare wakes it. */
+/*
+ * A spare gives its work away and sleeps until start_spare wakes it. Its away flag is
+ * AWAY_RETIRED from its hand-off until it is back, and only it sets and clears it then:
+ * so a retired spare is always one that others adopt (its deadlines and fds), and one that
+ * start_spare may wake. (Cleared by the waker, the flag could be clear while the spare,
+ * already running on, retired again without a hand-off: its deadlines stayed with nobody.)
+ */
 static void retire(struct coop_hub *h)
 {
-    if (adopts_any(h) || coop_sched_has_work(h) || active_hubs() <= regular_hubs)
+    if (adopts_any(h) || coop_sched_has_work(h) || active_hubs() <= regular_hubs
+        || !coop_sched_hand_off(h, AWAY_RETIRED))
         return;
-    coop_sched_hand_off(h, AWAY_RETIRED);
     struct coop_greenlet *batch[COOP_RUNQ_SIZE];
     uint32_t n = runq_grab(h, batch, COOP_RUNQ_SIZE, true);
     for (uint32_t i = 0; i < n; i++) {
@@ -764,6 +768,10 @@ static void retire(struct coop_hub *h)
     atomic_store(&h->state, HUB_RETIRED);
     while (atomic_load(&h->state) == HUB_RETIRED)
         coop_futex((_Atomic uint32_t *)&h->state, FUTEX_WAIT, HUB_RETIRED, NULL);
+    if (atomic_exchange(&h->adoption_wanted, false))
+        atomic_fetch_sub(&adoptions_pending, 1);
+    atomic_store(&h->away, AWAY_NONE);
+    coop_info("spare hub %d back at work", h->index);
 }
 
 /* --- each iteration of a hub's loop --- */
