@@ -64,24 +64,28 @@ bool coop_in_runtime(uintptr_t ip)
 void coop_print_stack(ucontext_t *ctx, bool signal_frame)
 {
     const struct coop_unwind *unw = coop_unwind(!signal_frame);
-    unw_cursor_t cursor;
-    if (unw == NULL || unw->init_local2(&cursor, (unw_context_t *)ctx, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) < 0)
+    if (unw == NULL)
         return;
-    struct report r = { .len = 0 };
-    for (int depth = 0; depth < MAX_FRAMES; depth++) {
-        unw_word_t ip, offset;
-        char name[256];
-        unw->get_reg(&cursor, UNW_REG_IP, &ip);
-        if (!coop_in_runtime(ip)) {
-            if (unw->get_proc_name(&cursor, name, sizeof name, &offset) == 0)
-                put(&r, "        at %s+0x%lx", name, (unsigned long)offset);
-            else
-                put(&r, "        at 0x%lx", (unsigned long)ip);
-            end_line(&r);
+    struct coop_greenlet *running = coop_unwind_begin();
+    unw_cursor_t cursor;
+    if (unw->init_local2(&cursor, (unw_context_t *)ctx, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) == 0) {
+        struct report r = { .len = 0 };
+        for (int depth = 0; depth < MAX_FRAMES; depth++) {
+            unw_word_t ip, offset;
+            char name[256];
+            unw->get_reg(&cursor, UNW_REG_IP, &ip);
+            if (!coop_in_runtime(ip)) {
+                if (unw->get_proc_name(&cursor, name, sizeof name, &offset) == 0)
+                    put(&r, "        at %s+0x%lx", name, (unsigned long)offset);
+                else
+                    put(&r, "        at 0x%lx", (unsigned long)ip);
+                end_line(&r);
+            }
+            if (unw->step(&cursor) <= 0)
+                break;
         }
-        if (unw->step(&cursor) <= 0)
-            break;
     }
+    coop_unwind_end(running);
 }
 
 /* --- the dump --- */

@@ -64,6 +64,7 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_monitor_init */
     unw_cursor_t cursor;
     int n = 0;
+    struct coop_greenlet *running = coop_unwind_begin();
     if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
         do {
             unw_word_t ip, offset;
@@ -77,6 +78,7 @@ static void take_sample(int sig, siginfo_t *info, void *context)
             n++;
         } while (n < SAMPLE_FRAMES && unw->step(&cursor) > 0);
     }
+    coop_unwind_end(running);
     atomic_store(&sample_frames, n);
 }
 

@@ -351,19 +351,17 @@ static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bo
     return why;
 }
 
-/* Unwinds with coop_running NULL: libunwind's interposed calls are the runtime's. */
 static enum refusal walk_as_runtime(unw_context_t *context, bool signal_frame, uintptr_t *where)
 {
     const struct coop_unwind *unw = coop_unwind(false);     /* loaded by coop_unwind_warm_up */
     if (unw == NULL)
         return REFUSED_UNWIND;
-    struct coop_greenlet *g = coop_running;
     unw_cursor_t cursor;
-    coop_running = NULL;
+    struct coop_greenlet *g = coop_unwind_begin();
     enum refusal why = REFUSED_UNWIND;
     if (unw->init_local2(&cursor, context, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) == 0)
         why = walk(unw, &cursor, signal_frame, !signal_frame, where);
-    coop_running = g;
+    coop_unwind_end(g);
     return why;
 }
 

@@ -36,6 +36,15 @@ const struct coop_unwind *coop_unwind(bool may_load)
  * program would find missing; only coop_unwind_warm_up makes that first use. */
 void coop_diag_prepare(void) { coop_unwind(true); }
 
+struct coop_greenlet *coop_unwind_begin(void)
+{
+    struct coop_greenlet *g = coop_running;
+    coop_running = NULL;
+    return g;
+}
+
+void coop_unwind_end(struct coop_greenlet *running) { coop_running = running; }
+
 /* libunwind takes locks and reads ELF files on first use: for a report made in a signal
  * handler many times over (the blocking monitor's samples), do that first, here. */
 void coop_unwind_warm_up(void)

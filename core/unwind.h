@@ -24,4 +24,13 @@ const struct coop_unwind *coop_unwind(bool may_load);
  * (the blocking monitor's, the profiler's). */
 void coop_unwind_warm_up(void);
 
+struct coop_greenlet;
+/* Around libunwind's work on a hub's thread: the thread runs as the runtime meanwhile
+ * (coop_running NULL), so that libunwind's interposed calls reach libc rather than the
+ * greenlet's emulation. Its caches' locks are taken with every signal blocked, by a
+ * sigprocmask that must be the kernel's; emulated, a profiling or preemption signal could
+ * come in under such a lock, unwind, and wait for it forever. Returns what to restore. */
+struct coop_greenlet *coop_unwind_begin(void);
+void coop_unwind_end(struct coop_greenlet *running);
+
 #endif
