@@ -435,11 +435,10 @@ static void deliver(struct coop_greenlet *g)
     }
 }
 
-/* Whether s's greenlet takes sig now: it accepts it, or its sigwait waits for it. */
-static bool takes(struct sigstate *s, int sig)
-{
-    return s != NULL && (!(atomic_load(&s->blocked) & BIT(sig)) || (atomic_load(&s->awaited) & BIT(sig)));
-}
+/* The signals s's greenlet takes now: those it accepts, and those its sigwait waits for. */
+static uint64_t taken_bits(struct sigstate *s) { return ~atomic_load(&s->blocked) | atomic_load(&s->awaited); }
+
+static bool takes(struct sigstate *s, int sig) { return s != NULL && (taken_bits(s) & BIT(sig)); }
 
 /* Queues a signal to g, and ends g's wait if g takes it (async-signal-safe). */
 static void queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
@@ -473,10 +472,10 @@ static void give_process_signals(struct coop_greenlet *g, void *unused)
     if (s == NULL)
         return;
     process_lock();
-    uint64_t takes = queued_bits(&process) & (~atomic_load(&s->blocked) | atomic_load(&s->awaited));
-    for (; takes != 0; takes &= takes - 1) {
+    uint64_t given = queued_bits(&process) & taken_bits(s);
+    for (; given != 0; given &= given - 1) {
         siginfo_t info;
-        if (dequeue(&process, takes & -takes, &info) != 0)
+        if (dequeue(&process, given & -given, &info) != 0)
             queue_to(g, s, &info);
     }
     process_unlock();
