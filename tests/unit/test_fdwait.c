@@ -272,7 +272,8 @@ START_TEST(test_forget_wakes_with_ebadf)
     fill(sv[0]);
     struct coop_greenlet *ga = unit_spawn(wait_once_body, &a);
     struct coop_greenlet *gb = unit_spawn(wait_once_body, &b);
-    unit_yield_until(&b.waiting);
+    unit_wait_in(ga, WAIT_FD);      /* both linked: the close must find them, not come first */
+    unit_wait_in(gb, WAIT_FD);
     int fdnum = sv[0];
     coop_fd_forget(sv[0]);
     close(sv[0]);

@@ -15,13 +15,10 @@ static bool never(const void *ctx)
     return true;
 }
 
-/* Nudges g once it is in a wait of that kind: on several hubs, one yield does not make sure
- * that g has started it, and a nudge before the wait is lost. */
+/* Nudges g once it is in a wait of that kind: a nudge before the wait is lost. */
 static void nudge_in(struct coop_greenlet *g, enum coop_wait_kind kind)
 {
-    while (!(atomic_load_explicit(&g->wait_word, memory_order_acquire) & WAIT_WAITING)
-           || __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) != kind)
-        coop_yield();
+    unit_wait_in(g, kind);
     coop_nudge(g);
 }
 

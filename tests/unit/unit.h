@@ -55,8 +55,11 @@ int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, s
  * run in. make test runs the unit tests with one hub and with two. */
 static inline bool unit_one_hub(void) { return coop_sched_regular_hubs() == 1; }
 
-/* Yields until g is parked (coop_park): its wait is registered, so an unpark or an
- * interrupt from now on finds it, whichever hub it ran on. */
+/* Yields until g is in a wait of that kind and has left its hub: the wait is registered
+ * (an fd linked, a parker queued), so a wake, a nudge or a close from now on finds it,
+ * whichever hub it ran on. On several hubs, a flag g sets before its wait does not say that. */
+void unit_wait_in(struct coop_greenlet *g, enum coop_wait_kind kind);
+/* unit_wait_in a park (coop_park). */
 void unit_wait_parked(struct coop_greenlet *g);
 
 /* Yields until *flag is nonzero (or aborts the test after 60 s of yielding: a hang guard). */

@@ -93,14 +93,17 @@ void unit_yield_until(volatile int *flag)
     }
 }
 
-void unit_wait_parked(struct coop_greenlet *g)
+void unit_wait_in(struct coop_greenlet *g, enum coop_wait_kind kind)
 {
     int64_t give_up = coop_now() + MS(60000);
-    while (coop_gstate_get(g) != G_WAITING || __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) != WAIT_PARK) {
-        ck_assert_msg(coop_now() < give_up, "gave up waiting for a greenlet to park");
+    while (coop_gstate_get(g) != G_WAITING || __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) != kind
+           || atomic_load_explicit(&g->on_cpu, memory_order_acquire)) {
+        ck_assert_msg(coop_now() < give_up, "gave up waiting for a greenlet to wait");
         coop_yield();
     }
 }
+
+void unit_wait_parked(struct coop_greenlet *g) { unit_wait_in(g, WAIT_PARK); }
 
 void unit_checked_setup(void)
 {
