@@ -34,9 +34,12 @@
  *   frames, which call the thread's function holding nothing (__libc_start_main under
  *   _start, start_thread, coop_greenlet_main): a guarded frame is unsafe when a program
  *   frame other than the outermost lies beyond it. libm, libstdc++ and every other library
- *   are the program's, and so are libc's clock reads (clock_gettime, gettimeofday, time),
- *   which only call the vDSO: a loop that polls the clock would otherwise be caught inside
- *   libc most of the time. Modules are classified at start-up; one loaded later with dlopen is
+ *   are the program's. libc's clock reads (clock_gettime, gettimeofday, time) and the vDSO
+ *   they call take no lock: a frame there is judged as its caller's, so that a loop of the
+ *   program's that polls the clock is preempted there (it would otherwise be caught inside
+ *   libc most of the time), and coop reading the clock with a lock of its own held is not
+ *   (a greenlet whose own function is coop's, as in the unit tests, has no program frame
+ *   beyond that would refuse it). Modules are classified at start-up; one loaded later with dlopen is
  *   the program's (glibc's NSS modules run only under libc's own, guarded, frames).
  *   The stack is unwound with libunwind from the signal frame, at most MAX_FRAMES deep; a
  *   stack it cannot unwind (code without unwind information, such as JIT output) or deeper
@@ -143,6 +146,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -184,7 +188,7 @@ static const char *const guarded_prefixes[] = {
     "libasan.so.", "libubsan.so.", "liblsan.so.", "libtsan.so.",
 };
 
-/* Functions of guarded modules that take no lock and call nothing that does. */
+/* Functions of guarded modules that take no lock and call nothing but the vDSO. */
 static const char *const lock_free_names[] = { "clock_gettime", "gettimeofday", "time" };
 static struct { uintptr_t lo, hi; } lock_free[LOCK_FREE_MAX];
 static int lock_free_len;
@@ -249,30 +253,61 @@ static int collect_guarded(struct dl_phdr_info *info, size_t size, void *self)
     return 0;
 }
 
-/* Where the lock-free functions are: their symbols' extent in libc itself (the first
- * definition may be another's: the sanitizer runtime intercepts clock_gettime). */
+static void add_lock_free(uintptr_t lo, uintptr_t hi)
+{
+    if (lock_free_len < LOCK_FREE_MAX) {
+        lock_free[lock_free_len].lo = lo;
+        lock_free[lock_free_len++].hi = hi;
+    }
+}
+
+/* dl_iterate_phdr's callback: the vDSO's code (the module holding its ELF header). */
+static int collect_vdso(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    (void)size, (void)unused;
+    uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    if (vdso == 0 || !holds_address(info, vdso))
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
+            add_lock_free(info->dlpi_addr + ph->p_vaddr, info->dlpi_addr + ph->p_vaddr + ph->p_memsz);
+    }
+    return 1;
+}
+
+/* Where the lock-free functions are: the vDSO, and the clock reads' extent in libc itself
+ * (the first definition may be another's: the sanitizer runtime intercepts clock_gettime). */
 static void collect_lock_free(void)
 {
+    dl_iterate_phdr(collect_vdso, NULL);
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     size_t names = sizeof lock_free_names / sizeof lock_free_names[0];
-    for (size_t i = 0; libc != NULL && i < names && lock_free_len < LOCK_FREE_MAX; i++) {
+    for (size_t i = 0; libc != NULL && i < names; i++) {
         void *fn = dlsym(libc, lock_free_names[i]);
         Dl_info info;
         const ElfW(Sym) *sym = NULL;
-        if (fn == NULL || !dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) || sym == NULL || sym->st_size == 0)
-            continue;
-        lock_free[lock_free_len].lo = (uintptr_t)info.dli_saddr;
-        lock_free[lock_free_len++].hi = (uintptr_t)info.dli_saddr + sym->st_size;
+        if (fn != NULL && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL && sym->st_size != 0)
+            add_lock_free((uintptr_t)info.dli_saddr, (uintptr_t)info.dli_saddr + sym->st_size);
     }
     if (libc != NULL)
         dlclose(libc);
 }
 
-static const struct guarded_range *guarded_range_of(uintptr_t ip)
+static bool lock_free_at(uintptr_t ip)
 {
     for (int i = 0; i < lock_free_len; i++)
         if (ip - lock_free[i].lo < lock_free[i].hi - lock_free[i].lo)
-            return NULL;
+            return true;
+    return false;
+}
+
+/* The guarded module ip is in; NULL for the program's code and for the lock-free functions,
+ * which walk() judges as their callers. */
+static const struct guarded_range *guarded_range_of(uintptr_t ip)
+{
+    if (lock_free_at(ip))
+        return NULL;
     for (int i = 0; i < guarded_len; i++)
         if (ip - guarded[i].lo < guarded[i].hi - guarded[i].lo)
             return &guarded[i];
@@ -300,14 +335,15 @@ static enum refusal judge_greenlet(const struct coop_greenlet *g)
  * address is the interrupted instruction (a signal frame), not a return address, which
  * points one past its call. skip_coop: the innermost frames are coop's own (a wrapper's),
  * which the rule does not count; the first frame beyond them is then the wrapper's caller.
- * An interrupted instruction in guarded code is refused, but the walk goes on: a guarded
+ * Innermost frames in the lock-free functions do not count either: the first frame beyond
+ * them is judged as if it had been interrupted. An interrupted instruction in guarded code is refused, but the walk goes on: a guarded
  * frame further out (qsort's, under a comparator that called clock_gettime) is the lasting
  * reason, and the one the blocking monitor names.
  */
 static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bool exact_first, bool skip_coop,
                          uintptr_t *where)
 {
-    uintptr_t innermost = 0;  /* the interrupted instruction, when it is guarded */
+    uintptr_t innermost = 0;  /* the innermost frame counted, when it is guarded */
     uintptr_t beyond = 0;     /* the first guarded frame since the last program frame */
     bool first = true;
     enum refusal why = REFUSED_DEPTH;
@@ -321,7 +357,7 @@ static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bo
         const struct guarded_range *r = guarded_range_of(at);
         int more = unw->step(cursor);
         *where = at;
-        if (skip_coop && r != NULL && r->coop) {
+        if ((skip_coop && r != NULL && r->coop) || (first && lock_free_at(at))) {
             if (more <= 0) {
                 why = REFUSED_UNWIND;
                 break;

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "program/program.h"
@@ -316,6 +317,30 @@ START_TEST(test_no_preemption_under_a_libc_frame)
 }
 END_TEST
 
+/* The executable's code stands for coop's here: it reads the clock as coop_now does, with
+ * its locks held, and no program frame lies beyond to refuse the preemption. */
+static void *poll_the_clock_as_coop_does(void *unused)
+{
+    (void)unused;
+    struct timespec now;
+    while (!flag && !refused_three_times())
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    return (void *)(uintptr_t)flag;
+}
+
+START_TEST(test_no_preemption_in_a_clock_read_of_coops_own)
+{
+    flag = 0;
+    refusals_at_start = coop_preempt_refusals();
+    struct coop_greenlet *spinner = unit_spawn(poll_the_clock_as_coop_does, NULL);
+    watch(spinner);
+    struct coop_greenlet *setter = unit_spawn(set_flag, NULL);
+    ck_assert_msg(unit_join(spinner) == NULL, "preempted inside a clock read called by coop's code");
+    unit_join(setter);
+    ck_assert_int_eq(atomic_load(&by_signal), 0);
+}
+END_TEST
+
 /* --- the room the preemption takes on the preempted greenlet's stack --- */
 
 static void *measure_stack_use(void *unused)
@@ -467,6 +492,7 @@ Suite *preempt_suite(void)
         tcase_add_test(tc, test_preempted_greenlet_goes_behind_what_the_poll_wakes);
         tcase_add_test(tc, test_refused_preemption_is_taken_at_the_next_interposed_call);
         tcase_add_test(tc, test_no_preemption_under_a_libc_frame);
+        tcase_add_test(tc, test_no_preemption_in_a_clock_read_of_coops_own);
         tcase_add_test(tc, test_preemption_fits_in_the_stack_room_it_asks);
     }
     tcase_add_test(tc, test_storm_of_preemptions_in_a_ring);
