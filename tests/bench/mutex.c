@@ -1,8 +1,12 @@
 /*
- * mutex [-m uncontended|handoff|condvar] [-n OPS] [-t SECONDS]: the costs of pthread mutexes
- * and condition variables.
+ * mutex [-m uncontended|threaded|handoff|condvar] [-n OPS] [-t SECONDS]: the costs of pthread
+ * mutexes and condition variables.
  *
- *   uncontended  lock + unlock of a mutex no other thread touches (ns per pair).
+ *   uncontended  lock + unlock of a mutex no other thread touches (ns per pair), first thing
+ *                in the process: natively glibc then takes its single-threaded path, plain
+ *                stores where a process with threads needs atomic instructions.
+ *   threaded     the same, while a second thread exists (it waits in read()): the path every
+ *                multi-threaded program takes, natively as under coop, whose hubs are threads.
  *   handoff      two threads pass three mutexes around so that every lock must wait for the
  *                other thread's unlock: each holds some, unlocks one and locks the next, which
  *                the other thread holds (the three-mutex rotation; every thread unlocks only
@@ -32,6 +36,32 @@ static void uncontended_batch(void *arg, long n)
         __asm__ volatile("" ::: "memory");
         pthread_mutex_unlock(&lone);
     }
+}
+
+static void *wait_for_the_end(void *fd)
+{
+    char c;
+    return (void *)read((int)(intptr_t)fd, &c, 1);
+}
+
+static void bench_threaded(const struct bench_options *o)
+{
+    int end[2];
+    pthread_t waiter;
+    uint64_t ns;
+    int err;
+
+    if (pipe(end) != 0)
+        die("pipe: %s", strerror(errno));
+    if ((err = pthread_create(&waiter, NULL, wait_for_the_end, (void *)(intptr_t)end[0])) != 0)
+        die("pthread_create: %s", strerror(err));
+    long ops = bench_loop(o, uncontended_batch, NULL, &ns);
+    if (write(end[1], "x", 1) != 1)
+        die("write: %s", strerror(errno));
+    pthread_join(waiter, NULL);
+    close(end[0]);
+    close(end[1]);
+    bench_report("mutex_uncontended_threaded", ops, ns, NULL);
 }
 
 /* --- two threads, a fixed number of steps each --- */
@@ -135,7 +165,7 @@ static void bench_pair(const struct bench_options *o, const char *name, void *(*
 int main(int argc, char **argv)
 {
     struct bench_options o = bench_parse(argc, argv, 100000000,
-                                         "mutex [-m uncontended|handoff|condvar] [-n OPS] [-t SECONDS]");
+                                         "mutex [-m uncontended|threaded|handoff|condvar] [-n OPS] [-t SECONDS]");
 
     if (bench_wants(&o, "uncontended")) {
         uint64_t ns;
@@ -143,6 +173,8 @@ int main(int argc, char **argv)
 
         bench_report("mutex_uncontended", ops, ns, NULL);
     }
+    if (bench_wants(&o, "threaded"))
+        bench_threaded(&o);
     if (bench_wants(&o, "handoff"))
         bench_pair(&o, "mutex_handoff", ring_a, ring_b);
     if (bench_wants(&o, "condvar"))

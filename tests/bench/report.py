@@ -280,6 +280,9 @@ def micro_tables(micro, failures):
     mu_n, mu_c = ns("native", "mutex_uncontended"), ns("coop", "mutex_uncontended")
     lines.append("| mutex lock+unlock, uncontended | %s | %s | | | coop/native %s |"
                  % (fmt_value(mu_n), fmt_value(mu_c), ratio(mu_c, mu_n, "%.2fx")))
+    mt_n, mt_c = ns("native", "mutex_uncontended_threaded"), ns("coop", "mutex_uncontended_threaded")
+    lines.append("| mutex lock+unlock, uncontended, while a second thread exists (glibc's multi-threaded path) | %s | %s | | | coop/native %s |"
+                 % (fmt_value(mt_n), fmt_value(mt_c), ratio(mt_c, mt_n, "%.2fx")))
     mh_n, mh_c = ns("native", "mutex_handoff"), ns("coop", "mutex_handoff")
     lines.append("| mutex hand-off between two threads (per waiting lock) | %s | %s | | | native/coop %s |"
                  % (fmt_value(mh_n), fmt_value(mh_c), ratio(mh_n, mh_c)))
@@ -330,6 +333,7 @@ def micro_tables(micro, failures):
         lines.append("\nMicro-benchmarks that failed: " + "; ".join(failures) + ".")
     lines.append("")
     values = {"sw_c": sw_c, "sw_u": sw_u, "asm": asm, "cj_n": cj_n, "cj_c": cj_c, "mu_n": mu_n, "mu_c": mu_c,
+              "mt_n": mt_n, "mt_c": mt_c,
               "cp_n": cp_n, "cp_c": cp_c, "compress": compress,
               "idle100k": number(idle.get(100000, {}).get("coop", {}).get("rss_per_thread_kib", "x")),
               "spawn": spawn}
@@ -440,6 +444,9 @@ def targets(summaries, v, preempt, preempt_ms):
             v["mu_c"] / v["mu_n"] <= 1.2)
     else:
         row("uncontended mutex within 1.2x of glibc", "not measured", None)
+    if v["mt_c"] and v["mt_n"]:
+        row("(for comparison, not a target: the same with a second thread alive)",
+            "%.2fx (%.1f vs %.1f ns)" % (v["mt_c"] / v["mt_n"], v["mt_c"], v["mt_n"]), None)
     if v["cp_c"] and v["cp_n"]:
         row("CPU pool wall time ≤ 1.1x native", "%.2fx" % (v["cp_c"] / v["cp_n"]), v["cp_c"] / v["cp_n"] <= 1.1)
     else:

@@ -53,7 +53,7 @@ wrong=$(sed -n '/^### Runs that went wrong/,$p' "$md" | grep '^- ')
 ! grep -qE '^- (coop[^|]*|epoll \(ref\)|threads native) at ' <<<"$wrong" || fail "$wrong"
 
 # The micro-benchmark rows: every coop cell has a number.
-for what in 'context switch' 'pthread_create' 'uncontended' 'hand-off between' 'condition variable' \
+for what in 'context switch' 'pthread_create' 'uncontended' 'while a second thread exists' 'hand-off between' 'condition variable' \
     'RSS per idle thread, 1,000' 'each system(' 'each popen('; do
     row=$(grep -m1 -F "$what" "$md") || fail "no micro-benchmark row for '$what'"
     IFS='|' read -ra cells <<<"$row"
