@@ -275,36 +275,34 @@ START_TEST(test_refused_preemption_is_taken_at_the_next_interposed_call)
 END_TEST
 
 static uint64_t refusals_at_start;
-static volatile int setter_ran;
 
 static bool refused_three_times(void) { return coop_preempt_refusals() >= refusals_at_start + 3; }
 
+/* Runs spinner, which spins until the flag is set or three preemptions were refused, beside
+ * a greenlet that sets the flag; returns what spinner returned: NULL if it was never
+ * preempted (had it been, the setter would have run and ended the spin with the flag). */
+static void *spin_until_refused_three_times(void *(*spinner)(void *))
+{
+    flag = 0;
+    refusals_at_start = coop_preempt_refusals();
+    struct coop_greenlet *g = unit_spawn(spinner, NULL);
+    watch(g);
+    struct coop_greenlet *setter = unit_spawn(set_flag, NULL);
+    void *flag_ended_it = unit_join(g);
+    unit_join(setter);
+    return flag_ended_it;
+}
+
+/* The comparator, called by libc's qsort, spins. */
 static void *spin_inside_qsort(void *unused)
 {
     (void)unused;
     return (void *)(uintptr_t)unit_program_spin_inside_qsort(&flag, refused_three_times);
 }
 
-static void *note_then_set_flag(void *unused)
-{
-    (void)unused;
-    setter_ran = 1;
-    flag = 1;
-    return NULL;
-}
-
 START_TEST(test_no_preemption_under_a_libc_frame)
 {
-    flag = 0;
-    setter_ran = 0;
-    refusals_at_start = coop_preempt_refusals();
-    struct coop_greenlet *spinner = unit_spawn(spin_inside_qsort, NULL);
-    watch(spinner);
-    struct coop_greenlet *setter = unit_spawn(note_then_set_flag, NULL);
-    /* The comparator, called by libc's qsort, spins until three attempts were refused: had
-     * one preempted it, the setter would have run and ended the spin with the flag. */
-    ck_assert_msg(unit_join(spinner) == NULL, "preempted under qsort's frames");
-    unit_join(setter);
+    ck_assert_msg(spin_until_refused_three_times(spin_inside_qsort) == NULL, "preempted under qsort's frames");
     ck_assert_int_eq(atomic_load(&by_signal), 0);
     struct coop_hub *h = coop_thread.hub;
     uintptr_t at = atomic_load(&h->preempt.refusal_at);
@@ -330,13 +328,8 @@ static void *poll_the_clock_as_coop_does(void *unused)
 
 START_TEST(test_no_preemption_in_a_clock_read_of_coops_own)
 {
-    flag = 0;
-    refusals_at_start = coop_preempt_refusals();
-    struct coop_greenlet *spinner = unit_spawn(poll_the_clock_as_coop_does, NULL);
-    watch(spinner);
-    struct coop_greenlet *setter = unit_spawn(set_flag, NULL);
-    ck_assert_msg(unit_join(spinner) == NULL, "preempted inside a clock read called by coop's code");
-    unit_join(setter);
+    ck_assert_msg(spin_until_refused_three_times(poll_the_clock_as_coop_does) == NULL,
+                  "preempted inside a clock read called by coop's code");
     ck_assert_int_eq(atomic_load(&by_signal), 0);
 }
 END_TEST
