@@ -208,8 +208,8 @@ START_TEST(test_read_and_write_waiters_same_fd)
     struct reader wr = { .fd = sv[0], .events = COOP_WRITE, .deadline = COOP_NO_DEADLINE };
     struct coop_greenlet *gr = unit_spawn(wait_once_body, &rd);
     struct coop_greenlet *gw = unit_spawn(wait_once_body, &wr);
-    unit_yield_until(&wr.waiting);
-    ck_assert_int_eq(rd.waiting, 1);
+    unit_wait_in(gr, WAIT_FD);                /* on two hubs, in either order */
+    unit_wait_in(gw, WAIT_FD);
     coop_sleep_until(coop_now() + MS(10));
     ck_assert_int_eq(rd.waiting, 1);
     ck_assert_int_eq(wr.waiting, 1);
@@ -235,9 +235,8 @@ START_TEST(test_two_read_waiters_both_wake)
     struct reader b = { .fd = sv[0], .events = COOP_READ, .deadline = COOP_NO_DEADLINE };
     struct coop_greenlet *ga = unit_spawn(wait_once_body, &a);
     struct coop_greenlet *gb = unit_spawn(wait_once_body, &b);
-    unit_yield_until(&b.waiting);
-    coop_sleep_until(coop_now() + MS(10));
-    ck_assert(a.waiting && b.waiting);
+    unit_wait_in(ga, WAIT_FD);
+    unit_wait_in(gb, WAIT_FD);
     put_byte(sv[1], 'z');
     unit_join(ga);
     unit_join(gb);
