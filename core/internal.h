@@ -341,8 +341,9 @@ int coop_tls_greenlet_init(struct coop_greenlet *g);
 /* On a greenlet's first run, on its own TLS. */
 void coop_tls_start(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_greenlet *g);
-/* Moves the thread pointer, if it changes, and keeps the tid of to's control block equal
- * to h's thread: no thread-local access between this and the context switch. */
+/* Moves the thread pointer, if it changes, and keeps the tid of to's control block and the
+ * hub in its coop_thread equal to h's: no thread-local access between this and the context
+ * switch. */
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
 /* Holds off a pending cancellation of the thread whose pointer is tp (0: the caller's) while

@@ -77,9 +77,13 @@
  *   - errno is saved and restored by the handler; the switch keeps each greenlet's own.
  *   - TLS: the handler runs on the greenlet's thread pointer; the switch moves it to the next
  *     greenlet's and back (wrfsbase or arch_prctl, both fine in a handler); sigreturn does
- *     not touch it. The handler trusts what it reads there only once it knows that the
- *     greenlet whose TLS it runs on is the hub's current one: a signal that lands in the
- *     middle of a switch (coop's code: refused anyway) may see the next one's.
+ *     not touch it. Its hub (coop_thread.hub) is right in every greenlet's area at every
+ *     moment: the switch writes it into the next greenlet's area before it moves the thread
+ *     pointer there, so the handler always clears the flag of the hub whose signal it took
+ *     (read from a greenlet that last ran elsewhere, a flag was left set for ever and that
+ *     hub never preempted again). The rest it trusts only once it knows that the greenlet
+ *     whose TLS it runs on is the hub's current one: a signal that lands in the middle of a
+ *     switch (coop's code: refused anyway) may see the next one's.
  *   - Sanitizers: the switch announces the stacks to ASan as every switch does; the
  *     sanitizer runtime's frames are guarded.
  *   - System calls: the monitor signals only a thread it saw on a CPU, and the handler has

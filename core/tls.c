@@ -441,9 +441,15 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
 
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
 {
-    if (to->own_tls && to->tid_written != h->tid) {
-        *(pid_t *)(to->tp + tls.tid_at) = h->tid;
-        to->tid_written = h->tid;
+    if (to->own_tls) {
+        /* A signal handler that runs between here and to's arrival reads its hub from to's
+         * area: that must be this thread's hub already, not the one to last ran on (or, for
+         * a new greenlet, its creator's). */
+        ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
+        if (to->tid_written != h->tid) {
+            *(pid_t *)(to->tp + tls.tid_at) = h->tid;
+            to->tid_written = h->tid;
+        }
     }
     if (from->tp != to->tp)
         set_thread_pointer(to->tp);

@@ -469,6 +469,62 @@ START_TEST(test_signals_at_any_moment_leave_every_greenlet_whole)
 }
 END_TEST
 
+/*
+ * The flag saying that a preemption signal is on its way to a hub is cleared by the handler
+ * on that hub's thread, which finds its hub in the TLS of whatever greenlet it interrupts,
+ * also in the middle of a switch to one that last ran on another hub, or to a new one (made
+ * from its creator's). Greenlets spawned here are stolen by the other hubs while a thread
+ * asks every hub for a preemption every 20 us; once it stops, each signal asked for is
+ * taken (no hub thread blocks it) and no flag may stay set: one left set would keep the
+ * last loop going until Check's timeout (that hub would never be preempted again).
+ */
+static _Atomic bool asking;
+
+static void *ask_every_hub(void *unused)
+{
+    (void)unused;
+    coop_mark_runtime_thread();
+    struct timespec gap = { 0, 20000 };
+    while (atomic_load(&asking)) {
+        for (int i = 0; i < coop_hub_total(); i++) {
+            struct coop_hub *h = coop_hub_at(i);
+            coop_preempt_ask(h, atomic_load(&h->switches));
+        }
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
+}
+
+static void *yield_twice(void *unused)
+{
+    (void)unused;
+    coop_yield();
+    coop_yield();
+    return NULL;
+}
+
+START_TEST(test_no_preemption_flag_is_left_set_by_a_switch)
+{
+    enum { ROUNDS_OF_SPAWNS = 300, SPAWNS = 16 };
+    pthread_t asker;
+    unit_join(unit_spawn(yield_twice, NULL));  /* the monitor, which installs the handler, is up */
+    atomic_store(&asking, true);
+    ck_assert_int_eq(pthread_create(&asker, NULL, ask_every_hub, NULL), 0);
+    for (int round = 0; round < ROUNDS_OF_SPAWNS; round++) {
+        struct coop_greenlet *g[SPAWNS];
+        for (int i = 0; i < SPAWNS; i++)
+            g[i] = unit_spawn(yield_twice, NULL);
+        for (int i = 0; i < SPAWNS; i++)
+            unit_join(g[i]);
+    }
+    atomic_store(&asking, false);
+    pthread_join(asker, NULL);
+    for (int i = 0; i < coop_hub_total(); i++)
+        while (atomic_load(&coop_hub_at(i)->preempt.signal_on_its_way))
+            coop_sleep_until(coop_now() + MS(1));
+}
+END_TEST
+
 Suite *preempt_suite(void)
 {
     Suite *s = suite_create("preempt");
@@ -490,6 +546,7 @@ Suite *preempt_suite(void)
     }
     tcase_add_test(tc, test_storm_of_preemptions_in_a_ring);
     tcase_add_test(tc, test_signals_at_any_moment_leave_every_greenlet_whole);
+    tcase_add_test(tc, test_no_preemption_flag_is_left_set_by_a_switch);
     suite_add_tcase(s, tc);
     return s;
 }
