@@ -50,21 +50,32 @@ static void *set_flag(void *unused)
     return NULL;
 }
 
+static _Atomic int spinning;
+
 static void *spin(void *unused)
 {
     (void)unused;
+    atomic_fetch_add(&spinning, 1);
     return (void *)unit_program_spin(&flag);
 }
 
-/* One spinner per hub: every hub is taken until one of them is preempted. */
+/* One spinner per hub: once they all spin, every hub is taken until one of them is
+ * preempted. This greenlet, which only hub 0 may run, sees them all spin only after hub 0's
+ * spinner (or, had two started on one hub, the first of them) was preempted; the setter it
+ * spawns then runs only once a spinner is preempted again. (Spawned together with the
+ * spinners, the setter could have been stolen with one of them and run first.) */
 START_TEST(test_spinner_gives_way_to_the_greenlet_it_waits_for)
 {
     flag = 0;
+    atomic_store(&spinning, 0);
     uint64_t before = coop_preemptions();
     struct coop_greenlet *spinners[COOP_MAX_REGULAR_HUBS];
     int n = coop_sched_regular_hubs();
     for (int i = 0; i < n; i++)
         spinners[i] = unit_spawn(spin, NULL);
+    while (atomic_load(&spinning) < n)
+        coop_sleep_until(coop_now() + MS(1));
+    ck_assert_uint_ge(coop_preemptions(), before + 1);
     struct coop_greenlet *setter = unit_spawn(set_flag, NULL);
     for (int i = 0; i < n; i++)
         unit_join(spinners[i]);
