@@ -39,8 +39,9 @@
  *   program's that polls the clock is preempted there (it would otherwise be caught inside
  *   libc most of the time), and coop reading the clock with a lock of its own held is not
  *   (a greenlet whose own function is coop's, as in the unit tests, has no program frame
- *   beyond that would refuse it). Modules are classified at start-up; one loaded later with dlopen is
- *   the program's (glibc's NSS modules run only under libc's own, guarded, frames).
+ *   beyond that would refuse it). Modules are classified at start-up; one loaded later
+ *   with dlopen is the program's (glibc's NSS modules run only under libc's own, guarded,
+ *   frames).
  *   The stack is unwound with libunwind from the signal frame, at most MAX_FRAMES deep; a
  *   stack it cannot unwind (code without unwind information, such as JIT output) or deeper
  *   than that is not preempted. Nor is a greenlet that holds a FILE lock (the stdio hold
@@ -340,9 +341,9 @@ static enum refusal judge_greenlet(const struct coop_greenlet *g)
  * points one past its call. skip_coop: the innermost frames are coop's own (a wrapper's),
  * which the rule does not count; the first frame beyond them is then the wrapper's caller.
  * Innermost frames in the lock-free functions do not count either: the first frame beyond
- * them is judged as if it had been interrupted. An interrupted instruction in guarded code is refused, but the walk goes on: a guarded
- * frame further out (qsort's, under a comparator that called clock_gettime) is the lasting
- * reason, and the one the blocking monitor names.
+ * them is judged as if it had been interrupted. An interrupted instruction in guarded code
+ * is refused, but the walk goes on: a guarded frame further out (qsort's, under a comparator
+ * that called clock_gettime) is the lasting reason, and the one the blocking monitor names.
  */
 static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bool exact_first, bool skip_coop,
                          uintptr_t *where)
