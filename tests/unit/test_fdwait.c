@@ -138,8 +138,8 @@ START_TEST(test_wait_from_main_greenlet_and_pipe)
     ck_assert(coop_now() - t0 >= MS(30));
 
     pipe_wfd = p[1];
+    t0 = coop_now();                          /* before: on two hubs the writer may start at once */
     struct coop_greenlet *g = unit_spawn(pipe_writer, NULL);
-    t0 = coop_now();
     ck_assert_int_eq(coop_wait_fd(p[0], COOP_READ, COOP_NO_DEADLINE), 0);
     ck_assert(coop_now() - t0 >= MS(10));     /* the writer sleeps 10 ms first */
     ck_assert_int_eq(read(p[0], &c, 1), 1);
