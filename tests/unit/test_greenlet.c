@@ -209,6 +209,7 @@ START_TEST(test_tryjoin_busy_and_timed_join)
     ck_assert(r == ETIMEDOUT || r == EBUSY);
 
     /* After the timeouts it can still be joined, by anyone. */
+    unit_wait_parked(g);
     ck_assert_int_eq(coop_unpark(&addr, 1, ~0u), 1);
     ck_assert_ptr_eq(unit_join(g), (void *)1000);
 }
@@ -242,7 +243,8 @@ START_TEST(test_join_errors)
     /* Two joiners: the second is refused while the first waits. */
     target = unit_spawn(park_body, &addr);
     struct coop_greenlet *j1 = unit_spawn(second_joiner, NULL);
-    coop_sleep_until(coop_now() + MS(2));     /* j1 now waits in coop_join(target) */
+    unit_wait_parked(target);
+    unit_wait_in(j1, WAIT_JOIN);
     ck_assert_int_eq(coop_join(target, NULL, MS(10) + coop_now()), EINVAL);
     ck_assert_int_eq(coop_unpark(&addr, 1, ~0u), 1);
     unit_join(j1);

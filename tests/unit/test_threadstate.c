@@ -74,6 +74,7 @@ START_TEST(test_nudged_joiner_leaves_target_joinable)
 {
     static int word;
     struct coop_greenlet *target = unit_spawn(park_once, &word);
+    unit_wait_parked(target);       /* on another hub it could park after the unpark below */
     struct joiner j = { target, -1 };
     struct coop_greenlet *joiner = unit_spawn(join_target, &j);
     nudge_in(joiner, WAIT_JOIN);
