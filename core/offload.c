@@ -111,6 +111,62 @@ __attribute__((visibility("hidden"))) char *coop_uv_getenv(const char *name)
     return size;
 }
 
+/*
+ * The pool's start: libuv starts its threads inside the first submission and waits until
+ * each runs, milliseconds on a loaded machine that the caller's hub would sleep through
+ * (and be handed off for). A thread of its own makes that submission while the caller
+ * parks, holding the loop's lock. The starter and the caller share the record until done
+ * is set; the starter's unpark after it uses the address only as a key. The caller then
+ * waits until the starter has gone: the deadlock check counts the process's threads, and
+ * one it does not know of would keep a deadlock from being reported.
+ */
+struct pool_start {
+    struct offload *first;
+    int err;
+    _Atomic bool done;
+};
+
+static void first_submission(struct pool_start *s)
+{
+    s->err = uv_queue_work(&loop, &s->first->req, run, finished);
+    atomic_store(&s->done, true);
+    coop_unpark(s, 1, ~0u);
+}
+
+static void *starter_main(void *s)
+{
+    coop_mark_runtime_thread();
+    first_submission(s);
+    return NULL;
+}
+
+static bool starting_still(const void *s) { return !atomic_load(&((const struct pool_start *)s)->done); }
+
+static bool always(const void *unused)
+{
+    (void)unused;
+    return true;
+}
+
+/* Handlers wait in both parks, as for the work itself (finish): the caller holds the
+ * loop's lock, and the starter the record. */
+static void start_pool(struct pool_start *s)
+{
+    /* The starter, and the pool's threads it starts, inherit this mask: with every signal
+     * blocked, a process-wide signal is never handed to one of them. */
+    sigset_t old;
+    pthread_t starter;
+    coop_block_all_signals(&old);
+    bool own_thread = coop_settings.os_thread_create(&starter, NULL, starter_main, s) == 0;
+    if (!own_thread)
+        first_submission(s);
+    coop_restore_signals(&old);
+    while (starting_still(s))
+        coop_park_as(s, starting_still, s, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool start");
+    while (own_thread && coop_settings.os_thread_tryjoin(starter, NULL) == EBUSY)
+        coop_park_as(s, always, NULL, ~0u, coop_now() + 20000, WAIT_OFFLOAD, "threadpool start");
+}
+
 /* Under the loop's lock. */
 static int submit(struct offload *o)
 {
@@ -118,14 +174,10 @@ static int submit(struct offload *o)
         return uv_queue_work(&loop, &o->req, run, finished);
     if (!pool_fits())
         return UV_EAGAIN;      /* the work runs in the caller instead */
-    /* The pool's threads start inside this call and inherit this mask: with every signal
-     * blocked, a process-wide signal is never handed to one of them. */
-    sigset_t old;
-    coop_block_all_signals(&old);
-    int err = uv_queue_work(&loop, &o->req, run, finished);
-    coop_restore_signals(&old);
+    struct pool_start s = { .first = o };
+    start_pool(&s);
     started = true;
-    return err;
+    return s.err;
 }
 
 static int queue(struct offload *o)

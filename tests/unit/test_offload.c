@@ -8,6 +8,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,58 @@ START_TEST(test_offload_in_parallel)
         unit_join(g[i]);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(atomic_load(&j[i].done), 1);
+}
+END_TEST
+
+/* The pool's first submission starts its threads, and libuv waits until each runs: a
+ * thread of its own makes it while the caller parks. Here libuv's threads, created
+ * through the pointer shim/real.c fills, run only once the caller is parked in its wait;
+ * started on the caller's hub thread, the pool would wait for that park for ever. */
+extern void *coop_real_pthread_create;
+static struct coop_greenlet *_Atomic first_offloader;
+
+struct held_thread {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static bool offload_parked(struct coop_greenlet *g)
+{
+    return g != NULL && coop_gstate_get(g) == G_WAITING
+           && __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) == WAIT_OFFLOAD;
+}
+
+static void *run_once_offload_parked(void *p)
+{
+    struct held_thread held = *(struct held_thread *)p;
+    free(p);
+    struct timespec tick = { 0, 100000 };
+    while (!offload_parked(atomic_load(&first_offloader)))
+        nanosleep(&tick, NULL);
+    return held.fn(held.arg);
+}
+
+static int create_held_thread(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    struct held_thread *held = malloc(sizeof *held);
+    ck_assert_ptr_nonnull(held);
+    *held = (struct held_thread){ fn, arg };
+    return pthread_create(t, attr, run_once_offload_parked, held);
+}
+
+START_TEST(test_offload_pool_starts_while_the_caller_parks)
+{
+    if (coop_offload_threads() != 0)
+        return;                  /* CK_FORK=no: an earlier test started the pool */
+    void *real_create = coop_real_pthread_create;
+    coop_real_pthread_create = (void *)create_held_thread;
+    struct job j = { .ms = 1 };
+    struct coop_greenlet *g = unit_spawn(offloader, &j);
+    atomic_store(&first_offloader, g);
+    unit_join(g);
+    coop_real_pthread_create = real_create;
+    ck_assert_int_eq(atomic_load(&j.done), 1);
+    ck_assert_int_gt(coop_offload_threads(), 0);
 }
 END_TEST
 
@@ -184,6 +237,7 @@ Suite *offload_suite(void)
     TCase *tc = unit_tcase("offload");
     tcase_add_test(tc, test_offload_runs_elsewhere_while_others_run);
     tcase_add_test(tc, test_offload_in_parallel);
+    tcase_add_test(tc, test_offload_pool_starts_while_the_caller_parks);
     tcase_add_test(tc, test_offload_wait_survives_interrupt);
     tcase_add_test(tc, test_offload_interrupt_cancels_the_work);
     tcase_add_test(tc, test_offload_inline_without_greenlet);
