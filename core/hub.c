@@ -330,7 +330,7 @@ void coop_init(const struct coop_settings *settings)
     if (settings->stats)
         coop_stats_init();
     coop_preempt_init(settings->preempt_ms);
-    coop_monitor_init(settings->max_blocking_ms, settings->preempt_ms);
+    coop_monitor_init(settings->max_blocking_ms, settings->preempt_ms, settings->handoff_ms);
     coop_trace_start();
 }
 

@@ -385,7 +385,7 @@ void coop_stats_init(void);
 void coop_stats_spawned(long alive);
 
 /* monitor.c, offload.c: the runtime's own threads */
-void coop_monitor_init(int max_blocking_ms, int preempt_ms);
+void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms);
 /* The program's first thread: the monitor starts (once; again in a forked child). */
 void coop_monitor_start(void);
 int coop_monitor_threads(void);

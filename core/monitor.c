@@ -1,11 +1,12 @@
 /*
  * The monitor (gevent's monitor thread, Go's sysmon): one real thread that watches each
  * hub's switch counter, for three jobs:
- *   - handoff (sched.c): a hub whose counter stands still for HANDOFF_AFTER_NS while its
- *     thread sleeps in the kernel (state S or D in /proc/self/task/TID/stat) is stuck in a
- *     system call coop could not make cooperative; its work goes to another hub, and comes
- *     back when its counter moves again. A hub that stands still on the CPU with greenlets
- *     queued gets a sleeping hub woken to steal them, in case a wake was missed;
+ *   - handoff (sched.c): a hub whose counter stands still for COOP_HANDOFF_MS (default 2;
+ *     0: never) while its thread sleeps in the kernel (state S or D in
+ *     /proc/self/task/TID/stat) is stuck in a system call coop could not make cooperative;
+ *     its work goes to another hub, and comes back when its counter moves again. A hub that
+ *     stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub woken to
+ *     steal them, in case a wake was missed;
  *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
  *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
  *     to the hub's thread; after a millisecond already when greenlets wait in the hub's
@@ -43,10 +44,10 @@
 
 #define BUSY_TICK_NS 1000000          /* while a hub runs greenlets */
 #define IDLE_TICK_NS 20000000         /* while every hub sleeps */
-#define HANDOFF_AFTER_NS 2000000
+#define STILL_NS 2000000              /* a hub held this long is looked at (and nudged) */
 #define EARLY_SLICE_NS 1000000        /* while greenlets wait in the hub's inbox: sched.c */
 
-static int64_t max_blocking_ns, preempt_ns;
+static int64_t max_blocking_ns, preempt_ns, handoff_ns;
 static _Atomic bool running;
 static _Atomic bool start_failed;
 
@@ -107,7 +108,7 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
     if (coop_sched_is_away(h))
         coop_log(COOP_LOG_ERROR, "it is blocked in a system call (thread state %c): hub %d's other greenlets, "
                  "fds and timers were handed to another hub after %.0f ms",
-                 state, h->index, (double)HANDOFF_AFTER_NS / 1e6);
+                 state, h->index, (double)handoff_ns / 1e6);
     if (coop_trace_enabled())
         coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     /* Why it was not preempted, before the sample: an attempt during the sample would find the
@@ -157,13 +158,14 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     int64_t slice = preempt_ns;
     if (slice > EARLY_SLICE_NS && coop_sched_inbox_waits(h))
         slice = EARLY_SLICE_NS;
-    if (held < HANDOFF_AFTER_NS && (slice == 0 || held < slice))
+    bool handoff_due = handoff_ns > 0 && held >= handoff_ns;
+    if (held < STILL_NS && !handoff_due && (slice == 0 || held < slice))
         return;
     /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
     bool alone = coop_alone();
     char state = thread_state(h->tid);
     bool asleep = state == 'S' || state == 'D';
-    if (asleep && !alone && !w->handed_off && held >= HANDOFF_AFTER_NS) {
+    if (asleep && !alone && !w->handed_off && handoff_due) {
         w->handed_off = true;
         coop_info("hub %d: greenlet #%lu \"%s\" blocked in a system call for %.0f ms: its work goes to another hub",
                   h->index, (unsigned long)g->id, g->name, (double)held / 1e6);
@@ -259,10 +261,11 @@ void coop_monitor_start(void)
     }
 }
 
-void coop_monitor_init(int max_blocking_ms, int preempt_ms)
+void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms)
 {
     max_blocking_ns = max_blocking_ms * 1000000LL;
     preempt_ns = preempt_ms * 1000000LL;
+    handoff_ns = handoff_ms * 1000000LL;
     if (max_blocking_ms <= 0)
         return;
     struct sigaction sa = { .sa_sigaction = take_sample, .sa_flags = SA_SIGINFO | SA_RESTART };

@@ -196,6 +196,9 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     core->preempt_ms = 10;          /* Go's time slice: see core/preempt.c */
     if ((v = get("COOP_PREEMPT_MS")) != NULL)
         core->preempt_ms = (int)parse_number(&p, "COOP_PREEMPT_MS", v, 0, 3600000);
+    core->handoff_ms = 2;
+    if ((v = get("COOP_HANDOFF_MS")) != NULL)
+        core->handoff_ms = (int)parse_number(&p, "COOP_HANDOFF_MS", v, 0, 3600000);
     if ((v = get("COOP_ON_DEADLOCK")) != NULL)
         core->on_deadlock_exit =
             parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 0;

@@ -3,8 +3,8 @@
 # working (tests/samples/file_locks.c): flock, OFD and POSIX record locks, lockf. The holder
 # lets go only after the worker has worked during the wait, so the program ends only if
 # the wait leaves the worker running. Natively and under coop the same lines; under coop
-# on one hub, with no handoff: the waits went to the threadpool (shim/locks.c), they did
-# not stall the hub until the monitor stepped in.
+# on one hub with handoff off, so only if the waits went to the threadpool (shim/locks.c)
+# instead of blocking the hub's thread.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/file_locks" ] || fail "$SAMPLES/file_locks is not built (make)"
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"

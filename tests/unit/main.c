@@ -15,7 +15,7 @@
  *   CK_VERBOSITY=verbose            one line per test
  *   COOP_PREEMPT_MS                 the time slice (default 2: a short one, so that the
  *                                   preemption tests see many preemptions quickly)
- *   COOP_HUBS=N, COOP_TLS=MECHANISM as for programs
+ *   COOP_HUBS=N, COOP_TLS=MECHANISM, COOP_HANDOFF_MS=MS as for programs
  */
 #include <pthread.h>
 #include <signal.h>
@@ -40,17 +40,11 @@ static enum coop_tls_mode tls_mode(void)
     return v != NULL && strcmp(v, "fsgsbase") == 0 ? COOP_TLS_FSGSBASE : COOP_TLS_AUTO;
 }
 
-static int preempt_ms(void)
+/* A number from the environment (COOP_HUBS: make test runs the unit tests with 1 and 2). */
+static int env_number(const char *name, int fallback)
 {
-    const char *v = getenv("COOP_PREEMPT_MS");
-    return v != NULL ? atoi(v) : 2;
-}
-
-/* COOP_HUBS too (make test runs the unit tests with 1 and with 2). */
-static int hubs(void)
-{
-    const char *v = getenv("COOP_HUBS");
-    return v != NULL ? atoi(v) : 0;
+    const char *v = getenv(name);
+    return v != NULL ? atoi(v) : fallback;
 }
 
 int main(void)
@@ -65,8 +59,9 @@ int main(void)
         .stack_size = 256 * 1024,
         .switch_ucontext = false,
         .tls_mode = tls_mode(),
-        .preempt_ms = preempt_ms(),
-        .hubs = hubs(),
+        .preempt_ms = env_number("COOP_PREEMPT_MS", 2),
+        .handoff_ms = env_number("COOP_HANDOFF_MS", 2),
+        .hubs = env_number("COOP_HUBS", 0),
     };
     coop_init(&settings);
     unit_runner_pid = getpid();
