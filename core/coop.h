@@ -35,7 +35,7 @@ enum coop_tls_mode { COOP_TLS_AUTO, COOP_TLS_FSGSBASE, COOP_TLS_SYSCALL };
 struct coop_settings {
     uintptr_t (*os_thread_self)(void);
     int (*os_thread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-    int (*os_thread_tryjoin)(pthread_t, void **);
+    int (*os_thread_join)(pthread_t, void **);
     int (*os_sigaction)(int, const struct sigaction *, struct sigaction *);
     size_t stack_size;
     bool switch_ucontext;

@@ -29,7 +29,15 @@ struct offload {
     void *arg;
     _Atomic bool done;
     _Atomic int owners;        /* the waiter and libuv */
+    int interrupted;           /* the waiter's: how a handler first interrupted its wait */
 };
+
+/* A wait for the pool ended with reason: the first interruption is kept, for finish. */
+static void note_wait_end(struct offload *o, int reason)
+{
+    if ((reason == EINTR || reason == COOP_RESTART) && o->interrupted == 0)
+        o->interrupted = reason;
+}
 
 static void let_go(struct offload *o)
 {
@@ -67,10 +75,23 @@ static void loop_unlock(void)
 void coop_offload_configure(unsigned threads) { pool_size = threads; }
 int coop_offload_threads(void) { return started ? (int)pool_size : 0; }
 
+/* The pool's start (start_pool, below): the thread that started it, named before it
+ * submitted the first work; the first pool thread to run work joins it. */
+static pthread_t starter;
+static _Atomic bool starter_to_join;
+
+/* On a pool thread: the starter has submitted the work being run, and exits at once. */
+static void join_starter(void)
+{
+    if (atomic_exchange(&starter_to_join, false))
+        coop_settings.os_thread_join(starter, NULL);
+}
+
 static void run(uv_work_t *req)
 {
     struct offload *o = req->data;
     coop_mark_runtime_thread();
+    join_starter();
     o->fn(o->arg);
     atomic_store(&o->done, true);
     coop_unpark(o, INT_MAX, ~0u);
@@ -116,9 +137,10 @@ __attribute__((visibility("hidden"))) char *coop_uv_getenv(const char *name)
  * each runs, milliseconds on a loaded machine that the caller's hub would sleep through
  * (and be handed off for). A thread of its own makes that submission while the caller
  * parks, holding the loop's lock. The starter and the caller share the record until done
- * is set; the starter's unpark after it uses the address only as a key. The caller then
- * waits until the starter has gone: the deadlock check counts the process's threads, and
- * one it does not know of would keep a deadlock from being reported.
+ * is set; the starter's unpark after it uses the address only as a key. Before it submits,
+ * the starter names itself for joining, and the first pool thread to run work joins it:
+ * so it is gone before any offload ends, and the deadlock check, which counts the
+ * process's threads, never meets it.
  */
 struct pool_start {
     struct offload *first;
@@ -136,35 +158,29 @@ static void first_submission(struct pool_start *s)
 static void *starter_main(void *s)
 {
     coop_mark_runtime_thread();
+    starter = (pthread_t)coop_settings.os_thread_self();
+    atomic_store(&starter_to_join, true);
     first_submission(s);
     return NULL;
 }
 
 static bool starting_still(const void *s) { return !atomic_load(&((const struct pool_start *)s)->done); }
 
-static bool always(const void *unused)
-{
-    (void)unused;
-    return true;
-}
-
-/* Handlers wait in both parks, as for the work itself (finish): the caller holds the
- * loop's lock, and the starter the record. */
+/* Handlers wait, as for the work itself (finish): the caller holds the loop's lock, and
+ * the starter the record. */
 static void start_pool(struct pool_start *s)
 {
     /* The starter, and the pool's threads it starts, inherit this mask: with every signal
      * blocked, a process-wide signal is never handed to one of them. */
     sigset_t old;
-    pthread_t starter;
+    pthread_t t;
     coop_block_all_signals(&old);
-    bool own_thread = coop_settings.os_thread_create(&starter, NULL, starter_main, s) == 0;
-    if (!own_thread)
+    if (coop_settings.os_thread_create(&t, NULL, starter_main, s) != 0)
         first_submission(s);
     coop_restore_signals(&old);
     while (starting_still(s))
-        coop_park_as(s, starting_still, s, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool start");
-    while (own_thread && coop_settings.os_thread_tryjoin(starter, NULL) == EBUSY)
-        coop_park_as(s, always, NULL, ~0u, coop_now() + 20000, WAIT_OFFLOAD, "threadpool start");
+        note_wait_end(s->first, coop_park_as(s, starting_still, s, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD,
+                                             "threadpool start"));
 }
 
 /* Under the loop's lock. */
@@ -199,6 +215,7 @@ static int queue(struct offload *o)
 void coop_offload_fork_child(void)
 {
     started = false;
+    atomic_store(&starter_to_join, false);      /* the parent's, if any */
     atomic_store(&loop_taken, 0);
     if (loop_made && uv_loop_fork(&loop) != 0)
         coop_panic("cannot renew the threadpool's loop after fork");
@@ -227,19 +244,21 @@ static struct offload *begin(void (*fn)(void *), void *arg)
 }
 
 /* Waits until the pool is done with o, and lets go of it; when a handler interrupts the
- * wait, cancel(arg) runs once. 0, or EINTR / COOP_RESTART when a handler interrupted it.
- * Handlers queued meanwhile run only at the end (coop_park_as leaves them for an offload
- * wait): one may longjmp out, and the work owns its arguments until it ends. */
+ * wait (here, or while the pool started: start_pool), cancel(arg) runs once if the work
+ * still runs. 0, or EINTR / COOP_RESTART when a handler interrupted it. Handlers queued
+ * meanwhile run only at the end (coop_park_as leaves them for an offload wait): one may
+ * longjmp out, and the work owns its arguments until it ends. */
 static int finish(struct offload *o, void (*cancel)(void *))
 {
-    int interrupted = 0;
+    bool cancelled = cancel == NULL;       /* nothing to call */
     while (running_still(o)) {
-        int reason = coop_park_as(o, running_still, o, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool");
-        if ((reason == EINTR || reason == COOP_RESTART) && cancel != NULL && interrupted == 0) {
-            interrupted = reason;
+        if (o->interrupted != 0 && !cancelled) {
+            cancelled = true;
             cancel(o->arg);
         }
+        note_wait_end(o, coop_park_as(o, running_still, o, ~0u, COOP_NO_DEADLINE, WAIT_OFFLOAD, "threadpool"));
     }
+    int interrupted = cancel != NULL ? o->interrupted : 0;
     let_go(o);
     coop_after_wait(coop_self());
     return interrupted;

@@ -82,7 +82,7 @@ __attribute__((constructor)) static void coop_start(void)
     struct coop_settings settings = {
         .os_thread_self = (uintptr_t(*)(void))REAL(pthread_self),
         .os_thread_create = REAL(pthread_create),
-        .os_thread_tryjoin = REAL(pthread_tryjoin_np),
+        .os_thread_join = REAL(pthread_join),
         .os_sigaction = REAL(sigaction),
     };
     read_settings(&settings);

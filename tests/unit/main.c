@@ -54,7 +54,7 @@ int main(void)
     struct coop_settings settings = {
         .os_thread_self = os_thread_self,
         .os_thread_create = pthread_create,
-        .os_thread_tryjoin = pthread_tryjoin_np,
+        .os_thread_join = pthread_join,
         .os_sigaction = sigaction,
         .stack_size = 256 * 1024,
         .switch_ucontext = false,

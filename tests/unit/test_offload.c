@@ -97,29 +97,24 @@ START_TEST(test_offload_in_parallel)
 END_TEST
 
 /* The pool's first submission starts its threads, and libuv waits until each runs: a
- * thread of its own makes it while the caller parks. Here libuv's threads, created
- * through the pointer shim/real.c fills, run only once the caller is parked in its wait;
- * started on the caller's hub thread, the pool would wait for that park for ever. */
+ * thread of its own makes it while the caller parks. Here libuv's threads, created through
+ * the pointer shim/real.c fills, are held until the test has seen the caller park in its
+ * offload wait; started on the caller's hub thread, the pool would never let it park. */
 extern void *coop_real_pthread_create;
-static struct coop_greenlet *_Atomic first_offloader;
+static void *real_pthread_create;
+static _Atomic bool pool_released;
 
 struct held_thread {
     void *(*fn)(void *);
     void *arg;
 };
 
-static bool offload_parked(struct coop_greenlet *g)
-{
-    return g != NULL && coop_gstate_get(g) == G_WAITING
-           && __atomic_load_n(&g->waiting.kind, __ATOMIC_RELAXED) == WAIT_OFFLOAD;
-}
-
-static void *run_once_offload_parked(void *p)
+static void *run_once_released(void *p)
 {
     struct held_thread held = *(struct held_thread *)p;
     free(p);
     struct timespec tick = { 0, 100000 };
-    while (!offload_parked(atomic_load(&first_offloader)))
+    while (!atomic_load(&pool_released))
         nanosleep(&tick, NULL);
     return held.fn(held.arg);
 }
@@ -129,20 +124,37 @@ static int create_held_thread(pthread_t *t, const pthread_attr_t *attr, void *(*
     struct held_thread *held = malloc(sizeof *held);
     ck_assert_ptr_nonnull(held);
     *held = (struct held_thread){ fn, arg };
-    return pthread_create(t, attr, run_once_offload_parked, held);
+    int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = real_pthread_create;
+    return create(t, attr, run_once_released, held);
+}
+
+/* Spawns fn, whose first offload starts the pool, and returns once it is parked while
+ * the pool's threads are held; false if the pool had started already (CK_FORK=no). */
+static bool spawn_while_the_pool_starts(void *(*fn)(void *), void *arg, struct coop_greenlet **g)
+{
+    if (coop_offload_threads() != 0)
+        return false;
+    real_pthread_create = coop_real_pthread_create;
+    coop_real_pthread_create = (void *)create_held_thread;
+    *g = unit_spawn(fn, arg);
+    unit_wait_in(*g, WAIT_OFFLOAD);
+    return true;
+}
+
+static void release_the_pool(void)
+{
+    coop_real_pthread_create = real_pthread_create;
+    atomic_store(&pool_released, true);
 }
 
 START_TEST(test_offload_pool_starts_while_the_caller_parks)
 {
-    if (coop_offload_threads() != 0)
-        return;                  /* CK_FORK=no: an earlier test started the pool */
-    void *real_create = coop_real_pthread_create;
-    coop_real_pthread_create = (void *)create_held_thread;
     struct job j = { .ms = 1 };
-    struct coop_greenlet *g = unit_spawn(offloader, &j);
-    atomic_store(&first_offloader, g);
+    struct coop_greenlet *g;
+    if (!spawn_while_the_pool_starts(offloader, &j, &g))
+        return;
+    release_the_pool();
     unit_join(g);
-    coop_real_pthread_create = real_create;
     ck_assert_int_eq(atomic_load(&j.done), 1);
     ck_assert_int_gt(coop_offload_threads(), 0);
 }
@@ -205,10 +217,31 @@ START_TEST(test_offload_interrupt_cancels_the_work)
     struct coop_greenlet *g = unit_spawn(offload_cancellable, &c);
     while (atomic_load(&c.started) == 0)       /* the work is under way on the pool */
         coop_sleep_until(coop_now() + MS(1));
-    coop_interrupt(g, true);
+    /* g may be between its waits for the pool's start and for the work, where (as in the
+     * kernel) a signal interrupts nothing: again until one lands in a wait. */
+    while (atomic_load(&c.cancelled) == 0) {
+        coop_interrupt(g, true);
+        coop_sleep_until(coop_now() + MS(1));
+    }
     unit_join(g);
     ck_assert_int_eq(c.cancels, 1);
     ck_assert_int_eq(c.result, COOP_RESTART);    /* the handler's kind of interruption */
+}
+END_TEST
+
+/* A handler that interrupts the wait while the pool starts (the work not even queued)
+ * still cancels the work: the wait for the start keeps the interruption for the rest. */
+START_TEST(test_offload_interrupt_while_the_pool_starts)
+{
+    struct cancellable c = { 0 };
+    struct coop_greenlet *g;
+    if (!spawn_while_the_pool_starts(offload_cancellable, &c, &g))
+        return;
+    coop_interrupt(g, true);
+    release_the_pool();
+    unit_join(g);
+    ck_assert_int_eq(c.cancels, 1);
+    ck_assert_int_eq(c.result, COOP_RESTART);
 }
 END_TEST
 
@@ -240,6 +273,7 @@ Suite *offload_suite(void)
     tcase_add_test(tc, test_offload_pool_starts_while_the_caller_parks);
     tcase_add_test(tc, test_offload_wait_survives_interrupt);
     tcase_add_test(tc, test_offload_interrupt_cancels_the_work);
+    tcase_add_test(tc, test_offload_interrupt_while_the_pool_starts);
     tcase_add_test(tc, test_offload_inline_without_greenlet);
     suite_add_tcase(s, tc);
     return s;
