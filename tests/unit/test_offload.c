@@ -160,6 +160,27 @@ START_TEST(test_offload_pool_starts_while_the_caller_parks)
 }
 END_TEST
 
+static int no_thread(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    (void)t, (void)attr, (void)fn, (void)arg;
+    return EAGAIN;
+}
+
+/* Where no starter thread can be made, the caller starts the pool itself, as before. */
+START_TEST(test_offload_pool_starts_in_the_caller_without_a_thread)
+{
+    if (coop_offload_threads() != 0)
+        return;                  /* CK_FORK=no: an earlier test started the pool */
+    coop_settings.os_thread_create = no_thread;
+    struct job j = { .ms = 1 };
+    coop_offload(blocking_job, &j);
+    coop_settings.os_thread_create = pthread_create;
+    ck_assert_int_eq(atomic_load(&j.done), 1);
+    ck_assert_int_ne(j.tid, gettid());               /* on the pool all the same */
+    ck_assert_int_gt(coop_offload_threads(), 0);
+}
+END_TEST
+
 static struct job interrupted_job;
 static int done_when_returned = -1;
 
@@ -271,6 +292,7 @@ Suite *offload_suite(void)
     tcase_add_test(tc, test_offload_runs_elsewhere_while_others_run);
     tcase_add_test(tc, test_offload_in_parallel);
     tcase_add_test(tc, test_offload_pool_starts_while_the_caller_parks);
+    tcase_add_test(tc, test_offload_pool_starts_in_the_caller_without_a_thread);
     tcase_add_test(tc, test_offload_wait_survives_interrupt);
     tcase_add_test(tc, test_offload_interrupt_cancels_the_work);
     tcase_add_test(tc, test_offload_interrupt_while_the_pool_starts);
