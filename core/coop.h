@@ -31,6 +31,10 @@ struct coop_hub;
 /* How a switch moves the thread pointer (core/tls.c). */
 enum coop_tls_mode { COOP_TLS_AUTO, COOP_TLS_FSGSBASE, COOP_TLS_SYSCALL };
 
+/* The most regular hubs COOP_HUBS may ask for, and spares COOP_MAX_SPARES may allow. */
+#define COOP_MAX_REGULAR_HUBS 96
+#define COOP_SPARE_SLOTS 32
+
 /* The real libc functions the runtime needs whose names coop interposes. */
 struct coop_settings {
     uintptr_t (*os_thread_self)(void);
@@ -47,6 +51,7 @@ struct coop_settings {
     int hubs;                        /* COOP_HUBS: OS threads running greenlets (0: one per CPU) */
     int preempt_ms;                  /* time slice of a greenlet while others wait, 0: off */
     int handoff_ms;                  /* a hub asleep in a system call this long is handed off, 0: never */
+    int max_spares;                  /* spare hubs' OS threads for handed-off work, at most (0: none) */
     const char *trace_file;          /* COOP_TRACE: the timeline's file (%p: the pid), or NULL */
     uint64_t trace_max;              /* COOP_TRACE_MAX: bytes kept, 0: no limit */
     const char *profile_file;        /* COOP_PROFILE: collapsed stacks, or NULL */

@@ -22,9 +22,7 @@
  */
 #define COOP_ROUND_MIN 64
 /* Hubs the scheduler can hold: regular ones (COOP_HUBS) and spares (sched.c). */
-#define COOP_MAX_HUBS 128
-#define COOP_MAX_REGULAR_HUBS 96
-#define COOP_MAX_SPARES (COOP_MAX_HUBS - COOP_MAX_REGULAR_HUBS)
+#define COOP_MAX_HUBS (COOP_MAX_REGULAR_HUBS + COOP_SPARE_SLOTS)
 /* A hub's run queue (sched.c): a power of two. */
 #define COOP_RUNQ_SIZE 512
 

@@ -53,8 +53,9 @@
  * heap, and takes its run queue and inbox. The adopter is a sleeping hub if there is
  * one, else a spare: an extra hub on an OS thread of its own, started (or woken from
  * retirement) only while fewer than COOP_HUBS hubs are active, at most COOP_MAX_SPARES
- * of them, as Java compensates a pinned carrier thread; else a busy hub, at its next
- * iteration. When the call returns, the greenlet just goes on: its hub is its OS thread
+ * of them (default COOP_SPARE_SLOTS; a retired spare keeps its OS thread, asleep, for next
+ * time), as Java compensates a pinned carrier thread up to a bound; else a busy hub, at its
+ * next iteration. When the call returns, the greenlet just goes on: its hub is its OS thread
  * and was never taken from it; the monitor sees the counter move and marks the hub back,
  * and the adopter lets go of its fd set. A spare that is idle while more than COOP_HUBS
  * hubs are active retires: it is adopted in turn (its fd set, timers and queue), and
@@ -713,7 +714,7 @@ static void start_spare(void)
     bool unchanged = coop_hub_total() == n;
     if (unchanged && last->spare && last->no_thread)
         s = start_thread(last) ? last : NULL;      /* its slot and fds again, no new ones */
-    else if (unchanged && n < COOP_MAX_HUBS && n - regular_hubs < COOP_MAX_SPARES)
+    else if (unchanged && n < COOP_MAX_HUBS && n - regular_hubs < coop_settings.max_spares)
         s = start_hub(n, true);
     if (s != NULL) {
         atomic_fetch_add(&spares_started, 1);

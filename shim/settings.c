@@ -199,11 +199,14 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
     core->handoff_ms = 2;
     if ((v = get("COOP_HANDOFF_MS")) != NULL)
         core->handoff_ms = (int)parse_number(&p, "COOP_HANDOFF_MS", v, 0, 3600000);
+    core->max_spares = COOP_SPARE_SLOTS;
+    if ((v = get("COOP_MAX_SPARES")) != NULL)
+        core->max_spares = (int)parse_number(&p, "COOP_MAX_SPARES", v, 0, COOP_SPARE_SLOTS);
     if ((v = get("COOP_ON_DEADLOCK")) != NULL)
         core->on_deadlock_exit =
             parse_choice(&p, "COOP_ON_DEADLOCK", v, deadlock_actions, "expected exit or wait") == 0;
     if ((v = get("COOP_HUBS")) != NULL && strcmp(v, "auto") != 0)
-        core->hubs = (int)parse_number(&p, "COOP_HUBS", v, 1, 96);
+        core->hubs = (int)parse_number(&p, "COOP_HUBS", v, 1, COOP_MAX_REGULAR_HUBS);
     out->threadpool_size = 10;      /* gevent's default; libuv allows up to 1024 */
     if ((v = get("COOP_THREADPOOL_SIZE")) != NULL)
         out->threadpool_size = (int)parse_number(&p, "COOP_THREADPOOL_SIZE", v, 1, 1024);

@@ -15,7 +15,7 @@ static const char *const names[] = {
     "COOP_PATCH", "COOP_STACK_SIZE", "COOP_LOG", "COOP_SWITCH", "COOP_STATS", "COOP_VERBOSE",
     "COOP_DUMP_SIGNAL", "COOP_MAX_BLOCKING_MS", "COOP_ON_DEADLOCK", "COOP_THREADPOOL_SIZE",
     "COOP_FILE_OFFLOAD", "COOP_NO_INHERIT", "COOP_TLS", "COOP_ALWAYS_COOPERATIVE", "COOP_PREEMPT_MS",
-    "COOP_HUBS", "COOP_HANDOFF_MS",
+    "COOP_HUBS", "COOP_HANDOFF_MS", "COOP_MAX_SPARES",
 };
 #define COUNT (sizeof names / sizeof names[0])
 static const char *values[COUNT];

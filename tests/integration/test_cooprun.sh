@@ -70,7 +70,7 @@ check_help_and_version() {
     expect 0 "--help" "$COOPRUN" --help
     for option in --patch --no-io --no-net --no-poll --no-time --no-thread --no-dns --no-file \
         --no-proc --no-signal --hubs --stack-size --stats --log --switch --dump-signal --max-blocking \
-        --preempt --handoff --on-deadlock --no-inherit --always-cooperative -v --verbose -h --help -V --version; do
+        --preempt --handoff --max-spares --on-deadlock --no-inherit --always-cooperative -v --verbose -h --help -V --version; do
         grep -qE -- "(^|[ ,])$option([ ,=]|$)" "$TMP/out" || fail "--help does not mention $option"
     done
     note "ok: --help mentions every option"
@@ -127,10 +127,10 @@ check_usage_errors() {
 check_settings() {
     local setting
     expect 0 "options as COOP_* variables" "$COOPRUN" --stats --log debug --patch=all --no-dns \
-        --stack-size 64k --switch=fast --dump-signal USR1 --max-blocking=50 --preempt 5 --handoff=7 \
+        --stack-size 64k --switch=fast --dump-signal USR1 --max-blocking=50 --preempt 5 --handoff=7 --max-spares 3 \
         --on-deadlock exit --always-cooperative --hubs=3 -v -- env
     for setting in COOP_STATS=1 COOP_LOG=debug COOP_PATCH=all,-dns COOP_STACK_SIZE=64k COOP_HUBS=3 \
-        COOP_SWITCH=fast "COOP_DUMP_SIGNAL=$(kill -l USR1)" COOP_MAX_BLOCKING_MS=50 COOP_PREEMPT_MS=5 COOP_HANDOFF_MS=7 \
+        COOP_SWITCH=fast "COOP_DUMP_SIGNAL=$(kill -l USR1)" COOP_MAX_BLOCKING_MS=50 COOP_PREEMPT_MS=5 COOP_HANDOFF_MS=7 COOP_MAX_SPARES=3 \
         COOP_ON_DEADLOCK=exit COOP_ALWAYS_COOPERATIVE=1 COOP_VERBOSE=1; do
         grep -qx -- "$setting" "$TMP/out" || fail "$setting missing from the program's environment"
     done

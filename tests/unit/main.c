@@ -61,6 +61,7 @@ int main(void)
         .tls_mode = tls_mode(),
         .preempt_ms = env_number("COOP_PREEMPT_MS", 2),
         .handoff_ms = env_number("COOP_HANDOFF_MS", 2),
+        .max_spares = env_number("COOP_MAX_SPARES", COOP_SPARE_SLOTS),
         .hubs = env_number("COOP_HUBS", 0),
     };
     coop_init(&settings);
