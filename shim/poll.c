@@ -48,10 +48,24 @@ static int interrupted(void)
     return -1;
 }
 
+/* The zero-timeout call. None of these calls is restarted after a handler, SA_RESTART or
+ * not: an EINTR that ran no handler of the program's (one of the runtime's own signals,
+ * preemption's or the monitor's samples, or a program signal this greenlet blocks) would
+ * not have come natively, and the call is made again. */
+static int check(const struct multiplexer *m)
+{
+    for (;;) {
+        unsigned handled = shim_signal_handled();
+        int r = m->check(m->call);
+        if (r >= 0 || errno != EINTR || !shim_signal_per_greenlet() || shim_signal_handled_since(handled))
+            return r;
+    }
+}
+
 /* Asks until something is ready, the deadline passes or a signal handler runs. */
 static int ask_until(const struct multiplexer *m, int64_t deadline)
 {
-    int r = m->check(m->call);
+    int r = check(m);
     if (r > 0)
         coop_fair_share();
     if (r != 0 || coop_now() >= deadline)
@@ -70,7 +84,7 @@ static int ask_until(const struct multiplexer *m, int64_t deadline)
             r = m->block(m->call, deadline);
             break;
         }
-        r = m->check(m->call);
+        r = check(m);
         if (r != 0 || coop_now() >= deadline)
             break;
     }

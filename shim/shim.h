@@ -160,6 +160,7 @@ void shim_signal_thread_exit(struct coop_greenlet *g);
 unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved);
 void shim_signal_wait_done(uint64_t saved);
 bool shim_signal_handled_since(unsigned handled);
+unsigned shim_signal_handled(void);        /* the count, for handled_since, without a mask */
 /* Whether the calling greenlet's signal mask is coop's to keep (the signal family is on). */
 bool shim_signal_per_greenlet(void);
 void shim_locals_exit(struct coop_greenlet *g);

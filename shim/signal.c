@@ -721,6 +721,12 @@ void shim_signal_wait_done(uint64_t saved)
     deliver(coop_self());
 }
 
+unsigned shim_signal_handled(void)
+{
+    struct sigstate *s = state_of(coop_self());
+    return s != NULL ? atomic_load(&s->handled) : 0;
+}
+
 bool shim_signal_handled_since(unsigned handled)
 {
     struct sigstate *s = state_of(coop_self());
