@@ -438,6 +438,18 @@ static void deliver(struct coop_greenlet *g)
 /* The signals s's greenlet takes now: those it accepts, and those its sigwait waits for. */
 static uint64_t taken_bits(struct sigstate *s) { return ~atomic_load(&s->blocked) | atomic_load(&s->awaited); }
 
+/* Whether g, the caller, has a signal queued that it takes now (its wait then ends). */
+static bool due(struct coop_greenlet *g)
+{
+    struct sigstate *s = state_of(g);
+    if (s == NULL)
+        return false;
+    process_lock();
+    uint64_t queued = queued_bits(s) | queued_bits(&process);
+    process_unlock();
+    return (queued & taken_bits(s)) != 0 || atomic_load(&s->deferred);
+}
+
 static bool takes(struct sigstate *s, int sig) { return s != NULL && (taken_bits(s) & BIT(sig)); }
 
 /* Queues a signal to g, and ends g's wait if g takes it (async-signal-safe). */
@@ -929,7 +941,7 @@ void shim_signal_init(void)
     main_greenlet = coop_self();
     my_state(main_greenlet);
     update_real_mask();
-    coop_set_signal_hooks(deliver, pass);
+    coop_set_signal_hooks(deliver, due, pass);
     pthread_atfork(NULL, NULL, fork_child);
 }
 

@@ -6,7 +6,8 @@
 # was sent to its thread; ppoll's mask; a process signal every thread blocks staying pending;
 # eight threads changing their masks at once (on every hub), then a process signal that only
 # one of them accepts reaching that one; pthread_kill to threads as they exit running no
-# handler in another thread.
+# handler in another thread; a signal handled before a call (sent while the thread ran, taken
+# as it changed its mask) not interrupting the timed waits after it.
 # The same lines natively and under coop, on every TLS mechanism.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"

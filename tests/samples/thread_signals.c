@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -403,6 +404,58 @@ static void kill_as_it_exits(void)
            atomic_load(&ran_elsewhere));
 }
 
+/* --- 10. a signal handled before a call does not interrupt the call --- */
+
+static volatile sig_atomic_t before_ran;
+static pthread_t spinner;
+static atomic_bool before_sent;
+
+static void on_usr1_before(int sig)
+{
+    (void)sig;
+    before_ran++;
+}
+
+static void *send_to_spinner(void *unused)
+{
+    pthread_kill(spinner, SIGUSR1);
+    atomic_store(&before_sent, true);
+    return unused;
+}
+
+static const char *outcome(int r, int err) { return r == 0 ? "0" : err == ETIMEDOUT ? "ETIMEDOUT" : err == EINTR ? "EINTR" : "another error"; }
+
+/* Main spins (under coop the signal waits in its queue meanwhile), then changes its mask,
+ * which delivers the signal before the call returns; the timed waits after it must time
+ * out, not fail with EINTR for a signal already handled. */
+static void handled_before_the_call(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1_before;      /* no SA_RESTART: a wait it interrupted would fail */
+    sigaction(SIGUSR1, &sa, NULL);
+    spinner = pthread_self();
+    pthread_t t;
+    pthread_create(&t, NULL, send_to_spinner, NULL);
+    while (!atomic_load(&before_sent))
+        ;
+    sigset_t usr2 = only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    int ran = before_ran;
+    sem_t sem;
+    sem_init(&sem, 0, 0);
+    struct timespec past = { 0, 0 };
+    int r = sem_timedwait(&sem, &past);
+    const char *sem_result = outcome(r, errno);
+    r = nanosleep(&(struct timespec){ 0, 1000 }, NULL);
+    const char *sleep_result = outcome(r, errno);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    sem_destroy(&sem);
+    pthread_join(t, NULL);
+    printf("a signal handled before the calls (%d time(s)): sem_timedwait in the past %s, nanosleep %s\n", ran,
+           sem_result, sleep_result);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -415,5 +468,6 @@ int main(void)
     process_pending();
     mask_storm();
     kill_as_it_exits();
+    handled_before_the_call();
     return 0;
 }
