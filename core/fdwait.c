@@ -12,16 +12,31 @@
  * aborts on an epoll_ctl error for an fd closed behind its back, which a preloaded
  * library cannot rule out (fclose of an fdopen'd socket closes it inside glibc).
  *
- * With several hubs, a greenlet registers an fd in the set of the hub it waits on, and
- * greenlets move: an fd may be in several hubs' sets, and its waiters on several hubs. So
- * the waiters of every fd, and which sets hold it, live in one table for the process,
- * an entry per fd with its own lock: a hub dispatching an event of any set (its own or
- * one it adopted) wakes that fd's waiters wherever they wait, and closing the fd (or
- * dup2 over it), from any thread, wakes them all with EBADF and removes the fd from every
- * set that holds it before the number can be reused. Lock order: an fd entry's lock, then
- * the run queue locks a wake takes (never the other way round).
+ * With several hubs, an fd is registered in one set: that of the first hub that waits on
+ * it (its home). Greenlets move, so its waiters may be on any hub: the waiters of every
+ * fd, and which set holds it, live in one table for the process, an entry per fd with its
+ * own lock. A hub dispatching an event of any set (its own or one it adopted) wakes that
+ * fd's waiters wherever they wait, onto its own run queue (sched.c): a connection's
+ * greenlet comes back to the hub that polls its fd, and each event wakes one hub, not
+ * every hub whose set once held the fd (which, with the fd in both sets of two hubs, made
+ * both hubs wake and contend for the entry's lock on every event). Closing the fd (or
+ * dup2 over it), from any thread, wakes every waiter with EBADF and removes the fd from
+ * its set before the number can be reused. Lock order: an fd entry's lock, then the run
+ * queue locks a wake takes (never the other way round).
+ *
+ * A waiter links itself after its own EAGAIN, and meanwhile another thread may poll the
+ * fd's set: its home hub when the waiter is on another hub, or the adopter of a hub that
+ * was handed off. An edge that came in between may have been dispatched with nobody to
+ * wake. So a dispatch notes, in the entry and under its lock, the directions it found no
+ * waiter for (unclaimed); a link clears those it waits for, and a waiter that finds one of
+ * them noted looks at its fds (poll(2), not waiting) and does not sleep if one is ready.
+ * Later edges find the waiter linked. A look costs a system call, but only a wait that
+ * may have missed an edge makes it: on its own hub, a greenlet runs from its EAGAIN to its
+ * link without that hub polling in between.
+ * (test_sched: test_wait_away_from_the_fds_hub)
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -41,7 +56,8 @@ struct fd_waiter {
 
 struct fd_entry {
     coop_lock_t lock;
-    uint64_t in_set[COOP_MAX_HUBS / 64];    /* the hubs whose epoll set holds the fd */
+    int home;                  /* 1 + the index of the hub whose epoll set holds the fd; 0: none */
+    int unclaimed;             /* COOP_READ, COOP_WRITE: edges dispatched while nobody waited for them */
     struct fd_waiter *waiters;
 };
 
@@ -82,17 +98,21 @@ void coop_fd_ready(int fd, uint32_t events)
     if (e == NULL)
         return;
     int ready = (events & EPOLL_READ ? COOP_READ : 0) | (events & EPOLL_WRITE ? COOP_WRITE : 0);
+    int claimed = 0;
     coop_lock(&e->lock);
     for (struct fd_waiter *x = e->waiters; x != NULL; x = x->next)
-        if (x->events & ready)
+        if (x->events & ready) {
             coop_wake(x->g, x->gen, 0);
+            claimed |= x->events & ready;
+        }
+    e->unclaimed |= ready & ~claimed;
     coop_unlock(&e->lock);
 }
 
-static bool in_set(const struct fd_entry *e, int hub) { return e->in_set[hub / 64] >> (hub % 64) & 1; }
-
-/* Registers fd in h's set (once) and links x; the errno of an fd epoll refuses. */
-static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
+/* Links x, and registers fd in h's set if no set holds it yet; the errno of an fd epoll
+ * refuses. *missed: an edge x wants was dispatched while nobody waited for it, maybe after
+ * the caller's EAGAIN: look before sleeping. */
+static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *missed)
 {
     if (fd < 0)
         return EBADF;
@@ -100,7 +120,7 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
     if (e == NULL)
         return ENOMEM;
     coop_lock(&e->lock);
-    if (!in_set(e, h->index)) {
+    if (e->home == 0) {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
                                   .data.u64 = (uint64_t)fd };
         long r = coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
@@ -108,8 +128,11 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
             coop_unlock(&e->lock);
             return (int)-r;      /* EPERM: a regular file; EBADF: not open */
         }
-        e->in_set[h->index / 64] |= 1ull << (h->index % 64);
+        e->home = h->index + 1;
     }
+    if (e->unclaimed & x->events)
+        *missed = true;
+    e->unclaimed &= ~x->events;
     x->entry = e;
     x->linked = true;
     x->prev = NULL;
@@ -119,6 +142,26 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd)
     e->waiters = x;
     coop_unlock(&e->lock);
     return 0;
+}
+
+/* Whether any fd of set is ready now (poll(2), not waiting). An error or hangup counts:
+ * the caller's retry meets it. */
+static bool any_ready_now(const struct coop_fd_event *set, int n)
+{
+    struct pollfd small[8];
+    struct pollfd *fds = n <= 8 ? small : calloc((size_t)n, sizeof *fds);
+    if (fds == NULL)
+        return true;     /* a spurious wake: the caller tries again */
+    for (int i = 0; i < n; i++) {
+        int events = set[i].events;
+        fds[i] = (struct pollfd){ .fd = set[i].fd };
+        fds[i].events = (short)((events & COOP_READ ? POLLIN | POLLPRI | POLLRDHUP : 0)
+                                | (events & COOP_WRITE ? POLLOUT : 0));
+    }
+    bool ready = coop_sys(SYS_poll, fds, n, 0) > 0;
+    if (fds != small)
+        free(fds);
+    return ready;
 }
 
 static void unlink_waiter(struct fd_waiter *x)
@@ -149,14 +192,15 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     g->waiting.nfds = n;
     g->waiting.events = set[0].events;
     int err = 0, linked = 0;
+    bool missed = false;
     while (linked < n && err == 0) {
         struct fd_waiter *x = &waiters[linked];
         *x = (struct fd_waiter){ .g = g, .gen = gen, .events = set[linked].events };
-        err = link_waiter(h, x, set[linked].fd);
+        err = link_waiter(h, x, set[linked].fd, &missed);
         if (x->entry != NULL)
             linked++;
     }
-    if (err == 0)
+    if (err == 0 && !(missed && any_ready_now(set, n)))
         err = coop_suspend(deadline);
     else
         coop_cancel_wait(g);      /* woken meanwhile by an fd linked before, the error stands */
@@ -187,14 +231,12 @@ void coop_fd_forget(int fd)
         coop_wake(x->g, x->gen, EBADF);
     }
     e->waiters = NULL;
-    for (int word = 0; word < COOP_MAX_HUBS / 64; word++)
-        for (uint64_t bits = e->in_set[word]; bits != 0; bits &= bits - 1) {
-            struct coop_hub *h = coop_hub_at(word * 64 + __builtin_ctzll(bits));
-            struct epoll_event unused;
-            if (h != NULL)
-                coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_DEL, fd, (long)&unused, 0, 0);
-        }
-    memset(e->in_set, 0, sizeof e->in_set);
+    struct coop_hub *h = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
+    struct epoll_event unused;
+    if (h != NULL)
+        coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_DEL, fd, (long)&unused, 0, 0);
+    e->home = 0;
+    e->unclaimed = 0;
     coop_unlock(&e->lock);
 }
 

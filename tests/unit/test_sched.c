@@ -359,6 +359,48 @@ START_TEST(test_close_wakes_waiter_on_other_hub)
 }
 END_TEST
 
+/* An fd is in one hub's set, the first that waited on it. A greenlet that waits for it on
+ * another hub links its waiter after its own EAGAIN: an edge that hub's poll took in
+ * between, with nobody yet to wake, must not be lost (fdwait.c's look at the fd). */
+struct far_reader { int fd, home, hub, result; _Atomic int started; };
+
+static void *read_away_from_the_fds_hub(void *arg)
+{
+    struct far_reader *r = arg;
+    r->hub = coop_thread.hub->index;
+    atomic_store(&r->started, 1);
+    r->result = r->hub == r->home ? -1 : coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    return NULL;
+}
+
+START_TEST(test_wait_away_from_the_fds_hub)
+{
+    if (hubs() < 2)
+        return;
+    for (int attempt = 0;; attempt++) {
+        ck_assert_msg(attempt < 100, "the reader never ran away from the fd's hub");
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        uint64_t preemptions = coop_preemptions();
+        struct far_reader r = { .fd = sv[0], .home = coop_thread.hub->index };
+        ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+        /* The edge of this byte is taken now, by every hub's poll, and wakes nobody. */
+        ck_assert_int_eq(write(sv[1], "x", 1), 1);
+        for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
+            coop_drain_fdset(h->fdset);
+        struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
+        ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
+        unit_join(g);
+        close(sv[0]);
+        close(sv[1]);
+        if (r.result == -1 || coop_preemptions() != preemptions)
+            continue;
+        ck_assert_int_eq(r.result, 0);
+        break;
+    }
+}
+END_TEST
+
 /* ---- the threadpool: a record outlives neither of its two owners ---- */
 
 enum { OFFLOAD_GREENLETS = 32, OFFLOADS_EACH = 30 };
@@ -660,6 +702,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_pinned_main_woken_from_other_hubs);
     tcase_add_test(tc, test_join_stress);
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
+    tcase_add_test(tc, test_wait_away_from_the_fds_hub);
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_spares_retire_and_come_back);
