@@ -19,7 +19,12 @@
  * fd's waiters wherever they wait, onto its own run queue (sched.c): a connection's
  * greenlet comes back to the hub that polls its fd, and each event wakes one hub, not
  * every hub whose set once held the fd (which, with the fd in both sets of two hubs, made
- * both hubs wake and contend for the entry's lock on every event). Closing the fd (or
+ * both hubs wake and contend for the entry's lock on every event). A home that is away (a
+ * hub blocked in a system call, or a retired spare) polls its set only through its adopter,
+ * if it has one yet: the next waiter on another hub moves the fd into its own hub's set, so
+ * an fd's events never depend on a hub that is gone. (With handoff off, COOP_HANDOFF_MS=0,
+ * no hub is ever away: a waiter elsewhere waits for a blocked home to come back, as the
+ * home's own greenlets do.) Closing the fd (or
  * dup2 over it), from any thread, wakes every waiter with EBADF and removes the fd from
  * its set before the number can be reused. Lock order: an fd entry's lock, then the run
  * queue locks a wake takes (never the other way round).
@@ -109,9 +114,28 @@ void coop_fd_ready(int fd, uint32_t events)
     coop_unlock(&e->lock);
 }
 
-/* Links x, and registers fd in h's set if no set holds it yet; the errno of an fd epoll
- * refuses. *missed: an edge x wants was dispatched while nobody waited for it, maybe after
- * the caller's EAGAIN: look before sleeping. */
+/* Makes h the home of e's fd, taking the fd out of its old home's set; under e's lock.
+ * Adding it reports the fd's present readiness, so no edge the old set held is lost. */
+static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
+{
+    struct coop_hub *old = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
+                              .data.u64 = (uint64_t)fd };
+    if (old != NULL)
+        coop_sys6(SYS_epoll_ctl, old->fdset, EPOLL_CTL_DEL, fd, (long)&ev, 0, 0);
+    e->home = 0;
+    long r = coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
+    if (r < 0 && r != -EEXIST)
+        return (int)-r;      /* EPERM: a regular file; EBADF: not open */
+    e->home = h->index + 1;
+    return 0;
+}
+
+/* Links x, and registers fd in h's set if no set holds it yet, or if its home is away (a
+ * hub blocked in a system call, not adopted yet, or a retired spare): the fd then moves to
+ * h, which polls. The errno of an fd epoll refuses. *missed: an edge x wants was
+ * dispatched while nobody waited for it, maybe after the caller's EAGAIN: look before
+ * sleeping. */
 static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *missed)
 {
     if (fd < 0)
@@ -120,15 +144,12 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *mi
     if (e == NULL)
         return ENOMEM;
     coop_lock(&e->lock);
-    if (e->home == 0) {
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
-                                  .data.u64 = (uint64_t)fd };
-        long r = coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
-        if (r < 0 && r != -EEXIST) {
+    if (e->home == 0 || (e->home != h->index + 1 && coop_sched_is_away(coop_hub_at(e->home - 1)))) {
+        int err = move_home(e, h, fd);
+        if (err != 0) {
             coop_unlock(&e->lock);
-            return (int)-r;      /* EPERM: a regular file; EBADF: not open */
+            return err;
         }
-        e->home = h->index + 1;
     }
     if (e->unclaimed & x->events)
         *missed = true;

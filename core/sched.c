@@ -619,6 +619,13 @@ static void adopted_maintain(struct coop_hub *h)
         } else if (usable(x)) {
             unnest(h, x);
             atomic_compare_exchange_strong(&x->adopter, &mine, NULL);
+            /* x may have gone away again since usable(): a hub that came for it then found
+             * it still ours and left, so it is ours to take again. */
+            struct coop_hub *none = NULL;
+            if (atomic_load(&x->away) != AWAY_NONE && atomic_compare_exchange_strong(&x->adopter, &none, h)) {
+                nest(h, x);
+                take_over(h, x);
+            }
         } else {
             take_over(h, x);    /* what it got since: it may have run a little, and gone again */
         }

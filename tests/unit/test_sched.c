@@ -391,8 +391,10 @@ START_TEST(test_wait_away_from_the_fds_hub)
         struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
         ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
         unit_join(g);
-        close(sv[0]);
-        close(sv[1]);
+        for (int i = 0; i < 2; i++) {
+            coop_fd_forget(sv[i]);
+            close(sv[i]);
+        }
         if (r.result == -1 || coop_preemptions() != preemptions)
             continue;
         ck_assert_int_eq(r.result, 0);
@@ -508,21 +510,66 @@ static void *tick(void *unused)
     return unused;
 }
 
+/* One end of a socketpair over which two greenlets bounce a byte, each waiting for it
+ * (coop_wait_fd) until the other end shuts down; the one that takes the byte once the
+ * round is over shuts down instead of sending it back. */
+struct bouncer { int fd; bool serves; int err; };
+
+static void *bounce(void *arg)
+{
+    struct bouncer *b = arg;
+    char c = 'x';
+    if (b->serves && write(b->fd, &c, 1) != 1)
+        return (void *)-1;
+    for (;;) {
+        ssize_t n = read(b->fd, &c, 1);
+        if (n == 0)
+            return NULL;
+        if (n < 0 && errno != EAGAIN) {
+            b->err = errno;
+            return (void *)-1;
+        }
+        if (n < 0) {
+            int r = coop_wait_fd(b->fd, COOP_READ, coop_now() + GIVE_UP);
+            b->err = r;
+            if (r != 0)
+                return (void *)-1;
+        } else if (atomic_load(&ticking_done) || write(b->fd, &c, 1) != 1) {
+            shutdown(b->fd, SHUT_WR);
+            return NULL;
+        }
+    }
+}
+
 /* Spares start while every hub blocks and retire once the hubs are back, round after round,
  * while a greenlet sleeps a millisecond at a time, so that its deadlines land in spares'
  * heaps too: a spare that retired with deadlines nobody adopted would leave it asleep for
  * good. (The interleaving that once did so, a spare woken and retiring again before its
- * waker cleared its away flag, is rare here; test_mariadb under ASan met it.) */
+ * waker cleared its away flag, is rare here; test_mariadb under ASan met it.) Meanwhile two
+ * greenlets bounce a byte over a socketpair made each round: its fds live in the set of
+ * whichever hub first waits on them, a spare's too, and their events must keep reaching
+ * the bouncers whichever hubs block, retire or come back (a lost wake: a wait that
+ * reaches GIVE_UP). */
 START_TEST(test_spares_retire_and_come_back)
 {
-    atomic_store(&ticking_done, 0);
-    struct coop_greenlet *ticker = unit_spawn(tick, NULL);
     for (int round = 0; round < 10; round++) {
+        atomic_store(&ticking_done, 0);
+        struct coop_greenlet *ticker = unit_spawn(tick, NULL);
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        struct bouncer ends[2] = { { .fd = sv[0], .serves = true }, { .fd = sv[1] } };
+        struct coop_greenlet *bouncers[2] = { unit_spawn(bounce, &ends[0]), unit_spawn(bounce, &ends[1]) };
         block_every_hub_once();
         coop_sleep_until(coop_now() + MS(30));     /* the monitor retires idle spares */
+        atomic_store(&ticking_done, 1);
+        unit_join(ticker);
+        for (int i = 0; i < 2; i++) {
+            void *r = unit_join(bouncers[i]);
+            ck_assert_msg(r == NULL, "round %d, end %d: %s", round, i, strerror(ends[i].err));
+            coop_fd_forget(sv[i]);      /* as the shim's close does */
+            close(sv[i]);
+        }
     }
-    atomic_store(&ticking_done, 1);
-    unit_join(ticker);
 }
 END_TEST
 
