@@ -12,32 +12,27 @@
  * aborts on an epoll_ctl error for an fd closed behind its back, which a preloaded
  * library cannot rule out (fclose of an fdopen'd socket closes it inside glibc).
  *
- * With several hubs, an fd is registered in one set: that of the first hub that waits on
- * it (its home). Greenlets move, so its waiters may be on any hub: the waiters of every
- * fd, and which set holds it, live in one table for the process, an entry per fd with its
- * own lock. A hub dispatching an event of any set (its own or one it adopted) wakes that
- * fd's waiters wherever they wait, onto its own run queue (sched.c): a connection's
- * greenlet comes back to the hub that polls its fd, and each event wakes one hub, not
- * every hub whose set once held the fd (which, with the fd in both sets of two hubs, made
- * both hubs wake and contend for the entry's lock on every event). A home that is away (a
- * hub blocked in a system call, or a retired spare) polls its set only through its adopter,
- * if it has one yet: the next waiter on another hub moves the fd into its own hub's set, so
- * an fd's events never depend on a hub that is gone. (With handoff off, COOP_HANDOFF_MS=0,
- * no hub is ever away: a waiter elsewhere waits for a blocked home to come back, as the
- * home's own greenlets do.) Closing the fd (or
- * dup2 over it), from any thread, wakes every waiter with EBADF and removes the fd from
- * its set before the number can be reused. Lock order: an fd entry's lock, then the run
- * queue locks a wake takes (never the other way round).
+ * With several hubs, an fd is registered in one set: that of the hub on which it was last
+ * waited for (its home). Its waiters may still be on any hub: the waiters of
+ * every fd, and which set holds it, live in one table for the process, an entry per fd
+ * with its own lock. A hub dispatching an event of any set (its own or one it adopted)
+ * wakes that fd's waiters wherever they wait, onto its own run queue (sched.c), and each
+ * event wakes one hub, not every hub whose set once held the fd (which, with the fd in
+ * both sets of two hubs, made both hubs wake and contend for the entry's lock on every
+ * event). Closing the fd (or dup2 over it), from any thread, wakes every waiter with EBADF
+ * and removes the fd from its set before the number can be reused. Lock order: an fd
+ * entry's lock, then the run queue locks a wake takes (never the other way round).
  *
- * A waiter links itself after its own EAGAIN, and meanwhile another thread may poll the
- * fd's set: its home hub when the waiter is on another hub, or the adopter of a hub that
- * was handed off. An edge that came in between may have been dispatched with nobody to
- * wake. So a dispatch notes, in the entry and under its lock, the directions it found no
- * waiter for (unclaimed); a link clears those it waits for, and a waiter that finds one of
- * them noted looks at its fds (poll(2), not waiting) and does not sleep if one is ready.
- * Later edges find the waiter linked. A look costs a system call, but only a wait that
- * may have missed an edge makes it: on its own hub, a greenlet runs from its EAGAIN to its
- * link without that hub polling in between.
+ * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and
+ * an edge that another thread's poll dispatched in between, waking nobody or only other
+ * waiters of the fd, must not be lost; natively that readiness would end the wait. So a
+ * waiter whose hub is not the fd's home moves the fd into its own hub's set: adding it
+ * reports the fd's readiness at that moment, which that hub, the waiter's own thread, can
+ * dispatch only once the waiter is linked. (A connection's fd thus follows a greenlet that
+ * was stolen, and the load that a steal balanced stays balanced.) On its home hub, a
+ * greenlet runs from its EAGAIN to its link without that hub polling in between; only an
+ * adopter that still holds the hub's set may poll it meanwhile, and then the waiter looks
+ * at its fds (poll(2), not waiting) once linked, and does not sleep if one is ready.
  * (test_sched: test_wait_away_from_the_fds_hub)
  */
 #include <errno.h>
@@ -62,7 +57,6 @@ struct fd_waiter {
 struct fd_entry {
     coop_lock_t lock;
     int home;                  /* 1 + the index of the hub whose epoll set holds the fd; 0: none */
-    int unclaimed;             /* COOP_READ, COOP_WRITE: edges dispatched while nobody waited for them */
     struct fd_waiter *waiters;
 };
 
@@ -103,40 +97,40 @@ void coop_fd_ready(int fd, uint32_t events)
     if (e == NULL)
         return;
     int ready = (events & EPOLL_READ ? COOP_READ : 0) | (events & EPOLL_WRITE ? COOP_WRITE : 0);
-    int claimed = 0;
     coop_lock(&e->lock);
     for (struct fd_waiter *x = e->waiters; x != NULL; x = x->next)
-        if (x->events & ready) {
+        if (x->events & ready)
             coop_wake(x->g, x->gen, 0);
-            claimed |= x->events & ready;
-        }
-    e->unclaimed |= ready & ~claimed;
     coop_unlock(&e->lock);
 }
 
-/* Makes h the home of e's fd, taking the fd out of its old home's set; under e's lock.
- * Adding it reports the fd's present readiness, so no edge the old set held is lost. */
+static long fdset_ctl(struct coop_hub *h, int op, int fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
+                              .data.u64 = (uint64_t)fd };
+    return coop_sys6(SYS_epoll_ctl, h->fdset, op, fd, (long)&ev, 0, 0);
+}
+
+/* Makes h the home of e's fd, under e's lock; the errno of an fd epoll refuses (EPERM: a
+ * regular file; EBADF: not open), the fd then staying where it was. */
 static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
 {
     struct coop_hub *old = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
-                              .data.u64 = (uint64_t)fd };
     if (old != NULL)
-        coop_sys6(SYS_epoll_ctl, old->fdset, EPOLL_CTL_DEL, fd, (long)&ev, 0, 0);
-    e->home = 0;
-    long r = coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
-    if (r < 0 && r != -EEXIST)
-        return (int)-r;      /* EPERM: a regular file; EBADF: not open */
+        fdset_ctl(old, EPOLL_CTL_DEL, fd);
+    long r = fdset_ctl(h, EPOLL_CTL_ADD, fd);
+    if (r < 0 && r != -EEXIST) {
+        if (old != NULL && fdset_ctl(old, EPOLL_CTL_ADD, fd) < 0)
+            e->home = 0;
+        return (int)-r;
+    }
     e->home = h->index + 1;
     return 0;
 }
 
-/* Links x, and registers fd in h's set if no set holds it yet, or if its home is away (a
- * hub blocked in a system call, not adopted yet, or a retired spare): the fd then moves to
- * h, which polls. The errno of an fd epoll refuses. *missed: an edge x wants was
- * dispatched while nobody waited for it, maybe after the caller's EAGAIN: look before
- * sleeping. */
-static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *missed)
+/* Links x, making h the fd's home (see the top); the errno of an fd epoll refuses.
+ * *look: another thread may have dispatched an edge of the fd since the caller's EAGAIN. */
+static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *look)
 {
     if (fd < 0)
         return EBADF;
@@ -144,16 +138,15 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *mi
     if (e == NULL)
         return ENOMEM;
     coop_lock(&e->lock);
-    if (e->home == 0 || (e->home != h->index + 1 && coop_sched_is_away(coop_hub_at(e->home - 1)))) {
+    if (e->home != h->index + 1) {
         int err = move_home(e, h, fd);
         if (err != 0) {
             coop_unlock(&e->lock);
             return err;
         }
+    } else if (atomic_load(&h->adopter) != NULL) {
+        *look = true;
     }
-    if (e->unclaimed & x->events)
-        *missed = true;
-    e->unclaimed &= ~x->events;
     x->entry = e;
     x->linked = true;
     x->prev = NULL;
@@ -213,15 +206,15 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     g->waiting.nfds = n;
     g->waiting.events = set[0].events;
     int err = 0, linked = 0;
-    bool missed = false;
+    bool look = false;
     while (linked < n && err == 0) {
         struct fd_waiter *x = &waiters[linked];
         *x = (struct fd_waiter){ .g = g, .gen = gen, .events = set[linked].events };
-        err = link_waiter(h, x, set[linked].fd, &missed);
+        err = link_waiter(h, x, set[linked].fd, &look);
         if (x->entry != NULL)
             linked++;
     }
-    if (err == 0 && !(missed && any_ready_now(set, n)))
+    if (err == 0 && !(look && any_ready_now(set, n)))
         err = coop_suspend(deadline);
     else
         coop_cancel_wait(g);      /* woken meanwhile by an fd linked before, the error stands */
@@ -252,12 +245,9 @@ void coop_fd_forget(int fd)
         coop_wake(x->g, x->gen, EBADF);
     }
     e->waiters = NULL;
-    struct coop_hub *h = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
-    struct epoll_event unused;
-    if (h != NULL)
-        coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_DEL, fd, (long)&unused, 0, 0);
+    if (e->home != 0)
+        fdset_ctl(coop_hub_at(e->home - 1), EPOLL_CTL_DEL, fd);
     e->home = 0;
-    e->unclaimed = 0;
     coop_unlock(&e->lock);
 }
 

@@ -359,9 +359,10 @@ START_TEST(test_close_wakes_waiter_on_other_hub)
 }
 END_TEST
 
-/* An fd is in one hub's set, the first that waited on it. A greenlet that waits for it on
- * another hub links its waiter after its own EAGAIN: an edge that hub's poll took in
- * between, with nobody yet to wake, must not be lost (fdwait.c's look at the fd). */
+/* An fd is in one hub's set. A greenlet that waits for it on another hub links its waiter
+ * after its own EAGAIN: an edge that the fd's hub took in between, waking nobody or only
+ * another waiter of the fd, must not be lost: the byte is there, as a level-triggered
+ * poll would say (fdwait.c moves the fd to the waiter's hub, whose set reports it). */
 struct far_reader { int fd, home, hub, result; _Atomic int started; };
 
 static void *read_away_from_the_fds_hub(void *arg)
@@ -373,33 +374,90 @@ static void *read_away_from_the_fds_hub(void *arg)
     return NULL;
 }
 
+/* One try; false when the reader ran on the fd's hub or a preemption may have let it. */
+static bool wait_away_from_the_fds_hub(void)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    uint64_t preemptions = coop_preemptions();
+    struct far_reader r = { .fd = sv[0], .home = coop_thread.hub->index };
+    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    /* The edge of this byte is taken now, by every hub's poll, and wakes nobody. */
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
+        coop_drain_fdset(h->fdset);
+    struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
+    ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
+    unit_join(g);
+    for (int i = 0; i < 2; i++) {
+        coop_fd_forget(sv[i]);
+        close(sv[i]);
+    }
+    if (r.result == -1 || coop_preemptions() != preemptions)
+        return false;
+    ck_assert_int_eq(r.result, 0);
+    return true;
+}
+
+/* The same when the edge wakes another waiter: the main greenlet waits for the fd on its
+ * home; on another hub, a greenlet writes a byte, takes the edge from the home's set (as
+ * an adopter's poll would), which wakes the main greenlet, then waits for the fd itself:
+ * the byte is there for it too. */
+struct second_reader { struct far_reader r; struct coop_greenlet *first; int write_end; };
+
+static void *take_the_edge_then_wait(void *arg)
+{
+    struct second_reader *s = arg;
+    struct far_reader *r = &s->r;
+    r->hub = coop_thread.hub->index;
+    atomic_store(&r->started, 1);
+    if (r->hub == r->home) {
+        r->result = -1;
+        return NULL;
+    }
+    /* Spins, not sleeps: a wait could end on the fd's hub. Its waiter is linked by then. */
+    while (coop_gstate_get(s->first) != G_WAITING)
+        ;
+    for (int64_t until = coop_now() + MS(1); coop_now() < until;)
+        ;
+    if (write(s->write_end, "x", 1) != 1)
+        return (void *)-1;
+    coop_drain_fdset(coop_hub_at(r->home)->fdset);
+    r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    return NULL;
+}
+
+static bool second_wait_away_from_the_fds_hub(void)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    uint64_t preemptions = coop_preemptions();
+    struct second_reader s = { .r = { .fd = sv[0], .home = coop_thread.hub->index }, .first = coop_self(),
+                               .write_end = sv[1] };
+    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    struct coop_greenlet *g = unit_spawn(take_the_edge_then_wait, &s);
+    ck_assert(spin_until(&s.r.started));    /* holds this hub: the reader runs on another */
+    int mine = s.r.result == -1 ? 0 : coop_wait_fd(sv[0], COOP_READ, coop_now() + GIVE_UP);
+    ck_assert_ptr_null(unit_join(g));
+    for (int i = 0; i < 2; i++) {
+        coop_fd_forget(sv[i]);
+        close(sv[i]);
+    }
+    if (s.r.result == -1 || coop_preemptions() != preemptions)
+        return false;
+    ck_assert_int_eq(mine, 0);
+    ck_assert_int_eq(s.r.result, 0);
+    return true;
+}
+
 START_TEST(test_wait_away_from_the_fds_hub)
 {
     if (hubs() < 2)
         return;
-    for (int attempt = 0;; attempt++) {
+    for (int attempt = 0; !wait_away_from_the_fds_hub(); attempt++)
         ck_assert_msg(attempt < 100, "the reader never ran away from the fd's hub");
-        int sv[2];
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-        uint64_t preemptions = coop_preemptions();
-        struct far_reader r = { .fd = sv[0], .home = coop_thread.hub->index };
-        ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
-        /* The edge of this byte is taken now, by every hub's poll, and wakes nobody. */
-        ck_assert_int_eq(write(sv[1], "x", 1), 1);
-        for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-            coop_drain_fdset(h->fdset);
-        struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
-        ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
-        unit_join(g);
-        for (int i = 0; i < 2; i++) {
-            coop_fd_forget(sv[i]);
-            close(sv[i]);
-        }
-        if (r.result == -1 || coop_preemptions() != preemptions)
-            continue;
-        ck_assert_int_eq(r.result, 0);
-        break;
-    }
+    for (int attempt = 0; !second_wait_away_from_the_fds_hub(); attempt++)
+        ck_assert_msg(attempt < 100, "the second reader never ran away from the fd's hub");
 }
 END_TEST
 
