@@ -569,9 +569,9 @@ static void unnest(struct coop_hub *h, struct coop_hub *x)
 
 /*
  * The adopter claims x by CAS; x may still be adopted by h from an earlier time away that
- * h has not let go of yet (or by another hub, whose maintenance then takes over). The hubs
- * x itself had adopted, if they are still away, come along: an adopter that goes away
- * polls nothing.
+ * h has not let go of yet (or by another hub, whose maintenance then takes over, or which
+ * is away itself, and then loses x to h). The hubs x itself had adopted, if they are still
+ * away, come along: an adopter that goes away polls nothing.
  */
 static void adopt(struct coop_hub *h, struct coop_hub *x)
 {
@@ -579,8 +579,10 @@ static void adopt(struct coop_hub *h, struct coop_hub *x)
     if (!atomic_exchange(&x->adoption_wanted, false))
         return;
     atomic_fetch_sub(&adoptions_pending, 1);
-    if (!atomic_compare_exchange_strong(&x->adopter, &adopter, h) && adopter != h)
-        return;
+    while (!atomic_compare_exchange_strong(&x->adopter, &adopter, h) && adopter != h)
+        if (usable(adopter))
+            return;     /* it keeps x, or lets go and takes it back (adopted_maintain) */
+    /* (an adopter that is away itself polls nothing: x is h's now) */
     nest(h, x);
     uint32_t n = take_over(h, x);
     coop_info("hub %d adopts hub %d's fds, timers and %u ready greenlets (%s)", h->index, x->index, n,
