@@ -261,12 +261,13 @@ void coop_note_signal_handler(void);
 /* Signals per greenlet (the shim's signal.c keeps the state; the core delivers it):
  * the state's pointer, and hooks: deliver runs on g, on its own stack, at the end of its
  * current or next wait or yield once g has been signalled; due(g), on g, says whether g
- * still has a signal to take (a wait about to sleep ends only then). */
+ * still has a signal to take (a wait about to sleep ends only then): 0 if not, else EINTR,
+ * or COOP_RESTART when every handler due has SA_RESTART. */
 void **coop_greenlet_signals(struct coop_greenlet *g);
 /* Takes the state's pointer from g (leaving NULL) while no walk of coop_each_greenlet is
  * under way: a walk may read the state of every greenlet it meets. */
 void *coop_greenlet_take_signals(struct coop_greenlet *g);
-void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), bool (*due)(struct coop_greenlet *g),
+void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), int (*due)(struct coop_greenlet *g),
                            void (*pass)(void));
 /* g has signals to take: its wait, if it is in one, ends with EINTR, or COOP_RESTART
  * when restartable; deliver(g) runs when it next ends a wait (async-signal-safe). */

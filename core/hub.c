@@ -54,7 +54,7 @@ int coop_start_runtime_thread(void *(*fn)(void *), void *arg)
 
 /* The shim's signal delivery (coop_set_signal_hooks). */
 static void (*signal_deliver_hook)(struct coop_greenlet *g);
-static bool (*signal_due_hook)(struct coop_greenlet *g);
+static int (*signal_due_hook)(struct coop_greenlet *g);
 static void (*signal_pass_hook)(void);
 
 #define EVENTS_PER_POLL 256
@@ -427,20 +427,22 @@ void coop_switch_away(struct coop_hub *h)
  * signals_due may outlive its signals: the shim delivers them outside waits too (a mask
  * change), and a signal queued meanwhile may have been ignored or blocked since. A wait
  * about to sleep ends for them only when its greenlet still takes one, or it would fail
- * with EINTR though no handler runs. The flag is cleared before the shim looks: a
- * signaller queues, then sets the flag, then interrupts the wait (already published), so
- * a signal the look misses still ends the wait, and the flag stays set for it.
+ * with EINTR though no handler runs; and how it ends (EINTR, or a restart when every
+ * handler due has SA_RESTART) is read off the signals queued, not off signal_reason, which
+ * may be a delivered signal's. The flag is cleared before the shim looks: a signaller
+ * queues, then sets the flag, then interrupts the wait (already published), so a signal
+ * the look misses still ends the wait, and the flag stays set for it. 0 when none is due.
  */
-static bool signals_still_due(struct coop_greenlet *g)
+static int signals_still_due(struct coop_greenlet *g)
 {
     if (signal_due_hook == NULL)
-        return true;
+        return g->signal_reason;
     atomic_store_explicit(&g->signals_due, false, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!signal_due_hook(g))
-        return false;
-    atomic_store_explicit(&g->signals_due, true, memory_order_relaxed);
-    return true;
+    int reason = signal_due_hook(g);
+    if (reason != 0)
+        atomic_store_explicit(&g->signals_due, true, memory_order_relaxed);
+    return reason;
 }
 
 int coop_suspend(int64_t deadline)
@@ -453,9 +455,11 @@ int coop_suspend(int64_t deadline)
      * signaller stores signals_due, then loads wait_word (coop_interrupt); without a full
      * fence on both sides each load may pass its own store and both miss. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (g->waiting.kind != WAIT_OFFLOAD && atomic_load_explicit(&g->signals_due, memory_order_acquire)
-        && signals_still_due(g))
-        return coop_cancel_wait(g) ? g->signal_reason : g->wake_reason;
+    if (g->waiting.kind != WAIT_OFFLOAD && atomic_load_explicit(&g->signals_due, memory_order_acquire)) {
+        int reason = signals_still_due(g);
+        if (reason != 0)
+            return coop_cancel_wait(g) ? reason : g->wake_reason;
+    }
     bool timed = deadline != COOP_NO_DEADLINE;
     if (timed)
         coop_timer_add(h, g, deadline);
@@ -525,7 +529,7 @@ int coop_sleep_until(int64_t deadline)
     return reason == COOP_NUDGED ? 0 : reason;
 }
 
-void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), bool (*due)(struct coop_greenlet *g),
+void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), int (*due)(struct coop_greenlet *g),
                            void (*pass)(void))
 {
     signal_deliver_hook = deliver;

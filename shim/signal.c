@@ -438,16 +438,39 @@ static void deliver(struct coop_greenlet *g)
 /* The signals s's greenlet takes now: those it accepts, and those its sigwait waits for. */
 static uint64_t taken_bits(struct sigstate *s) { return ~atomic_load(&s->blocked) | atomic_load(&s->awaited); }
 
-/* Whether g, the caller, has a signal queued that it takes now (its wait then ends). */
-static bool due(struct coop_greenlet *g)
+/* Whether taking sig runs nothing (its action is to ignore it). */
+static bool ignored_now(int sig)
+{
+    if (trampolined[sig])
+        return false;
+    struct sigaction current;
+    REAL(sigaction)(sig, NULL, &current);
+    return current.sa_handler == SIG_IGN || (current.sa_handler == SIG_DFL && ignored_by_default(sig));
+}
+
+/* How a wait of g, the caller, ends for the signals queued that it takes now: 0 (none, or
+ * only ignored ones), EINTR (a handler without SA_RESTART), else COOP_RESTART (handlers
+ * with SA_RESTART, a sigwait's signals, default actions: the call goes on afterwards). */
+static int due(struct coop_greenlet *g)
 {
     struct sigstate *s = state_of(g);
     if (s == NULL)
-        return false;
+        return 0;
     process_lock();
     uint64_t queued = queued_bits(s) | queued_bits(&process);
     process_unlock();
-    return (queued & taken_bits(s)) != 0 || atomic_load(&s->deferred);
+    uint64_t awaited = atomic_load(&s->awaited);
+    int reason = atomic_load(&s->deferred) ? COOP_RESTART : 0;
+    for (uint64_t bits = queued & taken_bits(s); bits != 0; bits &= bits - 1) {
+        int sig = __builtin_ctzll(bits) + 1;
+        if (awaited & BIT(sig))
+            reason = COOP_RESTART;
+        else if (trampolined[sig] && !(installed[sig].sa_flags & SA_RESTART))
+            return EINTR;
+        else if (!ignored_now(sig))
+            reason = COOP_RESTART;
+    }
+    return reason;
 }
 
 static bool takes(struct sigstate *s, int sig) { return s != NULL && (taken_bits(s) & BIT(sig)); }
