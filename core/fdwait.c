@@ -31,8 +31,10 @@
  * dispatch only once the waiter is linked. (A connection's fd thus follows a greenlet that
  * was stolen, and the load that a steal balanced stays balanced.) On its home hub, a
  * greenlet runs from its EAGAIN to its link without that hub polling in between; only an
- * adopter that still holds the hub's set may poll it meanwhile, and then the waiter looks
- * at its fds (poll(2), not waiting) once linked, and does not sleep if one is ready.
+ * adopter of the hub (while it was away, or until the adopter let go) may have polled its
+ * set meanwhile: a dispatch by another thread than the home's notes the edge in the entry
+ * (foreign), and the next waiter linking on the home looks at its fds (poll(2), not
+ * waiting) once linked, and does not sleep if one is ready.
  * (test_sched: test_wait_away_from_the_fds_hub)
  */
 #include <errno.h>
@@ -57,6 +59,7 @@ struct fd_waiter {
 struct fd_entry {
     coop_lock_t lock;
     int home;                  /* 1 + the index of the hub whose epoll set holds the fd; 0: none */
+    int foreign;               /* COOP_READ, COOP_WRITE: edges another thread than home's dispatched */
     struct fd_waiter *waiters;
 };
 
@@ -97,7 +100,10 @@ void coop_fd_ready(int fd, uint32_t events)
     if (e == NULL)
         return;
     int ready = (events & EPOLL_READ ? COOP_READ : 0) | (events & EPOLL_WRITE ? COOP_WRITE : 0);
+    struct coop_hub *here = coop_thread.hub;
     coop_lock(&e->lock);
+    if (here == NULL || here->index + 1 != e->home)
+        e->foreign |= ready;       /* an adopter's (or a test's) */
     for (struct fd_waiter *x = e->waiters; x != NULL; x = x->next)
         if (x->events & ready)
             coop_wake(x->g, x->gen, 0);
@@ -118,8 +124,11 @@ static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
     struct coop_hub *old = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
     if (old != NULL)
         fdset_ctl(old, EPOLL_CTL_DEL, fd);
+    e->foreign = 0;
     long r = fdset_ctl(h, EPOLL_CTL_ADD, fd);
-    if (r < 0 && r != -EEXIST) {
+    if (r == -EEXIST)
+        r = fdset_ctl(h, EPOLL_CTL_MOD, fd);     /* registered already: MOD reports its level too */
+    if (r < 0) {
         if (old != NULL && fdset_ctl(old, EPOLL_CTL_ADD, fd) < 0)
             e->home = 0;
         return (int)-r;
@@ -129,7 +138,9 @@ static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
 }
 
 /* Links x, making h the fd's home (see the top); the errno of an fd epoll refuses.
- * *look: another thread may have dispatched an edge of the fd since the caller's EAGAIN. */
+ * *look: another thread than the home's dispatched an edge of the fd since the last link
+ * on the home, maybe after the caller's EAGAIN (waiters on one hub run one at a time, so
+ * their EAGAIN-to-link windows never overlap). */
 static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *look)
 {
     if (fd < 0)
@@ -144,8 +155,9 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *lo
             coop_unlock(&e->lock);
             return err;
         }
-    } else if (atomic_load(&h->adopter) != NULL) {
+    } else if (e->foreign & x->events) {
         *look = true;
+        e->foreign &= ~x->events;
     }
     x->entry = e;
     x->linked = true;
@@ -248,6 +260,7 @@ void coop_fd_forget(int fd)
     if (e->home != 0)
         fdset_ctl(coop_hub_at(e->home - 1), EPOLL_CTL_DEL, fd);
     e->home = 0;
+    e->foreign = 0;
     coop_unlock(&e->lock);
 }
 

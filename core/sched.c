@@ -580,7 +580,7 @@ static void adopt(struct coop_hub *h, struct coop_hub *x)
         return;
     atomic_fetch_sub(&adoptions_pending, 1);
     while (!atomic_compare_exchange_strong(&x->adopter, &adopter, h) && adopter != h)
-        if (usable(adopter))
+        if (adopter != NULL && usable(adopter))
             return;     /* it keeps x, or lets go and takes it back (adopted_maintain) */
     /* (an adopter that is away itself polls nothing: x is h's now) */
     nest(h, x);

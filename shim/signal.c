@@ -456,8 +456,8 @@ static int due(struct coop_greenlet *g)
     struct sigstate *s = state_of(g);
     if (s == NULL)
         return 0;
-    process_lock();
-    uint64_t queued = queued_bits(s) | queued_bits(&process);
+    process_lock();     /* process-directed signals are not g's until pass() gives them */
+    uint64_t queued = queued_bits(s);
     process_unlock();
     uint64_t awaited = atomic_load(&s->awaited);
     int reason = atomic_load(&s->deferred) ? COOP_RESTART : 0;
