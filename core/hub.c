@@ -405,7 +405,16 @@ bool coop_wake_waiting(struct coop_greenlet *g, int reason)
     return (word & WAIT_WAITING) && coop_wake(g, word >> 2, reason);
 }
 
-void coop_nudge(struct coop_greenlet *g) { coop_wake_waiting(g, COOP_NUDGED); }
+/* A nudge that finds g between the look at its state and its wait would be lost: it is
+ * also left in g->nudged, which g's wait looks at once published (coop_suspend; the same
+ * pairing of fences as signals_due's). A wait it did wake takes it as well: one spurious
+ * wakeup more, which every waiter tolerates. */
+void coop_nudge(struct coop_greenlet *g)
+{
+    atomic_store(&g->nudged, true);
+    atomic_thread_fence(memory_order_seq_cst);
+    coop_wake_waiting(g, COOP_NUDGED);
+}
 
 /* Leaves the current greenlet (already queued as ready, waiting or finished). Greenlets
  * handed to this hub by other threads (its inbox) join its queue first. */
@@ -460,6 +469,8 @@ int coop_suspend(int64_t deadline)
         if (reason != 0)
             return coop_cancel_wait(g) ? reason : g->wake_reason;
     }
+    if (atomic_load_explicit(&g->nudged, memory_order_relaxed) && atomic_exchange(&g->nudged, false))
+        return coop_cancel_wait(g) ? COOP_NUDGED : g->wake_reason;
     bool timed = deadline != COOP_NO_DEADLINE;
     if (timed)
         coop_timer_add(h, g, deadline);

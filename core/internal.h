@@ -110,6 +110,7 @@ struct coop_greenlet {
     void *held;                      /* the shim's record of libc locks it holds, or NULL */
     void *signals;                   /* the shim's per-greenlet signal state */
     _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
+    _Atomic bool nudged;             /* set by coop_nudge; taken by its greenlet's next wait */
     int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
     uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
     bool own_tls;                    /* the area at tp is its own (tls.c) */

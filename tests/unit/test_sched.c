@@ -750,6 +750,53 @@ START_TEST(test_signal_as_the_wait_starts)
 }
 END_TEST
 
+/* ---- a nudge (pthread_cancel's) as the wait starts ends that wait ---- */
+
+struct nudge_race { struct coop_greenlet *waiter; _Atomic int armed, requested, woken; int lost; };
+
+static bool always(const void *unused) { (void)unused; return true; }
+
+/* Each round looks at what was requested, as a cancellation point does, and parks for up
+ * to GIVE_UP if nothing was: a nudge that came between the look and the wait, lost, leaves
+ * it parked until then (coop_suspend's look at g->nudged). */
+static void *park_until_nudged(void *arg)
+{
+    struct nudge_race *r = arg;
+    for (int i = 1; i <= SIGNAL_ROUNDS; i++) {
+        atomic_store(&r->armed, i);
+        if (atomic_load(&r->requested) < i
+            && coop_park(r, always, NULL, ~0u, coop_now() + GIVE_UP, "nudge race") == ETIMEDOUT)
+            r->lost++;
+        atomic_store(&r->woken, i);
+    }
+    return NULL;
+}
+
+static void *nudge_each_round(void *arg)
+{
+    struct nudge_race *r = arg;
+    for (int i = 1; i <= SIGNAL_ROUNDS; i++) {
+        if (!reached(&r->armed, i))
+            return NULL;
+        atomic_store(&r->requested, i);
+        coop_nudge(r->waiter);
+        if (!reached(&r->woken, i))
+            return NULL;
+    }
+    return arg;
+}
+
+START_TEST(test_nudge_as_the_wait_starts)
+{
+    struct nudge_race r = { .lost = 0 };
+    r.waiter = unit_spawn(park_until_nudged, &r);
+    struct coop_greenlet *nudger = unit_spawn(nudge_each_round, &r);
+    ck_assert_ptr_eq(unit_join(nudger), &r);
+    unit_join(r.waiter);
+    ck_assert_int_eq(r.lost, 0);
+}
+END_TEST
+
 /* ---- a wait given up after a waker on another hub won it ---- */
 
 struct lost_cancel { struct coop_greenlet *waiter; uint64_t gen; _Atomic int prepared, woken; bool cancelled; };
@@ -814,6 +861,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
     tcase_add_test(tc, test_signal_as_the_wait_starts);
+    tcase_add_test(tc, test_nudge_as_the_wait_starts);
     tcase_add_test(tc, test_cancel_after_a_wake_on_another_hub);
     suite_add_tcase(s, tc);
     return s;
