@@ -35,11 +35,11 @@
  * spreads only when a hub is idle, and a greenlet otherwise stays on the hub whose cache
  * holds its stack and data.
  *
- * Where waits live: a greenlet waiting for an fd finds it in the fd set (an epoll set of
- * fds only) of the first hub that waited on it, or registers it in its current hub's
- * (fdwait.c keeps the waiters of every fd in one table, so a close reaches them whichever
- * hub they are on, and the fd's hub wakes them onto its own queue: a greenlet that was
- * stolen goes back where its fd is polled). Its deadline sits in the timer heap of the hub
+ * Where waits live: a greenlet waiting for an fd has it registered in its current hub's
+ * fd set (an epoll set of fds only), moving it there from another hub's if need be: an fd
+ * is in one set, and follows a greenlet that was stolen (fdwait.c, which keeps the waiters
+ * of every fd in one table, so a close reaches them whichever hub they are on, and the
+ * hub that polls an fd wakes them onto its own queue). Its deadline sits in the timer heap of the hub
  * it waits on (timer.c, locked, since other hubs may run it, see below). A hub sleeps in a
  * set of its own, which holds its fd set, the fd sets it adopted and an eventfd that wakes
  * it; nobody else ever reads that set, so no other thread can take a wake meant for it.
