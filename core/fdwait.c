@@ -12,10 +12,10 @@
  * aborts on an epoll_ctl error for an fd closed behind its back, which a preloaded
  * library cannot rule out (fclose of an fdopen'd socket closes it inside glibc).
  *
- * With several hubs, an fd is registered in one set: that of the hub on which it was last
- * waited for (its home). Its waiters may still be on any hub: the waiters of
- * every fd, and which set holds it, live in one table for the process, an entry per fd
- * with its own lock. A hub dispatching an event of any set (its own or one it adopted)
+ * With several hubs, an fd is registered in one set: that of the hub on which it was first
+ * waited for, or to which it moved (below): its home. Its waiters may still be on any
+ * hub: the waiters of every fd, and which set holds it, live in one table for the
+ * process, an entry per fd with its own lock. A hub dispatching an event of any set (its own or one it adopted)
  * wakes that fd's waiters wherever they wait, onto its own run queue (sched.c), and each
  * event wakes one hub, not every hub whose set once held the fd (which, with the fd in
  * both sets of two hubs, made both hubs wake and contend for the entry's lock on every
@@ -26,15 +26,20 @@
  * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and
  * an edge that another thread's poll dispatched in between, waking nobody or only other
  * waiters of the fd, must not be lost; natively that readiness would end the wait. So a
- * waiter whose hub is not the fd's home moves the fd into its own hub's set: adding it
- * reports the fd's readiness at that moment, which that hub, the waiter's own thread, can
- * dispatch only once the waiter is linked. (A connection's fd thus follows a greenlet that
- * was stolen, and the load that a steal balanced stays balanced.) On its home hub, a
- * greenlet runs from its EAGAIN to its link without that hub polling in between; only an
- * adopter of the hub (while it was away, or until the adopter let go) may have polled its
- * set meanwhile: a dispatch by another thread than the home's notes the edge in the entry
- * (foreign), and the next waiter linking on the home looks at its fds (poll(2), not
- * waiting) once linked, and does not sleep if one is ready.
+ * waiter whose hub is not the fd's home re-arms the fd in the home's set once linked
+ * (EPOLL_CTL_MOD, which reports its readiness at that moment as a new edge): the home's
+ * poll then wakes it onto the home's queue, so a greenlet that was stolen goes back to
+ * where its connection's events arrive, and a steal costs one system call, not a move.
+ * (The MOD also finds an fd that the entry wrongly places there, closed inside libc and
+ * its number reused: ENOENT, and the fd moves.) When two waits in a row on the fd are
+ * away from its home on the same hub (the main greenlet, pinned to hub 0, or a
+ * connection handed on to another thread), the second moves the fd into its own hub's set
+ * instead: adding it reports the fd's readiness at that moment, which that hub, the
+ * waiter's own thread, can dispatch only once the waiter is linked. An fd whose home is
+ * away (blocked, retired) moves at once. On its home hub, a greenlet runs from its EAGAIN to its link
+ * without that hub polling in between; only an adopter of the hub (while it was away, or
+ * until the adopter let go) may have polled its set meanwhile: a dispatch by another thread than the home's notes the edge in the entry
+ * (foreign), and the next waiter linking on the home looks at its fds once linked too.
  * (test_sched: test_wait_away_from_the_fds_hub)
  */
 #include <errno.h>
@@ -60,6 +65,7 @@ struct fd_entry {
     coop_lock_t lock;
     int home;                  /* 1 + the index of the hub whose epoll set holds the fd; 0: none */
     int foreign;               /* COOP_READ, COOP_WRITE: edges another thread than home's dispatched */
+    int away_waiter;           /* 1 + the index of the hub of the last wait away from home; 0: none */
     struct fd_waiter *waiters;
 };
 
@@ -137,10 +143,11 @@ static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
     return 0;
 }
 
-/* Links x, making h the fd's home (see the top); the errno of an fd epoll refuses.
+/* Links x (see the top for where the fd's home then is); the errno of an fd epoll refuses.
  * *look: another thread than the home's dispatched an edge of the fd since the last link
  * on the home, maybe after the caller's EAGAIN (waiters on one hub run one at a time, so
- * their EAGAIN-to-link windows never overlap). */
+ * their EAGAIN-to-link windows never overlap): the caller must look at its fds once every
+ * waiter is linked. */
 static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *look)
 {
     if (fd < 0)
@@ -148,16 +155,26 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *lo
     struct fd_entry *e = entry_of(fd, true);
     if (e == NULL)
         return ENOMEM;
+    int here = h->index + 1;
     coop_lock(&e->lock);
-    if (e->home != h->index + 1) {
-        int err = move_home(e, h, fd);
+    struct coop_hub *home = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
+    long rearmed = -ENOENT;
+    if (home == h) {
+        e->away_waiter = 0;
+        if (e->foreign & x->events) {
+            *look = true;
+            e->foreign &= ~x->events;
+        }
+    } else if (home != NULL && e->away_waiter != here && !coop_sched_is_away(home)
+               && (rearmed = fdset_ctl(home, EPOLL_CTL_MOD, fd)) == 0) {
+        e->away_waiter = here;
+    } else {
+        int err = rearmed == -ENOENT ? move_home(e, h, fd) : (int)-rearmed;
         if (err != 0) {
             coop_unlock(&e->lock);
             return err;
         }
-    } else if (e->foreign & x->events) {
-        *look = true;
-        e->foreign &= ~x->events;
+        e->away_waiter = 0;
     }
     x->entry = e;
     x->linked = true;
@@ -261,6 +278,7 @@ void coop_fd_forget(int fd)
         fdset_ctl(coop_hub_at(e->home - 1), EPOLL_CTL_DEL, fd);
     e->home = 0;
     e->foreign = 0;
+    e->away_waiter = 0;
     coop_unlock(&e->lock);
 }
 

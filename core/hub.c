@@ -109,6 +109,7 @@ void coop_drain_fdset(int fdset)
 static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
 {
     h->polls++;
+    coop_sched_dispatch_begin(h);
     if (timeout_ns == 0) {
         coop_drain_fdset(h->fdset);
         coop_sched_drain_adopted(h);
@@ -125,6 +126,7 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
              * a new edge */
         }
     }
+    coop_sched_dispatch_end(h);
     coop_timer_run(h);
 }
 
@@ -216,6 +218,7 @@ static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
             hub_poll(h, 0);
         else if (!coop_sched_find_work(h))
             hub_idle(h);
+        coop_sched_share_batch(h);
         unsigned ready = coop_sched_ready_count(h);
         h->round_left = ready > COOP_ROUND_MIN ? ready : COOP_ROUND_MIN;
         struct coop_greenlet *next = coop_sched_pop(h);

@@ -165,6 +165,7 @@ struct coop_hub {
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
     uint64_t polls;
     unsigned round_left;             /* direct switches left before the next poll */
+    bool dispatching;                /* in hub_poll, waking the waiters of fd events (sched.c) */
     struct coop_greenlet *dead;      /* finished detached greenlets, to free */
     uint64_t adopted[COOP_MAX_HUBS / 64];  /* hubs whose sets this one polls (sched.c) */
     uint64_t steals, stolen;         /* for the statistics */
@@ -297,6 +298,9 @@ bool coop_sched_is_away(const struct coop_hub *h);
  * preempts h's greenlet without waiting for the end of its slice. */
 bool coop_sched_inbox_waits(const struct coop_hub *h);
 void coop_sched_drain_adopted(struct coop_hub *h);
+void coop_sched_dispatch_begin(struct coop_hub *h);
+void coop_sched_dispatch_end(struct coop_hub *h);
+void coop_sched_share_batch(struct coop_hub *h);
 void coop_sched_nudge(struct coop_hub *h);
 void coop_sched_balance_spares(void);
 void coop_sched_interrupt_posted(void);

@@ -6,7 +6,7 @@
  *     /proc/self/task/TID/stat) is stuck in a system call coop could not make cooperative;
  *     its work goes to another hub, and comes back when its counter moves again. A hub that
  *     stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub woken to
- *     steal them, in case a wake was missed;
+ *     steal them, in case a wake was missed or skipped (a small batch of fd wakes, sched.c);
  *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
  *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
  *     to the hub's thread; after a millisecond already when greenlets wait in the hub's

@@ -362,7 +362,8 @@ END_TEST
 /* An fd is in one hub's set. A greenlet that waits for it on another hub links its waiter
  * after its own EAGAIN: an edge that the fd's hub took in between, waking nobody or only
  * another waiter of the fd, must not be lost: the byte is there, as a level-triggered
- * poll would say (fdwait.c moves the fd to the waiter's hub, whose set reports it). */
+ * poll would say (fdwait.c: the waiter looks once linked, or, waiting away twice in a
+ * row, moves the fd to its own hub, whose set reports it). */
 struct far_reader { int fd, home, hub, result; _Atomic int started; };
 
 static void *read_away_from_the_fds_hub(void *arg)
@@ -450,6 +451,70 @@ static bool second_wait_away_from_the_fds_hub(void)
     return true;
 }
 
+/* Twice in a row away from the fd's hub: the first wait ends at its deadline; the home
+ * takes the edge of a byte; the second wait, which moves the fd into the reader's hub's
+ * set, must see the byte. Then the fd's first hub stops polling (the main greenlet spins
+ * on it) and a second byte comes: only the reader's own hub's set, where the fd moved,
+ * can end its third wait. */
+struct twice_reader { struct far_reader r; _Atomic int first_done, written, consumed, done; int first, third; };
+
+static void *wait_twice_away(void *arg)
+{
+    struct twice_reader *t = arg;
+    struct far_reader *r = &t->r;
+    r->hub = coop_thread.hub->index;
+    atomic_store(&r->started, 1);
+    if (r->hub == r->home) {
+        r->result = -1;
+        return NULL;
+    }
+    t->first = coop_wait_fd(r->fd, COOP_READ, coop_now() + MS(1));
+    atomic_store(&t->first_done, 1);
+    if (!spin_until(&t->written))
+        return (void *)-1;
+    r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    char c;
+    if (read(r->fd, &c, 1) != 1)
+        return (void *)-1;
+    atomic_store(&t->consumed, 1);
+    t->third = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    atomic_store(&t->done, 1);
+    return NULL;
+}
+
+static bool wait_twice_away_from_the_fds_hub(void)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    uint64_t preemptions = coop_preemptions();
+    struct twice_reader t = { .r = { .fd = sv[0], .home = coop_thread.hub->index } };
+    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    struct coop_greenlet *g = unit_spawn(wait_twice_away, &t);
+    ck_assert(spin_until(&t.r.started));    /* holds this hub: the reader runs on another */
+    if (t.r.result != -1) {
+        ck_assert(spin_until(&t.first_done));
+        ck_assert_int_eq(write(sv[1], "x", 1), 1);
+        for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
+            coop_drain_fdset(h->fdset);
+        atomic_store(&t.written, 1);
+        if (spin_until(&t.consumed)) {
+            ck_assert_int_eq(write(sv[1], "y", 1), 1);
+            spin_until(&t.done);    /* this hub does not poll meanwhile */
+        }
+    }
+    ck_assert_ptr_null(unit_join(g));
+    for (int i = 0; i < 2; i++) {
+        coop_fd_forget(sv[i]);
+        close(sv[i]);
+    }
+    if (t.r.result == -1 || coop_preemptions() != preemptions)
+        return false;
+    ck_assert_int_eq(t.first, ETIMEDOUT);
+    ck_assert_int_eq(t.r.result, 0);
+    ck_assert_int_eq(t.third, 0);
+    return true;
+}
+
 START_TEST(test_wait_away_from_the_fds_hub)
 {
     if (hubs() < 2)
@@ -458,6 +523,80 @@ START_TEST(test_wait_away_from_the_fds_hub)
         ck_assert_msg(attempt < 100, "the reader never ran away from the fd's hub");
     for (int attempt = 0; !second_wait_away_from_the_fds_hub(); attempt++)
         ck_assert_msg(attempt < 100, "the second reader never ran away from the fd's hub");
+    for (int attempt = 0; !wait_twice_away_from_the_fds_hub(); attempt++)
+        ck_assert_msg(attempt < 100, "the twice reader never ran away from the fd's hub");
+}
+END_TEST
+
+/* A poll that makes many greenlets ready wakes a sleeping hub to take some (sched.c: the
+ * helper for a large batch of fd wakes). The waiters of fds in the main greenlet's hub's
+ * set are woken together, and each yields until one of them has run on another hub:
+ * only that poll's wake can get there, as nothing else wakes a sleeping hub here (yields
+ * are no spawns, and the hub's switch count moves, so the monitor sees nothing stand
+ * still); without it every greenlet gives up. */
+enum { BATCH = 32 };
+
+struct batch_waiter { int fd, home; _Atomic int *waiting, *elsewhere; int result; };
+
+static void *wait_then_look_for_another_hub(void *arg)
+{
+    struct batch_waiter *w = arg;
+    atomic_fetch_add(w->waiting, 1);
+    w->result = coop_wait_fd(w->fd, COOP_READ, coop_now() + GIVE_UP);
+    int64_t give_up = coop_now() + GIVE_UP;
+    while (!atomic_load(w->elsewhere) && coop_now() < give_up) {
+        if (coop_thread.hub->index != w->home)
+            atomic_store(w->elsewhere, 1);
+        coop_yield();
+    }
+    return NULL;
+}
+
+START_TEST(test_a_batch_of_fd_wakes_wakes_a_helper)
+{
+    if (hubs() < 2)
+        return;
+    int sv[BATCH][2];
+    struct coop_fd_event set[BATCH];
+    struct batch_waiter w[BATCH];
+    struct coop_greenlet *g[BATCH];
+    _Atomic int waiting = 0, elsewhere = 0;
+    for (int i = 0; i < BATCH; i++) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv[i]), 0);
+        set[i] = (struct coop_fd_event){ sv[i][0], COOP_READ };
+    }
+    /* Every fd's home is this hub: the waiters, wherever they run, wait for its poll. */
+    ck_assert_int_eq(coop_wait_fds(set, BATCH, coop_now() + MS(1)), ETIMEDOUT);
+    for (int i = 0; i < BATCH; i++) {
+        w[i] = (struct batch_waiter){ .fd = sv[i][0], .home = coop_thread.hub->index, .waiting = &waiting,
+                                      .elsewhere = &elsewhere };
+        g[i] = unit_spawn(wait_then_look_for_another_hub, &w[i]);
+    }
+    int64_t give_up = coop_now() + GIVE_UP;
+    for (int i = 0; i < BATCH && coop_now() < give_up; i++)
+        while (atomic_load(&waiting) < BATCH || coop_gstate_get(g[i]) != G_WAITING)
+            if (coop_now() > give_up)
+                break;
+            else
+                coop_yield();
+    /* The other hubs idle by now; once one sleeps, only a wake gets it to steal. */
+    for (bool one_sleeps = false; !one_sleeps && coop_now() < give_up;) {
+        for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
+            one_sleeps |= h != coop_thread.hub && atomic_load(&h->state) == HUB_SLEEPING;
+        coop_yield();
+    }
+    for (int i = 0; i < BATCH; i++)
+        ck_assert_int_eq(write(sv[i][1], "x", 1), 1);
+    for (int i = 0; i < BATCH; i++) {
+        unit_join(g[i]);
+        ck_assert_int_eq(w[i].result, 0);
+    }
+    ck_assert_msg(atomic_load(&elsewhere), "no other hub ran a greenlet of the batch");
+    for (int i = 0; i < BATCH; i++)
+        for (int j = 0; j < 2; j++) {
+            coop_fd_forget(sv[i][j]);
+            close(sv[i][j]);
+        }
 }
 END_TEST
 
@@ -855,6 +994,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_join_stress);
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
     tcase_add_test(tc, test_wait_away_from_the_fds_hub);
+    tcase_add_test(tc, test_a_batch_of_fd_wakes_wakes_a_helper);
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_spares_retire_and_come_back);
