@@ -366,12 +366,32 @@ END_TEST
  * row, moves the fd to its own hub, whose set reports it). */
 struct far_reader { int fd, home, hub, result; _Atomic int started; };
 
+/* Notes where the reader runs; on the fd's hub, false, and the try does not count. */
+static bool runs_away(struct far_reader *r)
+{
+    r->hub = coop_thread.hub->index;
+    atomic_store(&r->started, 1);
+    if (r->hub == r->home)
+        r->result = -1;
+    return r->hub != r->home;
+}
+
+/* Closes the pair (forgetting it first, as the shim's close does); whether the try counts:
+ * the reader ran away from the fd's hub, and no preemption may have let it elsewhere. */
+static bool close_and_count(int sv[2], const struct far_reader *r, uint64_t preemptions)
+{
+    for (int i = 0; i < 2; i++) {
+        coop_fd_forget(sv[i]);
+        close(sv[i]);
+    }
+    return r->result != -1 && coop_preemptions() == preemptions;
+}
+
 static void *read_away_from_the_fds_hub(void *arg)
 {
     struct far_reader *r = arg;
-    r->hub = coop_thread.hub->index;
-    atomic_store(&r->started, 1);
-    r->result = r->hub == r->home ? -1 : coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    if (runs_away(r))
+        r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
     return NULL;
 }
 
@@ -390,11 +410,7 @@ static bool wait_away_from_the_fds_hub(void)
     struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
     ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
     unit_join(g);
-    for (int i = 0; i < 2; i++) {
-        coop_fd_forget(sv[i]);
-        close(sv[i]);
-    }
-    if (r.result == -1 || coop_preemptions() != preemptions)
+    if (!close_and_count(sv, &r, preemptions))
         return false;
     ck_assert_int_eq(r.result, 0);
     return true;
@@ -410,12 +426,8 @@ static void *take_the_edge_then_wait(void *arg)
 {
     struct second_reader *s = arg;
     struct far_reader *r = &s->r;
-    r->hub = coop_thread.hub->index;
-    atomic_store(&r->started, 1);
-    if (r->hub == r->home) {
-        r->result = -1;
+    if (!runs_away(r))
         return NULL;
-    }
     /* Spins, not sleeps: a wait could end on the fd's hub. Its waiter is linked by then. */
     while (coop_gstate_get(s->first) != G_WAITING)
         ;
@@ -440,11 +452,7 @@ static bool second_wait_away_from_the_fds_hub(void)
     ck_assert(spin_until(&s.r.started));    /* holds this hub: the reader runs on another */
     int mine = s.r.result == -1 ? 0 : coop_wait_fd(sv[0], COOP_READ, coop_now() + GIVE_UP);
     ck_assert_ptr_null(unit_join(g));
-    for (int i = 0; i < 2; i++) {
-        coop_fd_forget(sv[i]);
-        close(sv[i]);
-    }
-    if (s.r.result == -1 || coop_preemptions() != preemptions)
+    if (!close_and_count(sv, &s.r, preemptions))
         return false;
     ck_assert_int_eq(mine, 0);
     ck_assert_int_eq(s.r.result, 0);
@@ -462,12 +470,8 @@ static void *wait_twice_away(void *arg)
 {
     struct twice_reader *t = arg;
     struct far_reader *r = &t->r;
-    r->hub = coop_thread.hub->index;
-    atomic_store(&r->started, 1);
-    if (r->hub == r->home) {
-        r->result = -1;
+    if (!runs_away(r))
         return NULL;
-    }
     t->first = coop_wait_fd(r->fd, COOP_READ, coop_now() + MS(1));
     atomic_store(&t->first_done, 1);
     if (!spin_until(&t->written))
@@ -503,11 +507,7 @@ static bool wait_twice_away_from_the_fds_hub(void)
         }
     }
     ck_assert_ptr_null(unit_join(g));
-    for (int i = 0; i < 2; i++) {
-        coop_fd_forget(sv[i]);
-        close(sv[i]);
-    }
-    if (t.r.result == -1 || coop_preemptions() != preemptions)
+    if (!close_and_count(sv, &t.r, preemptions))
         return false;
     ck_assert_int_eq(t.first, ETIMEDOUT);
     ck_assert_int_eq(t.r.result, 0);
