@@ -15,31 +15,33 @@
  * With several hubs, an fd is registered in one set: that of the hub on which it was first
  * waited for, or to which it moved (below): its home. Its waiters may still be on any
  * hub: the waiters of every fd, and which set holds it, live in one table for the
- * process, an entry per fd with its own lock. A hub dispatching an event of any set (its own or one it adopted)
- * wakes that fd's waiters wherever they wait, onto its own run queue (sched.c), and each
- * event wakes one hub, not every hub whose set once held the fd (which, with the fd in
- * both sets of two hubs, made both hubs wake and contend for the entry's lock on every
- * event). Closing the fd (or dup2 over it), from any thread, wakes every waiter with EBADF
+ * process, an entry per fd with its own lock. A hub dispatching an event of any set (its
+ * own or one it adopted) wakes that fd's waiters wherever they wait, onto its own run
+ * queue (sched.c), and each event wakes one hub, not every hub whose set once held the fd
+ * (which, with the fd in both sets of two hubs, made both hubs wake and contend for the
+ * entry's lock on every event). Closing the fd (or dup2 over it), from any thread, wakes every waiter with EBADF
  * and removes the fd from its set before the number can be reused. Lock order: an fd
  * entry's lock, then the run queue locks a wake takes (never the other way round).
  *
  * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and
  * an edge that another thread's poll dispatched in between, waking nobody or only other
  * waiters of the fd, must not be lost; natively that readiness would end the wait. So a
- * waiter whose hub is not the fd's home re-arms the fd in the home's set once linked
- * (EPOLL_CTL_MOD, which reports its readiness at that moment as a new edge): the home's
- * poll then wakes it onto the home's queue, so a greenlet that was stolen goes back to
- * where its connection's events arrive, and a steal costs one system call, not a move.
- * (The MOD also finds an fd that the entry wrongly places there, closed inside libc and
- * its number reused: ENOENT, and the fd moves.) When two waits in a row on the fd are
- * away from its home on the same hub (the main greenlet, pinned to hub 0, or a
- * connection handed on to another thread), the second moves the fd into its own hub's set
- * instead: adding it reports the fd's readiness at that moment, which that hub, the
- * waiter's own thread, can dispatch only once the waiter is linked. An fd whose home is
- * away (blocked, retired) moves at once. On its home hub, a greenlet runs from its EAGAIN to its link
- * without that hub polling in between; only an adopter of the hub (while it was away, or
- * until the adopter let go) may have polled its set meanwhile: a dispatch by another thread than the home's notes the edge in the entry
- * (foreign), and the next waiter linking on the home looks at its fds once linked too.
+ * waiter whose hub is not the fd's home re-arms the fd in the home's set as it links,
+ * under the entry's lock, which the home's dispatch takes too (EPOLL_CTL_MOD reports the
+ * fd's readiness at that moment as a new edge): the home's poll then wakes it onto the
+ * home's queue, so a greenlet that was stolen goes back to where its connection's events
+ * arrive, and a steal costs one system call, not a move. (The MOD also finds an fd that
+ * the entry wrongly places there, closed inside libc and its number reused: ENOENT, and
+ * the fd moves.) When two waits in a row on the fd are away from its home on the same hub
+ * (the main greenlet, pinned to hub 0, or a connection handed on to another thread), the
+ * second moves the fd into its own hub's set instead: adding it reports the fd's
+ * readiness at that moment, which that hub, the waiter's own thread, can dispatch only
+ * once the waiter is linked. An fd whose home is away (blocked, retired) moves at once.
+ * On its home hub, a greenlet runs from its EAGAIN to its link without that hub polling
+ * in between; only an adopter of the hub (while it was away, or until the adopter let go)
+ * may have polled its set meanwhile: a dispatch by another thread than the home's notes
+ * the edge in the entry (foreign), and the next waiter linking on the home looks at its
+ * fds (poll(2), not waiting) once linked, and does not sleep if one is ready.
  * (test_sched: test_wait_away_from_the_fds_hub)
  */
 #include <errno.h>

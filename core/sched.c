@@ -52,10 +52,11 @@
  * waiters onto its own queue, so a greenlet that was stolen goes back to its connection's
  * hub at its next event; waits on another hub twice in a row, or while the home is away
  * (blocked, retired), take the fd along (fdwait.c, which keeps the waiters of every fd in
- * one table, so a close reaches them whichever hub they are on). A wait's deadline sits in the timer heap of the hub it
- * waits on (timer.c, locked, since other hubs may run it, see below). A hub sleeps in a
- * set of its own, which holds its fd set, the fd sets it adopted and an eventfd that wakes
- * it; nobody else ever reads that set, so no other thread can take a wake meant for it.
+ * one table, so a close reaches them whichever hub they are on). A wait's deadline sits
+ * in the timer heap of the hub it waits on (timer.c, locked, since other hubs may run it,
+ * see below). A hub sleeps in a set of its own, which holds its fd set, the fd sets it
+ * adopted and an eventfd that wakes it; nobody else ever reads that set, so no other
+ * thread can take a wake meant for it.
  *
  * Handoff. A greenlet may block its OS thread in a call coop cannot make cooperative (a
  * raw system call, a futex inside glibc, a slow disk). The blocking monitor (monitor.c)
