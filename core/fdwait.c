@@ -19,9 +19,10 @@
  * own or one it adopted) wakes that fd's waiters wherever they wait, onto its own run
  * queue (sched.c), and each event wakes one hub, not every hub whose set once held the fd
  * (which, with the fd in both sets of two hubs, made both hubs wake and contend for the
- * entry's lock on every event). Closing the fd (or dup2 over it), from any thread, wakes every waiter with EBADF
- * and removes the fd from its set before the number can be reused. Lock order: an fd
- * entry's lock, then the run queue locks a wake takes (never the other way round).
+ * entry's lock on every event). Closing the fd (or dup2 over it), from any thread, wakes
+ * every waiter with EBADF and removes the fd from its set before the number can be
+ * reused. Lock order: an fd entry's lock, then the run queue locks a wake takes (never
+ * the other way round).
  *
  * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and
  * an edge that another thread's poll dispatched in between, waking nobody or only other

@@ -362,8 +362,8 @@ END_TEST
 /* An fd is in one hub's set. A greenlet that waits for it on another hub links its waiter
  * after its own EAGAIN: an edge that the fd's hub took in between, waking nobody or only
  * another waiter of the fd, must not be lost: the byte is there, as a level-triggered
- * poll would say (fdwait.c: the waiter looks once linked, or, waiting away twice in a
- * row, moves the fd to its own hub, whose set reports it). */
+ * poll would say (fdwait.c: the waiter re-arms the fd in its home's set, whose poll then
+ * reports it, or, waiting away twice in a row, moves the fd to its own hub's set). */
 struct far_reader { int fd, home, hub, result; _Atomic int started; };
 
 /* Notes where the reader runs; on the fd's hub, false, and the try does not count. */
