@@ -32,15 +32,16 @@ static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PS
 
 /* Computed once per thread-local area: every greenlet has its own (core/tls.c), and a
  * thread's original context keeps the id its thread had, whichever came first. */
-int shim_owner_id(void)
+static __thread int owner_id;
+
+static __attribute__((noinline)) int first_owner_id(void)
 {
-    static __thread int id;
-    if (__builtin_expect(id == 0, 0)) {
-        struct coop_greenlet *g = coop_self();
-        id = g != NULL ? (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000 : gettid();
-    }
-    return id;
+    struct coop_greenlet *g = coop_self();
+    owner_id = g != NULL ? (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000 : gettid();
+    return owner_id;
 }
+
+int shim_owner_id(void) { return __builtin_expect(owner_id != 0, 1) ? owner_id : first_owner_id(); }
 
 static _Atomic uint32_t *word(pthread_mutex_t *m) { return (_Atomic uint32_t *)&m->__data.__lock; }
 
@@ -132,6 +133,29 @@ static inline int mutex_lock(pthread_mutex_t *m)
 
 int shim_mutex_lock(pthread_mutex_t *m) { return mutex_lock(m); }
 
+static __attribute__((noinline)) int wake_a_waiter(pthread_mutex_t *m)
+{
+    if (shared(m))
+        shim_shared_futex_wake(word(m), 1);
+    else
+        coop_unpark(word(m), 1, ~0u);
+    return 0;
+}
+
+/* Lets go of a mutex the caller holds, and wakes a waiter if there are any. */
+static inline int release(pthread_mutex_t *m)
+{
+    m->__data.__owner = 0;
+    m->__data.__nusers--;
+    if (__libc_single_threaded && !shared(m)) {
+        atomic_store_explicit(word(m), 0, memory_order_relaxed);
+        return 0;
+    }
+    if (atomic_exchange_explicit(word(m), 0, memory_order_release) != 2)
+        return 0;
+    return wake_a_waiter(m);
+}
+
 static inline int mutex_unlock(pthread_mutex_t *m)
 {
     if (!coop_owned(m))
@@ -142,35 +166,44 @@ static inline int mutex_unlock(pthread_mutex_t *m)
         if (--m->__data.__count > 0)
             return 0;
     }
-    m->__data.__owner = 0;
-    m->__data.__nusers--;
-    if (__libc_single_threaded && !shared(m)) {
-        atomic_store_explicit(word(m), 0, memory_order_relaxed);
-        return 0;
-    }
-    if (atomic_exchange_explicit(word(m), 0, memory_order_release) != 2)
-        return 0;
-    if (shared(m))
-        shim_shared_futex_wake(word(m), 1);
-    else
-        coop_unpark(word(m), 1, ~0u);
-    return 0;
+    return release(m);
 }
 
 int shim_mutex_unlock(pthread_mutex_t *m) { return mutex_unlock(m); }
 
-/* The exported names get the fast paths inline: no second call. */
-EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+/* The exported names: the common case (a free normal or adaptive coop mutex, its owner id
+ * known, no preemption wanted) inline and without a stack frame, as glibc's; anything else
+ * in a second call. */
+static __attribute__((noinline)) int lock_at_preempt_point(pthread_mutex_t *m)
 {
     coop_preempt_point();
     return mutex_lock(m);
 }
 
-EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
+EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    int self = owner_id;
+    if (__builtin_expect(coop_preempt_wanted == 0 && self != 0 && coop_owned(m) && !owner_checked(m)
+                         && take_free(m), 1)) {
+        m->__data.__owner = self;
+        m->__data.__nusers++;
+        return 0;
+    }
+    return lock_at_preempt_point(m);
+}
+
+static __attribute__((noinline)) int unlock_at_preempt_point(pthread_mutex_t *m)
 {
     int r = mutex_unlock(m);
     coop_preempt_point();      /* after: the lock is free for whoever runs next */
     return r;
+}
+
+EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+    if (__builtin_expect(coop_preempt_wanted == 0 && coop_owned(m) && !owner_checked(m), 1))
+        return release(m);
+    return unlock_at_preempt_point(m);
 }
 
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
