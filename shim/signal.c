@@ -28,6 +28,10 @@
  *     in the kernel (a real sigtimedwait that never waits); otherwise they wait on a
  *     signalfd for the set, or to be handed a signal. sigsuspend, pause, ppoll, pselect and
  *     epoll_pwait set the greenlet's mask for the wait and end when a handler ran on it.
+ *     The trampoline never runs a handler on a greenlet in such a wait (`in_wait`): it
+ *     queues the signal, which ends the wait, and the handler runs at its end. Run at once,
+ *     between the wait's look at the count and its park, it would end nothing: the greenlet
+ *     would sleep on with its handler run. (signal_window)
  *
  * SIGURG is coop's preemption signal too (core/preempt.c), and one of the runtime's signals:
  * the trampoline hands the monitor's to coop, the program's to its handler; while the
@@ -80,6 +84,7 @@ struct sigstate {
     _Atomic uint64_t awaited;        /* the set of its sigwait under way */
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
+    _Atomic bool in_wait;            /* in a wait that a handler ends: see shim_signal_wait_mask */
 };
 
 static struct entry pool[POOL];
@@ -372,6 +377,8 @@ static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *cont
     const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
     uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
     uint64_t before = s != NULL ? atomic_fetch_or(&s->blocked, during) : 0;
+    if (s != NULL)      /* the wait under way ends with this handler: others may nest in it */
+        atomic_store(&s->in_wait, false);
     if (a.sa_flags & SA_RESETHAND)
         reset_handler(sig, &a);
     if (a.sa_flags & SA_SIGINFO)
@@ -570,6 +577,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
             if (atomic_load(&process_owner) == __builtin_thread_pointer()) {     /* see process_lock */
                 enqueue(mine, info);
                 atomic_store(&mine->deferred, true);
+            } else if (atomic_load(&mine->in_wait)) {
+                queue_to(self, mine, info);     /* ends its wait, parked or about to park */
             } else {
                 run_handler(mine, sig, info, context);
             }
@@ -732,7 +741,15 @@ EXPORT int sigpending(sigset_t *set)
 }
 
 /* Swaps the caller's mask for a wait (ppoll, pselect, epoll_pwait, sigsuspend); returns
- * the handlers run count to compare with after the wait. */
+ * the handlers run count to compare with after the wait.
+ *
+ * The wait ends when the count has moved, and it looks before it parks: a handler that
+ * the trampoline ran in between, on the greenlet still running, would leave it asleep
+ * (a SIGTERM from another process as sigsuspend went to sleep, thread_signals). So from
+ * here to shim_signal_wait_done the greenlet is in_wait, and the trampoline queues its
+ * signals instead: queued, a signal ends the wait, parked or not yet, and its handler runs
+ * at the wait's end. in_wait is written by its greenlet (and cleared by handlers run on
+ * it), read by the trampoline when it interrupts that greenlet on its own OS thread. */
 unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved)
 {
     struct sigstate *s = my_state(emulating());
@@ -740,6 +757,7 @@ unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved)
         *saved = ~0ULL;
         return 0;
     }
+    atomic_store(&s->in_wait, true);
     unsigned handled = atomic_load(&s->handled);
     *saved = atomic_load(&s->blocked);
     set_blocked(s, bits_of(mask));
@@ -752,6 +770,7 @@ void shim_signal_wait_done(uint64_t saved)
     struct sigstate *s = state_of(coop_self());
     if (saved == ~0ULL || s == NULL)
         return;
+    atomic_store(&s->in_wait, false);     /* what it queued meanwhile: delivered below, or pending */
     set_blocked(s, saved);
     deliver(coop_self());
 }
@@ -1118,6 +1137,7 @@ EXPORT int pause(void)
     struct sigstate *s = my_state(emulating());
     if (s == NULL)
         return REAL(pause)();
+    atomic_store(&s->in_wait, true);     /* see shim_signal_wait_mask; a handler clears it */
     wait_for_handler(atomic_load(&s->handled));
     errno = EINTR;
     return -1;

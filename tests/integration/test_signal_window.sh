@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# A signal that lands as a wait goes to sleep (tests/samples/signal_window): sigsuspend and
+# ppoll with SIGUSR1 open end with EINTR after exactly one handler, the signal sent by the
+# process's own clock_gettime (through the kernel) on the first clock read it sees: under coop
+# the wait's last one before it sleeps (a wait that slept on after that handler ran would end
+# only for the child process's later signal, with two). The same lines natively and under
+# coop, on every TLS mechanism, on one hub and two.
+source "$(dirname "$0")/lib.sh"
+[ -x "$SAMPLES/signal_window" ] || fail "$SAMPLES/signal_window is not built (make)"
+HANG_GUARD_S=60
+
+timeout "$HANG_GUARD_S" "$SAMPLES/signal_window" >"$TMP/native" || fail "native: status $?"
+sed 's/^/  native: /' "$TMP/native"
+[ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
+for mechanism in "${TLS_MECHANISMS[@]}"; do
+    for hubs in 1 2; do
+        COOP_TLS=$mechanism COOP_HUBS=$hubs timeout "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/signal_window" >"$TMP/coop" ||
+            fail "coop ($mechanism, $hubs hubs): status $?: $(cat "$TMP/coop")"
+        diff -u "$TMP/native" "$TMP/coop" >&2 ||
+            fail "coop ($mechanism, $hubs hubs): the lines differ from the native ones"
+    done
+done
+echo "PASS: a signal as sigsuspend and ppoll go to sleep ends them after one handler, natively and under coop ($TLS_MECHANISM_LIST)"
