@@ -878,7 +878,10 @@ void coop_request_signal_pass(void)
  * takes the runtime's own signals (preemption's, the samplers'); a spare, started by the
  * monitor, which blocks every signal, takes them all. The shim brings either in line with
  * the greenlets' masks (shim/signal.c: a stale mask only changes which thread a signal
- * lands on). It is named after its hub, not after whoever started it. */
+ * lands on). It is named after its hub, not after whoever started it. Signals open only
+ * once it is a hub: before, the shim's trampoline would take it for a thread of the
+ * program's and run the handler there (a signal pending while every thread blocked it ran
+ * on a spare as it started, not in the thread that unblocked it: signal_window). */
 static void *carrier_main(void *arg)
 {
     struct coop_hub *h = arg;
@@ -886,9 +889,9 @@ static void *carrier_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "coop-hub %d", h->index);
     coop_sys(SYS_prctl, PR_SET_NAME, (long)name, 0);
+    coop_hub_attach(h, false);
     uint64_t taken = h->spare ? ~(uint64_t)0 : coop_runtime_signals();
     coop_sys6(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&taken, 0, 8, 0, 0);
-    coop_hub_attach(h, false);
     coop_hub_run(h);
     return NULL;
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# A signal that lands as a wait goes to sleep (tests/samples/signal_window): sigsuspend and
-# ppoll with SIGUSR1 open end with EINTR after exactly one handler, the signal sent by the
-# process's own clock_gettime (through the kernel) on the first clock read it sees: under coop
-# the wait's last one before it sleeps (a wait that slept on after that handler ran would end
-# only for the child process's later signal, with two). The same lines natively and under
-# coop, on every TLS mechanism, on one hub and two.
+# Signals that land in a gap (tests/samples/signal_window): sigsuspend and ppoll with SIGUSR1
+# open end with EINTR after exactly one handler, the signal sent by the process's own
+# clock_gettime (through the kernel) on the first clock read it sees: under coop the wait's
+# last one before it sleeps (a wait that slept on after that handler ran would end only for
+# the child process's later signal, with two); and a process signal pending while every
+# thread blocks it runs its handler in the thread that unblocks it, though spare hubs start
+# meanwhile (under coop: threads block their hubs in raw system calls). The same lines
+# natively and under coop, on every TLS mechanism, on one hub and two.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/signal_window" ] || fail "$SAMPLES/signal_window is not built (make)"
 HANG_GUARD_S=60
@@ -20,4 +22,4 @@ for mechanism in "${TLS_MECHANISMS[@]}"; do
             fail "coop ($mechanism, $hubs hubs): the lines differ from the native ones"
     done
 done
-echo "PASS: a signal as sigsuspend and ppoll go to sleep ends them after one handler, natively and under coop ($TLS_MECHANISM_LIST)"
+echo "PASS: a signal as sigsuspend and ppoll go to sleep ends them after one handler; a pending one as hubs start waits for the thread that unblocks it; natively and under coop ($TLS_MECHANISM_LIST)"

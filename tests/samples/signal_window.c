@@ -2,7 +2,7 @@
  * signal_window: signals that land in a gap. Prints one line per check; the same lines
  * natively and under coop. Nothing depends on timing.
  *
- * A signal that arrives as sigsuspend or ppoll goes to sleep ends the wait, and its
+ * 1, 2. A signal that arrives as sigsuspend or ppoll goes to sleep ends the wait, and its
  * handler runs once.
  *
  * The main thread blocks SIGUSR1 except in the wait, and a child process sends it one
@@ -16,24 +16,34 @@
  * (two handlers; "main took SIGTERM 2 time(s)" in thread_signals, once in CI). The child's
  * signal, when it comes after the wait, is taken with sigtimedwait.
  *
- * No thread is created: under coop the main thread is the only one the kernel can deliver
- * to, so the armed signal lands right in the wait.
+ * No thread is created before 3: under coop the main thread is the only one the kernel can
+ * deliver to, so the armed signal lands right in the wait.
+ *
+ * 3. A process-directed signal pending while every thread blocks it runs its handler in
+ * the thread that unblocks it, though threads start meanwhile: under coop, threads that
+ * block their hubs' OS threads in raw system calls make the monitor start spare hubs, whose
+ * threads open every signal. (Sent before the program's first thread: no thread of the
+ * process can take it.)
  */
 #define _GNU_SOURCE
 #include "common.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-static volatile sig_atomic_t ran;
+static volatile sig_atomic_t ran, ran_in_main;
 static _Atomic bool armed;
+static pthread_t main_thread;
 
 static void on_usr1(int sig)
 {
     (void)sig;
     ran++;
+    ran_in_main = pthread_equal(pthread_self(), main_thread);
 }
 
 int clock_gettime(clockid_t clock, struct timespec *ts)
@@ -88,9 +98,42 @@ static void one_wait(const char *what, int (*wait)(const sigset_t *open))
            during);
 }
 
+static void *block_os_thread(void *unused)
+{
+    struct timespec t = { 0, 100 * 1000000 };
+    syscall(SYS_nanosleep, &t, NULL);     /* not nanosleep(): coop's would wait in the hub */
+    return unused;
+}
+
+static void pending_as_threads_start(void)
+{
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);
+    ran = 0;
+    syscall(SYS_kill, getpid(), SIGUSR1);
+    cpu_set_t cpus;
+    int n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    n = n < 1 ? 1 : n > 64 ? 64 : n;      /* one per hub (coop's default: one per CPU) */
+    pthread_t t[64];
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&t[i], NULL, block_os_thread, NULL) != 0)
+            die("pthread_create");
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    int before = ran;
+    ran_in_main = -1;
+    sigprocmask(SIG_UNBLOCK, &usr1, NULL);
+    printf("a process signal pending as threads start: handler ran %d time(s) before it was unblocked, "
+           "%d after, in the thread that unblocked it: %s\n", before, ran - before,
+           ran_in_main == 1 ? "yes" : "no");
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    main_thread = pthread_self();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
@@ -99,5 +142,6 @@ int main(void)
         die("pipe: %s", strerror(errno));
     one_wait("sigsuspend", wait_in_sigsuspend);
     one_wait("ppoll with SIGUSR1 open", wait_in_ppoll);
+    pending_as_threads_start();
     return 0;
 }
