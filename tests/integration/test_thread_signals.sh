@@ -16,9 +16,9 @@ HANG_GUARD_S=60
 timeout "$HANG_GUARD_S" "$SAMPLES/thread_signals" >"$TMP/native" || fail "native: status $?"
 sed 's/^/  native: /' "$TMP/native"
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
-for mechanism in $TLS_MECHANISMS; do
+for mechanism in "${TLS_MECHANISMS[@]}"; do
     COOP_TLS=$mechanism timeout "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" >"$TMP/coop" ||
         fail "coop ($mechanism): status $?: $(cat "$TMP/coop")"
     diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop ($mechanism): the lines differ from the native ones"
 done
-echo "PASS: signal masks, pending sets and delivery per thread, natively and under coop ($TLS_MECHANISMS)"
+echo "PASS: signal masks, pending sets and delivery per thread, natively and under coop ($TLS_MECHANISM_LIST)"
