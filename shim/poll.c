@@ -70,13 +70,16 @@ static int ask_until(const struct multiplexer *m, int64_t deadline)
         coop_fair_share();
     if (r != 0 || coop_now() >= deadline)
         return r;
+    unsigned handled = shim_signal_handled();
     struct coop_fd_event small[16], *set = m->most <= 16 ? small : malloc(m->most * sizeof *set);
     if (set == NULL)
         return m->block(m->call, deadline);
     int n = m->watch(m->call, set);
     for (;;) {
         int w = n > 0 ? coop_wait_fds(set, n, deadline) : coop_sleep_until(deadline);
-        if (w == EINTR || w == COOP_RESTART) {   /* these calls are never restarted */
+        /* These calls are never restarted; and a handler run as the wait ended (its fd
+         * ready at the same time) ends the call too, as natively. */
+        if (w == EINTR || w == COOP_RESTART || shim_signal_handled_since(handled)) {
             r = interrupted();
             break;
         }

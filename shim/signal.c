@@ -377,8 +377,10 @@ static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *cont
     const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
     uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
     uint64_t before = s != NULL ? atomic_fetch_or(&s->blocked, during) : 0;
-    if (s != NULL)      /* the wait under way ends with this handler: others may nest in it */
-        atomic_store(&s->in_wait, false);
+    /* The wait under way ends with this handler: others may nest in it, as natively; after
+     * it, until the wait has put its mask back, they queue again (a longjmp out leaves it
+     * cleared). */
+    bool in_wait = s != NULL && atomic_exchange(&s->in_wait, false);
     if (a.sa_flags & SA_RESETHAND)
         reset_handler(sig, &a);
     if (a.sa_flags & SA_SIGINFO)
@@ -388,6 +390,7 @@ static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *cont
     if (s != NULL) {
         atomic_store(&s->blocked, before);
         atomic_fetch_add(&s->handled, 1);
+        atomic_store(&s->in_wait, in_wait);
     }
 }
 
@@ -748,8 +751,9 @@ EXPORT int sigpending(sigset_t *set)
  * (a SIGTERM from another process as sigsuspend went to sleep, thread_signals). So from
  * here to shim_signal_wait_done the greenlet is in_wait, and the trampoline queues its
  * signals instead: queued, a signal ends the wait, parked or not yet, and its handler runs
- * at the wait's end. in_wait is written by its greenlet (and cleared by handlers run on
- * it), read by the trampoline when it interrupts that greenlet on its own OS thread. */
+ * at the wait's end. in_wait is written by its greenlet (and cleared by a handler run on
+ * it while that runs), read by the trampoline when it interrupts that greenlet on its own
+ * OS thread. */
 unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved)
 {
     struct sigstate *s = my_state(emulating());
@@ -770,9 +774,9 @@ void shim_signal_wait_done(uint64_t saved)
     struct sigstate *s = state_of(coop_self());
     if (saved == ~0ULL || s == NULL)
         return;
-    atomic_store(&s->in_wait, false);     /* what it queued meanwhile: delivered below, or pending */
-    set_blocked(s, saved);
-    deliver(coop_self());
+    set_blocked(s, saved);                /* first: a signal the wait mask let in but this one */
+    atomic_store(&s->in_wait, false);     /* blocks must not run; what it queued meanwhile */
+    deliver(coop_self());                 /* runs here, or stays pending */
 }
 
 unsigned shim_signal_handled(void)
@@ -1137,8 +1141,10 @@ EXPORT int pause(void)
     struct sigstate *s = my_state(emulating());
     if (s == NULL)
         return REAL(pause)();
-    atomic_store(&s->in_wait, true);     /* see shim_signal_wait_mask; a handler clears it */
+    atomic_store(&s->in_wait, true);     /* see shim_signal_wait_mask */
     wait_for_handler(atomic_load(&s->handled));
+    atomic_store(&s->in_wait, false);
+    deliver(coop_self());                /* what came after the handler that ended the wait */
     errno = EINTR;
     return -1;
 }
