@@ -62,18 +62,31 @@ static int check(const struct multiplexer *m)
     }
 }
 
-/* Asks until something is ready, the deadline passes or a signal handler runs. */
-static int ask_until(const struct multiplexer *m, int64_t deadline)
+/* The real blocking call, for fds epoll cannot watch. In a wait with a mask, signals run
+ * their handlers at once meanwhile and the kernel's EINTR ends it; one that comes after
+ * the look at the count and before the kernel waits is handled late, as by poll. */
+static int block(const struct multiplexer *m, int64_t deadline, unsigned handled)
 {
+    bool in_wait = shim_signal_kernel_wait_begin();
+    int r = shim_signal_handled_since(handled) ? interrupted() : m->block(m->call, deadline);
+    shim_signal_kernel_wait_end(in_wait);
+    return r;
+}
+
+/* Asks until something is ready, the deadline passes or a signal handler runs (since
+ * `handled`). */
+static int ask_until(const struct multiplexer *m, int64_t deadline, unsigned handled)
+{
+    if (shim_signal_handled_since(handled))
+        return interrupted();
     int r = check(m);
     if (r > 0)
         coop_fair_share();
     if (r != 0 || coop_now() >= deadline)
         return r;
-    unsigned handled = shim_signal_handled();
     struct coop_fd_event small[16], *set = m->most <= 16 ? small : malloc(m->most * sizeof *set);
     if (set == NULL)
-        return m->block(m->call, deadline);
+        return block(m, deadline, handled);
     int n = m->watch(m->call, set);
     for (;;) {
         int w = n > 0 ? coop_wait_fds(set, n, deadline) : coop_sleep_until(deadline);
@@ -84,7 +97,7 @@ static int ask_until(const struct multiplexer *m, int64_t deadline)
             break;
         }
         if (w != 0 && w != ETIMEDOUT && w != EBADF) {
-            r = m->block(m->call, deadline);
+            r = block(m, deadline, handled);
             break;
         }
         r = check(m);
@@ -99,20 +112,24 @@ static int ask_until(const struct multiplexer *m, int64_t deadline)
     return r;
 }
 
+struct masked_wait { const struct multiplexer *m; int64_t deadline; };
+
+static int ask_in_wait(void *c, unsigned handled)
+{
+    const struct masked_wait *w = c;
+    return ask_until(w->m, w->deadline, handled);
+}
+
 /* The mask is read as the kernel reads one (its 8 bytes; EFAULT) before anything else. */
 static int multiplex(const struct multiplexer *m, int64_t deadline)
 {
     if (m->mask == NULL)
-        return ask_until(m, deadline);
+        return ask_until(m, deadline, shim_signal_handled());
     sigset_t mask;
     sigemptyset(&mask);
     if (!shim_copy_in(&mask, m->mask, _NSIG / 8))
         return -1;
-    uint64_t saved;
-    unsigned handled = shim_signal_wait_mask(&mask, &saved);
-    int r = shim_signal_handled_since(handled) ? interrupted() : ask_until(m, deadline);
-    shim_signal_wait_done(saved);
-    return r;
+    return shim_signal_wait(&mask, ask_in_wait, &(struct masked_wait){ m, deadline });
 }
 
 /* Whether a wait with a signal mask must set it coop's way: the greenlet's mask is coop's. */

@@ -153,12 +153,16 @@ struct timespec shim_remaining(int64_t deadline);
 /* Signals per greenlet (see signal.c): a new greenlet's mask is its creator's. */
 void shim_signal_thread_created(struct coop_greenlet *g);
 void shim_signal_thread_exit(struct coop_greenlet *g);
-/* A wait with its own signal mask (ppoll, pselect, epoll_pwait, sigsuspend): the mask is
- * set and whatever it unblocks delivered; it returns the count of handlers run, which
- * shim_signal_handled_since compares (a handler ran: the wait ends with EINTR);
- * wait_done restores the mask. */
-unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved);
-void shim_signal_wait_done(uint64_t saved);
+/* A wait that a handler ends (ppoll, pselect, epoll_pwait, sigsuspend, pause): runs
+ * wait(call, handled) with mask as the caller's mask meanwhile (NULL: its own), where
+ * handled is the count of handlers run before, for shim_signal_handled_since (a handler
+ * ran: the wait ends with EINTR); then restores the mask and runs what came. */
+int shim_signal_wait(const sigset_t *mask, int (*wait)(void *call, unsigned handled), void *call);
+/* Around a real blocking call inside such a wait (ppoll's fallback for fds coop cannot
+ * watch): signals run their handlers at once meanwhile, and the kernel's EINTR ends the
+ * call. begin returns what end needs. */
+bool shim_signal_kernel_wait_begin(void);
+void shim_signal_kernel_wait_end(bool in_wait);
 bool shim_signal_handled_since(unsigned handled);
 unsigned shim_signal_handled(void);        /* the count, for handled_since, without a mask */
 /* Whether the calling greenlet's signal mask is coop's to keep (the signal family is on). */

@@ -31,7 +31,9 @@
  *     The trampoline never runs a handler on a greenlet in such a wait (`in_wait`): it
  *     queues the signal, which ends the wait, and the handler runs at its end. Run at once,
  *     between the wait's look at the count and its park, it would end nothing: the greenlet
- *     would sleep on with its handler run. (signal_window)
+ *     would sleep on with its handler run. (signal_window) A process-directed signal queued
+ *     to a greenlet stays the process's should that greenlet come to block it or end first
+ *     (`lent`: see shim_signal_wait).
  *
  * SIGURG is coop's preemption signal too (core/preempt.c), and one of the runtime's signals:
  * the trampoline hands the monitor's to coop, the program's to its handler; while the
@@ -84,7 +86,8 @@ struct sigstate {
     _Atomic uint64_t awaited;        /* the set of its sigwait under way */
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
-    _Atomic bool in_wait;            /* in a wait that a handler ends: see shim_signal_wait_mask */
+    _Atomic bool in_wait;            /* in a wait that a handler ends: see shim_signal_wait */
+    _Atomic uint64_t lent;           /* process-directed signals queued to it: see return_lent */
 };
 
 static struct entry pool[POOL];
@@ -260,7 +263,9 @@ static int take_queued(struct sigstate *s, uint64_t wanted, siginfo_t *info)
 {
     process_lock();
     int sig = dequeue(s, wanted, info);
-    if (sig == 0)
+    if (sig != 0)
+        atomic_fetch_and(&s->lent, ~BIT(sig));
+    else
         sig = dequeue(&process, wanted, info);
     process_unlock();
     return sig;
@@ -493,6 +498,14 @@ static void queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_
         coop_signal_greenlet(g, installed[info->si_signo].sa_flags & SA_RESTART);
 }
 
+/* Queues a process-directed signal to g, which takes it (async-signal-safe): g's while g
+ * may take it, the process's again if g's mask comes to block it or g ends first. */
+static void lend_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+{
+    atomic_fetch_or(&s->lent, BIT(info->si_signo));
+    queue_to(g, s, info);
+}
+
 /* Hands a signal to g in normal context: delivered now when g is the caller, else when g
  * next ends a wait. */
 static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
@@ -508,8 +521,8 @@ static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t
 /* --- choosing a greenlet for a signal the kernel delivered --- */
 
 /* During the walk of pass(), under the greenlet list's lock, so that g's state cannot be
- * taken and freed meanwhile (shim_signal_thread_exit): g takes the process-pending signals
- * it accepts or awaits. */
+ * taken and freed meanwhile (shim_signal_thread_exit), or for the caller (open_for_wait):
+ * g takes the process-pending signals it accepts or awaits. */
 static void give_process_signals(struct coop_greenlet *g, void *unused)
 {
     (void)unused;
@@ -521,7 +534,7 @@ static void give_process_signals(struct coop_greenlet *g, void *unused)
     for (; given != 0; given &= given - 1) {
         siginfo_t info;
         if (dequeue(&process, given & -given, &info) != 0)
-            queue_to(g, s, &info);
+            lend_to(g, s, &info);
     }
     process_unlock();
 }
@@ -581,7 +594,10 @@ static void trampoline(int sig, siginfo_t *info, void *context)
                 enqueue(mine, info);
                 atomic_store(&mine->deferred, true);
             } else if (atomic_load(&mine->in_wait)) {
-                queue_to(self, mine, info);     /* ends its wait, parked or about to park */
+                if (directed)                   /* ends its wait, parked or about to park */
+                    queue_to(self, mine, info);
+                else
+                    lend_to(self, mine, info);
             } else {
                 run_handler(mine, sig, info, context);
             }
@@ -593,8 +609,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         }
     }
     struct sigstate *m = state_of(main_greenlet);
-    if (main_greenlet != self && takes(m, sig)) {
-        queue_to(main_greenlet, m, info);
+    if (main_greenlet != self && takes(m, sig) && !atomic_load(&m->in_wait)) {     /* see return_lent */
+        lend_to(main_greenlet, m, info);
         return;
     }
     enqueue(&process, info);
@@ -743,40 +759,108 @@ EXPORT int sigpending(sigset_t *set)
     return 0;
 }
 
-/* Swaps the caller's mask for a wait (ppoll, pselect, epoll_pwait, sigsuspend); returns
- * the handlers run count to compare with after the wait.
+/*
+ * The waits that a handler ends: sigsuspend, pause, ppoll, pselect and epoll_pwait. The
+ * caller's mask is the wait's meanwhile, and the wait ends when the count of handlers run
+ * on the greenlet has moved. It looks before it parks: a handler that the trampoline ran in
+ * between, on the greenlet still running, would leave it asleep (a SIGTERM from another
+ * process as sigsuspend went to sleep: signal_window). So for the whole wait the greenlet
+ * is in_wait, and the trampoline queues its signals instead: queued, a signal ends the
+ * wait, parked or not yet, and its handler runs at the wait's end.
  *
- * The wait ends when the count has moved, and it looks before it parks: a handler that
- * the trampoline ran in between, on the greenlet still running, would leave it asleep
- * (a SIGTERM from another process as sigsuspend went to sleep, thread_signals). So from
- * here to shim_signal_wait_done the greenlet is in_wait, and the trampoline queues its
- * signals instead: queued, a signal ends the wait, parked or not yet, and its handler runs
- * at the wait's end. in_wait is written by its greenlet (and cleared by a handler run on
- * it while that runs), read by the trampoline when it interrupts that greenlet on its own
- * OS thread. */
-unsigned shim_signal_wait_mask(const sigset_t *mask, uint64_t *saved)
+ * in_wait is written by its greenlet (and cleared by a handler run on it while that runs)
+ * and read by the trampoline when it interrupts that greenlet on its own OS thread.
+ *
+ * A process-directed signal queued to a greenlet is `lent` to it: natively it stays the
+ * process's until a thread takes it. If the greenlet's mask comes to block it first (a
+ * wait's mask took it and the wait ended otherwise: an fd ready, a time-out), or the
+ * greenlet ends, it goes back to the process's queue, pending for any thread (a sigwait
+ * elsewhere), and the pass hands it on. lent is set by whoever queues such a signal (the
+ * trampoline, pass(), kill) and taken by its greenlet (as it takes the signal, at a wait's
+ * end, at its exit). pass() gives under process_owner by the mask of that moment, and
+ * wait_done restores the mask before it takes back under process_owner: a signal given for
+ * the wait's mask is taken back or never given. The trampoline and kill, which could read a
+ * wait's mask on another OS thread and lend after the wait, leave a main greenlet in a
+ * wait to the pass. (thread_signals: wait_lends)
+ */
+
+/* The lent signals of s that its mask blocks go back to the process: true if any did. */
+static bool return_lent(struct sigstate *s)
 {
-    struct sigstate *s = my_state(emulating());
-    if (s == NULL) {
-        *saved = ~0ULL;
-        return 0;
+    uint64_t back = atomic_exchange(&s->lent, 0) & atomic_load(&s->blocked);
+    siginfo_t info;
+    bool any = false;
+    while (back != 0 && dequeue(s, back, &info) != 0) {
+        enqueue(&process, &info);
+        any = true;
     }
-    atomic_store(&s->in_wait, true);
-    unsigned handled = atomic_load(&s->handled);
-    *saved = atomic_load(&s->blocked);
-    set_blocked(s, bits_of(mask));
-    deliver(coop_self());
-    return handled;
+    return any;
 }
 
-void shim_signal_wait_done(uint64_t saved)
+/* Signals pending already that the wait's mask takes end the wait as it parks, not at once:
+ * natively a ppoll whose fd is ready returns it, and the mask put back leaves them pending.
+ * The process's are lent. */
+static void open_for_wait(struct coop_greenlet *g, struct sigstate *s)
+{
+    give_process_signals(g, NULL);
+    process_lock();
+    bool mine = queued_bits(s) & taken_bits(s);
+    process_unlock();
+    if (mine)
+        coop_signal_greenlet(g, false);
+}
+
+static void wait_done(struct sigstate *s, uint64_t saved)
+{
+    set_blocked(s, saved);      /* first: a signal the wait's mask let in but this one */
+    atomic_store(&s->in_wait, false);   /* blocks must not run; what the wait queued meanwhile */
+    process_lock();
+    bool returned = return_lent(s);
+    process_unlock();
+    if (returned)
+        coop_request_signal_pass();
+    deliver(coop_self());       /* runs here, or stays pending */
+}
+
+/* Cancelled in the wait: its cleanup handlers run as after it (a thread's exit hands back
+ * what it was lent). */
+static void wait_cancelled(void *s) { atomic_store(&((struct sigstate *)s)->in_wait, false); }
+
+int shim_signal_wait(const sigset_t *mask, int (*wait)(void *call, unsigned handled), void *call)
+{
+    struct sigstate *s = my_state(emulating());
+    if (s == NULL)
+        return wait(call, 0);
+    atomic_store(&s->in_wait, true);
+    unsigned handled = atomic_load(&s->handled);
+    uint64_t saved = atomic_load(&s->blocked);
+    if (mask != NULL)
+        set_blocked(s, bits_of(mask));
+    open_for_wait(coop_self(), s);
+    int r;
+    pthread_cleanup_push(wait_cancelled, s);
+    r = wait(call, handled);
+    pthread_cleanup_pop(0);
+    int error = errno;          /* the wait's, as the kernel sets it after the handler */
+    wait_done(s, saved);
+    errno = error;
+    return r;
+}
+
+bool shim_signal_kernel_wait_begin(void)
 {
     struct sigstate *s = state_of(coop_self());
-    if (saved == ~0ULL || s == NULL)
-        return;
-    set_blocked(s, saved);                /* first: a signal the wait mask let in but this one */
-    atomic_store(&s->in_wait, false);     /* blocks must not run; what it queued meanwhile */
-    deliver(coop_self());                 /* runs here, or stays pending */
+    if (s == NULL || !atomic_exchange(&s->in_wait, false))
+        return false;
+    deliver(coop_self());       /* what the wait queued so far */
+    return true;
+}
+
+void shim_signal_kernel_wait_end(bool in_wait)
+{
+    struct sigstate *s = state_of(coop_self());
+    if (in_wait && s != NULL)
+        atomic_store(&s->in_wait, true);
 }
 
 unsigned shim_signal_handled(void)
@@ -894,8 +978,10 @@ static void send_within(const siginfo_t *info)
     int sig = info->si_signo;
     struct coop_greenlet *self = emulating();
     struct sigstate *m = state_of(main_greenlet), *mine = state_of(self);
-    if (takes(m, sig)) {
-        hand_to(main_greenlet, m, info);
+    if (takes(m, sig) && main_greenlet == self) {
+        hand_to(self, m, info);
+    } else if (takes(m, sig) && !atomic_load(&m->in_wait)) {     /* see return_lent */
+        lend_to(main_greenlet, m, info);
     } else if (takes(mine, sig)) {
         hand_to(self, mine, info);
     } else {
@@ -937,11 +1023,14 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     struct sigstate *s = coop_greenlet_take_signals(g);    /* pass() may be reading it */
     if (s == NULL)
         return;
+    uint64_t blocked = atomic_exchange(&s->blocked, ~0ULL);   /* all it was lent goes back */
+    if (return_lent(s))
+        coop_request_signal_pass();
     siginfo_t info;
     while (dequeue(s, ~0ULL, &info) != 0)
-        ;   /* a thread's pending signals die with it */
+        ;   /* the rest of its pending signals die with it */
     count_live(-1);
-    count(atomic_load(&s->blocked), -1);
+    count(blocked, -1);
     update_real_mask();
     free(s);
 }
@@ -1115,12 +1204,15 @@ EXPORT int sigwait(const sigset_t *user_set, int *sig)
 
 /* Waits until a handler has run on the caller since `handled`; a cancellation point, as
  * pause and sigsuspend are. */
-static void wait_for_handler(unsigned handled)
+static int wait_for_handler(void *unused, unsigned handled)
 {
+    (void)unused;
     while (!shim_signal_handled_since(handled)) {
         shim_cancel_point();
         coop_sleep_until(COOP_NO_DEADLINE);
     }
+    errno = EINTR;
+    return -1;
 }
 
 EXPORT int sigsuspend(const sigset_t *user_mask)
@@ -1128,25 +1220,14 @@ EXPORT int sigsuspend(const sigset_t *user_mask)
     sigset_t mask;
     if (emulating() == NULL || !read_set(user_mask, &mask))
         return REAL(sigsuspend)(user_mask);
-    uint64_t saved;
-    unsigned handled = shim_signal_wait_mask(&mask, &saved);
-    wait_for_handler(handled);
-    shim_signal_wait_done(saved);
-    errno = EINTR;
-    return -1;
+    return shim_signal_wait(&mask, wait_for_handler, NULL);
 }
 
 EXPORT int pause(void)
 {
-    struct sigstate *s = my_state(emulating());
-    if (s == NULL)
+    if (emulating() == NULL)
         return REAL(pause)();
-    atomic_store(&s->in_wait, true);     /* see shim_signal_wait_mask */
-    wait_for_handler(atomic_load(&s->handled));
-    atomic_store(&s->in_wait, false);
-    deliver(coop_self());                /* what came after the handler that ended the wait */
-    errno = EINTR;
-    return -1;
+    return shim_signal_wait(NULL, wait_for_handler, NULL);
 }
 
 /* X/Open's sigpause takes one signal out of the mask; the BSD one (the plain symbol,

@@ -7,7 +7,8 @@
 # eight threads changing their masks at once (on every hub), then a process signal that only
 # one of them accepts reaching that one; pthread_kill to threads as they exit running no
 # handler in another thread; a signal handled before a call (sent while the thread ran, taken
-# as it changed its mask) not interrupting the timed waits after it.
+# as it changed its mask) not interrupting the timed waits after it; a process signal pending
+# as a thread's ppoll opens it, the fd ready, left pending for main's sigtimedwait.
 # The same lines natively and under coop, on every TLS mechanism.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"

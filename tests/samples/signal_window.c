@@ -24,10 +24,24 @@
  * block their hubs' OS threads in raw system calls make the monitor start spare hubs, whose
  * threads open every signal. (Sent before the program's first thread: no thread of the
  * process can take it.)
+ *
+ * With the argument "kernel-waits", instead: two signals that come while the thread they are
+ * for is in the kernel or leaving a wait, each sent through the kernel when only that thread
+ * opens it. Under coop this needs one OS thread the kernel can deliver to (COOP_HUBS=1,
+ * COOP_HANDOFF_MS=0): a greenlet blocked in a real system call is interrupted only by a
+ * signal that lands on its own OS thread.
+ *
+ * 4. A ppoll on an fd that no wait of coop's can watch (a regular file, asked for no event:
+ * never ready) blocks in the real call; a signal its mask opens runs the handler in it and
+ * ends it with EINTR.
+ *
+ * 5. A thread cancelled in sigsuspend runs its cleanup handler, which opens SIGUSR1 and sends
+ * it to the process: the handler runs there, in that thread, before the thread ends.
  */
 #define _GNU_SOURCE
 #include "common.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -130,7 +144,115 @@ static void pending_as_threads_start(void)
            ran_in_main == 1 ? "yes" : "no");
 }
 
-int main(void)
+static void open_usr1_only_here(void)
+{
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+}
+
+static int started[2];      /* a thread tells the sending child it is about to wait */
+
+static void *ppoll_on_a_file(void *unused)
+{
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        die("open: %s", strerror(errno));
+    sigset_t open;
+    pthread_sigmask(SIG_BLOCK, NULL, &open);
+    sigdelset(&open, SIGUSR1);
+    struct pollfd p = { .fd = fd, .events = 0 };
+    ran = 0;
+    if (write(started[1], "x", 1) != 1)
+        die("write: %s", strerror(errno));
+    int r = ppoll(&p, 1, NULL, &open);
+    int err = errno;
+    printf("ppoll on a file it cannot wait on cooperatively, SIGUSR1 open: %s, handler ran %d time(s) in it\n",
+           r == -1 && err == EINTR ? "EINTR" : "another result", (int)ran);
+    close(fd);
+    return unused;
+}
+
+static void signal_in_real_ppoll(void)
+{
+    if (pipe(started) != 0)
+        die("pipe: %s", strerror(errno));
+    pid_t child = fork();
+    if (child < 0)
+        die("fork: %s", strerror(errno));
+    if (child == 0) {
+        char c;
+        if (read(started[0], &c, 1) == 1)
+            kill(getppid(), SIGUSR1);
+        _exit(0);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, ppoll_on_a_file, NULL) != 0)
+        die("pthread_create");
+    pthread_join(t, NULL);
+    waitpid(child, NULL, 0);
+    close(started[0]);
+    close(started[1]);
+}
+
+static pthread_barrier_t about_to_wait;
+static pthread_t cancelled;
+static volatile sig_atomic_t ran_in_cancelled;
+
+static void on_usr1_in_cleanup(int sig)
+{
+    (void)sig;
+    ran_in_cancelled += pthread_equal(pthread_self(), cancelled);
+}
+
+static void send_usr1_from_cleanup(void *unused)
+{
+    (void)unused;
+    open_usr1_only_here();
+    syscall(SYS_kill, getpid(), SIGUSR1);
+}
+
+static void *suspend_until_cancelled(void *unused)
+{
+    sigset_t open;
+    pthread_sigmask(SIG_BLOCK, NULL, &open);      /* SIGUSR1 stays blocked in the wait */
+    pthread_cleanup_push(send_usr1_from_cleanup, NULL);
+    pthread_barrier_wait(&about_to_wait);
+    for (;;)
+        sigsuspend(&open);
+    pthread_cleanup_pop(0);
+    return unused;
+}
+
+static void signal_in_cleanup(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1_in_cleanup;
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_barrier_init(&about_to_wait, NULL, 2);
+    if (pthread_create(&cancelled, NULL, suspend_until_cancelled, NULL) != 0)
+        die("pthread_create");
+    pthread_barrier_wait(&about_to_wait);
+    pthread_cancel(cancelled);
+    void *result;
+    pthread_join(cancelled, &result);
+    printf("cancelled in sigsuspend (%s), its cleanup handler's SIGUSR1 ran the handler %d time(s) in it\n",
+           result == PTHREAD_CANCELED ? "cancelled" : "not cancelled", (int)ran_in_cancelled);
+}
+
+static void kernel_waits(void)
+{
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);       /* every thread blocks it, but where noted */
+    signal_in_real_ppoll();
+    signal_in_cleanup();
+}
+
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     main_thread = pthread_self();
@@ -138,6 +260,10 @@ int main(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
+    if (argc > 1 && strcmp(argv[1], "kernel-waits") == 0) {
+        kernel_waits();
+        return 0;
+    }
     if (pipe(never_ready) != 0)
         die("pipe: %s", strerror(errno));
     one_wait("sigsuspend", wait_in_sigsuspend);

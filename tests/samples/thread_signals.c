@@ -456,6 +456,43 @@ static void handled_before_the_call(void)
            sem_result, sleep_result);
 }
 
+/* --- 11. a process signal pending as a thread's ppoll opens it, with the fd ready: ppoll
+ * returns the fd (Linux looks at the fds first), and the signal, blocked again as ppoll
+ * ends, stays pending for the process: another thread takes it --- */
+
+static volatile sig_atomic_t opened_ran;
+static void on_usr2_opened(int sig) { (void)sig; opened_ran++; }
+
+static void *ready_poller(void *fd)
+{
+    sigset_t open;
+    pthread_sigmask(SIG_BLOCK, NULL, &open);     /* SIGUSR2 blocked, as in main */
+    sigdelset(&open, SIGUSR2);
+    struct pollfd p = { *(int *)fd, POLLIN, 0 };
+    int r = ppoll(&p, 1, NULL, &open);
+    printf("ppoll opening a pending process signal, its fd ready: %d, handler ran %d\n", r, (int)opened_ran);
+    return NULL;
+}
+
+static void ready_wait_leaves_it_pending(void)
+{
+    handle(SIGUSR2, on_usr2_opened);
+    sigset_t usr2 = only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    int fds[2];
+    if (pipe(fds) != 0 || write(fds[1], "x", 1) != 1)
+        exit(1);
+    kill(getpid(), SIGUSR2);
+    pthread_t t;
+    pthread_create(&t, NULL, ready_poller, &fds[0]);
+    pthread_join(t, NULL);
+    const struct timespec none = { 0, 0 };
+    printf("then main takes it with sigtimedwait: %s\n", sigtimedwait(&usr2, NULL, &none) == SIGUSR2 ? "yes" : "no");
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -469,5 +506,6 @@ int main(void)
     mask_storm();
     kill_as_it_exits();
     handled_before_the_call();
+    ready_wait_leaves_it_pending();
     return 0;
 }
