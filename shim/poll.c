@@ -48,6 +48,12 @@ static int interrupted(void)
     return -1;
 }
 
+/* A call with a zero timeout and no mask, which never waits, made as it is. Interrupted, it
+ * is made again: natively the signal could as well have come just before it, and coop's own
+ * (preemption's, the monitor's samples) must not fail a loop that polls, which never sees
+ * EINTR natively. (uninterrupted_waits) */
+#define AT_ONCE(call) __extension__({ int r_; while ((r_ = (call)) < 0 && errno == EINTR) {} r_; })
+
 /* The zero-timeout call. None of these calls is restarted after a handler, SA_RESTART or
  * not: an EINTR that ran no handler of the program's (one of the runtime's own signals,
  * preemption's or the monitor's samples, or a program signal this greenlet blocks) would
@@ -193,7 +199,9 @@ static int coop_poll(struct pollfd *fds, nfds_t n, int64_t deadline, const sigse
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    if (timeout == 0 || shim_cooperative(FAM_poll) == NULL)
+    if (timeout == 0)
+        return AT_ONCE(REAL(poll)(fds, n, 0));
+    if (shim_cooperative(FAM_poll) == NULL)
         return REAL(poll)(fds, n, timeout);
     return coop_poll(fds, n, shim_deadline_ms(timeout), NULL);
 }
@@ -207,6 +215,8 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
 {
+    if (zero(timeout) && mask == NULL)
+        return AT_ONCE(REAL(ppoll)(fds, n, timeout, NULL));
     if (plain_wait(timeout, mask))
         return REAL(ppoll)(fds, n, timeout, mask);
     return coop_poll(fds, n, shim_deadline_after(timeout), mask);
@@ -286,9 +296,10 @@ static bool plain_count(int nfds) { return nfds < 0 || nfds > FD_SETSIZE; }
 
 EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout)
 {
+    if (timeout && timeout->tv_sec == 0 && timeout->tv_usec == 0)
+        return AT_ONCE(REAL(select)(nfds, rd, wr, ex, timeout));      /* the sets stay as they were */
     if (plain_count(nfds) || shim_cooperative(FAM_poll) == NULL
-        || (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0))
-        || (timeout && timeout->tv_sec == 0 && timeout->tv_usec == 0))
+        || (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0)))
         return REAL(select)(nfds, rd, wr, ex, timeout);
     int64_t deadline = COOP_NO_DEADLINE;
     if (timeout != NULL) {
@@ -308,6 +319,8 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
                    const sigset_t *mask)
 {
+    if (zero(timeout) && mask == NULL)
+        return AT_ONCE(REAL(pselect)(nfds, rd, wr, ex, timeout, NULL));
     if (plain_count(nfds) || plain_wait(timeout, mask))
         return REAL(pselect)(nfds, rd, wr, ex, timeout, mask);
     int r = coop_select(nfds, rd, wr, ex, shim_deadline_after(timeout), mask);
@@ -350,7 +363,9 @@ static int coop_epoll(int epfd, struct epoll_event *events, int max, int64_t dea
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
-    if (timeout == 0 || max <= 0 || shim_cooperative(FAM_poll) == NULL)
+    if (timeout == 0)
+        return AT_ONCE(REAL(epoll_wait)(epfd, events, max, 0));
+    if (max <= 0 || shim_cooperative(FAM_poll) == NULL)
         return REAL(epoll_wait)(epfd, events, max, timeout);
     return coop_epoll(epfd, events, max, shim_deadline_ms(timeout), NULL);
 }
@@ -370,8 +385,11 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max, const str
                         const sigset_t *mask)
 {
     struct timespec ts;
-    if (max <= 0 || (timeout != NULL && shim_read_timeout(timeout, &ts) != 0)
-        || plain_wait(timeout != NULL ? &ts : NULL, mask))
+    if (max <= 0 || (timeout != NULL && shim_read_timeout(timeout, &ts) != 0))
+        return REAL(epoll_pwait2)(epfd, events, max, timeout, mask);
+    if (timeout != NULL && zero(&ts) && mask == NULL)
+        return AT_ONCE(REAL(epoll_pwait2)(epfd, events, max, timeout, NULL));
+    if (plain_wait(timeout != NULL ? &ts : NULL, mask))
         return REAL(epoll_pwait2)(epfd, events, max, timeout, mask);
     return coop_epoll(epfd, events, max, shim_deadline_after(timeout != NULL ? &ts : NULL), mask);
 }
