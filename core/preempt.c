@@ -90,7 +90,8 @@
  *   - System calls: the monitor signals only a thread it saw on a CPU, and the handler has
  *     SA_RESTART; still, a signal that lands just as the thread enters a blocking call coop
  *     left to the kernel, one the kernel never restarts (a sleep, a poll), makes that call
- *     fail with EINTR, as Go's preemption signal does.
+ *     fail with EINTR, as Go's preemption signal does. A loop that polls with a zero
+ *     timeout is in such a call much of the time: the shim makes those calls again.
  *   - libunwind in the handler: warmed up before the monitor first starts, when the list of
  *     guarded modules is made and the handler installed (it takes locks and reads ELF files
  *     on first use); a program with one greenlet never gets any of them. While it runs,
