@@ -520,9 +520,19 @@ static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t
 
 /* --- choosing a greenlet for a signal the kernel delivered --- */
 
+/* Under process_owner: g takes the process-pending signals it accepts or awaits. */
+static void give_locked(struct coop_greenlet *g, struct sigstate *s)
+{
+    uint64_t given = queued_bits(&process) & taken_bits(s);
+    for (; given != 0; given &= given - 1) {
+        siginfo_t info;
+        if (dequeue(&process, given & -given, &info) != 0)
+            lend_to(g, s, &info);
+    }
+}
+
 /* During the walk of pass(), under the greenlet list's lock, so that g's state cannot be
- * taken and freed meanwhile (shim_signal_thread_exit), or for the caller (open_for_wait):
- * g takes the process-pending signals it accepts or awaits. */
+ * taken and freed meanwhile (shim_signal_thread_exit). */
 static void give_process_signals(struct coop_greenlet *g, void *unused)
 {
     (void)unused;
@@ -530,12 +540,7 @@ static void give_process_signals(struct coop_greenlet *g, void *unused)
     if (s == NULL)
         return;
     process_lock();
-    uint64_t given = queued_bits(&process) & taken_bits(s);
-    for (; given != 0; given &= given - 1) {
-        siginfo_t info;
-        if (dequeue(&process, given & -given, &info) != 0)
-            lend_to(g, s, &info);
-    }
+    give_locked(g, s);
     process_unlock();
 }
 
@@ -802,9 +807,9 @@ static bool return_lent(struct sigstate *s)
  * The process's are lent. */
 static void open_for_wait(struct coop_greenlet *g, struct sigstate *s)
 {
-    give_process_signals(g, NULL);
     process_lock();
     bool mine = queued_bits(s) & taken_bits(s);
+    give_locked(g, s);
     process_unlock();
     if (mine)
         coop_signal_greenlet(g, false);
