@@ -70,11 +70,15 @@ static int check(const struct multiplexer *m)
 
 /* The real blocking call, for fds epoll cannot watch. In a wait with a mask, signals run
  * their handlers at once meanwhile and the kernel's EINTR ends it; one that comes after
- * the look at the count and before the kernel waits is handled late, as by poll. */
+ * the look at the count and before the kernel waits is handled late, as by poll. An EINTR
+ * that ran no handler of this greenlet's is not the program's: the call goes on. */
 static int block(const struct multiplexer *m, int64_t deadline, unsigned handled)
 {
     bool in_wait = shim_signal_kernel_wait_begin();
-    int r = shim_signal_handled_since(handled) ? interrupted() : m->block(m->call, deadline);
+    int r;
+    do
+        r = shim_signal_handled_since(handled) ? interrupted() : m->block(m->call, deadline);
+    while (r < 0 && errno == EINTR && shim_signal_per_greenlet() && !shim_signal_handled_since(handled));
     shim_signal_kernel_wait_end(in_wait);
     return r;
 }

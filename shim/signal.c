@@ -31,17 +31,17 @@
  *     The trampoline never runs a handler on a greenlet in such a wait (`in_wait`): it
  *     queues the signal, which ends the wait, and the handler runs at its end. Run at once,
  *     between the wait's look at the count and its park, it would end nothing: the greenlet
- *     would sleep on with its handler run. (signal_window) A process-directed signal queued
- *     to a greenlet stays the process's should that greenlet come to block it or end first
- *     (`lent`: see shim_signal_wait).
+ *     would sleep on with its handler run. (signal_window)
+ *   - A process-directed signal queued to a greenlet is only lent to it: the process's
+ *     again should that greenlet come to block it or end first (see "Lent signals").
  *
  * SIGURG is coop's preemption signal too (core/preempt.c), and one of the runtime's signals:
  * the trampoline hands the monitor's to coop, the program's to its handler; while the
  * program leaves SIGURG at SIG_DFL or SIG_IGN, coop's own handler stays installed.
  *
  * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
- * it restore what they change); its queue and pending bits are pushed by anyone (other
- * greenlets, handlers, other OS threads) and taken by that greenlet only. Queue entries come
+ * it restore what they change); its two queues (directed, lent) are pushed by anyone (other
+ * greenlets, handlers, other OS threads) and taken by that greenlet only, or as it ends. Queue entries come
  * from a fixed pool with a lock-free free list, since handlers cannot allocate. The counts
  * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
  * whoever changed them last (update_real_mask) and read by every hub's trampoline.
@@ -56,6 +56,7 @@
  * instead, and the holder delivers it once it lets go. (thread_signals: process_pending)
  */
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -77,22 +78,27 @@
 
 struct entry { siginfo_t info; uint32_t next; };
 
-/* One greenlet's signals (and, in `process`, those no greenlet could take yet). */
-struct sigstate {
-    _Atomic uint64_t blocked;        /* its mask; written by its greenlet */
+/* Signals queued, pushed by anyone and taken by one owner at a time (see below). */
+struct sigqueue {
     _Atomic uint64_t pending;        /* standard signals queued, one instance each */
     _Atomic uint64_t orphans;        /* of those, the ones queued without an entry */
-    _Atomic uint32_t queue;          /* entries queued, newest first (index + 1) */
+    _Atomic uint32_t head;           /* entries queued, newest first (index + 1) */
+};
+
+/* One greenlet's signals. */
+struct sigstate {
+    _Atomic uint64_t blocked;        /* its mask; written by its greenlet */
+    struct sigqueue directed;        /* sent to it (pthread_kill, raise, a tgkill at its thread) */
+    struct sigqueue lent;            /* the process's, queued to it as it took them: see settle */
     _Atomic uint64_t awaited;        /* the set of its sigwait under way */
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
     _Atomic bool in_wait;            /* in a wait that a handler ends: see shim_signal_wait */
-    _Atomic uint64_t lent;           /* process-directed signals queued to it: see return_lent */
 };
 
 static struct entry pool[POOL];
 static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
-static struct sigstate process;
+static struct sigqueue process;      /* those no greenlet could take yet */
 static void *_Atomic process_owner;    /* the holder's thread pointer: see process_lock */
 
 /* What the program installed, as sigaction reports it back, and the flags coop added to
@@ -153,35 +159,35 @@ static void entry_give(uint32_t i)
 
 /* --- queues: pushed by anyone, taken by the owner --- */
 
-static void push(struct sigstate *s, uint32_t i)
+static void push(struct sigqueue *q, uint32_t i)
 {
-    uint32_t head = atomic_load(&s->queue);
+    uint32_t head = atomic_load(&q->head);
     do
         pool[i - 1].next = head;
-    while (!atomic_compare_exchange_weak(&s->queue, &head, i));
+    while (!atomic_compare_exchange_weak(&q->head, &head, i));
 }
 
 /* Queues a signal (async-signal-safe). A standard signal already pending merges; when the
  * pool is empty, a standard signal is still recorded (its siginfo is made up on delivery). */
-static void enqueue(struct sigstate *s, const siginfo_t *info)
+static void enqueue(struct sigqueue *q, const siginfo_t *info)
 {
     int sig = info->si_signo;
-    if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&s->pending, BIT(sig)) & BIT(sig)))
+    if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&q->pending, BIT(sig)) & BIT(sig)))
         return;
     uint32_t i = entry_take();
     if (i == NO_ENTRY) {
         if (BIT(sig) & STANDARD)
-            atomic_fetch_or(&s->orphans, BIT(sig));
+            atomic_fetch_or(&q->orphans, BIT(sig));
         return;
     }
     pool[i - 1].info = *info;
-    push(s, i);
+    push(q, i);
 }
 
 /* Takes the oldest queued signal in `wanted`; 0 if none. */
-static int dequeue(struct sigstate *s, uint64_t wanted, siginfo_t *info)
+static int dequeue(struct sigqueue *q, uint64_t wanted, siginfo_t *info)
 {
-    uint32_t list = atomic_exchange(&s->queue, NO_ENTRY), keep = NO_ENTRY, found = NO_ENTRY;
+    uint32_t list = atomic_exchange(&q->head, NO_ENTRY), keep = NO_ENTRY, found = NO_ENTRY;
     for (uint32_t i = list, next; i != NO_ENTRY; i = next) {   /* newest first: the last match is the oldest */
         next = pool[i - 1].next;
         if (BIT(pool[i - 1].info.si_signo) & wanted)
@@ -196,7 +202,7 @@ static int dequeue(struct sigstate *s, uint64_t wanted, siginfo_t *info)
     }
     for (uint32_t i = keep, next; i != NO_ENTRY; i = next) {
         next = pool[i - 1].next;
-        push(s, i);
+        push(q, i);
     }
     int sig = 0;
     if (found != NO_ENTRY) {
@@ -205,21 +211,21 @@ static int dequeue(struct sigstate *s, uint64_t wanted, siginfo_t *info)
         entry_give(found);
     } else {
         /* Not `pending` alone: its bit is set before the entry is pushed. */
-        uint64_t orphans = atomic_load(&s->orphans) & wanted;
-        if (orphans == 0 || !(atomic_fetch_and(&s->orphans, ~(orphans & -orphans)) & (orphans & -orphans)))
+        uint64_t orphans = atomic_load(&q->orphans) & wanted;
+        if (orphans == 0 || !(atomic_fetch_and(&q->orphans, ~(orphans & -orphans)) & (orphans & -orphans)))
             return 0;
         sig = __builtin_ctzll(orphans) + 1;
         *info = (siginfo_t){ .si_signo = sig, .si_code = SI_USER };
     }
     if (BIT(sig) & STANDARD)
-        atomic_fetch_and(&s->pending, ~BIT(sig));
+        atomic_fetch_and(&q->pending, ~BIT(sig));
     return sig;
 }
 
-static uint64_t queued_bits(struct sigstate *s)
+static uint64_t queued_bits(struct sigqueue *q)
 {
-    uint64_t bits = atomic_load(&s->pending);
-    uint32_t list = atomic_exchange(&s->queue, NO_ENTRY), keep = NO_ENTRY;
+    uint64_t bits = atomic_load(&q->pending);
+    uint32_t list = atomic_exchange(&q->head, NO_ENTRY), keep = NO_ENTRY;
     for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
         next = pool[i - 1].next;
         bits |= BIT(pool[i - 1].info.si_signo);
@@ -228,9 +234,27 @@ static uint64_t queued_bits(struct sigstate *s)
     }
     for (uint32_t i = keep, next; i != NO_ENTRY; i = next) {
         next = pool[i - 1].next;
-        push(s, i);
+        push(q, i);
     }
     return bits;
+}
+
+/* Whether q may hold a signal: a look by its only taker. */
+static bool maybe_queued(struct sigqueue *q)
+{
+    return atomic_load(&q->head) != NO_ENTRY || atomic_load(&q->pending) != 0 || atomic_load(&q->orphans) != 0;
+}
+
+/* Moves the signals of `bits` queued in from to the back of to. */
+static bool move_queued(struct sigqueue *from, struct sigqueue *to, uint64_t bits)
+{
+    siginfo_t info;
+    bool any = false;
+    while (bits != 0 && dequeue(from, bits, &info) != 0) {
+        enqueue(to, &info);
+        any = true;
+    }
+    return any;
 }
 
 /* --- the process's queue: taken from under process_owner --- */
@@ -245,6 +269,14 @@ static void process_lock(void)
         none = NULL;
         __builtin_ia32_pause();
     }
+}
+
+/* Once, for the trampoline: false if anyone holds it, the greenlet it interrupted included. */
+static bool process_trylock(void)
+{
+    void *none = NULL;
+    return atomic_compare_exchange_strong_explicit(&process_owner, &none, __builtin_thread_pointer(),
+                                                   memory_order_acquire, memory_order_relaxed);
 }
 
 static void process_unlock(void) { atomic_store_explicit(&process_owner, NULL, memory_order_release); }
@@ -262,14 +294,17 @@ static void deliver_deferred(struct sigstate *s)
 static int take_queued(struct sigstate *s, uint64_t wanted, siginfo_t *info)
 {
     process_lock();
-    int sig = dequeue(s, wanted, info);
-    if (sig != 0)
-        atomic_fetch_and(&s->lent, ~BIT(sig));
-    else
+    int sig = dequeue(&s->directed, wanted, info);
+    if (sig == 0)
+        sig = dequeue(&s->lent, wanted, info);
+    if (sig == 0)
         sig = dequeue(&process, wanted, info);
     process_unlock();
     return sig;
 }
+
+/* The signals queued for s's greenlet (the caller's, under process_owner). */
+static uint64_t queued_for(struct sigstate *s) { return queued_bits(&s->directed) | queued_bits(&s->lent); }
 
 /* --- masks --- */
 
@@ -472,7 +507,7 @@ static int due(struct coop_greenlet *g)
     if (s == NULL)
         return 0;
     process_lock();     /* process-directed signals are not g's until pass() gives them */
-    uint64_t queued = queued_bits(s);
+    uint64_t queued = queued_for(s);
     process_unlock();
     uint64_t awaited = atomic_load(&s->awaited);
     int reason = atomic_load(&s->deferred) ? COOP_RESTART : 0;
@@ -490,20 +525,38 @@ static int due(struct coop_greenlet *g)
 
 static bool takes(struct sigstate *s, int sig) { return s != NULL && (taken_bits(s) & BIT(sig)); }
 
-/* Queues a signal to g, and ends g's wait if g takes it (async-signal-safe). */
-static void queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+/* Queues a signal in q, one of g's queues, and ends g's wait if g takes it
+ * (async-signal-safe). */
+static void queue_in(struct coop_greenlet *g, struct sigstate *s, struct sigqueue *q, const siginfo_t *info)
 {
-    enqueue(s, info);
+    enqueue(q, info);
     if (takes(s, info->si_signo))
         coop_signal_greenlet(g, installed[info->si_signo].sa_flags & SA_RESTART);
 }
 
-/* Queues a process-directed signal to g, which takes it (async-signal-safe): g's while g
- * may take it, the process's again if g's mask comes to block it or g ends first. */
+static void queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+{
+    queue_in(g, s, &s->directed, info);
+}
+
+/* A process-directed signal, to g, which takes it: see settle. */
 static void lend_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
-    atomic_fetch_or(&s->lent, BIT(info->si_signo));
-    queue_to(g, s, info);
+    queue_in(g, s, &s->lent, info);
+}
+
+/* Under process_owner, which orders it with settle: lends a process-directed signal to g
+ * if g takes it. Async-signal-safe: the trampoline only tries the lock. */
+static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info)
+{
+    struct sigstate *s = state_of(g);
+    if (s == NULL || !process_trylock())
+        return false;
+    bool taken = takes(s, info->si_signo);
+    if (taken)
+        lend_to(g, s, info);
+    process_unlock();
+    return taken;
 }
 
 /* Hands a signal to g in normal context: delivered now when g is the caller, else when g
@@ -511,7 +564,7 @@ static void lend_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t
 static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
     if (g == coop_self()) {
-        enqueue(s, info);
+        enqueue(&s->directed, info);
         deliver(g);
     } else {
         queue_to(g, s, info);
@@ -559,6 +612,55 @@ static void pass(void)
         coop_each_greenlet(give_process_signals, NULL);
 }
 
+/*
+ * Lent signals. A process-directed signal stays the process's, natively, until a thread
+ * takes it. coop queues one to the greenlet that is to take it, in that greenlet's `lent`
+ * queue: if the greenlet comes to block it before it takes it (a wait's mask took it, and
+ * the wait ended otherwise: an fd ready, a time-out; a mask changed; a sigwait that took
+ * another), or ends first, it goes back to the process's queue, pending for any thread (a
+ * sigwait elsewhere), and the pass hands it on. Thread-directed ones (the `directed` queue)
+ * stay with their greenlet, or die with it.
+ *
+ * Lending and taking back are ordered by process_owner: whoever lends reads the greenlet's
+ * mask under it (pass(), kill, the trampoline with one try), and the greenlet, after it
+ * changed its mask, takes back under it: a signal lent for the old mask is taken back, or
+ * lent under the new one. The greenlet's own interrupted trampoline, which cannot take the
+ * lock, lends only what its running greenlet takes now. (thread_signals: 11)
+ */
+
+/* Under process_owner: the lent signals s's greenlet (the caller, or one ending) no longer
+ * takes go back to the process; true if any did. */
+static bool return_lent(struct sigstate *s)
+{
+    return move_queued(&s->lent, &process, queued_bits(&s->lent) & ~taken_bits(s));
+}
+
+static void give_back(struct sigstate *s)
+{
+    if (!maybe_queued(&s->lent))
+        return;
+    process_lock();
+    bool returned = return_lent(s);
+    process_unlock();
+    if (returned)
+        coop_request_signal_pass();
+}
+
+/* After self's mask or sigwait set changed: what it no longer takes goes back, what it takes
+ * runs (POSIX: a pending signal a mask change unblocks is delivered before it returns). */
+static void settle(struct coop_greenlet *self, struct sigstate *s)
+{
+    give_back(s);
+    deliver(self);
+}
+
+/* In a wait that a handler ends; not once cancellation unwinds out of it (glibc marks the
+ * thread exiting first): its cleanup handlers take signals as after the wait. */
+static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
+{
+    return atomic_load(&s->in_wait) && !(atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING);
+}
+
 static struct coop_greenlet *main_greenlet;
 
 static void trampoline(int sig, siginfo_t *info, void *context)
@@ -589,35 +691,29 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     if (mine != NULL) {
         /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet. */
         bool directed = info->si_code == SI_TKILL && info->si_pid == getpid();
+        struct sigqueue *q = directed ? &mine->directed : &mine->lent;
         if (atomic_load(&mine->awaited) & BIT(sig)) {
-            enqueue(mine, info);            /* its sigwait, about to park, takes it */
-            coop_signal_greenlet(self, true);
+            queue_in(self, mine, q, info);      /* its sigwait, about to park, takes it */
             return;
         }
         if (!(atomic_load(&mine->blocked) & BIT(sig))) {
             if (atomic_load(&process_owner) == __builtin_thread_pointer()) {     /* see process_lock */
-                enqueue(mine, info);
                 atomic_store(&mine->deferred, true);
-            } else if (atomic_load(&mine->in_wait)) {
-                if (directed)                   /* ends its wait, parked or about to park */
-                    queue_to(self, mine, info);
-                else
-                    lend_to(self, mine, info);
+                queue_in(self, mine, q, info);      /* a wait it is about to make ends */
+            } else if (in_wait(self, mine)) {
+                queue_in(self, mine, q, info);      /* ends its wait, parked or about to park */
             } else {
                 run_handler(mine, sig, info, context);
             }
             return;
         }
         if (directed) {
-            enqueue(mine, info);            /* pending for it */
+            enqueue(q, info);                   /* pending for it */
             return;
         }
     }
-    struct sigstate *m = state_of(main_greenlet);
-    if (main_greenlet != self && takes(m, sig) && !atomic_load(&m->in_wait)) {     /* see return_lent */
-        lend_to(main_greenlet, m, info);
+    if (main_greenlet != self && lend_if_taken(main_greenlet, info))
         return;
-    }
     enqueue(&process, info);
     coop_request_signal_pass();
 }
@@ -723,7 +819,7 @@ static int change_mask(struct coop_greenlet *g, int how, const sigset_t *set, si
         set_of(current, old);
     if (next != current) {
         set_blocked(s, next);
-        deliver(g);     /* POSIX: a pending signal this unblocks is delivered before we return */
+        settle(g, s);
     }
     return 0;
 }
@@ -757,7 +853,7 @@ EXPORT int sigpending(sigset_t *set)
     if (REAL(sigpending)(&kernel) != 0)
         return -1;
     process_lock();
-    uint64_t bits = bits_of(&kernel) | queued_bits(s) | queued_bits(&process);
+    uint64_t bits = bits_of(&kernel) | queued_for(s) | queued_bits(&process);
     process_unlock();
     deliver_deferred(s);
     set_of(bits & atomic_load(&s->blocked), set);
@@ -771,69 +867,28 @@ EXPORT int sigpending(sigset_t *set)
  * between, on the greenlet still running, would leave it asleep (a SIGTERM from another
  * process as sigsuspend went to sleep: signal_window). So for the whole wait the greenlet
  * is in_wait, and the trampoline queues its signals instead: queued, a signal ends the
- * wait, parked or not yet, and its handler runs at the wait's end.
- *
- * in_wait is written by its greenlet (and cleared by a handler run on it while that runs)
- * and read by the trampoline when it interrupts that greenlet on its own OS thread.
- *
- * A process-directed signal queued to a greenlet is `lent` to it: natively it stays the
- * process's until a thread takes it. If the greenlet's mask comes to block it first (a
- * wait's mask took it and the wait ended otherwise: an fd ready, a time-out), or the
- * greenlet ends, it goes back to the process's queue, pending for any thread (a sigwait
- * elsewhere), and the pass hands it on. lent is set by whoever queues such a signal (the
- * trampoline, pass(), kill) and taken by its greenlet (as it takes the signal, at a wait's
- * end, at its exit). pass() gives under process_owner by the mask of that moment, and
- * wait_done restores the mask before it takes back under process_owner: a signal given for
- * the wait's mask is taken back or never given. The trampoline and kill, which could read a
- * wait's mask on another OS thread and lend after the wait, leave a main greenlet in a
- * wait to the pass. (thread_signals: wait_lends)
+ * wait, parked or not yet, and its handler runs at the wait's end. in_wait is written by
+ * its greenlet (and cleared by a handler run on it while that runs), read by the
+ * trampoline when it interrupts that greenlet on its own OS thread.
  */
-
-/* The lent signals of s that its mask blocks go back to the process: true if any did. */
-static bool return_lent(struct sigstate *s)
-{
-    uint64_t back = atomic_exchange(&s->lent, 0) & atomic_load(&s->blocked);
-    siginfo_t info;
-    bool any = false;
-    while (back != 0 && dequeue(s, back, &info) != 0) {
-        enqueue(&process, &info);
-        any = true;
-    }
-    return any;
-}
 
 /* Signals pending already that the wait's mask takes end the wait as it parks, not at once:
  * natively a ppoll whose fd is ready returns it, and the mask put back leaves them pending.
  * The process's are lent. */
-static void open_for_wait(struct coop_greenlet *g, struct sigstate *s)
+static void open_for_wait(struct coop_greenlet *self, struct sigstate *s)
 {
     process_lock();
-    bool mine = queued_bits(s) & taken_bits(s);
-    give_locked(g, s);
+    bool due_now = queued_for(s) & taken_bits(s);
+    give_locked(self, s);
     process_unlock();
-    if (mine)
-        coop_signal_greenlet(g, false);
+    if (due_now)
+        coop_signal_greenlet(self, false);
 }
-
-static void wait_done(struct sigstate *s, uint64_t saved)
-{
-    set_blocked(s, saved);      /* first: a signal the wait's mask let in but this one */
-    atomic_store(&s->in_wait, false);   /* blocks must not run; what the wait queued meanwhile */
-    process_lock();
-    bool returned = return_lent(s);
-    process_unlock();
-    if (returned)
-        coop_request_signal_pass();
-    deliver(coop_self());       /* runs here, or stays pending */
-}
-
-/* Cancelled in the wait: its cleanup handlers run as after it (a thread's exit hands back
- * what it was lent). */
-static void wait_cancelled(void *s) { atomic_store(&((struct sigstate *)s)->in_wait, false); }
 
 int shim_signal_wait(const sigset_t *mask, int (*wait)(void *call, unsigned handled), void *call)
 {
-    struct sigstate *s = my_state(emulating());
+    struct coop_greenlet *self = emulating();
+    struct sigstate *s = my_state(self);
     if (s == NULL)
         return wait(call, 0);
     atomic_store(&s->in_wait, true);
@@ -841,13 +896,12 @@ int shim_signal_wait(const sigset_t *mask, int (*wait)(void *call, unsigned hand
     uint64_t saved = atomic_load(&s->blocked);
     if (mask != NULL)
         set_blocked(s, bits_of(mask));
-    open_for_wait(coop_self(), s);
-    int r;
-    pthread_cleanup_push(wait_cancelled, s);
-    r = wait(call, handled);
-    pthread_cleanup_pop(0);
-    int error = errno;          /* the wait's, as the kernel sets it after the handler */
-    wait_done(s, saved);
+    open_for_wait(self, s);
+    int r = wait(call, handled);
+    int error = errno;          /* the wait's: the kernel sets it after the handler ran */
+    set_blocked(s, saved);      /* before in_wait goes: a signal the wait's mask let in but */
+    atomic_store(&s->in_wait, false);     /* this one blocks must not run */
+    settle(self, s);            /* what the wait queued: runs here, or stays pending */
     errno = error;
     return r;
 }
@@ -878,6 +932,96 @@ bool shim_signal_handled_since(unsigned handled)
 {
     struct sigstate *s = state_of(coop_self());
     return s != NULL && atomic_load(&s->handled) != handled;
+}
+
+/* --- jumps out of handlers --- */
+
+/*
+ * sigsetjmp saves the mask and siglongjmp puts it back, each with a system call glibc makes
+ * itself: the one reads the OS thread's mask, not the greenlet's, and the other would set
+ * the hub's OS thread's and leave the greenlet's as it was (a handler's, when the jump
+ * leaves one). So coop's __sigsetjmp (the assembly below: glibc's must save its caller's
+ * registers) first writes the greenlet's mask into words of the saved set that the kernel
+ * never fills (it writes 8 bytes of 128), with a mark that names the buffer; the jumps set
+ * the greenlet's mask from there, then jump with a copy that saved none. A buffer without
+ * the mark (glibc's setjmp function calls its own __sigsetjmp) has the OS thread's.
+ */
+enum { JMP_MASK = 1, JMP_MARK = 2 };        /* words of __saved_mask.__val */
+#define JMP_MARK_BITS 0x636f6f706d61736bULL
+
+void *shim_sigsetjmp_prepare(struct __jmp_buf_tag *env, int savemask) __attribute__((used));
+void *shim_sigsetjmp_prepare(struct __jmp_buf_tag *env, int savemask)
+{
+    if (savemask) {     /* else env may be shorter (pthread_cleanup_push's): glibc writes no mask */
+        struct sigstate *s = my_state(emulating());
+        env->__saved_mask.__val[JMP_MASK] = s != NULL ? atomic_load(&s->blocked) : 0;
+        env->__saved_mask.__val[JMP_MARK] = s != NULL ? JMP_MARK_BITS ^ (uintptr_t)env : 0;
+    }
+    return REAL(__sigsetjmp);
+}
+
+/* The stack as it came, so that glibc's saves the caller's frame. */
+__asm__(".text\n"
+        ".globl __sigsetjmp\n"
+        ".type __sigsetjmp, @function\n"
+        "__sigsetjmp:\n"
+        "\t.cfi_startproc\n"
+        "\tendbr64\n"
+        "\tpush %rdi\n"
+        "\t.cfi_adjust_cfa_offset 8\n"
+        "\tpush %rsi\n"
+        "\t.cfi_adjust_cfa_offset 8\n"
+        "\tsub $8, %rsp\n"
+        "\t.cfi_adjust_cfa_offset 8\n"
+        "\tcall shim_sigsetjmp_prepare\n"
+        "\tadd $8, %rsp\n"
+        "\t.cfi_adjust_cfa_offset -8\n"
+        "\tpop %rsi\n"
+        "\t.cfi_adjust_cfa_offset -8\n"
+        "\tpop %rdi\n"
+        "\t.cfi_adjust_cfa_offset -8\n"
+        "\tjmp *%rax\n"
+        "\t.cfi_endproc\n"
+        ".size __sigsetjmp, .-__sigsetjmp\n");
+
+extern void __longjmp_chk(struct __jmp_buf_tag env[1], int val) __attribute__((noreturn));
+
+static struct __jmp_buf_tag *mask_put_back(struct __jmp_buf_tag *env, struct __jmp_buf_tag *copy)
+{
+    struct coop_greenlet *g = emulating();
+    if (!env->__mask_was_saved || g == NULL)
+        return env;
+    sigset_t mask;
+    bool marked = env->__saved_mask.__val[JMP_MARK] == (JMP_MARK_BITS ^ (uintptr_t)env);
+    set_of(marked ? env->__saved_mask.__val[JMP_MASK] : bits_of(&env->__saved_mask), &mask);
+    change_mask(g, SIG_SETMASK, &mask, NULL);
+    *copy = *env;
+    copy->__mask_was_saved = 0;
+    return copy;
+}
+
+EXPORT void siglongjmp(sigjmp_buf env, int val)
+{
+    struct __jmp_buf_tag copy;
+    REAL(siglongjmp)(mask_put_back(env, &copy), val);
+}
+
+EXPORT void longjmp(jmp_buf env, int val)
+{
+    struct __jmp_buf_tag copy;
+    REAL(longjmp)(mask_put_back(env, &copy), val);
+}
+
+EXPORT void _longjmp(jmp_buf env, int val)
+{
+    struct __jmp_buf_tag copy;
+    REAL(_longjmp)(mask_put_back(env, &copy), val);
+}
+
+EXPORT void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
+{
+    struct __jmp_buf_tag copy;
+    REAL(__longjmp_chk)(mask_put_back(env, &copy), val);
 }
 
 /* --- thread-directed signals --- */
@@ -980,14 +1124,11 @@ static bool sent_within(pid_t pid, int sig)
  * lock, so a hub runs it). */
 static void send_within(const siginfo_t *info)
 {
-    int sig = info->si_signo;
     struct coop_greenlet *self = emulating();
-    struct sigstate *m = state_of(main_greenlet), *mine = state_of(self);
-    if (takes(m, sig) && main_greenlet == self) {
-        hand_to(self, m, info);
-    } else if (takes(m, sig) && !atomic_load(&m->in_wait)) {     /* see return_lent */
-        lend_to(main_greenlet, m, info);
-    } else if (takes(mine, sig)) {
+    struct sigstate *mine = state_of(self);
+    if (main_greenlet != self && lend_if_taken(main_greenlet, info))
+        return;
+    if (takes(mine, info->si_signo)) {
         hand_to(self, mine, info);
     } else {
         enqueue(&process, info);
@@ -1028,12 +1169,15 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     struct sigstate *s = coop_greenlet_take_signals(g);    /* pass() may be reading it */
     if (s == NULL)
         return;
-    uint64_t blocked = atomic_exchange(&s->blocked, ~0ULL);   /* all it was lent goes back */
-    if (return_lent(s))
+    process_lock();
+    bool returned = move_queued(&s->lent, &process, ~0ULL);     /* see "Lent signals" */
+    process_unlock();
+    if (returned)
         coop_request_signal_pass();
     siginfo_t info;
-    while (dequeue(s, ~0ULL, &info) != 0)
-        ;   /* the rest of its pending signals die with it */
+    while (dequeue(&s->directed, ~0ULL, &info) != 0)
+        ;   /* a thread's own pending signals die with it */
+    uint64_t blocked = atomic_load(&s->blocked);
     count_live(-1);
     count(blocked, -1);
     update_real_mask();
@@ -1161,6 +1305,7 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
             break;
     }
     atomic_store(&s->awaited, 0);
+    give_back(s);       /* the others its set took, which its mask blocks */
     notifier_close(fd);
     return sig;
 }

@@ -8,7 +8,10 @@
 # one of them accepts reaching that one; pthread_kill to threads as they exit running no
 # handler in another thread; a signal handled before a call (sent while the thread ran, taken
 # as it changed its mask) not interrupting the timed waits after it; a process signal pending
-# as a thread's ppoll opens it, the fd ready, left pending for main's sigtimedwait.
+# as a thread's ppoll opens it, the fd ready, left pending for main's sigtimedwait; a thread-
+# and a process-directed real-time signal each left where it was by such a ppoll; a sigwait
+# for two signals leaving the other for the thread that unblocks it; siglongjmp out of a
+# handler run in sigsuspend restoring the mask sigsetjmp saved, then pthread_exit.
 # The same lines natively and under coop, on every TLS mechanism.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -493,6 +494,190 @@ static void ready_wait_leaves_it_pending(void)
     close(fds[1]);
 }
 
+/* --- 12. thread- and process-directed instances of one real-time signal: a thread's ppoll
+ * that opens it, its fd ready, leaves each where it was; the thread that unblocks it next
+ * takes the process's, the first thread keeps its own --- */
+
+static _Atomic int rt_value_in_h = -1;
+static pthread_t rt_h;
+static pthread_barrier_t rt_step;
+
+static void on_rt(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    (void)context;
+    if (pthread_equal(pthread_self(), rt_h))
+        atomic_store(&rt_value_in_h, info->si_value.sival_int);
+}
+
+static void *rt_poller(void *fd)
+{
+    pthread_barrier_wait(&rt_step);             /* both sent */
+    sigset_t open;
+    pthread_sigmask(SIG_BLOCK, NULL, &open);
+    sigdelset(&open, SIGRTMIN);
+    struct pollfd p = { *(int *)fd, POLLIN, 0 };
+    int r = ppoll(&p, 1, NULL, &open);
+    pthread_barrier_wait(&rt_step);             /* polled */
+    pthread_barrier_wait(&rt_step);             /* the other unblocked it */
+    sigset_t rt = only(SIGRTMIN);
+    siginfo_t info;
+    const struct timespec none = { 0, 0 };
+    int sig = sigtimedwait(&rt, &info, &none);
+    printf("ppoll opening a real-time signal sent to it and to the process, its fd ready: %d; "
+           "then it takes its own: value %d\n", r, sig == SIGRTMIN ? info.si_value.sival_int : -1);
+    return NULL;
+}
+
+static void *rt_unblocker(void *unused)
+{
+    pthread_barrier_wait(&rt_step);
+    pthread_barrier_wait(&rt_step);
+    sigset_t rt = only(SIGRTMIN);
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);    /* the process's runs here before this returns */
+    printf("the thread that unblocked it next ran the process's: value %d\n", atomic_load(&rt_value_in_h));
+    pthread_sigmask(SIG_BLOCK, &rt, NULL);
+    pthread_barrier_wait(&rt_step);
+    return unused;
+}
+
+static void directed_and_lent(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_rt;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGRTMIN, &sa, NULL);
+    sigset_t rt = only(SIGRTMIN);
+    pthread_sigmask(SIG_BLOCK, &rt, NULL);
+    int fds[2];
+    if (pipe(fds) != 0 || write(fds[1], "x", 1) != 1)
+        exit(1);
+    pthread_barrier_init(&rt_step, NULL, 3);
+    pthread_t w;
+    pthread_create(&w, NULL, rt_poller, &fds[0]);
+    pthread_create(&rt_h, NULL, rt_unblocker, NULL);
+    pthread_sigqueue(w, SIGRTMIN, (union sigval){ .sival_int = 1 });
+    sigqueue(getpid(), SIGRTMIN, (union sigval){ .sival_int = 2 });
+    pthread_barrier_wait(&rt_step);
+    pthread_barrier_wait(&rt_step);
+    pthread_barrier_wait(&rt_step);
+    pthread_join(w, NULL);
+    pthread_join(rt_h, NULL);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* --- 13. a sigwait for two signals takes one; the other, the process's, stays pending for
+ * the thread that unblocks it next --- */
+
+static volatile sig_atomic_t usr2_in_taker;
+static pthread_t usr2_taker;
+
+static void on_usr2_left(int sig)
+{
+    (void)sig;
+    usr2_in_taker += pthread_equal(pthread_self(), usr2_taker);
+}
+
+static void *two_signal_waiter(void *unused)
+{
+    sigset_t both = only(SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    pthread_barrier_wait(&step);
+    int sig = 0;
+    sigwait(&both, &sig);
+    printf("sigwait for SIGUSR1 and SIGUSR2, both sent to the process: took %s\n",
+           sig == SIGUSR1 ? "SIGUSR1" : sig == SIGUSR2 ? "SIGUSR2" : "another");
+    pthread_barrier_wait(&step);    /* it lives on while another unblocks SIGUSR2 */
+    pthread_barrier_wait(&step);
+    return unused;
+}
+
+static void *usr2_unblocker(void *unused)
+{
+    sigset_t usr2 = only(SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    printf("the thread that unblocked SIGUSR2 then ran its handler %d time(s)\n", (int)usr2_in_taker);
+    return unused;
+}
+
+static void sigwait_leaves_the_other(void)
+{
+    handle(SIGUSR2, on_usr2_left);
+    sigset_t both = only(SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &both, NULL);
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_t w;
+    pthread_create(&w, NULL, two_signal_waiter, NULL);
+    pthread_barrier_wait(&step);
+    sched_yield();                  /* under coop on one hub: the waiter waits before they come */
+    kill(getpid(), SIGUSR1);
+    kill(getpid(), SIGUSR2);
+    pthread_barrier_wait(&step);
+    pthread_create(&usr2_taker, NULL, usr2_unblocker, NULL);
+    pthread_join(usr2_taker, NULL);
+    pthread_barrier_wait(&step);
+    pthread_join(w, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+}
+
+/* --- 14. a thread whose handler, run in sigsuspend, jumps out of it with siglongjmp has the
+ * mask it saved (not the handler's, nor another thread's), and exits normally --- */
+
+static sigjmp_buf suspended;
+static void on_usr1_jump(int sig)
+{
+    (void)sig;
+    siglongjmp(suspended, 1);
+}
+
+static const char *blocked_here(int sig)
+{
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    return sigismember(&now, sig) ? "blocked" : "open";
+}
+
+static void *jump_out_then_exit(void *unused)
+{
+    sigset_t winch = only(SIGWINCH);
+    pthread_sigmask(SIG_BLOCK, &winch, NULL);   /* this thread's own */
+    if (sigsetjmp(suspended, 1) == 0) {
+        pthread_barrier_wait(&step);
+        sigset_t open;
+        pthread_sigmask(SIG_BLOCK, NULL, &open);
+        sigdelset(&open, SIGUSR1);
+        for (;;)
+            sigsuspend(&open);
+    }
+    printf("after siglongjmp out of sigsuspend's handler: SIGUSR1 %s, SIGUSR2 %s, SIGWINCH %s\n",
+           blocked_here(SIGUSR1), blocked_here(SIGUSR2), blocked_here(SIGWINCH));
+    pthread_exit((void *)42);
+    return unused;
+}
+
+static void jump_out_of_a_wait(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1_jump;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGUSR2);            /* blocked while it runs only */
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t usr1 = only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, jump_out_then_exit, NULL);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR1);
+    void *result = NULL;
+    pthread_join(t, &result);
+    printf("then it exited with %ld\n", (long)result);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -507,5 +692,8 @@ int main(void)
     kill_as_it_exits();
     handled_before_the_call();
     ready_wait_leaves_it_pending();
+    directed_and_lent();
+    sigwait_leaves_the_other();
+    jump_out_of_a_wait();
     return 0;
 }
