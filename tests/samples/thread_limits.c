@@ -9,7 +9,9 @@
  *   -m MAX        stop after MAX threads (default 100,000)
  *   -w            while out of resources, fork a child and wait for it (waitpid): the
  *                 process must still be able to do so
- *   -d            while out of resources, look up "localhost" (getaddrinfo, /etc/hosts)
+ *   -d            while out of resources, look up "localhost" (getaddrinfo, /etc/hosts), with
+ *                 1 MiB of address space kept back for it until then: what a lookup
+ *                 allocates must not depend on how much the threads happened to leave
  *
  * Then it tries once more (the same error must come back), releases and joins every thread it
  * created (each returns its own number), and creates and joins one more thread now that the
@@ -21,9 +23,10 @@
 
 #include <netdb.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
-enum { STACK_TOUCH = 64 * 1024 };
+enum { STACK_TOUCH = 64 * 1024, LOOKUP_RESERVE = 1 << 20 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t released_cond = PTHREAD_COND_INITIALIZER;
@@ -132,6 +135,9 @@ int main(int argc, char **argv)
     if (stack_mib && (err = pthread_attr_setstacksize(&attr, (size_t)stack_mib << 20)) != 0)
         die("pthread_attr_setstacksize: %s", strerror(err));
 
+    void *reserve = lookup ? mmap(NULL, LOOKUP_RESERVE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : NULL;
+    if (reserve == MAP_FAILED)
+        die_errno("mmap");
     uint64_t t0 = now_ns();
     while (count < max) {
         err = pthread_create(&threads[count], &attr, worker, (void *)(intptr_t)(count + 1));
@@ -175,6 +181,7 @@ int main(int argc, char **argv)
     }
 
     if (lookup) {
+        munmap(reserve, LOOKUP_RESERVE);
         bool ok = lookup_localhost();
         printf("getaddrinfo while out of resources: %s\n", ok ? "ok" : "failed");
         CHECK(ok, "getaddrinfo(localhost) while out of resources");
