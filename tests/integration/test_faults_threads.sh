@@ -7,7 +7,8 @@
 #   threads, then EAGAIN; meanwhile it forks and waits for a child, and resolves localhost;
 # - default stacks in 1 GiB of address space: many threads, then EAGAIN; meanwhile it forks
 #   and waits for a child;
-# - the same, and meanwhile it resolves localhost (getaddrinfo, from /etc/hosts);
+# - the same, and meanwhile it resolves localhost (getaddrinfo, from /etc/hosts) in 1 MiB it
+#   kept back until then (no thread can start for the lookup);
 # - 1000 threads of 1 GiB stacks with no limit: all are created.
 # Nothing may crash, and each run exits 0.
 # shellcheck source=tests/integration/lib.sh
