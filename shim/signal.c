@@ -41,8 +41,9 @@
  *
  * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
  * it restore what they change); its two queues (directed, lent) are pushed by anyone (other
- * greenlets, handlers, other OS threads) and taken by that greenlet only, or as it ends. Queue entries come
- * from a fixed pool with a lock-free free list, since handlers cannot allocate. The counts
+ * greenlets, handlers, other OS threads; lending to it takes process_owner but for its own
+ * trampoline: see "Lent signals") and taken by that greenlet only, or as it ends. Queue
+ * entries come from a fixed pool with a lock-free free list, since handlers cannot allocate. The counts
  * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
  * whoever changed them last (update_real_mask) and read by every hub's trampoline.
  *
@@ -89,7 +90,7 @@ struct sigqueue {
 struct sigstate {
     _Atomic uint64_t blocked;        /* its mask; written by its greenlet */
     struct sigqueue directed;        /* sent to it (pthread_kill, raise, a tgkill at its thread) */
-    struct sigqueue lent;            /* the process's, queued to it as it took them: see settle */
+    struct sigqueue lent;            /* the process's, queued for it to take: "Lent signals" */
     _Atomic uint64_t awaited;        /* the set of its sigwait under way */
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
@@ -237,12 +238,6 @@ static uint64_t queued_bits(struct sigqueue *q)
         push(q, i);
     }
     return bits;
-}
-
-/* Whether q may hold a signal: a look by its only taker. */
-static bool maybe_queued(struct sigqueue *q)
-{
-    return atomic_load(&q->head) != NO_ENTRY || atomic_load(&q->pending) != 0 || atomic_load(&q->orphans) != 0;
 }
 
 /* Moves the signals of `bits` queued in from to the back of to. */
@@ -416,7 +411,9 @@ static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *cont
 {
     const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
     uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
-    uint64_t before = s != NULL ? atomic_fetch_or(&s->blocked, during) : 0;
+    uint64_t before = s != NULL ? atomic_load(&s->blocked) : 0;
+    if (s != NULL)
+        set_blocked(s, before | during);    /* counted: a handler may jump out and keep it */
     /* The wait under way ends with this handler: others may nest in it, as natively; after
      * it, until the wait has put its mask back, they queue again (a longjmp out leaves it
      * cleared). */
@@ -428,10 +425,23 @@ static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *cont
     else
         a.sa_handler(sig);
     if (s != NULL) {
-        atomic_store(&s->blocked, before);
+        set_blocked(s, before);
         atomic_fetch_add(&s->handled, 1);
         atomic_store(&s->in_wait, in_wait);
     }
+}
+
+/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
+ * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
+ * set there: the jump puts that back (see mask_put_back). */
+static __thread unsigned kernel_frames;
+
+static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *context)
+{
+    kernel_frames++;
+    run_handler(s, sig, info, context);
+    if (kernel_frames > 0)      /* 0 after a jump out of a nested one */
+        kernel_frames--;
 }
 
 /* Default actions that do nothing: the rest end or stop the process. */
@@ -545,13 +555,14 @@ static void lend_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t
     queue_in(g, s, &s->lent, info);
 }
 
-/* Under process_owner, which orders it with settle: lends a process-directed signal to g
- * if g takes it. Async-signal-safe: the trampoline only tries the lock. */
-static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info)
+/* Under process_owner, which orders it with settle and with g's exit: lends a
+ * process-directed signal to g if g takes it. The trampoline only tries the lock (its
+ * greenlet may hold it): false if it could not. */
+static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info, bool try_only)
 {
-    struct sigstate *s = state_of(g);
-    if (s == NULL || !process_trylock())
+    if (try_only ? !process_trylock() : (process_lock(), false))
         return false;
+    struct sigstate *s = state_of(g);
     bool taken = takes(s, info->si_signo);
     if (taken)
         lend_to(g, s, info);
@@ -625,7 +636,8 @@ static void pass(void)
  * mask under it (pass(), kill, the trampoline with one try), and the greenlet, after it
  * changed its mask, takes back under it: a signal lent for the old mask is taken back, or
  * lent under the new one. The greenlet's own interrupted trampoline, which cannot take the
- * lock, lends only what its running greenlet takes now. (thread_signals: 11)
+ * lock, lends only what its running greenlet takes now. (thread_signals:
+ * ready_wait_leaves_it_pending, directed_and_lent, sigwait_leaves_the_other)
  */
 
 /* Under process_owner: the lent signals s's greenlet (the caller, or one ending) no longer
@@ -637,8 +649,6 @@ static bool return_lent(struct sigstate *s)
 
 static void give_back(struct sigstate *s)
 {
-    if (!maybe_queued(&s->lent))
-        return;
     process_lock();
     bool returned = return_lent(s);
     process_unlock();
@@ -670,7 +680,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         return;     /* the fault repeats with the default action: death by SIGSEGV */
     }
     if (shim_vfork_child) {     /* coop's state is the parent's: the handler only */
-        run_handler(NULL, sig, info, context);
+        run_from_kernel(NULL, sig, info, context);
         return;
     }
     if (sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
@@ -680,11 +690,11 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
         set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
     if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
-        run_handler(mine, sig, info, context);     /* a fault's, or a real thread's: here */
+        run_from_kernel(mine, sig, info, context);     /* a fault's, or a real thread's: here */
         return;
     }
     if (!emulated()) {     /* COOP_PATCH=-signal: the OS thread's; its main greenlet's wait ends */
-        run_handler(NULL, sig, info, context);
+        run_from_kernel(NULL, sig, info, context);
         coop_interrupt(NULL, installed[sig].sa_flags & SA_RESTART);
         return;
     }
@@ -703,7 +713,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
             } else if (in_wait(self, mine)) {
                 queue_in(self, mine, q, info);      /* ends its wait, parked or about to park */
             } else {
-                run_handler(mine, sig, info, context);
+                run_from_kernel(mine, sig, info, context);
             }
             return;
         }
@@ -712,7 +722,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
             return;
         }
     }
-    if (main_greenlet != self && lend_if_taken(main_greenlet, info))
+    if (main_greenlet != self && lend_if_taken(main_greenlet, info, true))
         return;
     enqueue(&process, info);
     coop_request_signal_pass();
@@ -941,16 +951,16 @@ bool shim_signal_handled_since(unsigned handled)
  * itself: the one reads the OS thread's mask, not the greenlet's, and the other would set
  * the hub's OS thread's and leave the greenlet's as it was (a handler's, when the jump
  * leaves one). So coop's __sigsetjmp (the assembly below: glibc's must save its caller's
- * registers) first writes the greenlet's mask into words of the saved set that the kernel
- * never fills (it writes 8 bytes of 128), with a mark that names the buffer; the jumps set
- * the greenlet's mask from there, then jump with a copy that saved none. A buffer without
- * the mark (glibc's setjmp function calls its own __sigsetjmp) has the OS thread's.
+ * registers) first writes the greenlet's mask into words of the saved set that neither the
+ * kernel (8 bytes) nor glibc (its shadow-stack pointer, after 2 words) fills, with a mark
+ * that names the buffer; the jumps set the greenlet's mask from there, then jump with a
+ * copy that saved none. A buffer without the mark (glibc's setjmp function calls its own
+ * __sigsetjmp) has the OS thread's.
  */
-enum { JMP_MASK = 1, JMP_MARK = 2 };        /* words of __saved_mask.__val */
-#define JMP_MARK_BITS 0x636f6f706d61736bULL
+enum { JMP_MASK = 8, JMP_MARK = 9 };        /* words of __saved_mask.__val */
+#define JMP_MARK_BITS 0x636f6f706d61736bULL  /* "coopmask" */
 
-void *shim_sigsetjmp_prepare(struct __jmp_buf_tag *env, int savemask) __attribute__((used));
-void *shim_sigsetjmp_prepare(struct __jmp_buf_tag *env, int savemask)
+static __attribute__((used)) void *shim_sigsetjmp_prepare(struct __jmp_buf_tag *env, int savemask)
 {
     if (savemask) {     /* else env may be shorter (pthread_cleanup_push's): glibc writes no mask */
         struct sigstate *s = my_state(emulating());
@@ -986,10 +996,19 @@ __asm__(".text\n"
 
 extern void __longjmp_chk(struct __jmp_buf_tag env[1], int val) __attribute__((noreturn));
 
+/* What a jump does before glibc's: the hub's OS thread's mask back if it leaves a handler
+ * the kernel called, the greenlet's saved one if it saved one; returns the buffer to jump
+ * with, a copy that saved no mask then (glibc's would set the hub's OS thread's). */
 static struct __jmp_buf_tag *mask_put_back(struct __jmp_buf_tag *env, struct __jmp_buf_tag *copy)
 {
     struct coop_greenlet *g = emulating();
-    if (!env->__mask_was_saved || g == NULL)
+    if (g == NULL)
+        return env;
+    if (kernel_frames != 0) {
+        kernel_frames = 0;
+        apply_real_mask(atomic_load(&wanted));
+    }
+    if (!env->__mask_was_saved)
         return env;
     sigset_t mask;
     bool marked = env->__saved_mask.__val[JMP_MARK] == (JMP_MARK_BITS ^ (uintptr_t)env);
@@ -1126,7 +1145,7 @@ static void send_within(const siginfo_t *info)
 {
     struct coop_greenlet *self = emulating();
     struct sigstate *mine = state_of(self);
-    if (main_greenlet != self && lend_if_taken(main_greenlet, info))
+    if (main_greenlet != self && lend_if_taken(main_greenlet, info, false))
         return;
     if (takes(mine, info->si_signo)) {
         hand_to(self, mine, info);
@@ -1305,7 +1324,9 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
             break;
     }
     atomic_store(&s->awaited, 0);
-    give_back(s);       /* the others its set took, which its mask blocks */
+    int error = errno;
+    settle(g, s);       /* the others its set took: the process's again, or run if open */
+    errno = error;
     notifier_close(fd);
     return sig;
 }

@@ -11,7 +11,8 @@
 # as a thread's ppoll opens it, the fd ready, left pending for main's sigtimedwait; a thread-
 # and a process-directed real-time signal each left where it was by such a ppoll; a sigwait
 # for two signals leaving the other for the thread that unblocks it; siglongjmp out of a
-# handler run in sigsuspend restoring the mask sigsetjmp saved, then pthread_exit.
+# handler run in sigsuspend restoring the mask sigsetjmp saved, then pthread_exit; three faults
+# and three SIGALRMs from the kernel each caught by a handler that jumps out.
 # The same lines natively and under coop, on every TLS mechanism.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"

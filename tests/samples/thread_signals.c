@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -678,6 +679,48 @@ static void jump_out_of_a_wait(void)
     printf("then it exited with %ld\n", (long)result);
 }
 
+/* --- 15. a handler the kernel calls (a fault, a signal to the process) that jumps out with
+ * siglongjmp leaves the thread taking that signal again: three of each caught --- */
+
+static sigjmp_buf caught_at;
+static void on_fault_or_alarm(int sig)
+{
+    (void)sig;
+    siglongjmp(caught_at, 1);
+}
+
+static int *volatile nowhere;       /* NULL */
+
+static bool fault_caught(void)
+{
+    if (sigsetjmp(caught_at, 1) != 0)
+        return true;
+    *nowhere = 1;
+    return false;
+}
+
+static bool alarm_caught(void)
+{
+    if (sigsetjmp(caught_at, 1) != 0)
+        return true;
+    syscall(SYS_kill, getpid(), SIGALRM);       /* through the kernel, as from another process */
+    for (;;)
+        pause();
+}
+
+static void jump_out_of_kernel_handlers(void)
+{
+    handle(SIGSEGV, on_fault_or_alarm);
+    handle(SIGALRM, on_fault_or_alarm);
+    int faults = 0, alarms = 0;
+    for (int i = 0; i < 3; i++) {
+        faults += fault_caught();
+        alarms += alarm_caught();
+    }
+    signal(SIGSEGV, SIG_DFL);
+    printf("faults caught with siglongjmp: %d; SIGALRMs: %d\n", faults, alarms);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -695,5 +738,6 @@ int main(void)
     directed_and_lent();
     sigwait_leaves_the_other();
     jump_out_of_a_wait();
+    jump_out_of_kernel_handlers();
     return 0;
 }
