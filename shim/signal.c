@@ -647,8 +647,14 @@ static bool return_lent(struct sigstate *s)
     return move_queued(&s->lent, &process, queued_bits(&s->lent) & ~taken_bits(s));
 }
 
+/* Whether the caller's context holds process_owner: a handler run for a fault can interrupt
+ * its holder, and must not wait for it. */
+static bool process_lock_mine(void) { return atomic_load(&process_owner) == __builtin_thread_pointer(); }
+
 static void give_back(struct sigstate *s)
 {
+    if (process_lock_mine())
+        return;     /* the holder's own settle takes them back */
     process_lock();
     bool returned = return_lent(s);
     process_unlock();
@@ -689,6 +695,10 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     struct sigstate *mine = state_of(self);
     if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
         set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
+    if (fault(sig, info) && mine != NULL && (atomic_load(&mine->blocked) & BIT(sig))) {
+        REAL(sigaction)(sig, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
+        return;     /* as the kernel does with a fault its thread blocks: it repeats, and kills */
+    }
     if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
         run_from_kernel(mine, sig, info, context);     /* a fault's, or a real thread's: here */
         return;
@@ -707,7 +717,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
             return;
         }
         if (!(atomic_load(&mine->blocked) & BIT(sig))) {
-            if (atomic_load(&process_owner) == __builtin_thread_pointer()) {     /* see process_lock */
+            if (process_lock_mine()) {      /* see process_lock */
                 atomic_store(&mine->deferred, true);
                 queue_in(self, mine, q, info);      /* a wait it is about to make ends */
             } else if (in_wait(self, mine)) {
@@ -1138,16 +1148,17 @@ static bool sent_within(pid_t pid, int sig)
            && shim_patched[FAM_thread] && !coop_threads_predate_start();
 }
 
-/* Async-signal-safe, as kill is: a handler may send one (hand_to's delivery to the caller
- * takes process_owner, which a handler never interrupts; the pass takes the greenlet list's
- * lock, so a hub runs it). */
+/* Async-signal-safe, as kill is: a handler may send one. Lending and hand_to's delivery to
+ * the caller take process_owner, whose holder only a fault's handler interrupts: that one's
+ * signal waits in the process's queue for the pass, which a hub runs. */
 static void send_within(const siginfo_t *info)
 {
     struct coop_greenlet *self = emulating();
     struct sigstate *mine = state_of(self);
-    if (main_greenlet != self && lend_if_taken(main_greenlet, info, false))
+    bool holder = process_lock_mine();
+    if (!holder && main_greenlet != self && lend_if_taken(main_greenlet, info, false))
         return;
-    if (takes(mine, info->si_signo)) {
+    if (!holder && takes(mine, info->si_signo)) {
         hand_to(self, mine, info);
     } else {
         enqueue(&process, info);
