@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -689,7 +690,7 @@ static void on_fault_or_alarm(int sig)
     siglongjmp(caught_at, 1);
 }
 
-static int *volatile nowhere;       /* NULL */
+static int *volatile nowhere;       /* a page nobody may touch (not NULL: sanitizers check that) */
 
 static bool fault_caught(void)
 {
@@ -712,6 +713,9 @@ static void jump_out_of_kernel_handlers(void)
 {
     handle(SIGSEGV, on_fault_or_alarm);
     handle(SIGALRM, on_fault_or_alarm);
+    nowhere = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (nowhere == MAP_FAILED)
+        exit(1);
     int faults = 0, alarms = 0;
     for (int i = 0; i < 3; i++) {
         faults += fault_caught();
