@@ -168,7 +168,12 @@ bool coop_greenlet_detached(const struct coop_greenlet *g);
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g);
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);
 const char *coop_greenlet_name(const struct coop_greenlet *g);
+/* g's stack; base NULL for a thread's original context, whose stack is the one glibc
+ * describes for its own record of the thread (coop_greenlet_thread_record). */
 void coop_greenlet_stack(const struct coop_greenlet *g, void **base, size_t *size);
+/* The real pthread_t whose control block g runs on: for the main greenlet, the initial
+ * thread's, wherever it runs. */
+uintptr_t coop_greenlet_thread_record(const struct coop_greenlet *g);
 /* Whether p is a live greenlet handle (pthread_t values are greenlet addresses). */
 bool coop_is_greenlet(const void *p);
 /* Whether p was a greenlet handle, since released (joined, or ended detached). */

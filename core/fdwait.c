@@ -34,7 +34,7 @@
  * arrive, and a steal costs one system call, not a move. (The MOD also finds an fd that
  * the entry wrongly places there, closed inside libc and its number reused: ENOENT, and
  * the fd moves.) When two waits in a row on the fd are away from its home on the same hub
- * (the main greenlet, pinned to hub 0, or a connection handed on to another thread), the
+ * (a greenlet that stays where it was stolen to, or a connection handed on to another thread), the
  * second moves the fd into its own hub's set instead: adding it reports the fd's
  * readiness at that moment, which that hub, the waiter's own thread, can dispatch only
  * once the waiter is linked. An fd whose home is away (blocked, retired) moves at once.

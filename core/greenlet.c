@@ -73,13 +73,10 @@ static void unlink_all(struct coop_greenlet *g)
 
 /* Places the TLS area below top and readies g's context on what is left of the stack;
  * EINVAL when too little is left, as glibc refuses a stack smaller than its TLS needs. */
-static int make_context(struct coop_greenlet *g, char *base, char *top, bool own_tls)
+static int make_context(struct coop_greenlet *g, char *base, char *top)
 {
-    char *end = top;
-    if (own_tls) {
-        g->tp = coop_tls_place(top);
-        end = coop_tls_area_bottom(g->tp);
-    }
+    g->tp = coop_tls_place(top);
+    char *end = coop_tls_area_bottom(g->tp);
     if (end < base + MIN_STACK_LEFT)
         return EINVAL;
     coop_context_make(&g->ctx, base, (size_t)(end - base), g);
@@ -138,8 +135,9 @@ static void init_record(struct coop_hub *h, struct coop_greenlet *g)
 }
 
 /* The contexts a hub starts with: the main thread's own (its main greenlet), the hub's
- * greenlet on a stack of its own (hub 0, which shares its thread with the main greenlet),
- * or the hub's greenlet as the calling thread's own context (the runtime's hub threads). */
+ * greenlet on a stack and TLS area of its own (hub 0, whose thread also runs the main
+ * greenlet), or the hub's greenlet as the calling thread's own context (the runtime's hub
+ * threads). */
 struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_kind kind)
 {
     struct coop_greenlet *g;
@@ -148,7 +146,7 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_ki
         if (coop_stack_alloc(&stack, HUB_STACK_SIZE, 4096) != 0)
             coop_panic("cannot map a hub stack");
         g = record_on_stack(&stack);
-        make_context(g, stack.base, (char *)g, false);
+        make_context(g, stack.base, (char *)g);     /* and an area of its own */
     } else {
         /* Never released, and not from the store: a spare hub started meanwhile must not
          * take a record a join has just marked gone (the program may still look at it). */
@@ -162,8 +160,6 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_ki
     g->is_main = kind == COOP_ADOPT_MAIN;
     if (g->is_hub)
         strcpy(g->name, "hub");
-    /* A context on the OS thread's own control block runs on that thread only. */
-    g->pinned = h;
     init_record(h, g);
     link_all(g);
     if (coop_tls_greenlet_init(g) != 0)
@@ -231,7 +227,7 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     char *top;
     if ((g = new_record(attr, &top)) == NULL)
         return EAGAIN;
-    int err = make_context(g, g->stack.base, top, true);
+    int err = make_context(g, g->stack.base, top);
     if (err != 0) {
         release_record(g);
         return err;
@@ -263,7 +259,6 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
 /* The first run of a created greenlet, on its own TLS. */
 void coop_greenlet_run(struct coop_greenlet *g)
 {
-    coop_tls_start(g);
     coop_after_wait(g);
     errno = 0;
     coop_exit(start_hook != NULL ? start_hook(g->fn, g->arg) : g->fn(g->arg));
@@ -394,6 +389,9 @@ bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
 bool coop_greenlet_detached(const struct coop_greenlet *g) { return atomic_load(&g->ending) & END_DETACHED; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }
+
+/* glibc's pthread_t is the address of its struct pthread, at the thread pointer. */
+uintptr_t coop_greenlet_thread_record(const struct coop_greenlet *g) { return g->tp; }
 const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
 
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
@@ -428,8 +426,8 @@ bool coop_greenlet_gone(const void *p)
 }
 
 /* In a forked child only self lives on: the others' records are forgotten (their stacks
- * are copies the child never runs), self becomes the main greenlet, pinned to the hub when
- * it runs on the thread's own control block, and its end ends the process. */
+ * are copies the child never runs), self becomes the main greenlet, and its end ends the
+ * process. */
 void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
     /* Locks another hub's thread may have held at the fork: it is not in the child. */
@@ -439,7 +437,6 @@ void coop_greenlet_fork_child(struct coop_hub *h, struct coop_greenlet *self)
     link_all(self);
     link_all(h->hub_g);
     h->dead = NULL;
-    self->pinned = self->own_tls ? NULL : h;
     atomic_store(&self->ending, 0);
     coop_main_greenlet = self;
     atomic_store(&coop_live_greenlets, 1);

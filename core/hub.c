@@ -165,8 +165,8 @@ static inline void arrive(struct coop_greenlet *self, void *fake_stack)
     atomic_store_explicit(&h->switching, false, memory_order_relaxed);
 }
 
-/* errno is saved per greenlet: a thread's own context and its hub share the OS thread's
- * (every other greenlet has an errno of its own in its TLS area). */
+/* Every context has an errno of its own, in its TLS area; it is kept across the switch,
+ * since the runtime's calls here and on return run on that area too. */
 static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 {
     struct coop_greenlet *self = h->current;
@@ -191,12 +191,6 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         coop_trace_switch(h, self, next);
     self->saved_errno = errno;
     coop_cpu_charge(h, self);
-    /* The hub runs on its OS thread's control block, which is also the thread's main
-     * greenlet's: that greenlet's cancellation must not be acted on in the hub's libc calls. */
-    if (self->is_hub)
-        coop_tls_cancel_release(self->tp, h->cancel_held);
-    if (next->is_hub)
-        h->cancel_held = coop_tls_cancel_hold(next->tp);
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;
@@ -231,6 +225,7 @@ static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
 void coop_greenlet_main(struct coop_greenlet *self)
 {
     arrive(self, NULL);
+    coop_tls_start(self);
     if (self->is_hub)
         hub_loop(self->hub);
     coop_greenlet_run(self);

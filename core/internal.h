@@ -66,7 +66,6 @@ struct coop_greenlet {
     uint64_t magic;                  /* first, so a pthread_t can be told apart */
     ucontext_t ctx;
     struct coop_hub *hub;            /* the hub running it, or the last one that did */
-    struct coop_hub *pinned;         /* the only hub that may run it (a thread's own context), or NULL */
     uint64_t id;
     enum coop_gstate state;
     int saved_errno;
@@ -172,7 +171,6 @@ struct coop_hub {
     int64_t longest_run;             /* with COOP_STATS */
     uint64_t longest_id;
     char longest_name[16];
-    bool cancel_held;                /* the hub holds off its thread's main greenlet's cancellation */
     int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
     struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
     /* hub_g's record on a thread of the runtime's: made with the hub, so that thread has
@@ -293,9 +291,9 @@ void coop_sched_sleep_end(struct coop_hub *h);
 bool coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why);
 void coop_sched_returned(struct coop_hub *x);
 bool coop_sched_is_away(const struct coop_hub *h);
-/* Greenlets wait in h's inbox, which only h takes (the main greenlet, pinned to hub 0, or
- * greenlets woken by threads that are no hub), while another hub sleeps: the monitor then
- * preempts h's greenlet without waiting for the end of its slice. */
+/* Greenlets wait in h's inbox, which only h takes (greenlets woken by threads that are no
+ * hub), while another hub sleeps: the monitor then preempts h's greenlet without waiting
+ * for the end of its slice. */
 bool coop_sched_inbox_waits(const struct coop_hub *h);
 void coop_sched_drain_adopted(struct coop_hub *h);
 void coop_sched_dispatch_begin(struct coop_hub *h);
@@ -338,8 +336,8 @@ void coop_tls_set_multithreaded(void);
  * byte of that area: the stack proper ends there. */
 uintptr_t coop_tls_place(char *top);
 char *coop_tls_area_bottom(uintptr_t tp);
-/* Fills the area at g->tp (placed) for a created greenlet; a thread's own context and
- * hubs get the OS thread's. 0, or -1 out of memory. */
+/* Fills the area at g->tp, when placed (a created greenlet, hub 0's greenlet); the main
+ * greenlet and a runtime thread's hub get the OS thread's. 0, or -1 out of memory. */
 int coop_tls_greenlet_init(struct coop_greenlet *g);
 /* On a greenlet's first run, on its own TLS. */
 void coop_tls_start(struct coop_greenlet *g);
@@ -349,11 +347,6 @@ void coop_tls_greenlet_free(struct coop_greenlet *g);
  * switch. */
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
-/* Holds off a pending cancellation of the thread whose pointer is tp (0: the caller's) while
- * the runtime makes libc calls that glibc treats as cancellation points (the write that
- * wakes a hub); held says whether it had to, for the release. */
-bool coop_tls_cancel_hold(uintptr_t tp);
-void coop_tls_cancel_release(uintptr_t tp, bool held);
 
 /* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet,
  * once a program has asked for a greenlet's CPU time (a load per switch until then). */

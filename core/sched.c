@@ -7,11 +7,11 @@
  * regular hubs, by default one per CPU the process may use: hub 0 is the main thread, the
  * others are threads of the runtime's own, started with the real pthread_create when the
  * program creates its first thread (a program that never does keeps one OS thread and
- * runs as without coop). A greenlet is not tied to a hub: created greenlets have TLS of
- * their own (tls.c), so any hub may run them; the main thread's original context, which
- * uses that OS thread's own thread control block, is pinned to hub 0 (g->pinned): while
- * hub 0's thread is stuck in a greenlet's system call, the main greenlet waits for it.
- * Threads that are no hub (there before coop loaded, or created past it) stay plain OS
+ * runs as without coop). A greenlet is not tied to a hub: each has TLS of its own (tls.c;
+ * the main greenlet keeps the initial thread's, and hub 0 takes another), so any hub may
+ * run any greenlet. The main greenlet too: were it held to hub 0's thread, a greenlet
+ * stuck there in a raw futex wait that the main greenlet was to end would never end
+ * (Go's runtime does exactly that). Threads that are no hub (there before coop loaded, or created past it) stay plain OS
  * threads; the greenlets they create go to the global queue.
  *
  * Each hub has a run queue (struct coop_runq): a ring its owner pushes at the tail and pops
@@ -93,8 +93,6 @@
  *    it had parked and comes back from the queue, never running on beside the entry.
  *    Until it has left, its state is not G_RUNNING, and neither signal handlers nor
  *    preemption treat it as running. (test_sched: cancel after a wake on another hub)
- *  - A pinned greenlet runs only on its hub: a hub that obtains another hub's pinned
- *    greenlet (by stealing or from the global queue) hands it to that hub's inbox.
  *  - Inboxes: any thread pushes under the inbox lock and reads the owner's state inside
  *    the lock; the owner, going to sleep, publishes HUB_SLEEPING before it looks at its
  *    inbox under the same lock. Either the pusher sees HUB_SLEEPING and writes the wake
@@ -107,9 +105,8 @@
  *    cleared by the monitor (or by the spare, once woken: a retired spare is always one
  *    that is handed off, see retire); adopter is claimed by CAS by
  *    the adopting hub, and cleared by it when it lets go; a hub adopts only while it is
- *    not away, and takes along the hubs an away adopter held. A blocked hub's pinned
- *    greenlets stay in its inbox: only its own thread may run them.
- *    (test_sched: handoff when every hub blocks)
+ *    not away, and takes along the hubs an away adopter held.
+ *    (test_sched: handoff when every hub blocks, with the main greenlet as the rescuer)
  *
  * Preemption (preempt.c) switches away inside a signal handler on the hub's own thread: the
  * preempted greenlet waits for a deadline of now in that hub's timer heap
@@ -304,31 +301,15 @@ static void inbox_push(struct coop_hub *t, struct coop_greenlet *g)
         notify(t);
 }
 
-/* Takes the greenlets of x's inbox that `taker` may run (all of them for x itself; those
- * not pinned to x otherwise), in order. */
-static struct coop_greenlet *inbox_take(struct coop_hub *x, struct coop_hub *taker)
+/* Takes the greenlets of x's inbox, in order: by x, or by its adopter. */
+static struct coop_greenlet *inbox_take(struct coop_hub *x)
 {
     if (!atomic_load_explicit(&x->inbox_nonempty, memory_order_relaxed))
         return NULL;
-    struct coop_greenlet *taken = NULL, **taken_end = &taken, *kept = NULL, *kept_tail = NULL;
     coop_lock(&x->inbox_lock);
-    for (struct coop_greenlet *g = x->inbox_head, *next; g != NULL; g = next) {
-        next = g->next_ready;
-        g->next_ready = NULL;
-        if (g->pinned == NULL || g->pinned == taker) {
-            *taken_end = g;
-            taken_end = &g->next_ready;
-        } else {
-            if (kept_tail != NULL)
-                kept_tail->next_ready = g;
-            else
-                kept = g;
-            kept_tail = g;
-        }
-    }
-    x->inbox_head = kept;
-    x->inbox_tail = kept_tail;
-    atomic_store_explicit(&x->inbox_nonempty, kept != NULL, memory_order_relaxed);
+    struct coop_greenlet *taken = x->inbox_head;
+    x->inbox_head = x->inbox_tail = NULL;
+    atomic_store_explicit(&x->inbox_nonempty, false, memory_order_relaxed);
     coop_unlock(&x->inbox_lock);
     return taken;
 }
@@ -346,20 +327,11 @@ static void global_push_list(struct coop_greenlet *first, struct coop_greenlet *
     wake_a_helper(0);
 }
 
-/* Puts a greenlet this hub obtained from elsewhere where it may run. */
-static void take_in(struct coop_hub *h, struct coop_greenlet *g)
-{
-    if (g->pinned != NULL && g->pinned != h)
-        inbox_push(g->pinned, g);
-    else
-        runq_push(h, g);
-}
-
 static void take_in_list(struct coop_hub *h, struct coop_greenlet *list)
 {
     while (list != NULL) {
         struct coop_greenlet *next = list->next_ready;
-        take_in(h, list);
+        runq_push(h, list);
         list = next;
     }
 }
@@ -416,13 +388,6 @@ void coop_sched_woken(struct coop_greenlet *g)
 {
     struct coop_hub *here = coop_thread.hub;
     coop_gstate_set(g, G_READY);
-    if (g->pinned != NULL) {
-        if (g->pinned == here)
-            runq_push(here, g);
-        else
-            inbox_push(g->pinned, g);
-        return;
-    }
     if (here != NULL) {
         runq_push(here, g);
         if (!here->dispatching)
@@ -441,7 +406,7 @@ void coop_sched_woken(struct coop_greenlet *g)
 struct coop_greenlet *coop_sched_pop(struct coop_hub *h) { return runq_pop(h); }
 
 /* The owner moves its inbox into its queue (cheap when empty: one relaxed load). */
-void coop_sched_take_inbox(struct coop_hub *h) { take_in_list(h, inbox_take(h, h)); }
+void coop_sched_take_inbox(struct coop_hub *h) { take_in_list(h, inbox_take(h)); }
 
 bool coop_sched_has_work(struct coop_hub *h) { return runq_len(h) > 0; }
 
@@ -480,7 +445,7 @@ static bool steal_from(struct coop_hub *h, struct coop_hub *v)
     struct coop_greenlet *batch[COOP_RUNQ_SIZE / 2];
     uint32_t n = runq_grab(v, batch, COOP_RUNQ_SIZE / 2, false);
     for (uint32_t i = 0; i < n; i++)
-        take_in(h, batch[i]);
+        runq_push(h, batch[i]);
     if (n > 0) {
         h->steals++;
         h->stolen += n;
@@ -569,16 +534,15 @@ void coop_sched_sleep_end(struct coop_hub *h)
 
 static bool adopts(const struct coop_hub *h, int i) { return h->adopted[i / 64] >> (i % 64) & 1; }
 
-/* Moves what an away hub holds that h can run: deadlines, ready greenlets, its inbox
- * (less what is pinned to it). */
+/* Moves what an away hub holds: deadlines, ready greenlets, its inbox. */
 static uint32_t take_over(struct coop_hub *h, struct coop_hub *x)
 {
     coop_timer_move(x, h);
     struct coop_greenlet *batch[COOP_RUNQ_SIZE];
     uint32_t n = runq_grab(x, batch, COOP_RUNQ_SIZE, true);
     for (uint32_t i = 0; i < n; i++)
-        take_in(h, batch[i]);
-    take_in_list(h, inbox_take(x, h));
+        runq_push(h, batch[i]);
+    take_in_list(h, inbox_take(x));
     return n;
 }
 

@@ -43,8 +43,15 @@
  *
  * A switch moves the thread pointer when it changes: with the wrfsbase instruction where the
  * CPU and kernel allow it (FSGSBASE, Linux 5.9+), else with arch_prctl(ARCH_SET_FS), a system
- * call. COOP_TLS picks one (auto: wrfsbase where available). A thread's original context
- * (its main greenlet) and its hub keep the OS thread's own area.
+ * call. COOP_TLS picks one (auto: wrfsbase where available).
+ *
+ * Two contexts keep an area they did not get from here. The main greenlet runs on the
+ * initial thread's own (glibc's record of the main thread, which the program may have
+ * stored: pthread_self must not change), and, like every greenlet, on any hub: so hub 0,
+ * which the main thread's OS thread also runs, has an area of its own, and the OS thread
+ * 0's rseq registration is dropped (drop_rseq). The main greenlet's tid stays the OS
+ * thread 0's wherever it runs: glibc's setuid broadcast finds that thread by it. A hub of
+ * the runtime's own threads runs on its thread's control block, which no greenlet uses.
  *
  * malloc's per-thread state (its tcache and arena pointers, in libc's block) is freed by
  * glibc's thread-exit code, which coop cannot call. Instead a finished greenlet's state is
@@ -179,6 +186,29 @@ static void init_control_block(uintptr_t tp, pid_t tid)
     robust->list_op_pending = NULL;
     if (__rseq_size > 0)
         ((struct rseq *)(tp + (uintptr_t)__rseq_offset))->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
+}
+
+/* The main greenlet runs on the initial thread's control block wherever it is resumed, and
+ * the kernel would go on updating that block's rseq area for the OS thread 0 alone (a
+ * sched_getcpu there would name another CPU than the one it runs on; a library's rseq
+ * critical section would not be aborted when its real thread is preempted). It says "not
+ * registered", as every greenlet's area does, and glibc asks the kernel. */
+static void drop_rseq(uintptr_t tp)
+{
+    if (__rseq_size == 0)
+        return;
+    struct rseq *area = (struct rseq *)(tp + (uintptr_t)__rseq_offset);
+    if (area->cpu_id == (uint32_t)RSEQ_CPU_ID_REGISTRATION_FAILED)
+        return;
+    /* Unregistering takes the length it was registered with: glibc's area size, 32 before
+     * glibc 2.40's feature size. */
+    if (coop_sys6(SYS_rseq, (long)area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG, 0, 0) != 0
+        && coop_sys6(SYS_rseq, (long)area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG, 0, 0) != 0) {
+        coop_warn("cannot unregister the main thread's rseq area: sched_getcpu in the main thread "
+                  "may name another CPU than its own");
+        return;
+    }
+    area->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
 }
 
 /* Fills the area below tp (and its control block) as ld.so fills a new thread's, seeds
@@ -380,22 +410,6 @@ void **coop_greenlet_unwind_chain(const struct coop_greenlet *g) { return (void 
 
 uintptr_t coop_tls_pointer_guard(void) { return *word_at(thread_pointer(), TCB_POINTER_GUARD); }
 
-bool coop_tls_cancel_hold(uintptr_t tp)
-{
-    _Atomic int *state = (_Atomic int *)((tp ? tp : thread_pointer()) + tls.cancel_at);
-    int now = atomic_load_explicit(state, memory_order_relaxed);
-    if (!(now & COOP_CANCELED) || (now & COOP_CANCEL_DISABLED))
-        return false;
-    atomic_fetch_or(state, COOP_CANCEL_DISABLED);
-    return true;
-}
-
-void coop_tls_cancel_release(uintptr_t tp, bool held)
-{
-    if (held)
-        atomic_fetch_and((_Atomic int *)((tp ? tp : thread_pointer()) + tls.cancel_at), ~COOP_CANCEL_DISABLED);
-}
-
 uintptr_t coop_tls_place(char *top)
 {
     return ((uintptr_t)top - tls.tcb_size) & ~(uintptr_t)(tls.align - 1);
@@ -405,11 +419,13 @@ char *coop_tls_area_bottom(uintptr_t tp) { return (char *)(tp - (tls.area_size -
 
 int coop_tls_greenlet_init(struct coop_greenlet *g)
 {
-    if (g->is_hub || g->is_main) {
+    if (g->tp == 0) {             /* the OS thread's own context: not placed */
         g->tp = g->hub->os_tp;
+        if (g->is_main)
+            drop_rseq(g->tp);
         return 0;
     }
-    if (init_area(g->tp, g->hub->tid, g) != 0)
+    if (init_area(g->tp, g->hub->tid, g->is_hub ? NULL : g) != 0)
         return -1;
     /* As glibc's pthread_create marks the new thread and its creator: its syscall wrappers
      * then act on cancellation, and malloc's paths that read the flag take their atomic
@@ -441,12 +457,12 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
 
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
 {
-    if (to->own_tls) {
+    if (!to->is_hub) {
         /* A signal handler that runs between here and to's arrival reads its hub from to's
          * area: that must be this thread's hub already, not the one to last ran on (or, for
          * a new greenlet, its creator's). */
         ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
-        if (to->tid_written != h->tid) {
+        if (to->own_tls && to->tid_written != h->tid) {
             *(pid_t *)(to->tp + tls.tid_at) = h->tid;
             to->tid_written = h->tid;
         }
@@ -457,10 +473,11 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct
 
 void *coop_os_thread_local(void *addr)
 {
-    struct coop_greenlet *g = coop_running;
-    if (g == NULL || !g->own_tls)
+    struct coop_hub *h = coop_thread.hub;
+    uintptr_t tp = thread_pointer();
+    if (h == NULL || tp == h->os_tp)
         return addr;
-    return (char *)addr - g->tp + g->hub->os_tp;
+    return (char *)addr - tp + h->os_tp;
 }
 
 pid_t coop_tls_tid(const struct coop_greenlet *g) { return *(const pid_t *)(g->tp + tls.tid_at); }

@@ -211,7 +211,7 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
     size_t size;
     coop_greenlet_stack(g, &base, &size);
     if (base == NULL) {
-        int err = REAL(pthread_getattr_np)((pthread_t)coop_greenlet_os_thread(g), attr);
+        int err = REAL(pthread_getattr_np)((pthread_t)coop_greenlet_thread_record(g), attr);
         if (err != 0)
             return err;
     } else {

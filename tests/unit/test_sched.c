@@ -208,7 +208,9 @@ START_TEST(test_wake_stress)
 }
 END_TEST
 
-/* The main greenlet is pinned to hub 0: woken from every hub, it runs there only. */
+/* The main greenlet runs wherever it is woken, like any other (sched.c), and takes its
+ * thread-locals along: the initial thread's control block (pthread_self), its errno, a
+ * __thread variable of the program's. */
 static void *wake_main(void *arg)
 {
     struct pong_side *s = arg;
@@ -216,26 +218,30 @@ static void *wake_main(void *arg)
     return NULL;
 }
 
-START_TEST(test_pinned_main_woken_from_other_hubs)
+static __thread int main_mark;
+
+START_TEST(test_main_woken_from_other_hubs)
 {
     static struct pong p;
     p = (struct pong){ .timeouts = 0 };
     struct pong_side other = { &p, 1 }, me = { &p, 0 };
     struct coop_greenlet *g = unit_spawn(wake_main, &other);
-    int bad_tid = 0;
-    pid_t main_tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    pthread_t self = pthread_self();
+    int lost = 0;
+    main_mark = 42;
     for (int i = 0; i < PONG_ROUNDS; i++) {
+        errno = 1000 + i;
         while (not_my_turn(&me))
             if (coop_park(&p.turn, not_my_turn, &me, ~0u, coop_now() + MS(2000), "unit") == ETIMEDOUT)
                 p.timeouts++;
-        if ((pid_t)coop_sys(SYS_gettid, 0, 0, 0) != main_tid)
-            bad_tid++;
+        if (errno != 1000 + i || main_mark != 42 || !pthread_equal(pthread_self(), self))
+            lost++;
         atomic_fetch_add(&p.turn, 1);
         coop_unpark(&p.turn, 1, ~0u);
     }
     unit_join(g);
     ck_assert_int_eq(p.timeouts, 0);
-    ck_assert_int_eq(bad_tid, 0);
+    ck_assert_int_eq(lost, 0);
 }
 END_TEST
 
@@ -664,8 +670,10 @@ static void *rescue(void *arg)
 }
 
 /* One reader per hub blocks that hub's thread in a raw read, until the rescuer, which can
- * only run on a hub another thread took over, writes each its byte. */
-static void block_every_hub_once(void)
+ * only run on a hub another thread took over, writes each its byte. The rescuer is a
+ * greenlet of its own, or the main greenlet (the test's body): on one hub, the reader
+ * then blocks the very thread the main greenlet ran on, and waits for it. */
+static void block_every_hub_once(bool main_rescues)
 {
     int n = hubs() > 8 ? 8 : hubs();
     struct raw_reader readers[8];
@@ -676,12 +684,15 @@ static void block_every_hub_once(void)
         readers[i] = (struct raw_reader){ .fd = pipes[i][0] };
         r.fds[i] = pipes[i][1];
     }
-    struct coop_greenlet *gr = unit_spawn(rescue, &r), *g[8];
+    struct coop_greenlet *gr = main_rescues ? NULL : unit_spawn(rescue, &r), *g[8];
     for (int i = 0; i < n; i++)
         g[i] = unit_spawn(raw_read, &readers[i]);
+    if (main_rescues)
+        ck_assert_ptr_null(rescue(&r));
     for (int i = 0; i < n; i++)
         unit_join(g[i]);
-    ck_assert_ptr_null(unit_join(gr));
+    if (!main_rescues)
+        ck_assert_ptr_null(unit_join(gr));
     for (int i = 0; i < n; i++) {
         ck_assert_int_eq(readers[i].got, 1);
         close(pipes[i][0]);
@@ -691,7 +702,18 @@ static void block_every_hub_once(void)
 
 START_TEST(test_handoff_when_every_hub_blocks)
 {
-    block_every_hub_once();
+    block_every_hub_once(false);
+    struct coop_sched_stats s;
+    coop_sched_stats(&s);
+    ck_assert_uint_ge(s.handoffs, 1);
+}
+END_TEST
+
+/* As in Go's runtime under coop: the main greenlet ends a raw wait that blocks the thread
+ * it last ran on. */
+START_TEST(test_handoff_lets_the_main_greenlet_rescue)
+{
+    block_every_hub_once(true);
     struct coop_sched_stats s;
     coop_sched_stats(&s);
     ck_assert_uint_ge(s.handoffs, 1);
@@ -756,7 +778,7 @@ START_TEST(test_spares_retire_and_come_back)
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
         struct bouncer ends[2] = { { .fd = sv[0], .serves = true }, { .fd = sv[1] } };
         struct coop_greenlet *bouncers[2] = { unit_spawn(bounce, &ends[0]), unit_spawn(bounce, &ends[1]) };
-        block_every_hub_once();
+        block_every_hub_once(false);
         coop_sleep_until(coop_now() + MS(30));     /* the monitor retires idle spares */
         atomic_store(&ticking_done, 1);
         unit_join(ticker);
@@ -990,13 +1012,14 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_steal_stress);
     tcase_add_test(tc, test_steal_while_both_run);
     tcase_add_test(tc, test_wake_stress);
-    tcase_add_test(tc, test_pinned_main_woken_from_other_hubs);
+    tcase_add_test(tc, test_main_woken_from_other_hubs);
     tcase_add_test(tc, test_join_stress);
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
     tcase_add_test(tc, test_wait_away_from_the_fds_hub);
     tcase_add_test(tc, test_a_batch_of_fd_wakes_wakes_a_helper);
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
+    tcase_add_test(tc, test_handoff_lets_the_main_greenlet_rescue);
     tcase_add_test(tc, test_spares_retire_and_come_back);
     tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
