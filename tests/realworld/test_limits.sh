@@ -10,7 +10,8 @@
 #    OS thread of the hub that runs it; the monitor hands that hub's other greenlets to
 #    another hub or a spare thread (handoff), so the greenlet that will wake it still runs.
 #    `cooprun -- go version` prints what it prints natively (once, with one hub, it hung
-#    there: its one OS thread asleep in futex). Its hang guard is HANG_GUARD_S.
+#    there: its one OS thread asleep in futex). Its hang guard is HANG_GUARD_S; Go handles
+#    SIGTERM itself, so a hung run gets SIGKILL 5 s after timeout's SIGTERM (status 124 or 137).
 # shellcheck source=tests/realworld/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_library
@@ -45,11 +46,13 @@ note "static: $ldconfig -p ran under cooprun as natively, without coop (no stati
 go_result="not installed"
 if go=$(command -v go); then
     go=$(readlink -f "$go")
-    out=$(timeout 20 "$go" version 2>&1) || fail "go: '$go version' failed natively: $out"
+    out=$(timeout -k 5 20 "$go" version 2>&1) || fail "go: '$go version' failed natively: $out"
     note "go: natively: $out"
     for hubs in 1 default; do
-        coop_out=$( ([ $hubs = default ] || export COOP_HUBS=$hubs; timeout "$HANG_GUARD_S" "$COOPRUN" -- "$go" version) 2>&1)
+        coop_out=$( ([ $hubs = default ] || export COOP_HUBS=$hubs; timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$go" version) 2>&1)
         status=$?
+        ((status != 124 && status != 137)) ||
+            fail "go: cooprun -- go version on $hubs hub(s) hung: still running after $HANG_GUARD_S s (status $status: 124 ended by SIGTERM, 137 killed 5 s later): $coop_out"
         ((status == 0)) || fail "go: cooprun -- go version on $hubs hub(s): status $status: $coop_out"
         [ "$coop_out" = "$out" ] || fail "go: on $hubs hub(s) it printed '$coop_out', natively '$out'"
     done
