@@ -43,7 +43,12 @@
  * it restore what they change); its two queues (directed, lent) are pushed by anyone (other
  * greenlets, handlers, other OS threads; lending to it takes process_owner but for its own
  * trampoline: see "Lent signals") and taken by that greenlet only, or as it ends. Queue
- * entries come from a fixed pool with a lock-free free list, since handlers cannot allocate. The counts
+ * entries come from a fixed pool with a lock-free free list, since handlers cannot allocate;
+ * a signal moved between queues keeps its entry. A new one finds none past the pool or
+ * RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there (enqueue): a
+ * standard signal or kill's is kept without its siginfo; sigqueue, pthread_sigqueue,
+ * pthread_kill and raise of another real-time one fail with EAGAIN; one the kernel delivered
+ * already is lost, and coop says so once. The counts
  * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
  * whoever changed them last (update_real_mask) and read by every hub's trampoline.
  *
@@ -62,10 +67,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "../core/sys.h"
 #include "shim.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -75,6 +82,8 @@
 #define UNBLOCKABLE (BIT(SIGKILL) | BIT(SIGSTOP) | BIT(32) | BIT(33))
 #define STANDARD (BIT(SIGRTMIN) - 1)       /* signals that do not queue */
 #define POOL 512
+#define STRING(x) #x
+#define STRING_OF(x) STRING(x)
 #define NO_ENTRY 0
 
 struct entry { siginfo_t info; uint32_t next; };
@@ -82,7 +91,8 @@ struct entry { siginfo_t info; uint32_t next; };
 /* Signals queued, pushed by anyone and taken by one owner at a time (see below). */
 struct sigqueue {
     _Atomic uint64_t pending;        /* standard signals queued, one instance each */
-    _Atomic uint64_t orphans;        /* of those, the ones queued without an entry */
+    _Atomic uint64_t orphans;        /* queued without an entry: standard ones, and real-time
+                                        ones sent with SI_USER (kill), as the kernel keeps them */
     _Atomic uint32_t head;           /* entries queued, newest first (index + 1) */
 };
 
@@ -99,6 +109,7 @@ struct sigstate {
 
 static struct entry pool[POOL];
 static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
+static _Atomic uint32_t entries_used;   /* taken from the pool: held by queued signals */
 static struct sigqueue process;      /* those no greenlet could take yet */
 static void *_Atomic process_owner;    /* the holder's thread pointer: see process_lock */
 
@@ -137,7 +148,17 @@ static struct sigstate *state_of(struct coop_greenlet *g)
 
 /* --- the entry pool --- */
 
-static uint32_t entry_take(void)
+/* How many entries queued signals may hold: the pool, or fewer under RLIMIT_SIGPENDING, the
+ * kernel's bound on them natively (read each time, as the kernel does: a setrlimit counts). */
+static uint32_t entry_limit(void)
+{
+    struct rlimit limit;
+    if (coop_sys6(SYS_prlimit64, 0, RLIMIT_SIGPENDING, 0, (long)&limit, 0, 0) != 0 || limit.rlim_cur > POOL)
+        return POOL;
+    return (uint32_t)limit.rlim_cur;
+}
+
+static uint32_t pop_free(void)
 {
     uint64_t head = atomic_load(&free_list);
     for (;;) {
@@ -150,12 +171,33 @@ static uint32_t entry_take(void)
     }
 }
 
-static void entry_give(uint32_t i)
+static void push_free(uint32_t i)
 {
     uint64_t head = atomic_load(&free_list);
     do
         pool[i - 1].next = (uint32_t)head;
     while (!atomic_compare_exchange_weak(&free_list, &head, (head & ~0xffffffffULL) + (1ULL << 32) + i));
+}
+
+static void entry_give(uint32_t i)
+{
+    push_free(i);
+    atomic_fetch_sub(&entries_used, 1);
+}
+
+/* An entry for a new signal, NO_ENTRY past the limit (async-signal-safe): the pool's alone
+ * for a standard signal from the kernel or kill, as the kernel exempts those from
+ * RLIMIT_SIGPENDING. Counted first, as the kernel counts, so that takers racing for the last
+ * one cannot both have it. */
+static uint32_t entry_take(const siginfo_t *info)
+{
+    bool exempt = (BIT(info->si_signo) & STANDARD) && info->si_code >= 0;
+    uint32_t i = NO_ENTRY;
+    if (atomic_fetch_add(&entries_used, 1) < (exempt ? POOL : entry_limit()))
+        i = pop_free();
+    if (i == NO_ENTRY)
+        atomic_fetch_sub(&entries_used, 1);
+    return i;
 }
 
 /* --- queues: pushed by anyone, taken by the owner --- */
@@ -168,25 +210,30 @@ static void push(struct sigqueue *q, uint32_t i)
     while (!atomic_compare_exchange_weak(&q->head, &head, i));
 }
 
-/* Queues a signal (async-signal-safe). A standard signal already pending merges; when the
- * pool is empty, a standard signal is still recorded (its siginfo is made up on delivery). */
-static void enqueue(struct sigqueue *q, const siginfo_t *info)
+/* Queues a signal (async-signal-safe). A standard signal already pending merges. Past the
+ * entries' limit, as in the kernel when a user's queue is full: a standard signal, or a
+ * real-time one sent with SI_USER, is still recorded (its siginfo made up on delivery);
+ * another real-time one is not: false. */
+static bool enqueue(struct sigqueue *q, const siginfo_t *info)
 {
     int sig = info->si_signo;
     if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&q->pending, BIT(sig)) & BIT(sig)))
-        return;
-    uint32_t i = entry_take();
+        return true;
+    uint32_t i = entry_take(info);
     if (i == NO_ENTRY) {
-        if (BIT(sig) & STANDARD)
-            atomic_fetch_or(&q->orphans, BIT(sig));
-        return;
+        if (!(BIT(sig) & STANDARD) && info->si_code != SI_USER)
+            return false;
+        atomic_fetch_or(&q->orphans, BIT(sig));
+        return true;
     }
     pool[i - 1].info = *info;
     push(q, i);
+    return true;
 }
 
-/* Takes the oldest queued signal in `wanted`; 0 if none. */
-static int dequeue(struct sigqueue *q, uint64_t wanted, siginfo_t *info)
+/* Unlinks the oldest queued signal in `wanted`: its number, and its entry or NO_ENTRY for
+ * one queued without; 0 if none. */
+static int unqueue(struct sigqueue *q, uint64_t wanted, uint32_t *entry)
 {
     uint32_t list = atomic_exchange(&q->head, NO_ENTRY), keep = NO_ENTRY, found = NO_ENTRY;
     for (uint32_t i = list, next; i != NO_ENTRY; i = next) {   /* newest first: the last match is the oldest */
@@ -205,27 +252,39 @@ static int dequeue(struct sigqueue *q, uint64_t wanted, siginfo_t *info)
         next = pool[i - 1].next;
         push(q, i);
     }
-    int sig = 0;
+    int sig;
+    *entry = found;
     if (found != NO_ENTRY) {
-        *info = pool[found - 1].info;
-        sig = info->si_signo;
-        entry_give(found);
+        sig = pool[found - 1].info.si_signo;
     } else {
         /* Not `pending` alone: its bit is set before the entry is pushed. */
         uint64_t orphans = atomic_load(&q->orphans) & wanted;
         if (orphans == 0 || !(atomic_fetch_and(&q->orphans, ~(orphans & -orphans)) & (orphans & -orphans)))
             return 0;
         sig = __builtin_ctzll(orphans) + 1;
-        *info = (siginfo_t){ .si_signo = sig, .si_code = SI_USER };
     }
     if (BIT(sig) & STANDARD)
         atomic_fetch_and(&q->pending, ~BIT(sig));
     return sig;
 }
 
+/* Takes the oldest queued signal in `wanted`; 0 if none. */
+static int dequeue(struct sigqueue *q, uint64_t wanted, siginfo_t *info)
+{
+    uint32_t i;
+    int sig = unqueue(q, wanted, &i);
+    if (sig != 0 && i != NO_ENTRY) {
+        *info = pool[i - 1].info;
+        entry_give(i);
+    } else if (sig != 0) {
+        *info = (siginfo_t){ .si_signo = sig, .si_code = SI_USER };     /* as the kernel makes it up */
+    }
+    return sig;
+}
+
 static uint64_t queued_bits(struct sigqueue *q)
 {
-    uint64_t bits = atomic_load(&q->pending);
+    uint64_t bits = atomic_load(&q->pending) | atomic_load(&q->orphans);
     uint32_t list = atomic_exchange(&q->head, NO_ENTRY), keep = NO_ENTRY;
     for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
         next = pool[i - 1].next;
@@ -240,15 +299,31 @@ static uint64_t queued_bits(struct sigqueue *q)
     return bits;
 }
 
+/* Moves the oldest signal of `bits` queued in from to the back of to, with its entry: a move
+ * never needs one (the pool may have none left); 0 if none was queued. */
+static int move_one(struct sigqueue *from, struct sigqueue *to, uint64_t bits)
+{
+    uint32_t i;
+    int sig = unqueue(from, bits, &i);
+    if (sig == 0)
+        return 0;
+    if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&to->pending, BIT(sig)) & BIT(sig))) {
+        if (i != NO_ENTRY)
+            entry_give(i);      /* merged */
+    } else if (i == NO_ENTRY) {
+        atomic_fetch_or(&to->orphans, BIT(sig));
+    } else {
+        push(to, i);
+    }
+    return sig;
+}
+
 /* Moves the signals of `bits` queued in from to the back of to. */
 static bool move_queued(struct sigqueue *from, struct sigqueue *to, uint64_t bits)
 {
-    siginfo_t info;
     bool any = false;
-    while (bits != 0 && dequeue(from, bits, &info) != 0) {
-        enqueue(to, &info);
+    while (bits != 0 && move_one(from, to, bits) != 0)
         any = true;
-    }
     return any;
 }
 
@@ -535,51 +610,51 @@ static int due(struct coop_greenlet *g)
 
 static bool takes(struct sigstate *s, int sig) { return s != NULL && (taken_bits(s) & BIT(sig)); }
 
+/* Ends g's wait for sig, just queued to it, if g takes it (async-signal-safe). */
+static void wake_if_taken(struct coop_greenlet *g, struct sigstate *s, int sig)
+{
+    if (takes(s, sig))
+        coop_signal_greenlet(g, installed[sig].sa_flags & SA_RESTART);
+}
+
 /* Queues a signal in q, one of g's queues, and ends g's wait if g takes it
- * (async-signal-safe). */
-static void queue_in(struct coop_greenlet *g, struct sigstate *s, struct sigqueue *q, const siginfo_t *info)
+ * (async-signal-safe): false if the queue was full (see enqueue). */
+static bool queue_in(struct coop_greenlet *g, struct sigstate *s, struct sigqueue *q, const siginfo_t *info)
 {
-    enqueue(q, info);
-    if (takes(s, info->si_signo))
-        coop_signal_greenlet(g, installed[info->si_signo].sa_flags & SA_RESTART);
+    if (!enqueue(q, info))
+        return false;
+    wake_if_taken(g, s, info->si_signo);
+    return true;
 }
 
-static void queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+static bool queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
-    queue_in(g, s, &s->directed, info);
-}
-
-/* A process-directed signal, to g, which takes it: see settle. */
-static void lend_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
-{
-    queue_in(g, s, &s->lent, info);
+    return queue_in(g, s, &s->directed, info);
 }
 
 /* Under process_owner, which orders it with settle and with g's exit: lends a
- * process-directed signal to g if g takes it. The trampoline only tries the lock (its
- * greenlet may hold it): false if it could not. */
+ * process-directed signal to g if g takes it (see settle); whether it did. The trampoline
+ * only tries the lock (its greenlet may hold it): false if it could not. */
 static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info, bool try_only)
 {
     if (try_only ? !process_trylock() : (process_lock(), false))
         return false;
     struct sigstate *s = state_of(g);
-    bool taken = takes(s, info->si_signo);
-    if (taken)
-        lend_to(g, s, info);
+    bool lent = takes(s, info->si_signo) && queue_in(g, s, &s->lent, info);
     process_unlock();
-    return taken;
+    return lent;
 }
 
 /* Hands a signal to g in normal context: delivered now when g is the caller, else when g
- * next ends a wait. */
-static void hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
+ * next ends a wait; false if the queue was full. */
+static bool hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
-    if (g == coop_self()) {
-        enqueue(&s->directed, info);
-        deliver(g);
-    } else {
-        queue_to(g, s, info);
-    }
+    if (g != coop_self())
+        return queue_to(g, s, info);
+    if (!enqueue(&s->directed, info))
+        return false;
+    deliver(g);
+    return true;
 }
 
 /* --- choosing a greenlet for a signal the kernel delivered --- */
@@ -589,9 +664,9 @@ static void give_locked(struct coop_greenlet *g, struct sigstate *s)
 {
     uint64_t given = queued_bits(&process) & taken_bits(s);
     for (; given != 0; given &= given - 1) {
-        siginfo_t info;
-        if (dequeue(&process, given & -given, &info) != 0)
-            lend_to(g, s, &info);
+        int sig = move_one(&process, &s->lent, given & -given);
+        if (sig != 0)
+            wake_if_taken(g, s, sig);
     }
 }
 
@@ -679,6 +754,49 @@ static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
 
 static struct coop_greenlet *main_greenlet;
 
+/* Where a signal the kernel delivered to a hub's greenlet goes: run now on self, the
+ * greenlet it interrupted, or queued to a greenlet or the process; false if queueing failed
+ * (the queue full: see enqueue). */
+static bool route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context)
+{
+    if (mine != NULL) {
+        /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet. */
+        bool directed = info->si_code == SI_TKILL && info->si_pid == getpid();
+        struct sigqueue *q = directed ? &mine->directed : &mine->lent;
+        if (atomic_load(&mine->awaited) & BIT(sig))
+            return queue_in(self, mine, q, info);      /* its sigwait, about to park, takes it */
+        if (!(atomic_load(&mine->blocked) & BIT(sig))) {
+            if (process_lock_mine()) {      /* see process_lock */
+                atomic_store(&mine->deferred, true);
+                return queue_in(self, mine, q, info);      /* a wait it is about to make ends */
+            }
+            if (in_wait(self, mine))
+                return queue_in(self, mine, q, info);      /* ends its wait, parked or about to park */
+            run_from_kernel(mine, sig, info, context);
+            return true;
+        }
+        if (directed)
+            return enqueue(q, info);                   /* pending for it */
+    }
+    if (main_greenlet != self && lend_if_taken(main_greenlet, info, true))
+        return true;
+    if (!enqueue(&process, info))
+        return false;
+    coop_request_signal_pass();
+    return true;
+}
+
+/* The kernel queued the signal (a sender got 0) and coop has no room for it: nobody to tell
+ * but the user, once a process (async-signal-safe: a fixed line, one write). */
+static void warn_dropped(void)
+{
+    static atomic_bool warned;
+    static const char line[] = "coop: a real-time signal the kernel delivered was lost: coop's queue of pending "
+                               "signals is full (" STRING_OF(POOL) " entries, or RLIMIT_SIGPENDING if lower); said once\n";
+    if (coop_log_level >= COOP_LOG_WARN && !atomic_exchange(&warned, true))
+        coop_write_stderr(line, sizeof line - 1);
+}
+
 static void trampoline(int sig, siginfo_t *info, void *context)
 {
     if (sig == SIGSEGV && coop_stack_overflowed(info, context)) {
@@ -708,34 +826,8 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         coop_interrupt(NULL, installed[sig].sa_flags & SA_RESTART);
         return;
     }
-    if (mine != NULL) {
-        /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet. */
-        bool directed = info->si_code == SI_TKILL && info->si_pid == getpid();
-        struct sigqueue *q = directed ? &mine->directed : &mine->lent;
-        if (atomic_load(&mine->awaited) & BIT(sig)) {
-            queue_in(self, mine, q, info);      /* its sigwait, about to park, takes it */
-            return;
-        }
-        if (!(atomic_load(&mine->blocked) & BIT(sig))) {
-            if (process_lock_mine()) {      /* see process_lock */
-                atomic_store(&mine->deferred, true);
-                queue_in(self, mine, q, info);      /* a wait it is about to make ends */
-            } else if (in_wait(self, mine)) {
-                queue_in(self, mine, q, info);      /* ends its wait, parked or about to park */
-            } else {
-                run_from_kernel(mine, sig, info, context);
-            }
-            return;
-        }
-        if (directed) {
-            enqueue(q, info);                   /* pending for it */
-            return;
-        }
-    }
-    if (main_greenlet != self && lend_if_taken(main_greenlet, info, true))
-        return;
-    enqueue(&process, info);
-    coop_request_signal_pass();
+    if (!route(self, mine, sig, info, context))
+        warn_dropped();
 }
 
 /* --- installing handlers --- */
@@ -1086,8 +1178,16 @@ static int send_to(struct coop_greenlet *g, const siginfo_t *info)
     }
     if (sig == SIGKILL || sig == SIGSTOP)
         return REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
-    hand_to(g, s, info);
-    return 0;
+    return hand_to(g, s, info) ? 0 : EAGAIN;     /* the kernel's answer when the queue is full */
+}
+
+/* A system call's result for an error number. */
+static int syscall_result(int err)
+{
+    if (err == 0)
+        return 0;
+    errno = err;
+    return -1;
 }
 
 /* A greenlet that is gone takes no signal: 0, as glibc's for a thread that has exited. */
@@ -1123,12 +1223,7 @@ EXPORT int raise(int sig)
     if (g == NULL)
         return REAL(raise)(sig);
     siginfo_t info = directed_info(sig, SI_TKILL);
-    int err = send_to(g, &info);
-    if (err != 0) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return syscall_result(send_to(g, &info));
 }
 
 /*
@@ -1150,20 +1245,21 @@ static bool sent_within(pid_t pid, int sig)
 
 /* Async-signal-safe, as kill is: a handler may send one. Lending and hand_to's delivery to
  * the caller take process_owner, whose holder only a fault's handler interrupts: that one's
- * signal waits in the process's queue for the pass, which a hub runs. */
-static void send_within(const siginfo_t *info)
+ * signal waits in the process's queue for the pass, which a hub runs. 0, or EAGAIN as the
+ * kernel's when the queue is full (never for kill's: see enqueue). */
+static int send_within(const siginfo_t *info)
 {
     struct coop_greenlet *self = emulating();
     struct sigstate *mine = state_of(self);
     bool holder = process_lock_mine();
     if (!holder && main_greenlet != self && lend_if_taken(main_greenlet, info, false))
-        return;
-    if (!holder && takes(mine, info->si_signo)) {
-        hand_to(self, mine, info);
-    } else {
-        enqueue(&process, info);
-        coop_request_signal_pass();
-    }
+        return 0;
+    if (!holder && takes(mine, info->si_signo))
+        return hand_to(self, mine, info) ? 0 : EAGAIN;
+    if (!enqueue(&process, info))
+        return EAGAIN;
+    coop_request_signal_pass();
+    return 0;
 }
 
 EXPORT int kill(pid_t pid, int sig)
@@ -1171,8 +1267,7 @@ EXPORT int kill(pid_t pid, int sig)
     if (!sent_within(pid, sig))
         return REAL(kill)(pid, sig);
     siginfo_t info = { .si_signo = sig, .si_code = SI_USER, .si_pid = pid, .si_uid = getuid() };
-    send_within(&info);
-    return 0;
+    return syscall_result(send_within(&info));
 }
 
 EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
@@ -1180,8 +1275,7 @@ EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
     if (!sent_within(pid, sig))
         return REAL(sigqueue)(pid, sig, value);
     siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = pid, .si_uid = getuid(), .si_value = value };
-    send_within(&info);
-    return 0;
+    return syscall_result(send_within(&info));
 }
 
 /* --- a greenlet's life --- */
@@ -1239,7 +1333,7 @@ static void dump_handler(int sig)
 void shim_signal_init(void)
 {
     for (uint32_t i = 1; i <= POOL; i++)
-        entry_give(i);
+        push_free(i);
     if (shim_dump_signal != 0) {
         struct sigaction sa = { .sa_handler = dump_handler, .sa_flags = SA_RESTART };
         sigemptyset(&sa.sa_mask);

@@ -12,8 +12,13 @@
 # and a process-directed real-time signal each left where it was by such a ppoll; a sigwait
 # for two signals leaving the other for the thread that unblocks it; siglongjmp out of a
 # handler run in sigsuspend restoring the mask sigsetjmp saved, then pthread_exit; three faults
-# and three SIGALRMs from the kernel each caught by a handler that jumps out.
+# and three SIGALRMs from the kernel each caught by a handler that jumps out; bursts of
+# real-time signals queued to a thread or to the process past what may be queued (the default
+# RLIMIT_SIGPENDING, or 64), each call 0 or EAGAIN and as many signals handled as accepted.
 # The same lines natively and under coop, on every TLS mechanism.
+# Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
+# hub so that they pile up): every one handled natively; under coop the rest are lost, with one
+# warning.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"
 HANG_GUARD_S=60
@@ -26,4 +31,20 @@ for mechanism in "${TLS_MECHANISMS[@]}"; do
         fail "coop ($mechanism): status $?: $(cat "$TMP/coop")"
     diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop ($mechanism): the lines differ from the native ones"
 done
-echo "PASS: signal masks, pending sets and delivery per thread, natively and under coop ($TLS_MECHANISM_LIST)"
+
+# burst_counts FILE: sets accepted and handled from kernel-burst's line.
+burst_counts() {
+    read -r accepted handled < <(sed -n 's/^kernel-burst: accepted \([0-9]*\), handled \([0-9]*\)$/\1 \2/p' "$1")
+    [ -n "$handled" ] || fail "kernel-burst printed no counts: $(cat "$1")"
+}
+timeout "$HANG_GUARD_S" "$SAMPLES/thread_signals" kernel-burst >"$TMP/burst.native" || fail "native kernel-burst: status $?"
+burst_counts "$TMP/burst.native"
+((handled == accepted)) || fail "native kernel-burst: $(cat "$TMP/burst.native")"
+COOP_HUBS=1 COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" \
+    kernel-burst >"$TMP/burst.coop" 2>"$TMP/burst.err" || fail "coop kernel-burst: status $?: $(cat "$TMP/burst.err")"
+burst_counts "$TMP/burst.coop"
+((handled < accepted)) || fail "coop kernel-burst: expected some lost: $(cat "$TMP/burst.coop")"
+warnings=$(grep -c "^coop: a real-time signal the kernel delivered was lost" "$TMP/burst.err")
+((warnings == 1)) || fail "coop kernel-burst: $warnings warnings, expected 1: $(cat "$TMP/burst.err")"
+note "kernel-burst: natively $(sed 's/^kernel-burst: //' "$TMP/burst.native"); under coop $(sed 's/^kernel-burst: //' "$TMP/burst.coop"), one warning"
+echo "PASS: signal masks, pending sets, delivery and full queues per thread, natively and under coop ($TLS_MECHANISM_LIST)"
