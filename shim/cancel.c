@@ -101,17 +101,28 @@ static __attribute__((noinline)) bool mangling_understood(void)
            && pc > (uintptr_t)mangling_understood && pc < (uintptr_t)mangling_understood + 4096;
 }
 
-/* The outermost buffer of g's chain (g: a thread's original context), pointed at
- * shim_main_landing; false where it cannot be, and g then cannot be unwound. */
-static bool redirect_outermost(struct coop_greenlet *g)
+/* Whether jmp_bufs read as this file reads them, found out on first use. */
+static bool mangling_known(void)
 {
     static int understood = -1;
     if (understood < 0) {
         pointer_guard = coop_tls_pointer_guard();
         understood = mangling_understood();
     }
+    return understood;
+}
+
+uintptr_t shim_jmp_sp(const struct __jmp_buf_tag *env)
+{
+    return mangling_known() ? demangle((uintptr_t)env->__jmpbuf[JB_RSP]) : 0;
+}
+
+/* The outermost buffer of g's chain (g: a thread's original context), pointed at
+ * shim_main_landing; false where it cannot be, and g then cannot be unwound. */
+static bool redirect_outermost(struct coop_greenlet *g)
+{
     __pthread_unwind_buf_t *buf = *coop_greenlet_unwind_chain(g);
-    if (!understood || buf == NULL)
+    if (!mangling_known() || buf == NULL)
         return false;
     while (buf->__pad[0] != NULL)     /* priv.data.prev */
         buf = buf->__pad[0];

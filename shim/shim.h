@@ -200,6 +200,9 @@ void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr);
 void shim_cancel_point(void);
 /* Anywhere a greenlet waited: acts on a pending asynchronous cancellation. */
 void shim_async_cancel_point(void);
+/* The stack pointer a jump to env lands with; 0 where glibc's pointer mangling is not known. */
+struct __jmp_buf_tag;
+uintptr_t shim_jmp_sp(const struct __jmp_buf_tag *env);
 void shim_locals_init(void);
 void shim_stdio_init(void);
 

@@ -42,13 +42,15 @@
  * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
  * it restore what they change); its two queues (directed, lent) are pushed by anyone (other
  * greenlets, handlers, other OS threads; lending to it takes process_owner but for its own
- * trampoline: see "Lent signals") and taken by that greenlet only, or as it ends. Queue
- * entries come from a fixed pool with a lock-free free list, since handlers cannot allocate;
- * a signal moved between queues keeps its entry. A new one finds none past the pool or
- * RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there (enqueue): a
- * standard signal or kill's is kept without its siginfo; sigqueue, pthread_sigqueue,
- * pthread_kill and raise of another real-time one fail with EAGAIN; one the kernel delivered
- * already is lost, and coop says so once. The counts
+ * trampoline: see "Lent signals") and taken by that greenlet only, or as it ends. Its
+ * sigwaits under way (`waiting`: records in their frames) are written by that greenlet only:
+ * one ends as its call returns, or in a jump out of a handler that leaves it (leave_waits).
+ * Queue entries come from a fixed pool with a lock-free free list, since handlers cannot
+ * allocate; a signal moved between queues keeps its entry. A new one finds none past the
+ * pool or RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there
+ * (enqueue): a standard signal or kill's is kept without its siginfo; sigqueue,
+ * pthread_sigqueue, pthread_kill and raise of another real-time one fail with EAGAIN; one
+ * the kernel delivered already is lost, and coop says so once. The counts
  * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
  * whoever changed them last (update_real_mask) and read by every hub's trampoline.
  *
@@ -96,12 +98,21 @@ struct sigqueue {
     _Atomic uint32_t head;           /* entries queued, newest first (index + 1) */
 };
 
+/* A sigwait under way, in wait_signal's frame: its greenlet's innermost one, or one that a
+ * handler run in it interrupted with another. */
+struct sigwait {
+    uint64_t set;
+    int notifier;                    /* its signalfd, or -1 */
+    struct sigwait *outer;           /* the sigwait interrupted, or NULL */
+};
+
 /* One greenlet's signals. */
 struct sigstate {
     _Atomic uint64_t blocked;        /* its mask; written by its greenlet */
     struct sigqueue directed;        /* sent to it (pthread_kill, raise, a tgkill at its thread) */
     struct sigqueue lent;            /* the process's, queued for it to take: "Lent signals" */
-    _Atomic uint64_t awaited;        /* the set of its sigwait under way */
+    _Atomic uint64_t awaited;        /* the set of its (innermost) sigwait under way */
+    struct sigwait *_Atomic waiting; /* that sigwait's record */
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
     _Atomic bool in_wait;            /* in a wait that a handler ends: see shim_signal_wait */
@@ -745,11 +756,18 @@ static void settle(struct coop_greenlet *self, struct sigstate *s)
     deliver(self);
 }
 
-/* In a wait that a handler ends; not once cancellation unwinds out of it (glibc marks the
- * thread exiting first): its cleanup handlers take signals as after the wait. */
+/* Whether g's cancellation or pthread_exit unwinds it (glibc marks the thread exiting first):
+ * every wait it was in is over, though the unwinding ran none of their ends. */
+static bool exiting(struct coop_greenlet *g)
+{
+    return atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING;
+}
+
+/* In a wait that a handler ends; not once g exits: its cleanup handlers take signals as
+ * after the wait. */
 static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
 {
-    return atomic_load(&s->in_wait) && !(atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING);
+    return atomic_load(&s->in_wait) && !exiting(g);
 }
 
 static struct coop_greenlet *main_greenlet;
@@ -1098,14 +1116,12 @@ __asm__(".text\n"
 
 extern void __longjmp_chk(struct __jmp_buf_tag env[1], int val) __attribute__((noreturn));
 
-/* What a jump does before glibc's: the hub's OS thread's mask back if it leaves a handler
- * the kernel called, the greenlet's saved one if it saved one; returns the buffer to jump
- * with, a copy that saved no mask then (glibc's would set the hub's OS thread's). */
-static struct __jmp_buf_tag *mask_put_back(struct __jmp_buf_tag *env, struct __jmp_buf_tag *copy)
+/* The hub's OS thread's mask back if the jump leaves a handler the kernel called, g's saved
+ * one if it saved one; returns the buffer to jump with, a copy that saved no mask then
+ * (glibc's would set the hub's OS thread's). */
+static struct __jmp_buf_tag *mask_put_back(struct coop_greenlet *g, struct __jmp_buf_tag *env,
+                                           struct __jmp_buf_tag *copy)
 {
-    struct coop_greenlet *g = emulating();
-    if (g == NULL)
-        return env;
     if (kernel_frames != 0) {
         kernel_frames = 0;
         apply_real_mask(atomic_load(&wanted));
@@ -1121,28 +1137,42 @@ static struct __jmp_buf_tag *mask_put_back(struct __jmp_buf_tag *env, struct __j
     return copy;
 }
 
+static void leave_waits(struct coop_greenlet *g, const struct __jmp_buf_tag *env);
+
+/* What a jump does before glibc's: the masks back, then the end of the sigwaits it leaves,
+ * settled under the mask it lands with. */
+static struct __jmp_buf_tag *before_jump(struct __jmp_buf_tag *env, struct __jmp_buf_tag *copy)
+{
+    struct coop_greenlet *g = emulating();
+    if (g == NULL)
+        return env;
+    struct __jmp_buf_tag *jump = mask_put_back(g, env, copy);
+    leave_waits(g, env);
+    return jump;
+}
+
 EXPORT void siglongjmp(sigjmp_buf env, int val)
 {
     struct __jmp_buf_tag copy;
-    REAL(siglongjmp)(mask_put_back(env, &copy), val);
+    REAL(siglongjmp)(before_jump(env, &copy), val);
 }
 
 EXPORT void longjmp(jmp_buf env, int val)
 {
     struct __jmp_buf_tag copy;
-    REAL(longjmp)(mask_put_back(env, &copy), val);
+    REAL(longjmp)(before_jump(env, &copy), val);
 }
 
 EXPORT void _longjmp(jmp_buf env, int val)
 {
     struct __jmp_buf_tag copy;
-    REAL(_longjmp)(mask_put_back(env, &copy), val);
+    REAL(_longjmp)(before_jump(env, &copy), val);
 }
 
 EXPORT void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
 {
     struct __jmp_buf_tag copy;
-    REAL(__longjmp_chk)(mask_put_back(env, &copy), val);
+    REAL(__longjmp_chk)(before_jump(env, &copy), val);
 }
 
 /* --- thread-directed signals --- */
@@ -1388,6 +1418,38 @@ static int take_signal(struct sigstate *s, const sigset_t *set, siginfo_t *info)
     return sig;
 }
 
+/* s's sigwaits under way, innermost first; none once g exits, whose unwinding left their
+ * frames without ending them (their records may be overwritten). */
+static struct sigwait *waits(struct coop_greenlet *g, struct sigstate *s)
+{
+    struct sigwait *w = atomic_load(&s->waiting);
+    return w != NULL && !exiting(g) ? w : NULL;
+}
+
+/* The end of w, s's innermost sigwait: the one it interrupted waits again, w's notifier
+ * closes, and what w's set took settles, in that order: a handler settle runs may jump out. */
+static void end_wait(struct coop_greenlet *g, struct sigstate *s, struct sigwait *w)
+{
+    atomic_store(&s->waiting, w->outer);
+    atomic_store(&s->awaited, w->outer != NULL ? w->outer->set : 0);
+    notifier_close(w->notifier);
+    settle(g, s);       /* the others its set took: the process's again, or run if open */
+}
+
+/* A jump to env out of a handler leaves the sigwaits whose frames lie between here and where
+ * it lands: they end, as a thread that jumps out of sigwait no longer waits. One on another
+ * stack than the handler's (sigaltstack's) is never between. */
+static void leave_waits(struct coop_greenlet *g, const struct __jmp_buf_tag *env)
+{
+    struct sigstate *s = state_of(g);
+    struct sigwait *w = s != NULL ? waits(g, s) : NULL;
+    if (w == NULL)
+        return;
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0), there = shim_jmp_sp(env);
+    for (; w != NULL && (uintptr_t)w > here && (uintptr_t)w < there; w = waits(g, s))
+        end_wait(g, s, w);
+}
+
 /* sigtimedwait until deadline; restart: whether a handler that ran meanwhile lets the
  * wait go on (sigwait) or ends it with EINTR (sigwaitinfo, sigtimedwait: never restarted). */
 static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *info, int64_t deadline,
@@ -1396,8 +1458,10 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
     struct sigstate *s = my_state(g);
     siginfo_t scratch;
     info = info != NULL ? info : &scratch;
-    int fd = -1, sig;
-    atomic_store(&s->awaited, bits_of(set));
+    int sig;
+    struct sigwait w = { .set = bits_of(set), .notifier = -1, .outer = waits(g, s) };
+    atomic_store(&s->waiting, &w);
+    atomic_store(&s->awaited, w.set);
     for (;;) {
         sig = take_signal(s, set, info);
         if (sig > 0 || errno != EAGAIN)
@@ -1406,15 +1470,15 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
             errno = EAGAIN;
             break;
         }
-        if (fd < 0 && (fd = signal_notifier(set)) < 0) {      /* out of fds: the real wait */
+        if (w.notifier < 0 && (w.notifier = signal_notifier(set)) < 0) {     /* out of fds: the real wait */
             struct timespec left = shim_remaining(deadline);
             sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
             break;
         }
         unsigned handled = atomic_load(&s->handled);
-        int r = coop_wait_fd(fd, COOP_READ, deadline);
+        int r = coop_wait_fd(w.notifier, COOP_READ, deadline);
         if (r == EBADF) {            /* the program closed it under the wait: another one */
-            fd = -1;
+            w.notifier = -1;
         } else if (r != 0 && r != ETIMEDOUT && r != EINTR && r != COOP_RESTART) {
             struct timespec left = shim_remaining(deadline);   /* cannot wait: the real wait */
             sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
@@ -1428,11 +1492,9 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
         if (sig > 0)
             break;
     }
-    atomic_store(&s->awaited, 0);
     int error = errno;
-    settle(g, s);       /* the others its set took: the process's again, or run if open */
+    end_wait(g, s, &w);
     errno = error;
-    notifier_close(fd);
     return sig;
 }
 

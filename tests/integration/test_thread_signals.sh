@@ -14,7 +14,9 @@
 # handler run in sigsuspend restoring the mask sigsetjmp saved, then pthread_exit; three faults
 # and three SIGALRMs from the kernel each caught by a handler that jumps out; bursts of
 # real-time signals queued to a thread or to the process past what may be queued (the default
-# RLIMIT_SIGPENDING, or 64), each call 0 or EAGAIN and as many signals handled as accepted.
+# RLIMIT_SIGPENDING, or 64), each call 0 or EAGAIN and as many signals handled as accepted;
+# siglongjmp out of a handler run in sigwait ending the wait (its set's signal then runs its
+# handler, and no signalfd stays open).
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest are lost, with one

@@ -4,6 +4,7 @@
  * step waits for the one before (joins, barriers, sigsuspend on a blocked signal).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -851,6 +852,76 @@ static void kernel_burst(void)
     printf("kernel-burst: accepted %d, handled %d\n", accepted, (int)burst_handled);
 }
 
+/* --- 17. a handler run in sigwait (for a signal its set leaves out) that jumps out with
+ * siglongjmp ends the wait: the set's signal, unblocked later, runs its handler; the wait
+ * leaves no signalfd open. SIGUSR2 may land before sigwait or in it, the lines are the same
+ * (under coop on one hub, main runs only once the thread waits) --- */
+
+static sigjmp_buf waiting_at;
+static volatile sig_atomic_t usr1_after_jump;
+
+static void on_usr2_leave(int sig)
+{
+    (void)sig;
+    siglongjmp(waiting_at, 1);
+}
+
+static void on_usr1_after_jump(int sig)
+{
+    (void)sig;
+    usr1_after_jump++;
+}
+
+/* Only signalfds: the runtime may open fds of its own meanwhile (a hub's). */
+static int open_signalfds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    int n = 0;
+    for (struct dirent *e; dir != NULL && (e = readdir(dir)) != NULL;) {
+        char link[64] = "";
+        if (readlinkat(dirfd(dir), e->d_name, link, sizeof link - 1) > 0 && strcmp(link, "anon_inode:[signalfd]") == 0)
+            n++;
+    }
+    if (dir != NULL)
+        closedir(dir);
+    return n;
+}
+
+static void *jump_out_of_sigwait_thread(void *unused)
+{
+    sigset_t usr1 = only(SIGUSR1), usr2 = only(SIGUSR2);
+    if (sigsetjmp(waiting_at, 1) == 0) {
+        pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+        pthread_barrier_wait(&step);
+        int sig = 0;
+        sigwait(&usr1, &sig);
+        printf("sigwait returned %d, not jumped out of\n", sig);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+    pthread_kill(pthread_self(), SIGUSR1);
+    printf("after siglongjmp out of sigwait's handler: SIGUSR2 %s; SIGUSR1 sent to it ran its handler %d time(s)\n",
+           blocked_here(SIGUSR2), (int)usr1_after_jump);
+    return unused;
+}
+
+static void jump_out_of_sigwait(void)
+{
+    handle(SIGUSR1, on_usr1_after_jump);
+    handle(SIGUSR2, on_usr2_leave);
+    sigset_t both = only(SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &both, NULL);    /* the thread's mask too, saved by its sigsetjmp */
+    pthread_barrier_init(&step, NULL, 2);
+    int signalfds = open_signalfds();
+    pthread_t t;
+    pthread_create(&t, NULL, jump_out_of_sigwait_thread, NULL);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR2);
+    pthread_join(t, NULL);
+    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -874,5 +945,6 @@ int main(int argc, char **argv)
     jump_out_of_a_wait();
     jump_out_of_kernel_handlers();
     queue_full();
+    jump_out_of_sigwait();
     return 0;
 }
