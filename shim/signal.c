@@ -46,7 +46,9 @@
  * sigwaits under way (`waiting`: records in their frames) are written by that greenlet only:
  * one ends as its call returns, or in a jump out of a handler that leaves it (leave_waits).
  * Queue entries come from a fixed pool with a lock-free free list, since handlers cannot
- * allocate; a signal moved between queues keeps its entry. A new one finds none past the
+ * allocate; a signal moved between queues keeps its entry. A taker takes a queue's list
+ * whole and gives back what it leaves under what was pushed meanwhile (put_back): signals
+ * keep the order they were sent in. A new one finds none past the
  * pool or RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there
  * (enqueue): a standard signal or kill's is kept without its siginfo; sigqueue,
  * pthread_sigqueue, pthread_kill and raise of another real-time one fail with EAGAIN; one
@@ -242,27 +244,37 @@ static bool enqueue(struct sigqueue *q, const siginfo_t *info)
     return true;
 }
 
+/* Gives back a list taken whole from q (newest first): pushers may have queued newer
+ * signals meanwhile, so it goes under them, at the tail, to keep the order they were sent
+ * in. Only the owner takes lists and pushers only write the head, so the tail is still. */
+static void put_back(struct sigqueue *q, uint32_t list)
+{
+    uint32_t head = NO_ENTRY;
+    if (list == NO_ENTRY || atomic_compare_exchange_strong(&q->head, &head, list))
+        return;
+    uint32_t last = head;
+    while (pool[last - 1].next != NO_ENTRY)
+        last = pool[last - 1].next;
+    pool[last - 1].next = list;
+}
+
 /* Unlinks the oldest queued signal in `wanted`: its number, and its entry or NO_ENTRY for
  * one queued without; 0 if none. */
 static int unqueue(struct sigqueue *q, uint64_t wanted, uint32_t *entry)
 {
-    uint32_t list = atomic_exchange(&q->head, NO_ENTRY), keep = NO_ENTRY, found = NO_ENTRY;
-    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {   /* newest first: the last match is the oldest */
-        next = pool[i - 1].next;
-        if (BIT(pool[i - 1].info.si_signo) & wanted)
+    uint32_t list = atomic_exchange(&q->head, NO_ENTRY), found = NO_ENTRY, before = NO_ENTRY;
+    for (uint32_t i = list, prev = NO_ENTRY; i != NO_ENTRY; prev = i, i = pool[i - 1].next)
+        if (BIT(pool[i - 1].info.si_signo) & wanted) {   /* newest first: the last match is the oldest */
             found = i;
-    }
-    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {   /* the others go back, oldest first */
-        next = pool[i - 1].next;
-        if (i != found) {
-            pool[i - 1].next = keep;
-            keep = i;
+            before = prev;
         }
+    if (found != NO_ENTRY) {
+        if (before != NO_ENTRY)
+            pool[before - 1].next = pool[found - 1].next;
+        else
+            list = pool[found - 1].next;
     }
-    for (uint32_t i = keep, next; i != NO_ENTRY; i = next) {
-        next = pool[i - 1].next;
-        push(q, i);
-    }
+    put_back(q, list);
     int sig;
     *entry = found;
     if (found != NO_ENTRY) {
@@ -296,17 +308,10 @@ static int dequeue(struct sigqueue *q, uint64_t wanted, siginfo_t *info)
 static uint64_t queued_bits(struct sigqueue *q)
 {
     uint64_t bits = atomic_load(&q->pending) | atomic_load(&q->orphans);
-    uint32_t list = atomic_exchange(&q->head, NO_ENTRY), keep = NO_ENTRY;
-    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
-        next = pool[i - 1].next;
+    uint32_t list = atomic_exchange(&q->head, NO_ENTRY);
+    for (uint32_t i = list; i != NO_ENTRY; i = pool[i - 1].next)
         bits |= BIT(pool[i - 1].info.si_signo);
-        pool[i - 1].next = keep;
-        keep = i;
-    }
-    for (uint32_t i = keep, next; i != NO_ENTRY; i = next) {
-        next = pool[i - 1].next;
-        push(q, i);
-    }
+    put_back(q, list);
     return bits;
 }
 

@@ -16,7 +16,8 @@
 # real-time signals queued to a thread or to the process past what may be queued (the default
 # RLIMIT_SIGPENDING, or 64), each call 0 or EAGAIN and as many signals handled as accepted;
 # siglongjmp out of a handler run in sigwait ending the wait (its set's signal then runs its
-# handler, and no signalfd stays open).
+# handler, and no signalfd stays open); real-time signals a thread queues to the process
+# arriving in the order sent.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest are lost, with one

@@ -922,6 +922,66 @@ static void jump_out_of_sigwait(void)
     pthread_sigmask(SIG_UNBLOCK, &both, NULL);
 }
 
+/* --- 18. real-time signals that a thread queues to the process, while only another takes
+ * them, arrive in the order they were sent (the kernel's queue is FIFO) --- */
+
+#define ORDERED 2000
+
+static int order_next;                  /* the value the next signal must carry */
+static _Atomic int order_broken;
+static sem_t order_arrived, order_done;
+
+static void on_ordered(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    (void)context;
+    if (info->si_value.sival_int != order_next++)
+        order_broken++;
+    sem_post(&order_arrived);
+}
+
+static void *order_taker(void *unused)
+{
+    sigset_t rt = only(SIGRTMIN + 2);
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
+    while (sem_wait(&order_done) != 0)
+        ;
+    return unused;
+}
+
+static void *order_sender(void *unused)
+{
+    for (int i = 0; i < ORDERED; i++)
+        while (sigqueue(getpid(), SIGRTMIN + 2, (union sigval){ .sival_int = i }) != 0)
+            sched_yield();                  /* EAGAIN: a full queue, try again */
+    return unused;
+}
+
+static void arrive_in_order(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_ordered;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGRTMIN + 2, &sa, NULL);
+    sigset_t rt = only(SIGRTMIN + 2);
+    pthread_sigmask(SIG_BLOCK, &rt, NULL);          /* the threads made here inherit it */
+    sem_init(&order_arrived, 0, 0);
+    sem_init(&order_done, 0, 0);
+    pthread_t taker, sender;
+    pthread_create(&taker, NULL, order_taker, NULL);
+    pthread_create(&sender, NULL, order_sender, NULL);
+    for (int i = 0; i < ORDERED; i++)
+        while (sem_wait(&order_arrived) != 0)
+            ;
+    pthread_join(sender, NULL);
+    sem_post(&order_done);
+    pthread_join(taker, NULL);
+    printf("%d real-time signals a thread queued to the process arrived in the order sent: %s\n", ORDERED,
+           order_broken == 0 ? "yes" : "no");
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -946,5 +1006,6 @@ int main(int argc, char **argv)
     jump_out_of_kernel_handlers();
     queue_full();
     jump_out_of_sigwait();
+    arrive_in_order();
     return 0;
 }
