@@ -701,6 +701,18 @@ static _Atomic bool retire_requested[COOP_MAX_HUBS];
 static struct coop_hub *start_hub(int index, bool spare);
 static bool start_thread(struct coop_hub *h);
 
+/* Every hub and spare is stuck in the kernel and no spare may start: the greenlets that
+ * would end those calls (a futex wake, a write to a pipe) may be among the ones waiting, as
+ * Go's runtime's idle threads are. Said once: it may last. */
+static void say_all_stuck(void)
+{
+    static _Atomic bool said;
+    if (!atomic_exchange(&said, true))
+        coop_warn("every hub and all %d spare threads are stuck in system calls coop cannot make "
+                  "cooperative: ready greenlets wait until one returns (more spares: COOP_MAX_SPARES)",
+                  coop_hub_total() - regular_hubs);
+}
+
 static void start_spare(void)
 {
     int n = coop_hub_total();
@@ -725,6 +737,8 @@ static void start_spare(void)
         coop_info("spare hub %d started", s->index);
     }
     coop_unlock(&start_lock);
+    if (s == NULL && active_hubs() == 0)
+        say_all_stuck();
 }
 
 /* Called by the monitor at each tick: an idle spare retires while more than COOP_HUBS hubs

@@ -9,9 +9,14 @@
 #    them to sleep with raw futex system calls, not through libc. Each such sleep blocks the
 #    OS thread of the hub that runs it; the monitor hands that hub's other greenlets to
 #    another hub or a spare thread (handoff), so the greenlet that will wake it still runs.
-#    `cooprun -- go version` prints what it prints natively (once, with one hub, it hung
-#    there: its one OS thread asleep in futex). Its hang guard is HANG_GUARD_S; Go handles
-#    SIGTERM itself, so a hung run gets SIGKILL 5 s after timeout's SIGTERM (status 124 or 137).
+#    `cooprun -- go version` prints what it prints natively (it hung in half the runs on one
+#    busy hub while the main greenlet could run only on hub 0's thread, where a Go thread
+#    slept in futex waiting for it), and `go build` of a small program builds one that prints
+#    what the one built natively prints. Every idle Go thread holds an OS thread in such a
+#    sleep, so these runs take coop's default allowance of spare threads, not the tests' 2
+#    (with 2, go build ran out and hung, saying so). Its hang guard is HANG_GUARD_S; Go
+#    handles SIGTERM itself, so a hung run gets SIGKILL 5 s after timeout's SIGTERM (status
+#    124 or 137).
 # shellcheck source=tests/realworld/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_library
@@ -45,6 +50,7 @@ note "static: $ldconfig -p ran under cooprun as natively, without coop (no stati
 # --- Go: runs, its futex sleeps handed off ---
 go_result="not installed"
 if go=$(command -v go); then
+    unset COOP_MAX_SPARES
     go=$(readlink -f "$go")
     out=$(timeout -k 5 20 "$go" version 2>&1) || fail "go: '$go version' failed natively: $out"
     note "go: natively: $out"
@@ -56,8 +62,47 @@ if go=$(command -v go); then
         ((status == 0)) || fail "go: cooprun -- go version on $hubs hub(s): status $status: $coop_out"
         [ "$coop_out" = "$out" ] || fail "go: on $hubs hub(s) it printed '$coop_out', natively '$out'"
     done
-    go_result="runs (the runtime's raw futex sleeps block a hub's thread; its other greenlets are handed off)"
-    note "go: under cooprun, on one hub and on the default: $coop_out"
+    # More of the go command: a build (goroutines running its actions, the compiler and linker
+    # run as processes, the build cache); the program built is static, so it runs without coop.
+    mkdir -p "$TMP/gohello"
+    printf 'module gohello\n\ngo 1.19\n' >"$TMP/gohello/go.mod"
+    cat >"$TMP/gohello/main.go" <<'GO'
+package main
+
+import (
+	"fmt"
+	"sync"
+)
+
+func main() {
+	var wg sync.WaitGroup
+	sums := make([]int, 8)
+	for i := range sums {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 1000000; j++ {
+				sums[i] += (i + j) % 7
+			}
+		}(i)
+	}
+	wg.Wait()
+	fmt.Println(sums)
+}
+GO
+    for how in native coop; do
+        run=("$COOPRUN" --)
+        [ $how = coop ] || run=()
+        (cd "$TMP/gohello" && GOCACHE="$TMP/gocache.$how" GOFLAGS=-mod=mod timeout -k 5 "$HANG_GUARD_S" \
+            "${run[@]}" "$go" build -o "$TMP/gohello/hello.$how" .) >"$TMP/gobuild.$how" 2>&1
+        status=$?
+        ((status == 0)) || fail "go: go build ($how): status $status: $(tail -n 5 "$TMP/gobuild.$how")"
+    done
+    built=$("$TMP/gohello/hello.coop")
+    [ "$built" = "$("$TMP/gohello/hello.native")" ] ||
+        fail "go: the program built under cooprun printed '$built', the one built natively '$("$TMP/gohello/hello.native")'"
+    go_result="runs, and builds (the runtime's raw futex sleeps block a hub's thread; its other greenlets are handed off)"
+    note "go: under cooprun, on one hub and on the default: $coop_out; go build of a program with 8 goroutines: it printed $built"
 fi
 
 matrix "limits: su (setuid), ldconfig (static), go (Go runtime)" \
