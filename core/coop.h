@@ -109,6 +109,15 @@ static inline bool coop_from_sanitizer(const void *return_address) { (void)retur
  * the caller's: a greenlet's own area holds another instance. */
 void *coop_os_thread_local(void *addr);
 
+/* Runs fn(arg) on the control block glibc knows the calling OS thread by (a hub's thread's
+ * own; the initial thread's for hub 0), whatever greenlet runs there, and returns its
+ * result; async-signal-safe. For glibc's handlers that act on their thread's record. */
+long coop_tls_run_as_thread(long (*fn)(void *), void *arg);
+/* Runs fn(arg) from a greenlet on its hub's own area, a control block no greenlet uses:
+ * glibc then takes it for the caller's, and the initial thread's record for another
+ * thread's. */
+long coop_tls_run_on_hub_area(long (*fn)(void *), void *arg);
+
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);
 

@@ -2,8 +2,9 @@
  * CPU time per greenlet. The kernel keeps a CPU clock per OS thread only, so a hub charges
  * its OS thread's CPU time to each greenlet as it switches away from it. Reading that clock
  * is a system call, so charging starts when the program first asks for a greenlet's CPU
- * time; the OS thread's time until then is its main greenlet's, as a new thread's clock
- * starts near zero. A greenlet runs on one hub at a time, so only that hub adds to its
+ * time; the main thread's OS thread's time until then is the main greenlet's, as a new
+ * thread's clock starts near zero (taken once, as charging starts, whichever hub the main
+ * greenlet is on). A greenlet runs on one hub at a time, so only that hub adds to its
  * time; others read it as of its last switch.
  *
  * Numbers: small integers naming live greenlets, for interfaces that need an int (the shim's
@@ -17,31 +18,43 @@
 
 _Atomic bool coop_cpu_charging;
 
-static int64_t os_thread_cpu_ns(void)
+static int64_t cpu_ns(clockid_t clock)
 {
     struct timespec ts;
-    coop_sys(SYS_clock_gettime, CLOCK_THREAD_CPUTIME_ID, &ts, 0);
+    coop_sys(SYS_clock_gettime, clock, &ts, 0);
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running)
 {
-    int64_t now = os_thread_cpu_ns();
-    if (h->cpu_mark == 0) {
-        /* The main thread's time before charging began is its main greenlet's; a hub
-         * thread of the runtime's ran no greenlet before. */
-        if (h->index == 0 && coop_main_greenlet != NULL)
-            coop_main_greenlet->cpu_ns += now;
-    } else {
+    int64_t now = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+    if (h->cpu_mark != 0)
         running->cpu_ns += now - h->cpu_mark;
-    }
     h->cpu_mark = now;
+}
+
+/* The main greenlet takes the time of the main thread's OS thread so far, before any hub
+ * may charge it: under a lock, so that a second asker waits for it. */
+static void start_charging(void)
+{
+    static coop_lock_t lock;
+    if (atomic_load(&coop_cpu_charging))
+        return;
+    coop_lock(&lock);
+    if (!atomic_load(&coop_cpu_charging)) {
+        /* The kernel's clock id of another thread's CPU time (CPUCLOCK_PERTHREAD, SCHED). */
+        clockid_t main_thread = (clockid_t)((~(unsigned)coop_hub_at(0)->tid << 3) | 6);
+        if (coop_main_greenlet != NULL)
+            coop_main_greenlet->cpu_ns += cpu_ns(main_thread);
+        atomic_store(&coop_cpu_charging, true);
+    }
+    coop_unlock(&lock);
 }
 
 int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g)
 {
     struct coop_hub *h = coop_thread.hub;
-    atomic_store(&coop_cpu_charging, true);
+    start_charging();
     if (h != NULL && h == g->hub)
         coop_cpu_charge_now(h, h->current);    /* brings the caller's own time up to date */
     return g->cpu_ns;                      /* another hub's: as of its last switch */

@@ -143,10 +143,13 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_ki
     struct coop_greenlet *g;
     if (kind == COOP_ADOPT_HUB_STACK) {
         struct coop_stack stack;
-        if (coop_stack_alloc(&stack, HUB_STACK_SIZE, 4096) != 0)
+        /* Its TLS area on top, however large the program's static TLS. */
+        size_t size = (HUB_STACK_SIZE + coop_tls_area_space() + 4095) & ~(size_t)4095;
+        if (coop_stack_alloc(&stack, size, 4096) != 0)
             coop_panic("cannot map a hub stack");
         g = record_on_stack(&stack);
-        make_context(g, stack.base, (char *)g);     /* and an area of its own */
+        if (make_context(g, stack.base, (char *)g) != 0)
+            coop_panic("a hub stack of %zu bytes leaves too little room", size);
     } else {
         /* Never released, and not from the store: a spare hub started meanwhile must not
          * take a record a join has just marked gone (the program may still look at it). */

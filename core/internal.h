@@ -336,6 +336,8 @@ void coop_tls_set_multithreaded(void);
  * byte of that area: the stack proper ends there. */
 uintptr_t coop_tls_place(char *top);
 char *coop_tls_area_bottom(uintptr_t tp);
+/* Room a TLS area takes at the top of a stack, alignment included. */
+size_t coop_tls_area_space(void);
 /* Fills the area at g->tp, when placed (a created greenlet, hub 0's greenlet); the main
  * greenlet and a runtime thread's hub get the OS thread's. 0, or -1 out of memory. */
 int coop_tls_greenlet_init(struct coop_greenlet *g);

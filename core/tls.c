@@ -171,10 +171,8 @@ static void init_control_block(uintptr_t tp, pid_t tid)
     memcpy((void *)tp, (void *)os_tp, TCB_HEADER_COPIED);
     *word_at(tp, TCB_TCB) = tp;
     *word_at(tp, TCB_SELF) = tp;
-    if (atomic_load_explicit(&tls.multithreaded, memory_order_relaxed))
-        *(int *)(tp + TCB_MULTIPLE_THREADS) = 1;
+    *(int *)(tp + TCB_MULTIPLE_THREADS) = atomic_load_explicit(&tls.multithreaded, memory_order_relaxed);
     *(int *)(tp + TCB_GSCOPE_FLAG) = 0;
-    *(int *)(tp + TCB_MULTIPLE_THREADS) = 1;
     memset((void *)(tp + TCB_PRIVATE_TM), 0, TCB_PRIVATE_END - TCB_PRIVATE_TM);
     *(pid_t *)(tp + tls.tid_at) = tid;
     /* glibc's list of threads: this one is on none, but a forked child unlinks itself. */
@@ -417,6 +415,8 @@ uintptr_t coop_tls_place(char *top)
 
 char *coop_tls_area_bottom(uintptr_t tp) { return (char *)(tp - (tls.area_size - tls.tcb_size)); }
 
+size_t coop_tls_area_space(void) { return tls.area_size + tls.align; }
+
 int coop_tls_greenlet_init(struct coop_greenlet *g)
 {
     if (g->tp == 0) {             /* the OS thread's own context: not placed */
@@ -429,9 +429,13 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
         return -1;
     /* As glibc's pthread_create marks the new thread and its creator: its syscall wrappers
      * then act on cancellation, and malloc's paths that read the flag take their atomic
-     * ways. The hub's thread (its main greenlet's) too. */
-    *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
-    *(int *)(g->hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
+     * ways. The hub's thread (its main greenlet's) too. Not for hub 0's own area, made at
+     * start-up: a program that never creates a thread stays single-threaded for glibc. */
+    if (!g->is_hub) {
+        *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
+        *(int *)(g->hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
+        *(int *)(g->tp + TCB_MULTIPLE_THREADS) = 1;
+    }
     g->tid_written = g->hub->tid;
     take_spare_malloc_state(g->tp);
     g->own_tls = true;
@@ -480,6 +484,37 @@ void *coop_os_thread_local(void *addr)
     return (char *)addr - tp + h->os_tp;
 }
 
+/* Runs fn with the thread pointer at tp, then puts it back; async-signal-safe. Whatever fn
+ * does to thread-locals lands in tp's area. Signals wait meanwhile (but glibc's own two,
+ * which fn may be waiting for): a handler would take tp's coop_thread for this thread's,
+ * and the initial thread's record, the OS thread 0's, is also the main greenlet's, which
+ * names the hub that greenlet runs on. */
+static long run_on(uintptr_t tp, long (*fn)(void *), void *arg)
+{
+    uintptr_t own = thread_pointer();
+    if (tp == own)
+        return fn(arg);
+    sigset_t mask;
+    coop_block_all_signals(&mask);
+    set_thread_pointer(tp);
+    long result = fn(arg);
+    set_thread_pointer(own);
+    coop_restore_signals(&mask);
+    return result;
+}
+
+long coop_tls_run_as_thread(long (*fn)(void *), void *arg)
+{
+    struct coop_hub *h = coop_thread.hub;
+    return run_on(h != NULL ? h->os_tp : thread_pointer(), fn, arg);
+}
+
+long coop_tls_run_on_hub_area(long (*fn)(void *), void *arg)
+{
+    struct coop_hub *h = coop_thread.hub;
+    return run_on(h != NULL && coop_running != NULL ? h->hub_g->tp : thread_pointer(), fn, arg);
+}
+
 pid_t coop_tls_tid(const struct coop_greenlet *g) { return *(const pid_t *)(g->tp + tls.tid_at); }
 
 /* Called before the runtime starts its first thread, when the calling greenlet and its
@@ -489,8 +524,9 @@ void coop_tls_set_multithreaded(void)
 {
     atomic_store(&tls.multithreaded, true);
     *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
-    if (coop_thread.hub != NULL)
-        *(int *)(coop_thread.hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
+    struct coop_hub *first = coop_hub_at(0);      /* the main thread's record, hub 0's area */
+    *(int *)(first->os_tp + TCB_MULTIPLE_THREADS) = 1;
+    *(int *)(first->hub_g->tp + TCB_MULTIPLE_THREADS) = 1;
 }
 
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)

@@ -186,6 +186,9 @@ int shim_parse_settings(const char *(*get)(const char *name), struct shim_settin
 
 /* Thread family glue (thread.c, locals.c, cancel.c). */
 void shim_thread_init(void);
+/* From the runtime's first thread on, glibc's SIGSETXID handler runs on the OS thread's
+ * record (creds.c). */
+void shim_creds_wrap_setxid(void);
 void shim_cancel_init(void);
 /* The greenlet a pthread_t names, or NULL for a thread coop did not create. */
 struct coop_greenlet *shim_greenlet_of(pthread_t t);

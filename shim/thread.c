@@ -105,6 +105,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
      * other hubs) cleared it already; with one hub, the new greenlet runs only after this
      * one yields. */
     __libc_single_threaded = 0;
+    shim_creds_wrap_setxid();
     return err;
 }
 
