@@ -827,15 +827,26 @@ static void *burst_reader(void *unused)
     return unused;
 }
 
-static void kernel_burst(void)
+/* Installs fn (or, with SA_SIGINFO, info_fn) for SIGRTMIN + 2 and blocks it in the caller,
+ * for the threads it makes to inherit. */
+static sigset_t rt2_installed_and_blocked(void (*fn)(int), void (*info_fn)(int, siginfo_t *, void *), int flags)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_burst;
-    sa.sa_flags = SA_RESTART;
+    if (flags & SA_SIGINFO)
+        sa.sa_sigaction = info_fn;
+    else
+        sa.sa_handler = fn;
+    sa.sa_flags = flags;
     sigaction(SIGRTMIN + 2, &sa, NULL);
     sigset_t rt = only(SIGRTMIN + 2);
     pthread_sigmask(SIG_BLOCK, &rt, NULL);
+    return rt;
+}
+
+static void kernel_burst(void)
+{
+    rt2_installed_and_blocked(on_burst, NULL, SA_RESTART);
     if (pipe(burst_pipe) != 0)
         exit(1);
     pthread_barrier_init(&burst_step, NULL, 2);
@@ -959,13 +970,7 @@ static void *order_sender(void *unused)
 
 static void arrive_in_order(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_ordered;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGRTMIN + 2, &sa, NULL);
-    sigset_t rt = only(SIGRTMIN + 2);
-    pthread_sigmask(SIG_BLOCK, &rt, NULL);          /* the threads made here inherit it */
+    sigset_t rt = rt2_installed_and_blocked(NULL, on_ordered, SA_SIGINFO);
     sem_init(&order_arrived, 0, 0);
     sem_init(&order_done, 0, 0);
     pthread_t taker, sender;
