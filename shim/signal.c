@@ -48,11 +48,12 @@
  * Queue entries come from a fixed pool with a lock-free free list, since handlers cannot
  * allocate; a signal moved between queues keeps its entry. A taker takes a queue's list
  * whole and gives back what it leaves under what was pushed meanwhile (put_back): signals
- * keep the order they were sent in. A new one finds none past the
- * pool or RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there
- * (enqueue): a standard signal or kill's is kept without its siginfo; sigqueue,
- * pthread_sigqueue, pthread_kill and raise of another real-time one fail with EAGAIN; one
- * the kernel delivered already is lost, and coop says so once. The counts
+ * keep the order they were sent in. A new one finds none past the shared entries or
+ * RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there (enqueue): a
+ * standard signal or kill's is kept without its siginfo; sigqueue, pthread_sigqueue,
+ * pthread_kill and raise of another real-time one fail with EAGAIN; one the kernel delivered
+ * already is lost, and coop says so once. The RESERVED entries beyond are for the standard
+ * signals whose siginfo the kernel always keeps (entry_take). The counts
  * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
  * whoever changed them last (update_real_mask) and read by every hub's trampoline.
  *
@@ -85,7 +86,9 @@
 /* glibc keeps these two for itself (cancellation, setxid) and never lets a program block them. */
 #define UNBLOCKABLE (BIT(SIGKILL) | BIT(SIGSTOP) | BIT(32) | BIT(33))
 #define STANDARD (BIT(SIGRTMIN) - 1)       /* signals that do not queue */
-#define POOL 512
+#define SHARED 448                    /* queue entries any signal may take */
+#define RESERVED 64                   /* and more that only those RLIMIT_SIGPENDING exempts may */
+#define POOL (SHARED + RESERVED)
 #define STRING(x) #x
 #define STRING_OF(x) STRING(x)
 #define NO_ENTRY 0
@@ -161,13 +164,14 @@ static struct sigstate *state_of(struct coop_greenlet *g)
 
 /* --- the entry pool --- */
 
-/* How many entries queued signals may hold: the pool, or fewer under RLIMIT_SIGPENDING, the
- * kernel's bound on them natively (read each time, as the kernel does: a setrlimit counts). */
+/* How many entries queued signals that RLIMIT_SIGPENDING counts may hold: the shared ones, or
+ * fewer under that limit, the kernel's bound on them natively (read each time, as the kernel
+ * does: a setrlimit counts). */
 static uint32_t entry_limit(void)
 {
     struct rlimit limit;
-    if (coop_sys6(SYS_prlimit64, 0, RLIMIT_SIGPENDING, 0, (long)&limit, 0, 0) != 0 || limit.rlim_cur > POOL)
-        return POOL;
+    if (coop_sys6(SYS_prlimit64, 0, RLIMIT_SIGPENDING, 0, (long)&limit, 0, 0) != 0 || limit.rlim_cur > SHARED)
+        return SHARED;
     return (uint32_t)limit.rlim_cur;
 }
 
@@ -198,10 +202,11 @@ static void entry_give(uint32_t i)
     atomic_fetch_sub(&entries_used, 1);
 }
 
-/* An entry for a new signal, NO_ENTRY past the limit (async-signal-safe): the pool's alone
- * for a standard signal from the kernel or kill, as the kernel exempts those from
- * RLIMIT_SIGPENDING. Counted first, as the kernel counts, so that takers racing for the last
- * one cannot both have it. */
+/* An entry for a new signal, NO_ENTRY past the limit (async-signal-safe). The kernel exempts a
+ * standard signal from the kernel or kill from RLIMIT_SIGPENDING and always keeps its siginfo
+ * (a SIGCHLD's names the child): those may take the RESERVED entries too, which others
+ * cannot use up. Counted first, as the kernel counts, so that takers racing for the last one
+ * cannot both have it. */
 static uint32_t entry_take(const siginfo_t *info)
 {
     bool exempt = (BIT(info->si_signo) & STANDARD) && info->si_code >= 0;
@@ -815,7 +820,7 @@ static void warn_dropped(void)
 {
     static atomic_bool warned;
     static const char line[] = "coop: a real-time signal the kernel delivered was lost: coop's queue of pending "
-                               "signals is full (" STRING_OF(POOL) " entries, or RLIMIT_SIGPENDING if lower); said once\n";
+                               "signals is full (" STRING_OF(SHARED) " entries, or RLIMIT_SIGPENDING if lower); said once\n";
     if (coop_log_level >= COOP_LOG_WARN && !atomic_exchange(&warned, true))
         coop_write_stderr(line, sizeof line - 1);
 }

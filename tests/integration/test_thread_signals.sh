@@ -17,7 +17,8 @@
 # RLIMIT_SIGPENDING, or 64), each call 0 or EAGAIN and as many signals handled as accepted;
 # siglongjmp out of a handler run in sigwait ending the wait (its set's signal then runs its
 # handler, and no signalfd stays open); real-time signals a thread queues to the process
-# arriving in the order sent.
+# arriving in the order sent; a SIGCHLD from the kernel keeping its siginfo while real-time
+# signals fill the queue.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest are lost, with one

@@ -987,6 +987,71 @@ static void arrive_in_order(void)
     pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
 }
 
+#define FILL 1000
+
+/* Counts SIGRTMIN + 1's handlers from 0 (burst_handled) and blocks it, with the rest of set,
+ * in the caller (the threads it makes inherit it); set gets SIGRTMIN + 1. */
+static void count_rt1_blocked(sigset_t *set)
+{
+    handle(SIGRTMIN + 1, on_burst);
+    atomic_store(&burst_handled, 0);
+    sigaddset(set, SIGRTMIN + 1);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+/* Queues SIGRTMIN + 1 to the process, which blocks it, until the queue is full or FILL are
+ * queued: how many were. */
+static int fill_queue(void)
+{
+    int accepted = 0;
+    while (accepted < FILL && sigqueue(getpid(), SIGRTMIN + 1, (union sigval){ .sival_int = 0 }) == 0)
+        accepted++;
+    return accepted;
+}
+
+/* --- 19. a SIGCHLD from the kernel while real-time signals queued to the process fill what
+ * may be queued comes with its siginfo: the kernel always gives a standard signal it sends
+ * one --- */
+
+static volatile sig_atomic_t chld_ran, chld_code, chld_status;
+static volatile pid_t chld_pid;
+
+static void on_chld(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    (void)context;
+    chld_code = info->si_code;
+    chld_status = info->si_status;
+    chld_pid = info->si_pid;
+    chld_ran = 1;
+}
+
+static void sigchld_when_full(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_chld;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t both = only(SIGCHLD), open;
+    count_rt1_blocked(&both);
+    int accepted = fill_queue();
+    pid_t child = fork();
+    if (child == 0)
+        _exit(7);
+    pthread_sigmask(SIG_BLOCK, NULL, &open);
+    sigdelset(&open, SIGCHLD);
+    while (!chld_ran)
+        sigsuspend(&open);
+    waitpid(child, NULL, 0);
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+    handle(SIGCHLD, SIG_DFL);
+    printf("SIGCHLD from the kernel while real-time signals filled the queue: CLD_EXITED, from the child, "
+           "status 7: %s; the real-time ones all ran: %s\n",
+           chld_code == CLD_EXITED && chld_pid == child && chld_status == 7 ? "yes" : "no",
+           burst_handled == accepted ? "yes" : "no");
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1012,5 +1077,6 @@ int main(int argc, char **argv)
     queue_full();
     jump_out_of_sigwait();
     arrive_in_order();
+    sigchld_when_full();
     return 0;
 }
