@@ -126,6 +126,7 @@ struct sigstate {
 static struct entry pool[POOL];
 static _Atomic uint64_t free_list;   /* (tag << 32) | (index + 1): the tag defeats ABA */
 static _Atomic uint32_t entries_used;   /* taken from the pool: held by queued signals */
+static _Atomic uint32_t entries_allowed;   /* entry_limit's last reading; 0 before the first */
 static struct sigqueue process;      /* those no greenlet could take yet */
 static void *_Atomic process_owner;    /* the holder's thread pointer: see process_lock */
 
@@ -164,15 +165,24 @@ static struct sigstate *state_of(struct coop_greenlet *g)
 
 /* --- the entry pool --- */
 
-/* How many entries queued signals that RLIMIT_SIGPENDING counts may hold: the shared ones, or
- * fewer under that limit, the kernel's bound on them natively (read each time, as the kernel
- * does: a setrlimit counts). */
-static uint32_t entry_limit(void)
+/* How many entries queued signals that RLIMIT_SIGPENDING counts may hold, `used` being held
+ * already: the shared ones, or fewer under that limit, the kernel's bound on them natively.
+ * The kernel reads it each time, so a setrlimit counts at once; a system call per signal in
+ * the trampoline costs too much, so coop reads it again only when it would refuse one (a
+ * limit raised lets it in) and when no entry is held (a limit lowered counts from the next
+ * burst on). */
+static uint32_t entry_limit(uint32_t used)
 {
+    uint32_t allowed = atomic_load_explicit(&entries_allowed, memory_order_relaxed);
+    if (used != 0 && (used < allowed || allowed == SHARED))
+        return allowed;
     struct rlimit limit;
     if (coop_sys6(SYS_prlimit64, 0, RLIMIT_SIGPENDING, 0, (long)&limit, 0, 0) != 0 || limit.rlim_cur > SHARED)
-        return SHARED;
-    return (uint32_t)limit.rlim_cur;
+        allowed = SHARED;
+    else
+        allowed = (uint32_t)limit.rlim_cur;
+    atomic_store_explicit(&entries_allowed, allowed, memory_order_relaxed);
+    return allowed;
 }
 
 static uint32_t pop_free(void)
@@ -210,8 +220,8 @@ static void entry_give(uint32_t i)
 static uint32_t entry_take(const siginfo_t *info)
 {
     bool exempt = (BIT(info->si_signo) & STANDARD) && info->si_code >= 0;
-    uint32_t i = NO_ENTRY;
-    if (atomic_fetch_add(&entries_used, 1) < (exempt ? POOL : entry_limit()))
+    uint32_t i = NO_ENTRY, used = atomic_fetch_add(&entries_used, 1);
+    if (used < (exempt ? POOL : entry_limit(used)))
         i = pop_free();
     if (i == NO_ENTRY)
         atomic_fetch_sub(&entries_used, 1);

@@ -18,11 +18,12 @@
 # siglongjmp out of a handler run in sigwait ending the wait (its set's signal then runs its
 # handler, and no signalfd stays open); real-time signals a thread queues to the process
 # arriving in the order sent; a SIGCHLD from the kernel keeping its siginfo while real-time
-# signals fill the queue.
+# signals fill the queue; RLIMIT_SIGPENDING raised while the queue is full at the old limit
+# letting one more in.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest are lost, with one
-# warning.
+# warning. Under strace, the same burst reads RLIMIT_SIGPENDING a few times, not once per signal.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"
 HANG_GUARD_S=60
@@ -50,5 +51,17 @@ burst_counts "$TMP/burst.coop"
 ((handled < accepted)) || fail "coop kernel-burst: expected some lost: $(cat "$TMP/burst.coop")"
 warnings=$(grep -c "^coop: a real-time signal the kernel delivered was lost" "$TMP/burst.err")
 ((warnings == 1)) || fail "coop kernel-burst: $warnings warnings, expected 1: $(cat "$TMP/burst.err")"
+# coop reads the limit again only when it would refuse a signal or holds none: here once as the
+# burst starts (the queue full at the pool's size, no limit could let more in).
+if command -v strace >/dev/null && strace -qq -o /dev/null true 2>/dev/null; then
+    COOP_HUBS=1 COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout "$HANG_GUARD_S" strace -f -qq -e signal=none \
+        -e trace=prlimit64 -o "$TMP/strace" "$COOPRUN" -- "$SAMPLES/thread_signals" kernel-burst >/dev/null 2>&1 ||
+        fail "coop kernel-burst under strace: status $?"
+    reads=$(grep -c RLIMIT_SIGPENDING "$TMP/strace")
+    ((reads <= 10)) || fail "coop kernel-burst: $reads reads of RLIMIT_SIGPENDING for $accepted signals, expected a few"
+    note "kernel-burst under strace: $reads read(s) of RLIMIT_SIGPENDING"
+else
+    note "strace cannot run here: the reads of RLIMIT_SIGPENDING are not counted"
+fi
 note "kernel-burst: natively $(sed 's/^kernel-burst: //' "$TMP/burst.native"); under coop $(sed 's/^kernel-burst: //' "$TMP/burst.coop"), one warning"
 echo "PASS: signal masks, pending sets, delivery and full queues per thread, natively and under coop ($TLS_MECHANISM_LIST)"

@@ -1052,6 +1052,30 @@ static void sigchld_when_full(void)
            burst_handled == accepted ? "yes" : "no");
 }
 
+/* --- 20. RLIMIT_SIGPENDING raised while the real-time signals queued fill it: one more is
+ * accepted --- */
+
+static void limit_raised_when_full(void)
+{
+    sigset_t rt;
+    sigemptyset(&rt);
+    count_rt1_blocked(&rt);
+    struct rlimit saved, low;
+    getrlimit(RLIMIT_SIGPENDING, &saved);
+    low = saved;
+    low.rlim_cur = LOW_LIMIT;
+    setrlimit(RLIMIT_SIGPENDING, &low);
+    int accepted = fill_queue();
+    bool full = errno == EAGAIN;
+    setrlimit(RLIMIT_SIGPENDING, &saved);
+    bool more = sigqueue(getpid(), SIGRTMIN + 1, (union sigval){ .sival_int = 0 }) == 0;
+    accepted += more;
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
+    printf("real-time signals queued to the process until EAGAIN at RLIMIT_SIGPENDING %d: %s; once it was "
+           "raised, one more accepted: %s; all ran: %s\n",
+           LOW_LIMIT, full ? "yes" : "no", more ? "yes" : "no", burst_handled == accepted ? "yes" : "no");
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1078,5 +1102,6 @@ int main(int argc, char **argv)
     jump_out_of_sigwait();
     arrive_in_order();
     sigchld_when_full();
+    limit_raised_when_full();
     return 0;
 }
