@@ -53,9 +53,10 @@
  * standard signal or kill's is kept without its siginfo; sigqueue, pthread_sigqueue,
  * pthread_kill and raise of another real-time one fail with EAGAIN; one the kernel delivered
  * already is lost, and coop says so once. The RESERVED entries beyond are for the standard
- * signals whose siginfo the kernel always keeps (entry_take). The counts
- * behind the real masks are atomics changed by greenlets on any hub; `wanted` is written by
- * whoever changed them last (update_real_mask) and read by every hub's trampoline.
+ * signals whose siginfo the kernel always keeps (entry_take). A forked child starts with
+ * every entry free and its queues empty, as nothing is pending in it natively (fork_child).
+ * The counts behind the real masks are atomics changed by greenlets on any hub; `wanted` is
+ * written by whoever changed them last (update_real_mask) and read by every hub's trampoline.
  *
  * The process's queue is pushed by anyone too, but taken from by many: every greenlet that
  * delivers, waits or asks what is pending, and the pass that hands its signals out. Taking
@@ -212,6 +213,16 @@ static void entry_give(uint32_t i)
     atomic_fetch_sub(&entries_used, 1);
 }
 
+/* Every entry free: at start, and in a forked child, where the signals that held them are
+ * gone. */
+static void free_all(void)
+{
+    atomic_store(&free_list, NO_ENTRY);
+    atomic_store(&entries_used, 0);
+    for (uint32_t i = 1; i <= POOL; i++)
+        push_free(i);
+}
+
 /* An entry for a new signal, NO_ENTRY past the limit (async-signal-safe). The kernel exempts a
  * standard signal from the kernel or kill from RLIMIT_SIGPENDING and always keeps its siginfo
  * (a SIGCHLD's names the child): those may take the RESERVED entries too, which others
@@ -318,6 +329,13 @@ static int dequeue(struct sigqueue *q, uint64_t wanted, siginfo_t *info)
         *info = (siginfo_t){ .si_signo = sig, .si_code = SI_USER };     /* as the kernel makes it up */
     }
     return sig;
+}
+
+static void clear(struct sigqueue *q)
+{
+    atomic_store(&q->pending, 0);
+    atomic_store(&q->orphans, 0);
+    atomic_store(&q->head, NO_ENTRY);
 }
 
 static uint64_t queued_bits(struct sigqueue *q)
@@ -1358,13 +1376,19 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     free(s);
 }
 
-/* In a forked child only the forking greenlet lives on: the counts are its alone. */
+/* In a forked child only the forking greenlet lives on: the counts are its alone. Nothing is
+ * pending in a child (POSIX; the kernel's sets are empty): the queues are emptied, and every
+ * entry is free, those of greenlets gone with the rest. */
 static void fork_child(void)
 {
+    free_all();
+    clear(&process);
+    atomic_store(&process_owner, NULL);     /* its holder may have been another thread */
     struct sigstate *s = state_of(coop_self());
     if (s == NULL)
         return;
-    atomic_store(&process_owner, NULL);     /* its holder may have been another thread */
+    clear(&s->directed);
+    clear(&s->lent);
     for (int sig = 0; sig < 65; sig++)
         atomic_store(&blocking[sig], 0);
     atomic_store(&live, 1);
@@ -1382,8 +1406,7 @@ static void dump_handler(int sig)
 
 void shim_signal_init(void)
 {
-    for (uint32_t i = 1; i <= POOL; i++)
-        push_free(i);
+    free_all();
     if (shim_dump_signal != 0) {
         struct sigaction sa = { .sa_handler = dump_handler, .sa_flags = SA_RESTART };
         sigemptyset(&sa.sa_mask);

@@ -19,7 +19,8 @@
 # handler, and no signalfd stays open); real-time signals a thread queues to the process
 # arriving in the order sent; a SIGCHLD from the kernel keeping its siginfo while real-time
 # signals fill the queue; RLIMIT_SIGPENDING raised while the queue is full at the old limit
-# letting one more in.
+# letting one more in; a forked child with nothing pending, free to queue real-time signals,
+# though its parent's threads had the queue full.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest are lost, with one

@@ -1076,6 +1076,63 @@ static void limit_raised_when_full(void)
            LOW_LIMIT, full ? "yes" : "no", more ? "yes" : "no", burst_handled == accepted ? "yes" : "no");
 }
 
+/* --- 21. a forked child starts with nothing pending (POSIX), though its parent had a signal
+ * pending for the process, one for the forking thread and real-time ones filling the queue
+ * for another thread; the child may queue real-time signals of its own --- */
+
+#define CHILD_QUEUED 16
+
+static volatile sig_atomic_t usr_ran;
+static void on_usr_counted(int sig) { (void)sig; usr_ran++; }
+
+static void *holder(void *unused)
+{
+    pthread_barrier_wait(&burst_step);          /* blocking SIGRTMIN + 1, as main does */
+    pthread_barrier_wait(&burst_step);          /* the child has exited */
+    sigset_t rt = only(SIGRTMIN + 1);
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
+    return unused;
+}
+
+static void fork_leaves_them(void)
+{
+    handle(SIGUSR1, on_usr_counted);
+    handle(SIGUSR2, on_usr_counted);
+    sigset_t set = only(SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    count_rt1_blocked(&set);
+    usr_ran = 0;
+    pthread_barrier_init(&burst_step, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, holder, NULL);
+    pthread_barrier_wait(&burst_step);
+    int held = 0;
+    while (held < FILL && pthread_sigqueue(t, SIGRTMIN + 1, (union sigval){ .sival_int = 0 }) == 0)
+        held++;
+    kill(getpid(), SIGUSR1);
+    raise(SIGUSR2);
+    pid_t child = fork();
+    if (child == 0) {
+        bool none = !pending_here(SIGUSR1) && !pending_here(SIGUSR2) && !pending_here(SIGRTMIN + 1);
+        atomic_store(&burst_handled, 0);
+        int queued = 0;
+        for (int i = 0; i < CHILD_QUEUED; i++)
+            queued += sigqueue(getpid(), SIGRTMIN + 1, (union sigval){ .sival_int = i }) == 0;
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        printf("in a forked child: nothing pending: %s; %d real-time signals it queued itself accepted: %s; on "
+               "unblocking, only their handlers ran: %s\n",
+               none ? "yes" : "no", CHILD_QUEUED, queued == CHILD_QUEUED ? "yes" : "no",
+               burst_handled == queued && usr_ran == 0 ? "yes" : "no");
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    pthread_barrier_wait(&burst_step);
+    pthread_join(t, NULL);
+    printf("in the parent: SIGUSR1 and SIGUSR2 ran: %s; the other thread's real-time signals all ran: %s\n",
+           usr_ran == 2 ? "yes" : "no", burst_handled == held ? "yes" : "no");
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1103,5 +1160,6 @@ int main(int argc, char **argv)
     arrive_in_order();
     sigchld_when_full();
     limit_raised_when_full();
+    fork_leaves_them();
     return 0;
 }
