@@ -52,9 +52,10 @@
  * RLIMIT_SIGPENDING, where the kernel's queue would be full, and does as there (enqueue): a
  * standard signal or kill's is kept without its siginfo; sigqueue, pthread_sigqueue,
  * pthread_kill and raise of another real-time one fail with EAGAIN; one the kernel delivered
- * already is lost, and coop says so once. The RESERVED entries beyond are for the standard
- * signals whose siginfo the kernel always keeps (entry_take). A forked child starts with
- * every entry free and its queues empty, as nothing is pending in it natively (fork_child).
+ * already is kept without its siginfo too (its sender got 0), and coop says so once. The
+ * RESERVED entries beyond are for the standard signals whose siginfo the kernel always keeps
+ * (entry_take). A forked child starts with every entry free and its queues empty, as nothing
+ * is pending in it natively (fork_child).
  * The counts behind the real masks are atomics changed by greenlets on any hub; `wanted` is
  * written by whoever changed them last (update_real_mask) and read by every hub's trampoline.
  *
@@ -249,19 +250,35 @@ static void push(struct sigqueue *q, uint32_t i)
     while (!atomic_compare_exchange_weak(&q->head, &head, i));
 }
 
+/* The kernel queued a real-time signal (a sender got 0) and coop has no entry for it: nobody
+ * to tell but the user, once a process (async-signal-safe: a fixed line, one write). */
+static void warn_lost_siginfo(void)
+{
+    static atomic_bool warned;
+    static const char line[] = "coop: a real-time signal the kernel delivered lost its siginfo (one handler runs for "
+                               "the instances that come while it is pending): coop's queue of pending signals is "
+                               "full (" STRING_OF(SHARED) " entries, or RLIMIT_SIGPENDING if lower); said once\n";
+    if (coop_log_level >= COOP_LOG_WARN && !atomic_exchange(&warned, true))
+        coop_write_stderr(line, sizeof line - 1);
+}
+
 /* Queues a signal (async-signal-safe). A standard signal already pending merges. Past the
  * entries' limit, as in the kernel when a user's queue is full: a standard signal, or a
  * real-time one sent with SI_USER, is still recorded (its siginfo made up on delivery);
- * another real-time one is not: false. */
-static bool enqueue(struct sigqueue *q, const siginfo_t *info)
+ * another real-time one is not (false), unless the kernel `delivered` it already: its sender
+ * got 0, so it is recorded as kill's is, and coop says so. */
+static bool enqueue(struct sigqueue *q, const siginfo_t *info, bool delivered)
 {
     int sig = info->si_signo;
     if ((BIT(sig) & STANDARD) && (atomic_fetch_or(&q->pending, BIT(sig)) & BIT(sig)))
         return true;
     uint32_t i = entry_take(info);
     if (i == NO_ENTRY) {
-        if (!(BIT(sig) & STANDARD) && info->si_code != SI_USER)
-            return false;
+        if (!(BIT(sig) & STANDARD) && info->si_code != SI_USER) {
+            if (!delivered)
+                return false;
+            warn_lost_siginfo();
+        }
         atomic_fetch_or(&q->orphans, BIT(sig));
         return true;
     }
@@ -668,9 +685,10 @@ static void wake_if_taken(struct coop_greenlet *g, struct sigstate *s, int sig)
 
 /* Queues a signal in q, one of g's queues, and ends g's wait if g takes it
  * (async-signal-safe): false if the queue was full (see enqueue). */
-static bool queue_in(struct coop_greenlet *g, struct sigstate *s, struct sigqueue *q, const siginfo_t *info)
+static bool queue_in(struct coop_greenlet *g, struct sigstate *s, struct sigqueue *q, const siginfo_t *info,
+                     bool delivered)
 {
-    if (!enqueue(q, info))
+    if (!enqueue(q, info, delivered))
         return false;
     wake_if_taken(g, s, info->si_signo);
     return true;
@@ -678,18 +696,18 @@ static bool queue_in(struct coop_greenlet *g, struct sigstate *s, struct sigqueu
 
 static bool queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
-    return queue_in(g, s, &s->directed, info);
+    return queue_in(g, s, &s->directed, info, false);
 }
 
 /* Under process_owner, which orders it with settle and with g's exit: lends a
  * process-directed signal to g if g takes it (see settle); whether it did. The trampoline
- * only tries the lock (its greenlet may hold it): false if it could not. */
-static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info, bool try_only)
+ * (from_kernel) only tries the lock (its greenlet may hold it): false if it could not. */
+static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info, bool from_kernel)
 {
-    if (try_only ? !process_trylock() : (process_lock(), false))
+    if (from_kernel ? !process_trylock() : (process_lock(), false))
         return false;
     struct sigstate *s = state_of(g);
-    bool lent = takes(s, info->si_signo) && queue_in(g, s, &s->lent, info);
+    bool lent = takes(s, info->si_signo) && queue_in(g, s, &s->lent, info, from_kernel);
     process_unlock();
     return lent;
 }
@@ -700,7 +718,7 @@ static bool hand_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_t
 {
     if (g != coop_self())
         return queue_to(g, s, info);
-    if (!enqueue(&s->directed, info))
+    if (!enqueue(&s->directed, info, false))
         return false;
     deliver(g);
     return true;
@@ -811,46 +829,38 @@ static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
 static struct coop_greenlet *main_greenlet;
 
 /* Where a signal the kernel delivered to a hub's greenlet goes: run now on self, the
- * greenlet it interrupted, or queued to a greenlet or the process; false if queueing failed
- * (the queue full: see enqueue). */
-static bool route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context)
+ * greenlet it interrupted, or queued to a greenlet or the process (without its siginfo if the
+ * queue is full: see enqueue). */
+static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context)
 {
     if (mine != NULL) {
         /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet. */
         bool directed = info->si_code == SI_TKILL && info->si_pid == getpid();
         struct sigqueue *q = directed ? &mine->directed : &mine->lent;
-        if (atomic_load(&mine->awaited) & BIT(sig))
-            return queue_in(self, mine, q, info);      /* its sigwait, about to park, takes it */
+        if (atomic_load(&mine->awaited) & BIT(sig)) {
+            queue_in(self, mine, q, info, true);      /* its sigwait, about to park, takes it */
+            return;
+        }
         if (!(atomic_load(&mine->blocked) & BIT(sig))) {
             if (process_lock_mine()) {      /* see process_lock */
                 atomic_store(&mine->deferred, true);
-                return queue_in(self, mine, q, info);      /* a wait it is about to make ends */
+                queue_in(self, mine, q, info, true);      /* a wait it is about to make ends */
+            } else if (in_wait(self, mine)) {
+                queue_in(self, mine, q, info, true);      /* ends its wait, parked or about to park */
+            } else {
+                run_from_kernel(mine, sig, info, context);
             }
-            if (in_wait(self, mine))
-                return queue_in(self, mine, q, info);      /* ends its wait, parked or about to park */
-            run_from_kernel(mine, sig, info, context);
-            return true;
+            return;
         }
-        if (directed)
-            return enqueue(q, info);                   /* pending for it */
+        if (directed) {
+            enqueue(q, info, true);                   /* pending for it */
+            return;
+        }
     }
     if (main_greenlet != self && lend_if_taken(main_greenlet, info, true))
-        return true;
-    if (!enqueue(&process, info))
-        return false;
+        return;
+    enqueue(&process, info, true);
     coop_request_signal_pass();
-    return true;
-}
-
-/* The kernel queued the signal (a sender got 0) and coop has no room for it: nobody to tell
- * but the user, once a process (async-signal-safe: a fixed line, one write). */
-static void warn_dropped(void)
-{
-    static atomic_bool warned;
-    static const char line[] = "coop: a real-time signal the kernel delivered was lost: coop's queue of pending "
-                               "signals is full (" STRING_OF(SHARED) " entries, or RLIMIT_SIGPENDING if lower); said once\n";
-    if (coop_log_level >= COOP_LOG_WARN && !atomic_exchange(&warned, true))
-        coop_write_stderr(line, sizeof line - 1);
 }
 
 static void trampoline(int sig, siginfo_t *info, void *context)
@@ -882,8 +892,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         coop_interrupt(NULL, installed[sig].sa_flags & SA_RESTART);
         return;
     }
-    if (!route(self, mine, sig, info, context))
-        warn_dropped();
+    route(self, mine, sig, info, context);
 }
 
 /* --- installing handlers --- */
@@ -1324,7 +1333,7 @@ static int send_within(const siginfo_t *info)
         return 0;
     if (!holder && takes(mine, info->si_signo))
         return hand_to(self, mine, info) ? 0 : EAGAIN;
-    if (!enqueue(&process, info))
+    if (!enqueue(&process, info, false))
         return EAGAIN;
     coop_request_signal_pass();
     return 0;
