@@ -30,11 +30,11 @@ source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/thread_signals" ] || fail "$SAMPLES/thread_signals is not built (make)"
 HANG_GUARD_S=60
 
-timeout "$HANG_GUARD_S" "$SAMPLES/thread_signals" >"$TMP/native" || fail "native: status $?"
+timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" >"$TMP/native" || fail "native: status $?"
 sed 's/^/  native: /' "$TMP/native"
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
 for mechanism in "${TLS_MECHANISMS[@]}"; do
-    COOP_TLS=$mechanism timeout "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" >"$TMP/coop" ||
+    COOP_TLS=$mechanism timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" >"$TMP/coop" ||
         fail "coop ($mechanism): status $?: $(cat "$TMP/coop")"
     diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop ($mechanism): the lines differ from the native ones"
 done
@@ -44,10 +44,10 @@ burst_counts() {
     read -r accepted handled < <(sed -n 's/^kernel-burst: accepted \([0-9]*\), handled \([0-9]*\)$/\1 \2/p' "$1")
     [ -n "$handled" ] || fail "kernel-burst printed no counts: $(cat "$1")"
 }
-timeout "$HANG_GUARD_S" "$SAMPLES/thread_signals" kernel-burst >"$TMP/burst.native" || fail "native kernel-burst: status $?"
+timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" kernel-burst >"$TMP/burst.native" || fail "native kernel-burst: status $?"
 burst_counts "$TMP/burst.native"
 ((handled == accepted)) || fail "native kernel-burst: $(cat "$TMP/burst.native")"
-COOP_HUBS=1 COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" \
+COOP_HUBS=1 COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" \
     kernel-burst >"$TMP/burst.coop" 2>"$TMP/burst.err" || fail "coop kernel-burst: status $?: $(cat "$TMP/burst.err")"
 burst_counts "$TMP/burst.coop"
 ((handled < accepted)) || fail "coop kernel-burst: expected some merged: $(cat "$TMP/burst.coop")"
@@ -56,7 +56,7 @@ warnings=$(grep -c "^coop: a real-time signal the kernel delivered lost its sigi
 # coop reads the limit again only when it would refuse a signal or holds none: here once as the
 # burst starts (the queue full at the pool's size, no limit could let more in).
 if command -v strace >/dev/null && strace -qq -o /dev/null true 2>/dev/null; then
-    COOP_HUBS=1 COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout "$HANG_GUARD_S" strace -f -qq -e signal=none \
+    COOP_HUBS=1 COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout -k 5 "$HANG_GUARD_S" strace -f -qq -e signal=none \
         -e trace=prlimit64 -o "$TMP/strace" "$COOPRUN" -- "$SAMPLES/thread_signals" kernel-burst >/dev/null 2>&1 ||
         fail "coop kernel-burst under strace: status $?"
     reads=$(grep -c RLIMIT_SIGPENDING "$TMP/strace")
