@@ -47,6 +47,9 @@ LIB_CFLAGS = $(CFLAGS) $(LIB_SAN_FLAGS) -D_GNU_SOURCE -fPIC -fvisibility=hidden 
              $(shell pkg-config --cflags libuv 2>/dev/null)
 # The wrappers define read, recv, poll...: FORTIFY's inline versions of those must stay out.
 $(BUILD)/obj/shim/%.o: LIB_CFLAGS += -U_FORTIFY_SOURCE
+# A sigwait's record ends in a cleanup, which the unwinding of an exception or of
+# cancellation runs only in frames built with exception tables.
+$(BUILD)/obj/shim/signal.o: LIB_CFLAGS += -fexceptions
 LIBUV_A := $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a
 LIB_LDFLAGS = $(SAN_FLAGS) -shared -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs -Wl,--version-script=$(BUILD)/exports.map
 # libunwind is loaded when a report first needs it (core/unwind.c), not at start-up.

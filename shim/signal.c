@@ -28,10 +28,12 @@
  *     in the kernel (a real sigtimedwait that never waits); otherwise they wait on a
  *     signalfd for the set, or to be handed a signal. sigsuspend, pause, ppoll, pselect and
  *     epoll_pwait set the greenlet's mask for the wait and end when a handler ran on it.
- *     The trampoline never runs a handler on a greenlet in such a wait (`in_wait`): it
- *     queues the signal, which ends the wait, and the handler runs at its end. Run at once,
- *     between the wait's look at the count and its park, it would end nothing: the greenlet
- *     would sleep on with its handler run. (signal_window)
+ *     The trampoline never runs a handler on a greenlet in such a wait, or in sigwait
+ *     (`in_wait`): it queues the signal, which ends the park, and the handler runs at its
+ *     end. Run at once, between the wait's look at the count and its park, it would end
+ *     nothing: the greenlet would sleep on with its handler run (signal_window); in
+ *     sigwait, it would run in coop's code (a lock held, an fd not yet recorded) and could
+ *     jump out of it.
  *   - A process-directed signal queued to a greenlet is only lent to it: the process's
  *     again should that greenlet come to block it or end first (see "Lent signals").
  *
@@ -44,7 +46,8 @@
  * greenlets, handlers, other OS threads; lending to it takes process_owner but for its own
  * trampoline: see "Lent signals") and taken by that greenlet only, or as it ends. Its
  * sigwaits under way (`waiting`: records in their frames) are written by that greenlet only:
- * one ends as its call returns, or in a jump out of a handler that leaves it (leave_waits).
+ * one ends as its call returns, in a jump out of a handler that leaves it (leave_waits), or
+ * as an exception or cancellation unwinds its frame (a cleanup: end_wait).
  * Queue entries come from a fixed pool with a lock-free free list, since handlers cannot
  * allocate; a signal moved between queues keeps its entry. A taker takes a queue's list
  * whole and gives back what it leaves under what was pushed meanwhile (put_back): signals
@@ -122,7 +125,7 @@ struct sigstate {
     struct sigwait *_Atomic waiting; /* that sigwait's record */
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
-    _Atomic bool in_wait;            /* in a wait that a handler ends: see shim_signal_wait */
+    _Atomic bool in_wait;            /* in a wait that a handler ends, or sigwait: see shim_signal_wait */
 };
 
 static struct entry pool[POOL];
@@ -812,18 +815,11 @@ static void settle(struct coop_greenlet *self, struct sigstate *s)
     deliver(self);
 }
 
-/* Whether g's cancellation or pthread_exit unwinds it (glibc marks the thread exiting first):
- * every wait it was in is over, though the unwinding ran none of their ends. */
-static bool exiting(struct coop_greenlet *g)
-{
-    return atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING;
-}
-
-/* In a wait that a handler ends; not once g exits: its cleanup handlers take signals as
- * after the wait. */
+/* In a wait that a handler ends; not once cancellation unwinds out of it (glibc marks the
+ * thread exiting first): its cleanup handlers take signals as after the wait. */
 static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
 {
-    return atomic_load(&s->in_wait) && !exiting(g);
+    return atomic_load(&s->in_wait) && !(atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING);
 }
 
 static struct coop_greenlet *main_greenlet;
@@ -1184,7 +1180,8 @@ static struct __jmp_buf_tag *mask_put_back(struct coop_greenlet *g, struct __jmp
     return copy;
 }
 
-static void leave_waits(struct coop_greenlet *g, const struct __jmp_buf_tag *env);
+static bool on_own_stack(struct coop_greenlet *g, uintptr_t p);
+static void leave_waits(struct coop_greenlet *g, uintptr_t there);
 
 /* What a jump does before glibc's: the masks back, then the end of the sigwaits it leaves,
  * settled under the mask it lands with. */
@@ -1194,7 +1191,7 @@ static struct __jmp_buf_tag *before_jump(struct __jmp_buf_tag *env, struct __jmp
     if (g == NULL)
         return env;
     struct __jmp_buf_tag *jump = mask_put_back(g, env, copy);
-    leave_waits(g, env);
+    leave_waits(g, shim_jmp_sp(env));
     return jump;
 }
 
@@ -1216,10 +1213,32 @@ EXPORT void _longjmp(jmp_buf env, int val)
     REAL(_longjmp)(before_jump(env, &copy), val);
 }
 
+/* glibc's check lets a jump go down the stack only from the OS thread's alternate stack; a
+ * greenlet that parked on one (a handler's sigwait) may go on on another hub's thread, whose
+ * alternate stack is another: from off its own stack, the jump goes unchecked. */
 EXPORT void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
 {
     struct __jmp_buf_tag copy;
-    REAL(__longjmp_chk)(before_jump(env, &copy), val);
+    struct coop_greenlet *g = emulating();
+    if (g != NULL && !on_own_stack(g, (uintptr_t)__builtin_frame_address(0)))
+        REAL(longjmp)(before_jump(env, &copy), val);
+    else
+        REAL(__longjmp_chk)(before_jump(env, &copy), val);
+}
+
+/* A handler's setcontext jumps too: out of the sigwaits below the stack pointer it loads.
+ * The mask in the context is the OS thread's that getcontext read, not the greenlet's:
+ * the greenlet keeps its own, and the hub's OS thread keeps coop's (glibc's would set it). */
+EXPORT int setcontext(const ucontext_t *context)
+{
+    struct coop_greenlet *g = emulating();
+    if (g == NULL)
+        return REAL(setcontext)(context);
+    kernel_frames = 0;
+    leave_waits(g, (uintptr_t)context->uc_mcontext.gregs[REG_RSP]);
+    ucontext_t copy = *context;     /* its fpregs still point into the original */
+    set_of(atomic_load(&wanted), &copy.uc_sigmask);
+    return REAL(setcontext)(&copy);
 }
 
 /* --- thread-directed signals --- */
@@ -1470,82 +1489,127 @@ static int take_signal(struct sigstate *s, const sigset_t *set, siginfo_t *info)
     return sig;
 }
 
-/* s's sigwaits under way, innermost first; none once g exits, whose unwinding left their
- * frames without ending them (their records may be overwritten). */
-static struct sigwait *waits(struct coop_greenlet *g, struct sigstate *s)
-{
-    struct sigwait *w = atomic_load(&s->waiting);
-    return w != NULL && !exiting(g) ? w : NULL;
-}
-
-/* The end of w, s's innermost sigwait: the one it interrupted waits again, w's notifier
- * closes, and what w's set took settles, in that order: a handler settle runs may jump out. */
-static void end_wait(struct coop_greenlet *g, struct sigstate *s, struct sigwait *w)
+/* The end of w, s's innermost sigwait, on every way out of its frame (a return, a jump out
+ * of a handler run in it, the unwinding of cancellation or of an exception): the sigwait it
+ * interrupted waits again, w's notifier closes, and the lent signals w's set took go back.
+ * Nothing runs here: an unwinding greenlet takes no signal; a return or a jump delivers
+ * after. */
+static void end_wait(struct sigstate *s, struct sigwait *w)
 {
     atomic_store(&s->waiting, w->outer);
     atomic_store(&s->awaited, w->outer != NULL ? w->outer->set : 0);
+    atomic_store(&s->in_wait, false);   /* an outer sigwait is in a handler: never in_wait */
     notifier_close(w->notifier);
-    settle(g, s);       /* the others its set took: the process's again, or run if open */
+    give_back(s);
 }
 
-/* A jump to env out of a handler leaves the sigwaits whose frames lie between here and where
- * it lands: they end, as a thread that jumps out of sigwait no longer waits. One on another
- * stack than the handler's (sigaltstack's) is never between. */
-static void leave_waits(struct coop_greenlet *g, const struct __jmp_buf_tag *env)
+/* A record's cleanup (signal.c is built with -fexceptions for it to run as frames unwind). */
+static void wait_over(struct sigwait *w) { end_wait(state_of(coop_self()), w); }
+
+/* Whether p lies on g's own stack, not on an alternate signal stack its handlers ran on.
+ * A thread's original context has no bounds here: off the OS thread's alternate stack. */
+static bool on_own_stack(struct coop_greenlet *g, uintptr_t p)
+{
+    void *base;
+    size_t size;
+    coop_greenlet_stack(g, &base, &size);
+    if (base != NULL)
+        return p - (uintptr_t)base < size;
+    stack_t alt;
+    return sigaltstack(NULL, &alt) != 0 || (alt.ss_flags & SS_DISABLE) || p - (uintptr_t)alt.ss_sp >= alt.ss_size;
+}
+
+/* Whether a jump landing on stack pointer `there` leaves w, a sigwait whose frame encloses
+ * the jumper's. Stacks order by age, not by address (an alternate stack may lie above or
+ * below): a handler on an alternate stack runs above every frame on the greenlet's own
+ * stack, so a jump from there to its own stack leaves every record on the alternate one,
+ * and a jump to the alternate stack none on its own. On one stack, it leaves the frames
+ * below where it lands. */
+static bool leaves(struct coop_greenlet *g, const struct sigwait *w, uintptr_t there)
+{
+    bool own = on_own_stack(g, (uintptr_t)w);
+    return own == on_own_stack(g, there) ? (uintptr_t)w < there : !own;
+}
+
+/* A jump out of a handler, landing on stack pointer `there` (0: not known), ends the
+ * sigwaits it leaves, as a thread that jumps out of sigwait no longer waits; then what they
+ * took runs if the mask it lands with lets it. */
+static void leave_waits(struct coop_greenlet *g, uintptr_t there)
 {
     struct sigstate *s = state_of(g);
-    struct sigwait *w = s != NULL ? waits(g, s) : NULL;
-    if (w == NULL)
+    if (s == NULL || there == 0)
         return;
-    uintptr_t here = (uintptr_t)__builtin_frame_address(0), there = shim_jmp_sp(env);
-    for (; w != NULL && (uintptr_t)w > here && (uintptr_t)w < there; w = waits(g, s))
-        end_wait(g, s, w);
+    bool left = false;
+    for (struct sigwait *w; (w = atomic_load(&s->waiting)) != NULL && leaves(g, w, there); left = true)
+        end_wait(s, w);
+    if (left)
+        deliver(g);
 }
 
-/* sigtimedwait until deadline; restart: whether a handler that ran meanwhile lets the
- * wait go on (sigwait) or ends it with EINTR (sigwaitinfo, sigtimedwait: never restarted). */
+/* The kernel's sigtimedwait until deadline, where coop cannot wait: handlers run at once
+ * meanwhile, as in the kernel's waits (see shim_signal_kernel_wait_begin). */
+static int kernel_sigtimedwait(const sigset_t *set, siginfo_t *info, int64_t deadline)
+{
+    bool in_wait = shim_signal_kernel_wait_begin();
+    struct timespec left = shim_remaining(deadline);
+    int sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
+    shim_signal_kernel_wait_end(in_wait);
+    return sig;
+}
+
+/* Takes a signal of set for w, s's innermost sigwait, waiting until deadline; restart:
+ * whether a handler that ran meanwhile lets the wait go on (sigwait) or ends it with EINTR
+ * (sigwaitinfo, sigtimedwait: never restarted). */
+static int take_or_wait(struct sigstate *s, struct sigwait *w, const sigset_t *set, siginfo_t *info,
+                        int64_t deadline, bool restart)
+{
+    for (;;) {
+        shim_cancel_point();    /* as glibc's: a pending cancellation wins over a signal */
+        int sig = take_signal(s, set, info);
+        if (sig > 0 || errno != EAGAIN)
+            return sig;
+        if (coop_now() >= deadline) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (w->notifier < 0 && (w->notifier = signal_notifier(set)) < 0)     /* out of fds */
+            return kernel_sigtimedwait(set, info, deadline);
+        unsigned handled = atomic_load(&s->handled);
+        int r = coop_wait_fd(w->notifier, COOP_READ, deadline);
+        if (r == EBADF) {            /* the program closed it under the wait: another one */
+            w->notifier = -1;
+        } else if (r != 0 && r != ETIMEDOUT && r != EINTR && r != COOP_RESTART) {
+            return kernel_sigtimedwait(set, info, deadline);     /* cannot wait */
+        } else if (!restart && atomic_load(&s->handled) != handled
+                   && (sig = take_signal(s, set, info)) <= 0) {
+            errno = EINTR;
+            return -1;
+        }
+        if (sig > 0)
+            return sig;
+    }
+}
+
+/* sigtimedwait until deadline (see take_or_wait), under a record that ends on every way out.
+ * The wait is in_wait, as the waits a handler ends are: a handler for a signal outside its
+ * set runs at a park's end, on the greenlet's stack, never in coop's code in between. */
 static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *info, int64_t deadline,
                        bool restart)
 {
     struct sigstate *s = my_state(g);
     siginfo_t scratch;
-    info = info != NULL ? info : &scratch;
-    int sig;
-    struct sigwait w = { .set = bits_of(set), .notifier = -1, .outer = waits(g, s) };
-    atomic_store(&s->waiting, &w);
-    atomic_store(&s->awaited, w.set);
-    for (;;) {
-        sig = take_signal(s, set, info);
-        if (sig > 0 || errno != EAGAIN)
-            break;
-        if (coop_now() >= deadline) {
-            errno = EAGAIN;
-            break;
-        }
-        if (w.notifier < 0 && (w.notifier = signal_notifier(set)) < 0) {     /* out of fds: the real wait */
-            struct timespec left = shim_remaining(deadline);
-            sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
-            break;
-        }
-        unsigned handled = atomic_load(&s->handled);
-        int r = coop_wait_fd(w.notifier, COOP_READ, deadline);
-        if (r == EBADF) {            /* the program closed it under the wait: another one */
-            w.notifier = -1;
-        } else if (r != 0 && r != ETIMEDOUT && r != EINTR && r != COOP_RESTART) {
-            struct timespec left = shim_remaining(deadline);   /* cannot wait: the real wait */
-            sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
-            break;
-        } else if (!restart && atomic_load(&s->handled) != handled
-                   && (sig = take_signal(s, set, info)) <= 0) {
-            errno = EINTR;
-            sig = -1;
-            break;
-        }
-        if (sig > 0)
-            break;
+    int sig, error;
+    {
+        struct sigwait w __attribute__((cleanup(wait_over))) = {
+            .set = bits_of(set), .notifier = -1, .outer = atomic_load(&s->waiting),
+        };
+        atomic_store(&s->waiting, &w);
+        atomic_store(&s->awaited, w.set);
+        atomic_store(&s->in_wait, true);
+        sig = take_or_wait(s, &w, set, info != NULL ? info : &scratch, deadline, restart);
+        error = errno;
     }
-    int error = errno;
-    end_wait(g, s, &w);
+    deliver(g);     /* what the wait queued, and the others its set took, if open now */
     errno = error;
     return sig;
 }

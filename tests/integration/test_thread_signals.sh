@@ -21,7 +21,10 @@
 # signals fill the queue; RLIMIT_SIGPENDING raised while the queue is full at the old limit
 # letting one more in; a forked child with nothing pending, free to queue real-time signals,
 # though its parent's threads had the queue full; a real-time signal from the kernel while the
-# queue is full running its handler.
+# queue is full running its handler; the jump out of sigwait's handler from a sigwait run on
+# an alternate signal stack above the thread's, and with setcontext; a thread canceled in
+# sigwait, or exiting from a handler run in it, leaving no signalfd open; a handler run in
+# sigwait, which goes on.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define THREADS 50
@@ -1177,6 +1179,206 @@ static void kernel_signal_when_full(void)
            sent ? "yes" : "no", pthread_equal(late_in, t) ? "yes" : "no", burst_handled == accepted ? "yes" : "no");
 }
 
+/* --- 25. as 17, but sigwait runs in a handler on an alternate signal stack (SA_ONSTACK)
+ * that lies above the thread's stack, and the handler that jumps out lands on the thread's
+ * stack: the wait ends all the same (the stacks differ, their addresses say nothing). Under
+ * coop on several hubs the sigwait may go on on another hub's OS thread, whose alternate
+ * stack is not this one: FORTIFY's siglongjmp must not take the jump for one into a dead
+ * frame --- */
+
+static volatile sig_atomic_t rt_after_jump;
+
+static void on_rt_after_jump(int sig)
+{
+    (void)sig;
+    rt_after_jump++;
+}
+
+static void on_usr1_sigwait(int sig)
+{
+    (void)sig;
+    sigset_t rt = only(SIGRTMIN);
+    pthread_barrier_wait(&step);
+    int taken = 0;
+    sigwait(&rt, &taken);
+    printf("sigwait on the alternate stack returned %d, not jumped out of\n", taken);
+}
+
+/* 64 KiB above the caller's stack where that is free, else anywhere. */
+static void *alternate_stack_above(void)
+{
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0) & ~(uintptr_t)0xfff;
+    void *alt = MAP_FAILED;
+    for (uintptr_t gap = 16 << 20; alt == MAP_FAILED && gap <= 1u << 30; gap <<= 1)
+        alt = mmap((void *)(here + gap), 1 << 16, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (alt == MAP_FAILED)
+        alt = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return alt;
+}
+
+static void *jump_from_alternate_stack_thread(void *unused)
+{
+    stack_t alt = { .ss_sp = alternate_stack_above(), .ss_size = 1 << 16 }, old;
+    sigaltstack(&alt, &old);
+    sigset_t rt = only(SIGRTMIN), usr2 = only(SIGUSR2);
+    if (sigsetjmp(waiting_at, 1) == 0) {
+        pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+        syscall(SYS_tgkill, getpid(), gettid(), SIGUSR1);   /* the kernel's: on the alternate stack */
+        printf("SIGUSR1's handler returned, not jumped out of\n");
+    }
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
+    pthread_kill(pthread_self(), SIGRTMIN);
+    printf("after siglongjmp from an alternate stack's sigwait: SIGRTMIN sent to it ran its handler %d time(s)\n",
+           (int)rt_after_jump);
+    sigaltstack(&old, NULL);    /* the mapping stays: under coop, the hub's thread may keep it */
+    return unused;
+}
+
+static void jump_from_alternate_stack(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1_sigwait;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR1, &sa, NULL);
+    handle(SIGUSR2, on_usr2_leave);
+    handle(SIGRTMIN, on_rt_after_jump);
+    sigset_t both = only(SIGRTMIN);
+    sigaddset(&both, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &both, NULL);    /* the thread's mask too, saved by its sigsetjmp */
+    pthread_barrier_init(&step, NULL, 2);
+    int signalfds = open_signalfds();
+    pthread_t t;
+    pthread_create(&t, NULL, jump_from_alternate_stack_thread, NULL);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR2);
+    pthread_join(t, NULL);
+    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+    handle(SIGUSR1, SIG_DFL);
+    handle(SIGRTMIN, SIG_DFL);
+}
+
+/* --- 26. a thread canceled in sigwait, or that calls pthread_exit in a handler run in
+ * sigwait, leaves no signalfd open; the handler of a signal outside the set runs in sigwait,
+ * which goes on (glibc's sigwait retries after EINTR) and takes the set's signal after it.
+ * Either signal or the cancellation may land before sigwait or in it: the lines are the same
+ * (under coop on one hub, main runs only once the thread waits) --- */
+
+static volatile sig_atomic_t usr2_in_sigwait;
+/* Not on the stack of the thread that is unwound: AddressSanitizer would find what its
+ * frame poisoned there in the next thread to have that stack (glibc's unwinding ends with a
+ * jump it does not see). */
+static sigset_t usr1_only, usr2_only;
+static int usr1_taken;
+
+static void on_usr2_exit(int sig)
+{
+    (void)sig;
+    pthread_exit((void *)42);
+}
+
+static void on_usr2_count(int sig)
+{
+    (void)sig;
+    usr2_in_sigwait++;
+}
+
+static void *sigwait_usr1(void *unused)
+{
+    pthread_sigmask(SIG_UNBLOCK, &usr2_only, NULL);
+    pthread_barrier_wait(&step);
+    sigwait(&usr1_only, &usr1_taken);
+    printf("sigwait returned %s; SIGUSR2's handler ran %d time(s)\n", usr1_taken == SIGUSR1 ? "SIGUSR1" : "another",
+           (int)usr2_in_sigwait);
+    return unused;
+}
+
+/* Runs sigwait_usr1 on a thread that main cancels or sends `first`, then SIGUSR1: how it ended. */
+static const char *end_sigwait(bool cancel, int first)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, sigwait_usr1, NULL);
+    pthread_barrier_wait(&step);
+    if (cancel)
+        pthread_cancel(t);
+    else
+        pthread_kill(t, first);
+    pthread_kill(t, SIGUSR1);
+    void *result;
+    pthread_join(t, &result);
+    return result == PTHREAD_CANCELED ? "canceled" : result == (void *)42 ? "exited with 42" : "returned";
+}
+
+static void leave_sigwait(void)
+{
+    usr1_only = only(SIGUSR1);
+    usr2_only = only(SIGUSR2);
+    sigset_t both = only(SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &both, NULL);
+    int signalfds = open_signalfds();
+    printf("a thread canceled in sigwait: %s\n", end_sigwait(true, 0));
+    handle(SIGUSR2, on_usr2_exit);
+    printf("a thread whose handler run in sigwait calls pthread_exit: %s\n", end_sigwait(false, SIGUSR2));
+    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
+    handle(SIGUSR2, on_usr2_count);
+    printf("a thread whose sigwait ran a handler: %s\n", end_sigwait(false, SIGUSR2));
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+}
+
+/* --- 27. as 17, but the handler leaves sigwait with setcontext, to a context getcontext
+ * saved before it --- */
+
+static ucontext_t before_sigwait;
+static volatile sig_atomic_t left_by_setcontext;
+
+static void on_usr2_setcontext(int sig)
+{
+    (void)sig;
+    left_by_setcontext = 1;
+    setcontext(&before_sigwait);
+}
+
+static void *setcontext_out_of_sigwait_thread(void *unused)
+{
+    sigset_t usr1 = only(SIGUSR1), usr2 = only(SIGUSR2);
+    getcontext(&before_sigwait);
+    if (!left_by_setcontext) {
+        pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+        pthread_barrier_wait(&step);
+        int sig = 0;
+        sigwait(&usr1, &sig);
+        printf("sigwait returned %d, not left\n", sig);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+    pthread_kill(pthread_self(), SIGUSR1);
+    printf("after setcontext out of sigwait's handler: SIGUSR1 sent to it ran its handler %d time(s)\n",
+           (int)usr1_after_jump);
+    return unused;
+}
+
+static void setcontext_out_of_sigwait(void)
+{
+    handle(SIGUSR1, on_usr1_after_jump);
+    handle(SIGUSR2, on_usr2_setcontext);
+    usr1_after_jump = 0;
+    sigset_t both = only(SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &both, NULL);
+    pthread_barrier_init(&step, NULL, 2);
+    int signalfds = open_signalfds();
+    pthread_t t;
+    pthread_create(&t, NULL, setcontext_out_of_sigwait_thread, NULL);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR2);
+    pthread_join(t, NULL);
+    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1206,5 +1408,8 @@ int main(int argc, char **argv)
     limit_raised_when_full();
     fork_leaves_them();
     kernel_signal_when_full();
+    jump_from_alternate_stack();
+    leave_sigwait();
+    setcontext_out_of_sigwait();
     return 0;
 }
