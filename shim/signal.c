@@ -1547,7 +1547,8 @@ static void leave_waits(struct coop_greenlet *g, uintptr_t there)
 }
 
 /* The kernel's sigtimedwait until deadline, where coop cannot wait: handlers run at once
- * meanwhile, as in the kernel's waits (see shim_signal_kernel_wait_begin). */
+ * meanwhile, as in the kernel's waits (see shim_signal_kernel_wait_begin), and end it with
+ * EINTR. */
 static int kernel_sigtimedwait(const sigset_t *set, siginfo_t *info, int64_t deadline)
 {
     bool in_wait = shim_signal_kernel_wait_begin();
@@ -1572,14 +1573,16 @@ static int take_or_wait(struct sigstate *s, struct sigwait *w, const sigset_t *s
             errno = EAGAIN;
             return -1;
         }
-        if (w->notifier < 0 && (w->notifier = signal_notifier(set)) < 0)     /* out of fds */
-            return kernel_sigtimedwait(set, info, deadline);
         unsigned handled = atomic_load(&s->handled);
-        int r = coop_wait_fd(w->notifier, COOP_READ, deadline);
+        /* The park's outcome, or why there is no notifier (out of fds). */
+        int r = w->notifier >= 0 || (w->notifier = signal_notifier(set)) >= 0
+                    ? coop_wait_fd(w->notifier, COOP_READ, deadline) : errno;
         if (r == EBADF) {            /* the program closed it under the wait: another one */
             w->notifier = -1;
         } else if (r != 0 && r != ETIMEDOUT && r != EINTR && r != COOP_RESTART) {
-            return kernel_sigtimedwait(set, info, deadline);     /* cannot wait */
+            sig = kernel_sigtimedwait(set, info, deadline);     /* cannot wait */
+            if (sig > 0 || errno != EINTR || !restart)      /* sigwait goes on: glibc's calls again */
+                return sig;
         } else if (!restart && atomic_load(&s->handled) != handled
                    && (sig = take_signal(s, set, info)) <= 0) {
             errno = EINTR;
