@@ -117,6 +117,9 @@ long coop_tls_run_as_thread(long (*fn)(void *), void *arg);
  * glibc then takes it for the caller's, and the initial thread's record for another
  * thread's. */
 long coop_tls_run_on_hub_area(long (*fn)(void *), void *arg);
+/* Whether the runtime's threads run: the program created a thread (since it started, or since
+ * the fork that made it). */
+bool coop_sched_started(void);
 
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);

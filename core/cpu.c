@@ -35,12 +35,13 @@ void coop_cpu_charge_now(struct coop_hub *h, struct coop_greenlet *running)
 
 /* The main greenlet takes the time of the main thread's OS thread so far, before any hub
  * may charge it: under a lock, so that a second asker waits for it. */
+static coop_lock_t charging_lock;
+
 static void start_charging(void)
 {
-    static coop_lock_t lock;
     if (atomic_load(&coop_cpu_charging))
         return;
-    coop_lock(&lock);
+    coop_lock(&charging_lock);
     if (!atomic_load(&coop_cpu_charging)) {
         /* The kernel's clock id of another thread's CPU time (CPUCLOCK_PERTHREAD, SCHED). */
         clockid_t main_thread = (clockid_t)((~(unsigned)coop_hub_at(0)->tid << 3) | 6);
@@ -48,7 +49,7 @@ static void start_charging(void)
             coop_main_greenlet->cpu_ns += cpu_ns(main_thread);
         atomic_store(&coop_cpu_charging, true);
     }
-    coop_unlock(&lock);
+    coop_unlock(&charging_lock);
 }
 
 int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g)
@@ -91,7 +92,11 @@ int coop_greenlet_number(struct coop_greenlet *g)
 }
 
 /* Another hub's thread may have held the numbers' lock at the fork. */
-void coop_cpu_fork_child(void) { numbers_lock = (coop_lock_t){ 0 }; }
+void coop_cpu_fork_child(void)
+{
+    numbers_lock = (coop_lock_t){ 0 };
+    charging_lock = (coop_lock_t){ 0 };
+}
 
 struct coop_greenlet *coop_greenlet_numbered(int n)
 {

@@ -272,7 +272,6 @@ int coop_hub_total(void);            /* hubs started, spares included */
 int coop_sched_regular_hubs(void);
 void coop_sched_init(int hubs, struct coop_hub *first);
 void coop_sched_start(void);
-bool coop_sched_started(void);
 /* Makes g ready on h, the caller's own hub (yield; a preempted greenlet). */
 void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
 /* A new greenlet, on h (the caller's hub, or NULL for a thread that is none). */

@@ -429,13 +429,15 @@ int coop_tls_greenlet_init(struct coop_greenlet *g)
         return -1;
     /* As glibc's pthread_create marks the new thread and its creator: its syscall wrappers
      * then act on cancellation, and malloc's paths that read the flag take their atomic
-     * ways. The hub's thread (its main greenlet's) too. Not for hub 0's own area, made at
-     * start-up: a program that never creates a thread stays single-threaded for glibc. */
+     * ways. The hub's thread (its main greenlet's) too. Hub 0's own area, made at start-up,
+     * leaves the main thread's alone (a program that never creates a thread stays single-
+     * threaded for glibc); its loop runs only once there are greenlets, beside the runtime's
+     * threads. */
     if (!g->is_hub) {
         *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
         *(int *)(g->hub->os_tp + TCB_MULTIPLE_THREADS) = 1;
-        *(int *)(g->tp + TCB_MULTIPLE_THREADS) = 1;
     }
+    *(int *)(g->tp + TCB_MULTIPLE_THREADS) = 1;
     g->tid_written = g->hub->tid;
     take_spare_malloc_state(g->tp);
     g->own_tls = true;
@@ -494,12 +496,13 @@ static long run_on(uintptr_t tp, long (*fn)(void *), void *arg)
     uintptr_t own = thread_pointer();
     if (tp == own)
         return fn(arg);
-    sigset_t mask;
-    coop_block_all_signals(&mask);
+    /* Added to the mask, not set: in glibc's SIGSETXID handler, 33 stays blocked. */
+    uint64_t others = ~(uint64_t)0 & ~(1ULL << (32 - 1)) & ~(1ULL << (33 - 1)), mask;
+    coop_sys6(SYS_rt_sigprocmask, SIG_BLOCK, (long)&others, (long)&mask, 8, 0, 0);
     set_thread_pointer(tp);
     long result = fn(arg);
     set_thread_pointer(own);
-    coop_restore_signals(&mask);
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&mask, 0, 8, 0, 0);
     return result;
 }
 
@@ -524,9 +527,7 @@ void coop_tls_set_multithreaded(void)
 {
     atomic_store(&tls.multithreaded, true);
     *(int *)(thread_pointer() + TCB_MULTIPLE_THREADS) = 1;
-    struct coop_hub *first = coop_hub_at(0);      /* the main thread's record, hub 0's area */
-    *(int *)(first->os_tp + TCB_MULTIPLE_THREADS) = 1;
-    *(int *)(first->hub_g->tp + TCB_MULTIPLE_THREADS) = 1;
+    *(int *)(coop_hub_at(0)->os_tp + TCB_MULTIPLE_THREADS) = 1;     /* the main thread's record */
 }
 
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)

@@ -71,6 +71,9 @@ void shim_main_unwound(void) __attribute__((noreturn, used));
 void shim_main_unwound(void)
 {
     forget_buffers();
+    /* The initial thread's record is glibc's only one of the OS thread 0, which goes on as
+     * hub 0: glibc's setuid broadcast skips a record marked exiting. */
+    atomic_fetch_and(coop_greenlet_cancel_state(coop_self()), ~COOP_CANCEL_EXITING);
     coop_exit(unwound_result());
 }
 

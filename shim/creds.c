@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -58,20 +59,29 @@ static void on_setxid(int sig, siginfo_t *info, void *context)
 }
 
 /* glibc installs its handler with its first real thread (the runtime's first): from then
- * on, coop's runs it. Idempotent; threads may race here, the kernel's action is one. */
+ * on, coop's runs it. Idempotent; a caller that finds another installing it waits, so that
+ * no broadcast it starts next meets glibc's handler alone. */
 void shim_creds_wrap_setxid(void)
 {
-    static _Atomic bool wrapped;
-    if (atomic_load(&wrapped))
-        return;
+    enum { NOT_YET, INSTALLING, WRAPPED };
+    static _Atomic int state;
+    int seen = atomic_load(&state);
+    while (seen == INSTALLING)
+        seen = atomic_load(&state);
     struct kernel_action glibc;
-    if (coop_sys6(SYS_rt_sigaction, SIGSETXID, 0, (long)&glibc, sizeof glibc.mask, 0, 0) != 0
-        || glibc.handler == NULL || glibc.handler == on_setxid || atomic_exchange(&wrapped, true))
+    if (seen == WRAPPED || coop_sys6(SYS_rt_sigaction, SIGSETXID, 0, (long)&glibc, sizeof glibc.mask, 0, 0) != 0
+        || (uintptr_t)glibc.handler <= (uintptr_t)SIG_IGN)     /* not installed yet */
         return;
+    if (!atomic_compare_exchange_strong(&state, &seen, INSTALLING)) {
+        while (atomic_load(&state) == INSTALLING)
+            ;
+        return;
+    }
     glibc_setxid = glibc.handler;
     struct kernel_action ours = glibc;
     ours.handler = on_setxid;
     coop_sys6(SYS_rt_sigaction, SIGSETXID, (long)&ours, 0, sizeof ours.mask, 0, 0);
+    atomic_store(&state, WRAPPED);
 }
 
 enum id_call { SETUID, SETGID, SETEUID, SETEGID, SETREUID, SETREGID, SETRESUID, SETRESGID, SETGROUPS };
@@ -102,10 +112,15 @@ static long call_glibc_id(void *p)
     return 0;
 }
 
+/* Before the runtime's threads start (or again in a forked child) one OS thread runs the
+ * program, whose record glibc knows as the caller's: the plain call. */
 static int set_ids(struct id_args x)
 {
     shim_creds_wrap_setxid();
-    coop_tls_run_on_hub_area(call_glibc_id, &x);
+    if (coop_sched_started())
+        coop_tls_run_on_hub_area(call_glibc_id, &x);
+    else
+        call_glibc_id(&x);
     if (x.result != 0)
         errno = x.err;
     return x.result;
@@ -131,4 +146,32 @@ EXPORT int setresgid(gid_t r, gid_t e, gid_t s)
 EXPORT int setgroups(size_t n, const gid_t *list)
 {
     return set_ids((struct id_args){ .call = SETGROUPS, .groups = n, .list = list });
+}
+
+/* glibc's initgroups calls its own setgroups, which coop's never sees: the same
+ * list (the user's groups and `group`, at most NGROUPS_MAX), through coop's. */
+EXPORT int initgroups(const char *user, gid_t group)
+{
+    int n = 64;
+    gid_t *list = NULL;
+    for (;;) {
+        gid_t *grown = realloc(list, (size_t)n * sizeof *list);
+        if (grown == NULL) {
+            free(list);
+            errno = ENOMEM;
+            return -1;
+        }
+        list = grown;
+        int room = n;
+        if (getgrouplist(user, group, list, &n) >= 0)
+            break;
+        if (n <= room)
+            n = room * 2;
+    }
+    long max = sysconf(_SC_NGROUPS_MAX);
+    int result = setgroups(max > 0 && n > max ? (size_t)max : (size_t)n, list);
+    int err = errno;
+    free(list);
+    errno = err;
+    return result;
 }

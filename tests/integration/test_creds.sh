@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# setuid and its kin under coop (shim/creds.c, tests/samples/creds_threads.c): while workers
-# compute, another thread changes the effective uid, main changes it back, then main drops
-# root for good; after each step every worker and every task of the process shows the new
-# ids. glibc makes the call on each OS thread with a signal whose handler clears a mark in
-# the thread's own record: run on a greenlet's area, it cleared the wrong one and glibc
-# signalled for ever (the program hung at its first step). The same lines natively and
+# setuid and its kin under coop (shim/creds.c, tests/samples/creds_threads.c): a child a
+# thread forks changes its own ids; initgroups (whose setgroups is glibc's own) reaches every
+# task; while workers compute, another thread changes the effective uid, main changes it
+# back, then main drops root for good; after each step every worker and every task of the
+# process shows the new ids. glibc makes the call on each OS thread with a signal whose
+# handler clears a mark in the thread's own record: run on a greenlet's area, it cleared the
+# wrong one and glibc signalled for ever (the program hung). The same lines natively and
 # under coop, on one hub and on the suite's. Needs root (CI runs as root): skipped otherwise.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/creds_threads" ] || fail "$SAMPLES/creds_threads is not built (make)"

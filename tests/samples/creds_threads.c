@@ -3,7 +3,9 @@
  * the call on each OS thread). Workers compute meanwhile, so the calls land on threads that
  * are busy; another thread changes the effective uid, then main changes it back, then main
  * drops root for good. After each step every thread reports its ids, and every task of the
- * process in /proc (coop's own threads included) must show them. Needs root: status 77
+ * process in /proc (coop's own threads included) must show them. Before that, initgroups
+ * (whose setgroups is glibc's own) reaches every task too, and a child a thread forks
+ * changes its ids alone. Needs root: status 77
  * otherwise. One line per step, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -13,6 +15,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 
 enum { WORKERS = 6, NOBODY = 65534 };
 
@@ -54,14 +57,9 @@ static void *worker(void *unused)
     return unused;
 }
 
-/* Tasks of this process whose Uid/Gid lines differ from want. */
-static int tasks_otherwise(const struct ids *want)
+/* Tasks of this process whose lines starting with `first` or `second` are not these. */
+static int tasks_without(const char *first, const char *second)
 {
-    char uid_line[128], gid_line[128];
-    snprintf(uid_line, sizeof uid_line, "Uid:\t%u\t%u\t%u\t", (unsigned)want->ruid, (unsigned)want->euid,
-             (unsigned)want->suid);
-    snprintf(gid_line, sizeof gid_line, "Gid:\t%u\t%u\t%u\t", (unsigned)want->rgid, (unsigned)want->egid,
-             (unsigned)want->sgid);
     DIR *d = opendir("/proc/self/task");
     if (d == NULL)
         die("/proc/self/task: %s", strerror(errno));
@@ -74,16 +72,41 @@ static int tasks_otherwise(const struct ids *want)
         FILE *f = fopen(path, "r");
         if (f == NULL)
             continue;                   /* it ended meanwhile */
-        bool uid_ok = false, gid_ok = false;
+        bool first_ok = false, second_ok = false;
         while (fgets(line, sizeof line, f) != NULL) {
-            uid_ok |= strncmp(line, uid_line, strlen(uid_line)) == 0;
-            gid_ok |= strncmp(line, gid_line, strlen(gid_line)) == 0;
+            first_ok |= strncmp(line, first, strlen(first)) == 0;
+            second_ok |= strncmp(line, second, strlen(second)) == 0;
         }
         fclose(f);
-        otherwise += !(uid_ok && gid_ok);
+        otherwise += !(first_ok && second_ok);
     }
     closedir(d);
     return otherwise;
+}
+
+/* Tasks of this process whose Uid/Gid lines differ from want. */
+static int tasks_otherwise(const struct ids *want)
+{
+    char uid_line[128], gid_line[128];
+    snprintf(uid_line, sizeof uid_line, "Uid:\t%u\t%u\t%u\t", (unsigned)want->ruid, (unsigned)want->euid,
+             (unsigned)want->suid);
+    snprintf(gid_line, sizeof gid_line, "Gid:\t%u\t%u\t%u\t", (unsigned)want->rgid, (unsigned)want->egid,
+             (unsigned)want->sgid);
+    return tasks_without(uid_line, gid_line);
+}
+
+/* A thread forks; the child (one thread) changes its effective uid: only its own. */
+static void *fork_and_change(void *unused)
+{
+    pid_t child = fork();
+    if (child == 0)
+        _exit(setresuid(-1, NOBODY, -1) == 0 && geteuid() == NOBODY ? 0 : 1);
+    int status;
+    if (child < 0 || waitpid(child, &status, 0) != child)
+        die("fork");
+    printf("a forked child changed its ids: %s; the parent's stayed: %s\n",
+           WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "yes" : "no", mine_are(&expected[0]) ? "yes" : "no");
+    return unused;
 }
 
 /* Makes step s's change, moves to it and waits for every worker's report. */
@@ -142,6 +165,21 @@ int main(void)
         if (pthread_create(&t[i], NULL, worker, NULL) != 0)
             die("pthread_create");
     pthread_barrier_wait(&started);
+    pthread_t forker;
+    if (pthread_create(&forker, NULL, fork_and_change, NULL) != 0)
+        die("pthread_create");
+    pthread_join(forker, NULL);
+    if (initgroups("root", NOBODY) != 0)
+        die("initgroups: %s", strerror(errno));
+    char groups[256] = "";
+    FILE *self = fopen("/proc/thread-self/status", "r");
+    while (self != NULL && fgets(groups, sizeof groups, self) != NULL && strncmp(groups, "Groups:", 7) != 0)
+        ;
+    if (self != NULL)
+        fclose(self);
+    printf("initgroups: tasks with other groups than the caller's: %d\n", tasks_without(groups, groups));
+    if (setgroups(1, none) != 0)
+        die("setgroups: %s", strerror(errno));
     next_step(1, euid_nobody_elsewhere);
     next_step(2, euid_back);
     next_step(3, drop_root);
