@@ -917,22 +917,29 @@ static void *jump_out_of_sigwait_thread(void *unused)
     return unused;
 }
 
+/* Blocks `both` (the thread's mask too, saved by its sigsetjmp), runs `thread` until it waits,
+ * sends it SIGUSR2, whose handler jumps out, and says whether a signalfd was left open. */
+static void jump_round(void *(*thread)(void *), sigset_t both)
+{
+    pthread_sigmask(SIG_BLOCK, &both, NULL);
+    pthread_barrier_init(&step, NULL, 2);
+    int signalfds = open_signalfds();
+    pthread_t t;
+    pthread_create(&t, NULL, thread, NULL);
+    pthread_barrier_wait(&step);
+    pthread_kill(t, SIGUSR2);
+    pthread_join(t, NULL);
+    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
+    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+}
+
 static void jump_out_of_sigwait(void)
 {
     handle(SIGUSR1, on_usr1_after_jump);
     handle(SIGUSR2, on_usr2_leave);
     sigset_t both = only(SIGUSR1);
     sigaddset(&both, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &both, NULL);    /* the thread's mask too, saved by its sigsetjmp */
-    pthread_barrier_init(&step, NULL, 2);
-    int signalfds = open_signalfds();
-    pthread_t t;
-    pthread_create(&t, NULL, jump_out_of_sigwait_thread, NULL);
-    pthread_barrier_wait(&step);
-    pthread_kill(t, SIGUSR2);
-    pthread_join(t, NULL);
-    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
-    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+    jump_round(jump_out_of_sigwait_thread, both);
 }
 
 /* --- 18. real-time signals that a thread queues to the process, while only another takes
@@ -1246,16 +1253,7 @@ static void jump_from_alternate_stack(void)
     handle(SIGRTMIN, on_rt_after_jump);
     sigset_t both = only(SIGRTMIN);
     sigaddset(&both, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &both, NULL);    /* the thread's mask too, saved by its sigsetjmp */
-    pthread_barrier_init(&step, NULL, 2);
-    int signalfds = open_signalfds();
-    pthread_t t;
-    pthread_create(&t, NULL, jump_from_alternate_stack_thread, NULL);
-    pthread_barrier_wait(&step);
-    pthread_kill(t, SIGUSR2);
-    pthread_join(t, NULL);
-    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
-    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+    jump_round(jump_from_alternate_stack_thread, both);
     handle(SIGUSR1, SIG_DFL);
     handle(SIGRTMIN, SIG_DFL);
 }
@@ -1367,16 +1365,7 @@ static void setcontext_out_of_sigwait(void)
     usr1_after_jump = 0;
     sigset_t both = only(SIGUSR1);
     sigaddset(&both, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &both, NULL);
-    pthread_barrier_init(&step, NULL, 2);
-    int signalfds = open_signalfds();
-    pthread_t t;
-    pthread_create(&t, NULL, setcontext_out_of_sigwait_thread, NULL);
-    pthread_barrier_wait(&step);
-    pthread_kill(t, SIGUSR2);
-    pthread_join(t, NULL);
-    printf("then the process had %s signalfds open\n", open_signalfds() == signalfds ? "as many" : "more");
-    pthread_sigmask(SIG_UNBLOCK, &both, NULL);
+    jump_round(setcontext_out_of_sigwait_thread, both);
 }
 
 int main(int argc, char **argv)
