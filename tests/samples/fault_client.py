@@ -399,14 +399,15 @@ def scenario_cycles(port, pid, args):
 
 def strace_emfile(pid):
     """Traces the server's accept calls until two have failed with EMFILE (HANG_GUARD_S at
-    most); returns (failures seen, seconds traced), or None without strace or ptrace."""
+    most); returns (failures seen, seconds traced), or None without strace or ptrace. Every
+    thread is traced (-f): under coop the accepting greenlet runs on any hub's thread."""
     if shutil.which("strace") is None:
         return None
     log = "/tmp/fault_client.%d.strace" % os.getpid()
     try:
         t0 = time.monotonic()
-        p = subprocess.Popen(["strace", "-p", str(pid), "-e", "trace=accept,accept4", "-e", "status=failed",
-                              "-o", log], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(["strace", "-f", "-p", str(pid), "-e", "trace=accept,accept4",
+                              "-e", "status=failed", "-o", log], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         failed = 0
         while failed < 2 and p.poll() is None and time.monotonic() - t0 < HANG_GUARD_S:
             time.sleep(0.1)
