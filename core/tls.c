@@ -461,6 +461,42 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
     g->own_tls = false;
 }
 
+/* The owner's tid in a robust mutex's word moves from one OS thread's to another's, its
+ * FUTEX_WAITERS and FUTEX_OWNER_DIED bits kept, when that owner is `from`. A priority-
+ * inheritance mutex's only while nobody waits: the kernel then records its owning task too. */
+static void move_owner(struct robust_list *entry, bool pi, long futex_offset, pid_t from, pid_t to)
+{
+    _Atomic uint32_t *word = (_Atomic uint32_t *)((char *)entry + futex_offset);
+    uint32_t seen = atomic_load(word);
+    do {
+        bool movable = pi ? seen == (uint32_t)from : (seen & FUTEX_TID_MASK) == (uint32_t)from;
+        if (!movable)
+            return;
+    } while (!atomic_compare_exchange_weak(word, &seen, (seen & ~FUTEX_TID_MASK) | (uint32_t)to));
+    pthread_mutex_t *m = (pthread_mutex_t *)((char *)word - offsetof(pthread_mutex_t, __data.__lock));
+    if (m->__data.__owner == from)
+        m->__data.__owner = to;
+}
+
+/* glibc names the owner of a robust mutex by its thread's tid, and refuses an unlock by a
+ * thread of another tid. A greenlet's tid follows its OS thread: so do the words of the
+ * robust mutexes it holds (its list, in its control block, each link tagged in bit 0 when it
+ * is a priority-inheritance one). Not the one a signal handler's wait may have found it
+ * taking or letting go (list_op_pending): held or not, that word may name another greenlet
+ * of the old OS thread. Other threads may set bits in those words meanwhile (a waiter's
+ * FUTEX_WAITERS): hence the CAS. The kernel's limit on the list's length bounds a corrupt
+ * one. */
+static void move_robust_owners(uintptr_t tp, pid_t from, pid_t to)
+{
+    struct robust_list_head *head = (struct robust_list_head *)(tp + tls.robust_at);
+    uintptr_t link = (uintptr_t)head->list.next;
+    for (int n = 0; link != (uintptr_t)&head->list && link != 0 && n < ROBUST_LIST_LIMIT; n++) {
+        struct robust_list *entry = (struct robust_list *)(link & ~1ul);
+        move_owner(entry, link & 1, head->futex_offset, from, to);
+        link = (uintptr_t)entry->next;
+    }
+}
+
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
 {
     if (!to->is_hub) {
@@ -470,6 +506,7 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct
         ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
         if (to->own_tls && to->tid_written != h->tid) {
             *(pid_t *)(to->tp + tls.tid_at) = h->tid;
+            move_robust_owners(to->tp, to->tid_written, h->tid);
             to->tid_written = h->tid;
         }
     }

@@ -9,6 +9,7 @@
  * so coop names a greenlet by an id no tid can equal. Robust and priority mutexes go to
  * glibc.
  */
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/single_threaded.h>
@@ -21,6 +22,7 @@
 #define KIND_TYPE_MASK 3         /* normal, recursive, errorcheck, adaptive */
 #define KIND_ELISION_MASK 0x300  /* glibc's lock elision hints, harmless to ignore */
 #define KIND_PSHARED 0x80        /* glibc's PTHREAD_MUTEX_PSHARED_BIT */
+#define KIND_PRIO_INHERIT 0x20   /* glibc's PTHREAD_MUTEX_PRIO_INHERIT_NP */
 
 static bool coop_owned(const pthread_mutex_t *m)
 {
@@ -156,10 +158,26 @@ static inline int release(pthread_mutex_t *m)
     return wake_a_waiter(m);
 }
 
+/* glibc takes the unlock of a priority-inheritance mutex only from the thread its word
+ * names, and the kernel, once another waits for it, only from the task it records: a
+ * greenlet that moved to another OS thread meanwhile cannot unlock it (core/tls.c moves
+ * the owner of a robust one nobody waits for). Said once: the program may hang on it. */
+static __attribute__((noinline)) int glibc_unlock(pthread_mutex_t *m)
+{
+    int err = REAL(pthread_mutex_unlock)(m);
+    static atomic_bool warned;
+    if (err == EPERM && (m->__data.__kind & KIND_PRIO_INHERIT) && (atomic_load(word(m)) & FUTEX_TID_MASK) != 0
+        && !atomic_exchange(&warned, true))
+        coop_warn("pthread_mutex_unlock: EPERM for a locked priority-inheritance mutex: if this thread "
+                  "locked it, it moved to another OS thread since, which glibc and the kernel do not "
+                  "allow (run with cooprun --no-thread); said once");
+    return err;
+}
+
 static inline int mutex_unlock(pthread_mutex_t *m)
 {
     if (!coop_owned(m))
-        return REAL(pthread_mutex_unlock)(m);
+        return glibc_unlock(m);
     if (owner_checked(m)) {
         if (m->__data.__owner != shim_owner_id())
             return EPERM;

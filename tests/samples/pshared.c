@@ -8,6 +8,7 @@
  *
  * and exits 1 when any check failed. Within the process: an error-checking mutex's owner
  * gets EBUSY from trylock and EDEADLK from lock, and destroy says EBUSY while it is locked;
+ * a robust mutex held across a wait unlocks, even when the wait ended on another OS thread;
  * a process-shared recursive mutex held by one thread is not another thread's (trylock
  * EBUSY, lock waits for the release), and so is a process-shared read-write lock's writer
  * (EDEADLK for itself, EBUSY and a wait for the others); threads hand a turn back and forth
@@ -20,12 +21,15 @@
 #include "common.h"
 #include "checks.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <spawn.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 enum { CHILD_HOLDS_MS = 200, MIN_TICKS = 2 };
@@ -170,6 +174,119 @@ static void check_errorcheck(void)
     ok = (trylock == EBUSY && relock == EDEADLK && destroy_locked == EBUSY && destroy_free == 0)
          || failf("%s; expected trylock EBUSY, lock EDEADLK, destroy EBUSY then 0", result);
     report_result("errorcheck_owner", ok, result);
+}
+
+/* Robust mutexes held across a wait by a thread resumed on another OS thread than the one
+ * it locked them on: under coop, the thread it starts, when it starts on that OS thread,
+ * waits there in a poll coop cannot make cooperative, so that the locker resumes elsewhere
+ * (by handoff or by another hub). Its unlocks succeed (glibc names a robust mutex's owner by
+ * its tid, which follows the greenlet), and the mutexes are free after: a normal one, a
+ * recursive one locked twice (whose unlock checks the owner field too) and a priority-
+ * inheritance one nobody waits for. Natively no round moves; under coop the rounds that
+ * pinned the locker's OS thread must have moved it, and some must have. The poll's time-out
+ * only turns a lost move into a FAIL line instead of a hang. */
+enum { ROBUST_TRIES = 200, ROBUST_PINNED_ROUNDS = 10, ROBUST_KINDS = 3, PIN_LIMIT_MS = 10000 };
+
+struct pinner {
+    pid_t locked_on;
+    bool pinned;
+    sem_t ready;
+    int pipe[2];
+};
+
+static void *pin_lockers_thread(void *arg)
+{
+    struct pinner *p = arg;
+    struct pollfd readable = { .fd = p->pipe[0], .events = POLLIN };
+
+    p->pinned = gettid() == p->locked_on;
+    sem_post(&p->ready);
+    if (p->pinned)      /* not poll(): coop's would let its hub go on */
+        syscall(SYS_poll, &readable, 1, PIN_LIMIT_MS);
+    return NULL;
+}
+
+static int lock_robust_set(pthread_mutex_t *m)
+{
+    int err = pthread_mutex_lock(&m[0]);
+    err = err != 0 ? err : pthread_mutex_lock(&m[1]);
+    err = err != 0 ? err : pthread_mutex_lock(&m[1]);
+    return err != 0 ? err : pthread_mutex_lock(&m[2]);
+}
+
+static int unlock_robust_set(pthread_mutex_t *m)
+{
+    int err = pthread_mutex_unlock(&m[2]);
+    err = err != 0 ? err : pthread_mutex_unlock(&m[1]);
+    err = err != 0 ? err : pthread_mutex_unlock(&m[1]);
+    return err != 0 ? err : pthread_mutex_unlock(&m[0]);
+}
+
+static void *hold_robust_across_moves(void *arg)
+{
+    pthread_mutex_t *m = arg;
+    int (*coop_active)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "coop_active");
+    bool under_coop = coop_active != NULL && coop_active();
+    int pinned = 0, moved = 0, err = 0;
+    pthread_t pinner_thread;
+
+    for (int try = 0; try < ROBUST_TRIES && pinned < ROBUST_PINNED_ROUNDS && err == 0; try++) {
+        struct pinner p;
+
+        if (sem_init(&p.ready, 0, 0) != 0 || pipe(p.pipe) != 0)
+            die_errno("sem_init or pipe");
+        if ((err = lock_robust_set(m)) != 0)
+            break;
+        p.locked_on = gettid();
+        if (pthread_create(&pinner_thread, NULL, pin_lockers_thread, &p) != 0)
+            die("pthread_create");
+        sem_wait(&p.ready);
+        moved += p.pinned && gettid() != p.locked_on;
+        pinned += p.pinned;
+        err = unlock_robust_set(m);
+        if (write(p.pipe[1], "x", 1) != 1)
+            die_errno("write");
+        pthread_join(pinner_thread, NULL);
+        close(p.pipe[0]);
+        close(p.pipe[1]);
+        sem_destroy(&p.ready);
+    }
+    int trylock = 0;
+    for (int i = 0; i < ROBUST_KINDS && trylock == 0 && err == 0; i++)
+        if ((trylock = pthread_mutex_trylock(&m[i])) == 0)
+            pthread_mutex_unlock(&m[i]);
+    bool ok = (err == 0 && trylock == 0)
+              || failf("%s said %s", err != 0 ? "a lock or unlock" : "a trylock after", errname(err | trylock));
+    ok = ok && (!under_coop || (pinned > 0 && moved == pinned)
+                || failf("under coop %d rounds pinned the locker's OS thread (of %d), %d moved it", pinned,
+                         ROBUST_TRIES, moved));
+    return (void *)(intptr_t)ok;
+}
+
+static void check_robust_moves(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutex_t m[ROBUST_KINDS];
+    pthread_t locker;
+    void *ok;
+
+    for (int i = 0; i < ROBUST_KINDS; i++) {
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        if (i == 1)
+            pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        if (i == 2)
+            pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+        pthread_mutex_init(&m[i], &attr);
+        pthread_mutexattr_destroy(&attr);
+    }
+    if (pthread_create(&locker, NULL, hold_robust_across_moves, m) != 0)     /* not the main thread: */
+        die("pthread_create");        /* coop's keeps the initial thread's tid wherever it runs */
+    pthread_join(locker, &ok);
+    for (int i = 0; i < ROBUST_KINDS; i++)
+        pthread_mutex_destroy(&m[i]);
+    report_result("robust_held_across_moves", ok != NULL,
+                  "every unlock 0 (normal, recursive, priority-inheritance), all free after");
 }
 
 struct contender {
@@ -444,6 +561,7 @@ int main(int argc, char **argv)
     if (pthread_create(&ticker_thread, NULL, ticker, NULL) != 0)
         die("pthread_create");
     check_errorcheck();
+    check_robust_moves();
     check_pshared_recursive();
     check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
                             "waited for the other process's unlock");
