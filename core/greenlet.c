@@ -312,6 +312,7 @@ void coop_exit(void *result)
     struct coop_greenlet *g = h->current;
     if (exit_hook != NULL)
         exit_hook(g);
+    coop_tls_robust_exit(g);
     coop_greenlet_unnumber(g);
     g->result = result;
     if (atomic_fetch_sub(&coop_live_greenlets, 1) == 1)

@@ -461,16 +461,21 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
     g->own_tls = false;
 }
 
-/* The owner's tid in a robust mutex's word moves from one OS thread's to another's, its
- * FUTEX_WAITERS and FUTEX_OWNER_DIED bits kept, when that owner is `from`. A priority-
- * inheritance mutex's only while nobody waits: the kernel then records its owning task too. */
-static void move_owner(struct robust_list *entry, bool pi, long futex_offset, pid_t from, pid_t to)
+/* Whether a robust mutex's word names tid as its owner. A priority-inheritance one counts
+ * only while nobody waits: the kernel then keeps a record of its owning task too, which
+ * coop cannot move or end. */
+static bool held_by(uint32_t word, bool pi, pid_t tid)
 {
-    _Atomic uint32_t *word = (_Atomic uint32_t *)((char *)entry + futex_offset);
+    return pi ? word == (uint32_t)tid : (word & FUTEX_TID_MASK) == (uint32_t)tid;
+}
+
+/* The owner's tid in a robust mutex's word moves from one OS thread's to another's, its
+ * FUTEX_WAITERS and FUTEX_OWNER_DIED bits kept. */
+static void move_owner(_Atomic uint32_t *word, bool pi, pid_t from, pid_t to)
+{
     uint32_t seen = atomic_load(word);
     do {
-        bool movable = pi ? seen == (uint32_t)from : (seen & FUTEX_TID_MASK) == (uint32_t)from;
-        if (!movable)
+        if (!held_by(seen, pi, from))
             return;
     } while (!atomic_compare_exchange_weak(word, &seen, (seen & ~FUTEX_TID_MASK) | (uint32_t)to));
     pthread_mutex_t *m = (pthread_mutex_t *)((char *)word - offsetof(pthread_mutex_t, __data.__lock));
@@ -478,23 +483,47 @@ static void move_owner(struct robust_list *entry, bool pi, long futex_offset, pi
         m->__data.__owner = to;
 }
 
-/* glibc names the owner of a robust mutex by its thread's tid, and refuses an unlock by a
- * thread of another tid. A greenlet's tid follows its OS thread: so do the words of the
- * robust mutexes it holds (its list, in its control block, each link tagged in bit 0 when it
- * is a priority-inheritance one). Not the one a signal handler's wait may have found it
- * taking or letting go (list_op_pending): held or not, that word may name another greenlet
- * of the old OS thread. Other threads may set bits in those words meanwhile (a waiter's
- * FUTEX_WAITERS): hence the CAS. The kernel's limit on the list's length bounds a corrupt
- * one. */
-static void move_robust_owners(uintptr_t tp, pid_t from, pid_t to)
+/* What the kernel does to the robust mutexes of a thread that exits (handle_futex_death):
+ * one it still holds loses its owner and says FUTEX_OWNER_DIED, and a waiter is woken
+ * (with a shared wake, as glibc waits on every robust mutex), whose lock then answers
+ * EOWNERDEAD. */
+static void mark_owner_died(_Atomic uint32_t *word, bool pi, pid_t owner, pid_t unused)
+{
+    (void)unused;
+    uint32_t seen = atomic_load(word);
+    do {
+        if (!held_by(seen, pi, owner))
+            return;
+    } while (!atomic_compare_exchange_weak(word, &seen, (seen & FUTEX_WAITERS) | FUTEX_OWNER_DIED));
+    if (seen & FUTEX_WAITERS)
+        coop_sys(SYS_futex, (long)word, FUTEX_WAKE, 1);
+}
+
+/* Calls fn on the lock word of each robust mutex a greenlet holds: those on the list in its
+ * control block, each link tagged in bit 0 when it is a priority-inheritance one. Not the
+ * one a signal handler's wait may have found it taking or letting go (list_op_pending):
+ * held or not, that word may name another greenlet of the same OS thread. Other threads
+ * may set bits in those words meanwhile (a waiter's FUTEX_WAITERS): fn uses a CAS. The
+ * kernel's limit on the list's length bounds a corrupt one. */
+static void each_robust(uintptr_t tp, void (*fn)(_Atomic uint32_t *word, bool pi, pid_t tid, pid_t to),
+                        pid_t tid, pid_t to)
 {
     struct robust_list_head *head = (struct robust_list_head *)(tp + tls.robust_at);
     uintptr_t link = (uintptr_t)head->list.next;
     for (int n = 0; link != (uintptr_t)&head->list && link != 0 && n < ROBUST_LIST_LIMIT; n++) {
         struct robust_list *entry = (struct robust_list *)(link & ~1ul);
-        move_owner(entry, link & 1, head->futex_offset, from, to);
+        fn((_Atomic uint32_t *)((char *)entry + head->futex_offset), link & 1, tid, to);
         link = (uintptr_t)entry->next;
     }
+}
+
+/* glibc names the owner of a robust mutex by its thread's tid, and refuses an unlock by a
+ * thread of another tid; the kernel marks those of a thread that exits. A greenlet's tid
+ * follows its OS thread, and so do the words of the robust mutexes it holds; when it ends,
+ * they are marked as the kernel would. */
+void coop_tls_robust_exit(struct coop_greenlet *g)
+{
+    each_robust(g->tp, mark_owner_died, coop_tls_tid(g), 0);
 }
 
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
@@ -506,7 +535,7 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct
         ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
         if (to->own_tls && to->tid_written != h->tid) {
             *(pid_t *)(to->tp + tls.tid_at) = h->tid;
-            move_robust_owners(to->tp, to->tid_written, h->tid);
+            each_robust(to->tp, move_owner, to->tid_written, h->tid);
             to->tid_written = h->tid;
         }
     }

@@ -43,9 +43,9 @@ static int wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
     if (err != 0)
         return err;
     int r = shim_park_while(seq(c), seen, deadline, ~0u, "cond");
-    shim_mutex_lock(m);
+    int relocked = shim_mutex_lock(m);     /* a robust one's EOWNERDEAD comes first, as in glibc */
     shim_cancel_point();
-    return r == ETIMEDOUT ? ETIMEDOUT : 0;
+    return relocked != 0 ? relocked : r == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
 EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)

@@ -23,6 +23,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -287,6 +288,144 @@ static void check_robust_moves(void)
         pthread_mutex_destroy(&m[i]);
     report_result("robust_held_across_moves", ok != NULL,
                   "every unlock 0 (normal, recursive, priority-inheritance), all free after");
+}
+
+/* A thread that ends holding a robust mutex: the next lock answers EOWNERDEAD, with the
+ * mutex held; pthread_mutex_consistent makes it usable again. Once with nobody waiting (the
+ * main thread locks after the join), once with a waiter, woken by the end: the holder ends
+ * only when it sees the waiter's bit in the lock word (or after OWNER_WAIT_MS: the time-outs
+ * only turn a lost wait into a FAIL line). */
+enum { OWNER_WAIT_MS = 10000 };
+
+struct robust_holder {
+    pthread_mutex_t *m;
+    sem_t locked;
+    bool wait_for_waiter, saw_waiter;
+};
+
+static void *hold_and_end(void *arg)
+{
+    struct robust_holder *h = arg;
+    uint64_t deadline = now_ns() + OWNER_WAIT_MS * 1000000ull;
+
+    pthread_mutex_lock(h->m);
+    sem_post(&h->locked);
+    while (h->wait_for_waiter && !h->saw_waiter && now_ns() < deadline) {
+        h->saw_waiter = atomic_load((_Atomic int *)&h->m->__data.__lock) & FUTEX_WAITERS;
+        sched_yield();
+    }
+    return NULL;        /* still holding it */
+}
+
+/* After the owner's end: the lock (timed only to turn a lost end into a FAIL line), then
+ * pthread_mutex_consistent and the unlock. */
+struct taken {
+    pthread_mutex_t *m;
+    int locked, consistent, unlock;
+};
+
+static void *take_after_owner(void *arg)
+{
+    struct taken *t = arg;
+
+    struct timespec limit;
+
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += OWNER_WAIT_MS / 1000;
+    t->locked = pthread_mutex_timedlock(t->m, &limit);
+    t->consistent = pthread_mutex_consistent(t->m);
+    t->unlock = pthread_mutex_unlock(t->m);
+    return NULL;
+}
+
+static bool owner_died_once(bool with_waiter, char *result, size_t size)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutex_t m;
+    struct robust_holder h = { .m = &m, .wait_for_waiter = with_waiter };
+    struct taken t = { .m = &m };
+    pthread_t holder, waiter;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&m, &attr);
+    sem_init(&h.locked, 0, 0);
+    if (pthread_create(&holder, NULL, hold_and_end, &h) != 0)
+        die("pthread_create");
+    sem_wait(&h.locked);
+    if (with_waiter) {
+        if (pthread_create(&waiter, NULL, take_after_owner, &t) != 0)
+            die("pthread_create");
+        pthread_join(waiter, NULL);
+    } else {
+        pthread_join(holder, NULL);
+        take_after_owner(&t);
+    }
+    int relock = pthread_mutex_lock(&m);
+    pthread_mutex_unlock(&m);
+    if (with_waiter)
+        pthread_join(holder, NULL);
+    pthread_mutex_destroy(&m);
+    sem_destroy(&h.locked);
+    snprintf(result, size, "%slock %s, consistent %s, unlock %s, lock again %s", with_waiter ? "waiting " : "",
+             errname(t.locked), errname(t.consistent), errname(t.unlock), errname(relock));
+    return t.locked == EOWNERDEAD && t.consistent == 0 && t.unlock == 0 && relock == 0
+           && (!with_waiter || h.saw_waiter);
+}
+
+/* A condition variable's waiter whose mutex's owner ends holding it: the wait answers
+ * EOWNERDEAD, with the mutex held, as glibc's relock does. */
+struct ending_signaller {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    bool signalled;
+};
+
+static void *signal_and_end(void *arg)
+{
+    struct ending_signaller *s = arg;
+
+    pthread_mutex_lock(&s->m);
+    s->signalled = true;
+    pthread_cond_signal(&s->c);
+    return NULL;        /* still holding it */
+}
+
+static bool cond_owner_died(char *result, size_t size)
+{
+    pthread_mutexattr_t attr;
+    struct ending_signaller s = { .c = PTHREAD_COND_INITIALIZER };
+    pthread_t signaller;
+    int waited = 0;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&s.m, &attr);
+    pthread_mutex_lock(&s.m);
+    if (pthread_create(&signaller, NULL, signal_and_end, &s) != 0)
+        die("pthread_create");
+    while (!s.signalled && waited == 0)
+        waited = pthread_cond_wait(&s.c, &s.m);
+    int consistent = pthread_mutex_consistent(&s.m);
+    int unlock = pthread_mutex_unlock(&s.m);
+    pthread_join(signaller, NULL);
+    pthread_mutex_destroy(&s.m);
+    snprintf(result, size, "cond_wait %s, consistent %s, unlock %s", errname(waited), errname(consistent),
+             errname(unlock));
+    return waited == EOWNERDEAD && consistent == 0 && unlock == 0;
+}
+
+static void check_robust_owner_died(void)
+{
+    char alone[128], waiting[128], cond[128], result[400];
+    bool ok_alone = owner_died_once(false, alone, sizeof alone);
+    bool ok_waiting = owner_died_once(true, waiting, sizeof waiting);
+    bool ok_cond = cond_owner_died(cond, sizeof cond);
+
+    snprintf(result, sizeof result, "%s; %s; %s", alone, waiting, cond);
+    report_result("robust_owner_died", (ok_alone && ok_waiting && ok_cond)
+                  || failf("%s; expected EOWNERDEAD, then 0 (the holder saw the waiter: %s)", result,
+                           ok_waiting ? "yes" : "see above"), result);
 }
 
 struct contender {
@@ -562,6 +701,7 @@ int main(int argc, char **argv)
         die("pthread_create");
     check_errorcheck();
     check_robust_moves();
+    check_robust_owner_died();
     check_pshared_recursive();
     check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
                             "waited for the other process's unlock");
