@@ -121,7 +121,7 @@ stop_server() {
 
 # run_sampled LIMIT_S OUTFILE COMMAND...: runs COMMAND, stdout in OUTFILE and stderr in
 # OUTFILE.err, sampling its OS threads every 20 ms; sets status and max_threads. A run past
-# LIMIT_S fails the test.
+# LIMIT_S is killed and fails the test.
 run_sampled() {
     local limit=$1 outfile=$2 pid n deadline
     shift 2
@@ -130,7 +130,11 @@ run_sampled() {
     pid=$!
     max_threads=0
     while kill -0 "$pid" 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "$*: still running after $limit s"
+        if ((SECONDS >= deadline)); then
+            kill -KILL "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            fail "$*: still running after $limit s (killed)"
+        fi
         n=$(os_threads "$pid" 2>/dev/null)
         ((n > max_threads)) && max_threads=$n
         sleep 0.02
