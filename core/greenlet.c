@@ -312,10 +312,11 @@ void coop_exit(void *result)
     struct coop_greenlet *g = h->current;
     if (exit_hook != NULL)
         exit_hook(g);
-    coop_tls_robust_exit(g);
     coop_greenlet_unnumber(g);
     g->result = result;
-    if (atomic_fetch_sub(&coop_live_greenlets, 1) == 1)
+    bool last = atomic_fetch_sub(&coop_live_greenlets, 1) == 1;
+    coop_tls_robust_exit(g, last);
+    if (last)
         exit(0);
     h = coop_thread.hub;          /* the hook may have waited, and come back on another hub */
     coop_gstate_set(g, G_FINISHED);

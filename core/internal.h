@@ -343,8 +343,9 @@ int coop_tls_greenlet_init(struct coop_greenlet *g);
 /* On a greenlet's first run, on its own TLS. */
 void coop_tls_start(struct coop_greenlet *g);
 void coop_tls_greenlet_free(struct coop_greenlet *g);
-/* At g's end, on g: the robust mutexes it still holds say that their owner died. */
-void coop_tls_robust_exit(struct coop_greenlet *g);
+/* At g's end, on g: the robust mutexes it still holds say that their owner died; or, when
+ * the process exits with g, the kernel marks them after the atexit handlers. */
+void coop_tls_robust_exit(struct coop_greenlet *g, bool process_exits);
 /* Moves the thread pointer, if it changes, and keeps the tid of to's control block and the
  * hub in its coop_thread equal to h's: no thread-local access between this and the context
  * switch. */

@@ -461,6 +461,13 @@ void coop_tls_greenlet_free(struct coop_greenlet *g)
     g->own_tls = false;
 }
 
+/* A walk of a greenlet's robust mutexes (each_robust): the owner's tid, the new one for a
+ * move, and for an end the greenlet's stack proper, whose frames are gone. */
+struct robust_walk {
+    pid_t tid, to;
+    uintptr_t dead_lo, dead_hi;
+};
+
 /* Whether a robust mutex's word names tid as its owner. A priority-inheritance one counts
  * only while nobody waits: the kernel then keeps a record of its owning task too, which
  * coop cannot move or end. */
@@ -471,28 +478,34 @@ static bool held_by(uint32_t word, bool pi, pid_t tid)
 
 /* The owner's tid in a robust mutex's word moves from one OS thread's to another's, its
  * FUTEX_WAITERS and FUTEX_OWNER_DIED bits kept. */
-static void move_owner(_Atomic uint32_t *word, bool pi, pid_t from, pid_t to)
+static void move_owner(_Atomic uint32_t *word, bool pi, const struct robust_walk *walk)
 {
     uint32_t seen = atomic_load(word);
     do {
-        if (!held_by(seen, pi, from))
+        if (!held_by(seen, pi, walk->tid))
             return;
-    } while (!atomic_compare_exchange_weak(word, &seen, (seen & ~FUTEX_TID_MASK) | (uint32_t)to));
+    } while (!atomic_compare_exchange_weak(word, &seen, (seen & ~FUTEX_TID_MASK) | (uint32_t)walk->to));
     pthread_mutex_t *m = (pthread_mutex_t *)((char *)word - offsetof(pthread_mutex_t, __data.__lock));
-    if (m->__data.__owner == from)
-        m->__data.__owner = to;
+    if (m->__data.__owner == walk->tid)
+        m->__data.__owner = walk->to;
 }
 
 /* What the kernel does to the robust mutexes of a thread that exits (handle_futex_death):
  * one it still holds loses its owner and says FUTEX_OWNER_DIED, and a waiter is woken
  * (with a shared wake, as glibc waits on every robust mutex), whose lock then answers
- * EOWNERDEAD. */
-static void mark_owner_died(_Atomic uint32_t *word, bool pi, pid_t owner, pid_t unused)
+ * EOWNERDEAD. A priority-inheritance one that others wait for is the kernel's. */
+static void mark_owner_died(_Atomic uint32_t *word, bool pi, const struct robust_walk *walk)
 {
-    (void)unused;
     uint32_t seen = atomic_load(word);
+    if (pi && seen == ((uint32_t)walk->tid | FUTEX_WAITERS)) {
+        static _Atomic bool warned;
+        if (!atomic_exchange(&warned, true))
+            coop_warn("a thread ended holding a robust priority-inheritance mutex that others wait for: "
+                      "they go on waiting (the kernel's record of its owner is the OS thread's); said once");
+        return;
+    }
     do {
-        if (!held_by(seen, pi, owner))
+        if (!held_by(seen, pi, walk->tid))
             return;
     } while (!atomic_compare_exchange_weak(word, &seen, (seen & FUTEX_WAITERS) | FUTEX_OWNER_DIED));
     if (seen & FUTEX_WAITERS)
@@ -500,30 +513,49 @@ static void mark_owner_died(_Atomic uint32_t *word, bool pi, pid_t owner, pid_t 
 }
 
 /* Calls fn on the lock word of each robust mutex a greenlet holds: those on the list in its
- * control block, each link tagged in bit 0 when it is a priority-inheritance one. Not the
- * one a signal handler's wait may have found it taking or letting go (list_op_pending):
- * held or not, that word may name another greenlet of the same OS thread. Other threads
- * may set bits in those words meanwhile (a waiter's FUTEX_WAITERS): fn uses a CAS. The
- * kernel's limit on the list's length bounds a corrupt one. */
-static void each_robust(uintptr_t tp, void (*fn)(_Atomic uint32_t *word, bool pi, pid_t tid, pid_t to),
-                        pid_t tid, pid_t to)
+ * control block, each link tagged in bit 0 when it is a priority-inheritance one; up to one
+ * in the walk's dead range (a mutex the program left locked in a frame that is gone: its
+ * link may have been overwritten since). Not the one a signal handler's wait may have found
+ * it taking or letting go (list_op_pending): held or not, that word may name another
+ * greenlet of the same OS thread. Other threads may set bits in those words meanwhile (a
+ * waiter's FUTEX_WAITERS): fn uses a CAS. The kernel's limit on the list's length bounds a
+ * corrupt one. */
+static void each_robust(uintptr_t tp, void (*fn)(_Atomic uint32_t *word, bool pi, const struct robust_walk *walk),
+                        const struct robust_walk *walk)
 {
     struct robust_list_head *head = (struct robust_list_head *)(tp + tls.robust_at);
     uintptr_t link = (uintptr_t)head->list.next;
     for (int n = 0; link != (uintptr_t)&head->list && link != 0 && n < ROBUST_LIST_LIMIT; n++) {
-        struct robust_list *entry = (struct robust_list *)(link & ~1ul);
-        fn((_Atomic uint32_t *)((char *)entry + head->futex_offset), link & 1, tid, to);
-        link = (uintptr_t)entry->next;
+        uintptr_t entry = link & ~1ul;
+        if (entry >= walk->dead_lo && entry < walk->dead_hi)
+            return;
+        fn((_Atomic uint32_t *)(entry + (uintptr_t)head->futex_offset), link & 1, walk);
+        link = (uintptr_t)((struct robust_list *)entry)->next;
     }
 }
 
 /* glibc names the owner of a robust mutex by its thread's tid, and refuses an unlock by a
- * thread of another tid; the kernel marks those of a thread that exits. A greenlet's tid
- * follows its OS thread, and so do the words of the robust mutexes it holds; when it ends,
- * they are marked as the kernel would. */
-void coop_tls_robust_exit(struct coop_greenlet *g)
+ * thread of another tid; the kernel marks those of a thread that exits, walking the list it
+ * was told of (set_robust_list), the OS thread's. A greenlet's tid follows its OS thread,
+ * and so do the words of the robust mutexes it holds; when it ends, they are marked as the
+ * kernel would, and its list is emptied (the main greenlet's is the one the kernel knows for
+ * the OS thread 0). The last greenlet's end is the process's: atexit handlers run first,
+ * with its mutexes still its own, and its list becomes its OS thread's for the kernel. */
+void coop_tls_robust_exit(struct coop_greenlet *g, bool process_exits)
 {
-    each_robust(g->tp, mark_owner_died, coop_tls_tid(g), 0);
+    struct robust_list_head *head = (struct robust_list_head *)(g->tp + tls.robust_at);
+    if (process_exits) {
+        coop_sys(SYS_set_robust_list, (long)head, sizeof *head, 0);
+        return;
+    }
+    struct robust_walk walk = { .tid = coop_tls_tid(g) };
+    if (g->own_tls) {
+        walk.dead_lo = (uintptr_t)g->stack.base;
+        walk.dead_hi = (uintptr_t)coop_tls_area_bottom(g->tp);
+    }
+    each_robust(g->tp, mark_owner_died, &walk);
+    head->list.next = &head->list;
+    head->list_op_pending = NULL;
 }
 
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
@@ -535,7 +567,7 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct
         ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
         if (to->own_tls && to->tid_written != h->tid) {
             *(pid_t *)(to->tp + tls.tid_at) = h->tid;
-            each_robust(to->tp, move_owner, to->tid_written, h->tid);
+            each_robust(to->tp, move_owner, &(struct robust_walk){ .tid = to->tid_written, .to = h->tid });
             to->tid_written = h->tid;
         }
     }

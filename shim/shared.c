@@ -126,8 +126,8 @@ int shim_shared_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadlin
     coop_offload_finish(call);
     if (err != 0)
         return err;
-    shim_mutex_lock(m);
-    return coop_now() >= deadline ? ETIMEDOUT : 0;
+    int relocked = shim_mutex_lock(m);     /* a robust one's EOWNERDEAD comes first, as in glibc */
+    return relocked != 0 ? relocked : coop_now() >= deadline ? ETIMEDOUT : 0;
 }
 
 /* --- read-write locks: glibc's protocol; a pool thread takes the lock for the greenlet.
