@@ -114,6 +114,7 @@ struct coop_greenlet {
     uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
     bool own_tls;                    /* the area at tp is its own (tls.c) */
     pid_t tid_written;               /* the tid last written into its control block */
+    bool keeps_tid;                  /* its area is glibc's record of an OS thread (tls.c) */
 
     struct coop_stack stack;
     bool stored;                     /* from the store of records, not on its stack */

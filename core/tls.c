@@ -50,7 +50,8 @@
  * stored: pthread_self must not change), and, like every greenlet, on any hub: so hub 0,
  * which the main thread's OS thread also runs, has an area of its own, and the OS thread
  * 0's rseq registration is dropped (drop_rseq). The main greenlet's tid stays the OS
- * thread 0's wherever it runs: glibc's setuid broadcast finds that thread by it. A hub of
+ * thread 0's wherever it runs: glibc's setuid broadcast finds that thread by it. In a
+ * forked child the forking greenlet's record takes that part (coop_tls_fork_child). A hub of
  * the runtime's own threads runs on its thread's control block, which no greenlet uses.
  *
  * malloc's per-thread state (its tcache and arena pointers, in libc's block) is freed by
@@ -565,7 +566,7 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct
          * area: that must be this thread's hub already, not the one to last ran on (or, for
          * a new greenlet, its creator's). */
         ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
-        if (to->own_tls && to->tid_written != h->tid) {
+        if (to->own_tls && !to->keeps_tid && to->tid_written != h->tid) {
             *(pid_t *)(to->tp + tls.tid_at) = h->tid;
             each_robust(to->tp, move_owner, &(struct robust_walk){ .tid = to->tid_written, .to = h->tid });
             to->tid_written = h->tid;
@@ -628,11 +629,17 @@ void coop_tls_set_multithreaded(void)
     *(int *)(coop_hub_at(0)->os_tp + TCB_MULTIPLE_THREADS) = 1;     /* the main thread's record */
 }
 
+/* glibc's fork updated the tid of the control block it runs on, the forking greenlet's, and
+ * made it the child's one thread in its list: that record is the child's OS thread 0's now,
+ * as the initial thread's is the main greenlet's in the parent. It keeps that thread's tid
+ * wherever the greenlet runs, and the thread's handler of glibc's setuid broadcast runs on
+ * it (coop_tls_run_as_thread), or glibc would signal that thread for ever. */
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
-    /* glibc's fork updated the tid of the control block it runs on: the forking greenlet's. */
     *(pid_t *)(h->os_tp + tls.tid_at) = h->tid;
     *(pid_t *)(self->tp + tls.tid_at) = h->tid;
     self->tid_written = h->tid;
+    self->keeps_tid = true;
+    h->os_tp = self->tp;
     spare_lock = (coop_lock_t){ 0 };
 }

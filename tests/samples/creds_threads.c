@@ -5,7 +5,7 @@
  * drops root for good. After each step every thread reports its ids, and every task of the
  * process in /proc (coop's own threads included) must show them. Before that, initgroups
  * (whose setgroups is glibc's own) reaches every task too, and a child a thread forks
- * changes its ids alone. Needs root: status 77
+ * changes its ids and its own thread's alone. Needs root: status 77
  * otherwise. One line per step, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -95,16 +95,38 @@ static int tasks_otherwise(const struct ids *want)
     return tasks_without(uid_line, gid_line);
 }
 
-/* A thread forks; the child (one thread) changes its effective uid: only its own. */
+/* A thread forks; the child starts a thread of its own, then changes its effective uid:
+ * its two threads have the new one, the parent the old. */
+static pthread_barrier_t child_changed;
+
+static void *child_thread(void *unused)
+{
+    pthread_barrier_wait(&child_changed);
+    return geteuid() == NOBODY ? &child_changed : unused;
+}
+
+static int child_changes_ids(void)
+{
+    pthread_t thread;
+    void *saw_it;
+    pthread_barrier_init(&child_changed, NULL, 2);
+    if (pthread_create(&thread, NULL, child_thread, NULL) != 0)
+        return 2;
+    bool changed = setresuid(-1, NOBODY, -1) == 0 && geteuid() == NOBODY;
+    pthread_barrier_wait(&child_changed);
+    pthread_join(thread, &saw_it);
+    return changed && saw_it != NULL ? 0 : 1;
+}
+
 static void *fork_and_change(void *unused)
 {
     pid_t child = fork();
     if (child == 0)
-        _exit(setresuid(-1, NOBODY, -1) == 0 && geteuid() == NOBODY ? 0 : 1);
+        _exit(child_changes_ids());
     int status;
     if (child < 0 || waitpid(child, &status, 0) != child)
         die("fork");
-    printf("a forked child changed its ids: %s; the parent's stayed: %s\n",
+    printf("a forked child changed the ids of its two threads: %s; the parent's stayed: %s\n",
            WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "yes" : "no", mine_are(&expected[0]) ? "yes" : "no");
     return unused;
 }
