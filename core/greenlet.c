@@ -286,11 +286,15 @@ void coop_reap(struct coop_hub *h)
  * at once. The joiner parks while END_FINISHED is not set, checked under the parking lot's
  * lock. (test_sched: join stress)
  */
+/* The main greenlet's record is glibc's of the initial thread, and a forked child's forker's
+ * is glibc's of the child's thread: neither is freed when it ends. */
+static bool released_at_end(const struct coop_greenlet *g) { return !g->is_main && !g->keeps_tid; }
+
 static void finished(struct coop_hub *h, struct coop_greenlet *g)
 {
-    bool is_main = g->is_main;
+    bool released = released_at_end(g);
     uintptr_t ending = atomic_fetch_or(&g->ending, END_FINISHED);
-    if ((ending & END_DETACHED) && !is_main) {
+    if ((ending & END_DETACHED) && released) {
         g->next_ready = h->dead;       /* nobody else may free it now */
         h->dead = g;
     } else if (ending & END_JOINING) {
@@ -362,7 +366,7 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
         return err;
     if (result != NULL)
         *result = g->result;
-    if (!g->is_main)
+    if (released_at_end(g))
         release(g);
     return 0;
 }
@@ -372,7 +376,7 @@ int coop_detach(struct coop_greenlet *g)
     uintptr_t ending = atomic_fetch_or(&g->ending, END_DETACHED);
     if (ending & END_DETACHED)
         return EINVAL;
-    if ((ending & END_FINISHED) && !g->is_main)
+    if ((ending & END_FINISHED) && released_at_end(g))
         release(g);
     return 0;
 }

@@ -286,10 +286,10 @@ struct coop_hub *coop_hub_create(int index, bool spare)
 void coop_hub_attach(struct coop_hub *h, bool main_thread)
 {
     h->os_thread = coop_settings.os_thread_self();
-    coop_thread.hub = h;    /* first: a preemption signal sent to the tid must find its hub */
+    coop_tls_hub_init(h);   /* before the hub is known: the sanitizer's allocations look it up */
+    coop_thread.hub = h;    /* before the tid: a preemption signal sent to it must find its hub */
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     coop_diag_hub_init(h);
-    coop_tls_hub_init(h);
     if (main_thread) {
         struct coop_greenlet *main_g = coop_greenlet_adopt(h, COOP_ADOPT_MAIN);
         h->hub_g = coop_greenlet_adopt(h, COOP_ADOPT_HUB_STACK);

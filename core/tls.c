@@ -582,7 +582,7 @@ void *coop_os_thread_local(void *addr)
     uintptr_t tp = thread_pointer();
     if (h == NULL || tp == h->os_tp)
         return addr;
-    return (char *)addr - tp + h->os_tp;
+    return (void *)((uintptr_t)addr - tp + h->os_tp);     /* in integers: another area's address */
 }
 
 /* Runs fn with the thread pointer at tp, then puts it back; async-signal-safe. Whatever fn
@@ -634,12 +634,19 @@ void coop_tls_set_multithreaded(void)
  * as the initial thread's is the main greenlet's in the parent. It keeps that thread's tid
  * wherever the greenlet runs, and the thread's handler of glibc's setuid broadcast runs on
  * it (coop_tls_run_as_thread), or glibc would signal that thread for ever. */
+static uintptr_t forker_tp;     /* in a forked child: the forking greenlet's record */
+
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self)
 {
-    *(pid_t *)(h->os_tp + tls.tid_at) = h->tid;
-    *(pid_t *)(self->tp + tls.tid_at) = h->tid;
+    /* glibc's fork left the other records of its list in its stack cache, with tid 0: those
+     * coop still runs on (the hub's; a forker's, in a child forked again) get this thread's
+     * tid, or glibc would hand them to a new thread, or free them. */
+    uintptr_t records[] = { h->os_tp, h->os_thread, forker_tp != 0 ? forker_tp : self->tp, self->tp };
+    for (size_t i = 0; i < sizeof records / sizeof records[0]; i++)
+        *(pid_t *)(records[i] + tls.tid_at) = h->tid;
     self->tid_written = h->tid;
     self->keeps_tid = true;
     h->os_tp = self->tp;
+    forker_tp = self->tp;
     spare_lock = (coop_lock_t){ 0 };
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setuid and its kin under coop (shim/creds.c, tests/samples/creds_threads.c): a child a
-# thread forks starts a thread and changes its ids (glibc knows the child's OS thread by the
-# forking greenlet's record: its handler must run there, or glibc signals for ever); initgroups (whose setgroups is glibc's own) reaches every
+# thread forks starts a thread and changes its ids (glibc knows the child's OS thread by
+# the forking greenlet's record: its handler must run there, or glibc signals for ever); initgroups (whose setgroups is glibc's own) reaches every
 # task; while workers compute, another thread changes the effective uid, main changes it
 # back, then main drops root for good; after each step every worker and every task of the
 # process shows the new ids. glibc makes the call on each OS thread with a signal whose

@@ -7,7 +7,8 @@
 # - every wait call: statuses, WNOHANG, ECHILD, EINTR and SA_RESTART;
 # - vfork: a lone thread's vfork child changes its own fds and handlers, the parent's stay;
 # - a thread forks while others serve TCP connections: the child's threads, sockets, pipes
-#   and sleeps work, the parent keeps serving, and waitpid collects status 42;
+#   and sleeps work, the parent keeps serving, and waitpid collects status 42; the forking
+#   thread ends first, and a grandchild's raise(SIGTERM) kills it;
 # - exec'd programs inherit coop, unless cooprun --no-inherit.
 source "$(dirname "$0")/lib.sh"
 for program in spawner forker; do

@@ -4,13 +4,15 @@
  * The parent runs an echo server (a thread per connection) and a client thread that keeps
  * doing round trips through it. A third thread forks. The child, which has only the
  * forking thread, starts CHILD_THREADS threads that each sleep, connect to the parent's
- * server and check ECHOES round trips, and pass a token around a pipe ring; it exits with
- * status 42 when everything worked. The parent collects that status with waitpid while its
+ * server and check ECHOES round trips, and pass a token around a pipe ring, and ends; once
+ * they are done another thread forks a grandchild, whose raise(SIGTERM) must kill it, and
+ * exits with status 42 when everything worked. The parent collects that status with waitpid while its
  * client goes on. Its server kept answering meanwhile by construction: every echo the child
  * checked came from it while the forking thread waited.
  *
  * Output (identical from run to run when all is well):
  *   child: 4 threads, 40 echoes, 4 sleeps, pipe ring ok
+ *   child: after its forking thread ended, a grandchild's raise(SIGTERM) killed it: yes
  *   waitpid: exited with status 42
  *   parent: kept serving while the child ran
  * and on stderr the parent's longest round trip while the child ran.
@@ -132,21 +134,49 @@ static void *child_thread(void *arg)
     return NULL;
 }
 
+/* In the child, after the forking thread has ended: forks again, and the grandchild's
+ * raise(SIGTERM) must kill it. */
+static bool grandchild_raise_kills(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        raise(SIGTERM);
+        _exit(3);
+    }
+    int status;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+}
+
+static pthread_t child_threads[CHILD_THREADS];
+
+/* Ends the child once its threads are done; the forking thread has ended before. */
+static void *child_finisher(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CHILD_THREADS; i++)
+        pthread_join(child_threads[i], NULL);
+    printf("child: %d threads, %d echoes, %d sleeps, pipe ring %s\n", CHILD_THREADS, echoes, sleeps,
+           ring_ok ? "ok" : "broken");
+    bool killed = grandchild_raise_kills();
+    printf("child: after its forking thread ended, a grandchild's raise(SIGTERM) killed it: %s\n",
+           killed ? "yes" : "no");
+    fflush(stdout);
+    _exit(echoes == CHILD_THREADS * ECHOES && sleeps == CHILD_THREADS && ring_ok && killed ? 42 : 1);
+}
+
+/* The forking thread starts the child's threads and ends: the others finish the child. */
 static int child_main(void)
 {
-    pthread_t t[CHILD_THREADS];
+    pthread_t finisher;
     for (int i = 0; i < CHILD_THREADS; i++)
         if (pipe(ring[i]) != 0)
             return 1;
     for (long i = 0; i < CHILD_THREADS; i++)
-        if (pthread_create(&t[i], NULL, child_thread, (void *)i) != 0)
+        if (pthread_create(&child_threads[i], NULL, child_thread, (void *)i) != 0)
             return 1;
-    for (int i = 0; i < CHILD_THREADS; i++)
-        pthread_join(t[i], NULL);
-    printf("child: %d threads, %d echoes, %d sleeps, pipe ring %s\n", CHILD_THREADS, echoes, sleeps,
-           ring_ok ? "ok" : "broken");
-    fflush(stdout);
-    return echoes == CHILD_THREADS * ECHOES && sleeps == CHILD_THREADS && ring_ok ? 42 : 1;
+    if (pthread_create(&finisher, NULL, child_finisher, NULL) != 0)
+        return 1;
+    pthread_exit(NULL);
 }
 
 static void *forker(void *arg)
