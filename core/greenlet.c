@@ -316,6 +316,10 @@ void coop_exit(void *result)
     struct coop_greenlet *g = h->current;
     if (exit_hook != NULL)
         exit_hook(g);
+    /* A forked child's forker's record is glibc's only one of the child's OS thread 0,
+     * which goes on as a hub: glibc's setuid broadcast skips a record marked exiting. */
+    if (g->keeps_tid)
+        atomic_fetch_and(coop_greenlet_cancel_state(g), ~COOP_CANCEL_EXITING);
     coop_greenlet_unnumber(g);
     g->result = result;
     bool last = atomic_fetch_sub(&coop_live_greenlets, 1) == 1;

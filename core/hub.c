@@ -286,7 +286,7 @@ struct coop_hub *coop_hub_create(int index, bool spare)
 void coop_hub_attach(struct coop_hub *h, bool main_thread)
 {
     h->os_thread = coop_settings.os_thread_self();
-    coop_tls_hub_init(h);   /* before the hub is known: the sanitizer's allocations look it up */
+    coop_tls_hub_init(h);   /* before the hub is known: its signal handlers run on this record */
     coop_thread.hub = h;    /* before the tid: a preemption signal sent to it must find its hub */
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
     coop_diag_hub_init(h);

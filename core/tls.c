@@ -580,9 +580,9 @@ void *coop_os_thread_local(void *addr)
 {
     struct coop_hub *h = coop_thread.hub;
     uintptr_t tp = thread_pointer();
-    if (h == NULL || tp == h->os_tp)
+    if (h == NULL || tp == h->os_thread)
         return addr;
-    return (void *)((uintptr_t)addr - tp + h->os_tp);     /* in integers: another area's address */
+    return (void *)((uintptr_t)addr - tp + h->os_thread);     /* in integers: another area's address */
 }
 
 /* Runs fn with the thread pointer at tp, then puts it back; async-signal-safe. Whatever fn
