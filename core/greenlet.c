@@ -276,6 +276,10 @@ void coop_reap(struct coop_hub *h)
     }
 }
 
+/* The main greenlet's record is glibc's of the initial thread, and a forked child's forker's
+ * is glibc's of the child's thread: neither is freed when it ends. */
+static bool released_at_end(const struct coop_greenlet *g) { return !g->is_main && !g->keeps_tid; }
+
 /*
  * A finished greenlet's record goes when both have happened: it is off its stack, and it
  * is detached or joined. `ending` holds END_FINISHED, END_DETACHED and END_JOINING (a
@@ -286,10 +290,6 @@ void coop_reap(struct coop_hub *h)
  * at once. The joiner parks while END_FINISHED is not set, checked under the parking lot's
  * lock. (test_sched: join stress)
  */
-/* The main greenlet's record is glibc's of the initial thread, and a forked child's forker's
- * is glibc's of the child's thread: neither is freed when it ends. */
-static bool released_at_end(const struct coop_greenlet *g) { return !g->is_main && !g->keeps_tid; }
-
 static void finished(struct coop_hub *h, struct coop_greenlet *g)
 {
     bool released = released_at_end(g);
