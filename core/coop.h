@@ -117,6 +117,9 @@ long coop_tls_run_as_thread(long (*fn)(void *), void *arg);
  * glibc then takes it for the caller's, and the initial thread's record for another
  * thread's. */
 long coop_tls_run_on_hub_area(long (*fn)(void *), void *arg);
+/* The tid the caller's control block holds, the one glibc names it by: its OS thread's,
+ * which the greenlets running there share. */
+pid_t coop_tls_own_tid(void);
 /* Whether the runtime's threads run: the program created a thread (since it started, or since
  * the fork that made it). */
 bool coop_sched_started(void);

@@ -25,7 +25,10 @@
  *   no hazard. So coop preempts only where no frame of the interrupted stack is in a
  *   guarded module: coop itself (libuv is linked in), libc and the other glibc libraries,
  *   ld.so, libunwind, libgcc_s (the unwinder of C++ exceptions, which walks the loader's
- *   lists) and the sanitizer runtimes. (liblzma, which libunwind calls for compressed debug
+ *   lists), the sanitizer runtimes and the replacement allocators (jemalloc, tcmalloc,
+ *   mimalloc: their locks park greenlets, but the runtime's own threads allocate through
+ *   them too, a hub's loop, the monitor starting a spare, and would wait for a greenlet
+ *   switched out holding one). (liblzma, which libunwind calls for compressed debug
  *   sections, is not: it locks through pthread, and when libunwind calls it, libunwind's
  *   frames lie beyond; xz's workers compute in it.) Any frame, not only the innermost: glibc
  *   calls program code with its locks held (dl_iterate_phdr's callback holds the loader's,
@@ -187,11 +190,13 @@ static struct guarded_range {
 } guarded[GUARDED_RANGES_MAX];
 static int guarded_len;
 
-/* The modules glibc, the unwinders and the sanitizers are made of, by file name. */
+/* The modules glibc, the unwinders, the sanitizers and the replacement allocators are made
+ * of, by file name (see the rule). */
 static const char *const guarded_prefixes[] = {
     "libc.so.", "ld-linux", "libpthread.so.", "libdl.so.", "librt.so.", "libresolv.so.",
     "libanl.so.", "libutil.so.", "libnss_", "libunwind", "libgcc_s.so.",
     "libasan.so.", "libubsan.so.", "liblsan.so.", "libtsan.so.",
+    "libjemalloc.so.", "libtcmalloc", "libmimalloc.so.",
 };
 
 /* Functions of guarded modules that take no lock and call nothing but the vDSO. */

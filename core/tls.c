@@ -68,6 +68,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <gnu/libc-version.h>
+#include <limits.h>
 #include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -494,7 +495,9 @@ static void move_owner(_Atomic uint32_t *word, bool pi, const struct robust_walk
 /* What the kernel does to the robust mutexes of a thread that exits (handle_futex_death):
  * one it still holds loses its owner and says FUTEX_OWNER_DIED, and a waiter is woken
  * (with a shared wake, as glibc waits on every robust mutex), whose lock then answers
- * EOWNERDEAD. A priority-inheritance one that others wait for is the kernel's. */
+ * EOWNERDEAD; so are the greenlets parked for it by the shim (those of the same OS thread,
+ * which glibc would take for its owner). A priority-inheritance one that others wait for is
+ * the kernel's. */
 static void mark_owner_died(_Atomic uint32_t *word, bool pi, const struct robust_walk *walk)
 {
     uint32_t seen = atomic_load(word);
@@ -511,6 +514,7 @@ static void mark_owner_died(_Atomic uint32_t *word, bool pi, const struct robust
     } while (!atomic_compare_exchange_weak(word, &seen, (seen & FUTEX_WAITERS) | FUTEX_OWNER_DIED));
     if (seen & FUTEX_WAITERS)
         coop_sys(SYS_futex, (long)word, FUTEX_WAKE, 1);
+    coop_unpark(word, INT_MAX, ~0u);
 }
 
 /* Calls fn on the lock word of each robust mutex a greenlet holds: those on the list in its
@@ -618,6 +622,8 @@ long coop_tls_run_on_hub_area(long (*fn)(void *), void *arg)
 }
 
 pid_t coop_tls_tid(const struct coop_greenlet *g) { return *(const pid_t *)(g->tp + tls.tid_at); }
+
+pid_t coop_tls_own_tid(void) { return *(const pid_t *)(thread_pointer() + tls.tid_at); }
 
 /* Called before the runtime starts its first thread, when the calling greenlet and its
  * hub's thread are the only ones that run: areas made later get 1 from

@@ -7,8 +7,9 @@
  * does, through a pool thread (shared.c), so that other processes' glibc and coop wake
  * each other; glibc names a thread's owner by its tid, which the greenlets of a hub share,
  * so coop names a greenlet by an id no tid can equal. Robust and priority mutexes go to
- * glibc.
+ * glibc, past a wait for the other greenlets of the caller's OS thread (see held below).
  */
+#include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,7 +23,10 @@
 #define KIND_TYPE_MASK 3         /* normal, recursive, errorcheck, adaptive */
 #define KIND_ELISION_MASK 0x300  /* glibc's lock elision hints, harmless to ignore */
 #define KIND_PSHARED 0x80        /* glibc's PTHREAD_MUTEX_PSHARED_BIT */
+#define KIND_ROBUST 0x10         /* glibc's PTHREAD_MUTEX_ROBUST_NORMAL_NP */
 #define KIND_PRIO_INHERIT 0x20   /* glibc's PTHREAD_MUTEX_PRIO_INHERIT_NP */
+#define KIND_PRIO_PROTECT 0x40   /* glibc's PTHREAD_MUTEX_PRIO_PROTECT_NP */
+#define HELD_MAX 8
 
 static bool coop_owned(const pthread_mutex_t *m)
 {
@@ -106,6 +110,125 @@ static bool owner_checked(const pthread_mutex_t *m)
     return type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK;
 }
 
+/* --- the mutexes glibc keeps: robust and priority ones --- */
+
+/* glibc names the owner of these by tid, which the greenlets of an OS thread share, and
+ * would take one held by another greenlet of the caller's OS thread for the caller's: a
+ * recursive one locked by both, an error-checking one EDEADLK, a normal priority-inheritance
+ * one a wait for ever. So each greenlet keeps those it holds (in its thread-locals, its
+ * own), and a lock that finds one naming its OS thread that it does not hold parks until
+ * the lock word changes; glibc_unlock, and the end of a greenlet that leaves a robust one
+ * owner-dead (core/tls.c), wake it. Past HELD_MAX at once, a greenlet is taken for the
+ * owner of every one its OS thread holds, as glibc takes a thread. */
+static __thread struct {
+    pthread_mutex_t *mutex[HELD_MAX];
+    unsigned n, overflow;
+} held;
+
+static bool owned_by_tid(const pthread_mutex_t *m)
+{
+    return shim_patched[FAM_thread] && (m->__data.__kind & (KIND_ROBUST | KIND_PRIO_INHERIT | KIND_PRIO_PROTECT));
+}
+
+static bool recorded(const pthread_mutex_t *m)
+{
+    for (unsigned i = 0; i < held.n; i++)
+        if (held.mutex[i] == m)
+            return true;
+    return false;
+}
+
+static bool holds(const pthread_mutex_t *m) { return recorded(m) || held.overflow > 0; }
+
+static void remember(pthread_mutex_t *m)
+{
+    if (held.n < HELD_MAX)
+        held.mutex[held.n++] = m;
+    else
+        held.overflow++;
+}
+
+static void forget(pthread_mutex_t *m)
+{
+    for (unsigned i = 0; i < held.n; i++)
+        if (held.mutex[i] == m) {
+            held.mutex[i] = held.mutex[--held.n];
+            return;
+        }
+    if (held.overflow > 0)
+        held.overflow--;
+}
+
+/* Whether another greenlet of the caller's OS thread holds m, its lock word seen: the
+ * owner's tid is in the word, or for a priority-protected one in __owner, as glibc reads it. */
+static bool sibling_holds(const pthread_mutex_t *m, uint32_t seen)
+{
+    pid_t owner = m->__data.__kind & KIND_PRIO_PROTECT ? __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED)
+                                                       : (pid_t)(seen & FUTEX_TID_MASK);
+    return owner != 0 && !holds(m) && owner == coop_tls_own_tid();
+}
+
+/* 0 once no other greenlet of the caller's OS thread holds m; else EBUSY for a try,
+ * ETIMEDOUT past abstime, or EINVAL for an abstime that is none. */
+static int wait_for_siblings(pthread_mutex_t *m, bool try, clockid_t clock, const struct timespec *abstime)
+{
+    int64_t deadline = COOP_NO_DEADLINE;
+    for (;;) {
+        uint32_t seen = atomic_load(word(m));
+        if (!sibling_holds(m, seen))
+            return 0;
+        if (try)
+            return EBUSY;
+        if (abstime != NULL && deadline == COOP_NO_DEADLINE) {
+            int err = shim_abs_deadline(clock, abstime, &deadline);
+            if (err != 0)
+                return err;
+        }
+        if (shim_park_while(word(m), seen, deadline, ~0u, "mutex") == ETIMEDOUT)
+            return ETIMEDOUT;
+        shim_async_cancel_point();
+    }
+}
+
+/* glibc checks the owner at the unlock, and at a recursive or error-checking one's relock,
+ * against the tid of the OS thread it was locked on: one the caller holds moves to its OS
+ * thread's first (a robust one moved with it already, core/tls.c). A priority-inheritance
+ * one only while nobody waits: the kernel then records its owner task, which stays. */
+static void claim(pthread_mutex_t *m)
+{
+    if (!recorded(m))
+        return;
+    pid_t self = coop_tls_own_tid();
+    if (m->__data.__kind & KIND_PRIO_PROTECT) {
+        if (m->__data.__owner != 0)
+            m->__data.__owner = self;
+        return;
+    }
+    uint32_t seen = atomic_load(word(m));
+    if (seen != 0 && seen == (seen & FUTEX_TID_MASK) && seen != (uint32_t)self
+        && atomic_compare_exchange_strong(word(m), &seen, (uint32_t)self))
+        m->__data.__owner = self;
+}
+
+/* glibc's lock, trylock (try) or clocklock (abstime), after the wait for siblings. */
+static __attribute__((noinline)) int glibc_lock(pthread_mutex_t *m, bool try, clockid_t clock,
+                                                const struct timespec *abstime)
+{
+    bool by_tid = owned_by_tid(m);
+    int err = by_tid ? wait_for_siblings(m, try, clock, abstime) : 0;
+    if (err != 0)
+        return err;
+    if (by_tid)
+        claim(m);
+    err = try ? REAL(pthread_mutex_trylock)(m)
+          : abstime != NULL ? REAL(pthread_mutex_clocklock)(m, clock, abstime)
+                            : REAL(pthread_mutex_lock)(m);
+    bool taken = err == 0 || err == EOWNERDEAD;
+    if (by_tid && taken && ((m->__data.__kind & KIND_TYPE_MASK) != PTHREAD_MUTEX_RECURSIVE || m->__data.__count == 1))
+        remember(m);      /* not again for a recursive one's relock */
+    return err;
+}
+
 /* The uncontended lock of a normal mutex, without a call: one CAS, or while the process
  * has one thread a plain store (never for a process-shared one: other processes may hold
  * it). */
@@ -125,7 +248,7 @@ static inline bool take_free(pthread_mutex_t *m)
 static inline int mutex_lock(pthread_mutex_t *m)
 {
     if (!coop_owned(m))
-        return REAL(pthread_mutex_lock)(m);
+        return glibc_lock(m, false, 0, NULL);
     if (owner_checked(m) || !take_free(m))
         return lock(m, COOP_NO_DEADLINE);
     m->__data.__owner = shim_owner_id();
@@ -158,19 +281,26 @@ static inline int release(pthread_mutex_t *m)
     return wake_a_waiter(m);
 }
 
-/* glibc takes the unlock of a priority-inheritance mutex only from the thread its word
- * names, and the kernel, once another waits for it, only from the task it records: a
- * greenlet that moved to another OS thread meanwhile cannot unlock it (core/tls.c moves
- * the owner of a robust one nobody waits for). Said once: the program may hang on it. */
+/* The kernel takes the unlock of a priority-inheritance mutex that another waits for only
+ * from the task it records: a greenlet that moved to another OS thread meanwhile cannot
+ * unlock it (claim moves only one nobody waits for). Said once: the program may hang on it. */
 static __attribute__((noinline)) int glibc_unlock(pthread_mutex_t *m)
 {
+    bool by_tid = owned_by_tid(m);
+    bool last = (m->__data.__kind & KIND_TYPE_MASK) != PTHREAD_MUTEX_RECURSIVE || m->__data.__count <= 1;
+    if (by_tid)
+        claim(m);
     int err = REAL(pthread_mutex_unlock)(m);
+    if (err == 0 && last && by_tid) {
+        forget(m);
+        coop_unpark(word(m), INT_MAX, ~0u);
+    }
     static atomic_bool warned;
     if (err == EPERM && (m->__data.__kind & KIND_PRIO_INHERIT) && (atomic_load(word(m)) & FUTEX_TID_MASK) != 0
         && !atomic_exchange(&warned, true))
         coop_warn("pthread_mutex_unlock: EPERM for a locked priority-inheritance mutex: if this thread "
-                  "locked it, it moved to another OS thread since, which glibc and the kernel do not "
-                  "allow (run with cooprun --no-thread); said once");
+                  "locked it, it moved to another OS thread since while another thread waited for it, "
+                  "which the kernel does not allow (run with cooprun --no-thread); said once");
     return err;
 }
 
@@ -227,13 +357,13 @@ EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
     coop_preempt_point();
-    return coop_owned(m) ? lock(m, 0) : REAL(pthread_mutex_trylock)(m);
+    return coop_owned(m) ? lock(m, 0) : glibc_lock(m, true, 0, NULL);
 }
 
 EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct timespec *abstime)
 {
     if (!coop_owned(m))
-        return REAL(pthread_mutex_clocklock)(m, clock, abstime);
+        return glibc_lock(m, false, clock, abstime);
     int64_t deadline;
     int err = shim_abs_deadline(clock, abstime, &deadline);
     return err != 0 ? err : lock(m, deadline);
@@ -241,7 +371,5 @@ EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const st
 
 EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
 {
-    if (!coop_owned(m))
-        return REAL(pthread_mutex_timedlock)(m, abstime);
     return pthread_mutex_clocklock(m, CLOCK_REALTIME, abstime);
 }

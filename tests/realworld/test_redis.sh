@@ -21,6 +21,7 @@ need "$PYTHON" python3
 need_library
 
 CONNS=50 KEYS=10000 IO_KEYS=2000 TIMEOUT_S=60 # a hang guard
+DUMP_SIGNAL=RTMIN+5 # coop's dump signal (COOP_DUMP_SIGNAL), which redis does not use
 # Runtime threads allowed under coop: none. redis resolves its bind address before it starts
 # any thread (a plain call, no pool), and --jemalloc-bg-thread no keeps jemalloc from starting
 # its background thread, which jemalloc creates with the real pthread_create (it finds it with
@@ -55,9 +56,19 @@ client() {
     line=$(head -n 1 "$TMP/client.$mode")
     note "$mode: $line"
     note "$mode: at most $max_threads OS threads in $samples samples"
-    ((rc == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")"
+    ((rc == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")$(dump "$mode")"
     [ "$line" = "conns=$CONNS keys=$keys sets=$keys gets=$keys verified=$keys counter=$keys dbsize=$((keys + 1)) errors=0" ] ||
         fail "$mode: unexpected totals: $line"
+}
+
+# dump MODE: under coop, the server's greenlets as its dump signal lists them (each hub prints
+# its own; a hub that never gets back to its loop prints nothing), for a failure's report.
+dump() {
+    [[ $1 == coop* ]] || return 0
+    kill -s "$DUMP_SIGNAL" "$server" 2>/dev/null
+    sleep 2
+    printf "\nthe server's greenlets:\n"
+    sed -n '/^coop: greenlets/,$p' "$TMP/$1.err" | head -n 200
 }
 
 # shutdown MODE: SHUTDOWN NOSAVE through the protocol; redis exits 0.
@@ -76,7 +87,7 @@ native_threads=$max_threads
 check_threads native "$native_threads"
 shutdown native
 
-COOP_STATS=1 start coop "$COOPRUN" -- --
+COOP_STATS=1 COOP_DUMP_SIGNAL=$DUMP_SIGNAL start coop "$COOPRUN" -- --
 client coop
 coop_threads=$max_threads
 check_threads coop "$coop_threads"
@@ -93,7 +104,7 @@ note "native-io: in about $((SECONDS - started_io)) s"
 native_io_threads=$max_threads
 shutdown native-io
 
-COOP_STATS=1 start coop-io "$COOPRUN" -- --io-threads 4
+COOP_STATS=1 COOP_DUMP_SIGNAL=$DUMP_SIGNAL start coop-io "$COOPRUN" -- --io-threads 4
 started_io=$SECONDS
 client coop-io $IO_KEYS
 coop_io_seconds=$((SECONDS - started_io))

@@ -177,16 +177,16 @@ static void check_errorcheck(void)
     report_result("errorcheck_owner", ok, result);
 }
 
-/* Robust mutexes held across a wait by a thread resumed on another OS thread than the one
- * it locked them on: under coop, the thread it starts, when it starts on that OS thread,
+/* Robust and priority-inheritance mutexes held across a wait by a thread resumed on another
+ * OS thread than the one it locked them on: under coop, the thread it starts, when it starts on that OS thread,
  * waits there in a poll coop cannot make cooperative, so that the locker resumes elsewhere
- * (by handoff or by another hub). Its unlocks succeed (glibc names a robust mutex's owner by
- * its tid, which follows the greenlet), and the mutexes are free after: a normal one, a
- * recursive one locked twice (whose unlock checks the owner field too) and a priority-
- * inheritance one nobody waits for. Natively no round moves; under coop the rounds that
+ * (by handoff or by another hub). Its unlocks succeed (glibc names their owner by its tid,
+ * which follows the greenlet), and the mutexes are free after: a robust normal one, a robust
+ * recursive one locked twice (whose unlock checks the owner field too), a robust priority-
+ * inheritance one and a plain priority-inheritance one, nobody waiting for them. Natively no round moves; under coop the rounds that
  * pinned the locker's OS thread must have moved it, and some must have. The poll's time-out
  * only turns a lost move into a FAIL line instead of a hang. */
-enum { ROBUST_TRIES = 200, ROBUST_PINNED_ROUNDS = 10, ROBUST_KINDS = 3, PIN_LIMIT_MS = 10000 };
+enum { ROBUST_TRIES = 200, ROBUST_PINNED_ROUNDS = 10, ROBUST_KINDS = 4, PIN_LIMIT_MS = 10000 };
 
 struct pinner {
     pid_t locked_on;
@@ -212,12 +212,14 @@ static int lock_robust_set(pthread_mutex_t *m)
     int err = pthread_mutex_lock(&m[0]);
     err = err != 0 ? err : pthread_mutex_lock(&m[1]);
     err = err != 0 ? err : pthread_mutex_lock(&m[1]);
-    return err != 0 ? err : pthread_mutex_lock(&m[2]);
+    err = err != 0 ? err : pthread_mutex_lock(&m[2]);
+    return err != 0 ? err : pthread_mutex_lock(&m[3]);
 }
 
 static int unlock_robust_set(pthread_mutex_t *m)
 {
-    int err = pthread_mutex_unlock(&m[2]);
+    int err = pthread_mutex_unlock(&m[3]);
+    err = err != 0 ? err : pthread_mutex_unlock(&m[2]);
     err = err != 0 ? err : pthread_mutex_unlock(&m[1]);
     err = err != 0 ? err : pthread_mutex_unlock(&m[1]);
     return err != 0 ? err : pthread_mutex_unlock(&m[0]);
@@ -273,10 +275,11 @@ static void check_robust_moves(void)
 
     for (int i = 0; i < ROBUST_KINDS; i++) {
         pthread_mutexattr_init(&attr);
-        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        if (i < 3)
+            pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
         if (i == 1)
             pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        if (i == 2)
+        if (i >= 2)
             pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
         pthread_mutex_init(&m[i], &attr);
         pthread_mutexattr_destroy(&attr);
@@ -287,33 +290,38 @@ static void check_robust_moves(void)
     for (int i = 0; i < ROBUST_KINDS; i++)
         pthread_mutex_destroy(&m[i]);
     report_result("robust_held_across_moves", ok != NULL,
-                  "every unlock 0 (normal, recursive, priority-inheritance), all free after");
+                  "every unlock 0 (robust normal, recursive, priority-inheritance; priority-inheritance), all free after");
 }
 
 /* A thread that ends holding a robust mutex: the next lock answers EOWNERDEAD, with the
  * mutex held; pthread_mutex_consistent makes it usable again. Once with nobody waiting (the
  * main thread locks after the join), once with a waiter, woken by the end: the holder ends
- * only when it sees the waiter's bit in the lock word (or after OWNER_WAIT_MS: the time-outs
- * only turn a lost wait into a FAIL line). */
+ * once the waiter is about to lock and its bit is in the lock word (a thread waiting in the
+ * kernel), or WAITER_PARKS_MS after (under coop, one on the holder's OS thread parks
+ * without it: see tid_owned_by_one_thread). The lock's time-out only turns a lost wake into
+ * a FAIL line. */
 enum { OWNER_WAIT_MS = 10000 };
 
 struct robust_holder {
     pthread_mutex_t *m;
-    sem_t locked;
-    bool wait_for_waiter, saw_waiter;
+    sem_t locked, trying;
+    bool wait_for_waiter;
 };
+
+enum { WAITER_PARKS_MS = 20 };
 
 static void *hold_and_end(void *arg)
 {
     struct robust_holder *h = arg;
-    uint64_t deadline = now_ns() + OWNER_WAIT_MS * 1000000ull;
 
     pthread_mutex_lock(h->m);
     sem_post(&h->locked);
-    while (h->wait_for_waiter && !h->saw_waiter && now_ns() < deadline) {
-        h->saw_waiter = atomic_load((_Atomic int *)&h->m->__data.__lock) & FUTEX_WAITERS;
+    if (!h->wait_for_waiter)
+        return NULL;    /* still holding it */
+    sem_wait(&h->trying);
+    uint64_t deadline = now_ns() + WAITER_PARKS_MS * 1000000ull;
+    while (!(atomic_load((_Atomic int *)&h->m->__data.__lock) & FUTEX_WAITERS) && now_ns() < deadline)
         sched_yield();
-    }
     return NULL;        /* still holding it */
 }
 
@@ -321,6 +329,7 @@ static void *hold_and_end(void *arg)
  * pthread_mutex_consistent and the unlock. */
 struct taken {
     pthread_mutex_t *m;
+    sem_t *trying;
     int locked, consistent, unlock;
 };
 
@@ -337,6 +346,7 @@ static void *take_after_owner(void *arg)
 {
     struct taken *t = arg;
 
+    sem_post(t->trying);
     t->locked = lock_within_limit(t->m);
     t->consistent = pthread_mutex_consistent(t->m);
     t->unlock = pthread_mutex_unlock(t->m);
@@ -348,13 +358,14 @@ static bool owner_died_once(bool with_waiter, char *result, size_t size)
     pthread_mutexattr_t attr;
     pthread_mutex_t m;
     struct robust_holder h = { .m = &m, .wait_for_waiter = with_waiter };
-    struct taken t = { .m = &m };
+    struct taken t = { .m = &m, .trying = &h.trying };
     pthread_t holder, waiter;
 
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&m, &attr);
     sem_init(&h.locked, 0, 0);
+    sem_init(&h.trying, 0, 0);
     if (pthread_create(&holder, NULL, hold_and_end, &h) != 0)
         die("pthread_create");
     sem_wait(&h.locked);
@@ -372,10 +383,10 @@ static bool owner_died_once(bool with_waiter, char *result, size_t size)
         pthread_join(holder, NULL);
     pthread_mutex_destroy(&m);
     sem_destroy(&h.locked);
+    sem_destroy(&h.trying);
     snprintf(result, size, "%slock %s, consistent %s, unlock %s, lock again %s", with_waiter ? "waiting " : "",
              errname(t.locked), errname(t.consistent), errname(t.unlock), errname(relock));
-    return t.locked == EOWNERDEAD && t.consistent == 0 && t.unlock == 0 && relock == 0
-           && (!with_waiter || h.saw_waiter);
+    return t.locked == EOWNERDEAD && t.consistent == 0 && t.unlock == 0 && relock == 0;
 }
 
 /* A condition variable's waiter whose mutex's owner ends holding it: the wait answers
@@ -438,6 +449,119 @@ static void check_robust_owner_died(void)
     ok = ok && cond_owner_died(true, pshared_cond, sizeof pshared_cond);
     snprintf(result, sizeof result, "%s; %s; %s; %s", alone, waiting, cond, pshared_cond);
     report_result("robust_owner_died", ok || failf("%s; expected EOWNERDEAD, then 0", result), result);
+}
+
+/* Robust and priority-inheritance mutexes, whose owner glibc names by tid, belong to one
+ * thread: while a thread holds one across a sleep, another's trylock says EBUSY and its lock
+ * returns only after the release (under coop on one hub the other runs on the holder's OS
+ * thread meanwhile, whose tid the holder's is), and the holder's own relock says what its
+ * type says (a recursive one 0, an error-checking one EDEADLK). For a priority-inheritance
+ * one, another thread that is not on the holder's OS thread takes it with trylock: a lock
+ * would wait in the kernel, which then takes the unlock only from the locker's OS thread,
+ * and the holder may resume on another (README). The timed lock's limit only turns a lost
+ * wake into a FAIL line. */
+enum { OWNED_KINDS = 6 };
+
+struct owned {
+    pthread_mutex_t m;
+    bool pi;
+    pid_t holder_tid;
+    sem_t trying;
+    atomic_bool holding;
+    int trylock, lock;
+    bool taken_while_held;
+};
+
+static int trylock_within_limit(pthread_mutex_t *m)
+{
+    uint64_t deadline = now_ns() + OWNER_WAIT_MS * 1000000ull;
+    int err;
+
+    while ((err = pthread_mutex_trylock(m)) == EBUSY && now_ns() < deadline)
+        sched_yield();
+    return err;
+}
+
+static void *take_owned(void *arg)
+{
+    struct owned *o = arg;
+    bool pi_elsewhere = o->pi && gettid() != o->holder_tid;
+
+    if ((o->trylock = pthread_mutex_trylock(&o->m)) == 0)
+        pthread_mutex_unlock(&o->m);
+    sem_post(&o->trying);
+    o->lock = pi_elsewhere ? trylock_within_limit(&o->m) : lock_within_limit(&o->m);
+    o->taken_while_held = atomic_load(&o->holding);
+    if (o->lock == 0)
+        pthread_mutex_unlock(&o->m);
+    return NULL;
+}
+
+static void *hold_owned(void *arg)
+{
+    struct owned *o = arg;
+    int type = o->m.__data.__kind & 3, relock = 0;
+    pthread_t taker;
+
+    pthread_mutex_lock(&o->m);
+    o->holder_tid = gettid();
+    if (type == PTHREAD_MUTEX_RECURSIVE && (relock = pthread_mutex_lock(&o->m)) == 0)
+        pthread_mutex_unlock(&o->m);
+    if (type == PTHREAD_MUTEX_ERRORCHECK)
+        relock = pthread_mutex_lock(&o->m);
+    atomic_store(&o->holding, true);
+    if (pthread_create(&taker, NULL, take_owned, o) != 0)
+        die("pthread_create");
+    sem_wait(&o->trying);
+    sleep_ms(20);       /* the other's lock waits meanwhile, or takes it wrongly */
+    atomic_store(&o->holding, false);
+    int unlock = pthread_mutex_unlock(&o->m);
+    pthread_join(taker, NULL);
+    return (void *)(intptr_t)(relock << 8 | unlock);
+}
+
+static bool owned_once(int kind, char *result, size_t size)
+{
+    static const int types[] = { PTHREAD_MUTEX_NORMAL, PTHREAD_MUTEX_RECURSIVE, PTHREAD_MUTEX_ERRORCHECK };
+    static const char *type_names[] = { "normal", "recursive", "errorcheck" };
+    int type = types[kind % 3], expected_relock = type == PTHREAD_MUTEX_ERRORCHECK ? EDEADLK : 0;
+    pthread_mutexattr_t attr;
+    struct owned o = { .pi = kind >= 3, .trylock = -1, .lock = -1 };
+    pthread_t holder;
+    void *status;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, type);
+    if (o.pi)
+        pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+    else
+        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&o.m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    sem_init(&o.trying, 0, 0);
+    if (pthread_create(&holder, NULL, hold_owned, &o) != 0)     /* not the main thread: coop's */
+        die("pthread_create");     /* keeps the initial thread's tid wherever it runs */
+    pthread_join(holder, &status);
+    int relock = (int)(intptr_t)status >> 8, unlock = (int)(intptr_t)status & 0xff;
+    pthread_mutex_destroy(&o.m);
+    sem_destroy(&o.trying);
+    snprintf(result, size, "%s %s: relock %s, other's trylock %s, lock %s%s, unlock %s",
+             o.pi ? "priority-inheritance" : "robust", type_names[kind % 3], errname(relock),
+             errname(o.trylock), errname(o.lock), o.taken_while_held ? " while held" : "", errname(unlock));
+    return relock == expected_relock && o.trylock == EBUSY && o.lock == 0 && !o.taken_while_held && unlock == 0;
+}
+
+static void check_owned_by_one_thread(void)
+{
+    char result[OWNED_KINDS][128], all[OWNED_KINDS * 130] = "";
+    bool ok = true;
+
+    for (int kind = 0; kind < OWNED_KINDS; kind++) {
+        ok = owned_once(kind, result[kind], sizeof result[kind]) && ok;
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", kind > 0 ? "; " : "", result[kind]);
+    }
+    report_result("tid_owned_by_one_thread", ok || failf("%s", all),
+                  "robust and priority-inheritance, each type: the other's trylock EBUSY, its lock after the release");
 }
 
 struct contender {
@@ -714,6 +838,7 @@ int main(int argc, char **argv)
     check_errorcheck();
     check_robust_moves();
     check_robust_owner_died();
+    check_owned_by_one_thread();
     check_pshared_recursive();
     check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
                             "waited for the other process's unlock");
