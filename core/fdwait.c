@@ -190,24 +190,25 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *lo
     return 0;
 }
 
-/* Whether any fd of set is ready now (poll(2), not waiting). An error or hangup counts:
- * the caller's retry meets it. */
+/* Whether any fd of set is ready now (poll(2), not waiting), a few at a time: the caller's
+ * wait is prepared, so nothing here may allocate (a replacement allocator's locks park). An
+ * error or hangup counts: the caller's retry meets it. */
 static bool any_ready_now(const struct coop_fd_event *set, int n)
 {
-    struct pollfd small[8];
-    struct pollfd *fds = n <= 8 ? small : calloc((size_t)n, sizeof *fds);
-    if (fds == NULL)
-        return true;     /* a spurious wake: the caller tries again */
-    for (int i = 0; i < n; i++) {
-        int events = set[i].events;
-        fds[i] = (struct pollfd){ .fd = set[i].fd };
-        fds[i].events = (short)((events & COOP_READ ? POLLIN | POLLPRI | POLLRDHUP : 0)
-                                | (events & COOP_WRITE ? POLLOUT : 0));
+    struct pollfd fds[8];
+    for (int done = 0; done < n;) {
+        int batch = n - done < 8 ? n - done : 8;
+        for (int i = 0; i < batch; i++) {
+            int events = set[done + i].events;
+            fds[i] = (struct pollfd){ .fd = set[done + i].fd };
+            fds[i].events = (short)((events & COOP_READ ? POLLIN | POLLPRI | POLLRDHUP : 0)
+                                    | (events & COOP_WRITE ? POLLOUT : 0));
+        }
+        if (coop_sys(SYS_poll, fds, batch, 0) > 0)
+            return true;
+        done += batch;
     }
-    bool ready = coop_sys(SYS_poll, fds, n, 0) > 0;
-    if (fds != small)
-        free(fds);
-    return ready;
+    return false;
 }
 
 static void unlink_waiter(struct fd_waiter *x)
@@ -233,6 +234,10 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     struct fd_waiter *waiters = n <= 8 ? small : calloc((size_t)n, sizeof *waiters);
     if (waiters == NULL)
         return ENOMEM;
+    /* The table's entries exist before the wait is prepared: calloc may park the caller (a
+     * replacement allocator's locks are pthread mutexes), which a prepared wait must not. */
+    for (int i = 0; i < n; i++)
+        entry_of(set[i].fd, true);
     uint64_t gen = coop_prepare_wait(g, WAIT_FD, NULL);
     g->waiting.fd = set[0].fd;
     g->waiting.nfds = n;
