@@ -196,7 +196,7 @@ static const char *const guarded_prefixes[] = {
     "libc.so.", "ld-linux", "libpthread.so.", "libdl.so.", "librt.so.", "libresolv.so.",
     "libanl.so.", "libutil.so.", "libnss_", "libunwind", "libgcc_s.so.",
     "libasan.so.", "libubsan.so.", "liblsan.so.", "libtsan.so.",
-    "libjemalloc.so.", "libtcmalloc", "libmimalloc.so.",
+    "libjemalloc", "libtcmalloc", "libmimalloc",
 };
 
 /* Functions of guarded modules that take no lock and call nothing but the vDSO. */

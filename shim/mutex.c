@@ -159,12 +159,18 @@ static void forget(pthread_mutex_t *m)
         held.overflow--;
 }
 
-/* Whether another greenlet of the caller's OS thread holds m, its lock word seen: the
- * owner's tid is in the word, or for a priority-protected one in __owner, as glibc reads it. */
+/* The owner as glibc reads it, the lock word seen: the tid in the word, or for a
+ * priority-protected one __owner. */
+static pid_t owner_of(const pthread_mutex_t *m, uint32_t seen)
+{
+    return m->__data.__kind & KIND_PRIO_PROTECT ? __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED)
+                                                : (pid_t)(seen & FUTEX_TID_MASK);
+}
+
+/* Whether another greenlet of the caller's OS thread holds m, its lock word seen. */
 static bool sibling_holds(const pthread_mutex_t *m, uint32_t seen)
 {
-    pid_t owner = m->__data.__kind & KIND_PRIO_PROTECT ? __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED)
-                                                       : (pid_t)(seen & FUTEX_TID_MASK);
+    pid_t owner = owner_of(m, seen);
     return owner != 0 && !holds(m) && owner == coop_tls_own_tid();
 }
 
@@ -220,6 +226,19 @@ static __attribute__((noinline)) int glibc_lock(pthread_mutex_t *m, bool try, cl
         return err;
     if (by_tid)
         claim(m);
+    if (by_tid && recorded(m) && owner_of(m, atomic_load(word(m))) != coop_tls_own_tid()) {
+        /* The caller's, which claim could not move (a thread waits in the kernel): glibc would
+         * wait for the caller itself. */
+        int type = m->__data.__kind & KIND_TYPE_MASK;
+        if (type == PTHREAD_MUTEX_ERRORCHECK)
+            return EDEADLK;
+        if (type == PTHREAD_MUTEX_RECURSIVE) {
+            if (m->__data.__count == ~0u)
+                return EAGAIN;
+            m->__data.__count++;
+            return 0;
+        }
+    }
     err = try ? REAL(pthread_mutex_trylock)(m)
           : abstime != NULL ? REAL(pthread_mutex_clocklock)(m, clock, abstime)
                             : REAL(pthread_mutex_lock)(m);
@@ -287,6 +306,9 @@ static inline int release(pthread_mutex_t *m)
 static __attribute__((noinline)) int glibc_unlock(pthread_mutex_t *m)
 {
     bool by_tid = owned_by_tid(m);
+    /* glibc checks the owner of all but a normal priority-protected one, by tid alone. */
+    if (by_tid && (!(m->__data.__kind & KIND_PRIO_PROTECT) || owner_checked(m)) && sibling_holds(m, atomic_load(word(m))))
+        return EPERM;
     bool last = (m->__data.__kind & KIND_TYPE_MASK) != PTHREAD_MUTEX_RECURSIVE || m->__data.__count <= 1;
     if (by_tid)
         claim(m);

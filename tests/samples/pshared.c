@@ -452,23 +452,21 @@ static void check_robust_owner_died(void)
 }
 
 /* Robust and priority-inheritance mutexes, whose owner glibc names by tid, belong to one
- * thread: while a thread holds one across a sleep, another's trylock says EBUSY and its lock
- * returns only after the release (under coop on one hub the other runs on the holder's OS
- * thread meanwhile, whose tid the holder's is), and the holder's own relock says what its
- * type says (a recursive one 0, an error-checking one EDEADLK). For a priority-inheritance
- * one, another thread that is not on the holder's OS thread takes it with trylock: a lock
- * would wait in the kernel, which then takes the unlock only from the locker's OS thread,
- * and the holder may resume on another (README). The timed lock's limit only turns a lost
- * wake into a FAIL line. */
+ * thread: while a thread holds one across a sleep, another's trylock and unlock say EBUSY
+ * and EPERM and its lock returns only after the release (under coop on one hub the other
+ * runs on the holder's OS thread meanwhile, whose tid the holder's is), and the holder's own
+ * relock says what its type says (a recursive one 0, an error-checking one EDEADLK). A
+ * priority-inheritance one the other takes with trylock: a lock may wait in the kernel,
+ * which then takes the unlock only from the locker's OS thread, and the holder may resume on
+ * another (README). The limits only turn a lost wake into a FAIL line. */
 enum { OWNED_KINDS = 6 };
 
 struct owned {
     pthread_mutex_t m;
     bool pi;
-    pid_t holder_tid;
     sem_t trying;
     atomic_bool holding;
-    int trylock, lock;
+    int trylock, unlock, lock;
     bool taken_while_held;
 };
 
@@ -485,12 +483,12 @@ static int trylock_within_limit(pthread_mutex_t *m)
 static void *take_owned(void *arg)
 {
     struct owned *o = arg;
-    bool pi_elsewhere = o->pi && gettid() != o->holder_tid;
 
     if ((o->trylock = pthread_mutex_trylock(&o->m)) == 0)
         pthread_mutex_unlock(&o->m);
+    o->unlock = pthread_mutex_unlock(&o->m);
     sem_post(&o->trying);
-    o->lock = pi_elsewhere ? trylock_within_limit(&o->m) : lock_within_limit(&o->m);
+    o->lock = o->pi ? trylock_within_limit(&o->m) : lock_within_limit(&o->m);
     o->taken_while_held = atomic_load(&o->holding);
     if (o->lock == 0)
         pthread_mutex_unlock(&o->m);
@@ -504,7 +502,6 @@ static void *hold_owned(void *arg)
     pthread_t taker;
 
     pthread_mutex_lock(&o->m);
-    o->holder_tid = gettid();
     if (type == PTHREAD_MUTEX_RECURSIVE && (relock = pthread_mutex_lock(&o->m)) == 0)
         pthread_mutex_unlock(&o->m);
     if (type == PTHREAD_MUTEX_ERRORCHECK)
@@ -526,7 +523,7 @@ static bool owned_once(int kind, char *result, size_t size)
     static const char *type_names[] = { "normal", "recursive", "errorcheck" };
     int type = types[kind % 3], expected_relock = type == PTHREAD_MUTEX_ERRORCHECK ? EDEADLK : 0;
     pthread_mutexattr_t attr;
-    struct owned o = { .pi = kind >= 3, .trylock = -1, .lock = -1 };
+    struct owned o = { .pi = kind >= 3, .trylock = -1, .unlock = -1, .lock = -1 };
     pthread_t holder;
     void *status;
 
@@ -545,10 +542,11 @@ static bool owned_once(int kind, char *result, size_t size)
     int relock = (int)(intptr_t)status >> 8, unlock = (int)(intptr_t)status & 0xff;
     pthread_mutex_destroy(&o.m);
     sem_destroy(&o.trying);
-    snprintf(result, size, "%s %s: relock %s, other's trylock %s, lock %s%s, unlock %s",
-             o.pi ? "priority-inheritance" : "robust", type_names[kind % 3], errname(relock),
-             errname(o.trylock), errname(o.lock), o.taken_while_held ? " while held" : "", errname(unlock));
-    return relock == expected_relock && o.trylock == EBUSY && o.lock == 0 && !o.taken_while_held && unlock == 0;
+    snprintf(result, size, "%s %s: relock %s, other's trylock %s, unlock %s, lock %s%s; unlock %s",
+             o.pi ? "priority-inheritance" : "robust", type_names[kind % 3], errname(relock), errname(o.trylock),
+             errname(o.unlock), errname(o.lock), o.taken_while_held ? " while held" : "", errname(unlock));
+    return relock == expected_relock && o.trylock == EBUSY && o.unlock == EPERM && o.lock == 0
+           && !o.taken_while_held && unlock == 0;
 }
 
 static void check_owned_by_one_thread(void)
@@ -561,7 +559,7 @@ static void check_owned_by_one_thread(void)
         snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", kind > 0 ? "; " : "", result[kind]);
     }
     report_result("tid_owned_by_one_thread", ok || failf("%s", all),
-                  "robust and priority-inheritance, each type: the other's trylock EBUSY, its lock after the release");
+                  "robust and priority-inheritance, each type: the other's trylock EBUSY, unlock EPERM, lock after the release");
 }
 
 struct contender {
