@@ -562,6 +562,83 @@ static void check_owned_by_one_thread(void)
                   "robust and priority-inheritance, each type: the other's trylock EBUSY, unlock EPERM, lock after the release");
 }
 
+/* Many threads take turns at one mutex, each turn a read, a yield and a write of a counter:
+ * a robust normal one, a robust recursive one (locked twice) and a priority-inheritance one,
+ * one after the other. No turn is lost (the counter ends at THREADS x TURNS) and no wait is
+ * (the limits only turn one into a FAIL line). Under coop on one hub the threads share an
+ * OS thread and wait for each other in coop's lot; on more they also wait in the kernel and
+ * move while they hold the mutex. The priority-inheritance one is taken with trylock, as in
+ * tid_owned_by_one_thread. */
+enum { CONTENDED_THREADS = 8, CONTENDED_TURNS = 500 };
+
+struct contended {
+    pthread_mutex_t m;
+    int (*take)(pthread_mutex_t *);
+    bool twice;
+    long count;
+    atomic_int err;
+};
+
+static void *contend_in_turns(void *arg)
+{
+    struct contended *c = arg;
+
+    for (int i = 0; i < CONTENDED_TURNS && atomic_load(&c->err) == 0; i++) {
+        int e = c->take(&c->m);
+        if (e == 0 && c->twice && (e = c->take(&c->m)) != 0)
+            pthread_mutex_unlock(&c->m);
+        if (e == 0) {
+            long seen = c->count;
+            sched_yield();
+            c->count = seen + 1;
+            if (c->twice)
+                pthread_mutex_unlock(&c->m);
+            e = pthread_mutex_unlock(&c->m);
+        }
+        if (e != 0)
+            atomic_store(&c->err, e);
+    }
+    return NULL;
+}
+
+static bool contended_once(int kind, char *result, size_t size)
+{
+    static const char *names[] = { "robust", "robust recursive", "priority-inheritance" };
+    struct contended c = { .take = kind == 2 ? trylock_within_limit : lock_within_limit, .twice = kind == 1 };
+    pthread_mutexattr_t attr;
+    pthread_t threads[CONTENDED_THREADS];
+
+    pthread_mutexattr_init(&attr);
+    if (kind < 2)
+        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (kind == 1)
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    if (kind == 2)
+        pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+    pthread_mutex_init(&c.m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    for (int i = 0; i < CONTENDED_THREADS; i++)
+        if (pthread_create(&threads[i], NULL, contend_in_turns, &c) != 0)
+            die("pthread_create");
+    for (int i = 0; i < CONTENDED_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&c.m);
+    snprintf(result, size, "%s %ld, %s", names[kind], c.count, errname(atomic_load(&c.err)));
+    return atomic_load(&c.err) == 0 && c.count == CONTENDED_THREADS * CONTENDED_TURNS;
+}
+
+static void check_contended_turns(void)
+{
+    char result[3][64], all[256];
+    bool ok = true;
+
+    for (int kind = 0; kind < 3; kind++)
+        ok = contended_once(kind, result[kind], sizeof result[kind]) && ok;
+    snprintf(all, sizeof all, "turns of %d: %s; %s; %s", CONTENDED_THREADS * CONTENDED_TURNS, result[0], result[1],
+             result[2]);
+    report_result("tid_owned_contended", ok || failf("%s", all), all);
+}
+
 struct contender {
     pthread_mutex_t *m;
     sem_t tried;
@@ -837,6 +914,7 @@ int main(int argc, char **argv)
     check_robust_moves();
     check_robust_owner_died();
     check_owned_by_one_thread();
+    check_contended_turns();
     check_pshared_recursive();
     check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
                             "waited for the other process's unlock");
