@@ -243,8 +243,9 @@ static __attribute__((noinline)) int glibc_lock(pthread_mutex_t *m, bool try, cl
           : abstime != NULL ? REAL(pthread_mutex_clocklock)(m, clock, abstime)
                             : REAL(pthread_mutex_lock)(m);
     bool taken = err == 0 || err == EOWNERDEAD;
-    if (by_tid && taken && ((m->__data.__kind & KIND_TYPE_MASK) != PTHREAD_MUTEX_RECURSIVE || m->__data.__count == 1))
-        remember(m);      /* not again for a recursive one's relock */
+    bool relocked = (m->__data.__kind & KIND_TYPE_MASK) == PTHREAD_MUTEX_RECURSIVE && m->__data.__count > 1;
+    if (by_tid && taken && !relocked)
+        remember(m);
     return err;
 }
 
@@ -307,7 +308,8 @@ static __attribute__((noinline)) int glibc_unlock(pthread_mutex_t *m)
 {
     bool by_tid = owned_by_tid(m);
     /* glibc checks the owner of all but a normal priority-protected one, by tid alone. */
-    if (by_tid && (!(m->__data.__kind & KIND_PRIO_PROTECT) || owner_checked(m)) && sibling_holds(m, atomic_load(word(m))))
+    bool checked = !(m->__data.__kind & KIND_PRIO_PROTECT) || owner_checked(m);
+    if (by_tid && checked && sibling_holds(m, atomic_load(word(m))))
         return EPERM;
     bool last = (m->__data.__kind & KIND_TYPE_MASK) != PTHREAD_MUTEX_RECURSIVE || m->__data.__count <= 1;
     if (by_tid)

@@ -178,14 +178,15 @@ static void check_errorcheck(void)
 }
 
 /* Robust and priority-inheritance mutexes held across a wait by a thread resumed on another
- * OS thread than the one it locked them on: under coop, the thread it starts, when it starts on that OS thread,
- * waits there in a poll coop cannot make cooperative, so that the locker resumes elsewhere
- * (by handoff or by another hub). Its unlocks succeed (glibc names their owner by its tid,
- * which follows the greenlet), and the mutexes are free after: a robust normal one, a robust
- * recursive one locked twice (whose unlock checks the owner field too), a robust priority-
- * inheritance one and a plain priority-inheritance one, nobody waiting for them. Natively no round moves; under coop the rounds that
- * pinned the locker's OS thread must have moved it, and some must have. The poll's time-out
- * only turns a lost move into a FAIL line instead of a hang. */
+ * OS thread than the one it locked them on: under coop, the thread it starts, when it starts
+ * on that OS thread, waits there in a poll coop cannot make cooperative, so that the locker
+ * resumes elsewhere (by handoff or by another hub). Its unlocks succeed (glibc names their
+ * owner by its tid, which follows the greenlet), and the mutexes are free after: a robust
+ * normal one, a robust recursive one locked twice (whose unlock checks the owner field too),
+ * a robust priority-inheritance one and a plain priority-inheritance one, nobody waiting for
+ * them. Natively no round moves; under coop the rounds that pinned the locker's OS thread
+ * must have moved it, and some must have. The poll's time-out only turns a lost move into a
+ * FAIL line instead of a hang. */
 enum { ROBUST_TRIES = 200, ROBUST_PINNED_ROUNDS = 10, ROBUST_KINDS = 4, PIN_LIMIT_MS = 10000 };
 
 struct pinner {
