@@ -127,8 +127,10 @@ note "without %p: kept across exec, not given to children; with %p: a timeline p
 
 # The profile: diag spin computes for 500 ms in "spinner" while another thread sleeps; with
 # preemption off, the blocking monitor's report of it is an instant event on its track in the
-# timeline. One hub: on two, diag's ticker ends the computation at once (test_diagnostics).
-COOP_HUBS=1 "$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 --trace "$TMP/spin.json" --max-blocking 200 --preempt 0 -- \
+# timeline. One hub and no handoff: on another hub or a spare, diag's ticker ends the
+# computation at once (test_diagnostics; on a busy machine the monitor may see the spinner
+# asleep in its read of stderr and hand its hub off).
+COOP_HUBS=1 "$COOPRUN" --profile "$TMP/spin.folded" --profile-hz 199 --trace "$TMP/spin.json" --max-blocking 200 --preempt 0 --handoff 0 -- \
     "$SAMPLES/diag" spin >/dev/null 2>"$TMP/spin.err" || fail "diag spin under --profile: $(cat "$TMP/spin.err")"
 python3 - "$TMP/spin.json" <<'PY' || fail "the blocking monitor's report in the timeline"
 import json, sys
@@ -138,8 +140,9 @@ reports = [e for e in events if e["ph"] == "i" and names.get((e["pid"], e["tid"]
 assert len(reports) == 1 and reports[0]["name"].startswith("kept its hub") and reports[0]["args"]["held_ms"] >= 200, reports
 PY
 # With preemption on (the default), each preemption of the spinner is an instant event on its
-# track, and the time it waited behind the others a slice named preempted (one hub, as above).
-COOP_HUBS=1 "$COOPRUN" --trace "$TMP/preempted.json" -- "$SAMPLES/diag" spin >/dev/null 2>"$TMP/preempted.err" ||
+# track, and the time it waited behind the others a slice named preempted (one hub and no
+# handoff, as above).
+COOP_HUBS=1 "$COOPRUN" --trace "$TMP/preempted.json" --handoff 0 -- "$SAMPLES/diag" spin >/dev/null 2>"$TMP/preempted.err" ||
     fail "diag spin, preempted: $(cat "$TMP/preempted.err")"
 python3 - "$TMP/preempted.json" <<'PY' || fail "preemptions in the timeline"
 import json, sys
