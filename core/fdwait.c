@@ -146,16 +146,16 @@ static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
     return 0;
 }
 
-/* Links x (see the top for where the fd's home then is); the errno of an fd epoll refuses.
+/* Links x to e, the fd's entry (NULL: none could be made); see the top for where the fd's
+ * home then is; the errno of an fd epoll refuses.
  * *look: another thread than the home's dispatched an edge of the fd since the last link
  * on the home, maybe after the caller's EAGAIN (waiters on one hub run one at a time, so
  * their EAGAIN-to-link windows never overlap): the caller must look at its fds once every
  * waiter is linked. */
-static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, bool *look)
+static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, struct fd_entry *e, bool *look)
 {
     if (fd < 0)
         return EBADF;
-    struct fd_entry *e = entry_of(fd, true);
     if (e == NULL)
         return ENOMEM;
     int here = h->index + 1;
@@ -234,10 +234,10 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     struct fd_waiter *waiters = n <= 8 ? small : calloc((size_t)n, sizeof *waiters);
     if (waiters == NULL)
         return ENOMEM;
-    /* The table's entries exist before the wait is prepared: calloc may park the caller (a
-     * replacement allocator's locks are pthread mutexes), which a prepared wait must not. */
+    /* The table's entries are made before the wait is prepared: calloc may park the caller
+     * (a replacement allocator's locks are pthread mutexes), which a prepared wait must not. */
     for (int i = 0; i < n; i++)
-        entry_of(set[i].fd, true);
+        waiters[i].entry = entry_of(set[i].fd, true);
     uint64_t gen = coop_prepare_wait(g, WAIT_FD, NULL);
     g->waiting.fd = set[0].fd;
     g->waiting.nfds = n;
@@ -246,8 +246,9 @@ int coop_wait_fds(const struct coop_fd_event *set, int n, int64_t deadline)
     bool look = false;
     while (linked < n && err == 0) {
         struct fd_waiter *x = &waiters[linked];
+        struct fd_entry *e = x->entry;
         *x = (struct fd_waiter){ .g = g, .gen = gen, .events = set[linked].events };
-        err = link_waiter(h, x, set[linked].fd, &look);
+        err = link_waiter(h, x, set[linked].fd, e, &look);
         if (x->entry != NULL)
             linked++;
     }

@@ -199,21 +199,25 @@ static int wait_for_siblings(pthread_mutex_t *m, bool try, clockid_t clock, cons
 /* glibc checks the owner at the unlock, and at a recursive or error-checking one's relock,
  * against the tid of the OS thread it was locked on: one the caller holds moves to its OS
  * thread's first (a robust one moved with it already, core/tls.c). A priority-inheritance
- * one only while nobody waits: the kernel then records its owner task, which stays. */
-static void claim(pthread_mutex_t *m)
+ * one only while nobody waits: the kernel then records its owner task, which stays. False
+ * for one the caller holds that still names another OS thread. */
+static bool claim(pthread_mutex_t *m)
 {
     if (!recorded(m))
-        return;
+        return true;
     pid_t self = coop_tls_own_tid();
     if (m->__data.__kind & KIND_PRIO_PROTECT) {
         if (m->__data.__owner != 0)
             m->__data.__owner = self;
-        return;
+        return true;
     }
     uint32_t seen = atomic_load(word(m));
     if (seen != 0 && seen == (seen & FUTEX_TID_MASK) && seen != (uint32_t)self
-        && atomic_compare_exchange_strong(word(m), &seen, (uint32_t)self))
+        && atomic_compare_exchange_strong(word(m), &seen, (uint32_t)self)) {
         m->__data.__owner = self;
+        return true;
+    }
+    return owner_of(m, seen) == self;
 }
 
 /* glibc's lock, trylock (try) or clocklock (abstime), after the wait for siblings. */
@@ -224,9 +228,7 @@ static __attribute__((noinline)) int glibc_lock(pthread_mutex_t *m, bool try, cl
     int err = by_tid ? wait_for_siblings(m, try, clock, abstime) : 0;
     if (err != 0)
         return err;
-    if (by_tid)
-        claim(m);
-    if (by_tid && recorded(m) && owner_of(m, atomic_load(word(m))) != coop_tls_own_tid()) {
+    if (by_tid && !claim(m)) {
         /* The caller's, which claim could not move (a thread waits in the kernel): glibc would
          * wait for the caller itself. */
         int type = m->__data.__kind & KIND_TYPE_MASK;
