@@ -94,7 +94,8 @@ static void check_errno(const char *name, long r, int err)
 
 /* ---- Memory the kernel must refuse ---- */
 
-/* An address with nothing mapped at it: the page after a mapped one. */
+/* An address the kernel cannot read: the page after a mapped one, kept inaccessible rather
+ * than unmapped, since the next small mmap (a runtime's, a sanitizer's) would fill the hole. */
 static void *unmapped(void)
 {
     static char *page;
@@ -102,13 +103,13 @@ static void *unmapped(void)
     if (page == NULL) {
         long size = sysconf(_SC_PAGESIZE);
         page = mmap(NULL, 2 * (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (page == MAP_FAILED || munmap(page + size, (size_t)size) != 0)
+        if (page == MAP_FAILED || mprotect(page + size, (size_t)size, PROT_NONE) != 0)
             die_errno("mmap");
     }
     return page + sysconf(_SC_PAGESIZE);
 }
 
-/* The last n bytes of a page followed by unmapped memory. */
+/* The last n bytes of a page followed by one the kernel cannot read. */
 static void *at_page_end(size_t n)
 {
     return (char *)unmapped() - n;
