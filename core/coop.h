@@ -282,16 +282,32 @@ void coop_note_signal_handler(void);
  * the state's pointer, and hooks: deliver runs on g, on its own stack, at the end of its
  * current or next wait or yield once g has been signalled; due(g), on g, says whether g
  * still has a signal to take (a wait about to sleep ends only then): 0 if not, else EINTR,
- * or COOP_RESTART when every handler due has SA_RESTART. */
+ * or COOP_RESTART when every handler due has SA_RESTART; kick_again(g), from the monitor,
+ * for g asleep in a system call while signals are due to it (under the greenlet list's
+ * lock, as pass's walk). */
 void **coop_greenlet_signals(struct coop_greenlet *g);
 /* Takes the state's pointer from g (leaving NULL) while no walk of coop_each_greenlet is
  * under way: a walk may read the state of every greenlet it meets. */
 void *coop_greenlet_take_signals(struct coop_greenlet *g);
 void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), int (*due)(struct coop_greenlet *g),
-                           void (*pass)(void));
+                           void (*pass)(void), void (*kick_again)(struct coop_greenlet *g));
 /* g has signals to take: its wait, if it is in one, ends with EINTR, or COOP_RESTART
  * when restartable; deliver(g) runs when it next ends a wait (async-signal-safe). */
 void coop_signal_greenlet(struct coop_greenlet *g, bool restartable);
+/* The kernel tid of the OS thread that runs g's own code now, in a system call coop left to
+ * the kernel included, when that is not the caller's thread; else 0 (g waits, is queued, or
+ * runs here). A hint: g may leave that thread at any moment (async-signal-safe). */
+pid_t coop_running_elsewhere(const struct coop_greenlet *g);
+/* apply sets the calling OS thread's real mask to the one hubs' threads should have; every
+ * hub calls it before its next switch after coop_hub_masks_changed (hub.c). */
+void coop_set_hub_mask_hook(void (*apply)(void));
+void coop_hub_masks_changed(void);
+/* The calling hub's thread has another mask for now (a handler's): it takes the hubs' one
+ * again before its next switch (async-signal-safe). */
+void coop_hub_mask_stale(void);
+/* Whether ip is in coop's own code (libcoop.so): frames there are the runtime's, not the
+ * program's (async-signal-safe). */
+bool coop_in_runtime(uintptr_t ip);
 /* Asks the calling thread's hub to run pass() soon, in normal context (async-signal-safe). */
 void coop_request_signal_pass(void);
 /* Calls fn for every program greenlet of the calling thread's hub; normal context only. */

@@ -3,7 +3,7 @@
  * its stack, read by libunwind from the ucontext_t it was parked with), deadlock
  * detection, stack overflow reports and the statistics block printed at exit.
  */
-#include <dlfcn.h>
+#include <link.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,14 +50,29 @@ static void end_line(struct report *r)
     r->len = 0;
 }
 
-/* Frames inside libcoop.so are the runtime's, not the program's: dumps leave them out. */
-bool coop_in_runtime(uintptr_t ip)
+/* libcoop.so's code (the executable's, in the unit tests), found once at start: signal
+ * handlers ask coop_in_runtime, and may not look modules up. */
+static uintptr_t runtime_lo, runtime_hi;
 
+static int find_runtime_code(struct dl_phdr_info *info, size_t size, void *unused)
 {
-    Dl_info self, frame;
-    return dladdr((void *)coop_coarse_now, &self) && dladdr((void *)ip, &frame)
-           && self.dli_fbase == frame.dli_fbase;
+    (void)size, (void)unused;
+    uintptr_t self = (uintptr_t)coop_in_runtime;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && self - lo < ph->p_memsz) {
+            runtime_lo = lo;
+            runtime_hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
 }
+
+void coop_runtime_code_init(void) { dl_iterate_phdr(find_runtime_code, NULL); }
+
+bool coop_in_runtime(uintptr_t ip) { return ip - runtime_lo < runtime_hi - runtime_lo; }
 
 /* signal_frame: ctx is a signal handler's (an overflow report), which must not load
  * libunwind; coop_diag_prepare did before the first greenlet that could overflow. */

@@ -56,6 +56,37 @@ int coop_start_runtime_thread(void *(*fn)(void *), void *arg)
 static void (*signal_deliver_hook)(struct coop_greenlet *g);
 static int (*signal_due_hook)(struct coop_greenlet *g);
 static void (*signal_pass_hook)(void);
+static void (*signal_kick_again_hook)(struct coop_greenlet *g);
+
+/*
+ * The real signal mask of hubs' threads is the shim's (the signals every greenlet blocks),
+ * set by the thread that changes it; the others take it before they next switch to a
+ * greenlet, so that a greenlet never runs on an OS thread that blocks a signal it accepts:
+ * a signal the shim sends to that thread to interrupt it (a kick) gets there. Anyone bumps
+ * hub_mask_changes; each hub's masks_seen is its own.
+ */
+static void (*hub_mask_apply)(void);
+#define MASK_UNKNOWN UINT64_MAX          /* masks_seen of a new hub, or after a handler */
+static _Atomic uint64_t hub_mask_changes;
+
+void coop_set_hub_mask_hook(void (*apply)(void)) { hub_mask_apply = apply; }
+
+void coop_hub_masks_changed(void) { atomic_fetch_add(&hub_mask_changes, 1); }
+
+void coop_hub_mask_stale(void)
+{
+    if (coop_thread.hub != NULL)
+        coop_thread.hub->masks_seen = MASK_UNKNOWN;
+}
+
+static void take_hub_mask(struct coop_hub *h)
+{
+    uint64_t changes = atomic_load_explicit(&hub_mask_changes, memory_order_acquire);
+    if (changes != h->masks_seen && hub_mask_apply != NULL) {
+        h->masks_seen = changes;
+        hub_mask_apply();
+    }
+}
 
 #define EVENTS_PER_POLL 256
 
@@ -191,6 +222,7 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         coop_trace_switch(h, self, next);
     self->saved_errno = errno;
     coop_cpu_charge(h, self);
+    take_hub_mask(h);
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;
@@ -271,6 +303,7 @@ struct coop_hub *coop_hub_create(int index, bool spare)
         return NULL;
     }
     h->index = index;
+    h->masks_seen = MASK_UNKNOWN;
     h->spare = spare;
     int err = hub_open_epoll(h);
     if (err != 0) {
@@ -306,6 +339,7 @@ void coop_hub_attach(struct coop_hub *h, bool main_thread)
 void coop_init(const struct coop_settings *settings)
 {
     coop_settings = *settings;
+    coop_runtime_code_init();
     coop_context_init(settings->switch_ucontext ? COOP_SWITCH_UCONTEXT : COOP_SWITCH_FAST);
     coop_stack_configure(settings->stack_size);
     coop_sanitizer_init();
@@ -539,11 +573,21 @@ int coop_sleep_until(int64_t deadline)
 }
 
 void coop_set_signal_hooks(void (*deliver)(struct coop_greenlet *g), int (*due)(struct coop_greenlet *g),
-                           void (*pass)(void))
+                           void (*pass)(void), void (*kick_again)(struct coop_greenlet *g))
 {
     signal_deliver_hook = deliver;
     signal_due_hook = due;
     signal_pass_hook = pass;
+    signal_kick_again_hook = kick_again;
+}
+
+void coop_signal_kick_again(struct coop_greenlet *g)
+{
+    if (signal_kick_again_hook == NULL || !atomic_load(&g->signals_due))
+        return;
+    coop_all_lock();     /* g's signal state is freed only under it */
+    signal_kick_again_hook(g);
+    coop_all_unlock();
 }
 
 void coop_run_signal_hook(struct coop_greenlet *g)
@@ -595,6 +639,15 @@ struct coop_greenlet *coop_interrupted_greenlet(void)
         || coop_gstate_get(g) != G_RUNNING)
         return NULL;
     return g;
+}
+
+pid_t coop_running_elsewhere(const struct coop_greenlet *g)
+{
+    struct coop_hub *h = __atomic_load_n(&g->hub, __ATOMIC_RELAXED);
+    if (h == NULL || h == coop_thread.hub || atomic_load_explicit(&h->switching, memory_order_relaxed)
+        || __atomic_load_n(&h->current, __ATOMIC_RELAXED) != g || coop_gstate_get(g) != G_RUNNING)
+        return 0;
+    return h->tid;
 }
 
 /* From a signal handler: only atomics and a write to a hub's wake fd. */

@@ -164,6 +164,7 @@ struct coop_hub {
     pid_t tid;                       /* and its kernel thread id */
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
     uint64_t polls;
+    uint64_t masks_seen;             /* hub_mask_changes when it last took the mask (hub.c) */
     unsigned round_left;             /* direct switches left before the next poll */
     bool dispatching;                /* in hub_poll, waking the waiters of fd events (sched.c) */
     struct coop_greenlet *dead;      /* finished detached greenlets, to free */
@@ -379,7 +380,10 @@ void coop_print_stack(ucontext_t *ctx, bool signal_frame);
 /* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
  * (the monitor's, the profiler's, preemption's) call this first, outside any handler. */
 void coop_unwind_warm_up(void);
-bool coop_in_runtime(uintptr_t ip);
+/* The monitor: g sleeps in the kernel holding its hub; signals may be due to it (hub.c). */
+void coop_signal_kick_again(struct coop_greenlet *g);
+/* Found at start (coop_init): see coop_in_runtime in coop.h. */
+void coop_runtime_code_init(void);
 int coop_os_threads(void);           /* of the process, or -1 */
 
 void coop_stats_init(void);

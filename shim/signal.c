@@ -8,7 +8,7 @@
  *   - Masks. pthread_sigmask and sigprocmask change the calling greenlet's mask only. The
  *     hubs' threads' real masks block exactly the signals that every greenlet blocks (per
  *     signal, a count of the greenlets blocking it, against the count of greenlets; other
- *     hubs' threads follow lazily, see update_real_mask), so a
+ *     hubs' threads follow at their next switch, see update_real_mask), so a
  *     process-directed signal that nobody accepts
  *     stays pending in the kernel, as it would natively, until a greenlet unblocks it (the
  *     kernel then delivers it at once, to that greenlet) or takes it with sigwait. The
@@ -20,7 +20,10 @@
  *     greenlets, in normal context on the hub). A signal for a greenlet that is not
  *     running is queued to it and interrupts its wait (EINTR, or a restart under
  *     SA_RESTART); its handler runs on that greenlet, on its own stack, when the wait has
- *     been undone (core: coop_after_wait), so the handler may longjmp out.
+ *     been undone (core: coop_after_wait), so the handler may longjmp out. One that is
+ *     running on another OS thread, maybe in a system call coop left to the kernel, is
+ *     kicked: that thread is sent the signal again, marked, and its trampoline runs the
+ *     queued one there, which ends the call as natively (see kick).
  *   - Thread-directed signals. pthread_kill, pthread_sigqueue and raise to a greenlet never
  *     reach the kernel unless the default action must happen (the process ends or stops):
  *     the signal is queued to its target, pending while the target blocks it.
@@ -60,7 +63,9 @@
  * (entry_take). A forked child starts with every entry free and its queues empty, as nothing
  * is pending in it natively (fork_child).
  * The counts behind the real masks are atomics changed by greenlets on any hub; `wanted` is
- * written by whoever changed them last (update_real_mask) and read by every hub's trampoline.
+ * written by whoever changed them last (update_real_mask) and read by every hub's trampoline
+ * and, through the core's hook, by every hub as it switches. A kick's trampoline runs on
+ * the greenlet it interrupted: it takes from that greenlet's queues as the greenlet would.
  *
  * The process's queue is pushed by anyone too, but taken from by many: every greenlet that
  * delivers, waits or asks what is pending, and the pass that hands its signals out. Taking
@@ -126,6 +131,7 @@ struct sigstate {
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
     _Atomic bool in_wait;            /* in a wait that a handler ends, or sigwait: see shim_signal_wait */
+    _Atomic bool kick_refused;       /* set by a kick's trampoline, taken by the monitor: kick_again */
 };
 
 static struct entry pool[POOL];
@@ -454,13 +460,16 @@ static void apply_real_mask(uint64_t bits)
     REAL(pthread_sigmask)(SIG_SETMASK, &set, NULL);
 }
 
+static void apply_wanted(void) { apply_real_mask(atomic_load(&wanted)); }
+
 /*
  * Brings `wanted` in line with the counts, and the calling OS thread's real mask with it;
  * the kernel delivers, there, what this unblocks. No system call when nothing changes.
- * Other hubs' threads keep their masks until a signal lands on one of them: the trampoline
- * then hands the thread `wanted` for the rest of its life (through the signal frame's
- * mask). A stale mask only changes which thread takes a signal; the trampoline routes it to
- * the right greenlet either way, and a signal that nobody accepts waits in user space.
+ * Other hubs' threads take `wanted` before they next switch to a greenlet (core: see
+ * coop_hub_masks_changed), or when a signal lands on one of them (the trampoline hands it
+ * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
+ * a signal; the trampoline routes it to the right greenlet either way. But the thread that
+ * runs a greenlet never blocks what that greenlet accepts, so a kick reaches it.
  */
 static void update_real_mask(void)
 {
@@ -473,8 +482,10 @@ static void update_real_mask(void)
             if (atomic_load_explicit(&blocking[sig], memory_order_relaxed) == all)
                 bits |= BIT(sig);
         bits &= ~runtime_signals & ~UNBLOCKABLE;
-        if (atomic_exchange(&wanted, bits) != bits)
+        if (atomic_exchange(&wanted, bits) != bits) {
             apply_real_mask(bits);
+            coop_hub_masks_changed();
+        }
     } while (atomic_load(&mask_changes) != seen);
 }
 
@@ -582,10 +593,18 @@ static __thread unsigned kernel_frames;
 
 static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
+    /* On a hub's thread the handler runs under the kernel's mask for it, and may park: the
+     * greenlets run here meanwhile take the hubs' mask again, and so does the thread that
+     * the frame's sigreturn ends on. */
+    bool hub_thread = emulated() && !shim_vfork_child && coop_on_hub_thread();
+    if (hub_thread)
+        coop_hub_mask_stale();
     kernel_frames++;
     run_handler(s, sig, info, context);
     if (kernel_frames > 0)      /* 0 after a jump out of a nested one */
         kernel_frames--;
+    if (hub_thread)
+        set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
 }
 
 /* Default actions that do nothing: the rest end or stop the process. */
@@ -679,11 +698,55 @@ static int due(struct coop_greenlet *g)
 
 static bool takes(struct sigstate *s, int sig) { return s != NULL && (taken_bits(s) & BIT(sig)); }
 
+/* What marks a kick (see kick): its sival_ptr. */
+static const char kick_mark;
+
+static bool is_kick(const siginfo_t *info)
+{
+    return info->si_code == SI_QUEUE && info->si_value.sival_ptr == &kick_mark;
+}
+
+/* g, just queued sig that it accepts, may be running on another OS thread: in its own code,
+ * or in a system call coop left to the kernel (a lone greenlet's, a raw one), where no wait
+ * of coop's can be ended. The kernel must interrupt that thread, as it would natively: it
+ * is sent sig itself, so that the call ends with EINTR or restarts as sig's handler says,
+ * marked as a kick so that its trampoline takes what is queued instead (take_kick). */
+static void kick(struct coop_greenlet *g, struct sigstate *s, int sig)
+{
+    /* Nothing to run there; a sigwait's signal ends a wait of coop's; and the kernel would
+     * reset a one-shot handler for a kick that runs none. */
+    if (!trampolined[sig] || (installed[sig].sa_flags & SA_RESETHAND) || (atomic_load(&s->blocked) & BIT(sig)))
+        return;
+    pid_t tid = coop_running_elsewhere(g);
+    if (tid == 0)
+        return;
+    siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = getpid(), .si_uid = getuid() };
+    info.si_value.sival_ptr = (void *)&kick_mark;
+    coop_sys6(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, (long)&info, 0, 0);
+}
+
+/* The monitor, for g asleep in the kernel with signals due: a kick that came while g was
+ * still in coop's code ran nothing (take_kick), and g may have gone on into a call that
+ * only a signal ends. Kicks again for what g takes now. */
+static void kick_again(struct coop_greenlet *g)
+{
+    struct sigstate *s = state_of(g);
+    if (s == NULL || !atomic_exchange(&s->kick_refused, false))
+        return;
+    process_lock();
+    uint64_t queued = queued_for(s);
+    process_unlock();
+    for (queued &= ~atomic_load(&s->blocked); queued != 0; queued &= queued - 1)
+        kick(g, s, __builtin_ctzll(queued) + 1);
+}
+
 /* Ends g's wait for sig, just queued to it, if g takes it (async-signal-safe). */
 static void wake_if_taken(struct coop_greenlet *g, struct sigstate *s, int sig)
 {
-    if (takes(s, sig))
-        coop_signal_greenlet(g, installed[sig].sa_flags & SA_RESTART);
+    if (!takes(s, sig))
+        return;
+    coop_signal_greenlet(g, installed[sig].sa_flags & SA_RESTART);
+    kick(g, s, sig);
 }
 
 /* Queues a signal in q, one of g's queues, and ends g's wait if g takes it
@@ -859,6 +922,37 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
     coop_request_signal_pass();
 }
 
+/* A kick (see kick) on the greenlet it interrupted: runs a queued sig as route would run
+ * one the kernel delivered here. Nothing if sig is no longer that greenlet's to run now (it
+ * moved, blocked it, or its wait will take it), nor in coop's own code, which may hold a
+ * lock of the runtime's that a handler jumping out would never let go: the signal stays
+ * queued for the greenlet's next wait, which it ends, or for the monitor's next kick
+ * should the greenlet sleep in the kernel first (kick_again). */
+static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig, void *context)
+{
+    if (mine == NULL || (atomic_load(&mine->blocked) & BIT(sig)) || (atomic_load(&mine->awaited) & BIT(sig))
+        || in_wait(self, mine))
+        return;
+    if (coop_in_runtime((uintptr_t)((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP])) {
+        atomic_store(&mine->kick_refused, true);
+        return;
+    }
+    if (process_lock_mine()) {
+        atomic_store(&mine->deferred, true);      /* delivered as it lets go */
+        return;
+    }
+    siginfo_t info;
+    int taken = 0;
+    process_lock();     /* held by another OS thread: briefly, in normal context */
+    if (queued_bits(&process) & BIT(sig))
+        atomic_store(&mine->kick_refused, true);  /* older ones the pass has yet to hand out */
+    else if ((taken = dequeue(&mine->directed, BIT(sig), &info)) == 0)
+        taken = dequeue(&mine->lent, BIT(sig), &info);
+    process_unlock();
+    if (taken != 0)
+        run_from_kernel(mine, sig, &info, context);
+}
+
 static void trampoline(int sig, siginfo_t *info, void *context)
 {
     if (sig == SIGSEGV && coop_stack_overflowed(info, context)) {
@@ -869,12 +963,16 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         run_from_kernel(NULL, sig, info, context);
         return;
     }
-    if (sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
+    if (!is_kick(info) && sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
         return;     /* the monitor's, not the program's (core/preempt.c) */
     struct coop_greenlet *self = coop_interrupted_greenlet();
     struct sigstate *mine = state_of(self);
     if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
         set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
+    if (is_kick(info)) {
+        take_kick(self, mine, sig, context);
+        return;
+    }
     if (fault(sig, info) && mine != NULL && (atomic_load(&mine->blocked) & BIT(sig))) {
         REAL(sigaction)(sig, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
         return;     /* as the kernel does with a fault its thread blocks: it repeats, and kills */
@@ -1450,7 +1548,8 @@ void shim_signal_init(void)
     main_greenlet = coop_self();
     my_state(main_greenlet);
     update_real_mask();
-    coop_set_signal_hooks(deliver, due, pass);
+    coop_set_signal_hooks(deliver, due, pass, kick_again);
+    coop_set_hub_mask_hook(apply_wanted);
     pthread_atfork(NULL, NULL, fork_child);
 }
 
@@ -1459,8 +1558,6 @@ void shim_signal_init(void)
  * process, or one pending in the kernel (a real sigtimedwait that never waits); otherwise
  * the caller waits on a signalfd for the set (never read), or until a signal is handed to it.
  */
-static const struct timespec no_wait;
-
 /* A signalfd that becomes readable when a signal of set is pending, or -1. */
 static int signal_notifier(const sigset_t *set)
 {
@@ -1480,12 +1577,26 @@ static void notifier_close(int fd)
     errno = saved;
 }
 
+/* The kernel's sigtimedwait until deadline (0: no wait), passing over kicks: one left pending
+ * on this OS thread (its mask blocked sig when it came) is no signal of the program's. */
+static int kernel_take(const sigset_t *set, siginfo_t *info, int64_t deadline)
+{
+    siginfo_t scratch;
+    siginfo_t *out = info != NULL ? info : &scratch;
+    for (;;) {
+        struct timespec left = shim_remaining(deadline);
+        int sig = REAL(sigtimedwait)(set, out, deadline == COOP_NO_DEADLINE ? NULL : &left);
+        if (sig <= 0 || !is_kick(out))
+            return sig;
+    }
+}
+
 static int take_signal(struct sigstate *s, const sigset_t *set, siginfo_t *info)
 {
     int sig = take_queued(s, bits_of(set), info);
     deliver_deferred(s);
     if (sig == 0)
-        sig = REAL(sigtimedwait)(set, info, &no_wait);
+        sig = kernel_take(set, info, 0);
     return sig;
 }
 
@@ -1552,8 +1663,7 @@ static void leave_waits(struct coop_greenlet *g, uintptr_t there)
 static int kernel_sigtimedwait(const sigset_t *set, siginfo_t *info, int64_t deadline)
 {
     bool in_wait = shim_signal_kernel_wait_begin();
-    struct timespec left = shim_remaining(deadline);
-    int sig = REAL(sigtimedwait)(set, info, deadline == COOP_NO_DEADLINE ? NULL : &left);
+    int sig = kernel_take(set, info, deadline);
     shim_signal_kernel_wait_end(in_wait);
     return sig;
 }

@@ -1368,6 +1368,68 @@ static void setcontext_out_of_sigwait(void)
     jump_round(setcontext_out_of_sigwait_thread, both);
 }
 
+/* --- 28. a process signal that only a thread in a raw read accepts ends that read, with
+ * EINTR (its handler has no SA_RESTART). Under coop the reader sits in the kernel on an OS
+ * thread of its own, while the kernel gives the signal to the main thread's, which main's
+ * mask does not block there: the reader's thread must be interrupted from that one. If
+ * the signal came before the read, the byte its handler writes ends the read. --- */
+
+static int raw_pipe[2];
+static atomic_bool raw_reading;
+static volatile sig_atomic_t raw_ran;
+static pthread_t raw_reader_thread;
+static sem_t raw_read_over;
+
+static void on_usr1_raw(int sig)
+{
+    (void)sig;
+    if (pthread_equal(pthread_self(), raw_reader_thread))
+        raw_ran++;
+    char byte = 0;
+    (void)!write(raw_pipe[1], &byte, 1);
+}
+
+static void *raw_reader(void *result)
+{
+    /* Under coop, off the OS thread the kernel prefers for a process signal, if it can. */
+    for (int tries = 0; tries < 1000 && syscall(SYS_gettid) == getpid(); tries++)
+        sched_yield();
+    atomic_store(&raw_reading, true);
+    char byte;
+    long r = syscall(SYS_read, raw_pipe[0], &byte, 1);
+    *(const char **)result = r == 1 || (r < 0 && errno == EINTR) ? "ended" : "went on";
+    sem_post(&raw_read_over);
+    return NULL;
+}
+
+static void raw_call_interrupted(void)
+{
+    handle(SIGUSR1, on_usr1_raw);
+    if (pipe(raw_pipe) != 0 || sem_init(&raw_read_over, 0, 0) != 0)
+        abort();
+    const char *result = "not ended";
+    pthread_create(&raw_reader_thread, NULL, raw_reader, &result);
+    sigset_t usr1 = only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);     /* after the reader inherited the mask */
+    while (!atomic_load(&raw_reading))
+        sched_yield();
+    kill(getpid(), SIGUSR1);
+    struct timespec limit;
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += 10;          /* only turns a reader never interrupted into a FAIL line */
+    bool over = sem_timedwait(&raw_read_over, &limit) == 0;
+    char byte = 0;
+    if (!over)
+        (void)!write(raw_pipe[1], &byte, 1);
+    pthread_join(raw_reader_thread, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+    printf("a process signal only a thread in a raw read accepts: its handler ran there %d time(s), "
+           "the read %s%s\n", (int)raw_ran, result, over ? "" : " (FAIL: not within 10 s)");
+    close(raw_pipe[0]);
+    close(raw_pipe[1]);
+    sem_destroy(&raw_read_over);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1400,5 +1462,6 @@ int main(int argc, char **argv)
     jump_from_alternate_stack();
     leave_sigwait();
     setcontext_out_of_sigwait();
+    raw_call_interrupted();
     return 0;
 }
