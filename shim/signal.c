@@ -715,11 +715,14 @@ static void kick(struct coop_greenlet *g, struct sigstate *s, int sig)
 {
     /* Nothing to run there; a sigwait's signal ends a wait of coop's; and the kernel would
      * reset a one-shot handler for a kick that runs none. */
-    if (!trampolined[sig] || (installed[sig].sa_flags & SA_RESETHAND) || (atomic_load(&s->blocked) & BIT(sig)))
+    if (!trampolined[sig] || (installed[sig].sa_flags & SA_RESETHAND) || (atomic_load(&s->blocked) & BIT(sig))
+        || sig == COOP_PREEMPT_SIGNAL)      /* it would merge with the monitor's */
         return;
     pid_t tid = coop_running_elsewhere(g);
-    if (tid == 0)
+    if (tid == 0) {     /* waiting, or seen a moment early (no fence): the monitor looks again */
+        atomic_store(&s->kick_refused, true);
         return;
+    }
     siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = getpid(), .si_uid = getuid() };
     info.si_value.sival_ptr = (void *)&kick_mark;
     coop_sys6(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, (long)&info, 0, 0);
@@ -944,10 +947,12 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
     siginfo_t info;
     int taken = 0;
     process_lock();     /* held by another OS thread: briefly, in normal context */
-    if (queued_bits(&process) & BIT(sig))
-        atomic_store(&mine->kick_refused, true);  /* older ones the pass has yet to hand out */
-    else if ((taken = dequeue(&mine->directed, BIT(sig), &info)) == 0)
-        taken = dequeue(&mine->lent, BIT(sig), &info);
+    bool own = (queued_bits(&mine->directed) | queued_bits(&mine->lent)) & BIT(sig);
+    if (own && (queued_bits(&process) & BIT(sig)))
+        atomic_store(&mine->kick_refused, true);  /* which came first is the pass's to say */
+    else if ((taken = dequeue(&mine->directed, BIT(sig), &info)) == 0
+             && (taken = dequeue(&mine->lent, BIT(sig), &info)) == 0)
+        taken = dequeue(&process, BIT(sig), &info);
     process_unlock();
     if (taken != 0)
         run_from_kernel(mine, sig, &info, context);
