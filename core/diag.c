@@ -74,6 +74,12 @@ void coop_runtime_code_init(void) { dl_iterate_phdr(find_runtime_code, NULL); }
 
 bool coop_in_runtime(uintptr_t ip) { return ip - runtime_lo < runtime_hi - runtime_lo; }
 
+void coop_runtime_code(uintptr_t *lo, uintptr_t *hi)
+{
+    *lo = runtime_lo;
+    *hi = runtime_hi;
+}
+
 /* signal_frame: ctx is a signal handler's (an overflow report), which must not load
  * libunwind; coop_diag_prepare did before the first greenlet that could overflow. */
 void coop_print_stack(ucontext_t *ctx, bool signal_frame)

@@ -384,6 +384,8 @@ void coop_unwind_warm_up(void);
 void coop_signal_kick_again(struct coop_greenlet *g);
 /* Found at start (coop_init): see coop_in_runtime in coop.h. */
 void coop_runtime_code_init(void);
+/* The range coop_in_runtime answers for. */
+void coop_runtime_code(uintptr_t *lo, uintptr_t *hi);
 int coop_os_threads(void);           /* of the process, or -1 */
 
 void coop_stats_init(void);

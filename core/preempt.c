@@ -243,23 +243,29 @@ static bool holds_address(const struct dl_phdr_info *info, uintptr_t address)
     return false;
 }
 
-/* dl_iterate_phdr's callback: the executable segments of a guarded module. coop's own
- * module is the one holding `self` (libcoop.so, or the executable of the unit tests). */
-static int collect_guarded(struct dl_phdr_info *info, size_t size, void *self)
+static void add_guarded(uintptr_t lo, uintptr_t hi, bool coop, const char *module)
 {
-    (void)size;
-    bool coop = holds_address(info, (uintptr_t)self);
-    if (!coop && !guarded_by_name(info->dlpi_name))
+    if (guarded_len == GUARDED_RANGES_MAX)
+        return;
+    struct guarded_range *r = &guarded[guarded_len++];
+    r->lo = lo;
+    r->hi = hi;
+    r->coop = coop;
+    snprintf(r->module, sizeof r->module, "%s", module);
+}
+
+/* dl_iterate_phdr's callback: the executable segments of a module guarded by its name (coop's
+ * own code is added first, as coop_in_runtime knows it). */
+static int collect_guarded(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    (void)size, (void)unused;
+    if (!guarded_by_name(info->dlpi_name))
         return 0;
-    for (int i = 0; i < info->dlpi_phnum && guarded_len < GUARDED_RANGES_MAX; i++) {
+    for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
-            continue;
-        struct guarded_range *r = &guarded[guarded_len++];
-        r->lo = info->dlpi_addr + ph->p_vaddr;
-        r->hi = r->lo + ph->p_memsz;
-        r->coop = coop;
-        snprintf(r->module, sizeof r->module, "%s", coop ? "coop" : file_name(info->dlpi_name));
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
+            add_guarded(info->dlpi_addr + ph->p_vaddr, info->dlpi_addr + ph->p_vaddr + ph->p_memsz, false,
+                        file_name(info->dlpi_name));
     }
     return 0;
 }
@@ -653,7 +659,10 @@ void coop_preempt_prepare(void)
     if (atomic_load_explicit(&prepared, memory_order_relaxed))
         return;
     coop_unwind_warm_up();
-    dl_iterate_phdr(collect_guarded, (void *)coop_preempt_init);
+    uintptr_t coop_lo, coop_hi;
+    coop_runtime_code(&coop_lo, &coop_hi);
+    add_guarded(coop_lo, coop_hi, true, "coop");
+    dl_iterate_phdr(collect_guarded, NULL);
     collect_lock_free();
     struct sigaction current;
     if (coop_settings.os_sigaction(PREEMPT_SIGNAL, NULL, &current) == 0
