@@ -77,9 +77,9 @@ static void add_locked(struct coop_hub *h, struct coop_greenlet *g, int64_t dead
     h->heap_len++;
 }
 
-static void remove_locked(struct coop_hub *h, struct coop_greenlet *g)
+/* g out of h's heap; g->timer_hub is the caller's to set. */
+static void unlink_locked(struct coop_hub *h, struct coop_greenlet *g)
 {
-    __atomic_store_n(&g->timer_hub, NULL, __ATOMIC_RELAXED);
     if (g == h->heap) {
         h->heap = merge_pairs(g->heap_child);
     } else {
@@ -96,6 +96,12 @@ static void remove_locked(struct coop_hub *h, struct coop_greenlet *g)
     h->heap_len--;
 }
 
+static void remove_locked(struct coop_hub *h, struct coop_greenlet *g)
+{
+    unlink_locked(h, g);
+    __atomic_store_n(&g->timer_hub, NULL, __ATOMIC_RELAXED);
+}
+
 void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadline)
 {
     coop_lock(&h->timer_lock);
@@ -103,7 +109,10 @@ void coop_timer_add(struct coop_hub *h, struct coop_greenlet *g, int64_t deadlin
     coop_unlock(&h->timer_lock);
 }
 
-/* g's heap may change under us (an adopter moving it): lock, then check it is still there. */
+/* g's heap may change under us (an adopter moving it): lock, then check it is still there.
+ * NULL, read without a lock, means in no heap: a move takes g from one heap to the other
+ * without ever storing NULL, or g would return from its wait and be put back afterwards
+ * (then linked twice by its next wait). */
 void coop_timer_remove(struct coop_greenlet *g)
 {
     for (;;) {
@@ -167,7 +176,7 @@ void coop_timer_move(struct coop_hub *from, struct coop_hub *to)
     while (from->heap != NULL) {
         struct coop_greenlet *g = from->heap;
         int64_t deadline = g->deadline;
-        remove_locked(from, g);
+        unlink_locked(from, g);     /* timer_hub never NULL meanwhile: see coop_timer_remove */
         add_locked(to, g, deadline);
     }
     coop_unlock(&second->timer_lock);

@@ -10,6 +10,7 @@
  * were lost, Check's time-out would say so.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,6 +365,55 @@ static void add_deadlines_without_memory(void *unused)
     _exit(h->heap_len == 0 && coop_timer_next(h) == COOP_NO_DEADLINE ? 0 : 3);
 }
 
+/* A waiter takes its deadline out (coop_timer_remove) while an adopter moves the heap that
+ * holds it to another hub (coop_timer_move), on two OS threads: the remove must not take a
+ * record that is between the two heaps for one that is in none, or the move puts it back
+ * after the wait has ended and the next add links it twice (seen under MariaDB: a
+ * corrupt heap in the next remove). Every record added is gone from both heaps at the end. */
+enum { MOVED_RECORDS = 64, MOVE_ROUNDS = 20000 };
+static struct coop_hub *move_hubs;
+static atomic_bool moves_stop;
+
+static void *keep_moving(void *unused)
+{
+    while (!atomic_load(&moves_stop)) {
+        coop_timer_move(&move_hubs[0], &move_hubs[1]);
+        coop_timer_move(&move_hubs[1], &move_hubs[0]);
+    }
+    return unused;
+}
+
+START_TEST(test_remove_during_a_move)
+{
+    move_hubs = calloc(2, sizeof *move_hubs);
+    struct coop_greenlet *recs = calloc(MOVED_RECORDS, sizeof *recs);
+    ck_assert(move_hubs != NULL && recs != NULL);
+    move_hubs[1].index = 1;
+    atomic_store(&moves_stop, false);
+    pthread_t mover;
+    ck_assert_int_eq(pthread_create(&mover, NULL, keep_moving, NULL), 0);
+    int left = 0;
+    for (int round = 0; round < MOVE_ROUNDS && left == 0; round++) {
+        for (int i = 0; i < MOVED_RECORDS; i++)
+            coop_timer_add(&move_hubs[(round + i) % 2], &recs[i], round);
+        for (int i = 0; i < MOVED_RECORDS; i++)
+            coop_timer_remove(&recs[i]);
+        atomic_thread_fence(memory_order_seq_cst);
+        for (int i = 0; i < MOVED_RECORDS; i++)
+            left += __atomic_load_n(&recs[i].timer_hub, __ATOMIC_ACQUIRE) != NULL;
+    }
+    atomic_store(&moves_stop, true);
+    pthread_join(mover, NULL);
+    for (int i = 0; i < MOVED_RECORDS; i++)
+        left += recs[i].timer_hub != NULL;
+    ck_assert_msg(left == 0 && move_hubs[0].heap_len == 0 && move_hubs[1].heap_len == 0,
+                  "records still in a heap after their removal: %d (heap lengths %d and %d)", left,
+                  move_hubs[0].heap_len, move_hubs[1].heap_len);
+    free(recs);
+    free(move_hubs);
+}
+END_TEST
+
 START_TEST(test_deadlines_need_no_memory)
 {
 #ifdef __SANITIZE_ADDRESS__
@@ -389,6 +439,7 @@ Suite *timer_suite(void)
     tcase_add_test(tc, test_interrupt_main_from_handler);
     tcase_add_test(tc, test_heap_against_a_model);
     tcase_add_test(tc, test_deadlines_need_no_memory);
+    tcase_add_test(tc, test_remove_during_a_move);
     suite_add_tcase(s, tc);
     return s;
 }
