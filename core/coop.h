@@ -283,8 +283,8 @@ void coop_note_signal_handler(void);
  * current or next wait or yield once g has been signalled; due(g), on g, says whether g
  * still has a signal to take (a wait about to sleep ends only then): 0 if not, else EINTR,
  * or COOP_RESTART when every handler due has SA_RESTART; kick_again(g), from the monitor,
- * for g asleep in a system call while signals are due to it (under the greenlet list's
- * lock, as pass's walk). */
+ * for g that has held its hub a while (asleep in a system call or computing) while signals
+ * are due to it (under the greenlet list's lock, as pass's walk). */
 void **coop_greenlet_signals(struct coop_greenlet *g);
 /* Takes the state's pointer from g (leaving NULL) while no walk of coop_each_greenlet is
  * under way: a walk may read the state of every greenlet it meets. */

@@ -380,7 +380,7 @@ void coop_print_stack(ucontext_t *ctx, bool signal_frame);
 /* libunwind takes locks and reads ELF files on first use: signal handlers that unwind
  * (the monitor's, the profiler's, preemption's) call this first, outside any handler. */
 void coop_unwind_warm_up(void);
-/* The monitor: g sleeps in the kernel holding its hub; signals may be due to it (hub.c). */
+/* The monitor: g has held its hub a while; signals may be due to it (hub.c). */
 void coop_signal_kick_again(struct coop_greenlet *g);
 /* Found at start (coop_init): see coop_in_runtime in coop.h. */
 void coop_runtime_code_init(void);

@@ -426,6 +426,10 @@ static bool process_trylock(void)
 
 static void process_unlock(void) { atomic_store_explicit(&process_owner, NULL, memory_order_release); }
 
+/* Whether the caller's context holds process_owner: a handler run for a fault can interrupt
+ * its holder, and must not wait for it. */
+static bool process_lock_mine(void) { return atomic_load(&process_owner) == __builtin_thread_pointer(); }
+
 static void deliver(struct coop_greenlet *g);
 
 /* The signals whose handlers waited for the caller (s's greenlet) to let go: now. */
@@ -469,9 +473,12 @@ static void apply_wanted(void) { apply_real_mask(atomic_load(&wanted)); }
  * coop_hub_masks_changed), or when a signal lands on one of them (the trampoline hands it
  * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
  * a signal; the trampoline routes it to the right greenlet either way. But the thread that
- * runs a greenlet never blocks what that greenlet accepts, so a kick reaches it.
+ * runs a greenlet never blocks what that greenlet accepts, so a kick reaches it: apply_here,
+ * when the caller's greenlet has just unblocked signals, sets the calling thread's mask even
+ * if `wanted` is unchanged (another thread may have changed it first, and applied it only
+ * there; native pthread_sigmask makes that system call too).
  */
-static void update_real_mask(void)
+static void update_real_mask(bool apply_here)
 {
     uint64_t seen;
     do {
@@ -482,10 +489,11 @@ static void update_real_mask(void)
             if (atomic_load_explicit(&blocking[sig], memory_order_relaxed) == all)
                 bits |= BIT(sig);
         bits &= ~runtime_signals & ~UNBLOCKABLE;
-        if (atomic_exchange(&wanted, bits) != bits) {
+        bool changed = atomic_exchange(&wanted, bits) != bits;
+        if (changed || apply_here)
             apply_real_mask(bits);
+        if (changed)
             coop_hub_masks_changed();
-        }
     } while (atomic_load(&mask_changes) != seen);
 }
 
@@ -503,7 +511,13 @@ static void count_live(int delta)
     atomic_fetch_add(&mask_changes, 1);
 }
 
-/* Makes `blocked` the mask of s, its greenlet's, in normal context. */
+/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
+ * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
+ * set there: the jump puts that back (see mask_put_back). */
+static __thread unsigned kernel_frames;
+
+/* Makes `blocked` the mask of s, its greenlet's, in normal context. Behind a kernel frame the
+ * frame's sigreturn sets the thread's mask (run_from_kernel), not what this unblocks. */
 static void set_blocked(struct sigstate *s, uint64_t blocked)
 {
     blocked &= ~UNBLOCKABLE;
@@ -512,7 +526,7 @@ static void set_blocked(struct sigstate *s, uint64_t blocked)
         return;
     count(blocked & ~old, +1);
     count(old & ~blocked, -1);
-    update_real_mask();
+    update_real_mask((old & ~blocked) != 0 && kernel_frames == 0);
 }
 
 static struct sigstate *new_state(uint64_t blocked)
@@ -525,7 +539,7 @@ static struct sigstate *new_state(uint64_t blocked)
     count_live(+1);
     count(blocked, +1);
     if (atomic_load(&wanted) != 0)      /* the newcomer may accept what all others block */
-        update_real_mask();
+        update_real_mask(false);
     return s;
 }
 
@@ -561,8 +575,9 @@ static void reset_handler(int sig, const struct sigaction *a)
     REAL(sigaction)(sig, &dfl, NULL);
 }
 
-/* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile. */
-static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
+/* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile.
+ * Returns what its end unblocked. */
+static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
     const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
     uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
@@ -579,17 +594,15 @@ static void run_handler(struct sigstate *s, int sig, siginfo_t *info, void *cont
         a.sa_sigaction(sig, info, context);
     else
         a.sa_handler(sig);
-    if (s != NULL) {
-        set_blocked(s, before);
-        atomic_fetch_add(&s->handled, 1);
-        atomic_store(&s->in_wait, in_wait);
-    }
+    if (s == NULL)
+        return 0;
+    set_blocked(s, before);
+    atomic_fetch_add(&s->handled, 1);
+    atomic_store(&s->in_wait, in_wait);
+    return during & ~before;
 }
 
-/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
- * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
- * set there: the jump puts that back (see mask_put_back). */
-static __thread unsigned kernel_frames;
+static void kick_here(struct sigstate *s, uint64_t unblocked);
 
 static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
@@ -600,11 +613,13 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
     if (hub_thread)
         coop_hub_mask_stale();
     kernel_frames++;
-    run_handler(s, sig, info, context);
+    uint64_t unblocked = run_handler(s, sig, info, context);
     if (kernel_frames > 0)      /* 0 after a jump out of a nested one */
         kernel_frames--;
-    if (hub_thread)
+    if (hub_thread) {
         set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
+        kick_here(s, unblocked);
+    }
 }
 
 /* Default actions that do nothing: the rest end or stop the process. */
@@ -706,6 +721,21 @@ static bool is_kick(const siginfo_t *info)
     return info->si_code == SI_QUEUE && info->si_value.sival_ptr == &kick_mark;
 }
 
+/* Whether a kick can be sent for sig: not if nothing would run there, nor for a one-shot
+ * handler, which the kernel would reset for a kick that runs none. */
+static bool kickable(int sig)
+{
+    return trampolined[sig] && !(installed[sig].sa_flags & SA_RESETHAND)
+           && sig != COOP_PREEMPT_SIGNAL;      /* it would merge with the monitor's */
+}
+
+static void send_kick(pid_t tid, int sig)
+{
+    siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = getpid(), .si_uid = getuid() };
+    info.si_value.sival_ptr = (void *)&kick_mark;
+    coop_sys6(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, (long)&info, 0, 0);
+}
+
 /* g, just queued sig that it accepts, may be running on another OS thread: in its own code,
  * or in a system call coop left to the kernel (a lone greenlet's, a raw one), where no wait
  * of coop's can be ended. The kernel must interrupt that thread, as it would natively: it
@@ -713,24 +743,48 @@ static bool is_kick(const siginfo_t *info)
  * marked as a kick so that its trampoline takes what is queued instead (take_kick). */
 static void kick(struct coop_greenlet *g, struct sigstate *s, int sig)
 {
-    /* Nothing to run there; a sigwait's signal ends a wait of coop's; and the kernel would
-     * reset a one-shot handler for a kick that runs none. */
-    if (!trampolined[sig] || (installed[sig].sa_flags & SA_RESETHAND) || (atomic_load(&s->blocked) & BIT(sig))
-        || sig == COOP_PREEMPT_SIGNAL)      /* it would merge with the monitor's */
+    /* A sigwait's signal ends a wait of coop's. */
+    if (!kickable(sig) || (atomic_load(&s->blocked) & BIT(sig)))
         return;
     pid_t tid = coop_running_elsewhere(g);
     if (tid == 0) {     /* waiting, or seen a moment early (no fence): the monitor looks again */
         atomic_store(&s->kick_refused, true);
         return;
     }
-    siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = getpid(), .si_uid = getuid() };
-    info.si_value.sival_ptr = (void *)&kick_mark;
-    coop_sys6(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, (long)&info, 0, 0);
+    send_kick(tid, sig);
 }
 
-/* The monitor, for g asleep in the kernel with signals due: a kick that came while g was
- * still in coop's code ran nothing (take_kick), and g may have gone on into a call that
- * only a signal ends. Kicks again for what g takes now. */
+/* After a handler behind a kernel frame on s's greenlet: what its end unblocked and is queued
+ * (sent while the handler's mask blocked it) would wait for the greenlet's next wait, where
+ * natively the kernel delivers it at the frame's sigreturn. A kick to this thread does that:
+ * blocked here until the sigreturn, so that it lands on the interrupted code, not in coop's. */
+static void kick_here(struct sigstate *s, uint64_t unblocked)
+{
+    if (unblocked == 0)
+        return;
+    if (process_lock_mine()) {
+        atomic_store(&s->deferred, true);      /* delivered as it lets go */
+        return;
+    }
+    process_lock();
+    uint64_t queued = (queued_for(s) | queued_bits(&process)) & unblocked & ~atomic_load(&s->blocked);
+    process_unlock();
+    for (uint64_t bits = queued; bits != 0; bits &= bits - 1)
+        if (!kickable(__builtin_ctzll(bits) + 1))
+            queued &= ~BIT(__builtin_ctzll(bits) + 1);
+    if (queued == 0)
+        return;
+    sigset_t until_sigreturn;
+    set_of(queued, &until_sigreturn);
+    REAL(pthread_sigmask)(SIG_BLOCK, &until_sigreturn, NULL);
+    for (; queued != 0; queued &= queued - 1)
+        send_kick((pid_t)coop_sys(SYS_gettid, 0, 0, 0), __builtin_ctzll(queued) + 1);
+}
+
+/* The monitor, for g that has held its hub a while with signals due: a kick that came while
+ * g was still in coop's code ran nothing (take_kick), and g may have gone on into a call
+ * that only a signal ends, or into a loop of its own that never waits (a lone greenlet is
+ * not preempted). Kicks again for what g takes now. */
 static void kick_again(struct coop_greenlet *g)
 {
     struct sigstate *s = state_of(g);
@@ -858,10 +912,6 @@ static bool return_lent(struct sigstate *s)
     return move_queued(&s->lent, &process, queued_bits(&s->lent) & ~taken_bits(s));
 }
 
-/* Whether the caller's context holds process_owner: a handler run for a fault can interrupt
- * its holder, and must not wait for it. */
-static bool process_lock_mine(void) { return atomic_load(&process_owner) == __builtin_thread_pointer(); }
-
 static void give_back(struct sigstate *s)
 {
     if (process_lock_mine())
@@ -938,6 +988,7 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
         return;
     if (coop_in_runtime((uintptr_t)((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP])) {
         atomic_store(&mine->kick_refused, true);
+        coop_signal_greenlet(self, installed[sig].sa_flags & SA_RESTART);     /* for the monitor */
         return;
     }
     if (process_lock_mine()) {
@@ -1503,7 +1554,7 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     uint64_t blocked = atomic_load(&s->blocked);
     count_live(-1);
     count(blocked, -1);
-    update_real_mask();
+    update_real_mask(false);
     free(s);
 }
 
@@ -1525,7 +1576,7 @@ static void fork_child(void)
     atomic_store(&live, 1);
     count(atomic_load(&s->blocked), +1);
     main_greenlet = coop_self();
-    update_real_mask();
+    update_real_mask(true);     /* the parent's thread may have had a stale one */
 }
 
 /* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
@@ -1552,7 +1603,7 @@ void shim_signal_init(void)
     atomic_store(&wanted, bits_of(&real));
     main_greenlet = coop_self();
     my_state(main_greenlet);
-    update_real_mask();
+    update_real_mask(false);
     coop_set_signal_hooks(deliver, due, pass, kick_again);
     coop_set_hub_mask_hook(apply_wanted);
     pthread_atfork(NULL, NULL, fork_child);

@@ -24,7 +24,9 @@
 # queue is full running its handler; the jump out of sigwait's handler from a sigwait run on
 # an alternate signal stack above the thread's, and with setcontext; a thread canceled in
 # sigwait, or exiting from a handler run in it, leaving no signalfd open; a handler run in
-# sigwait, which goes on.
+# sigwait, which goes on; a process signal that only a thread in a raw read accepts ending
+# that read, 50 times; SIGINT sent by a SIGTERM handler whose mask blocks it running on that
+# thread as the handler returns, its byte ending the restarted raw read, 50 times.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo

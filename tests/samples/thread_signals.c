@@ -1384,7 +1384,7 @@ static volatile sig_atomic_t raw_ran;
 static pthread_t raw_reader_thread;
 static sem_t raw_read_over;
 
-static void on_usr1_raw(int sig)
+static void on_raw_signal(int sig)
 {
     (void)sig;
     if (pthread_equal(pthread_self(), raw_reader_thread))
@@ -1412,19 +1412,23 @@ static void *raw_reader(void *ended)
     return NULL;
 }
 
-static void raw_call_interrupted(void)
+/* RAW_ROUNDS rounds of: the reader in a raw read, main sending sig to the process. The
+ * reader accepts the signals of `set`, which main blocks meanwhile. Returns the rounds whose
+ * read ended within 10 s (fewer: the reader was let go); *ended counts the reads that ended. */
+static int raw_rounds(int sig, sigset_t set, int *ended)
 {
-    handle(SIGUSR1, on_usr1_raw);
     if (pipe(raw_pipe) != 0 || sem_init(&raw_read_over, 0, 0) != 0)
         abort();
-    int ended = 0, rounds = 0;
-    pthread_create(&raw_reader_thread, NULL, raw_reader, &ended);
-    sigset_t usr1 = only(SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, NULL);     /* after the reader inherited the mask */
+    atomic_store(&raw_round_reading, -1);
+    atomic_store(&raw_stop, false);
+    *ended = 0;
+    int rounds = 0;
+    pthread_create(&raw_reader_thread, NULL, raw_reader, ended);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);     /* after the reader inherited the mask */
     for (; rounds < RAW_ROUNDS; rounds++) {
         while (atomic_load(&raw_round_reading) != rounds)
             sched_yield();
-        kill(getpid(), SIGUSR1);
+        kill(getpid(), sig);
         struct timespec limit;
         clock_gettime(CLOCK_REALTIME, &limit);
         limit.tv_sec += 10;          /* only turns a reader never interrupted into a FAIL line */
@@ -1437,13 +1441,59 @@ static void raw_call_interrupted(void)
         (void)!write(raw_pipe[1], &byte, 1);
     }
     pthread_join(raw_reader_thread, NULL);
-    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
-    printf("a process signal only a thread in a raw read accepts, %d times: its handler ran there %d time(s), "
-           "the read ended %d time(s)%s\n", RAW_ROUNDS, (int)raw_ran, ended,
-           rounds < RAW_ROUNDS ? " (FAIL: a read not ended within 10 s)" : "");
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     close(raw_pipe[0]);
     close(raw_pipe[1]);
     sem_destroy(&raw_read_over);
+    return rounds;
+}
+
+static void raw_call_interrupted(void)
+{
+    handle(SIGUSR1, on_raw_signal);
+    raw_ran = 0;
+    int ended;
+    int rounds = raw_rounds(SIGUSR1, only(SIGUSR1), &ended);
+    printf("a process signal only a thread in a raw read accepts, %d times: its handler ran there %d time(s), "
+           "the read ended %d time(s)%s\n", RAW_ROUNDS, (int)raw_ran, ended,
+           rounds < RAW_ROUNDS ? " (FAIL: a read not ended within 10 s)" : "");
+}
+
+/* --- 29. a signal sent while a handler's mask blocks it runs as that handler returns: the
+ * reader of 28 takes SIGTERM (SA_RESTART, SIGINT in its sa_mask), whose handler sends SIGINT
+ * to the process; SIGINT's handler runs on the reader as SIGTERM's returns, and its byte
+ * ends the restarted read. Under coop nothing else of the process is on the reader's OS
+ * thread to take it there. --- */
+
+static volatile sig_atomic_t term_then_int_ran;
+
+static void on_term_send_int(int sig)
+{
+    (void)sig;
+    if (pthread_equal(pthread_self(), raw_reader_thread))
+        term_then_int_ran++;
+    syscall(SYS_kill, getpid(), SIGINT);     /* the kernel's: another OS thread takes it */
+}
+
+static void sent_under_a_handlers_mask(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term_send_int;
+    sa.sa_flags = SA_RESTART;
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaction(SIGTERM, &sa, NULL);
+    handle(SIGINT, on_raw_signal);
+    raw_ran = 0;
+    sigset_t both = only(SIGTERM);
+    sigaddset(&both, SIGINT);
+    int ended;
+    int rounds = raw_rounds(SIGTERM, both, &ended);
+    printf("SIGINT sent by a SIGTERM handler whose mask blocks it, %d times: SIGTERM's handler ran on the reader "
+           "%d time(s), SIGINT's %d time(s), the read ended %d time(s)%s\n", RAW_ROUNDS, (int)term_then_int_ran,
+           (int)raw_ran, ended, rounds < RAW_ROUNDS ? " (FAIL: a read not ended within 10 s)" : "");
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
 }
 
 int main(int argc, char **argv)
@@ -1479,5 +1529,6 @@ int main(int argc, char **argv)
     leave_sigwait();
     setcontext_out_of_sigwait();
     raw_call_interrupted();
+    sent_under_a_handlers_mask();
     return 0;
 }
