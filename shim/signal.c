@@ -596,10 +596,11 @@ static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *
         a.sa_handler(sig);
     if (s == NULL)
         return 0;
+    uint64_t end = atomic_load(&s->blocked);    /* the handler may have blocked more itself */
     set_blocked(s, before);
     atomic_fetch_add(&s->handled, 1);
     atomic_store(&s->in_wait, in_wait);
-    return during & ~before;
+    return end & ~before;
 }
 
 static void kick_here(struct sigstate *s, uint64_t unblocked);
@@ -767,8 +768,16 @@ static void kick_here(struct sigstate *s, uint64_t unblocked)
         return;
     }
     process_lock();
-    uint64_t queued = (queued_for(s) | queued_bits(&process)) & unblocked & ~atomic_load(&s->blocked);
+    uint64_t open = unblocked & ~atomic_load(&s->blocked);
+    uint64_t own = queued_for(s) & open, theirs = queued_bits(&process) & open;
     process_unlock();
+    /* Should the kick go astray (this greenlet moved before its sigreturn), the signals are
+     * still due to it, for its next wait or the monitor, and the pass lends the process's. */
+    if (own != 0)
+        coop_signal_greenlet(coop_self(), true);
+    if (theirs != 0)
+        coop_request_signal_pass();
+    uint64_t queued = own | theirs;
     for (uint64_t bits = queued; bits != 0; bits &= bits - 1)
         if (!kickable(__builtin_ctzll(bits) + 1))
             queued &= ~BIT(__builtin_ctzll(bits) + 1);
@@ -989,6 +998,7 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
     if (coop_in_runtime((uintptr_t)((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP])) {
         atomic_store(&mine->kick_refused, true);
         coop_signal_greenlet(self, installed[sig].sa_flags & SA_RESTART);     /* for the monitor */
+        coop_request_signal_pass();     /* one of the process's: lent, then kicked again */
         return;
     }
     if (process_lock_mine()) {
@@ -999,12 +1009,17 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
     int taken = 0;
     process_lock();     /* held by another OS thread: briefly, in normal context */
     bool own = (queued_bits(&mine->directed) | queued_bits(&mine->lent)) & BIT(sig);
-    if (own && (queued_bits(&process) & BIT(sig)))
+    bool both = own && (queued_bits(&process) & BIT(sig));
+    if (both)
         atomic_store(&mine->kick_refused, true);  /* which came first is the pass's to say */
     else if ((taken = dequeue(&mine->directed, BIT(sig), &info)) == 0
              && (taken = dequeue(&mine->lent, BIT(sig), &info)) == 0)
         taken = dequeue(&process, BIT(sig), &info);
     process_unlock();
+    if (both) {
+        coop_signal_greenlet(self, installed[sig].sa_flags & SA_RESTART);
+        coop_request_signal_pass();
+    }
     if (taken != 0)
         run_from_kernel(mine, sig, &info, context);
 }
