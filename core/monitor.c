@@ -165,7 +165,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     bool alone = coop_alone();
     char state = thread_state(h->tid);
     bool asleep = state == 'S' || state == 'D';
-    coop_signal_kick_again(g);      /* asleep in the kernel, or computing alone: see the shim */
+    coop_signal_kick_again(g);      /* asleep in the kernel or computing: see the shim */
     if (asleep && !alone && !w->handed_off && handoff_due) {
         w->handed_off = true;
         coop_info("hub %d: greenlet #%lu \"%s\" blocked in a system call for %.0f ms: its work goes to another hub",

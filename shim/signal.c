@@ -777,17 +777,18 @@ static void kick_here(struct sigstate *s, uint64_t unblocked)
         coop_signal_greenlet(coop_self(), true);
     if (theirs != 0)
         coop_request_signal_pass();
-    uint64_t queued = own | theirs;
-    for (uint64_t bits = queued; bits != 0; bits &= bits - 1)
-        if (!kickable(__builtin_ctzll(bits) + 1))
-            queued &= ~BIT(__builtin_ctzll(bits) + 1);
-    if (queued == 0)
+    uint64_t kicks = 0;
+    for (uint64_t bits = own | theirs; bits != 0; bits &= bits - 1)
+        if (kickable(__builtin_ctzll(bits) + 1))
+            kicks |= BIT(__builtin_ctzll(bits) + 1);
+    if (kicks == 0)
         return;
     sigset_t until_sigreturn;
-    set_of(queued, &until_sigreturn);
+    set_of(kicks, &until_sigreturn);
     REAL(pthread_sigmask)(SIG_BLOCK, &until_sigreturn, NULL);
-    for (; queued != 0; queued &= queued - 1)
-        send_kick((pid_t)coop_sys(SYS_gettid, 0, 0, 0), __builtin_ctzll(queued) + 1);
+    pid_t here = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    for (; kicks != 0; kicks &= kicks - 1)
+        send_kick(here, __builtin_ctzll(kicks) + 1);
 }
 
 /* The monitor, for g that has held its hub a while with signals due: a kick that came while
@@ -990,15 +991,22 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
  * lock of the runtime's that a handler jumping out would never let go: the signal stays
  * queued for the greenlet's next wait, which it ends, or for the monitor's next kick
  * should the greenlet sleep in the kernel first (kick_again). */
+/* A kick that runs nothing now: sig stays due to self, for its next wait and the monitor's
+ * next kick (kick_again), and the pass lends self the process's instance. */
+static void leave_kick(struct coop_greenlet *self, struct sigstate *mine, int sig)
+{
+    atomic_store(&mine->kick_refused, true);
+    coop_signal_greenlet(self, installed[sig].sa_flags & SA_RESTART);
+    coop_request_signal_pass();
+}
+
 static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig, void *context)
 {
     if (mine == NULL || (atomic_load(&mine->blocked) & BIT(sig)) || (atomic_load(&mine->awaited) & BIT(sig))
         || in_wait(self, mine))
         return;
     if (coop_in_runtime((uintptr_t)((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP])) {
-        atomic_store(&mine->kick_refused, true);
-        coop_signal_greenlet(self, installed[sig].sa_flags & SA_RESTART);     /* for the monitor */
-        coop_request_signal_pass();     /* one of the process's: lent, then kicked again */
+        leave_kick(self, mine, sig);
         return;
     }
     if (process_lock_mine()) {
@@ -1009,17 +1017,13 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
     int taken = 0;
     process_lock();     /* held by another OS thread: briefly, in normal context */
     bool own = (queued_bits(&mine->directed) | queued_bits(&mine->lent)) & BIT(sig);
-    bool both = own && (queued_bits(&process) & BIT(sig));
-    if (both)
-        atomic_store(&mine->kick_refused, true);  /* which came first is the pass's to say */
-    else if ((taken = dequeue(&mine->directed, BIT(sig), &info)) == 0
-             && (taken = dequeue(&mine->lent, BIT(sig), &info)) == 0)
+    bool both = own && (queued_bits(&process) & BIT(sig));    /* which came first is the pass's to say */
+    if (!both && (taken = dequeue(&mine->directed, BIT(sig), &info)) == 0
+        && (taken = dequeue(&mine->lent, BIT(sig), &info)) == 0)
         taken = dequeue(&process, BIT(sig), &info);
     process_unlock();
-    if (both) {
-        coop_signal_greenlet(self, installed[sig].sa_flags & SA_RESTART);
-        coop_request_signal_pass();
-    }
+    if (both)
+        leave_kick(self, mine, sig);
     if (taken != 0)
         run_from_kernel(mine, sig, &info, context);
 }
