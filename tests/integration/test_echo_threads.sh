@@ -11,7 +11,7 @@ for program in "$SAMPLES/echo_threads" "$BENCH/loadgen"; do
 done
 
 CONNS=1000 MIN_SIZE=1 MAX_SIZE=1048576 ROUNDS=3
-LOADGEN_LIMIT_S=25 # -n mode: loadgen counts unfinished round trips after this as errors
+LOADGEN_LIMIT_S=100 # -n mode: loadgen counts unfinished round trips after this as errors
 # coop's own runtime threads (such as a threadpool) are not the program's threads: they are
 # counted separately, and COOP_RUNTIME_THREADS says how many the library may start.
 RUNTIME_THREADS=${COOP_RUNTIME_THREADS:-0}

@@ -55,7 +55,7 @@ note "native: $(summarize_lateness "$TMP/compute.native.err")"
 note "coop:   $(summarize_lateness "$TMP/compute.coop.err")"
 
 # Without preemption the spinner keeps the only OS thread, so the setter never runs.
-COOP_HUBS=1 COOP_PREEMPT_MS=0 timeout 3 "$COOPRUN" -- "$SAMPLES/preempt" spin >"$TMP/off" 2>&1
+COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_PREEMPT_MS=0 timeout 3 "$COOPRUN" -- "$SAMPLES/preempt" spin >"$TMP/off" 2>&1
 status=$?
 [ $status -eq 124 ] || fail "--preempt 0: the spin ended (status $status): $(cat "$TMP/off")"
 note "--preempt 0: the spin cannot end; killed after 3 s, as expected"

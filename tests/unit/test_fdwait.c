@@ -423,8 +423,7 @@ START_TEST(test_interrupt_fd_wait)
     make_pair(sv);
     struct reader r = { .fd = sv[0], .events = COOP_READ, .deadline = COOP_NO_DEADLINE };
     struct coop_greenlet *g = unit_spawn(wait_once_body, &r);
-    unit_yield_until(&r.waiting);
-    coop_sleep_until(coop_now() + MS(2));
+    unit_wait_in(g, WAIT_FD);
     coop_interrupt(g, false);
     unit_join(g);
     ck_assert_int_eq(r.result, EINTR);

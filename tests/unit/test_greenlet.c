@@ -155,7 +155,8 @@ START_TEST(test_detach)
     unit_yield_until(&detached_ran);
     ck_assert_int_eq(detached_ran, 1);
     /* Once finished it is released by the hub. */
-    coop_sleep_until(coop_now() + MS(2));
+    for (int i = 0; i < 5000 && !released(d); i++)
+        coop_sleep_until(coop_now() + MS(1));     /* the hub runs and reaps */
     ck_assert(released(d));
 
     /* Detached while running. */
@@ -654,7 +655,8 @@ START_TEST(test_join_from_other_thread)
     while (pthread_tryjoin_np(t, &r) == EBUSY)
         coop_sleep_until(coop_now() + MS(1));
     ck_assert_ptr_eq(r, (void *)42);
-    coop_sleep_until(coop_now() + MS(1));
+    for (int i = 0; i < 5000 && !released(g); i++)
+        coop_sleep_until(coop_now() + MS(1));
     ck_assert(released(g));
 }
 END_TEST
