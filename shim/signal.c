@@ -985,12 +985,6 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
     coop_request_signal_pass();
 }
 
-/* A kick (see kick) on the greenlet it interrupted: runs a queued sig as route would run
- * one the kernel delivered here. Nothing if sig is no longer that greenlet's to run now (it
- * moved, blocked it, or its wait will take it), nor in coop's own code, which may hold a
- * lock of the runtime's that a handler jumping out would never let go: the signal stays
- * queued for the greenlet's next wait, which it ends, or for the monitor's next kick
- * should the greenlet sleep in the kernel first (kick_again). */
 /* A kick that runs nothing now: sig stays due to self, for its next wait and the monitor's
  * next kick (kick_again), and the pass lends self the process's instance. */
 static void leave_kick(struct coop_greenlet *self, struct sigstate *mine, int sig)
@@ -1000,6 +994,12 @@ static void leave_kick(struct coop_greenlet *self, struct sigstate *mine, int si
     coop_request_signal_pass();
 }
 
+/* A kick (see kick) on the greenlet it interrupted: runs a queued sig as route would run
+ * one the kernel delivered here. Nothing if sig is no longer that greenlet's to run now (it
+ * moved, blocked it, or its wait will take it), nor in coop's own code, which may hold a
+ * lock of the runtime's that a handler jumping out would never let go: the signal stays
+ * queued for the greenlet's next wait, which it ends, or for the monitor's next kick
+ * should the greenlet sleep in the kernel first (kick_again). */
 static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig, void *context)
 {
     if (mine == NULL || (atomic_load(&mine->blocked) & BIT(sig)) || (atomic_load(&mine->awaited) & BIT(sig))
@@ -1016,7 +1016,7 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
     siginfo_t info;
     int taken = 0;
     process_lock();     /* held by another OS thread: briefly, in normal context */
-    bool own = (queued_bits(&mine->directed) | queued_bits(&mine->lent)) & BIT(sig);
+    bool own = queued_for(mine) & BIT(sig);
     bool both = own && (queued_bits(&process) & BIT(sig));    /* which came first is the pass's to say */
     if (!both && (taken = dequeue(&mine->directed, BIT(sig), &info)) == 0
         && (taken = dequeue(&mine->lent, BIT(sig), &info)) == 0)
