@@ -3,7 +3,8 @@
  * hub's switch counter, for three jobs:
  *   - handoff (sched.c): a hub whose counter stands still for COOP_HANDOFF_MS (default 2;
  *     0: never) while its thread sleeps in the kernel (state S or D in
- *     /proc/self/task/TID/stat) is stuck in a system call coop could not make cooperative;
+ *     /proc/self/task/TID/stat; where the program has no descriptor free, a CPU clock that
+ *     hardly moves) is stuck in a system call coop could not make cooperative;
  *     its work goes to another hub, and comes back when its counter moves again. A hub that
  *     stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub woken to
  *     steal them, in case a wake was missed or skipped (a small batch of fd wakes, sched.c);
@@ -83,9 +84,9 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     atomic_store(&sample_frames, n);
 }
 
-/* The state letter of an OS thread of this process (R running, S or D asleep in the
- * kernel), or 0. */
-static char thread_state(pid_t tid)
+/* The state letter of an OS thread of this process in /proc (R running, S or D asleep in
+ * the kernel), or 0. */
+static char proc_state(pid_t tid)
 {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
@@ -108,7 +109,7 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
     if (coop_sched_is_away(h))
         coop_log(COOP_LOG_ERROR, "it is blocked in a system call (thread state %c): hub %d's other greenlets, "
                  "fds and timers were handed to another hub after %.0f ms",
-                 state, h->index, (double)handoff_ns / 1e6);
+                 state != 0 ? state : '?', h->index, (double)handoff_ns / 1e6);
     if (coop_trace_enabled())
         coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     /* Why it was not preempted, before the sample: an attempt during the sample would find the
@@ -148,7 +149,33 @@ struct watch {
     int64_t since;           /* when the monitor first saw this switch count */
     bool reported, handed_off;
     int64_t next_ask, retry_ns;   /* preemption asked: when to ask again */
+    int64_t cpu_ns, cpu_at;  /* the hub thread's CPU time, and when it was read (thread_state) */
 };
+
+/* The hub's thread's state letter, from /proc; or, when /proc cannot be read (a program
+ * at its RLIMIT_NOFILE, when handoff matters most for the fds of a stuck hub; no /proc in
+ * a container), from the thread's CPU clock, which needs no descriptor: a thread that ran
+ * for less than a quarter of the time since the last look is asleep (the signals that the
+ * monitor itself sends it run a handler for a few microseconds each), or waits for a CPU:
+ * then its work is handed off early, and it is neither nudged nor asked to leave that
+ * time. 0 at the first look of an episode (the watch is new at each switch) and when the
+ * thread is gone. */
+static char thread_state(struct watch *w, pid_t tid)
+{
+    char state = proc_state(tid);
+    if (state != 0)
+        return state;
+    struct timespec ts;
+    clockid_t cpu_clock = (clockid_t)((~(unsigned)tid << 3) | 6);     /* the kernel's CPUCLOCK_SCHED of a thread */
+    if (coop_sys(SYS_clock_gettime, cpu_clock, &ts, 0) != 0)
+        return 0;
+    int64_t now = coop_now(), cpu_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t ran = cpu_ns - w->cpu_ns, over = now - w->cpu_at;
+    bool first = w->cpu_at == 0;
+    w->cpu_ns = cpu_ns;
+    w->cpu_at = now;
+    return first ? 0 : ran * 4 < over ? 'S' : 'R';
+}
 
 /* One look at a hub whose greenlet g has held it since w->since. */
 static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, int64_t tick)
@@ -163,7 +190,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         return;
     /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
     bool alone = coop_alone();
-    char state = thread_state(h->tid);
+    char state = thread_state(w, h->tid);
     bool asleep = state == 'S' || state == 'D';
     coop_signal_kick_again(g);      /* asleep in the kernel or computing: see the shim */
     if (asleep && !alone && !w->handed_off && handoff_due) {
@@ -184,6 +211,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     if (max_blocking_ns > 0 && !w->reported && held >= max_blocking_ns && !(alone && asleep)) {
         w->reported = true;
         report(h, g, held, w->switches, state);
+        w->cpu_at = 0;      /* the sample ran on that thread's CPU clock */
     }
 }
 
@@ -207,11 +235,13 @@ static bool watch_hub(struct watch *w, struct coop_hub *h, int64_t now, int64_t 
     return true;
 }
 
+/* The monitor's own: a forked child's monitor starts afresh. */
+static struct watch watched[COOP_MAX_HUBS];
+
 static void *monitor(void *unused)
 {
     (void)unused;
     coop_mark_runtime_thread();
-    static struct watch watched[COOP_MAX_HUBS];
     int64_t busy_tick = busy_tick_ns(), nap = busy_tick;
     for (;;) {
         struct timespec ts = { nap / 1000000000, nap % 1000000000 };
@@ -279,6 +309,7 @@ void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms)
 void coop_monitor_fork_child(void)
 {
     atomic_store(&running, false);
+    memset(watched, 0, sizeof watched);
 }
 
 static uint64_t other_runtime_signals;

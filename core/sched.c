@@ -874,12 +874,22 @@ static void *carrier_main(void *arg)
     return NULL;
 }
 
+/* Under start_lock; err 0: a thread started. Each cause is said once until a thread starts
+ * again: a program at its limit of fds or threads would hear it at every handoff. */
+static void say_cannot_start(const char *what, int err, int hubs)
+{
+    static int said;
+    if (err != 0 && err != said)
+        coop_warn("cannot %s (%s): %d hubs", what, strerror(err), hubs);
+    said = err;
+}
+
 /* Called under start_lock. */
 static struct coop_hub *start_hub(int index, bool spare)
 {
     struct coop_hub *h = coop_hub_create(index, spare);
     if (h == NULL) {
-        coop_warn("cannot create a hub (%s): %d hubs", strerror(errno), index);
+        say_cannot_start("create a hub", errno, index);
         return NULL;
     }
     coop_hub_table[index] = h;
@@ -895,10 +905,9 @@ static bool start_thread(struct coop_hub *h)
     /* A hub's thread takes no signal the program did not let through where it was started. */
     int err = coop_start_runtime_thread(carrier_main, h);
     h->no_thread = err != 0;
-    if (err != 0) {
-        coop_warn("cannot start a hub's thread (%s): %d hubs", strerror(err), h->index);
+    say_cannot_start("start a hub's thread", err, h->index);
+    if (err != 0)
         atomic_store(&h->away, AWAY_RETIRED);
-    }
     return err == 0;
 }
 

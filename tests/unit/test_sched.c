@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "unit.h"
@@ -709,6 +711,75 @@ START_TEST(test_handoff_when_every_hub_blocks)
 }
 END_TEST
 
+/* A program at its RLIMIT_NOFILE: the monitor cannot open /proc to see that a hub's thread
+ * sleeps, and must hand the hub's work off all the same (its fd set may hold the events
+ * other greenlets wait for: test_faults_emfile). A reader blocks its hub in a raw read,
+ * with the main greenlet (joining it) alive; a real thread gives the descriptors back and
+ * writes the byte only once a handoff has happened, or after 20 s (a hang guard). No
+ * descriptor can be opened meanwhile, so no spare can start either: the count is the
+ * monitor's decision alone. The reader starts, and ends, with descriptors to spare: ASan
+ * reads /proc/self/maps there. */
+struct release_after_handoff {
+    int fd;
+    _Atomic int *reader_blocks;
+    struct rlimit limit;
+    bool saw_handoff;
+};
+struct reader_when_told { struct raw_reader r; volatile int started, go; };
+
+static void *raw_read_when_told(void *arg)
+{
+    struct reader_when_told *t = arg;
+    t->started = 1;
+    unit_yield_until(&t->go);
+    return raw_read(&t->r);
+}
+
+static void *release_after_handoff(void *arg)
+{
+    struct release_after_handoff *r = arg;
+    struct coop_sched_stats s;
+    while (!atomic_load(r->reader_blocks))
+        sched_yield();
+    coop_sched_stats(&s);
+    uint64_t before = s.handoffs;       /* any earlier one was not for the reader */
+    for (int ms = 0; ms < 20000; ms++) {
+        coop_sched_stats(&s);
+        if (s.handoffs > before) {
+            r->saw_handoff = true;
+            break;
+        }
+        struct timespec one = { 0, 1000000 };
+        nanosleep(&one, NULL);
+    }
+    return setrlimit(RLIMIT_NOFILE, &r->limit) == 0 && write(r->fd, "x", 1) == 1 ? NULL : (void *)-1;
+}
+
+START_TEST(test_handoff_without_free_fds)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    struct reader_when_told reader = { .r = { .fd = p[0] } };
+    struct coop_greenlet *g = unit_spawn(raw_read_when_told, &reader);
+    unit_yield_until(&reader.started);
+    struct release_after_handoff r = { .fd = p[1], .reader_blocks = &reader.r.about_to_block };
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &r.limit), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, release_after_handoff, &r), 0);
+    struct rlimit none = { .rlim_cur = 0, .rlim_max = r.limit.rlim_max };
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+    reader.go = 1;
+    unit_join(g);
+    void *written;
+    pthread_join(t, &written);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_int_eq(reader.r.got, 1);
+    ck_assert_ptr_null(written);
+    ck_assert_msg(r.saw_handoff, "no handoff in 20 s while the reader blocked its hub without free fds");
+}
+END_TEST
+
 /* As in Go's runtime under coop: the main greenlet ends a raw wait that blocks the thread
  * it last ran on. */
 START_TEST(test_handoff_lets_the_main_greenlet_rescue)
@@ -1020,6 +1091,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_handoff_lets_the_main_greenlet_rescue);
+    tcase_add_test(tc, test_handoff_without_free_fds);
     tcase_add_test(tc, test_spares_retire_and_come_back);
     tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
