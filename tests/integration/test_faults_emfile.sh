@@ -2,8 +2,8 @@
 # echo_threads out of file descriptors at accept, natively and under coop, with the same
 # verdicts both times (tests/samples/fault_client.py emfile). The server runs with
 # RLIMIT_NOFILE 64 (ulimit -n sets the hard limit too, so the server cannot raise it) and
-# up to 40 more clients connect than it has descriptors (no more than it frees when the
-# served ones leave):
+# up to 40 more clients connect than it has descriptors (at most half as many as it has room
+# for: a runtime may open descriptors of its own meanwhile):
 # - it accepts until its table is full and serves every client it accepted;
 # - the others wait in the backlog; accept fails with EMFILE, which the program sees (it
 #   pauses 10 ms and retries: strace sees it fail at least twice, never more than 200 times
