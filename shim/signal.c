@@ -47,7 +47,9 @@
  * Who touches what: a greenlet's mask is written by that greenlet only (handlers running on
  * it restore what they change); its two queues (directed, lent) are pushed by anyone (other
  * greenlets, handlers, other OS threads; lending to it takes process_owner but for its own
- * trampoline: see "Lent signals") and taken by that greenlet only, or as it ends. Its
+ * trampoline: see "Lent signals"; so does sending to it from another greenlet, as its exit
+ * frees the state only after it took that lock: send_to) and taken by that greenlet only,
+ * or as it ends. Its
  * sigwaits under way (`waiting`: records in their frames) are written by that greenlet only:
  * one ends as its call returns, in a jump out of a handler that leaves it (leave_waits), or
  * as an exception or cancellation unwinds its frame (a cleanup: end_wait).
@@ -1421,15 +1423,10 @@ static siginfo_t directed_info(int sig, int code)
     return (siginfo_t){ .si_signo = sig, .si_code = code, .si_pid = getpid(), .si_uid = getuid() };
 }
 
-/* Sends a signal to greenlet g as the kernel would send one to a thread: 0 or an errno. */
-static int send_to(struct coop_greenlet *g, const siginfo_t *info)
+/* send_to for g's state s, read by the caller. */
+static int send_to_state(struct coop_greenlet *g, struct sigstate *s, const siginfo_t *info)
 {
     int sig = info->si_signo;
-    if (sig < 0 || sig >= NSIG)
-        return EINVAL;
-    if (sig == 0)
-        return 0;
-    struct sigstate *s = g == coop_self() ? my_state(g) : state_of(g);
     /* Another greenlet without a state is exiting or has exited: its signals die with it,
      * as the kernel drops a signal to a thread that has exited (sent to its hub's thread
      * instead, it would go to another greenlet). Every greenlet gets one as it is made;
@@ -1448,6 +1445,29 @@ static int send_to(struct coop_greenlet *g, const siginfo_t *info)
     if (sig == SIGKILL || sig == SIGSTOP)
         return REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
     return hand_to(g, s, info) ? 0 : EAGAIN;     /* the kernel's answer when the queue is full */
+}
+
+/* Sends a signal to greenlet g as the kernel would send one to a thread: 0 or an errno.
+ * Another greenlet may be ending on another hub meanwhile: its state is freed after its
+ * exit took process_owner (shim_signal_thread_exit), so the sender holds that while it
+ * reads and queues to the state (its holder already, when it is a handler that interrupted
+ * it). The caller's own state stays; delivering to it takes the lock itself. */
+static int send_to(struct coop_greenlet *g, const siginfo_t *info)
+{
+    int sig = info->si_signo;
+    if (sig < 0 || sig >= NSIG)
+        return EINVAL;
+    if (sig == 0)
+        return 0;
+    if (g == coop_self())
+        return send_to_state(g, my_state(g), info);
+    bool lock = !process_lock_mine();
+    if (lock)
+        process_lock();
+    int err = send_to_state(g, state_of(g), info);
+    if (lock)
+        process_unlock();
+    return err;
 }
 
 /* A system call's result for an error number. */

@@ -5,8 +5,9 @@
 # it unblocks; a new thread's mask inherited, its pending set empty; sigwait taking only what
 # was sent to its thread; ppoll's mask; a process signal every thread blocks staying pending;
 # eight threads changing their masks at once (on every hub), then a process signal that only
-# one of them accepts reaching that one; pthread_kill to threads as they exit running no
-# handler in another thread; a signal handled before a call (sent while the thread ran, taken
+# one of them accepts reaching that one; pthread_kill, 50 times each, to 100 threads as they
+# exit (under coop maybe from another hub: a use after free of the signal state under ASan
+# once) running no handler in another thread; a signal handled before a call (sent while the thread ran, taken
 # as it changed its mask) not interrupting the timed waits after it; a process signal pending
 # as a thread's ppoll opens it, the fd ready, left pending for main's sigtimedwait; a thread-
 # and a process-directed real-time signal each left where it was by such a ppoll; a sigwait

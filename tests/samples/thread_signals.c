@@ -378,6 +378,7 @@ static void mask_storm(void)
 /* --- 9. pthread_kill to a thread as it exits: the handler runs in it, or nowhere --- */
 
 #define EXITING_THREADS 100
+#define EXITING_KILLS 50
 
 static pthread_t exiting;
 static _Atomic int ran_elsewhere;
@@ -404,7 +405,8 @@ static void kill_as_it_exits(void)
         pthread_create(&exiting, NULL, exit_at_once, NULL);
         while (!exiting_done)
             sched_yield();
-        pthread_kill(exiting, SIGUSR1);
+        for (int k = 0; k < EXITING_KILLS; k++)     /* under coop, maybe from another hub as it ends */
+            pthread_kill(exiting, SIGUSR1);
         pthread_join(exiting, NULL);
         usleep(100);              /* a wait: a signal handed to this thread runs here */
     }
