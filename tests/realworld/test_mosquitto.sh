@@ -25,10 +25,15 @@ run() {
     printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$port" >"$TMP/broker.$mode.conf"
     start_server "broker.$mode" "$@" mosquitto -c "$TMP/broker.$mode.conf"
     wait_port "$port"
-    timeout $LIMIT_S mosquitto_sub -p "$port" -t 'test/#' -q 1 -v -C $((PUBLISHERS * MESSAGES)) \
+    # -d: its SUBACK says that the subscription is in place, before the first message.
+    timeout $LIMIT_S stdbuf -oL mosquitto_sub -p "$port" -t 'test/#' -q 1 -v -d -C $((PUBLISHERS * MESSAGES)) \
         >"$TMP/sub.$mode" 2>"$TMP/sub.$mode.err" &
     sub=$!
-    sleep 0.5 # the subscription must be in place before the first message
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
+        grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" && break
+        sleep 0.1
+    done
+    grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" || fail "$mode: mosquitto_sub was not subscribed in $HANG_GUARD_S s: $(head -n 5 "$TMP/sub.$mode.err")"
     for i in $(seq $PUBLISHERS); do
         seq $MESSAGES | timeout $LIMIT_S "$@" mosquitto_pub -p "$port" -t "test/$i" -l -q 1 \
             2>"$TMP/pub.$mode.$i.err" &
@@ -51,7 +56,7 @@ run() {
     : >"$TMP/broker_samples"
     kill -0 "$server" 2>/dev/null || fail "$mode: mosquitto died: $(tail -n 20 "$TMP/broker.$mode.err")"
     stop_server "$server" TERM
-    note "$mode: subscriber status $rc, $(grep -c . "$TMP/sub.$mode") messages; broker at most $broker_threads OS threads, a publisher ${pub_threads:-?}; broker exit status $status"
+    note "$mode: subscriber status $rc, $(grep -c '^test/' "$TMP/sub.$mode") messages; broker at most $broker_threads OS threads, a publisher ${pub_threads:-?}; broker exit status $status"
     ((rc == 0)) || fail "$mode: mosquitto_sub exited with status $rc (124: timed out): $(head -n 5 "$TMP/sub.$mode.err")"
     bad=0
     for i in $(seq $PUBLISHERS); do

@@ -30,6 +30,7 @@
 
 static pthread_mutex_t first = PTHREAD_MUTEX_INITIALIZER, second = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+static pthread_barrier_t both_hold_one;     /* deadlock: each holds its first mutex */
 
 static double now(void)
 {
@@ -144,7 +145,7 @@ static void *lock_first_then_second(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&first);
-    usleep(20000);
+    pthread_barrier_wait(&both_hold_one);
     pthread_mutex_lock(&second);
     return NULL;
 }
@@ -153,7 +154,7 @@ static void *lock_second_then_first(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&second);
-    usleep(20000);
+    pthread_barrier_wait(&both_hold_one);
     pthread_mutex_lock(&first);
     return NULL;
 }
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(mode, "deadlock") == 0) {
+        pthread_barrier_init(&both_hold_one, NULL, 2);
         spawn(&a, lock_first_then_second, NULL);
         spawn(&b, lock_second_then_first, NULL);
         pthread_join(a, NULL);
