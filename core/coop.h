@@ -203,7 +203,7 @@ struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g);
 /* g's CPU time in ns (cpu.c): charged at every switch from the first call on. */
 int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g);
 /* A small positive number that names g until it ends, and back (NULL for none). 0 when no
- * number can be had (out of memory). */
+ * number can be had (out of memory), -1 once g has ended (it may not be joined yet). */
 int coop_greenlet_number(struct coop_greenlet *g);
 struct coop_greenlet *coop_greenlet_numbered(int n);
 

@@ -8,7 +8,12 @@
  * time; others read it as of its last switch.
  *
  * Numbers: small integers naming live greenlets, for interfaces that need an int (the shim's
- * CPU clock ids); a greenlet's number goes when it ends, as a thread's clock does.
+ * CPU clock ids); a greenlet's number goes when it ends, as a thread's clock does, and an
+ * ended greenlet gets none again (-1), though another hub may ask as it ends: a number
+ * given then would name it for ever. g->number is set from 0 by compare-and-swap, to a
+ * number under numbers_lock (coop_greenlet_number) or to -1 by the ending greenlet
+ * (coop_greenlet_unnumber), so that an ending greenlet that was never numbered takes no
+ * lock; a positive number is cleared only by its greenlet's end, under the lock.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -68,8 +73,8 @@ static int numbered_len, numbered_cap, lowest_free = 1;
 int coop_greenlet_number(struct coop_greenlet *g)
 {
     coop_lock(&numbers_lock);
-    if (g->number == 0) {
-        int n = lowest_free;
+    if (__atomic_load_n(&g->number, __ATOMIC_ACQUIRE) == 0) {
+        int n = lowest_free, none = 0;
         while (n < numbered_len && numbered[n] != NULL)
             n++;
         if (n >= numbered_cap) {
@@ -80,15 +85,15 @@ int coop_greenlet_number(struct coop_greenlet *g)
                 numbered_cap = cap;
             }
         }
-        if (n < numbered_cap) {
+        if (n < numbered_cap && __atomic_compare_exchange_n(&g->number, &none, n, false, __ATOMIC_ACQ_REL,
+                                                            __ATOMIC_ACQUIRE)) {
             numbered[n] = g;
-            g->number = n;
             lowest_free = n + 1;
             numbered_len = n >= numbered_len ? n + 1 : numbered_len;
         }
     }
     coop_unlock(&numbers_lock);
-    return g->number;
+    return __atomic_load_n(&g->number, __ATOMIC_ACQUIRE);
 }
 
 /* Another hub's thread may have held the numbers' lock at the fork. */
@@ -108,12 +113,13 @@ struct coop_greenlet *coop_greenlet_numbered(int n)
 
 void coop_greenlet_unnumber(struct coop_greenlet *g)
 {
-    if (g->number == 0)
+    int n = 0;
+    if (__atomic_compare_exchange_n(&g->number, &n, -1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;
     coop_lock(&numbers_lock);
-    numbered[g->number] = NULL;
-    if (g->number < lowest_free)
-        lowest_free = g->number;
-    g->number = 0;
+    numbered[n] = NULL;
+    if (n < lowest_free)
+        lowest_free = n;
+    __atomic_store_n(&g->number, -1, __ATOMIC_RELEASE);
     coop_unlock(&numbers_lock);
 }

@@ -96,7 +96,7 @@ struct coop_greenlet {
 
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
     int64_t cpu_ns;                  /* CPU time charged to it (cpu.c) */
-    int number;                      /* its number (cpu.c), or 0 */
+    int number;                      /* its number (cpu.c), 0 for none yet, -1 once it ended */
     struct coop_sched sched;         /* the shim's */
 
     struct coop_greenlet *next_ready;   /* in an inbox, the global queue or a dead list */

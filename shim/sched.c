@@ -177,8 +177,8 @@ EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clock)
     if (g == NULL)
         return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getcpuclockid)(t, clock);
     int number = coop_greenlet_number(g);
-    if (number == 0)
-        return ENOMEM;
+    if (number <= 0)
+        return number < 0 ? ESRCH : ENOMEM;     /* ended: glibc's answer for a thread gone */
     coop_greenlet_cpu_ns(g);      /* charging starts now */
     *clock = clock_of(number);
     return 0;

@@ -14,7 +14,9 @@
  * clocks: a thread just created has used less CPU time than its creator, which computed
  * first; a thread's clock advances while it computes and not while it waits for another one
  * that computes; pthread_getcpuclockid's clock works with clock_gettime and clock_getres, and
- * not once the thread is gone. The amounts of CPU time are made by construction (loops that
+ * not once the thread is gone; pthread_getcpuclockid on a thread that has ended, not yet
+ * joined, says ESRCH (natively once the kernel has cleared its tid: asked until then, with a
+ * hang guard; under coop it once gave the ended thread a new clock). The amounts of CPU time are made by construction (loops that
  * run until the thread's own clock has advanced), never assumed.
  */
 #define _GNU_SOURCE
@@ -329,6 +331,22 @@ static void check_own_clock(void)
                   "advances while the thread computes, not while another does; clock_getres 1 ns; EINVAL once gone");
 }
 
+static void *return_at_once(void *arg) { return arg; }
+
+static void check_ended_thread_clock(void)
+{
+    pthread_t t;
+    clockid_t clock;
+    int err = 0;
+
+    pthread_create(&t, NULL, return_at_once, NULL);
+    for (int tries = 0; tries < 10000 && (err = pthread_getcpuclockid(t, &clock)) == 0; tries++)
+        usleep(1000);
+    pthread_join(t, NULL);
+    report_result("cpu_clock_ended_thread", err == ESRCH || failf("pthread_getcpuclockid: %s", errname(err)),
+                  "ESRCH for a thread that has ended, before its join");
+}
+
 int main(void)
 {
     check_explicit();
@@ -337,6 +355,7 @@ int main(void)
     check_unprivileged();
     check_new_thread_clock();
     check_own_clock();
+    check_ended_thread_clock();
     printf("%s\n", failures == 0 ? "sched_clock: all checks passed" : "sched_clock: checks failed");
     return failures == 0 ? 0 : 1;
 }

@@ -149,6 +149,10 @@ START_TEST(test_numbers_name_live_greenlets)
     ck_assert_ptr_eq(coop_greenlet_numbered(a), ga);
     ck_assert_ptr_eq(coop_greenlet_numbered(b), gb);
     numbers_done = 1;
+    while (!coop_greenlet_finished(ga))
+        coop_yield();
+    ck_assert_int_eq(coop_greenlet_number(ga), -1);    /* ended, not joined yet: named no more */
+    ck_assert_ptr_null(coop_greenlet_numbered(a));
     unit_join(ga);
     unit_join(gb);
     ck_assert_ptr_null(coop_greenlet_numbered(a));
