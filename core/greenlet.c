@@ -392,8 +392,7 @@ void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
 void *coop_greenlet_take_signals(struct coop_greenlet *g)
 {
     coop_lock(&all_lock);
-    void *signals = g->signals;
-    g->signals = NULL;
+    void *signals = __atomic_exchange_n(&g->signals, NULL, __ATOMIC_ACQ_REL);   /* read by senders: state_of */
     coop_unlock(&all_lock);
     return signals;
 }

@@ -585,7 +585,7 @@ void coop_signal_kick_again(struct coop_greenlet *g)
 {
     if (signal_kick_again_hook == NULL || !atomic_load(&g->signals_due))
         return;
-    coop_all_lock();     /* g's signal state is freed only under it */
+    coop_all_lock();     /* g's signal state is taken for freeing only under it */
     signal_kick_again_hook(g);
     coop_all_unlock();
 }

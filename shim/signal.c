@@ -173,7 +173,7 @@ static bool emulated(void) { return shim_patched[FAM_signal]; }
 
 static struct sigstate *state_of(struct coop_greenlet *g)
 {
-    return g != NULL ? *coop_greenlet_signals(g) : NULL;
+    return g != NULL ? __atomic_load_n(coop_greenlet_signals(g), __ATOMIC_ACQUIRE) : NULL;
 }
 
 /* --- the entry pool --- */
@@ -552,7 +552,8 @@ static struct sigstate *my_state(struct coop_greenlet *g)
     if (s == NULL && g != NULL) {
         sigset_t real;
         REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
-        s = *coop_greenlet_signals(g) = new_state(bits_of(&real));
+        s = new_state(bits_of(&real));
+        __atomic_store_n(coop_greenlet_signals(g), s, __ATOMIC_RELEASE);
     }
     return s;
 }
@@ -1574,7 +1575,7 @@ void shim_signal_thread_created(struct coop_greenlet *g)
     struct sigstate *creator = my_state(emulating());
     if (creator == NULL)
         return;
-    *coop_greenlet_signals(g) = new_state(atomic_load(&creator->blocked));
+    __atomic_store_n(coop_greenlet_signals(g), new_state(atomic_load(&creator->blocked)), __ATOMIC_RELEASE);
 }
 
 void shim_signal_thread_exit(struct coop_greenlet *g)
