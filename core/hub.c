@@ -689,7 +689,7 @@ void coop_fork_child(void)
     coop_monitor_fork_child();
     coop_preempt_fork_child(h);
     coop_stack_fork_child();
-    coop_cpu_fork_child();
+    coop_cpu_fork_child(self);
 
     coop_sched_fork_child(h);
     coop_greenlet_fork_child(h, self);

@@ -364,7 +364,7 @@ static inline void coop_cpu_charge(struct coop_hub *h, struct coop_greenlet *run
         coop_cpu_charge_now(h, running);
 }
 void coop_greenlet_unnumber(struct coop_greenlet *g);
-void coop_cpu_fork_child(void);
+void coop_cpu_fork_child(struct coop_greenlet *self);
 /* The tid in g's control block, as glibc sees it. */
 pid_t coop_tls_tid(const struct coop_greenlet *g);
 

@@ -49,10 +49,10 @@
  * greenlets, handlers, other OS threads; lending to it takes process_owner but for its own
  * trampoline: see "Lent signals"; so does sending to it from another greenlet, as its exit
  * frees the state only after it took that lock: send_to) and taken by that greenlet only,
- * or as it ends. Its
- * sigwaits under way (`waiting`: records in their frames) are written by that greenlet only:
- * one ends as its call returns, in a jump out of a handler that leaves it (leave_waits), or
- * as an exception or cancellation unwinds its frame (a cleanup: end_wait).
+ * or as it ends. Its sigwaits under way (`waiting`: records in their frames) are written by
+ * that greenlet only: one ends as its call returns, in a jump out of a handler that leaves
+ * it (leave_waits), or as an exception or cancellation unwinds its frame (a cleanup:
+ * end_wait).
  * Queue entries come from a fixed pool with a lock-free free list, since handlers cannot
  * allocate; a signal moved between queues keeps its entry. A taker takes a queue's list
  * whole and gives back what it leaves under what was pushed meanwhile (put_back): signals
@@ -1451,8 +1451,9 @@ static int send_to_state(struct coop_greenlet *g, struct sigstate *s, const sigi
 /* Sends a signal to greenlet g as the kernel would send one to a thread: 0 or an errno.
  * Another greenlet may be ending on another hub meanwhile: its state is freed after its
  * exit took process_owner (shim_signal_thread_exit), so the sender holds that while it
- * reads and queues to the state (its holder already, when it is a handler that interrupted
- * it). The caller's own state stays; delivering to it takes the lock itself. */
+ * reads and queues to another's state (its holder already, when it is a fault's handler
+ * that interrupted the holder). The caller's own state stays; delivering to it takes the
+ * lock itself. */
 static int send_to(struct coop_greenlet *g, const siginfo_t *info)
 {
     int sig = info->si_signo;

@@ -188,14 +188,15 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
     return 0;
 }
 
+/* As glibc, ERANGE first for a buffer under 16 bytes: any name fits in 16, even one the
+ * thread sets meanwhile (which may then read half old, half new). */
 EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 {
+    if (len < 16)
+        return ERANGE;
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
         return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getname_np)(t, buf, len);
-    /* As glibc: any name fits in 16 bytes, even one the thread sets meanwhile. */
-    if (len < 16)
-        return ERANGE;
     strcpy(buf, coop_greenlet_name(g));
     return 0;
 }

@@ -6,9 +6,9 @@
 # was sent to its thread; ppoll's mask; a process signal every thread blocks staying pending;
 # eight threads changing their masks at once (on every hub), then a process signal that only
 # one of them accepts reaching that one; pthread_kill, 50 times each, to 100 threads as they
-# exit (under coop maybe from another hub: a use after free of the signal state under ASan
-# once) running no handler in another thread; a signal handled before a call (sent while the thread ran, taken
-# as it changed its mask) not interrupting the timed waits after it; a process signal pending
+# exit (under coop maybe from another hub, as the signal state goes) running no handler in
+# another thread; a signal handled before a call (sent while the thread ran, taken as it
+# changed its mask) not interrupting the timed waits after it; a process signal pending
 # as a thread's ppoll opens it, the fd ready, left pending for main's sigtimedwait; a thread-
 # and a process-directed real-time signal each left where it was by such a ppoll; a sigwait
 # for two signals leaving the other for the thread that unblocks it; siglongjmp out of a

@@ -31,9 +31,11 @@ run() {
     sub=$!
     for _ in $(seq $((HANG_GUARD_S * 10))); do
         grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" && break
+        kill -0 "$sub" 2>/dev/null || break
         sleep 0.1
     done
-    grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" || fail "$mode: mosquitto_sub was not subscribed in $HANG_GUARD_S s: $(head -n 5 "$TMP/sub.$mode.err")"
+    grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" ||
+        fail "$mode: mosquitto_sub did not subscribe (ended, or $HANG_GUARD_S s): $(head -n 5 "$TMP/sub.$mode.err")"
     for i in $(seq $PUBLISHERS); do
         seq $MESSAGES | timeout $LIMIT_S "$@" mosquitto_pub -p "$port" -t "test/$i" -l -q 1 \
             2>"$TMP/pub.$mode.$i.err" &

@@ -16,8 +16,9 @@
  * that computes; pthread_getcpuclockid's clock works with clock_gettime and clock_getres, and
  * not once the thread is gone; pthread_getcpuclockid on a thread that has ended, not yet
  * joined, says ESRCH (natively once the kernel has cleared its tid: asked until then, with a
- * hang guard; under coop it once gave the ended thread a new clock). The amounts of CPU time are made by construction (loops that
- * run until the thread's own clock has advanced), never assumed.
+ * hang guard); in a forked child, a clock of the parent's threads says EINVAL. The amounts of
+ * CPU time are made by construction (loops that run until the thread's own clock has
+ * advanced), never assumed.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -347,6 +348,26 @@ static void check_ended_thread_clock(void)
                   "ESRCH for a thread that has ended, before its join");
 }
 
+static void check_clock_in_child(void)
+{
+    struct sitter s;
+    pthread_t t;
+    clockid_t clock;
+    int status = -1;
+
+    start_sitter(&s, NULL, &t);
+    bool ok = pthread_getcpuclockid(t, &clock) == 0 || failf("pthread_getcpuclockid failed");
+    pid_t pid = ok ? fork() : -1;
+    if (pid == 0)
+        _exit(cpu_ns(clock) < 0 && errno == EINVAL ? 0 : 1);
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    stop_sitter(&s, t);
+    ok = ok && ((WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                || failf("the child read its parent's thread's clock (status 0x%x)", status));
+    report_result("cpu_clock_in_child", ok, "a parent's thread's clock is EINVAL in a forked child");
+}
+
 int main(void)
 {
     check_explicit();
@@ -356,6 +377,7 @@ int main(void)
     check_new_thread_clock();
     check_own_clock();
     check_ended_thread_clock();
+    check_clock_in_child();
     printf("%s\n", failures == 0 ? "sched_clock: all checks passed" : "sched_clock: checks failed");
     return failures == 0 ? 0 : 1;
 }
