@@ -98,13 +98,12 @@ int coop_greenlet_number(struct coop_greenlet *g)
 
 /* Another hub's thread may have held the numbers' lock at the fork. No thread's clock
  * lives on in the child: the others are gone, and its one thread is a new one, with a new
- * tid natively, which asks for a number anew. */
+ * tid natively, which asks for a number anew. Slots past numbered_len are never read, and
+ * each is written before numbered_len grows over it. */
 void coop_cpu_fork_child(struct coop_greenlet *self)
 {
     numbers_lock = (coop_lock_t){ 0 };
     charging_lock = (coop_lock_t){ 0 };
-    for (int n = 1; n < numbered_len; n++)
-        numbered[n] = NULL;
     numbered_len = 0;
     lowest_free = 1;
     self->number = 0;
