@@ -161,16 +161,18 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
     coop_timer_run(h);
 }
 
-/* Nothing to run and nothing to steal: sleep until an event, a deadline or a wake. */
-static void hub_idle(struct coop_hub *h)
+/* Nothing to run and nothing to steal: sleep until an event, a deadline or a wake. False
+ * when work came in sight first (no poll). */
+static bool hub_idle(struct coop_hub *h)
 {
     if (!coop_sched_sleep_begin(h))
-        return;
+        return false;
     int64_t timeout_ns = poll_timeout(h);
     if (timeout_ns < 0)
         coop_check_deadlock(h);
     hub_poll(h, timeout_ns);
     coop_sched_sleep_end(h);
+    return true;
 }
 
 static void (*hold_release)(struct coop_greenlet *g, bool finished);
@@ -235,18 +237,31 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         hold_retake(self);
 }
 
+/* The hub's own greenlet also runs mid-round: a greenlet that finished, or waited when
+ * nothing else was ready, comes here, and what is ready by then (the joiner its end woke,
+ * its inbox, a steal) runs as a direct switch would, counted against the round. Only a
+ * poll starts a round, so work that keeps coming in through here never starves the fds. */
 static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
 {
     for (;;) {
         coop_reap(h);
         coop_sched_service(h);
-        if (coop_sched_has_work(h))
-            hub_poll(h, 0);
-        else if (!coop_sched_find_work(h))
-            hub_idle(h);
+        bool polled = false;
+        if (!coop_sched_has_work(h) && !coop_sched_find_work(h))
+            polled = hub_idle(h);
+        if (!polled && coop_sched_has_work(h)) {
+            if (h->round_left > 0) {
+                h->round_left--;
+            } else {
+                hub_poll(h, 0);
+                polled = true;
+            }
+        }
         coop_sched_share_batch(h);
-        unsigned ready = coop_sched_ready_count(h);
-        h->round_left = ready > COOP_ROUND_MIN ? ready : COOP_ROUND_MIN;
+        if (polled) {
+            unsigned ready = coop_sched_ready_count(h);
+            h->round_left = ready > COOP_ROUND_MIN ? ready : COOP_ROUND_MIN;
+        }
         struct coop_greenlet *next = coop_sched_pop(h);
         if (next != NULL)
             switch_to(h, next);

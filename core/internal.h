@@ -16,9 +16,9 @@
 #define COOP_GREENLET_GONE 0x636f6f70676f6e65ULL    /* "coopgone": released */
 /*
  * Ready greenlets of a hub switch to each other directly. The hub polls when none is
- * ready, and otherwise once a round: after as many direct switches as greenlets were
- * ready when the round began (at least COOP_ROUND_MIN), so I/O and timers are never
- * starved.
+ * ready, and otherwise once a round: after as many switches (direct, or from the hub's
+ * loop) as greenlets were ready when the round began (at least COOP_ROUND_MIN), so I/O
+ * and timers are never starved.
  */
 #define COOP_ROUND_MIN 64
 /* Hubs the scheduler can hold: regular ones (COOP_HUBS) and spares (sched.c). */

@@ -608,6 +608,32 @@ START_TEST(test_a_batch_of_fd_wakes_wakes_a_helper)
 }
 END_TEST
 
+/* ---- rounds: the hub's own loop counts against a round ---- */
+
+/* A greenlet that creates and joins a child, over and over, on one hub: the child runs by
+ * a direct switch, ends with nothing else ready, and the hub's loop runs the joiner it
+ * woke, mid-round and without a poll (hub.c). That pass counts against the round as a
+ * direct switch does, so the hub polls at least once every COOP_ROUND_MIN / 2 + 1 pairs
+ * (counted by the hub itself); were the passes not counted, only once every
+ * COOP_ROUND_MIN + 1, and work that kept coming in through the loop could keep the fds from
+ * being looked at. The check sits between the two. */
+enum { ROUND_PAIRS = 4000 };
+
+static void *return_at_once(void *arg) { return arg; }
+
+START_TEST(test_the_loop_counts_against_the_round)
+{
+    if (hubs() != 1)
+        return;
+    struct coop_hub *h = coop_thread.hub;
+    uint64_t polls = h->polls;
+    for (int i = 0; i < ROUND_PAIRS; i++)
+        unit_join(unit_spawn(return_at_once, NULL));
+    ck_assert_ptr_eq(coop_thread.hub, h);
+    ck_assert_uint_ge(h->polls - polls, ROUND_PAIRS / (COOP_ROUND_MIN * 3 / 4));
+}
+END_TEST
+
 /* ---- the threadpool: a record outlives neither of its two owners ---- */
 
 enum { OFFLOAD_GREENLETS = 32, OFFLOADS_EACH = 30 };
@@ -1088,6 +1114,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
     tcase_add_test(tc, test_wait_away_from_the_fds_hub);
     tcase_add_test(tc, test_a_batch_of_fd_wakes_wakes_a_helper);
+    tcase_add_test(tc, test_the_loop_counts_against_the_round);
     tcase_add_test(tc, test_offload_stress);
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_handoff_lets_the_main_greenlet_rescue);
