@@ -156,6 +156,7 @@ static int added_flags[NSIG];
 static _Atomic int live;
 static _Atomic int blocking[65];
 static _Atomic uint64_t mask_changes;
+static _Atomic uint64_t ever_blocked;   /* by some greenlet: no other signal is blocked by all */
 static _Atomic uint64_t wanted;
 static uint64_t runtime_signals;
 
@@ -487,9 +488,12 @@ static void update_real_mask(bool apply_here)
         seen = atomic_load(&mask_changes);
         uint64_t bits = 0;
         int all = atomic_load(&live);
-        for (int sig = 1; sig <= 64; sig++)
+        uint64_t candidates = all > 0 ? atomic_load(&ever_blocked) : ~0ULL;
+        for (; candidates != 0; candidates &= candidates - 1) {
+            int sig = __builtin_ctzll(candidates) + 1;
             if (atomic_load_explicit(&blocking[sig], memory_order_relaxed) == all)
                 bits |= BIT(sig);
+        }
         bits &= ~runtime_signals & ~UNBLOCKABLE;
         bool changed = atomic_exchange(&wanted, bits) != bits;
         if (changed || apply_here)
@@ -502,6 +506,8 @@ static void update_real_mask(bool apply_here)
 /* Counts the signals of `bits` as blocked by one more (+1) or one fewer (-1) greenlet. */
 static void count(uint64_t bits, int delta)
 {
+    if (delta > 0)
+        atomic_fetch_or(&ever_blocked, bits);
     for (; bits != 0; bits &= bits - 1)
         atomic_fetch_add_explicit(&blocking[__builtin_ctzll(bits) + 1], delta, memory_order_relaxed);
     atomic_fetch_add(&mask_changes, 1);
