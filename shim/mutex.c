@@ -346,8 +346,9 @@ static inline int mutex_unlock(pthread_mutex_t *m)
 int shim_mutex_unlock(pthread_mutex_t *m) { return mutex_unlock(m); }
 
 /* The exported names: the common case (a free normal or adaptive coop mutex, its owner id
- * known, no preemption wanted) inline and without a stack frame, as glibc's; anything else
- * in a second call. */
+ * known) inline and without a stack frame, as glibc's; anything else in a second call. A
+ * preemption asked for is taken at the unlock, once the lock is free for whoever runs
+ * next, and at a lock that must wait; a free lock leaves it to its unlock. */
 static __attribute__((noinline)) int lock_at_preempt_point(pthread_mutex_t *m)
 {
     coop_preempt_point();
@@ -357,7 +358,7 @@ static __attribute__((noinline)) int lock_at_preempt_point(pthread_mutex_t *m)
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     int self = owner_id;
-    if (__builtin_expect(coop_preempt_wanted == 0 && self != 0 && coop_owned(m) && !owner_checked(m)
+    if (__builtin_expect(self != 0 && coop_owned(m) && !owner_checked(m)
                          && take_free(m), 1)) {
         m->__data.__owner = self;
         m->__data.__nusers++;
