@@ -182,6 +182,9 @@ bool coop_greenlet_detached(const struct coop_greenlet *g);
 /* The OS thread that runs g, as its real pthread_t. */
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g);
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name);
+/* The name g has until coop_greenlet_set_name gives it one: a new thread's creator's, as
+ * the kernel gives it. Dumps, traces and profiles show only a given name. */
+void coop_greenlet_inherit_name(struct coop_greenlet *g, const char *name);
 const char *coop_greenlet_name(const struct coop_greenlet *g);
 /* g's stack; base NULL for a thread's original context, whose stack is the one glibc
  * describes for its own record of the thread (coop_greenlet_thread_record). */

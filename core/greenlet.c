@@ -404,14 +404,21 @@ uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub
 
 /* glibc's pthread_t is the address of its struct pthread, at the thread pointer. */
 uintptr_t coop_greenlet_thread_record(const struct coop_greenlet *g) { return g->tp; }
-const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->name; }
+const char *coop_greenlet_name(const struct coop_greenlet *g) { return g->named ? g->name : g->inherited_name; }
 
 void coop_greenlet_set_name(struct coop_greenlet *g, const char *name)
 {
     strncpy(g->name, name, sizeof g->name - 1);
     g->name[sizeof g->name - 1] = '\0';
+    g->named = true;
     if (coop_trace_enabled())
         coop_trace_name(g);
+}
+
+void coop_greenlet_inherit_name(struct coop_greenlet *g, const char *name)
+{
+    strncpy(g->inherited_name, name, sizeof g->inherited_name - 1);
+    g->inherited_name[sizeof g->inherited_name - 1] = '\0';
 }
 
 size_t coop_greenlet_guard_size(const struct coop_greenlet *g) { return g->stack.guard; }

@@ -121,7 +121,9 @@ struct coop_greenlet {
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
 
-    char name[16];
+    char name[16];                   /* given by the program: what dumps, traces and profiles show */
+    char inherited_name[16];         /* its creator's when it was made: its name until it is given one */
+    bool named;
 };
 
 /* A hub's run queue: the owner pushes at tail and pops at head; thieves take from head. */

@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/single_threaded.h>
 #include <unistd.h>
 
@@ -18,12 +20,25 @@
 
 static size_t glibc_default_stack;
 
+/* The name of the calling OS thread (the kernel's comm). */
+static void os_thread_name(char name[16])
+{
+    memset(name, 0, 16);
+    REAL(prctl)(PR_GET_NAME, name, 0, 0, 0);
+}
+
 void shim_thread_init(void)
 {
     pthread_attr_t attr;
     if (pthread_getattr_default_np(&attr) == 0) {
         pthread_attr_getstacksize(&attr, &glibc_default_stack);
         pthread_attr_destroy(&attr);
+    }
+    struct coop_greenlet *self = coop_self();
+    if (self != NULL) {
+        char name[16];
+        os_thread_name(name);
+        coop_greenlet_inherit_name(self, name);
     }
 }
 
@@ -69,10 +84,19 @@ static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
 struct creation { pthread_t *t; struct coop_sched sched; };
 
 /* What a new thread has before it runs, as glibc's pthread_create gives it: its handle in
- * *t, its scheduling attributes and its signal state (the creator's mask). */
+ * *t, its scheduling attributes, its signal state (the creator's mask) and, as the kernel
+ * gives a new thread, its creator's name. */
 static void prepare(struct coop_greenlet *g, void *arg)
 {
     struct creation *c = arg;
+    struct coop_greenlet *creator = coop_self();
+    char name[16];
+    if (creator != NULL)
+        coop_greenlet_inherit_name(g, coop_greenlet_name(creator));
+    else {
+        os_thread_name(name);
+        coop_greenlet_inherit_name(g, name);
+    }
     *coop_greenlet_sched(g) = c->sched;
     shim_signal_thread_created(g);
     *c->t = (pthread_t)g;
@@ -198,6 +222,37 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
     if (g == NULL)
         return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getname_np)(t, buf, len);
     strcpy(buf, coop_greenlet_name(g));
+    return 0;
+}
+
+/* PR_SET_NAME and PR_GET_NAME, the calls behind the names of threads that name themselves
+ * without glibc (Rust's std, many C programs), name the calling greenlet, not the OS thread
+ * that runs it and others. The kernel still checks the caller's buffer: it copies the name
+ * into or out of the OS thread's (and cuts it at 15 bytes), which is put back after. */
+EXPORT int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long arg2 = va_arg(ap, unsigned long), arg3 = va_arg(ap, unsigned long);
+    unsigned long arg4 = va_arg(ap, unsigned long), arg5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    struct coop_greenlet *g = shim_patched[FAM_thread] ? coop_self() : NULL;
+    if (g == NULL || (option != PR_SET_NAME && option != PR_GET_NAME))
+        return REAL(prctl)(option, arg2, arg3, arg4, arg5);
+    char *user = (char *)arg2, os_name[16], name[16];
+    os_thread_name(os_name);
+    if (option == PR_GET_NAME) {
+        int r = REAL(prctl)(PR_GET_NAME, user, 0, 0, 0);
+        if (r == 0)
+            memcpy(user, coop_greenlet_name(g), sizeof name);
+        return r;
+    }
+    int r = REAL(prctl)(PR_SET_NAME, user, 0, 0, 0);
+    if (r != 0)
+        return r;
+    os_thread_name(name);
+    REAL(prctl)(PR_SET_NAME, os_name, 0, 0, 0);
+    coop_greenlet_set_name(g, name);
     return 0;
 }
 

@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <sys/single_threaded.h>
 
 enum {
@@ -791,13 +792,27 @@ static bool stack_holds(pthread_t t, const void *p)
     return true;
 }
 
+static char creator_name[16];
+
 static void *identity_worker(void *arg)
 {
     int id = (int)(intptr_t)arg;
     char name[16], expected[16], too_small[15];     /* glibc: ERANGE below 16 bytes, whatever the name */
+    char long_name[32];
     int err, local = id;
 
     selves[id] = pthread_self();
+    /* A new thread has its creator's name; prctl names the calling thread (and cuts the name
+     * at 15 bytes), as pthread_setname_np does. */
+    if (pthread_getname_np(pthread_self(), name, sizeof name) != 0 || strcmp(name, creator_name) != 0)
+        thread_fail("thread %d: named '%s' at its start, expected its creator's '%s'", id, name, creator_name);
+    snprintf(long_name, sizeof long_name, "prctl-%d-and-then-some", id);
+    if (prctl(PR_SET_NAME, long_name) != 0)
+        thread_fail("prctl(PR_SET_NAME): %s", strerror(errno));
+    sched_yield();
+    if (pthread_getname_np(pthread_self(), name, sizeof name) != 0 || strncmp(name, long_name, 15) != 0
+        || name[15] != '\0')
+        thread_fail("thread %d: named '%s' by prctl, expected '%.15s'", id, name, long_name);
     if (!pthread_equal(pthread_self(), pthread_self()))
         thread_fail("pthread_equal(self, self) is false");
 
@@ -809,6 +824,8 @@ static void *identity_worker(void *arg)
         thread_fail("pthread_getname_np: %s", errname(err));
     else if (strcmp(name, expected) != 0)
         thread_fail("thread %d: name '%s', expected '%s'", id, name, expected);
+    if (prctl(PR_GET_NAME, name) != 0 || strcmp(name, expected) != 0)
+        thread_fail("thread %d: prctl(PR_GET_NAME) reads '%s', expected '%s'", id, name, expected);
     if ((err = pthread_getname_np(pthread_self(), too_small, sizeof too_small)) != ERANGE)
         thread_fail("pthread_getname_np into 15 bytes gave %s, expected ERANGE", errname(err));
     if ((err = pthread_setname_np(pthread_self(), "a name of more than 15 bytes")) != ERANGE)
@@ -837,6 +854,8 @@ static void check_identity(void)
     if (pthread_barrier_init(&all_alive, NULL, NT + 1) != 0 ||
         pthread_barrier_init(&named, NULL, NT + 1) != 0)
         die("pthread_barrier_init");
+    if (prctl(PR_GET_NAME, creator_name) != 0)
+        die("prctl(PR_GET_NAME)");
     spawn(NT, identity_worker, STACK_SIZE);
     pthread_barrier_wait(&all_alive);
     passed = (err = pthread_setname_np(tids[0], "renamed")) == 0 ||
@@ -862,9 +881,12 @@ static void check_identity(void)
     }
     if (passed && !stack_holds(pthread_self(), &local))
         passed = failf("main thread: %s", why);
+    if (passed && (prctl(PR_GET_NAME, name) != 0 || strcmp(name, creator_name) != 0))
+        passed = failf("main thread: named '%s' after its threads named themselves, expected '%s'", name,
+                       creator_name);
     snprintf(result, sizeof result,
-             "%d distinct pthread_self, names round trip, ERANGE, stacks hold their locals",
-             distinct);
+             "%d distinct pthread_self, names inherited and round trip (pthread, prctl), ERANGE, "
+             "stacks hold their locals", distinct);
     report_result("identity", passed, result);
 }
 

@@ -310,12 +310,15 @@ START_TEST(test_names)
 {
     struct coop_greenlet *g = unit_spawn(return_arg, NULL);
     ck_assert_str_eq(coop_greenlet_name(g), "");
+    coop_greenlet_inherit_name(g, "its-creators-name");
+    ck_assert_str_eq(coop_greenlet_name(g), "its-creators-na");
+    ck_assert_str_eq(g->name, "");             /* what dumps show: no name given */
     coop_greenlet_set_name(g, "short");
     ck_assert_str_eq(coop_greenlet_name(g), "short");
     coop_greenlet_set_name(g, "a-name-longer-than-fifteen");
     ck_assert_str_eq(coop_greenlet_name(g), "a-name-longer-t");     /* 15 bytes kept */
     coop_greenlet_set_name(g, "");
-    ck_assert_str_eq(coop_greenlet_name(g), "");
+    ck_assert_str_eq(coop_greenlet_name(g), "");   /* a given name, even empty, wins */
     unit_join(g);
 
     unit_join(unit_spawn(name_body, NULL));
