@@ -431,19 +431,19 @@ void coop_stats_switch(struct coop_hub *h, struct coop_greenlet *from, struct co
 
 static void print_stats(void)
 {
-    uint64_t switches = 0, polls = 0;
+    uint64_t switches = 0, passes = 0;
     struct coop_hub *longest = NULL;
     for (int i = 0; i < coop_hub_total(); i++) {
         struct coop_hub *h = coop_hub_at(i);
         switches += atomic_load(&h->switches);
-        polls += h->polls;
+        passes += h->passes;
         if (longest == NULL || h->longest_run > longest->longest_run)
             longest = h;
     }
     struct coop_sched_stats s;
     coop_sched_stats(&s);
     coop_log(COOP_LOG_ERROR, "stats: greenlets created %lu, peak alive %lu, switches %lu, loop iterations %lu",
-             (unsigned long)created, (unsigned long)peak_alive, (unsigned long)switches, (unsigned long)polls);
+             (unsigned long)created, (unsigned long)peak_alive, (unsigned long)switches, (unsigned long)passes);
     coop_log(COOP_LOG_ERROR, "stats: hubs %d, spare threads started %lu (running %d), handoffs %lu, steals %lu (%lu greenlets)",
              s.regular, (unsigned long)s.spares_started, s.spares_running, (unsigned long)s.handoffs,
              (unsigned long)s.steals, (unsigned long)s.stolen);

@@ -1,8 +1,9 @@
 /*
  * Hubs: OS threads that run greenlets, each with its epoll sets. A greenlet
  * that must wait switches straight to the next ready greenlet of its hub; only when none is
- * ready, or after a round of direct switches, does it switch to the hub's own greenlet,
- * which polls once, takes the work sched.c finds for it, and hands the processor on. What
+ * ready, or after a round of switches, does it switch to the hub's own greenlet, which
+ * polls once the round is over or nothing is ready, takes the work sched.c finds for it,
+ * and hands the processor on. What
  * runs where, stealing and handoff are sched.c's; this file is the loop, the poll, the
  * switch and the wait/wake protocol.
  *
@@ -244,6 +245,7 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
 static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
 {
     for (;;) {
+        h->passes++;
         coop_reap(h);
         coop_sched_service(h);
         bool polled = false;
@@ -258,10 +260,10 @@ static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
             }
         }
         coop_sched_share_batch(h);
-        if (polled) {
-            unsigned ready = coop_sched_ready_count(h);
-            h->round_left = ready > COOP_ROUND_MIN ? ready : COOP_ROUND_MIN;
-        }
+        /* A round is as long as the work ready when it began; thieves may have taken most. */
+        unsigned ready = coop_sched_ready_count(h), round = ready > COOP_ROUND_MIN ? ready : COOP_ROUND_MIN;
+        if (polled || h->round_left > round)
+            h->round_left = round;
         struct coop_greenlet *next = coop_sched_pop(h);
         if (next != NULL)
             switch_to(h, next);

@@ -166,8 +166,9 @@ struct coop_hub {
     pid_t tid;                       /* and its kernel thread id */
     uintptr_t os_tp;                 /* the OS thread's thread pointer */
     uint64_t polls;
+    uint64_t passes;                 /* through its loop, each from its own greenlet */
     uint64_t masks_seen;             /* hub_mask_changes when it last took the mask (hub.c) */
-    unsigned round_left;             /* direct switches left before the next poll */
+    unsigned round_left;             /* switches (direct, or the loop's) left before the next poll */
     bool dispatching;                /* in hub_poll, waking the waiters of fd events (sched.c) */
     struct coop_greenlet *dead;      /* finished detached greenlets, to free */
     uint64_t adopted[COOP_MAX_HUBS / 64];  /* hubs whose sets this one polls (sched.c) */

@@ -433,7 +433,7 @@ void coop_sched_share_batch(struct coop_hub *h)
 static uint32_t next_random(struct coop_hub *h)
 {
     /* xorshift: a different starting victim each time, without a shared counter. */
-    uint32_t x = (uint32_t)h->polls * 2654435761u + (uint32_t)h->index + 1;
+    uint32_t x = (uint32_t)h->passes * 2654435761u + (uint32_t)h->index + 1;
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
@@ -802,7 +802,7 @@ void coop_sched_service(struct coop_hub *h)
 {
     coop_sched_take_inbox(h);
     if (atomic_load_explicit(&global.len, memory_order_relaxed) > 0
-        && (!coop_sched_has_work(h) || h->polls % GLOBAL_CHECK_EVERY == 0))
+        && (!coop_sched_has_work(h) || h->passes % GLOBAL_CHECK_EVERY == 0))
         global_take(h);
     if (atomic_load_explicit(&adoptions_pending, memory_order_relaxed) > 0)
         adopt_pending(h);
