@@ -177,6 +177,8 @@ void **coop_greenlet_held(struct coop_greenlet *g);
 uint64_t coop_greenlet_id(const struct coop_greenlet *g);
 /* Whether g is a thread's original context rather than a created greenlet. */
 bool coop_greenlet_is_main(const struct coop_greenlet *g);
+/* Whether g is the process's main thread: the initial thread's, or a forked child's forker. */
+bool coop_greenlet_leads_process(const struct coop_greenlet *g);
 bool coop_greenlet_finished(const struct coop_greenlet *g);
 bool coop_greenlet_detached(const struct coop_greenlet *g);
 /* The OS thread that runs g, as its real pthread_t. */

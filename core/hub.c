@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "internal.h"
@@ -711,6 +712,7 @@ void coop_fork_child(void)
     coop_sched_fork_child(h);
     coop_greenlet_fork_child(h, self);
     h->tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    coop_sys(SYS_prctl, PR_SET_NAME, (long)coop_greenlet_name(self), 0);   /* the forking thread's, natively */
     self->cpu_ns = 0;          /* the child's clock starts afresh */
     h->cpu_mark = 0;
     coop_tls_fork_child(h, self);

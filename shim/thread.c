@@ -5,16 +5,19 @@
  * both: glibc answers for a thread it has reclaimed (joined, or ended detached) as if gone,
  * and coop's record must never reach glibc as a descriptor.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "shim.h"
+#include "../core/sys.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -24,7 +27,27 @@ static size_t glibc_default_stack;
 static void os_thread_name(char name[16])
 {
     memset(name, 0, 16);
-    REAL(prctl)(PR_GET_NAME, name, 0, 0, 0);
+    REAL(prctl)(PR_GET_NAME, name, 0UL, 0UL, 0UL);
+}
+
+/* The main thread's name is the process's too (ps, pkill, /proc/PID/comm), as natively:
+ * the name of the OS thread whose tid is the pid, whichever runs the main greenlet now. */
+static void name_process(struct coop_greenlet *g, const char *name)
+{
+    if (!coop_greenlet_leads_process(g))
+        return;
+    long pid = coop_sys(SYS_getpid, 0, 0, 0);
+    if (coop_sys(SYS_gettid, 0, 0, 0) == pid) {
+        REAL(prctl)(PR_SET_NAME, name, 0UL, 0UL, 0UL);
+        return;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/comm", pid);
+    int fd = (int)coop_sys(SYS_open, path, O_WRONLY | O_CLOEXEC, 0);
+    if (fd >= 0) {
+        coop_sys(SYS_write, fd, name, strlen(name));
+        coop_sys(SYS_close, fd, 0, 0);
+    }
 }
 
 void shim_thread_init(void)
@@ -209,6 +232,7 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
     if (strlen(name) > 15)
         return ERANGE;
     coop_greenlet_set_name(g, name);
+    name_process(g, name);
     return 0;
 }
 
@@ -225,10 +249,11 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
     return 0;
 }
 
-/* PR_SET_NAME and PR_GET_NAME, the calls behind the names of threads that name themselves
- * without glibc (Rust's std, many C programs), name the calling greenlet, not the OS thread
- * that runs it and others. The kernel still checks the caller's buffer: it copies the name
- * into or out of the OS thread's (and cuts it at 15 bytes), which is put back after. */
+/* PR_SET_NAME and PR_GET_NAME, how many programs name their threads, name the calling
+ * greenlet, not the OS thread that runs it and others. The kernel still reads or writes the
+ * caller's buffer (EFAULT, and the cut at 15 bytes, are its own): the name passes through
+ * the OS thread's, which is put back, with signals blocked meanwhile so that no handler
+ * runs there. */
 EXPORT int prctl(int option, ...)
 {
     va_list ap;
@@ -236,24 +261,29 @@ EXPORT int prctl(int option, ...)
     unsigned long arg2 = va_arg(ap, unsigned long), arg3 = va_arg(ap, unsigned long);
     unsigned long arg4 = va_arg(ap, unsigned long), arg5 = va_arg(ap, unsigned long);
     va_end(ap);
-    struct coop_greenlet *g = shim_patched[FAM_thread] ? coop_self() : NULL;
+    struct coop_greenlet *g = shim_patched[FAM_thread] && !shim_vfork_child ? coop_self() : NULL;
     if (g == NULL || (option != PR_SET_NAME && option != PR_GET_NAME))
         return REAL(prctl)(option, arg2, arg3, arg4, arg5);
-    char *user = (char *)arg2, os_name[16], name[16];
-    os_thread_name(os_name);
+    char *user = (char *)arg2;
     if (option == PR_GET_NAME) {
-        int r = REAL(prctl)(PR_GET_NAME, user, 0, 0, 0);
+        int r = REAL(prctl)(PR_GET_NAME, user, 0UL, 0UL, 0UL);
         if (r == 0)
-            memcpy(user, coop_greenlet_name(g), sizeof name);
+            memcpy(user, coop_greenlet_name(g), 16);
         return r;
     }
-    int r = REAL(prctl)(PR_SET_NAME, user, 0, 0, 0);
-    if (r != 0)
-        return r;
-    os_thread_name(name);
-    REAL(prctl)(PR_SET_NAME, os_name, 0, 0, 0);
-    coop_greenlet_set_name(g, name);
-    return 0;
+    char os_name[16], name[16];
+    sigset_t old;
+    coop_block_all_signals(&old);
+    os_thread_name(os_name);
+    int r = REAL(prctl)(PR_SET_NAME, user, 0UL, 0UL, 0UL);
+    if (r == 0) {
+        os_thread_name(name);
+        REAL(prctl)(PR_SET_NAME, os_name, 0UL, 0UL, 0UL);
+        coop_greenlet_set_name(g, name);
+        name_process(g, name);
+    }
+    coop_restore_signals(&old);
+    return r;
 }
 
 /* Reports the greenlet's own stack (Rust's std reads it on every new thread to place its

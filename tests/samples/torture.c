@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/single_threaded.h>
+#include <sys/wait.h>
 
 enum {
     NT = 200,                  /* threads of most checks */
@@ -845,6 +846,54 @@ static void *identity_worker(void *arg)
     return NULL;
 }
 
+/* The process's name: /proc/self/comm, the name of its first thread. */
+static void process_name(char name[16])
+{
+    FILE *f = fopen("/proc/self/comm", "r");
+    if (f == NULL || fgets(name, 16, f) == NULL)
+        die("/proc/self/comm");
+    fclose(f);
+    name[strcspn(name, "\n")] = '\0';
+}
+
+/* A forked child's name is its forker's; the exit status says whether it was. */
+static void *fork_named(void *arg)
+{
+    char name[16];
+    int status = -1;
+    prctl(PR_SET_NAME, (const char *)arg);
+    pid_t child = fork();
+    if (child == 0) {
+        process_name(name);
+        _exit(strcmp(name, arg) == 0 ? 0 : 1);
+    }
+    if (child > 0)
+        waitpid(child, &status, 0);
+    return (void *)(intptr_t)status;
+}
+
+/* The main thread's name is the process's; a thread's own is not. */
+static bool process_names_follow(void)
+{
+    char name[16];
+    pthread_t t;
+    void *status;
+
+    prctl(PR_SET_NAME, "torture-main");
+    process_name(name);
+    if (strcmp(name, "torture-main") != 0)
+        return failf("the process is named '%s' after the main thread named itself 'torture-main'", name);
+    if (pthread_create(&t, NULL, fork_named, "torture-forker") != 0 || pthread_join(t, &status) != 0)
+        die("pthread_create");
+    process_name(name);
+    if (strcmp(name, "torture-main") != 0)
+        return failf("the process is named '%s' after a thread named itself", name);
+    if ((intptr_t)status != 0)
+        return failf("a child forked by thread 'torture-forker' has another name (status %ld)", (long)(intptr_t)status);
+    prctl(PR_SET_NAME, creator_name);
+    return true;
+}
+
 static void check_identity(void)
 {
     char result[160], name[16];
@@ -884,9 +933,10 @@ static void check_identity(void)
     if (passed && (prctl(PR_GET_NAME, name) != 0 || strcmp(name, creator_name) != 0))
         passed = failf("main thread: named '%s' after its threads named themselves, expected '%s'", name,
                        creator_name);
+    passed = passed && process_names_follow();
     snprintf(result, sizeof result,
-             "%d distinct pthread_self, names inherited and round trip (pthread, prctl), ERANGE, "
-             "stacks hold their locals", distinct);
+             "%d distinct pthread_self, names inherited and round trip (pthread, prctl; the main "
+             "thread's is the process's), ERANGE, stacks hold their locals", distinct);
     report_result("identity", passed, result);
 }
 
