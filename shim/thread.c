@@ -30,8 +30,29 @@ static void os_thread_name(char name[16])
     REAL(prctl)(PR_GET_NAME, name, 0UL, 0UL, 0UL);
 }
 
+/* Names pass through OS threads' (prctl below), and the process's is its first OS thread's:
+ * one at a time, with signals blocked (a handler could take the lock again, or park and
+ * resume on another hub), so that the process never shows a thread's name meanwhile and a
+ * rename of the main thread is never put back. */
+static coop_lock_t os_names;
+
+static void os_names_lock(sigset_t *old)
+{
+    coop_block_all_signals(old);
+    coop_lock(&os_names);
+}
+
+static void os_names_unlock(const sigset_t *old)
+{
+    coop_unlock(&os_names);
+    coop_restore_signals(old);
+}
+
 /* The main thread's name is the process's too (ps, pkill, /proc/PID/comm), as natively:
- * the name of the OS thread whose tid is the pid, whichever runs the main greenlet now. */
+ * the name of the OS thread whose tid is the pid, whichever runs the main greenlet now.
+ * From another OS thread it goes through /proc, which a process that dropped privileges
+ * (no longer dumpable) or that is at its fd limit cannot write: the name stays then. Under
+ * os_names. */
 static void name_process(struct coop_greenlet *g, const char *name)
 {
     if (!coop_greenlet_leads_process(g))
@@ -43,7 +64,7 @@ static void name_process(struct coop_greenlet *g, const char *name)
     }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%ld/comm", pid);
-    int fd = (int)coop_sys(SYS_open, path, O_WRONLY | O_CLOEXEC, 0);
+    int fd = (int)coop_sys6(SYS_openat, AT_FDCWD, (long)path, O_WRONLY | O_CLOEXEC, 0, 0, 0);
     if (fd >= 0) {
         coop_sys(SYS_write, fd, name, strlen(name));
         coop_sys(SYS_close, fd, 0, 0);
@@ -232,7 +253,12 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
     if (strlen(name) > 15)
         return ERANGE;
     coop_greenlet_set_name(g, name);
-    name_process(g, name);
+    if (coop_greenlet_leads_process(g)) {
+        sigset_t old;
+        os_names_lock(&old);
+        name_process(g, name);
+        os_names_unlock(&old);
+    }
     return 0;
 }
 
@@ -252,8 +278,7 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 /* PR_SET_NAME and PR_GET_NAME, how many programs name their threads, name the calling
  * greenlet, not the OS thread that runs it and others. The kernel still reads or writes the
  * caller's buffer (EFAULT, and the cut at 15 bytes, are its own): the name passes through
- * the OS thread's, which is put back, with signals blocked meanwhile so that no handler
- * runs there. */
+ * the OS thread's, which is put back (under os_names). */
 EXPORT int prctl(int option, ...)
 {
     va_list ap;
@@ -273,7 +298,7 @@ EXPORT int prctl(int option, ...)
     }
     char os_name[16], name[16];
     sigset_t old;
-    coop_block_all_signals(&old);
+    os_names_lock(&old);
     os_thread_name(os_name);
     int r = REAL(prctl)(PR_SET_NAME, user, 0UL, 0UL, 0UL);
     if (r == 0) {
@@ -282,7 +307,7 @@ EXPORT int prctl(int option, ...)
         coop_greenlet_set_name(g, name);
         name_process(g, name);
     }
-    coop_restore_signals(&old);
+    os_names_unlock(&old);
     return r;
 }
 

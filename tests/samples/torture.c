@@ -859,12 +859,15 @@ static void process_name(char name[16])
 /* A forked child's name is its forker's; the exit status says whether it was. */
 static void *fork_named(void *arg)
 {
-    char name[16];
+    char name[16] = "";
     int status = -1;
     prctl(PR_SET_NAME, (const char *)arg);
+    fflush(stdout);
     pid_t child = fork();
     if (child == 0) {
-        process_name(name);
+        FILE *f = fopen("/proc/self/comm", "r");
+        if (f != NULL && fgets(name, sizeof name, f) != NULL)
+            name[strcspn(name, "\n")] = '\0';
         _exit(strcmp(name, arg) == 0 ? 0 : 1);
     }
     if (child > 0)
@@ -875,22 +878,22 @@ static void *fork_named(void *arg)
 /* The main thread's name is the process's; a thread's own is not. */
 static bool process_names_follow(void)
 {
-    char name[16];
+    char named_main[16], after_thread[16];
     pthread_t t;
     void *status;
 
     prctl(PR_SET_NAME, "torture-main");
-    process_name(name);
-    if (strcmp(name, "torture-main") != 0)
-        return failf("the process is named '%s' after the main thread named itself 'torture-main'", name);
+    process_name(named_main);
     if (pthread_create(&t, NULL, fork_named, "torture-forker") != 0 || pthread_join(t, &status) != 0)
         die("pthread_create");
-    process_name(name);
-    if (strcmp(name, "torture-main") != 0)
-        return failf("the process is named '%s' after a thread named itself", name);
+    process_name(after_thread);
+    prctl(PR_SET_NAME, creator_name);
+    if (strcmp(named_main, "torture-main") != 0)
+        return failf("the process is named '%s' after the main thread named itself 'torture-main'", named_main);
+    if (strcmp(after_thread, "torture-main") != 0)
+        return failf("the process is named '%s' after a thread named itself", after_thread);
     if ((intptr_t)status != 0)
         return failf("a child forked by thread 'torture-forker' has another name (status %ld)", (long)(intptr_t)status);
-    prctl(PR_SET_NAME, creator_name);
     return true;
 }
 
