@@ -3,9 +3,8 @@
  * that must wait switches straight to the next ready greenlet of its hub; only when none is
  * ready, or after a round of switches, does it switch to the hub's own greenlet, which
  * polls once the round is over or nothing is ready, takes the work sched.c finds for it,
- * and hands the processor on. What
- * runs where, stealing and handoff are sched.c's; this file is the loop, the poll, the
- * switch and the wait/wake protocol.
+ * and hands the processor on. What runs where, stealing and handoff are sched.c's; this
+ * file is the loop, the poll, the switch and the wait/wake protocol.
  *
  * Waiting and waking, across OS threads: a greenlet announces a wait by writing its
  * wait_word ((generation << 2) | WAIT_WAITING) before it registers anywhere a waker can

@@ -48,6 +48,9 @@ static void os_names_unlock(const sigset_t *old)
     coop_restore_signals(old);
 }
 
+/* Another thread may have held it at the fork: it is not in the child. */
+static void os_names_fork_child(void) { os_names = (coop_lock_t){ 0 }; }
+
 /* The main thread's name is the process's too (ps, pkill, /proc/PID/comm), as natively:
  * the name of the OS thread whose tid is the pid, whichever runs the main greenlet now.
  * From another OS thread it goes through /proc, which a process that dropped privileges
@@ -78,6 +81,7 @@ void shim_thread_init(void)
         pthread_attr_getstacksize(&attr, &glibc_default_stack);
         pthread_attr_destroy(&attr);
     }
+    pthread_atfork(NULL, NULL, os_names_fork_child);
     struct coop_greenlet *self = coop_self();
     if (self != NULL) {
         char name[16];
