@@ -743,8 +743,8 @@ END_TEST
  * with the main greenlet (joining it) alive; a real thread gives the descriptors back and
  * writes the byte only once a handoff has happened, or after 20 s (a hang guard). No
  * descriptor can be opened meanwhile, so no spare can start either: the count is the
- * monitor's decision alone. The reader starts, and ends, with descriptors to spare: ASan
- * reads /proc/self/maps there. */
+ * monitor's decision alone. The reader starts, and ends, with descriptors to spare, and
+ * hub 0's greenlet has run: ASan reads /proc/self/maps at a context's first run. */
 struct release_after_handoff {
     int fd;
     _Atomic int *reader_blocks;
@@ -792,6 +792,11 @@ START_TEST(test_handoff_without_free_fds)
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &r.limit), 0);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, release_after_handoff, &r), 0);
+    /* Hub 0's own greenlet has run: its first run, as any context's, has ASan read
+     * /proc/self/maps (the context's TLS is new to ASan). Only that greenlet polls hub 0, and
+     * a wait's deadline is looked at by polls. */
+    while (__atomic_load_n(&coop_hub_at(0)->passes, __ATOMIC_RELAXED) == 0)
+        coop_sleep_until(coop_now() + MS(1));
     struct rlimit none = { .rlim_cur = 0, .rlim_max = r.limit.rlim_max };
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
     reader.go = 1;
