@@ -846,30 +846,28 @@ static void *identity_worker(void *arg)
     return NULL;
 }
 
-/* The process's name: /proc/self/comm, the name of its first thread. */
-static void process_name(char name[16])
+/* The process's name: /proc/self/comm, the name of its first thread; false if unreadable. */
+static bool process_name(char name[16])
 {
     FILE *f = fopen("/proc/self/comm", "r");
-    if (f == NULL || fgets(name, 16, f) == NULL)
-        die("/proc/self/comm");
-    fclose(f);
-    name[strcspn(name, "\n")] = '\0';
+    bool read = f != NULL && fgets(name, 16, f) != NULL;
+    if (f != NULL)
+        fclose(f);
+    if (read)
+        name[strcspn(name, "\n")] = '\0';
+    return read;
 }
 
 /* A forked child's name is its forker's; the exit status says whether it was. */
 static void *fork_named(void *arg)
 {
-    char name[16] = "";
+    char name[16];
     int status = -1;
     prctl(PR_SET_NAME, (const char *)arg);
     fflush(stdout);
     pid_t child = fork();
-    if (child == 0) {
-        FILE *f = fopen("/proc/self/comm", "r");
-        if (f != NULL && fgets(name, sizeof name, f) != NULL)
-            name[strcspn(name, "\n")] = '\0';
-        _exit(strcmp(name, arg) == 0 ? 0 : 1);
-    }
+    if (child == 0)
+        _exit(process_name(name) && strcmp(name, arg) == 0 ? 0 : 1);
     if (child > 0)
         waitpid(child, &status, 0);
     return (void *)(intptr_t)status;
@@ -883,11 +881,14 @@ static bool process_names_follow(void)
     void *status;
 
     prctl(PR_SET_NAME, "torture-main");
-    process_name(named_main);
+    if (!process_name(named_main))
+        die("/proc/self/comm");
     if (pthread_create(&t, NULL, fork_named, "torture-forker") != 0 || pthread_join(t, &status) != 0)
         die("pthread_create");
-    process_name(after_thread);
+    bool read = process_name(after_thread);
     prctl(PR_SET_NAME, creator_name);
+    if (!read)
+        die("/proc/self/comm");
     if (strcmp(named_main, "torture-main") != 0)
         return failf("the process is named '%s' after the main thread named itself 'torture-main'", named_main);
     if (strcmp(after_thread, "torture-main") != 0)
