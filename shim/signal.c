@@ -585,14 +585,21 @@ static void reset_handler(int sig, const struct sigaction *a)
 }
 
 /* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile.
- * Returns what its end unblocked. */
+ * Returns what its end unblocked. A NULL context is made here, once sig is blocked: until
+ * then a kick landing in libc's getcontext would run the next instance first (take_kick
+ * runs them outside coop's code). */
 static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
 {
     const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
     uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
-    uint64_t before = s != NULL ? atomic_load(&s->blocked) : 0;
+    volatile uint64_t before = s != NULL ? atomic_load(&s->blocked) : 0;    /* kept across getcontext */
     if (s != NULL)
         set_blocked(s, before | during);    /* counted: a handler may jump out and keep it */
+    ucontext_t made;
+    if (context == NULL) {
+        getcontext(&made);
+        context = &made;
+    }
     /* The wait under way ends with this handler: others may nest in it, as natively; after
      * it, until the wait has put its mask back, they queue again (a longjmp out leaves it
      * cleared). */
@@ -654,9 +661,7 @@ static void act(struct sigstate *s, siginfo_t *info)
 {
     int sig = info->si_signo;
     if (trampolined[sig]) {
-        ucontext_t context;
-        getcontext(&context);
-        run_handler(s, sig, info, &context);
+        run_handler(s, sig, info, NULL);
         return;
     }
     struct sigaction current;

@@ -17,8 +17,8 @@
 # real-time signals queued to a thread or to the process past what may be queued (the default
 # RLIMIT_SIGPENDING, or 64), each call 0 or EAGAIN and as many signals handled as accepted;
 # siglongjmp out of a handler run in sigwait ending the wait (its set's signal then runs its
-# handler, and no signalfd stays open); real-time signals a thread queues to the process
-# arriving in the order sent; a SIGCHLD from the kernel keeping its siginfo while real-time
+# handler, and no signalfd stays open); 100,000 real-time signals a thread queues to the
+# process arriving in the order sent; a SIGCHLD from the kernel keeping its siginfo while real-time
 # signals fill the queue; RLIMIT_SIGPENDING raised while the queue is full at the old limit
 # letting one more in; a forked child with nothing pending, free to queue real-time signals,
 # though its parent's threads had the queue full; a real-time signal from the kernel while the
