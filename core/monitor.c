@@ -2,9 +2,9 @@
  * The monitor (gevent's monitor thread, Go's sysmon): one real thread that watches each
  * hub's switch counter, for three jobs:
  *   - handoff (sched.c): a hub whose counter stands still for COOP_HANDOFF_MS (default 2;
- *     0: never) while its thread sleeps in the kernel (state S or D in
- *     /proc/self/task/TID/stat; where the program has no descriptor free, a CPU clock that
- *     hardly moves) is stuck in a system call coop could not make cooperative;
+ *     0: never) while its thread sleeps in the kernel (a CPU clock that hardly moves, and
+ *     state S or D in /proc/self/task/TID/stat, or the clock alone where the program has no
+ *     descriptor free) is stuck in a system call coop could not make cooperative;
  *     its work goes to another hub, and comes back when its counter moves again. A hub that
  *     stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub woken to
  *     steal them, in case a wake was missed or skipped (a small batch of fd wakes, sched.c);
@@ -152,29 +152,32 @@ struct watch {
     int64_t cpu_ns, cpu_at;  /* the hub thread's CPU time, and when it was read (thread_state) */
 };
 
-/* The hub's thread's state letter, from /proc; or, when /proc cannot be read (a program
- * at its RLIMIT_NOFILE, when handoff matters most for the fds of a stuck hub; no /proc in
- * a container), from the thread's CPU clock, which needs no descriptor: a thread that ran
- * for less than a quarter of the time since the last look is asleep (the signals that the
- * monitor itself sends it run a handler for a few microseconds each), or waits for a CPU:
- * then its work is handed off early, and it is neither nudged nor asked to leave that
- * time. 0 at the first look of an episode (the watch is new at each switch) and when the
- * thread is gone. */
+/* The hub's thread's state letter: R running (or waiting for a CPU), S or D asleep in the
+ * kernel; 0 at the first look of an episode (the watch is new at each switch) when /proc
+ * cannot say, and when the thread is gone. The thread's CPU clock comes first, as it costs
+ * one system call and no descriptor, where /proc costs three and a path walk, and a hub
+ * that computes is looked at every tick: a thread that ran for a quarter of the time since
+ * the last look or more is running. Otherwise /proc/self/task/TID/stat tells asleep from
+ * waiting for a CPU. Where /proc cannot be read (a program at its RLIMIT_NOFILE, when
+ * handoff matters most for the fds of a stuck hub; no /proc in a container), the clock
+ * alone says asleep (the signals that the monitor itself sends it run a handler for a few
+ * microseconds each): a thread that waits for a CPU then has its work handed off early,
+ * and is neither nudged nor asked to leave that time. */
 static char thread_state(struct watch *w, pid_t tid)
 {
-    char state = proc_state(tid);
-    if (state != 0)
-        return state;
     struct timespec ts;
     clockid_t cpu_clock = (clockid_t)((~(unsigned)tid << 3) | 6);     /* the kernel's CPUCLOCK_SCHED of a thread */
     if (coop_sys(SYS_clock_gettime, cpu_clock, &ts, 0) != 0)
-        return 0;
+        return proc_state(tid);
     int64_t now = coop_now(), cpu_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     int64_t ran = cpu_ns - w->cpu_ns, over = now - w->cpu_at;
     bool first = w->cpu_at == 0;
     w->cpu_ns = cpu_ns;
     w->cpu_at = now;
-    return first ? 0 : ran * 4 < over ? 'S' : 'R';
+    if (!first && ran * 4 >= over)
+        return 'R';
+    char state = proc_state(tid);
+    return state != 0 ? state : first ? 0 : 'S';
 }
 
 /* One look at a hub whose greenlet g has held it since w->since. */
