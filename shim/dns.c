@@ -4,6 +4,12 @@
  * on the threadpool while the calling greenlet waits and the others run, as gevent's
  * default resolver does. The pool has COOP_THREADPOOL_SIZE threads (default 10).
  *
+ * A lookup that glibc answers from its arguments alone, without NSS or the network (a numeric
+ * address or none, and a port number or none), runs on the caller: on the pool it would
+ * queue behind slow lookups for nothing, as a server's getaddrinfo(NULL, "8080") or a
+ * proxy's of the numeric address a client gave would. What glibc may still read for it
+ * (gai.conf, the interfaces' addresses over netlink, nscd's socket) is local and quick.
+ *
  * What the caller sees is what the real call gave: the result, the error code, errno,
  * and h_errno, which lives in each OS thread's TLS and so is carried back from the pool
  * thread, as errno is.
@@ -14,6 +20,7 @@
  * each other's answer. The answer stays valid until the same thread's next call, which
  * is all POSIX promises.
  */
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -52,10 +59,11 @@ static void run(void *p)
     l->herr = h_errno;
 }
 
-/* Runs the lookup on the pool, or here when the caller may block its OS thread. */
-static void lookup(struct lookup *l)
+/* Runs the lookup on the pool, or here when it is `local` (see above) or the caller may
+ * block its OS thread. */
+static void lookup(struct lookup *l, bool local)
 {
-    if (shim_cooperative(FAM_dns) == NULL) {
+    if (local || shim_cooperative(FAM_dns) == NULL) {
         l->op(l);
         return;
     }
@@ -67,12 +75,26 @@ static void lookup(struct lookup *l)
 }
 
 /* --- getaddrinfo, getnameinfo --- */
+static bool numeric_host(const char *node, int flags)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return node == NULL || (flags & AI_NUMERICHOST) || inet_pton(AF_INET, node, addr) == 1
+           || inet_pton(AF_INET6, node, addr) == 1;
+}
+
+static bool numeric_service(const char *service, int flags)
+{
+    return service == NULL || (flags & AI_NUMERICSERV)
+           || (service[0] != '\0' && service[strspn(service, "0123456789")] == '\0');
+}
+
 static void op_getaddrinfo(struct lookup *l) { l->ret = REAL(getaddrinfo)(l->name, l->service, l->hints, l->res); }
 
 EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
     struct lookup l = { .op = op_getaddrinfo, .name = node, .service = service, .hints = hints, .res = res };
-    lookup(&l);
+    int flags = hints != NULL ? hints->ai_flags : 0;
+    lookup(&l, numeric_host(node, flags) && numeric_service(service, flags));
     return l.ret;
 }
 
@@ -86,7 +108,8 @@ EXPORT int getnameinfo(const struct sockaddr *addr, socklen_t addrlen, char *hos
 {
     struct lookup l = { .op = op_getnameinfo, .addr = addr, .addrlen = addrlen, .host = host,
                         .hostlen = hostlen, .serv = serv, .servlen = servlen, .flags = flags };
-    lookup(&l);
+    lookup(&l, (host == NULL || hostlen == 0 || (flags & NI_NUMERICHOST))
+                   && (serv == NULL || servlen == 0 || (flags & NI_NUMERICSERV)));
     return l.ret;
 }
 
@@ -112,7 +135,7 @@ EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf, siz
 {
     struct lookup l = { .op = op_byname_r, .name = name, .ret_he = ret, .buf = buf, .buflen = buflen,
                         .result = result, .h_errnop = h_errnop };
-    lookup(&l);
+    lookup(&l, false);
     return l.ret;
 }
 
@@ -121,7 +144,7 @@ EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, char 
 {
     struct lookup l = { .op = op_byname2_r, .name = name, .af = af, .ret_he = ret, .buf = buf,
                         .buflen = buflen, .result = result, .h_errnop = h_errnop };
-    lookup(&l);
+    lookup(&l, false);
     return l.ret;
 }
 
@@ -130,7 +153,7 @@ EXPORT int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hos
 {
     struct lookup l = { .op = op_byaddr_r, .addr = addr, .addrlen = len, .af = type, .ret_he = ret,
                         .buf = buf, .buflen = buflen, .result = result, .h_errnop = h_errnop };
-    lookup(&l);
+    lookup(&l, false);
     return l.ret;
 }
 
@@ -188,7 +211,7 @@ static struct hostent *static_lookup(struct lookup *l)
         }
         l->buf = s->buf;
         l->buflen = s->len;
-        lookup(l);
+        lookup(l, false);
         if (l->ret != ERANGE || herr != NETDB_INTERNAL)
             break;
         char *bigger = realloc(s->buf, s->len * 2);
