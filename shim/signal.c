@@ -153,6 +153,7 @@ static int added_flags[NSIG];
  * block the signals all of them block (`wanted`). Changed by greenlets on any hub, in
  * normal context; every change bumps mask_changes, so that a computation that raced with
  * another is made again (see update_real_mask). */
+static struct coop_greenlet *main_greenlet;   /* the kernel's first choice for a process signal */
 static _Atomic int live;
 static _Atomic int blocking[65];
 static _Atomic uint64_t mask_changes;
@@ -847,14 +848,18 @@ static bool queue_to(struct coop_greenlet *g, struct sigstate *s, const siginfo_
 }
 
 /* Under process_owner, which orders it with settle and with g's exit: lends a
- * process-directed signal to g if g takes it (see settle); whether it did. The trampoline
- * (from_kernel) only tries the lock (its greenlet may hold it): false if it could not. */
-static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info, bool from_kernel)
+ * process-directed signal to g if g takes it (see settle); whether it did. `delivered`: the
+ * kernel delivered it already (see enqueue). */
+static bool lend_locked(struct coop_greenlet *g, const siginfo_t *info, bool delivered)
 {
-    if (from_kernel ? !process_trylock() : (process_lock(), false))
-        return false;
     struct sigstate *s = state_of(g);
-    bool lent = takes(s, info->si_signo) && queue_in(g, s, &s->lent, info, from_kernel);
+    return takes(s, info->si_signo) && queue_in(g, s, &s->lent, info, delivered);
+}
+
+static bool lend_if_taken(struct coop_greenlet *g, const siginfo_t *info)
+{
+    process_lock();
+    bool lent = lend_locked(g, info, false);
     process_unlock();
     return lent;
 }
@@ -905,11 +910,20 @@ static bool process_queued(void)
     return any;
 }
 
-/* In normal context on a hub: process-pending signals go to greenlets that take them. */
+static void give_main_process_signals(struct coop_greenlet *g, void *unused)
+{
+    if (g == main_greenlet)
+        give_process_signals(g, unused);
+}
+
+/* In normal context on a hub: process-pending signals go to greenlets that take them, the
+ * main greenlet first (see route). */
 static void pass(void)
 {
-    if (process_queued())
+    if (process_queued()) {
+        coop_each_greenlet(give_main_process_signals, NULL);
         coop_each_greenlet(give_process_signals, NULL);
+    }
 }
 
 /*
@@ -962,16 +976,31 @@ static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
     return atomic_load(&s->in_wait) && !(atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING);
 }
 
-static struct coop_greenlet *main_greenlet;
-
 /* Where a signal the kernel delivered to a hub's greenlet goes: run now on self, the
  * greenlet it interrupted, or queued to a greenlet or the process (without its siginfo if the
- * queue is full: see enqueue). */
+ * queue is full: see enqueue). A process-directed one goes to the main greenlet first if
+ * that takes it, as the kernel gives it to the thread the pid names first: the OS thread
+ * it landed on may be running any greenlet, and a server whose main thread waits in
+ * accept or poll for connections counts on SIGTERM ending that wait (tinyproxy). */
 static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context)
 {
+    /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet,
+     * and so does the kernel's own for it (SIGPIPE, SIGXFSZ: SI_USER from this process; a
+     * raw kill of the program's own looks the same, and goes there too). */
+    bool directed = mine != NULL && (info->si_code == SI_TKILL || info->si_code == SI_USER)
+                    && info->si_pid == getpid();
+    if (!directed && main_greenlet != self) {
+        if (!process_trylock()) {       /* its holder may be self: the pass lends it, main first */
+            enqueue(&process, info, true);
+            coop_request_signal_pass();
+            return;
+        }
+        bool lent = lend_locked(main_greenlet, info, true);
+        process_unlock();
+        if (lent)
+            return;
+    }
     if (mine != NULL) {
-        /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet. */
-        bool directed = info->si_code == SI_TKILL && info->si_pid == getpid();
         struct sigqueue *q = directed ? &mine->directed : &mine->lent;
         if (atomic_load(&mine->awaited) & BIT(sig)) {
             queue_in(self, mine, q, info, true);      /* its sigwait, about to park, takes it */
@@ -993,8 +1022,6 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
             return;
         }
     }
-    if (main_greenlet != self && lend_if_taken(main_greenlet, info, true))
-        return;
     enqueue(&process, info, true);
     coop_request_signal_pass();
 }
@@ -1554,7 +1581,7 @@ static int send_within(const siginfo_t *info)
     struct coop_greenlet *self = emulating();
     struct sigstate *mine = state_of(self);
     bool holder = process_lock_mine();
-    if (!holder && main_greenlet != self && lend_if_taken(main_greenlet, info, false))
+    if (!holder && main_greenlet != self && lend_if_taken(main_greenlet, info))
         return 0;
     if (!holder && takes(mine, info->si_signo))
         return hand_to(self, mine, info) ? 0 : EAGAIN;

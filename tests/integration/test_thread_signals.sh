@@ -27,7 +27,10 @@
 # sigwait, or exiting from a handler run in it, leaving no signalfd open; a handler run in
 # sigwait, which goes on; a process signal that only a thread in a raw read accepts ending
 # that read, 50 times; SIGINT sent by a SIGTERM handler whose mask blocks it running on that
-# thread as the handler returns, its byte ending the restarted raw read, 50 times.
+# thread as the handler returns, its byte ending the restarted raw read, 50 times; SIGTERM
+# from another process while workers that block nothing compute running its handler in main
+# and ending main's poll, 20 times (the kernel's choice of the thread the pid names); SIGPIPE
+# running its handler on the thread that wrote.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo

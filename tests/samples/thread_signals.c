@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1500,6 +1501,95 @@ static void sent_under_a_handlers_mask(void)
     signal(SIGINT, SIG_DFL);
 }
 
+/* --- 30. workers that block nothing compute; SIGTERM from another process runs its handler
+ * in main, whose poll it ends: the kernel gives a process signal to the thread the pid
+ * names first (a server's accept loop counts on it) --- */
+
+#define TERM_ROUNDS 20
+
+static int term_wake[2];     /* the spinners' write: main's poll ends even if the signal missed it */
+
+static void *term_spinner(void *unused)
+{
+    pthread_barrier_wait(&workers_ready);
+    while (terms == 0)
+        ;
+    if (write(term_wake[1], "x", 1) != 1)
+        abort();
+    return unused;
+}
+
+static void sigterm_ends_mains_poll(void)
+{
+    handle(SIGTERM, on_term);
+    if (pipe2(term_wake, O_NONBLOCK) != 0)
+        abort();
+    int in_main = 0;
+    for (int round = 0; round < TERM_ROUNDS; round++) {
+        terms = 0;
+        pthread_t w[2];
+        pthread_barrier_init(&workers_ready, NULL, 3);
+        for (int i = 0; i < 2; i++)
+            pthread_create(&w[i], NULL, term_spinner, NULL);
+        pthread_barrier_wait(&workers_ready);
+        pid_t child = fork();
+        if (child == 0) {
+            kill(getppid(), SIGTERM);
+            _exit(0);
+        }
+        struct pollfd p = { .fd = term_wake[0], .events = POLLIN };
+        while (terms == 0 && poll(&p, 1, -1) == 0)
+            ;
+        for (int i = 0; i < 2; i++)
+            pthread_join(w[i], NULL);
+        char drain[8];
+        while (read(term_wake[0], drain, sizeof drain) > 0)
+            ;
+        waitpid(child, NULL, 0);
+        pthread_barrier_destroy(&workers_ready);
+        in_main += pthread_equal(term_thread, pthread_self()) != 0;
+    }
+    close(term_wake[0]);
+    close(term_wake[1]);
+    signal(SIGTERM, SIG_DFL);
+    printf("workers compute and block nothing: SIGTERM from another process ran its handler in main %d time(s) "
+           "of %d\n", in_main, TERM_ROUNDS);
+}
+
+/* --- 31. SIGPIPE, which the kernel sends the thread that wrote, runs its handler there,
+ * though main takes it too --- */
+
+static pthread_t pipe_thread;
+
+static void on_pipe(int sig)
+{
+    (void)sig;
+    pipe_thread = pthread_self();
+}
+
+static void *write_to_closed_pipe(void *unused)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        abort();
+    close(p[0]);
+    if (write(p[1], "x", 1) != -1 || errno != EPIPE)
+        abort();
+    close(p[1]);
+    return unused;
+}
+
+static void sigpipe_on_the_writer(void)
+{
+    handle(SIGPIPE, on_pipe);
+    pthread_t writer;
+    pthread_create(&writer, NULL, write_to_closed_pipe, NULL);
+    pthread_join(writer, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    printf("SIGPIPE from a thread's write ran its handler on that thread: %s\n",
+           pthread_equal(pipe_thread, writer) ? "yes" : "no");
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1534,5 +1624,7 @@ int main(int argc, char **argv)
     setcontext_out_of_sigwait();
     raw_call_interrupted();
     sent_under_a_handlers_mask();
+    sigterm_ends_mains_poll();
+    sigpipe_on_the_writer();
     return 0;
 }
