@@ -191,12 +191,17 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     bool handoff_due = handoff_ns > 0 && held >= handoff_ns;
     if (held < STILL_NS && !handoff_due && (slice == 0 || held < slice))
         return;
-    /* Alone, a greenlet asleep in a real system call keeps nobody waiting. */
     bool alone = coop_alone();
     char state = thread_state(w, h->tid);
     bool asleep = state == 'S' || state == 'D';
     coop_signal_kick_again(g);      /* asleep in the kernel or computing: see the shim */
-    if (asleep && !alone && !w->handed_off && handoff_due) {
+    if (alone && asleep) {
+        /* Asleep in a real system call, a lone greenlet keeps nobody waiting: its hold counts
+         * from when it has company, not from a server's long wait for its first client. */
+        w->since = now;
+        return;
+    }
+    if (asleep && !w->handed_off && handoff_due) {
         w->handed_off = true;
         coop_info("hub %d: greenlet #%lu \"%s\" blocked in a system call for %.0f ms: its work goes to another hub",
                   h->index, (unsigned long)g->id, g->name, (double)held / 1e6);
@@ -211,7 +216,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
             w->next_ask = now + w->retry_ns;
         }
     }
-    if (max_blocking_ns > 0 && !w->reported && held >= max_blocking_ns && !(alone && asleep)) {
+    if (max_blocking_ns > 0 && !w->reported && held >= max_blocking_ns) {
         w->reported = true;
         report(h, g, held, w->switches, state);
         w->cpu_at = 0;      /* the sample ran on that thread's CPU clock */

@@ -2,7 +2,8 @@
 # coop's diagnostics on tests/samples/diag.c, a program built without coop: the dump, the
 # blocking monitor (with preemption off; with it on, what it cannot preempt and why),
 # deadlock detection (two mutexes; a lost wakeup), stack overflow reports, statistics, and
-# silence for a server idle in accept.
+# silence for a server idle in accept and for a main thread's wait alone before its first
+# thread.
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/diag" ] || fail "$SAMPLES/diag is not built (make)"
 [ -f "$COOP_LIBRARY" ] || skip "no library: $COOP_LIBRARY"
@@ -108,3 +109,18 @@ grep -Eq 'deadlock|kept its hub' "$TMP/err" && { cat "$TMP/err"; fail "idle serv
 expect_text '^coop: stats: greenlets created 2, peak alive 3' "stats"
 expect_text '^coop: stats: longest run without yielding' "stats"
 note "idle in accept: never reported; statistics at exit"
+
+# A server's main thread waits alone for its first client (0.5 s here, past the limit), then
+# computes for a moment beside its first thread: its hold counts from when it had company.
+mkfifo "$TMP/first"
+COOP_MAX_BLOCKING_MS=100 timeout 120 "$COOPRUN" -- "$SAMPLES/diag" company <"$TMP/first" >"$TMP/out" 2>"$TMP/err" &
+pid=$!
+exec {first}>"$TMP/first"
+sleep 0.5
+echo >&"$first"
+exec {first}>&-
+wait "$pid"
+status=$?
+expect_status 0 "company"
+grep -q 'kept its hub' "$TMP/err" && { cat "$TMP/err"; fail "company: the wait alone was reported as a hold"; }
+note "a lone wait, then company: not reported"

@@ -14,11 +14,14 @@
  *   alarm      the same with alarm(1) armed: SIGALRM's default action ends the process
  *   overflow   a thread recurses without bound
  *   idle       a server idle in accept for 1 s (with a second thread asleep), then exits 0
+ *   company    main waits alone in a read of stdin, then starts a thread and computes until
+ *              that thread has slept 20 ms, then exits 0
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +177,15 @@ static void *overflower(void *arg)
     return (void *)(long)recurse(1L << 40);
 }
 
+static atomic_bool napped;
+
+static void *napper(void *unused)
+{
+    usleep(20000);
+    atomic_store(&napped, true);
+    return unused;
+}
+
 static void *acceptor(void *arg)
 {
     int fd = (int)(long)arg;
@@ -252,6 +264,17 @@ int main(int argc, char **argv)
         printf("idle done\n");
         return 0;
     }
-    fprintf(stderr, "usage: diag dump|spin|spin-in-libc|spin-holding-file|deadlock|lost|alarm|overflow|idle\n");
+    if (strcmp(mode, "company") == 0) {
+        char c;
+        if (read(0, &c, 1) != 1)        /* alone: the call is libc's, asleep in the kernel */
+            return 1;
+        spawn(&a, napper, NULL);
+        while (!atomic_load(&napped))
+            ;
+        pthread_join(a, NULL);
+        printf("company done\n");
+        return 0;
+    }
+    fprintf(stderr, "usage: diag dump|spin|spin-in-libc|spin-holding-file|deadlock|lost|alarm|overflow|idle|company\n");
     return 2;
 }
