@@ -104,6 +104,37 @@ stop_server() {
     status=$?
 }
 
+# start_http_backend: Python's http.server (listen backlog 128) serving $TMP/www, natively, in
+# front of which a proxy test puts its program; sets backend and backend_port.
+start_http_backend() {
+    backend_port=$(free_port)
+    "$PYTHON" "$REALWORLD/http_server_backlog.py" "$backend_port" "$TMP/www" >"$TMP/backend.out" 2>&1 &
+    backend=$!
+    wait_port "$backend_port"
+}
+
+# drive_http_proxy MODE NAME PORT SIGNAL CLIENTS ROUNDS BYTES: http_client.py through the proxy
+# NAME ($server, started as MODE, listening on PORT) for the files of $TMP/www, its OS threads
+# sampled meanwhile, then SIGNAL to stop it: every body right, BYTES in all, exit status 0.
+# Sets max_threads.
+drive_http_proxy() {
+    local mode=$1 name=$2 port=$3 signal=$4 requests=$(($5 * $6)) bytes=$7 client line
+    wait_port "$port"
+    start_sampler "$server"
+    "$PYTHON" "$REALWORLD/http_client.py" "$port" "$TMP/www" "$5" "$6" "$TIMEOUT_S" >"$TMP/client.$mode" 2>&1
+    client=$?
+    stop_sampler
+    kill -0 "$server" 2>/dev/null || fail "$mode: $name died: $(tail -n 20 "$TMP/$mode.err")"
+    stop_server "$server" "$signal"
+    line=$(head -n 1 "$TMP/client.$mode")
+    note "$mode: $line"
+    note "$mode: at most $max_threads OS threads in $samples samples; exit status $status after SIG$signal"
+    ((client == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")"
+    [ "$line" = "requests=$requests ok=$requests bad=0 errors=0 bytes=$bytes" ] || fail "$mode: unexpected totals: $line"
+    [ "$status" -eq 0 ] || fail "$mode: $name exited with status $status on SIG$signal: $(tail -n 5 "$TMP/$mode.err")"
+    check_threads "$mode" "$max_threads"
+}
+
 # coop_stat KEY FILE: a number from COOP_STATS=1's lines in FILE ("greenlets created 210,
 # peak alive 201, ..."): coop_stat created FILE, coop_stat "peak alive" FILE.
 coop_stat() { sed -n "s/^coop: stats: .*$1 \([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }

@@ -24,14 +24,11 @@ for size in 1 100 1000 4096 65536 100000 1048576 2097152; do
 done
 expected_bytes=$(( (1 + 100 + 1000 + 4096 + 65536 + 100000 + 1048576 + 2097152) * CLIENTS * ROUNDS / 8 ))
 
-backend_port=$(free_port)
-"$PYTHON" "$REALWORLD/http_server_backlog.py" "$backend_port" "$TMP/www" >"$TMP/backend.out" 2>&1 &
-backend=$!
-wait_port "$backend_port"
+start_http_backend
 
 # run MODE [PREFIX...]: sets max_threads.
 run() {
-    local mode=$1 port client line
+    local mode=$1 port
     shift
     port=$(free_port)
     cat >"$TMP/haproxy.$mode.cfg" <<EOF
@@ -50,21 +47,7 @@ backend be
     server backend 127.0.0.1:$backend_port maxconn 1024
 EOF
     start_server "$mode" "$@" haproxy -db -f "$TMP/haproxy.$mode.cfg"
-    wait_port "$port"
-    start_sampler "$server"
-    "$PYTHON" "$REALWORLD/http_client.py" "$port" "$TMP/www" $CLIENTS $ROUNDS $TIMEOUT_S >"$TMP/client.$mode" 2>&1
-    client=$?
-    stop_sampler
-    kill -0 "$server" 2>/dev/null || fail "$mode: haproxy died: $(tail -n 20 "$TMP/$mode.err")"
-    stop_server "$server" USR1
-    line=$(head -n 1 "$TMP/client.$mode")
-    note "$mode: $line"
-    note "$mode: at most $max_threads OS threads in $samples samples; exit status $status after SIGUSR1"
-    ((client == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")"
-    [ "$line" = "requests=$((CLIENTS * ROUNDS)) ok=$((CLIENTS * ROUNDS)) bad=0 errors=0 bytes=$expected_bytes" ] ||
-        fail "$mode: unexpected totals: $line"
-    [ "$status" -eq 0 ] || fail "$mode: haproxy exited with status $status on SIGUSR1: $(tail -n 5 "$TMP/$mode.err")"
-    check_threads "$mode" "$max_threads"
+    drive_http_proxy "$mode" haproxy "$port" USR1 $CLIENTS $ROUNDS "$expected_bytes"
 }
 
 run native

@@ -26,32 +26,17 @@ done
 # One request per client, for the files in turn (http_client.py).
 expected_bytes=$(( (1 + 1000 + 65536 + 1048576) * CLIENTS / ${#sizes[@]} ))
 
-backend_port=$(free_port)
-"$PYTHON" "$REALWORLD/http_server_backlog.py" "$backend_port" "$TMP/www" >"$TMP/backend.out" 2>&1 &
-backend=$!
-wait_port "$backend_port"
+start_http_backend
 
 # proxy MODE [PREFIX...]: one run; sets max_threads.
 proxy() {
-    local mode=$1 port client line
+    local mode=$1 port
     shift
     port=$(free_port)
     printf 'Port %s\nListen 127.0.0.1\nMaxClients %s\nLogLevel Critical\nReversePath "/" "http://127.0.0.1:%s/"\nReverseOnly Yes\n' \
         "$port" $((CLIENTS * 2)) "$backend_port" >"$TMP/tinyproxy.$mode.conf"
     start_server "$mode" "$@" tinyproxy -d -c "$TMP/tinyproxy.$mode.conf"
-    wait_port "$port"
-    start_sampler "$server"
-    "$PYTHON" "$REALWORLD/http_client.py" "$port" "$TMP/www" $CLIENTS 1 $TIMEOUT_S >"$TMP/client.$mode" 2>&1
-    client=$?
-    stop_sampler
-    kill -0 "$server" 2>/dev/null || fail "$mode: tinyproxy died: $(tail -n 20 "$TMP/$mode.err")"
-    stop_server "$server" TERM
-    line=$(head -n 1 "$TMP/client.$mode")
-    note "$mode: $line; at most $max_threads OS threads; exit status $status after SIGTERM"
-    ((client == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")"
-    [ "$line" = "requests=$CLIENTS ok=$CLIENTS bad=0 errors=0 bytes=$expected_bytes" ] || fail "$mode: unexpected totals: $line"
-    [ "$status" -eq 0 ] || fail "$mode: tinyproxy exited with status $status on SIGTERM: $(tail -n 5 "$TMP/$mode.err")"
-    check_threads "$mode" "$max_threads"
+    drive_http_proxy "$mode" tinyproxy "$port" TERM $CLIENTS 1 "$expected_bytes"
 }
 
 proxy native

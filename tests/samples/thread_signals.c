@@ -75,6 +75,17 @@ static void *blocking_worker(void *unused)
     return unused;
 }
 
+/* A child process that sends this one SIGTERM and ends: a signal from another process. */
+static pid_t sigterm_from_child(void)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        kill(getppid(), SIGTERM);
+        _exit(0);
+    }
+    return child;
+}
+
 static void sigterm_reaches_main(void)
 {
     pthread_t w[4];
@@ -85,11 +96,7 @@ static void sigterm_reaches_main(void)
     for (int i = 0; i < 4; i++)
         pthread_create(&w[i], NULL, blocking_worker, NULL);
     pthread_barrier_wait(&workers_ready);
-    pid_t child = fork();
-    if (child == 0) {
-        kill(getppid(), SIGTERM);
-        _exit(0);
-    }
+    pid_t child = sigterm_from_child();
     while (terms == 0)
         sigsuspend(&old);
     waitpid(child, NULL, 0);
@@ -1532,11 +1539,7 @@ static void sigterm_ends_mains_poll(void)
         for (int i = 0; i < 2; i++)
             pthread_create(&w[i], NULL, term_spinner, NULL);
         pthread_barrier_wait(&workers_ready);
-        pid_t child = fork();
-        if (child == 0) {
-            kill(getppid(), SIGTERM);
-            _exit(0);
-        }
+        pid_t child = sigterm_from_child();
         struct pollfd p = { .fd = term_wake[0], .events = POLLIN };
         while (terms == 0 && poll(&p, 1, -1) == 0)
             ;
