@@ -585,32 +585,32 @@ static void reset_handler(int sig, const struct sigaction *a)
     REAL(sigaction)(sig, &dfl, NULL);
 }
 
-/* Runs the program's handler as the kernel would: its mask and sa_mask blocked meanwhile.
- * Returns what its end unblocked. A NULL context is made here, once sig is blocked: until
- * then a kick landing in libc's getcontext would run the next instance first (take_kick
- * runs them outside coop's code). */
-static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
+/* Blocks what sig's handler blocks while it runs, as the kernel does on delivery; the mask
+ * before. */
+static uint64_t handler_mask_on(struct sigstate *s, const struct sigaction *a, int sig)
 {
-    const struct sigaction a = installed[sig];     /* SA_RESETHAND changes installed[sig] */
-    uint64_t during = bits_of(&a.sa_mask) | ((a.sa_flags & SA_NODEFER) ? 0 : BIT(sig));
-    volatile uint64_t before = s != NULL ? atomic_load(&s->blocked) : 0;    /* kept across getcontext */
-    if (s != NULL)
-        set_blocked(s, before | during);    /* counted: a handler may jump out and keep it */
-    ucontext_t made;
-    if (context == NULL) {
-        getcontext(&made);
-        context = &made;
-    }
+    uint64_t before = s != NULL ? atomic_load(&s->blocked) : 0;
+    if (s != NULL)      /* counted: a handler may jump out and keep it */
+        set_blocked(s, before | bits_of(&a->sa_mask) | ((a->sa_flags & SA_NODEFER) ? 0 : BIT(sig)));
+    return before;
+}
+
+/* Runs the program's handler a (installed[sig] when it was taken: SA_RESETHAND changes that)
+ * as the kernel would, its mask on since handler_mask_on, then puts `before` back. Returns
+ * what its end unblocked. */
+static uint64_t call_handler(struct sigstate *s, const struct sigaction *a, int sig, siginfo_t *info, void *context,
+                             uint64_t before)
+{
     /* The wait under way ends with this handler: others may nest in it, as natively; after
      * it, until the wait has put its mask back, they queue again (a longjmp out leaves it
      * cleared). */
     bool in_wait = s != NULL && atomic_exchange(&s->in_wait, false);
-    if (a.sa_flags & SA_RESETHAND)
-        reset_handler(sig, &a);
-    if (a.sa_flags & SA_SIGINFO)
-        a.sa_sigaction(sig, info, context);
+    if (a->sa_flags & SA_RESETHAND)
+        reset_handler(sig, a);
+    if (a->sa_flags & SA_SIGINFO)
+        a->sa_sigaction(sig, info, context);
     else
-        a.sa_handler(sig);
+        a->sa_handler(sig);
     if (s == NULL)
         return 0;
     uint64_t end = atomic_load(&s->blocked);    /* the handler may have blocked more itself */
@@ -618,6 +618,12 @@ static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *
     atomic_fetch_add(&s->handled, 1);
     atomic_store(&s->in_wait, in_wait);
     return end & ~before;
+}
+
+static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
+{
+    const struct sigaction a = installed[sig];
+    return call_handler(s, &a, sig, info, context, handler_mask_on(s, &a, sig));
 }
 
 static void kick_here(struct sigstate *s, uint64_t unblocked);
@@ -662,7 +668,13 @@ static void act(struct sigstate *s, siginfo_t *info)
 {
     int sig = info->si_signo;
     if (trampolined[sig]) {
-        run_handler(s, sig, info, NULL);
+        /* The mask goes on before libc's getcontext: a kick landing there would run the
+         * next instance first (take_kick runs them outside coop's code). */
+        const struct sigaction a = installed[sig];
+        volatile uint64_t before = handler_mask_on(s, &a, sig);     /* kept across getcontext */
+        ucontext_t context;
+        getcontext(&context);
+        call_handler(s, &a, sig, info, &context, before);
         return;
     }
     struct sigaction current;
@@ -976,28 +988,50 @@ static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
     return atomic_load(&s->in_wait) && !(atomic_load(coop_greenlet_cancel_state(g)) & COOP_CANCEL_EXITING);
 }
 
+/* Whether the kernel sent sig to the thread it interrupted rather than to the process: a raw
+ * tgkill at this OS thread (abort(), the program's own) means the running greenlet, and so
+ * do the kernel's own SIGPIPE and SIGXFSZ for the call that failed (SI_USER from this
+ * process, as a raw kill of the program's own of those two is, which goes there too). */
+static bool thread_directed(const siginfo_t *info)
+{
+    return info->si_pid == getpid()
+           && (info->si_code == SI_TKILL
+               || (info->si_code == SI_USER && (info->si_signo == SIGPIPE || info->si_signo == SIGXFSZ)));
+}
+
+/* Whether a process signal lent to the main greenlet reaches it soon: it waits (its wait
+ * ends), or a kick can interrupt it where it runs (kick). */
+static bool main_takes_soon(int sig)
+{
+    return kickable(sig) || coop_running_elsewhere(main_greenlet) == 0;
+}
+
 /* Where a signal the kernel delivered to a hub's greenlet goes: run now on self, the
  * greenlet it interrupted, or queued to a greenlet or the process (without its siginfo if the
  * queue is full: see enqueue). A process-directed one goes to the main greenlet first if
  * that takes it, as the kernel gives it to the thread the pid names first: the OS thread
  * it landed on may be running any greenlet, and a server whose main thread waits in
- * accept or poll for connections counts on SIGTERM ending that wait (tinyproxy). */
+ * accept or poll for connections counts on SIGTERM ending that wait (tinyproxy). An earlier
+ * instance still in the process's queue goes first (real-time signals keep their order):
+ * this one queues behind it for the pass, which offers them to main first too; so it does
+ * when the lock is busy (its holder may be self). */
 static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context)
 {
-    /* A raw tgkill at this OS thread (abort(), the program's own) means the running greenlet,
-     * and so does the kernel's own for it (SIGPIPE, SIGXFSZ: SI_USER from this process; a
-     * raw kill of the program's own looks the same, and goes there too). */
-    bool directed = mine != NULL && (info->si_code == SI_TKILL || info->si_code == SI_USER)
-                    && info->si_pid == getpid();
-    if (!directed && main_greenlet != self) {
-        if (!process_trylock()) {       /* its holder may be self: the pass lends it, main first */
+    bool directed = mine != NULL && thread_directed(info);
+    if (!directed) {
+        if (!process_trylock()) {
             enqueue(&process, info, true);
             coop_request_signal_pass();
             return;
         }
-        bool lent = lend_locked(main_greenlet, info, true);
+        bool behind = queued_bits(&process) & BIT(sig);
+        bool lent = !behind && main_greenlet != self && main_takes_soon(sig) && lend_locked(main_greenlet, info, true);
         process_unlock();
-        if (lent)
+        if (behind) {
+            enqueue(&process, info, true);
+            coop_request_signal_pass();
+        }
+        if (behind || lent)
             return;
     }
     if (mine != NULL) {
