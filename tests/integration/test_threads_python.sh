@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # CPython's threads (py_threads.py, run by Debian's /usr/bin/python3): Thread, Lock, RLock,
 # Condition, Event, Semaphore, Barrier, queue.Queue, threading.local, 50 threads in time.sleep
-# at once, a socketserver.ThreadingTCPServer echo with 20 client threads, and SIGINT from a
-# child process ending main's join of a computing thread with KeyboardInterrupt (it hung
-# under coop when the signal ran on a worker's greenlet). CPython's locks
+# at once, and a socketserver.ThreadingTCPServer echo with 20 client threads. CPython's locks
 # are POSIX semaphores and its GIL a mutex and a condition variable. Natively and under coop
 # with each TLS mechanism (COOP_TLS): the same result lines (all but the time: and
 # os_threads: lines); the 50 sleepers wait for one another, so they overlap or never end; by

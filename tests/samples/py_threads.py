@@ -14,13 +14,10 @@ monotonic clock (pthread_cond_timedwait), threads on pthread_create, time.sleep 
 clock_nanosleep, and sockets on poll() plus recv/send. The checks: Thread with results, Lock,
 RLock, Condition, Event, Semaphore and BoundedSemaphore, Barrier, queue.Queue producers and
 consumers, threading.local, timed acquires, 50 threads in time.sleep(0.2) together, and a
-socketserver.ThreadingTCPServer echo with 20 client threads, and SIGINT from another process
-raising KeyboardInterrupt in the main thread while it joins a thread that computes. With
-arguments, it runs only the checks they name (py_threads.py lock queue).
+socketserver.ThreadingTCPServer echo with 20 client threads. With arguments, it runs only the
+checks they name (py_threads.py lock queue).
 """
-import os
 import queue
-import signal
 import socket
 import socketserver
 import sys
@@ -298,40 +295,6 @@ def check_sleep():
            else f"a sleep lasted {shortest[0]:.3f} s")
 
 
-def check_interrupt():
-    """SIGINT from a child process while main joins a thread that computes until it has
-    been interrupted: the kernel gives a process signal to the main thread, whose join it
-    ends with KeyboardInterrupt (only the main thread runs Python's handlers). Were it to
-    land on a worker, main would join for ever (the test's time-out guards the hang)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    stop = threading.Event()
-
-    def compute():
-        x = 0
-        while not stop.is_set():
-            x += 1
-
-    workers = [threading.Thread(target=compute)]
-    for w in workers:
-        w.start()
-    try:
-        if os.fork() == 0:
-            os.kill(os.getppid(), signal.SIGINT)
-            os._exit(0)
-        for w in workers:
-            w.join()
-        interrupted = False
-    except KeyboardInterrupt:
-        interrupted = True
-    stop.set()
-    for w in workers:
-        w.join()
-    os.wait()
-    signal.signal(signal.SIGINT, previous)
-    report("interrupt", interrupted, "SIGINT from another process ended main's join with KeyboardInterrupt"
-           if interrupted else "main joined without KeyboardInterrupt")
-
-
 class EchoHandler(socketserver.StreamRequestHandler):
     def handle(self):
         for line in self.rfile:
@@ -390,7 +353,6 @@ CHECKS = {
     "local": check_local,
     "sleep": check_sleep,
     "tcp_echo": check_tcp_echo,
-    "interrupt": check_interrupt,
 }
 
 
