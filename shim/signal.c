@@ -1019,20 +1019,16 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
 {
     bool directed = mine != NULL && thread_directed(info);
     if (!directed) {
-        if (!process_trylock()) {
-            enqueue(&process, info, true);
-            coop_request_signal_pass();
-            return;
+        bool behind = true, lent = false;
+        if (process_trylock()) {
+            behind = queued_bits(&process) & BIT(sig);
+            lent = !behind && main_greenlet != self && main_takes_soon(sig) && lend_locked(main_greenlet, info, true);
+            process_unlock();
         }
-        bool behind = queued_bits(&process) & BIT(sig);
-        bool lent = !behind && main_greenlet != self && main_takes_soon(sig) && lend_locked(main_greenlet, info, true);
-        process_unlock();
-        if (behind) {
-            enqueue(&process, info, true);
-            coop_request_signal_pass();
-        }
-        if (behind || lent)
+        if (lent)
             return;
+        if (behind)
+            goto pending;
     }
     if (mine != NULL) {
         struct sigqueue *q = directed ? &mine->directed : &mine->lent;
@@ -1056,6 +1052,7 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
             return;
         }
     }
+pending:
     enqueue(&process, info, true);
     coop_request_signal_pass();
 }
