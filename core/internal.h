@@ -93,6 +93,11 @@ struct coop_greenlet {
     struct coop_wait_info waiting;
     int64_t since;                   /* when it entered its state (coarse clock) */
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
+    struct coop_kept_place {         /* its place in a parking lot queue (park.c) */
+        const void *addr;            /* NULL: none kept */
+        uint64_t ticket;
+        unsigned other_parks;
+    } kept_place;
 
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
     int64_t cpu_ns;                  /* CPU time charged to it (cpu.c) */

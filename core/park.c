@@ -11,6 +11,18 @@
  * with it, and it may return and free its frame, or end. The unparker never dereferences
  * the address it unparks: joins (greenlet.c) and the threadpool (offload.c) park on
  * records that the woken side may free at once. (test_sched: park stress)
+ *
+ * A queue is first come, first served, with one refinement: a greenlet whose wait ended
+ * without an unpark (a time-out, a signal, a nudge) and that parks on the same address
+ * again at once keeps its place in line, its ticket. Natively a waiter that times out
+ * re-queues behind the others too, but time-outs come one at a time, each when its own
+ * deadline passes, with the lock holder running in between. On a hub that a greenlet
+ * keeps busy they come in a batch, at its next preemption, in deadline order: CPython's
+ * GIL waiters time out, ask the holder to drop the GIL, and wait again in the same order
+ * every round, so the one behind (the main thread) never got it. "At once": with at most
+ * LINE_KEPT_OTHER_PARKS parks elsewhere in between (a condition variable's wait takes its
+ * mutex back). Tickets count per bucket, under its lock; a greenlet's kept place is its
+ * own to read and write.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,6 +33,7 @@
 
 #define BUCKETS 1024
 #define WAKE_BATCH 64
+#define LINE_KEPT_OTHER_PARKS 2
 
 struct parker {
     struct parker *next, *prev;
@@ -29,12 +42,14 @@ struct parker {
     bool queued;
     struct coop_greenlet *g;           /* NULL for an OS thread */
     uint64_t gen;
+    uint64_t ticket;                   /* its place in line: the queue is in ticket order */
     _Atomic uint32_t thread_woken;     /* the OS thread's futex word */
 };
 
 struct bucket {
     coop_lock_t lock;
     struct parker *head, *tail;
+    uint64_t next_ticket;
 } __attribute__((aligned(64)));
 
 static struct bucket buckets[BUCKETS];
@@ -56,6 +71,43 @@ static void dequeue(struct bucket *b, struct parker *p)
     else
         b->tail = p->prev;
     p->queued = false;
+}
+
+/* A new parker's ticket: the next one, or the place a greenlet kept (see the top). */
+static uint64_t take_ticket(struct bucket *b, struct coop_greenlet *g, const void *addr)
+{
+    if (g != NULL && g->kept_place.addr == addr)
+        return g->kept_place.ticket;
+    return b->next_ticket++;
+}
+
+/* Queues p in ticket order: at the tail, unless it kept an earlier place. */
+static void enqueue(struct bucket *b, struct parker *p)
+{
+    struct parker *before = b->tail;
+    while (before != NULL && before->ticket > p->ticket)
+        before = before->prev;
+    p->prev = before;
+    p->next = before != NULL ? before->next : b->head;
+    if (p->next != NULL)
+        p->next->prev = p;
+    else
+        b->tail = p;
+    if (before != NULL)
+        before->next = p;
+    else
+        b->head = p;
+    p->queued = true;
+}
+
+/* After g's wait on addr: the place it keeps for its next one (see the top). */
+static void keep_place(struct coop_greenlet *g, const void *addr, uint64_t ticket, bool unparked)
+{
+    struct coop_kept_place *k = &g->kept_place;
+    if (!unparked)
+        *k = (struct coop_kept_place){ .addr = addr, .ticket = ticket };
+    else if (k->addr != NULL && (k->addr == addr || ++k->other_parks > LINE_KEPT_OTHER_PARKS))
+        k->addr = NULL;
 }
 
 /* Sleeps an OS thread until woken or the deadline; 0 or ETIMEDOUT or EINTR. */
@@ -107,19 +159,15 @@ int coop_park_as(const void *addr, bool (*still_wait)(const void *ctx), const vo
         p.gen = coop_prepare_wait(p.g, kind, addr);
         p.g->waiting.what = what;
     }
-
-    p.prev = b->tail;
-    if (b->tail != NULL)
-        b->tail->next = &p;
-    else
-        b->head = &p;
-    b->tail = &p;
-    p.queued = true;
+    p.ticket = take_ticket(b, p.g, addr);
+    enqueue(b, &p);
     coop_unlock(&b->lock);
 
     int reason = p.g != NULL ? coop_suspend(deadline) : thread_sleep(&p, deadline);
     if (reason != 0 && !unqueue(b, &p))
         reason = 0;
+    if (p.g != NULL)
+        keep_place(p.g, addr, p.ticket, reason == 0);
     if (kind != WAIT_OFFLOAD)      /* offload.c delivers once the work has ended */
         coop_after_wait(p.g);
     return reason;

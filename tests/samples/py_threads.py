@@ -13,9 +13,10 @@ semaphores (sem_wait, sem_clockwait), the GIL on a mutex and a condition variabl
 monotonic clock (pthread_cond_timedwait), threads on pthread_create, time.sleep on
 clock_nanosleep, and sockets on poll() plus recv/send. The checks: Thread with results, Lock,
 RLock, Condition, Event, Semaphore and BoundedSemaphore, Barrier, queue.Queue producers and
-consumers, threading.local, timed acquires, 50 threads in time.sleep(0.2) together, and a
-socketserver.ThreadingTCPServer echo with 20 client threads. With arguments, it runs only the
-checks they name (py_threads.py lock queue).
+consumers, threading.local, timed acquires, 50 threads in time.sleep(0.2) together, the main
+thread getting the GIL back from two computing threads, and a socketserver.ThreadingTCPServer
+echo with 20 client threads. With arguments, it runs only the checks they name (py_threads.py
+lock queue).
 """
 import queue
 import socket
@@ -295,6 +296,34 @@ def check_sleep():
            else f"a sleep lasted {shortest[0]:.3f} s")
 
 
+def check_gil():
+    """The main thread sleeps and wakes 20 times while two threads compute in pure Python:
+    each wake needs the GIL back from them (CPython asks its holder to drop it after 5 ms).
+    The computing threads give up after 30 s, a hang guard: natively the check takes well
+    under a second, even on one CPU."""
+    done, gave_up = [False], [False]
+    started = time.monotonic()
+
+    def compute(i):
+        x = 0
+        while not done[0]:
+            x += 1
+            if x % 100000 == 0 and time.monotonic() - started > 30:
+                gave_up[0] = True
+                return
+
+    threads = [threading.Thread(target=compute, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(20):
+        time.sleep(0.001)
+    done[0] = True
+    for t in threads:
+        t.join()
+    report("gil", not gave_up[0], "the main thread got the GIL back 20 times from 2 computing threads"
+           if not gave_up[0] else "the computing threads kept the GIL from the main thread for 30 s")
+
+
 class EchoHandler(socketserver.StreamRequestHandler):
     def handle(self):
         for line in self.rfile:
@@ -352,6 +381,7 @@ CHECKS = {
     "queue": check_queue,
     "local": check_local,
     "sleep": check_sleep,
+    "gil": check_gil,
     "tcp_echo": check_tcp_echo,
 }
 

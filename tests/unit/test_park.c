@@ -338,6 +338,68 @@ START_TEST(test_mixed_token_ring)
 }
 END_TEST
 
+/* A waits on addr until its deadline, parks other_parks times elsewhere (each ended by an
+ * unpark), and waits on addr again; B waits on addr from the middle of A's first wait. */
+struct line_keeper {
+    const void *addr, *other;
+    int other_parks;
+    _Atomic int parks;         /* parks begun: 1 on addr, then other_parks elsewhere, then addr */
+    int first, second;
+};
+
+static void *line_keeper_body(void *arg)
+{
+    struct line_keeper *k = arg;
+    atomic_store(&k->parks, 1);
+    k->first = coop_park(k->addr, NULL, NULL, ~0u, coop_now() + MS(20), "unit");
+    for (int i = 0; i < k->other_parks; i++) {
+        atomic_fetch_add(&k->parks, 1);
+        coop_park(k->other, NULL, NULL, ~0u, COOP_NO_DEADLINE, "unit");
+    }
+    atomic_fetch_add(&k->parks, 1);
+    k->second = coop_park(k->addr, NULL, NULL, ~0u, COOP_NO_DEADLINE, "unit");
+    return NULL;
+}
+
+static void wait_for_park(struct line_keeper *k, struct coop_greenlet *g, int park)
+{
+    while (atomic_load(&k->parks) != park)
+        coop_sleep_until(coop_now() + MS(1));
+    unit_wait_parked(g);
+}
+
+/* A greenlet whose wait timed out and that waits again at once keeps its place ahead of
+ * those who came meanwhile (CPython's GIL waiters, park.c); one that parked elsewhere more
+ * than twice in between does not. _i: that many parks elsewhere. */
+START_TEST(test_timed_out_waiter_keeps_its_place)
+{
+    int addr, other;
+    struct line_keeper a = { .addr = &addr, .other = &other, .other_parks = _i };
+    struct parker b = { .addr = &addr };
+    struct coop_greenlet *ga = unit_spawn(line_keeper_body, &a);
+    wait_for_park(&a, ga, 1);
+    struct coop_greenlet *gb = unit_spawn(parker_body, &b);
+    unit_wait_parked(gb);                      /* behind A, before A's deadline */
+    for (int i = 0; i < a.other_parks; i++) {
+        wait_for_park(&a, ga, 2 + i);
+        ck_assert_int_eq(coop_unpark(&other, 1, ~0u), 1);
+    }
+    wait_for_park(&a, ga, 2 + a.other_parks);
+    ck_assert_int_eq(a.first, ETIMEDOUT);
+
+    ck_assert_int_eq(coop_unpark(&addr, 1, ~0u), 1);
+    while (coop_gstate_get(ga) == G_WAITING && coop_gstate_get(gb) == G_WAITING)
+        coop_sleep_until(coop_now() + MS(1));
+    bool keeps_place = _i <= 2;
+    ck_assert_msg(coop_gstate_get(keeps_place ? gb : ga) == G_WAITING, "the unpark woke %s",
+                  keeps_place ? "the waiter that came later" : "a waiter that had gone elsewhere");
+    ck_assert_int_eq(coop_unpark(&addr, 1, ~0u), 1);
+    unit_join(ga);
+    unit_join(gb);
+    ck_assert(a.second == 0 && b.result == 0);
+}
+END_TEST
+
 START_TEST(test_interrupt_park)
 {
     int addr;
@@ -365,6 +427,7 @@ Suite *park_suite(void)
     tcase_add_test(tc, test_bitset_filter);
     tcase_add_test(tc, test_addresses_sharing_a_bucket);
     tcase_add_test(tc, test_interrupt_park);
+    tcase_add_loop_test(tc, test_timed_out_waiter_keeps_its_place, 0, 4);
     suite_add_tcase(s, tc);
 
     TCase *th = unit_tcase("threads");
