@@ -21,8 +21,9 @@
  * GIL waiters time out, ask the holder to drop the GIL, and wait again in the same order
  * every round, so the one behind (the main thread) never got it. "At once": with at most
  * LINE_KEPT_OTHER_PARKS parks elsewhere in between (a condition variable's wait takes its
- * mutex back). Tickets count per bucket, under its lock; a greenlet's kept place is its
- * own to read and write.
+ * mutex back). It goes at most LINE_SKIP_MAX places ahead, so that re-queueing stays
+ * cheap behind thousands of waiters. Tickets count per bucket, under its lock; a
+ * greenlet's kept place is its own to read and write.
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,6 +35,7 @@
 #define BUCKETS 1024
 #define WAKE_BATCH 64
 #define LINE_KEPT_OTHER_PARKS 2
+#define LINE_SKIP_MAX 64
 
 struct parker {
     struct parker *next, *prev;
@@ -85,7 +87,7 @@ static uint64_t take_ticket(struct bucket *b, struct coop_greenlet *g, const voi
 static void enqueue(struct bucket *b, struct parker *p)
 {
     struct parker *before = b->tail;
-    while (before != NULL && before->ticket > p->ticket)
+    for (int skipped = 0; before != NULL && before->ticket > p->ticket && skipped < LINE_SKIP_MAX; skipped++)
         before = before->prev;
     p->prev = before;
     p->next = before != NULL ? before->next : b->head;

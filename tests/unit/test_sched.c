@@ -210,6 +210,61 @@ START_TEST(test_wake_stress)
 }
 END_TEST
 
+/* Consumers that time out every few microseconds and park again with the places they kept
+ * (park.c), against producers on other hubs that unpark one at a time: no parker is lost
+ * from its queue or left in it, and every item is taken once. */
+enum { KEPT_CONSUMERS = 8, KEPT_PRODUCERS = 2, KEPT_ITEMS = 4000 };
+
+struct kept_stock { _Atomic int items, taken, produced; };
+
+static bool out_of_stock(const void *ctx)
+{
+    return atomic_load(&((const struct kept_stock *)ctx)->items) == 0;
+}
+
+static void *kept_consumer(void *arg)
+{
+    struct kept_stock *k = arg;
+    for (;;) {
+        int n = atomic_load(&k->items);
+        if (n > 0) {
+            if (atomic_compare_exchange_weak(&k->items, &n, n - 1))
+                atomic_fetch_add(&k->taken, 1);
+            continue;
+        }
+        if (atomic_load(&k->taken) == KEPT_ITEMS)
+            return NULL;
+        coop_park(&k->items, out_of_stock, k, ~0u, coop_now() + 20000, "unit");
+    }
+}
+
+static void *kept_producer(void *arg)
+{
+    struct kept_stock *k = arg;
+    while (atomic_fetch_add(&k->produced, 1) < KEPT_ITEMS) {
+        atomic_fetch_add(&k->items, 1);
+        coop_unpark(&k->items, 1, ~0u);
+        if (atomic_load(&k->produced) % 4 == 0)
+            coop_sleep_until(coop_now() + 50000);   /* past the consumers' deadlines */
+    }
+    return NULL;
+}
+
+START_TEST(test_kept_place_stress)
+{
+    static struct kept_stock k;
+    k = (struct kept_stock){ 0 };
+    struct coop_greenlet *g[KEPT_CONSUMERS + KEPT_PRODUCERS];
+    for (int i = 0; i < KEPT_CONSUMERS + KEPT_PRODUCERS; i++)
+        g[i] = unit_spawn(i < KEPT_CONSUMERS ? kept_consumer : kept_producer, &k);
+    for (int i = 0; i < KEPT_CONSUMERS + KEPT_PRODUCERS; i++)
+        unit_join(g[i]);
+    ck_assert_int_eq(atomic_load(&k.taken), KEPT_ITEMS);
+    ck_assert_int_eq(atomic_load(&k.items), 0);
+    ck_assert_int_eq(coop_unpark(&k.items, INT_MAX, ~0u), 0);     /* nobody left queued */
+}
+END_TEST
+
 /* The main greenlet runs wherever it is woken, like any other (sched.c), and takes its
  * thread-locals along: the initial thread's control block (pthread_self), its errno, a
  * __thread variable of the program's. */
@@ -1114,6 +1169,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_steal_stress);
     tcase_add_test(tc, test_steal_while_both_run);
     tcase_add_test(tc, test_wake_stress);
+    tcase_add_test(tc, test_kept_place_stress);
     tcase_add_test(tc, test_main_woken_from_other_hubs);
     tcase_add_test(tc, test_join_stress);
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
