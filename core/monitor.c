@@ -11,7 +11,10 @@
  *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
  *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
  *     to the hub's thread; after a millisecond already when greenlets wait in the hub's
- *     inbox, which no other hub may take, while another hub sleeps;
+ *     inbox, which no other hub may take, while another hub sleeps, or when a deadline in
+ *     its timer heap has passed: that greenlet's wait is over, and only this hub's poll
+ *     ends it (as the kernel's scheduler lets a thread whose sleep ended preempt one that
+ *     computes; a 1 ms sleep beside a computing thread lasted a whole slice);
  *   - reports (COOP_MAX_BLOCKING_MS): a program greenlet that keeps its hub for longer than
  *     that (by computing where it cannot be preempted, or in a system call while other
  *     greenlets wait) is reported once per episode, with its stack sampled on its own thread
@@ -46,7 +49,7 @@
 #define BUSY_TICK_NS 1000000          /* while a hub runs greenlets */
 #define IDLE_TICK_NS 20000000         /* while every hub sleeps */
 #define STILL_NS 2000000              /* a hub held this long is looked at (and nudged) */
-#define EARLY_SLICE_NS 1000000        /* while greenlets wait in the hub's inbox: sched.c */
+#define EARLY_SLICE_NS 1000000        /* while greenlets wait in the inbox, or a deadline passed */
 
 static int64_t max_blocking_ns, preempt_ns, handoff_ns;
 static _Atomic bool running;
@@ -186,7 +189,8 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     struct coop_hub *h = w->hub;
     int64_t held = now - w->since;
     int64_t slice = preempt_ns;
-    if (slice > EARLY_SLICE_NS && coop_sched_inbox_waits(h))
+    if (slice > EARLY_SLICE_NS && held >= EARLY_SLICE_NS
+        && (coop_sched_inbox_waits(h) || coop_timer_next(h) <= now))
         slice = EARLY_SLICE_NS;
     bool handoff_due = handoff_ns > 0 && held >= handoff_ns;
     if (held < STILL_NS && !handoff_due && (slice == 0 || held < slice))

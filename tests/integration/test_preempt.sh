@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Preemption on tests/samples/preempt.c, built without coop: threads that wait for one
-# another without a blocking call (a spin on an atomic flag, a trylock loop, a pthread_equal
-# loop) and one thread computing for 5 s while 100 others sleep 10 ms in a loop. Natively and
+# another without a blocking call (a spin on an atomic flag, the same with the setter sleeping
+# first, a trylock loop, a pthread_equal loop) and one thread computing for 5 s while 100 others sleep 10 ms in a loop. Natively and
 # under coop the output must be the same. Under coop the looping thread shares one OS thread
 # with the thread it waits for on one hub (COOP_HUBS=1) with handoff off (COOP_HANDOFF_MS=0:
 # on a busy machine any call that sleeps 2 ms, a write or a page fault, may hand the hub's
@@ -29,9 +29,10 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin trylock equal urg setuid exec compute; do
+for mode in spin wake trylock equal urg setuid exec compute; do
     run_mode $mode native
     native=$out
+    [ $mode = wake ] && native_wake=$out
     [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
     # One hub, no handoff: the looping thread and the one it waits for share one OS thread.
     COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_STATS=1 run_mode $mode coop "$COOPRUN" --
@@ -53,6 +54,12 @@ summarize_lateness() {
 }
 note "native: $(summarize_lateness "$TMP/compute.native.err")"
 note "coop:   $(summarize_lateness "$TMP/compute.coop.err")"
+
+# A slice longer than the test: the spinner leaves only because the sleeper's deadline passed
+# (the monitor then asks after 1 ms, as the kernel lets a thread whose sleep ended preempt).
+COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_PREEMPT_MS=600000 run_mode wake long-slice "$COOPRUN" --
+[ "$out" = "$native_wake" ] || fail "wake with a 600 s slice: coop printed '$out', natively '$native_wake'"
+note "wake: with a 600 s slice, the sleeper's passed deadlines preempted the spinner"
 
 # Without preemption the spinner keeps the only OS thread, so the setter never runs.
 COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_PREEMPT_MS=0 timeout 3 "$COOPRUN" -- "$SAMPLES/preempt" spin >"$TMP/off" 2>&1

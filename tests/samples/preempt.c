@@ -4,6 +4,9 @@
  * once; under coop each can only finish if the looping thread was preempted, since the
  * thread it waits for runs on the same OS thread (tests/integration/test_preempt.sh).
  *   spin      a thread spins on an atomic flag that a second thread sets
+ *   wake      the same, but the setter first sleeps 1 ms five times: under coop with a slice
+ *             longer than the test (COOP_PREEMPT_MS=600000) only the sleeps' passed deadlines
+ *             can preempt the spinner
  *   trylock   a thread loops on pthread_mutex_trylock until main, which holds the mutex
  *             and waits until the loop has begun, unlocks it
  *   equal     a thread loops on pthread_equal until another names it
@@ -70,6 +73,25 @@ static void spin(void)
     join(spinner);
     join(setter);
     printf("spin: the spinning thread saw the flag another thread set\n");
+}
+
+static void *set_flag_after_sleeps(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < 5; i++)
+        sleep_ms(1);
+    return set_flag(NULL);
+}
+
+/* The setter starts first, so that it sleeps before the spinner spins. */
+static void wake(void)
+{
+    pthread_t spinner, setter;
+    start(&setter, set_flag_after_sleeps, NULL);
+    start(&spinner, spin_until_flag, NULL);
+    join(spinner);
+    join(setter);
+    printf("wake: the spinning thread saw the flag another thread set after its sleeps\n");
 }
 
 /* --- trylock --- */
@@ -265,6 +287,8 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "spin") == 0)
         spin();
+    else if (strcmp(mode, "wake") == 0)
+        wake();
     else if (strcmp(mode, "trylock") == 0)
         trylock();
     else if (strcmp(mode, "equal") == 0)
@@ -278,6 +302,6 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "exec") == 0)
         exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
     else
-        die("usage: preempt spin|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
+        die("usage: preempt spin|wake|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
     return 0;
 }
