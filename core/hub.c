@@ -547,7 +547,7 @@ void coop_fair_share(void)
  * those the hub's next poll makes ready too, or it would come first again: it held the hub
  * for a whole slice, so greenlets whose fds became ready meanwhile are not in the queue
  * yet. It waits for a deadline of now, which the poll's timer run meets: the poll happens
- * first, then coop_ready puts it at the back. Either way, signals queued for the greenlet
+ * first (at once: it ends the round), then coop_ready puts it at the back. Either way, signals queued for the greenlet
  * meanwhile are delivered as it resumes, as at the end of every wait.
  */
 void coop_requeue_current(bool behind_poll)
@@ -555,6 +555,9 @@ void coop_requeue_current(bool behind_poll)
     struct coop_hub *h = coop_thread.hub;
     struct coop_greenlet *g = h->current;
     if (behind_poll) {
+        /* The poll comes next, not after the round: a deadline passed would otherwise stand
+         * in the heap while the next greenlet runs, and end its slice early (monitor.c). */
+        h->round_left = 0;
         coop_prepare_wait(g, WAIT_PREEMPTED, NULL);
         coop_suspend(coop_now());
     } else {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Preemption on tests/samples/preempt.c, built without coop: threads that wait for one
 # another without a blocking call (a spin on an atomic flag, the same with the setter sleeping
-# first, a trylock loop, a pthread_equal loop) and one thread computing for 5 s while 100 others sleep 10 ms in a loop. Natively and
+# first, a trylock loop, a pthread_equal loop), two threads computing side by side (alike
+# shares) and one thread computing for 5 s while 100 others sleep 10 ms in a loop. Natively and
 # under coop the output must be the same. Under coop the looping thread shares one OS thread
 # with the thread it waits for on one hub (COOP_HUBS=1) with handoff off (COOP_HANDOFF_MS=0:
 # on a busy machine any call that sleeps 2 ms, a write or a page fault, may hand the hub's
@@ -29,7 +30,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin wake trylock equal urg setuid exec compute; do
+for mode in spin wake share trylock equal urg setuid exec compute; do
     run_mode $mode native
     native=$out
     [ $mode = wake ] && native_wake=$out

@@ -7,6 +7,9 @@
  *   wake      the same, but the setter first sleeps 1 ms five times: under coop with a slice
  *             longer than the test (COOP_PREEMPT_MS=600000) only the sleeps' passed deadlines
  *             can preempt the spinner
+ *   share     two threads count for a second while main sleeps: neither counts less than
+ *             a third of the other (under coop on one hub: their slices are alike; a
+ *             preemption's own requeue must not end the next one's slice early)
  *   trylock   a thread loops on pthread_mutex_trylock until main, which holds the mutex
  *             and waits until the loop has begun, unlocks it
  *   equal     a thread loops on pthread_equal until another names it
@@ -92,6 +95,29 @@ static void wake(void)
     join(spinner);
     join(setter);
     printf("wake: the spinning thread saw the flag another thread set after its sleeps\n");
+}
+
+static void *count_until_flag(void *count)
+{
+    while (!atomic_load_explicit(&flag, memory_order_acquire))
+        atomic_fetch_add_explicit((_Atomic unsigned long *)count, 1, memory_order_relaxed);
+    return NULL;
+}
+
+static void share(void)
+{
+    static _Atomic unsigned long counts[2];
+    pthread_t counter[2];
+    for (int i = 0; i < 2; i++)
+        start(&counter[i], count_until_flag, &counts[i]);
+    sleep_ms(1000);
+    atomic_store_explicit(&flag, 1, memory_order_release);
+    for (int i = 0; i < 2; i++)
+        join(counter[i]);
+    unsigned long a = counts[0], b = counts[1];
+    fprintf(stderr, "share: counts %lu and %lu\n", a, b);
+    printf("share: %s\n", a >= b / 3 && b >= a / 3 ? "two computing threads got alike shares"
+                                                     : "one computing thread got less than a third of the other's");
 }
 
 /* --- trylock --- */
@@ -289,6 +315,8 @@ int main(int argc, char **argv)
         spin();
     else if (strcmp(mode, "wake") == 0)
         wake();
+    else if (strcmp(mode, "share") == 0)
+        share();
     else if (strcmp(mode, "trylock") == 0)
         trylock();
     else if (strcmp(mode, "equal") == 0)
@@ -302,6 +330,6 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "exec") == 0)
         exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
     else
-        die("usage: preempt spin|wake|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
+        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
     return 0;
 }
