@@ -68,14 +68,24 @@ static void *set_flag(void *unused)
     return NULL;
 }
 
-static void spin(void)
+/* The spinner against a setter; one that sleeps first starts first, so that it sleeps
+ * before the spinner spins. */
+static void spin_against(void *(*setter_fn)(void *), bool setter_first, const char *line)
 {
     pthread_t spinner, setter;
+    if (setter_first)
+        start(&setter, setter_fn, NULL);
     start(&spinner, spin_until_flag, NULL);
-    start(&setter, set_flag, NULL);
+    if (!setter_first)
+        start(&setter, setter_fn, NULL);
     join(spinner);
     join(setter);
-    printf("spin: the spinning thread saw the flag another thread set\n");
+    puts(line);
+}
+
+static void spin(void)
+{
+    spin_against(set_flag, false, "spin: the spinning thread saw the flag another thread set");
 }
 
 static void *set_flag_after_sleeps(void *unused)
@@ -84,17 +94,6 @@ static void *set_flag_after_sleeps(void *unused)
     for (int i = 0; i < 5; i++)
         sleep_ms(1);
     return set_flag(NULL);
-}
-
-/* The setter starts first, so that it sleeps before the spinner spins. */
-static void wake(void)
-{
-    pthread_t spinner, setter;
-    start(&setter, set_flag_after_sleeps, NULL);
-    start(&spinner, spin_until_flag, NULL);
-    join(spinner);
-    join(setter);
-    printf("wake: the spinning thread saw the flag another thread set after its sleeps\n");
 }
 
 static void *count_until_flag(void *count)
@@ -314,7 +313,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "spin") == 0)
         spin();
     else if (strcmp(mode, "wake") == 0)
-        wake();
+        spin_against(set_flag_after_sleeps, true, "wake: the spinning thread saw the flag another thread set after its sleeps");
     else if (strcmp(mode, "share") == 0)
         share();
     else if (strcmp(mode, "trylock") == 0)
