@@ -213,6 +213,7 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         __builtin_ia32_pause();
     atomic_store_explicit(&next->on_cpu, true, memory_order_relaxed);
     coop_gstate_set(next, G_RUNNING);
+    next->resumes++;
     next->hub = h;
     h->current = next;
     /* Only this thread writes the counter (the monitor reads it): no locked instruction. */

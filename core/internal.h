@@ -96,8 +96,9 @@ struct coop_greenlet {
     struct coop_kept_place {         /* its place in a parking lot queue (park.c) */
         const void *addr;            /* NULL: none kept */
         uint64_t ticket;
-        unsigned other_parks;
+        uint32_t resumes;            /* its resumes when that wait ended */
     } kept_place;
+    uint32_t resumes;                /* switches to it, written by the hub that resumes it */
 
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
     int64_t cpu_ns;                  /* CPU time charged to it (cpu.c) */

@@ -19,10 +19,13 @@
  * deadline passes, with the lock holder running in between. On a hub that a greenlet
  * keeps busy they come in a batch, at its next preemption, in deadline order: CPython's
  * GIL waiters time out, ask the holder to drop the GIL, and wait again in the same order
- * every round, so the one behind (the main thread) never got it. "At once": with at most
- * LINE_KEPT_OTHER_PARKS parks elsewhere in between (a condition variable's wait takes its
- * mutex back). It goes at most LINE_SKIP_MAX places ahead, so that re-queueing stays
- * cheap behind thousands of waiters. Tickets count per bucket, under its lock; a
+ * every round, so the one behind (the main thread) never got it. "At once": resumed at
+ * most LINE_KEPT_RESUMES times in between (a condition variable's wait takes its mutex
+ * back, which may park; a preemption), counted in switches rather than time, which a
+ * loaded machine stretches; a greenlet that got what it waited for without parking (the
+ * GIL found free), computed and waits again later queues anew. It goes at most
+ * LINE_SKIP_MAX places ahead, so that re-queueing stays cheap behind thousands of
+ * waiters. Tickets count per bucket, under its lock; a
  * greenlet's kept place is its own to read and write.
  */
 #include <errno.h>
@@ -34,7 +37,7 @@
 
 #define BUCKETS 1024
 #define WAKE_BATCH 64
-#define LINE_KEPT_OTHER_PARKS 2
+#define LINE_KEPT_RESUMES 2
 #define LINE_SKIP_MAX 64
 
 struct parker {
@@ -78,7 +81,7 @@ static void dequeue(struct bucket *b, struct parker *p)
 /* A new parker's ticket: the next one, or the place a greenlet kept (see the top). */
 static uint64_t take_ticket(struct bucket *b, struct coop_greenlet *g, const void *addr)
 {
-    if (g != NULL && g->kept_place.addr == addr)
+    if (g != NULL && g->kept_place.addr == addr && g->resumes - g->kept_place.resumes <= LINE_KEPT_RESUMES)
         return g->kept_place.ticket;
     return b->next_ticket++;
 }
@@ -107,8 +110,8 @@ static void keep_place(struct coop_greenlet *g, const void *addr, uint64_t ticke
 {
     struct coop_kept_place *k = &g->kept_place;
     if (!unparked)
-        *k = (struct coop_kept_place){ .addr = addr, .ticket = ticket };
-    else if (k->addr != NULL && (k->addr == addr || ++k->other_parks > LINE_KEPT_OTHER_PARKS))
+        *k = (struct coop_kept_place){ .addr = addr, .ticket = ticket, .resumes = g->resumes };
+    else if (k->addr == addr)
         k->addr = NULL;
 }
 
@@ -220,6 +223,6 @@ int coop_unpark(const void *addr, int n, uint32_t bitset)
 /* Whoever was parked in the parent is not in the child. */
 void coop_park_fork_child(void)
 {
-    for (int i = 0; i < BUCKETS; i++)
-        buckets[i] = (struct bucket){ .lock = { 0 } };
+    for (int i = 0; i < BUCKETS; i++)      /* tickets go on: the forking greenlet may keep one */
+        buckets[i] = (struct bucket){ .lock = { 0 }, .next_ticket = buckets[i].next_ticket };
 }
