@@ -137,7 +137,10 @@ struct coop_runq {
     _Atomic uint32_t head;           /* advanced with a CAS by whoever consumes */
     char pad1[60];
     _Atomic uint32_t tail;           /* written by the owner only */
-    char pad2[60];
+    /* A greenlet its deadline woke, run before the ring (Go's runnext): set and taken by
+     * the owner, taken by whoever takes the whole queue (an adopter), never by thieves. */
+    struct coop_greenlet *_Atomic next;
+    char pad2[52];
     struct coop_greenlet *_Atomic slot[COOP_RUNQ_SIZE];
 };
 
@@ -176,6 +179,7 @@ struct coop_hub {
     uint64_t masks_seen;             /* hub_mask_changes when it last took the mask (hub.c) */
     unsigned round_left;             /* switches (direct, or the loop's) left before the next poll */
     bool dispatching;                /* in hub_poll, waking the waiters of fd events (sched.c) */
+    bool running_timers;             /* in coop_timer_run, waking the waiters whose deadline passed */
     struct coop_greenlet *dead;      /* finished detached greenlets, to free */
     uint64_t adopted[COOP_MAX_HUBS / 64];  /* hubs whose sets this one polls (sched.c) */
     uint64_t steals, stolen;         /* for the statistics */

@@ -18,7 +18,11 @@
  * at the head without a lock (a push is two plain stores; a pop one CAS), and that any
  * other hub may steal from, taking half with one CAS on the head, as Go's runtime does
  * (runqput, runqget, runqgrab in proc.go). The owner switches from greenlet to greenlet
- * in FIFO order. A greenlet woken by a hub goes onto that hub's queue (the waker is awake,
+ * in FIFO order, but for one slot before the ring, `next` (Go's runnext): a greenlet whose
+ * deadline passed (a sleep, a timed wait) goes there and runs before the ring, as the
+ * kernel lets a thread whose sleep ended preempt one that computes; otherwise it waited
+ * behind every computing greenlet already queued. A greenlet woken by a hub goes onto
+ * that hub's queue (the waker is awake,
  * and a producer and its consumer end up sharing a CPU cache, as Go's runnext does); a
  * greenlet woken by a thread that is no hub (libuv's pool, a real thread, the monitor)
  * goes to its last hub's inbox, a locked list that hub moves into its queue at its next
@@ -81,6 +85,10 @@
  *  - A run queue's tail and the slots beyond its head are written by its owner only;
  *    head moves only by CAS (owner's pop, thieves' grab). A thief copies slots before
  *    its CAS and discards them if the CAS fails. (test_sched: steal stress)
+ *  - The `next` slot is set by its owner's timer run only (a greenlet it displaces goes to
+ *    the ring), and emptied by exchange, by the owner's pop or by whoever takes the whole
+ *    queue (an adopter, a retiring spare); thieves leave it, so there is no ABA on it.
+ *    (test_sched: kept-place stress, whose consumers time out every 20 us; handoff tests)
  *  - A greenlet is in at most one queue, inbox or global list at a time, and only while it
  *    is ready: it gets there by its own yield, by its spawn, or by the one waker that wins
  *    its wait_word (hub.c). Whoever takes it from there is the only one that may resume it.
@@ -171,7 +179,15 @@ static uint32_t runq_len(struct coop_hub *h)
 {
     uint32_t head = atomic_load_explicit(&h->runq.head, memory_order_acquire);
     uint32_t tail = atomic_load_explicit(&h->runq.tail, memory_order_acquire);
-    return tail - head;
+    return tail - head + (atomic_load_explicit(&h->runq.next, memory_order_relaxed) != NULL);
+}
+
+/* The slot before the ring: any thread that may take it does so by exchange. */
+static struct coop_greenlet *runq_take_next(struct coop_hub *h)
+{
+    if (atomic_load_explicit(&h->runq.next, memory_order_relaxed) == NULL)
+        return NULL;
+    return atomic_exchange_explicit(&h->runq.next, NULL, memory_order_acquire);
 }
 
 /* Takes up to max greenlets from the head of v's queue into out (half of what it holds when
@@ -224,8 +240,18 @@ static void runq_push(struct coop_hub *h, struct coop_greenlet *g)
     }
 }
 
+static void runq_push_next(struct coop_hub *h, struct coop_greenlet *g)
+{
+    struct coop_greenlet *displaced = atomic_exchange_explicit(&h->runq.next, g, memory_order_release);
+    if (displaced != NULL)
+        runq_push(h, displaced);
+}
+
 static struct coop_greenlet *runq_pop(struct coop_hub *h)
 {
+    struct coop_greenlet *next = runq_take_next(h);
+    if (next != NULL)
+        return next;
     for (;;) {
         uint32_t head = atomic_load_explicit(&h->runq.head, memory_order_acquire);
         uint32_t tail = atomic_load_explicit(&h->runq.tail, memory_order_relaxed);
@@ -389,7 +415,15 @@ void coop_sched_woken(struct coop_greenlet *g)
     struct coop_hub *here = coop_thread.hub;
     coop_gstate_set(g, G_READY);
     if (here != NULL) {
-        runq_push(here, g);
+        /* Woken by its deadline, it runs next, as a thread whose sleep ended preempts one
+         * that computes; a preempted greenlet's deadline of now is a requeue (hub.c). Only
+         * the first of a timer run: the others follow in deadline order. */
+        if (here->running_timers && g->waiting.kind != WAIT_PREEMPTED) {
+            here->running_timers = false;
+            runq_push_next(here, g);
+        } else {
+            runq_push(here, g);
+        }
         if (!here->dispatching)
             wake_a_helper(here->index);
         return;
@@ -538,10 +572,13 @@ static bool adopts(const struct coop_hub *h, int i) { return h->adopted[i / 64] 
 static uint32_t take_over(struct coop_hub *h, struct coop_hub *x)
 {
     coop_timer_move(x, h);
-    struct coop_greenlet *batch[COOP_RUNQ_SIZE];
+    struct coop_greenlet *batch[COOP_RUNQ_SIZE], *next = runq_take_next(x);
     uint32_t n = runq_grab(x, batch, COOP_RUNQ_SIZE, true);
+    if (next != NULL)
+        runq_push(h, next);
     for (uint32_t i = 0; i < n; i++)
         runq_push(h, batch[i]);
+    n += next != NULL;
     take_in_list(h, inbox_take(x));
     return n;
 }
@@ -778,8 +815,12 @@ static void retire(struct coop_hub *h)
     if (adopts_any(h) || coop_sched_has_work(h) || active_hubs() <= regular_hubs
         || !coop_sched_hand_off(h, AWAY_RETIRED))
         return;
-    struct coop_greenlet *batch[COOP_RUNQ_SIZE];
+    struct coop_greenlet *batch[COOP_RUNQ_SIZE], *next = runq_take_next(h);
     uint32_t n = runq_grab(h, batch, COOP_RUNQ_SIZE, true);
+    if (next != NULL) {
+        next->next_ready = NULL;
+        global_push_list(next, next, 1);
+    }
     for (uint32_t i = 0; i < n; i++) {
         batch[i]->next_ready = NULL;
         global_push_list(batch[i], batch[i], 1);

@@ -144,6 +144,7 @@ void coop_timer_run(struct coop_hub *h)
     if (__atomic_load_n(&h->heap_len, __ATOMIC_RELAXED) == 0)
         return;
     int64_t now = coop_now();
+    h->running_timers = true;        /* the first one woken runs next (sched.c) */
     for (;;) {
         struct { struct coop_greenlet *g; uint64_t gen; } expired[EXPIRED_BATCH];
         int n = 0;
@@ -161,8 +162,9 @@ void coop_timer_run(struct coop_hub *h)
         for (int i = 0; i < n; i++)
             coop_wake(expired[i].g, expired[i].gen, ETIMEDOUT);
         if (n < EXPIRED_BATCH)
-            return;
+            break;
     }
+    h->running_timers = false;
 }
 
 void coop_timer_move(struct coop_hub *from, struct coop_hub *to)

@@ -56,11 +56,12 @@ summarize_lateness() {
 note "native: $(summarize_lateness "$TMP/compute.native.err")"
 note "coop:   $(summarize_lateness "$TMP/compute.coop.err")"
 
-# A slice longer than the test: the spinner leaves only because the sleeper's deadline passed
-# (the monitor then asks after 1 ms, as the kernel lets a thread whose sleep ended preempt).
+# A slice longer than the test: a spinner leaves only because the sleeper's deadline passed
+# (the monitor then asks after 1 ms, as the kernel lets a thread whose sleep ended preempt),
+# and the sleeper runs next, before the other spinner (Go's runnext; sched.c).
 COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_PREEMPT_MS=600000 run_mode wake long-slice "$COOPRUN" --
 [ "$out" = "$native_wake" ] || fail "wake with a 600 s slice: coop printed '$out', natively '$native_wake'"
-note "wake: with a 600 s slice, the sleeper's passed deadlines preempted the spinner"
+note "wake: with a 600 s slice, the sleeper's passed deadlines preempted a spinner and it ran next"
 
 # Without preemption the spinner keeps the only OS thread, so the setter never runs.
 COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_PREEMPT_MS=0 timeout 3 "$COOPRUN" -- "$SAMPLES/preempt" spin >"$TMP/off" 2>&1

@@ -4,9 +4,10 @@
  * once; under coop each can only finish if the looping thread was preempted, since the
  * thread it waits for runs on the same OS thread (tests/integration/test_preempt.sh).
  *   spin      a thread spins on an atomic flag that a second thread sets
- *   wake      the same, but the setter first sleeps 1 ms five times: under coop with a slice
- *             longer than the test (COOP_PREEMPT_MS=600000) only the sleeps' passed deadlines
- *             can preempt the spinner
+ *   wake      two spinners, and a setter that first sleeps 1 ms five times: under coop with a
+ *             slice longer than the test (COOP_PREEMPT_MS=600000) only the sleeps' passed
+ *             deadlines can preempt a spinner, and the sleeper must run next, before the
+ *             other spinner, which nothing would preempt
  *   share     two threads count for a second while main sleeps: neither counts less than
  *             a third of the other (under coop on one hub: their slices are alike; a
  *             preemption's own requeue must not end the next one's slice early)
@@ -68,24 +69,26 @@ static void *set_flag(void *unused)
     return NULL;
 }
 
-/* The spinner against a setter; one that sleeps first starts first, so that it sleeps
- * before the spinner spins. */
-static void spin_against(void *(*setter_fn)(void *), bool setter_first, const char *line)
+/* Spinners against a setter; one that sleeps first starts first, so that it sleeps before
+ * they spin. */
+static void spin_against(void *(*setter_fn)(void *), bool setter_first, int spinners, const char *line)
 {
-    pthread_t spinner, setter;
+    pthread_t spinner[2], setter;
     if (setter_first)
         start(&setter, setter_fn, NULL);
-    start(&spinner, spin_until_flag, NULL);
+    for (int i = 0; i < spinners; i++)
+        start(&spinner[i], spin_until_flag, NULL);
     if (!setter_first)
         start(&setter, setter_fn, NULL);
-    join(spinner);
+    for (int i = 0; i < spinners; i++)
+        join(spinner[i]);
     join(setter);
     puts(line);
 }
 
 static void spin(void)
 {
-    spin_against(set_flag, false, "spin: the spinning thread saw the flag another thread set");
+    spin_against(set_flag, false, 1, "spin: the spinning thread saw the flag another thread set");
 }
 
 static void *set_flag_after_sleeps(void *unused)
@@ -313,7 +316,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "spin") == 0)
         spin();
     else if (strcmp(mode, "wake") == 0)
-        spin_against(set_flag_after_sleeps, true, "wake: the spinning thread saw the flag another thread set after its sleeps");
+        spin_against(set_flag_after_sleeps, true, 2, "wake: two spinning threads saw the flag another thread set after its sleeps");
     else if (strcmp(mode, "share") == 0)
         share();
     else if (strcmp(mode, "trylock") == 0)
