@@ -240,6 +240,8 @@ static void runq_push(struct coop_hub *h, struct coop_greenlet *g)
     }
 }
 
+/* The owner's, from its timer run; the slot is empty then, as the loop pops it before it
+ * polls again, but a greenlet it held would go to the ring's tail. */
 static void runq_push_next(struct coop_hub *h, struct coop_greenlet *g)
 {
     struct coop_greenlet *displaced = atomic_exchange_explicit(&h->runq.next, g, memory_order_release);
@@ -417,13 +419,14 @@ void coop_sched_woken(struct coop_greenlet *g)
     if (here != NULL) {
         /* Woken by its deadline, it runs next, as a thread whose sleep ended preempts one
          * that computes; a preempted greenlet's deadline of now is a requeue (hub.c). Only
-         * the first of a timer run: the others follow in deadline order. */
+         * the first of a timer run: the others follow in deadline order. No helper: this
+         * hub runs it as soon as its poll ends, and thieves leave the slot. */
         if (here->running_timers && g->waiting.kind != WAIT_PREEMPTED) {
             here->running_timers = false;
             runq_push_next(here, g);
-        } else {
-            runq_push(here, g);
+            return;
         }
+        runq_push(here, g);
         if (!here->dispatching)
             wake_a_helper(here->index);
         return;
