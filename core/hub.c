@@ -548,8 +548,9 @@ void coop_fair_share(void)
  * those the hub's next poll makes ready too, or it would come first again: it held the hub
  * for a whole slice, so greenlets whose fds became ready meanwhile are not in the queue
  * yet. It waits for a deadline of now, which the poll's timer run meets: the poll happens
- * first (at once: it ends the round), then coop_ready puts it at the back. Either way, signals queued for the greenlet
- * meanwhile are delivered as it resumes, as at the end of every wait.
+ * first (at once: it ends the round), then coop_ready puts it at the back. Either way,
+ * signals queued for the greenlet meanwhile are delivered as it resumes, as at the end of
+ * every wait.
  */
 void coop_requeue_current(bool behind_poll)
 {

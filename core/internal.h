@@ -140,7 +140,7 @@ struct coop_runq {
     /* A greenlet its deadline woke, run before the ring (Go's runnext): set and taken by
      * the owner, taken by whoever takes the whole queue (an adopter), never by thieves. */
     struct coop_greenlet *_Atomic next;
-    char pad2[52];
+    char pad2[48];                   /* the slots start at 128, as before the slot */
     struct coop_greenlet *_Atomic slot[COOP_RUNQ_SIZE];
 };
 

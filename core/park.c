@@ -25,8 +25,8 @@
  * loaded machine stretches; a greenlet that got what it waited for without parking (the
  * GIL found free), computed and waits again later queues anew. It goes at most
  * LINE_SKIP_MAX places ahead, so that re-queueing stays cheap behind thousands of
- * waiters. Tickets count per bucket, under its lock; a
- * greenlet's kept place is its own to read and write.
+ * waiters. Tickets count per bucket, under its lock; a greenlet's kept place is its own to
+ * read and write.
  */
 #include <errno.h>
 #include <limits.h>

@@ -21,9 +21,9 @@
  * in FIFO order, but for one slot before the ring, `next` (Go's runnext): a greenlet whose
  * deadline passed (a sleep, a timed wait) goes there and runs before the ring, as the
  * kernel lets a thread whose sleep ended preempt one that computes; otherwise it waited
- * behind every computing greenlet already queued. A greenlet woken by a hub goes onto
- * that hub's queue (the waker is awake,
- * and a producer and its consumer end up sharing a CPU cache, as Go's runnext does); a
+ * behind every computing greenlet already queued. Any other greenlet woken by a hub goes
+ * onto that hub's queue (the waker is awake, and a producer and its consumer end up
+ * sharing a CPU cache); a
  * greenlet woken by a thread that is no hub (libuv's pool, a real thread, the monitor)
  * goes to its last hub's inbox, a locked list that hub moves into its queue at its next
  * iteration. Greenlets that overflow a ring, or that no hub may take right now, go to the
