@@ -23,7 +23,8 @@
 #   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle,spawn,cpupool}.c and
 #   idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop on
 #   one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
-#   condition variables, the length of a short sleep, resident memory per idle thread, the
+#   condition variables, the length of a short sleep (and of a 1 ms sleep beside a computing
+#   thread per CPU, also on one CPU: taskset, under which coop runs one hub), resident memory per idle thread, the
 #   wall time of 50 concurrent system() and popen() children (which inherit coop), a pool
 #   of a thread per CPU computing (coop on its default hubs), and Debian's pigz, xz, zstd and
 #   sort, each with a thread per CPU, over 64 MB (tests/bench/compress.sh; wall time). The switch, create+join and the
@@ -324,6 +325,8 @@ micro() {
         coop-ucontext) prefix=(env COOP_SWITCH=ucontext "$COOPRUN" --) ;;
         coop-tls-*) prefix=(env "COOP_TLS=${variant#coop-tls-}" "$COOPRUN" --) ;;
         coop-trace) prefix=("$COOPRUN" --trace "$LOG/trace.json" --) ;;
+        native-cpu0) prefix=(taskset -c 0) ;;
+        coop-cpu0) prefix=(taskset -c 0 "$COOPRUN" --) ;;
     esac
     tag="micro-$variant-$(basename "$program")-${*// /_}"
     tag=${tag//\//_}
@@ -361,6 +364,8 @@ run_micro() {
         micro coop mutex -t "$MICRO_T"
         micro native sleep -t "$MICRO_T"
         micro coop sleep -t "$MICRO_T"
+        micro native-cpu0 sleep -m beside -t "$MICRO_T"
+        micro coop-cpu0 sleep -m beside -t "$MICRO_T"
         micro native idle -n "$IDLE_NATIVE"
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
         micro native idle_tls -n "$IDLE_NATIVE"
