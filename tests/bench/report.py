@@ -292,7 +292,7 @@ def micro_tables(micro, failures):
     sl_n, sl_c = ns("native", "sleep_100us"), ns("coop", "sleep_100us")
     lines.append("| usleep(100), as long as it lasts (two threads sleeping) | %s | %s | | | coop/native %s |"
                  % (fmt_value(sl_n), fmt_value(sl_c), ratio(sl_c, sl_n, "%.2fx")))
-    for variant, where in (("", "a computing thread per CPU"), ("-cpu0", "a computing thread, on one CPU (coop: one hub)")):
+    for variant, where in (("", "a computing thread per CPU"), ("-onecpu", "a computing thread, on one CPU (coop: one hub)")):
         sb_n, sb_c = ns("native" + variant, "sleep_1ms_beside_compute"), ns("coop" + variant, "sleep_1ms_beside_compute")
         lines.append("| usleep(1000) beside %s, as long as it lasts | %s | %s | | | coop/native %s |"
                      % (where, fmt_value(sb_n), fmt_value(sb_c), ratio(sb_c, sb_n, "%.2fx")))

@@ -24,8 +24,9 @@
 #   idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop on
 #   one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
 #   condition variables, the length of a short sleep (and of a 1 ms sleep beside a computing
-#   thread per CPU, also on one CPU: taskset, under which coop runs one hub), resident memory per idle thread, the
-#   wall time of 50 concurrent system() and popen() children (which inherit coop), a pool
+#   thread per CPU, also on one CPU: taskset, under which coop runs one hub), resident memory
+#   per idle thread, the wall time of 50 concurrent system() and popen() children (which
+#   inherit coop), a pool
 #   of a thread per CPU computing (coop on its default hubs), and Debian's pigz, xz, zstd and
 #   sort, each with a thread per CPU, over 64 MB (tests/bench/compress.sh; wall time). The switch, create+join and the
 #   idle threads (C, and C++ with a 16 KiB thread_local array) run again under each TLS
@@ -325,8 +326,8 @@ micro() {
         coop-ucontext) prefix=(env COOP_SWITCH=ucontext "$COOPRUN" --) ;;
         coop-tls-*) prefix=(env "COOP_TLS=${variant#coop-tls-}" "$COOPRUN" --) ;;
         coop-trace) prefix=("$COOPRUN" --trace "$LOG/trace.json" --) ;;
-        native-cpu0) prefix=(taskset -c 0) ;;
-        coop-cpu0) prefix=(taskset -c 0 "$COOPRUN" --) ;;
+        native-onecpu) prefix=(taskset -c "$ONE_CPU") ;;
+        coop-onecpu) prefix=(taskset -c "$ONE_CPU" "$COOPRUN" --) ;;
     esac
     tag="micro-$variant-$(basename "$program")-${*// /_}"
     tag=${tag//\//_}
@@ -344,8 +345,10 @@ micro() {
 # MICRO_REPS rounds, native and coop in turn within each; results.md has the medians. The
 # compressors (not with --smoke) read COMPRESS_MB of numbers and base64 of random bytes.
 COMPRESS_MB=64
+# The first CPU this process may use, for the runs on one CPU (none without taskset).
+ONE_CPU=$(command -v taskset >/dev/null 2>&1 && taskset -cp $$ 2>/dev/null | sed 's/.*: *//; s/[-,].*//')
 run_micro() {
-    local n round tool tools=()
+    local n round mode tool tools=()
     say "micro-benchmarks ($MICRO_REPS x ${MICRO_T} s each)"
     if ((!smoke)); then
         for tool in pigz xz zstd sort; do command -v $tool >/dev/null && tools+=($tool); done
@@ -362,10 +365,14 @@ run_micro() {
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"
         micro coop mutex -t "$MICRO_T"
-        micro native sleep -t "$MICRO_T"
-        micro coop sleep -t "$MICRO_T"
-        micro native-cpu0 sleep -m beside -t "$MICRO_T"
-        micro coop-cpu0 sleep -m beside -t "$MICRO_T"
+        for mode in pair beside; do
+            micro native sleep -m $mode -t "$MICRO_T"
+            micro coop sleep -m $mode -t "$MICRO_T"
+        done
+        if [ -n "$ONE_CPU" ]; then
+            micro native-onecpu sleep -m beside -t "$MICRO_T"
+            micro coop-onecpu sleep -m beside -t "$MICRO_T"
+        fi
         micro native idle -n "$IDLE_NATIVE"
         for n in "${IDLE_COOP[@]}"; do micro coop idle -n "$n"; done
         micro native idle_tls -n "$IDLE_NATIVE"

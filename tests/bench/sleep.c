@@ -9,7 +9,7 @@
  *           system call: natively the kernel preempts a computing thread when the sleep
  *           ends; under coop the computing greenlets hold every hub, and only coop's
  *           preemption (and the sleeper's place ahead of them once its deadline passed)
- *           lets the sleeper run again.
+ *           lets the sleeper run again: with COOP_PREEMPT_MS=0 it never ends.
  *
  * Each line: bench=sleep_100us|sleep_1ms_beside_compute ns_per_op=X ops=N, X the average
  * length of one sleep.
