@@ -355,8 +355,8 @@ static __attribute__((noinline)) int lock_at_preempt_point(pthread_mutex_t *m)
     return mutex_lock(m);
 }
 
-/* A coop mutex whose owner nobody checks (normal or adaptive): one test, no branch per
- * condition, as the fast paths below want. */
+/* A coop mutex whose owner nobody checks (normal or adaptive): the kind compared once, and
+ * conditions joined with &, so that the fast paths below branch twice, not once for each. */
 static inline bool unchecked_coop_mutex(const pthread_mutex_t *m)
 {
     unsigned kind = (unsigned)m->__data.__kind & ~(unsigned)(KIND_ELISION_MASK | KIND_PSHARED);
