@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Debian's Apache httpd with its worker MPM (a thread per connection) serving static files,
-# under http_client.py: 100 clients, two requests each for files of 1 B to 1 MiB, every body
-# checked by SHA-256. The parent forks a child (which drops to www-data when run as root):
-# its main thread reads the parent's pipe of death, a listener thread accepts and hands each
-# connection to one of 128 worker threads waiting on a condition variable; the workers share
-# the scoreboard with the parent. SIGTERM to the parent must end both with status 0. Under
-# coop the child inherits the forking greenlet and its threads become greenlets (its OS
-# threads: its hubs).
+# Debian's Apache httpd serving static files, with its worker MPM (a thread per connection)
+# and its event MPM (Debian's default: a listener thread polls idle keep-alive connections,
+# workers serve requests), under http_client.py: 100 clients, two requests each for files of
+# 1 B to 1 MiB, every body checked by SHA-256. The parent forks a child (which drops to
+# www-data when run as root): its main thread reads the parent's pipe of death, a listener
+# thread accepts and hands connections to 128 worker threads waiting on a condition
+# variable; the workers share the scoreboard with the parent. SIGTERM to the parent must end
+# both with status 0. Under coop the child inherits the forking greenlet and its threads
+# become greenlets (its OS threads: its hubs).
 # shellcheck source=tests/realworld/lib.sh
 source "$(dirname "$0")/lib.sh"
 need apache2 apache2
@@ -29,19 +30,19 @@ expected_bytes=$(( (1 + 1000 + 65536 + 1048576) * CLIENTS * 2 / ${#sizes[@]} ))
 chmod a+rx "$TMP" "$TMP/www" && chmod a+r "$TMP/www"/*
 
 MODULES=/usr/lib/apache2/modules
-# conf MODE PORT: a configuration of its own (Debian's /etc/apache2 is left alone): a worker
+# conf MODE MPM PORT: a configuration of its own (Debian's /etc/apache2 is left alone): a worker
 # for every client, each connection kept open while the others are served.
 conf() {
     cat <<EOF
 ServerRoot $TMP
 ServerName localhost
-Listen 127.0.0.1:$2
-LoadModule mpm_worker_module $MODULES/mod_mpm_worker.so
+Listen 127.0.0.1:$3
+LoadModule mpm_$2_module $MODULES/mod_mpm_$2.so
 LoadModule authz_core_module $MODULES/mod_authz_core.so
 LoadModule mime_module $MODULES/mod_mime.so
 TypesConfig /etc/mime.types
-PidFile $TMP/apache.$1.pid
-ErrorLog $TMP/apache.$1.log
+PidFile $TMP/apache.$1.$2.pid
+ErrorLog $TMP/apache.$1.$2.log
 DocumentRoot $TMP/www
 <Directory $TMP/www>
     Require all granted
@@ -56,43 +57,45 @@ EOF
     [ "$(id -u)" -eq 0 ] && printf 'User www-data\nGroup www-data\n'
 }
 
-# serve MODE [PREFIX...]: one run; sets max_threads (the most OS threads of any one process:
-# the child's).
+# serve MODE MPM [PREFIX...]: one run; sets max_threads (the most OS threads of any one
+# process: the child's).
 serve() {
-    local mode=$1 port client line
-    shift
+    local mode=$1 mpm=$2 port client line
+    shift 2
     port=$(free_port)
-    conf "$mode" "$port" >"$TMP/apache.$mode.conf"
-    start_server "$mode" "$@" apache2 -f "$TMP/apache.$mode.conf" -DFOREGROUND
+    conf "$mode" "$mpm" "$port" >"$TMP/apache.$mode.$mpm.conf"
+    start_server "$mode" "$@" apache2 -f "$TMP/apache.$mode.$mpm.conf" -DFOREGROUND
     wait_port "$port"
     start_tree_sampler "$server"
     "$PYTHON" "$REALWORLD/http_client.py" "$port" "$TMP/www" $CLIENTS 2 "$TIMEOUT_S" >"$TMP/client.$mode" 2>&1
     client=$?
     stop_sampler
-    kill -0 "$server" 2>/dev/null || fail "$mode: apache2 died: $(tail -n 20 "$TMP/apache.$mode.log")"
+    kill -0 "$server" 2>/dev/null || fail "$mode, $mpm MPM: apache2 died: $(tail -n 20 "$TMP/apache.$mode.$mpm.log")"
     stop_server "$server" TERM
     line=$(head -n 1 "$TMP/client.$mode")
-    note "$mode: $line"
-    note "$mode: at most $max_threads OS threads in one process in $samples samples; exit status $status after SIGTERM"
-    ((client == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")"
+    note "$mode, $mpm MPM: $line"
+    note "$mode, $mpm MPM: at most $max_threads OS threads in one process in $samples samples; exit status $status after SIGTERM"
+    ((client == 0)) || fail "$mode, $mpm MPM: the client saw errors: $(cat "$TMP/client.$mode")"
     [ "$line" = "requests=$((CLIENTS * 2)) ok=$((CLIENTS * 2)) bad=0 errors=0 bytes=$expected_bytes" ] ||
-        fail "$mode: unexpected totals: $line"
-    [ "$status" -eq 0 ] || fail "$mode: apache2 exited with status $status on SIGTERM: $(tail -n 5 "$TMP/apache.$mode.log")"
-    ! pgrep -f "apache.$mode.conf" >/dev/null || fail "$mode: an apache2 process outlived its parent"
+        fail "$mode, $mpm MPM: unexpected totals: $line"
+    [ "$status" -eq 0 ] || fail "$mode, $mpm MPM: apache2 exited with status $status on SIGTERM: $(tail -n 5 "$TMP/apache.$mode.$mpm.log")"
+    ! pgrep -f "apache.$mode.$mpm.conf" >/dev/null || fail "$mode, $mpm MPM: an apache2 process outlived its parent"
     check_threads "$mode" "$max_threads"
 }
 
-serve native
-native_threads=$max_threads
-((native_threads >= CLIENTS)) || fail "native: only $native_threads OS threads in the child"
-COOP_STATS=1 serve coop "$COOPRUN" --
-coop_threads=$max_threads
-# Every process prints its stats at exit on its stderr, which Apache points at its error log;
-# the child's has the workers.
-created=$(sed -n 's/^coop: stats: .*created \([0-9][0-9]*\).*/\1/p' "$TMP/apache.coop.log" | sort -n | tail -n 1)
-note "coop: $(grep '^coop: stats: greenlets' "$TMP/apache.coop.log" | tr '\n' ' ')"
-((${created:-0} >= CLIENTS)) || fail "coop: Apache's threads did not become greenlets (created '$created')"
+for mpm in worker event; do
+    serve native $mpm
+    native_threads=$max_threads
+    ((native_threads >= CLIENTS)) || fail "native, $mpm MPM: only $native_threads OS threads in the child"
+    COOP_STATS=1 serve coop $mpm "$COOPRUN" --
+    coop_threads=$max_threads
+    # Every process prints its stats at exit on its stderr, which Apache points at its error
+    # log; the child's has the workers.
+    created=$(sed -n 's/^coop: stats: .*created \([0-9][0-9]*\).*/\1/p' "$TMP/apache.coop.$mpm.log" | sort -n | tail -n 1)
+    note "coop, $mpm MPM: $(grep '^coop: stats: greenlets' "$TMP/apache.coop.$mpm.log" | tr '\n' ' ')"
+    ((${created:-0} >= CLIENTS)) || fail "coop, $mpm MPM: Apache's threads did not become greenlets (created '$created')"
+done
 
-matrix "apache2, worker MPM (a thread per connection, in a forked child)" "$(pkg_version apache2)" \
+matrix "apache2, worker and event MPMs (threads in a forked child)" "$(pkg_version apache2)" \
     "$native_threads" "$coop_threads ($created greenlets)" pass
-echo "PASS: $((CLIENTS * 2)) bodies from Apache's worker MPM verified natively and under coop; SIGTERM ends it both times"
+echo "PASS: $((CLIENTS * 2)) bodies from each of Apache's worker and event MPMs verified natively and under coop; SIGTERM ends it every time"
