@@ -124,6 +124,10 @@ $(BUILD)/samples/lib%.so: tests/samples/libs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
 
+# early_locks is linked against libearly_locks.so, whose constructor uses the objects first.
+$(BUILD)/samples/early_locks: $(BUILD)/samples/libearly_locks.so
+$(BUILD)/samples/early_locks: SAMPLE_LIBS = -L$(BUILD)/samples -learly_locks -Wl,-rpath,'$$ORIGIN'
+
 # tls_modules is linked against the first (found beside it through its run path) and loads
 # the others from its own directory with dlopen.
 $(BUILD)/samples/tls_modules: $(addprefix $(BUILD)/samples/,libtls_linked.so libtls_loaded.so libtls_loaded_static.so)

@@ -17,7 +17,7 @@ static _Atomic uint32_t *seq(pthread_cond_t *c) { return (_Atomic uint32_t *)&c-
 
 static bool coop_owned(const pthread_cond_t *c)
 {
-    return shim_patched[FAM_thread] && !(c->__data.__wrefs & 1);
+    return !(c->__data.__wrefs & 1) && shim_thread_objects_ours();
 }
 
 /* A process-shared one is coop's to wait on only when a greenlet would wait. */

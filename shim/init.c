@@ -1,5 +1,6 @@
 /* Start-up: read the settings, resolve libc, turn the main thread into a hub. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 bool shim_patched[FAM_COUNT];
 bool shim_always_cooperative;
+atomic_bool shim_settings_read;        /* shim_patched holds the settings' word */
 
 static void print_patched(void)
 {
@@ -55,6 +57,7 @@ static void read_settings(struct coop_settings *core)
         _exit(2);
     }
     memcpy(shim_patched, s.patched, sizeof shim_patched);
+    atomic_store_explicit(&shim_settings_read, true, memory_order_release);
     *core = s.core;
     keep_to_self(&core->trace_file);
     keep_to_self(&core->profile_file);
@@ -67,6 +70,22 @@ static void read_settings(struct coop_settings *core)
         shim_proc_no_inherit();
     if (core->verbose)
         print_patched();
+}
+
+/*
+ * The loader may run other libraries' constructors before coop's, and their objects live
+ * on: each must follow one protocol from its first use, since glibc's and coop's read an
+ * rwlock's words differently (one that glibc left unlocked in its write phase reads, in
+ * coop's, as held by a reader: BIND's libisc sets OpenSSL up in its constructor, and named
+ * then waited for ever for that reader). So before the settings are read, the wrappers of
+ * those objects ask the environment what the settings will say (parsed again each time:
+ * a constructor takes few locks; a bad setting stops the program at coop's constructor).
+ */
+bool shim_thread_objects_ours_before_start(void)
+{
+    struct shim_settings s = { 0 };
+    char error[128];
+    return shim_parse_settings(environment, &s, error, sizeof error) == 0 && s.patched[FAM_thread];
 }
 
 /* A greenlet's end, on its own stack: what glibc does when a thread ends. */

@@ -16,7 +16,7 @@
 static _Atomic uint32_t *state(pthread_rwlock_t *l) { return (_Atomic uint32_t *)&l->__data.__readers; }
 static _Atomic uint32_t *writers_waiting(pthread_rwlock_t *l) { return (_Atomic uint32_t *)&l->__data.__writers; }
 
-static bool ours(const pthread_rwlock_t *l) { return shim_patched[FAM_thread] && l->__data.__shared == 0; }
+static bool ours(const pthread_rwlock_t *l) { return l->__data.__shared == 0 && shim_thread_objects_ours(); }
 static bool shared_for_greenlet(const pthread_rwlock_t *l) { return !ours(l) && shim_cooperative(FAM_thread) != NULL; }
 
 static bool readers_wait_for_writers(pthread_rwlock_t *l)

@@ -21,6 +21,17 @@ enum shim_family { FAM_io, FAM_net, FAM_poll, FAM_time, FAM_thread, FAM_dns, FAM
                    FAM_proc, FAM_signal, FAM_COUNT };
 extern const char *const shim_family_names[FAM_COUNT];
 extern bool shim_patched[FAM_COUNT];
+/* Whether the thread family's objects (rwlocks, condition variables, semaphores, barriers)
+ * follow coop's protocol: shim_patched's word, or before coop's constructor has read the
+ * settings, what they will say (init.c). */
+extern atomic_bool shim_settings_read;
+bool shim_thread_objects_ours_before_start(void);
+static inline bool shim_thread_objects_ours(void)
+{
+    return __builtin_expect(atomic_load_explicit(&shim_settings_read, memory_order_acquire), 1)
+               ? shim_patched[FAM_thread]
+               : shim_thread_objects_ours_before_start();
+}
 
 /* The real libc functions, resolved in the constructor or on first use. */
 #define COOP_FN(family, name, version) extern void *coop_real_##name __attribute__((visibility("hidden")));

@@ -37,7 +37,7 @@ EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))
  * it a sharing flag that is 0 for a private semaphore (FUTEX_PRIVATE_FLAG when shared) --- */
 
 static _Atomic uint32_t *sem_value(sem_t *s) { return (_Atomic uint32_t *)s; }
-static bool sem_ours(sem_t *s) { return shim_patched[FAM_thread] && ((int *)s)[2] == 0; }
+static bool sem_ours(sem_t *s) { return ((int *)s)[2] == 0 && shim_thread_objects_ours(); }
 
 /* 0, or -1 with errno EAGAIN (try), ETIMEDOUT or EINTR. */
 
@@ -127,7 +127,7 @@ struct barrier { _Atomic uint32_t in, round; uint32_t count; int shared; };
 EXPORT int pthread_barrier_wait(pthread_barrier_t *barrier)
 {
     struct barrier *b = (struct barrier *)barrier;
-    if (!shim_patched[FAM_thread] || b->shared)
+    if (b->shared || !shim_thread_objects_ours())
         return REAL(pthread_barrier_wait)(barrier);
     uint32_t round = atomic_load(&b->round);
     if (atomic_fetch_add(&b->in, 1) + 1 == b->count) {

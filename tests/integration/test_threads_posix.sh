@@ -5,9 +5,10 @@
 # exactly as glibc's, process-shared ones shared with a plain glibc process (pshared); calls
 # on threads already joined or detached (joined); scheduling attributes and CPU clocks per
 # thread (sched_clock); stacks that overflow where a thread's of the same size and guard does
-# (stack_depth, within a page). Each program runs natively and under coop with each TLS
-# mechanism (COOP_TLS): the same result lines, and under coop one OS thread (+ coop's runtime
-# threads).
+# (stack_depth, within a page); a read-write lock, a semaphore and a condition variable that
+# a library's constructor used first, which the loader may run before coop's (early_locks).
+# Each program runs natively and under coop with each TLS mechanism (COOP_TLS): the same
+# result lines, and under coop one OS thread (+ coop's runtime threads).
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
@@ -30,6 +31,7 @@ RUNS=(
     "joined joined"
     "sched_clock sched_clock"
     "stack_depth stack_depth"
+    "early_locks early_locks"
 )
 
 for run in "${RUNS[@]}"; do

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Debian's BIND 9 named (a libuv loop per CPU, a timer thread, OpenSSL) as the authoritative
+# server of a local zone: no recursion, no network. Two dig processes at once ask 200
+# questions over TCP, 180 names of the zone (A records) and 20 that are not in it; every
+# answer must be the zone's record, every status NOERROR or NXDOMAIN as due. SIGTERM must
+# then end it with status 0.
+#
+# named's libraries set OpenSSL up in a constructor (libisc's), which the loader runs before
+# coop's: the read-write locks it takes there must already follow coop's protocol, or named
+# waits for ever at start-up for a reader that glibc's encoding made up (early_locks in
+# test_threads_posix holds that by construction).
+# shellcheck source=tests/realworld/lib.sh
+source "$(dirname "$0")/lib.sh"
+PATH=$PATH:/usr/sbin # named is in /usr/sbin, which a user's PATH may lack
+need named bind9
+need dig bind9-dnsutils
+need_library
+
+NAMES=180 MISSING=20 BATCHES=2 DIG_TIMEOUT_S=30 LIMIT_S=120 # hang guards
+# Runtime threads allowed under coop: none (a numeric listen address, a zone from a file).
+ALLOWED_RUNTIME=0
+ZONE=coop.test
+
+{
+    echo "\$TTL 300"
+    echo "@ IN SOA ns.$ZONE. admin.$ZONE. 1 3600 600 86400 300"
+    echo "@ IN NS ns.$ZONE."
+    echo "ns IN A 127.0.0.1"
+} >"$TMP/zone"
+: >"$TMP/expected"
+for n in $(seq $NAMES); do
+    echo "host-$n IN A 10.0.$((n / 256)).$((n % 256))" >>"$TMP/zone"
+    echo "host-$n.$ZONE. 300 IN A 10.0.$((n / 256)).$((n % 256))" >>"$TMP/expected"
+    echo "host-$n.$ZONE. A" >>"$TMP/questions.$((n % BATCHES))"
+done
+for n in $(seq $MISSING); do
+    echo "missing-$n.$ZONE. A" >>"$TMP/questions.$((n % BATCHES))"
+done
+sort "$TMP/expected" >"$TMP/expected.sorted"
+
+# conf MODE PORT: no control channel, no recursion, files in $TMP.
+conf() {
+    cat <<EOF
+options {
+    directory "$TMP";
+    listen-on port $2 { 127.0.0.1; };
+    listen-on-v6 { none; };
+    recursion no;
+    pid-file "$TMP/named.$1.pid";
+    session-keyfile "$TMP/session.$1.key";
+};
+controls { };
+zone "$ZONE" { type primary; file "$TMP/zone"; };
+EOF
+}
+
+# serve MODE [PREFIX...]: one run; sets max_threads.
+serve() {
+    local mode=$1 port batch pids=() answers noerror nxdomain
+    shift
+    port=$(free_port)
+    conf "$mode" "$port" >"$TMP/named.$mode.conf"
+    start_server "$mode" "$@" named -g -c "$TMP/named.$mode.conf"
+    wait_port "$port"
+    start_sampler "$server"
+    for batch in $(seq 0 $((BATCHES - 1))); do
+        timeout $LIMIT_S dig @127.0.0.1 -p "$port" +tcp +tries=1 +time=$DIG_TIMEOUT_S \
+            +noall +comments +answer -f "$TMP/questions.$batch" >"$TMP/dig.$mode.$batch" 2>&1 &
+        pids+=($!)
+    done
+    for batch in "${!pids[@]}"; do
+        wait "${pids[$batch]}" || fail "$mode: dig of batch $batch exited with status $?: $(tail -n 3 "$TMP/dig.$mode.$batch")"
+    done
+    stop_sampler
+    kill -0 "$server" 2>/dev/null || fail "$mode: named died: $(tail -n 20 "$TMP/$mode.err")"
+    stop_server "$server" TERM
+    cat "$TMP/dig.$mode".* >"$TMP/dig.$mode"
+    answers=$(grep -v '^;' "$TMP/dig.$mode" | grep . | awk '{$1 = $1; print}' | sort)
+    noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$mode")
+    nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
+    note "$mode: NOERROR $noerror, NXDOMAIN $nxdomain; at most $max_threads OS threads in $samples samples; exit status $status after SIGTERM"
+    [ "$answers" = "$(cat "$TMP/expected.sorted")" ] ||
+        fail "$mode: answers differ from the zone: $(diff <(echo "$answers") "$TMP/expected.sorted" | head -n 5)"
+    ((noerror == NAMES && nxdomain == MISSING)) || fail "$mode: $noerror NOERROR and $nxdomain NXDOMAIN, expected $NAMES and $MISSING"
+    [ "$status" -eq 0 ] || fail "$mode: named exited with status $status on SIGTERM: $(tail -n 5 "$TMP/$mode.err")"
+    check_threads "$mode" "$max_threads"
+}
+
+serve native
+native_threads=$max_threads
+COOP_STATS=1 serve coop "$COOPRUN" --
+coop_threads=$max_threads
+created=$(coop_stat created "$TMP/coop.err")
+note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
+((${created:-0} >= 2)) || fail "coop: named's threads did not become greenlets (created '$created')"
+
+matrix "named (BIND 9: a libuv loop per CPU; OpenSSL set up in a library's constructor)" "$(pkg_version bind9)" \
+    "$native_threads" "$coop_threads ($created greenlets)" pass
+echo "PASS: $((NAMES + MISSING)) questions answered from the zone by named natively and under coop; SIGTERM ends it both times"

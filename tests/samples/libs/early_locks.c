@@ -1,0 +1,30 @@
+/*
+ * A library whose constructor uses synchronisation objects that live on: the loader may run
+ * it before coop's constructor (it did with BIND's libisc, which sets OpenSSL up there), and
+ * the program then uses the same objects under coop (early_locks.c).
+ */
+#include <pthread.h>
+#include <semaphore.h>
+#include <time.h>
+
+pthread_rwlock_t early_rwlock = PTHREAD_RWLOCK_INITIALIZER;
+pthread_mutex_t early_mutex = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t early_cond = PTHREAD_COND_INITIALIZER;
+sem_t early_sem;
+
+__attribute__((constructor)) static void use_them_once(void)
+{
+    /* Readers, then a writer last: glibc leaves the lock in its write phase. */
+    pthread_rwlock_rdlock(&early_rwlock);
+    pthread_rwlock_unlock(&early_rwlock);
+    pthread_rwlock_wrlock(&early_rwlock);
+    pthread_rwlock_unlock(&early_rwlock);
+    sem_init(&early_sem, 0, 0);
+    sem_post(&early_sem);
+    /* A wait that times out at once, and a signal nobody waits for. */
+    struct timespec past = { 0, 0 };
+    pthread_mutex_lock(&early_mutex);
+    pthread_cond_timedwait(&early_cond, &early_mutex, &past);
+    pthread_mutex_unlock(&early_mutex);
+    pthread_cond_signal(&early_cond);
+}
