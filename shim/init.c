@@ -1,4 +1,5 @@
 /* Start-up: read the settings, resolve libc, turn the main thread into a hub. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 bool shim_patched[FAM_COUNT];
 bool shim_always_cooperative;
 atomic_bool shim_settings_read;        /* shim_patched holds the settings' word */
+static _Atomic int thread_objects_early = -1;  /* what the settings said before: -1 unasked */
 
 static void print_patched(void)
 {
@@ -57,6 +59,8 @@ static void read_settings(struct coop_settings *core)
         _exit(2);
     }
     memcpy(shim_patched, s.patched, sizeof shim_patched);
+    if (atomic_load(&thread_objects_early) >= 0)
+        shim_patched[FAM_thread] = atomic_load(&thread_objects_early);
     atomic_store_explicit(&shim_settings_read, true, memory_order_release);
     *core = s.core;
     keep_to_self(&core->trace_file);
@@ -78,14 +82,22 @@ static void read_settings(struct coop_settings *core)
  * rwlock's words differently (one that glibc left unlocked in its write phase reads, in
  * coop's, as held by a reader: BIND's libisc sets OpenSSL up in its constructor, and named
  * then waited for ever for that reader). So before the settings are read, the wrappers of
- * those objects ask the environment what the settings will say (parsed again each time:
- * a constructor takes few locks; a bad setting stops the program at coop's constructor).
+ * those objects ask the environment what the settings will say, once; the settings keep
+ * that answer even if a constructor changed COOP_PATCH since (a bad setting stops the
+ * program at coop's constructor anyway).
  */
 bool shim_thread_objects_ours_before_start(void)
 {
-    struct shim_settings s = { 0 };
-    char error[128];
-    return shim_parse_settings(environment, &s, error, sizeof error) == 0 && s.patched[FAM_thread];
+    int answer = atomic_load(&thread_objects_early);
+    if (answer < 0) {
+        struct shim_settings s = { 0 };
+        char error[128];
+        int saved_errno = errno;
+        answer = shim_parse_settings(environment, &s, error, sizeof error) == 0 && s.patched[FAM_thread];
+        errno = saved_errno;
+        atomic_store(&thread_objects_early, answer);
+    }
+    return answer;
 }
 
 /* A greenlet's end, on its own stack: what glibc does when a thread ends. */

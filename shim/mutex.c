@@ -37,13 +37,17 @@ static bool coop_owned(const pthread_mutex_t *m)
 static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PSHARED; }
 
 /* Computed once per thread-local area: every greenlet has its own (core/tls.c), and a
- * thread's original context keeps the id its thread had, whichever came first. */
+ * thread's original context keeps the id its thread had, whichever came first. The main
+ * greenlet keeps the initial thread's area and its tid, the pid, whether or not a library's
+ * constructor locked something as that thread before coop's constructor ran. */
 static __thread int owner_id;
 
 static __attribute__((noinline)) int first_owner_id(void)
 {
     struct coop_greenlet *g = coop_self();
-    owner_id = g != NULL ? (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000 : gettid();
+    owner_id = g == NULL ? gettid()
+               : coop_greenlet_is_main(g) ? getpid()
+                                          : (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000;
     return owner_id;
 }
 

@@ -62,6 +62,9 @@ for mechanism in "${TLS_MECHANISMS[@]}"; do
         check_coop "COOP_TLS=$mechanism" "${words[0]}" "$SAMPLES/${words[1]}" "${words[@]:2}"
     done
     depths_within_a_page "COOP_TLS=$mechanism"
+    # early_locks tests something only where the loader ran its library's constructor first.
+    grep -q "ran before coop's" "$TMP/early_locks.COOP_TLS=$mechanism.err" ||
+        problems+=("COOP_TLS=$mechanism: early_locks' constructor did not run before coop's: $(cat "$TMP/early_locks.COOP_TLS=$mechanism.err")")
 done
 fail_on_problems
 echo "PASS: ${#RUNS[@]} programs print the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"

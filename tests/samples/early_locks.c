@@ -1,8 +1,9 @@
 /*
- * early_locks: a read-write lock, a semaphore and a condition variable that a library's
- * constructor used before main (libs/early_locks.c; under coop possibly before coop's own
- * constructor) work as usual afterwards, between main and a second thread. Prints one line
- * per object; a lock misread as held hangs instead (test_threads_posix bounds the run).
+ * early_locks: a read-write lock, a semaphore, a condition variable and a barrier that a
+ * library's constructor used before main (libs/early_locks.c; under coop possibly before
+ * coop's own constructor) work as usual afterwards, between main and a second thread. Prints
+ * one line per object; a lock misread as held hangs instead (test_threads_posix bounds the
+ * run).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 extern pthread_rwlock_t early_rwlock;
 extern pthread_mutex_t early_mutex;
 extern pthread_cond_t early_cond;
+extern pthread_barrier_t early_barrier;
 extern sem_t early_sem;
 
 static int other_read, other_write;
@@ -71,5 +73,8 @@ int main(void)
     pthread_mutex_unlock(&early_mutex);
     pthread_join(t, NULL);
     printf("cond: wait %d, signalled %d\n", waited, signalled);
+
+    int crossed = pthread_barrier_wait(&early_barrier);
+    printf("barrier: wait %s\n", crossed == PTHREAD_BARRIER_SERIAL_THREAD ? "PTHREAD_BARRIER_SERIAL_THREAD" : strerror(crossed));
     return 0;
 }

@@ -5,20 +5,30 @@
  */
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdio.h>
 #include <time.h>
 
 pthread_rwlock_t early_rwlock = PTHREAD_RWLOCK_INITIALIZER;
 pthread_mutex_t early_mutex = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t early_cond = PTHREAD_COND_INITIALIZER;
+pthread_barrier_t early_barrier;
 sem_t early_sem;
+
+/* coop's, when it is preloaded: whether the calling thread runs as a greenlet yet. */
+extern int coop_active(void) __attribute__((weak));
 
 __attribute__((constructor)) static void use_them_once(void)
 {
+    if (coop_active != NULL)
+        fprintf(stderr, "early_locks: this constructor ran %s coop's\n", coop_active() ? "after" : "before");
     /* Readers, then a writer last: glibc leaves the lock in its write phase. */
     pthread_rwlock_rdlock(&early_rwlock);
     pthread_rwlock_unlock(&early_rwlock);
     pthread_rwlock_wrlock(&early_rwlock);
     pthread_rwlock_unlock(&early_rwlock);
+    /* A barrier of one, crossed once: glibc counts on where coop starts again. */
+    pthread_barrier_init(&early_barrier, NULL, 1);
+    pthread_barrier_wait(&early_barrier);
     sem_init(&early_sem, 0, 0);
     sem_post(&early_sem);
     /* A wait that times out at once, and a signal nobody waits for. */
