@@ -113,14 +113,47 @@ start_http_backend() {
     wait_port "$backend_port"
 }
 
+# make_www SIZE...: $TMP/www/file-SIZE of SIZE random bytes each, for http_client.py; sets
+# www_bytes, their sum.
+make_www() {
+    local size
+    mkdir -p "$TMP/www"
+    www_bytes=0
+    for size in "$@"; do
+        head -c "$size" /dev/urandom >"$TMP/www/file-$size"
+        www_bytes=$((www_bytes + size))
+    done
+}
+
+# start_dig MODE PORT BATCH [DIG OPTION...]: asks the server on 127.0.0.1:PORT the questions
+# of $TMP/questions.BATCH in the background (bounded by LIMIT_S and DIG_TIMEOUT_S), the
+# answers and statuses in $TMP/dig.MODE.BATCH; wait_digs MODE waits for every one started and
+# puts their output together in $TMP/dig.MODE.
+dig_pids=()
+start_dig() {
+    local mode=$1 port=$2 batch=$3
+    shift 3
+    timeout "$LIMIT_S" dig @127.0.0.1 -p "$port" "$@" +tries=1 +time="$DIG_TIMEOUT_S" \
+        +noall +comments +answer -f "$TMP/questions.$batch" >"$TMP/dig.$mode.$batch" 2>&1 &
+    dig_pids[batch]=$!
+}
+wait_digs() {
+    local mode=$1 batch
+    for batch in "${!dig_pids[@]}"; do
+        wait "${dig_pids[batch]}" || fail "$mode: dig of batch $batch exited with status $?: $(tail -n 3 "$TMP/dig.$mode.$batch")"
+    done
+    dig_pids=()
+    cat "$TMP/dig.$mode".* >"$TMP/dig.$mode"
+}
+
 # drive_http_proxy MODE NAME PORT SIGNAL CLIENTS ROUNDS BYTES: http_client.py through the proxy
 # NAME ($server, started as MODE, listening on PORT) for the files of $TMP/www, its OS threads
-# sampled meanwhile, then SIGNAL to stop it: every body right, BYTES in all, exit status 0.
-# Sets max_threads.
+# sampled meanwhile (those of the process tree with SAMPLER=start_tree_sampler), then SIGNAL
+# to stop it: every body right, BYTES in all, exit status 0. Sets max_threads.
 drive_http_proxy() {
     local mode=$1 name=$2 port=$3 signal=$4 requests=$(($5 * $6)) bytes=$7 client line
     wait_port "$port"
-    start_sampler "$server"
+    "${SAMPLER:-start_sampler}" "$server"
     "$PYTHON" "$REALWORLD/http_client.py" "$port" "$TMP/www" "$5" "$6" "$TIMEOUT_S" >"$TMP/client.$mode" 2>&1
     client=$?
     stop_sampler
@@ -133,6 +166,18 @@ drive_http_proxy() {
     [ "$line" = "requests=$requests ok=$requests bad=0 errors=0 bytes=$bytes" ] || fail "$mode: unexpected totals: $line"
     [ "$status" -eq 0 ] || fail "$mode: $name exited with status $status on SIG$signal: $(tail -n 5 "$TMP/$mode.err")"
     check_threads "$mode" "$max_threads"
+}
+
+# native_and_coop RUN: `RUN native`, then `COOP_STATS=1 RUN coop $COOPRUN --`; sets
+# native_threads and coop_threads (their max_threads) and created (the greenlets coop's stats
+# in $TMP/coop.err count).
+native_and_coop() {
+    "$1" native
+    native_threads=$max_threads
+    COOP_STATS=1 "$1" coop "$COOPRUN" --
+    coop_threads=$max_threads
+    created=$(coop_stat created "$TMP/coop.err")
+    note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
 }
 
 # coop_stat KEY FILE: a number from COOP_STATS=1's lines in FILE ("greenlets created 210,

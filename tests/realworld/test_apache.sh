@@ -20,13 +20,9 @@ CLIENTS=100 TIMEOUT_S=30
 # through the fd it opens (no pool).
 ALLOWED_RUNTIME=0
 
-mkdir -p "$TMP/www"
-sizes=(1 1000 65536 1048576)
-for size in "${sizes[@]}"; do
-    head -c "$size" /dev/urandom >"$TMP/www/file-$size"
-done
-# Two requests per client, for the files in turn (http_client.py).
-expected_bytes=$(( (1 + 1000 + 65536 + 1048576) * CLIENTS * 2 / ${#sizes[@]} ))
+make_www 1 1000 65536 1048576
+# Two requests per client, for the four files in turn (http_client.py).
+expected_bytes=$((www_bytes * CLIENTS * 2 / 4))
 # As root Apache serves as www-data, which must reach the files.
 chmod a+rx "$TMP" "$TMP/www" && chmod a+r "$TMP/www"/*
 if [ "$(id -u)" -eq 0 ]; then
@@ -65,30 +61,16 @@ EOF
 # serve MODE MPM [PREFIX...]: one run; sets max_threads (the most OS threads of any one
 # process: the child's).
 serve() {
-    local mode=$1 mpm=$2 port client line
+    local mode=$1 mpm=$2 port
     shift 2
     port=$(free_port)
     conf "$mode" "$mpm" "$port" >"$TMP/apache.$mode.$mpm.conf"
     start_server "$mode" "$@" apache2 -f "$TMP/apache.$mode.$mpm.conf" -DFOREGROUND
-    wait_port "$port"
-    start_tree_sampler "$server"
-    "$PYTHON" "$REALWORLD/http_client.py" "$port" "$TMP/www" $CLIENTS 2 "$TIMEOUT_S" >"$TMP/client.$mode" 2>&1
-    client=$?
-    stop_sampler
-    kill -0 "$server" 2>/dev/null || fail "$mode, $mpm MPM: apache2 died: $(tail -n 20 "$TMP/apache.$mode.$mpm.log")"
-    stop_server "$server" TERM
-    line=$(head -n 1 "$TMP/client.$mode")
-    note "$mode, $mpm MPM: $line"
-    note "$mode, $mpm MPM: at most $max_threads OS threads in one process in $samples samples; exit status $status after SIGTERM"
-    ((client == 0)) || fail "$mode, $mpm MPM: the client saw errors: $(cat "$TMP/client.$mode")"
-    [ "$line" = "requests=$((CLIENTS * 2)) ok=$((CLIENTS * 2)) bad=0 errors=0 bytes=$expected_bytes" ] ||
-        fail "$mode, $mpm MPM: unexpected totals: $line"
-    [ "$status" -eq 0 ] || fail "$mode, $mpm MPM: apache2 exited with status $status on SIGTERM: $(tail -n 5 "$TMP/apache.$mode.$mpm.log")"
+    SAMPLER=start_tree_sampler drive_http_proxy "$mode" "apache2 ($mpm MPM)" "$port" TERM $CLIENTS 2 "$expected_bytes"
     if pgrep -f "$TMP/apache.$mode.$mpm.conf" >/dev/null; then
         pkill -KILL -f "$TMP/apache.$mode.$mpm.conf"
         fail "$mode, $mpm MPM: an apache2 process outlived its parent"
     fi
-    check_threads "$mode" "$max_threads"
 }
 
 for mpm in worker event; do

@@ -59,7 +59,7 @@ EOF
 
 # serve MODE [PREFIX...]: one run; sets max_threads.
 serve() {
-    local mode=$1 port batch pids=() answers noerror nxdomain
+    local mode=$1 port batch answers noerror nxdomain
     shift
     port=$(free_port)
     conf "$mode" "$port" >"$TMP/named.$mode.conf"
@@ -67,17 +67,12 @@ serve() {
     wait_port "$port"
     start_sampler "$server"
     for batch in $(seq 0 $((BATCHES - 1))); do
-        timeout $LIMIT_S dig @127.0.0.1 -p "$port" +tcp +tries=1 +time=$DIG_TIMEOUT_S \
-            +noall +comments +answer -f "$TMP/questions.$batch" >"$TMP/dig.$mode.$batch" 2>&1 &
-        pids+=($!)
+        start_dig "$mode" "$port" "$batch" +tcp
     done
-    for batch in "${!pids[@]}"; do
-        wait "${pids[$batch]}" || fail "$mode: dig of batch $batch exited with status $?: $(tail -n 3 "$TMP/dig.$mode.$batch")"
-    done
+    wait_digs "$mode"
     stop_sampler
     kill -0 "$server" 2>/dev/null || fail "$mode: named died: $(tail -n 20 "$TMP/$mode.err")"
     stop_server "$server" TERM
-    cat "$TMP/dig.$mode".* >"$TMP/dig.$mode"
     answers=$(grep -v '^;' "$TMP/dig.$mode" | grep . | awk '{$1 = $1; print}' | sort)
     noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$mode")
     nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
@@ -89,12 +84,7 @@ serve() {
     check_threads "$mode" "$max_threads"
 }
 
-serve native
-native_threads=$max_threads
-COOP_STATS=1 serve coop "$COOPRUN" --
-coop_threads=$max_threads
-created=$(coop_stat created "$TMP/coop.err")
-note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
+native_and_coop serve
 ((${created:-0} >= 2)) || fail "coop: named's threads did not become greenlets (created '$created')"
 
 matrix "named (BIND 9: a libuv loop per CPU; OpenSSL set up in a library's constructor)" "$(pkg_version bind9)" \

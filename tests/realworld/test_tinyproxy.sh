@@ -18,13 +18,9 @@ CLIENTS=100 TIMEOUT_S=30
 # no pool (shim/dns.c).
 ALLOWED_RUNTIME=0
 
-mkdir -p "$TMP/www"
-sizes=(1 1000 65536 1048576)
-for size in "${sizes[@]}"; do
-    head -c "$size" /dev/urandom >"$TMP/www/file-$size"
-done
-# One request per client, for the files in turn (http_client.py).
-expected_bytes=$(( (1 + 1000 + 65536 + 1048576) * CLIENTS / ${#sizes[@]} ))
+make_www 1 1000 65536 1048576
+# One request per client, for the four files in turn (http_client.py).
+expected_bytes=$((www_bytes * CLIENTS / 4))
 
 start_http_backend
 
@@ -39,12 +35,7 @@ proxy() {
     drive_http_proxy "$mode" tinyproxy "$port" TERM $CLIENTS 1 "$expected_bytes"
 }
 
-proxy native
-native_threads=$max_threads
-COOP_STATS=1 proxy coop "$COOPRUN" --
-coop_threads=$max_threads
-created=$(coop_stat created "$TMP/coop.err")
-note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
+native_and_coop proxy
 ((created >= CLIENTS)) || fail "coop: tinyproxy's threads did not become greenlets (created '$created')"
 stop_server "$backend" TERM
 

@@ -88,23 +88,17 @@ sort "$TMP/expected" >"$TMP/expected.sorted"
 # even ones over UDP from a SOURCE_PORT each. Sets answers (the answer lines, sorted, in
 # $TMP/answers.MODE), noerror and nxdomain (status counts).
 ask() {
-    local mode=$1 port=$2 batch pids=() transport
+    local mode=$1 port=$2 batch
     shift 2
     for batch in $(seq 0 $((BATCHES - 1))); do
         if ((batch % 2)); then
-            transport=(+tcp)
+            start_dig "$mode" "$port" "$batch" +tcp
         else
-            transport=(+notcp -b "127.0.0.1#$1")
+            start_dig "$mode" "$port" "$batch" +notcp -b "127.0.0.1#$1"
             shift
         fi
-        timeout $LIMIT_S dig @127.0.0.1 -p "$port" "${transport[@]}" +tries=1 +time=$DIG_TIMEOUT_S \
-            +noall +comments +answer -f "$TMP/questions.$batch" >"$TMP/dig.$mode.$batch" 2>&1 &
-        pids+=($!)
     done
-    for batch in "${!pids[@]}"; do
-        wait "${pids[$batch]}" || fail "$mode: dig of batch $batch exited with status $?: $(tail -n 3 "$TMP/dig.$mode.$batch")"
-    done
-    cat "$TMP/dig.$mode".* >"$TMP/dig.$mode"
+    wait_digs "$mode"
     grep -v '^;' "$TMP/dig.$mode" | grep . | awk '{$1 = $1; print}' | sort >"$TMP/answers.$mode"
     noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$mode")
     nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
