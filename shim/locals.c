@@ -35,6 +35,15 @@ struct locals {
     struct tls_dtor *tls_dtors;    /* most recent first, the order they run in */
 };
 
+/* The locals come from glibc's own allocator, never from the program's malloc: an allocator
+ * that keeps its per-thread state in a pthread key (jemalloc does) sets it while it starts,
+ * and a malloc of ours then would start it again inside itself (jemalloc registered its fork
+ * handlers twice, and a fork deadlocked in them: varnishd at start-up). */
+void *__libc_malloc(size_t size);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void __libc_free(void *p);
+
 static __thread struct locals *thread_locals;
 static pthread_key_t thread_exit_key;
 
@@ -54,7 +63,7 @@ static struct locals *my_locals(bool create, const void *caller)
     struct locals **slot = coop_from_sanitizer(caller) ? coop_os_thread_local(&thread_locals)
                                                        : locals_slot(coop_self());
     if (*slot == NULL && create) {
-        *slot = calloc(1, sizeof **slot);
+        *slot = __libc_calloc(1, sizeof **slot);
         if (*slot != NULL && slot == &thread_locals)
             REAL(pthread_setspecific)(thread_exit_key, *slot);   /* for the destructors */
     }
@@ -101,7 +110,7 @@ EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
         return ENOMEM;
     if (key >= l->len) {
         unsigned len = key < 32 ? 32 : KEYS_MAX;
-        void *values = realloc(l->values, len * sizeof l->values[0]);
+        void *values = __libc_realloc(l->values, len * sizeof l->values[0]);
         if (values == NULL)
             return ENOMEM;
         l->values = values;
@@ -124,9 +133,9 @@ EXPORT int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso)
     if (g == NULL || coop_greenlet_is_main(g))
         return REAL(__cxa_thread_atexit_impl)(fn, obj, dso);
     struct locals *l = my_locals(true, NULL);
-    struct tls_dtor *d = malloc(sizeof *d);
+    struct tls_dtor *d = __libc_malloc(sizeof *d);
     if (l == NULL || d == NULL) {
-        free(d);
+        __libc_free(d);
         return -1;
     }
     *d = (struct tls_dtor){ l->tls_dtors, fn, obj };
@@ -144,7 +153,7 @@ static void run_destructors(struct locals *l, bool keep)
         struct tls_dtor *d = l->tls_dtors;
         l->tls_dtors = d->next;
         d->fn(d->obj);
-        free(d);
+        __libc_free(d);
     }
     for (int round = 0; round < DESTRUCTOR_ROUNDS; round++) {
         bool ran = false;
@@ -163,8 +172,8 @@ static void run_destructors(struct locals *l, bool keep)
     }
     if (keep)
         return;
-    free(l->values);
-    free(l);
+    __libc_free(l->values);
+    __libc_free(l);
 }
 
 void shim_locals_exit(struct coop_greenlet *g)

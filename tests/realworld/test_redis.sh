@@ -2,8 +2,8 @@
 # Debian's redis-server (jemalloc; three background threads, bio_close_file, bio_aof_fsync and
 # bio_lazy_free, waiting on condition variables) under redis_client.py: 50 concurrent
 # connections SET 10,000 keys (1 B to 8 KiB), INCR one shared counter 10,000 times and GET
-# every key back; the counter must read 10,000 and DBSIZE 10,001. Natively redis has 4 OS
-# threads; under cooprun one.
+# every key back; the counter must read 10,000 and DBSIZE 10,001; then BGSAVE (a fork) must
+# write the snapshot. Natively redis has 4 OS threads; under cooprun one.
 #
 # Then --io-threads 4: redis's main thread hands the replies to its I/O threads and spins
 # until their pending counts drop to zero (a loop over atomic loads,
@@ -71,6 +71,24 @@ dump() {
     sed -n '/^coop: greenlets/,$p' "$TMP/$1.err" | head -n 200
 }
 
+# bgsave MODE: BGSAVE, redis's fork of a child that writes the snapshot; it must succeed
+# (INFO persistence) and leave the dump file, within HANG_GUARD_S. jemalloc's fork handlers
+# run in that fork: under coop they once deadlocked there, registered twice (locals.c).
+bgsave() {
+    local mode=$1 info _
+    rm -f "$TMP/dump.rdb"
+    timeout "$HANG_GUARD_S" redis-cli -p "$port" BGSAVE >/dev/null || fail "$mode: BGSAVE got no answer$(dump "$mode")"
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
+        info=$(timeout "$HANG_GUARD_S" redis-cli -p "$port" INFO persistence | tr -d '\r')
+        grep -q '^rdb_bgsave_in_progress:0' <<<"$info" && break
+        sleep 0.1
+    done
+    grep -q '^rdb_last_bgsave_status:ok' <<<"$info" && [ -s "$TMP/dump.rdb" ] ||
+        fail "$mode: BGSAVE did not write $TMP/dump.rdb: $(grep -E '^rdb_(bgsave_in_progress|last_bgsave_status)' <<<"$info" | tr '\n' ' ')$(dump "$mode")"
+    note "$mode: BGSAVE wrote a dump of $(stat -c %s "$TMP/dump.rdb") bytes"
+    rm "$TMP/dump.rdb"      # the next server would start from it
+}
+
 # shutdown MODE: SHUTDOWN NOSAVE through the protocol; redis exits 0.
 shutdown() {
     exec 3<>"/dev/tcp/127.0.0.1/$port"
@@ -85,12 +103,14 @@ start native --
 client native
 native_threads=$max_threads
 check_threads native "$native_threads"
+bgsave native
 shutdown native
 
 COOP_STATS=1 COOP_DUMP_SIGNAL=$DUMP_SIGNAL start coop "$COOPRUN" -- --
 client coop
 coop_threads=$max_threads
 check_threads coop "$coop_threads"
+bgsave coop
 shutdown coop
 created=$(coop_stat created "$TMP/coop.err")
 note "coop: $(grep '^coop: stats: greenlets' "$TMP/coop.err")"
