@@ -239,6 +239,10 @@ int coop_wait_fd(int fd, int events, int64_t deadline);
 int coop_sleep_until(int64_t deadline);
 /* The fd is being closed or replaced: its waiters wake with EBADF, its watcher goes. */
 void coop_fd_forget(int fd);
+/* Whether fd is one of the runtime's own (a hub's epoll sets and wake fd), which the program
+ * never had and must not close; the first such fd from `from` on, or -1. */
+bool coop_fd_is_runtime(int fd);
+int coop_runtime_fd_next(unsigned from);
 
 /* Parks the caller (greenlet or OS thread) on addr while still_wait(ctx) holds, checked
  * under the lot's lock so no wakeup is lost. 0 when unparked, EAGAIN when still_wait was

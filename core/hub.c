@@ -287,13 +287,64 @@ void coop_hub_run(struct coop_hub *h)
     hub_loop(h);
 }
 
+/*
+ * The runtime's own fds, the hubs' sets and wake fds, were never the program's: its close,
+ * close_range and closefrom leave them open (shim/io.c), as a daemon's close_range(3, ~0)
+ * at start-up would otherwise close a hub's sets, and a later fd of the program take their
+ * numbers (varnishd's listening socket became a forked child's new epoll set). A bit per fd
+ * below RUNTIME_FDS_TRACKED; set by whoever makes one, cleared by whoever closes it.
+ */
+#define RUNTIME_FDS_TRACKED 65536
+static _Atomic uint64_t runtime_fds[RUNTIME_FDS_TRACKED / 64];
+
+static long runtime_fd(long fd)
+{
+    if (fd >= 0 && fd < RUNTIME_FDS_TRACKED)
+        atomic_fetch_or(&runtime_fds[fd / 64], 1ull << (fd % 64));
+    return fd;
+}
+
+static void close_runtime_fd(int fd)
+{
+    if (fd < 0)
+        return;
+    if (fd < RUNTIME_FDS_TRACKED)
+        atomic_fetch_and(&runtime_fds[fd / 64], ~(1ull << (fd % 64)));
+    coop_sys(SYS_close, fd, 0, 0);
+}
+
+bool coop_fd_is_runtime(int fd)
+{
+    return fd >= 0 && fd < RUNTIME_FDS_TRACKED
+           && (atomic_load_explicit(&runtime_fds[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+}
+
+int coop_runtime_fd_next(unsigned from)
+{
+    for (unsigned w = from / 64; w < RUNTIME_FDS_TRACKED / 64; w++) {
+        uint64_t bits = atomic_load_explicit(&runtime_fds[w], memory_order_relaxed);
+        if (w == from / 64)
+            bits &= ~0ull << (from % 64);
+        if (bits != 0)
+            return (int)(w * 64 + (unsigned)__builtin_ctzll(bits));
+    }
+    return -1;
+}
+
+void coop_hub_close_fds(struct coop_hub *h)
+{
+    close_runtime_fd(h->epfd);
+    close_runtime_fd(h->fdset);
+    close_runtime_fd(h->wake_fd);
+}
+
 /* The hub's sets: its fd set, nested in its own set with the wake fd (edge-triggered: nobody
  * else reads this set). 0, or an errno value (none left open). */
 static int hub_open_epoll(struct coop_hub *h)
 {
-    h->epfd = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
-    h->fdset = (int)coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0);
-    h->wake_fd = (int)coop_sys(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC, 0);
+    h->epfd = (int)runtime_fd(coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0));
+    h->fdset = (int)runtime_fd(coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0));
+    h->wake_fd = (int)runtime_fd(coop_sys(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC, 0));
     struct epoll_event wake = { .events = EPOLLIN | EPOLLET, .data.u64 = COOP_TAG_WAKE };
     struct epoll_event fds = { .events = EPOLLIN, .data.u64 = COOP_TAG_FDS };
     long err = h->epfd < 0 ? h->epfd : h->fdset < 0 ? h->fdset : h->wake_fd < 0 ? h->wake_fd : 0;
@@ -301,12 +352,8 @@ static int hub_open_epoll(struct coop_hub *h)
         err = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->wake_fd, (long)&wake, 0, 0);
     if (err == 0)
         err = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->fdset, (long)&fds, 0, 0);
-    if (err != 0) {
-        int fds_made[] = { h->epfd, h->fdset, h->wake_fd };
-        for (int i = 0; i < 3; i++)
-            if (fds_made[i] >= 0)
-                coop_sys(SYS_close, fds_made[i], 0, 0);
-    }
+    if (err != 0)
+        coop_hub_close_fds(h);
     return (int)-err;
 }
 
@@ -724,9 +771,7 @@ void coop_fork_child(void)
     h->heap = NULL;
     h->heap_len = 0;
     h->dead = NULL;
-    coop_sys(SYS_close, h->epfd, 0, 0);
-    coop_sys(SYS_close, h->fdset, 0, 0);
-    coop_sys(SYS_close, h->wake_fd, 0, 0);
+    coop_hub_close_fds(h);
     if (hub_open_epoll(h) != 0)
         coop_panic("cannot create a hub's epoll sets");
 }

@@ -250,6 +250,8 @@ static inline enum coop_gstate coop_gstate_get(const struct coop_greenlet *g)
 int coop_start_runtime_thread(void *(*fn)(void *), void *arg);
 struct coop_hub *coop_hub_current(void);
 struct coop_hub *coop_hub_create(int index, bool spare);
+/* Closes a hub's sets and wake fd, the runtime's fds (coop_fd_is_runtime) no more. */
+void coop_hub_close_fds(struct coop_hub *h);
 void coop_hub_attach(struct coop_hub *h, bool main_thread);
 void coop_hub_run(struct coop_hub *h) __attribute__((noreturn));
 uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, const void *obj);

@@ -1019,11 +1019,8 @@ void coop_sched_fork_child(struct coop_hub *h)
     int n = coop_hub_total();
     for (int i = 0; i < n; i++) {
         struct coop_hub *x = coop_hub_table[i];
-        if (x != h) {
-            coop_sys(SYS_close, x->epfd, 0, 0);
-            coop_sys(SYS_close, x->fdset, 0, 0);
-            coop_sys(SYS_close, x->wake_fd, 0, 0);
-        }
+        if (x != h)
+            coop_hub_close_fds(x);
         coop_hub_table[i] = NULL;
         retire_requested[i] = false;
     }

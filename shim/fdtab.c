@@ -118,6 +118,13 @@ void shim_fd_copied(int from, int to)
         table[to] = *shim_fd(from);
 }
 
+void shim_fd_range_closed(unsigned first, unsigned last)
+{
+    for (unsigned fd = first; fd <= last && fd < (unsigned)table_len; fd++)
+        if (table[fd].known && !coop_fd_is_runtime((int)fd))
+            shim_fd_closed((int)fd);
+}
+
 void shim_fd_closed(int fd)
 {
     if (shim_vfork_child)

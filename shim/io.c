@@ -1,6 +1,7 @@
 /* Family io: read and write on any fd, and the calls that create, copy and close fds. */
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/close_range.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -105,11 +106,43 @@ EXPORT int pipe2(int fds[2], int flags)
 
 EXPORT int pipe(int fds[2]) { return pipe2(fds, 0); }
 
+/* coop's own fds (a hub's epoll sets) were never the program's: closing one fails as closing
+ * a number nobody opened does, and a range is closed around them (core/hub.c says why). */
 EXPORT int close(int fd)
 {
+    if (coop_fd_is_runtime(fd)) {
+        errno = EBADF;
+        return -1;
+    }
     if (shim_patched[FAM_io])
         shim_fd_closed(fd);
     return REAL(close)(fd);
+}
+
+EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+    if (first > last)
+        return REAL(close_range)(first, last, flags);
+    unsigned from = first;
+    for (int ours = coop_runtime_fd_next(from); from <= last && ours >= 0 && (unsigned)ours <= last;
+         ours = coop_runtime_fd_next(from)) {
+        if ((unsigned)ours > from && REAL(close_range)(from, (unsigned)ours - 1, flags) != 0)
+            return -1;
+        from = (unsigned)ours + 1;
+        if (from == 0)
+            return 0;          /* ours was the last number there is */
+    }
+    int r = from <= last ? REAL(close_range)(from, last, flags) : 0;
+    if (shim_patched[FAM_io] && !(flags & CLOSE_RANGE_CLOEXEC))
+        shim_fd_range_closed(first, last);
+    return r;
+}
+
+/* glibc's closefrom calls its own close_range, past this one. */
+EXPORT void closefrom(int first)
+{
+    if (close_range((unsigned)first, ~0u, 0) != 0)
+        REAL(closefrom)(first);
 }
 
 EXPORT int dup(int fd)

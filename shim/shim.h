@@ -91,6 +91,8 @@ void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock);
 void shim_fd_opened(int fd, enum shim_fd_kind kind, int flags);
 void shim_fd_copied(int from, int to);
 void shim_fd_closed(int fd);
+/* close_range's: the program's fds of [first, last] that the table knows. */
+void shim_fd_range_closed(unsigned first, unsigned last);
 
 /* One try of a call on an fd: TRY_DONTWAIT with MSG_DONTWAIT (a socket), TRY_NOWAIT with
  * RWF_NOWAIT (another pollable fd), TRY_POLLED once poll said the fd is ready (an output

@@ -6,7 +6,8 @@
 # on threads already joined or detached (joined); scheduling attributes and CPU clocks per
 # thread (sched_clock); stacks that overflow where a thread's of the same size and guard does
 # (stack_depth, within a page); a read-write lock, a semaphore and a condition variable that
-# a library's constructor used first, which the loader may run before coop's (early_locks).
+# a library's constructor used first, which the loader may run before coop's (early_locks);
+# a daemon's close of every fd at start-up, then waits and a fork (close_all).
 # Each program runs natively and under coop with each TLS mechanism (COOP_TLS): the same
 # result lines, and under coop one OS thread (+ coop's runtime threads).
 # shellcheck source=tests/integration/lib.sh
@@ -32,6 +33,9 @@ RUNS=(
     "sched_clock sched_clock"
     "stack_depth stack_depth"
     "early_locks early_locks"
+    "close_range close_all range"
+    "closefrom close_all from"
+    "close_each close_all each"
 )
 
 for run in "${RUNS[@]}"; do

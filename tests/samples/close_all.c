@@ -1,0 +1,72 @@
+/*
+ * close_all: a daemon's start-up, which closes every fd but stdio (close_range, closefrom or
+ * a close of each number), then threads that wait: two pass a message through a pipe with
+ * blocking reads, one sleeps, and a forked child writes through the pipe. Under coop the
+ * hubs' own fds must survive the closes, and the fds made after them must not take their
+ * numbers (varnishd's listening socket once became its child's new epoll set); the result
+ * lines are the same as natively.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int pipe_fds[2];
+
+static void *reader(void *unused)
+{
+    (void)unused;
+    char buf[16] = { 0 };
+    ssize_t n = read(pipe_fds[0], buf, sizeof buf - 1);
+    printf("reader: %zd bytes, \"%s\"\n", n, buf);
+    return NULL;
+}
+
+static void *sleeper(void *unused)
+{
+    (void)unused;
+    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    int r = nanosleep(&ts, NULL);
+    printf("sleeper: nanosleep %d\n", r);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *how = argc > 1 ? argv[1] : "range";
+    if (strcmp(how, "range") == 0) {
+        printf("close_range(3, ~0): %d\n", close_range(3, ~0u, 0));
+    } else if (strcmp(how, "from") == 0) {
+        closefrom(3);
+        printf("closefrom(3)\n");
+    } else {
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
+        printf("close(3..1023)\n");
+    }
+    fflush(stdout);
+    if (pipe(pipe_fds) != 0)
+        return 1;
+    pthread_t r, s;
+    pthread_create(&r, NULL, reader, NULL);
+    pthread_create(&s, NULL, sleeper, NULL);
+    pthread_join(s, NULL);
+    if (write(pipe_fds[1], "hello", 5) != 5)
+        return 1;
+    pthread_join(r, NULL);
+    /* A forked child writes through the pipe made after the closes. */
+    pid_t child = fork();
+    if (child == 0)
+        _exit(write(pipe_fds[1], "child", 5) == 5 ? 7 : 8);
+    int status = 0;
+    waitpid(child, &status, 0);
+    char buf[16] = { 0 };
+    ssize_t n = read(pipe_fds[0], buf, sizeof buf - 1);
+    printf("child: exit %d, its message %zd bytes, \"%s\"\n", WEXITSTATUS(status), n, buf);
+    return 0;
+}
