@@ -113,16 +113,17 @@ start_http_backend() {
     wait_port "$backend_port"
 }
 
-# make_www SIZE...: $TMP/www/file-SIZE of SIZE random bytes each, for http_client.py; sets
-# www_bytes, their sum.
+# make_www CLIENTS ROUNDS: four files of random bytes, 1 B to 1 MiB, in $TMP/www, for
+# http_client.py with CLIENTS clients of ROUNDS requests each, which ask for the files in
+# turn; sets expected_bytes, what they all receive.
 make_www() {
-    local size
+    local size sizes=(1 1000 65536 1048576) sum=0
     mkdir -p "$TMP/www"
-    www_bytes=0
-    for size in "$@"; do
+    for size in "${sizes[@]}"; do
         head -c "$size" /dev/urandom >"$TMP/www/file-$size"
-        www_bytes=$((www_bytes + size))
+        sum=$((sum + size))
     done
+    expected_bytes=$((sum * $1 * $2 / ${#sizes[@]}))
 }
 
 # start_dig MODE PORT BATCH [DIG OPTION...]: asks the server on 127.0.0.1:PORT the questions

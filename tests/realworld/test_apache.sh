@@ -20,9 +20,7 @@ CLIENTS=100 TIMEOUT_S=30
 # through the fd it opens (no pool).
 ALLOWED_RUNTIME=0
 
-make_www 1 1000 65536 1048576
-# Two requests per client, for the four files in turn (http_client.py).
-expected_bytes=$((www_bytes * CLIENTS * 2 / 4))
+make_www $CLIENTS 2
 # As root Apache serves as www-data, which must reach the files.
 chmod a+rx "$TMP" "$TMP/www" && chmod a+r "$TMP/www"/*
 if [ "$(id -u)" -eq 0 ]; then

@@ -18,9 +18,7 @@ CLIENTS=100 TIMEOUT_S=30
 # no pool (shim/dns.c).
 ALLOWED_RUNTIME=0
 
-make_www 1 1000 65536 1048576
-# One request per client, for the four files in turn (http_client.py).
-expected_bytes=$((www_bytes * CLIENTS / 4))
+make_www $CLIENTS 1
 
 start_http_backend
 
