@@ -20,7 +20,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "internal.h"
@@ -291,14 +293,28 @@ void coop_hub_run(struct coop_hub *h)
  * The runtime's own fds, the hubs' sets and wake fds, were never the program's: its close,
  * close_range and closefrom leave them open (shim/io.c), as a daemon's close_range(3, ~0)
  * at start-up would otherwise close a hub's sets, and a later fd of the program take their
- * numbers (varnishd's listening socket became a forked child's new epoll set). A bit per fd
- * below RUNTIME_FDS_TRACKED; set by whoever makes one, cleared by whoever closes it.
+ * numbers (varnishd's listening socket became a forked child's new epoll set). They live
+ * high, in the last quarter of the fd limit, where a program that names an fd (a shell's
+ * `exec 3>file`, a dup2 onto a number it chose) does not look. A bit per fd below
+ * RUNTIME_FDS_TRACKED; set by whoever makes one, cleared by whoever closes it.
  */
 #define RUNTIME_FDS_TRACKED 65536
 static _Atomic uint64_t runtime_fds[RUNTIME_FDS_TRACKED / 64];
 
+/* Moves a new fd of the runtime's up (where it can: the limit may be low) and marks it. */
 static long runtime_fd(long fd)
 {
+    struct rlimit limit;
+    if (fd >= 0 && coop_sys(SYS_getrlimit, RLIMIT_NOFILE, (long)&limit, 0) == 0) {
+        rlim_t floor = limit.rlim_cur - limit.rlim_cur / 4;
+        if (floor > RUNTIME_FDS_TRACKED - 1024)
+            floor = RUNTIME_FDS_TRACKED - 1024;
+        long high = (long)floor > fd ? coop_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (long)floor) : -1;
+        if (high >= 0) {
+            coop_sys(SYS_close, fd, 0, 0);
+            fd = high;
+        }
+    }
     if (fd >= 0 && fd < RUNTIME_FDS_TRACKED)
         atomic_fetch_or(&runtime_fds[fd / 64], 1ull << (fd % 64));
     return fd;

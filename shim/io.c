@@ -1,7 +1,9 @@
 /* Family io: read and write on any fd, and the calls that create, copy and close fds. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/close_range.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -119,30 +121,45 @@ EXPORT int close(int fd)
     return REAL(close)(fd);
 }
 
+/* The table forgets the range first, as close() does, so that a number the kernel frees is
+ * never reused under a stale entry; a range that fails (an old kernel) is a rare loss. */
 EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-    if (first > last)
+    int ours = coop_runtime_fd_next(first);
+    if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) || ours < 0
+        || (unsigned)ours > last) {
+        if (first <= last && shim_patched[FAM_io] && !(flags & CLOSE_RANGE_CLOEXEC))
+            shim_fd_range_closed(first, last);
         return REAL(close_range)(first, last, flags);
-    unsigned from = first;
-    for (int ours = coop_runtime_fd_next(from); from <= last && ours >= 0 && (unsigned)ours <= last;
-         ours = coop_runtime_fd_next(from)) {
-        if ((unsigned)ours > from && REAL(close_range)(from, (unsigned)ours - 1, flags) != 0)
-            return -1;
-        from = (unsigned)ours + 1;
-        if (from == 0)
-            return 0;          /* ours was the last number there is */
     }
-    int r = from <= last ? REAL(close_range)(from, last, flags) : 0;
     if (shim_patched[FAM_io] && !(flags & CLOSE_RANGE_CLOEXEC))
         shim_fd_range_closed(first, last);
-    return r;
+    unsigned from = first;
+    for (; ours >= 0 && (unsigned)ours <= last; ours = coop_runtime_fd_next(from)) {
+        if ((unsigned)ours > from && REAL(close_range)(from, (unsigned)ours - 1, flags) != 0)
+            return -1;
+        from = (unsigned)ours + 1;      /* below RUNTIME_FDS_TRACKED: no wrap */
+    }
+    return from <= last ? REAL(close_range)(from, last, flags) : 0;
 }
 
-/* glibc's closefrom calls its own close_range, past this one. */
+/* glibc's closefrom calls its own close_range, past this one; where that fails, this walks
+ * the open fds as glibc's fallback does, but through close(). */
 EXPORT void closefrom(int first)
 {
-    if (close_range((unsigned)first, ~0u, 0) != 0)
-        REAL(closefrom)(first);
+    if (first < 0)
+        first = 0;
+    if (close_range((unsigned)first, ~0u, 0) == 0)
+        return;
+    DIR *open_fds = opendir("/proc/self/fd");
+    if (open_fds == NULL)
+        return;
+    for (struct dirent *e; (e = readdir(open_fds)) != NULL;) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] != '.' && fd >= first && fd != dirfd(open_fds))
+            close(fd);
+    }
+    closedir(open_fds);
 }
 
 EXPORT int dup(int fd)

@@ -115,7 +115,7 @@ start_http_backend() {
 
 # make_www CLIENTS ROUNDS: four files of random bytes, 1 B to 1 MiB, in $TMP/www, for
 # http_client.py with CLIENTS clients of ROUNDS requests each, which ask for the files in
-# turn; sets expected_bytes, what they all receive.
+# turn; sets expected_bytes, what they all receive (CLIENTS * ROUNDS a multiple of 4).
 make_www() {
     local size sizes=(1 1000 65536 1048576) sum=0
     mkdir -p "$TMP/www"

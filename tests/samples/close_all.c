@@ -52,6 +52,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (pipe(pipe_fds) != 0)
         return 1;
+    /* A number the program names itself, as a shell's `exec 9>&1` then `exec 9>&-` does. */
+    int named = dup2(pipe_fds[1], 9);
+    printf("dup2 onto 9: %d, then close(9): %d\n", named, close(9));
     pthread_t r, s;
     pthread_create(&r, NULL, reader, NULL);
     pthread_create(&s, NULL, sleeper, NULL);
