@@ -125,17 +125,13 @@ EXPORT int close(int fd)
  * never reused under a stale entry; a range that fails (an old kernel) is a rare loss. */
 EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-    int ours = coop_runtime_fd_next(first);
-    if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) || ours < 0
-        || (unsigned)ours > last) {
-        if (first <= last && shim_patched[FAM_io] && !(flags & CLOSE_RANGE_CLOEXEC))
-            shim_fd_range_closed(first, last);
-        return REAL(close_range)(first, last, flags);
-    }
+    if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
+        return REAL(close_range)(first, last, flags);      /* EINVAL, as the kernel says */
     if (shim_patched[FAM_io] && !(flags & CLOSE_RANGE_CLOEXEC))
         shim_fd_range_closed(first, last);
     unsigned from = first;
-    for (; ours >= 0 && (unsigned)ours <= last; ours = coop_runtime_fd_next(from)) {
+    for (int ours = coop_runtime_fd_next(from); ours >= 0 && (unsigned)ours <= last;
+         ours = coop_runtime_fd_next(from)) {
         if ((unsigned)ours > from && REAL(close_range)(from, (unsigned)ours - 1, flags) != 0)
             return -1;
         from = (unsigned)ours + 1;      /* below RUNTIME_FDS_TRACKED: no wrap */
