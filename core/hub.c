@@ -252,8 +252,14 @@ static void __attribute__((noreturn)) hub_loop(struct coop_hub *h)
         coop_reap(h);
         coop_sched_service(h);
         bool polled = false;
-        if (!coop_sched_has_work(h) && !coop_sched_find_work(h))
-            polled = hub_idle(h);
+        if (!coop_sched_has_work(h)) {
+            if (coop_sched_others_have_work(h)) {
+                hub_poll(h, 0);         /* its own events before stealing (sched.c) */
+                polled = true;
+            }
+            if (!coop_sched_has_work(h) && !coop_sched_find_work(h))
+                polled |= hub_idle(h);
+        }
         if (!polled && coop_sched_has_work(h)) {
             if (h->round_left > 0) {
                 h->round_left--;

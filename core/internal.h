@@ -300,6 +300,7 @@ void coop_sched_take_inbox(struct coop_hub *h);
 bool coop_sched_has_work(struct coop_hub *h);
 unsigned coop_sched_ready_count(struct coop_hub *h);
 void coop_sched_service(struct coop_hub *h);
+bool coop_sched_others_have_work(struct coop_hub *h);
 bool coop_sched_find_work(struct coop_hub *h);
 bool coop_sched_sleep_begin(struct coop_hub *h);
 bool coop_sched_all_idle(struct coop_hub *h);
