@@ -31,11 +31,12 @@
  * 61 iterations otherwise, so the global queue never starves).
  *
  * A hub with nothing to run steals half the queue of another hub (the first one found
- * with work, starting at a random one), and only then sleeps in its epoll set. Before it
- * steals, it looks at its own fd set without waiting, as Go's findrunnable does: a thief
- * that took the other hub's batch while its own connections had requests waiting moved
- * greenlets, caches and fd homes for nothing (echo at 100 connections on two CPUs: half
- * as many greenlets stolen). Sleeping is announced in the hub's state (HUB_SLEEPING) and
+ * with work, starting at a random one), and only then sleeps in its epoll set. When
+ * another hub has greenlets to steal, it first looks at its own fd set without waiting,
+ * as Go's findrunnable polls the network before it steals: a thief that took the other
+ * hub's batch while its own connections had requests waiting moved greenlets, caches and
+ * fd homes for nothing (echo at 100 connections on two CPUs: half as many greenlets
+ * stolen). Sleeping is announced in the hub's state (HUB_SLEEPING) and
  * counted; a hub that makes work available (a spawn, a wake onto its queue, a push to
  * the global queue) wakes one sleeping hub through its eventfd, and only when none is
  * already waking up (HUB_NOTIFIED hubs play Go's "spinning" Ms): no system call while
@@ -493,12 +494,16 @@ static bool steal_from(struct coop_hub *h, struct coop_hub *v)
     return n > 0;
 }
 
+/* Whether another hub has greenlets a thief may take: its ring (the next slot is its own). */
 bool coop_sched_others_have_work(struct coop_hub *h)
 {
     int n = coop_hub_total();
-    for (int i = 0; i < n; i++)
-        if (coop_hub_table[i] != h && runq_len(coop_hub_table[i]) > 0)
+    for (int i = 0; i < n; i++) {
+        struct coop_hub *v = coop_hub_table[i];
+        if (v != h && atomic_load_explicit(&v->runq.tail, memory_order_acquire)
+                          != atomic_load_explicit(&v->runq.head, memory_order_acquire))
             return true;
+    }
     return false;
 }
 
