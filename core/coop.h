@@ -89,6 +89,9 @@ bool coop_is_preempt_handler(const void *handler);
 /* The program sets SIGURG to SIG_DFL or SIG_IGN: true when coop's handler stands in (it is
  * installed) instead. */
 bool coop_preempt_claim_signal(void);
+/* The signals the hubs' real masks block (the shim's, which keeps it): while SIGURG is
+ * among them, every greenlet blocks it and the monitor sends none. */
+void coop_preempt_watch_mask(const _Atomic uint64_t *hubs_mask);
 /* Preemptions so far (by the signal, and at a call), for tracing and tests. */
 uint64_t coop_preemptions(void);
 /* Runs on the hub's thread each time a greenlet is preempted, just before it leaves:

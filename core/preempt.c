@@ -113,9 +113,13 @@
  *   merges with it, as standard signals do not queue, and is taken for the monitor's.)
  *   While the program leaves SIGURG at SIG_DFL or SIG_IGN, coop's handler stands in,
  *   ignoring every SIGURG but the monitor's, as either would; sigaction reports the
- *   program's own setting. SIGURG is one of the runtime's signals: the shim never blocks
- *   it in a hub thread's real mask, whatever the greenlets block (their masks are kept in
- *   user space). With the signal family off (--no-signal) a handler the program installs
+ *   program's own setting. SIGURG is one of the runtime's signals: the shim blocks it in
+ *   a hub thread's real mask only while every greenlet blocks it (their masks are kept in
+ *   user space; hubs_mask is the shim's record of what the hubs' masks block), and then
+ *   the monitor sends none: the program could read it from a signalfd (one it read
+ *   anyway, sent just before, is sent again after LOST_SIGNAL_NS), and nothing is
+ *   preempted. A program's SIGURG that a hub whose mask is stale takes goes back to the
+ *   process (leave_pending). With the signal family off (--no-signal) a handler the program installs
  *   replaces coop's: it gets the monitor's SIGURGs, and nothing is preempted.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
@@ -486,6 +490,15 @@ static void keep_thread_signal_state(ucontext_t *uc)
     coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
 }
 
+static const _Atomic uint64_t *hubs_mask;    /* the shim's, set once at start-up */
+
+void coop_preempt_watch_mask(const _Atomic uint64_t *mask) { hubs_mask = mask; }
+
+static bool signal_blocked_by_all(void)
+{
+    return hubs_mask != NULL && (atomic_load(hubs_mask) & 1ULL << (PREEMPT_SIGNAL - 1));
+}
+
 bool coop_preempt_on_signal(siginfo_t *info, void *context)
 {
     (void)info;
@@ -514,10 +527,26 @@ bool coop_preempt_on_signal(siginfo_t *info, void *context)
     return true;
 }
 
+/* A program's SIGURG that every greenlet blocks, landed on a hub whose real mask the
+ * shim has not brought up to date yet: natively it would stay pending, for a signalfd or
+ * sigwait to take. It goes back to the process, and this thread blocks it from the
+ * handler's return on (it is blocked during the handler, so it cannot come back here);
+ * each stale hub passes it on at most once. rt_sigqueueinfo takes a positive si_code
+ * (kill's) only from the thread the pid names: another hub sends it as SI_QUEUE. */
+static void leave_pending(siginfo_t *info, ucontext_t *uc)
+{
+    siginfo_t again = *info;
+    if (again.si_code >= 0 || again.si_code == SI_TKILL)
+        again.si_code = SI_QUEUE;
+    sigaddset(&uc->uc_sigmask, PREEMPT_SIGNAL);
+    coop_sys(SYS_rt_sigqueueinfo, getpid(), PREEMPT_SIGNAL, (long)&again);
+}
+
 static void on_preempt_signal(int sig, siginfo_t *info, void *context)
 {
     (void)sig;
-    coop_preempt_on_signal(info, context);
+    if (!coop_preempt_on_signal(info, context) && signal_blocked_by_all())
+        leave_pending(info, context);
 }
 
 bool coop_is_preempt_handler(const void *handler) { return handler == (const void *)on_preempt_signal; }
@@ -568,12 +597,20 @@ __attribute__((noinline)) void coop_preempt_at_call(void)
 
 /* --- the monitor's side --- */
 
-void coop_preempt_ask(struct coop_hub *h, uint64_t switches)
+/* A signal on its way for this long was taken by the program instead (a signalfd or
+ * sigwait read it while every greenlet blocked SIGURG): send another. */
+#define LOST_SIGNAL_NS 100000000LL
+
+void coop_preempt_ask(struct coop_hub *h, uint64_t switches, int64_t now)
 {
+    if (signal_blocked_by_all())
+        return;
     bool idle = false;
-    if (!atomic_compare_exchange_strong(&h->preempt.signal_on_its_way, &idle, true))
+    if (!atomic_compare_exchange_strong(&h->preempt.signal_on_its_way, &idle, true)
+        && now - h->preempt.sent_at < LOST_SIGNAL_NS)
         return;
     atomic_store_explicit(&h->preempt.asked_at, switches, memory_order_release);
+    h->preempt.sent_at = now;
     if (coop_sys(SYS_tgkill, getpid(), h->tid, PREEMPT_SIGNAL) != 0)
         atomic_store(&h->preempt.signal_on_its_way, false);
 }
@@ -610,6 +647,10 @@ static void describe_instruction(uintptr_t at, char *out, size_t size)
 
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size)
 {
+    if (signal_blocked_by_all()) {
+        snprintf(why, size, "every greenlet blocks the preemption signal (SIGURG), and so do the hubs' threads");
+        return true;
+    }
     if (signal_blocked(h->tid)) {
         snprintf(why, size, "its thread blocks the preemption signal (SIGURG): the program blocked it with "
                  "sigprocmask or pthread_sigmask");
@@ -640,7 +681,7 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
 /* --- start-up, fork, statistics --- */
 
 /* At start-up, before the shim reads the runtime's signals: the real mask of a hub's thread
- * never blocks SIGURG, whatever its greenlets block (shim/signal.c). */
+ * blocks SIGURG only while every greenlet does (shim/signal.c). */
 void coop_preempt_init(int preempt_ms)
 {
     slice_ns = preempt_ms * 1000000LL;

@@ -12,7 +12,10 @@
  *     process-directed signal that nobody accepts
  *     stays pending in the kernel, as it would natively, until a greenlet unblocks it (the
  *     kernel then delivers it at once, to that greenlet) or takes it with sigwait. The
- *     runtime's own signals are never blocked there; coop's and libuv's threads block all.
+ *     runtime's own signals are never blocked there but for SIGURG, which is the program's
+ *     too: blocked by every greenlet, it stays pending in the kernel, where a signalfd reads
+ *     it (PostgreSQL's latches), and the hubs go unpreempted meanwhile. coop's and libuv's
+ *     threads block all.
  *   - Delivery. A handler the program installs runs behind coop's trampoline. When the
  *     kernel delivers a signal, the trampoline picks its greenlet: a greenlet waiting for
  *     it in sigwait, else the running greenlet if it accepts it (the handler runs at once,
@@ -476,11 +479,12 @@ static void apply_wanted(void) { apply_real_mask(atomic_load(&wanted)); }
  * Other hubs' threads take `wanted` before they next switch to a greenlet (core: see
  * coop_hub_masks_changed), or when a signal lands on one of them (the trampoline hands it
  * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
- * a signal; the trampoline routes it to the right greenlet either way. But the thread that
- * runs a greenlet never blocks what that greenlet accepts, so a kick reaches it: apply_here,
- * when the caller's greenlet has just unblocked signals, sets the calling thread's mask even
- * if `wanted` is unchanged (another thread may have changed it first, and applied it only
- * there; native pthread_sigmask makes that system call too).
+ * a signal; the trampoline routes it to the right greenlet either way (and coop's own
+ * SIGURG handler hands one that every greenlet blocks back to the process: core/preempt.c).
+ * But the thread that runs a greenlet never blocks what that greenlet accepts, so a kick
+ * reaches it: apply_here, when the caller's greenlet has just unblocked signals, sets the
+ * calling thread's mask even if `wanted` is unchanged (another thread may have changed it
+ * first, and applied it only there; native pthread_sigmask makes that system call too).
  */
 static void update_real_mask(bool apply_here)
 {
@@ -495,7 +499,7 @@ static void update_real_mask(bool apply_here)
             if (atomic_load_explicit(&blocking[sig], memory_order_relaxed) == all)
                 bits |= BIT(sig);
         }
-        bits &= ~runtime_signals & ~UNBLOCKABLE;
+        bits &= ~(runtime_signals & ~BIT(COOP_PREEMPT_SIGNAL)) & ~UNBLOCKABLE;
         bool changed = atomic_exchange(&wanted, bits) != bits;
         if (changed || apply_here)
             apply_real_mask(bits);
@@ -1706,6 +1710,7 @@ void shim_signal_init(void)
         coop_add_runtime_signal(shim_dump_signal);
     }
     runtime_signals = coop_runtime_signals();
+    coop_preempt_watch_mask(&wanted);
     if (!emulated())
         return;
     sigset_t real;

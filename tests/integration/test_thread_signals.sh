@@ -30,7 +30,10 @@
 # thread as the handler returns, its byte ending the restarted raw read, 50 times; SIGTERM
 # from another process while workers that block nothing compute running its handler in main
 # and ending main's poll, 20 times (the kernel's choice of the thread the pid names); SIGPIPE
-# running its handler on the thread that wrote.
+# running its handler on the thread that wrote; SIGURG that every thread blocks read from a
+# signalfd, sent by the process itself and by another (PostgreSQL's latches), after 50 ms of
+# computing that left the signalfd empty (coop sends no preemption signal then); that alone on
+# one hub and on four.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo
@@ -46,6 +49,15 @@ for mechanism in "${TLS_MECHANISMS[@]}"; do
     COOP_TLS=$mechanism timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" >"$TMP/coop" ||
         fail "coop ($mechanism): status $?: $(cat "$TMP/coop")"
     diff -u "$TMP/native" "$TMP/coop" >&2 || fail "coop ($mechanism): the lines differ from the native ones"
+done
+
+# SIGURG alone on one hub and on four (more hubs than CPUs: some take the new mask only at
+# their next switch, and one that takes the signal meanwhile must leave it to the signalfd).
+timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" sigurg >"$TMP/sigurg.native" || fail "native sigurg: status $?"
+for hubs in 1 4; do
+    COOP_HUBS=$hubs timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" sigurg >"$TMP/sigurg.coop" ||
+        fail "coop sigurg, $hubs hubs: status $?: $(cat "$TMP/sigurg.coop")"
+    diff -u "$TMP/sigurg.native" "$TMP/sigurg.coop" >&2 || fail "coop sigurg, $hubs hubs: the lines differ from the native ones"
 done
 
 # burst_counts FILE: sets accepted and handled from kernel-burst's line.

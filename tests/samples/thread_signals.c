@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
@@ -1593,11 +1594,72 @@ static void sigpipe_on_the_writer(void)
            pthread_equal(pipe_thread, writer) ? "yes" : "no");
 }
 
+/* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
+ * process sends it to itself or another process does. */
+static void *wait_for_byte(void *fd)
+{
+    char byte;
+    if (read(*(int *)fd, &byte, 1) != 1)
+        abort();
+    return NULL;
+}
+
+static void sigurg_through_signalfd(void)
+{
+    sigset_t urg = only(SIGURG), old;
+    pthread_sigmask(SIG_BLOCK, &urg, &old);
+    int p[2];
+    pthread_t other;           /* blocks it too: its mask is main's */
+    if (pipe(p) != 0 || pthread_create(&other, NULL, wait_for_byte, &p[0]) != 0)
+        abort();
+    int sfd = signalfd(-1, &urg, SFD_CLOEXEC);
+    if (sfd < 0)
+        abort();
+    /* Computing beside another thread: coop's slice ends, but it may not send its SIGURG. */
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    while ((now.tv_sec - start.tv_sec) * 1000000000L + now.tv_nsec - start.tv_nsec < 50000000L);
+    struct pollfd none = { .fd = sfd, .events = POLLIN };
+    printf("50 ms of computing with SIGURG blocked left the signalfd empty: %s\n",
+           poll(&none, 1, 0) == 0 ? "yes" : "no");
+    for (int from_child = 0; from_child < 2; from_child++) {
+        if (!from_child) {
+            kill(getpid(), SIGURG);
+        } else {
+            pid_t child = fork();
+            if (child == 0) {
+                kill(getppid(), SIGURG);
+                _exit(0);
+            }
+            waitpid(child, NULL, 0);
+        }
+        struct pollfd ready = { .fd = sfd, .events = POLLIN };
+        struct signalfd_siginfo si;
+        bool read_it = poll(&ready, 1, 10000) == 1 && read(sfd, &si, sizeof si) == sizeof si
+                       && si.ssi_signo == SIGURG;
+        printf("SIGURG that every thread blocks, sent by %s, read from a signalfd: %s\n",
+               from_child ? "another process" : "the process", read_it ? "yes" : "no");
+    }
+    if (write(p[1], "x", 1) != 1)
+        abort();
+    pthread_join(other, NULL);
+    close(sfd);
+    close(p[0]);
+    close(p[1]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "kernel-burst") == 0) {
         kernel_burst();
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "sigurg") == 0) {
+        sigurg_through_signalfd();
         return 0;
     }
     sigterm_reaches_main();
@@ -1629,5 +1691,6 @@ int main(int argc, char **argv)
     sent_under_a_handlers_mask();
     sigterm_ends_mains_poll();
     sigpipe_on_the_writer();
+    sigurg_through_signalfd();
     return 0;
 }
