@@ -149,7 +149,6 @@ struct coop_runq {
 struct coop_preempt_hub {
     _Atomic uint64_t asked_at;       /* monitor: the switch count it saw when it signalled */
     _Atomic bool signal_on_its_way;  /* monitor sets, the hub's handler clears */
-    int64_t sent_at;                 /* monitor only: when it last sent one */
     _Atomic int refusal;             /* hub thread: why the last attempt did not preempt */
     _Atomic uintptr_t refusal_at;    /* the instruction that made it unsafe, or 0 */
     _Atomic uint64_t refused_at;     /* published last: the switch count of that attempt */
@@ -428,8 +427,9 @@ void coop_preempt_prepare(void);
 /* Attempts refused so far (the rule said no), for tests. */
 uint64_t coop_preempt_refusals(void);
 /* The monitor saw h's greenlet hold it for a whole slice (switch count `switches`): signals
- * the hub's thread, unless a preemption signal is still on its way there. */
-void coop_preempt_ask(struct coop_hub *h, uint64_t switches, int64_t now);
+ * the hub's thread, unless a preemption signal is still on its way there or every greenlet
+ * blocks SIGURG. */
+void coop_preempt_ask(struct coop_hub *h, uint64_t switches);
 /* Why the greenlet holding h since switch count `switches` was not preempted, as a
  * sentence for the blocking monitor's report; false when it knows of no reason. */
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size);

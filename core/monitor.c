@@ -215,7 +215,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     } else if (state == 'R') {
         coop_sched_nudge(h);
         if (slice > 0 && held >= slice && now >= w->next_ask && !alone) {
-            coop_preempt_ask(h, w->switches, now);
+            coop_preempt_ask(h, w->switches);
             w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
             w->next_ask = now + w->retry_ns;
         }

@@ -116,9 +116,10 @@
  *   program's own setting. SIGURG is one of the runtime's signals: the shim blocks it in
  *   a hub thread's real mask only while every greenlet blocks it (their masks are kept in
  *   user space; hubs_mask is the shim's record of what the hubs' masks block), and then
- *   the monitor sends none: the program could read it from a signalfd (one it read
- *   anyway, sent just before, is sent again after LOST_SIGNAL_NS), and nothing is
- *   preempted. A program's SIGURG that a hub whose mask is stale takes goes back to the
+ *   the monitor sends none: the program could read it from a signalfd, and nothing is
+ *   preempted. (One sent just before, which the program reads instead, leaves that hub's
+ *   flag set until a SIGURG reaches the hub's handler again, as a thread that blocks it
+ *   would.) A program's SIGURG that a hub whose mask is stale takes goes back to the
  *   process (leave_pending). With the signal family off (--no-signal) a handler the program installs
  *   replaces coop's: it gets the monitor's SIGURGs, and nothing is preempted.
  *
@@ -536,16 +537,17 @@ bool coop_preempt_on_signal(siginfo_t *info, void *context)
 static void leave_pending(siginfo_t *info, ucontext_t *uc)
 {
     siginfo_t again = *info;
-    if (again.si_code >= 0 || again.si_code == SI_TKILL)
+    pid_t pid = getpid();
+    if ((again.si_code >= 0 || again.si_code == SI_TKILL) && coop_sys(SYS_gettid, 0, 0, 0) != pid)
         again.si_code = SI_QUEUE;
     sigaddset(&uc->uc_sigmask, PREEMPT_SIGNAL);
-    coop_sys(SYS_rt_sigqueueinfo, getpid(), PREEMPT_SIGNAL, (long)&again);
+    coop_sys(SYS_rt_sigqueueinfo, pid, PREEMPT_SIGNAL, (long)&again);
 }
 
 static void on_preempt_signal(int sig, siginfo_t *info, void *context)
 {
     (void)sig;
-    if (!coop_preempt_on_signal(info, context) && signal_blocked_by_all())
+    if (!coop_preempt_on_signal(info, context) && coop_thread.hub != NULL && signal_blocked_by_all())
         leave_pending(info, context);
 }
 
@@ -597,20 +599,14 @@ __attribute__((noinline)) void coop_preempt_at_call(void)
 
 /* --- the monitor's side --- */
 
-/* A signal on its way for this long was taken by the program instead (a signalfd or
- * sigwait read it while every greenlet blocked SIGURG): send another. */
-#define LOST_SIGNAL_NS 100000000LL
-
-void coop_preempt_ask(struct coop_hub *h, uint64_t switches, int64_t now)
+void coop_preempt_ask(struct coop_hub *h, uint64_t switches)
 {
     if (signal_blocked_by_all())
         return;
     bool idle = false;
-    if (!atomic_compare_exchange_strong(&h->preempt.signal_on_its_way, &idle, true)
-        && now - h->preempt.sent_at < LOST_SIGNAL_NS)
+    if (!atomic_compare_exchange_strong(&h->preempt.signal_on_its_way, &idle, true))
         return;
     atomic_store_explicit(&h->preempt.asked_at, switches, memory_order_release);
-    h->preempt.sent_at = now;
     if (coop_sys(SYS_tgkill, getpid(), h->tid, PREEMPT_SIGNAL) != 0)
         atomic_store(&h->preempt.signal_on_its_way, false);
 }
@@ -653,7 +649,7 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
     }
     if (signal_blocked(h->tid)) {
         snprintf(why, size, "its thread blocks the preemption signal (SIGURG): the program blocked it with "
-                 "sigprocmask or pthread_sigmask");
+                 "sigprocmask or pthread_sigmask, or the hub has not yet switched since a greenlet unblocked it");
         return true;
     }
     if (atomic_load_explicit(&h->preempt.refused_at, memory_order_acquire) != switches + 1)

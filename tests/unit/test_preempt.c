@@ -472,7 +472,7 @@ static void *bomb(void *unused)
         if (n % 4 == 0)
             coop_sys(SYS_tgkill, getpid(), bombed->tid, COOP_PREEMPT_SIGNAL);
         else
-            coop_preempt_ask(bombed, atomic_load(&bombed->switches), coop_now());
+            coop_preempt_ask(bombed, atomic_load(&bombed->switches));
         nanosleep(&gap, NULL);
     }
     return NULL;
@@ -542,7 +542,7 @@ static void *ask_every_hub(void *unused)
     while (atomic_load(&asking)) {
         for (int i = 0; i < coop_hub_total(); i++) {
             struct coop_hub *h = coop_hub_at(i);
-            coop_preempt_ask(h, atomic_load(&h->switches), coop_now());
+            coop_preempt_ask(h, atomic_load(&h->switches));
         }
         nanosleep(&gap, NULL);
     }
