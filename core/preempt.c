@@ -120,8 +120,9 @@
  *   preempted. (One sent just before, which the program reads instead, leaves that hub's
  *   flag set until a SIGURG reaches the hub's handler again, as a thread that blocks it
  *   would.) A program's SIGURG that a hub whose mask is stale takes goes back to the
- *   process (leave_pending). With the signal family off (--no-signal) a handler the program installs
- *   replaces coop's: it gets the monitor's SIGURGs, and nothing is preempted.
+ *   process (leave_pending). With the signal family off (--no-signal) a handler the
+ *   program installs replaces coop's: it gets the monitor's SIGURGs, and nothing is
+ *   preempted.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,

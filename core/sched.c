@@ -36,12 +36,12 @@
  * as Go's findrunnable polls the network before it steals: a thief that took the other
  * hub's batch while its own connections had requests waiting moved greenlets, caches and
  * fd homes for nothing (echo at 100 connections on two CPUs: half as many greenlets
- * stolen). Sleeping is announced in the hub's state (HUB_SLEEPING) and
- * counted; a hub that makes work available (a spawn, a wake onto its queue, a push to
- * the global queue) wakes one sleeping hub through its eventfd, and only when none is
- * already waking up (HUB_NOTIFIED hubs play Go's "spinning" Ms): no system call while
- * every hub is running. So work spreads only when a hub is idle, and a greenlet otherwise
- * stays on the hub whose cache holds its stack and data.
+ * stolen). Sleeping is announced in the hub's state (HUB_SLEEPING) and counted; a hub
+ * that makes work available (a spawn, a wake onto its queue, a push to the global queue)
+ * wakes one sleeping hub through its eventfd, and only when none is already waking up
+ * (HUB_NOTIFIED hubs play Go's "spinning" Ms): no system call while every hub is running.
+ * So work spreads only when a hub is idle, and a greenlet otherwise stays on the hub
+ * whose cache holds its stack and data.
  *
  * Wakes by fd events are the exception: a hub's poll wakes the waiters of its own fds,
  * whose greenlets are its share of the connections (an fd stays in the set of the hub
@@ -179,11 +179,17 @@ struct coop_hub *coop_hub_next(const struct coop_hub *h)
 
 /* --- run queues --- */
 
-static uint32_t runq_len(struct coop_hub *h)
+/* The ring alone: what a thief may take. */
+static uint32_t runq_ring_len(struct coop_hub *h)
 {
     uint32_t head = atomic_load_explicit(&h->runq.head, memory_order_acquire);
     uint32_t tail = atomic_load_explicit(&h->runq.tail, memory_order_acquire);
-    return tail - head + (atomic_load_explicit(&h->runq.next, memory_order_relaxed) != NULL);
+    return tail - head;
+}
+
+static uint32_t runq_len(struct coop_hub *h)
+{
+    return runq_ring_len(h) + (atomic_load_explicit(&h->runq.next, memory_order_relaxed) != NULL);
 }
 
 /* The slot before the ring: any thread that may take it does so by exchange. */
@@ -494,16 +500,13 @@ static bool steal_from(struct coop_hub *h, struct coop_hub *v)
     return n > 0;
 }
 
-/* Whether another hub has greenlets a thief may take: its ring (the next slot is its own). */
+/* Whether another hub has greenlets a thief may take (its next slot is its own). */
 bool coop_sched_others_have_work(struct coop_hub *h)
 {
     int n = coop_hub_total();
-    for (int i = 0; i < n; i++) {
-        struct coop_hub *v = coop_hub_table[i];
-        if (v != h && atomic_load_explicit(&v->runq.tail, memory_order_acquire)
-                          != atomic_load_explicit(&v->runq.head, memory_order_acquire))
+    for (int i = 0; i < n; i++)
+        if (coop_hub_table[i] != h && runq_ring_len(coop_hub_table[i]) > 0)
             return true;
-    }
     return false;
 }
 

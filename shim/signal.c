@@ -481,11 +481,11 @@ static void apply_wanted(void) { apply_real_mask(atomic_load(&wanted)); }
  * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
  * a signal; the trampoline routes it to the right greenlet either way (and coop's own
  * SIGURG handler, while the program leaves SIGURG at SIG_DFL or SIG_IGN, hands one that
- * every greenlet blocks back to the process: core/preempt.c).
- * But the thread that runs a greenlet never blocks what that greenlet accepts, so a kick
- * reaches it: apply_here, when the caller's greenlet has just unblocked signals, sets the
- * calling thread's mask even if `wanted` is unchanged (another thread may have changed it
- * first, and applied it only there; native pthread_sigmask makes that system call too).
+ * every greenlet blocks back to the process: core/preempt.c). But the thread that runs a
+ * greenlet never blocks what that greenlet accepts, so a kick reaches it: apply_here, when
+ * the caller's greenlet has just unblocked signals, sets the calling thread's mask even if
+ * `wanted` is unchanged (another thread may have changed it first, and applied it only
+ * there; native pthread_sigmask makes that system call too).
  */
 static void update_real_mask(bool apply_here)
 {
