@@ -24,25 +24,26 @@
  * reused. Lock order: an fd entry's lock, then the run queue locks a wake takes (never
  * the other way round).
  *
- * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and
- * an edge that another thread's poll dispatched in between, waking nobody or only other
- * waiters of the fd, must not be lost; natively that readiness would end the wait. So a
- * waiter whose hub is not the fd's home re-arms the fd in the home's set as it links,
- * under the entry's lock, which the home's dispatch takes too (EPOLL_CTL_MOD reports the
- * fd's readiness at that moment as a new edge): the home's poll then wakes it onto the
- * home's queue, so a greenlet that was stolen goes back to where its connection's events
- * arrive, and a steal costs one system call, not a move. (The MOD also finds an fd that
- * the entry wrongly places there, closed inside libc and its number reused: ENOENT, and
- * the fd moves.) When two waits in a row on the fd are away from its home on the same hub
- * (a greenlet that stays where it was stolen to, or a connection handed on to another thread), the
- * second moves the fd into its own hub's set instead: adding it reports the fd's
- * readiness at that moment, which that hub, the waiter's own thread, can dispatch only
+ * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and an
+ * edge that another thread's poll dispatched in between, waking nobody or only other
+ * waiters of the fd, must not be lost; natively that readiness would end the wait. The
+ * waiter cannot know when its EAGAIN was, but the entry knows one greenlet that runs after
+ * the last edge dispatched: one that edge woke, or one that looked at the fd since
+ * (edge_seen_by). A waiter away from the fd's home that is not that greenlet looks at its
+ * fds (poll(2), not waiting) once linked, and does not sleep if one is ready; the usual
+ * away wait, a stolen greenlet whose last wake came from this fd, needs no system call, and
+ * the home's poll wakes it onto the home's queue: a greenlet that was stolen goes back to
+ * where its connection's events arrive. (Re-arming the fd in the home's set, EPOLL_CTL_MOD,
+ * did the same for one system call per away wait: at 10,000 connections on two hubs, one
+ * per six echoes.) When two waits in a row on the fd are away from its home on the same hub
+ * (a greenlet that stays where it was stolen to, or a connection handed on to another
+ * thread), the second moves the fd into its own hub's set instead: adding it reports the
+ * fd's readiness at that moment, which that hub, the waiter's own thread, can dispatch only
  * once the waiter is linked. An fd whose home is away (blocked, retired) moves at once.
- * On its home hub, a greenlet runs from its EAGAIN to its link without that hub polling
- * in between; only an adopter of the hub (while it was away, or until the adopter let go)
- * may have polled its set meanwhile: a dispatch by another thread than the home's notes
- * the edge in the entry (foreign), and the next waiter linking on the home looks at its
- * fds (poll(2), not waiting) once linked, and does not sleep if one is ready.
+ * On its home hub, a greenlet runs from its EAGAIN to its link without that hub polling in
+ * between; only an adopter of the hub (while it was away, or until the adopter let go) may
+ * have polled its set meanwhile: a dispatch by another thread than the home's notes the
+ * edge in the entry (foreign), and the next waiter linking on the home looks.
  * (test_sched: test_wait_away_from_the_fds_hub)
  */
 #include <errno.h>
@@ -69,6 +70,10 @@ struct fd_entry {
     int home;                  /* 1 + the index of the hub whose epoll set holds the fd; 0: none */
     int foreign;               /* COOP_READ, COOP_WRITE: edges another thread than home's dispatched */
     int away_waiter;           /* 1 + the index of the hub of the last wait away from home; 0: none */
+    /* A greenlet known to run after the last edge dispatched: one it woke, or one that
+     * looked at the fd since (NULL: none); only a greenlet made after that can share its
+     * address, and it, too, runs after the edge. */
+    struct coop_greenlet *edge_seen_by;
     struct fd_waiter *waiters;
 };
 
@@ -113,9 +118,10 @@ void coop_fd_ready(int fd, uint32_t events)
     coop_lock(&e->lock);
     if (here == NULL || here->index + 1 != e->home)
         e->foreign |= ready;       /* an adopter's (or a test's) */
+    e->edge_seen_by = NULL;
     for (struct fd_waiter *x = e->waiters; x != NULL; x = x->next)
-        if (x->events & ready)
-            coop_wake(x->g, x->gen, 0);
+        if ((x->events & ready) && coop_wake(x->g, x->gen, 0))
+            e->edge_seen_by = x->g;
     coop_unlock(&e->lock);
 }
 
@@ -148,9 +154,10 @@ static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
 
 /* Links x to e, the fd's entry (NULL: none could be made); see the top for where the fd's
  * home then is; the errno of an fd epoll refuses.
- * *look: another thread than the home's dispatched an edge of the fd since the last link
- * on the home, maybe after the caller's EAGAIN (waiters on one hub run one at a time, so
- * their EAGAIN-to-link windows never overlap): the caller must look at its fds once every
+ * *look: an edge of the fd may have been dispatched after the caller's EAGAIN, waking
+ * nobody (on the home: by another thread than the home's since the last link there, as
+ * waiters on one hub run one at a time, so their EAGAIN-to-link windows never overlap;
+ * away: since the caller last ran past one): the caller must look at its fds once every
  * waiter is linked. */
 static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, struct fd_entry *e, bool *look)
 {
@@ -161,18 +168,20 @@ static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, struct f
     int here = h->index + 1;
     coop_lock(&e->lock);
     struct coop_hub *home = e->home != 0 ? coop_hub_at(e->home - 1) : NULL;
-    long rearmed = -ENOENT;
     if (home == h) {
         e->away_waiter = 0;
         if (e->foreign & x->events) {
             *look = true;
             e->foreign &= ~x->events;
         }
-    } else if (home != NULL && e->away_waiter != here && !coop_sched_is_away(home)
-               && (rearmed = fdset_ctl(home, EPOLL_CTL_MOD, fd)) == 0) {
+    } else if (home != NULL && e->away_waiter != here && !coop_sched_is_away(home)) {
         e->away_waiter = here;
+        if (e->edge_seen_by != x->g) {
+            *look = true;
+            e->edge_seen_by = x->g;
+        }
     } else {
-        int err = rearmed == -ENOENT ? move_home(e, h, fd) : (int)-rearmed;
+        int err = move_home(e, h, fd);
         if (err != 0) {
             coop_unlock(&e->lock);
             return err;
@@ -288,6 +297,7 @@ void coop_fd_forget(int fd)
     e->home = 0;
     e->foreign = 0;
     e->away_waiter = 0;
+    e->edge_seen_by = NULL;
     coop_unlock(&e->lock);
 }
 

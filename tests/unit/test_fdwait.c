@@ -246,6 +246,51 @@ START_TEST(test_two_read_waiters_both_wake)
 }
 END_TEST
 
+/* A poll takes no more events than the run queue has room for (hub.c): with the queue
+ * nearly full of greenlets that yield (on one hub: a few dozen places left), fds that are
+ * all ready at once are dispatched a few dozen per poll, and the rest, left in the set,
+ * must be reported by the next polls: every reader wakes. */
+enum { CROWD = COOP_RUNQ_SIZE - 32, READERS = 300 };
+static _Atomic int readers_done;
+
+static void *yield_until_readers_done(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&readers_done))
+        coop_yield();
+    return NULL;
+}
+
+START_TEST(test_ready_fds_beyond_the_queue_room)
+{
+    static int pairs[READERS][2];
+    static struct reader readers[READERS];
+    static struct coop_greenlet *waiting[READERS], *crowd[CROWD];
+    atomic_store(&readers_done, 0);
+    for (int i = 0; i < READERS; i++) {
+        make_pair(pairs[i]);
+        readers[i] = (struct reader){ .fd = pairs[i][0], .deadline = coop_now() + MS(20000) };
+        waiting[i] = unit_spawn(reader_body, &readers[i]);
+    }
+    for (int i = 0; i < READERS; i++)
+        unit_wait_in(waiting[i], WAIT_FD);
+    for (int i = 0; i < CROWD; i++)
+        crowd[i] = unit_spawn(yield_until_readers_done, NULL);
+    for (int i = 0; i < READERS; i++)
+        put_byte(pairs[i][1], 'q');
+    for (int i = 0; i < READERS; i++) {
+        unit_join(waiting[i]);
+        ck_assert_int_eq(readers[i].result, 0);
+        ck_assert_int_eq(readers[i].got, 'q');
+    }
+    atomic_store(&readers_done, 1);
+    for (int i = 0; i < CROWD; i++)
+        unit_join(crowd[i]);
+    for (int i = 0; i < READERS; i++)
+        close_pair(pairs[i]);
+}
+END_TEST
+
 START_TEST(test_hangup_wakes_reader)
 {
     int sv[2];
@@ -446,6 +491,7 @@ Suite *fdwait_suite(void)
     tcase_add_test(tc, test_wait_fds_any);
     tcase_add_test(tc, test_regular_file_and_bad_fds);
     tcase_add_test(tc, test_interrupt_fd_wait);
+    tcase_add_test(tc, test_ready_fds_beyond_the_queue_room);
     suite_add_tcase(s, tc);
     return s;
 }

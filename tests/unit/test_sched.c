@@ -425,8 +425,9 @@ END_TEST
 /* An fd is in one hub's set. A greenlet that waits for it on another hub links its waiter
  * after its own EAGAIN: an edge that the fd's hub took in between, waking nobody or only
  * another waiter of the fd, must not be lost: the byte is there, as a level-triggered
- * poll would say (fdwait.c: the waiter re-arms the fd in its home's set, whose poll then
- * reports it, or, waiting away twice in a row, moves the fd to its own hub's set). */
+ * poll would say (fdwait.c: the waiter, not the one greenlet known to have run since that
+ * edge, looks at the fd once linked, or, waiting away twice in a row, moves the fd to its
+ * own hub's set). */
 struct far_reader { int fd, home, hub, result; _Atomic int started; };
 
 /* Notes where the reader runs; on the fd's hub, false, and the try does not count. */
@@ -578,6 +579,53 @@ static bool wait_twice_away_from_the_fds_hub(void)
     return true;
 }
 
+/* Known to have run after the fd's last edge no longer once another edge comes: the reader
+ * waits away from the fd's hub (and looks at the fd: the entry then counts it as having
+ * seen its state); the fd's home waits there in turn, so that the reader's next wait away
+ * is not a second in a row (which would move the fd); a byte's edge, taken by the home's
+ * poll, wakes nobody. The reader's next wait away must look again and see the byte: the
+ * home's set reports nothing more. */
+struct looked_reader { struct far_reader r; _Atomic int first_done, written; int first; };
+
+static void *look_then_wait_away(void *arg)
+{
+    struct looked_reader *l = arg;
+    struct far_reader *r = &l->r;
+    if (!runs_away(r))
+        return NULL;
+    l->first = coop_wait_fd(r->fd, COOP_READ, coop_now() + MS(1));
+    atomic_store(&l->first_done, 1);
+    if (!spin_until(&l->written))     /* holds this hub: the home's wait ends on the home */
+        return (void *)-1;
+    r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    return NULL;
+}
+
+static bool wait_away_after_a_look(void)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    uint64_t preemptions = coop_preemptions();
+    struct looked_reader l = { .r = { .fd = sv[0], .home = coop_thread.hub->index } };
+    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    struct coop_greenlet *g = unit_spawn(look_then_wait_away, &l);
+    ck_assert(spin_until(&l.r.started));    /* holds this hub: the reader runs on another */
+    if (l.r.result != -1) {
+        ck_assert(spin_until(&l.first_done));
+        ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+        ck_assert_int_eq(coop_thread.hub->index, l.r.home);
+        ck_assert_int_eq(write(sv[1], "x", 1), 1);
+        coop_drain_fdset(coop_hub_at(l.r.home)->fdset);
+        atomic_store(&l.written, 1);
+    }
+    ck_assert_ptr_null(unit_join(g));
+    if (!close_and_count(sv, &l.r, preemptions))
+        return false;
+    ck_assert_int_eq(l.first, ETIMEDOUT);
+    ck_assert_int_eq(l.r.result, 0);
+    return true;
+}
+
 START_TEST(test_wait_away_from_the_fds_hub)
 {
     if (hubs() < 2)
@@ -588,6 +636,8 @@ START_TEST(test_wait_away_from_the_fds_hub)
         ck_assert_msg(attempt < 100, "the second reader never ran away from the fd's hub");
     for (int attempt = 0; !wait_twice_away_from_the_fds_hub(); attempt++)
         ck_assert_msg(attempt < 100, "the twice reader never ran away from the fd's hub");
+    for (int attempt = 0; !wait_away_after_a_look(); attempt++)
+        ck_assert_msg(attempt < 100, "the looking reader never ran away from the fd's hub");
 }
 END_TEST
 
