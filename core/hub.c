@@ -507,6 +507,25 @@ bool coop_cancel_wait(struct coop_greenlet *g)
     return true;
 }
 
+/* A poll wakes a batch of greenlets, and its hub then switches to each in turn: every switch
+ * would wait for the lines of the greenlet's record, stack and TLS area that it reads, each
+ * a cache miss once connections are many (1,000 and up). Loaded at the wake, they are there
+ * by its turn. g may still be switching away on another thread, so its saved stack pointer
+ * may be stale: a prefetch never faults. */
+void coop_prefetch_resume(const struct coop_greenlet *g)
+{
+    const char *ctx = (const char *)&g->ctx;
+    __builtin_prefetch(ctx + COOP_UC_R12, 1);        /* what the switch restores */
+    __builtin_prefetch(ctx + COOP_UC_RSP, 1);
+    __builtin_prefetch(ctx + COOP_UC_MXCSR, 1);
+    __builtin_prefetch(&g->resumes, 1);              /* what switch_to and arrive write */
+    __builtin_prefetch(&g->tp, 1);
+    const char *sp = (const char *)__atomic_load_n(&g->ctx.uc_mcontext.gregs[REG_RSP], __ATOMIC_RELAXED);
+    for (int line = 0; line < 3; line++)             /* the frames it returns through */
+        __builtin_prefetch(sp + 64 * line, 1);
+    coop_tls_prefetch(g);
+}
+
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
 {
     uint64_t waiting = gen << 2 | WAIT_WAITING;

@@ -295,6 +295,8 @@ void coop_ready(struct coop_hub *h, struct coop_greenlet *g);
 void coop_ready_new(struct coop_hub *h, struct coop_greenlet *g);
 /* After a waker won g's wait. */
 void coop_sched_woken(struct coop_greenlet *g);
+/* Starts loading what a switch to g reads (hub.c): a wake onto the waker's own queue. */
+void coop_prefetch_resume(const struct coop_greenlet *g);
 struct coop_greenlet *coop_sched_pop(struct coop_hub *h);
 void coop_sched_take_inbox(struct coop_hub *h);
 bool coop_sched_has_work(struct coop_hub *h);
@@ -368,6 +370,8 @@ void coop_tls_robust_exit(struct coop_greenlet *g, bool process_exits);
  * hub in its coop_thread equal to h's: no thread-local access between this and the context
  * switch. */
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h);
+/* Starts loading the lines of g's area that a switch to it and its first steps touch. */
+void coop_tls_prefetch(const struct coop_greenlet *g);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
 
 /* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet,

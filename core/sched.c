@@ -427,6 +427,7 @@ void coop_sched_woken(struct coop_greenlet *g)
     struct coop_hub *here = coop_thread.hub;
     coop_gstate_set(g, G_READY);
     if (here != NULL) {
+        coop_prefetch_resume(g);
         /* Woken by its deadline, it runs next, as a thread whose sleep ended preempts one
          * that computes; a preempted greenlet's deadline of now is a requeue (hub.c). Only
          * the first of a timer run: the others follow in deadline order. No helper: this

@@ -563,6 +563,12 @@ void coop_tls_robust_exit(struct coop_greenlet *g, bool process_exits)
     head->list_op_pending = NULL;
 }
 
+void coop_tls_prefetch(const struct coop_greenlet *g)
+{
+    __builtin_prefetch((const void *)g->tp, 1);                      /* the control block */
+    __builtin_prefetch((const void *)(g->tp + thread_state_at), 1);  /* coop_thread */
+}
+
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h)
 {
     if (!to->is_hub) {
