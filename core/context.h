@@ -18,6 +18,7 @@
 
 #ifndef __ASSEMBLER__
 #include <stddef.h>
+#include <stdint.h>
 #include <ucontext.h>
 
 enum coop_switch_kind { COOP_SWITCH_FAST, COOP_SWITCH_UCONTEXT };
@@ -34,6 +35,20 @@ extern enum coop_switch_kind coop_switch_kind;
 void coop_context_switch_fast(ucontext_t *from, ucontext_t *to);
 
 /* Saves the running context into from and resumes to. */
+/* Starts loading what a switch to ctx reads (every word switch.S restores), and the
+ * top of the stack it resumes on; from any thread: the stack pointer may be stale (the
+ * context still being saved elsewhere), and a prefetch never faults. */
+static inline void coop_context_prefetch(const ucontext_t *ctx)
+{
+    static const unsigned short restored[] = { COOP_UC_R12, COOP_UC_RBX, COOP_UC_RSP, COOP_UC_RIP,
+                                                COOP_UC_FPREGS_MEM, COOP_UC_MXCSR };
+    for (size_t i = 0; i < sizeof restored / sizeof restored[0]; i++)
+        __builtin_prefetch((const char *)ctx + restored[i], 1);
+    uintptr_t sp = (uintptr_t)__atomic_load_n(&ctx->uc_mcontext.gregs[REG_RSP], __ATOMIC_RELAXED);
+    for (uintptr_t line = 0; line < 3; line++)      /* the frames it returns through */
+        __builtin_prefetch((const void *)(sp + 64 * line), 1);
+}
+
 static inline void coop_context_switch(ucontext_t *from, ucontext_t *to)
 {
     if (coop_switch_kind == COOP_SWITCH_FAST)

@@ -21,25 +21,26 @@
  * (which, with the fd in both sets of two hubs, made both hubs wake and contend for the
  * entry's lock on every event). Closing the fd (or dup2 over it), from any thread, wakes
  * every waiter with EBADF and removes the fd from its set before the number can be
- * reused. Lock order: an fd entry's lock, then the run queue locks a wake takes (never
- * the other way round).
+ * reused; so does the shim when a call it wraps makes an fd. Not covered: an fd closed
+ * inside libc whose number a call coop does not wrap (eventfd, timerfd...) reuses keeps
+ * its entry, which names a set that no longer holds it. Lock order: an fd entry's lock,
+ * then the run queue locks a wake takes (never the other way round).
  *
  * A waiter links itself after its own EAGAIN (a nonblocking try of the caller's), and an
  * edge that another thread's poll dispatched in between, waking nobody or only other
  * waiters of the fd, must not be lost; natively that readiness would end the wait. The
- * waiter cannot know when its EAGAIN was, but the entry knows one greenlet that runs after
- * the last edge dispatched: one that edge woke, or one that looked at the fd since
- * (edge_seen_by). A waiter away from the fd's home that is not that greenlet looks at its
- * fds (poll(2), not waiting) once linked, and does not sleep if one is ready; the usual
- * away wait, a stolen greenlet whose last wake came from this fd, needs no system call, and
- * the home's poll wakes it onto the home's queue: a greenlet that was stolen goes back to
- * where its connection's events arrive. (Re-arming the fd in the home's set, EPOLL_CTL_MOD,
- * did the same for one system call per away wait: at 10,000 connections on two hubs, one
- * per six echoes.) When two waits in a row on the fd are away from its home on the same hub
- * (a greenlet that stays where it was stolen to, or a connection handed on to another
- * thread), the second moves the fd into its own hub's set instead: adding it reports the
- * fd's readiness at that moment, which that hub, the waiter's own thread, can dispatch only
- * once the waiter is linked. An fd whose home is away (blocked, retired) moves at once.
+ * waiter cannot know when its EAGAIN was, but the entry knows one greenlet whose try came
+ * after the last edge dispatched (edge_seen_by): one that edge woke, or one that linked
+ * away since and looked. A waiter away from the fd's home that is not that greenlet looks
+ * at its fds (poll(2), not waiting) once linked, and does not sleep if one is ready. So the
+ * usual away wait, a stolen greenlet whose last wake came from this fd, costs no system
+ * call, and the home's poll wakes it onto the home's queue: a greenlet that was stolen goes
+ * back to where its connection's events arrive. When two waits in a row on the fd are away
+ * from its home on the same hub (a greenlet that stays where it was stolen to, or a
+ * connection handed on to another thread), the second moves the fd into its own hub's set
+ * instead: adding it reports the fd's readiness at that moment, which that hub, the
+ * waiter's own thread, can dispatch only once the waiter is linked. An fd whose home is
+ * away (blocked, retired) moves at once.
  * On its home hub, a greenlet runs from its EAGAIN to its link without that hub polling in
  * between; only an adopter of the hub (while it was away, or until the adopter let go) may
  * have polled its set meanwhile: a dispatch by another thread than the home's notes the
@@ -70,9 +71,9 @@ struct fd_entry {
     int home;                  /* 1 + the index of the hub whose epoll set holds the fd; 0: none */
     int foreign;               /* COOP_READ, COOP_WRITE: edges another thread than home's dispatched */
     int away_waiter;           /* 1 + the index of the hub of the last wait away from home; 0: none */
-    /* A greenlet known to run after the last edge dispatched: one it woke, or one that
-     * looked at the fd since (NULL: none); only a greenlet made after that can share its
-     * address, and it, too, runs after the edge. */
+    /* A greenlet whose next try on the fd comes after the last edge dispatched: one that
+     * edge woke, or one that linked away since, and looks (NULL: none). Only a greenlet
+     * made after that can share its address, and it, too, tries after the edge. */
     struct coop_greenlet *edge_seen_by;
     struct fd_waiter *waiters;
 };
@@ -157,7 +158,7 @@ static int move_home(struct fd_entry *e, struct coop_hub *h, int fd)
  * *look: an edge of the fd may have been dispatched after the caller's EAGAIN, waking
  * nobody (on the home: by another thread than the home's since the last link there, as
  * waiters on one hub run one at a time, so their EAGAIN-to-link windows never overlap;
- * away: since the caller last ran past one): the caller must look at its fds once every
+ * away: unless the caller is edge_seen_by): the caller must look at its fds once every
  * waiter is linked. */
 static int link_waiter(struct coop_hub *h, struct fd_waiter *x, int fd, struct fd_entry *e, bool *look)
 {

@@ -92,6 +92,13 @@ static void take_hub_mask(struct coop_hub *h)
 }
 
 #define EVENTS_PER_POLL 256
+/* A poll leaves this many places of the run queue free, for what the timer run and the
+ * inbox add after it: an overflow sends half the ring to the global queue, whose greenlets
+ * other hubs run away from their fds' home (fdwait.c). */
+#define EVENTS_HEADROOM 64
+/* But takes this many events at least: a queue full of greenlets that only yield would
+ * otherwise never let an fd event in. */
+#define EVENTS_MIN 32
 
 /* Waits up to timeout_ns (-1: no limit) for events of an epoll set. epoll_wait counts
  * whole milliseconds; epoll_pwait2 (Linux 5.11) keeps a sleep of 100 us from lasting 1 ms. */
@@ -120,18 +127,14 @@ static int64_t poll_timeout(struct coop_hub *h)
     return left < 0 ? 0 : left;
 }
 
-/* Dispatches the events of an fd set (the hub's own or an adopted hub's), without waiting:
- * it holds fds only. It takes no more than the calling hub's ring has room for (but always a
- * few): the waiters it wakes go there, and those that overflowed it went to the global
- * queue, from which other hubs ran them away from their fds' home (at 10,000 connections,
- * most of the moves). The rest stay in the set for the next poll. */
-#define EVENTS_MIN 32
-
-void coop_drain_fdset(int fdset)
+/* Dispatches the events of an fd set (the hub's own or an adopted hub's) to h's queue,
+ * without waiting: it holds fds only. What does not fit in the queue stays in the set, which
+ * is nested level-triggered in h's own: the next poll, waiting or not, takes it. */
+void coop_drain_fdset(struct coop_hub *h, int fdset)
 {
     struct epoll_event events[EVENTS_PER_POLL];
     for (;;) {
-        int room = COOP_RUNQ_SIZE - (int)coop_sched_ready_count(coop_thread.hub);
+        int room = COOP_RUNQ_SIZE - EVENTS_HEADROOM - (int)coop_sched_ready_count(h);
         int max = room < EVENTS_MIN ? EVENTS_MIN : room < EVENTS_PER_POLL ? room : EVENTS_PER_POLL;
         long n = wait_events(fdset, events, max, 0);
         for (long i = 0; i < n; i++)
@@ -153,7 +156,7 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
     h->polls++;
     coop_sched_dispatch_begin(h);
     if (timeout_ns == 0) {
-        coop_drain_fdset(h->fdset);
+        coop_drain_fdset(h, h->fdset);
         coop_sched_drain_adopted(h);
     } else {
         struct epoll_event events[16];
@@ -161,7 +164,7 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
         for (long i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
             if (tag == COOP_TAG_FDS)
-                coop_drain_fdset(h->fdset);
+                coop_drain_fdset(h, h->fdset);
             else if (tag >= COOP_TAG_ADOPT && tag < COOP_TAG_ADOPT + COOP_MAX_HUBS)
                 coop_sched_drain_adopted(h);
             /* COOP_TAG_WAKE only ends the wait; the eventfd is never read: each write is
@@ -508,21 +511,14 @@ bool coop_cancel_wait(struct coop_greenlet *g)
 }
 
 /* A poll wakes a batch of greenlets, and its hub then switches to each in turn: every switch
- * would wait for the lines of the greenlet's record, stack and TLS area that it reads, each
- * a cache miss once connections are many (1,000 and up). Loaded at the wake, they are there
- * by its turn. g may still be switching away on another thread, so its saved stack pointer
- * may be stale: a prefetch never faults. */
+ * would wait for the lines of the greenlet's context, record, stack and TLS area that it
+ * reads, each a cache miss once connections are many. Loaded at the wake, they are there by
+ * its turn. */
 void coop_prefetch_resume(const struct coop_greenlet *g)
 {
-    const char *ctx = (const char *)&g->ctx;
-    __builtin_prefetch(ctx + COOP_UC_R12, 1);        /* what the switch restores */
-    __builtin_prefetch(ctx + COOP_UC_RSP, 1);
-    __builtin_prefetch(ctx + COOP_UC_MXCSR, 1);
+    coop_context_prefetch(&g->ctx);
     __builtin_prefetch(&g->resumes, 1);              /* what switch_to and arrive write */
     __builtin_prefetch(&g->tp, 1);
-    const char *sp = (const char *)__atomic_load_n(&g->ctx.uc_mcontext.gregs[REG_RSP], __ATOMIC_RELAXED);
-    for (int line = 0; line < 3; line++)             /* the frames it returns through */
-        __builtin_prefetch(sp + 64 * line, 1);
     coop_tls_prefetch(g);
 }
 

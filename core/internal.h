@@ -332,7 +332,8 @@ void coop_sched_stats(struct coop_sched_stats *s);
 
 /* fdwait.c, and hub.c's reading of fd sets */
 void coop_fd_ready(int fd, uint32_t events);
-void coop_drain_fdset(int fdset);
+/* Dispatches an fd set's events (waking their waiters onto h's queue, h the caller's hub). */
+void coop_drain_fdset(struct coop_hub *h, int fdset);
 void coop_fdwait_fork_child(void);
 
 /* timer.c: each hub's heap, under its timer_lock */

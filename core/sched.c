@@ -656,7 +656,7 @@ void coop_sched_drain_adopted(struct coop_hub *h)
 {
     for (size_t w = 0; w < sizeof h->adopted / sizeof h->adopted[0]; w++)
         for (uint64_t bits = h->adopted[w]; bits != 0; bits &= bits - 1)
-            coop_drain_fdset(coop_hub_table[w * 64 + (size_t)__builtin_ctzll(bits)]->fdset);
+            coop_drain_fdset(h, coop_hub_table[w * 64 + (size_t)__builtin_ctzll(bits)]->fdset);
 }
 
 /* Lets go of hubs that are back, or that another hub took over; takes what was queued

@@ -247,18 +247,17 @@ START_TEST(test_two_read_waiters_both_wake)
 END_TEST
 
 /* A poll takes no more events than the run queue has room for (hub.c): with the queue
- * nearly full of greenlets that yield (on one hub: a few dozen places left), fds that are
- * all ready at once are dispatched a few dozen per poll, and the rest, left in the set,
- * must be reported by the next polls: every reader wakes. */
+ * nearly full of greenlets that yield (on one hub: no room left), fds that are all ready at
+ * once are dispatched a few dozen per poll, and the rest stay in the set. The crowd then
+ * waits behind a gate, and the hub, with nothing queued, sleeps in its own set, where the
+ * fd set is nested: what is left must end that sleep, and every reader wakes. */
 enum { CROWD = COOP_RUNQ_SIZE - 32, READERS = 300 };
-static _Atomic int readers_done;
 
-static void *yield_until_readers_done(void *arg)
+static void *yield_then_wait_at_the_gate(void *arg)
 {
-    (void)arg;
-    while (!atomic_load(&readers_done))
-        coop_yield();
-    return NULL;
+    int gate = *(int *)arg;
+    coop_yield();
+    return (void *)(intptr_t)coop_wait_fd(gate, COOP_READ, coop_now() + MS(20000));
 }
 
 START_TEST(test_ready_fds_beyond_the_queue_room)
@@ -266,7 +265,8 @@ START_TEST(test_ready_fds_beyond_the_queue_room)
     static int pairs[READERS][2];
     static struct reader readers[READERS];
     static struct coop_greenlet *waiting[READERS], *crowd[CROWD];
-    atomic_store(&readers_done, 0);
+    int gate[2];
+    make_pair(gate);
     for (int i = 0; i < READERS; i++) {
         make_pair(pairs[i]);
         readers[i] = (struct reader){ .fd = pairs[i][0], .deadline = coop_now() + MS(20000) };
@@ -275,7 +275,7 @@ START_TEST(test_ready_fds_beyond_the_queue_room)
     for (int i = 0; i < READERS; i++)
         unit_wait_in(waiting[i], WAIT_FD);
     for (int i = 0; i < CROWD; i++)
-        crowd[i] = unit_spawn(yield_until_readers_done, NULL);
+        crowd[i] = unit_spawn(yield_then_wait_at_the_gate, &gate[0]);
     for (int i = 0; i < READERS; i++)
         put_byte(pairs[i][1], 'q');
     for (int i = 0; i < READERS; i++) {
@@ -283,9 +283,11 @@ START_TEST(test_ready_fds_beyond_the_queue_room)
         ck_assert_int_eq(readers[i].result, 0);
         ck_assert_int_eq(readers[i].got, 'q');
     }
-    atomic_store(&readers_done, 1);
     for (int i = 0; i < CROWD; i++)
-        unit_join(crowd[i]);
+        unit_wait_in(crowd[i], WAIT_FD);
+    close_pair(gate);                         /* its waiters wake with EBADF */
+    for (int i = 0; i < CROWD; i++)
+        ck_assert_int_eq((intptr_t)unit_join(crowd[i]), EBADF);
     for (int i = 0; i < READERS; i++)
         close_pair(pairs[i]);
 }

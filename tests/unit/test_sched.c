@@ -451,6 +451,15 @@ static bool close_and_count(int sv[2], const struct far_reader *r, uint64_t pree
     return r->result != -1 && coop_preemptions() == preemptions;
 }
 
+/* A socket pair whose sv[0] a wait put in this hub's set, its home: that hub's index. */
+static int pair_at_home(int sv[2])
+{
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int home = coop_thread.hub->index;
+    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    return home;
+}
+
 static void *read_away_from_the_fds_hub(void *arg)
 {
     struct far_reader *r = arg;
@@ -463,14 +472,13 @@ static void *read_away_from_the_fds_hub(void *arg)
 static bool wait_away_from_the_fds_hub(void)
 {
     int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int home = pair_at_home(sv);
     uint64_t preemptions = coop_preemptions();
-    struct far_reader r = { .fd = sv[0], .home = coop_thread.hub->index };
-    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    struct far_reader r = { .fd = sv[0], .home = home };
     /* The edge of this byte is taken now, by every hub's poll, and wakes nobody. */
     ck_assert_int_eq(write(sv[1], "x", 1), 1);
     for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-        coop_drain_fdset(h->fdset);
+        coop_drain_fdset(coop_thread.hub, h->fdset);
     struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
     ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
     unit_join(g);
@@ -499,7 +507,7 @@ static void *take_the_edge_then_wait(void *arg)
         ;
     if (write(s->write_end, "x", 1) != 1)
         return (void *)-1;
-    coop_drain_fdset(coop_hub_at(r->home)->fdset);
+    coop_drain_fdset(coop_thread.hub, coop_hub_at(r->home)->fdset);
     r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
     return NULL;
 }
@@ -507,11 +515,10 @@ static void *take_the_edge_then_wait(void *arg)
 static bool second_wait_away_from_the_fds_hub(void)
 {
     int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int home = pair_at_home(sv);
     uint64_t preemptions = coop_preemptions();
-    struct second_reader s = { .r = { .fd = sv[0], .home = coop_thread.hub->index }, .first = coop_self(),
+    struct second_reader s = { .r = { .fd = sv[0], .home = home }, .first = coop_self(),
                                .write_end = sv[1] };
-    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
     struct coop_greenlet *g = unit_spawn(take_the_edge_then_wait, &s);
     ck_assert(spin_until(&s.r.started));    /* holds this hub: the reader runs on another */
     int mine = s.r.result == -1 ? 0 : coop_wait_fd(sv[0], COOP_READ, coop_now() + GIVE_UP);
@@ -553,17 +560,16 @@ static void *wait_twice_away(void *arg)
 static bool wait_twice_away_from_the_fds_hub(void)
 {
     int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int home = pair_at_home(sv);
     uint64_t preemptions = coop_preemptions();
-    struct twice_reader t = { .r = { .fd = sv[0], .home = coop_thread.hub->index } };
-    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    struct twice_reader t = { .r = { .fd = sv[0], .home = home } };
     struct coop_greenlet *g = unit_spawn(wait_twice_away, &t);
     ck_assert(spin_until(&t.r.started));    /* holds this hub: the reader runs on another */
     if (t.r.result != -1) {
         ck_assert(spin_until(&t.first_done));
         ck_assert_int_eq(write(sv[1], "x", 1), 1);
         for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-            coop_drain_fdset(h->fdset);
+            coop_drain_fdset(coop_thread.hub, h->fdset);
         atomic_store(&t.written, 1);
         if (spin_until(&t.consumed)) {
             ck_assert_int_eq(write(sv[1], "y", 1), 1);
@@ -579,10 +585,10 @@ static bool wait_twice_away_from_the_fds_hub(void)
     return true;
 }
 
-/* Known to have run after the fd's last edge no longer once another edge comes: the reader
- * waits away from the fd's hub (and looks at the fd: the entry then counts it as having
- * seen its state); the fd's home waits there in turn, so that the reader's next wait away
- * is not a second in a row (which would move the fd); a byte's edge, taken by the home's
+/* A look stops counting once another edge is dispatched: the reader waits away from the
+ * fd's hub (and looks: the entry then counts its next try as after the fd's last edge);
+ * the main greenlet waits on the fd's hub in turn, so that the reader's next wait away is
+ * not a second in a row (which would move the fd); a byte's edge, taken by the home's
  * poll, wakes nobody. The reader's next wait away must look again and see the byte: the
  * home's set reports nothing more. */
 struct looked_reader { struct far_reader r; _Atomic int first_done, written; int first; };
@@ -604,10 +610,9 @@ static void *look_then_wait_away(void *arg)
 static bool wait_away_after_a_look(void)
 {
     int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int home = pair_at_home(sv);
     uint64_t preemptions = coop_preemptions();
-    struct looked_reader l = { .r = { .fd = sv[0], .home = coop_thread.hub->index } };
-    ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
+    struct looked_reader l = { .r = { .fd = sv[0], .home = home } };
     struct coop_greenlet *g = unit_spawn(look_then_wait_away, &l);
     ck_assert(spin_until(&l.r.started));    /* holds this hub: the reader runs on another */
     if (l.r.result != -1) {
@@ -615,7 +620,7 @@ static bool wait_away_after_a_look(void)
         ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
         ck_assert_int_eq(coop_thread.hub->index, l.r.home);
         ck_assert_int_eq(write(sv[1], "x", 1), 1);
-        coop_drain_fdset(coop_hub_at(l.r.home)->fdset);
+        coop_drain_fdset(coop_thread.hub, coop_hub_at(l.r.home)->fdset);
         atomic_store(&l.written, 1);
     }
     ck_assert_ptr_null(unit_join(g));
