@@ -34,7 +34,6 @@ extern enum coop_switch_kind coop_switch_kind;
 /* Assembly (switch.S). */
 void coop_context_switch_fast(ucontext_t *from, ucontext_t *to);
 
-/* Saves the running context into from and resumes to. */
 /* Starts loading what a switch to ctx reads (every word switch.S restores), and the
  * top of the stack it resumes on; from any thread: the stack pointer may be stale (the
  * context still being saved elsewhere), and a prefetch never faults. */
@@ -49,6 +48,7 @@ static inline void coop_context_prefetch(const ucontext_t *ctx)
         __builtin_prefetch((const void *)(sp + 64 * line), 1);
 }
 
+/* Saves the running context into from and resumes to. */
 static inline void coop_context_switch(ucontext_t *from, ucontext_t *to)
 {
     if (coop_switch_kind == COOP_SWITCH_FAST)

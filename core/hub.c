@@ -518,8 +518,7 @@ void coop_prefetch_resume(const struct coop_greenlet *g)
 {
     coop_context_prefetch(&g->ctx);
     __builtin_prefetch(&g->resumes, 1);              /* what switch_to and arrive write */
-    __builtin_prefetch(&g->tp, 1);
-    coop_tls_prefetch(g);
+    coop_tls_prefetch(g);                            /* reads g->tp, which brings in its line */
 }
 
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
