@@ -137,8 +137,7 @@ void coop_drain_fdset(struct coop_hub *h, int fdset)
         int room = COOP_RUNQ_SIZE - EVENTS_HEADROOM - (int)coop_sched_ready_count(h);
         int max = room < EVENTS_MIN ? EVENTS_MIN : room < EVENTS_PER_POLL ? room : EVENTS_PER_POLL;
         long n = wait_events(fdset, events, max, 0);
-        for (long i = 0; i < n; i++)
-            coop_fd_ready((int)events[i].data.u64, events[i].events);
+        coop_fd_events_ready(events, n);
         if (n < max || n >= room)
             return;
     }
@@ -517,8 +516,8 @@ bool coop_cancel_wait(struct coop_greenlet *g)
 void coop_prefetch_resume(const struct coop_greenlet *g)
 {
     coop_context_prefetch(&g->ctx);
-    __builtin_prefetch(&g->resumes, 1);              /* what switch_to and arrive write */
-    coop_tls_prefetch(g);                            /* reads g->tp, which brings in its line */
+    __builtin_prefetch(&g->saved_errno, 1);          /* what arrive reads; the wake wrote the first line */
+    coop_tls_prefetch(g);
 }
 
 bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)

@@ -64,41 +64,49 @@ struct coop_wait_info {
  */
 struct coop_greenlet {
     uint64_t magic;                  /* first, so a pthread_t can be told apart */
-    ucontext_t ctx;
-    struct coop_hub *hub;            /* the hub running it, or the last one that did */
-    uint64_t id;
-    enum coop_gstate state;
-    int saved_errno;
-    bool is_hub, is_main;
-
-    /* Waiting: a late wake cannot end a later wait (the generation), and a dump holds
+    /* What every wake and every resume touch shares magic's line (a record on a stack is
+     * line-aligned): a greenlet that waited long, or last ran on another CPU, then costs one
+     * miss here instead of one per field.
+     * Waiting: a late wake cannot end a later wait (the generation), and a dump holds
      * the wake back while it reads the stack (WAIT_DUMPING). wake_reason is written by
      * whoever wins the generation. */
     _Atomic uint64_t wait_word;
     uint64_t wait_gen;
+    struct coop_hub *hub;            /* the hub running it, or the last one that did */
+    uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
+    enum coop_gstate state;
     int wake_reason;
+    pid_t tid_written;               /* the tid last written into its control block */
+    uint32_t resumes;                /* switches to it, written by the hub that resumes it */
+    /* True from the moment a hub decides to resume it until the context it switched
+     * away to has started: a hub that pops it meanwhile waits before resuming it. */
+    _Atomic bool on_cpu;
+    bool is_hub;
+    bool own_tls;                    /* the area at tp is its own (tls.c) */
+    bool keeps_tid;                  /* its area is glibc's record of an OS thread (tls.c) */
+
+    ucontext_t ctx;
+    uint64_t id;
+    int saved_errno;
+    bool is_main;
+    int64_t since;                   /* when it entered its state (coarse clock) */
+    struct coop_wait_info waiting;
     /* A signal's interrupt for a wait, for the next coop_sched_service: the wait's
      * generation << 2 | INTERRUPT_EINTR or INTERRUPT_RESTART; 0 for none. Signallers raise
      * it (a later wait replaces an earlier one, see coop_interrupt); that pass takes it. */
     _Atomic uint64_t interrupt;
-    /* True from the moment a hub decides to resume it until the context it switched
-     * away to has started: a hub that pops it meanwhile waits before resuming it. */
-    _Atomic bool on_cpu;
 
     struct coop_hub *timer_hub;      /* whose timer heap holds it, or NULL */
     int64_t deadline;
     /* Its place in that heap (timer.c): first child, next sibling, and the parent (for a
      * first child) or previous sibling; NULL for the root. */
     struct coop_greenlet *heap_child, *heap_next, *heap_prev;
-    struct coop_wait_info waiting;
-    int64_t since;                   /* when it entered its state (coarse clock) */
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
     struct coop_kept_place {         /* its place in a parking lot queue (park.c) */
         const void *addr;            /* NULL: none kept */
         uint64_t ticket;
         uint32_t resumes;            /* its resumes when that wait ended */
     } kept_place;
-    uint32_t resumes;                /* switches to it, written by the hub that resumes it */
 
     uint64_t switched_in;            /* with COOP_STATS: when it last started running */
     int64_t cpu_ns;                  /* CPU time charged to it (cpu.c) */
@@ -117,10 +125,6 @@ struct coop_greenlet {
     _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
     _Atomic bool nudged;             /* set by coop_nudge; taken by its greenlet's next wait */
     int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
-    uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
-    bool own_tls;                    /* the area at tp is its own (tls.c) */
-    pid_t tid_written;               /* the tid last written into its control block */
-    bool keeps_tid;                  /* its area is glibc's record of an OS thread (tls.c) */
 
     struct coop_stack stack;
     bool stored;                     /* from the store of records, not on its stack */
@@ -131,6 +135,7 @@ struct coop_greenlet {
     char inherited_name[16];         /* its creator's when it was made: its name until it is given one */
     bool named;
 };
+_Static_assert(offsetof(struct coop_greenlet, keeps_tid) < 64, "a wake and a resume touch one line of the record");
 
 /* A hub's run queue: the owner pushes at tail and pops at head; thieves take from head. */
 struct coop_runq {
@@ -331,7 +336,9 @@ struct coop_sched_stats {
 void coop_sched_stats(struct coop_sched_stats *s);
 
 /* fdwait.c, and hub.c's reading of fd sets */
-void coop_fd_ready(int fd, uint32_t events);
+/* Wakes the waiters of each event's fd (data.u64), wherever they wait, onto the caller's hub. */
+struct epoll_event;
+void coop_fd_events_ready(const struct epoll_event *events, long n);
 /* Dispatches an fd set's events (waking their waiters onto h's queue, h the caller's hub). */
 void coop_drain_fdset(struct coop_hub *h, int fdset);
 void coop_fdwait_fork_child(void);
