@@ -245,7 +245,7 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
     g->arg = arg;
     if (attr->detached)
         atomic_store(&g->ending, END_DETACHED);
-    g->since = coop_coarse_now();
+    g->since = coop_stamp();
 
     long alive = atomic_fetch_add(&coop_live_greenlets, 1) + 1;
     if (coop_settings.stats)

@@ -42,6 +42,16 @@ int64_t coop_now(void)
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* A clock read at every wait and every wake cost more than a percent of an echo at 1,000
+ * connections (the clock's page is one more TLB entry among many greenlets'), for a time
+ * only dumps show: a hub reads it once per poll, which is late by at most one round of its
+ * queue. */
+int64_t coop_stamp(void)
+{
+    struct coop_hub *h = coop_thread.hub;
+    return h != NULL ? h->stamp : coop_coarse_now();
+}
+
 void coop_mark_runtime_thread(void) { coop_thread.runtime = true; }
 
 int coop_start_runtime_thread(void *(*fn)(void *), void *arg)
@@ -155,11 +165,13 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
     h->polls++;
     coop_sched_dispatch_begin(h);
     if (timeout_ns == 0) {
+        h->stamp = coop_coarse_now();
         coop_drain_fdset(h, h->fdset);
         coop_sched_drain_adopted(h);
     } else {
         struct epoll_event events[16];
         long n = wait_events(h->epfd, events, 16, timeout_ns);
+        h->stamp = coop_coarse_now();
         for (long i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
             if (tag == COOP_TAG_FDS)
@@ -402,6 +414,7 @@ struct coop_hub *coop_hub_create(int index, bool spare)
     h->index = index;
     h->masks_seen = MASK_UNKNOWN;
     h->spare = spare;
+    h->stamp = coop_coarse_now();
     int err = hub_open_epoll(h);
     if (err != 0) {
         free(h);
@@ -476,7 +489,7 @@ uint64_t coop_prepare_wait(struct coop_greenlet *g, enum coop_wait_kind kind, co
     g->waiting = (struct coop_wait_info){ .kind = kind, .obj = obj };
     g->busy_polls = 0;
 
-    g->since = coop_coarse_now();
+    g->since = coop_stamp();
     atomic_store_explicit(&g->wait_word, gen << 2 | WAIT_WAITING, memory_order_release);
     return gen;
 }
@@ -516,7 +529,6 @@ bool coop_cancel_wait(struct coop_greenlet *g)
 void coop_prefetch_resume(const struct coop_greenlet *g)
 {
     coop_context_prefetch(&g->ctx);
-    __builtin_prefetch(&g->saved_errno, 1);          /* what arrive reads; the wake wrote the first line */
     coop_tls_prefetch(g);
 }
 
@@ -532,7 +544,7 @@ bool coop_wake(struct coop_greenlet *g, uint64_t gen, int reason)
         __builtin_ia32_pause();            /* a dump is reading its stack */
     }
     g->wake_reason = reason;
-    g->since = coop_coarse_now();
+    g->since = coop_stamp();
     if (coop_trace_enabled())
         coop_trace_wake(g, reason);
     coop_sched_woken(g);

@@ -87,9 +87,10 @@ struct coop_greenlet {
 
     ucontext_t ctx;
     uint64_t id;
+    /* In one line: a wake writes since, and the resume that follows reads saved_errno. */
     int saved_errno;
     bool is_main;
-    int64_t since;                   /* when it entered its state (coarse clock) */
+    int64_t since;                   /* when it entered its state (coop_stamp) */
     struct coop_wait_info waiting;
     /* A signal's interrupt for a wait, for the next coop_sched_service: the wait's
      * generation << 2 | INTERRUPT_EINTR or INTERRUPT_RESTART; 0 for none. Signallers raise
@@ -136,6 +137,8 @@ struct coop_greenlet {
     bool named;
 };
 _Static_assert(offsetof(struct coop_greenlet, keeps_tid) < 64, "a wake and a resume touch one line of the record");
+_Static_assert(offsetof(struct coop_greenlet, saved_errno) / 64 == (offsetof(struct coop_greenlet, since) + 7) / 64,
+               "and one more");
 
 /* A hub's run queue: the owner pushes at tail and pops at head; thieves take from head. */
 struct coop_runq {
@@ -192,6 +195,7 @@ struct coop_hub {
     uint64_t longest_id;
     char longest_name[16];
     int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
+    int64_t stamp;                   /* the coarse clock at its last poll (coop_stamp); its thread only */
     struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
     /* hub_g's record on a thread of the runtime's: made with the hub, so that thread has
      * nothing to allocate (out of memory there it could only abort). */
@@ -398,6 +402,8 @@ pid_t coop_tls_tid(const struct coop_greenlet *g);
 
 /* diag.c */
 int64_t coop_coarse_now(void);
+/* When a greenlet entered its state, for dumps: the calling hub's stamp, else the coarse clock. */
+int64_t coop_stamp(void);
 /* Prints every hub and every greenlet. */
 void coop_dump_all(void);
 /* Called when the hub would block with nothing that could ever wake it. */

@@ -40,6 +40,19 @@ START_TEST(test_sleep_duration)
 }
 END_TEST
 
+/* What a dump shows as "for N s" is stamped by the hub at each poll (coop_stamp): a
+ * greenlet woken after its hub slept is stamped after that sleep, not at an earlier poll.
+ * The coarse clock lags by up to a tick (10 ms at HZ=100); a late wake only adds. */
+START_TEST(test_wake_stamped_after_the_sleep)
+{
+    int64_t before = coop_coarse_now();
+    ck_assert_int_eq(coop_sleep_until(coop_now() + MS(50)), 0);
+    int64_t since = coop_self()->since;
+    ck_assert_msg(since >= before + MS(30), "stamped %lld ms after the sleep began",
+                  (long long)((since - before) / 1000000));
+}
+END_TEST
+
 struct sleeper { int64_t deadline, woke; int result; int index; bool waited; };
 static int wake_order[512];
 static _Atomic int wake_len;     /* sleepers on different hubs may wake at once */
@@ -435,6 +448,7 @@ Suite *timer_suite(void)
     Suite *s = suite_create("timer");
     TCase *tc = unit_tcase("deadlines");
     tcase_add_test(tc, test_sleep_duration);
+    tcase_add_test(tc, test_wake_stamped_after_the_sleep);
     tcase_add_test(tc, test_sleepers_wake_in_deadline_order);
     tcase_add_test(tc, test_many_sleepers_heap_order);
     tcase_add_test(tc, test_early_wakes_leave_heap_consistent);
