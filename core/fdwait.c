@@ -93,9 +93,11 @@ static struct fd_entry *entry_of(int fd, bool create)
     if (chunk == NULL) {
         if (!create)
             return NULL;
-        struct fd_entry *fresh = calloc(CHUNK_LEN, sizeof *fresh), *none = NULL;
+        /* Line-aligned: an entry never straddles two lines (coop_fd_events_ready). */
+        struct fd_entry *fresh = aligned_alloc(64, CHUNK_LEN * sizeof *fresh), *none = NULL;
         if (fresh == NULL)
             return NULL;
+        memset(fresh, 0, CHUNK_LEN * sizeof *fresh);
         if (atomic_compare_exchange_strong(slot, &none, fresh))
             chunk = fresh;
         else {
@@ -109,9 +111,8 @@ static struct fd_entry *entry_of(int fd, bool create)
 #define EPOLL_READ (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 #define EPOLL_WRITE (EPOLLOUT | EPOLLHUP | EPOLLERR)
 
-static void fd_ready(int fd, uint32_t events)
+static void fd_ready(struct fd_entry *e, uint32_t events)
 {
-    struct fd_entry *e = entry_of(fd, false);
     if (e == NULL)
         return;
     int ready = (events & EPOLL_READ ? COOP_READ : 0) | (events & EPOLL_WRITE ? COOP_WRITE : 0);
@@ -132,7 +133,8 @@ static void fd_ready(int fd, uint32_t events)
  * another CPU: the fd's entry, and through it the waiter on that greenlet's stack. A few
  * events ahead, the entry is fetched for the lock, then its first waiter for reading;
  * the misses overlap instead of coming one after another. The waiter's address is read
- * without the lock, as a hint: a prefetch of memory that is gone never faults.
+ * without the lock, as a hint (entries are never freed, so the read cannot fault), and
+ * whatever it is, gone or NULL, a prefetch of it never faults either.
  */
 #define ENTRY_AHEAD 8
 #define WAITER_AHEAD 4
@@ -151,7 +153,7 @@ void coop_fd_events_ready(const struct epoll_event *events, long n)
             __builtin_prefetch(ahead, 1);
         if (nearer != NULL)
             __builtin_prefetch(__atomic_load_n(&nearer->waiters, __ATOMIC_RELAXED));
-        fd_ready((int)events[i].data.u64, events[i].events);
+        fd_ready(entry_at(events, n, i), events[i].events);
     }
 }
 

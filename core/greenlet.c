@@ -109,7 +109,7 @@ static struct coop_greenlet *record_from_store(const struct coop_stack *stack)
     if (g != NULL)
         store_free = g->next_ready;
     coop_unlock(&store_lock);
-    if (g == NULL && (g = malloc(sizeof *g)) == NULL)
+    if (g == NULL && (g = aligned_alloc(64, RECORD_SPACE)) == NULL)    /* line-aligned, as on a stack */
         return NULL;
     fresh_record(g, stack);
     g->stored = true;
@@ -153,7 +153,7 @@ struct coop_greenlet *coop_greenlet_adopt(struct coop_hub *h, enum coop_adopt_ki
     } else {
         /* Never released, and not from the store: a spare hub started meanwhile must not
          * take a record a join has just marked gone (the program may still look at it). */
-        g = kind == COOP_ADOPT_HUB_HERE ? &h->hub_record : malloc(sizeof *g);
+        g = kind == COOP_ADOPT_HUB_HERE ? &h->hub_record : aligned_alloc(64, RECORD_SPACE);
         if (g == NULL)
             coop_panic("out of memory");
         fresh_record(g, &(struct coop_stack){ .foreign = true });

@@ -42,14 +42,23 @@ int64_t coop_now(void)
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* A clock read at every wait and every wake cost more than a percent of an echo at 1,000
+/* A clock read at every wait, wake and spawn cost more than a percent of an echo at 1,000
  * connections (the clock's page is one more TLB entry among many greenlets'), for a time
- * only dumps show: a hub reads it once per poll, which is late by at most one round of its
- * queue. */
+ * only dumps show. A hub's stamp is set at each of its polls, and at each tick of the
+ * monitor, which goes on while the hub's thread runs a long round, is blocked in a system
+ * call or retired: it is late by a tick at most (1 ms while hubs run, 20 ms while all
+ * sleep, when the next poll sets it anyway). Without the monitor, the clock it is. */
 int64_t coop_stamp(void)
 {
     struct coop_hub *h = coop_thread.hub;
-    return h != NULL ? h->stamp : coop_coarse_now();
+    if (h == NULL || coop_monitor_threads() == 0)
+        return coop_coarse_now();
+    return atomic_load_explicit(&h->stamp, memory_order_relaxed);
+}
+
+static void set_stamp(struct coop_hub *h)
+{
+    atomic_store_explicit(&h->stamp, coop_coarse_now(), memory_order_relaxed);
 }
 
 void coop_mark_runtime_thread(void) { coop_thread.runtime = true; }
@@ -165,13 +174,13 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
     h->polls++;
     coop_sched_dispatch_begin(h);
     if (timeout_ns == 0) {
-        h->stamp = coop_coarse_now();
+        set_stamp(h);
         coop_drain_fdset(h, h->fdset);
         coop_sched_drain_adopted(h);
     } else {
         struct epoll_event events[16];
         long n = wait_events(h->epfd, events, 16, timeout_ns);
-        h->stamp = coop_coarse_now();
+        set_stamp(h);
         for (long i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
             if (tag == COOP_TAG_FDS)
@@ -414,7 +423,7 @@ struct coop_hub *coop_hub_create(int index, bool spare)
     h->index = index;
     h->masks_seen = MASK_UNKNOWN;
     h->spare = spare;
-    h->stamp = coop_coarse_now();
+    set_stamp(h);
     int err = hub_open_epoll(h);
     if (err != 0) {
         free(h);
@@ -523,9 +532,9 @@ bool coop_cancel_wait(struct coop_greenlet *g)
 }
 
 /* A poll wakes a batch of greenlets, and its hub then switches to each in turn: every switch
- * would wait for the lines of the greenlet's context, record, stack and TLS area that it
- * reads, each a cache miss once connections are many. Loaded at the wake, they are there by
- * its turn. */
+ * would wait for the lines of the greenlet's context, stack and TLS area that it reads, each
+ * a cache miss once connections are many (the wake's own writes bring in its record's).
+ * Loaded at the wake, they are there by its turn. */
 void coop_prefetch_resume(const struct coop_greenlet *g)
 {
     coop_context_prefetch(&g->ctx);

@@ -64,18 +64,18 @@ struct coop_wait_info {
  */
 struct coop_greenlet {
     uint64_t magic;                  /* first, so a pthread_t can be told apart */
-    /* What every wake and every resume touch shares magic's line (a record on a stack is
-     * line-aligned): a greenlet that waited long, or last ran on another CPU, then costs one
-     * miss here instead of one per field.
-     * Waiting: a late wake cannot end a later wait (the generation), and a dump holds
+    /* What a wake and the resume after it touch is in two lines (records are line-aligned,
+     * hubs' own aside): magic's, and the first after ctx. A greenlet that waited long, or
+     * last ran on another CPU, then costs two misses there instead of one per field. */
+    /* Waiting: a late wake cannot end a later wait (the generation), and a dump holds
      * the wake back while it reads the stack (WAIT_DUMPING). wake_reason is written by
      * whoever wins the generation. */
     _Atomic uint64_t wait_word;
     uint64_t wait_gen;
+    int wake_reason;
+    enum coop_gstate state;
     struct coop_hub *hub;            /* the hub running it, or the last one that did */
     uintptr_t tp;                    /* its thread pointer: its own area's, or its OS thread's */
-    enum coop_gstate state;
-    int wake_reason;
     pid_t tid_written;               /* the tid last written into its control block */
     uint32_t resumes;                /* switches to it, written by the hub that resumes it */
     /* True from the moment a hub decides to resume it until the context it switched
@@ -87,9 +87,10 @@ struct coop_greenlet {
 
     ucontext_t ctx;
     uint64_t id;
-    /* In one line: a wake writes since, and the resume that follows reads saved_errno. */
     int saved_errno;
     bool is_main;
+    _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
+    void *held;                      /* the shim's record of libc locks it holds, or NULL */
     int64_t since;                   /* when it entered its state (coop_stamp) */
     struct coop_wait_info waiting;
     /* A signal's interrupt for a wait, for the next coop_sched_service: the wait's
@@ -121,9 +122,7 @@ struct coop_greenlet {
     void *arg, *result;
     _Atomic uintptr_t ending;        /* END_FINISHED | END_DETACHED | END_JOINING */
     void *slot;                      /* the shim's */
-    void *held;                      /* the shim's record of libc locks it holds, or NULL */
     void *signals;                   /* the shim's per-greenlet signal state */
-    _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
     _Atomic bool nudged;             /* set by coop_nudge; taken by its greenlet's next wait */
     int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
 
@@ -136,9 +135,10 @@ struct coop_greenlet {
     char inherited_name[16];         /* its creator's when it was made: its name until it is given one */
     bool named;
 };
-_Static_assert(offsetof(struct coop_greenlet, keeps_tid) < 64, "a wake and a resume touch one line of the record");
-_Static_assert(offsetof(struct coop_greenlet, saved_errno) / 64 == (offsetof(struct coop_greenlet, since) + 7) / 64,
-               "and one more");
+_Static_assert(offsetof(struct coop_greenlet, keeps_tid) < 64, "what a wake and a resume touch: magic's line");
+_Static_assert(offsetof(struct coop_greenlet, saved_errno) / 64
+               == (offsetof(struct coop_greenlet, waiting.kind) + sizeof(enum coop_wait_kind) - 1) / 64,
+               "what a wake and a resume touch: the line after ctx");
 
 /* A hub's run queue: the owner pushes at tail and pops at head; thieves take from head. */
 struct coop_runq {
@@ -195,7 +195,6 @@ struct coop_hub {
     uint64_t longest_id;
     char longest_name[16];
     int64_t cpu_mark;                /* the OS thread's CPU clock at the last charge, or 0 */
-    int64_t stamp;                   /* the coarse clock at its last poll (coop_stamp); its thread only */
     struct coop_trace_hub *trace;    /* trace.c's buffers (COOP_TRACE, COOP_PROFILE), or NULL */
     /* hub_g's record on a thread of the runtime's: made with the hub, so that thread has
      * nothing to allocate (out of memory there it could only abort). */
@@ -218,6 +217,7 @@ struct coop_hub {
     int heap_len;
     _Atomic uint64_t handoffs;       /* times the monitor gave away its work */
     _Atomic int64_t blocked_since;   /* when the monitor found it stuck, for its report */
+    _Atomic int64_t stamp;           /* coop_stamp: set by its polls and the monitor's ticks */
     struct coop_preempt_hub preempt; /* the monitor and the hub's thread: see preempt.c */
 };
 
@@ -255,6 +255,8 @@ static inline enum coop_gstate coop_gstate_get(const struct coop_greenlet *g)
 #define COOP_TAG_ADOPT (UINT64_MAX - 3 - COOP_MAX_HUBS)    /* + the adopted hub's index */
 
 /* hub.c */
+/* When a greenlet entered its state, for dumps: the calling hub's stamp, else the coarse clock. */
+int64_t coop_stamp(void);
 /* A detached OS thread of the runtime's (the real pthread_create): 0 or an error number. */
 int coop_start_runtime_thread(void *(*fn)(void *), void *arg);
 struct coop_hub *coop_hub_current(void);
@@ -402,8 +404,6 @@ pid_t coop_tls_tid(const struct coop_greenlet *g);
 
 /* diag.c */
 int64_t coop_coarse_now(void);
-/* When a greenlet entered its state, for dumps: the calling hub's stamp, else the coarse clock. */
-int64_t coop_stamp(void);
 /* Prints every hub and every greenlet. */
 void coop_dump_all(void);
 /* Called when the hub would block with nothing that could ever wake it. */

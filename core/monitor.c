@@ -261,8 +261,10 @@ static void *monitor(void *unused)
         int64_t now = coop_now();
         bool busy = false;
         int n = coop_hub_total();
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            atomic_store_explicit(&coop_hub_at(i)->stamp, now, memory_order_relaxed);   /* coop_stamp */
             busy |= watch_hub(&watched[i], coop_hub_at(i), now, busy_tick);
+        }
         coop_sched_balance_spares();
         nap = busy ? busy_tick : IDLE_TICK_NS;
         for (int i = 0; i < n; i++) {
