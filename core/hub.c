@@ -47,7 +47,8 @@ int64_t coop_now(void)
  * only dumps show. A hub's stamp is set at each of its polls, and at each tick of the
  * monitor, which goes on while the hub's thread runs a long round, is blocked in a system
  * call or retired: it is late by a tick at most (1 ms while hubs run, 20 ms while all
- * sleep, when the next poll sets it anyway). Without the monitor, the clock it is. */
+ * sleep, when the next poll sets it anyway), or by as long as the monitor waits for a CPU.
+ * Without the monitor, the clock it is. */
 int64_t coop_stamp(void)
 {
     struct coop_hub *h = coop_thread.hub;

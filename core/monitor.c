@@ -262,8 +262,9 @@ static void *monitor(void *unused)
         bool busy = false;
         int n = coop_hub_total();
         for (int i = 0; i < n; i++) {
-            atomic_store_explicit(&coop_hub_at(i)->stamp, now, memory_order_relaxed);   /* coop_stamp */
-            busy |= watch_hub(&watched[i], coop_hub_at(i), now, busy_tick);
+            struct coop_hub *h = coop_hub_at(i);
+            atomic_store_explicit(&h->stamp, now, memory_order_relaxed);   /* coop_stamp */
+            busy |= watch_hub(&watched[i], h, now, busy_tick);
         }
         coop_sched_balance_spares();
         nap = busy ? busy_tick : IDLE_TICK_NS;

@@ -530,29 +530,40 @@ static bool second_wait_away_from_the_fds_hub(void)
     return true;
 }
 
+struct away_reader { struct far_reader r; _Atomic int first_done, written, consumed, done; int first, third; };
+
+/* The first two waits of both readers below, away from the fd's hub: one that ends at its
+ * deadline, then, once the main greenlet has written, one until the fd is ready (r.result).
+ * 1; 0 if it runs on the fd's hub; -1 if the main greenlet never wrote. */
+static int wait_away_twice(struct away_reader *a)
+{
+    struct far_reader *r = &a->r;
+    if (!runs_away(r))
+        return 0;
+    a->first = coop_wait_fd(r->fd, COOP_READ, coop_now() + MS(1));
+    atomic_store(&a->first_done, 1);
+    if (!spin_until(&a->written))     /* holds this hub: the main greenlet's waits end elsewhere */
+        return -1;
+    r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    return 1;
+}
+
 /* Twice in a row away from the fd's hub: the first wait ends at its deadline; the home
  * takes the edge of a byte; the second wait, which moves the fd into the reader's hub's
  * set, must see the byte. Then the fd's first hub stops polling (the main greenlet spins
  * on it) and a second byte comes: only the reader's own hub's set, where the fd moved,
  * can end its third wait. */
-struct twice_reader { struct far_reader r; _Atomic int first_done, written, consumed, done; int first, third; };
-
 static void *wait_twice_away(void *arg)
 {
-    struct twice_reader *t = arg;
-    struct far_reader *r = &t->r;
-    if (!runs_away(r))
-        return NULL;
-    t->first = coop_wait_fd(r->fd, COOP_READ, coop_now() + MS(1));
-    atomic_store(&t->first_done, 1);
-    if (!spin_until(&t->written))
-        return (void *)-1;
-    r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    struct away_reader *t = arg;
+    int twice = wait_away_twice(t);
+    if (twice <= 0)
+        return twice < 0 ? (void *)-1 : NULL;
     char c;
-    if (read(r->fd, &c, 1) != 1)
+    if (read(t->r.fd, &c, 1) != 1)
         return (void *)-1;
     atomic_store(&t->consumed, 1);
-    t->third = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
+    t->third = coop_wait_fd(t->r.fd, COOP_READ, coop_now() + GIVE_UP);
     atomic_store(&t->done, 1);
     return NULL;
 }
@@ -562,7 +573,7 @@ static bool wait_twice_away_from_the_fds_hub(void)
     int sv[2];
     int home = pair_at_home(sv);
     uint64_t preemptions = coop_preemptions();
-    struct twice_reader t = { .r = { .fd = sv[0], .home = home } };
+    struct away_reader t = { .r = { .fd = sv[0], .home = home } };
     struct coop_greenlet *g = unit_spawn(wait_twice_away, &t);
     ck_assert(spin_until(&t.r.started));    /* holds this hub: the reader runs on another */
     if (t.r.result != -1) {
@@ -591,20 +602,9 @@ static bool wait_twice_away_from_the_fds_hub(void)
  * not a second in a row (which would move the fd); a byte's edge, taken by the home's
  * poll, wakes nobody. The reader's next wait away must look again and see the byte: the
  * home's set reports nothing more. */
-struct looked_reader { struct far_reader r; _Atomic int first_done, written; int first; };
-
 static void *look_then_wait_away(void *arg)
 {
-    struct looked_reader *l = arg;
-    struct far_reader *r = &l->r;
-    if (!runs_away(r))
-        return NULL;
-    l->first = coop_wait_fd(r->fd, COOP_READ, coop_now() + MS(1));
-    atomic_store(&l->first_done, 1);
-    if (!spin_until(&l->written))     /* holds this hub: the home's wait ends on the home */
-        return (void *)-1;
-    r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
-    return NULL;
+    return wait_away_twice(arg) < 0 ? (void *)-1 : NULL;
 }
 
 static bool wait_away_after_a_look(void)
@@ -612,7 +612,7 @@ static bool wait_away_after_a_look(void)
     int sv[2];
     int home = pair_at_home(sv);
     uint64_t preemptions = coop_preemptions();
-    struct looked_reader l = { .r = { .fd = sv[0], .home = home } };
+    struct away_reader l = { .r = { .fd = sv[0], .home = home } };
     struct coop_greenlet *g = unit_spawn(look_then_wait_away, &l);
     ck_assert(spin_until(&l.r.started));    /* holds this hub: the reader runs on another */
     if (l.r.result != -1) {
