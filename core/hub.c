@@ -147,28 +147,40 @@ static int64_t poll_timeout(struct coop_hub *h)
     return left < 0 ? 0 : left;
 }
 
-/* Dispatches the events of an fd set (the hub's own or an adopted hub's) to h's queue,
- * without waiting: it holds fds only. What does not fit in the queue stays in the set, which
- * is nested level-triggered in h's own: the next poll, waiting or not, takes it. */
-void coop_drain_fdset(struct coop_hub *h, int fdset)
+/* One look at x's fd set (h's own or one h adopted), waiting up to timeout_ns: its fds'
+ * events wake their waiters onto h's queue; x's wake fd is the scheduler's (sched.c). As
+ * many events as h's queue has room for: the rest stay in the set, which the next poll
+ * takes (it is level-triggered in h's own set too). Whether more may wait that would fit. */
+static bool poll_fdset(struct coop_hub *h, struct coop_hub *x, int64_t timeout_ns)
 {
     struct epoll_event events[EVENTS_PER_POLL];
-    for (;;) {
-        int room = COOP_RUNQ_SIZE - EVENTS_HEADROOM - (int)coop_sched_ready_count(h);
-        int max = room < EVENTS_MIN ? EVENTS_MIN : room < EVENTS_PER_POLL ? room : EVENTS_PER_POLL;
-        long n = wait_events(fdset, events, max, 0);
-        coop_fd_events_ready(events, n);
-        if (n < max || n >= room)
-            return;
-    }
+    int room = COOP_RUNQ_SIZE - EVENTS_HEADROOM - (int)coop_sched_ready_count(h);
+    int max = room < EVENTS_MIN ? EVENTS_MIN : room < EVENTS_PER_POLL ? room : EVENTS_PER_POLL;
+    long n = wait_events(x->fdset, events, max, timeout_ns), fds = n;
+    if (timeout_ns != 0)
+        set_stamp(h);
+    for (long i = 0; i < n; i++)
+        if (events[i].data.u64 == COOP_TAG_WAKE) {
+            events[i] = events[--fds];
+            coop_sched_wake_seen(h, x);
+            break;
+        }
+    coop_fd_events_ready(events, fds);
+    return n == max && n < room;
+}
+
+/* Dispatches x's fd set's events to h's queue, without waiting, while its queue has room. */
+void coop_drain_fdset(struct coop_hub *h, struct coop_hub *x)
+{
+    while (poll_fdset(h, x, 0))
+        ;
 }
 
 /*
  * One look for events. A hub with greenlets ready looks at its fd sets only, without
- * waiting (their events, and deadlines passed); a hub that waits blocks in its own set,
- * which holds its fd set, its wake fd and the fd sets of hubs it adopted, until the next
- * greenlet's deadline. Wakes are the hub's own: an adopter polls the fd set of the hub it
- * adopted, never its own set.
+ * waiting (their events, and deadlines passed). A hub that waits, until the next
+ * greenlet's deadline, blocks in its fd set, which holds its wake fd; or, when it adopted
+ * others, in its own set, which holds its fd set and theirs.
  */
 static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
 {
@@ -176,8 +188,11 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
     coop_sched_dispatch_begin(h);
     if (timeout_ns == 0) {
         set_stamp(h);
-        coop_drain_fdset(h, h->fdset);
+        coop_drain_fdset(h, h);
         coop_sched_drain_adopted(h);
+    } else if (!coop_sched_adopts_any(h)) {
+        if (poll_fdset(h, h, timeout_ns))
+            coop_drain_fdset(h, h);
     } else {
         struct epoll_event events[16];
         long n = wait_events(h->epfd, events, 16, timeout_ns);
@@ -185,11 +200,9 @@ static void hub_poll(struct coop_hub *h, int64_t timeout_ns)
         for (long i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
             if (tag == COOP_TAG_FDS)
-                coop_drain_fdset(h, h->fdset);
+                coop_drain_fdset(h, h);
             else if (tag >= COOP_TAG_ADOPT && tag < COOP_TAG_ADOPT + COOP_MAX_HUBS)
                 coop_sched_drain_adopted(h);
-            /* COOP_TAG_WAKE only ends the wait; the eventfd is never read: each write is
-             * a new edge */
         }
     }
     coop_sched_dispatch_end(h);
@@ -392,18 +405,18 @@ void coop_hub_close_fds(struct coop_hub *h)
     close_runtime_fd(h->wake_fd);
 }
 
-/* The hub's sets: its fd set, nested in its own set with the wake fd (edge-triggered: nobody
- * else reads this set). 0, or an errno value (none left open). */
+/* The hub's sets: its fd set, with the wake fd (level-triggered: sched.c reads it), nested
+ * in its own set. 0, or an errno value (none left open). */
 static int hub_open_epoll(struct coop_hub *h)
 {
     h->epfd = (int)runtime_fd(coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0));
     h->fdset = (int)runtime_fd(coop_sys(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0));
     h->wake_fd = (int)runtime_fd(coop_sys(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC, 0));
-    struct epoll_event wake = { .events = EPOLLIN | EPOLLET, .data.u64 = COOP_TAG_WAKE };
+    struct epoll_event wake = { .events = EPOLLIN, .data.u64 = COOP_TAG_WAKE };
     struct epoll_event fds = { .events = EPOLLIN, .data.u64 = COOP_TAG_FDS };
     long err = h->epfd < 0 ? h->epfd : h->fdset < 0 ? h->fdset : h->wake_fd < 0 ? h->wake_fd : 0;
     if (err == 0)
-        err = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->wake_fd, (long)&wake, 0, 0);
+        err = coop_sys6(SYS_epoll_ctl, h->fdset, EPOLL_CTL_ADD, h->wake_fd, (long)&wake, 0, 0);
     if (err == 0)
         err = coop_sys6(SYS_epoll_ctl, h->epfd, EPOLL_CTL_ADD, h->fdset, (long)&fds, 0, 0);
     if (err != 0)

@@ -175,7 +175,7 @@ struct coop_hub {
     int index;                       /* in coop_hub_table */
     bool spare;
     bool no_thread;                  /* its thread could not start (sched.c, under start_lock) */
-    int epfd;                        /* the hub's own: its fd set, the wake fd, adopted fd sets */
+    int epfd;                        /* the hub's own: its fd set and the fd sets it adopted */
     struct coop_greenlet *current, *hub_g;
     struct coop_greenlet *switched_from;   /* for the arriving side of a switch */
     _Atomic bool switching;          /* from switch_to's start until the next context arrives */
@@ -201,8 +201,8 @@ struct coop_hub {
     struct coop_greenlet hub_record;
 
     /* shared: */
-    int fdset;                       /* the fds its greenlets wait on (fdwait.c); adopters poll it */
-    int wake_fd;                     /* an eventfd in epfd: written to wake it while it sleeps */
+    int fdset;                       /* the fds its greenlets wait on (fdwait.c) and wake_fd; adopters poll it */
+    int wake_fd;                     /* an eventfd in fdset: written to wake it while it sleeps */
     _Atomic uint64_t switches;       /* read by the blocking monitor */
     _Atomic int state;               /* enum coop_hub_state: see sched.c */
     _Atomic int away;                /* enum coop_hub_away: set by the monitor */
@@ -249,7 +249,8 @@ static inline enum coop_gstate coop_gstate_get(const struct coop_greenlet *g)
     return __atomic_load_n(&g->state, __ATOMIC_RELAXED);
 }
 
-/* Tags of a hub's own epoll set (a hub's fd set holds fds only, tagged with their number). */
+/* Tags of a hub's sets: its own set holds its fd set and those it adopted; its fd set holds
+ * fds, tagged with their number, and its wake fd. */
 #define COOP_TAG_WAKE UINT64_MAX
 #define COOP_TAG_FDS (UINT64_MAX - 2)
 #define COOP_TAG_ADOPT (UINT64_MAX - 3 - COOP_MAX_HUBS)    /* + the adopted hub's index */
@@ -326,6 +327,11 @@ bool coop_sched_is_away(const struct coop_hub *h);
  * for the end of its slice. */
 bool coop_sched_inbox_waits(const struct coop_hub *h);
 void coop_sched_drain_adopted(struct coop_hub *h);
+/* Whether h polls another hub's fd set (one that is away, or that came back and h has not
+ * let go of yet): it then sleeps in its own set. */
+bool coop_sched_adopts_any(const struct coop_hub *h);
+/* h's poll of x's fd set found x's wake fd readable. */
+void coop_sched_wake_seen(struct coop_hub *h, struct coop_hub *x);
 void coop_sched_dispatch_begin(struct coop_hub *h);
 void coop_sched_dispatch_end(struct coop_hub *h);
 void coop_sched_share_batch(struct coop_hub *h);
@@ -345,8 +351,8 @@ void coop_sched_stats(struct coop_sched_stats *s);
 /* Wakes the waiters of each event's fd (data.u64), wherever they wait, onto the caller's hub. */
 struct epoll_event;
 void coop_fd_events_ready(const struct epoll_event *events, long n);
-/* Dispatches an fd set's events (waking their waiters onto h's queue, h the caller's hub). */
-void coop_drain_fdset(struct coop_hub *h, int fdset);
+/* Dispatches the events of x's fd set (waking their waiters onto h's queue, h the caller's hub). */
+void coop_drain_fdset(struct coop_hub *h, struct coop_hub *x);
 void coop_fdwait_fork_child(void);
 
 /* timer.c: each hub's heap, under its timer_lock */

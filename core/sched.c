@@ -62,9 +62,8 @@
  * (blocked, retired), take the fd along (fdwait.c, which keeps the waiters of every fd in
  * one table, so a close reaches them whichever hub they are on). A wait's deadline sits
  * in the timer heap of the hub it waits on (timer.c, locked, since other hubs may run it,
- * see below). A hub sleeps in a set of its own, which holds its fd set, the fd sets it
- * adopted and an eventfd that wakes it; nobody else ever reads that set, so no other
- * thread can take a wake meant for it.
+ * see below). A hub sleeps in its fd set, which also holds an eventfd that wakes it; one
+ * that adopted others sleeps in a set of its own, which holds its fd set and theirs.
  *
  * Handoff. A greenlet may block its OS thread in a call coop cannot make cooperative (a
  * raw system call, a futex inside glibc, a slow disk). The blocking monitor (monitor.c)
@@ -110,6 +109,13 @@
  *    inbox under the same lock. Either the pusher sees HUB_SLEEPING and writes the wake
  *    fd, or the owner sees the greenlet: no wake is lost. The global queue works the same
  *    way with the sleeping count.
+ *  - The wake fd sits in the hub's fd set, level-triggered, so that a hub that adopts
+ *    nothing sleeps in one epoll_wait on its fd set. Only the owner reads its wakes while
+ *    it is usable or in its poll: an adopter still nesting the set skips them. An adopter
+ *    reads those of a hub stuck elsewhere (else its own sleep would end at once, for as
+ *    long as the hub is stuck), then takes that hub's inbox, and writes a wake back if the
+ *    hub is in its poll by then (coop_sched_wake_seen). (test_sched: wake stress, for hubs
+ *    asleep on their fd sets; wake taken by an adopter)
  *  - A push onto one's own queue wakes a sleeping hub without that guarantee (no fence on
  *    the hot path): if the wake is missed, the pushing hub runs the greenlet itself, and
  *    the monitor wakes a sleeping hub for a hub that stands still with work queued.
@@ -372,6 +378,33 @@ static void take_in_list(struct coop_hub *h, struct coop_greenlet *list)
         runq_push(h, list);
         list = next;
     }
+}
+
+static bool in_its_poll(const struct coop_hub *x)
+{
+    int state = atomic_load(&x->state);
+    return state == HUB_SLEEPING || state == HUB_NOTIFIED;
+}
+
+/* The wake fd is level-triggered in x's fd set, which x's adopter polls too: see the
+ * invariants at the top. x reads its own wakes, and so it does whenever it is usable or in
+ * its poll (it may sleep there still marked away, until the monitor's next look); the
+ * adopter lets go of x's set at its next maintenance. An adopter takes the wake of a hub
+ * stuck elsewhere (in a system call, or retired), then its inbox, whose pushes came
+ * before their wakes; and gives a wake back if x went to sleep meanwhile, since the one
+ * it took may have been written for that sleep. */
+void coop_sched_wake_seen(struct coop_hub *h, struct coop_hub *x)
+{
+    uint64_t count = 1;
+    if (x != h && (usable(x) || in_its_poll(x)))
+        return;
+    coop_sys(SYS_read, x->wake_fd, (long)&count, sizeof count);
+    if (x == h)
+        return;
+    take_in_list(h, inbox_take(x));
+    count = 1;
+    if (in_its_poll(x))
+        coop_sys(SYS_write, x->wake_fd, (long)&count, sizeof count);
 }
 
 /* A batch of the global queue: a fair share, at most half a ring. */
@@ -656,7 +689,15 @@ void coop_sched_drain_adopted(struct coop_hub *h)
 {
     for (size_t w = 0; w < sizeof h->adopted / sizeof h->adopted[0]; w++)
         for (uint64_t bits = h->adopted[w]; bits != 0; bits &= bits - 1)
-            coop_drain_fdset(h, coop_hub_table[w * 64 + (size_t)__builtin_ctzll(bits)]->fdset);
+            coop_drain_fdset(h, coop_hub_table[w * 64 + (size_t)__builtin_ctzll(bits)]);
+}
+
+bool coop_sched_adopts_any(const struct coop_hub *h)
+{
+    for (size_t i = 0; i < sizeof h->adopted / sizeof h->adopted[0]; i++)
+        if (h->adopted[i] != 0)
+            return true;
+    return false;
 }
 
 /* Lets go of hubs that are back, or that another hub took over; takes what was queued
@@ -815,14 +856,6 @@ void coop_sched_balance_spares(void)
     }
 }
 
-static bool adopts_any(const struct coop_hub *h)
-{
-    for (size_t i = 0; i < sizeof h->adopted / sizeof h->adopted[0]; i++)
-        if (h->adopted[i] != 0)
-            return true;
-    return false;
-}
-
 /*
  * A spare gives its work away and sleeps until start_spare wakes it. Its away flag is
  * AWAY_RETIRED from its hand-off until it is back, and only it sets and clears it then:
@@ -832,7 +865,7 @@ static bool adopts_any(const struct coop_hub *h)
  */
 static void retire(struct coop_hub *h)
 {
-    if (adopts_any(h) || coop_sched_has_work(h) || active_hubs() <= regular_hubs
+    if (coop_sched_adopts_any(h) || coop_sched_has_work(h) || active_hubs() <= regular_hubs
         || !coop_sched_hand_off(h, AWAY_RETIRED))
         return;
     struct coop_greenlet *batch[COOP_RUNQ_SIZE], *next = runq_take_next(h);
@@ -867,7 +900,7 @@ void coop_sched_service(struct coop_hub *h)
         global_take(h);
     if (atomic_load_explicit(&adoptions_pending, memory_order_relaxed) > 0)
         adopt_pending(h);
-    if (adopts_any(h))
+    if (coop_sched_adopts_any(h))
         adopted_maintain(h);
     if (atomic_load_explicit(&interrupts_pending, memory_order_relaxed) && atomic_exchange(&interrupts_pending, false))
         deliver_interrupts();

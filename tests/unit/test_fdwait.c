@@ -249,8 +249,8 @@ END_TEST
 /* A poll takes no more events than the run queue has room for (hub.c): with the queue
  * nearly full of greenlets that yield (on one hub: no room left), fds that are all ready at
  * once are dispatched a few dozen per poll, and the rest stay in the set. The crowd then
- * waits behind a gate, and the hub, with nothing queued, sleeps in its own set, where the
- * fd set is nested: what is left must end that sleep, and every reader wakes. */
+ * waits behind a gate, and the hub, with nothing queued, sleeps in its fd set: what is left
+ * must end that sleep, and every reader wakes. */
 enum { CROWD = COOP_RUNQ_SIZE - 32, READERS = 300 };
 
 static void *yield_then_wait_at_the_gate(void *arg)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -478,7 +479,7 @@ static bool wait_away_from_the_fds_hub(void)
     /* The edge of this byte is taken now, by every hub's poll, and wakes nobody. */
     ck_assert_int_eq(write(sv[1], "x", 1), 1);
     for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-        coop_drain_fdset(coop_thread.hub, h->fdset);
+        coop_drain_fdset(coop_thread.hub, h);
     struct coop_greenlet *g = unit_spawn(read_away_from_the_fds_hub, &r);
     ck_assert(spin_until(&r.started));      /* holds this hub: the reader runs on another */
     unit_join(g);
@@ -507,7 +508,7 @@ static void *take_the_edge_then_wait(void *arg)
         ;
     if (write(s->write_end, "x", 1) != 1)
         return (void *)-1;
-    coop_drain_fdset(coop_thread.hub, coop_hub_at(r->home)->fdset);
+    coop_drain_fdset(coop_thread.hub, coop_hub_at(r->home));
     r->result = coop_wait_fd(r->fd, COOP_READ, coop_now() + GIVE_UP);
     return NULL;
 }
@@ -580,7 +581,7 @@ static bool wait_twice_away_from_the_fds_hub(void)
         ck_assert(spin_until(&t.first_done));
         ck_assert_int_eq(write(sv[1], "x", 1), 1);
         for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-            coop_drain_fdset(coop_thread.hub, h->fdset);
+            coop_drain_fdset(coop_thread.hub, h);
         atomic_store(&t.written, 1);
         if (spin_until(&t.consumed)) {
             ck_assert_int_eq(write(sv[1], "y", 1), 1);
@@ -620,7 +621,7 @@ static bool wait_away_after_a_look(void)
         ck_assert_int_eq(coop_wait_fd(sv[0], COOP_READ, coop_now() + MS(1)), ETIMEDOUT);
         ck_assert_int_eq(coop_thread.hub->index, l.r.home);
         ck_assert_int_eq(write(sv[1], "x", 1), 1);
-        coop_drain_fdset(coop_thread.hub, coop_hub_at(l.r.home)->fdset);
+        coop_drain_fdset(coop_thread.hub, coop_hub_at(l.r.home));
         atomic_store(&l.written, 1);
     }
     ck_assert_ptr_null(unit_join(g));
@@ -918,6 +919,38 @@ START_TEST(test_handoff_without_free_fds)
     ck_assert_int_eq(reader.r.got, 1);
     ck_assert_ptr_null(written);
     ck_assert_msg(r.saw_handoff, "no handoff in 20 s while the reader blocked its hub without free fds");
+}
+END_TEST
+
+/* A hub's wake fd is level-triggered in its fd set, which its adopter polls while it is
+ * away: a wake written then (as by a waker that raced with the hub's going away) must be
+ * taken by the adopter, whose own sleep would otherwise end at once for as long as the hub
+ * stays away. A reader blocks its hub in a raw read; once another thread adopted that hub,
+ * the test writes the hub's wake fd and waits for the adopter to read it (20 s at most: a
+ * hang guard). */
+START_TEST(test_a_wake_for_an_away_hub_is_taken_by_its_adopter)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    struct raw_reader reader = { .fd = p[0] };
+    struct coop_greenlet *g = unit_spawn(raw_read, &reader);
+    while (!atomic_load(&reader.about_to_block))
+        coop_sleep_until(coop_now() + MS(1));
+    struct coop_hub *away = g->hub;
+    while (atomic_load(&away->adopter) == NULL)     /* Check's timeout: a hang guard */
+        coop_sleep_until(coop_now() + MS(1));
+    uint64_t one = 1;
+    ck_assert_int_eq(write(away->wake_fd, &one, sizeof one), sizeof one);
+    struct pollfd wake = { .fd = away->wake_fd, .events = POLLIN };
+    int ms = 0;
+    while (poll(&wake, 1, 0) == 1 && ms++ < 20000)
+        coop_sleep_until(coop_now() + MS(1));
+    ck_assert_msg(ms <= 20000, "the adopter left the wake of a hub stuck in a system call unread");
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    unit_join(g);
+    ck_assert_int_eq(reader.got, 1);
+    close(p[0]);
+    close(p[1]);
 }
 END_TEST
 
@@ -1235,6 +1268,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_handoff_when_every_hub_blocks);
     tcase_add_test(tc, test_handoff_lets_the_main_greenlet_rescue);
     tcase_add_test(tc, test_handoff_without_free_fds);
+    tcase_add_test(tc, test_a_wake_for_an_away_hub_is_taken_by_its_adopter);
     tcase_add_test(tc, test_spares_retire_and_come_back);
     tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
