@@ -860,7 +860,8 @@ struct release_after_handoff {
     int fd;
     _Atomic int *reader_blocks;
     struct rlimit limit;
-    bool saw_handoff;
+    uint64_t handoffs_before;       /* counted before the reader could block: any earlier */
+    bool saw_handoff;               /* one was not for it, and a later one may come at once */
 };
 struct reader_when_told { struct raw_reader r; volatile int started, go; };
 
@@ -878,11 +879,9 @@ static void *release_after_handoff(void *arg)
     struct coop_sched_stats s;
     while (!atomic_load(r->reader_blocks))
         sched_yield();
-    coop_sched_stats(&s);
-    uint64_t before = s.handoffs;       /* any earlier one was not for the reader */
     for (int ms = 0; ms < 20000; ms++) {
         coop_sched_stats(&s);
-        if (s.handoffs > before) {
+        if (s.handoffs > r->handoffs_before) {
             r->saw_handoff = true;
             break;
         }
@@ -901,6 +900,9 @@ START_TEST(test_handoff_without_free_fds)
     unit_yield_until(&reader.started);
     struct release_after_handoff r = { .fd = p[1], .reader_blocks = &reader.r.about_to_block };
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &r.limit), 0);
+    struct coop_sched_stats s;
+    coop_sched_stats(&s);
+    r.handoffs_before = s.handoffs;
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, release_after_handoff, &r), 0);
     /* Hub 0's own greenlet has run: its first run, as any context's, has ASan read
