@@ -395,16 +395,16 @@ static bool in_its_poll(const struct coop_hub *x)
  * it took may have been written for that sleep. */
 void coop_sched_wake_seen(struct coop_hub *h, struct coop_hub *x)
 {
-    uint64_t count = 1;
+    static const uint64_t one = 1;
+    uint64_t count;
     if (x != h && (usable(x) || in_its_poll(x)))
         return;
     coop_sys(SYS_read, x->wake_fd, (long)&count, sizeof count);
     if (x == h)
         return;
     take_in_list(h, inbox_take(x));
-    count = 1;
     if (in_its_poll(x))
-        coop_sys(SYS_write, x->wake_fd, (long)&count, sizeof count);
+        coop_sys(SYS_write, x->wake_fd, (long)&one, sizeof one);
 }
 
 /* A batch of the global queue: a fair share, at most half a ring. */

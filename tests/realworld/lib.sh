@@ -86,6 +86,19 @@ start_server() {
     server=$!
 }
 
+# wait_line FILE PATTERN PID WHAT: waits at most HANG_GUARD_S for a line of FILE that matches
+# PATTERN (grep -E) while PID runs; fails, with FILE's last lines, when PID ends first or the
+# time runs out. For a program that is ready only once it says so: an open port may come first.
+wait_line() {
+    local _
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
+        grep -qE "$2" "$1" && return 0
+        kill -0 "$3" 2>/dev/null || fail "$4 ended before printing '$2': $(tail -n 5 "$1")"
+        sleep 0.1
+    done
+    fail "$4 did not print '$2' within $HANG_GUARD_S s: $(tail -n 5 "$1")"
+}
+
 # stop_server PID [SIGNAL]: sends SIGNAL (default TERM), waits at most HANG_GUARD_S, then
 # SIGKILL; sets status to the exit status (128 + n for a death by signal n, as the shell says
 # it).

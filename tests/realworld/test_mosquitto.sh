@@ -29,13 +29,7 @@ run() {
     timeout $LIMIT_S stdbuf -oL mosquitto_sub -p "$port" -t 'test/#' -q 1 -v -d -C $((PUBLISHERS * MESSAGES)) \
         >"$TMP/sub.$mode" 2>"$TMP/sub.$mode.err" &
     sub=$!
-    for _ in $(seq $((HANG_GUARD_S * 10))); do
-        grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" && break
-        kill -0 "$sub" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q '^Client .* received SUBACK' "$TMP/sub.$mode" ||
-        fail "$mode: mosquitto_sub did not subscribe (ended, or $HANG_GUARD_S s): $(head -n 5 "$TMP/sub.$mode.err")"
+    wait_line "$TMP/sub.$mode" '^Client .* received SUBACK' "$sub" "$mode: mosquitto_sub"
     for i in $(seq $PUBLISHERS); do
         seq $MESSAGES | timeout $LIMIT_S "$@" mosquitto_pub -p "$port" -t "test/$i" -l -q 1 \
             2>"$TMP/pub.$mode.$i.err" &

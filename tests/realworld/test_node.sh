@@ -31,16 +31,11 @@ done
 
 # run MODE [PREFIX...]: sets max_threads.
 run() {
-    local mode=$1 port rc bad _
+    local mode=$1 port rc bad
     shift
     port=$(free_port)
     start_server "$mode" "$@" node "$REALWORLD/node_app.js" "$port" "$TMP/www"
-    for _ in $(seq 200); do
-        grep -q '^listening' "$TMP/$mode.out" && break
-        kill -0 "$server" 2>/dev/null || fail "$mode: node died: $(tail -n 20 "$TMP/$mode.err")"
-        sleep 0.1
-    done
-    grep -q '^listening' "$TMP/$mode.out" || fail "$mode: node did not start listening in 20 s"
+    wait_line "$TMP/$mode.out" '^listening' "$server" "$mode: node"
     for i in $(seq 0 $((FILES - 1))); do
         printf 'url = "http://127.0.0.1:%s/f%s"\noutput = "f%s"\n' "$port" "$i" "$i"
     done >"$TMP/urls.$mode"

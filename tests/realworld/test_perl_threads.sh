@@ -25,17 +25,6 @@ CONNS=50 LINES=5000 TIMEOUT_S=30
 # thread exists (a plain call: coop's pool stays unstarted).
 ALLOWED_RUNTIME=0
 
-# wait_output FILE LINE PID WHAT: waits at most TIMEOUT_S for LINE in FILE, while PID runs.
-wait_output() {
-    local _
-    for _ in $(seq $((TIMEOUT_S * 10))); do
-        grep -qx "$2" "$1" && return 0
-        kill -0 "$3" 2>/dev/null || fail "$4 ended before printing '$2': $(tail -n 5 "$1")"
-        sleep 0.1
-    done
-    fail "$4 did not print '$2' within $TIMEOUT_S s"
-}
-
 # run MODE [PREFIX...]: sets held_threads (the server's OS threads while the client holds its
 # connections).
 run() {
@@ -44,10 +33,10 @@ run() {
     port=$(free_port)
     start_server "$mode" "$@" perl "$REALWORLD/perl_threads_server.pl" "$port"
     # Not wait_port: its probe would count as one more connection.
-    wait_output "$TMP/$mode.out" "listening on $port" "$server" "$mode: the server"
+    wait_line "$TMP/$mode.out" "^listening on $port\$" "$server" "$mode: the server"
     "$PYTHON" "$REALWORLD/line_client.py" "$port" $CONNS $LINES $TIMEOUT_S >"$TMP/client.$mode" 2>&1 &
     client_pid=$!
-    wait_output "$TMP/client.$mode" "holding $CONNS connections" $client_pid "$mode: the client"
+    wait_line "$TMP/client.$mode" "^holding $CONNS connections\$" $client_pid "$mode: the client"
     held_threads=$(os_threads "$server")
     stop_server "$server" TERM
     wait $client_pid
