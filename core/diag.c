@@ -397,12 +397,13 @@ bool coop_is_overflow_handler(const void *handler) { return handler == (const vo
 void coop_diag_hub_init(struct coop_hub *h)
 {
     coop_trace_hub_init(h);
-    stack_t old;
-    if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE))
-        return;
-    stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE };
-    if (ss.ss_sp != NULL)
-        sigaltstack(&ss, NULL);
+    stack_t old;    /* raw system calls: sigaltstack is interposed, for the program's greenlets */
+    if (coop_sys(SYS_sigaltstack, NULL, &old, 0) == 0 && (old.ss_flags & SS_DISABLE)) {
+        stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE };
+        if (ss.ss_sp != NULL)
+            coop_sys(SYS_sigaltstack, &ss, NULL, 0);
+    }
+    coop_preempt_keep_signal_stack(h);
 }
 
 /* --- statistics --- */

@@ -274,6 +274,9 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     self->saved_errno = errno;
     coop_cpu_charge(h, self);
     take_hub_mask(h);
+    coop_preempt_switching_to(h, next);
+    if (coop_switch_kind == COOP_SWITCH_UCONTEXT)
+        coop_preempt_saved_mask_for(h, next);
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;

@@ -84,6 +84,7 @@ struct coop_greenlet {
     bool is_hub;
     bool own_tls;                    /* the area at tp is its own (tls.c) */
     bool keeps_tid;                  /* its area is glibc's record of an OS thread (tls.c) */
+    bool own_sigaltstack;            /* its code set up a signal stack of its own (preempt.c) */
 
     ucontext_t ctx;
     uint64_t id;
@@ -127,6 +128,7 @@ struct coop_greenlet {
     int signal_reason;               /* EINTR, or COOP_RESTART when every handler restarts */
 
     struct coop_stack stack;
+    stack_t sigaltstack;             /* that signal stack, while own_sigaltstack */
     bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
@@ -135,7 +137,7 @@ struct coop_greenlet {
     char inherited_name[16];         /* its creator's when it was made: its name until it is given one */
     bool named;
 };
-_Static_assert(offsetof(struct coop_greenlet, keeps_tid) < 64, "what a wake and a resume touch: magic's line");
+_Static_assert(offsetof(struct coop_greenlet, own_sigaltstack) < 64, "what a wake and a resume touch: magic's line");
 _Static_assert(offsetof(struct coop_greenlet, saved_errno) / 64
                == (offsetof(struct coop_greenlet, waiting.kind) + sizeof(enum coop_wait_kind) - 1) / 64,
                "what a wake and a resume touch: the line after ctx");
@@ -160,6 +162,16 @@ struct coop_preempt_hub {
     _Atomic int refusal;             /* hub thread: why the last attempt did not preempt */
     _Atomic uintptr_t refusal_at;    /* the instruction that made it unsafe, or 0 */
     _Atomic uint64_t refused_at;     /* published last: the switch count of that attempt */
+    _Atomic bool interrupts_held;    /* hub thread: its mask keeps coop's interrupting signals
+                                        out, for a greenlet with a signal stack of its own */
+};
+
+/* A hub's thread's alternate signal stack (preempt.c), its own thread's state: the one it
+ * keeps (diag.c's, or one the thread had), and the one it has now, a greenlet's while lent. */
+struct coop_signal_stacks {
+    stack_t kept;
+    void *installed;                 /* ss_sp of the one the kernel has */
+    bool lent;
 };
 
 enum coop_hub_state { HUB_RUNNING, HUB_SLEEPING, HUB_NOTIFIED, HUB_RETIRED };
@@ -185,6 +197,7 @@ struct coop_hub {
     uint64_t polls;
     uint64_t passes;                 /* through its loop, each from its own greenlet */
     uint64_t masks_seen;             /* hub_mask_changes when it last took the mask (hub.c) */
+    struct coop_signal_stacks signal_stacks;
     unsigned round_left;             /* switches (direct, or the loop's) left before the next poll */
     bool dispatching;                /* in hub_poll, waking the waiters of fd events (sched.c) */
     bool running_timers;             /* in coop_timer_run, waking the waiters whose deadline passed */
@@ -458,6 +471,20 @@ void coop_preempt_ask(struct coop_hub *h, uint64_t switches);
  * sentence for the blocking monitor's report; false when it knows of no reason. */
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size);
 void coop_preempt_fork_child(struct coop_hub *h);
+/* A switch to next is about to happen on h's thread: next finds its own signal stack there,
+ * if it set one up, and none of coop's interrupting signals; else the thread's kept one
+ * (preempt.c). */
+void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next);
+static inline void coop_preempt_switching_to(struct coop_hub *h, const struct coop_greenlet *next)
+{
+    if (next->own_sigaltstack || h->signal_stacks.lent)
+        coop_preempt_lend_signal_stack(h, next);
+}
+/* With COOP_SWITCH=ucontext, where swapcontext sets the mask saved in next's context: that
+ * mask holds coop's interrupting signals as the thread now does for next. */
+void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next);
+/* At a hub thread's start: the signal stack it keeps is the one it has. */
+void coop_preempt_keep_signal_stack(struct coop_hub *h);
 void coop_preempt_print_stats(void);
 
 /* trace.c: a hub's trace pointer is published under it (see trace.c) */

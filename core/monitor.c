@@ -120,8 +120,10 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
     char why[256];
     bool not_preempted = preempt_ns > 0 && state == 'R' && coop_preempt_why_not(h, switches, why, sizeof why);
     atomic_store(&sample_frames, -1);
-    coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL);
-    for (int i = 0; i < 200 && atomic_load(&sample_frames) < 0; i++) {
+    /* A thread that holds the signal for its greenlet (preempt.c) would take it late. */
+    bool asked = !atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed)
+                 && coop_sys(SYS_tgkill, getpid(), h->tid, SAMPLE_SIGNAL) == 0;
+    for (int i = 0; asked && i < 200 && atomic_load(&sample_frames) < 0; i++) {
         struct timespec ms = { 0, 1000000 };
         coop_sys(SYS_nanosleep, &ms, NULL, 0);
     }
@@ -317,6 +319,7 @@ void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms)
     struct sigaction sa = { .sa_sigaction = take_sample, .sa_flags = SA_SIGINFO | SA_RESTART };
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
+    coop_add_interrupting_signal(SAMPLE_SIGNAL);
     coop_unwind_warm_up();
     coop_monitor_start();
 }

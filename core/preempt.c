@@ -124,6 +124,31 @@
  *   program installs replaces coop's: it gets the monitor's SIGURGs, and nothing is
  *   preempted.
  *
+ * GREENLETS WITH A SIGNAL STACK OF THEIR OWN. An alternate signal stack is per OS thread in
+ *   the kernel, and so per greenlet here: one that a greenlet sets up (the shim's
+ *   sigaltstack) is lent to whichever hub's thread runs it, at each switch to it, and the
+ *   thread's kept one (diag.c's, for overflow reports) comes back at the next switch to a
+ *   greenlet without one, so that no thread keeps a stack that its greenlet has left, or
+ *   freed as it ended (Ruby gives each thread one, and frees it with the thread).
+ *   The kernel pushes a signal's frame at the interrupted stack pointer unless the handler
+ *   has SA_ONSTACK and the thread a signal stack. A program that gives its threads signal
+ *   stacks may run code whose stack pointer is not on a C stack at all: the BEAM's JIT runs
+ *   Erlang code on each Erlang process's small stack, and a frame pushed there overwrites
+ *   that process's heap (the BEAM crashed under coop within a second; it defines sigaction
+ *   itself, to give every handler SA_ONSTACK, so coop cannot tell from the handlers which
+ *   programs need it). SA_ONSTACK would not do for coop's handlers: a greenlet without a
+ *   signal stack of its own runs on its thread's kept one, shared with the others, from
+ *   which no switch may happen. So a greenlet with a signal stack of its own is kept from
+ *   coop's interrupting signals instead: while it runs, its thread's real mask blocks them
+ *   (the shim's full masks include them, coop_preempt_held_signals). It is not preempted
+ *   (nor are Ruby's threads, or Python's main thread under faulthandler, which set one up
+ *   for their fault handlers), and the monitor's report says why. A signal the monitor sent
+ *   meanwhile stays pending in the kernel until the thread runs another greenlet, where it
+ *   is stale. The lending and the hold are the hub's thread's own state, changed at its
+ *   switches before the stack pointer moves to the next context (the kernel refuses to
+ *   change the signal stack of a thread that runs on it); the monitor reads
+ *   interrupts_held for its reports.
+ *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
  *     and the hub's handler turns it back only once it has decided, before it switches away.
@@ -598,6 +623,68 @@ __attribute__((noinline)) void coop_preempt_at_call(void)
     errno = saved_errno;
 }
 
+/* --- greenlets with a signal stack of their own --- */
+
+static uint64_t interrupting;      /* written at start-up, before any greenlet runs */
+
+void coop_add_interrupting_signal(int sig) { interrupting |= 1ULL << (sig - 1); }
+
+void coop_preempt_keep_signal_stack(struct coop_hub *h)
+{
+    coop_sys(SYS_sigaltstack, NULL, &h->signal_stacks.kept, 0);
+    h->signal_stacks.installed = h->signal_stacks.kept.ss_sp;
+}
+
+/* The flag first: a handler that runs during the system call writes the frame's mask from
+ * it (the shim's hub_mask). What every greenlet blocks (the shim's hubs_mask) stays blocked
+ * when the hold ends. */
+static void hold_interrupts(struct coop_hub *h, bool hold)
+{
+    atomic_store_explicit(&h->preempt.interrupts_held, hold, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    uint64_t bits = interrupting & ~(hold || hubs_mask == NULL ? 0 : atomic_load(hubs_mask));
+    if (bits != 0)
+        coop_sys6(SYS_rt_sigprocmask, hold ? SIG_BLOCK : SIG_UNBLOCK, (long)&bits, 0, sizeof bits, 0, 0);
+}
+
+void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next)
+{
+    struct coop_signal_stacks *s = &h->signal_stacks;
+    const stack_t *wanted = next->own_sigaltstack ? &next->sigaltstack : &s->kept;
+    if (wanted->ss_sp != s->installed && coop_sys(SYS_sigaltstack, wanted, NULL, 0) == 0)
+        s->installed = wanted->ss_sp;
+    if (next->own_sigaltstack != s->lent)
+        hold_interrupts(h, next->own_sigaltstack);
+    s->lent = next->own_sigaltstack;
+}
+
+void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next)
+{
+    uint64_t *saved = (uint64_t *)&next->ctx.uc_sigmask;
+    if (atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
+        *saved |= interrupting;
+    else
+        *saved &= ~(interrupting & ~(hubs_mask == NULL ? 0 : atomic_load(hubs_mask)));
+}
+
+void coop_preempt_set_signal_stack(const stack_t *ss)
+{
+    struct coop_greenlet *g = coop_running;
+    struct coop_hub *h = coop_thread.hub;
+    if (g == NULL || h == NULL || g != h->current)
+        return;
+    g->own_sigaltstack = !(ss->ss_flags & SS_DISABLE);
+    g->sigaltstack = *ss;
+    h->signal_stacks.installed = g->own_sigaltstack ? ss->ss_sp : NULL;   /* as the kernel tells of none */
+    coop_preempt_lend_signal_stack(h, g);
+}
+
+uint64_t coop_preempt_held_signals(void)
+{
+    struct coop_hub *h = coop_thread.hub;
+    return h != NULL && atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed) ? interrupting : 0;
+}
+
 /* --- the monitor's side --- */
 
 void coop_preempt_ask(struct coop_hub *h, uint64_t switches)
@@ -644,17 +731,23 @@ static void describe_instruction(uintptr_t at, char *out, size_t size)
 
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size)
 {
+    if (atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed)) {
+        snprintf(why, size, "it has a signal stack of its own (sigaltstack), so its code may run where a "
+                 "signal's frame cannot go: coop's signals wait while it runs");
+        return true;
+    }
     if (signal_blocked_by_all()) {
         snprintf(why, size, "every greenlet blocks the preemption signal (SIGURG), and so do the hubs' threads");
         return true;
     }
-    if (signal_blocked(h->tid)) {
+    /* An attempt's refusal first: SigBlk shows the signal blocked while its handler runs too. */
+    if (atomic_load_explicit(&h->preempt.refused_at, memory_order_acquire) != switches + 1) {
+        if (!signal_blocked(h->tid))
+            return false;
         snprintf(why, size, "its thread blocks the preemption signal (SIGURG): the program blocked it with "
                  "sigprocmask or pthread_sigmask, or the hub has not yet switched since a greenlet unblocked it");
         return true;
     }
-    if (atomic_load_explicit(&h->preempt.refused_at, memory_order_acquire) != switches + 1)
-        return false;
     enum refusal refusal = atomic_load_explicit(&h->preempt.refusal, memory_order_relaxed);
     char at[160];
     describe_instruction(atomic_load_explicit(&h->preempt.refusal_at, memory_order_relaxed), at, sizeof at);
@@ -682,8 +775,10 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
 void coop_preempt_init(int preempt_ms)
 {
     slice_ns = preempt_ms * 1000000LL;
-    if (preempt_ms > 0)
+    if (preempt_ms > 0) {
         coop_add_runtime_signal(PREEMPT_SIGNAL);
+        coop_add_interrupting_signal(PREEMPT_SIGNAL);
+    }
 }
 
 /* libunwind is loaded on first need (core/unwind.h): the warm-up loads it, then the list

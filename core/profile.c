@@ -252,6 +252,7 @@ void coop_profile_start(void)
     sigemptyset(&sa.sa_mask);
     coop_settings.os_sigaction(SAMPLE_SIGNAL, &sa, NULL);
     coop_add_runtime_signal(SAMPLE_SIGNAL);       /* never blocked on a hub */
+    coop_add_interrupting_signal(SAMPLE_SIGNAL);  /* but while a greenlet with a signal stack runs */
     coop_unwind_warm_up();
     profiling = true;
 }

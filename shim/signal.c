@@ -471,7 +471,11 @@ static void apply_real_mask(uint64_t bits)
     REAL(pthread_sigmask)(SIG_SETMASK, &set, NULL);
 }
 
-static void apply_wanted(void) { apply_real_mask(atomic_load(&wanted)); }
+/* The real mask of the calling hub's thread: what every greenlet blocks, and what the thread
+ * holds for its greenlet with a signal stack of its own (core/preempt.c). */
+static uint64_t hub_mask(void) { return atomic_load(&wanted) | coop_preempt_held_signals(); }
+
+static void apply_wanted(void) { apply_real_mask(hub_mask()); }
 
 /*
  * Brings `wanted` in line with the counts, and the calling OS thread's real mask with it;
@@ -503,7 +507,7 @@ static void update_real_mask(bool apply_here)
         bits &= ~(runtime_signals & ~BIT(COOP_PREEMPT_SIGNAL)) & ~UNBLOCKABLE;
         bool changed = atomic_exchange(&wanted, bits) != bits;
         if (changed || apply_here)
-            apply_real_mask(bits);
+            apply_real_mask(bits | coop_preempt_held_signals());
         if (changed)
             coop_hub_masks_changed();
     } while (atomic_load(&mask_changes) != seen);
@@ -646,7 +650,7 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
     if (kernel_frames > 0)      /* 0 after a jump out of a nested one */
         kernel_frames--;
     if (hub_thread) {
-        set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
+        set_of(hub_mask(), &((ucontext_t *)context)->uc_sigmask);
         kick_here(s, unblocked);
     }
 }
@@ -665,7 +669,7 @@ static void act_by_default(int sig)
     sigaddset(&one, sig);
     REAL(pthread_sigmask)(SIG_UNBLOCK, &one, NULL);
     REAL(raise)(sig);
-    apply_real_mask(atomic_load(&wanted));      /* a stopped process goes on here, after SIGCONT */
+    apply_real_mask(hub_mask());      /* a stopped process goes on here, after SIGCONT */
 }
 
 /* What happens to a signal once its greenlet takes it. */
@@ -1120,7 +1124,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     struct coop_greenlet *self = coop_interrupted_greenlet();
     struct sigstate *mine = state_of(self);
     if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
-        set_of(atomic_load(&wanted), &((ucontext_t *)context)->uc_sigmask);
+        set_of(hub_mask(), &((ucontext_t *)context)->uc_sigmask);
     if (is_kick(info)) {
         take_kick(self, mine, sig, context);
         return;
@@ -1264,6 +1268,16 @@ EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
         return -1;
     }
     return 0;
+}
+
+/* The kernel checks and takes the stack for the calling thread; coop makes it the calling
+ * greenlet's, which every thread that runs it will have (core/preempt.c). */
+EXPORT int sigaltstack(const stack_t *ss, stack_t *old)
+{
+    int r = REAL(sigaltstack)(ss, old);
+    if (r == 0 && ss != NULL && emulating() != NULL)
+        coop_preempt_set_signal_stack(ss);
+    return r;
 }
 
 EXPORT int sigpending(sigset_t *set)
@@ -1417,7 +1431,7 @@ static struct __jmp_buf_tag *mask_put_back(struct coop_greenlet *g, struct __jmp
 {
     if (kernel_frames != 0) {
         kernel_frames = 0;
-        apply_real_mask(atomic_load(&wanted));
+        apply_real_mask(hub_mask());
     }
     if (!env->__mask_was_saved)
         return env;
@@ -1487,7 +1501,7 @@ EXPORT int setcontext(const ucontext_t *context)
     kernel_frames = 0;
     leave_waits(g, (uintptr_t)context->uc_mcontext.gregs[REG_RSP]);
     ucontext_t copy = *context;     /* its fpregs still point into the original */
-    set_of(atomic_load(&wanted), &copy.uc_sigmask);
+    set_of(hub_mask(), &copy.uc_sigmask);
     return REAL(setcontext)(&copy);
 }
 
@@ -1709,6 +1723,7 @@ void shim_signal_init(void)
         sigemptyset(&sa.sa_mask);
         REAL(sigaction)(shim_dump_signal, &sa, NULL);
         coop_add_runtime_signal(shim_dump_signal);
+        coop_add_interrupting_signal(shim_dump_signal);
     }
     runtime_signals = coop_runtime_signals();
     coop_preempt_watch_mask(&wanted);
@@ -1799,7 +1814,7 @@ static bool on_own_stack(struct coop_greenlet *g, uintptr_t p)
     if (base != NULL)
         return p - (uintptr_t)base < size;
     stack_t alt;
-    return sigaltstack(NULL, &alt) != 0 || (alt.ss_flags & SS_DISABLE) || p - (uintptr_t)alt.ss_sp >= alt.ss_size;
+    return REAL(sigaltstack)(NULL, &alt) != 0 || (alt.ss_flags & SS_DISABLE) || p - (uintptr_t)alt.ss_sp >= alt.ss_size;
 }
 
 /* Whether a jump landing on stack pointer `there` leaves w, a sigwait whose frame encloses

@@ -19,14 +19,20 @@ POOL=$COOP_THREADPOOL_SIZE
 
 # need PROGRAM PACKAGE: PROGRAM must be in PATH (or a path); when it is not, installs PACKAGE
 # with scripts/deps.sh as root, and skips the test when that cannot be done.
-need() {
-    command -v "$1" >/dev/null 2>&1 && return 0
+need() { provided "$1" "$2" command -v "$1"; }
+
+# provided WHAT PACKAGE COMMAND...: as need, for WHAT (a library, say), there when COMMAND
+# succeeds.
+provided() {
+    local what=$1 package=$2
+    shift 2
+    "$@" >/dev/null 2>&1 && return 0
     if [ "$(id -u)" -eq 0 ]; then
-        note "$1 missing: installing Debian's $2"
-        "$ROOT/scripts/deps.sh" "$2" >"$TMP/deps.log" 2>&1 ||
-            skip "$1: Debian's $2 cannot be installed ($(tail -n 1 "$TMP/deps.log"))"
+        note "$what missing: installing Debian's $package"
+        "$ROOT/scripts/deps.sh" "$package" >"$TMP/deps.log" 2>&1 ||
+            skip "$what: Debian's $package cannot be installed ($(tail -n 1 "$TMP/deps.log"))"
     fi
-    command -v "$1" >/dev/null 2>&1 || skip "$1 not installed (Debian's $2: scripts/deps.sh $2)"
+    "$@" >/dev/null 2>&1 || skip "$what not installed (Debian's $package: scripts/deps.sh $package)"
 }
 
 # need_library: the realworld tests compare runs with and without coop; without the library

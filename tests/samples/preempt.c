@@ -24,6 +24,15 @@
  *   exec [N]  a thread computes for 12 ms (just past a 10 ms slice), then execs this program,
  *             N times over (default 100): a preemption signal left pending across an exec
  *             must not kill the new program
+ *   altstack  as the BEAM: a thread sets up an alternate signal stack, takes SIGALRM (every
+ *             2 ms, an interval timer; the other threads block it) with SA_ONSTACK, sleeps
+ *             1 ms, then spins on a stack
+ *             of its own, as the BEAM's JIT runs Erlang code, until a second thread, which
+ *             sleeps 20 ms first, sets a flag, or until SIGURG is pending in the kernel for
+ *             it and 3 SIGALRMs came since (coop keeps its preemption signal out of such a
+ *             thread: on one hub the spin ends so, and stderr says which); nothing may have
+ *             been written below the spin's stack pointer, where the kernel would have
+ *             pushed a signal's frame
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -32,6 +41,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
 
 enum { SLEEPERS = 100, SLEEP_MS = 10 };
 
@@ -253,6 +264,129 @@ static void exec_after_computing(long generations)
     join(t);              /* not reached: the exec replaces the process */
 }
 
+/* --- altstack --- */
+
+enum { JIT_STACK = 64 * 1024, JIT_FRAME_ROOM = 1024, PATTERN = 0x5a };
+static _Alignas(16) unsigned char jit_stack[JIT_STACK];
+static const char *spin_ended_by;
+
+/* Whether SIGURG is pending in the kernel for this OS thread (a system call of its own,
+ * with no stack of its own: the caller is on the JIT's). */
+static bool urgent_pending(void)
+{
+    uint64_t pending = 0;
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "0"((long)SYS_rt_sigpending), "D"(&pending), "S"(8L)
+                     : "rcx", "r11", "memory");
+    return r == 0 && (pending & 1ULL << (SIGURG - 1));
+}
+
+/* What lies below the spin's frames is as the pattern left it. */
+static bool below_untouched(void)
+{
+    for (size_t i = 0; i < JIT_STACK - JIT_FRAME_ROOM; i++)
+        if (jit_stack[i] != PATTERN)
+            return false;
+    return true;
+}
+
+static atomic_int alarms;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&alarms, 1);
+}
+
+static void spin_on_jit_stack(void)
+{
+    int alarms_when_pending = -1;
+    for (;;) {
+        if (atomic_load(&flag)) {
+            spin_ended_by = "the flag";
+            return;
+        }
+        if (alarms_when_pending < 0 && urgent_pending())
+            alarms_when_pending = atomic_load(&alarms);
+        if (alarms_when_pending >= 0 && atomic_load(&alarms) - alarms_when_pending >= 3) {
+            spin_ended_by = "a SIGURG pending for this thread through 3 SIGALRMs";
+            return;
+        }
+        if (!below_untouched()) {
+            spin_ended_by = "something written below the stack pointer";
+            return;
+        }
+    }
+}
+
+/* Calls fn with the stack pointer at top, as a JIT switches to the stack of the code it
+ * runs; fn is a C function, so every register it may change is listed. */
+static void call_on_stack(void (*fn)(void), void *top)
+{
+    __asm__ volatile("mov %%rsp, %%rbx\n\t"
+                     "mov %[top], %%rsp\n\t"
+                     "call *%[fn]\n\t"
+                     "mov %%rbx, %%rsp"
+                     : : [top] "r"(top), [fn] "r"(fn)
+                     : "rbx", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc",
+                       "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
+static void *spin_with_signal_stack(void *unused)
+{
+    (void)unused;
+    stack_t ss = { .ss_sp = malloc(SIGSTKSZ * 4), .ss_size = SIGSTKSZ * 4 };
+    if (ss.ss_sp == NULL || sigaltstack(&ss, NULL) != 0)
+        die_errno("sigaltstack");
+    struct sigaction alarm_action = { .sa_handler = on_alarm, .sa_flags = SA_ONSTACK | SA_RESTART };
+    struct itimerval every_2ms = { { 0, 2000 }, { 0, 2000 } }, stopped = { 0 };
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    if (sigaction(SIGALRM, &alarm_action, NULL) != 0 || pthread_sigmask(SIG_UNBLOCK, &alarm, NULL) != 0
+        || setitimer(ITIMER_REAL, &every_2ms, NULL) != 0)
+        die_errno("SIGALRM");
+    sleep_ms(1);        /* under coop: resumed through a switch, wherever */
+    memset(jit_stack, PATTERN, sizeof jit_stack);
+    call_on_stack(spin_on_jit_stack, jit_stack + JIT_STACK - 64);
+    if (setitimer(ITIMER_REAL, &stopped, NULL) != 0)
+        die_errno("setitimer");
+    fprintf(stderr, "altstack: the spin ended by %s\n", spin_ended_by);
+    if (!below_untouched())
+        die("altstack: something was written below the spin's stack pointer (a signal's frame?)");
+    /* Taken down before it is freed (ASan's thread exit would unmap a stack left set up). */
+    stack_t off = { .ss_flags = SS_DISABLE };
+    if (sigaltstack(&off, NULL) != 0)
+        die_errno("sigaltstack");
+    free(ss.ss_sp);
+    return NULL;
+}
+
+static void *set_flag_after_sleep(void *unused)
+{
+    (void)unused;
+    sleep_ms(20);
+    atomic_store(&flag, 1);
+    return NULL;
+}
+
+static void altstack(void)
+{
+    pthread_t spinner, setter;
+    atomic_store(&flag, 0);
+    sigset_t alarm;     /* for the spinner alone: under coop, main's handlers run only when it does */
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alarm, NULL);
+    start(&spinner, spin_with_signal_stack, NULL);
+    start(&setter, set_flag_after_sleep, NULL);
+    join(spinner);
+    join(setter);
+    printf("altstack: a thread with a signal stack of its own spun on a stack of its own, "
+           "and nothing was written below its stack pointer\n");
+}
+
 /* --- compute --- */
 
 static atomic_int computing = 1;
@@ -331,7 +465,9 @@ int main(int argc, char **argv)
         set_own_uid();
     else if (strcmp(mode, "exec") == 0)
         exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
+    else if (strcmp(mode, "altstack") == 0)
+        altstack();
     else
-        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]");
+        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack");
     return 0;
 }

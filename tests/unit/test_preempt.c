@@ -579,6 +579,74 @@ START_TEST(test_no_preemption_flag_is_left_set_by_a_switch)
 }
 END_TEST
 
+/* --- a greenlet with a signal stack of its own --- */
+
+/* What the calling OS thread has: whether it blocks the preemption signal, and its signal
+ * stack. */
+struct thread_look { bool blocked; void *signal_stack; };
+
+static struct thread_look look_at_thread(void)
+{
+    sigset_t now;
+    stack_t ss;
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    sigaltstack(NULL, &ss);
+    return (struct thread_look){ sigismember(&now, COOP_PREEMPT_SIGNAL), ss.ss_sp };
+}
+
+static _Alignas(16) char own_stack[64 * 1024];
+static _Atomic int step;
+static struct thread_look for_own, for_other, for_own_again, after_taken_down;
+
+/* As the shim's sigaltstack: the kernel takes it, then coop. */
+static void set_signal_stack(const stack_t *ss)
+{
+    ck_assert_int_eq(sigaltstack(ss, NULL), 0);
+    coop_preempt_set_signal_stack(ss);
+}
+
+static void *with_own_signal_stack(void *unused)
+{
+    (void)unused;
+    set_signal_stack(&(stack_t){ .ss_sp = own_stack, .ss_size = sizeof own_stack });
+    for_own = look_at_thread();
+    atomic_store(&step, 1);
+    while (atomic_load(&step) != 2)
+        coop_yield();
+    for_own_again = look_at_thread();
+    set_signal_stack(&(stack_t){ .ss_flags = SS_DISABLE });
+    after_taken_down = look_at_thread();
+    return NULL;
+}
+
+static void *without_one(void *unused)
+{
+    (void)unused;
+    while (atomic_load(&step) != 1)
+        coop_yield();
+    for_other = look_at_thread();
+    atomic_store(&step, 2);
+    return NULL;
+}
+
+/* Whichever OS thread runs a greenlet with a signal stack of its own has that stack and
+ * blocks the preemption signal, while and only while that greenlet runs there. */
+START_TEST(test_a_signal_stack_and_its_hold_are_the_greenlets_own)
+{
+    atomic_store(&step, 0);
+    struct coop_greenlet *own = unit_spawn(with_own_signal_stack, NULL);
+    struct coop_greenlet *other = unit_spawn(without_one, NULL);
+    unit_join(own);
+    unit_join(other);
+    ck_assert(for_own.blocked && for_own.signal_stack == own_stack);
+    ck_assert(!for_other.blocked && for_other.signal_stack != own_stack);
+    ck_assert(for_own_again.blocked && for_own_again.signal_stack == own_stack);
+    ck_assert(!after_taken_down.blocked && after_taken_down.signal_stack != own_stack);
+    struct thread_look after = look_at_thread();     /* each hub's thread keeps its own */
+    ck_assert(!after.blocked && after.signal_stack != own_stack);
+}
+END_TEST
+
 Suite *preempt_suite(void)
 {
     Suite *s = suite_create("preempt");
@@ -601,6 +669,7 @@ Suite *preempt_suite(void)
     tcase_add_test(tc, test_storm_of_preemptions_in_a_ring);
     tcase_add_test(tc, test_signals_at_any_moment_leave_every_greenlet_whole);
     tcase_add_test(tc, test_no_preemption_flag_is_left_set_by_a_switch);
+    tcase_add_test(tc, test_a_signal_stack_and_its_hold_are_the_greenlets_own);
     suite_add_tcase(s, tc);
     return s;
 }
