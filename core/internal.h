@@ -170,8 +170,7 @@ struct coop_preempt_hub {
  * keeps (diag.c's, or one the thread had), and the one it has now, a greenlet's while lent. */
 struct coop_signal_stacks {
     stack_t kept;
-    void *installed;                 /* ss_sp of the one the kernel has */
-    bool lent;
+    void *installed;                 /* ss_sp of the one the kernel has (NULL: none) */
 };
 
 enum coop_hub_state { HUB_RUNNING, HUB_SLEEPING, HUB_NOTIFIED, HUB_RETIRED };
@@ -477,7 +476,8 @@ void coop_preempt_fork_child(struct coop_hub *h);
 void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next);
 static inline void coop_preempt_switching_to(struct coop_hub *h, const struct coop_greenlet *next)
 {
-    if (next->own_sigaltstack || h->signal_stacks.lent)
+    if (next->own_sigaltstack || h->signal_stacks.installed != h->signal_stacks.kept.ss_sp
+        || atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
         coop_preempt_lend_signal_stack(h, next);
 }
 /* With COOP_SWITCH=ucontext, where swapcontext sets the mask saved in next's context: that

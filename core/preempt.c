@@ -635,9 +635,9 @@ void coop_preempt_keep_signal_stack(struct coop_hub *h)
     h->signal_stacks.installed = h->signal_stacks.kept.ss_sp;
 }
 
-/* The flag first: a handler that runs during the system call writes the frame's mask from
- * it (the shim's hub_mask). What every greenlet blocks (the shim's hubs_mask) stays blocked
- * when the hold ends. */
+/* The flag first: a handler that runs between the two writes the frame's mask from it (the
+ * shim's hub_mask). What every greenlet blocks (the shim's hubs_mask) stays blocked when the
+ * hold ends. */
 static void hold_interrupts(struct coop_hub *h, bool hold)
 {
     atomic_store_explicit(&h->preempt.interrupts_held, hold, memory_order_relaxed);
@@ -647,15 +647,26 @@ static void hold_interrupts(struct coop_hub *h, bool hold)
         coop_sys6(SYS_rt_sigprocmask, hold ? SIG_BLOCK : SIG_UNBLOCK, (long)&bits, 0, sizeof bits, 0, 0);
 }
 
+/* The kernel refuses while the thread runs on the installed stack (a handler that parked
+ * there): then the next switch on this thread tries again. */
 void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next)
 {
     struct coop_signal_stacks *s = &h->signal_stacks;
     const stack_t *wanted = next->own_sigaltstack ? &next->sigaltstack : &s->kept;
     if (wanted->ss_sp != s->installed && coop_sys(SYS_sigaltstack, wanted, NULL, 0) == 0)
         s->installed = wanted->ss_sp;
-    if (next->own_sigaltstack != s->lent)
+    if (next->own_sigaltstack != atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
         hold_interrupts(h, next->own_sigaltstack);
-    s->lent = next->own_sigaltstack;
+}
+
+/* A hub's kept stack, which sigaltstack reports to a greenlet without one of its own: one
+ * that sets it back (as Python's faulthandler does as it ends) sets up none. */
+static bool kept_by_a_hub(const void *sp)
+{
+    for (const struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
+        if (h->signal_stacks.kept.ss_sp == sp)
+            return true;
+    return false;
 }
 
 void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next)
@@ -673,9 +684,10 @@ void coop_preempt_set_signal_stack(const stack_t *ss)
     struct coop_hub *h = coop_thread.hub;
     if (g == NULL || h == NULL || g != h->current)
         return;
-    g->own_sigaltstack = !(ss->ss_flags & SS_DISABLE);
+    bool enabled = !(ss->ss_flags & SS_DISABLE);
+    g->own_sigaltstack = enabled && !kept_by_a_hub(ss->ss_sp);
     g->sigaltstack = *ss;
-    h->signal_stacks.installed = g->own_sigaltstack ? ss->ss_sp : NULL;   /* as the kernel tells of none */
+    h->signal_stacks.installed = enabled ? ss->ss_sp : NULL;
     coop_preempt_lend_signal_stack(h, g);
 }
 

@@ -649,8 +649,9 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
     uint64_t unblocked = run_handler(s, sig, info, context);
     if (kernel_frames > 0)      /* 0 after a jump out of a nested one */
         kernel_frames--;
-    if (hub_thread) {
+    if (hub_thread) {     /* the thread's now: the handler may have parked, and resumed elsewhere */
         set_of(hub_mask(), &((ucontext_t *)context)->uc_sigmask);
+        coop_sys(SYS_sigaltstack, NULL, &((ucontext_t *)context)->uc_stack, 0);
         kick_here(s, unblocked);
     }
 }

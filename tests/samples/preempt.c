@@ -26,13 +26,12 @@
  *             must not kill the new program
  *   altstack  as the BEAM: a thread sets up an alternate signal stack, takes SIGALRM (every
  *             2 ms, an interval timer; the other threads block it) with SA_ONSTACK, sleeps
- *             1 ms, then spins on a stack
- *             of its own, as the BEAM's JIT runs Erlang code, until a second thread, which
- *             sleeps 20 ms first, sets a flag, or until SIGURG is pending in the kernel for
- *             it and 3 SIGALRMs came since (coop keeps its preemption signal out of such a
- *             thread: on one hub the spin ends so, and stderr says which); nothing may have
- *             been written below the spin's stack pointer, where the kernel would have
- *             pushed a signal's frame
+ *             1 ms, then spins on a stack of its own, as the BEAM's JIT runs Erlang code,
+ *             until a second thread, which sleeps 20 ms first, sets a flag, or until SIGURG
+ *             is pending in the kernel for it and 3 SIGALRMs came since (coop keeps its
+ *             preemption signal out of such a thread: on one hub the spin ends so, and
+ *             stderr says which); nothing may have been written below the spin's stack
+ *             pointer, where the kernel would have pushed a signal's frame
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
