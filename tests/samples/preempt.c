@@ -28,10 +28,11 @@
  *             2 ms, an interval timer; the other threads block it) with SA_ONSTACK, sleeps
  *             1 ms, then spins on a stack of its own, as the BEAM's JIT runs Erlang code,
  *             until a second thread, which sleeps 20 ms first, sets a flag, or until SIGURG
- *             is pending in the kernel for it and 3 SIGALRMs came since (coop keeps its
- *             preemption signal out of such a thread: on one hub the spin ends so, and
- *             stderr says which); nothing may have been written below the spin's stack
- *             pointer, where the kernel would have pushed a signal's frame
+ *             is pending in the kernel for it and 3 SIGALRMs came since (or 2,000 turns of
+ *             the spin, should they go to another thread; coop keeps its preemption signal
+ *             out of such a thread: on one hub the spin ends so, and stderr says which);
+ *             nothing may have been written below the spin's stack pointer, where the
+ *             kernel would have pushed a signal's frame
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -297,9 +298,13 @@ static void on_alarm(int sig)
     atomic_fetch_add(&alarms, 1);
 }
 
+/* Once SIGURG is pending, the spin goes on for 3 SIGALRMs, or SPIN_ON_TURNS turns where
+ * they go to another thread (under coop, a spare hub's may take them first). */
+enum { SPIN_ON_TURNS = 2000 };
+
 static void spin_on_jit_stack(void)
 {
-    int alarms_when_pending = -1;
+    int alarms_when_pending = -1, turns_since = 0;
     for (;;) {
         if (atomic_load(&flag)) {
             spin_ended_by = "the flag";
@@ -307,8 +312,9 @@ static void spin_on_jit_stack(void)
         }
         if (alarms_when_pending < 0 && urgent_pending())
             alarms_when_pending = atomic_load(&alarms);
-        if (alarms_when_pending >= 0 && atomic_load(&alarms) - alarms_when_pending >= 3) {
-            spin_ended_by = "a SIGURG pending for this thread through 3 SIGALRMs";
+        if (alarms_when_pending >= 0
+            && (atomic_load(&alarms) - alarms_when_pending >= 3 || ++turns_since == SPIN_ON_TURNS)) {
+            spin_ended_by = "a SIGURG held pending for this thread";
             return;
         }
         if (!below_untouched()) {
@@ -352,6 +358,7 @@ static void *spin_with_signal_stack(void *unused)
     if (setitimer(ITIMER_REAL, &stopped, NULL) != 0)
         die_errno("setitimer");
     fprintf(stderr, "altstack: the spin ended by %s\n", spin_ended_by);
+    fprintf(stderr, "altstack: %d SIGALRMs taken\n", atomic_load(&alarms));
     if (!below_untouched())
         die("altstack: something was written below the spin's stack pointer (a signal's frame?)");
     /* Taken down before it is freed (ASan's thread exit would unmap a stack left set up). */
