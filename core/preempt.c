@@ -521,10 +521,10 @@ static const _Atomic uint64_t *hubs_mask;    /* the shim's, set once at start-up
 
 void coop_preempt_watch_mask(const _Atomic uint64_t *mask) { hubs_mask = mask; }
 
-static bool signal_blocked_by_all(void)
-{
-    return hubs_mask != NULL && (atomic_load(hubs_mask) & 1ULL << (PREEMPT_SIGNAL - 1));
-}
+/* What every greenlet blocks, and so do the hubs' threads. */
+static uint64_t blocked_by_all(void) { return hubs_mask != NULL ? atomic_load(hubs_mask) : 0; }
+
+static bool signal_blocked_by_all(void) { return blocked_by_all() & 1ULL << (PREEMPT_SIGNAL - 1); }
 
 bool coop_preempt_on_signal(siginfo_t *info, void *context)
 {
@@ -642,7 +642,7 @@ static void hold_interrupts(struct coop_hub *h, bool hold)
 {
     atomic_store_explicit(&h->preempt.interrupts_held, hold, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
-    uint64_t bits = interrupting & ~(hold || hubs_mask == NULL ? 0 : atomic_load(hubs_mask));
+    uint64_t bits = hold ? interrupting : interrupting & ~blocked_by_all();
     if (bits != 0)
         coop_sys6(SYS_rt_sigprocmask, hold ? SIG_BLOCK : SIG_UNBLOCK, (long)&bits, 0, sizeof bits, 0, 0);
 }
@@ -675,7 +675,7 @@ void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet 
     if (atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
         *saved |= interrupting;
     else
-        *saved &= ~(interrupting & ~(hubs_mask == NULL ? 0 : atomic_load(hubs_mask)));
+        *saved &= ~(interrupting & ~blocked_by_all());
 }
 
 void coop_preempt_set_signal_stack(const stack_t *ss)

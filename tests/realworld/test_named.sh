@@ -64,8 +64,8 @@ serve() {
     port=$(free_port)
     conf "$mode" "$port" >"$TMP/named.$mode.conf"
     start_server "$mode" "$@" "$TMP/named" -g -c "$TMP/named.$mode.conf"
-    # named listens before its zones are loaded, and answers SERVFAIL until then (it took from
-    # 70 ms natively to 190 ms under coop on a 2-CPU VM): its "running" says it is ready.
+    # named listens before its zones are loaded, and answers SERVFAIL until then (70 to 190 ms
+    # on a 2-CPU VM, natively and under coop alike): its "running" says it is ready.
     wait_line "$TMP/$mode.err" ' running$' "$server" "$mode: named"
     start_sampler "$server"
     for batch in $(seq 0 $((BATCHES - 1))); do
