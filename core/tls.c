@@ -303,10 +303,11 @@ static void probe_area(void)
     intptr_t libc_at = (intptr_t)(libc_block[0] - own);
     size_t libc_words = libc_block[1] / sizeof(uintptr_t);
 
-    char *mem = aligned_alloc(tls.align, tls.area_size);
+    size_t blocks = tls.area_size - tls.tcb_size;   /* a multiple of the alignment; the whole may not be */
+    char *mem = aligned_alloc(tls.align, blocks + (tls.tcb_size + tls.align - 1) / tls.align * tls.align);
     if (mem == NULL)
         coop_panic("out of memory");
-    uintptr_t tp = (uintptr_t)mem + tls.area_size - tls.tcb_size;
+    uintptr_t tp = (uintptr_t)mem + blocks;
     if (init_area(tp, (pid_t)coop_sys(SYS_gettid, 0, 0, 0), NULL) != 0)
         coop_panic("out of memory");
     if (*word_at(tp, TCB_SELF) != tp)
@@ -378,8 +379,11 @@ void coop_tls_init(enum coop_tls_mode mode)
     tls.ctype_init = private_symbol("__ctype_init");
     tls.tcb_size = *(const uint32_t *)private_symbol("_thread_db_sizeof_pthread");
     static_info(&tls.area_size, &tls.align);
+    /* The blocks lie below the thread pointer, which is aligned; glibc adds struct pthread to
+     * their aligned size, so the whole need not be a multiple of the alignment (liburcu's
+     * thread-locals ask for 128 bytes, and struct pthread is 2368 in glibc 2.36). */
     if (tls.tcb_size < 1024 || tls.tcb_size % 64 != 0 || tls.area_size <= tls.tcb_size
-        || tls.area_size % tls.align != 0 || tls.align < 16 || tls.align > 4096)
+        || (tls.area_size - tls.tcb_size) % tls.align != 0 || tls.align < 16 || tls.align > 4096)
         refuse("the static TLS area or struct pthread has an unexpected size");
     tls.tid_at = pthread_field("_thread_db_pthread_tid", 32);
     tls.list_at = pthread_field("_thread_db_pthread_list", 128);

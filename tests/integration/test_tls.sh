@@ -3,7 +3,9 @@
 # variables of the executable, of a library linked at start (static TLS) and of one that a
 # thread loads with dlopen once all exist (dynamic TLS), and errno. Each thread must start
 # from the modules' images (not main's values), keep its own values, read the others' through
-# their addresses and find its addresses distinct. Natively, then under coop with each TLS
+# their addresses and find its addresses distinct, and aligned as declared (one is aligned to
+# 128 bytes, as liburcu's are: the static TLS area's size is then no multiple of its alignment,
+# and coop refused such programs, knotd among them). Natively, then under coop with each TLS
 # mechanism this machine has (COOP_TLS=syscall everywhere, fsgsbase where the CPU and the
 # kernel allow it): the same result lines, on one OS thread.
 #

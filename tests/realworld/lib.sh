@@ -166,6 +166,101 @@ wait_digs() {
     cat "$TMP/dig.$mode".* >"$TMP/dig.$mode"
 }
 
+# dns_ports COUNT: COUNT distinct ports free on 127.0.0.1 for both TCP and UDP, below the
+# kernel's ephemeral range: the server's, and the source port of each UDP dig. unbound and
+# knotd bind a UDP socket per thread with SO_REUSEPORT, and dig (BIND's network manager) binds
+# each query's socket with SO_REUSEPORT too; for sockets of one user the kernel lets bind(port
+# 0) pick a port such a socket holds. With ports from the ephemeral range (free_port), a dig
+# socket now and then got unbound's port and its own query back as the answer ("Warning: query response
+# not set"), or two digs shared a port and one got the other's answer ("ID mismatch", then a
+# time-out): 5 runs of 140, natively and under coop alike. With a port of its own, below the
+# range, each dig closes a query's socket before it sends the next query from the same port.
+dns_ports() {
+    "$PYTHON" - "$1" <<'PY'
+import random
+import socket
+import sys
+
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < int(sys.argv[1]):
+    port = random.randrange(1024, low)
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    if port not in ports:
+        ports.append(port)
+print(*ports)
+PY
+}
+
+# The DNS tests ask NAMES names of ZONE that are in it and MISSING that are not, in BATCHES
+# files of questions ($TMP/questions.0 ...), round robin.
+
+# zone_file SERIAL NET: ZONE as a master file, $TMP/zone, of serial SERIAL in which host-N has
+# the A record 10.NET.x.y; the answers due, sorted as dig_results sorts them, in
+# $TMP/expected.sorted.
+zone_file() {
+    local n address
+    {
+        echo "\$TTL 300"
+        echo "@ IN SOA ns.$ZONE. admin.$ZONE. $1 3600 600 86400 300"
+        echo "@ IN NS ns.$ZONE."
+        echo "ns IN A 127.0.0.1"
+    } >"$TMP/zone"
+    for n in $(seq "$NAMES"); do
+        address=10.$2.$((n / 256)).$((n % 256))
+        echo "host-$n IN A $address" >>"$TMP/zone"
+        echo "host-$n.$ZONE. 300 IN A $address"
+    done | sort >"$TMP/expected.sorted"
+}
+
+# a_questions: an A question for each of host-1 to host-NAMES, and for missing-1 to
+# missing-MISSING.
+a_questions() {
+    local n
+    rm -f "$TMP"/questions.*
+    for n in $(seq "$NAMES"); do
+        echo "host-$n.$ZONE. A" >>"$TMP/questions.$((n % BATCHES))"
+    done
+    for n in $(seq "$MISSING"); do
+        echo "missing-$n.$ZONE. A" >>"$TMP/questions.$((n % BATCHES))"
+    done
+}
+
+# ask MODE PORT SOURCE_PORT...: every batch through its own dig, at once; odd batches over TCP,
+# even ones over UDP from a SOURCE_PORT each.
+ask() {
+    local mode=$1 port=$2 batch
+    shift 2
+    for batch in $(seq 0 $((BATCHES - 1))); do
+        if ((batch % 2)); then
+            start_dig "$mode" "$port" "$batch" +tcp
+        else
+            start_dig "$mode" "$port" "$batch" +notcp -b "127.0.0.1#$1"
+            shift
+        fi
+    done
+    wait_digs "$mode"
+}
+
+# check_answers MODE [WHEN]: what wait_digs MODE put together must be the answers due
+# ($TMP/expected.sorted), blanks squeezed and sorted, with NAMES NOERROR and MISSING NXDOMAIN
+# statuses; sets noerror and nxdomain.
+check_answers() {
+    local mode=$1 when=${2:+ $2}
+    grep -v '^;' "$TMP/dig.$mode" | grep . | awk '{$1 = $1; print}' | sort >"$TMP/answers.$mode"
+    noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$mode")
+    nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
+    cmp -s "$TMP/expected.sorted" "$TMP/answers.$mode" ||
+        fail "$mode$when: answers differ from the zone's records: $(diff "$TMP/expected.sorted" "$TMP/answers.$mode" | head -n 10)"
+    ((noerror == NAMES && nxdomain == MISSING)) ||
+        fail "$mode$when: NOERROR $noerror (expected $NAMES), NXDOMAIN $nxdomain (expected $MISSING)"
+}
+
 # drive_http_proxy MODE NAME PORT SIGNAL CLIENTS ROUNDS BYTES: http_client.py through the proxy
 # NAME ($server, started as MODE, listening on PORT) for the files of $TMP/www, its OS threads
 # sampled meanwhile (those of the process tree with SAMPLER=start_tree_sampler), then SIGNAL

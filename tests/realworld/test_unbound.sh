@@ -26,37 +26,6 @@ QUERIES=$((NAMES + MISSING))
 ALLOWED_RUNTIME=0
 ZONE=coop.test
 
-# dns_ports COUNT: COUNT distinct ports free on 127.0.0.1 for both TCP and UDP, below the
-# kernel's ephemeral range: unbound's, and the source port of each UDP dig. unbound binds a UDP
-# socket per thread with SO_REUSEPORT, and dig (BIND's network manager) binds each query's
-# socket with SO_REUSEPORT too; for sockets of one user the kernel lets bind(port 0) pick a
-# port such a socket holds. With ports from the ephemeral range (free_port), a dig socket now
-# and then got unbound's port and its own query back as the answer ("Warning: query response
-# not set"), or two digs shared a port and one got the other's answer ("ID mismatch", then a
-# time-out): 5 runs of 140, natively and under coop alike. With a port of its own, below the
-# range, each dig closes a query's socket before it sends the next query from the same port.
-dns_ports() {
-    "$PYTHON" - "$1" <<'PY'
-import random
-import socket
-import sys
-
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-ports = []
-while len(ports) < int(sys.argv[1]):
-    port = random.randrange(1024, low)
-    try:
-        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            with socket.socket(socket.AF_INET, kind) as s:
-                s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    if port not in ports:
-        ports.append(port)
-print(*ports)
-PY
-}
-
 # record N: name N's record (a type of three, by N), as dig prints it with +noall +answer
 # once blanks are squeezed.
 record() {
@@ -83,26 +52,6 @@ for n in $(seq $MISSING); do
     echo "missing-$n.$ZONE. A" >>"$TMP/questions.$((n % BATCHES))"
 done
 sort "$TMP/expected" >"$TMP/expected.sorted"
-
-# ask MODE PORT SOURCE_PORT...: every batch through its own dig, at once; odd batches over TCP,
-# even ones over UDP from a SOURCE_PORT each. Sets answers (the answer lines, sorted, in
-# $TMP/answers.MODE), noerror and nxdomain (status counts).
-ask() {
-    local mode=$1 port=$2 batch
-    shift 2
-    for batch in $(seq 0 $((BATCHES - 1))); do
-        if ((batch % 2)); then
-            start_dig "$mode" "$port" "$batch" +tcp
-        else
-            start_dig "$mode" "$port" "$batch" +notcp -b "127.0.0.1#$1"
-            shift
-        fi
-    done
-    wait_digs "$mode"
-    grep -v '^;' "$TMP/dig.$mode" | grep . | awk '{$1 = $1; print}' | sort >"$TMP/answers.$mode"
-    noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$mode")
-    nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
-}
 
 # dump_greenlets PID: sends coop's dump signal (COOP_DUMP_SIGNAL=USR2) and waits (at most
 # HANG_GUARD_S) for a report of THREADS greenlets; sets dumped (the greenlets it listed).
@@ -154,15 +103,12 @@ EOF
     kill -0 "$server" 2>/dev/null || fail "$mode: unbound died: $(tail -n 20 "$TMP/$mode.err")"
     [ "$mode" = coop ] && dump_greenlets "$server"
     stop_server "$server" TERM
+    check_answers "$mode"
     # "server stats for thread 2: 25 queries, 25 answers from cache, ..." for each thread.
     queries=$(sed -n 's/.*server stats for thread [0-9]*: \([0-9]*\) queries.*/\1/p' "$TMP/$mode.err" | awk '{ n += $1 } END { print n }')
     served_threads=$(grep -c 'server stats for thread [0-9]*: [1-9][0-9]* queries' "$TMP/$mode.err")
     note "$mode: $(grep -c . "$TMP/answers.$mode") answers, NOERROR $noerror, NXDOMAIN $nxdomain; unbound counted ${queries:-?} queries, $served_threads of its $THREADS threads served some"
     note "$mode: at most $max_threads OS threads in $samples samples; exit status $status after SIGTERM"
-    cmp -s "$TMP/expected.sorted" "$TMP/answers.$mode" ||
-        fail "$mode: answers differ from the zone's records: $(diff "$TMP/expected.sorted" "$TMP/answers.$mode" | head -n 10)"
-    ((noerror == NAMES && nxdomain == MISSING)) ||
-        fail "$mode: NOERROR $noerror (expected $NAMES), NXDOMAIN $nxdomain (expected $MISSING)"
     [ "$status" -eq 0 ] || fail "$mode: unbound exited with status $status on SIGTERM: $(tail -n 5 "$TMP/$mode.err")"
     [ "$queries" = "$QUERIES" ] || fail "$mode: unbound's statistics count '$queries' queries, expected $QUERIES"
     (($(grep -c 'server stats for thread' "$TMP/$mode.err") == 2 * THREADS)) ||

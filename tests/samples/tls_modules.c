@@ -17,7 +17,8 @@
  *   - writes a value of its own and publishes the variable's address;
  *   - reads its own value back at the same address once every other thread wrote theirs;
  *   - reads every other thread's value through that thread's address;
- *   - finds its address different from every other thread's;
+ *   - finds its address different from every other thread's, and aligned as declared
+ *     (linked_bss asks for 128 bytes, as liburcu's thread-locals do);
  *   - reaches the linked module's variables at the same address from the executable
  *     (initial-exec) and from the library (__tls_get_addr), the loaded module's from the
  *     library and through dlsym.
@@ -69,6 +70,7 @@ struct variable_info {
     int image;                  /* a new thread's first value; errno's is not checked */
     int *(*address)(void);      /* the calling thread's instance (the loaded module's: once loaded) */
     const char *second_way;     /* another way to reach it, or NULL */
+    int alignment;              /* declared larger than an int's, or 0 */
 };
 
 static struct variable_info variables[VARIABLES] = {
@@ -77,7 +79,7 @@ static struct variable_info variables[VARIABLES] = {
     [LINKED_DATA] = { "linked_data", "linked library, static TLS", 4242, linked_data_address,
                       "the executable's own access" },
     [LINKED_BSS] = { "linked_bss", "linked library, static TLS", 0, linked_bss_address,
-                     "the executable's own access" },
+                     "the executable's own access", 128 },
     [LOADED_DATA] = { "loaded_data", "dlopen'ed library, dynamic TLS", 4343, NULL, "dlsym" },
     [LOADED_BSS] = { "loaded_bss", "dlopen'ed library, dynamic TLS", 0, NULL, "dlsym" },
     [LOADED_STATIC] = { "loaded_static", "dlopen'ed library, initial-exec: static TLS", 4444, NULL, "dlsym" },
@@ -86,7 +88,7 @@ static struct variable_info variables[VARIABLES] = {
 
 /* Counts of the checks passed, per variable. */
 static struct {
-    atomic_int image, own, through_others, distinct, second_way;
+    atomic_int image, own, through_others, distinct, second_way, aligned;
 } passed[VARIABLES];
 
 /* The libraries thread 0 loads: the first, or both with -s. */
@@ -179,6 +181,12 @@ static void take_own(int p, enum variable first, enum variable end)
 
         *at = value_of(p, v);
         addresses[p][v] = at;
+        if (variables[v].alignment != 0) {
+            if ((uintptr_t)at % (uintptr_t)variables[v].alignment == 0)
+                atomic_fetch_add(&passed[v].aligned, 1);
+            else
+                detail(p, v, "%s is not aligned to %d bytes", variables[v].name, variables[v].alignment);
+        }
         if (variables[v].second_way == NULL)
             continue;
         again = second_address(v);
@@ -346,6 +354,10 @@ static bool report(void)
         add_count(&s, atomic_load(&passed[v].through_others), pairs,
                   "reads through another's address saw its value");
         add_count(&s, atomic_load(&passed[v].distinct), participants, "addresses distinct");
+        if (variables[v].alignment != 0) {
+            snprintf(what, sizeof what, "aligned to %d bytes", variables[v].alignment);
+            add_count(&s, atomic_load(&passed[v].aligned), participants, what);
+        }
         if (variables[v].second_way != NULL) {
             snprintf(what, sizeof what, "at the same address through %s", variables[v].second_way);
             add_count(&s, atomic_load(&passed[v].second_way), participants, what);

@@ -5,7 +5,10 @@
  * __tls_get_addr and the thread's DTV. Both must name the same variable in every thread.
  */
 __thread int linked_data = 4242; /* .tdata: every new thread starts with this value */
-__thread int linked_bss;         /* .tbss: every new thread starts with zero */
+/* .tbss: every new thread starts with zero. Aligned as liburcu aligns its thread-locals (two
+ * cache lines), which makes the static TLS area's alignment 128: glibc's struct pthread is no
+ * multiple of that, so the area's size is not either. */
+__thread int linked_bss __attribute__((aligned(128)));
 
 int *linked_data_address(void)
 {
