@@ -55,8 +55,9 @@ static int64_t max_blocking_ns, preempt_ns, handoff_ns;
 static _Atomic bool running;
 static _Atomic bool start_failed;
 
-/* The sample, written by the handler on the hub's thread, read by the monitor. */
-static struct { uintptr_t ip; char line[160]; } sample[SAMPLE_FRAMES];
+/* The sample, written by the handler on the hub's thread, read by the monitor, which names
+ * the frames: the handler may have interrupted malloc, which libunwind's naming calls. */
+static uintptr_t sample[SAMPLE_FRAMES];
 
 static _Atomic int sample_frames = -1;
 
@@ -72,15 +73,9 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     struct coop_greenlet *running = coop_unwind_begin();
     if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
         do {
-            unw_word_t ip, offset;
+            unw_word_t ip;
             unw->get_reg(&cursor, UNW_REG_IP, &ip);
-            char name[128];
-            sample[n].ip = ip;
-            if (unw->get_proc_name(&cursor, name, sizeof name, &offset) == 0)
-                snprintf(sample[n].line, sizeof sample[n].line, "        at %s+0x%lx\n", name, (unsigned long)offset);
-            else
-                snprintf(sample[n].line, sizeof sample[n].line, "        at 0x%lx\n", (unsigned long)ip);
-            n++;
+            sample[n++] = ip;
         } while (n < SAMPLE_FRAMES && unw->step(&cursor) > 0);
     }
     coop_unwind_end(running);
@@ -103,6 +98,19 @@ static char proc_state(pid_t tid)
     buf[len] = '\0';
     const char *end = strrchr(buf, ')');
     return end != NULL && end[1] == ' ' ? end[2] : 0;
+}
+
+/* A frame of the sample: the interrupted instruction, or a return address, which is named
+ * after the call before it (the call may be a function's last instruction). */
+static void print_frame(uintptr_t ip, bool interrupted)
+{
+    char name[128], line[160];
+    uintptr_t before = interrupted ? 0 : 1, offset;
+    if (coop_unwind_symbol(ip - before, name, sizeof name, &offset))
+        snprintf(line, sizeof line, "        at %s+0x%lx\n", name, (unsigned long)(offset + before));
+    else
+        snprintf(line, sizeof line, "        at 0x%lx\n", (unsigned long)ip);
+    coop_write_stderr(line, strlen(line));
 }
 
 static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches, char state)
@@ -129,8 +137,8 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
     }
     int n = atomic_load(&sample_frames);
     for (int i = 0; i < n; i++)
-        if (!coop_in_runtime(sample[i].ip))
-            coop_write_stderr(sample[i].line, strlen(sample[i].line));
+        if (!coop_in_runtime(sample[i]))
+            print_frame(sample[i], i == 0);
     if (not_preempted)
         coop_log(COOP_LOG_ERROR, "greenlet #%lu was not preempted (COOP_PREEMPT_MS=%.0f): %s",
                  (unsigned long)g->id, (double)preempt_ns / 1e6, why);

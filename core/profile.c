@@ -94,17 +94,8 @@ static void take_sample(int sig, siginfo_t *info, void *context)
 
 bool coop_symbolize(uintptr_t ip, char *buf, size_t len)
 {
-    const struct coop_unwind *unw = coop_unwind(true);
-    ucontext_t uc;
-    unw_cursor_t cursor;
-    unw_word_t offset;
-    /* libunwind looks up the byte before a frame's address (a call's return address). */
-    if (unw != NULL && getcontext(&uc) == 0) {
-        uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(ip + 1);
-        if (unw->init_local2(&cursor, (unw_context_t *)&uc, 0) == 0
-            && unw->get_proc_name(&cursor, buf, len, &offset) == 0)
-            return true;
-    }
+    if (coop_unwind_symbol(ip, buf, len, NULL))
+        return true;
     Dl_info info;
     if (dladdr((void *)ip, &info) && info.dli_sname != NULL) {
         snprintf(buf, len, "%s", info.dli_sname);

@@ -45,6 +45,24 @@ struct coop_greenlet *coop_unwind_begin(void)
 
 void coop_unwind_end(struct coop_greenlet *running) { coop_running = running; }
 
+bool coop_unwind_symbol(uintptr_t ip, char *buf, size_t len, uintptr_t *offset)
+{
+    const struct coop_unwind *unw = coop_unwind(true);
+    ucontext_t uc;
+    unw_cursor_t cursor;
+    unw_word_t at;
+    if (unw == NULL || getcontext(&uc) != 0)
+        return false;
+    /* As an interrupted frame: libunwind looks up ip itself, not the byte before. */
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
+    if (unw->init_local2(&cursor, (unw_context_t *)&uc, UNW_INIT_SIGNAL_FRAME) != 0
+        || unw->get_proc_name(&cursor, buf, len, &at) != 0)
+        return false;
+    if (offset != NULL)
+        *offset = at;
+    return true;
+}
+
 /* libunwind takes locks and reads ELF files on first use: for a report made in a signal
  * handler many times over (the blocking monitor's samples), do that first, here. */
 void coop_unwind_warm_up(void)

@@ -9,6 +9,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct coop_unwind {
     int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
@@ -23,6 +24,10 @@ const struct coop_unwind *coop_unwind(bool may_load);
 /* Loads it and makes its first use, outside any handler, for the signal handlers that unwind
  * (the blocking monitor's, the profiler's). */
 void coop_unwind_warm_up(void);
+/* The function that holds the instruction at ip: its name, and ip's offset into it; false
+ * when libunwind knows none. Never in a signal handler: libunwind allocates memory to read an
+ * ELF file's symbols, and the interrupted code may hold malloc's lock. */
+bool coop_unwind_symbol(uintptr_t ip, char *buf, size_t len, uintptr_t *offset);
 
 struct coop_greenlet;
 /* Around libunwind's work on a hub's thread: the thread runs as the runtime meanwhile

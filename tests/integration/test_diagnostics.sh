@@ -77,6 +77,16 @@ expect_text '^coop: greenlet #[0-9]+ "locker" has kept its hub' "spin holding a 
 expect_text '^coop: greenlet #[0-9]+ was not preempted \(COOP_PREEMPT_MS=10\): it holds a FILE lock \(flockfile\)$' "spin holding a FILE lock"
 note "spin holding a FILE lock: reported, the lock named as the reason"
 
+# The monitor's sample is taken by a signal handler on the hub's thread, which may have
+# interrupted malloc under its lock; naming a frame makes libunwind allocate, so the monitor
+# names them afterwards, on its own thread. spin-in-malloc is sampled 16 times inside
+# malloc_trim, which holds the lock: it hung at its first report before (5 runs of 5).
+run COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_MAX_BLOCKING_MS=20 COOP_PREEMPT_MS=0 spin-in-malloc
+expect_status 0 "spin in malloc"
+reports=$(grep -c '^coop: greenlet #[0-9]* "allocator" has kept its hub' "$TMP/err")
+((reports == 16)) || { cat "$TMP/err"; fail "spin in malloc: $reports reports, expected 16 (one per episode)"; }
+note "spin in malloc: 16 reports, $(grep -c '^        at malloc_trim+0x' "$TMP/err") of them sampled inside malloc_trim"
+
 run COOP_ON_DEADLOCK=exit deadlock
 expect_status 3 "deadlock"
 expect_text '^coop: all greenlets are asleep - deadlock!$' "deadlock"

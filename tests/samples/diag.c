@@ -9,6 +9,9 @@
  *              (a file; else for 500 ms)
  *   spin-in-libc       the same, the computation in a comparator called by qsort
  *   spin-holding-file  the same, holding stdout's lock (flockfile)
+ *   spin-in-malloc     a thread calls malloc_trim, which holds malloc's lock, over and over
+ *              until the monitor has reported it EPISODES times, sleeping 1 ms after each
+ *              report (60 s at most)
  *   deadlock   two threads lock two mutexes in opposite orders
  *   lost       a thread waits on a condition variable nobody signals; main joins it
  *   alarm      the same with alarm(1) armed: SIGALRM's default action ends the process
@@ -19,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -59,14 +63,19 @@ static void *cond_waiter(void *arg)
     return NULL;
 }
 
-/* Whether stderr, a regular file, holds text yet (read without any blocking call). */
-static bool stderr_holds(int fd, const char *text)
+/* How many times stderr, a regular file, holds text yet (read without any blocking call). */
+static int stderr_count(int fd, const char *text)
 {
-    static char buf[65536];
+    static char buf[1 << 18];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = '\0';
-    return strstr(buf, text) != NULL;
+    int count = 0;
+    for (const char *at = strstr(buf, text); at != NULL; at = strstr(at + 1, text))
+        count++;
+    return count;
 }
+
+static bool stderr_holds(int fd, const char *text) { return stderr_count(fd, text) > 0; }
 
 static _Atomic int ticks;     /* the ticker's, since the computation began */
 
@@ -131,6 +140,33 @@ static void *file_locker(void *arg)
     flockfile(stdout);
     compute_until_reported("at file_locker+0x");
     funlockfile(stdout);
+    return NULL;
+}
+
+enum { EPISODES = 16, BLOCKS = 512, BLOCK_SIZE = 8192 };
+
+/* malloc_trim holds the arena's lock while it gives every free page back (a madvise each):
+ * the monitor's sample nearly always lands under that lock. */
+static void *allocator(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "allocator");
+    int err = open("/proc/self/fd/2", O_RDONLY | O_CLOEXEC);
+    static void *blocks[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++)
+        blocks[i] = malloc(BLOCK_SIZE);
+    for (int i = 0; i < BLOCKS; i += 2)     /* free ones between used ones: they stay apart */
+        free(blocks[i]);
+    double t0 = now();
+    for (int episode = 1; err >= 0 && episode <= EPISODES && now() - t0 < 60; episode++) {
+        while (stderr_count(err, "\"allocator\" has kept its hub") < episode && now() - t0 < 60)
+            malloc_trim(0);
+        usleep(1000);
+    }
+    for (int i = 1; i < BLOCKS; i += 2)
+        free(blocks[i]);
+    if (err >= 0)
+        close(err);
     return NULL;
 }
 
@@ -214,6 +250,11 @@ int main(int argc, char **argv)
         printf("ready\n");
         fflush(stdout);
         pthread_join(c, NULL);     /* the sleeper and the waiter are left behind; exit ends them */
+        return 0;
+    }
+    if (strcmp(mode, "spin-in-malloc") == 0) {
+        spawn(&a, allocator, NULL);
+        pthread_join(a, NULL);
         return 0;
     }
     if (strncmp(mode, "spin", 4) == 0) {
