@@ -1,8 +1,8 @@
 /*
  * What the shim knows of each fd: whether it is a socket (its data calls take
  * MSG_DONTWAIT), something else epoll can watch, or a plain file that never blocks; the
- * program's own O_NONBLOCK; whether it is open for reading and for writing; and its
- * SO_RCVTIMEO/SO_SNDTIMEO. coop never changes a file
+ * program's own O_NONBLOCK; whether it is open for reading and for writing; its
+ * SO_RCVTIMEO/SO_SNDTIMEO; and whether its SO_LINGER makes close wait. coop never changes a file
  * description's flags, so the program's view is simply the truth, cached here so the fast
  * path needs no extra system call. An fd is looked at the first time it is used, and
  * forgotten when it is closed, replaced or created anew through a wrapper.
@@ -44,6 +44,13 @@ static int64_t timeout_of(int fd, int option)
     return tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
 }
 
+static bool lingers_of(int fd)
+{
+    struct linger l;
+    socklen_t len = sizeof l;
+    return getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && shim_linger_waits(&l);
+}
+
 /* A fresh entry from the fd's file status flags. */
 static void set_flags(struct shim_fd *f, int flags)
 {
@@ -68,6 +75,7 @@ static void classify(struct shim_fd *f, int fd)
         f->kind = FD_SOCKET;
         f->timeout[SHIM_IN] = timeout_of(fd, SO_RCVTIMEO);
         f->timeout[SHIM_OUT] = timeout_of(fd, SO_SNDTIMEO);
+        f->lingers = lingers_of(fd);
     } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
         f->kind = FD_PLAIN;
     } else {
@@ -123,6 +131,11 @@ void shim_fd_range_closed(unsigned first, unsigned last)
     for (unsigned fd = first; fd <= last && fd < (unsigned)table_len; fd++)
         if (table[fd].known && !coop_fd_is_runtime((int)fd))
             shim_fd_closed((int)fd);
+}
+
+bool shim_fd_lingers(int fd)
+{
+    return fd >= 0 && fd < table_len && !shim_vfork_child && table[fd].known && table[fd].lingers;
 }
 
 void shim_fd_closed(int fd)

@@ -108,17 +108,38 @@ EXPORT int pipe2(int fds[2], int flags)
 
 EXPORT int pipe(int fds[2]) { return pipe2(fds, 0); }
 
+struct close_call { int fd, ret, err; };
+
+static void close_on_pool(void *p)
+{
+    struct close_call *c = p;
+    c->ret = REAL(close)(c->fd);
+    c->err = errno;
+}
+
 /* coop's own fds (a hub's epoll sets) were never the program's: closing one fails as closing
- * a number nobody opened does, and a range is closed around them (core/hub.c says why). */
+ * a number nobody opened does, and a range is closed around them (core/hub.c says why).
+ * The last close of a socket with SO_LINGER waits, whatever O_NONBLOCK says, until the peer
+ * has taken every byte or the linger time is up (privoxy sets 5 s on every connection, and a
+ * slow client holds it that long): it runs on the pool while the caller waits. A signal
+ * that would end the wait natively waits for it. */
 EXPORT int close(int fd)
 {
     if (coop_fd_is_runtime(fd)) {
         errno = EBADF;
         return -1;
     }
-    if (shim_patched[FAM_io])
-        shim_fd_closed(fd);
-    return REAL(close)(fd);
+    if (!shim_patched[FAM_io])
+        return REAL(close)(fd);
+    bool lingers = shim_fd_lingers(fd);
+    shim_fd_closed(fd);
+    if (!lingers || shim_cooperative(FAM_io) == NULL)
+        return REAL(close)(fd);
+    struct close_call c = { .fd = fd };
+    coop_offload(close_on_pool, &c);
+    if (c.ret < 0)
+        errno = c.err;
+    return c.ret;
 }
 
 /* The table forgets the range first, as close() does, so that a number the kernel frees is

@@ -29,11 +29,14 @@ EXPORT int socketpair(int domain, int type, int protocol, int fds[2])
 EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
 {
     int r = REAL(setsockopt)(fd, level, name, value, len);
-    if (r == 0 && level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)
-        && shim_patched[FAM_net] && len >= sizeof(struct timeval)) {
+    if (r != 0 || level != SOL_SOCKET || !shim_patched[FAM_net])
+        return r;
+    if ((name == SO_RCVTIMEO || name == SO_SNDTIMEO) && len >= sizeof(struct timeval)) {
         const struct timeval *tv = value;
         shim_fd(fd)->timeout[name == SO_RCVTIMEO ? SHIM_IN : SHIM_OUT] =
             tv->tv_sec * 1000000000LL + tv->tv_usec * 1000LL;
+    } else if (name == SO_LINGER && len >= sizeof(struct linger)) {
+        shim_fd(fd)->lingers = shim_linger_waits(value);
     }
     return r;
 }
@@ -67,9 +70,10 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
     if (r >= 0 && shim_patched[FAM_net]) {
         struct shim_fd listener = *shim_fd(fd);
         shim_fd_created(r, FD_SOCKET, flags & SOCK_NONBLOCK);
-        /* Linux copies the listener's timeouts into accepted sockets. */
+        /* Linux copies the listener's timeouts and linger into accepted sockets. */
         shim_fd(r)->timeout[SHIM_IN] = listener.timeout[SHIM_IN];
         shim_fd(r)->timeout[SHIM_OUT] = listener.timeout[SHIM_OUT];
+        shim_fd(r)->lingers = listener.lingers;
     }
     return r;
 }

@@ -84,6 +84,7 @@ struct shim_fd {
     bool nonblock;           /* the program's own O_NONBLOCK */
     bool no_read, no_write;  /* not open for it (O_ACCMODE, O_PATH): the kernel says EBADF */
     int64_t timeout[2];      /* SO_RCVTIMEO, SO_SNDTIMEO in ns; 0 = none */
+    bool lingers;            /* SO_LINGER on with a time: the last close waits for the peer */
 };
 struct shim_fd *shim_fd(int fd);
 void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock);
@@ -91,6 +92,11 @@ void shim_fd_created(int fd, enum shim_fd_kind kind, bool nonblock);
 void shim_fd_opened(int fd, enum shim_fd_kind kind, int flags);
 void shim_fd_copied(int from, int to);
 void shim_fd_closed(int fd);
+/* Whether the table knows fd as a socket whose close lingers (never classifies it). */
+bool shim_fd_lingers(int fd);
+/* Whether SO_LINGER's value makes a close wait: on with a time (the kernel takes a negative
+ * one as for ever; 0 resets the connection at once). */
+static inline bool shim_linger_waits(const struct linger *l) { return l->l_onoff && l->l_linger != 0; }
 /* close_range's: the program's fds of [first, last] that the table knows. */
 void shim_fd_range_closed(unsigned first, unsigned last);
 

@@ -12,6 +12,9 @@ checking each body's SHA-256 against the file of the same name in DIR. After its
 response each client waits for all the others (a barrier): then every connection has been
 accepted and is open at the same time, so a thread-per-connection server has CLIENTS threads.
 
+With HTTP_CLIENT_ORIGIN set (http://HOST:PORT), the requests name their files by absolute URI
+under that origin, as a client asks a forward proxy listening on PORT.
+
 Prints one line "requests=N ok=N bad=N errors=N bytes=N", then up to 10 lines "error: ..." for
 what went wrong, and exits 0 only when every request returned the right body.
 """
@@ -25,6 +28,7 @@ import time
 port, root, clients, rounds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 30.0
 stagger = float(sys.argv[6]) / 1000 if len(sys.argv) > 6 else 0.005
+origin = os.environ.get("HTTP_CLIENT_ORIGIN", "")
 names = sorted(os.listdir(root))
 digests = {}
 for name in names:
@@ -63,7 +67,7 @@ def client(i, start):
                 pass
         name = names[(i + r) % len(names)]
         try:
-            conn.request("GET", "/" + name)
+            conn.request("GET", origin + "/" + name)
             resp = conn.getresponse()
             body = resp.read()
         except Exception as e:  # reported and counted: the test fails on any

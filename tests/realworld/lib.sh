@@ -264,7 +264,8 @@ check_answers() {
 # drive_http_proxy MODE NAME PORT SIGNAL CLIENTS ROUNDS BYTES: http_client.py through the proxy
 # NAME ($server, started as MODE, listening on PORT) for the files of $TMP/www, its OS threads
 # sampled meanwhile (those of the process tree with SAMPLER=start_tree_sampler), then SIGNAL
-# to stop it: every body right, BYTES in all, exit status 0. Sets max_threads.
+# to stop it: every body right, BYTES in all, exit status STOP_STATUS (0 unless the test says
+# otherwise). Sets max_threads.
 drive_http_proxy() {
     local mode=$1 name=$2 port=$3 signal=$4 requests=$(($5 * $6)) bytes=$7 client line
     wait_port "$port"
@@ -279,7 +280,8 @@ drive_http_proxy() {
     note "$mode: at most $max_threads OS threads in $samples samples; exit status $status after SIG$signal"
     ((client == 0)) || fail "$mode: the client saw errors: $(cat "$TMP/client.$mode")"
     [ "$line" = "requests=$requests ok=$requests bad=0 errors=0 bytes=$bytes" ] || fail "$mode: unexpected totals: $line"
-    [ "$status" -eq 0 ] || fail "$mode: $name exited with status $status on SIG$signal: $(tail -n 5 "$TMP/$mode.err")"
+    [ "$status" -eq "${STOP_STATUS:-0}" ] ||
+        fail "$mode: $name exited with status $status on SIG$signal, expected ${STOP_STATUS:-0}: $(tail -n 5 "$TMP/$mode.err")"
     check_threads "$mode" "$max_threads"
 }
 
