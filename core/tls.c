@@ -381,7 +381,7 @@ void coop_tls_init(enum coop_tls_mode mode)
     static_info(&tls.area_size, &tls.align);
     /* The blocks lie below the thread pointer, which is aligned; glibc adds struct pthread to
      * their aligned size, so the whole need not be a multiple of the alignment (liburcu's
-     * thread-locals ask for 128 bytes, and struct pthread is 2368 in glibc 2.36). */
+     * thread-locals ask for 128-byte alignment; struct pthread is 2368 bytes in glibc 2.36). */
     if (tls.tcb_size < 1024 || tls.tcb_size % 64 != 0 || tls.area_size <= tls.tcb_size
         || (tls.area_size - tls.tcb_size) % tls.align != 0 || tls.align < 16 || tls.align > 4096)
         refuse("the static TLS area or struct pthread has an unexpected size");

@@ -108,6 +108,9 @@ EXPORT int pipe2(int fds[2], int flags)
 
 EXPORT int pipe(int fds[2]) { return pipe2(fds, 0); }
 
+int shim_lingering_closes_max = 1;
+static atomic_int lingering_closes;      /* on the pool now */
+
 struct close_call { int fd, ret, err; };
 
 static void close_on_pool(void *p)
@@ -117,11 +120,22 @@ static void close_on_pool(void *p)
     c->err = errno;
 }
 
+/* A pool thread for a lingering close, unless half the pool has one already: name lookups
+ * and file work must still find threads while slow peers hold closes. */
+static bool take_pool_share(void)
+{
+    if (atomic_fetch_add(&lingering_closes, 1) < shim_lingering_closes_max)
+        return true;
+    atomic_fetch_sub(&lingering_closes, 1);
+    return false;
+}
+
 /* coop's own fds (a hub's epoll sets) were never the program's: closing one fails as closing
  * a number nobody opened does, and a range is closed around them (core/hub.c says why).
  * The last close of a socket with SO_LINGER waits, whatever O_NONBLOCK says, until the peer
  * has taken every byte or the linger time is up (privoxy sets 5 s on every connection, and a
- * slow client holds it that long): it runs on the pool while the caller waits. A signal
+ * slow client holds it that long): it runs on the pool while the caller waits, or, when
+ * half the pool is taken so, holds the hub's thread (which the monitor hands off). A signal
  * that would end the wait natively waits for it. */
 EXPORT int close(int fd)
 {
@@ -131,12 +145,15 @@ EXPORT int close(int fd)
     }
     if (!shim_patched[FAM_io])
         return REAL(close)(fd);
-    bool lingers = shim_fd_lingers(fd);
+    bool lingers = shim_fd_lingers(fd) && shim_cooperative(FAM_io) != NULL;
+    if (lingers)
+        shim_cancel_point();      /* glibc's, at the entry of a close that waits */
     shim_fd_closed(fd);
-    if (!lingers || shim_cooperative(FAM_io) == NULL)
+    if (!lingers || !take_pool_share())
         return REAL(close)(fd);
     struct close_call c = { .fd = fd };
     coop_offload(close_on_pool, &c);
+    atomic_fetch_sub(&lingering_closes, 1);
     if (c.ret < 0)
         errno = c.err;
     return c.ret;

@@ -228,6 +228,9 @@ uintptr_t shim_jmp_sp(const struct __jmp_buf_tag *env);
 void shim_locals_init(void);
 void shim_stdio_init(void);
 
+/* How many lingering closes (io.c) may hold threadpool threads at once: half the pool. */
+extern int shim_lingering_closes_max;
+
 /* Family file (file.c): io's wrappers hand read/write calls on plain files here, which
  * run them on the threadpool when COOP_FILE_OFFLOAD is on and call them directly if not. */
 extern bool shim_file_offload;

@@ -171,10 +171,11 @@ wait_digs() {
 # knotd bind a UDP socket per thread with SO_REUSEPORT, and dig (BIND's network manager) binds
 # each query's socket with SO_REUSEPORT too; for sockets of one user the kernel lets bind(port
 # 0) pick a port such a socket holds. With ports from the ephemeral range (free_port), a dig
-# socket now and then got unbound's port and its own query back as the answer ("Warning: query response
-# not set"), or two digs shared a port and one got the other's answer ("ID mismatch", then a
-# time-out): 5 runs of 140, natively and under coop alike. With a port of its own, below the
-# range, each dig closes a query's socket before it sends the next query from the same port.
+# socket now and then got unbound's port and its own query back as the answer ("Warning:
+# query response not set"), or two digs shared a port and one got the other's answer ("ID
+# mismatch", then a time-out): 5 runs of 140, natively and under coop alike. With a port of
+# its own, below the range, each dig closes a query's socket before it sends the next query
+# from the same port.
 dns_ports() {
     "$PYTHON" - "$1" <<'PY'
 import random
@@ -201,7 +202,7 @@ PY
 # files of questions ($TMP/questions.0 ...), round robin.
 
 # zone_file SERIAL NET: ZONE as a master file, $TMP/zone, of serial SERIAL in which host-N has
-# the A record 10.NET.x.y; the answers due, sorted as dig_results sorts them, in
+# the A record 10.NET.x.y; the answers due, sorted as count_answers sorts them, in
 # $TMP/expected.sorted.
 zone_file() {
     local n address
@@ -247,14 +248,19 @@ ask() {
     wait_digs "$mode"
 }
 
-# check_answers MODE [WHEN]: what wait_digs MODE put together must be the answers due
-# ($TMP/expected.sorted), blanks squeezed and sorted, with NAMES NOERROR and MISSING NXDOMAIN
-# statuses; sets noerror and nxdomain.
+# count_answers MODE: what wait_digs MODE put together: the answer lines, blanks squeezed and
+# sorted, in $TMP/answers.MODE; sets noerror and nxdomain (the statuses' counts).
+count_answers() {
+    grep -v '^;' "$TMP/dig.$1" | grep . | awk '{$1 = $1; print}' | sort >"$TMP/answers.$1"
+    noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$1")
+    nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$1")
+}
+
+# check_answers MODE [WHEN]: the answers must be those due ($TMP/expected.sorted), with NAMES
+# NOERROR and MISSING NXDOMAIN statuses.
 check_answers() {
     local mode=$1 when=${2:+ $2}
-    grep -v '^;' "$TMP/dig.$mode" | grep . | awk '{$1 = $1; print}' | sort >"$TMP/answers.$mode"
-    noerror=$(grep -c 'status: NOERROR' "$TMP/dig.$mode")
-    nxdomain=$(grep -c 'status: NXDOMAIN' "$TMP/dig.$mode")
+    count_answers "$mode"
     cmp -s "$TMP/expected.sorted" "$TMP/answers.$mode" ||
         fail "$mode$when: answers differ from the zone's records: $(diff "$TMP/expected.sorted" "$TMP/answers.$mode" | head -n 10)"
     ((noerror == NAMES && nxdomain == MISSING)) ||
@@ -283,6 +289,15 @@ drive_http_proxy() {
     [ "$status" -eq "${STOP_STATUS:-0}" ] ||
         fail "$mode: $name exited with status $status on SIG$signal, expected ${STOP_STATUS:-0}: $(tail -n 5 "$TMP/$mode.err")"
     check_threads "$mode" "$max_threads"
+}
+
+# thread_per_connection_proxy_done NAME PACKAGE DESCRIPTION: after native_and_coop has driven
+# the proxy NAME (drive_http_proxy): a greenlet per client at least, the backend stopped, and
+# the matrix line of DESCRIPTION.
+thread_per_connection_proxy_done() {
+    ((created >= CLIENTS)) || fail "coop: $1's threads did not become greenlets (created '$created')"
+    stop_server "$backend" TERM
+    matrix "$3" "$(pkg_version "$2")" "$native_threads" "$coop_threads ($created greenlets)" pass
 }
 
 # native_and_coop RUN: `RUN native`, then `COOP_STATS=1 RUN coop $COOPRUN --`; sets

@@ -61,8 +61,9 @@ serve() {
     stop_sampler
     kill -0 "$server" 2>/dev/null || fail "$mode: named died: $(tail -n 20 "$TMP/$mode.err")"
     stop_server "$server" TERM
-    check_answers "$mode"
+    count_answers "$mode"
     note "$mode: NOERROR $noerror, NXDOMAIN $nxdomain; at most $max_threads OS threads in $samples samples; exit status $status after SIGTERM"
+    check_answers "$mode"
     [ "$status" -eq 0 ] || fail "$mode: named exited with status $status on SIGTERM: $(tail -n 5 "$TMP/$mode.err")"
     check_threads "$mode" "$max_threads"
 }

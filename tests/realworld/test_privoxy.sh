@@ -38,9 +38,5 @@ proxy() {
 }
 
 native_and_coop proxy
-((created >= CLIENTS)) || fail "coop: privoxy's threads did not become greenlets (created '$created')"
-stop_server "$backend" TERM
-
-matrix "privoxy (a thread per connection; SO_LINGER on each)" "$(pkg_version privoxy)" "$native_threads" \
-    "$coop_threads ($created greenlets)" pass
+thread_per_connection_proxy_done privoxy privoxy "privoxy (a thread per connection; SO_LINGER on each)"
 echo "PASS: $((CLIENTS * 2)) bodies through privoxy verified natively and under coop; SIGTERM ends it both times (status 15)"

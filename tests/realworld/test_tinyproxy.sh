@@ -34,9 +34,5 @@ proxy() {
 }
 
 native_and_coop proxy
-((created >= CLIENTS)) || fail "coop: tinyproxy's threads did not become greenlets (created '$created')"
-stop_server "$backend" TERM
-
-matrix "tinyproxy (a thread per connection)" "$(pkg_version tinyproxy)" "$native_threads" \
-    "$coop_threads ($created greenlets)" pass
+thread_per_connection_proxy_done tinyproxy tinyproxy "tinyproxy (a thread per connection)"
 echo "PASS: $CLIENTS bodies through tinyproxy verified natively and under coop; SIGTERM ends it both times"

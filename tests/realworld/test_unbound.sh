@@ -103,12 +103,13 @@ EOF
     kill -0 "$server" 2>/dev/null || fail "$mode: unbound died: $(tail -n 20 "$TMP/$mode.err")"
     [ "$mode" = coop ] && dump_greenlets "$server"
     stop_server "$server" TERM
-    check_answers "$mode"
+    count_answers "$mode"
     # "server stats for thread 2: 25 queries, 25 answers from cache, ..." for each thread.
     queries=$(sed -n 's/.*server stats for thread [0-9]*: \([0-9]*\) queries.*/\1/p' "$TMP/$mode.err" | awk '{ n += $1 } END { print n }')
     served_threads=$(grep -c 'server stats for thread [0-9]*: [1-9][0-9]* queries' "$TMP/$mode.err")
     note "$mode: $(grep -c . "$TMP/answers.$mode") answers, NOERROR $noerror, NXDOMAIN $nxdomain; unbound counted ${queries:-?} queries, $served_threads of its $THREADS threads served some"
     note "$mode: at most $max_threads OS threads in $samples samples; exit status $status after SIGTERM"
+    check_answers "$mode"
     [ "$status" -eq 0 ] || fail "$mode: unbound exited with status $status on SIGTERM: $(tail -n 5 "$TMP/$mode.err")"
     [ "$queries" = "$QUERIES" ] || fail "$mode: unbound's statistics count '$queries' queries, expected $QUERIES"
     (($(grep -c 'server stats for thread' "$TMP/$mode.err") == 2 * THREADS)) ||
