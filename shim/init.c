@@ -70,7 +70,7 @@ static void read_settings(struct coop_settings *core)
     shim_file_offload = s.file_offload;
     shim_always_cooperative = s.always_cooperative;
     coop_offload_configure((unsigned)s.threadpool_size);
-    shim_lingering_closes_max = s.threadpool_size > 1 ? s.threadpool_size / 2 : 1;
+    shim_lingering_closes_max = s.threadpool_size / 2;
     if (s.no_inherit)
         shim_proc_no_inherit();
     if (core->verbose)

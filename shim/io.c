@@ -108,20 +108,23 @@ EXPORT int pipe2(int fds[2], int flags)
 
 EXPORT int pipe(int fds[2]) { return pipe2(fds, 0); }
 
-int shim_lingering_closes_max = 1;
-static atomic_int lingering_closes;      /* on the pool now */
+int shim_lingering_closes_max;
+/* Lingering closes on the pool now: taken by the closing greenlet, on any hub, given back by
+ * the pool thread that closed. */
+static atomic_int lingering_closes;
 
 struct close_call { int fd, ret, err; };
 
+/* Gives its share back here: a handler that jumps out of the caller's wait would skip it. */
 static void close_on_pool(void *p)
 {
     struct close_call *c = p;
     c->ret = REAL(close)(c->fd);
     c->err = errno;
+    atomic_fetch_sub(&lingering_closes, 1);
 }
 
-/* A pool thread for a lingering close, unless half the pool has one already: name lookups
- * and file work must still find threads while slow peers hold closes. */
+/* Leaves half the pool to name lookups and file work while slow peers hold closes. */
 static bool take_pool_share(void)
 {
     if (atomic_fetch_add(&lingering_closes, 1) < shim_lingering_closes_max)
@@ -134,9 +137,9 @@ static bool take_pool_share(void)
  * a number nobody opened does, and a range is closed around them (core/hub.c says why).
  * The last close of a socket with SO_LINGER waits, whatever O_NONBLOCK says, until the peer
  * has taken every byte or the linger time is up (privoxy sets 5 s on every connection, and a
- * slow client holds it that long): it runs on the pool while the caller waits, or, when
- * half the pool is taken so, holds the hub's thread (which the monitor hands off). A signal
- * that would end the wait natively waits for it. */
+ * slow client holds it that long): it runs on the pool while the caller waits, or, when half
+ * the pool already holds such closes, holds the hub's thread (which the monitor hands off).
+ * A signal that would end the wait natively waits for it. */
 EXPORT int close(int fd)
 {
     if (coop_fd_is_runtime(fd)) {
@@ -153,7 +156,6 @@ EXPORT int close(int fd)
         return REAL(close)(fd);
     struct close_call c = { .fd = fd };
     coop_offload(close_on_pool, &c);
-    atomic_fetch_sub(&lingering_closes, 1);
     if (c.ret < 0)
         errno = c.err;
     return c.ret;

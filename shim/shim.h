@@ -228,7 +228,8 @@ uintptr_t shim_jmp_sp(const struct __jmp_buf_tag *env);
 void shim_locals_init(void);
 void shim_stdio_init(void);
 
-/* How many lingering closes (io.c) may hold threadpool threads at once: half the pool. */
+/* How many lingering closes (io.c) may hold threadpool threads at once: half the pool (none
+ * of a pool of one). */
 extern int shim_lingering_closes_max;
 
 /* Family file (file.c): io's wrappers hand read/write calls on plain files here, which
