@@ -2,9 +2,9 @@
  * What the shim knows of each fd: whether it is a socket (its data calls take
  * MSG_DONTWAIT), something else epoll can watch, or a plain file that never blocks; the
  * program's own O_NONBLOCK; whether it is open for reading and for writing; its
- * SO_RCVTIMEO/SO_SNDTIMEO; and whether its SO_LINGER makes close wait. coop never changes a file
- * description's flags, so the program's view is simply the truth, cached here so the fast
- * path needs no extra system call. An fd is looked at the first time it is used, and
+ * SO_RCVTIMEO/SO_SNDTIMEO; and whether its SO_LINGER makes close wait. coop never changes a
+ * file description's flags, so the program's view is simply the truth, cached here so the
+ * fast path needs no extra system call. An fd is looked at the first time it is used, and
  * forgotten when it is closed, replaced or created anew through a wrapper.
  */
 #include <fcntl.h>
