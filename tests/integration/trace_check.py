@@ -80,9 +80,11 @@ def main():
     if len(sleeps) != 1:
         fail("the sleeper should sleep once: %s" % sleeps)
     dur = sleeps[0]["dur"]
-    if not SLEEP_US <= dur <= SLEEP_US + SLEEP_SLACK_US:
+    # SIGTERM may come before the sleep ends (a fast client): the flush then closes it.
+    cut_short = mode == "sigterm" and sleeps[0]["args"].get("end") == "end of trace" and dur < SLEEP_US
+    if not cut_short and not SLEEP_US <= dur <= SLEEP_US + SLEEP_SLACK_US:
         fail("the sleep lasted %.1f us, expected %d us to %d us" % (dur, SLEEP_US, SLEEP_US + SLEEP_SLACK_US))
-    print("sleep: %.1f us" % dur)
+    print("sleep: %.1f us%s" % (dur, ", open at SIGTERM" if cut_short else ""))
 
     last = on("acceptor", cat="wait")[-1]
     if mode == "sigterm":

@@ -136,22 +136,24 @@ START_TEST(test_yield_interleaves)
 }
 END_TEST
 
-static volatile int detached_ran;
+static volatile int detached_may_finish, detached_ran;
 
+/* Lives until the test has looked at it: a detached greenlet that finished may be gone. */
 static void *detached_body(void *arg)
 {
-    coop_sleep_until(coop_now() + MS(5));
+    unit_yield_until(&detached_may_finish);
     detached_ran = (int)(intptr_t)arg;
     return NULL;
 }
 
 START_TEST(test_detach)
 {
-    detached_ran = 0;
+    detached_ran = detached_may_finish = 0;
     struct coop_greenlet *d = unit_spawn_attr(detached_body, (void *)1,
                                               (struct coop_spawn_attr){ .guard_size = 4096, .detached = true });
     ck_assert_int_eq(coop_join(d, NULL, COOP_NO_DEADLINE), EINVAL);
     ck_assert_int_eq(coop_detach(d), EINVAL);
+    detached_may_finish = 1;
     unit_yield_until(&detached_ran);
     ck_assert_int_eq(detached_ran, 1);
     /* Once finished it is released by the hub. */
@@ -160,11 +162,12 @@ START_TEST(test_detach)
     ck_assert(released(d));
 
     /* Detached while running. */
-    detached_ran = 0;
+    detached_ran = detached_may_finish = 0;
     struct coop_greenlet *g = unit_spawn(detached_body, (void *)2);
     ck_assert_int_eq(coop_detach(g), 0);
     ck_assert_int_eq(coop_detach(g), EINVAL);
     ck_assert_int_eq(coop_join(g, NULL, 0), EINVAL);
+    detached_may_finish = 1;
     unit_yield_until(&detached_ran);
 
     /* Detached once finished: released by the hub. */
@@ -175,7 +178,8 @@ START_TEST(test_detach)
     for (int i = 0; i < 5000 && !released(f); i++)
         coop_sleep_until(coop_now() + MS(1));     /* the hub runs and reaps */
     ck_assert(released(f));
-    coop_sleep_until(coop_now() + MS(10));    /* the running ones finish */
+    for (int i = 0; i < 5000 && !coop_alone(); i++)
+        coop_sleep_until(coop_now() + MS(1));     /* g, detached, leaves after it ran */
 }
 END_TEST
 

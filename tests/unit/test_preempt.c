@@ -63,10 +63,10 @@ static void *spin(void *unused)
 }
 
 /* One spinner per hub: once they all spin, every hub is taken until one of them is
- * preempted. This greenlet, which only hub 0 may run, sees them all spin only after hub 0's
- * spinner (or, had two started on one hub, the first of them) was preempted; the setter it
- * spawns then runs only once a spinner is preempted again. (Spawned together with the
- * spinners, the setter could have been stolen with one of them and run first.) */
+ * preempted. This greenlet sleeps meanwhile, so it sees them all spin only after a spinner
+ * (or, had two started on one hub, the first of them) was preempted; the setter it spawns
+ * then runs only once a spinner is preempted again. (Spawned together with the spinners,
+ * the setter could have been stolen with one of them and run first.) */
 START_TEST(test_spinner_gives_way_to_the_greenlet_it_waits_for)
 {
     flag = 0;

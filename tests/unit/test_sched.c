@@ -358,7 +358,7 @@ END_TEST
 
 /* ---- fds: a close reaches a waiter registered in another hub's epoll set ---- */
 
-struct fd_waiter_probe { int fd; _Atomic int closer_here, waiting; int result, hub; };
+struct fd_waiter_probe { int fd; _Atomic int closer_here, waiting; int result, hub; struct coop_greenlet *self; };
 
 /* With two hubs, waiter and closer each hold a hub at the same moment (the closer spins
  * until the waiter waits), so the waiter's fd is in the other hub's set by construction. */
@@ -367,6 +367,7 @@ static void *wait_readable(void *arg)
     struct fd_waiter_probe *w = arg;
     wait_for(&w->closer_here);
     w->hub = coop_thread.hub->index;
+    w->self = coop_self();
     atomic_store(&w->waiting, 1);
     w->result = coop_wait_fd(w->fd, COOP_READ, coop_now() + GIVE_UP);
     return NULL;
@@ -380,8 +381,8 @@ static void *close_when_waiting(void *arg)
     c->hub = coop_thread.hub->index;
     atomic_store(&c->w->closer_here, 1);
     c->saw = wait_for(&c->w->waiting);       /* holds this hub: the waiter is on another */
-    /* Give the waiter a moment to get into its wait; a wake before it waits is fine too. */
-    coop_sleep_until(coop_now() + MS(20));
+    /* A forget before the wait would leave the wait to its time-out: the fd is still open. */
+    unit_wait_in(c->w->self, WAIT_FD);
     coop_fd_forget(c->w->fd);
     return NULL;
 }
