@@ -464,6 +464,11 @@ static uint64_t queued_for(struct sigstate *s) { return queued_bits(&s->directed
 
 /* --- masks --- */
 
+/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
+ * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
+ * set there: the jump puts that back (see mask_put_back). */
+static __thread unsigned kernel_frames;
+
 static void apply_real_mask(uint64_t bits)
 {
     sigset_t set;
@@ -479,7 +484,10 @@ static void apply_wanted(void) { apply_real_mask(hub_mask()); }
 
 /*
  * Brings `wanted` in line with the counts, and the calling OS thread's real mask with it;
- * the kernel delivers, there, what this unblocks. No system call when nothing changes.
+ * the kernel delivers, there, what this unblocks. No system call when nothing changes, nor
+ * behind a kernel signal frame, whose sigreturn sets the thread's mask: unblocked sooner, a
+ * signal pending since the handler began would run nested in its frame, and a chain of
+ * them (a fast timer's ticks) would fill the stack.
  * Other hubs' threads take `wanted` before they next switch to a greenlet (core: see
  * coop_hub_masks_changed), or when a signal lands on one of them (the trampoline hands it
  * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
@@ -506,7 +514,7 @@ static void update_real_mask(bool apply_here)
         }
         bits &= ~(runtime_signals & ~BIT(COOP_PREEMPT_SIGNAL)) & ~UNBLOCKABLE;
         bool changed = atomic_exchange(&wanted, bits) != bits;
-        if (changed || apply_here)
+        if ((changed || apply_here) && kernel_frames == 0)
             apply_real_mask(bits | coop_preempt_held_signals());
         if (changed)
             coop_hub_masks_changed();
@@ -529,11 +537,6 @@ static void count_live(int delta)
     atomic_fetch_add(&mask_changes, 1);
 }
 
-/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
- * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
- * set there: the jump puts that back (see mask_put_back). */
-static __thread unsigned kernel_frames;
-
 /* Makes `blocked` the mask of s, its greenlet's, in normal context. Behind a kernel frame the
  * frame's sigreturn sets the thread's mask (run_from_kernel), not what this unblocks. */
 static void set_blocked(struct sigstate *s, uint64_t blocked)
@@ -544,7 +547,7 @@ static void set_blocked(struct sigstate *s, uint64_t blocked)
         return;
     count(blocked & ~old, +1);
     count(old & ~blocked, -1);
-    update_real_mask((old & ~blocked) != 0 && kernel_frames == 0);
+    update_real_mask((old & ~blocked) != 0);
 }
 
 static struct sigstate *new_state(uint64_t blocked)

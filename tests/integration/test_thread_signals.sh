@@ -30,10 +30,11 @@
 # thread as the handler returns, its byte ending the restarted raw read, 50 times; SIGTERM
 # from another process while workers that block nothing compute running its handler in main
 # and ending main's poll, 20 times (the kernel's choice of the thread the pid names); SIGPIPE
-# running its handler on the thread that wrote; SIGURG that every thread blocks read from a
-# signalfd, sent by the process itself and by another (PostgreSQL's latches), after 50 ms of
-# computing that left the signalfd empty (coop sends no preemption signal then); that alone on
-# one hub and on four.
+# running its handler on the thread that wrote; a chain of 20,000 signals, each sent by the
+# handler before to its own thread (a raw tgkill), none running nested in another's handler;
+# SIGURG that every thread blocks read from a signalfd, sent by the process itself and by
+# another (PostgreSQL's latches), after 50 ms of computing that left the signalfd empty (coop
+# sends no preemption signal then); that alone on one hub and on four.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo

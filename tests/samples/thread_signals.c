@@ -1594,6 +1594,36 @@ static void sigpipe_on_the_writer(void)
            pthread_equal(pipe_thread, writer) ? "yes" : "no");
 }
 
+/* A chain of signals, each sent by the handler before to its own thread (a raw tgkill, as a
+ * timer's next tick comes): pending while that handler runs, it is delivered after the
+ * handler's frame has gone (sigreturn), not nested in it. Nested, link after link, the
+ * frames would fill the stack (stress-ng's timer stressor died so under coop). */
+enum { LINKS = 20000 };
+static volatile sig_atomic_t links, link_depth, links_nested;
+
+static void send_to_own_thread(int sig) { syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig); }
+
+static void on_link(int sig)
+{
+    if (++link_depth > 1)
+        links_nested++;
+    if (++links < LINKS)
+        send_to_own_thread(sig);
+    link_depth--;
+}
+
+static void chain_of_signals(void)
+{
+    int sig = SIGRTMIN + 5;
+    handle(sig, on_link);
+    send_to_own_thread(sig);
+    while (links < LINKS)
+        ;
+    signal(sig, SIG_DFL);
+    printf("a chain of %d signals, each sent by the handler before: %d handlers ran nested in another\n",
+           (int)links, (int)links_nested);
+}
+
 /* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
  * process sends it to itself or another process does. */
 static void *wait_for_byte(void *fd)
@@ -1691,6 +1721,7 @@ int main(int argc, char **argv)
     sent_under_a_handlers_mask();
     sigterm_ends_mains_poll();
     sigpipe_on_the_writer();
+    chain_of_signals();
     sigurg_through_signalfd();
     return 0;
 }
