@@ -464,11 +464,6 @@ static uint64_t queued_for(struct sigstate *s) { return queued_bits(&s->directed
 
 /* --- masks --- */
 
-/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
- * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
- * set there: the jump puts that back (see mask_put_back). */
-static __thread unsigned kernel_frames;
-
 static void apply_real_mask(uint64_t bits)
 {
     sigset_t set;
@@ -482,24 +477,31 @@ static uint64_t hub_mask(void) { return atomic_load(&wanted) | coop_preempt_held
 
 static void apply_wanted(void) { apply_real_mask(hub_mask()); }
 
+/* Where update_real_mask puts the mask it computes, besides `wanted`. */
+enum real_mask_here {
+    HERE_IF_CHANGED,     /* on the calling thread, if `wanted` changed */
+    HERE_TOO,            /* on the calling thread even if unchanged: see below */
+    HERE_AT_SIGRETURN,   /* not yet: the kernel frame's sigreturn sets the thread's mask */
+};
+
 /*
  * Brings `wanted` in line with the counts, and the calling OS thread's real mask with it;
- * the kernel delivers, there, what this unblocks. No system call when nothing changes, nor
- * behind a kernel signal frame, whose sigreturn sets the thread's mask: unblocked sooner, a
- * signal pending since the handler began would run nested in its frame, and a chain of
- * them (a fast timer's ticks) would fill the stack.
+ * the kernel delivers, there, what this unblocks. No system call when nothing changes.
  * Other hubs' threads take `wanted` before they next switch to a greenlet (core: see
  * coop_hub_masks_changed), or when a signal lands on one of them (the trampoline hands it
  * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
  * a signal; the trampoline routes it to the right greenlet either way (and coop's own
  * SIGURG handler, while the program leaves SIGURG at SIG_DFL or SIG_IGN, hands one that
  * every greenlet blocks back to the process: core/preempt.c). But the thread that runs a
- * greenlet never blocks what that greenlet accepts, so a kick reaches it: apply_here, when
+ * greenlet never blocks what that greenlet accepts, so a kick reaches it: HERE_TOO, when
  * the caller's greenlet has just unblocked signals, sets the calling thread's mask even if
  * `wanted` is unchanged (another thread may have changed it first, and applied it only
- * there; native pthread_sigmask makes that system call too).
+ * there; native pthread_sigmask makes that system call too). A handler's end leaves the
+ * mask to its kernel frame's sigreturn (HERE_AT_SIGRETURN): unblocked sooner, a signal
+ * pending since the handler began would run nested in that frame, and a chain of them (a
+ * fast timer's ticks) would fill the stack.
  */
-static void update_real_mask(bool apply_here)
+static void update_real_mask(enum real_mask_here here)
 {
     uint64_t seen;
     do {
@@ -514,7 +516,7 @@ static void update_real_mask(bool apply_here)
         }
         bits &= ~(runtime_signals & ~BIT(COOP_PREEMPT_SIGNAL)) & ~UNBLOCKABLE;
         bool changed = atomic_exchange(&wanted, bits) != bits;
-        if ((changed || apply_here) && kernel_frames == 0)
+        if ((changed && here == HERE_IF_CHANGED) || here == HERE_TOO)
             apply_real_mask(bits | coop_preempt_held_signals());
         if (changed)
             coop_hub_masks_changed();
@@ -537,9 +539,14 @@ static void count_live(int delta)
     atomic_fetch_add(&mask_changes, 1);
 }
 
-/* Makes `blocked` the mask of s, its greenlet's, in normal context. Behind a kernel frame the
- * frame's sigreturn sets the thread's mask (run_from_kernel), not what this unblocks. */
-static void set_blocked(struct sigstate *s, uint64_t blocked)
+/* Handlers running behind the kernel's signal frames on this greenlet (its TLS). One that
+ * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
+ * set there: the jump puts that back (see mask_put_back). */
+static __thread unsigned kernel_frames;
+
+/* Makes `blocked` the mask of s, its greenlet's; at_sigreturn: at a handler's end behind a
+ * kernel frame, whose sigreturn sets the thread's mask (run_from_kernel). */
+static void change_blocked(struct sigstate *s, uint64_t blocked, bool at_sigreturn)
 {
     blocked &= ~UNBLOCKABLE;
     uint64_t old = atomic_exchange(&s->blocked, blocked);
@@ -547,8 +554,13 @@ static void set_blocked(struct sigstate *s, uint64_t blocked)
         return;
     count(blocked & ~old, +1);
     count(old & ~blocked, -1);
-    update_real_mask((old & ~blocked) != 0);
+    if (at_sigreturn)
+        update_real_mask(HERE_AT_SIGRETURN);
+    else
+        update_real_mask((old & ~blocked) != 0 && kernel_frames == 0 ? HERE_TOO : HERE_IF_CHANGED);
 }
+
+static void set_blocked(struct sigstate *s, uint64_t blocked) { change_blocked(s, blocked, false); }
 
 static struct sigstate *new_state(uint64_t blocked)
 {
@@ -560,7 +572,7 @@ static struct sigstate *new_state(uint64_t blocked)
     count_live(+1);
     count(blocked, +1);
     if (atomic_load(&wanted) != 0)      /* the newcomer may accept what all others block */
-        update_real_mask(false);
+        update_real_mask(HERE_IF_CHANGED);
     return s;
 }
 
@@ -626,7 +638,7 @@ static uint64_t call_handler(struct sigstate *s, const struct sigaction *a, int 
     if (s == NULL)
         return 0;
     uint64_t end = atomic_load(&s->blocked);    /* the handler may have blocked more itself */
-    set_blocked(s, before);
+    change_blocked(s, before, kernel_frames > 0);
     atomic_fetch_add(&s->handled, 1);
     atomic_store(&s->in_wait, in_wait);
     return end & ~before;
@@ -1687,7 +1699,7 @@ void shim_signal_thread_exit(struct coop_greenlet *g)
     uint64_t blocked = atomic_load(&s->blocked);
     count_live(-1);
     count(blocked, -1);
-    update_real_mask(false);
+    update_real_mask(HERE_IF_CHANGED);
     free(s);
 }
 
@@ -1709,7 +1721,7 @@ static void fork_child(void)
     atomic_store(&live, 1);
     count(atomic_load(&s->blocked), +1);
     main_greenlet = coop_self();
-    update_real_mask(true);     /* the parent's thread may have had a stale one */
+    update_real_mask(HERE_TOO);     /* the parent's thread may have had a stale one */
 }
 
 /* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
@@ -1738,7 +1750,7 @@ void shim_signal_init(void)
     atomic_store(&wanted, bits_of(&real));
     main_greenlet = coop_self();
     my_state(main_greenlet);
-    update_real_mask(false);
+    update_real_mask(HERE_IF_CHANGED);
     coop_set_signal_hooks(deliver, due, pass, kick_again);
     coop_set_hub_mask_hook(apply_wanted);
     pthread_atfork(NULL, NULL, fork_child);

@@ -31,7 +31,8 @@
 # from another process while workers that block nothing compute running its handler in main
 # and ending main's poll, 20 times (the kernel's choice of the thread the pid names); SIGPIPE
 # running its handler on the thread that wrote; a chain of 20,000 signals, each sent by the
-# handler before to its own thread (a raw tgkill), none running nested in another's handler;
+# handler before to its own thread (a raw tgkill), none running nested in another's handler,
+# the mask open again after them; handlers that unblock their signal first running nested;
 # SIGURG that every thread blocks read from a signalfd, sent by the process itself and by
 # another (PostgreSQL's latches), after 50 ms of computing that left the signalfd empty (coop
 # sends no preemption signal then); that alone on one hub and on four.

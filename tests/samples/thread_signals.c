@@ -1612,6 +1612,19 @@ static void on_link(int sig)
     link_depth--;
 }
 
+/* A handler's own unblock opens the thread's mask at once: the next link runs nested. */
+static void on_link_unblocked(int sig)
+{
+    if (++link_depth > 1)
+        links_nested++;
+    if (++links < 3) {
+        sigset_t own = only(sig);
+        pthread_sigmask(SIG_UNBLOCK, &own, NULL);
+        send_to_own_thread(sig);
+    }
+    link_depth--;
+}
+
 static void chain_of_signals(void)
 {
     int sig = SIGRTMIN + 5;
@@ -1619,9 +1632,17 @@ static void chain_of_signals(void)
     send_to_own_thread(sig);
     while (links < LINKS)
         ;
-    signal(sig, SIG_DFL);
     printf("a chain of %d signals, each sent by the handler before: %d handlers ran nested in another\n",
            (int)links, (int)links_nested);
+    send_to_own_thread(sig);               /* the mask is open again: its handler runs at once */
+    printf("one more, sent from outside a handler, handled before tgkill returned: %s\n",
+           links == LINKS + 1 ? "yes" : "no");
+    handle(sig, on_link_unblocked);
+    links = link_depth = links_nested = 0;
+    send_to_own_thread(sig);
+    printf("handlers that unblock their signal before sending the next: %d ran, %d nested, as natively\n",
+           (int)links, (int)links_nested);
+    signal(sig, SIG_DFL);
 }
 
 /* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
