@@ -28,7 +28,7 @@ DEPS_PKGS := libuv1 libunwind check
 # liburing-dev for the io_uring sample (tests/samples/uring_wait.c).
 APT_PKGS := libuv1-dev libunwind-dev check pkg-config liburing-dev python3 curl clang \
             memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs \
-            ruby default-jre-headless unbound bind9-dnsutils perl chromium stress-ng
+            ruby default-jre-headless unbound bind9-dnsutils perl chromium stress-ng strace
 # The page test_trace_browser.sh opens: speedscope's built web page, from npm, in build/web
 # (whichever BUILD: make test-asan's tests use it too).
 SPEEDSCOPE := speedscope@1.25.0

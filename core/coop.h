@@ -312,6 +312,9 @@ void coop_note_signal_handler(void);
  * for g that has held its hub a while (asleep in a system call or computing) while signals
  * are due to it (under the greenlet list's lock, as pass's walk). */
 void **coop_greenlet_signals(struct coop_greenlet *g);
+/* How many times g has been switched to: the same count before and after a stretch of g's
+ * code means g never left its OS thread meanwhile (async-signal-safe, on g). */
+uint32_t coop_greenlet_resumes(const struct coop_greenlet *g);
 /* Takes the state's pointer from g (leaving NULL) while no walk of coop_each_greenlet is
  * under way: a walk may read the state of every greenlet it meets. */
 void *coop_greenlet_take_signals(struct coop_greenlet *g);

@@ -388,6 +388,7 @@ int coop_detach(struct coop_greenlet *g)
 void **coop_greenlet_slot(struct coop_greenlet *g) { return &g->slot; }
 void **coop_greenlet_held(struct coop_greenlet *g) { return &g->held; }
 void **coop_greenlet_signals(struct coop_greenlet *g) { return &g->signals; }
+uint32_t coop_greenlet_resumes(const struct coop_greenlet *g) { return g->resumes; }
 
 void *coop_greenlet_take_signals(struct coop_greenlet *g)
 {

@@ -481,7 +481,7 @@ static void apply_wanted(void) { apply_real_mask(hub_mask()); }
 enum real_mask_here {
     HERE_IF_CHANGED,     /* on the calling thread, if `wanted` changed */
     HERE_TOO,            /* on the calling thread even if unchanged: see below */
-    HERE_AT_SIGRETURN,   /* not yet: the kernel frame's sigreturn sets the thread's mask */
+    HERE_BY_KERNEL,      /* not here: a kernel signal frame does (see below) */
 };
 
 /*
@@ -496,10 +496,12 @@ enum real_mask_here {
  * greenlet never blocks what that greenlet accepts, so a kick reaches it: HERE_TOO, when
  * the caller's greenlet has just unblocked signals, sets the calling thread's mask even if
  * `wanted` is unchanged (another thread may have changed it first, and applied it only
- * there; native pthread_sigmask makes that system call too). A handler's end leaves the
- * mask to its kernel frame's sigreturn (HERE_AT_SIGRETURN): unblocked sooner, a signal
- * pending since the handler began would run nested in that frame, and a chain of them (a
- * fast timer's ticks) would fill the stack.
+ * there; native pthread_sigmask makes that system call too). A handler behind a kernel
+ * frame leaves the thread's mask to the kernel (HERE_BY_KERNEL): its delivery blocked
+ * already what the handler's mask adds, and its sigreturn sets the mask at its end.
+ * Unblocked sooner, a signal pending since the handler began would run nested in that
+ * frame, and a chain of them (a fast timer's ticks) would fill the stack; and a system call
+ * per signal more than natively lets a fast timer take all of the thread's time.
  */
 static void update_real_mask(enum real_mask_here here)
 {
@@ -544,9 +546,9 @@ static void count_live(int delta)
  * set there: the jump puts that back (see mask_put_back). */
 static __thread unsigned kernel_frames;
 
-/* Makes `blocked` the mask of s, its greenlet's; at_sigreturn: at a handler's end behind a
- * kernel frame, whose sigreturn sets the thread's mask (run_from_kernel). */
-static void change_blocked(struct sigstate *s, uint64_t blocked, bool at_sigreturn)
+/* Makes `blocked` the mask of s, its greenlet's; by_kernel: a handler's own mask, going on
+ * or off behind a kernel frame (run_from_kernel), which sets the thread's. */
+static void change_blocked(struct sigstate *s, uint64_t blocked, bool by_kernel)
 {
     blocked &= ~UNBLOCKABLE;
     uint64_t old = atomic_exchange(&s->blocked, blocked);
@@ -554,8 +556,8 @@ static void change_blocked(struct sigstate *s, uint64_t blocked, bool at_sigretu
         return;
     count(blocked & ~old, +1);
     count(old & ~blocked, -1);
-    if (at_sigreturn)
-        update_real_mask(HERE_AT_SIGRETURN);
+    if (by_kernel)
+        update_real_mask(HERE_BY_KERNEL);
     else
         update_real_mask((old & ~blocked) != 0 && kernel_frames == 0 ? HERE_TOO : HERE_IF_CHANGED);
 }
@@ -609,13 +611,14 @@ static void reset_handler(int sig, const struct sigaction *a)
     REAL(sigaction)(sig, &dfl, NULL);
 }
 
-/* Blocks what sig's handler blocks while it runs, as the kernel does on delivery; the mask
- * before. */
-static uint64_t handler_mask_on(struct sigstate *s, const struct sigaction *a, int sig)
+/* Blocks what sig's handler blocks while it runs, as the kernel does on delivery (by_kernel:
+ * the kernel did, for the thread); the mask before. */
+static uint64_t handler_mask_on(struct sigstate *s, const struct sigaction *a, int sig, bool by_kernel)
 {
     uint64_t before = s != NULL ? atomic_load(&s->blocked) : 0;
     if (s != NULL)      /* counted: a handler may jump out and keep it */
-        set_blocked(s, before | bits_of(&a->sa_mask) | ((a->sa_flags & SA_NODEFER) ? 0 : BIT(sig)));
+        change_blocked(s, before | bits_of(&a->sa_mask) | ((a->sa_flags & SA_NODEFER) ? 0 : BIT(sig)),
+                       by_kernel);
     return before;
 }
 
@@ -644,12 +647,6 @@ static uint64_t call_handler(struct sigstate *s, const struct sigaction *a, int 
     return end & ~before;
 }
 
-static uint64_t run_handler(struct sigstate *s, int sig, siginfo_t *info, void *context)
-{
-    const struct sigaction a = installed[sig];
-    return call_handler(s, &a, sig, info, context, handler_mask_on(s, &a, sig));
-}
-
 static void kick_here(struct sigstate *s, uint64_t unblocked);
 
 static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *context)
@@ -658,15 +655,23 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
      * greenlets run here meanwhile take the hubs' mask again, and so does the thread that
      * the frame's sigreturn ends on. */
     bool hub_thread = emulated() && !shim_vfork_child && coop_on_hub_thread();
+    struct coop_greenlet *self = hub_thread ? coop_self() : NULL;
+    uint32_t resumes = self != NULL ? coop_greenlet_resumes(self) : 0;
     if (hub_thread)
         coop_hub_mask_stale();
     kernel_frames++;
-    uint64_t unblocked = run_handler(s, sig, info, context);
+    const struct sigaction a = installed[sig];
+    uint64_t unblocked = call_handler(s, &a, sig, info, context, handler_mask_on(s, &a, sig, true));
     if (kernel_frames > 0)      /* 0 after a jump out of a nested one */
         kernel_frames--;
     if (hub_thread) {     /* the thread's now: the handler may have parked, and resumed elsewhere */
-        set_of(hub_mask(), &((ucontext_t *)context)->uc_sigmask);
-        coop_sys(SYS_sigaltstack, NULL, &((ucontext_t *)context)->uc_stack, 0);
+        ucontext_t *uc = context;
+        set_of(hub_mask(), &uc->uc_sigmask);
+        /* Only after a park: a system call per signal would let a signal that comes every few
+         * microseconds (a POSIX timer) take all of the thread's time, where natively it
+         * leaves some. */
+        if (self != NULL && coop_greenlet_resumes(self) != resumes)
+            coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
         kick_here(s, unblocked);
     }
 }
@@ -696,7 +701,7 @@ static void act(struct sigstate *s, siginfo_t *info)
         /* The mask goes on before libc's getcontext: a kick landing there would run the
          * next instance first (take_kick runs them outside coop's code). */
         const struct sigaction a = installed[sig];
-        volatile uint64_t before = handler_mask_on(s, &a, sig);     /* kept across getcontext */
+        volatile uint64_t before = handler_mask_on(s, &a, sig, false);     /* kept across getcontext */
         ucontext_t context;
         getcontext(&context);
         call_handler(s, &a, sig, info, &context, before);
@@ -1019,9 +1024,9 @@ static bool in_wait(struct coop_greenlet *g, struct sigstate *s)
  * process, as a raw kill of the program's own of those two is, which goes there too). */
 static bool thread_directed(const siginfo_t *info)
 {
-    return info->si_pid == getpid()
-           && (info->si_code == SI_TKILL
-               || (info->si_code == SI_USER && (info->si_signo == SIGPIPE || info->si_signo == SIGXFSZ)));
+    return (info->si_code == SI_TKILL
+            || (info->si_code == SI_USER && (info->si_signo == SIGPIPE || info->si_signo == SIGXFSZ)))
+           && info->si_pid == getpid();     /* a system call: last */
 }
 
 /* Whether a process signal lent to the main greenlet reaches it soon: it waits (its wait

@@ -289,6 +289,10 @@ def micro_tables(micro, failures):
     cv_n, cv_c = ns("native", "condvar_pingpong"), ns("coop", "condvar_pingpong")
     lines.append("| condition variable ping-pong (per hand-off) | %s | %s | | | native/coop %s |"
                  % (fmt_value(cv_n), fmt_value(cv_c), ratio(cv_n, cv_c)))
+    for mode, what in (("kernel", "a signal from the kernel (a raw tgkill to the own thread) run by its handler"),
+                       ("pthread_kill", "pthread_kill(pthread_self()) run by its handler")):
+        sg_n, sg_c = ns("native", "signal_" + mode), ns("coop", "signal_" + mode)
+        lines.append("| %s | %s | %s | | | coop/native %s |" % (what, fmt_value(sg_n), fmt_value(sg_c), ratio(sg_c, sg_n, "%.2fx")))
     sl_n, sl_c = ns("native", "sleep_100us"), ns("coop", "sleep_100us")
     lines.append("| usleep(100), as long as it lasts (two threads sleeping) | %s | %s | | | coop/native %s |"
                  % (fmt_value(sl_n), fmt_value(sl_c), ratio(sl_c, sl_n, "%.2fx")))

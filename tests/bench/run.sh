@@ -20,10 +20,10 @@
 #   nanosleep system call, which blocks whichever hub runs it) at 100 connections, 64 B; part
 #   of the echo section.
 #
-#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,sleep,idle,spawn,cpupool}.c and
-#   idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop on
-#   one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
-#   condition variables, the length of a short sleep (and of a 1 ms sleep beside a computing
+#   Micro-benchmarks (tests/bench/{switch,create_join,mutex,signal,sleep,idle,spawn,cpupool}.c
+#   and idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop
+#   on one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
+#   condition variables, a signal handled (from the kernel, and by pthread_kill), the length of a short sleep (and of a 1 ms sleep beside a computing
 #   thread per CPU, also on one CPU: taskset, under which coop runs one hub), resident memory
 #   per idle thread, the wall time of 50 concurrent system() and popen() children (which
 #   inherit coop), a pool
@@ -365,6 +365,8 @@ run_micro() {
         micro coop create_join -t "$MICRO_T"
         micro native mutex -t "$MICRO_T"
         micro coop mutex -t "$MICRO_T"
+        micro native signal -t "$MICRO_T"
+        micro coop signal -t "$MICRO_T"
         for mode in pair beside; do
             micro native sleep -m $mode -t "$MICRO_T"
             micro coop sleep -m $mode -t "$MICRO_T"

@@ -54,6 +54,7 @@ wrong=$(sed -n '/^### Runs that went wrong/,$p' "$md" | grep '^- ')
 
 # The micro-benchmark rows: every coop cell has a number.
 for what in 'context switch' 'pthread_create' 'uncontended' 'while a second thread exists' 'hand-off between' 'condition variable' \
+    'a signal from the kernel' 'pthread_kill(pthread_self())' \
     'RSS per idle thread, 1,000' 'each system(' 'each popen(' 'usleep(1000) beside a computing thread per CPU'; do
     row=$(grep -m1 -F "$what" "$md") || fail "no micro-benchmark row for '$what'"
     IFS='|' read -ra cells <<<"$row"

@@ -1709,6 +1709,10 @@ int main(int argc, char **argv)
         kernel_burst();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "chain") == 0) {
+        chain_of_signals();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "sigurg") == 0) {
         sigurg_through_signalfd();
         return 0;
