@@ -96,10 +96,20 @@ void coop_set_hub_mask_hook(void (*apply)(void)) { hub_mask_apply = apply; }
 
 void coop_hub_masks_changed(void) { atomic_fetch_add(&hub_mask_changes, 1); }
 
-void coop_hub_mask_stale(void)
+uint64_t coop_hub_mask_stale(void)
+{
+    struct coop_hub *h = coop_thread.hub;
+    if (h == NULL)
+        return MASK_UNKNOWN;
+    uint64_t seen = h->masks_seen;
+    h->masks_seen = MASK_UNKNOWN;
+    return seen;
+}
+
+void coop_hub_mask_seen_again(uint64_t seen)
 {
     if (coop_thread.hub != NULL)
-        coop_thread.hub->masks_seen = MASK_UNKNOWN;
+        coop_thread.hub->masks_seen = seen;
 }
 
 static void take_hub_mask(struct coop_hub *h)

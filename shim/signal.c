@@ -498,7 +498,9 @@ enum real_mask_here {
  * `wanted` is unchanged (another thread may have changed it first, and applied it only
  * there; native pthread_sigmask makes that system call too). A handler behind a kernel
  * frame leaves the thread's mask to the kernel (HERE_BY_KERNEL): its delivery blocked
- * already what the handler's mask adds, and its sigreturn sets the mask at its end.
+ * already what the handler's mask adds (but for a sigaction that changed the mask since:
+ * the thread takes it at the sigreturn, or at its next switch), and its sigreturn sets the
+ * mask at its end.
  * Unblocked sooner, a signal pending since the handler began would run nested in that
  * frame, and a chain of them (a fast timer's ticks) would fill the stack; and a system call
  * per signal more than natively lets a fast timer take all of the thread's time.
@@ -545,6 +547,9 @@ static void count_live(int delta)
  * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
  * set there: the jump puts that back (see mask_put_back). */
 static __thread unsigned kernel_frames;
+/* Calls of sigaltstack that set a stack, on this greenlet: one in a handler stays, as coop's
+ * record says (run_from_kernel), where natively the handler's sigreturn puts the old back. */
+static __thread unsigned signal_stacks_set;
 
 /* Makes `blocked` the mask of s, its greenlet's; by_kernel: a handler's own mask, going on
  * or off behind a kernel frame (run_from_kernel), which sets the thread's. */
@@ -657,8 +662,8 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
     bool hub_thread = emulated() && !shim_vfork_child && coop_on_hub_thread();
     struct coop_greenlet *self = hub_thread ? coop_self() : NULL;
     uint32_t resumes = self != NULL ? coop_greenlet_resumes(self) : 0;
-    if (hub_thread)
-        coop_hub_mask_stale();
+    unsigned stacks_set = signal_stacks_set;
+    uint64_t masks_seen = hub_thread ? coop_hub_mask_stale() : 0;
     kernel_frames++;
     const struct sigaction a = installed[sig];
     uint64_t unblocked = call_handler(s, &a, sig, info, context, handler_mask_on(s, &a, sig, true));
@@ -667,11 +672,14 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
     if (hub_thread) {     /* the thread's now: the handler may have parked, and resumed elsewhere */
         ucontext_t *uc = context;
         set_of(hub_mask(), &uc->uc_sigmask);
-        /* Only after a park: a system call per signal would let a signal that comes every few
-         * microseconds (a POSIX timer) take all of the thread's time, where natively it
-         * leaves some. */
-        if (self != NULL && coop_greenlet_resumes(self) != resumes)
+        /* Not without a park, or a call of its own: a system call per signal would let a
+         * signal that comes every few microseconds (a POSIX timer) take all of the thread's
+         * time, where natively it leaves some. */
+        bool parked = self != NULL && coop_greenlet_resumes(self) != resumes;
+        if (parked || signal_stacks_set != stacks_set)
             coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
+        if (!parked)
+            coop_hub_mask_seen_again(masks_seen);
         kick_here(s, unblocked);
     }
 }
@@ -1296,8 +1304,10 @@ EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 EXPORT int sigaltstack(const stack_t *ss, stack_t *old)
 {
     int r = REAL(sigaltstack)(ss, old);
-    if (r == 0 && ss != NULL && emulating() != NULL)
+    if (r == 0 && ss != NULL && emulating() != NULL) {
         coop_preempt_set_signal_stack(ss);
+        signal_stacks_set++;
+    }
     return r;
 }
 

@@ -1645,6 +1645,43 @@ static void chain_of_signals(void)
     signal(sig, SIG_DFL);
 }
 
+/* Signals from the kernel between switches: each raw tgkill's handler runs on main, which then
+ * yields to a thread that yields back. Under coop on one hub, every signal is followed by a
+ * switch (for the strace count of test_thread_signals). */
+enum { BETWEEN_SWITCHES = 5000 };
+static volatile sig_atomic_t between_switches_handled;
+static atomic_bool switches_over;
+
+static void on_between_switches(int sig)
+{
+    (void)sig;
+    between_switches_handled++;
+}
+
+static void *yield_until_over(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&switches_over))
+        sched_yield();
+    return NULL;
+}
+
+static void signals_between_switches(void)
+{
+    handle(SIGUSR1, on_between_switches);
+    pthread_t other;
+    if (pthread_create(&other, NULL, yield_until_over, NULL) != 0)
+        abort();
+    for (int i = 0; i < BETWEEN_SWITCHES; i++) {
+        send_to_own_thread(SIGUSR1);
+        sched_yield();
+    }
+    atomic_store(&switches_over, true);
+    pthread_join(other, NULL);
+    printf("%d signals between switches, %d handled\n", BETWEEN_SWITCHES, (int)between_switches_handled);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 /* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
  * process sends it to itself or another process does. */
 static void *wait_for_byte(void *fd)
@@ -1711,6 +1748,10 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "chain") == 0) {
         chain_of_signals();
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "between-switches") == 0) {
+        signals_between_switches();
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "sigurg") == 0) {
