@@ -711,7 +711,8 @@ static void act(struct sigstate *s, siginfo_t *info)
         const struct sigaction a = installed[sig];
         volatile uint64_t before = handler_mask_on(s, &a, sig, false);     /* kept across getcontext */
         ucontext_t context;
-        getcontext(&context);
+        if (a.sa_flags & SA_SIGINFO)      /* only such a handler sees it; it costs a system call */
+            getcontext(&context);
         call_handler(s, &a, sig, info, &context, before);
         return;
     }
