@@ -89,7 +89,7 @@ static void (*signal_kick_again_hook)(struct coop_greenlet *g);
  * hub_mask_changes; each hub's masks_seen is its own.
  */
 static void (*hub_mask_apply)(void);
-#define MASK_UNKNOWN UINT64_MAX          /* masks_seen of a new hub, or after a handler */
+#define MASK_UNKNOWN UINT64_MAX          /* masks_seen of a new hub, or during a handler */
 static _Atomic uint64_t hub_mask_changes;
 
 void coop_set_hub_mask_hook(void (*apply)(void)) { hub_mask_apply = apply; }

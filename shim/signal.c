@@ -672,9 +672,9 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
     if (hub_thread) {     /* the thread's now: the handler may have parked, and resumed elsewhere */
         ucontext_t *uc = context;
         set_of(hub_mask(), &uc->uc_sigmask);
-        /* Not without a park, or a call of its own: a system call per signal would let a
-         * signal that comes every few microseconds (a POSIX timer) take all of the thread's
-         * time, where natively it leaves some. */
+        /* sigaltstack only after a park or the handler's own sigaltstack: a system call per
+         * signal would let a signal that comes every few microseconds (a POSIX timer) take
+         * all of the thread's time, where natively it leaves some. */
         bool parked = self != NULL && coop_greenlet_resumes(self) != resumes;
         if (parked || signal_stacks_set != stacks_set)
             coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
