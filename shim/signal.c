@@ -500,8 +500,7 @@ enum real_mask_here {
  * frame leaves the thread's mask to the kernel (HERE_BY_KERNEL): its delivery blocked
  * already what the handler's mask adds (but for a sigaction that changed the mask since:
  * the thread takes it at the sigreturn, or at its next switch), and its sigreturn sets the
- * mask at its end.
- * Unblocked sooner, a signal pending since the handler began would run nested in that
+ * mask at its end. Unblocked sooner, a signal pending since the handler began would run nested in that
  * frame, and a chain of them (a fast timer's ticks) would fill the stack; and a system call
  * per signal more than natively lets a fast timer take all of the thread's time.
  */

@@ -23,8 +23,8 @@
 #   Micro-benchmarks (tests/bench/{switch,create_join,mutex,signal,sleep,idle,spawn,cpupool}.c
 #   and idle_tls.cc, built without coop, run natively and under cooprun): context switch (coop
 #   on one hub, as the native ping-pong runs on one CPU), thread create+join, mutexes and
-#   condition variables, a signal handled (from the kernel, and by pthread_kill), the length of a short sleep (and of a 1 ms sleep beside a computing
-#   thread per CPU, also on one CPU: taskset, under which coop runs one hub), resident memory
+#   condition variables, a signal handled (from the kernel, and by pthread_kill), the length
+#   of a short sleep (and of a 1 ms sleep beside a computing thread per CPU, also on one CPU: taskset, under which coop runs one hub), resident memory
 #   per idle thread, the wall time of 50 concurrent system() and popen() children (which
 #   inherit coop), a pool
 #   of a thread per CPU computing (coop on its default hubs), and Debian's pigz, xz, zstd and
