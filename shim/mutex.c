@@ -39,12 +39,17 @@ static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PS
 /* Computed once per thread-local area: every greenlet has its own (core/tls.c), and a
  * thread's original context keeps the id its thread had, whichever came first. The main
  * greenlet keeps the initial thread's area and its tid, the pid, whether or not a library's
- * constructor locked something as that thread before coop's constructor ran. */
+ * constructor locked something as that thread before coop's constructor ran. The runtime
+ * may run on a greenlet's area as no greenlet (an unwind, whose libunwind locks its cache:
+ * core/unwind.h): the OS thread's tid then, not kept, or the greenlet would keep it (on hub
+ * 0's thread, main's id: pshared recursive_after_preemption). */
 static __thread int owner_id;
 
 static __attribute__((noinline)) int first_owner_id(void)
 {
     struct coop_greenlet *g = coop_self();
+    if (g == NULL && coop_os_thread_local(&owner_id) != (void *)&owner_id)
+        return gettid();
     owner_id = g == NULL ? gettid()
                : coop_greenlet_is_main(g) ? getpid()
                                           : (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000;

@@ -11,7 +11,9 @@
  * a robust mutex held across a wait unlocks, even when the wait ended on another OS thread;
  * a process-shared recursive mutex held by one thread is not another thread's (trylock
  * EBUSY, lock waits for the release), and so is a process-shared read-write lock's writer
- * (EDEADLK for itself, EBUSY and a wait for the others); threads hand a turn back and forth
+ * (EDEADLK for itself, EBUSY and a wait for the others); a recursive mutex held by main is
+ * not a thread's whose first mutex call comes after it was preempted (under coop its stack
+ * was unwound meanwhile); threads hand a turn back and forth
  * through a process-shared condition variable. With a second process, started without any
  * preloaded library (plain glibc), sharing a mutex, a condition variable, a read-write lock
  * and semaphores in a memfd mapping or by name (sem_open): each side waits for the other,
@@ -690,6 +692,53 @@ static void check_pshared_recursive(void)
     report_result("pshared_recursive", ok, "another thread's trylock EBUSY, its lock waited for the release");
 }
 
+/* A thread whose first mutex call comes after it was preempted: under coop on one hub, main
+ * runs again only once the spinner has been preempted, and coop's preemption unwinds the
+ * spinner's stack first (libunwind takes its cache's lock, a mutex, meanwhile). Its trylock
+ * of main's recursive mutex must still say EBUSY: the unwind must not have given it an owner
+ * id of the OS thread's, which on the main thread is main's. */
+struct spinner {
+    pthread_mutex_t *m;
+    atomic_bool spinning, main_ran;
+    int trylock;
+};
+
+static void *spin_then_try(void *arg)
+{
+    struct spinner *s = arg;
+
+    atomic_store(&s->spinning, true);
+    while (!atomic_load(&s->main_ran))
+        ;
+    s->trylock = pthread_mutex_trylock(s->m);
+    if (s->trylock == 0)
+        pthread_mutex_unlock(s->m);
+    return NULL;
+}
+
+static void check_recursive_after_preemption(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutex_t m;
+    struct spinner s = { .m = &m };
+    pthread_t t;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&m, &attr);
+    pthread_mutex_lock(&m);
+    if (pthread_create(&t, NULL, spin_then_try, &s) != 0)
+        die("pthread_create");
+    while (!atomic_load(&s.spinning))
+        sched_yield();
+    atomic_store(&s.main_ran, true);
+    pthread_join(t, NULL);
+    pthread_mutex_unlock(&m);
+    pthread_mutex_destroy(&m);
+    report_result("recursive_after_preemption", s.trylock == EBUSY || failf("the spinner's trylock: %s", errname(s.trylock)),
+                  "a thread preempted before its first mutex call: its trylock of main's recursive mutex EBUSY");
+}
+
 /* ---- with a second process ---- */
 
 static void init_shared_objects(void)
@@ -917,6 +966,7 @@ int main(int argc, char **argv)
     check_owned_by_one_thread();
     check_contended_turns();
     check_pshared_recursive();
+    check_recursive_after_preemption();
     check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
                             "waited for the other process's unlock");
     check_process_waits();
