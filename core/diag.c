@@ -87,7 +87,7 @@ void coop_print_stack(ucontext_t *ctx, bool signal_frame)
     const struct coop_unwind *unw = coop_unwind(!signal_frame);
     if (unw == NULL)
         return;
-    struct coop_greenlet *running = coop_unwind_begin();
+    struct coop_unwind_window window = coop_unwind_begin();
     unw_cursor_t cursor;
     if (unw->init_local2(&cursor, (unw_context_t *)ctx, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) == 0) {
         struct report r = { .len = 0 };
@@ -106,7 +106,7 @@ void coop_print_stack(ucontext_t *ctx, bool signal_frame)
                 break;
         }
     }
-    coop_unwind_end(running);
+    coop_unwind_end(window);
 }
 
 /* --- the dump --- */

@@ -27,6 +27,7 @@
  * coop-monitor from its first instant, so that whoever counts a program's threads can tell
  * it apart, and it blocks the program's signals, so that none is delivered to it.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -69,8 +70,8 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     (void)info;
     const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_monitor_init */
     unw_cursor_t cursor;
-    int n = 0;
-    struct coop_greenlet *running = coop_unwind_begin();
+    int n = 0, saved_errno = errno;     /* libunwind's calls may set it */
+    struct coop_unwind_window window = coop_unwind_begin();
     if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
         do {
             unw_word_t ip;
@@ -78,8 +79,9 @@ static void take_sample(int sig, siginfo_t *info, void *context)
             sample[n++] = ip;
         } while (n < SAMPLE_FRAMES && unw->step(&cursor) > 0);
     }
-    coop_unwind_end(running);
+    coop_unwind_end(window);
     atomic_store(&sample_frames, n);
+    errno = saved_errno;
 }
 
 /* The state letter of an OS thread of this process in /proc (R running, S or D asleep in

@@ -441,11 +441,11 @@ static enum refusal walk_as_runtime(unw_context_t *context, bool signal_frame, u
     if (unw == NULL)
         return REFUSED_UNWIND;
     unw_cursor_t cursor;
-    struct coop_greenlet *g = coop_unwind_begin();
+    struct coop_unwind_window window = coop_unwind_begin();
     enum refusal why = REFUSED_UNWIND;
     if (unw->init_local2(&cursor, context, signal_frame ? UNW_INIT_SIGNAL_FRAME : 0) == 0)
         why = walk(unw, &cursor, signal_frame, !signal_frame, where);
-    coop_unwind_end(g);
+    coop_unwind_end(window);
     return why;
 }
 

@@ -76,7 +76,7 @@ static void take_sample(int sig, siginfo_t *info, void *context)
         s->frames = 0;
         const struct coop_unwind *unw = coop_unwind(false);   /* loaded by coop_profile_start */
         unw_cursor_t cursor;
-        struct coop_greenlet *running = coop_unwind_begin();
+        struct coop_unwind_window window = coop_unwind_begin();
         if (unw != NULL && unw->init_local2(&cursor, context, UNW_INIT_SIGNAL_FRAME) == 0) {
             do {
                 unw_word_t ip;
@@ -84,7 +84,7 @@ static void take_sample(int sig, siginfo_t *info, void *context)
                 s->ips[s->frames++] = ip;
             } while (s->frames < MAX_FRAMES && unw->step(&cursor) > 0);
         }
-        coop_unwind_end(running);
+        coop_unwind_end(window);
         atomic_store_explicit(&p->head, head + 1, memory_order_release);
     }
     errno = saved_errno;

@@ -36,14 +36,28 @@ const struct coop_unwind *coop_unwind(bool may_load)
  * program would find missing; only coop_unwind_warm_up makes that first use. */
 void coop_diag_prepare(void) { coop_unwind(true); }
 
-struct coop_greenlet *coop_unwind_begin(void)
+/* The cancellation word is also written by other threads' pthread_cancel: atomically, bit
+ * by bit, so that a cancellation sent meanwhile stays, for the greenlet's next cancellation
+ * point. A window that a signal opens inside another finds no greenlet running and leaves
+ * the word to the outer one: so the bit goes on before coop_running is cleared, and off
+ * after it is back. */
+struct coop_unwind_window coop_unwind_begin(void)
 {
-    struct coop_greenlet *g = coop_running;
-    coop_running = NULL;
-    return g;
+    struct coop_unwind_window window = { .running = coop_running };
+    if (window.running != NULL) {
+        int was = atomic_fetch_or(coop_greenlet_cancel_state(window.running), COOP_CANCEL_DISABLED);
+        window.cancel_held = !(was & COOP_CANCEL_DISABLED);
+        coop_running = NULL;
+    }
+    return window;
 }
 
-void coop_unwind_end(struct coop_greenlet *running) { coop_running = running; }
+void coop_unwind_end(struct coop_unwind_window window)
+{
+    coop_running = window.running;
+    if (window.cancel_held)
+        atomic_fetch_and(coop_greenlet_cancel_state(window.running), ~COOP_CANCEL_DISABLED);
+}
 
 bool coop_unwind_symbol(uintptr_t ip, char *buf, size_t len, uintptr_t *offset)
 {
@@ -70,6 +84,10 @@ void coop_unwind_warm_up(void)
     const struct coop_unwind *unw = coop_unwind(true);
     ucontext_t uc;
     unw_cursor_t cursor;
-    if (unw != NULL && getcontext(&uc) == 0 && unw->init_local2(&cursor, (unw_context_t *)&uc, 0) == 0)
+    if (unw == NULL || getcontext(&uc) != 0)
+        return;
+    struct coop_unwind_window window = coop_unwind_begin();    /* may run on a greenlet */
+    if (unw->init_local2(&cursor, (unw_context_t *)&uc, 0) == 0)
         unw->step(&cursor);
+    coop_unwind_end(window);
 }

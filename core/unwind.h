@@ -34,8 +34,15 @@ struct coop_greenlet;
  * (coop_running NULL), so that libunwind's interposed calls reach libc rather than the
  * greenlet's emulation. Its caches' locks are taken with every signal blocked, by a
  * sigprocmask that must be the kernel's; emulated, a profiling or preemption signal could
- * come in under such a lock, unwind, and wait for it forever. Returns what to restore. */
-struct coop_greenlet *coop_unwind_begin(void);
-void coop_unwind_end(struct coop_greenlet *running);
+ * come in under such a lock, unwind, and wait for it forever. The greenlet's cancellation
+ * is held off too: the thread pointer is still its area, and libunwind's address check
+ * reads a pipe with glibc's read, a cancellation point that would act on a pending
+ * cancellation there, in a signal handler and under libunwind's lock. */
+struct coop_unwind_window {
+    struct coop_greenlet *running;
+    bool cancel_held;           /* running's cancellation was enabled: disabled meanwhile */
+};
+struct coop_unwind_window coop_unwind_begin(void);
+void coop_unwind_end(struct coop_unwind_window window);
 
 #endif

@@ -1,12 +1,14 @@
 /*
  * What the core keeps per greenlet for the shim's thread calls: nudges (each wait ends as a
  * spurious wakeup and cleans up), glibc's cancellation word in each greenlet's own control
- * block, records that say gone after the join, numbers, and CPU time charged at switches.
+ * block (held off while the runtime unwinds the greenlet's stack), records that say gone
+ * after the join, numbers, and CPU time charged at switches.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
 
+#include "../../core/unwind.h"
 #include "unit.h"
 
 static bool never(const void *ctx)
@@ -101,6 +103,38 @@ START_TEST(test_cancel_state_is_the_greenlets)
     unit_join(unit_spawn(disable_cancel, NULL));
     ck_assert_int_eq(cancel_word_seen & COOP_CANCEL_DISABLED, COOP_CANCEL_DISABLED);
     ck_assert_int_eq(atomic_load(coop_greenlet_cancel_state(coop_self())), main_before);
+}
+END_TEST
+
+static int word_after_window[2] = { -1, -1 };
+
+/* A pending cancellation, enabled (arg NULL) or not: a cancellation point inside an unwind
+ * window (libunwind's read of its pipe), even after a nested window has ended, must not act
+ * on it; the window leaves the word as it found it. Without a cancellation buffer here,
+ * acting would crash the test. */
+static void *cancel_pending_in_window(void *arg)
+{
+    _Atomic int *word = coop_greenlet_cancel_state(coop_self());
+    if (arg != NULL)
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    atomic_fetch_or(word, COOP_CANCELED);
+    struct coop_unwind_window window = coop_unwind_begin();
+    struct coop_unwind_window nested = coop_unwind_begin();      /* a signal's, in the window */
+    coop_unwind_end(nested);
+    pthread_testcancel();
+    coop_unwind_end(window);
+    word_after_window[arg != NULL] = atomic_load(word);
+    atomic_fetch_and(word, ~COOP_CANCELED);
+    return NULL;
+}
+
+START_TEST(test_unwind_window_holds_cancellation_off)
+{
+    unit_join(unit_spawn(cancel_pending_in_window, NULL));
+    unit_join(unit_spawn(cancel_pending_in_window, &word_after_window));
+    ck_assert_int_eq(word_after_window[0] & (COOP_CANCELED | COOP_CANCEL_DISABLED), COOP_CANCELED);
+    ck_assert_int_eq(word_after_window[1] & (COOP_CANCELED | COOP_CANCEL_DISABLED),
+                     COOP_CANCELED | COOP_CANCEL_DISABLED);
 }
 END_TEST
 
@@ -210,6 +244,7 @@ Suite *threadstate_suite(void)
     tcase_add_test(tc, test_nudge_ends_a_sleep);
     tcase_add_test(tc, test_nudged_joiner_leaves_target_joinable);
     tcase_add_test(tc, test_cancel_state_is_the_greenlets);
+    tcase_add_test(tc, test_unwind_window_holds_cancellation_off);
     tcase_add_test(tc, test_records_say_gone_after_join);
     tcase_add_test(tc, test_numbers_name_live_greenlets);
     tcase_add_test(tc, test_cpu_time_charged_to_who_computes);
