@@ -136,7 +136,7 @@ struct sigstate {
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
     _Atomic bool in_wait;            /* in a wait that a handler ends, or sigwait: see shim_signal_wait */
-    _Atomic bool kick_refused;       /* set by a kick's trampoline, taken by the monitor: kick_again */
+    _Atomic bool kick_refused;       /* set by kick and leave_kick, taken by the monitor: kick_again */
 };
 
 static struct entry pool[POOL];
@@ -812,12 +812,13 @@ static void kick(struct coop_greenlet *g, struct sigstate *s, int sig)
     /* A sigwait's signal ends a wait of coop's. */
     if (!kickable(sig) || (atomic_load(&s->blocked) & BIT(sig)))
         return;
+    /* Taken as refused: g may be waiting, or seen a moment early (no fence), or the kick
+     * may land while no greenlet runs there (a switch, an unwind of coop's), where it runs
+     * nothing. The monitor looks again (kick_again kicks only for what is still queued). */
+    atomic_store(&s->kick_refused, true);
     pid_t tid = coop_running_elsewhere(g);
-    if (tid == 0) {     /* waiting, or seen a moment early (no fence): the monitor looks again */
-        atomic_store(&s->kick_refused, true);
-        return;
-    }
-    send_kick(tid, sig);
+    if (tid != 0)
+        send_kick(tid, sig);
 }
 
 /* After a handler behind a kernel frame on s's greenlet: what its end unblocked and is queued
