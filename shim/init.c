@@ -121,6 +121,7 @@ __attribute__((constructor)) static void coop_start(void)
     coop_init(&settings);
     shim_signal_init();
     shim_thread_init();
+    shim_mutex_init();
     shim_cancel_init();
     shim_locals_init();
     coop_set_exit_hook(greenlet_exit);

@@ -58,6 +58,52 @@ static __attribute__((noinline)) int first_owner_id(void)
 
 int shim_owner_id(void) { return __builtin_expect(owner_id != 0, 1) ? owner_id : first_owner_id(); }
 
+/* Recursive and error-checking mutexes check their owner; normal and adaptive ones only
+ * record it, as glibc's do. */
+static bool owner_checked(const pthread_mutex_t *m)
+{
+    int type = m->__data.__kind & KIND_TYPE_MASK;
+    return type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK;
+}
+
+/* Owner ids are unique within a process only: greenlet numbers repeat in other processes,
+ * and a fork's child keeps its parent's. So a process-shared mutex that checks its owner
+ * also keeps the holder's process, in the robust-list link that glibc uses for robust
+ * mutexes only (zeroed by pthread_mutex_init; a plain glibc process leaves it, and names
+ * its owners by tid, which no coop id equals). The holder clears it before letting go: a
+ * process whose ids repeat ours must never read our pid beside its own id. */
+static _Atomic pid_t this_process;     /* 0 until first needed, and in a fork's child */
+
+static void *locking_process(void)
+{
+    if (shim_vfork_child)       /* its memory is the parent's */
+        return (void *)(uintptr_t)getpid();
+    pid_t pid = atomic_load_explicit(&this_process, memory_order_relaxed);
+    if (pid == 0) {
+        pid = getpid();
+        atomic_store_explicit(&this_process, pid, memory_order_relaxed);
+    }
+    return (void *)(uintptr_t)pid;
+}
+
+static bool checked_across_processes(const pthread_mutex_t *m) { return shared(m) && owner_checked(m); }
+
+/* Whether self, the caller's owner id, holds m. The holder's process is written after the
+ * id and cleared before it (mutex_unlock), by the holder only. */
+static bool held_by(const pthread_mutex_t *m, int self)
+{
+    return m->__data.__owner == self && (!checked_across_processes(m) || m->__data.__list.__prev == locking_process());
+}
+
+/* The parent's holders and writers are not the child's. */
+static void fork_child(void)
+{
+    atomic_store_explicit(&this_process, 0, memory_order_relaxed);
+    shim_shared_fork_child();
+}
+
+void shim_mutex_init(void) { pthread_atfork(NULL, NULL, fork_child); }
+
 static _Atomic uint32_t *word(pthread_mutex_t *m) { return (_Atomic uint32_t *)&m->__data.__lock; }
 
 /* The lock word part: 0, or ETIMEDOUT. While the process has one thread, nobody else can
@@ -88,7 +134,7 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
 {
     int type = m->__data.__kind & KIND_TYPE_MASK;
     int self = shim_owner_id();
-    if (m->__data.__owner == self) {
+    if (held_by(m, self)) {
         if (type == PTHREAD_MUTEX_RECURSIVE) {
             if (m->__data.__count == ~0u)
                 return EAGAIN;
@@ -106,17 +152,11 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
         return ETIMEDOUT;
     }
     m->__data.__owner = self;
+    if (checked_across_processes(m))
+        m->__data.__list.__prev = locking_process();
     m->__data.__count = 1;
     m->__data.__nusers++;      /* glibc's pthread_mutex_destroy says EBUSY while not 0 */
     return 0;
-}
-
-/* Recursive and error-checking mutexes check their owner; normal and adaptive ones only
- * record it, as glibc's do. */
-static bool owner_checked(const pthread_mutex_t *m)
-{
-    int type = m->__data.__kind & KIND_TYPE_MASK;
-    return type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK;
 }
 
 /* --- the mutexes glibc keeps: robust and priority ones --- */
@@ -344,10 +384,12 @@ static inline int mutex_unlock(pthread_mutex_t *m)
     if (!coop_owned(m))
         return glibc_unlock(m);
     if (owner_checked(m)) {
-        if (m->__data.__owner != shim_owner_id())
+        if (!held_by(m, shim_owner_id()))
             return EPERM;
         if (--m->__data.__count > 0)
             return 0;
+        if (shared(m))
+            m->__data.__list.__prev = NULL;     /* before the lock is free: see held_by */
     }
     return release(m);
 }

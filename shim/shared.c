@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -145,6 +146,15 @@ static int writer_entry(pthread_rwlock_t *l, struct coop_greenlet *g)
         if (writers[i].lock == l && writers[i].g == g)
             return i;
     return -1;
+}
+
+/* In a fork's child: another thread may have held the lock at the fork, and the writers
+ * named are the parent's threads, the forking one included, which in the child is another
+ * thread (that holds nothing). */
+void shim_shared_fork_child(void)
+{
+    writers_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    memset(writers, 0, sizeof writers);
 }
 
 static bool writes(pthread_rwlock_t *l, struct coop_greenlet *g)

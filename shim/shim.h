@@ -140,6 +140,8 @@ int shim_park_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline, uin
 int shim_shared_futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
 void shim_shared_futex_wake(_Atomic uint32_t *word, int n);
 int shim_shared_sem_take(sem_t *s, int64_t deadline);
+/* Forgets which greenlets write shared read-write locks (mutex.c's fork handler). */
+void shim_shared_fork_child(void);
 /* A wait on a process-shared condition variable with m held (coop's mutex): 0 (maybe
  * spurious) or ETIMEDOUT, m held again. */
 int shim_shared_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline);
@@ -203,8 +205,9 @@ struct shim_settings {
 int shim_parse_settings(const char *(*get)(const char *name), struct shim_settings *out,
                         char *error, size_t error_size);
 
-/* Thread family glue (thread.c, locals.c, cancel.c). */
+/* Thread family glue (thread.c, mutex.c, locals.c, cancel.c). */
 void shim_thread_init(void);
+void shim_mutex_init(void);
 /* From the runtime's first thread on, glibc's SIGSETXID handler runs on the OS thread's
  * record (creds.c). */
 void shim_creds_wrap_setxid(void);

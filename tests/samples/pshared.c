@@ -13,7 +13,8 @@
  * EBUSY, lock waits for the release), and so is a process-shared read-write lock's writer
  * (EDEADLK for itself, EBUSY and a wait for the others); a recursive mutex held by main is
  * not a thread's whose first mutex call comes after it was preempted (under coop its stack
- * was unwound meanwhile); threads hand a turn back and forth
+ * was unwound meanwhile); process-shared locks held at a fork are not the child's (by main
+ * or by a thread: trylock EBUSY, unlock EPERM, timed write lock ETIMEDOUT); threads hand a turn back and forth
  * through a process-shared condition variable. With a second process, started without any
  * preloaded library (plain glibc), sharing a mutex, a condition variable, a read-write lock
  * and semaphores in a memfd mapping or by name (sem_open): each side waits for the other,
@@ -739,6 +740,127 @@ static void check_recursive_after_preemption(void)
                   "a thread preempted before its first mutex call: its trylock of main's recursive mutex EBUSY");
 }
 
+/* A fork's child is another process, whose thread holds nothing its parent holds: under
+ * coop the child keeps the forking greenlet and its owner id (main's child, the parent's
+ * pid), which process-shared locks must tell apart by the process. */
+struct held_at_fork {
+    pthread_mutex_t recursive, errorcheck;
+    pthread_rwlock_t rwlock;
+};
+
+struct forker {
+    struct held_at_fork *held;
+    int child_status;
+};
+
+/* The child's exit status: 0, or which call took the parent's lock for its own. */
+enum { CHILD_TRYLOCKED = 1, CHILD_UNLOCKED, CHILD_DEADLOCKED };
+
+static void *wait_for_post(void *sem)
+{
+    sem_wait(sem);
+    return NULL;
+}
+
+static int claims_of(struct held_at_fork *h)
+{
+    struct timespec soon;
+
+    clock_gettime(CLOCK_REALTIME, &soon);
+    soon.tv_nsec += 10 * 1000000;       /* held by the parent until the child has ended */
+    if (soon.tv_nsec >= 1000000000) {
+        soon.tv_sec++;
+        soon.tv_nsec -= 1000000000;
+    }
+    if (pthread_mutex_trylock(&h->recursive) != EBUSY)
+        return CHILD_TRYLOCKED;
+    if (pthread_mutex_unlock(&h->errorcheck) != EPERM)
+        return CHILD_UNLOCKED;
+    if (pthread_rwlock_timedwrlock(&h->rwlock, &soon) != ETIMEDOUT)
+        return CHILD_DEADLOCKED;
+    return 0;
+}
+
+/* With a second thread waiting meanwhile: under coop, a lone thread's calls go to glibc. */
+static int claim_in_child(struct held_at_fork *h)
+{
+    sem_t done;
+    pthread_t companion;
+    int code;
+
+    sem_init(&done, 0, 0);
+    if (pthread_create(&companion, NULL, wait_for_post, &done) != 0)
+        return 127;
+    code = claims_of(h);
+    sem_post(&done);
+    pthread_join(companion, NULL);
+    return code;
+}
+
+/* Fresh locks each time: a child that took one for its own leaves it held. */
+static void *fork_while_holding(void *arg)
+{
+    struct forker *f = arg;
+    struct held_at_fork *h = f->held;
+    pthread_mutexattr_t attr;
+    pthread_rwlockattr_t rwattr;
+    pid_t pid;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&h->recursive, &attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&h->errorcheck, &attr);
+    pthread_rwlockattr_init(&rwattr);
+    pthread_rwlockattr_setpshared(&rwattr, PTHREAD_PROCESS_SHARED);
+    pthread_rwlock_init(&h->rwlock, &rwattr);
+    pthread_mutex_lock(&h->recursive);
+    pthread_mutex_lock(&h->errorcheck);
+    pthread_rwlock_wrlock(&h->rwlock);
+    pid = fork();
+    if (pid == 0)
+        _exit(claim_in_child(h));
+    if (pid < 0 || waitpid(pid, &f->child_status, 0) != pid)
+        die("fork");
+    pthread_rwlock_unlock(&h->rwlock);
+    pthread_mutex_unlock(&h->errorcheck);
+    pthread_mutex_unlock(&h->recursive);
+    return NULL;
+}
+
+static bool forked_child_claims_nothing(const char *forker, int status)
+{
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+
+    return code == 0
+           || failf("the child of %s: %s", forker,
+                    code == CHILD_TRYLOCKED    ? "its trylock of the recursive mutex did not say EBUSY"
+                    : code == CHILD_UNLOCKED   ? "its unlock of the error-checking mutex did not say EPERM"
+                    : code == CHILD_DEADLOCKED ? "its timed write lock did not say ETIMEDOUT"
+                                               : "it did not exit");
+}
+
+static void check_forked_child_not_owner(void)
+{
+    struct held_at_fork *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct forker by_main = { .held = h }, by_thread = { .held = h };
+    pthread_t t;
+
+    if (h == MAP_FAILED)
+        die("mmap");
+    fork_while_holding(&by_main);
+    if (pthread_create(&t, NULL, fork_while_holding, &by_thread) != 0)
+        die("pthread_create");
+    pthread_join(t, NULL);
+    munmap(h, sizeof *h);
+    report_result("forked_child_not_owner",
+                  forked_child_claims_nothing("main", by_main.child_status)
+                      && forked_child_claims_nothing("a thread", by_thread.child_status),
+                  "a child forked by main, then by a thread, holding process-shared locks: its trylock of a "
+                  "recursive mutex EBUSY, unlock of an error-checking one EPERM, timed write lock ETIMEDOUT");
+}
+
 /* ---- with a second process ---- */
 
 static void init_shared_objects(void)
@@ -967,6 +1089,7 @@ int main(int argc, char **argv)
     check_contended_turns();
     check_pshared_recursive();
     check_recursive_after_preemption();
+    check_forked_child_not_owner();
     check_waits_for_process("pshared_mutex_held_by_process", "holds", lock_and_append,
                             "waited for the other process's unlock");
     check_process_waits();
