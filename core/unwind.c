@@ -3,7 +3,7 @@
 #include <stdatomic.h>
 #include <ucontext.h>
 
-#include "coop.h"
+#include "internal.h"
 #include "unwind.h"
 
 #define NAME_OF(fn) NAME_OF_EXPANDED(fn)
@@ -37,16 +37,18 @@ const struct coop_unwind *coop_unwind(bool may_load)
 void coop_diag_prepare(void) { coop_unwind(true); }
 
 /* The cancellation word is also written by other threads' pthread_cancel: atomically, bit
- * by bit, so that a cancellation sent meanwhile stays, for the greenlet's next cancellation
- * point. A window that a signal opens inside another finds no greenlet running and leaves
- * the word to the outer one: so the bit goes on before coop_running is cleared, and off
- * after it is back. */
+ * by bit, so that a cancellation sent meanwhile stays. Its sender saw cancellation disabled
+ * and nudged nothing: the nudge is left for the greenlet's next wait, which then looks at
+ * its cancellation. A window that a signal opens inside another finds no greenlet running
+ * and leaves the word to the outer one: so the bit goes on before coop_running is cleared,
+ * and off after it is back. */
 struct coop_unwind_window coop_unwind_begin(void)
 {
     struct coop_unwind_window window = { .running = coop_running };
     if (window.running != NULL) {
         int was = atomic_fetch_or(coop_greenlet_cancel_state(window.running), COOP_CANCEL_DISABLED);
         window.cancel_held = !(was & COOP_CANCEL_DISABLED);
+        window.canceled_before = was & COOP_CANCELED;
         coop_running = NULL;
     }
     return window;
@@ -55,8 +57,11 @@ struct coop_unwind_window coop_unwind_begin(void)
 void coop_unwind_end(struct coop_unwind_window window)
 {
     coop_running = window.running;
-    if (window.cancel_held)
-        atomic_fetch_and(coop_greenlet_cancel_state(window.running), ~COOP_CANCEL_DISABLED);
+    if (!window.cancel_held)
+        return;
+    int was = atomic_fetch_and(coop_greenlet_cancel_state(window.running), ~COOP_CANCEL_DISABLED);
+    if ((was & COOP_CANCELED) && !window.canceled_before)
+        atomic_store(&window.running->nudged, true);
 }
 
 bool coop_unwind_symbol(uintptr_t ip, char *buf, size_t len, uintptr_t *offset)

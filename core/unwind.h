@@ -41,6 +41,7 @@ struct coop_greenlet;
 struct coop_unwind_window {
     struct coop_greenlet *running;
     bool cancel_held;           /* running's cancellation was enabled: disabled meanwhile */
+    bool canceled_before;       /* and already sent */
 };
 struct coop_unwind_window coop_unwind_begin(void);
 void coop_unwind_end(struct coop_unwind_window window);

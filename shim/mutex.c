@@ -40,16 +40,18 @@ static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PS
  * thread's original context keeps the id its thread had, whichever came first. The main
  * greenlet keeps the initial thread's area and its tid, the pid, whether or not a library's
  * constructor locked something as that thread before coop's constructor ran. The runtime
- * may run on a greenlet's area as no greenlet (an unwind, whose libunwind locks its cache:
- * core/unwind.h): the OS thread's tid then, not kept, or the greenlet would keep it (on hub
- * 0's thread, main's id: pshared recursive_after_preemption). */
+ * may run as no greenlet on an area not its OS thread's (an unwind on a greenlet's, whose
+ * libunwind locks its cache: core/unwind.h; a hub's own): the OS thread's tid then, not
+ * kept, or a greenlet would keep it (on hub 0's thread, main's id: pshared
+ * recursive_after_preemption). A fork's child takes the id of its one thread, the pid: it
+ * holds nothing its parent held, as natively. */
 static __thread int owner_id;
 
 static __attribute__((noinline)) int first_owner_id(void)
 {
     struct coop_greenlet *g = coop_self();
     if (g == NULL && coop_os_thread_local(&owner_id) != (void *)&owner_id)
-        return gettid();
+        return coop_tls_own_tid();
     owner_id = g == NULL ? gettid()
                : coop_greenlet_is_main(g) ? getpid()
                                           : (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000;
@@ -89,16 +91,22 @@ static void *locking_process(void)
 static bool checked_across_processes(const pthread_mutex_t *m) { return shared(m) && owner_checked(m); }
 
 /* Whether self, the caller's owner id, holds m. The holder's process is written after the
- * id and cleared before it (mutex_unlock), by the holder only. */
+ * id and cleared before it (mutex_unlock), by the holder only. None written: glibc locked
+ * it, before coop's constructor ran; the initial thread's id then, the pid. */
 static bool held_by(const pthread_mutex_t *m, int self)
 {
-    return m->__data.__owner == self && (!checked_across_processes(m) || m->__data.__list.__prev == locking_process());
+    if (m->__data.__owner != self)
+        return false;
+    void *holder = m->__data.__list.__prev;
+    return !checked_across_processes(m) || holder == locking_process()
+           || (holder == NULL && self == (int)(uintptr_t)locking_process());
 }
 
-/* The parent's holders and writers are not the child's. */
+/* The parent's holders and writers are not the child's; runs on the forking greenlet. */
 static void fork_child(void)
 {
     atomic_store_explicit(&this_process, 0, memory_order_relaxed);
+    owner_id = getpid();        /* the child's one thread, whose tid that is */
     shim_shared_fork_child();
 }
 

@@ -151,7 +151,7 @@ int shim_shared_rwlock_unlock(pthread_rwlock_t *l);
 int shim_mutex_lock(pthread_mutex_t *m);
 int shim_mutex_unlock(pthread_mutex_t *m);
 /* An owner id for recursive and error-checking locks: a tid, or a greenlet's id with
- * bit 30 set (tids stay below 2^22). */
+ * bit 30 set (tids stay below 2^22), unique within the process only (mutex.c). */
 int shim_owner_id(void);
 
 /* Memory the program points at, read as the kernel reads it: false with errno EFAULT where

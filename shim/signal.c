@@ -858,9 +858,10 @@ static void kick_here(struct sigstate *s, uint64_t unblocked)
 }
 
 /* The monitor, for g that has held its hub a while with signals due: a kick that came while
- * g was still in coop's code ran nothing (take_kick), and g may have gone on into a call
- * that only a signal ends, or into a loop of its own that never waits (a lone greenlet is
- * not preempted). Kicks again for what g takes now. */
+ * g was still in coop's code, or while no greenlet ran there (a switch, an unwind), ran
+ * nothing (take_kick), and g may have gone on into a call that only a signal ends, or into
+ * a loop of its own that never waits (a lone greenlet is not preempted). Kicks again for
+ * what g takes now. */
 static void kick_again(struct coop_greenlet *g)
 {
     struct sigstate *s = state_of(g);

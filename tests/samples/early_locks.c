@@ -1,9 +1,9 @@
 /*
  * early_locks: a read-write lock, a semaphore, a condition variable and a barrier that a
  * library's constructor used before main (libs/early_locks.c; under coop possibly before
- * coop's own constructor) work as usual afterwards, between main and a second thread. Prints
- * one line per object; a lock misread as held hangs instead (test_threads_posix bounds the
- * run).
+ * coop's own constructor) work as usual afterwards, between main and a second thread, and a
+ * process-shared recursive mutex it left locked is main's. Prints one line per object; a
+ * lock misread as held hangs instead (test_threads_posix bounds the run).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +17,7 @@ extern pthread_mutex_t early_mutex;
 extern pthread_cond_t early_cond;
 extern pthread_barrier_t early_barrier;
 extern sem_t early_sem;
+extern pthread_mutex_t early_shared_recursive;
 
 static int other_read, other_write;
 static bool signalled;
@@ -39,6 +40,15 @@ static void *signaller(void *unused)
     signalled = true;
     pthread_cond_signal(&early_cond);
     pthread_mutex_unlock(&early_mutex);
+    return NULL;
+}
+
+static int other_trylock;
+
+static void *try_the_shared_recursive(void *unused)
+{
+    (void)unused;
+    other_trylock = pthread_mutex_trylock(&early_shared_recursive);
     return NULL;
 }
 
@@ -76,5 +86,12 @@ int main(void)
 
     int crossed = pthread_barrier_wait(&early_barrier);
     printf("barrier: wait %s\n", crossed == PTHREAD_BARRIER_SERIAL_THREAD ? "PTHREAD_BARRIER_SERIAL_THREAD" : strerror(crossed));
+
+    int relock = pthread_mutex_lock(&early_shared_recursive);
+    run(try_the_shared_recursive);
+    int unlock1 = pthread_mutex_unlock(&early_shared_recursive);
+    int unlock2 = pthread_mutex_unlock(&early_shared_recursive);
+    printf("shared recursive mutex: relock %d; another thread: trylock %s; unlocks %d %d\n", relock,
+           other_trylock == EBUSY ? "EBUSY" : strerror(other_trylock), unlock1, unlock2);
     return 0;
 }

@@ -14,8 +14,8 @@
  * (EDEADLK for itself, EBUSY and a wait for the others); a recursive mutex held by main is
  * not a thread's whose first mutex call comes after it was preempted (under coop its stack
  * was unwound meanwhile); process-shared locks held at a fork are not the child's (by main
- * or by a thread: trylock EBUSY, unlock EPERM, timed write lock ETIMEDOUT); threads hand a turn back and forth
- * through a process-shared condition variable. With a second process, started without any
+ * or by a thread: trylock EBUSY, unlock EPERM, timed write lock ETIMEDOUT), nor is a
+ * private error-checking one (unlock EPERM); threads hand a turn back and forth through a process-shared condition variable. With a second process, started without any
  * preloaded library (plain glibc), sharing a mutex, a condition variable, a read-write lock
  * and semaphores in a memfd mapping or by name (sem_open): each side waits for the other,
  * and while this side waits its other threads go on running (a ticker thread counts).
@@ -697,7 +697,8 @@ static void check_pshared_recursive(void)
  * runs again only once the spinner has been preempted, and coop's preemption unwinds the
  * spinner's stack first (libunwind takes its cache's lock, a mutex, meanwhile). Its trylock
  * of main's recursive mutex must still say EBUSY: the unwind must not have given it an owner
- * id of the OS thread's, which on the main thread is main's. */
+ * id of the OS thread's, which on the main thread is main's. Under coop on one hub this
+ * needs preemption (or handoff): with both off the spinner never lets main run. */
 struct spinner {
     pthread_mutex_t *m;
     atomic_bool spinning, main_ran;
@@ -748,13 +749,24 @@ struct held_at_fork {
     pthread_rwlock_t rwlock;
 };
 
+/* And one of the process's own, as glibc: not the child's thread's either. */
+static pthread_mutex_t private_errorcheck = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
+
 struct forker {
     struct held_at_fork *held;
     int child_status;
 };
 
 /* The child's exit status: 0, or which call took the parent's lock for its own. */
-enum { CHILD_TRYLOCKED = 1, CHILD_UNLOCKED, CHILD_DEADLOCKED };
+enum { CHILD_TRYLOCKED = 1, CHILD_UNLOCKED, CHILD_DEADLOCKED, CHILD_UNLOCKED_PRIVATE, CHILD_NO_THREAD, CHILD_CODES };
+
+static const char *const child_failures[CHILD_CODES] = {
+    [CHILD_TRYLOCKED] = "its trylock of the recursive mutex did not say EBUSY",
+    [CHILD_UNLOCKED] = "its unlock of the error-checking mutex did not say EPERM",
+    [CHILD_DEADLOCKED] = "its timed write lock did not say ETIMEDOUT",
+    [CHILD_UNLOCKED_PRIVATE] = "its unlock of a private error-checking mutex did not say EPERM",
+    [CHILD_NO_THREAD] = "its pthread_create failed",
+};
 
 static void *wait_for_post(void *sem)
 {
@@ -778,6 +790,8 @@ static int claims_of(struct held_at_fork *h)
         return CHILD_UNLOCKED;
     if (pthread_rwlock_timedwrlock(&h->rwlock, &soon) != ETIMEDOUT)
         return CHILD_DEADLOCKED;
+    if (pthread_mutex_unlock(&private_errorcheck) != EPERM)
+        return CHILD_UNLOCKED_PRIVATE;
     return 0;
 }
 
@@ -790,7 +804,7 @@ static int claim_in_child(struct held_at_fork *h)
 
     sem_init(&done, 0, 0);
     if (pthread_create(&companion, NULL, wait_for_post, &done) != 0)
-        return 127;
+        return CHILD_NO_THREAD;
     code = claims_of(h);
     sem_post(&done);
     pthread_join(companion, NULL);
@@ -818,11 +832,13 @@ static void *fork_while_holding(void *arg)
     pthread_mutex_lock(&h->recursive);
     pthread_mutex_lock(&h->errorcheck);
     pthread_rwlock_wrlock(&h->rwlock);
+    pthread_mutex_lock(&private_errorcheck);
     pid = fork();
     if (pid == 0)
         _exit(claim_in_child(h));
     if (pid < 0 || waitpid(pid, &f->child_status, 0) != pid)
         die("fork");
+    pthread_mutex_unlock(&private_errorcheck);
     pthread_rwlock_unlock(&h->rwlock);
     pthread_mutex_unlock(&h->errorcheck);
     pthread_mutex_unlock(&h->recursive);
@@ -835,10 +851,7 @@ static bool forked_child_claims_nothing(const char *forker, int status)
 
     return code == 0
            || failf("the child of %s: %s", forker,
-                    code == CHILD_TRYLOCKED    ? "its trylock of the recursive mutex did not say EBUSY"
-                    : code == CHILD_UNLOCKED   ? "its unlock of the error-checking mutex did not say EPERM"
-                    : code == CHILD_DEADLOCKED ? "its timed write lock did not say ETIMEDOUT"
-                                               : "it did not exit");
+                    code > 0 && code < CHILD_CODES ? child_failures[code] : "it did not exit as it should");
 }
 
 static void check_forked_child_not_owner(void)
@@ -858,7 +871,8 @@ static void check_forked_child_not_owner(void)
                   forked_child_claims_nothing("main", by_main.child_status)
                       && forked_child_claims_nothing("a thread", by_thread.child_status),
                   "a child forked by main, then by a thread, holding process-shared locks: its trylock of a "
-                  "recursive mutex EBUSY, unlock of an error-checking one EPERM, timed write lock ETIMEDOUT");
+                  "recursive mutex EBUSY, unlock of an error-checking one EPERM, timed write lock ETIMEDOUT; "
+                  "unlock of a private error-checking one EPERM");
 }
 
 /* ---- with a second process ---- */

@@ -128,8 +128,26 @@ static void *cancel_pending_in_window(void *arg)
     return NULL;
 }
 
+static int park_after_window = -1;
+
+/* A cancellation sent during the window: its sender saw cancellation disabled and woke
+ * nothing, so the greenlet's next wait must end at once, to look at it. */
+static void *cancel_sent_in_window(void *arg)
+{
+    _Atomic int *word = coop_greenlet_cancel_state(coop_self());
+    struct coop_unwind_window window = coop_unwind_begin();
+    atomic_fetch_or(word, COOP_CANCELED);       /* as another thread's pthread_cancel */
+    coop_unwind_end(window);
+    park_after_window = coop_park(arg, never, NULL, ~0u, coop_now() + MS(20000), "unit");
+    atomic_fetch_and(word, ~COOP_CANCELED);
+    return NULL;
+}
+
 START_TEST(test_unwind_window_holds_cancellation_off)
 {
+    static int word;
+    unit_join(unit_spawn(cancel_sent_in_window, &word));
+    ck_assert_int_eq(park_after_window, 0);     /* nudged, not ETIMEDOUT */
     unit_join(unit_spawn(cancel_pending_in_window, NULL));
     unit_join(unit_spawn(cancel_pending_in_window, &word_after_window));
     ck_assert_int_eq(word_after_window[0] & (COOP_CANCELED | COOP_CANCEL_DISABLED), COOP_CANCELED);

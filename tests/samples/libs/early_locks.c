@@ -13,6 +13,7 @@ pthread_mutex_t early_mutex = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t early_cond = PTHREAD_COND_INITIALIZER;
 pthread_barrier_t early_barrier;
 sem_t early_sem;
+pthread_mutex_t early_shared_recursive;     /* held on by the initial thread */
 
 /* coop's, when it is preloaded: whether the calling thread runs as a greenlet yet. */
 extern int coop_active(void) __attribute__((weak));
@@ -37,4 +38,10 @@ __attribute__((constructor)) static void use_them_once(void)
     pthread_cond_timedwait(&early_cond, &early_mutex, &past);
     pthread_mutex_unlock(&early_mutex);
     pthread_cond_signal(&early_cond);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&early_shared_recursive, &attr);
+    pthread_mutex_lock(&early_shared_recursive);
 }
