@@ -47,6 +47,8 @@ static bool shared(const pthread_mutex_t *m) { return m->__data.__kind & KIND_PS
  * holds nothing its parent held, as natively. */
 static __thread int owner_id;
 
+#define GREENLET_ID_BIT 0x40000000      /* above every tid (they stay below 2^22) */
+
 static __attribute__((noinline)) int first_owner_id(void)
 {
     struct coop_greenlet *g = coop_self();
@@ -54,7 +56,7 @@ static __attribute__((noinline)) int first_owner_id(void)
         return coop_tls_own_tid();
     owner_id = g == NULL ? gettid()
                : coop_greenlet_is_main(g) ? getpid()
-                                          : (int)(coop_greenlet_id(g) & 0x3fffffff) | 0x40000000;
+                                          : (int)(coop_greenlet_id(g) & (GREENLET_ID_BIT - 1)) | GREENLET_ID_BIT;
     return owner_id;
 }
 
@@ -92,14 +94,14 @@ static bool checked_across_processes(const pthread_mutex_t *m) { return shared(m
 
 /* Whether self, the caller's owner id, holds m. The holder's process is written after the
  * id and cleared before it (mutex_unlock), by the holder only. None written: glibc locked
- * it, before coop's constructor ran; the initial thread's id then, the pid. */
+ * it (before coop's constructor ran), naming its owner by tid, and a tid is unique. */
 static bool held_by(const pthread_mutex_t *m, int self)
 {
     if (m->__data.__owner != self)
         return false;
     void *holder = m->__data.__list.__prev;
     return !checked_across_processes(m) || holder == locking_process()
-           || (holder == NULL && self == (int)(uintptr_t)locking_process());
+           || (holder == NULL && !(self & GREENLET_ID_BIT));
 }
 
 /* The parent's holders and writers are not the child's; runs on the forking greenlet. */
