@@ -136,7 +136,7 @@ struct sigstate {
     _Atomic unsigned handled;        /* handlers run on it so far */
     _Atomic bool deferred;           /* a handler waits for it to let go of process_owner */
     _Atomic bool in_wait;            /* in a wait that a handler ends, or sigwait: see shim_signal_wait */
-    _Atomic bool kick_refused;       /* set by kick and leave_kick, taken by the monitor: kick_again */
+    _Atomic bool kick_refused;       /* set by kick, leave_kick; taken by kick_again */
 };
 
 static struct entry pool[POOL];
@@ -500,9 +500,10 @@ enum real_mask_here {
  * frame leaves the thread's mask to the kernel (HERE_BY_KERNEL): its delivery blocked
  * already what the handler's mask adds (but for a sigaction that changed the mask since:
  * the thread takes it at the sigreturn, or at its next switch), and its sigreturn sets the
- * mask at its end. Unblocked sooner, a signal pending since the handler began would run nested in that
- * frame, and a chain of them (a fast timer's ticks) would fill the stack; and a system call
- * per signal more than natively lets a fast timer take all of the thread's time.
+ * mask at its end. Unblocked sooner, a signal pending since the handler began would run
+ * nested in that frame, and a chain of them (a fast timer's ticks) would fill the stack;
+ * and a system call per signal more than natively lets a fast timer take all of the
+ * thread's time.
  */
 static void update_real_mask(enum real_mask_here here)
 {

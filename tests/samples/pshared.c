@@ -15,7 +15,8 @@
  * not a thread's whose first mutex call comes after it was preempted (under coop its stack
  * was unwound meanwhile); process-shared locks held at a fork are not the child's (by main
  * or by a thread: trylock EBUSY, unlock EPERM, timed write lock ETIMEDOUT), nor is a
- * private error-checking one (unlock EPERM); threads hand a turn back and forth through a process-shared condition variable. With a second process, started without any
+ * private error-checking one (unlock EPERM); threads hand a turn back and forth through a
+ * process-shared condition variable. With a second process, started without any
  * preloaded library (plain glibc), sharing a mutex, a condition variable, a read-write lock
  * and semaphores in a memfd mapping or by name (sem_open): each side waits for the other,
  * and while this side waits its other threads go on running (a ticker thread counts).
