@@ -256,10 +256,17 @@ int coop_wait_fd(int fd, int events, int64_t deadline);
 int coop_sleep_until(int64_t deadline);
 /* The fd is being closed or replaced: its waiters wake with EBADF, its watcher goes. */
 void coop_fd_forget(int fd);
-/* Whether fd is one of the runtime's own (a hub's epoll sets and wake fd), which the program
- * never had and must not close; the first such fd from `from` on, or -1. */
+/* Whether fd is one of the runtime's own (a hub's epoll sets and wake fd, libunwind's pipe),
+ * which the program never had and must not close; the first such fd from `from` on, or -1. */
 bool coop_fd_is_runtime(int fd);
 int coop_runtime_fd_next(unsigned from);
+/* True while the runtime's own code calls interposed functions on this thread (libunwind, in
+ * an unwind window): an fd made meanwhile is the runtime's, which coop_runtime_fd_take moves
+ * out of the program's numbers (returning its new one) and marks, and one it closes is
+ * closed (coop_runtime_fd_close: 0, or -errno). */
+bool coop_runtime_calling(void);
+int coop_runtime_fd_take(int fd);
+int coop_runtime_fd_close(int fd);
 
 /* Parks the caller (greenlet or OS thread) on addr while still_wait(ctx) holds, checked
  * under the lot's lock so no wakeup is lost. 0 when unparked, EAGAIN when still_wait was

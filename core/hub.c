@@ -244,13 +244,18 @@ void coop_set_hold_hooks(void (*release)(struct coop_greenlet *g, bool finished)
 }
 
 /* What a context does first when it runs again (or for the first time): it learns its hub
- * from its own record (the resuming hub wrote it), and lets go of the one it replaced. */
+ * from its own record (the resuming hub wrote it), and lets go of the one it replaced.
+ * A nudge that an unwind window left in prev's flag after its wait had looked at it (a
+ * sample during the switch; coop_unwind_end cannot wake from a signal handler) wakes that
+ * wait here, before prev is let go (a waker may queue it while it is still on this CPU). */
 static inline void arrive(struct coop_greenlet *self, void *fake_stack)
 {
     struct coop_hub *h = self->hub;
     struct coop_greenlet *prev = h->switched_from;
     coop_san_arrive(fake_stack, prev);
     coop_arrive(self);
+    if (atomic_load_explicit(&prev->nudged, memory_order_relaxed))
+        coop_wake_waiting(prev, COOP_NUDGED);
     coop_greenlet_left(h, prev);
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&h->switching, false, memory_order_relaxed);
@@ -354,13 +359,15 @@ void coop_hub_run(struct coop_hub *h)
 }
 
 /*
- * The runtime's own fds, the hubs' sets and wake fds, were never the program's: its close,
- * close_range and closefrom leave them open (shim/io.c), as a daemon's close_range(3, ~0)
- * at start-up would otherwise close a hub's sets, and a later fd of the program take their
- * numbers (varnishd's listening socket became a forked child's new epoll set). They live
- * high, in the last quarter of the fd limit, where a program that names an fd (a shell's
- * `exec 3>file`, a dup2 onto a number it chose) does not look. A bit per fd below
- * RUNTIME_FDS_TRACKED; set by whoever makes one, cleared by whoever closes it.
+ * The runtime's own fds, the hubs' sets and wake fds and libunwind's pipe (which it opens
+ * on first use, in an unwind window, and reads and writes to check addresses), were never
+ * the program's: its close, close_range and closefrom leave them open (shim/io.c), as a
+ * daemon's close_range(3, ~0) at start-up would otherwise close a hub's sets, and a later
+ * fd of the program take their numbers (varnishd's listening socket became a forked
+ * child's new epoll set). They live high, in the last quarter of the fd limit, where a
+ * program that names an fd (a shell's `exec 3>file`, a dup2 onto a number it chose) does
+ * not look. A bit per fd below RUNTIME_FDS_TRACKED; set by whoever makes one, cleared by
+ * whoever closes it.
  */
 #define RUNTIME_FDS_TRACKED 65536
 static _Atomic uint64_t runtime_fds[RUNTIME_FDS_TRACKED / 64];
@@ -384,13 +391,15 @@ static long runtime_fd(long fd)
     return fd;
 }
 
-static void close_runtime_fd(int fd)
+int coop_runtime_fd_take(int fd) { return (int)runtime_fd(fd); }
+
+int coop_runtime_fd_close(int fd)
 {
     if (fd < 0)
-        return;
+        return 0;
     if (fd < RUNTIME_FDS_TRACKED)
         atomic_fetch_and(&runtime_fds[fd / 64], ~(1ull << (fd % 64)));
-    coop_sys(SYS_close, fd, 0, 0);
+    return (int)coop_sys(SYS_close, fd, 0, 0);
 }
 
 bool coop_fd_is_runtime(int fd)
@@ -413,9 +422,9 @@ int coop_runtime_fd_next(unsigned from)
 
 void coop_hub_close_fds(struct coop_hub *h)
 {
-    close_runtime_fd(h->epfd);
-    close_runtime_fd(h->fdset);
-    close_runtime_fd(h->wake_fd);
+    coop_runtime_fd_close(h->epfd);
+    coop_runtime_fd_close(h->fdset);
+    coop_runtime_fd_close(h->wake_fd);
 }
 
 /* The hub's sets: its fd set, with the wake fd (level-triggered: sched.c reads it), nested

@@ -105,6 +105,7 @@ struct coop_greenlet {
      * first child) or previous sibling; NULL for the root. */
     struct coop_greenlet *heap_child, *heap_next, *heap_prev;
     unsigned busy_polls;             /* multiplexer calls in a row that found work */
+    bool said_unpreemptible;         /* the monitor's: warned that it kept its hub (monitor.c) */
     struct coop_kept_place {         /* its place in a parking lot queue (park.c) */
         const void *addr;            /* NULL: none kept */
         uint64_t ticket;
@@ -338,6 +339,8 @@ bool coop_sched_is_away(const struct coop_hub *h);
  * hub), while another hub sleeps: the monitor then preempts h's greenlet without waiting
  * for the end of its slice. */
 bool coop_sched_inbox_waits(const struct coop_hub *h);
+/* Greenlets wait in h's queue or inbox (the monitor's look from another thread). */
+bool coop_sched_queued_on(struct coop_hub *h);
 void coop_sched_drain_adopted(struct coop_hub *h);
 /* Whether h polls another hub's fd set (one that is away, or that came back and h has not
  * let go of yet): it then sleeps in its own set. */
@@ -448,6 +451,7 @@ void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms);
 /* The program's first thread: the monitor starts (once; again in a forked child). */
 void coop_monitor_start(void);
 int coop_monitor_threads(void);
+bool coop_read_task_file(pid_t tid, const char *name, char *buf, size_t size);
 void coop_monitor_fork_child(void);
 int coop_offload_threads(void);
 void coop_offload_fork_child(void);

@@ -19,7 +19,10 @@
  *     that (by computing where it cannot be preempted, or in a system call while other
  *     greenlets wait) is reported once per episode, with its stack sampled on its own thread
  *     (a signal makes the hub's thread unwind itself), with the handoff that happened
- *     meanwhile, and, with preemption on, why it was not preempted.
+ *     meanwhile, and, with preemption on, why it was not preempted. Unasked, one that
+ *     computes where it cannot be preempted for UNPREEMPTIBLE_WARN_NS while greenlets wait
+ *     that only its hub can run is named in a warning, once in its life: a spin-wait in code
+ *     without unwind information would otherwise hang a program on one hub silently.
  * It starts with the scheduler (the program's first thread): a program with one greenlet
  * has nothing to hand off or preempt and gets no extra thread (nor the handler, nor
  * libunwind's warm-up and its pipe), unless reports are asked for (a lone greenlet can
@@ -51,6 +54,7 @@
 #define IDLE_TICK_NS 20000000         /* while every hub sleeps */
 #define STILL_NS 2000000              /* a hub held this long is looked at (and nudged) */
 #define EARLY_SLICE_NS 1000000        /* while greenlets wait in the inbox, or a deadline passed */
+#define UNPREEMPTIBLE_WARN_NS 1000000000  /* held that long, unpreemptible, others waiting: said */
 
 static int64_t max_blocking_ns, preempt_ns, handoff_ns;
 static _Atomic bool running;
@@ -84,20 +88,30 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     errno = saved_errno;
 }
 
+/* The start of one of an OS thread's files in /proc/self/task/TID, NUL-terminated, by
+ * system calls (the monitor's thread takes no lock of libc's); false if unreadable. */
+bool coop_read_task_file(pid_t tid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, name);
+    int fd = (int)coop_sys(SYS_open, path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    long len = coop_sys(SYS_read, fd, buf, size - 1);
+    coop_sys(SYS_close, fd, 0, 0);
+    if (len <= 0)
+        return false;
+    buf[len] = '\0';
+    return true;
+}
+
 /* The state letter of an OS thread of this process in /proc (R running, S or D asleep in
  * the kernel), or 0. */
 static char proc_state(pid_t tid)
 {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-    int fd = (int)coop_sys(SYS_open, path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
+    char buf[256];
+    if (!coop_read_task_file(tid, "stat", buf, sizeof buf))
         return 0;
-    long len = coop_sys(SYS_read, fd, buf, sizeof buf - 1);
-    coop_sys(SYS_close, fd, 0, 0);
-    if (len <= 0)
-        return 0;
-    buf[len] = '\0';
     const char *end = strrchr(buf, ')');
     return end != NULL && end[1] == ' ' ? end[2] : 0;
 }
@@ -195,6 +209,25 @@ static char thread_state(struct watch *w, pid_t tid)
     return state != 0 ? state : first ? 0 : 'S';
 }
 
+/* Greenlets that only h can run wait for it: in its queue (a thief would have taken them
+ * had another hub been free), in its inbox, or woken by a deadline that only its poll ends. */
+static bool others_wait_for(struct coop_hub *h, int64_t now)
+{
+    return coop_sched_queued_on(h) || coop_timer_next(h) <= now;
+}
+
+/* Whether it was said: not until an attempt's refusal is known. */
+static bool warn_unpreemptible(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches)
+{
+    char why[256];
+    if (!coop_preempt_why_not(h, switches, why, sizeof why))
+        return false;
+    coop_warn("greenlet #%lu \"%s\" has kept hub %d for %.0f ms while others wait for it, and "
+              "cannot be preempted: %s (COOP_MAX_BLOCKING_MS=MS reports its stack)",
+              (unsigned long)g->id, g->name, h->index, (double)held / 1e6, why);
+    return true;
+}
+
 /* One look at a hub whose greenlet g has held it since w->since. */
 static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, int64_t tick)
 {
@@ -236,6 +269,9 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         w->reported = true;
         report(h, g, held, w->switches, state);
         w->cpu_at = 0;      /* the sample ran on that thread's CPU clock */
+    } else if (max_blocking_ns == 0 && preempt_ns > 0 && !g->said_unpreemptible
+               && held >= UNPREEMPTIBLE_WARN_NS && state == 'R' && !alone && others_wait_for(h, now)) {
+        g->said_unpreemptible = warn_unpreemptible(h, g, held, w->switches);
     }
 }
 

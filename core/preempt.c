@@ -185,6 +185,7 @@
 #include <link.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <ucontext.h>
@@ -714,24 +715,19 @@ void coop_preempt_ask(struct coop_hub *h, uint64_t switches)
 /* Whether the hub's thread blocks the preemption signal (its SigBlk in /proc). */
 static bool signal_blocked(pid_t tid)
 {
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    FILE *f = fopen(path, "r");
-    unsigned long long blocked = 0;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "SigBlk: %llx", &blocked) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
-    return blocked & (1ULL << (PREEMPT_SIGNAL - 1));
+    static const char key[] = "\nSigBlk:";
+    char status[4096];
+    const char *line = coop_read_task_file(tid, "status", status, sizeof status) ? strstr(status, key) : NULL;
+    return line != NULL && (strtoull(line + strlen(key), NULL, 16) & (1ULL << (PREEMPT_SIGNAL - 1)));
 }
 
 /* "libc.so.6 (qsort+0x2f)", or "libc.so.6+0x3cbf3" inside a function dladdr cannot name. */
-static void describe_instruction(uintptr_t at, char *out, size_t size)
+static bool describe_instruction(uintptr_t at, char *out, size_t size)
 {
     const struct guarded_range *r = guarded_range_of(at);
     Dl_info info;
-    if (!dladdr((void *)at, &info))
+    bool in_module = dladdr((void *)at, &info);
+    if (!in_module)
         snprintf(out, size, "%s at 0x%lx", r ? r->module : "code", (unsigned long)at);
     else if (info.dli_sname != NULL)
         snprintf(out, size, "%s (%s+0x%lx)", r ? r->module : file_name(info.dli_fname), info.dli_sname,
@@ -739,6 +735,7 @@ static void describe_instruction(uintptr_t at, char *out, size_t size)
     else
         snprintf(out, size, "%s+0x%lx", r ? r->module : file_name(info.dli_fname),
                  (unsigned long)(at - (uintptr_t)info.dli_fbase));
+    return in_module;
 }
 
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size)
@@ -762,7 +759,8 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
     }
     enum refusal refusal = atomic_load_explicit(&h->preempt.refusal, memory_order_relaxed);
     char at[160];
-    describe_instruction(atomic_load_explicit(&h->preempt.refusal_at, memory_order_relaxed), at, sizeof at);
+    uintptr_t refusal_at = atomic_load_explicit(&h->preempt.refusal_at, memory_order_relaxed);
+    bool in_module = describe_instruction(refusal_at, at, sizeof at);
     switch (refusal) {
     case REFUSED_GUARDED_FRAME:
         snprintf(why, size, "a frame of its stack is in %s, code that may hold locks whose waiters "
@@ -773,7 +771,15 @@ bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size
     case REFUSED_STACK_ROOM:
         snprintf(why, size, "less than %d KiB of its stack is left for the preemption", STACK_ROOM_NEEDED / 1024);
         break;
-    case REFUSED_UNWIND: snprintf(why, size, "its stack cannot be unwound past %s (no unwind information?)", at); break;
+    case REFUSED_UNWIND:
+        /* Outside every module: a JIT's code, or a return address that the unwinder guessed
+         * (from the frame pointer) past code without unwind information. */
+        if (in_module)
+            snprintf(why, size, "its stack cannot be unwound past %s (no unwind information?)", at);
+        else
+            snprintf(why, size, "its stack cannot be unwound past 0x%lx, in no loaded module (a JIT's "
+                     "code, or a guess past code without unwind information)", (unsigned long)refusal_at);
+        break;
     case REFUSED_DEPTH: snprintf(why, size, "its stack is deeper than %d frames", MAX_FRAMES); break;
     default: snprintf(why, size, "the hub's thread was in coop's own code"); break;
     }

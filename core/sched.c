@@ -784,6 +784,11 @@ bool coop_sched_inbox_waits(const struct coop_hub *h)
            && atomic_load_explicit(&sleeping, memory_order_relaxed) > 0;
 }
 
+bool coop_sched_queued_on(struct coop_hub *h)
+{
+    return runq_len(h) > 0 || atomic_load_explicit(&h->inbox_nonempty, memory_order_relaxed);
+}
+
 /* The monitor's backstop for a missed wake: h stands still on the CPU with work queued. */
 void coop_sched_nudge(struct coop_hub *h)
 {

@@ -36,15 +36,23 @@ const struct coop_unwind *coop_unwind(bool may_load)
  * program would find missing; only coop_unwind_warm_up makes that first use. */
 void coop_diag_prepare(void) { coop_unwind(true); }
 
+/* Windows open on this thread's area (signals nest them): libunwind is at work, and what
+ * it opens is the runtime's. */
+static __thread unsigned windows_open;
+
+bool coop_runtime_calling(void) { return windows_open > 0; }
+
 /* The cancellation word is also written by other threads' pthread_cancel: atomically, bit
  * by bit, so that a cancellation sent meanwhile stays. Its sender saw cancellation disabled
  * and nudged nothing: the nudge is left for the greenlet's next wait, which then looks at
- * its cancellation. A window that a signal opens inside another finds no greenlet running
- * and leaves the word to the outer one: so the bit goes on before coop_running is cleared,
- * and off after it is back. */
+ * its cancellation (or, if it is already switching into a wait, for the switch: hub.c). A
+ * window that a signal opens inside another finds no greenlet running and leaves the word
+ * to the outer one: so the bit goes on before coop_running is cleared, and off after it is
+ * back. */
 struct coop_unwind_window coop_unwind_begin(void)
 {
     struct coop_unwind_window window = { .running = coop_running };
+    windows_open++;
     if (window.running != NULL) {
         int was = atomic_fetch_or(coop_greenlet_cancel_state(window.running), COOP_CANCEL_DISABLED);
         window.cancel_held = !(was & COOP_CANCEL_DISABLED);
@@ -57,6 +65,7 @@ struct coop_unwind_window coop_unwind_begin(void)
 void coop_unwind_end(struct coop_unwind_window window)
 {
     coop_running = window.running;
+    windows_open--;
     if (!window.cancel_held)
         return;
     int was = atomic_fetch_and(coop_greenlet_cancel_state(window.running), ~COOP_CANCEL_DISABLED);
@@ -74,12 +83,13 @@ bool coop_unwind_symbol(uintptr_t ip, char *buf, size_t len, uintptr_t *offset)
         return false;
     /* As an interrupted frame: libunwind looks up ip itself, not the byte before. */
     uc.uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
-    if (unw->init_local2(&cursor, (unw_context_t *)&uc, UNW_INIT_SIGNAL_FRAME) != 0
-        || unw->get_proc_name(&cursor, buf, len, &at) != 0)
-        return false;
-    if (offset != NULL)
+    struct coop_unwind_window window = coop_unwind_begin();
+    bool named = unw->init_local2(&cursor, (unw_context_t *)&uc, UNW_INIT_SIGNAL_FRAME) == 0
+                 && unw->get_proc_name(&cursor, buf, len, &at) == 0;
+    coop_unwind_end(window);
+    if (named && offset != NULL)
         *offset = at;
-    return true;
+    return named;
 }
 
 /* libunwind takes locks and reads ELF files on first use: for a report made in a signal

@@ -96,10 +96,14 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     return shim_send_all(fd, &out);
 }
 
+/* A pipe the runtime makes (libunwind's, core/hub.c) is its own, out of the program's way. */
 EXPORT int pipe2(int fds[2], int flags)
 {
     int r = REAL(pipe2)(fds, flags);
-    if (r == 0 && shim_patched[FAM_io]) {
+    if (r == 0 && coop_runtime_calling()) {
+        fds[0] = coop_runtime_fd_take(fds[0]);
+        fds[1] = coop_runtime_fd_take(fds[1]);
+    } else if (r == 0 && shim_patched[FAM_io]) {
         shim_fd_opened(fds[0], FD_POLLABLE, O_RDONLY | (flags & O_NONBLOCK));
         shim_fd_opened(fds[1], FD_POLLABLE, O_WRONLY | (flags & O_NONBLOCK));
     }
@@ -134,7 +138,8 @@ static bool take_pool_share(void)
 }
 
 /* coop's own fds (a hub's epoll sets) were never the program's: closing one fails as closing
- * a number nobody opened does, and a range is closed around them (core/hub.c says why).
+ * a number nobody opened does, and a range is closed around them (core/hub.c says why);
+ * only the runtime's own code closes one (libunwind, renewing its pipe).
  * The last close of a socket with SO_LINGER waits, whatever O_NONBLOCK says, until the peer
  * has taken every byte or the linger time is up (privoxy sets 5 s on every connection, and a
  * slow client holds it that long): it runs on the pool while the caller waits, or, when half
@@ -143,7 +148,10 @@ static bool take_pool_share(void)
 EXPORT int close(int fd)
 {
     if (coop_fd_is_runtime(fd)) {
-        errno = EBADF;
+        int r = coop_runtime_calling() ? coop_runtime_fd_close(fd) : -EBADF;
+        if (r == 0)
+            return 0;
+        errno = -r;
         return -1;
     }
     if (!shim_patched[FAM_io])

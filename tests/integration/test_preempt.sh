@@ -17,7 +17,9 @@
 # thread it knows and waits for each to answer. A thread with a signal stack of its own and
 # handlers that ask for it, which spins on a stack of its own (the BEAM's JIT does so), must
 # get no signal frame pushed there: on one hub its spin can only end by the preemption signal
-# that coop holds for it, pending (through three of its own SIGALRMs, mostly).
+# that coop holds for it, pending (through three of its own SIGALRMs, mostly). A thread that
+# spins in code without unwind information cannot be preempted: on one hub, with another
+# greenlet waiting, coop must say so on stderr unasked (the spin ends when it does).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/preempt" ] || fail "$SAMPLES/preempt is not built (make)"
 
@@ -33,7 +35,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin wake trylock equal urg setuid exec compute altstack; do
+for mode in spin wake trylock equal urg setuid exec compute altstack unwindless; do
     run_mode $mode native
     native=$out
     [ $mode = wake ] && native_wake=$out
@@ -52,6 +54,8 @@ grep -qx 'compute: every sleeper woke while one thread computed' "$TMP/compute.c
     fail "compute: $(cat "$TMP/compute.coop")"
 grep -qx 'altstack: the spin ended by a SIGURG held pending for this thread' "$TMP/altstack.coop.err" ||
     fail "altstack: on one hub the spin ended otherwise: $(grep '^altstack' "$TMP/altstack.coop.err")"
+grep -q 'has kept hub 0 for [0-9]* ms while others wait for it, and cannot be preempted: its stack cannot be unwound' \
+    "$TMP/unwindless.coop.err" || fail "unwindless: no warning on one hub: $(head -5 "$TMP/unwindless.coop.err")"
 
 # The sleepers' lateness, for information: each sleeper's worst, summarized.
 summarize_lateness() {

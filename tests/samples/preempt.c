@@ -33,11 +33,18 @@
  *             out of such a thread: on one hub the spin ends so, and stderr says which);
  *             nothing may have been written below the spin's stack pointer, where the
  *             kernel would have pushed a signal's frame
+ *   unwindless  main spins in code without unwind information (raw reads of a pipe) until
+ *             a byte comes, which a thread writes after 10 ms; stderr goes to that pipe
+ *             meanwhile. coop cannot preempt such code: on one hub the writer never runs,
+ *             and only coop's warning that main keeps its hub ends the spin (so a library
+ *             that would hang silently hangs the test); what came besides the thread's
+ *             byte goes on to stderr
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
 #include "common.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -393,6 +400,67 @@ static void altstack(void)
            "and nothing was written below its stack pointer\n");
 }
 
+/* --- unwindless --- */
+
+/* Reads fd (non-blocking) by raw system calls until a byte comes, and returns it. No unwind
+ * information covers it, so an unwinder guesses its caller from the frame pointer register,
+ * which code built without frame pointers uses for data: here it points at a "return
+ * address" that is no code (non-canonical), where such guesses often land, and the unwind
+ * fails there, whatever the flags this file is built with. */
+int spin_until_byte(int fd);
+__asm__(".text\n"
+        ".globl spin_until_byte\n"
+        ".type spin_until_byte, @function\n"
+        "spin_until_byte:\n"
+        "    push %rbp\n"
+        "    sub $24, %rsp\n"                  /* the byte, then a frame: rbp, return address */
+        "    movq $0, 8(%rsp)\n"
+        "    movabs $0x4153495300737200, %rax\n"
+        "    mov %rax, 16(%rsp)\n"
+        "    lea 8(%rsp), %rbp\n"
+        "1:  xor %eax, %eax\n"                /* SYS_read */
+        "    mov %rsp, %rsi\n"
+        "    mov $1, %edx\n"
+        "    syscall\n"
+        "    cmp $1, %rax\n"
+        "    je 2f\n"
+        "    pause\n"
+        "    jmp 1b\n"
+        "2:  movzbl (%rsp), %eax\n"
+        "    add $24, %rsp\n"
+        "    pop %rbp\n"
+        "    ret\n"
+        ".size spin_until_byte, . - spin_until_byte\n");
+
+static void *write_byte_after_sleep(void *fd)
+{
+    sleep_ms(10);
+    if (write((int)(intptr_t)fd, "", 1) != 1)
+        die_errno("write");
+    return NULL;
+}
+
+static void unwindless(void)
+{
+    int ends[2];
+    fflush(stderr);
+    int saved_stderr = dup(2);
+    if (pipe2(ends, O_NONBLOCK) != 0 || saved_stderr < 0 || dup2(ends[1], 2) != 2)
+        die_errno("pipe2 or dup2");
+    pthread_t writer;
+    start(&writer, write_byte_after_sleep, (void *)(intptr_t)ends[1]);
+    char got[4096];
+    got[0] = (char)spin_until_byte(ends[0]);
+    join(writer);
+    if (dup2(saved_stderr, 2) != 2)
+        die_errno("dup2");
+    ssize_t n = read(ends[0], got + 1, sizeof got - 1);
+    for (ssize_t i = 0; i < 1 + (n > 0 ? n : 0); i++)
+        if (got[i] != '\0')
+            fputc(got[i], stderr);
+    puts("unwindless: a thread spun in code without unwind information until a byte came");
+}
+
 /* --- compute --- */
 
 static atomic_int computing = 1;
@@ -473,7 +541,9 @@ int main(int argc, char **argv)
         exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
     else if (strcmp(mode, "altstack") == 0)
         altstack();
+    else if (strcmp(mode, "unwindless") == 0)
+        unwindless();
     else
-        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack");
+        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack|unwindless");
     return 0;
 }

@@ -143,11 +143,36 @@ static void *cancel_sent_in_window(void *arg)
     return NULL;
 }
 
+static int reason_after_leaving = -1;
+
+/* The same, when the window ends after the greenlet's wait has looked for a nudge, while it
+ * switches away (a sample's window; as coop_suspend, but the window comes after its look):
+ * the wait must still end, nudged, not at its deadline. */
+static void *cancel_sent_while_leaving(void *arg)
+{
+    (void)arg;
+    struct coop_greenlet *g = coop_self();
+    struct coop_hub *h = coop_thread.hub;
+    coop_prepare_wait(g, WAIT_SLEEP, NULL);
+    struct coop_unwind_window window = coop_unwind_begin();
+    atomic_fetch_or(coop_greenlet_cancel_state(g), COOP_CANCELED);
+    coop_unwind_end(window);
+    coop_timer_add(h, g, coop_now() + MS(20000));
+    coop_switch_away(h);
+    coop_timer_remove(g);
+    reason_after_leaving = g->wake_reason;
+    atomic_fetch_and(coop_greenlet_cancel_state(g), ~COOP_CANCELED);
+    atomic_store(&g->nudged, false);
+    return NULL;
+}
+
 START_TEST(test_unwind_window_holds_cancellation_off)
 {
     static int word;
     unit_join(unit_spawn(cancel_sent_in_window, &word));
     ck_assert_int_eq(park_after_window, 0);     /* nudged, not ETIMEDOUT */
+    unit_join(unit_spawn(cancel_sent_while_leaving, NULL));
+    ck_assert_int_eq(reason_after_leaving, COOP_NUDGED);
     unit_join(unit_spawn(cancel_pending_in_window, NULL));
     unit_join(unit_spawn(cancel_pending_in_window, &word_after_window));
     ck_assert_int_eq(word_after_window[0] & (COOP_CANCELED | COOP_CANCEL_DISABLED), COOP_CANCELED);
