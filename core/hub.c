@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,14 @@ static bool poll_fdset(struct coop_hub *h, struct coop_hub *x, int64_t timeout_n
 }
 
 /* Dispatches x's fd set's events to h's queue, without waiting, while its queue has room. */
+/* Another thread's look (poll takes no event from an epoll set): events wait in h's fd set,
+ * its fds' or its wake fd's, for h's next poll. */
+bool coop_hub_events_wait(const struct coop_hub *h)
+{
+    struct pollfd set = { .fd = h->fdset, .events = POLLIN };
+    return coop_sys(SYS_poll, &set, 1, 0) > 0;
+}
+
 void coop_drain_fdset(struct coop_hub *h, struct coop_hub *x)
 {
     while (poll_fdset(h, x, 0))

@@ -210,22 +210,24 @@ static char thread_state(struct watch *w, pid_t tid)
 }
 
 /* Greenlets that only h can run wait for it: in its queue (a thief would have taken them
- * had another hub been free), in its inbox, or woken by a deadline that only its poll ends. */
+ * had another hub been free), in its inbox, or woken by a deadline or an fd event that
+ * only its poll takes. */
 static bool others_wait_for(struct coop_hub *h, int64_t now)
 {
-    return coop_sched_queued_on(h) || coop_timer_next(h) <= now;
+    return coop_sched_queued_on(h) || coop_timer_next(h) <= now || coop_hub_events_wait(h);
 }
 
-/* Whether it was said: not until an attempt's refusal is known. */
-static bool warn_unpreemptible(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches)
+/* Said once an attempt's refusal is known. The look at /proc takes a while: g is read only
+ * if it still holds h (a greenlet is freed only once it has left its hub). */
+static void warn_unpreemptible(struct coop_hub *h, struct coop_greenlet *g, int64_t held, uint64_t switches)
 {
     char why[256];
-    if (!coop_preempt_why_not(h, switches, why, sizeof why))
-        return false;
+    if (!coop_preempt_why_not(h, switches, why, sizeof why) || atomic_load(&h->switches) != switches)
+        return;
+    g->said_unpreemptible = true;
     coop_warn("greenlet #%lu \"%s\" has kept hub %d for %.0f ms while others wait for it, and "
               "cannot be preempted: %s (COOP_MAX_BLOCKING_MS=MS reports its stack)",
               (unsigned long)g->id, g->name, h->index, (double)held / 1e6, why);
-    return true;
 }
 
 /* One look at a hub whose greenlet g has held it since w->since. */
@@ -271,7 +273,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         w->cpu_at = 0;      /* the sample ran on that thread's CPU clock */
     } else if (max_blocking_ns == 0 && preempt_ns > 0 && !g->said_unpreemptible
                && held >= UNPREEMPTIBLE_WARN_NS && state == 'R' && !alone && others_wait_for(h, now)) {
-        g->said_unpreemptible = warn_unpreemptible(h, g, held, w->switches);
+        warn_unpreemptible(h, g, held, w->switches);
     }
 }
 

@@ -19,7 +19,8 @@
 # get no signal frame pushed there: on one hub its spin can only end by the preemption signal
 # that coop holds for it, pending (through three of its own SIGALRMs, mostly). A thread that
 # spins in code without unwind information cannot be preempted: on one hub, with another
-# greenlet waiting, coop must say so on stderr unasked (the spin ends when it does).
+# greenlet waiting (for a deadline, or for an fd), coop must say so on stderr unasked (the
+# spin ends when it does).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/preempt" ] || fail "$SAMPLES/preempt is not built (make)"
 
@@ -35,7 +36,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin wake trylock equal urg setuid exec compute altstack unwindless; do
+for mode in spin wake trylock equal urg setuid exec compute altstack unwindless unwindless-fd; do
     run_mode $mode native
     native=$out
     [ $mode = wake ] && native_wake=$out
@@ -54,8 +55,10 @@ grep -qx 'compute: every sleeper woke while one thread computed' "$TMP/compute.c
     fail "compute: $(cat "$TMP/compute.coop")"
 grep -qx 'altstack: the spin ended by a SIGURG held pending for this thread' "$TMP/altstack.coop.err" ||
     fail "altstack: on one hub the spin ended otherwise: $(grep '^altstack' "$TMP/altstack.coop.err")"
-grep -q 'has kept hub 0 for [0-9]* ms while others wait for it, and cannot be preempted: its stack cannot be unwound' \
-    "$TMP/unwindless.coop.err" || fail "unwindless: no warning on one hub: $(head -5 "$TMP/unwindless.coop.err")"
+for mode in unwindless unwindless-fd; do
+    grep -q 'has kept hub 0 for [0-9]* ms while others wait for it, and cannot be preempted: its stack cannot be unwound' \
+        "$TMP/$mode.coop.err" || fail "$mode: no warning on one hub: $(head -5 "$TMP/$mode.coop.err")"
+done
 
 # The sleepers' lateness, for information: each sleeper's worst, summarized.
 summarize_lateness() {

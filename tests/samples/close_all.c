@@ -27,7 +27,7 @@ static int pipe_fds[2];
 
 /* Counts down its argument; no unwind information, so an unwinder checks each address. */
 void spin_without_unwind_info(unsigned long n);
-__asm__(".text\n"
+__asm__(".pushsection .text\n"
         ".globl spin_without_unwind_info\n"
         ".type spin_without_unwind_info, @function\n"
         "spin_without_unwind_info:\n"
@@ -35,7 +35,8 @@ __asm__(".text\n"
         "   dec %rdi\n"
         "   jnz 1b\n"
         "   ret\n"
-        ".size spin_without_unwind_info, . - spin_without_unwind_info\n");
+        ".size spin_without_unwind_info, . - spin_without_unwind_info\n"
+        ".popsection\n");
 
 static void *spinner(void *unused)
 {

@@ -39,6 +39,8 @@
  *             and only coop's warning that main keeps its hub ends the spin (so a library
  *             that would hang silently hangs the test); what came besides the thread's
  *             byte goes on to stderr
+ *   unwindless-fd  the same, but the writer waits in a read of a pipe that main fills just
+ *             before its spin: under coop, an fd event that only main's hub would take
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -408,7 +410,7 @@ static void altstack(void)
  * address" that is no code (non-canonical), where such guesses often land, and the unwind
  * fails there, whatever the flags this file is built with. */
 int spin_until_byte(int fd);
-__asm__(".text\n"
+__asm__(".pushsection .text\n"
         ".globl spin_until_byte\n"
         ".type spin_until_byte, @function\n"
         "spin_until_byte:\n"
@@ -430,25 +432,42 @@ __asm__(".text\n"
         "    add $24, %rsp\n"
         "    pop %rbp\n"
         "    ret\n"
-        ".size spin_until_byte, . - spin_until_byte\n");
+        ".size spin_until_byte, . - spin_until_byte\n"
+        ".popsection\n");
 
-static void *write_byte_after_sleep(void *fd)
+/* The writer's wait before its byte: a sleep, or a read of `go` (blocking), which main
+ * fills once the writer waits in it. */
+struct writer { int fd, go; };
+
+static void *write_byte_after_wait(void *arg)
 {
-    sleep_ms(10);
-    if (write((int)(intptr_t)fd, "", 1) != 1)
+    struct writer *w = arg;
+    char byte;
+    if (w->go < 0)
+        sleep_ms(10);
+    else if (read(w->go, &byte, 1) != 1)
+        die_errno("read");
+    if (write(w->fd, "", 1) != 1)
         die_errno("write");
     return NULL;
 }
 
-static void unwindless(void)
+static void unwindless(bool writer_reads)
 {
-    int ends[2];
+    int ends[2], go[2] = { -1, -1 };
     fflush(stderr);
     int saved_stderr = dup(2);
-    if (pipe2(ends, O_NONBLOCK) != 0 || saved_stderr < 0 || dup2(ends[1], 2) != 2)
+    if (pipe2(ends, O_NONBLOCK) != 0 || saved_stderr < 0 || dup2(ends[1], 2) != 2
+        || (writer_reads && pipe(go) != 0))
         die_errno("pipe2 or dup2");
     pthread_t writer;
-    start(&writer, write_byte_after_sleep, (void *)(intptr_t)ends[1]);
+    struct writer w = { ends[1], go[0] };
+    start(&writer, write_byte_after_wait, &w);
+    if (writer_reads) {
+        sleep_ms(10);       /* under coop on one hub: the writer waits in its read by then */
+        if (write(go[1], "", 1) != 1)
+            die_errno("write");
+    }
     char got[4096];
     got[0] = (char)spin_until_byte(ends[0]);
     join(writer);
@@ -542,8 +561,10 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "altstack") == 0)
         altstack();
     else if (strcmp(mode, "unwindless") == 0)
-        unwindless();
+        unwindless(false);
+    else if (strcmp(mode, "unwindless-fd") == 0)
+        unwindless(true);
     else
-        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack|unwindless");
+        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack|unwindless|unwindless-fd");
     return 0;
 }
