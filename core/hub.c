@@ -180,7 +180,6 @@ static bool poll_fdset(struct coop_hub *h, struct coop_hub *x, int64_t timeout_n
     return n == max && n < room;
 }
 
-/* Dispatches x's fd set's events to h's queue, without waiting, while its queue has room. */
 /* Another thread's look (poll takes no event from an epoll set): events wait in h's fd set,
  * its fds' or its wake fd's, for h's next poll. */
 bool coop_hub_events_wait(const struct coop_hub *h)
@@ -189,6 +188,7 @@ bool coop_hub_events_wait(const struct coop_hub *h)
     return coop_sys(SYS_poll, &set, 1, 0) > 0;
 }
 
+/* Dispatches x's fd set's events to h's queue, without waiting, while its queue has room. */
 void coop_drain_fdset(struct coop_hub *h, struct coop_hub *x)
 {
     while (poll_fdset(h, x, 0))

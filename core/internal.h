@@ -368,6 +368,7 @@ struct epoll_event;
 void coop_fd_events_ready(const struct epoll_event *events, long n);
 /* Dispatches the events of x's fd set (waking their waiters onto h's queue, h the caller's hub). */
 void coop_drain_fdset(struct coop_hub *h, struct coop_hub *x);
+/* From another thread: events wait in h's fd set for its next poll. */
 bool coop_hub_events_wait(const struct coop_hub *h);
 void coop_fdwait_fork_child(void);
 
