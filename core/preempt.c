@@ -45,14 +45,16 @@
  *   beyond that would refuse it). Modules are classified at start-up; one loaded later
  *   with dlopen is the program's (glibc's NSS modules run only under libc's own, guarded,
  *   frames).
- *   The stack is unwound with libunwind from the signal frame, at most MAX_FRAMES deep; a
- *   stack it cannot unwind (code without unwind information, such as JIT output) or deeper
- *   than that is not preempted. Nor is a greenlet that holds a FILE lock (the stdio hold
- *   hooks would have to run in the handler), one running a signal handler on an alternate
- *   signal stack, one whose stack has less than STACK_ROOM_NEEDED left below the handler,
- *   nor the hub. The innermost frame is looked at before anything is unwound: most refusals
- *   cost no unwinding, and libunwind is never entered from a handler that interrupted
- *   libunwind or the loader.
+ *   The stack is unwound with libunwind from the signal frame. It is not preempted where it
+ *   is deeper than MAX_FRAMES or where libunwind cannot unwind it: code without unwind
+ *   information, such as a JIT's, unless libunwind's guess from the frame pointer (trusted,
+ *   though a guess) leads back to frames with it; nor where the stack seems to end at such
+ *   code (ends_stack). Nor is a greenlet that holds a FILE lock (the stdio hold hooks would
+ *   have to run in the handler), one running a signal handler on an alternate signal
+ *   stack, one whose stack has less than STACK_ROOM_NEEDED left below the handler, nor the
+ *   hub. The innermost frame is looked at before anything is unwound: most refusals cost no
+ *   unwinding, and libunwind is never entered from a handler that interrupted libunwind or
+ *   the loader.
  *   Where it is not safe, the handler leaves a request in the greenlet's TLS
  *   (coop_preempt_wanted), and the greenlet's next interposed call takes it
  *   (coop_preempt_point, at the wrappers' entry), after applying the same rule to the
@@ -380,6 +382,26 @@ static enum refusal judge_greenlet(const struct coop_greenlet *g)
 }
 
 /*
+ * libunwind says a stack ends (step returns 0) where the last frame's unwind information
+ * leaves the return address undefined, as at every thread's entry (_start, clone's,
+ * coop_context_entry). It says so too where a frame has no unwind information and its guess
+ * from the frame pointer finds the register 0 or pointing nowhere near: code built without
+ * frame pointers uses it for data, and the frames beyond, unknown, may be guarded. So an end
+ * counts only at a frame that has unwind information, or one reached through the unwind
+ * information of the inner frame (the one stepped from; 0 at the innermost). That takes
+ * code without any, where such a chain leads, for the start of a coroutine library's stack
+ * (makecontext's return address is the first byte of glibc's __start_context, before which
+ * no function is found; Boost.Context's trampoline has none): an assumption, wrong for a
+ * JIT's code without frame pointers that called a function with unwind information.
+ */
+static bool ends_stack(const struct coop_unwind *unw, uintptr_t at, uintptr_t inner)
+{
+    unw_proc_info_t info;
+    return unw->get_proc_info_by_ip(unw->local_addr_space, at, &info, NULL) == 0
+           || (inner != 0 && unw->get_proc_info_by_ip(unw->local_addr_space, inner, &info, NULL) == 0);
+}
+
+/*
  * Applies the rule to the frames from the cursor outward. exact_first: the first frame's
  * address is the interrupted instruction (a signal frame), not a return address, which
  * points one past its call. skip_coop: the innermost frames are coop's own (a wrapper's),
@@ -396,13 +418,15 @@ static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bo
     uintptr_t beyond = 0;     /* the first guarded frame since the last program frame */
     bool first = true;
     enum refusal why = REFUSED_DEPTH;
+    uintptr_t at = 0, inner;  /* this frame's address, and the last one's (ends_stack) */
     for (int depth = 0; depth < MAX_FRAMES; depth++) {
         unw_word_t ip;
         if (unw->get_reg(cursor, UNW_REG_IP, &ip) < 0) {
             why = REFUSED_UNWIND;
             break;
         }
-        uintptr_t at = depth == 0 && exact_first ? ip : ip - 1;
+        inner = at;
+        at = depth == 0 && exact_first ? ip : ip - 1;
         const struct guarded_range *r = guarded_range_of(at);
         int more = unw->step(cursor);
         *where = at;
@@ -425,7 +449,7 @@ static enum refusal walk(const struct coop_unwind *unw, unw_cursor_t *cursor, bo
         }
         first = false;
         if (more <= 0) {
-            why = more == 0 ? PREEMPTIBLE : REFUSED_UNWIND;
+            why = more == 0 && ends_stack(unw, at, inner) ? PREEMPTIBLE : REFUSED_UNWIND;
             break;
         }
     }

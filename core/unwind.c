@@ -25,9 +25,12 @@ const struct coop_unwind *coop_unwind(bool may_load)
     *(void **)&functions.get_reg = dlsym(lib, NAME_OF(unw_get_reg));
     *(void **)&functions.get_proc_name = dlsym(lib, NAME_OF(unw_get_proc_name));
     *(void **)&functions.step = dlsym(lib, NAME_OF(unw_step));
+    *(void **)&functions.get_proc_info_by_ip = dlsym(lib, NAME_OF(unw_get_proc_info_by_ip));
+    unw_addr_space_t *local = dlsym(lib, NAME_OF(unw_local_addr_space));
     if (functions.init_local2 == NULL || functions.get_reg == NULL || functions.get_proc_name == NULL
-        || functions.step == NULL)
+        || functions.step == NULL || functions.get_proc_info_by_ip == NULL || local == NULL)
         return NULL;
+    functions.local_addr_space = *local;
     atomic_store(&loaded, &functions);
     return &functions;
 }

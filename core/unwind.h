@@ -16,6 +16,10 @@ struct coop_unwind {
     int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
     int (*get_proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
     int (*step)(unw_cursor_t *);
+    /* Whether ip's function has unwind information (0), in this process (local_addr_space);
+     * only once init_local2 has run, which sets the address space up. */
+    int (*get_proc_info_by_ip)(unw_addr_space_t, unw_word_t, unw_proc_info_t *, void *);
+    unw_addr_space_t local_addr_space;
 };
 
 /* The functions, or NULL when libunwind is not loaded (or cannot be). may_load: load it

@@ -17,10 +17,13 @@
 # thread it knows and waits for each to answer. A thread with a signal stack of its own and
 # handlers that ask for it, which spins on a stack of its own (the BEAM's JIT does so), must
 # get no signal frame pushed there: on one hub its spin can only end by the preemption signal
-# that coop holds for it, pending (through three of its own SIGALRMs, mostly). A thread that
-# spins in code without unwind information cannot be preempted: on one hub, with another
-# greenlet waiting (for a deadline, or for an fd), coop must say so on stderr unasked (the
-# spin ends when it does).
+# that coop holds for it, pending (through three of its own SIGALRMs, mostly). A spin on a
+# stack made with makecontext is preempted as any other: its unwinding ends at a return
+# address without unwind information, reached through the information of the frame before.
+# A thread that spins in code without unwind information cannot be preempted, even where its
+# frame pointer is 0 (which libunwind takes for the end of the stack): on one hub, with
+# another greenlet waiting (for a deadline, or for an fd), coop must say so on stderr unasked
+# (the spin ends when it does).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/preempt" ] || fail "$SAMPLES/preempt is not built (make)"
 
@@ -36,7 +39,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin wake trylock equal urg setuid exec compute altstack unwindless unwindless-fd; do
+for mode in spin wake trylock equal urg setuid exec compute altstack ucontext unwindless unwindless-fd unwindless-end; do
     run_mode $mode native
     native=$out
     [ $mode = wake ] && native_wake=$out
@@ -55,7 +58,7 @@ grep -qx 'compute: every sleeper woke while one thread computed' "$TMP/compute.c
     fail "compute: $(cat "$TMP/compute.coop")"
 grep -qx 'altstack: the spin ended by a SIGURG held pending for this thread' "$TMP/altstack.coop.err" ||
     fail "altstack: on one hub the spin ended otherwise: $(grep '^altstack' "$TMP/altstack.coop.err")"
-for mode in unwindless unwindless-fd; do
+for mode in unwindless unwindless-fd unwindless-end; do
     grep -q 'has kept hub 0 for [0-9]* ms while others wait for it, and cannot be preempted: its stack cannot be unwound' \
         "$TMP/$mode.coop.err" || fail "$mode: no warning on one hub: $(head -5 "$TMP/$mode.coop.err")"
 done

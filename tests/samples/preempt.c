@@ -33,6 +33,9 @@
  *             out of such a thread: on one hub the spin ends so, and stderr says which);
  *             nothing may have been written below the spin's stack pointer, where the
  *             kernel would have pushed a signal's frame
+ *   ucontext  the spin, on a stack the spinning thread made with makecontext, as coroutine
+ *             libraries do: the return address makecontext gives it leads to no unwind
+ *             information
  *   unwindless  main spins in code without unwind information (raw reads of a pipe) until
  *             a byte comes, which a thread writes after 10 ms; stderr goes to that pipe
  *             meanwhile. coop cannot preempt such code: on one hub the writer never runs,
@@ -41,6 +44,8 @@
  *             byte goes on to stderr
  *   unwindless-fd  the same, but the writer waits in a read of a pipe that main fills just
  *             before its spin: under coop, an fd event that only main's hub would take
+ *   unwindless-end  the same as unwindless, but the spin's frame pointer is 0, which an
+ *             unwinder takes for the end of the stack: the frames beyond are still unknown
  * stdout gets one line per mode, the same natively and under coop.
  */
 #define _GNU_SOURCE
@@ -52,6 +57,7 @@
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <ucontext.h>
 
 enum { SLEEPERS = 100, SLEEP_MS = 10 };
 
@@ -91,13 +97,14 @@ static void *set_flag(void *unused)
 
 /* Spinners against a setter; one that sleeps first starts first, so that it sleeps before
  * they spin. */
-static void spin_against(void *(*setter_fn)(void *), bool setter_first, int spinners, const char *line)
+static void spin_against(void *(*spinner_fn)(void *), void *(*setter_fn)(void *), bool setter_first, int spinners,
+                         const char *line)
 {
     pthread_t spinner[2], setter;
     if (setter_first)
         start(&setter, setter_fn, NULL);
     for (int i = 0; i < spinners; i++)
-        start(&spinner[i], spin_until_flag, NULL);
+        start(&spinner[i], spinner_fn, NULL);
     if (!setter_first)
         start(&setter, setter_fn, NULL);
     for (int i = 0; i < spinners; i++)
@@ -108,7 +115,39 @@ static void spin_against(void *(*setter_fn)(void *), bool setter_first, int spin
 
 static void spin(void)
 {
-    spin_against(set_flag, false, 1, "spin: the spinning thread saw the flag another thread set");
+    spin_against(spin_until_flag, set_flag, false, 1, "spin: the spinning thread saw the flag another thread set");
+}
+
+/* --- ucontext --- */
+
+static ucontext_t spinner_thread, coroutine;
+
+static void spin_in_coroutine(void)
+{
+    spin_until_flag(NULL);
+    setcontext(&spinner_thread);
+}
+
+/* The spin on a stack of the program's own, as coroutine libraries run them (QEMU's): the
+ * return address makecontext gives it leads to no unwind information. */
+static void *spin_on_coroutine_stack(void *unused)
+{
+    (void)unused;
+    static char stack[64 * 1024];
+    if (getcontext(&coroutine) != 0)
+        die_errno("getcontext");
+    coroutine.uc_stack.ss_sp = stack;
+    coroutine.uc_stack.ss_size = sizeof stack;
+    makecontext(&coroutine, spin_in_coroutine, 0);
+    if (swapcontext(&spinner_thread, &coroutine) != 0)
+        die_errno("swapcontext");
+    return NULL;
+}
+
+static void spin_on_ucontext(void)
+{
+    spin_against(spin_on_coroutine_stack, set_flag, false, 1,
+                 "ucontext: a thread spinning on a stack of makecontext's saw the flag another thread set");
 }
 
 static void *set_flag_after_sleeps(void *unused)
@@ -406,10 +445,11 @@ static void altstack(void)
 
 /* Reads fd (non-blocking) by raw system calls until a byte comes, and returns it. No unwind
  * information covers it, so an unwinder guesses its caller from the frame pointer register,
- * which code built without frame pointers uses for data: here it points at a "return
- * address" that is no code (non-canonical), where such guesses often land, and the unwind
- * fails there, whatever the flags this file is built with. */
-int spin_until_byte(int fd);
+ * which code built without frame pointers uses for data, whatever the flags this file is
+ * built with: with a nonzero return_address, it points at a frame on the stack that returns
+ * there (no code, where such guesses often land: the unwind fails); with 0, it is 0, which
+ * an unwinder takes for the end of the stack, though the frames beyond are main's. */
+int spin_until_byte(int fd, uintptr_t return_address);
 __asm__(".pushsection .text\n"
         ".globl spin_until_byte\n"
         ".type spin_until_byte, @function\n"
@@ -417,9 +457,10 @@ __asm__(".pushsection .text\n"
         "    push %rbp\n"
         "    sub $24, %rsp\n"                  /* the byte, then a frame: rbp, return address */
         "    movq $0, 8(%rsp)\n"
-        "    movabs $0x4153495300737200, %rax\n"
-        "    mov %rax, 16(%rsp)\n"
+        "    mov %rsi, 16(%rsp)\n"
         "    lea 8(%rsp), %rbp\n"
+        "    test %rsi, %rsi\n"
+        "    cmovz %rsi, %rbp\n"
         "1:  xor %eax, %eax\n"                /* SYS_read */
         "    mov %rsp, %rsi\n"
         "    mov $1, %edx\n"
@@ -452,7 +493,10 @@ static void *write_byte_after_wait(void *arg)
     return NULL;
 }
 
-static void unwindless(bool writer_reads)
+/* Not canonical: no code can be there. */
+#define NO_CODE 0x4153495300737200
+
+static void unwindless(bool writer_reads, uintptr_t return_address)
 {
     int ends[2], go[2] = { -1, -1 };
     fflush(stderr);
@@ -469,7 +513,7 @@ static void unwindless(bool writer_reads)
             die_errno("write");
     }
     char got[4096];
-    got[0] = (char)spin_until_byte(ends[0]);
+    got[0] = (char)spin_until_byte(ends[0], return_address);
     join(writer);
     if (dup2(saved_stderr, 2) != 2)
         die_errno("dup2");
@@ -543,7 +587,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "spin") == 0)
         spin();
     else if (strcmp(mode, "wake") == 0)
-        spin_against(set_flag_after_sleeps, true, 2, "wake: two spinning threads saw the flag another thread set after its sleeps");
+        spin_against(spin_until_flag, set_flag_after_sleeps, true, 2, "wake: two spinning threads saw the flag another thread set after its sleeps");
     else if (strcmp(mode, "share") == 0)
         share();
     else if (strcmp(mode, "trylock") == 0)
@@ -560,11 +604,15 @@ int main(int argc, char **argv)
         exec_after_computing(argc > 2 ? parse_long(argv[2], 0, 100000, "N") : 100);
     else if (strcmp(mode, "altstack") == 0)
         altstack();
+    else if (strcmp(mode, "ucontext") == 0)
+        spin_on_ucontext();
     else if (strcmp(mode, "unwindless") == 0)
-        unwindless(false);
+        unwindless(false, NO_CODE);
     else if (strcmp(mode, "unwindless-fd") == 0)
-        unwindless(true);
+        unwindless(true, NO_CODE);
+    else if (strcmp(mode, "unwindless-end") == 0)
+        unwindless(false, 0);
     else
-        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack|unwindless|unwindless-fd");
+        die("usage: preempt spin|wake|share|trylock|equal|compute [SECONDS]|urg|setuid|exec [N]|altstack|ucontext|unwindless|unwindless-fd|unwindless-end");
     return 0;
 }
