@@ -50,7 +50,8 @@ struct coop_settings {
     int max_blocking_ms;             /* the blocking monitor, 0: off */
     int hubs;                        /* COOP_HUBS: OS threads running greenlets (0: one per CPU) */
     int preempt_ms;                  /* time slice of a greenlet while others wait, 0: off */
-    int handoff_ms;                  /* a hub asleep in a system call this long is handed off, 0: never */
+    int handoff_ms;                  /* a hub asleep in a system call this long (or held this long past a
+                                      * slice by a greenlet that cannot be preempted) is handed off, 0: never */
     int max_spares;                  /* spare hubs' OS threads for handed-off work, at most (0: none) */
     const char *trace_file;          /* COOP_TRACE: the timeline's file (%p: the pid), or NULL */
     uint64_t trace_max;              /* COOP_TRACE_MAX: bytes kept, 0: no limit */

@@ -156,11 +156,6 @@ static bool hold_waiting(struct coop_greenlet *g)
 
 static const char *hub_state_name(const struct coop_hub *h)
 {
-    switch (atomic_load(&h->away)) {
-    case AWAY_BLOCKED: return "stuck in a system call, its work handed to another hub";
-    case AWAY_RETIRED: return "retired spare";
-    default: break;
-    }
     switch (atomic_load(&h->state)) {
     case HUB_SLEEPING: return "sleeping";
     case HUB_NOTIFIED: return "waking up";
@@ -179,8 +174,13 @@ static void dump_hubs(struct report *r)
     for (int i = 0; i < n; i++) {
         struct coop_hub *h = coop_hub_at(i);
         struct coop_greenlet *cur = h->current;
-        put(r, "  hub %d%s on thread %d: %s, %u ready, %lu switches", i, h->spare ? " (spare)" : "",
-            (int)h->tid, hub_state_name(h), coop_sched_ready_count(h), (unsigned long)atomic_load(&h->switches));
+        const char *away = coop_sched_away_reason(h);
+        put(r, "  hub %d%s on thread %d: ", i, h->spare ? " (spare)" : "", (int)h->tid);
+        if (away != NULL)
+            put(r, "away, %s: its work went to another hub", away);
+        else
+            put(r, "%s", hub_state_name(h));
+        put(r, ", %u ready, %lu switches", coop_sched_ready_count(h), (unsigned long)atomic_load(&h->switches));
         if (cur != NULL && !cur->is_hub)
             put(r, ", running #%lu", (unsigned long)cur->id);
         if (atomic_load(&h->handoffs) > 0)

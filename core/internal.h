@@ -175,9 +175,10 @@ struct coop_signal_stacks {
 };
 
 enum coop_hub_state { HUB_RUNNING, HUB_SLEEPING, HUB_NOTIFIED, HUB_RETIRED };
-/* Why a hub does not run its loop: its OS thread is stuck in a greenlet's system call,
- * or it is a spare that is not needed. Another hub then adopts what it held. */
-enum coop_hub_away { AWAY_NONE, AWAY_BLOCKED, AWAY_RETIRED };
+/* Why a hub does not run its loop: its OS thread is stuck in a greenlet's system call, or
+ * runs a greenlet that computes where it cannot be preempted, or it is a spare that is not
+ * needed. Another hub then adopts what it held. */
+enum coop_hub_away { AWAY_NONE, AWAY_BLOCKED, AWAY_UNPREEMPTIBLE, AWAY_RETIRED };
 
 /*
  * A hub: an OS thread that runs greenlets, with its run queue, epoll sets and timers. Fields above `shared` belong to the hub's own OS thread; the rest say who else
@@ -229,7 +230,6 @@ struct coop_hub {
     struct coop_greenlet *heap;      /* its root, the earliest deadline (timer.c), or NULL */
     int heap_len;
     _Atomic uint64_t handoffs;       /* times the monitor gave away its work */
-    _Atomic int64_t blocked_since;   /* when the monitor found it stuck, for its report */
     _Atomic int64_t stamp;           /* coop_stamp: set by its polls and the monitor's ticks */
     struct coop_preempt_hub preempt; /* the monitor and the hub's thread: see preempt.c */
 };
@@ -333,6 +333,8 @@ bool coop_sched_sleep_begin(struct coop_hub *h);
 bool coop_sched_all_idle(struct coop_hub *h);
 void coop_sched_sleep_end(struct coop_hub *h);
 bool coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why);
+/* Why h is away ("blocked in a system call"), or NULL. */
+const char *coop_sched_away_reason(const struct coop_hub *h);
 void coop_sched_returned(struct coop_hub *x);
 bool coop_sched_is_away(const struct coop_hub *h);
 /* Greenlets wait in h's inbox, which only h takes (greenlets woken by threads that are no
@@ -475,6 +477,9 @@ void coop_preempt_ask(struct coop_hub *h, uint64_t switches);
 /* Why the greenlet holding h since switch count `switches` was not preempted, as a
  * sentence for the blocking monitor's report; false when it knows of no reason. */
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size);
+/* Whether that greenlet is known not to be preemptible: an attempt was refused, or none can
+ * be made. Only atomics: no /proc, no loader lock (what the reasons' text needs). */
+bool coop_preempt_refused(struct coop_hub *h, uint64_t switches);
 void coop_preempt_fork_child(struct coop_hub *h);
 /* A switch to next is about to happen on h's thread: next finds its own signal stack there,
  * if it set one up, and none of coop's interrupting signals; else the thread's kept one

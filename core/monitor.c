@@ -5,9 +5,12 @@
  *     0: never) while its thread sleeps in the kernel (a CPU clock that hardly moves, and
  *     state S or D in /proc/self/task/TID/stat, or the clock alone where the program has no
  *     descriptor free) is stuck in a system call coop could not make cooperative;
- *     its work goes to another hub, and comes back when its counter moves again. A hub that
- *     stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub woken to
- *     steal them, in case a wake was missed or skipped (a small batch of fd wakes, sched.c);
+ *     its work goes to another hub, and comes back when its counter moves again. So does
+ *     the work of a hub whose greenlet computes where it cannot be preempted, from
+ *     COOP_HANDOFF_MS past its slice, while greenlets wait that only that hub can run. A
+ *     hub that stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub
+ *     woken to steal them, in case a wake was missed or skipped (a small batch of fd wakes,
+ *     sched.c);
  *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
  *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
  *     to the hub's thread; after a millisecond already when greenlets wait in the hub's
@@ -21,8 +24,9 @@
  *     (a signal makes the hub's thread unwind itself), with the handoff that happened
  *     meanwhile, and, with preemption on, why it was not preempted. Unasked, one that
  *     computes where it cannot be preempted for UNPREEMPTIBLE_WARN_NS while greenlets wait
- *     that only its hub can run is named in a warning, once in its life: a spin-wait in code
- *     without unwind information would otherwise hang a program on one hub silently.
+ *     that only its hub can run is named in a warning, once in its life: where handoff is
+ *     off or finds no thread, a spin-wait in code without unwind information would
+ *     otherwise hang a program on one hub silently.
  * It starts with the scheduler (the program's first thread): a program with one greenlet
  * has nothing to hand off or preempt and gets no extra thread (nor the handler, nor
  * libunwind's warm-up and its pipe), unless reports are asked for (a lone greenlet can
@@ -134,9 +138,9 @@ static void report(struct coop_hub *h, struct coop_greenlet *g, int64_t held, ui
     coop_log(COOP_LOG_ERROR, "greenlet #%lu \"%s\" has kept its hub for %.0f ms without yielding (COOP_MAX_BLOCKING_MS=%.0f)",
              (unsigned long)g->id, g->name, (double)held / 1e6, (double)max_blocking_ns / 1e6);
     if (coop_sched_is_away(h))
-        coop_log(COOP_LOG_ERROR, "it is blocked in a system call (thread state %c): hub %d's other greenlets, "
-                 "fds and timers were handed to another hub after %.0f ms",
-                 state != 0 ? state : '?', h->index, (double)handoff_ns / 1e6);
+        coop_log(COOP_LOG_ERROR, "it %s (thread state %c): hub %d's other greenlets, fds and timers were handed "
+                 "to another hub", state == 'R' ? "computes" : "is blocked in a system call", state != 0 ? state : '?',
+                 h->index);
     if (coop_trace_enabled())
         coop_trace_instant(g, COOP_TRACE_BLOCKING, (uint64_t)held);
     /* Why it was not preempted, before the sample: an attempt during the sample would find the
@@ -230,6 +234,28 @@ static void warn_unpreemptible(struct coop_hub *h, struct coop_greenlet *g, int6
               (unsigned long)g->id, g->name, h->index, (double)held / 1e6, why);
 }
 
+static void hand_off(struct watch *w, struct coop_greenlet *g, int64_t held, enum coop_hub_away why)
+{
+    struct coop_hub *h = w->hub;
+    w->handed_off = true;
+    if (!coop_sched_hand_off(h, why))
+        return;
+    coop_info("hub %d is %s (greenlet #%lu \"%s\", for %.0f ms): its work goes to another hub", h->index,
+              coop_sched_away_reason(h), (unsigned long)g->id, g->name, (double)held / 1e6);
+    if (coop_trace_enabled())
+        coop_trace_instant(g, COOP_TRACE_HANDOFF, (uint64_t)h->index);
+}
+
+/* Whether g, on the CPU, has kept h for a handoff past its whole slice where an attempt to
+ * preempt it was refused, while greenlets wait that only h can run: the kernel's scheduler
+ * then shares the CPU between g and them, as between threads, instead of leaving them to
+ * wait for g. */
+static bool unpreemptible_for_long(struct watch *w, int64_t held, int64_t now)
+{
+    return handoff_ns > 0 && preempt_ns > 0 && held >= preempt_ns + handoff_ns
+           && coop_preempt_refused(w->hub, w->switches) && others_wait_for(w->hub, now);
+}
+
 /* One look at a hub whose greenlet g has held it since w->since. */
 static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, int64_t tick)
 {
@@ -253,14 +279,12 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         return;
     }
     if (asleep && !w->handed_off && handoff_due) {
-        w->handed_off = true;
-        coop_info("hub %d: greenlet #%lu \"%s\" blocked in a system call for %.0f ms: its work goes to another hub",
-                  h->index, (unsigned long)g->id, g->name, (double)held / 1e6);
-        coop_sched_hand_off(h, AWAY_BLOCKED);
-        if (coop_trace_enabled())
-            coop_trace_instant(g, COOP_TRACE_HANDOFF, (uint64_t)h->index);
+        hand_off(w, g, held, AWAY_BLOCKED);
     } else if (state == 'R') {
         coop_sched_nudge(h);
+        /* Judged on the attempts so far, before another that may still succeed. */
+        if (!w->handed_off && !alone && unpreemptible_for_long(w, held, now))
+            hand_off(w, g, held, AWAY_UNPREEMPTIBLE);
         if (slice > 0 && held >= slice && now >= w->next_ask && !alone) {
             coop_preempt_ask(h, w->switches);
             w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
@@ -272,7 +296,8 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         report(h, g, held, w->switches, state);
         w->cpu_at = 0;      /* the sample ran on that thread's CPU clock */
     } else if (max_blocking_ns == 0 && preempt_ns > 0 && !g->said_unpreemptible
-               && held >= UNPREEMPTIBLE_WARN_NS && state == 'R' && !alone && others_wait_for(h, now)) {
+               && held >= UNPREEMPTIBLE_WARN_NS && state == 'R' && !alone
+               && !(coop_sched_is_away(h) && atomic_load(&h->adopter) != NULL) && others_wait_for(h, now)) {
         warn_unpreemptible(h, g, held, w->switches);
     }
 }

@@ -762,6 +762,12 @@ static bool describe_instruction(uintptr_t at, char *out, size_t size)
     return in_module;
 }
 
+bool coop_preempt_refused(struct coop_hub *h, uint64_t switches)
+{
+    return atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed) || signal_blocked_by_all()
+           || atomic_load_explicit(&h->preempt.refused_at, memory_order_acquire) == switches + 1;
+}
+
 bool coop_preempt_why_not(struct coop_hub *h, uint64_t switches, char *why, size_t size)
 {
     if (atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed)) {

@@ -78,9 +78,11 @@
  * time), as Java compensates a pinned carrier thread up to a bound; else a busy hub, at its
  * next iteration. When the call returns, the greenlet just goes on: its hub is its OS thread
  * and was never taken from it; the monitor sees the counter move and marks the hub back,
- * and the adopter lets go of its fd set. A spare that is idle while more than COOP_HUBS
- * hubs are active retires: it is adopted in turn (its fd set, timers and queue), and
- * sleeps on a futex until it is needed again. A hub may poll its own fd set at the same
+ * and the adopter lets go of its fd set. A greenlet that computes where preemption is
+ * refused (preempt.c) holds its hub's thread as well, and its hub is handed off the same
+ * way (AWAY_UNPREEMPTIBLE, monitor.c) while others wait for that hub. A spare that is idle
+ * while more than COOP_HUBS hubs are active retires: it is adopted in turn (its fd set,
+ * timers and queue), and sleeps on a futex until it is needed again. A hub may poll its own fd set at the same
  * time as its adopter: epoll, the fd table and the timer heaps are all safe for that.
  *
  * Invariants (who may touch what)
@@ -665,13 +667,18 @@ static void adopt(struct coop_hub *h, struct coop_hub *x)
         return;
     atomic_fetch_sub(&adoptions_pending, 1);
     while (!atomic_compare_exchange_strong(&x->adopter, &adopter, h) && adopter != h)
-        if (adopter != NULL && usable(adopter))
-            return;     /* it keeps x, or lets go and takes it back (adopted_maintain) */
+        if (adopter != NULL && usable(adopter)) {
+            /* It keeps x, or lets go and takes it back (adopted_maintain), at its next
+             * iteration: asleep, nothing else would wake it for x's queue and timers. */
+            notify(adopter);
+            return;
+        }
     /* (an adopter that is away itself polls nothing: x is h's now) */
     nest(h, x);
+    const char *why = coop_sched_away_reason(x);
     uint32_t n = take_over(h, x);
     coop_info("hub %d adopts hub %d's fds, timers and %u ready greenlets (%s)", h->index, x->index, n,
-              atomic_load(&x->away) == AWAY_RETIRED ? "a retiring spare" : "blocked in a system call");
+              why != NULL ? why : "back already");
     int total = coop_hub_total();
     for (int i = 0; i < total; i++) {
         struct coop_hub *y = coop_hub_table[i], *was = x;
@@ -747,36 +754,48 @@ static int active_hubs(void)
 
 static void start_spare(void);
 
-/* The monitor's decision: x stands still in a system call (or x is a retiring spare). */
+/* The monitor's decision: x is held by its greenlet, in a system call or where it cannot be
+ * preempted (or x is a retiring spare). */
 bool coop_sched_hand_off(struct coop_hub *x, enum coop_hub_away why)
 {
     int expected = AWAY_NONE;
     if (!atomic_compare_exchange_strong(&x->away, &expected, why))
         return false;
-    if (why == AWAY_BLOCKED) {
+    bool held_by_greenlet = why != AWAY_RETIRED;
+    if (held_by_greenlet) {
         atomic_fetch_add(&x->handoffs, 1);
         atomic_fetch_add(&handoffs_total, 1);
-        atomic_store(&x->blocked_since, coop_now());
     }
     atomic_fetch_add(&adoptions_pending, 1);
     atomic_store(&x->adoption_wanted, true);
     /* Someone must come: a sleeping hub; else a spare while fewer than COOP_HUBS hubs are
      * active; else the busy hubs, at their next iteration. */
-    if (!notify_one(x->index) && why == AWAY_BLOCKED && active_hubs() < regular_hubs)
+    if (!notify_one(x->index) && held_by_greenlet && active_hubs() < regular_hubs)
         start_spare();
     return true;
 }
 
 void coop_sched_returned(struct coop_hub *x)
 {
-    int expected = AWAY_BLOCKED;
-    if (!atomic_compare_exchange_strong(&x->away, &expected, AWAY_NONE))
+    int expected = atomic_load(&x->away);
+    if (expected == AWAY_NONE || expected == AWAY_RETIRED
+        || !atomic_compare_exchange_strong(&x->away, &expected, AWAY_NONE))
         return;
     if (atomic_exchange(&x->adoption_wanted, false))
         atomic_fetch_sub(&adoptions_pending, 1);
 }
 
 bool coop_sched_is_away(const struct coop_hub *h) { return !usable(h); }
+
+const char *coop_sched_away_reason(const struct coop_hub *h)
+{
+    switch (atomic_load(&h->away)) {
+    case AWAY_BLOCKED: return "blocked in a system call";
+    case AWAY_UNPREEMPTIBLE: return "held by a greenlet that cannot be preempted";
+    case AWAY_RETIRED: return "a retired spare";
+    default: return NULL;
+    }
+}
 
 bool coop_sched_inbox_waits(const struct coop_hub *h)
 {

@@ -23,7 +23,8 @@
 # A thread that spins in code without unwind information cannot be preempted, even where its
 # frame pointer is 0 (which libunwind takes for the end of the stack): on one hub, with
 # another greenlet waiting (for a deadline, or for an fd), coop must say so on stderr unasked
-# (the spin ends when it does).
+# (the spin ends when it does); with handoff on, that hub's work must go to a spare thread,
+# where the greenlet the spin waits for runs (the stats count the handoff).
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/preempt" ] || fail "$SAMPLES/preempt is not built (make)"
 
@@ -61,7 +62,13 @@ grep -qx 'altstack: the spin ended by a SIGURG held pending for this thread' "$T
 for mode in unwindless unwindless-fd unwindless-end; do
     grep -q 'has kept hub 0 for [0-9]* ms while others wait for it, and cannot be preempted: its stack cannot be unwound' \
         "$TMP/$mode.coop.err" || fail "$mode: no warning on one hub: $(head -5 "$TMP/$mode.coop.err")"
+    # With handoff on: the hub's work goes to a spare thread, where the writer runs, unwarned.
+    COOP_HUBS=1 COOP_STATS=1 run_mode $mode handoff "$COOPRUN" --
+    [ "$out" = "$(cat "$TMP/$mode.native")" ] || fail "$mode with handoff: coop printed '$out'"
+    grep -q 'handoffs [1-9]' "$TMP/$mode.handoff.err" && ! grep -q 'and cannot be preempted:' "$TMP/$mode.handoff.err" ||
+        fail "$mode: no handoff on one hub: $(grep -m2 'handoffs\|cannot be preempted' "$TMP/$mode.handoff.err")"
 done
+note "unwindless: on one hub, a warning without handoff; a spare thread takes the hub's work with it"
 
 # The sleepers' lateness, for information: each sleeper's worst, summarized.
 summarize_lateness() {

@@ -968,6 +968,61 @@ START_TEST(test_handoff_lets_the_main_greenlet_rescue)
 }
 END_TEST
 
+/* ---- handoff: hubs held by greenlets that cannot be preempted ---- */
+
+/* As many spinners as hubs compute in this binary's code, coop's own, where preemption is
+ * always refused. Each first spawns a batch of greenlets, queued behind it on its hub, so
+ * that greenlets wait that only that hub can run (unless a thief took them: an adopter
+ * running elsewhere), and spins until its hub is away or its queue empty. It then spawns a
+ * second batch, onto its away hub's queue (its own pushes, beside the adopter's takes),
+ * and spins on until the main greenlet has counted every spawned greenlet run. Main sleeps
+ * meanwhile, a deadline in hub 0's heap: while every hub spins, only an adopter can run
+ * it. */
+enum { SPAWNS_EACH = 50 };
+struct unpreemptible { _Atomic int spawned_ran, stop; };
+
+static void *count_run(void *arg)
+{
+    atomic_fetch_add(&((struct unpreemptible *)arg)->spawned_ran, 1);
+    return NULL;
+}
+
+static void *spin_unpreemptible(void *arg)
+{
+    struct unpreemptible *u = arg;
+    struct coop_greenlet *spawned[2 * SPAWNS_EACH];
+    struct coop_hub *h = coop_self()->hub;      /* nothing here switches: it stays */
+    for (int i = 0; i < SPAWNS_EACH; i++)
+        spawned[i] = unit_spawn(count_run, u);
+    while (!coop_sched_is_away(h) && coop_sched_queued_on(h))
+        ;
+    for (int i = SPAWNS_EACH; i < 2 * SPAWNS_EACH; i++)
+        spawned[i] = unit_spawn(count_run, u);
+    while (!atomic_load(&u->stop))
+        ;
+    for (int i = 0; i < 2 * SPAWNS_EACH; i++)
+        unit_join(spawned[i]);
+    return NULL;
+}
+
+START_TEST(test_handoff_of_hubs_held_by_unpreemptible_greenlets)
+{
+    int n = hubs();
+    struct unpreemptible u = { 0 };
+    struct coop_greenlet *g[COOP_MAX_REGULAR_HUBS];
+    for (int i = 0; i < n; i++)
+        g[i] = unit_spawn(spin_unpreemptible, &u);
+    while (atomic_load(&u.spawned_ran) < n * 2 * SPAWNS_EACH)     /* Check's timeout: a hang guard */
+        coop_sleep_until(coop_now() + MS(1));
+    atomic_store(&u.stop, 1);
+    for (int i = 0; i < n; i++)
+        unit_join(g[i]);
+    struct coop_sched_stats s;
+    coop_sched_stats(&s);
+    ck_assert_uint_ge(s.handoffs, 1);
+}
+END_TEST
+
 static _Atomic int ticking_done;
 
 static void *tick(void *unused)
@@ -1272,6 +1327,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_handoff_lets_the_main_greenlet_rescue);
     tcase_add_test(tc, test_handoff_without_free_fds);
     tcase_add_test(tc, test_a_wake_for_an_away_hub_is_taken_by_its_adopter);
+    tcase_add_test(tc, test_handoff_of_hubs_held_by_unpreemptible_greenlets);
     tcase_add_test(tc, test_spares_retire_and_come_back);
     tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);

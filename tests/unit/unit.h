@@ -55,6 +55,17 @@ int unit_run_child(void (*body)(void *), void *arg, int timeout_ms, char *err, s
  * run in. make test runs the unit tests with one hub and with two. */
 static inline bool unit_one_hub(void) { return coop_sched_regular_hubs() == 1; }
 
+/* Handoffs so far. In this binary every greenlet's code is coop's, which is never preempted,
+ * so a greenlet that keeps its hub a few milliseconds (a loaded machine, a sanitizer) while
+ * others wait gets its hub's work handed to a spare: on one hub, greenlets then run on two
+ * OS threads, and two heaps fire. */
+static inline uint64_t unit_handoffs(void)
+{
+    struct coop_sched_stats s;
+    coop_sched_stats(&s);
+    return s.handoffs;
+}
+
 /* Yields until g is in a wait of that kind and has left its hub: the wait is registered
  * (an fd linked, a parker queued), so a wake, a nudge or a close from now on finds it,
  * whichever hub it ran on. On several hubs, a flag g sets before its wait does not say that. */
