@@ -246,10 +246,10 @@ static void hand_off(struct watch *w, struct coop_greenlet *g, int64_t held, enu
         coop_trace_instant(g, COOP_TRACE_HANDOFF, (uint64_t)h->index);
 }
 
-/* Whether g, on the CPU, has kept h for a handoff past its whole slice where an attempt to
- * preempt it was refused, while greenlets wait that only h can run: the kernel's scheduler
- * then shares the CPU between g and them, as between threads, instead of leaving them to
- * wait for g. */
+/* Whether the greenlet on the CPU has kept w's hub for a handoff past its whole slice where
+ * an attempt to preempt it was refused (or none can be made), while greenlets wait that
+ * only that hub can run: the kernel's scheduler then shares the CPU between it and them, as
+ * between threads, instead of leaving them to wait for it. */
 static bool unpreemptible_for_long(struct watch *w, int64_t held, int64_t now)
 {
     return handoff_ns > 0 && preempt_ns > 0 && held >= preempt_ns + handoff_ns

@@ -82,8 +82,9 @@
  * refused (preempt.c) holds its hub's thread as well, and its hub is handed off the same
  * way (AWAY_UNPREEMPTIBLE, monitor.c) while others wait for that hub. A spare that is idle
  * while more than COOP_HUBS hubs are active retires: it is adopted in turn (its fd set,
- * timers and queue), and sleeps on a futex until it is needed again. A hub may poll its own fd set at the same
- * time as its adopter: epoll, the fd table and the timer heaps are all safe for that.
+ * timers and queue), and sleeps on a futex until it is needed again. A hub may poll its
+ * own fd set at the same time as its adopter: epoll, the fd table and the timer heaps are
+ * all safe for that.
  *
  * Invariants (who may touch what)
  * -------------------------------
