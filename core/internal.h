@@ -426,6 +426,9 @@ void coop_greenlet_unnumber(struct coop_greenlet *g);
 void coop_cpu_fork_child(struct coop_greenlet *self);
 /* The tid in g's control block, as glibc sees it. */
 pid_t coop_tls_tid(const struct coop_greenlet *g);
+/* Whether g's control block keeps the OS thread 0's tid wherever g runs: the main
+ * greenlet's (the initial thread's record), a forked child's forker's. */
+bool coop_tls_names_thread0(const struct coop_greenlet *g);
 
 /* diag.c */
 int64_t coop_coarse_now(void);
@@ -455,6 +458,9 @@ void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms);
 /* The program's first thread: the monitor starts (once; again in a forked child). */
 void coop_monitor_start(void);
 int coop_monitor_threads(void);
+/* Whether the monitor runs and frees every hub its greenlet holds, computing (preemption,
+ * else a handoff) or blocked (a handoff): COOP_PREEMPT_MS and COOP_HANDOFF_MS both on. */
+bool coop_monitor_frees_held_hubs(void);
 bool coop_read_task_file(pid_t tid, const char *name, char *buf, size_t size);
 void coop_monitor_fork_child(void);
 int coop_offload_threads(void);

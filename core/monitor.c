@@ -397,6 +397,13 @@ void coop_monitor_init(int max_blocking_ms, int preempt_ms, int handoff_ms)
     coop_monitor_start();
 }
 
+/* A hub held by a computing greenlet is freed by preemption, or by a handoff where that is
+ * refused; one blocked in the kernel by a handoff. */
+bool coop_monitor_frees_held_hubs(void)
+{
+    return handoff_ns > 0 && preempt_ns > 0 && atomic_load_explicit(&running, memory_order_relaxed);
+}
+
 void coop_monitor_fork_child(void)
 {
     atomic_store(&running, false);

@@ -9,10 +9,14 @@
  * program creates its first thread (a program that never does keeps one OS thread and
  * runs as without coop). A greenlet is not tied to a hub: each has TLS of its own (tls.c;
  * the main greenlet keeps the initial thread's, and hub 0 takes another), so any hub may
- * run any greenlet. The main greenlet too: were it held to hub 0's thread, a greenlet
- * stuck there in a raw futex wait that the main greenlet was to end would never end
- * (Go's runtime does exactly that). Threads that are no hub (there before coop loaded, or created past it) stay plain OS
- * threads; the greenlets they create go to the global queue.
+ * run any greenlet. The main greenlet is the exception while the monitor hands off hubs:
+ * its control block keeps the initial thread's tid, which hub 0's greenlets have too, and
+ * glibc's recursive locks know their owner by tid, so hub 0 runs it (coop_sched_pop). Any
+ * hub may while hub 0 is handed off, and always without handoff: were it held to hub 0's
+ * thread, a greenlet stuck there in a raw futex wait that the main greenlet was to end
+ * would never end (Go's runtime does exactly that). Threads that are no hub (there before
+ * coop loaded, or created past it) stay plain OS threads; the greenlets they create go to
+ * the global queue.
  *
  * Each hub has a run queue (struct coop_runq): a ring its owner pushes at the tail and pops
  * at the head without a lock (a push is two plain stores; a pop one CAS), and that any
@@ -97,7 +101,8 @@
  *    (test_sched: kept-place stress, whose consumers time out every 20 us; handoff tests)
  *  - A greenlet is in at most one queue, inbox or global list at a time, and only while it
  *    is ready: it gets there by its own yield, by its spawn, or by the one waker that wins
- *    its wait_word (hub.c). Whoever takes it from there is the only one that may resume it.
+ *    its wait_word (hub.c). Whoever takes it from there is the only one that may resume it,
+ *    or move it on (coop_sched_pop sends the main greenlet to hub 0's inbox).
  *  - A greenlet queued while it is still switching away from its previous hub (woken by
  *    another thread right after it prepared its wait) is not resumed until that switch has
  *    finished: on_cpu is cleared, with release, by the context its hub switched to, and a
@@ -110,8 +115,11 @@
  *  - Inboxes: any thread pushes under the inbox lock and reads the owner's state inside
  *    the lock; the owner, going to sleep, publishes HUB_SLEEPING before it looks at its
  *    inbox under the same lock. Either the pusher sees HUB_SLEEPING and writes the wake
- *    fd, or the owner sees the greenlet: no wake is lost. The global queue works the same
- *    way with the sleeping count.
+ *    fd, or the owner sees the greenlet: no wake is lost. A pusher that sees the hub away
+ *    writes the wake fd as well: the adopter, which took the inbox once, polls that fd in
+ *    its nested set, reads the wake and takes the inbox again (coop_sched_wake_seen); a hub
+ *    that comes back reads it itself. The global queue works the same way with the
+ *    sleeping count.
  *  - The wake fd sits in the hub's fd set, level-triggered, so that a hub that adopts
  *    nothing sleeps in one epoll_wait on its fd set. Only the owner reads its wakes while
  *    it is usable or in its poll: an adopter still nesting the set skips them. An adopter
@@ -287,6 +295,12 @@ static struct coop_greenlet *runq_pop(struct coop_hub *h)
 
 /* --- sleeping and waking hubs --- */
 
+static void write_wake(struct coop_hub *t)
+{
+    uint64_t one = 1;
+    coop_sys(SYS_write, t->wake_fd, &one, sizeof one);
+}
+
 /* Wakes t if it sleeps (any thread, async-signal-safe). Whether this call woke it. */
 static bool notify(struct coop_hub *t)
 {
@@ -295,8 +309,7 @@ static bool notify(struct coop_hub *t)
         return false;
     atomic_fetch_sub(&sleeping, 1);
     atomic_fetch_add(&notified, 1);
-    uint64_t one = 1;
-    coop_sys(SYS_write, t->wake_fd, &one, sizeof one);
+    write_wake(t);
     return true;
 }
 
@@ -343,9 +356,12 @@ static void inbox_push(struct coop_hub *t, struct coop_greenlet *g)
     t->inbox_tail = g;
     atomic_store_explicit(&t->inbox_nonempty, true, memory_order_relaxed);
     int state = atomic_load_explicit(&t->state, memory_order_relaxed);   /* see the invariants */
+    bool away = !usable(t);
     coop_unlock(&t->inbox_lock);
     if (state == HUB_SLEEPING)
         notify(t);
+    else if (away)
+        write_wake(t);
 }
 
 /* Takes the greenlets of x's inbox, in order: by x, or by its adopter. */
@@ -487,7 +503,25 @@ void coop_sched_woken(struct coop_greenlet *g)
     global_push_list(g, g, 1);
 }
 
-struct coop_greenlet *coop_sched_pop(struct coop_hub *h) { return runq_pop(h); }
+/* A greenlet whose control block names the OS thread 0 wherever it runs (the main
+ * greenlet: see the top) is run by hub 0 while hub 0 can run it. A greenlet that hub 0
+ * runs has that tid too, and glibc takes the tid for the owner of its recursive locks: two
+ * OS threads with one tid were let into the loader's lock at once (dl_iterate_phdr, under
+ * Guile's collector and coop's unwinding), its count lost an update, and it stayed held for
+ * ever. Only while the monitor frees held hubs: a greenlet that holds hub 0 waiting for the
+ * main greenlet is then preempted, or hub 0 is handed off and the main greenlet may run
+ * elsewhere; otherwise it may always, as the rescuer of a greenlet stuck on hub 0. A thief
+ * may have taken it: it goes back (behind hub 0's queue). */
+struct coop_greenlet *coop_sched_pop(struct coop_hub *h)
+{
+    struct coop_greenlet *g = runq_pop(h);
+    struct coop_hub *hub0 = coop_hub_table[0];
+    if (g != NULL && h != hub0 && coop_tls_names_thread0(g) && usable(hub0) && coop_monitor_frees_held_hubs()) {
+        inbox_push(hub0, g);
+        g = runq_pop(h);
+    }
+    return g;
+}
 
 /* The owner moves its inbox into its queue (cheap when empty: one relaxed load). */
 void coop_sched_take_inbox(struct coop_hub *h) { take_in_list(h, inbox_take(h)); }

@@ -404,12 +404,17 @@ static inline int mutex_unlock(pthread_mutex_t *m)
     return release(m);
 }
 
-int shim_mutex_unlock(pthread_mutex_t *m) { return mutex_unlock(m); }
+/* Out of line: the exported unlock's fast path keeps no stack frame. */
+__attribute__((noinline)) int shim_mutex_unlock(pthread_mutex_t *m) { return mutex_unlock(m); }
 
 /* The exported names: the common case (a free normal or adaptive coop mutex, its owner id
- * known) inline and without a stack frame, as glibc's; anything else in a second call. A
- * preemption asked for is taken at the unlock, once the lock is free for whoever runs
- * next, and at a lock that must wait; a free lock leaves it to its unlock. */
+ * known, no preemption asked for) inline and without a stack frame, as glibc's; anything
+ * else in a second call. A preemption asked for is taken at a lock, before it, never at an
+ * unlock: the code right after an unlock often finishes what the lock guarded (Guile
+ * publishes its VM stack's new pointer there), a window a thread is rarely stopped in
+ * natively. Taken at the unlock, the preemption asked for while the holder computed in
+ * libc put every other thread in it, and Guile's collector read the stale pointer and
+ * zeroed live memory. */
 static __attribute__((noinline)) int lock_at_preempt_point(pthread_mutex_t *m)
 {
     coop_preempt_point();
@@ -427,7 +432,7 @@ static inline bool unchecked_coop_mutex(const pthread_mutex_t *m)
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
     int self = owner_id;
-    if (__builtin_expect((self != 0) & unchecked_coop_mutex(m) && take_free(m), 1)) {
+    if (__builtin_expect((self != 0) & (coop_preempt_wanted == 0) & unchecked_coop_mutex(m) && take_free(m), 1)) {
         m->__data.__owner = self;
         m->__data.__nusers++;
         return 0;
@@ -435,18 +440,11 @@ EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
     return lock_at_preempt_point(m);
 }
 
-static __attribute__((noinline)) int unlock_at_preempt_point(pthread_mutex_t *m)
-{
-    int r = mutex_unlock(m);
-    coop_preempt_point();      /* after: the lock is free for whoever runs next */
-    return r;
-}
-
 EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
-    if (__builtin_expect((coop_preempt_wanted == 0) & unchecked_coop_mutex(m), 1))
+    if (__builtin_expect(unchecked_coop_mutex(m), 1))
         return release(m);
-    return unlock_at_preempt_point(m);
+    return shim_mutex_unlock(m);
 }
 
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)

@@ -56,8 +56,8 @@ extern bool shim_always_cooperative;
  * should go to libc unchanged: family off, runtime code, or no other greenlet to run.
  * Inline: every wrapper asks first. A preemption that could not be taken where the
  * greenlet was interrupted is taken here (core/preempt.c): a wrapper's entry, before it
- * has done anything. The non-blocking calls a polling loop makes (trylocks, unlocks,
- * pthread_self, pthread_equal) have this check of their own. */
+ * has done anything. The non-blocking calls a polling loop makes (locks and trylocks,
+ * pthread_self, pthread_equal; never an unlock: see mutex.c) have this check of their own. */
 static inline struct coop_greenlet *shim_cooperative(enum shim_family family)
 {
     if (!shim_patched[family])

@@ -2,8 +2,10 @@
 # Preemption on tests/samples/preempt.c, built without coop: threads that wait for one
 # another without a blocking call (a spin on an atomic flag, the same with the setter sleeping
 # first, a trylock loop, a pthread_equal loop), two threads computing side by side on one hub
-# (alike shares) and one thread computing for 5 s while 100 others sleep 10 ms in a loop. Natively and
-# under coop the output must be the same. Under coop the looping thread shares one OS thread
+# (alike shares) and one thread computing for 5 s while 100 others sleep 10 ms in a loop.
+# A preemption asked for while a thread computes in libc under a mutex is never taken at
+# its unlock (unlock: counted on stderr, one hub). Natively and under coop the output must
+# be the same. Under coop the looping thread shares one OS thread
 # with the thread it waits for on one hub (COOP_HUBS=1) with handoff off (COOP_HANDOFF_MS=0:
 # on a busy machine any call that sleeps 2 ms, a write or a page fault, may hand the hub's
 # work to a spare thread), so each run that ends shows a preemption by construction; with
@@ -40,7 +42,7 @@ run_mode() {
     out=$(cat "$TMP/$mode.$label")
 }
 
-for mode in spin wake trylock equal urg setuid exec compute altstack ucontext unwindless unwindless-fd unwindless-end; do
+for mode in spin wake trylock unlock equal urg setuid exec compute altstack ucontext unwindless unwindless-fd unwindless-end; do
     run_mode $mode native
     native=$out
     [ $mode = wake ] && native_wake=$out
@@ -83,6 +85,20 @@ note "coop:   $(summarize_lateness "$TMP/compute.coop.err")"
 COOP_HUBS=1 COOP_HANDOFF_MS=0 run_mode share coop "$COOPRUN" --
 [ "$out" = "share: two computing threads got alike shares" ] || fail "share on one hub: $out ($(grep '^share: counts' "$TMP/share.coop.err"))"
 note "share: $(grep '^share: counts' "$TMP/share.coop.err") on one hub"
+
+# A preemption asked for while a thread computes in libc under a mutex (where it cannot be
+# taken) waits for an interposed call, but never for the unlock: the code right after an
+# unlock finishes what the lock guarded (Guile's VM publishes its stack's new pointer there;
+# its collector, run by the next thread, zeroed live memory). A slice of 1 ms, so that each
+# round of the holder's work outlasts it.
+COOP_HUBS=1 COOP_HANDOFF_MS=0 COOP_PREEMPT_MS=1 COOP_STATS=1 run_mode unlock short-slice "$COOPRUN" --
+line=$(grep '^unlock: the other thread ran' "$TMP/unlock.short-slice.err")
+[[ $line =~ ran\ ([0-9]+)\ times.*,\ ([0-9]+)\ of\ them ]] || fail "unlock: no count: $(head -3 "$TMP/unlock.short-slice.err")"
+((BASH_REMATCH[1] > 0 && BASH_REMATCH[2] == 0)) || fail "unlock on one hub: $line"
+# The path under test: preemptions refused in memset and taken at a later call.
+grep -q 'at a later call [1-9]' "$TMP/unlock.short-slice.err" ||
+    fail "unlock: no preemption waited for a call: $(grep -o 'preemptions [0-9]* ([^)]*)' "$TMP/unlock.short-slice.err")"
+note "unlock: $line; $(grep -o 'preemptions [0-9]* ([^)]*)' "$TMP/unlock.short-slice.err")"
 
 # A slice longer than the test: a spinner leaves only because the sleeper's deadline passed
 # (the monitor then asks after 1 ms, as the kernel lets a thread whose sleep ended preempt),

@@ -332,6 +332,28 @@ check_threads() {
 # made of (NATIVE and COOP: the OS threads seen natively and under coop).
 matrix() { echo "matrix: $1 | $2 | $3 | $4 | $5"; }
 
+# watched LABEL COMMAND...: runs COMMAND (at most LIMIT_S seconds), its stdout to
+# $TMP/out.LABEL and its stderr to $TMP/err.LABEL, sampling the threads of its tree; sets
+# status (its exit status), max_threads and samples.
+watched() {
+    local label=$1 pid
+    shift
+    "$@" >"$TMP/out.$label" 2>"$TMP/err.$label" &
+    pid=$!
+    start_tree_sampler $pid
+    watchdog $pid "$LIMIT_S"
+    wait $pid
+    status=$?
+    stop_watchdog
+    stop_sampler
+}
+
+# run_watched LABEL COMMAND...: watched, and fails on an exit status other than 0.
+run_watched() {
+    watched "$@"
+    ((status == 0)) || fail "$1: '${*:2}' exited with status $status: $(grep -v '^coop: stats' "$TMP/err.$1" | head -n 5)"
+}
+
 # watchdog PID SECONDS: kills PID (SIGKILL) if it still runs after SECONDS; stop_watchdog
 # ends the watch. A killed program shows as status 137.
 watchdog() {

@@ -30,27 +30,12 @@ head=$(git -C "$TMP/repo" rev-parse main)
 git -C "$TMP/repo" cat-file --batch-all-objects --batch-check | sort >"$TMP/objects"
 note "history: $(grep -c . "$TMP/objects") objects, HEAD $head"
 
-# timed MODE COMMAND...: runs COMMAND (at most LIMIT_S), sampling the threads of its tree.
-timed() {
-    local mode=$1 pid rc
-    shift
-    "$@" >"$TMP/out.$mode" 2>"$TMP/err.$mode" &
-    pid=$!
-    start_tree_sampler $pid
-    watchdog $pid $LIMIT_S
-    wait $pid
-    rc=$?
-    stop_watchdog
-    stop_sampler
-    ((rc == 0)) || fail "$mode: '$*' exited with status $rc: $(grep -v '^coop: stats' "$TMP/err.$mode" | head -n 5)"
-}
-
 results=()
 for mode in native coop; do
     prefix=()
     [ $mode = coop ] && prefix=("$COOPRUN" --)
     cp -a "$TMP/repo" "$TMP/repack.$mode"
-    COOP_STATS=1 timed "$mode" "${prefix[@]}" git -C "$TMP/repack.$mode" repack -adf --threads=4 --window=20 -q
+    COOP_STATS=1 run_watched "$mode" "${prefix[@]}" git -C "$TMP/repack.$mode" repack -adf --threads=4 --window=20 -q
     repack_threads=$max_threads
     # coop's own count (of its processes, the most): /proc samples may miss the delta threads.
     created=$(sed -n 's/^coop: stats: greenlets created \([0-9]*\).*/\1/p' "$TMP/err.$mode" | sort -n | tail -n 1)
@@ -61,7 +46,7 @@ for mode in native coop; do
     (($(find "$TMP/repack.$mode/.git/objects/pack" -name '*.pack' | wc -l) == 1)) || fail "$mode: repack left more than one pack"
     note "$mode: repack: ${created:+$created greenlets created, }fsck clean, the same $(grep -c . "$TMP/objects") objects, $(du -k "$TMP/repack.$mode/.git/objects/pack" | cut -f1) KiB; at most $repack_threads OS threads in one process ($samples samples)"
 
-    timed "$mode" "${prefix[@]}" git -c pack.threads=4 clone -q --no-local "$TMP/repo" "$TMP/clone.$mode"
+    run_watched "$mode" "${prefix[@]}" git -c pack.threads=4 clone -q --no-local "$TMP/repo" "$TMP/clone.$mode"
     clone_threads=$max_threads
     [ "$(git -C "$TMP/clone.$mode" rev-parse HEAD)" = "$head" ] || fail "$mode: the clone's HEAD differs"
     git -C "$TMP/clone.$mode" fsck --full --no-progress 2>"$TMP/fsck.$mode" || fail "$mode: fsck of the clone: $(head -n 5 "$TMP/fsck.$mode")"

@@ -13,6 +13,13 @@
  *             preemption's own requeue must not end the next one's slice early)
  *   trylock   a thread loops on pthread_mutex_trylock until main, which holds the mutex
  *             and waits until the loop has begun, unlocks it
+ *   unlock    main holds a mutex over 8 rounds of memset (in libc, where coop cannot preempt
+ *             it: a preemption asked for waits for an interposed call), and marks the few
+ *             instructions from just before each unlock to just after it; a second thread
+ *             counts, between yields, how often it ran while the rounds went on, and how
+ *             often inside that mark. stderr gives the counts: under coop on one hub, never
+ *             inside (a preemption is never taken at an unlock, where Guile's collector
+ *             found a stale VM stack pointer)
  *   equal     a thread loops on pthread_equal until another names it
  *   compute   a thread computes for SECONDS (default 5) while 100 threads sleep 10 ms in a
  *             loop; every sleeper must wake while the computation runs. Each sleeper's worst
@@ -210,6 +217,51 @@ static void trylock(void)
     pthread_mutex_unlock(&held);
     join(t);
     printf("trylock: the looping thread took the mutex once its holder let it go\n");
+}
+
+/* --- unlock --- */
+
+enum { UNLOCK_ROUNDS = 8, MEMSETS_PER_ROUND = 500 };
+static pthread_mutex_t guarded = PTHREAD_MUTEX_INITIALIZER, after = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int at_unlock, unlock_rounds_done;
+static atomic_long watcher_turns, turns_at_unlock;
+static char scratch[256 * 1024];
+
+static void *watch_unlocks(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        if (atomic_load(&unlock_rounds_done))
+            break;
+        atomic_fetch_add(&watcher_turns, 1);
+        if (atomic_load(&at_unlock))
+            atomic_fetch_add(&turns_at_unlock, 1);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static void unlock_window(void)
+{
+    pthread_t watcher;
+    start(&watcher, watch_unlocks, NULL);
+    for (int round = 0; round < UNLOCK_ROUNDS; round++) {
+        pthread_mutex_lock(&guarded);
+        for (int i = 0; i < MEMSETS_PER_ROUND; i++) {
+            memset(scratch, round + i, sizeof scratch);
+            __asm__ volatile("" ::: "memory");
+        }
+        atomic_store(&at_unlock, 1);
+        pthread_mutex_unlock(&guarded);
+        atomic_store(&at_unlock, 0);
+        if (pthread_mutex_trylock(&after) == 0)     /* an interposed call after the mark: a */
+            pthread_mutex_unlock(&after);           /* preemption asked for may wait for it */
+    }
+    atomic_store(&unlock_rounds_done, 1);
+    join(watcher);
+    fprintf(stderr, "unlock: the other thread ran %ld times during the rounds, %ld of them at an unlock\n", atomic_load(&watcher_turns),
+            atomic_load(&turns_at_unlock));
+    printf("unlock: a thread held a mutex over %d rounds of work in libc\n", UNLOCK_ROUNDS);
 }
 
 /* --- equal --- */
@@ -592,6 +644,8 @@ int main(int argc, char **argv)
         share();
     else if (strcmp(mode, "trylock") == 0)
         trylock();
+    else if (strcmp(mode, "unlock") == 0)
+        unlock_window();
     else if (strcmp(mode, "equal") == 0)
         equal();
     else if (strcmp(mode, "compute") == 0)

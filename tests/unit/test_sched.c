@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -266,9 +267,9 @@ START_TEST(test_kept_place_stress)
 }
 END_TEST
 
-/* The main greenlet runs wherever it is woken, like any other (sched.c), and takes its
- * thread-locals along: the initial thread's control block (pthread_self), its errno, a
- * __thread variable of the program's. */
+/* The main greenlet, woken from other hubs (it runs on hub 0 while hub 0 is not handed off:
+ * see the next test; a handoff lets it run elsewhere), keeps its thread-locals: the initial
+ * thread's control block (pthread_self), its errno, a __thread variable of the program's. */
 static void *wake_main(void *arg)
 {
     struct pong_side *s = arg;
@@ -300,6 +301,43 @@ START_TEST(test_main_woken_from_other_hubs)
     unit_join(g);
     ck_assert_int_eq(p.timeouts, 0);
     ck_assert_int_eq(lost, 0);
+}
+END_TEST
+
+/* The main greenlet keeps the initial thread's tid wherever it runs, and a greenlet that
+ * hub 0 runs has that tid too: glibc's recursive locks (the loader's), whose owner is a tid,
+ * let two OS threads in at once. So while hub 0 is not handed off, hub 0 runs the main
+ * greenlet: woken by a greenlet on another hub, it comes back to hub 0's thread. */
+START_TEST(test_main_greenlet_runs_on_hub_0)
+{
+    if (unit_one_hub())
+        return;
+    static struct pong p;
+    p = (struct pong){ .timeouts = 0 };
+    struct pong_side other = { &p, 1 }, me = { &p, 0 };
+    uint64_t handoffs = unit_handoffs();
+    struct coop_greenlet *g = unit_spawn(wake_main, &other);
+    pid_t hub0 = coop_hub_at(0)->tid;
+    int elsewhere = 0, partner_elsewhere = 0;
+    bool parked = false;    /* an earlier test's handoff may have left main on another hub */
+    for (int i = 0; i < PONG_ROUNDS; i++) {
+        while (not_my_turn(&me)) {
+            if (coop_park(&p.turn, not_my_turn, &me, ~0u, coop_now() + MS(2000), "unit") == ETIMEDOUT)
+                p.timeouts++;
+            parked = true;
+        }
+        if (parked && (pid_t)syscall(SYS_gettid) != hub0)
+            elsewhere++;
+        if (coop_greenlet_os_thread(g) != coop_greenlet_os_thread(coop_self()))
+            partner_elsewhere++;     /* it runs on another hub: main's wakes come from there */
+        atomic_fetch_add(&p.turn, 1);
+        coop_unpark(&p.turn, 1, ~0u);
+    }
+    unit_join(g);
+    ck_assert_int_eq(p.timeouts, 0);
+    if (unit_handoffs() == handoffs && partner_elsewhere > 0)
+        ck_assert_msg(elsewhere == 0, "main ran on another hub's thread %d times of %d (its partner on another %d times)",
+                      elsewhere, PONG_ROUNDS, partner_elsewhere);
 }
 END_TEST
 
@@ -1317,6 +1355,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_wake_stress);
     tcase_add_test(tc, test_kept_place_stress);
     tcase_add_test(tc, test_main_woken_from_other_hubs);
+    tcase_add_test(tc, test_main_greenlet_runs_on_hub_0);
     tcase_add_test(tc, test_join_stress);
     tcase_add_test(tc, test_close_wakes_waiter_on_other_hub);
     tcase_add_test(tc, test_wait_away_from_the_fds_hub);
