@@ -9,14 +9,14 @@
  * program creates its first thread (a program that never does keeps one OS thread and
  * runs as without coop). A greenlet is not tied to a hub: each has TLS of its own (tls.c;
  * the main greenlet keeps the initial thread's, and hub 0 takes another), so any hub may
- * run any greenlet. The main greenlet is the exception while the monitor hands off hubs:
- * its control block keeps the initial thread's tid, which hub 0's greenlets have too, and
- * glibc's recursive locks know their owner by tid, so hub 0 runs it (coop_sched_pop). Any
- * hub may while hub 0 is handed off, and always without handoff: were it held to hub 0's
- * thread, a greenlet stuck there in a raw futex wait that the main greenlet was to end
- * would never end (Go's runtime does exactly that). Threads that are no hub (there before
- * coop loaded, or created past it) stay plain OS threads; the greenlets they create go to
- * the global queue.
+ * run any greenlet. The main greenlet is the exception while the monitor preempts and
+ * hands off hubs: its control block keeps the initial thread's tid, which hub 0's greenlets
+ * have too, and glibc's recursive locks know their owner by tid, so hub 0 runs it
+ * (coop_sched_pop). Any hub may while hub 0 is handed off, and always without preemption or
+ * handoff: were it held to hub 0's thread, a greenlet stuck there in a raw futex wait that
+ * the main greenlet was to end would never end (Go's runtime does exactly that). Threads
+ * that are no hub (there before coop loaded, or created past it) stay plain OS threads;
+ * the greenlets they create go to the global queue.
  *
  * Each hub has a run queue (struct coop_runq): a ring its owner pushes at the tail and pops
  * at the head without a lock (a push is two plain stores; a pop one CAS), and that any
