@@ -427,8 +427,12 @@ void coop_cpu_fork_child(struct coop_greenlet *self);
 /* The tid in g's control block, as glibc sees it. */
 pid_t coop_tls_tid(const struct coop_greenlet *g);
 /* Whether g's control block keeps the OS thread 0's tid wherever g runs: the main
- * greenlet's (the initial thread's record), a forked child's forker's. */
-bool coop_tls_names_thread0(const struct coop_greenlet *g);
+ * greenlet's (the initial thread's record), a forked child's forker's. Inline: every pop
+ * of another hub asks (coop_sched_pop). */
+static inline bool coop_tls_names_thread0(const struct coop_greenlet *g)
+{
+    return !g->is_hub && (!g->own_tls || g->keeps_tid);
+}
 
 /* diag.c */
 int64_t coop_coarse_now(void);

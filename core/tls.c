@@ -633,8 +633,6 @@ long coop_tls_run_on_hub_area(long (*fn)(void *), void *arg)
 
 pid_t coop_tls_tid(const struct coop_greenlet *g) { return *(const pid_t *)(g->tp + tls.tid_at); }
 
-bool coop_tls_names_thread0(const struct coop_greenlet *g) { return !g->is_hub && (!g->own_tls || g->keeps_tid); }
-
 pid_t coop_tls_own_tid(void) { return *(const pid_t *)(thread_pointer() + tls.tid_at); }
 
 /* Called before the runtime starts its first thread, when the calling greenlet and its
