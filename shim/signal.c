@@ -547,6 +547,14 @@ static void count_live(int delta)
  * jumps out skips the frame's sigreturn, and with it the OS thread's mask the trampoline
  * set there: the jump puts that back (see mask_put_back). */
 static __thread unsigned kernel_frames;
+/* The program's handlers running on this greenlet (its TLS), innermost first: records in
+ * call_handler's frames, gone as the handler returns, as an exception or cancellation unwinds
+ * its frame (a cleanup), or as a jump leaves it (leave_handlers). */
+struct running_handler { struct running_handler *outer; };
+static __thread struct running_handler *running_handlers;
+
+static void handler_over(struct running_handler *h) { running_handlers = h->outer; }
+
 /* Calls of sigaltstack that set a stack, on this greenlet: one in a handler stays, as coop's
  * record says (run_from_kernel), where natively the handler's sigreturn puts the old back. */
 static __thread unsigned signal_stacks_set;
@@ -637,6 +645,8 @@ static uint64_t call_handler(struct sigstate *s, const struct sigaction *a, int 
      * it, until the wait has put its mask back, they queue again (a longjmp out leaves it
      * cleared). */
     bool in_wait = s != NULL && atomic_exchange(&s->in_wait, false);
+    struct running_handler running __attribute__((cleanup(handler_over))) = { running_handlers };
+    running_handlers = &running;
     if (a->sa_flags & SA_RESETHAND)
         reset_handler(sig, a);
     if (a->sa_flags & SA_SIGINFO)
@@ -1141,6 +1151,25 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
         run_from_kernel(mine, sig, &info, context);
 }
 
+/* The mask the trampoline leaves on a hub's thread: the hubs' (see update_real_mask), but
+ * for sig while a handler of the program's runs on the greenlet it interrupted: the thread
+ * let sig in, and the handler may have unblocked it there with a raw system call, which coop
+ * does not see. Go's runtime dies of a fatal signal so: it unblocks it and raises it at its
+ * own thread (its handler again, which coop queues, the handler's mask blocking it; or
+ * another instance that was pending meanwhile), then sets SIG_DFL and raises it once more
+ * without unblocking it again; blocked here, that last one would stay pending. The hub takes
+ * its mask again before its next switch. (Out of handlers, a signal that every greenlet
+ * blocks lands only on a thread whose mask is stale: blocked here, further instances stay
+ * pending in the kernel, for a signalfd.) */
+static uint64_t mask_after_delivery(int sig)
+{
+    uint64_t mask = hub_mask();
+    uint64_t left_open = running_handlers != NULL ? mask & BIT(sig) & ~coop_preempt_held_signals() : 0;
+    if (left_open != 0)
+        coop_hub_mask_stale();
+    return mask & ~left_open;
+}
+
 static void trampoline(int sig, siginfo_t *info, void *context)
 {
     if (sig == SIGSEGV && coop_stack_overflowed(info, context)) {
@@ -1156,7 +1185,7 @@ static void trampoline(int sig, siginfo_t *info, void *context)
     struct coop_greenlet *self = coop_interrupted_greenlet();
     struct sigstate *mine = state_of(self);
     if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
-        set_of(hub_mask(), &((ucontext_t *)context)->uc_sigmask);
+        set_of(mask_after_delivery(sig), &((ucontext_t *)context)->uc_sigmask);
     if (is_kick(info)) {
         take_kick(self, mine, sig, context);
         return;
@@ -1479,16 +1508,18 @@ static struct __jmp_buf_tag *mask_put_back(struct coop_greenlet *g, struct __jmp
 }
 
 static bool on_own_stack(struct coop_greenlet *g, uintptr_t p);
+static void leave_handlers(struct coop_greenlet *g, uintptr_t there);
 static void leave_waits(struct coop_greenlet *g, uintptr_t there);
 
-/* What a jump does before glibc's: the masks back, then the end of the sigwaits it leaves,
- * settled under the mask it lands with. */
+/* What a jump does before glibc's: the masks back, then the end of the handlers and sigwaits
+ * it leaves, settled under the mask it lands with. */
 static struct __jmp_buf_tag *before_jump(struct __jmp_buf_tag *env, struct __jmp_buf_tag *copy)
 {
     struct coop_greenlet *g = emulating();
     if (g == NULL)
         return env;
     struct __jmp_buf_tag *jump = mask_put_back(g, env, copy);
+    leave_handlers(g, shim_jmp_sp(env));
     leave_waits(g, shim_jmp_sp(env));
     return jump;
 }
@@ -1533,6 +1564,7 @@ EXPORT int setcontext(const ucontext_t *context)
     if (g == NULL)
         return REAL(setcontext)(context);
     kernel_frames = 0;
+    leave_handlers(g, (uintptr_t)context->uc_mcontext.gregs[REG_RSP]);
     leave_waits(g, (uintptr_t)context->uc_mcontext.gregs[REG_RSP]);
     ucontext_t copy = *context;     /* its fpregs still point into the original */
     set_of(hub_mask(), &copy.uc_sigmask);
@@ -1851,16 +1883,24 @@ static bool on_own_stack(struct coop_greenlet *g, uintptr_t p)
     return REAL(sigaltstack)(NULL, &alt) != 0 || (alt.ss_flags & SS_DISABLE) || p - (uintptr_t)alt.ss_sp >= alt.ss_size;
 }
 
-/* Whether a jump landing on stack pointer `there` leaves w, a sigwait whose frame encloses
- * the jumper's. Stacks order by age, not by address (an alternate stack may lie above or
+/* Whether a jump landing on stack pointer `there` leaves the record at `frame` (a sigwait's,
+ * a running handler's), in a frame that encloses the jumper's. Stacks order by age, not by address (an alternate stack may lie above or
  * below): a handler on an alternate stack runs above every frame on the greenlet's own
  * stack, so a jump from there to its own stack leaves every record on the alternate one,
  * and a jump to the alternate stack none on its own. On one stack, it leaves the frames
  * below where it lands. */
-static bool leaves(struct coop_greenlet *g, const struct sigwait *w, uintptr_t there)
+static bool leaves(struct coop_greenlet *g, uintptr_t frame, uintptr_t there)
 {
-    bool own = on_own_stack(g, (uintptr_t)w);
-    return own == on_own_stack(g, there) ? (uintptr_t)w < there : !own;
+    bool own = on_own_stack(g, frame);
+    return own == on_own_stack(g, there) ? frame < there : !own;
+}
+
+/* A jump landing on stack pointer `there` (0: not known) leaves the handlers whose frames
+ * it leaves. */
+static void leave_handlers(struct coop_greenlet *g, uintptr_t there)
+{
+    while (running_handlers != NULL && there != 0 && leaves(g, (uintptr_t)running_handlers, there))
+        running_handlers = running_handlers->outer;
 }
 
 /* A jump out of a handler, landing on stack pointer `there` (0: not known), ends the
@@ -1872,7 +1912,7 @@ static void leave_waits(struct coop_greenlet *g, uintptr_t there)
     if (s == NULL || there == 0)
         return;
     bool left = false;
-    for (struct sigwait *w; (w = atomic_load(&s->waiting)) != NULL && leaves(g, w, there); left = true)
+    for (struct sigwait *w; (w = atomic_load(&s->waiting)) != NULL && leaves(g, (uintptr_t)w, there); left = true)
         end_wait(s, w);
     if (left)
         deliver(g);

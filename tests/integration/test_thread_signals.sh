@@ -37,7 +37,8 @@
 # to a thread that yields back;
 # SIGURG that every thread blocks read from a signalfd, sent by the process itself and by
 # another (PostgreSQL's latches), after 50 ms of computing that left the signalfd empty (coop
-# sends no preemption signal then); that alone on one hub and on four.
+# sends no preemption signal then); that alone on one hub and on four. A handler that dies of
+# its signal as Go's runtime does, with raw system calls, ending the process by that signal.
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo
@@ -66,6 +67,18 @@ for hubs in 1 4; do
     COOP_HUBS=$hubs timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" sigurg >"$TMP/sigurg.coop" ||
         fail "coop sigurg, $hubs hubs: status $?: $(cat "$TMP/sigurg.coop")"
     diff -u "$TMP/sigurg.native" "$TMP/sigurg.coop" >&2 || fail "coop sigurg, $hubs hubs: the lines differ from the native ones"
+done
+
+# A program that dies of SIGTERM as Go's runtime does (raw system calls: see die_as_go_does)
+# ends by the signal, status 143, natively and under coop on one hub (the second SIGTERM
+# pending in the kernel as the handler unblocks it) and on four.
+timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" die-as-go >/dev/null 2>&1
+status=$?
+((status == 128 + 15)) || fail "native die-as-go: status $status, expected 143 (SIGTERM)"
+for hubs in 1 4; do
+    COOP_HUBS=$hubs timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" die-as-go >/dev/null 2>"$TMP/die.err"
+    status=$?
+    ((status == 128 + 15)) || fail "coop die-as-go, $hubs hubs: status $status, expected 143 (SIGTERM): $(cat "$TMP/die.err")"
 done
 
 strace_runs() { command -v strace >/dev/null && strace -qq -o /dev/null true 2>/dev/null; }

@@ -16,7 +16,8 @@
 #    sleep, so these runs take coop's default allowance of spare threads, not the tests' 2
 #    (with 2, go build ran out and hung, saying so). Its hang guard is HANG_GUARD_S; Go
 #    handles SIGTERM itself, so a hung run gets SIGKILL 5 s after timeout's SIGTERM (status
-#    124 or 137).
+#    124 or 137). A Go server built with cgo (the net package) ends by SIGTERM, status 143,
+#    natively and under coop (Go's runtime dies of it with raw system calls).
 # shellcheck source=tests/realworld/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_library
@@ -101,6 +102,52 @@ GO
     built=$("$TMP/gohello/hello.coop")
     [ "$built" = "$("$TMP/gohello/hello.native")" ] ||
         fail "go: the program built under cooprun printed '$built', the one built natively '$("$TMP/gohello/hello.native")'"
+    # A Go server (the net package: linked with cgo, so it runs under coop) ends by SIGTERM
+    # as natively, status 143: Go's runtime dies of the signal with raw system calls (see
+    # test_thread_signals' die-as-go); under coop it exited with status 2 before.
+    mkdir -p "$TMP/goserver"
+    printf 'module goserver\n\ngo 1.19\n' >"$TMP/goserver/go.mod"
+    cat >"$TMP/goserver/main.go" <<'GO'
+package main
+
+import (
+	"fmt"
+	"net"
+)
+
+func main() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("listening")
+	for {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}
+}
+GO
+    (cd "$TMP/goserver" && GOCACHE="$TMP/gocache.native" GOFLAGS=-mod=mod timeout -k 5 "$HANG_GUARD_S" \
+        "$go" build -o "$TMP/goserver/server" .) >"$TMP/goserver.build" 2>&1 ||
+        fail "go: building the server: $(tail -n 5 "$TMP/goserver.build")"
+    if file "$TMP/goserver/server" | grep -q "dynamically linked"; then
+        for how in native coop; do
+            run=("$COOPRUN" --)
+            [ $how = coop ] || run=()
+            out="$TMP/goserver.$how"
+            timeout -k 5 "$HANG_GUARD_S" "${run[@]}" "$TMP/goserver/server" >"$out" 2>&1 &
+            pid=$!
+            until grep -qs listening "$out" || ! kill -0 $pid 2>/dev/null; do sleep 0.05; done
+            kill -TERM $pid 2>/dev/null
+            wait $pid
+            status=$?
+            ((status == 128 + 15)) || fail "go: the server ($how) after SIGTERM: status $status, expected 143: $(cat "$out")"
+        done
+        note "go: a server (the net package, cgo) ends by SIGTERM natively and under coop (status 143)"
+    else
+        note "go: the server built is static here (no cgo): its SIGTERM is not checked under coop"
+    fi
     go_result="runs, and builds (the runtime's raw futex sleeps block a hub's thread; its other greenlets are handed off)"
     note "go: under cooprun, on one hub and on the default: $coop_out; go build of a program with 8 goroutines: it printed $built"
 fi

@@ -1747,6 +1747,79 @@ static void sigurg_through_signalfd(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* Go's runtime dies of a fatal signal with raw system calls, unseen by libc and coop: its
+ * handler unblocks the signal and raises it at its own thread (its handler, again, forwards
+ * it to the default action), then sets SIG_DFL and raises it once more without unblocking it
+ * again. Its threads were made with every signal blocked (its cgo start). A second SIGTERM,
+ * sent while the handler blocks it (timeout(1) sends two: to its child, then to its group),
+ * is pending when it unblocks. The process must end by the signal, not by the _exit after. */
+static volatile sig_atomic_t forwarding;
+static int to_sender, from_sender;
+
+static void unblock_and_raise_raw(int sig)
+{
+    uint64_t set = 1ULL << (sig - 1);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, sizeof set);
+    send_to_own_thread(sig);
+}
+
+static void on_fatal_as_go(int sig)
+{
+    if (forwarding) {
+        signal(sig, SIG_DFL);
+        unblock_and_raise_raw(sig);
+        _exit(3);
+    }
+    forwarding = 1;
+    char byte = 0;
+    if (syscall(SYS_write, to_sender, &byte, 1) != 1 || syscall(SYS_read, from_sender, &byte, 1) != 1)
+        _exit(4);
+    unblock_and_raise_raw(sig);
+    signal(sig, SIG_DFL);
+    send_to_own_thread(sig);
+    _exit(2);
+}
+
+static _Noreturn void *pause_for_ever(void *unused)
+{
+    (void)unused;
+    for (;;)
+        pause();
+}
+
+static void die_as_go_does(void)
+{
+    struct sigaction sa = { .sa_handler = on_fatal_as_go };
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t other;
+    if (pthread_create(&other, NULL, pause_for_ever, NULL) != 0)
+        abort();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int asks[2], sent[2];
+    if (pipe(asks) != 0 || pipe(sent) != 0)
+        abort();
+    to_sender = asks[1];
+    from_sender = sent[0];
+    if (fork() == 0) {     /* the sender: one SIGTERM, and one more when the handler asks */
+        char byte;
+        close(asks[1]);     /* should either side die first, the other reads the end */
+        close(sent[0]);
+        kill(getppid(), SIGTERM);
+        if (read(asks[0], &byte, 1) != 1)
+            _exit(1);
+        kill(getppid(), SIGTERM);
+        _exit(write(sent[1], &byte, 1) == 1 ? 0 : 1);
+    }
+    close(asks[0]);
+    close(sent[1]);
+    for (;;)
+        pause();
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1766,6 +1839,8 @@ int main(int argc, char **argv)
         sigurg_through_signalfd();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "die-as-go") == 0)
+        die_as_go_does();
     sigterm_reaches_main();
     pthread_kill_each();
     pending_per_thread();
