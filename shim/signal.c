@@ -1884,19 +1884,19 @@ static bool on_own_stack(struct coop_greenlet *g, uintptr_t p)
 }
 
 /* Whether a jump landing on stack pointer `there` leaves the record at `frame` (a sigwait's,
- * a running handler's), in a frame that encloses the jumper's. Stacks order by age, not by address (an alternate stack may lie above or
- * below): a handler on an alternate stack runs above every frame on the greenlet's own
- * stack, so a jump from there to its own stack leaves every record on the alternate one,
- * and a jump to the alternate stack none on its own. On one stack, it leaves the frames
- * below where it lands. */
+ * a running handler's), in a frame that encloses the jumper's. Stacks order by age, not by
+ * address (an alternate stack may lie above or below): a handler on an alternate stack runs
+ * above every frame on the greenlet's own stack, so a jump from there to its own stack
+ * leaves every record on the alternate one, and a jump to the alternate stack none on its
+ * own. On one stack, it leaves the frames below where it lands. */
 static bool leaves(struct coop_greenlet *g, uintptr_t frame, uintptr_t there)
 {
     bool own = on_own_stack(g, frame);
     return own == on_own_stack(g, there) ? frame < there : !own;
 }
 
-/* A jump landing on stack pointer `there` (0: not known) leaves the handlers whose frames
- * it leaves. */
+/* Drops the records of the handlers that a jump landing on stack pointer `there` (0: not
+ * known) leaves: they no longer run. */
 static void leave_handlers(struct coop_greenlet *g, uintptr_t there)
 {
     while (running_handlers != NULL && there != 0 && leaves(g, (uintptr_t)running_handlers, there))
