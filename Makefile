@@ -133,6 +133,10 @@ $(BUILD)/samples/early_locks: SAMPLE_LIBS = -L$(BUILD)/samples -learly_locks -Wl
 $(BUILD)/samples/tls_modules: $(addprefix $(BUILD)/samples/,libtls_linked.so libtls_loaded.so libtls_loaded_static.so)
 $(BUILD)/samples/tls_modules: SAMPLE_LIBS = -L$(BUILD)/samples -ltls_linked -ldl -Wl,-rpath,'$$ORIGIN'
 
+# loader_waits loads copies of libwaiting_constructor.so, whose constructor calls it back.
+$(BUILD)/samples/loader_waits: $(BUILD)/samples/libwaiting_constructor.so
+$(BUILD)/samples/loader_waits: SAMPLE_LIBS = -rdynamic -ldl
+
 $(BUILD)/samples/%: tests/samples/%.cc $(wildcard tests/samples/*.hh)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -pthread -o $@ $<

@@ -263,6 +263,8 @@ static inline void arrive(struct coop_greenlet *self, void *fake_stack)
     struct coop_greenlet *prev = h->switched_from;
     coop_san_arrive(fake_stack, prev);
     coop_arrive(self);
+    if (!self->is_hub)
+        coop_loader_arrive(self);
     if (atomic_load_explicit(&prev->nudged, memory_order_relaxed))
         coop_wake_waiting(prev, COOP_NUDGED);
     coop_greenlet_left(h, prev);
@@ -296,6 +298,8 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     if (coop_trace_enabled())
         coop_trace_switch(h, self, next);
     self->saved_errno = errno;
+    if (!self->is_hub)
+        coop_loader_leave(self);
     coop_cpu_charge(h, self);
     take_hub_mask(h);
     coop_preempt_switching_to(h, next);
@@ -508,6 +512,7 @@ void coop_init(const struct coop_settings *settings)
     coop_stack_configure(settings->stack_size);
     coop_sanitizer_init();
     coop_tls_init(settings->tls_mode);
+    coop_loader_init();
     int existing = coop_os_threads();
     threads_before_start = existing > 1;
     if (existing > 1)    /* like gevent's "patched too late" */

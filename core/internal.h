@@ -89,6 +89,10 @@ struct coop_greenlet {
     ucontext_t ctx;
     uint64_t id;
     int saved_errno;
+    /* The loader's locks (loader.c): their recursions under its tid when it last arrived,
+     * and those it took and still holds; both written by the OS thread running it, read by
+     * the hub that pops it next once on_cpu is clear (released after the last write). */
+    int loader_depth_at_arrival, loader_held;
     bool is_main;
     _Atomic bool signals_due;        /* set by anyone (handlers too); cleared by its greenlet */
     void *held;                      /* the shim's record of libc locks it holds, or NULL */
@@ -405,13 +409,20 @@ void coop_tls_greenlet_free(struct coop_greenlet *g);
 /* At g's end, on g: the robust mutexes it still holds say that their owner died; or, when
  * the process exits with g, the kernel marks them after the atexit handlers. */
 void coop_tls_robust_exit(struct coop_greenlet *g, bool process_exits);
-/* Moves the thread pointer, if it changes, and keeps the tid of to's control block and the
- * hub in its coop_thread equal to h's: no thread-local access between this and the context
- * switch. */
+/* Moves the thread pointer, if it changes, and keeps the tid of to's control block (unless
+ * to holds the loader's lock: loader.c) and the hub in its coop_thread equal to h's: no
+ * thread-local access between this and the context switch. */
 void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct coop_hub *h);
 /* Starts loading the lines of g's area that a switch to it and its first steps touch. */
 void coop_tls_prefetch(const struct coop_greenlet *g);
 void coop_tls_fork_child(struct coop_hub *h, struct coop_greenlet *self);
+
+/* loader.c: ld.so's locks, which know their owner by tid */
+void coop_loader_init(void);
+/* On g, as it arrives on a hub and as it leaves it: counts what it took of the loader's locks
+ * meanwhile into g->loader_held. */
+void coop_loader_arrive(struct coop_greenlet *g);
+void coop_loader_leave(struct coop_greenlet *g);
 
 /* cpu.c: charges the OS thread's CPU time since the last charge to the running greenlet,
  * once a program has asked for a greenlet's CPU time (a load per switch until then). */

@@ -14,9 +14,10 @@
  * have too, and glibc's recursive locks know their owner by tid, so hub 0 runs it
  * (coop_sched_pop). Any hub may while hub 0 is handed off, and always without preemption or
  * handoff: were it held to hub 0's thread, a greenlet stuck there in a raw futex wait that
- * the main greenlet was to end would never end (Go's runtime does exactly that). Threads
- * that are no hub (there before coop loaded, or created past it) stay plain OS threads;
- * the greenlets they create go to the global queue.
+ * the main greenlet was to end would never end (Go's runtime does exactly that). So is a
+ * greenlet that holds the loader's lock (a constructor that sleeps), by the hub whose tid it
+ * took that lock under (loader.c). Threads that are no hub (there before coop loaded, or
+ * created past it) stay plain OS threads; the greenlets they create go to the global queue.
  *
  * Each hub has a run queue (struct coop_runq): a ring its owner pushes at the tail and pops
  * at the head without a lock (a push is two plain stores; a pop one CAS), and that any
@@ -102,7 +103,8 @@
  *  - A greenlet is in at most one queue, inbox or global list at a time, and only while it
  *    is ready: it gets there by its own yield, by its spawn, or by the one waker that wins
  *    its wait_word (hub.c). Whoever takes it from there is the only one that may resume it,
- *    or move it on (coop_sched_pop sends the main greenlet to hub 0's inbox).
+ *    or move it on (coop_sched_pop sends the main greenlet to hub 0's inbox, and one that
+ *    holds the loader's lock to its tid's hub's).
  *  - A greenlet queued while it is still switching away from its previous hub (woken by
  *    another thread right after it prepared its wait) is not resumed until that switch has
  *    finished: on_cpu is cleared, with release, by the context its hub switched to, and a
@@ -503,23 +505,47 @@ void coop_sched_woken(struct coop_greenlet *g)
     global_push_list(g, g, 1);
 }
 
-/* A greenlet whose control block names the OS thread 0 wherever it runs (the main
- * greenlet: see the top) is run by hub 0 while hub 0 can run it. A greenlet that hub 0
- * runs has that tid too, and glibc takes the tid for the owner of its recursive locks: two
- * OS threads with one tid were let into the loader's lock at once (dl_iterate_phdr, under
- * Guile's collector and coop's unwinding), its count lost an update, and it stayed held for
- * ever. Only while the monitor frees held hubs: a greenlet that holds hub 0 waiting for the
- * main greenlet is then preempted, or hub 0 is handed off and the main greenlet may run
- * elsewhere; otherwise it may always, as the rescuer of a greenlet stuck on hub 0. A thief
- * may have taken it: it goes back (behind hub 0's queue). */
+/* The hub that must run g instead of h, or NULL. glibc takes the tid in a control block for
+ * the owner of its recursive locks, and two OS threads with one tid were let into the
+ * loader's lock at once (dl_iterate_phdr, under Guile's collector and coop's unwinding):
+ * its count lost an update, and it stayed held for ever. So a greenlet whose control block
+ * names the OS thread 0 wherever it runs (the main greenlet: see the top) is run by hub 0,
+ * and one that holds the loader's lock, which keeps its tid meanwhile (loader.c), by the
+ * hub of that tid, while that hub can run it. Only while the monitor frees held hubs: a
+ * greenlet that holds the home hub waiting for this one is then preempted, or that hub is
+ * handed off and this one may run elsewhere; otherwise it may always, as the rescuer of a
+ * greenlet stuck there. */
+/* What g holds of the loader's locks, once it has left its previous hub: a waker or a thief
+ * may queue it before that hub's switch away from it has counted (switch_to would wait for
+ * on_cpu anyway, moments later). */
+static int loader_held_after_leaving(const struct coop_greenlet *g)
+{
+    while (atomic_load_explicit(&g->on_cpu, memory_order_acquire))
+        __builtin_ia32_pause();
+    return g->loader_held;
+}
+
+static struct coop_hub *tid_home(struct coop_greenlet *g, struct coop_hub *h)
+{
+    struct coop_hub *home = NULL;
+    if (coop_tls_names_thread0(g)) {
+        home = coop_hub_table[0];
+    } else if (g != h->current && loader_held_after_leaving(g) > 0) {
+        for (int i = 0, n = coop_hub_total(); i < n && home == NULL; i++)
+            if (__atomic_load_n(&coop_hub_table[i]->tid, __ATOMIC_RELAXED) == g->tid_written)
+                home = coop_hub_table[i];
+    }
+    return home != NULL && home != h && usable(home) && coop_monitor_frees_held_hubs() ? home : NULL;
+}
+
+/* The next greenlet to run on h. One that must run on another hub (stolen, or woken onto
+ * this one) goes there, behind that hub's queue. */
 struct coop_greenlet *coop_sched_pop(struct coop_hub *h)
 {
-    struct coop_greenlet *g = runq_pop(h);
-    struct coop_hub *hub0 = coop_hub_table[0];
-    if (g != NULL && h != hub0 && coop_tls_names_thread0(g) && usable(hub0) && coop_monitor_frees_held_hubs()) {
-        inbox_push(hub0, g);
-        g = runq_pop(h);
-    }
+    struct coop_greenlet *g;
+    struct coop_hub *home;
+    while ((g = runq_pop(h)) != NULL && (home = tid_home(g, h)) != NULL)
+        inbox_push(home, g);
     return g;
 }
 

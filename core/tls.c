@@ -36,7 +36,8 @@
  *                           locks when it reads 0 (coop_tls_set_multithreaded);
  *   the kernel's            tid: the OS thread that runs the greenlet (glibc passes it to
  *                           system calls such as tgkill), rewritten by coop_tls_enter
- *                           whenever the greenlet is resumed by another hub than the last;
+ *                           whenever the greenlet is resumed by another hub than the last
+ *                           (but while it holds the loader's lock: loader.c);
  *                           the rseq area: the kernel updates only the OS thread's, so the
  *                           greenlet's says "not registered" and sched_getcpu asks the
  *                           kernel.
@@ -580,7 +581,7 @@ void coop_tls_enter(struct coop_greenlet *from, struct coop_greenlet *to, struct
          * area: that must be this thread's hub already, not the one to last ran on (or, for
          * a new greenlet, its creator's). */
         ((struct coop_thread_state *)(to->tp + thread_state_at))->hub = h;
-        if (to->own_tls && !to->keeps_tid && to->tid_written != h->tid) {
+        if (to->own_tls && !to->keeps_tid && to->tid_written != h->tid && to->loader_held == 0) {
             *(pid_t *)(to->tp + tls.tid_at) = h->tid;
             each_robust(to->tp, move_owner, &(struct robust_walk){ .tid = to->tid_written, .to = h->tid });
             to->tid_written = h->tid;

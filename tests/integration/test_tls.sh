@@ -15,6 +15,14 @@
 # loaded_static's must be the same, and loaded_static's are reported, failing as expected or
 # passing (then the limitation is gone, and -s can join the runs above).
 #
+# The tid in each control block: libraries whose constructors wait (loader_waits). glibc runs
+# them holding the loader's lock, a recursive mutex that knows its owner by that tid, and a
+# greenlet resumed by another hub while it waited there unlocked it under that hub's tid: the
+# lock stayed held, and the next dlopen of another hub's threads waited for ever (half the
+# runs on two hubs before core/loader.c). Four copies of one library, so that each is loaded
+# anew; three runs on each TLS mechanism on two hubs and three on 4 hubs, each printing what
+# the native run prints.
+#
 # And the setting itself: with COOP_TLS=syscall the switch moves the thread pointer with
 # arch_prctl(ARCH_SET_FS) (counted with strace, where it can run), with COOP_TLS=fsgsbase
 # never (the loader's one call at start aside); a bad value, or fsgsbase where this machine
@@ -22,7 +30,9 @@
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -c 0
-[ -x "$SAMPLES/tls_modules" ] || fail "$SAMPLES/tls_modules is not built (make)"
+for p in tls_modules loader_waits libwaiting_constructor.so; do
+    [ -f "$SAMPLES/$p" ] || fail "$SAMPLES/$p is not built (make)"
+done
 
 THREADS=16             # tls_modules' default
 RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively it takes milliseconds)
@@ -36,6 +46,9 @@ source "$(dirname "$0")/threads_lib.sh"
 note "TLS mechanisms of this machine: ${TLS_MECHANISMS[*]}"
 check_native tls_modules "$SAMPLES/tls_modules"
 check_native tls_static "$SAMPLES/tls_modules" -s
+for i in 1 2 3 4; do cp "$SAMPLES/libwaiting_constructor.so" "$TMP/libwaiting$i.so"; done
+LOADER_WAITS=("$SAMPLES/loader_waits" "$TMP"/libwaiting{1,2,3,4}.so)
+check_native loader_waits "${LOADER_WAITS[@]}"
 
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built yet: only the native half ran (and passed)"
 
@@ -62,6 +75,13 @@ $(cat "$TMP/tls_static.$mode.diff")")
 
 for mechanism in "${TLS_MECHANISMS[@]}"; do
     check_static_dlopen "COOP_TLS=$mechanism"
+done
+
+for run in 1 2 3; do
+    for mechanism in "${TLS_MECHANISMS[@]}"; do
+        COOP_HUBS=2 SCHED_THREADS=2 check_coop "COOP_TLS=$mechanism" loader_waits "${LOADER_WAITS[@]}"
+    done
+    SCHED_THREADS=4 check_coop COOP_HUBS=4 loader_waits "${LOADER_WAITS[@]}"
 done
 
 # set_fs_calls SETTING: how many times tls_modules under coop with SETTING called
@@ -109,4 +129,4 @@ env COOP_TLS=auto "$COOPRUN" -- true 2>"$TMP/auto.err" ||
     problems+=("COOP_TLS=auto: cooprun true exited with status $?: $(head -n 5 "$TMP/auto.err")")
 
 fail_on_problems
-echo "PASS: tls_modules prints the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"
+echo "PASS: tls_modules and loader_waits print the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"
