@@ -25,8 +25,9 @@
  * Not covered: the other greenlets of that hub carry the same tid, so they enter the lock
  * as its owner between the holder's waits instead of waiting for it, and their dlopen may
  * end before the holder's, which glibc never expects of nested calls (natively they would
- * wait; loader_waits does this too, with RTLD_LOCAL, where glibc keeps no state across a
- * constructor's run that an interleaved dlopen would spoil).
+ * wait). loader_waits does this too; it loads with RTLD_LOCAL, which keeps out of the one
+ * such state a review found: the additions to the global scope that an outer dlopen with
+ * RTLD_GLOBAL leaves pending for its end.
  *
  * The locks are found in ld.so's _rtld_global (GLIBC_PRIVATE, laid out per glibc
  * version): inside a dl_iterate_phdr callback exactly one recursive mutex there is owned
@@ -36,9 +37,9 @@
  * above stays.
  */
 #include <dlfcn.h>
-#include <stddef.h>
 #include <link.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
