@@ -696,11 +696,10 @@ static bool kept_by_a_hub(const void *sp)
 
 void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next)
 {
-    uint64_t *saved = (uint64_t *)&next->ctx.uc_sigmask;
+    uint64_t mask = blocked_by_all();
     if (atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
-        *saved |= interrupting;
-    else
-        *saved &= ~(interrupting & ~blocked_by_all());
+        mask |= interrupting;
+    memcpy(&next->ctx.uc_sigmask, &mask, sizeof mask);
 }
 
 void coop_preempt_set_signal_stack(const stack_t *ss)

@@ -118,13 +118,13 @@ fi
 # that yields back; fewer than one mask call per 100 signals, counted between the sample's
 # marks (a getppid before the signals and one after). Without preemption and handoff: under
 # strace every system call is slow, and the monitor would hand hubs off and preempt, which set
-# masks of their own.
+# masks of their own. With the fast switch: swapcontext sets a mask at every switch.
 if strace_runs; then
     for run in chain:20000 between-switches:5000; do
         mode=${run%:*} signals=${run#*:}
         timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" "$mode" >"$TMP/$mode.native" || fail "native $mode: status $?"
         for hubs in 1 2; do
-            COOP_HUBS=$hubs COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 timeout -k 5 "$HANG_GUARD_S" strace -f -qq -e signal=none \
+            COOP_HUBS=$hubs COOP_PREEMPT_MS=0 COOP_HANDOFF_MS=0 COOP_SWITCH=fast timeout -k 5 "$HANG_GUARD_S" strace -f -qq -e signal=none \
                 -e trace=rt_sigprocmask,sigaltstack,getppid -o "$TMP/strace.$mode" "$COOPRUN" -- \
                 "$SAMPLES/thread_signals" "$mode" >"$TMP/$mode.coop" 2>"$TMP/$mode.err" ||
                 fail "coop $mode under strace, $hubs hubs: status $?: $(cat "$TMP/$mode.err")"

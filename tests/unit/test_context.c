@@ -448,8 +448,9 @@ START_TEST(test_greenlet_signal_mask_by_kind)
     unit_join(b);
     if (unit_handoffs() != handoffs)
         return;     /* they may have run on a spare's thread (unit.h) */
-    /* Fast: the mask belongs to the OS thread, shared by its greenlets. swapcontext:
-     * each context switches its own in (one rt_sigprocmask per switch). */
+    /* Fast: the mask belongs to the OS thread, shared by its greenlets. swapcontext sets the
+     * hub's at every switch (one rt_sigprocmask per switch; the shim keeps each greenlet's):
+     * what a is left with by a raw call does not reach b. */
     ck_assert_int_eq(mask_b_saw, _i == 0 ? 1 : 0);
     ck_assert_int_eq(usr2_blocked(), 0);
 }
