@@ -514,7 +514,8 @@ static inline void coop_preempt_switching_to(struct coop_hub *h, const struct co
 }
 /* With COOP_SWITCH=ucontext, where swapcontext sets the mask saved in next's context when it
  * last left (stale by then): that mask becomes the hub's, as the shim sets it (what every
- * greenlet blocks) with coop's interrupting signals held as the thread now holds them for next. */
+ * greenlet blocks) with coop's interrupting signals held as the thread now holds them for next;
+ * where the shim keeps no masks, the thread's own. */
 void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next);
 /* At a hub thread's start: the signal stack it keeps is the one it has. */
 void coop_preempt_keep_signal_stack(struct coop_hub *h);

@@ -542,7 +542,8 @@ static void keep_thread_signal_state(ucontext_t *uc)
     coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
 }
 
-static const _Atomic uint64_t *hubs_mask;    /* the shim's, set once at start-up */
+/* The shim's, set once at start-up where it keeps each greenlet's mask (the signal family). */
+static const _Atomic uint64_t *hubs_mask;
 
 void coop_preempt_watch_mask(const _Atomic uint64_t *mask) { hubs_mask = mask; }
 
@@ -696,6 +697,10 @@ static bool kept_by_a_hub(const void *sp)
 
 void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next)
 {
+    if (hubs_mask == NULL) {     /* no shim keeps masks: the thread's is the program's own */
+        coop_sys6(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&next->ctx.uc_sigmask, sizeof(uint64_t), 0, 0);
+        return;
+    }
     uint64_t mask = blocked_by_all();
     if (atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
         mask |= interrupting;

@@ -1792,9 +1792,9 @@ void shim_signal_init(void)
         coop_add_interrupting_signal(shim_dump_signal);
     }
     runtime_signals = coop_runtime_signals();
-    coop_preempt_watch_mask(&wanted);
     if (!emulated())
         return;
+    coop_preempt_watch_mask(&wanted);
     sigset_t real;
     REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
     atomic_store(&wanted, bits_of(&real));
