@@ -50,7 +50,7 @@ static enum shim_try quiet_try(const struct shim_fd *f, int can)
  * EAGAIN makes the caller wait. An fd that takes neither MSG_DONTWAIT nor RWF_NOWAIT (a
  * terminal) is asked with poll first.
  */
-ssize_t shim_blocking(int fd, int dir, int can, shim_attempt attempt, void *args)
+static ssize_t try_until_done(int fd, int dir, int can, shim_attempt attempt, void *args)
 {
     struct shim_fd *f = shim_fd(fd);
     if (f->kind == FD_PLAIN)
@@ -84,6 +84,17 @@ ssize_t shim_blocking(int fd, int dir, int can, shim_attempt attempt, void *args
             return attempt(fd, args, TRY_BLOCKING);   /* epoll cannot watch it: block for real */
         return -1;
     }
+}
+
+/* A call that succeeds leaves errno as it found it, as the kernel's does: the tries that met
+ * EAGAIN on the way must not show (a loop that reads to EOF and then tests errno). */
+ssize_t shim_blocking(int fd, int dir, int can, shim_attempt attempt, void *args)
+{
+    int caller_errno = errno;
+    ssize_t r = try_until_done(fd, dir, can, attempt, args);
+    if (r >= 0)
+        errno = caller_errno;
+    return r;
 }
 
 bool shim_copy_in(void *to, const void *from, size_t n)

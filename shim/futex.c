@@ -166,6 +166,7 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
         if (err != 0)
             return fail(err);
     }
+    int caller_errno = errno;           /* a wake leaves it so, not the probe's ETIMEDOUT */
     for (;;) {
         long r = real_futex(addr, op, val, &zero, bitset);
         if (r == 0 || errno != ETIMEDOUT)
@@ -175,7 +176,10 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
             continue;                   /* the kernel restarts an untimed wait only */
         if (err == COOP_RESTART)
             err = EINTR;
-        return err == 0 ? 0 : fail(err);
+        if (err != 0)
+            return fail(err);
+        errno = caller_errno;
+        return 0;
     }
 }
 

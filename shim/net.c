@@ -93,6 +93,35 @@ static int connect_nonblocking(int fd, const struct sockaddr *addr, socklen_t le
     return r;
 }
 
+/* A Unix stream socket whose listener's backlog is full says EAGAIN instead of EINPROGRESS,
+ * and nothing tells when there is room: the socket, not connected, polls writable at once
+ * (a wait for that would end at once, and then, edge-triggered, never again), and the
+ * kernel's blocking connect sleeps on the listener. So it is tried again after pauses that
+ * double up to BACKLOG_PAUSE_MAX_NS, until the deadline (EAGAIN, as the kernel says then) or a
+ * signal (EINTR; a handler with SA_RESTART lets it go on). A cancellation point, as the
+ * kernel's wait is. */
+#define BACKLOG_PAUSE_MIN_NS 1000000LL
+#define BACKLOG_PAUSE_MAX_NS 16000000LL
+static int connect_when_room(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline, bool restartable)
+{
+    int r;
+    int64_t pause = BACKLOG_PAUSE_MIN_NS;
+    while ((r = connect_nonblocking(fd, addr, len)) < 0 && errno == EAGAIN) {
+        int64_t now = coop_now();
+        if (now >= deadline)
+            return -1;
+        shim_cancel_point();
+        int err = coop_sleep_until(deadline - now > pause ? now + pause : deadline);
+        if (err == EINTR || (err == COOP_RESTART && !restartable)) {
+            errno = EINTR;
+            return -1;
+        }
+        if (pause < BACKLOG_PAUSE_MAX_NS)
+            pause *= 2;
+    }
+    return r;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct shim_fd *f = shim_fd(fd);
@@ -100,11 +129,8 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
         return REAL(connect)(fd, addr, len);
     int64_t timeout = f->timeout[SHIM_OUT];
     int64_t deadline = timeout > 0 ? coop_now() + timeout : COOP_NO_DEADLINE;
-    int r;
-    /* A Unix socket whose listener's backlog is full says EAGAIN instead of EINPROGRESS. */
-    while ((r = connect_nonblocking(fd, addr, len)) < 0 && errno == EAGAIN)
-        if (shim_wait_fd(fd, SHIM_OUT, deadline, timeout == 0) < 0)
-            return -1;
+    int caller_errno = errno;           /* what a connect that succeeds leaves there */
+    int r = connect_when_room(fd, addr, len, deadline, timeout == 0);
     /* Once the fd is writable, a second connect leaves the socket as a blocking connect
      * would: connected (the next connect says EISCONN), or failed with the connection's
      * error and ready for another try. EALREADY: still under way. */
@@ -118,6 +144,8 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
         if (r < 0 && errno == EISCONN)
             r = 0;
     }
+    if (r == 0)
+        errno = caller_errno;
     return r;
 }
 
@@ -174,36 +202,44 @@ static ssize_t peek_all(int fd, struct recv_args *x, ssize_t peeked, size_t want
     return peeked;
 }
 
-/* A receive with the blocking semantics, MSG_WAITALL included (on a stream it waits for
- * every byte). The first piece is the call as made, so the kernel checks a msghdr before
- * coop reads it. */
-static ssize_t recv_blocking(int fd, struct recv_args *x)
+/* MSG_WAITALL on a stream: the rest, piece by piece, into what is left of the caller's one
+ * buffer, until it is full or a piece ends the call (end of file, an error, a signal). */
+static ssize_t receive_all(int fd, struct recv_args *x, ssize_t done, struct iovec whole)
 {
-    if (x->flags & RECV_AT_ONCE)
-        return attempt_recv(fd, x, TRY_BLOCKING);
-    int waitall = x->flags & MSG_WAITALL;
-    x->flags &= ~MSG_WAITALL;
-    int can = SHIM_DONTWAIT | SHIM_SOCKET_CALL;
-    ssize_t done = shim_blocking(fd, SHIM_IN, can, attempt_recv, x);
-    if (!waitall || done <= 0 || (x->msg != NULL && x->msg->msg_iovlen != 1) || !waits_for_all(fd, x->flags))
-        return done;
     struct iovec *caller_iov = x->msg != NULL ? x->msg->msg_iov : NULL;
-    struct iovec whole = caller_iov != NULL ? *caller_iov : (struct iovec){ x->buf, x->len };
-    if (x->flags & MSG_PEEK)
-        return peek_all(fd, x, done, whole.iov_len);
     while ((size_t)done < whole.iov_len) {
         struct iovec rest = { (char *)whole.iov_base + done, whole.iov_len - (size_t)done };
         if (x->msg != NULL)
             x->msg->msg_iov = &rest;
         x->buf = rest.iov_base;
         x->len = rest.iov_len;
-        ssize_t n = shim_blocking(fd, SHIM_IN, can, attempt_recv, x);
+        ssize_t n = shim_blocking(fd, SHIM_IN, SHIM_DONTWAIT | SHIM_SOCKET_CALL, attempt_recv, x);
         if (x->msg != NULL)
             x->msg->msg_iov = caller_iov;
         if (n <= 0)
             break;
         done += n;
     }
+    return done;
+}
+
+/* A receive with the blocking semantics, MSG_WAITALL included (on a stream it waits for
+ * every byte). The first piece is the call as made, so the kernel checks a msghdr before
+ * coop reads it; once it has brought something the call succeeds, and errno stays as the
+ * caller left it whatever ended the rest. */
+static ssize_t recv_blocking(int fd, struct recv_args *x)
+{
+    if (x->flags & RECV_AT_ONCE)
+        return attempt_recv(fd, x, TRY_BLOCKING);
+    int waitall = x->flags & MSG_WAITALL;
+    x->flags &= ~MSG_WAITALL;
+    ssize_t done = shim_blocking(fd, SHIM_IN, SHIM_DONTWAIT | SHIM_SOCKET_CALL, attempt_recv, x);
+    if (!waitall || done <= 0 || (x->msg != NULL && x->msg->msg_iovlen != 1) || !waits_for_all(fd, x->flags))
+        return done;
+    int caller_errno = errno;
+    struct iovec whole = x->msg != NULL ? *x->msg->msg_iov : (struct iovec){ x->buf, x->len };
+    done = x->flags & MSG_PEEK ? peek_all(fd, x, done, whole.iov_len) : receive_all(fd, x, done, whole);
+    errno = caller_errno;
     return done;
 }
 

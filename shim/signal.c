@@ -1972,7 +1972,7 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
 {
     struct sigstate *s = my_state(g);
     siginfo_t scratch;
-    int sig, error;
+    int sig, error, caller_errno = errno;
     {
         struct sigwait w __attribute__((cleanup(wait_over))) = {
             .set = bits_of(set), .notifier = -1, .outer = atomic_load(&s->waiting),
@@ -1984,7 +1984,7 @@ static int wait_signal(struct coop_greenlet *g, const sigset_t *set, siginfo_t *
         error = errno;
     }
     deliver(g);     /* what the wait queued, and the others its set took, if open now */
-    errno = error;
+    errno = sig > 0 ? caller_errno : error;     /* a signal taken leaves it as it was */
     return sig;
 }
 

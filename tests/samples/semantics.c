@@ -23,9 +23,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/un.h>
 
 enum {
     TIMEOUT_MS = 100,  /* of SO_RCVTIMEO, SO_SNDTIMEO, poll, select, epoll_wait */
@@ -197,6 +199,33 @@ static void *write_byte_later(void *fd)
     sleep_ms(DELAY_MS);
     if (write((int)(intptr_t)fd, "x", 1) != 1)
         die_errno("write");
+    return NULL;
+}
+
+/* Thread body: after DELAY_MS, closes the descriptor it is given. */
+static void *close_later(void *fd)
+{
+    sleep_ms(DELAY_MS);
+    close((int)(intptr_t)fd);
+    return NULL;
+}
+
+/* Thread body: after DELAY_MS, writes one byte to the descriptor it is given, and after
+ * DELAY_MS more another. */
+static void *write_two_bytes_later(void *fd)
+{
+    write_byte_later(fd);
+    return write_byte_later(fd);
+}
+
+/* Thread body: after DELAY_MS, accepts one connection on the listener it is given. */
+static void *accept_later(void *fd)
+{
+    sleep_ms(DELAY_MS);
+    int c = accept((int)(intptr_t)fd, NULL, NULL);
+    if (c < 0)
+        die_errno("accept");
+    close(c);
     return NULL;
 }
 
@@ -740,6 +769,95 @@ static bool check_large_write(void)
     return true;
 }
 
+/* ---- errno ---- */
+
+enum { ERRNO_SET_BEFORE = EDOM };   /* no call here fails with it */
+
+/* A call that succeeds leaves errno as the caller set it, however long it waited: a loop
+ * that reads to EOF and then tests errno sees what it set. */
+static bool errno_kept(const char *call, ssize_t r, int err)
+{
+    if (r < 0)
+        return failf("%s failed with %s", call, errname(err));
+    return err == ERRNO_SET_BEFORE || failf("%s returned %zd and set errno to %s", call, r, errname(err));
+}
+
+/* A Unix stream connect waits for room in its listener's backlog (0: one pending connection
+ * fills it) and connects once another thread has accepted the one before; as any call that
+ * succeeds, it leaves errno alone. */
+static bool check_unix_connect_waits_for_room(void)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "semantics-%d", (int)getpid());
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(addr.sun_path + 1));
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0), first = socket(AF_UNIX, SOCK_STREAM, 0),
+        second = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (listener < 0 || first < 0 || second < 0 || bind(listener, (struct sockaddr *)&addr, len) != 0
+        || listen(listener, 0) != 0 || connect(first, (struct sockaddr *)&addr, len) != 0)
+        die_errno("a Unix listener and its first connection");
+    pthread_t helper = start_thread(accept_later, (void *)(intptr_t)listener);
+    errno = ERRNO_SET_BEFORE;
+    int r = connect(second, (struct sockaddr *)&addr, len);
+    bool ok = errno_kept("connect", r, errno);
+    join_thread(helper);
+    close(first);
+    close(second);
+    close(listener);
+    return ok;
+}
+
+/* One byte written later by another thread, read with read and recv; two, one after the
+ * other, with recv's MSG_WAITALL; end of file, when another thread closes the write end; a
+ * write that waits for room again and again. */
+static bool check_errno_kept(void)
+{
+    int p[2], sv[2];
+    char c, two[2];
+    ssize_t n;
+    bool ok;
+
+    if (pipe(p) != 0)
+        die_errno("pipe");
+    make_socketpair(sv, 0);
+    pthread_t helper = start_thread(write_byte_later, (void *)(intptr_t)p[1]);
+    errno = ERRNO_SET_BEFORE;
+    n = read(p[0], &c, 1);
+    ok = errno_kept("read of a pipe", n, errno);
+    join_thread(helper);
+    helper = start_thread(write_byte_later, (void *)(intptr_t)sv[1]);
+    errno = ERRNO_SET_BEFORE;
+    n = recv(sv[0], &c, 1, 0);
+    ok = errno_kept("recv", n, errno) && ok;
+    join_thread(helper);
+    helper = start_thread(write_two_bytes_later, (void *)(intptr_t)sv[1]);
+    errno = ERRNO_SET_BEFORE;
+    n = recv(sv[0], two, sizeof two, MSG_WAITALL);
+    ok = errno_kept("recv with MSG_WAITALL", n, errno) && ok;
+    join_thread(helper);
+    helper = start_thread(close_later, (void *)(intptr_t)p[1]);
+    errno = ERRNO_SET_BEFORE;
+    n = read(p[0], &c, 1);
+    ok = errno_kept("read at end of file", n, errno) && ok;
+    join_thread(helper);
+    close(p[0]);
+
+    struct slow_reader reader = { .fd = sv[1], .intact = true };
+    unsigned char *buf = malloc(LARGE_WRITE_SIZE);
+    if (buf == NULL)
+        die("out of memory");
+    for (size_t i = 0; i < LARGE_WRITE_SIZE; i++)
+        buf[i] = large_byte(i);
+    helper = start_thread(read_slowly, &reader);
+    errno = ERRNO_SET_BEFORE;
+    n = write(sv[0], buf, LARGE_WRITE_SIZE);
+    ok = errno_kept("a large write", n, errno) && ok;
+    close(sv[0]);
+    join_thread(helper);
+    close(sv[1]);
+    free(buf);
+    return ok;
+}
+
 /* ---- Sleeps: each must last at least what was asked ---- */
 
 typedef int sleep_fn(void); /* 0 on success */
@@ -917,6 +1035,8 @@ int main(void)
         }
     }
     report("large_write", check_large_write());
+    report("errno_kept", check_errno_kept());
+    report("unix_connect_waits_for_room", check_unix_connect_waits_for_room());
     for (size_t i = 0; i < sizeof sleepers / sizeof *sleepers; i++)
         report(sleepers[i].name, check_sleep(&sleepers[i]));
     report("eintr", check_eintr());

@@ -92,7 +92,8 @@ static void *waiter(void *arg)
 {
     sigset_t *set = arg;
     int sig = 0;
-    CHECK(sigwait(set, &sig) == 0 && sig == SIGUSR1, "first sigwait: %d", sig);
+    errno = EDOM;       /* a signal taken leaves errno as it was */
+    CHECK(sigwait(set, &sig) == 0 && sig == SIGUSR1 && errno == EDOM, "first sigwait: %d, errno %d", sig, errno);
     CHECK(sigwait(set, &sig) == 0 && sig == SIGUSR2, "second sigwait: %d", sig);
     siginfo_t info;
     memset(&info, 0, sizeof info);

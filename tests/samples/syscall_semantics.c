@@ -223,15 +223,20 @@ static void check_futex_wakes_other_process(void)
 
 /* The kernel keeps private and shared futexes apart, even on one word: a thread waits on a
  * private one while this one wakes the shared one (which must wake nobody), then the
- * private one, until that wakes the thread. */
+ * private one, until that wakes the thread. The wake leaves the thread's errno as it was. */
 static _Atomic uint32_t private_word;
 static _Atomic bool private_waiter_woken;
+static _Atomic int private_waiter_errno;
 
 static void *wait_private(void *unused)
 {
     (void)unused;
-    while (futex(&private_word, FUTEX_WAIT_PRIVATE, 0, NULL, 0) != 0 && errno == EINTR)
-        ;
+    long r;
+    do {
+        errno = EDOM;
+        r = futex(&private_word, FUTEX_WAIT_PRIVATE, 0, NULL, 0);
+    } while (r != 0 && errno == EINTR);
+    atomic_store(&private_waiter_errno, errno);
     atomic_store(&private_waiter_woken, true);
     return NULL;
 }
@@ -249,8 +254,11 @@ static void check_futex_kinds_apart(void)
         usleep(RETRY_US);
     } while (private_woke == 0 && !atomic_load(&private_waiter_woken));
     pthread_join(thread, NULL);
-    snprintf(why, sizeof why, "shared wakes woke %ld, the private wake %ld", shared_woke, private_woke);
-    report_result("futex_private_and_shared_apart", shared_woke == 0 && private_woke == 1, why);
+    int waiter_errno = atomic_load(&private_waiter_errno);
+    snprintf(why, sizeof why, "shared wakes woke %ld, the private wake %ld, the waiter's errno %s after it",
+             shared_woke, private_woke, errname(waiter_errno));
+    report_result("futex_private_and_shared_apart", shared_woke == 0 && private_woke == 1 && waiter_errno == EDOM,
+                  why);
 }
 
 /* futex_KIND_WHAT, for the private and the shared kind of futex. */
