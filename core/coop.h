@@ -90,8 +90,9 @@ bool coop_is_preempt_handler(const void *handler);
 /* The program sets SIGURG to SIG_DFL or SIG_IGN: true when coop's handler stands in (it is
  * installed) instead. */
 bool coop_preempt_claim_signal(void);
-/* The signals the hubs' real masks block (the shim's, which keeps it): while SIGURG is
- * among them, every greenlet blocks it and the monitor sends none. */
+/* The signals the hubs' real masks block (the shim's, which keeps it, given only where it
+ * keeps each greenlet's mask): while SIGURG is among them, every greenlet blocks it and the
+ * monitor sends none. */
 void coop_preempt_watch_mask(const _Atomic uint64_t *hubs_mask);
 /* The kernel has just taken ss as the calling thread's alternate signal stack (sigaltstack):
  * the calling greenlet's own from now on, which every OS thread that runs it will have (with

@@ -258,15 +258,17 @@ ssize_t shim_send_all(int fd, struct shim_out *out)
     out->msg.msg_control = NULL;       /* ancillary data goes with the first byte only */
     out->msg.msg_controllen = 0;
     out->user_iov = false;
+    int caller_errno = errno;       /* the call succeeds from here: what was written */
     while (left > 0) {
         out->msg.msg_iov = cur;
         out->msg.msg_iovlen = left;
         ssize_t n = shim_blocking(fd, SHIM_OUT, can, attempt_out, out);
         if (n < 0)
-            return done;
+            break;
         done += n;
         iov_advance(&cur, &left, (size_t)n);
     }
+    errno = caller_errno;
     return done;
 }
 

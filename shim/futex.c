@@ -166,12 +166,12 @@ static long futex_wait(uint32_t *addr, int op, uint32_t val, const struct timesp
         if (err != 0)
             return fail(err);
     }
-    int caller_errno = errno;           /* a wake leaves it so, not the probe's ETIMEDOUT */
+    int caller_errno = errno;           /* a wake leaves it so, not a probe's ETIMEDOUT */
     for (;;) {
         long r = real_futex(addr, op, val, &zero, bitset);
-        if (r == 0 || errno != ETIMEDOUT)
+        if (r < 0 && errno != ETIMEDOUT)
             return r;
-        int err = wait_once(addr, op, val, user_ts != NULL ? &ts : NULL, bitset);
+        int err = r == 0 ? 0 : wait_once(addr, op, val, user_ts != NULL ? &ts : NULL, bitset);
         if (err == COOP_RESTART && user_ts == NULL)
             continue;                   /* the kernel restarts an untimed wait only */
         if (err == COOP_RESTART)

@@ -93,8 +93,9 @@ static int connect_nonblocking(int fd, const struct sockaddr *addr, socklen_t le
     return r;
 }
 
-/* A Unix stream socket whose listener's backlog is full says EAGAIN instead of EINPROGRESS,
- * and nothing tells when there is room: the socket, not connected, polls writable at once
+/* A Unix stream socket whose listener's backlog is full says EAGAIN instead of EINPROGRESS
+ * (other families' EAGAIN, no local port free, is the call's answer), and nothing tells
+ * when there is room: the socket, not connected, polls writable at once
  * (a wait for that would end at once, and then, edge-triggered, never again), and the
  * kernel's blocking connect sleeps on the listener. So it is tried again after pauses that
  * double up to BACKLOG_PAUSE_MAX_NS, until the deadline (EAGAIN, as the kernel says then) or a
@@ -106,16 +107,16 @@ static int connect_when_room(int fd, const struct sockaddr *addr, socklen_t len,
 {
     int r;
     int64_t pause = BACKLOG_PAUSE_MIN_NS;
-    while ((r = connect_nonblocking(fd, addr, len)) < 0 && errno == EAGAIN) {
+    while ((r = connect_nonblocking(fd, addr, len)) < 0 && errno == EAGAIN && addr->sa_family == AF_UNIX) {
         int64_t now = coop_now();
         if (now >= deadline)
             return -1;
-        shim_cancel_point();
         int err = coop_sleep_until(deadline - now > pause ? now + pause : deadline);
         if (err == EINTR || (err == COOP_RESTART && !restartable)) {
             errno = EINTR;
             return -1;
         }
+        shim_cancel_point();    /* a cancellation wakes the sleep: acted on before the next try */
         if (pause < BACKLOG_PAUSE_MAX_NS)
             pause *= 2;
     }

@@ -68,10 +68,11 @@ static int sem_wait_until(void *s, int64_t until)
 
 int shim_shared_sem_take(sem_t *s, int64_t deadline)
 {
+    int caller_errno = errno;       /* what a take leaves there, not the tries' EAGAIN */
     for (;;) {
         shim_cancel_point();
         if (REAL(sem_trywait)(s) == 0)
-            return 0;
+            break;
         if (errno != EAGAIN)
             return -1;
         if (coop_now() >= deadline) {
@@ -80,12 +81,14 @@ int shim_shared_sem_take(sem_t *s, int64_t deadline)
         }
         int err = wait_on_pool(sem_wait_until, s, deadline);
         if (err == 0)
-            return 0;
+            break;
         if (err != ETIMEDOUT && err != EINTR) {
             errno = err;
             return -1;
         }
     }
+    errno = caller_errno;
+    return 0;
 }
 
 /* --- condition variables: a pool thread waits in glibc's protocol, registered as a waiter

@@ -1794,10 +1794,10 @@ void shim_signal_init(void)
     runtime_signals = coop_runtime_signals();
     if (!emulated())
         return;
-    coop_preempt_watch_mask(&wanted);
     sigset_t real;
     REAL(pthread_sigmask)(SIG_BLOCK, NULL, &real);
     atomic_store(&wanted, bits_of(&real));
+    coop_preempt_watch_mask(&wanted);
     main_greenlet = coop_self();
     my_state(main_greenlet);
     update_real_mask(HERE_IF_CHANGED);

@@ -783,25 +783,29 @@ static bool errno_kept(const char *call, ssize_t r, int err)
 }
 
 /* A Unix stream connect waits for room in its listener's backlog (0: one pending connection
- * fills it) and connects once another thread has accepted the one before; as any call that
- * succeeds, it leaves errno alone. */
+ * fills it): with SO_SNDTIMEO it gives up with EAGAIN; without, it connects once another
+ * thread has accepted the one before, and, as any call that succeeds, leaves errno alone. */
 static bool check_unix_connect_waits_for_room(void)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "semantics-%d", (int)getpid());
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(addr.sun_path + 1));
     int listener = socket(AF_UNIX, SOCK_STREAM, 0), first = socket(AF_UNIX, SOCK_STREAM, 0),
-        second = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (listener < 0 || first < 0 || second < 0 || bind(listener, (struct sockaddr *)&addr, len) != 0
-        || listen(listener, 0) != 0 || connect(first, (struct sockaddr *)&addr, len) != 0)
+        timed = socket(AF_UNIX, SOCK_STREAM, 0), waiting = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct timeval timeout = { 0, TIMEOUT_MS * 1000 };
+    if (listener < 0 || first < 0 || timed < 0 || waiting < 0 || bind(listener, (struct sockaddr *)&addr, len) != 0
+        || listen(listener, 0) != 0 || connect(first, (struct sockaddr *)&addr, len) != 0
+        || setsockopt(timed, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) != 0)
         die_errno("a Unix listener and its first connection");
+    bool ok = expect_errno(connect(timed, (struct sockaddr *)&addr, len), EAGAIN, "a connect with SO_SNDTIMEO");
     pthread_t helper = start_thread(accept_later, (void *)(intptr_t)listener);
     errno = ERRNO_SET_BEFORE;
-    int r = connect(second, (struct sockaddr *)&addr, len);
-    bool ok = errno_kept("connect", r, errno);
+    int r = connect(waiting, (struct sockaddr *)&addr, len);
+    ok = errno_kept("connect", r, errno) && ok;
     join_thread(helper);
     close(first);
-    close(second);
+    close(timed);
+    close(waiting);
     close(listener);
     return ok;
 }

@@ -2,8 +2,8 @@
  * Context switching: coop_context_switch_fast on raw contexts (made with getcontext and
  * makecontext, so they do not start in the greenlet layer), coop_context_switch with both
  * kinds, and through greenlets under both kinds: callee-saved registers, the MXCSR and x87
- * control words, errno, the stack alignment of a new greenlet, and the signal mask (per
- * context with swapcontext, per OS thread with the fast switch).
+ * control words, errno, the stack alignment of a new greenlet, and the signal mask (the OS
+ * thread's with both kinds).
  */
 #include <errno.h>
 #include <fenv.h>
@@ -449,8 +449,8 @@ START_TEST(test_greenlet_signal_mask_of_the_thread)
     if (unit_handoffs() != handoffs)
         return;     /* they may have run on a spare's thread (unit.h) */
     /* The mask belongs to the OS thread, shared by its greenlets, with either switch:
-     * swapcontext (one rt_sigprocmask per switch) is given the thread's, since no shim keeps
-     * each greenlet's here. */
+     * swapcontext is given the thread's to set, read first, since no shim keeps each
+     * greenlet's here. */
     ck_assert_int_eq(mask_b_saw, 1);
     ck_assert_int_eq(usr2_blocked(), 0);
 }
