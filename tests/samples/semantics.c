@@ -39,6 +39,7 @@ enum {
     SLOW_READ_MIN = 4 * 1024,
     SLOW_READ_MAX = 64 * 1024,
     INTERRUPTIONS = 3,
+    ERRNO_SET_BEFORE = EDOM, /* what errno holds before a call that must leave it so */
 };
 
 /* ---- Reporting (checks.h), with skips ---- */
@@ -740,27 +741,37 @@ static void *read_slowly(void *arg)
     return NULL;
 }
 
-/* A blocking write on a socket returns only when all of it has gone, in order. */
-static bool check_large_write(void)
+/* One write of LARGE_WRITE_SIZE bytes on a socket that another thread reads slowly; what
+ * it returned, errno after it (set to ERRNO_SET_BEFORE just before), and what the reader got. */
+static ssize_t write_large_to_slow_reader(struct slow_reader *reader, int *err)
 {
-    struct slow_reader reader = { .intact = true };
     unsigned char *buf = malloc(LARGE_WRITE_SIZE);
-    pthread_t thread;
     int sv[2];
-    ssize_t n;
 
     if (buf == NULL)
         die("out of memory");
     for (size_t i = 0; i < LARGE_WRITE_SIZE; i++)
         buf[i] = large_byte(i);
     make_socketpair(sv, 0);
-    reader.fd = sv[1];
-    thread = start_thread(read_slowly, &reader);
-    n = write(sv[0], buf, LARGE_WRITE_SIZE);
+    *reader = (struct slow_reader){ .fd = sv[1], .intact = true };
+    pthread_t thread = start_thread(read_slowly, reader);
+    errno = ERRNO_SET_BEFORE;
+    ssize_t n = write(sv[0], buf, LARGE_WRITE_SIZE);
+    *err = errno;
     close(sv[0]);
     join_thread(thread);
     close(sv[1]);
     free(buf);
+    return n;
+}
+
+/* A blocking write on a socket returns only when all of it has gone, in order. */
+static bool check_large_write(void)
+{
+    struct slow_reader reader;
+    int err;
+    ssize_t n = write_large_to_slow_reader(&reader, &err);
+
     if (n != LARGE_WRITE_SIZE)
         return failf("write returned %zd, expected %d", n, LARGE_WRITE_SIZE);
     if (reader.received != LARGE_WRITE_SIZE || !reader.intact)
@@ -770,8 +781,6 @@ static bool check_large_write(void)
 }
 
 /* ---- errno ---- */
-
-enum { ERRNO_SET_BEFORE = EDOM };   /* no call here fails with it */
 
 /* A call that succeeds leaves errno as the caller set it, however long it waited: a loop
  * that reads to EOF and then tests errno sees what it set. */
@@ -844,22 +853,12 @@ static bool check_errno_kept(void)
     ok = errno_kept("read at end of file", n, errno) && ok;
     join_thread(helper);
     close(p[0]);
+    close_pair(sv);
 
-    struct slow_reader reader = { .fd = sv[1], .intact = true };
-    unsigned char *buf = malloc(LARGE_WRITE_SIZE);
-    if (buf == NULL)
-        die("out of memory");
-    for (size_t i = 0; i < LARGE_WRITE_SIZE; i++)
-        buf[i] = large_byte(i);
-    helper = start_thread(read_slowly, &reader);
-    errno = ERRNO_SET_BEFORE;
-    n = write(sv[0], buf, LARGE_WRITE_SIZE);
-    ok = errno_kept("a large write", n, errno) && ok;
-    close(sv[0]);
-    join_thread(helper);
-    close(sv[1]);
-    free(buf);
-    return ok;
+    struct slow_reader reader;
+    int err;
+    n = write_large_to_slow_reader(&reader, &err);
+    return errno_kept("a large write", n, err) && ok;
 }
 
 /* ---- Sleeps: each must last at least what was asked ---- */
