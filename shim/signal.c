@@ -1635,17 +1635,30 @@ static int syscall_result(int err)
     return -1;
 }
 
+/* COOP_PATCH=-signal, one mask per OS thread: a signal sent to greenlet g goes to its OS
+ * thread, where the kernel runs the handler on whichever greenlet is there, and g's wait
+ * ends as a thread's would: with EINTR, or going on where the handler has SA_RESTART. Called
+ * once the signal is sent (err, the sender's result), so that a handler run on the sender's
+ * own thread has run by then. A signal that runs no handler ends no wait (ignored, or a
+ * default action: the process ends, or stops and then goes on with the call), and neither
+ * does one the caller sends itself: it is not waiting, and its handler has run. */
+static int end_wait_of_target(struct coop_greenlet *g, int sig, int err)
+{
+    struct sigaction current;
+    if (err == 0 && sig != 0 && g != coop_self() && REAL(sigaction)(sig, NULL, &current) == 0
+        && current.sa_handler != SIG_IGN && current.sa_handler != SIG_DFL)
+        coop_signal_greenlet(g, current.sa_flags & SA_RESTART);
+    return err;
+}
+
 /* A greenlet that is gone takes no signal: 0, as glibc's for a thread that has exited. */
 EXPORT int pthread_kill(pthread_t t, int sig)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL)
         return shim_greenlet_gone(t) ? 0 : REAL(pthread_kill)(t, sig);
-    if (!emulated()) {
-        if (sig != 0)
-            coop_signal_greenlet(g, false);
-        return sig == 0 ? 0 : REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig);
-    }
+    if (!emulated())
+        return end_wait_of_target(g, sig, REAL(pthread_kill)((pthread_t)coop_greenlet_os_thread(g), sig));
     siginfo_t info = directed_info(sig, SI_TKILL);
     return send_to(g, &info);
 }
@@ -1655,8 +1668,12 @@ EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
     struct coop_greenlet *g = shim_greenlet_of(t);
     if (g == NULL && shim_greenlet_gone(t))
         return 0;
-    if (g == NULL || !emulated())
-        return REAL(pthread_sigqueue)(g ? (pthread_t)coop_greenlet_os_thread(g) : t, sig, value);
+    if (g == NULL)
+        return REAL(pthread_sigqueue)(t, sig, value);
+    if (!emulated()) {
+        pthread_t os_thread = (pthread_t)coop_greenlet_os_thread(g);
+        return end_wait_of_target(g, sig, REAL(pthread_sigqueue)(os_thread, sig, value));
+    }
     siginfo_t info = directed_info(sig, SI_QUEUE);
     info.si_value = value;
     return send_to(g, &info);

@@ -7,7 +7,10 @@
  *                and a queued SIGRTMIN with its value with sigwaitinfo; sigtimedwait
  *                times out with EAGAIN
  *   read EINTR   a handler without SA_RESTART interrupts a read on a pipe (EINTR)
+ *                (sent with pthread_sigqueue)
  *   read restart with SA_RESTART the read goes on and returns the data sent later
+ *   own signal   a thread that sent itself a signal (pthread_kill, pthread_sigqueue) ran its
+ *                handler then: its next read waits for the data, uninterrupted
  *   sigsuspend   the main thread waits with SIGALRM blocked except in sigsuspend
  *   pause        the main thread waits in pause() until a handler runs
  *
@@ -52,10 +55,10 @@ static void install(int sig, int flags)
         die_errno("sigaction");
 }
 
-/* Sends sig to a thread (or to the process when target is 0) after delay_ms; with until,
- * again every delay_ms until *until is set: a wait that must end by a signal gets one while
- * it waits, however late it gets to waiting. */
-struct shot { pthread_t target; int sig, delay_ms; bool process; _Atomic bool *until; };
+/* Sends sig to a thread (with pthread_sigqueue when queued) or to the process after
+ * delay_ms; with until, again every delay_ms until *until is set: a wait that must end by a
+ * signal gets one while it waits, however late it gets to waiting. */
+struct shot { pthread_t target; int sig, delay_ms; bool process; _Atomic bool *until; bool queued; };
 
 static void *shooter(void *arg)
 {
@@ -64,6 +67,8 @@ static void *shooter(void *arg)
         sleep_ms((unsigned)s->delay_ms);
         if (s->process)
             kill(getpid(), s->sig);
+        else if (s->queued)
+            pthread_sigqueue(s->target, s->sig, (union sigval){ .sival_int = 0 });
         else
             pthread_kill(s->target, s->sig);
     } while (s->until != NULL && !*s->until);
@@ -157,7 +162,7 @@ static void step_read(bool restart)
     pthread_t t;
     pthread_create(&t, NULL, reader, &r);
     /* Without SA_RESTART only a signal ends the read: sent until it has. */
-    struct shot s = { t, SIGHUP, 100, false, restart ? NULL : &r.done };
+    struct shot s = { t, SIGHUP, 100, false, restart ? NULL : &r.done, !restart };
     pthread_t st = fire(&s);
     if (restart) {
         sleep_ms(250);
@@ -178,6 +183,40 @@ static void step_read(bool restart)
     close(p[1]);
 }
 
+static void *write_later(void *arg)
+{
+    sleep_ms(100);
+    if (write(*(int *)arg, "x", 1) != 1)
+        die_errno("write");
+    return NULL;
+}
+
+static void step_own_signal(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        die_errno("pipe");
+    install(SIGHUP, 0);
+    handled = 0;
+    for (int queued = 0; queued <= 1; queued++) {
+        if (queued)
+            pthread_sigqueue(pthread_self(), SIGHUP, (union sigval){ .sival_int = 0 });
+        else
+            pthread_kill(pthread_self(), SIGHUP);
+        CHECK(handled == queued + 1, "own signal: handled %d after sending", (int)handled);
+        pthread_t w;
+        pthread_create(&w, NULL, write_later, &p[1]);
+        char c = 0;
+        errno = 0;
+        ssize_t n = read(p[0], &c, 1);
+        CHECK(n == 1 && c == 'x', "read after an own signal (%s): %zd, errno %d", queued ? "pthread_sigqueue" : "pthread_kill", n, errno);
+        pthread_join(w, NULL);
+    }
+    printf("own signal: the handler ran as it was sent; the next read waited for the data\n");
+    close(p[0]);
+    close(p[1]);
+}
+
 /* --- sigsuspend, pause --- */
 static void step_sigsuspend(void)
 {
@@ -188,7 +227,7 @@ static void step_sigsuspend(void)
     handled = 0;
     long before = ticks;
     uint64_t t0 = now_ns();
-    struct shot s = { 0, SIGALRM, 100, true, NULL };
+    struct shot s = { 0, SIGALRM, 100, true, NULL, false };
     pthread_t st = fire(&s);
     int r = 0;
     while (!handled)
@@ -208,7 +247,7 @@ static void step_pause(void)
     long before = ticks;
     uint64_t t0 = now_ns();
     _Atomic bool returned = false;
-    struct shot s = { pthread_self(), SIGHUP, 100, false, &returned };
+    struct shot s = { pthread_self(), SIGHUP, 100, false, &returned, false };
     pthread_t st = fire(&s);
     int r = pause();
     int err = errno;
@@ -236,6 +275,7 @@ int main(void)
     step_sigwait();
     step_read(false);
     step_read(true);
+    step_own_signal();
     step_sigsuspend();
     step_pause();
     stop_ticker = true;
