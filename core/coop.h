@@ -142,6 +142,11 @@ pid_t coop_tls_own_tid(void);
 /* Whether the runtime's threads run: the program created a thread (since it started, or since
  * the fork that made it). */
 bool coop_sched_started(void);
+/* The CPUs the process could use when coop started, on which every hub's thread runs (false:
+ * the kernel did not say). */
+bool coop_process_cpus(cpu_set_t *out);
+/* Whether tid is the kernel's id of a hub's thread (what a greenlet's gettid() says). */
+bool coop_is_hub_thread_id(pid_t tid);
 
 /* Marks the calling OS thread as runtime-owned: it never gets a hub. */
 void coop_mark_runtime_thread(void);
@@ -198,6 +203,8 @@ uint64_t coop_greenlet_id(const struct coop_greenlet *g);
 bool coop_greenlet_is_main(const struct coop_greenlet *g);
 /* Whether g is the process's main thread: the initial thread's, or a forked child's forker. */
 bool coop_greenlet_leads_process(const struct coop_greenlet *g);
+/* That greenlet. */
+struct coop_greenlet *coop_process_leader(void);
 bool coop_greenlet_finished(const struct coop_greenlet *g);
 bool coop_greenlet_detached(const struct coop_greenlet *g);
 /* The OS thread that runs g, as its real pthread_t. */
@@ -220,9 +227,10 @@ bool coop_greenlet_gone(const void *p);
 /* The guard size below g's stack. */
 size_t coop_greenlet_guard_size(const struct coop_greenlet *g);
 
-/* Scheduling policy and priority the program gave a greenlet: kept for the shim, which
- * reports them; coop runs every greenlet alike. */
-struct coop_sched { int policy, priority; bool known; };
+/* Scheduling policy, priority and CPU affinity the program gave a greenlet: kept for the
+ * shim, which reports them; coop runs every greenlet alike. cpus is the shim's allocation
+ * (NULL: none set), which it frees when the greenlet ends. */
+struct coop_sched { int policy, priority; bool known; void *cpus; };
 struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g);
 /* g's CPU time in ns (cpu.c): charged at every switch from the first call on. */
 int64_t coop_greenlet_cpu_ns(struct coop_greenlet *g);

@@ -400,6 +400,7 @@ void *coop_greenlet_take_signals(struct coop_greenlet *g)
 uint64_t coop_greenlet_id(const struct coop_greenlet *g) { return g->id; }
 bool coop_greenlet_is_main(const struct coop_greenlet *g) { return g->is_main; }
 bool coop_greenlet_leads_process(const struct coop_greenlet *g) { return g == coop_main_greenlet; }
+struct coop_greenlet *coop_process_leader(void) { return coop_main_greenlet; }
 bool coop_greenlet_finished(const struct coop_greenlet *g) { return g->state == G_FINISHED; }
 bool coop_greenlet_detached(const struct coop_greenlet *g) { return atomic_load(&g->ending) & END_DETACHED; }
 uintptr_t coop_greenlet_os_thread(const struct coop_greenlet *g) { return g->hub->os_thread; }

@@ -1090,25 +1090,39 @@ static bool start_thread(struct coop_hub *h)
     return err == 0;
 }
 
-/* COOP_HUBS=auto (0): one hub per CPU the process may run on. */
-static int cpus_allowed(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 1;
-    return CPU_COUNT(&set);
-}
+/* The CPUs the process may run on at start (the kernel's answer, not the shim's, which
+ * reports a greenlet's own): COOP_HUBS=auto (0) makes a hub per CPU, and every hub's thread
+ * runs on all of them. */
+static cpu_set_t process_cpus;
+static bool process_cpus_known;
 
 void coop_sched_init(int hubs, struct coop_hub *first)
 {
+    CPU_ZERO(&process_cpus);
+    process_cpus_known = coop_sys(SYS_sched_getaffinity, 0, sizeof process_cpus, &process_cpus) > 0;
     if (hubs <= 0)
-        hubs = cpus_allowed();
+        hubs = process_cpus_known ? CPU_COUNT(&process_cpus) : 1;
     regular_hubs = hubs < 1 ? 1 : hubs > COOP_MAX_REGULAR_HUBS ? COOP_MAX_REGULAR_HUBS : hubs;
     coop_hub_table[0] = first;
     atomic_store(&coop_hub_count, 1);
 }
 
 bool coop_sched_started(void) { return atomic_load_explicit(&started, memory_order_acquire); }
+
+bool coop_process_cpus(cpu_set_t *out)
+{
+    if (process_cpus_known)
+        *out = process_cpus;
+    return process_cpus_known;
+}
+
+bool coop_is_hub_thread_id(pid_t tid)
+{
+    for (struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
+        if (__atomic_load_n(&h->tid, __ATOMIC_RELAXED) == tid)
+            return true;
+    return false;
+}
 
 /* The program creates its first thread: the other hubs and the monitor start. */
 void coop_sched_start(void)
@@ -1117,6 +1131,11 @@ void coop_sched_start(void)
         return;
     coop_lock(&start_lock);
     if (!atomic_load(&started)) {
+        /* While it was the only OS thread, the shim let a set the program gave itself pin it
+         * for real (an exec keeps it, as taskset's does); the hubs, its own thread included,
+         * run on every CPU, the greenlet keeping its set for the shim to report. */
+        if (process_cpus_known)
+            coop_sys(SYS_sched_setaffinity, coop_hub_at(0)->tid, sizeof process_cpus, &process_cpus);
         coop_tls_set_multithreaded();
         for (int i = coop_hub_total(); i < regular_hubs; i++)
             if (start_hub(i, false) == NULL)

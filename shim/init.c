@@ -106,6 +106,7 @@ static void greenlet_exit(struct coop_greenlet *g)
 {
     shim_locals_exit(g);
     shim_signal_thread_exit(g);
+    shim_sched_exit(g);
 }
 
 __attribute__((constructor)) static void coop_start(void)
@@ -121,6 +122,7 @@ __attribute__((constructor)) static void coop_start(void)
     coop_init(&settings);
     shim_signal_init();
     shim_thread_init();
+    shim_sched_init();
     shim_mutex_init();
     shim_cancel_init();
     shim_locals_init();

@@ -39,10 +39,6 @@ struct locals {
  * that keeps its per-thread state in a pthread key (jemalloc does) sets it while it starts,
  * and a malloc of ours then would start it again inside itself (jemalloc registered its fork
  * handlers twice, and a fork deadlocked in them: varnishd at start-up). */
-void *__libc_malloc(size_t size);
-void *__libc_calloc(size_t n, size_t size);
-void *__libc_realloc(void *p, size_t size);
-void __libc_free(void *p);
 
 static __thread struct locals *thread_locals;
 static pthread_key_t thread_exit_key;

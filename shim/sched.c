@@ -1,6 +1,6 @@
 /*
  * Family thread, what the kernel keeps per OS thread and coop keeps per greenlet: the
- * scheduling policy and priority, and the CPU clock.
+ * scheduling policy and priority, the CPU affinity and the CPU clock.
  *
  * Scheduling: a greenlet's policy and priority are what its attributes or
  * pthread_setschedparam made them, inherited from its creator otherwise, and reported back;
@@ -8,6 +8,16 @@
  * would give the thread: EINVAL for a policy or priority out of range, EPERM where the
  * caller may not raise it (the kernel's rule: real-time policies need CAP_SYS_NICE or room
  * under RLIMIT_RTPRIO, leaving SCHED_IDLE needs RLIMIT_NICE).
+ *
+ * CPU affinity, the same way: what pthread_setaffinity_np, sched_setaffinity or the
+ * attributes gave a greenlet (the set as the kernel would take it: cut to the CPUs the
+ * process may use, EINVAL if none is left), its creator's otherwise, and reported back; a
+ * greenlet that never had one reports the set the process had at start, on which every hub
+ * runs. Applied to the OS thread, as it was, a program that pins its workers pinned whole
+ * hubs, all of them to one CPU when the workers it pinned last sat on every hub, and its
+ * other threads then read that one CPU as what the process had (JVMs, Rust and Go size their
+ * pools by it). The one exception is a process with one OS thread (see set_cpus), for the
+ * programs it runs with exec.
  *
  * CPU clocks: Linux names a thread's CPU clock ~tid << 3 | 6 (per thread, scheduler time);
  * coop names a greenlet's the same way with its number (core/cpu.c) above any tid
@@ -17,12 +27,14 @@
 #include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
+#include "../core/sys.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -81,7 +93,7 @@ static struct coop_sched *sched_of(struct coop_greenlet *g)
     return s;
 }
 
-int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out)
+static int policy_for_new(const pthread_attr_t *attr, struct coop_sched *out)
 {
     struct coop_greenlet *creator = coop_self();
     int inherit = PTHREAD_INHERIT_SCHED;
@@ -90,6 +102,7 @@ int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out)
     if (inherit == PTHREAD_INHERIT_SCHED || attr == NULL) {
         if (creator != NULL) {
             *out = *sched_of(creator);
+            out->cpus = NULL;       /* the creator's: cpus_for_new makes the new one's */
         } else {
             struct sched_param param = { 0 };
             REAL(pthread_getschedparam)(REAL(pthread_self)(), &out->policy, &param);
@@ -103,16 +116,8 @@ int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out)
     pthread_attr_getschedparam(attr, &param);
     out->priority = param.sched_priority;
     out->known = true;
-    struct coop_sched from = { SCHED_OTHER, 0, true };
+    struct coop_sched from = { SCHED_OTHER, 0, true, NULL };
     return check_change(creator != NULL ? sched_of(creator) : &from, out->policy, out->priority);
-}
-
-void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr)
-{
-    struct coop_sched *s = sched_of(g);
-    struct sched_param param = { .sched_priority = s->priority };
-    pthread_attr_setschedpolicy(attr, s->policy);
-    pthread_attr_setschedparam(attr, &param);
 }
 
 EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *param)
@@ -151,6 +156,251 @@ EXPORT int pthread_setschedprio(pthread_t t, int priority)
     if (g == NULL)
         return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setschedprio)(t, priority);
     return change(g, sched_of(g)->policy, priority);
+}
+
+/* --- CPU affinity --- */
+
+/* Where a set is kept (a void * slot, NULL while none was set, CPUS_GONE once its greenlet
+ * ended): a greenlet's coop_sched.cpus, or early_cpus. Any greenlet on any hub may set
+ * another's (pthread_setaffinity_np names any thread), and a greenlet's end frees its own:
+ * every read and write of a slot, and the set it points to, under cpus_lock, which no one
+ * holds across a switch. */
+static coop_lock_t cpus_lock;
+#define CPUS_GONE ((void *)1)
+
+/* Before coop starts, a library's constructor may pin the initial thread (libgomp does with
+ * OMP_PROC_BIND): the set is kept here for the main thread's greenlet, and the OS thread,
+ * which becomes a hub and whose set decides how many hubs there are, is left as the process
+ * started it. */
+static void *early_cpus;
+
+static void **cpus_slot(struct coop_greenlet *g) { return &coop_greenlet_sched(g)->cpus; }
+
+/* early_cpus if the caller is the initial thread before coop starts, names itself, and the
+ * thread family will be coop's; else NULL. */
+static void **early_slot(bool names_initial_thread)
+{
+    bool early = !atomic_load(&shim_settings_read) && names_initial_thread
+                 && REAL(syscall)(SYS_gettid) == getpid() && shim_thread_objects_ours_before_start();
+    return early ? &early_cpus : NULL;
+}
+
+/* *out = the set at slot; false where none was set. */
+static bool own_cpus(void **slot, cpu_set_t *out)
+{
+    coop_lock(&cpus_lock);
+    const cpu_set_t *own = *slot != CPUS_GONE ? *slot : NULL;
+    if (own != NULL)
+        *out = *own;
+    coop_unlock(&cpus_lock);
+    return own != NULL;
+}
+
+/* *out = the set at slot, or where none was set the one every hub runs on; false before
+ * coop starts, where neither is known. */
+static bool cpus_at(void **slot, cpu_set_t *out)
+{
+    return own_cpus(slot, out) || coop_process_cpus(out);
+}
+
+/* The set the kernel gives a thread that asks for size bytes of *asked (cut to the CPUs its
+ * cpuset allows that are up), or its error (EINVAL when none is left, EFAULT): the kernel's
+ * own answer for the calling OS thread, whose set is put back at once unless keep. */
+static int cpus_taken(size_t size, const cpu_set_t *asked, cpu_set_t *out, bool keep)
+{
+    cpu_set_t before;
+    if (REAL(sched_getaffinity)(0, sizeof before, &before) != 0 || REAL(sched_setaffinity)(0, size, asked) != 0)
+        return errno;
+    int err = REAL(sched_getaffinity)(0, sizeof *out, out) == 0 ? 0 : errno;
+    if (!keep)
+        REAL(sched_setaffinity)(0, sizeof before, &before);
+    return err;
+}
+
+/* Stores set at slot, allocating it the first time: 0, ENOMEM, or ESRCH for a greenlet that
+ * has ended. */
+static int store_cpus(void **slot, const cpu_set_t *set)
+{
+    cpu_set_t *fresh = NULL;
+    for (;;) {
+        coop_lock(&cpus_lock);
+        void *now = *slot;
+        if (now == NULL && fresh != NULL) {
+            now = *slot = fresh;
+            fresh = NULL;
+        }
+        if (now != NULL && now != CPUS_GONE)
+            *(cpu_set_t *)now = *set;
+        coop_unlock(&cpus_lock);
+        if (now != NULL) {
+            __libc_free(fresh);     /* another setter stored one first */
+            return now != CPUS_GONE ? 0 : ESRCH;
+        }
+        if ((fresh = __libc_malloc(sizeof *fresh)) == NULL)
+            return ENOMEM;
+    }
+}
+
+/* keep: the set is the caller's own, for its OS thread too. */
+static int set_cpus(void **slot, size_t size, const cpu_set_t *asked, bool keep)
+{
+    cpu_set_t set;
+    int err = cpus_taken(size, asked, &set, keep);
+    return err != 0 ? err : store_cpus(slot, &set);
+}
+
+/* A set the caller gives itself or another thread. Before the hubs start, the caller is the
+ * process's only OS thread (it names itself), and the kernel's set is kept as well: a program
+ * that pins itself and then calls exec, as taskset does, pins the program it runs;
+ * coop_sched_start widens the thread again. Not a set made before coop starts: that thread's
+ * set decides how many hubs there are. */
+static int set_named(void **slot, size_t size, const cpu_set_t *asked)
+{
+    return set_cpus(slot, size, asked, slot != &early_cpus && !coop_sched_started());
+}
+
+/* Reads the set at slot into size bytes at *set as the kernel's call would: the kernel
+ * checks size and fills in the calling OS thread's (and zeroes the rest), over which the
+ * slot's set goes. */
+static int get_cpus(void **slot, size_t size, cpu_set_t *set)
+{
+    if (REAL(sched_getaffinity)(0, size, set) != 0)
+        return errno;
+    cpu_set_t own;
+    if (cpus_at(slot, &own))
+        memcpy(set, &own, size < sizeof own ? size : sizeof own);
+    return 0;
+}
+
+/* A new greenlet's set: its attributes' (glibc reports every bit set when they have none),
+ * else its creator's. */
+static int cpus_for_new(const pthread_attr_t *attr, void **out)
+{
+    *out = NULL;
+    cpu_set_t asked, set;
+    if (attr != NULL && pthread_attr_getaffinity_np(attr, sizeof asked, &asked) == 0 && CPU_COUNT(&asked) < CPU_SETSIZE)
+        return set_cpus(out, sizeof asked, &asked, false);
+    struct coop_greenlet *creator = coop_self();
+    return creator != NULL && own_cpus(cpus_slot(creator), &set) ? store_cpus(out, &set) : 0;
+}
+
+int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out)
+{
+    int err = policy_for_new(attr, out);
+    return err != 0 ? err : cpus_for_new(attr, &out->cpus);
+}
+
+void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr)
+{
+    struct coop_sched *s = sched_of(g);
+    struct sched_param param = { .sched_priority = s->priority };
+    pthread_attr_setschedpolicy(attr, s->policy);
+    pthread_attr_setschedparam(attr, &param);
+    cpu_set_t cpus;
+    if (cpus_at(cpus_slot(g), &cpus))
+        pthread_attr_setaffinity_np(attr, sizeof cpus, &cpus);
+}
+
+void shim_sched_drop(struct coop_sched *s)
+{
+    __libc_free(s->cpus);
+    s->cpus = NULL;
+}
+
+/* A fork's child has only the forking greenlet (another may have held the lock), on an OS
+ * thread that takes that greenlet's set, as a forked thread's child has its set. */
+static void sched_fork_child(void)
+{
+    cpus_lock = (coop_lock_t){ 0 };
+    cpu_set_t own;
+    struct coop_greenlet *self = coop_self();
+    if (self != NULL && own_cpus(cpus_slot(self), &own))
+        REAL(sched_setaffinity)(0, sizeof own, &own);
+}
+
+void shim_sched_init(void)
+{
+    struct coop_greenlet *self = coop_self();
+    if (self != NULL) {
+        *cpus_slot(self) = early_cpus;      /* no other thread runs yet */
+        early_cpus = NULL;
+    }
+    pthread_atfork(NULL, NULL, sched_fork_child);
+}
+
+void shim_sched_exit(struct coop_greenlet *g)
+{
+    coop_lock(&cpus_lock);
+    void *cpus = *cpus_slot(g);
+    *cpus_slot(g) = CPUS_GONE;
+    coop_unlock(&cpus_lock);
+    if (cpus != CPUS_GONE)
+        __libc_free(cpus);
+}
+
+/* The slot of the thread t names, or NULL for one that is the kernel's. */
+static void **slot_of_thread(pthread_t t)
+{
+    struct coop_greenlet *g = shim_greenlet_of(t);
+    return g != NULL ? cpus_slot(g) : early_slot(t == REAL(pthread_self)());
+}
+
+/* A vfork child is one thread, whose memory (greenlets' records included) is its parent's:
+ * the caller's handle names it, at the kernel, and other greenlets are none of its. */
+static int vfork_child_call(pthread_t t, size_t size, cpu_set_t *get, const cpu_set_t *set)
+{
+    if (shim_greenlet_of(t) != coop_self())
+        return ESRCH;
+    int r = get != NULL ? REAL(sched_getaffinity)(0, size, get) : REAL(sched_setaffinity)(0, size, set);
+    return r == 0 ? 0 : errno;
+}
+
+EXPORT int pthread_getaffinity_np(pthread_t t, size_t size, cpu_set_t *set)
+{
+    if (shim_vfork_child)
+        return vfork_child_call(t, size, set, NULL);
+    void **slot = slot_of_thread(t);
+    if (slot == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getaffinity_np)(t, size, set);
+    return get_cpus(slot, size, set);
+}
+
+EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set)
+{
+    if (shim_vfork_child)
+        return vfork_child_call(t, size, NULL, set);
+    void **slot = slot_of_thread(t);
+    if (slot == NULL)
+        return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setaffinity_np)(t, size, set);
+    return set_named(slot, size, set);
+}
+
+/* The slot of the thread pid names: 0 and what gettid() tells the caller now name the
+ * caller, the process's id its main thread, another hub's id the caller too (its gettid()
+ * of before it moved, most likely; never the hub's thread, under every greenlet of a hub);
+ * NULL for the kernel's (another process, a thread coop does not run). */
+static void **slot_of_pid(pid_t pid)
+{
+    struct coop_greenlet *self = shim_patched[FAM_thread] && !shim_vfork_child ? coop_self() : NULL;
+    if (self == NULL)
+        return early_slot(pid == 0 || pid == getpid());
+    if (pid == 0 || pid == (pid_t)REAL(syscall)(SYS_gettid))
+        return cpus_slot(self);
+    if (pid == getpid())
+        return cpus_slot(coop_process_leader());
+    return coop_is_hub_thread_id(pid) ? cpus_slot(self) : NULL;
+}
+
+EXPORT int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set)
+{
+    void **slot = slot_of_pid(pid);
+    return slot != NULL ? shim_syscall_result(get_cpus(slot, size, set)) : REAL(sched_getaffinity)(pid, size, set);
+}
+
+EXPORT int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *set)
+{
+    void **slot = slot_of_pid(pid);
+    return slot != NULL ? shim_syscall_result(set_named(slot, size, set)) : REAL(sched_setaffinity)(pid, size, set);
 }
 
 /* --- CPU clocks --- */

@@ -33,6 +33,15 @@ static inline bool shim_thread_objects_ours(void)
                : shim_thread_objects_ours_before_start();
 }
 
+/* A system call's result for an error number: 0, or -1 with errno set. */
+static inline int shim_syscall_result(int err)
+{
+    if (err == 0)
+        return 0;
+    errno = err;
+    return -1;
+}
+
 /* The real libc functions, resolved in the constructor or on first use. */
 #define COOP_FN(family, name, version) extern void *coop_real_##name __attribute__((visibility("hidden")));
 #include "surface.h"
@@ -171,8 +180,9 @@ int64_t shim_deadline_ms(int timeout_ms);
 int shim_abs_deadline(clockid_t clock, const struct timespec *abstime, int64_t *deadline);
 struct timespec shim_remaining(int64_t deadline);
 
-/* Signals per greenlet (see signal.c): a new greenlet's mask is its creator's. */
-void shim_signal_thread_created(struct coop_greenlet *g);
+/* Signals per greenlet (see signal.c): a new greenlet's mask is mask, or its creator's
+ * (NULL). */
+void shim_signal_thread_created(struct coop_greenlet *g, const sigset_t *mask);
 void shim_signal_thread_exit(struct coop_greenlet *g);
 /* A wait that a handler ends (ppoll, pselect, epoll_pwait, sigsuspend, pause): runs
  * wait(call, handled) with mask as the caller's mask meanwhile (NULL: its own), where
@@ -189,6 +199,12 @@ unsigned shim_signal_handled(void);        /* the count, for handled_since, with
 /* Whether the calling greenlet's signal mask is coop's to keep (the signal family is on). */
 bool shim_signal_per_greenlet(void);
 void shim_locals_exit(struct coop_greenlet *g);
+/* glibc's own allocator, for records made on the program's behalf: never the program's
+ * malloc (see locals.c). */
+void *__libc_malloc(size_t size);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void __libc_free(void *p);
 /* Installs the run-info dump's handler (COOP_DUMP_SIGNAL), if one is asked for. */
 void shim_signal_init(void);
 extern int shim_dump_signal;
@@ -216,10 +232,16 @@ void shim_cancel_init(void);
 struct coop_greenlet *shim_greenlet_of(pthread_t t);
 /* Whether t named a greenlet that is gone (joined, or ended detached). */
 bool shim_greenlet_gone(pthread_t t);
-/* Scheduling (sched.c): a new greenlet's policy and priority from its attributes (0, or the
- * kernel's error), and a greenlet's reported into attributes (pthread_getattr_np). */
+/* Scheduling (sched.c): a new greenlet's policy, priority and CPU affinity from its
+ * attributes or its creator (0, or the kernel's error; shim_sched_drop frees what it took
+ * if the greenlet is not made), a greenlet's reported into attributes (pthread_getattr_np),
+ * and what a greenlet's end frees. */
 int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out);
+void shim_sched_drop(struct coop_sched *s);
 void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr);
+void shim_sched_exit(struct coop_greenlet *g);
+/* Once coop runs the main thread's greenlet: it takes what was set before (sched.c). */
+void shim_sched_init(void);
 /* At a cancellation point: acts on a pending cancellation of the calling greenlet, if its
  * cancellation is enabled (the unwinding does not return). */
 void shim_cancel_point(void);

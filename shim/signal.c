@@ -1626,15 +1626,6 @@ static int send_to(struct coop_greenlet *g, const siginfo_t *info)
     return err;
 }
 
-/* A system call's result for an error number. */
-static int syscall_result(int err)
-{
-    if (err == 0)
-        return 0;
-    errno = err;
-    return -1;
-}
-
 /* COOP_PATCH=-signal, one mask per OS thread: a signal sent to greenlet g goes to its OS
  * thread, where the kernel runs the handler on whichever greenlet is there, and g's wait
  * ends as a thread's would: with EINTR, or going on where the handler has SA_RESTART. Called
@@ -1685,7 +1676,7 @@ EXPORT int raise(int sig)
     if (g == NULL)
         return REAL(raise)(sig);
     siginfo_t info = directed_info(sig, SI_TKILL);
-    return syscall_result(send_to(g, &info));
+    return shim_syscall_result(send_to(g, &info));
 }
 
 /*
@@ -1729,7 +1720,7 @@ EXPORT int kill(pid_t pid, int sig)
     if (!sent_within(pid, sig))
         return REAL(kill)(pid, sig);
     siginfo_t info = { .si_signo = sig, .si_code = SI_USER, .si_pid = pid, .si_uid = getuid() };
-    return syscall_result(send_within(&info));
+    return shim_syscall_result(send_within(&info));
 }
 
 EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
@@ -1737,17 +1728,18 @@ EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
     if (!sent_within(pid, sig))
         return REAL(sigqueue)(pid, sig, value);
     siginfo_t info = { .si_signo = sig, .si_code = SI_QUEUE, .si_pid = pid, .si_uid = getuid(), .si_value = value };
-    return syscall_result(send_within(&info));
+    return shim_syscall_result(send_within(&info));
 }
 
 /* --- a greenlet's life --- */
 
-void shim_signal_thread_created(struct coop_greenlet *g)
+void shim_signal_thread_created(struct coop_greenlet *g, const sigset_t *mask)
 {
     struct sigstate *creator = my_state(emulating());
     if (creator == NULL)
         return;
-    __atomic_store_n(coop_greenlet_signals(g), new_state(atomic_load(&creator->blocked)), __ATOMIC_RELEASE);
+    uint64_t blocked = mask != NULL ? bits_of(mask) : atomic_load(&creator->blocked);
+    __atomic_store_n(coop_greenlet_signals(g), new_state(blocked), __ATOMIC_RELEASE);
 }
 
 void shim_signal_thread_exit(struct coop_greenlet *g)

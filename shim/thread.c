@@ -97,13 +97,6 @@ struct coop_greenlet *shim_greenlet_of(pthread_t t)
 
 bool shim_greenlet_gone(pthread_t t) { return coop_greenlet_gone((void *)t); }
 
-/* CPU affinity belongs to the OS thread that runs a greenlet. */
-static pthread_t os_thread_of(pthread_t t)
-{
-    struct coop_greenlet *g = shim_greenlet_of(t);
-    return g ? (pthread_t)coop_greenlet_os_thread(g) : t;
-}
-
 /* glibc keeps "a stack was supplied" and "a size was chosen" only inside the attribute
  * object: struct pthread_attr { sched_param; int policy; int flags; size_t guardsize;
  * void *stackaddr; size_t stacksize (0: the default); ... }, ATTR_FLAG_STACKADDR 8. */
@@ -129,11 +122,11 @@ static void spawn_attr(const pthread_attr_t *attr, struct coop_spawn_attr *sa)
     }
 }
 
-struct creation { pthread_t *t; struct coop_sched sched; };
+struct creation { pthread_t *t; struct coop_sched sched; sigset_t mask; bool own_mask; };
 
 /* What a new thread has before it runs, as glibc's pthread_create gives it: its handle in
- * *t, its scheduling attributes, its signal state (the creator's mask) and, as the kernel
- * gives a new thread, its creator's name. */
+ * *t, its scheduling attributes, its signal state (the attributes' mask, or the creator's)
+ * and, as the kernel gives a new thread, its creator's name. */
 static void prepare(struct coop_greenlet *g, void *arg)
 {
     struct creation *c = arg;
@@ -146,7 +139,7 @@ static void prepare(struct coop_greenlet *g, void *arg)
         coop_greenlet_inherit_name(g, name);
     }
     *coop_greenlet_sched(g) = c->sched;
-    shim_signal_thread_created(g);
+    shim_signal_thread_created(g, c->own_mask ? &c->mask : NULL);
     *c->t = (pthread_t)g;
 }
 
@@ -158,6 +151,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
     spawn_attr(attr, &sa);
     coop_diag_prepare();
     struct creation c = { .t = t };
+    c.own_mask = attr != NULL && pthread_attr_getsigmask_np(attr, &c.mask) == 0;
     int err = shim_sched_for_new(attr, &c.sched);
     if (err != 0)
         return err;
@@ -166,6 +160,8 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 
     struct coop_greenlet *g;
     err = coop_spawn(&g, fn, arg, &sa);
+    if (err != 0)
+        shim_sched_drop(&c.sched);
     if (err == ENOSYS)
         return REAL(pthread_create)(t, attr, fn, arg);
     /* glibc clears this at the first pthread_create; libstdc++ and others skip
@@ -338,14 +334,4 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
     pthread_attr_setdetachstate(attr, coop_greenlet_detached(g) ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
     shim_sched_report(g, attr);
     return 0;
-}
-
-EXPORT int pthread_getaffinity_np(pthread_t t, size_t size, cpu_set_t *set)
-{
-    return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_getaffinity_np)(os_thread_of(t), size, set);
-}
-
-EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set)
-{
-    return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setaffinity_np)(os_thread_of(t), size, set);
 }

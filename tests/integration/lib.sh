@@ -43,8 +43,9 @@ HANG_GUARD_S=60
 # 1 + SCHED_THREADS + the runtime threads a test allows for (a threadpool...).
 coop_hubs() {
     local hubs=${COOP_HUBS:-auto}
-    [ "$hubs" = auto ] && hubs=$(nproc)
-    echo "$hubs"
+    # nproc heeds OpenMP's variables, which coop does not; coop makes 96 hubs at most.
+    [ "$hubs" = auto ] && hubs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+    echo $((hubs > 96 ? 96 : hubs))
 }
 SCHED_THREADS=$(coop_hubs)
 # A greenlet stuck in a call coop cannot make cooperative (a write to a slow disk, libuv

@@ -3,10 +3,11 @@
 # cancellation point with C cleanup handlers (cancel) and C++ destructors (cancel_unwind),
 # pthread_exit and cancellation of the main thread (main_exit); mutexes and semaphores
 # exactly as glibc's, process-shared ones shared with a plain glibc process (pshared); calls
-# on threads already joined or detached (joined); scheduling attributes and CPU clocks per
-# thread (sched_clock); stacks that overflow where a thread's of the same size and guard does
-# (stack_depth, within a page); a read-write lock, a semaphore and a condition variable that
-# a library's constructor used first, which the loader may run before coop's (early_locks);
+# on threads already joined or detached (joined); scheduling attributes, CPU affinity and CPU
+# clocks per thread (sched_clock); stacks that overflow where a thread's of the same size and
+# guard does (stack_depth, within a page); a read-write lock, a semaphore and a condition variable that
+# a library's constructor used first, which the loader may run before coop's, and its pin of
+# the initial thread, main's alone (early_locks);
 # a daemon's close of every fd at start-up, then waits and a fork (close_all).
 # Each program runs natively and under coop with each TLS mechanism (COOP_TLS): the same
 # result lines, and under coop one OS thread (+ coop's runtime threads).
@@ -18,6 +19,7 @@ RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes u
 # Waits on process-shared objects sleep in a thread of coop's pool: two of them here.
 export COOP_THREADPOOL_SIZE=2
 RUNTIME_THREADS=$((${COOP_RUNTIME_THREADS:-0} + COOP_THREADPOOL_SIZE))
+export COOP_STATS=1     # for the count of hubs below
 
 # shellcheck source=tests/integration/threads_lib.sh
 source "$(dirname "$0")/threads_lib.sh"
@@ -69,6 +71,10 @@ for mechanism in "${TLS_MECHANISMS[@]}"; do
     # early_locks tests something only where the loader ran its library's constructor first.
     grep -q "ran before coop's" "$TMP/early_locks.COOP_TLS=$mechanism.err" ||
         problems+=("COOP_TLS=$mechanism: early_locks' constructor did not run before coop's: $(cat "$TMP/early_locks.COOP_TLS=$mechanism.err")")
+    # Its pin of the initial thread is main's: the OS thread, whose set decides how many hubs
+    # run, keeps the process's (COOP_STATS's count).
+    grep -q "^coop: stats: hubs $SCHED_THREADS," "$TMP/early_locks.COOP_TLS=$mechanism.err" ||
+        problems+=("COOP_TLS=$mechanism: early_locks did not run on $SCHED_THREADS hubs: $(grep 'stats: hubs' "$TMP/early_locks.COOP_TLS=$mechanism.err")")
 done
 fail_on_problems
 echo "PASS: ${#RUNS[@]} programs print the same natively and under coop (COOP_TLS=$TLS_MECHANISM_LIST), one OS thread under coop"

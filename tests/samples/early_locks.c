@@ -2,11 +2,14 @@
  * early_locks: a read-write lock, a semaphore, a condition variable and a barrier that a
  * library's constructor used before main (libs/early_locks.c; under coop possibly before
  * coop's own constructor) work as usual afterwards, between main and a second thread, and a
- * process-shared recursive mutex it left locked is main's. Prints one line per object; a
- * lock misread as held hangs instead (test_threads_posix bounds the run).
+ * process-shared recursive mutex it left locked is main's, and so is the CPU it pinned the
+ * initial thread to (a thread main creates inherits it). Prints one line per object; a lock
+ * misread as held hangs instead (test_threads_posix bounds the run).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@ extern pthread_cond_t early_cond;
 extern pthread_barrier_t early_barrier;
 extern sem_t early_sem;
 extern pthread_mutex_t early_shared_recursive;
+extern cpu_set_t early_cpus;
 
 static int other_read, other_write;
 static bool signalled;
@@ -59,6 +63,14 @@ static void run(void *(*fn)(void *))
     pthread_join(t, NULL);
 }
 
+static cpu_set_t other_cpus;
+
+static void *read_affinity(void *unused)
+{
+    sched_getaffinity(0, sizeof other_cpus, &other_cpus);
+    return unused;
+}
+
 int main(void)
 {
     int write = pthread_rwlock_wrlock(&early_rwlock);
@@ -93,5 +105,11 @@ int main(void)
     int unlock2 = pthread_mutex_unlock(&early_shared_recursive);
     printf("shared recursive mutex: relock %d; another thread: trylock %s; unlocks %d %d\n", relock,
            other_trylock == EBUSY ? "EBUSY" : strerror(other_trylock), unlock1, unlock2);
+
+    cpu_set_t mine;
+    sched_getaffinity(0, sizeof mine, &mine);
+    run(read_affinity);
+    printf("affinity: main has the CPU the constructor gave it: %s; a new thread: %s\n",
+           CPU_EQUAL(&mine, &early_cpus) ? "yes" : "no", CPU_EQUAL(&other_cpus, &early_cpus) ? "yes" : "no");
     return 0;
 }

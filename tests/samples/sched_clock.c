@@ -1,6 +1,6 @@
 /*
- * sched_clock: each thread's scheduling attributes and CPU clock are its own, one line per
- * check:
+ * sched_clock: each thread's scheduling attributes, CPU affinity and CPU clock are its own,
+ * one line per check:
  *
  *   ok NAME: what was seen       as with glibc's threads
  *   FAIL NAME: why               not
@@ -11,6 +11,10 @@
  * otherwise; bad ones say EINVAL, and without CAP_SYS_NICE and RLIMIT_RTPRIO a real-time one
  * says EPERM (checked in a child process that gives them up). The results depend on the
  * privileges the program runs with (root or not), the same natively and under coop. CPU
+ * affinity: a set a thread gives itself is what it, its creator, pthread_getattr_np and the
+ * threads it creates see, not its creator's nor another thread's; attributes give one; a set
+ * of CPUs the process may not use says EINVAL; a child that pins itself, or a pinned
+ * thread's child, runs a program pinned; threads setting and reading each other's at once read whole sets. CPU
  * clocks: a thread just created has used less CPU time than its creator, which computed
  * first; a thread's clock advances while it computes and not while it waits for another one
  * that computes; pthread_getcpuclockid's clock works with clock_gettime and clock_getres, and
@@ -28,6 +32,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -230,6 +235,235 @@ static void check_unprivileged(void)
                   "without CAP_SYS_NICE: create and setschedparam EPERM for FIFO, BATCH allowed");
 }
 
+/* ---- CPU affinity ---- */
+
+static cpu_set_t process_cpus;     /* main's at start: every CPU the process may use */
+static int first_cpu, outside_cpu = -1;     /* one of them, and one it may not use */
+static const char *pinned_name = "first";    /* name_set's for first_cpu alone */
+
+/* How a thread's set compares with the process's: "all", "first" (first_cpu alone), "N
+ * others", or the error. */
+static void name_set(int err, const cpu_set_t *set, char *out, size_t len)
+{
+    if (err != 0)
+        snprintf(out, len, "%s", errname(err));
+    else if (CPU_EQUAL(set, &process_cpus))
+        snprintf(out, len, "all");
+    else if (CPU_COUNT(set) == 1 && CPU_ISSET(first_cpu, set))
+        snprintf(out, len, "first");
+    else
+        snprintf(out, len, "%d others", CPU_COUNT(set));
+}
+
+static void own_cpus(char *out, size_t len)
+{
+    cpu_set_t set;
+    int err = sched_getaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+    name_set(err, &set, out, len);
+}
+
+static void thread_cpus(pthread_t t, char *out, size_t len)
+{
+    cpu_set_t set;
+    name_set(pthread_getaffinity_np(t, sizeof set, &set), &set, out, len);
+}
+
+static void attr_cpus(pthread_t t, char *out, size_t len)
+{
+    pthread_attr_t attr;
+    cpu_set_t set;
+    int err = pthread_getattr_np(t, &attr);
+    if (err == 0) {
+        err = pthread_attr_getaffinity_np(&attr, sizeof set, &set);
+        pthread_attr_destroy(&attr);
+    }
+    name_set(err, &set, out, len);
+}
+
+static cpu_set_t only(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return set;
+}
+
+static void *report_own_cpus(void *view)
+{
+    own_cpus(view, 32);
+    return NULL;
+}
+
+/* A thread that pins itself to the first CPU, says what it and a thread it creates see,
+ * waits while its creator looks, then takes every CPU back with sched_setaffinity. */
+struct pinned { sem_t ready, go; int pin; char self_view[32], child_view[32], after_view[32]; };
+
+static void *pin_self(void *arg)
+{
+    struct pinned *p = arg;
+    cpu_set_t first = only(first_cpu);
+    pthread_t child;
+
+    p->pin = pthread_setaffinity_np(pthread_self(), sizeof first, &first);
+    own_cpus(p->self_view, sizeof p->self_view);
+    pthread_create(&child, NULL, report_own_cpus, p->child_view);
+    pthread_join(child, NULL);
+    sem_post(&p->ready);
+    sem_wait(&p->go);
+    sched_setaffinity(0, sizeof process_cpus, &process_cpus);
+    own_cpus(p->after_view, sizeof p->after_view);
+    return NULL;
+}
+
+/* The set is the thread's own: its creator, and a thread that shares its OS thread under
+ * coop, keep theirs. */
+static void check_affinity_own(void)
+{
+    struct pinned p;
+    pthread_t t, other;
+    char creator_view[32], attr_view[32], mine[32], other_view[32], result[512];
+
+    sem_init(&p.ready, 0, 0);
+    sem_init(&p.go, 0, 0);
+    pthread_create(&t, NULL, pin_self, &p);
+    sem_wait(&p.ready);
+    thread_cpus(t, creator_view, sizeof creator_view);
+    attr_cpus(t, attr_view, sizeof attr_view);
+    own_cpus(mine, sizeof mine);
+    pthread_create(&other, NULL, report_own_cpus, other_view);
+    pthread_join(other, NULL);
+    sem_post(&p.go);
+    pthread_join(t, NULL);
+    snprintf(result, sizeof result,
+             "pinned itself (%s): it sees %s, a thread it creates %s, its creator %s, pthread_getattr_np %s; "
+             "the creator keeps %s, another thread %s; after sched_setaffinity it sees %s",
+             errname(p.pin), p.self_view, p.child_view, creator_view, attr_view, mine, other_view, p.after_view);
+    bool ok = p.pin == 0 && strcmp(p.self_view, pinned_name) == 0 && strcmp(p.child_view, pinned_name) == 0
+              && strcmp(creator_view, pinned_name) == 0 && strcmp(attr_view, pinned_name) == 0
+              && strcmp(mine, "all") == 0 && strcmp(other_view, "all") == 0 && strcmp(p.after_view, "all") == 0;
+    report_result("affinity_own", ok || failf("%s", result), result);
+}
+
+/* A set in the attributes is the new thread's; one of CPUs the process may not use is
+ * refused with EINVAL, however it is given. */
+static void check_affinity_given(void)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    char view[32] = "", mine[32], result[512];
+    cpu_set_t first = only(first_cpu), outside = only(outside_cpu < 0 ? first_cpu : outside_cpu), small;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setaffinity_np(&attr, sizeof first, &first);
+    int created = pthread_create(&t, &attr, report_own_cpus, view);
+    if (created == 0)
+        pthread_join(t, NULL);
+    pthread_attr_setaffinity_np(&attr, sizeof outside, &outside);
+    char ignored[32];
+    int refused = pthread_create(&t, &attr, report_own_cpus, ignored);
+    if (refused == 0)
+        pthread_join(t, NULL);
+    pthread_attr_destroy(&attr);
+    int set = pthread_setaffinity_np(pthread_self(), sizeof outside, &outside);
+    int sched_set = sched_setaffinity(0, sizeof outside, &outside) == 0 ? 0 : errno;
+    int short_get = sched_getaffinity(0, 4, &small) == 0 ? 0 : errno;
+    own_cpus(mine, sizeof mine);
+    snprintf(result, sizeof result,
+             "created with the first CPU (%s): it sees %s; with one outside the process's: create %s, "
+             "pthread_setaffinity_np %s, sched_setaffinity %s; a 4-byte set %s; the caller keeps %s",
+             errname(created), view, errname(refused), errname(set), errname(sched_set), errname(short_get), mine);
+    bool ok = created == 0 && strcmp(view, pinned_name) == 0 && short_get == EINVAL && strcmp(mine, "all") == 0
+              && (outside_cpu < 0 || (refused == EINVAL && set == EINVAL && sched_set == EINVAL));
+    report_result("affinity_given", ok || failf("%s", result), result);
+}
+
+/* A forked child that pins itself and then runs a program (taskset does so, and Python's
+ * preexec_fn), or the child of a thread that pinned itself: the program runs pinned. It is
+ * this one again, which answers by its status. */
+static int pinned_to(const char *cpu)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1 && CPU_ISSET(atoi(cpu), &set) ? 0 : 1;
+}
+
+/* Whether the program a forked child runs is pinned, the child pinning itself (pin_child)
+ * or not. */
+static bool runs_pinned(bool pin_child)
+{
+    char cpu[16];
+    snprintf(cpu, sizeof cpu, "%d", first_cpu);
+    pid_t child = fork();
+    if (child == 0) {
+        cpu_set_t first = only(first_cpu);
+        if (pin_child)
+            sched_setaffinity(0, sizeof first, &first);
+        execl("/proc/self/exe", "sched_clock", "pinned-to", cpu, (char *)NULL);
+        _exit(2);
+    }
+    int status = -1;
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void *fork_pinned(void *result)
+{
+    cpu_set_t first = only(first_cpu);
+    pthread_setaffinity_np(pthread_self(), sizeof first, &first);
+    *(bool *)result = runs_pinned(false);
+    return NULL;
+}
+
+static void check_affinity_exec(void)
+{
+    char result[160];
+    bool child_pinned = runs_pinned(true), thread_pinned = false;
+    pthread_t t;
+    pthread_create(&t, NULL, fork_pinned, &thread_pinned);
+    pthread_join(t, NULL);
+    snprintf(result, sizeof result, "the program a child runs is pinned: after the child pinned itself %s, "
+             "a pinned thread's child %s", child_pinned ? "yes" : "no", thread_pinned ? "yes" : "no");
+    report_result("affinity_exec", (child_pinned && thread_pinned) || failf("%s", result), result);
+}
+
+/* Threads that set and read each other's sets at once, on every hub under coop: each read is
+ * one of the two sets written, whole. */
+enum { STORM_THREADS = 8, STORM_ROUNDS = 500 };
+static pthread_t storm[STORM_THREADS];
+static pthread_barrier_t storm_start, storm_end;
+static _Atomic int storm_bad, storm_errors;
+
+static void *storm_member(void *arg)
+{
+    long i = (long)arg;
+    cpu_set_t first = only(first_cpu), seen;
+    pthread_barrier_wait(&storm_start);
+    for (int round = 0; round < STORM_ROUNDS; round++) {
+        const cpu_set_t *set = round % 2 ? &first : &process_cpus;
+        if (pthread_setaffinity_np(storm[(i + 1) % STORM_THREADS], sizeof *set, set) != 0
+            || pthread_getaffinity_np(storm[(i + 2) % STORM_THREADS], sizeof seen, &seen) != 0)
+            storm_errors++;
+        else if (!CPU_EQUAL(&seen, &first) && !CPU_EQUAL(&seen, &process_cpus))
+            storm_bad++;
+    }
+    pthread_barrier_wait(&storm_end);      /* none ends while another may name it */
+    return NULL;
+}
+
+static void check_affinity_storm(void)
+{
+    char result[160];
+    pthread_barrier_init(&storm_start, NULL, STORM_THREADS + 1);
+    pthread_barrier_init(&storm_end, NULL, STORM_THREADS);
+    for (long i = 0; i < STORM_THREADS; i++)
+        pthread_create(&storm[i], NULL, storm_member, (void *)i);
+    pthread_barrier_wait(&storm_start);     /* every handle is stored */
+    for (int i = 0; i < STORM_THREADS; i++)
+        pthread_join(storm[i], NULL);
+    snprintf(result, sizeof result, "%d threads set and read each other's sets %d times: %d errors, %d torn reads",
+             STORM_THREADS, STORM_ROUNDS, (int)storm_errors, (int)storm_bad);
+    report_result("affinity_storm", (storm_errors == 0 && storm_bad == 0) || failf("%s", result), result);
+}
+
 /* ---- CPU clocks ---- */
 
 static int64_t cpu_ns(clockid_t clock)
@@ -368,12 +602,27 @@ static void check_clock_in_child(void)
     report_result("cpu_clock_in_child", ok, "a parent's thread's clock is EINVAL in a forked child");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "pinned-to") == 0)
+        return pinned_to(argv[2]);
+    if (sched_getaffinity(0, sizeof process_cpus, &process_cpus) != 0)
+        die_errno("sched_getaffinity");
+    for (first_cpu = 0; !CPU_ISSET(first_cpu, &process_cpus); first_cpu++)
+        ;
+    if (CPU_COUNT(&process_cpus) == 1)
+        pinned_name = "all";    /* one CPU: pinned to it is pinned to all */
+    for (int cpu = CPU_SETSIZE - 1; cpu >= 0 && outside_cpu < 0; cpu--)
+        if (!CPU_ISSET(cpu, &process_cpus))
+            outside_cpu = cpu;
     check_explicit();
     check_change();
     check_inherit();
     check_unprivileged();
+    check_affinity_own();
+    check_affinity_given();
+    check_affinity_exec();
+    check_affinity_storm();
     check_new_thread_clock();
     check_own_clock();
     check_ended_thread_clock();

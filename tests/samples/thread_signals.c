@@ -203,7 +203,7 @@ static void pending_per_thread(void)
     pthread_join(t, NULL);
 }
 
-/* --- 4. a new thread inherits the mask, not the pending signals --- */
+/* --- 4. a new thread inherits the mask (or takes its attributes'), not the pending signals --- */
 
 static void *newborn(void *unused)
 {
@@ -223,6 +223,15 @@ static void inherit_mask_not_pending(void)
     pthread_t t;
     pthread_create(&t, NULL, newborn, NULL);
     pthread_join(t, NULL);
+    pthread_attr_t attr;        /* a mask in the attributes replaces the creator's */
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_attr_init(&attr);
+    pthread_attr_setsigmask_np(&attr, &none);
+    printf("with an empty mask in its attributes: ");
+    pthread_create(&t, &attr, newborn, NULL);
+    pthread_join(t, NULL);
+    pthread_attr_destroy(&attr);
     int sig = 0;
     sigwait(&usr2, &sig);
     printf("the raiser's sigwait took %d\n", sig);

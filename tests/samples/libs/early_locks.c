@@ -1,9 +1,12 @@
 /*
  * A library whose constructor uses synchronisation objects that live on: the loader may run
  * it before coop's constructor (it did with BIND's libisc, which sets OpenSSL up there), and
- * the program then uses the same objects under coop (early_locks.c).
+ * the program then uses the same objects under coop (early_locks.c). It also pins the
+ * initial thread to one CPU.
  */
+#define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <time.h>
@@ -14,6 +17,7 @@ pthread_cond_t early_cond = PTHREAD_COND_INITIALIZER;
 pthread_barrier_t early_barrier;
 sem_t early_sem;
 pthread_mutex_t early_shared_recursive;     /* held on by the initial thread */
+cpu_set_t early_cpus;                       /* the initial thread's set: its first CPU */
 
 /* coop's, when it is preloaded: whether the calling thread runs as a greenlet yet. */
 extern int coop_active(void) __attribute__((weak));
@@ -44,4 +48,13 @@ __attribute__((constructor)) static void use_them_once(void)
     pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
     pthread_mutex_init(&early_shared_recursive, &attr);
     pthread_mutex_lock(&early_shared_recursive);
+    /* Pinned as libgomp pins it with OMP_PROC_BIND: the main thread's, not every thread's. */
+    cpu_set_t all;
+    sched_getaffinity(0, sizeof all, &all);
+    int first = 0;
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&early_cpus);
+    CPU_SET(first, &early_cpus);
+    pthread_setaffinity_np(pthread_self(), sizeof early_cpus, &early_cpus);
 }
