@@ -87,6 +87,10 @@ static inline void coop_preempt_point(void)
  * handler); else preempts the running greenlet if that is safe. */
 bool coop_preempt_on_signal(siginfo_t *info, void *context);
 bool coop_is_preempt_handler(const void *handler);
+/* How many of the monitor's signals the calling greenlet has taken: one that lands as a
+ * thread enters a wait the kernel never restarts ends it with EINTR, which a caller that
+ * sees the count change may take for coop's and wait again. */
+extern __thread unsigned coop_preempt_signals_taken;
 /* The program sets SIGURG to SIG_DFL or SIG_IGN: true when coop's handler stands in (it is
  * installed) instead. */
 bool coop_preempt_claim_signal(void);

@@ -239,6 +239,7 @@ static struct { uintptr_t lo, hi; } lock_free[LOCK_FREE_MAX];
 static int lock_free_len;
 
 __thread uint64_t coop_preempt_wanted;
+__thread unsigned coop_preempt_signals_taken;     /* the handler runs on the greenlet's TLS */
 
 static _Atomic uint64_t preempted_by_signal, preempted_at_call, refusals;
 static void (*preempt_hook)(struct coop_greenlet *g, bool at_call);
@@ -559,6 +560,7 @@ bool coop_preempt_on_signal(siginfo_t *info, void *context)
     if (h == NULL || !atomic_load_explicit(&h->preempt.signal_on_its_way, memory_order_acquire))
         return false;        /* not the monitor's: the program's own SIGURG */
     int saved_errno = errno;
+    coop_preempt_signals_taken++;
     {
         ucontext_t *uc = context;
         struct coop_greenlet *g = coop_running;

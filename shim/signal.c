@@ -2006,11 +2006,34 @@ static bool read_set(const sigset_t *user, sigset_t *set)
 }
 
 /* libc hands sigtimedwait's timeout to the kernel unread too: a bad one goes there. */
+/* COOP_PATCH=-signal: the kernel's wait on a hub's thread, made again when the monitor's
+ * preemption signal ended it (the kernel restarts no sigtimedwait), for what is left of
+ * the timeout. */
+static int sigtimedwait_unpreempted(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+{
+    struct timespec ts;
+    int err = timeout != NULL ? shim_read_timeout(timeout, &ts) : 0;
+    if (err != 0)
+        return shim_syscall_result(err);
+    int64_t deadline = shim_deadline_after(timeout != NULL ? &ts : NULL);
+    int saved_errno = errno;
+    for (;;) {
+        unsigned taken = coop_preempt_signals_taken;
+        ts = shim_remaining(deadline);
+        int r = REAL(sigtimedwait)(set, info, timeout != NULL ? &ts : NULL);
+        if (r >= 0 || errno != EINTR || coop_preempt_signals_taken == taken)
+            return r;
+        errno = saved_errno;
+    }
+}
+
 EXPORT int sigtimedwait(const sigset_t *user_set, siginfo_t *info, const struct timespec *timeout)
 {
     struct coop_greenlet *g = emulating();
     sigset_t set;
     struct timespec ts;
+    if (g == NULL && !emulated() && coop_self() != NULL)
+        return sigtimedwait_unpreempted(user_set, info, timeout);
     if (g == NULL || !read_set(user_set, &set) || (timeout != NULL && shim_read_timeout(timeout, &ts) != 0))
         return REAL(sigtimedwait)(user_set, info, timeout);
     return wait_signal(g, &set, info, shim_deadline_after(timeout != NULL ? &ts : NULL), false);
@@ -2020,6 +2043,8 @@ EXPORT int sigwaitinfo(const sigset_t *user_set, siginfo_t *info)
 {
     struct coop_greenlet *g = emulating();
     sigset_t set;
+    if (g == NULL && !emulated() && coop_self() != NULL)
+        return sigtimedwait_unpreempted(user_set, info, NULL);
     if (g == NULL || !read_set(user_set, &set))
         return REAL(sigwaitinfo)(user_set, info);
     return wait_signal(g, &set, info, COOP_NO_DEADLINE, false);
