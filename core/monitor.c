@@ -92,19 +92,63 @@ static void take_sample(int sig, siginfo_t *info, void *context)
     errno = saved_errno;
 }
 
-/* The start of one of an OS thread's files in /proc/self/task/TID, NUL-terminated, by
- * system calls (the monitor's thread takes no lock of libc's); false if unreadable. */
-bool coop_read_task_file(pid_t tid, const char *name, char *buf, size_t size)
+/*
+ * The monitor looks at its hubs' files in /proc often, and each stays open, moved up among
+ * the runtime's fds: one opened for each look held the lowest free fd for a moment, which a
+ * program's thread opening a file meanwhile then did not get (close_all's "first fd after a
+ * thread" got 4 in a stress run; a daemon that closes 0 and opens /dev/null counts on it).
+ * Only the monitor's thread touches them; a fork's child closes its parent's.
+ */
+#define TASK_FILES_MAX (2 * COOP_MAX_HUBS)
+static struct task_file { pid_t tid; char name[8]; int fd; } task_files[TASK_FILES_MAX];   /* name "": free */
+static unsigned task_files_reused;
+
+static void forget_task_file(struct task_file *f)
 {
+    if (f->fd >= 0)
+        coop_runtime_fd_close(f->fd);
+    f->name[0] = '\0';
+}
+
+static struct task_file *task_file(pid_t tid, const char *name)
+{
+    if (strlen(name) >= sizeof task_files[0].name)
+        return NULL;
+    struct task_file *free_one = NULL;
+    for (struct task_file *f = task_files; f < task_files + TASK_FILES_MAX; f++) {
+        if (f->name[0] != '\0' && f->tid == tid && strcmp(f->name, name) == 0)
+            return f;
+        if (f->name[0] == '\0' && free_one == NULL)
+            free_one = f;
+    }
+    if (free_one == NULL) {         /* threads gone: one of theirs goes */
+        free_one = &task_files[task_files_reused++ % TASK_FILES_MAX];
+        forget_task_file(free_one);
+    }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, name);
     int fd = (int)coop_sys(SYS_open, path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
+        return NULL;
+    *free_one = (struct task_file){ .tid = tid, .fd = coop_runtime_fd_take(fd) };
+    strcpy(free_one->name, name);
+    return free_one;
+}
+
+/* The start of one of an OS thread's files in /proc/self/task/TID, NUL-terminated, by
+ * system calls (the monitor's thread takes no lock of libc's); false if unreadable. */
+bool coop_read_task_file(pid_t tid, const char *name, char *buf, size_t size)
+{
+    struct task_file *f = task_file(tid, name);
+    if (f == NULL)
         return false;
-    long len = coop_sys(SYS_read, fd, buf, size - 1);
-    coop_sys(SYS_close, fd, 0, 0);
-    if (len <= 0)
+    long len = coop_sys6(SYS_pread64, f->fd, (long)buf, (long)(size - 1), 0, 0, 0);
+    if (len <= 0) {         /* the thread has ended (its id may come back), or the fd was closed */
+        if (len == -EBADF)
+            f->fd = -1;
+        forget_task_file(f);
         return false;
+    }
     buf[len] = '\0';
     return true;
 }
@@ -408,6 +452,9 @@ void coop_monitor_fork_child(void)
 {
     atomic_store(&running, false);
     memset(watched, 0, sizeof watched);
+    for (struct task_file *f = task_files; f < task_files + TASK_FILES_MAX; f++)
+        if (f->name[0] != '\0')
+            forget_task_file(f);
 }
 
 static uint64_t other_runtime_signals;
