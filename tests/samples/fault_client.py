@@ -122,21 +122,24 @@ def fresh_client_ok(port, size=1 << 20, seed=99):
         return False
 
 
-def is_poller(pid, fd):
+def is_runtime_kind(pid, fd):
     """An epoll set or an eventfd: a thread pool's or event loop's own (coop's hubs add some
-    when they start a spare thread), never a connection's."""
+    when they start a spare thread), never a connection's; or a thread's file in /proc, which
+    coop's monitor keeps open from its first look at that thread on."""
     try:
-        return os.readlink("/proc/%d/fd/%d" % (pid, fd)) in ("anon_inode:[eventpoll]", "anon_inode:[eventfd]")
+        target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
     except OSError:
         return False
+    return target in ("anon_inode:[eventpoll]", "anon_inode:[eventfd]") or \
+        (target.startswith("/proc/") and "/task/" in target)
 
 
 def fd_count(pid, below=None):
     """The server's open descriptors (those numbered below below, if given); at rest (no
-    limit given), its epoll sets and eventfds are left out."""
+    limit given), its epoll sets, eventfds and threads' /proc files are left out."""
     fds = [int(x) for x in os.listdir("/proc/%d/fd" % pid)]
     if below is None:
-        return sum(1 for x in fds if not is_poller(pid, x))
+        return sum(1 for x in fds if not is_runtime_kind(pid, x))
     return sum(1 for x in fds if x < below)
 
 
