@@ -232,8 +232,9 @@ bool coop_greenlet_gone(const void *p);
 size_t coop_greenlet_guard_size(const struct coop_greenlet *g);
 
 /* Scheduling policy, priority and CPU affinity the program gave a greenlet: kept for the
- * shim, which reports them; coop runs every greenlet alike. cpus is the shim's allocation
- * (NULL: none set), which it frees when the greenlet ends. */
+ * shim, which reports them; coop runs every greenlet alike. cpus is the shim's: NULL while
+ * no set was given, then its allocation, freed and replaced by a marker when the greenlet
+ * ends (shim/sched.c). */
 struct coop_sched { int policy, priority; bool known; void *cpus; };
 struct coop_sched *coop_greenlet_sched(struct coop_greenlet *g);
 /* g's CPU time in ns (cpu.c): charged at every switch from the first call on. */

@@ -19,7 +19,7 @@ RUN_LIMIT_S=20         # a run that lasts longer is stuck (natively each takes u
 # Waits on process-shared objects sleep in a thread of coop's pool: two of them here.
 export COOP_THREADPOOL_SIZE=2
 RUNTIME_THREADS=$((${COOP_RUNTIME_THREADS:-0} + COOP_THREADPOOL_SIZE))
-export COOP_STATS=1     # for the count of hubs below
+export COOP_STATS=1     # early_locks' count of hubs below; the others' stats line goes to stderr, not compared
 
 # shellcheck source=tests/integration/threads_lib.sh
 source "$(dirname "$0")/threads_lib.sh"
