@@ -39,6 +39,7 @@
 # another (PostgreSQL's latches), after 50 ms of computing that left the signalfd empty (coop
 # sends no preemption signal then); that alone on one hub and on four. A handler that dies of
 # its signal as Go's runtime does, with raw system calls, ending the process by that signal.
+# A garbage collector's stop of the world beside threads that compute (world-stop).
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo
@@ -67,6 +68,20 @@ for hubs in 1 4; do
     COOP_HUBS=$hubs timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" sigurg >"$TMP/sigurg.coop" ||
         fail "coop sigurg, $hubs hubs: status $?: $(cat "$TMP/sigurg.coop")"
     diff -u "$TMP/sigurg.native" "$TMP/sigurg.coop" >&2 || fail "coop sigurg, $hubs hubs: the lines differ from the native ones"
+done
+
+# A garbage collector's stop of the world (world-stop): as many threads as hubs compute in
+# loops without calls, with signal stacks of their own (not preempted under coop) and
+# without, while main stops and restarts them 20 times with signals whose handlers wait in
+# sigsuspend. Main must get a CPU between their acknowledgements: under coop a spare hub that
+# took hub 0's work (main's) must be handed off in turn once its own greenlet computes (it
+# hung there). On the hubs of this run and on three.
+for hubs in "$SCHED_THREADS" 3; do
+    timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" world-stop "$hubs" >"$TMP/stop.native" ||
+        fail "native world-stop $hubs: status $?"
+    COOP_HUBS=$hubs timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" world-stop "$hubs" \
+        >"$TMP/stop.coop" 2>"$TMP/stop.err" || fail "coop world-stop, $hubs hubs: status $?: $(cat "$TMP/stop.coop" "$TMP/stop.err")"
+    diff -u "$TMP/stop.native" "$TMP/stop.coop" >&2 || fail "coop world-stop, $hubs hubs: the lines differ from the native ones"
 done
 
 # A program that dies of SIGTERM as Go's runtime does (raw system calls: see die_as_go_does)

@@ -1699,6 +1699,85 @@ static void signals_between_switches(void)
     signal(SIGUSR1, SIG_DFL);
 }
 
+/* A garbage collector's stop of the world (Boehm GC's, Mono's): a suspend signal whose
+ * handler acknowledges and then waits in sigsuspend for the restart signal, blocked until
+ * then by the handler's mask, and acknowledges again. The threads compute meanwhile, in
+ * loops that make no call, each with a signal stack of its own (Mono's, Ruby's, Rust's
+ * threads have one) or not, and main, which stops them, waits for each acknowledgement:
+ * it must get a CPU while they compute. */
+#define STOP_ROUNDS 20
+static sem_t stop_acks;
+static volatile sig_atomic_t stop_computing;
+static __thread volatile sig_atomic_t restarted;
+
+static int suspend_signal(void) { return SIGRTMIN + 3; }
+static int restart_signal(void) { return SIGRTMIN + 4; }
+
+static void on_restart(int sig)
+{
+    (void)sig;
+    restarted = 1;
+}
+
+static void on_suspend(int sig)
+{
+    (void)sig;
+    sigset_t until_restart;
+    sigfillset(&until_restart);
+    sigdelset(&until_restart, restart_signal());
+    restarted = 0;
+    sem_post(&stop_acks);
+    while (!restarted)
+        sigsuspend(&until_restart);
+    sem_post(&stop_acks);
+}
+
+static void *compute_until_told(void *stacked)
+{
+    stack_t own = { .ss_sp = NULL, .ss_size = SIGSTKSZ * 4 }, before;
+    if (stacked != NULL && ((own.ss_sp = malloc(own.ss_size)) == NULL || sigaltstack(&own, &before) != 0))
+        abort();
+    volatile unsigned long spins = 0;
+    while (!stop_computing)
+        spins++;
+    if (stacked != NULL) {     /* the one it replaced back (a sanitizer's frees its own at exit) */
+        sigaltstack(&before, NULL);
+        free(own.ss_sp);
+    }
+    return NULL;
+}
+
+/* `threads` computing threads, with signal stacks or not. */
+static void world_stop(int threads, bool stacked)
+{
+    pthread_t t[16];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_suspend;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    sigaction(suspend_signal(), &sa, NULL);
+    sa.sa_handler = on_restart;
+    sigaction(restart_signal(), &sa, NULL);
+    sem_init(&stop_acks, 0, 0);
+    stop_computing = 0;
+    threads = threads < 16 ? threads : 16;
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, compute_until_told, stacked ? &stop_acks : NULL);
+    for (int round = 0; round < STOP_ROUNDS; round++)
+        for (int sig = suspend_signal(); sig <= restart_signal(); sig++) {
+            for (int i = 0; i < threads; i++)
+                pthread_kill(t[i], sig);
+            for (int i = 0; i < threads; i++)
+                sem_wait(&stop_acks);
+        }
+    stop_computing = 1;
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    printf("world-stop: %d computing threads %s signal stacks of their own stopped and restarted %d times\n",
+           threads, stacked ? "with" : "without", STOP_ROUNDS);
+}
+
 /* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
  * process sends it to itself or another process does. */
 static void *wait_for_byte(void *fd)
@@ -1846,6 +1925,11 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "sigurg") == 0) {
         sigurg_through_signalfd();
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "world-stop") == 0) {
+        world_stop(atoi(argv[2]), false);
+        world_stop(atoi(argv[2]), true);
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "die-as-go") == 0)
