@@ -13,16 +13,16 @@
  * privileges the program runs with (root or not), the same natively and under coop. CPU
  * affinity: a set a thread gives itself is what it, its creator, pthread_getattr_np and the
  * threads it creates see, not its creator's nor another thread's; attributes give one; a set
- * of CPUs the process may not use says EINVAL; a child that pins itself, or a pinned
- * thread's child, runs a program pinned; threads setting and reading each other's at once
- * read whole sets. CPU clocks: a thread just created has used less CPU time than its creator, which computed
- * first; a thread's clock advances while it computes and not while it waits for another one
- * that computes; pthread_getcpuclockid's clock works with clock_gettime and clock_getres, and
- * not once the thread is gone; pthread_getcpuclockid on a thread that has ended, not yet
- * joined, says ESRCH (natively once the kernel has cleared its tid: asked until then, with a
- * hang guard); in a forked child, a clock of the parent's threads says EINVAL. The amounts of
- * CPU time are made by construction (loops that run until the thread's own clock has
- * advanced), never assumed.
+ * of CPUs the process may not use says EINVAL; a child that pins itself, or a pinned thread's
+ * child, runs a program pinned; threads setting and reading each other's at once read whole
+ * sets. CPU clocks: a thread just created has used less CPU time than its creator, which
+ * computed first; a thread's clock advances while it computes and not while it waits for
+ * another one that computes; pthread_getcpuclockid's clock works with clock_gettime and
+ * clock_getres, and not once the thread is gone; pthread_getcpuclockid on a thread that has
+ * ended, not yet joined, says ESRCH (natively once the kernel has cleared its tid: asked until
+ * then, with a hang guard); in a forked child, a clock of the parent's threads says EINVAL.
+ * The amounts of CPU time are made by construction (loops that run until the thread's own
+ * clock has advanced), never assumed.
  */
 #define _GNU_SOURCE
 #include "common.h"

@@ -1732,6 +1732,10 @@ static void on_suspend(int sig)
     sem_post(&stop_acks);
 }
 
+/* A thread that computes until told to stop; with a signal stack of its own when `stacked`
+ * is not NULL (it points to with_stack). */
+static const bool with_stack = true;
+
 static void *compute_until_told(void *stacked)
 {
     stack_t own = { .ss_sp = NULL, .ss_size = SIGSTKSZ * 4 }, before;
@@ -1763,7 +1767,7 @@ static void world_stop(int threads, bool stacked)
     stop_computing = 0;
     threads = threads < 16 ? threads : 16;
     for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, compute_until_told, stacked ? &stop_acks : NULL);
+        pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
     for (int round = 0; round < STOP_ROUNDS; round++)
         for (int sig = suspend_signal(); sig <= restart_signal(); sig++) {
             for (int i = 0; i < threads; i++)
