@@ -18,7 +18,6 @@
 
 #define MAX_FRAMES 32
 #define DEADLOCK_STATUS 3
-#define ALTSTACK_SIZE (64 * 1024)
 
 int64_t coop_coarse_now(void)
 {
@@ -398,12 +397,12 @@ void coop_diag_hub_init(struct coop_hub *h)
 {
     coop_trace_hub_init(h);
     stack_t old;    /* raw system calls: sigaltstack is interposed, for the program's greenlets */
+    bool mapped = false;
     if (coop_sys(SYS_sigaltstack, NULL, &old, 0) == 0 && (old.ss_flags & SS_DISABLE)) {
-        stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE };
-        if (ss.ss_sp != NULL)
-            coop_sys(SYS_sigaltstack, &ss, NULL, 0);
+        stack_t ss = { .ss_sp = coop_map_signal_stack(), .ss_size = COOP_SIGNAL_STACK_SIZE };
+        mapped = ss.ss_sp != NULL && coop_sys(SYS_sigaltstack, &ss, NULL, 0) == 0;
     }
-    coop_preempt_keep_signal_stack(h);
+    coop_preempt_keep_signal_stack(h, mapped);
 }
 
 /* --- statistics --- */

@@ -262,6 +262,8 @@ static inline void arrive(struct coop_greenlet *self, void *fake_stack)
     struct coop_hub *h = self->hub;
     struct coop_greenlet *prev = h->switched_from;
     coop_san_arrive(fake_stack, prev);
+    if (__builtin_expect(h->signal_stacks.lend_after_switch, 0))
+        coop_preempt_lend_after_switch(h, self);
     coop_arrive(self);
     if (!self->is_hub)
         coop_loader_arrive(self);
@@ -302,9 +304,13 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         coop_loader_leave(self);
     coop_cpu_charge(h, self);
     take_hub_mask(h);
-    coop_preempt_switching_to(h, next);
+    bool from_signal_stack = coop_preempt_on_installed_stack(h, self);
+    if (!from_signal_stack)
+        coop_preempt_switching_to(h, next);
     if (coop_switch_kind == COOP_SWITCH_UCONTEXT)
         coop_preempt_saved_mask_for(h, next);
+    if (from_signal_stack)
+        coop_preempt_leave_signal_stack(h, self, next);
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;

@@ -134,6 +134,9 @@ struct coop_greenlet {
 
     struct coop_stack stack;
     stack_t sigaltstack;             /* that signal stack, while own_sigaltstack */
+    stack_t taken_stack;             /* a hub's kept signal stack a handler of its parked on
+                                        (preempt.c), its own since; ss_sp NULL: none */
+    bool taken_ours;                 /* coop mapped it */
     bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
@@ -175,7 +178,11 @@ struct coop_preempt_hub {
  * keeps (diag.c's, or one the thread had), and the one it has now, a greenlet's while lent. */
 struct coop_signal_stacks {
     stack_t kept;
+    bool kept_ours;                  /* mapped by coop, which unmaps it once nobody uses it */
     void *installed;                 /* ss_sp of the one the kernel has (NULL: none) */
+    bool lend_after_switch;          /* the last switch left a handler parked on the installed
+                                        stack: every signal blocked until arrive lends another */
+    uint64_t mask_after;             /* the mask the thread takes then */
 };
 
 enum coop_hub_state { HUB_RUNNING, HUB_SLEEPING, HUB_NOTIFIED, HUB_RETIRED };
@@ -506,6 +513,21 @@ void coop_preempt_fork_child(struct coop_hub *h);
  * if it set one up, and none of coop's interrupting signals; else the thread's kept one
  * (preempt.c). */
 void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next);
+/* Whether self, leaving h's thread, runs on the signal stack installed there: a handler of
+ * its parks (coop_preempt_leave_signal_stack, instead of coop_preempt_switching_to). */
+static inline bool coop_preempt_on_installed_stack(const struct coop_hub *h, const struct coop_greenlet *self)
+{
+    const struct coop_signal_stacks *s = &h->signal_stacks;
+    const stack_t *on = self->own_sigaltstack && s->installed == self->sigaltstack.ss_sp ? &self->sigaltstack
+                                                                                          : &s->kept;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    return s->installed == on->ss_sp && sp - (uintptr_t)on->ss_sp < on->ss_size;
+}
+void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next);
+/* In the context switched to, after such a switch (arrive). */
+void coop_preempt_lend_after_switch(struct coop_hub *h, const struct coop_greenlet *self);
+/* At a greenlet's release: the kept stack it took, if any. */
+void coop_preempt_drop_taken_stack(struct coop_greenlet *g);
 static inline void coop_preempt_switching_to(struct coop_hub *h, const struct coop_greenlet *next)
 {
     if (next->own_sigaltstack || h->signal_stacks.installed != h->signal_stacks.kept.ss_sp
@@ -517,8 +539,11 @@ static inline void coop_preempt_switching_to(struct coop_hub *h, const struct co
  * greenlet blocks) with coop's interrupting signals held as the thread now holds them for next;
  * where the shim keeps no masks, the thread's own. */
 void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next);
-/* At a hub thread's start: the signal stack it keeps is the one it has. */
-void coop_preempt_keep_signal_stack(struct coop_hub *h);
+/* At a hub thread's start: the signal stack it keeps is the one it has (ours: coop mapped it). */
+void coop_preempt_keep_signal_stack(struct coop_hub *h, bool ours);
+#define COOP_SIGNAL_STACK_SIZE (64 * 1024)
+/* A signal stack of that size, mapped (a system call: a handler may be running), or NULL. */
+void *coop_map_signal_stack(void);
 void coop_preempt_print_stats(void);
 
 /* trace.c: a hub's trace pointer is published under it (see trace.c) */

@@ -150,6 +150,19 @@
  *   switches before the stack pointer moves to the next context (the kernel refuses to
  *   change the signal stack of a thread that runs on it); the monitor reads
  *   interrupts_held for its reports.
+ *   A handler with SA_ONSTACK runs on the installed stack: the greenlet's own, or for one
+ *   without, the hub's kept one. One that waits there (a garbage collector's suspend handler
+ *   waits in sigsuspend) leaves its frames on it while other greenlets run on the thread, and
+ *   the kernel neither changes the signal stack of a thread that runs on it nor keeps a
+ *   stack the thread has left from the next signal, whose frame, at the stack's top, would
+ *   overwrite them (three greenlets stopped in turn on one hub: SIGSEGV in most runs). So a
+ *   switch that leaves from the installed stack (coop_preempt_on_installed_stack) blocks every
+ *   signal on the thread and lends nothing; the context switched to, off that stack, lends
+ *   its own and puts the mask back first thing (arrive: coop_preempt_lend_after_switch). A
+ *   kept stack left so becomes the waiting greenlet's own (taken_stack: written by that
+ *   greenlet's switches, unmapped at its next such switch or its release, when it has left
+ *   it), and the hub maps a fresh one. lend_after_switch and mask_after are the hub
+ *   thread's own, written by the context that leaves and read by the one that arrives.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
@@ -190,6 +203,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -657,11 +671,13 @@ static uint64_t interrupting;      /* written at start-up, before any greenlet r
 
 void coop_add_interrupting_signal(int sig) { interrupting |= 1ULL << (sig - 1); }
 
-void coop_preempt_keep_signal_stack(struct coop_hub *h)
+void coop_preempt_keep_signal_stack(struct coop_hub *h, bool ours)
 {
     coop_sys(SYS_sigaltstack, NULL, &h->signal_stacks.kept, 0);
+    h->signal_stacks.kept_ours = ours;
     h->signal_stacks.installed = h->signal_stacks.kept.ss_sp;
 }
+
 
 /* The flag first: a handler that runs between the two writes the frame's mask from it (the
  * shim's hub_mask). What every greenlet blocks (the shim's hubs_mask) stays blocked when the
@@ -675,8 +691,10 @@ static void hold_interrupts(struct coop_hub *h, bool hold)
         coop_sys6(SYS_rt_sigprocmask, hold ? SIG_BLOCK : SIG_UNBLOCK, (long)&bits, 0, sizeof bits, 0, 0);
 }
 
-/* The kernel refuses while the thread runs on the installed stack (a handler that parked
- * there): then the next switch on this thread tries again. */
+/* The kernel refuses while the thread runs on the installed stack: one a program installed
+ * with a raw call, which coop's record does not show (a handler parked on a stack coop
+ * knows is left through coop_preempt_leave_signal_stack). Then the next switch on this
+ * thread tries again. */
 void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next)
 {
     struct coop_signal_stacks *s = &h->signal_stacks;
@@ -686,6 +704,56 @@ void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenl
     if (next->own_sigaltstack != atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
         hold_interrupts(h, next->own_sigaltstack);
 }
+
+void *coop_map_signal_stack(void)
+{
+    long p = coop_sys6(SYS_mmap, 0, COOP_SIGNAL_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p < 0 && p > -4096 ? NULL : (void *)p;
+}
+
+static void unmap_taken_stack(struct coop_greenlet *g)
+{
+    if (g->taken_stack.ss_sp != NULL && g->taken_ours)
+        coop_sys(SYS_munmap, g->taken_stack.ss_sp, g->taken_stack.ss_size, 0);
+    g->taken_stack.ss_sp = NULL;
+}
+
+void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next)
+{
+    struct coop_signal_stacks *s = &h->signal_stacks;
+    uint64_t all = ~0ULL;
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&s->mask_after, sizeof all, 0, 0);
+    if (coop_switch_kind == COOP_SWITCH_UCONTEXT) {     /* swapcontext sets next's saved mask */
+        memcpy(&s->mask_after, &next->ctx.uc_sigmask, sizeof s->mask_after);
+        memcpy(&next->ctx.uc_sigmask, &all, sizeof all);
+    }
+    if (s->installed == s->kept.ss_sp) {
+        /* Its frames are on the hub's kept stack, which becomes its own: any earlier one it
+         * took, it has left (it runs on this one). The hub maps another. */
+        unmap_taken_stack(self);
+        self->taken_stack = s->kept;
+        self->taken_ours = s->kept_ours;
+        void *fresh = coop_map_signal_stack();
+        s->kept = fresh != NULL ? (stack_t){ .ss_sp = fresh, .ss_size = COOP_SIGNAL_STACK_SIZE }
+                                : (stack_t){ .ss_flags = SS_DISABLE };
+        s->kept_ours = fresh != NULL;
+    }
+    s->lend_after_switch = true;
+}
+
+void coop_preempt_lend_after_switch(struct coop_hub *h, const struct coop_greenlet *self)
+{
+    struct coop_signal_stacks *s = &h->signal_stacks;
+    s->lend_after_switch = false;
+    const stack_t *wanted = self->own_sigaltstack ? &self->sigaltstack : &s->kept;
+    if (wanted->ss_sp != s->installed && coop_sys(SYS_sigaltstack, wanted, NULL, 0) == 0)
+        s->installed = wanted->ss_sp;
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&s->mask_after, 0, sizeof s->mask_after, 0, 0);
+    if (self->own_sigaltstack != atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
+        hold_interrupts(h, self->own_sigaltstack);
+}
+
+void coop_preempt_drop_taken_stack(struct coop_greenlet *g) { unmap_taken_stack(g); }
 
 /* A hub's kept stack, which sigaltstack reports to a greenlet without one of its own: one
  * that sets it back (as Python's faulthandler does as it ends) sets up none. */

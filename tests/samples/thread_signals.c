@@ -1704,7 +1704,9 @@ static void signals_between_switches(void)
  * then by the handler's mask, and acknowledges again. The threads compute meanwhile, in
  * loops that make no call, each with a signal stack of its own (Mono's, Ruby's, Rust's
  * threads have one) or not, and main, which stops them, waits for each acknowledgement:
- * it must get a CPU while they compute. */
+ * it must get a CPU while they compute. The handlers run on the signal stack (SA_ONSTACK)
+ * or not: with it, a thread without a stack of its own runs them on its own stack, and
+ * each waits there while the others are stopped too. */
 #define STOP_ROUNDS 20
 static sem_t stop_acks;
 static volatile sig_atomic_t stop_computing;
@@ -1751,14 +1753,15 @@ static void *compute_until_told(void *stacked)
     return NULL;
 }
 
-/* `threads` computing threads, with signal stacks or not. */
-static void world_stop(int threads, bool stacked)
+/* `threads` computing threads, with signal stacks or not, whose handlers run on a signal
+ * stack or not. */
+static void world_stop(int threads, bool stacked, bool onstack)
 {
     pthread_t t[16];
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_suspend;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_flags = SA_RESTART | (onstack ? SA_ONSTACK : 0);
     sigfillset(&sa.sa_mask);
     sigaction(suspend_signal(), &sa, NULL);
     sa.sa_handler = on_restart;
@@ -1778,8 +1781,8 @@ static void world_stop(int threads, bool stacked)
     stop_computing = 1;
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
-    printf("world-stop: %d computing threads %s signal stacks of their own stopped and restarted %d times\n",
-           threads, stacked ? "with" : "without", STOP_ROUNDS);
+    printf("world-stop: %d computing threads %s signal stacks of their own stopped and restarted %d times, "
+           "handlers%s on the signal stack\n", threads, stacked ? "with" : "without", STOP_ROUNDS, onstack ? "" : " not");
 }
 
 /* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
@@ -1931,9 +1934,12 @@ int main(int argc, char **argv)
         sigurg_through_signalfd();
         return 0;
     }
-    if (argc > 2 && strcmp(argv[1], "world-stop") == 0) {
-        world_stop(atoi(argv[2]), false);
-        world_stop(atoi(argv[2]), true);
+    if (argc > 3 && strcmp(argv[1], "world-stop") == 0) {
+        int hubs = atoi(argv[2]), more = atoi(argv[3]);
+        world_stop(hubs, false, false);
+        world_stop(hubs, true, false);
+        world_stop(hubs, true, true);
+        world_stop(more, false, true);
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "die-as-go") == 0)
