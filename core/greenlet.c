@@ -184,7 +184,7 @@ static void release_record(struct coop_greenlet *g)
 static void release(struct coop_greenlet *g)
 {
     unlink_all(g);
-    coop_preempt_drop_taken_stack(g);
+    coop_preempt_drop_taken_stacks(g);
     coop_tls_greenlet_free(g);
     release_record(g);
 }

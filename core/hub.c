@@ -304,6 +304,8 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         coop_loader_leave(self);
     coop_cpu_charge(h, self);
     take_hub_mask(h);
+    if (__builtin_expect(self->taken_stacks[0] != 0, 0))
+        coop_preempt_give_back_stacks(h, self);
     bool from_signal_stack = coop_preempt_on_installed_stack(h, self);
     if (!from_signal_stack)
         coop_preempt_switching_to(h, next);

@@ -134,9 +134,8 @@ struct coop_greenlet {
 
     struct coop_stack stack;
     stack_t sigaltstack;             /* that signal stack, while own_sigaltstack */
-    stack_t taken_stack;             /* a hub's kept signal stack a handler of its parked on
-                                        (preempt.c), its own since; ss_sp NULL: none */
-    bool taken_ours;                 /* coop mapped it */
+    uint16_t taken_stacks[2];        /* hubs' kept signal stacks its handlers parked on, its
+                                        own since (preempt.c): index + 1 in the record, 0 none */
     bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
@@ -178,7 +177,7 @@ struct coop_preempt_hub {
  * keeps (diag.c's, or one the thread had), and the one it has now, a greenlet's while lent. */
 struct coop_signal_stacks {
     stack_t kept;
-    bool kept_ours;                  /* mapped by coop, which unmaps it once nobody uses it */
+    int kept_index;                  /* in preempt.c's record of kept stacks, or -1 */
     void *installed;                 /* ss_sp of the one the kernel has (NULL: none) */
     bool lend_after_switch;          /* the last switch left a handler parked on the installed
                                         stack: every signal blocked until arrive lends another */
@@ -524,10 +523,12 @@ static inline bool coop_preempt_on_installed_stack(const struct coop_hub *h, con
     return s->installed == on->ss_sp && sp - (uintptr_t)on->ss_sp < on->ss_size;
 }
 void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next);
+/* self, leaving h's thread, has taken kept stacks: they are free again once it runs on none. */
+void coop_preempt_give_back_stacks(const struct coop_hub *h, struct coop_greenlet *self);
 /* In the context switched to, after such a switch (arrive). */
 void coop_preempt_lend_after_switch(struct coop_hub *h, const struct coop_greenlet *self);
-/* At a greenlet's release: the kept stack it took, if any. */
-void coop_preempt_drop_taken_stack(struct coop_greenlet *g);
+/* At a greenlet's release: the kept stacks it took, if any. */
+void coop_preempt_drop_taken_stacks(struct coop_greenlet *g);
 static inline void coop_preempt_switching_to(struct coop_hub *h, const struct coop_greenlet *next)
 {
     if (next->own_sigaltstack || h->signal_stacks.installed != h->signal_stacks.kept.ss_sp
@@ -539,7 +540,8 @@ static inline void coop_preempt_switching_to(struct coop_hub *h, const struct co
  * greenlet blocks) with coop's interrupting signals held as the thread now holds them for next;
  * where the shim keeps no masks, the thread's own. */
 void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet *next);
-/* At a hub thread's start: the signal stack it keeps is the one it has (ours: coop mapped it). */
+/* At a hub thread's start: the signal stack it keeps is the one it has (ours: coop mapped it,
+ * and may keep it for another hub once it is free). */
 void coop_preempt_keep_signal_stack(struct coop_hub *h, bool ours);
 #define COOP_SIGNAL_STACK_SIZE (64 * 1024)
 /* A signal stack of that size, mapped (a system call: a handler may be running), or NULL. */

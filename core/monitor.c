@@ -268,7 +268,8 @@ static bool others_wait_for(struct coop_hub *h, int64_t now)
     if (coop_sched_queued_on(h) || coop_timer_next(h) <= now || coop_hub_events_wait(h))
         return true;
     for (struct coop_hub *x = coop_hub_at(0); x != NULL; x = coop_hub_next(x))
-        if (x != h && atomic_load(&x->adopter) == h && (coop_sched_queued_on(x) || coop_hub_events_wait(x)))
+        if (x != h && atomic_load(&x->adopter) == h && coop_sched_is_away(x)
+            && (coop_sched_queued_on(x) || coop_hub_events_wait(x)))
             return true;
     return false;
 }

@@ -671,13 +671,116 @@ static uint64_t interrupting;      /* written at start-up, before any greenlet r
 
 void coop_add_interrupting_signal(int sig) { interrupting |= 1ULL << (sig - 1); }
 
-void coop_preempt_keep_signal_stack(struct coop_hub *h, bool ours)
+/* Every stack a hub has kept: its first, and each one mapped since for a hub whose kept stack
+ * a waiting handler took. An entry is written once, by the thread that claims its index, and
+ * never removed, so that any thread may read the stacks (kept_by_a_hub); `free` says that a
+ * mapped one is no greenlet's, for a hub to keep again (claimed by CAS). Past KEPT_STACKS_MAX a
+ * hub keeps none (SS_DISABLE): a handler with SA_ONSTACK then runs where its greenlet runs, as
+ * on a thread without a signal stack, and an overflow is not reported. */
+#define KEPT_STACKS_MAX 256
+static struct kept_stack {
+    void *_Atomic sp;                /* set last, with release order */
+    _Atomic bool free;
+    bool ours;                       /* coop mapped it: it may be kept again once free */
+} kept_stacks[KEPT_STACKS_MAX];
+static _Atomic int kept_stacks_len;
+
+static int record_kept_stack(void *sp, bool ours)
 {
-    coop_sys(SYS_sigaltstack, NULL, &h->signal_stacks.kept, 0);
-    h->signal_stacks.kept_ours = ours;
-    h->signal_stacks.installed = h->signal_stacks.kept.ss_sp;
+    int i = atomic_fetch_add(&kept_stacks_len, 1);
+    if (i >= KEPT_STACKS_MAX)
+        return -1;
+    kept_stacks[i].ours = ours;
+    atomic_store_explicit(&kept_stacks[i].sp, sp, memory_order_release);
+    return i;
 }
 
+static int kept_stacks_count(void)
+{
+    int n = atomic_load(&kept_stacks_len);
+    return n < KEPT_STACKS_MAX ? n : KEPT_STACKS_MAX;
+}
+
+void coop_preempt_keep_signal_stack(struct coop_hub *h, bool ours)
+{
+    struct coop_signal_stacks *s = &h->signal_stacks;
+    coop_sys(SYS_sigaltstack, NULL, &s->kept, 0);
+    s->kept_index = s->kept.ss_flags & SS_DISABLE ? -1 : record_kept_stack(s->kept.ss_sp, ours);
+    s->installed = s->kept.ss_sp;
+}
+
+void *coop_map_signal_stack(void)
+{
+    long p = coop_sys6(SYS_mmap, 0, COOP_SIGNAL_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p < 0 && p > -4096 ? NULL : (void *)p;
+}
+
+/* A kept stack for h in place of the one a handler took: a free one of coop's, else a new
+ * mapping (system calls only: this runs in the switch of a handler that waits). */
+static void keep_another(struct coop_signal_stacks *s)
+{
+    int n = kept_stacks_count(), i;
+    for (i = 0; i < n; i++) {
+        bool was_free = true;
+        if (kept_stacks[i].ours && atomic_compare_exchange_strong(&kept_stacks[i].free, &was_free, false))
+            break;
+    }
+    void *sp = i < n ? atomic_load_explicit(&kept_stacks[i].sp, memory_order_acquire) : coop_map_signal_stack();
+    if (i == n && sp != NULL && (i = record_kept_stack(sp, true)) < 0)
+        coop_sys(SYS_munmap, sp, COOP_SIGNAL_STACK_SIZE, 0);
+    s->kept_index = sp != NULL ? i : -1;
+    s->kept = s->kept_index >= 0 ? (stack_t){ .ss_sp = sp, .ss_size = COOP_SIGNAL_STACK_SIZE }
+                                 : (stack_t){ .ss_flags = SS_DISABLE };
+}
+
+static bool runs_on(uintptr_t sp, const void *base, size_t size) { return sp - (uintptr_t)base < size; }
+
+void coop_preempt_drop_taken_stacks(struct coop_greenlet *g)
+{
+    for (int i = 0; i < 2; i++)
+        if (g->taken_stacks[i] != 0)
+            atomic_store(&kept_stacks[g->taken_stacks[i] - 1].free, true);
+    g->taken_stacks[0] = g->taken_stacks[1] = 0;
+}
+
+/* A greenlet runs on a stack it took for as long as a handler of its that ran there has not
+ * returned, and a handler nested in it runs on another such stack or on the one installed:
+ * running on none of them, it has left them all. (Switching stacks inside a handler by hand,
+ * a coroutine's, would keep one in use unseen; no handler that waits here does.) */
+void coop_preempt_give_back_stacks(const struct coop_hub *h, struct coop_greenlet *self)
+{
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    const struct coop_signal_stacks *s = &h->signal_stacks;
+    if (s->installed != NULL && runs_on(sp, s->installed, s->installed == s->kept.ss_sp ? s->kept.ss_size
+                                                                                         : self->sigaltstack.ss_size))
+        return;
+    for (int i = 0; i < 2; i++)
+        if (self->taken_stacks[i] != 0
+            && runs_on(sp, atomic_load(&kept_stacks[self->taken_stacks[i] - 1].sp), COOP_SIGNAL_STACK_SIZE))
+            return;
+    coop_preempt_drop_taken_stacks(self);
+}
+
+void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next)
+{
+    struct coop_signal_stacks *s = &h->signal_stacks;
+    uint64_t all = ~0ULL;
+    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&s->mask_after, sizeof all, 0, 0);
+    if (coop_switch_kind == COOP_SWITCH_UCONTEXT) {     /* swapcontext sets next's saved mask */
+        memcpy(&s->mask_after, &next->ctx.uc_sigmask, sizeof s->mask_after);
+        memcpy(&next->ctx.uc_sigmask, &all, sizeof all);
+    }
+    if (s->installed == s->kept.ss_sp) {
+        /* Its frames are on the hub's kept stack, which becomes its own (two at most are
+         * remembered: a third, three handlers deep, is never kept again), and the hub keeps
+         * another. */
+        int slot = self->taken_stacks[0] == 0 ? 0 : self->taken_stacks[1] == 0 ? 1 : -1;
+        if (slot >= 0 && s->kept_index >= 0)
+            self->taken_stacks[slot] = (uint16_t)(s->kept_index + 1);
+        keep_another(s);
+    }
+    s->lend_after_switch = true;
+}
 
 /* The flag first: a handler that runs between the two writes the frame's mask from it (the
  * shim's hub_mask). What every greenlet blocks (the shim's hubs_mask) stays blocked when the
@@ -691,76 +794,44 @@ static void hold_interrupts(struct coop_hub *h, bool hold)
         coop_sys6(SYS_rt_sigprocmask, hold ? SIG_BLOCK : SIG_UNBLOCK, (long)&bits, 0, sizeof bits, 0, 0);
 }
 
-/* The kernel refuses while the thread runs on the installed stack: one a program installed
- * with a raw call, which coop's record does not show (a handler parked on a stack coop
- * knows is left through coop_preempt_leave_signal_stack). Then the next switch on this
- * thread tries again. */
-void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next)
+/* Installs g's signal stack on h's thread, or the kept one. The kernel refuses while the
+ * thread runs on the installed stack: one a program installed with a raw call, which coop's
+ * record does not show (a handler parked on a stack coop knows is left through
+ * coop_preempt_leave_signal_stack). Then the next switch on this thread tries again. */
+static void install_stack_for(struct coop_signal_stacks *s, const struct coop_greenlet *g)
 {
-    struct coop_signal_stacks *s = &h->signal_stacks;
-    const stack_t *wanted = next->own_sigaltstack ? &next->sigaltstack : &s->kept;
+    const stack_t *wanted = g->own_sigaltstack ? &g->sigaltstack : &s->kept;
     if (wanted->ss_sp != s->installed && coop_sys(SYS_sigaltstack, wanted, NULL, 0) == 0)
         s->installed = wanted->ss_sp;
-    if (next->own_sigaltstack != atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
-        hold_interrupts(h, next->own_sigaltstack);
 }
 
-void *coop_map_signal_stack(void)
+static void hold_for(struct coop_hub *h, const struct coop_greenlet *g)
 {
-    long p = coop_sys6(SYS_mmap, 0, COOP_SIGNAL_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p < 0 && p > -4096 ? NULL : (void *)p;
+    if (g->own_sigaltstack != atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
+        hold_interrupts(h, g->own_sigaltstack);
 }
 
-static void unmap_taken_stack(struct coop_greenlet *g)
+void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next)
 {
-    if (g->taken_stack.ss_sp != NULL && g->taken_ours)
-        coop_sys(SYS_munmap, g->taken_stack.ss_sp, g->taken_stack.ss_size, 0);
-    g->taken_stack.ss_sp = NULL;
-}
-
-void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next)
-{
-    struct coop_signal_stacks *s = &h->signal_stacks;
-    uint64_t all = ~0ULL;
-    coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&s->mask_after, sizeof all, 0, 0);
-    if (coop_switch_kind == COOP_SWITCH_UCONTEXT) {     /* swapcontext sets next's saved mask */
-        memcpy(&s->mask_after, &next->ctx.uc_sigmask, sizeof s->mask_after);
-        memcpy(&next->ctx.uc_sigmask, &all, sizeof all);
-    }
-    if (s->installed == s->kept.ss_sp) {
-        /* Its frames are on the hub's kept stack, which becomes its own: any earlier one it
-         * took, it has left (it runs on this one). The hub maps another. */
-        unmap_taken_stack(self);
-        self->taken_stack = s->kept;
-        self->taken_ours = s->kept_ours;
-        void *fresh = coop_map_signal_stack();
-        s->kept = fresh != NULL ? (stack_t){ .ss_sp = fresh, .ss_size = COOP_SIGNAL_STACK_SIZE }
-                                : (stack_t){ .ss_flags = SS_DISABLE };
-        s->kept_ours = fresh != NULL;
-    }
-    s->lend_after_switch = true;
+    install_stack_for(&h->signal_stacks, next);
+    hold_for(h, next);
 }
 
 void coop_preempt_lend_after_switch(struct coop_hub *h, const struct coop_greenlet *self)
 {
     struct coop_signal_stacks *s = &h->signal_stacks;
     s->lend_after_switch = false;
-    const stack_t *wanted = self->own_sigaltstack ? &self->sigaltstack : &s->kept;
-    if (wanted->ss_sp != s->installed && coop_sys(SYS_sigaltstack, wanted, NULL, 0) == 0)
-        s->installed = wanted->ss_sp;
+    install_stack_for(s, self);
     coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&s->mask_after, 0, sizeof s->mask_after, 0, 0);
-    if (self->own_sigaltstack != atomic_load_explicit(&h->preempt.interrupts_held, memory_order_relaxed))
-        hold_interrupts(h, self->own_sigaltstack);
+    hold_for(h, self);
 }
 
-void coop_preempt_drop_taken_stack(struct coop_greenlet *g) { unmap_taken_stack(g); }
-
-/* A hub's kept stack, which sigaltstack reports to a greenlet without one of its own: one
- * that sets it back (as Python's faulthandler does as it ends) sets up none. */
+/* A hub's kept stack, now or before, which sigaltstack reports to a greenlet without one of
+ * its own: one that sets it back (as Python's faulthandler does as it ends) sets up none. */
 static bool kept_by_a_hub(const void *sp)
 {
-    for (const struct coop_hub *h = coop_hub_at(0); h != NULL; h = coop_hub_next(h))
-        if (h->signal_stacks.kept.ss_sp == sp)
+    for (int i = 0, n = kept_stacks_count(); i < n; i++)
+        if (atomic_load_explicit(&kept_stacks[i].sp, memory_order_acquire) == sp)
             return true;
     return false;
 }

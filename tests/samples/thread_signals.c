@@ -1753,6 +1753,82 @@ static void *compute_until_told(void *stacked)
     return NULL;
 }
 
+/* A second stop nested in the first: its handler runs inside the first's wait, and waits in
+ * turn, both on signal stacks, until main restarts the inner one, then the outer one. */
+static __thread volatile sig_atomic_t restarted_inner;
+
+static int inner_suspend_signal(void) { return SIGRTMIN + 5; }
+static int inner_restart_signal(void) { return SIGRTMIN + 6; }
+
+static void on_inner_restart(int sig)
+{
+    (void)sig;
+    restarted_inner = 1;
+}
+
+static void on_inner_suspend(int sig)
+{
+    (void)sig;
+    sigset_t until_restart;
+    sigfillset(&until_restart);
+    sigdelset(&until_restart, inner_restart_signal());
+    restarted_inner = 0;
+    sem_post(&stop_acks);
+    while (!restarted_inner)
+        sigsuspend(&until_restart);
+    sem_post(&stop_acks);
+}
+
+static void on_outer_suspend(int sig)
+{
+    (void)sig;
+    sigset_t until_restart;
+    sigfillset(&until_restart);
+    sigdelset(&until_restart, restart_signal());
+    sigdelset(&until_restart, inner_suspend_signal());
+    restarted = 0;
+    sem_post(&stop_acks);
+    while (!restarted)
+        sigsuspend(&until_restart);
+    sem_post(&stop_acks);
+}
+
+static void world_stop_nested(int threads)
+{
+    pthread_t t[16];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_flags = SA_RESTART | SA_ONSTACK;
+    sigfillset(&sa.sa_mask);
+    sa.sa_handler = on_restart;
+    sigaction(restart_signal(), &sa, NULL);
+    sa.sa_handler = on_inner_restart;
+    sigaction(inner_restart_signal(), &sa, NULL);
+    sa.sa_handler = on_inner_suspend;
+    sigaction(inner_suspend_signal(), &sa, NULL);
+    sa.sa_handler = on_outer_suspend;
+    sigdelset(&sa.sa_mask, inner_suspend_signal());
+    sigaction(suspend_signal(), &sa, NULL);
+    sem_init(&stop_acks, 0, 0);
+    stop_computing = 0;
+    threads = threads < 16 ? threads : 16;
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, compute_until_told, NULL);
+    int order[] = { suspend_signal(), inner_suspend_signal(), inner_restart_signal(), restart_signal() };
+    for (int round = 0; round < STOP_ROUNDS; round++)
+        for (int step = 0; step < 4; step++) {
+            for (int i = 0; i < threads; i++)
+                pthread_kill(t[i], order[step]);
+            for (int i = 0; i < threads; i++)
+                sem_wait(&stop_acks);
+        }
+    stop_computing = 1;
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    printf("world-stop: %d computing threads stopped twice, the second stop inside the first, %d times\n", threads,
+           STOP_ROUNDS);
+}
+
 /* `threads` computing threads, with signal stacks or not, whose handlers run on a signal
  * stack or not. */
 static void world_stop(int threads, bool stacked, bool onstack)
@@ -1940,6 +2016,7 @@ int main(int argc, char **argv)
         world_stop(hubs, true, false);
         world_stop(hubs, true, true);
         world_stop(more, false, true);
+        world_stop_nested(more);
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "die-as-go") == 0)
