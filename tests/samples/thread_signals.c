@@ -1721,17 +1721,26 @@ static void on_restart(int sig)
     restarted = 1;
 }
 
+/* Acknowledges, waits in sigsuspend for *flag, which restart's handler sets (restart and
+ * nested, if not 0, let in), and acknowledges again. */
+static void stop_here(volatile sig_atomic_t *flag, int restart, int nested)
+{
+    sigset_t until;
+    sigfillset(&until);
+    sigdelset(&until, restart);
+    if (nested != 0)
+        sigdelset(&until, nested);
+    *flag = 0;
+    sem_post(&stop_acks);
+    while (!*flag)
+        sigsuspend(&until);
+    sem_post(&stop_acks);
+}
+
 static void on_suspend(int sig)
 {
     (void)sig;
-    sigset_t until_restart;
-    sigfillset(&until_restart);
-    sigdelset(&until_restart, restart_signal());
-    restarted = 0;
-    sem_post(&stop_acks);
-    while (!restarted)
-        sigsuspend(&until_restart);
-    sem_post(&stop_acks);
+    stop_here(&restarted, restart_signal(), 0);
 }
 
 /* A thread that computes until told to stop; with a signal stack of its own when `stacked`
@@ -1753,6 +1762,40 @@ static void *compute_until_told(void *stacked)
     return NULL;
 }
 
+/* `threads` computing threads (at most 16), with signal stacks of their own or not, each sent
+ * every signal of `steps` in turn, STOP_ROUNDS times, main waiting for all to acknowledge
+ * each step. */
+static void stop_computing_threads(int threads, bool stacked, const int *steps, int n_steps)
+{
+    pthread_t t[16];
+    sem_init(&stop_acks, 0, 0);
+    stop_computing = 0;
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
+    for (int round = 0; round < STOP_ROUNDS; round++)
+        for (int step = 0; step < n_steps; step++) {
+            for (int i = 0; i < threads; i++)
+                pthread_kill(t[i], steps[step]);
+            for (int i = 0; i < threads; i++)
+                sem_wait(&stop_acks);
+        }
+    stop_computing = 1;
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+}
+
+static void handle_stop_signal(int sig, void (*fn)(int), bool onstack, int left_open)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART | (onstack ? SA_ONSTACK : 0);
+    sigfillset(&sa.sa_mask);
+    if (left_open != 0)
+        sigdelset(&sa.sa_mask, left_open);
+    sigaction(sig, &sa, NULL);
+}
+
 /* A second stop nested in the first: its handler runs inside the first's wait, and waits in
  * turn, both on signal stacks, until main restarts the inner one, then the outer one. */
 static __thread volatile sig_atomic_t restarted_inner;
@@ -1769,62 +1812,23 @@ static void on_inner_restart(int sig)
 static void on_inner_suspend(int sig)
 {
     (void)sig;
-    sigset_t until_restart;
-    sigfillset(&until_restart);
-    sigdelset(&until_restart, inner_restart_signal());
-    restarted_inner = 0;
-    sem_post(&stop_acks);
-    while (!restarted_inner)
-        sigsuspend(&until_restart);
-    sem_post(&stop_acks);
+    stop_here(&restarted_inner, inner_restart_signal(), 0);
 }
 
 static void on_outer_suspend(int sig)
 {
     (void)sig;
-    sigset_t until_restart;
-    sigfillset(&until_restart);
-    sigdelset(&until_restart, restart_signal());
-    sigdelset(&until_restart, inner_suspend_signal());
-    restarted = 0;
-    sem_post(&stop_acks);
-    while (!restarted)
-        sigsuspend(&until_restart);
-    sem_post(&stop_acks);
+    stop_here(&restarted, restart_signal(), inner_suspend_signal());
 }
 
 static void world_stop_nested(int threads)
 {
-    pthread_t t[16];
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_flags = SA_RESTART | SA_ONSTACK;
-    sigfillset(&sa.sa_mask);
-    sa.sa_handler = on_restart;
-    sigaction(restart_signal(), &sa, NULL);
-    sa.sa_handler = on_inner_restart;
-    sigaction(inner_restart_signal(), &sa, NULL);
-    sa.sa_handler = on_inner_suspend;
-    sigaction(inner_suspend_signal(), &sa, NULL);
-    sa.sa_handler = on_outer_suspend;
-    sigdelset(&sa.sa_mask, inner_suspend_signal());
-    sigaction(suspend_signal(), &sa, NULL);
-    sem_init(&stop_acks, 0, 0);
-    stop_computing = 0;
-    threads = threads < 16 ? threads : 16;
-    for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, compute_until_told, NULL);
-    int order[] = { suspend_signal(), inner_suspend_signal(), inner_restart_signal(), restart_signal() };
-    for (int round = 0; round < STOP_ROUNDS; round++)
-        for (int step = 0; step < 4; step++) {
-            for (int i = 0; i < threads; i++)
-                pthread_kill(t[i], order[step]);
-            for (int i = 0; i < threads; i++)
-                sem_wait(&stop_acks);
-        }
-    stop_computing = 1;
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
+    handle_stop_signal(restart_signal(), on_restart, true, 0);
+    handle_stop_signal(inner_restart_signal(), on_inner_restart, true, 0);
+    handle_stop_signal(inner_suspend_signal(), on_inner_suspend, true, 0);
+    handle_stop_signal(suspend_signal(), on_outer_suspend, true, inner_suspend_signal());
+    int steps[] = { suspend_signal(), inner_suspend_signal(), inner_restart_signal(), restart_signal() };
+    stop_computing_threads(threads, false, steps, 4);
     printf("world-stop: %d computing threads stopped twice, the second stop inside the first, %d times\n", threads,
            STOP_ROUNDS);
 }
@@ -1833,30 +1837,10 @@ static void world_stop_nested(int threads)
  * stack or not. */
 static void world_stop(int threads, bool stacked, bool onstack)
 {
-    pthread_t t[16];
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_suspend;
-    sa.sa_flags = SA_RESTART | (onstack ? SA_ONSTACK : 0);
-    sigfillset(&sa.sa_mask);
-    sigaction(suspend_signal(), &sa, NULL);
-    sa.sa_handler = on_restart;
-    sigaction(restart_signal(), &sa, NULL);
-    sem_init(&stop_acks, 0, 0);
-    stop_computing = 0;
-    threads = threads < 16 ? threads : 16;
-    for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
-    for (int round = 0; round < STOP_ROUNDS; round++)
-        for (int sig = suspend_signal(); sig <= restart_signal(); sig++) {
-            for (int i = 0; i < threads; i++)
-                pthread_kill(t[i], sig);
-            for (int i = 0; i < threads; i++)
-                sem_wait(&stop_acks);
-        }
-    stop_computing = 1;
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
+    handle_stop_signal(suspend_signal(), on_suspend, onstack, 0);
+    handle_stop_signal(restart_signal(), on_restart, onstack, 0);
+    int steps[] = { suspend_signal(), restart_signal() };
+    stop_computing_threads(threads, stacked, steps, 2);
     printf("world-stop: %d computing threads %s signal stacks of their own stopped and restarted %d times, "
            "handlers%s on the signal stack\n", threads, stacked ? "with" : "without", STOP_ROUNDS, onstack ? "" : " not");
 }
@@ -2012,6 +1996,8 @@ int main(int argc, char **argv)
     }
     if (argc > 3 && strcmp(argv[1], "world-stop") == 0) {
         int hubs = atoi(argv[2]), more = atoi(argv[3]);
+        hubs = hubs < 16 ? hubs : 16;
+        more = more < 16 ? more : 16;
         world_stop(hubs, false, false);
         world_stop(hubs, true, false);
         world_stop(hubs, true, true);
