@@ -159,10 +159,11 @@
  *   switch that leaves from the installed stack (coop_preempt_on_installed_stack) blocks every
  *   signal on the thread and lends nothing; the context switched to, off that stack, lends
  *   its own and puts the mask back first thing (arrive: coop_preempt_lend_after_switch). A
- *   kept stack left so becomes the waiting greenlet's own (taken_stack: written by that
- *   greenlet's switches, unmapped at its next such switch or its release, when it has left
- *   it), and the hub maps a fresh one. lend_after_switch and mask_after are the hub
- *   thread's own, written by the context that leaves and read by the one that arrives.
+ *   kept stack left so becomes the waiting greenlet's own (taken_stacks: written by that
+ *   greenlet's switches; given back, free for a hub to keep again, at a switch where it runs
+ *   on none of them, or at its release), and the hub keeps another (kept_stacks). Its
+ *   lend_after_switch and mask_after are the hub thread's own, written by the context that
+ *   leaves and read by the one that arrives.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
