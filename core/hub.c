@@ -307,12 +307,14 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
     if (__builtin_expect(self->taken_stacks[0] != 0, 0))
         coop_preempt_give_back_stacks(h, self);
     bool from_signal_stack = coop_preempt_on_installed_stack(h, self);
-    if (!from_signal_stack)
+    bool onto_signal_stack = next->waits_on_signal_stack;
+    self->waits_on_signal_stack = from_signal_stack;
+    if (!from_signal_stack && !onto_signal_stack)
         coop_preempt_switching_to(h, next);
     if (coop_switch_kind == COOP_SWITCH_UCONTEXT)
         coop_preempt_saved_mask_for(h, next);
-    if (from_signal_stack)
-        coop_preempt_leave_signal_stack(h, self, next);
+    if (from_signal_stack || onto_signal_stack)
+        coop_preempt_lend_on_arrival(h, self, next, from_signal_stack);
     void *fake_stack = NULL;
     coop_san_leave(self, next, &fake_stack);
     h->switched_from = self;

@@ -136,6 +136,9 @@ struct coop_greenlet {
     stack_t sigaltstack;             /* that signal stack, while own_sigaltstack */
     uint16_t taken_stacks[2];        /* hubs' kept signal stacks its handlers parked on, its
                                         own since (preempt.c): index + 1 in the record, 0 none */
+    bool waits_on_signal_stack;      /* it left its thread from the installed signal stack (a
+                                        handler of its waits there): written by its switches,
+                                        read by the hub that resumes it (preempt.c) */
     bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
@@ -513,7 +516,7 @@ void coop_preempt_fork_child(struct coop_hub *h);
  * (preempt.c). */
 void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next);
 /* Whether self, leaving h's thread, runs on the signal stack installed there: a handler of
- * its parks (coop_preempt_leave_signal_stack, instead of coop_preempt_switching_to). */
+ * its parks (coop_preempt_lend_on_arrival, instead of coop_preempt_switching_to). */
 static inline bool coop_preempt_on_installed_stack(const struct coop_hub *h, const struct coop_greenlet *self)
 {
     const struct coop_signal_stacks *s = &h->signal_stacks;
@@ -522,7 +525,10 @@ static inline bool coop_preempt_on_installed_stack(const struct coop_hub *h, con
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     return s->installed == on->ss_sp && sp - (uintptr_t)on->ss_sp < on->ss_size;
 }
-void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next);
+/* A switch from self, on the installed signal stack (from_installed), or to next, waiting on
+ * one: every signal blocked on h's thread until next, there, lends its stack (arrive). */
+void coop_preempt_lend_on_arrival(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next,
+                                  bool from_installed);
 /* self, leaving h's thread, has taken kept stacks: they are free again once it runs on none. */
 void coop_preempt_give_back_stacks(const struct coop_hub *h, struct coop_greenlet *self);
 /* In the context switched to, after such a switch (arrive). */

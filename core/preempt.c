@@ -161,9 +161,14 @@
  *   its own and puts the mask back first thing (arrive: coop_preempt_lend_after_switch). A
  *   kept stack left so becomes the waiting greenlet's own (taken_stacks: written by that
  *   greenlet's switches; given back, free for a hub to keep again, at a switch where it runs
- *   on none of them, or at its release), and the hub keeps another (kept_stacks). Its
- *   lend_after_switch and mask_after are the hub thread's own, written by the context that
- *   leaves and read by the one that arrives.
+ *   on none of them, or at its release), and the hub keeps another (kept_stacks). The
+ *   switch back to a greenlet that waits so on a stack of its own blocks every signal too
+ *   (waits_on_signal_stack) and the greenlet lends its stack in arrive, from its frames
+ *   there: lent before the switch, a signal that came in between would put its frame at
+ *   the stack's top, over the waiting ones, as in the thread's current context (seen under
+ *   AddressSanitizer). The kernel takes it then: it refuses only a thread on the stack
+ *   installed before. Its lend_after_switch and mask_after are the hub thread's own,
+ *   written by the context that leaves and read by the one that arrives.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
  *   - The monitor sends a signal only after turning signal_on_its_way from false to true,
@@ -762,7 +767,8 @@ void coop_preempt_give_back_stacks(const struct coop_hub *h, struct coop_greenle
     coop_preempt_drop_taken_stacks(self);
 }
 
-void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next)
+void coop_preempt_lend_on_arrival(struct coop_hub *h, struct coop_greenlet *self, struct coop_greenlet *next,
+                                  bool from_installed)
 {
     struct coop_signal_stacks *s = &h->signal_stacks;
     uint64_t all = ~0ULL;
@@ -771,7 +777,7 @@ void coop_preempt_leave_signal_stack(struct coop_hub *h, struct coop_greenlet *s
         memcpy(&s->mask_after, &next->ctx.uc_sigmask, sizeof s->mask_after);
         memcpy(&next->ctx.uc_sigmask, &all, sizeof all);
     }
-    if (s->installed == s->kept.ss_sp) {
+    if (from_installed && s->installed == s->kept.ss_sp) {
         /* Its frames are on the hub's kept stack, which becomes its own (two at most are
          * remembered: a third, three handlers deep, is never kept again), and the hub keeps
          * another. */
@@ -798,7 +804,7 @@ static void hold_interrupts(struct coop_hub *h, bool hold)
 /* Installs g's signal stack on h's thread, or the kept one. The kernel refuses while the
  * thread runs on the installed stack: one a program installed with a raw call, which coop's
  * record does not show (a handler parked on a stack coop knows is left through
- * coop_preempt_leave_signal_stack). Then the next switch on this thread tries again. */
+ * coop_preempt_lend_on_arrival). Then the next switch on this thread tries again. */
 static void install_stack_for(struct coop_signal_stacks *s, const struct coop_greenlet *g)
 {
     const stack_t *wanted = g->own_sigaltstack ? &g->sigaltstack : &s->kept;
