@@ -7,7 +7,10 @@
 #include "internal.h"
 
 /* The runtime's code, [lo, hi): ASan keeps its per-thread state behind pthread keys, and
- * its fiber annotations only hold if that state stays the OS thread's, never a greenlet's. */
+ * its fiber annotations only hold if that state stays the OS thread's, never a greenlet's.
+ * Its allocator's cache is in that state: a signal handler that waits while its greenlet
+ * was inside ASan's malloc lets the thread's next greenlets into the same cache (two were
+ * given one block), so the tests stop threads only outside it (thread_signals world-stop). */
 static uintptr_t runtime_lo, runtime_hi;
 static const char *runtime_tls;       /* its static TLS block in the first thread, or NULL */
 static size_t runtime_tls_size;

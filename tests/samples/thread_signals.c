@@ -1708,7 +1708,7 @@ static void signals_between_switches(void)
  * or not: with it, a thread without a stack of its own runs them on its own stack, and
  * each waits there while the others are stopped too. */
 #define STOP_ROUNDS 20
-static sem_t stop_acks;
+static sem_t stop_acks, computing;
 static volatile sig_atomic_t stop_computing;
 static __thread volatile sig_atomic_t restarted;
 
@@ -1752,6 +1752,7 @@ static void *compute_until_told(void *stacked)
     stack_t own = { .ss_sp = NULL, .ss_size = SIGSTKSZ * 4 }, before;
     if (stacked != NULL && ((own.ss_sp = malloc(own.ss_size)) == NULL || sigaltstack(&own, &before) != 0))
         abort();
+    sem_post(&computing);
     volatile unsigned long spins = 0;
     while (!stop_computing)
         spins++;
@@ -1764,14 +1765,20 @@ static void *compute_until_told(void *stacked)
 
 /* `threads` computing threads (at most 16), with signal stacks of their own or not, each sent
  * every signal of `steps` in turn, STOP_ROUNDS times, main waiting for all to acknowledge
- * each step. */
+ * each step. They are stopped only once they compute: under coop with AddressSanitizer, a
+ * handler that waits while its thread was in ASan's malloc lets the other greenlets of that
+ * OS thread into its allocator's cache, which is the OS thread's (two threads were given
+ * the same signal stack). */
 static void stop_computing_threads(int threads, bool stacked, const int *steps, int n_steps)
 {
     pthread_t t[16];
     sem_init(&stop_acks, 0, 0);
+    sem_init(&computing, 0, 0);
     stop_computing = 0;
     for (int i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
+    for (int i = 0; i < threads; i++)
+        sem_wait(&computing);
     for (int round = 0; round < STOP_ROUNDS; round++)
         for (int step = 0; step < n_steps; step++) {
             for (int i = 0; i < threads; i++)
