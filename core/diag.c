@@ -401,6 +401,8 @@ void coop_diag_hub_init(struct coop_hub *h)
     if (coop_sys(SYS_sigaltstack, NULL, &old, 0) == 0 && (old.ss_flags & SS_DISABLE)) {
         stack_t ss = { .ss_sp = coop_map_signal_stack(), .ss_size = COOP_SIGNAL_STACK_SIZE };
         mapped = ss.ss_sp != NULL && coop_sys(SYS_sigaltstack, &ss, NULL, 0) == 0;
+        if (ss.ss_sp != NULL && !mapped)
+            coop_sys(SYS_munmap, (long)ss.ss_sp, COOP_SIGNAL_STACK_SIZE, 0);
     }
     coop_preempt_keep_signal_stack(h, mapped);
 }

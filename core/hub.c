@@ -308,7 +308,7 @@ static void switch_to(struct coop_hub *h, struct coop_greenlet *next)
         coop_preempt_give_back_stacks(h, self);
     bool from_signal_stack = coop_preempt_on_installed_stack(h, self);
     bool onto_signal_stack = next->waits_on_signal_stack;
-    self->waits_on_signal_stack = from_signal_stack;
+    self->waits_on_signal_stack = from_signal_stack && self->own_sigaltstack;
     if (!from_signal_stack && !onto_signal_stack)
         coop_preempt_switching_to(h, next);
     if (coop_switch_kind == COOP_SWITCH_UCONTEXT)

@@ -136,9 +136,9 @@ struct coop_greenlet {
     stack_t sigaltstack;             /* that signal stack, while own_sigaltstack */
     uint16_t taken_stacks[2];        /* hubs' kept signal stacks its handlers parked on, its
                                         own since (preempt.c): index + 1 in the record, 0 none */
-    bool waits_on_signal_stack;      /* it left its thread from the installed signal stack (a
-                                        handler of its waits there): written by its switches,
-                                        read by the hub that resumes it (preempt.c) */
+    bool waits_on_signal_stack;      /* it left its thread from its own signal stack (a handler
+                                        of its waits there): written by its switches, read by
+                                        the hub that resumes it after on_cpu (preempt.c) */
     bool stored;                     /* from the store of records, not on its stack */
     void *san_bottom;                /* AddressSanitizer builds: a thread's original stack */
     size_t san_size;
@@ -183,7 +183,8 @@ struct coop_signal_stacks {
     int kept_index;                  /* in preempt.c's record of kept stacks, or -1 */
     void *installed;                 /* ss_sp of the one the kernel has (NULL: none) */
     bool lend_after_switch;          /* the last switch left a handler parked on the installed
-                                        stack: every signal blocked until arrive lends another */
+                                        stack, or went to one parked on its own: every signal
+                                        blocked until arrive lends the arriving one's */
     uint64_t mask_after;             /* the mask the thread takes then */
 };
 
@@ -515,15 +516,22 @@ void coop_preempt_fork_child(struct coop_hub *h);
  * if it set one up, and none of coop's interrupting signals; else the thread's kept one
  * (preempt.c). */
 void coop_preempt_lend_signal_stack(struct coop_hub *h, const struct coop_greenlet *next);
+/* The signal stack installed on h's thread while self runs there, as coop lent it: self's
+ * own or the kept one; NULL for one coop did not lend. */
+static inline const stack_t *coop_preempt_installed_stack(const struct coop_hub *h, const struct coop_greenlet *self)
+{
+    const struct coop_signal_stacks *s = &h->signal_stacks;
+    const stack_t *lent = self->own_sigaltstack && s->installed == self->sigaltstack.ss_sp ? &self->sigaltstack
+                                                                                            : &s->kept;
+    return s->installed != NULL && s->installed == lent->ss_sp ? lent : NULL;
+}
 /* Whether self, leaving h's thread, runs on the signal stack installed there: a handler of
  * its parks (coop_preempt_lend_on_arrival, instead of coop_preempt_switching_to). */
 static inline bool coop_preempt_on_installed_stack(const struct coop_hub *h, const struct coop_greenlet *self)
 {
-    const struct coop_signal_stacks *s = &h->signal_stacks;
-    const stack_t *on = self->own_sigaltstack && s->installed == self->sigaltstack.ss_sp ? &self->sigaltstack
-                                                                                          : &s->kept;
+    const stack_t *on = coop_preempt_installed_stack(h, self);
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    return s->installed == on->ss_sp && sp - (uintptr_t)on->ss_sp < on->ss_size;
+    return on != NULL && sp - (uintptr_t)on->ss_sp < on->ss_size;
 }
 /* A switch from self, on the installed signal stack (from_installed), or to next, waiting on
  * one: every signal blocked on h's thread until next, there, lends its stack (arrive). */

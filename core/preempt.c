@@ -148,8 +148,9 @@
  *   meanwhile stays pending in the kernel until the thread runs another greenlet, where it
  *   is stale. The lending and the hold are the hub's thread's own state, changed at its
  *   switches before the stack pointer moves to the next context (the kernel refuses to
- *   change the signal stack of a thread that runs on it); the monitor reads
- *   interrupts_held for its reports.
+ *   change the signal stack of a thread that runs on it), or, around a handler that waits
+ *   (below), by the context that arrives; the monitor reads interrupts_held for its
+ *   reports.
  *   A handler with SA_ONSTACK runs on the installed stack: the greenlet's own, or for one
  *   without, the hub's kept one. One that waits there (a garbage collector's suspend handler
  *   waits in sigsuspend) leaves its frames on it while other greenlets run on the thread, and
@@ -164,10 +165,9 @@
  *   on none of them, or at its release), and the hub keeps another (kept_stacks). The
  *   switch back to a greenlet that waits so on a stack of its own blocks every signal too
  *   (waits_on_signal_stack) and the greenlet lends its stack in arrive, from its frames
- *   there: lent before the switch, a signal that came in between would put its frame at
- *   the stack's top, over the waiting ones, as in the thread's current context (seen under
- *   AddressSanitizer). The kernel takes it then: it refuses only a thread on the stack
- *   installed before. Its lend_after_switch and mask_after are the hub thread's own,
+ *   there: lent before the switch, while the thread still runs on the context it leaves, a
+ *   signal delivered then would put its frame at the stack's top, over the waiting ones.
+ *   The kernel takes it in arrive: it refuses only a thread on the stack installed before. Its lend_after_switch and mask_after are the hub thread's own,
  *   written by the context that leaves and read by the one that arrives.
  *
  * INVARIANTS ACROSS OS THREADS (the monitor thread and each hub's thread)
@@ -756,9 +756,8 @@ void coop_preempt_drop_taken_stacks(struct coop_greenlet *g)
 void coop_preempt_give_back_stacks(const struct coop_hub *h, struct coop_greenlet *self)
 {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    const struct coop_signal_stacks *s = &h->signal_stacks;
-    if (s->installed != NULL && runs_on(sp, s->installed, s->installed == s->kept.ss_sp ? s->kept.ss_size
-                                                                                         : self->sigaltstack.ss_size))
+    const stack_t *installed = coop_preempt_installed_stack(h, self);
+    if (installed != NULL && runs_on(sp, installed->ss_sp, installed->ss_size))
         return;
     for (int i = 0; i < 2; i++)
         if (self->taken_stacks[i] != 0

@@ -1709,6 +1709,15 @@ static void signals_between_switches(void)
  * each waits there while the others are stopped too. */
 #define STOP_ROUNDS 20
 static sem_t stop_acks, computing;
+/* Under coop with AddressSanitizer, a handler that waits while its thread was in ASan's malloc
+ * lets the other greenlets of that OS thread into its allocator's cache, which is the OS
+ * thread's (two threads were given one signal stack): there the threads are stopped only once
+ * they compute (core/sanitizer.c). */
+#if defined(__SANITIZE_ADDRESS__)
+static const bool stop_once_computing = true;
+#else
+static const bool stop_once_computing = false;
+#endif
 static volatile sig_atomic_t stop_computing;
 static __thread volatile sig_atomic_t restarted;
 
@@ -1752,7 +1761,8 @@ static void *compute_until_told(void *stacked)
     stack_t own = { .ss_sp = NULL, .ss_size = SIGSTKSZ * 4 }, before;
     if (stacked != NULL && ((own.ss_sp = malloc(own.ss_size)) == NULL || sigaltstack(&own, &before) != 0))
         abort();
-    sem_post(&computing);
+    if (stop_once_computing)
+        sem_post(&computing);
     volatile unsigned long spins = 0;
     while (!stop_computing)
         spins++;
@@ -1765,10 +1775,7 @@ static void *compute_until_told(void *stacked)
 
 /* `threads` computing threads (at most 16), with signal stacks of their own or not, each sent
  * every signal of `steps` in turn, STOP_ROUNDS times, main waiting for all to acknowledge
- * each step. They are stopped only once they compute: under coop with AddressSanitizer, a
- * handler that waits while its thread was in ASan's malloc lets the other greenlets of that
- * OS thread into its allocator's cache, which is the OS thread's (two threads were given
- * the same signal stack). */
+ * each step (under AddressSanitizer, once they compute). */
 static void stop_computing_threads(int threads, bool stacked, const int *steps, int n_steps)
 {
     pthread_t t[16];
@@ -1777,7 +1784,7 @@ static void stop_computing_threads(int threads, bool stacked, const int *steps, 
     stop_computing = 0;
     for (int i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
-    for (int i = 0; i < threads; i++)
+    for (int i = 0; i < threads && stop_once_computing; i++)
         sem_wait(&computing);
     for (int round = 0; round < STOP_ROUNDS; round++)
         for (int step = 0; step < n_steps; step++) {
