@@ -356,7 +356,7 @@ void coop_hub_masks_changed(void);
 /* The calling hub's thread has another mask for now (a handler's): it takes the hubs' one
  * again before its next switch (async-signal-safe). Returns what the hub had seen, for
  * coop_hub_mask_seen_again: the handler ended without a switch, and its sigreturn gives the
- * thread the hubs' mask. */
+ * thread the hubs' mask (the shim's frame keeps no more). */
 uint64_t coop_hub_mask_stale(void);
 void coop_hub_mask_seen_again(uint64_t seen);
 /* Whether ip is in coop's own code (libcoop.so): frames there are the runtime's, not the

@@ -489,7 +489,8 @@ enum real_mask_here {
  * the kernel delivers, there, what this unblocks. No system call when nothing changes.
  * Other hubs' threads take `wanted` before they next switch to a greenlet (core: see
  * coop_hub_masks_changed), or when a signal lands on one of them (the trampoline hands it
- * through the signal frame's mask). Meanwhile a stale mask only changes which thread takes
+ * through the signal frame's mask, but for what that thread blocked beyond it, which stays
+ * until its next switch: see beyond_hubs). Meanwhile a stale mask only changes which thread takes
  * a signal; the trampoline routes it to the right greenlet either way (and coop's own
  * SIGURG handler, while the program leaves SIGURG at SIG_DFL or SIG_IGN, hands one that
  * every greenlet blocks back to the process: core/preempt.c). But the thread that runs a
@@ -664,7 +665,17 @@ static uint64_t call_handler(struct sigstate *s, const struct sigaction *a, int 
 
 static void kick_here(struct sigstate *s, uint64_t unblocked);
 
-static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *context)
+/* A kernel frame's `beyond`: what the interrupted context blocked beyond the hubs' mask
+ * (coop's own signals aside), read as the trampoline starts. Natively the frame's sigreturn
+ * puts it back: the kernel's mask for a handler it had just entered (a second signal came
+ * before the first handler's first instruction) or for one still running outside the frame.
+ * The frame's mask keeps it: set to the hubs' alone, a signal of that outer handler's would
+ * run nested in it, and a storm of them (another process's kill in a loop, coop's kicks
+ * between) filled a signal stack until the kernel put the next frame at its top. Bits that
+ * are only a stale hub mask's are kept too: the hub takes its mask again at its next switch. */
+static uint64_t beyond_hubs(const ucontext_t *uc) { return bits_of(&uc->uc_sigmask) & ~hub_mask() & ~runtime_signals; }
+
+static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *context, uint64_t beyond)
 {
     /* On a hub's thread the handler runs under the kernel's mask for it, and may park: the
      * greenlets run here meanwhile take the hubs' mask again, and so does the thread that
@@ -681,14 +692,16 @@ static void run_from_kernel(struct sigstate *s, int sig, siginfo_t *info, void *
         kernel_frames--;
     if (hub_thread) {     /* the thread's now: the handler may have parked, and resumed elsewhere */
         ucontext_t *uc = context;
-        set_of(hub_mask(), &uc->uc_sigmask);
+        set_of(hub_mask() | beyond, &uc->uc_sigmask);
         /* sigaltstack only after a park or the handler's own sigaltstack: a system call per
          * signal would let a signal that comes every few microseconds (a POSIX timer) take
          * all of the thread's time, where natively it leaves some. */
         bool parked = self != NULL && coop_greenlet_resumes(self) != resumes;
         if (parked || signal_stacks_set != stacks_set)
             coop_sys(SYS_sigaltstack, NULL, &uc->uc_stack, 0);
-        if (!parked)
+        if (beyond != 0)
+            coop_hub_mask_stale();      /* this thread's, after a park too: not the hubs' mask */
+        else if (!parked)
             coop_hub_mask_seen_again(masks_seen);
         kick_here(s, unblocked);
     }
@@ -1066,7 +1079,8 @@ static bool main_takes_soon(int sig)
  * instance still in the process's queue goes first (real-time signals keep their order):
  * this one queues behind it for the pass, which offers them to main first too; so it does
  * when the lock is busy (its holder may be self). */
-static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context)
+static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, siginfo_t *info, void *context,
+                  uint64_t beyond)
 {
     bool directed = mine != NULL && thread_directed(info);
     if (!directed) {
@@ -1094,7 +1108,7 @@ static void route(struct coop_greenlet *self, struct sigstate *mine, int sig, si
             } else if (in_wait(self, mine)) {
                 queue_in(self, mine, q, info, true);      /* ends its wait, parked or about to park */
             } else {
-                run_from_kernel(mine, sig, info, context);
+                run_from_kernel(mine, sig, info, context, beyond);
             }
             return;
         }
@@ -1123,7 +1137,7 @@ static void leave_kick(struct coop_greenlet *self, struct sigstate *mine, int si
  * lock of the runtime's that a handler jumping out would never let go: the signal stays
  * queued for the greenlet's next wait, which it ends, or for the monitor's next kick
  * should the greenlet sleep in the kernel first (kick_again). */
-static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig, void *context)
+static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig, void *context, uint64_t beyond)
 {
     if (mine == NULL || (atomic_load(&mine->blocked) & BIT(sig)) || (atomic_load(&mine->awaited) & BIT(sig))
         || in_wait(self, mine))
@@ -1148,7 +1162,7 @@ static void take_kick(struct coop_greenlet *self, struct sigstate *mine, int sig
     if (both)
         leave_kick(self, mine, sig);
     if (taken != 0)
-        run_from_kernel(mine, sig, &info, context);
+        run_from_kernel(mine, sig, &info, context, beyond);
 }
 
 /* The mask the trampoline leaves on a hub's thread: the hubs' (see update_real_mask), but
@@ -1177,17 +1191,20 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         return;     /* the fault repeats with the default action: death by SIGSEGV */
     }
     if (shim_vfork_child) {     /* coop's state is the parent's: the handler only */
-        run_from_kernel(NULL, sig, info, context);
+        run_from_kernel(NULL, sig, info, context, 0);
         return;
     }
     if (!is_kick(info) && sig == COOP_PREEMPT_SIGNAL && coop_preempt_on_signal(info, context))
         return;     /* the monitor's, not the program's (core/preempt.c) */
     struct coop_greenlet *self = coop_interrupted_greenlet();
     struct sigstate *mine = state_of(self);
-    if (emulated() && coop_on_hub_thread())      /* this thread's mask from now on: see update_real_mask */
-        set_of(mask_after_delivery(sig), &((ucontext_t *)context)->uc_sigmask);
+    uint64_t beyond = 0;
+    if (emulated() && coop_on_hub_thread()) {    /* this thread's mask from now on: see update_real_mask */
+        beyond = beyond_hubs(context);
+        set_of(mask_after_delivery(sig) | beyond, &((ucontext_t *)context)->uc_sigmask);
+    }
     if (is_kick(info)) {
-        take_kick(self, mine, sig, context);
+        take_kick(self, mine, sig, context, beyond);
         return;
     }
     if (fault(sig, info) && mine != NULL && (atomic_load(&mine->blocked) & BIT(sig))) {
@@ -1195,15 +1212,15 @@ static void trampoline(int sig, siginfo_t *info, void *context)
         return;     /* as the kernel does with a fault its thread blocks: it repeats, and kills */
     }
     if (fault(sig, info) || (mine == NULL && !coop_on_hub_thread())) {
-        run_from_kernel(mine, sig, info, context);     /* a fault's, or a real thread's: here */
+        run_from_kernel(mine, sig, info, context, beyond);     /* a fault's, or a real thread's: here */
         return;
     }
     if (!emulated()) {     /* COOP_PATCH=-signal: the OS thread's; its main greenlet's wait ends */
-        run_from_kernel(NULL, sig, info, context);
+        run_from_kernel(NULL, sig, info, context, 0);
         coop_interrupt(NULL, installed[sig].sa_flags & SA_RESTART);
         return;
     }
-    route(self, mine, sig, info, context);
+    route(self, mine, sig, info, context, beyond);
 }
 
 /* --- installing handlers --- */

@@ -1859,6 +1859,83 @@ static void world_stop(int threads, bool stacked, bool onstack)
            "handlers%s on the signal stack\n", threads, stacked ? "with" : "without", STOP_ROUNDS, onstack ? "" : " not");
 }
 
+/* A handler's own signal is blocked while it runs, however many signals come: a storm of
+ * SIGUSR2 from another process while this thread raises SIGUSR1 in a loop, both handled on
+ * a signal stack of its own (SA_ONSTACK, an empty sa_mask), another thread yielding beside
+ * it. Natively the handlers run at most two deep on that stack (SIGUSR2's inside SIGUSR1's).
+ * Under coop a signal delivered just as the kernel entered another handler gave the thread
+ * the hubs' mask at its sigreturn, and the next SIGUSR2 ran inside the first's frame: ever
+ * deeper, until the stack overflowed (SIGSEGV). Depths are measured against one handler's,
+ * for a SIGUSR2 the other process sends before the storm. */
+#define STORM_STACK_SIZE (64 * 1024)
+static char *storm_stack_top;
+static volatile long storm_deepest;
+static volatile sig_atomic_t storm_handled;
+static volatile bool storm_over;
+
+static void on_storm(int sig)
+{
+    (void)sig;
+    char here;
+    long depth = storm_stack_top - &here;     /* a raise under coop runs its handler in place */
+    if (depth > storm_deepest && depth < STORM_STACK_SIZE)
+        storm_deepest = depth;
+    storm_handled++;
+}
+
+static void *yield_until_storm_over(void *unused)
+{
+    (void)unused;
+    while (!storm_over)
+        sched_yield();
+    return NULL;
+}
+
+static void storm_on_signal_stack(int rounds)
+{
+    stack_t own = { .ss_sp = malloc(STORM_STACK_SIZE), .ss_size = STORM_STACK_SIZE }, before;
+    int go[2];
+    if (own.ss_sp == NULL || sigaltstack(&own, &before) != 0 || pipe(go) != 0)
+        abort();
+    storm_stack_top = (char *)own.ss_sp + STORM_STACK_SIZE;
+    struct sigaction sa = { .sa_handler = on_storm, .sa_flags = SA_ONSTACK | SA_RESTART };   /* empty sa_mask */
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    pid_t parent = getpid(), child = fork();
+    if (child == 0) {
+        char byte;
+        if (kill(parent, SIGUSR2) != 0 || read(go[0], &byte, 1) != 1)
+            _exit(1);
+        for (;;)
+            if (kill(parent, SIGUSR2) != 0)
+                _exit(0);
+    }
+    while (storm_handled == 0)      /* computing: a wait under coop would run the handler in place */
+        ;
+    long one = storm_deepest;
+    pthread_t yielder;
+    pthread_create(&yielder, NULL, yield_until_storm_over, NULL);
+    if (write(go[1], "", 1) != 1)
+        abort();
+    for (int i = 0; i < rounds; i++)
+        raise(SIGUSR1);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    storm_over = true;
+    pthread_join(yielder, NULL);
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
+    sigaltstack(&before, NULL);
+    free(own.ss_sp);
+    close(go[0]);
+    close(go[1]);
+    if (storm_deepest * 2 <= one * 5)
+        printf("storm: the handlers ran at most two deep on the signal stack\n");
+    else
+        printf("storm: the handlers ran %.1f times one handler's depth on the signal stack\n",
+               (double)storm_deepest / one);
+}
+
 /* PostgreSQL's latches: every thread blocks SIGURG and a signalfd takes it, whether the
  * process sends it to itself or another process does. */
 static void *wait_for_byte(void *fd)
@@ -2006,6 +2083,10 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "sigurg") == 0) {
         sigurg_through_signalfd();
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "storm") == 0) {
+        storm_on_signal_stack(atoi(argv[2]));
         return 0;
     }
     if (argc > 3 && strcmp(argv[1], "world-stop") == 0) {
