@@ -357,6 +357,9 @@ bool coop_sched_is_away(const struct coop_hub *h);
 bool coop_sched_inbox_waits(const struct coop_hub *h);
 /* Greenlets wait in h's queue or inbox (the monitor's look from another thread). */
 bool coop_sched_queued_on(struct coop_hub *h);
+/* Work waits that any hub takes at its next iteration: greenlets in the global queue, a hub
+ * to adopt, an interrupt, a dump or a signal pass that a handler asked for. */
+bool coop_sched_work_for_any(void);
 void coop_sched_drain_adopted(struct coop_hub *h);
 /* Whether h polls another hub's fd set (one that is away, or that came back and h has not
  * let go of yet): it then sleeps in its own set. */

@@ -7,7 +7,8 @@
  *     descriptor free) is stuck in a system call coop could not make cooperative;
  *     its work goes to another hub, and comes back when its counter moves again. So does
  *     the work of a hub whose greenlet computes where it cannot be preempted, from
- *     COOP_HANDOFF_MS past its slice, while greenlets wait that only that hub can run. A
+ *     COOP_HANDOFF_MS past its slice, while greenlets wait that only that hub can run, or
+ *     work that any hub may take has waited STILL_NS for the busy hubs to take it. A
  *     hub that stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub
  *     woken to steal them, in case a wake was missed or skipped (a small batch of fd wakes,
  *     sched.c);
@@ -257,6 +258,10 @@ static char thread_state(struct watch *w, pid_t tid)
     return state != 0 ? state : first ? 0 : 'S';
 }
 
+/* Since when the monitor has seen work that any hub may take (sched.c) at every tick, or 0;
+ * only the monitor's thread reads and writes it. */
+static int64_t any_work_since;
+
 /* Greenlets that only h can run wait for it: in its queue (a thief would have taken them
  * had another hub been free), in its inbox, or woken by a deadline or an fd event that
  * only its poll takes; and so do those of a hub h adopted, which only h takes while it
@@ -264,10 +269,17 @@ static char thread_state(struct watch *w, pid_t tid)
  * that computes where it cannot be preempted: main waited for ever, another hub idle),
  * whether that hub is still away or back: until h lets it go, what h holds of it waits for
  * h (counted only while away, a stop of the world on three hubs hung again in 1 of 25 runs).
- * adopter is read as sched.c publishes it; a hub let go of meanwhile is judged next tick. */
+ * adopter is read as sched.c publishes it; a hub let go of meanwhile is judged next tick.
+ * Work that any hub may take counts too once the monitor has seen it at every tick for
+ * STILL_NS: the hubs that were to take it at their next iteration are held as well, and no
+ * spare starts while they count as active. Mono's computing threads, each with a signal
+ * stack, held every hub, and the interrupts that end its waiting workers' waits for its
+ * stop signals' handlers waited for ever (test_mono); so did a hub handed off that nobody
+ * adopted, beside one such thread more than hubs (thread_signals world-stop). */
 static bool others_wait_for(struct coop_hub *h, int64_t now)
 {
-    if (coop_sched_queued_on(h) || coop_timer_next(h) <= now || coop_hub_events_wait(h))
+    if (coop_sched_queued_on(h) || coop_timer_next(h) <= now || coop_hub_events_wait(h)
+        || (any_work_since != 0 && now - any_work_since >= STILL_NS))
         return true;
     for (struct coop_hub *x = coop_hub_at(0); x != NULL; x = coop_hub_next(x))
         if (x != h && atomic_load(&x->adopter) == h && (coop_sched_queued_on(x) || coop_hub_events_wait(x)))
@@ -390,6 +402,7 @@ static void *monitor(void *unused)
         int64_t now = coop_now();
         bool busy = false;
         int n = coop_hub_total();
+        any_work_since = !coop_sched_work_for_any() ? 0 : any_work_since != 0 ? any_work_since : now;
         for (int i = 0; i < n; i++) {
             struct coop_hub *h = coop_hub_at(i);
             atomic_store_explicit(&h->stamp, now, memory_order_relaxed);   /* coop_stamp */

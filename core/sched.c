@@ -85,11 +85,12 @@
  * and was never taken from it; the monitor sees the counter move and marks the hub back,
  * and the adopter lets go of its fd set. A greenlet that computes where preemption is
  * refused (preempt.c) holds its hub's thread as well, and its hub is handed off the same
- * way (AWAY_UNPREEMPTIBLE, monitor.c) while others wait for that hub. A spare that is idle
- * while more than COOP_HUBS hubs are active retires: it is adopted in turn (its fd set,
- * timers and queue), and sleeps on a futex until it is needed again. A hub may poll its
- * own fd set at the same time as its adopter: epoll, the fd table and the timer heaps are
- * all safe for that.
+ * way (AWAY_UNPREEMPTIBLE, monitor.c) while others wait for that hub, or for any hub
+ * (coop_sched_work_for_any) and no busy hub has taken it: those may be held too, and a
+ * spare starts only once fewer hubs are active. A spare that is idle while more than
+ * COOP_HUBS hubs are active retires: it is adopted in turn (its fd set, timers and queue),
+ * and sleeps on a futex until it is needed again. A hub may poll its own fd set at the
+ * same time as its adopter: epoll, the fd table and the timer heaps are all safe for that.
  *
  * Invariants (who may touch what)
  * -------------------------------
@@ -628,6 +629,18 @@ bool coop_sched_find_work(struct coop_hub *h)
 
 /* --- going to sleep --- */
 
+/* Flags that any hub takes at its next iteration (coop_sched_service). */
+static bool service_pending(void)
+{
+    return atomic_load(&adoptions_pending) > 0 || atomic_load(&interrupts_pending) || atomic_load(&dump_pending)
+           || atomic_load(&signal_pass_pending);
+}
+
+bool coop_sched_work_for_any(void)
+{
+    return atomic_load_explicit(&global.len, memory_order_relaxed) > 0 || service_pending();
+}
+
 static bool work_in_sight(struct coop_hub *h)
 {
     coop_lock(&h->inbox_lock);
@@ -638,8 +651,7 @@ static bool work_in_sight(struct coop_hub *h)
     coop_lock(&global.lock);
     bool queued = global.head != NULL;
     coop_unlock(&global.lock);
-    if (queued || atomic_load(&adoptions_pending) > 0 || atomic_load(&interrupts_pending)
-        || atomic_load(&dump_pending) || atomic_load(&signal_pass_pending))
+    if (queued || service_pending())
         return true;
     return coop_sched_others_have_work(h);
 }

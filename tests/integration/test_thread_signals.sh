@@ -75,11 +75,14 @@ done
 # sigsuspend. As many threads as hubs, with signal stacks of their own (not preempted under
 # coop) and without: main must get a CPU between their acknowledgements, and under coop a
 # spare hub that took hub 0's work (main's) must be handed off in turn once its own greenlet
-# computes (it hung there). Then handlers on the signal stack (SA_ONSTACK): as many threads
-# with stacks of their own as hubs, and three more than hubs without, whose handlers run on
-# the hub's kept stack under coop, where each waits while the next is stopped (the next
-# one's frame overwrote the first's: SIGSEGV in most runs). On the hubs of this run and on
-# three, five runs each.
+# computes (it hung there). Then handlers on the signal stack (SA_ONSTACK): one thread more
+# than hubs with a stack of its own (a hub handed off waited for an adopter while the
+# others computed: hung), and three more than hubs without, whose handlers run on the hub's
+# kept stack under coop, where each waits while the next is stopped (the next one's frame
+# overwrote the first's: SIGSEGV in most runs). Last, as Mono: three waiting threads
+# stopped beside as many computing ones as hubs, started just before (on one hub, the
+# interrupts that end the waits for the handlers waited for ever). On the hubs of this run
+# and on three, five runs each.
 for hubs in "$SCHED_THREADS" 3; do
     more=$((hubs + 3))
     timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" world-stop "$hubs" "$more" >"$TMP/stop.native" ||

@@ -1859,6 +1859,61 @@ static void world_stop(int threads, bool stacked, bool onstack)
            "handlers%s on the signal stack\n", threads, stacked ? "with" : "without", STOP_ROUNDS, onstack ? "" : " not");
 }
 
+/* Mono's stop of the world beside computing threads: the threads it stops wait (its thread
+ * pool's workers), while threads it leaves alone compute, each with a signal stack of its
+ * own, as many as hubs, started just before. Under coop a waiting thread's handler runs
+ * once a hub, at its next iteration, ends the wait; every hub's thread went on to compute
+ * instead, and no hub came (a C# program hung on one hub and on two). The waiters block the
+ * restart signal but in sigsuspend, so that the last one, which tells them to end, cannot
+ * come between their test and their wait. */
+static sem_t waiting;
+
+static void *wait_until_told(void *unused)
+{
+    (void)unused;
+    sigset_t restart, open;
+    sigemptyset(&restart);
+    sigaddset(&restart, restart_signal());
+    pthread_sigmask(SIG_BLOCK, &restart, &open);
+    sem_post(&waiting);
+    while (!stop_computing)
+        sigsuspend(&open);
+    return NULL;
+}
+
+static void world_stop_waiters(int computers, int waiters)
+{
+    handle_stop_signal(suspend_signal(), on_suspend, false, 0);
+    handle_stop_signal(restart_signal(), on_restart, false, 0);
+    pthread_t c[16], w[16];
+    sem_init(&stop_acks, 0, 0);
+    sem_init(&waiting, 0, 0);
+    stop_computing = 0;
+    for (int i = 0; i < waiters; i++)
+        pthread_create(&w[i], NULL, wait_until_told, NULL);
+    for (int i = 0; i < waiters; i++)
+        sem_wait(&waiting);
+    for (int i = 0; i < computers; i++)
+        pthread_create(&c[i], NULL, compute_until_told, (void *)&with_stack);
+    int steps[] = { suspend_signal(), restart_signal() };
+    for (int round = 0; round < STOP_ROUNDS; round++)
+        for (int step = 0; step < 2; step++) {
+            for (int i = 0; i < waiters; i++)
+                pthread_kill(w[i], steps[step]);
+            for (int i = 0; i < waiters; i++)
+                sem_wait(&stop_acks);
+        }
+    stop_computing = 1;
+    for (int i = 0; i < waiters; i++) {
+        pthread_kill(w[i], restart_signal());
+        pthread_join(w[i], NULL);
+    }
+    for (int i = 0; i < computers; i++)
+        pthread_join(c[i], NULL);
+    printf("world-stop: %d waiting threads stopped and restarted %d times beside %d computing with signal stacks "
+           "of their own\n", waiters, STOP_ROUNDS, computers);
+}
+
 /* A handler's own signal is blocked while it runs, however many signals come: a storm of
  * SIGUSR2 from another process while this thread raises SIGUSR1 in a loop, both handled on
  * a signal stack of its own (SA_ONSTACK, an empty sa_mask), another thread yielding beside
@@ -2095,9 +2150,10 @@ int main(int argc, char **argv)
         more = more < 16 ? more : 16;
         world_stop(hubs, false, false);
         world_stop(hubs, true, false);
-        world_stop(hubs, true, true);
+        world_stop(hubs + 1, true, true);
         world_stop(more, false, true);
         world_stop_nested(more);
+        world_stop_waiters(hubs, 3);
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "die-as-go") == 0)
