@@ -8,10 +8,9 @@
  *     its work goes to another hub, and comes back when its counter moves again. So does
  *     the work of a hub whose greenlet computes where it cannot be preempted, from
  *     COOP_HANDOFF_MS past its slice, while greenlets wait that only that hub can run, or
- *     work that any hub may take has waited STILL_NS for the busy hubs to take it. A
- *     hub that stands still for 2 ms on the CPU with greenlets queued gets a sleeping hub
- *     woken to steal them, in case a wake was missed or skipped (a small batch of fd wakes,
- *     sched.c);
+ *     while work that any hub may take has been seen for STILL_NS. A hub that stands still
+ *     for 2 ms on the CPU with greenlets queued gets a sleeping hub woken to steal them, in
+ *     case a wake was missed or skipped (a small batch of fd wakes, sched.c);
  *   - preemption (COOP_PREEMPT_MS, core/preempt.c): a greenlet that has kept its hub on the
  *     CPU for a whole time slice while other greenlets exist is asked to leave, by a signal
  *     to the hub's thread; after a millisecond already when greenlets wait in the hub's
@@ -25,9 +24,9 @@
  *     (a signal makes the hub's thread unwind itself), with the handoff that happened
  *     meanwhile, and, with preemption on, why it was not preempted. Unasked, one that
  *     computes where it cannot be preempted for UNPREEMPTIBLE_WARN_NS while greenlets wait
- *     that only its hub can run is named in a warning, once in its life: where handoff is
- *     off or finds no thread, a spin-wait in code without unwind information would
- *     otherwise hang a program on one hub silently.
+ *     that only its hub can run (or work for any hub waits) is named in a warning, once in
+ *     its life: where handoff is off or finds no thread, a spin-wait in code without unwind
+ *     information would otherwise hang a program on one hub silently.
  * It starts with the scheduler (the program's first thread): a program with one greenlet
  * has nothing to hand off or preempt and gets no extra thread (nor the handler, nor
  * libunwind's warm-up and its pipe), unless reports are asked for (a lone greenlet can
@@ -270,12 +269,12 @@ static int64_t any_work_since;
  * whether that hub is still away or back: until h lets it go, what h holds of it waits for
  * h (counted only while away, a stop of the world on three hubs hung again in 1 of 25 runs).
  * adopter is read as sched.c publishes it; a hub let go of meanwhile is judged next tick.
- * Work that any hub may take counts too once the monitor has seen it at every tick for
- * STILL_NS: the hubs that were to take it at their next iteration are held as well, and no
- * spare starts while they count as active. Mono's computing threads, each with a signal
- * stack, held every hub, and the interrupts that end its waiting workers' waits for its
- * stop signals' handlers waited for ever (test_mono); so did a hub handed off that nobody
- * adopted, beside one such thread more than hubs (thread_signals world-stop). */
+ * Work that any hub may take counts too once the monitor has seen such work at every tick
+ * for STILL_NS: the hubs that were to take it at their next iteration may be held as well,
+ * and no spare starts while they count as active. Mono's computing threads, each with a
+ * signal stack, held every hub, and the interrupts that end its waiting workers' waits for
+ * its stop signals' handlers waited for ever (test_mono); so did a hub handed off that
+ * nobody adopted, beside one such thread more than hubs (thread_signals world-stop). */
 static bool others_wait_for(struct coop_hub *h, int64_t now)
 {
     if (coop_sched_queued_on(h) || coop_timer_next(h) <= now || coop_hub_events_wait(h)
@@ -349,8 +348,12 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     } else if (state == 'R') {
         coop_sched_nudge(h);
         /* Judged on the attempts so far, before another that may still succeed. */
-        if (!w->handed_off && !alone && unpreemptible_for_long(w, held, now))
+        if (!w->handed_off && !alone && unpreemptible_for_long(w, held, now)) {
             hand_off(w, g, held, AWAY_UNPREEMPTIBLE);
+            /* One held hub at a time for work any hub may take: its adopter may take it. */
+            if (any_work_since != 0)
+                any_work_since = now;
+        }
         if (slice > 0 && held >= slice && now >= w->next_ask && !alone) {
             coop_preempt_ask(h, w->switches);
             w->retry_ns = w->retry_ns == 0 ? FIRST_RETRY_NS : w->retry_ns * 2 < tick ? w->retry_ns * 2 : tick;
@@ -402,7 +405,10 @@ static void *monitor(void *unused)
         int64_t now = coop_now();
         bool busy = false;
         int n = coop_hub_total();
-        any_work_since = !coop_sched_work_for_any() ? 0 : any_work_since != 0 ? any_work_since : now;
+        if (!coop_sched_work_for_any())
+            any_work_since = 0;
+        else if (any_work_since == 0)
+            any_work_since = now;
         for (int i = 0; i < n; i++) {
             struct coop_hub *h = coop_hub_at(i);
             atomic_store_explicit(&h->stamp, now, memory_order_relaxed);   /* coop_stamp */
@@ -475,6 +481,7 @@ void coop_monitor_fork_child(void)
 {
     atomic_store(&running, false);
     memset(watched, 0, sizeof watched);
+    any_work_since = 0;
     for (struct task_file *f = task_files; f < task_files + TASK_FILES_MAX; f++)
         if (f->name[0] != '\0')
             forget_task_file(f);

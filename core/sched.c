@@ -85,12 +85,13 @@
  * and was never taken from it; the monitor sees the counter move and marks the hub back,
  * and the adopter lets go of its fd set. A greenlet that computes where preemption is
  * refused (preempt.c) holds its hub's thread as well, and its hub is handed off the same
- * way (AWAY_UNPREEMPTIBLE, monitor.c) while others wait for that hub, or for any hub
- * (coop_sched_work_for_any) and no busy hub has taken it: those may be held too, and a
- * spare starts only once fewer hubs are active. A spare that is idle while more than
- * COOP_HUBS hubs are active retires: it is adopted in turn (its fd set, timers and queue),
- * and sleeps on a futex until it is needed again. A hub may poll its own fd set at the
- * same time as its adopter: epoll, the fd table and the timer heaps are all safe for that.
+ * way (AWAY_UNPREEMPTIBLE, monitor.c) while others wait for that hub, or while work for any
+ * hub (coop_sched_work_for_any) stays untaken: the busy hubs that were to take it may be
+ * held as well, and a spare starts only once fewer are active. A spare that is idle while
+ * more than COOP_HUBS hubs are active retires: it is adopted in turn (its fd set, timers
+ * and queue), and sleeps on a futex until it is needed again. A hub may poll its own fd set
+ * at the same time as its adopter: epoll, the fd table and the timer heaps are all safe
+ * for that.
  *
  * Invariants (who may touch what)
  * -------------------------------

@@ -2146,7 +2146,7 @@ int main(int argc, char **argv)
     }
     if (argc > 3 && strcmp(argv[1], "world-stop") == 0) {
         int hubs = atoi(argv[2]), more = atoi(argv[3]);
-        hubs = hubs < 16 ? hubs : 16;
+        hubs = hubs < 15 ? hubs : 15;      /* hubs + 1 threads at most 16 */
         more = more < 16 ? more : 16;
         world_stop(hubs, false, false);
         world_stop(hubs, true, false);
