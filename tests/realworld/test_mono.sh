@@ -10,8 +10,8 @@
 # stops thread pool workers that wait, with signals, and the interrupts that end their
 # waits for the handlers are taken by a hub at its next iteration, which no hub reached,
 # each computing; a hub held so was not handed off, since that work was any hub's, not its
-# own. The monitor now counts such work, left untaken, as waiting for every held hub
-# (core/monitor.c).
+# own. The monitor now counts such work, left untaken, as waiting for a held hub, and hands
+# such hubs off one at a time (core/monitor.c).
 # shellcheck source=tests/realworld/lib.sh
 source "$(dirname "$0")/lib.sh"
 need mono mono-runtime

@@ -1773,9 +1773,21 @@ static void *compute_until_told(void *stacked)
     return NULL;
 }
 
-/* `threads` computing threads (at most 16), with signal stacks of their own or not, each sent
- * every signal of `steps` in turn, STOP_ROUNDS times, main waiting for all to acknowledge
- * each step (under AddressSanitizer, once they compute). */
+/* Sends each of `threads` every signal of `steps` in turn, STOP_ROUNDS times, waiting for all
+ * to acknowledge each step. */
+static void stop_and_restart(const pthread_t *t, int threads, const int *steps, int n_steps)
+{
+    for (int round = 0; round < STOP_ROUNDS; round++)
+        for (int step = 0; step < n_steps; step++) {
+            for (int i = 0; i < threads; i++)
+                pthread_kill(t[i], steps[step]);
+            for (int i = 0; i < threads; i++)
+                sem_wait(&stop_acks);
+        }
+}
+
+/* `threads` computing threads (at most 16), with signal stacks of their own or not, stopped
+ * and restarted (under AddressSanitizer, once they compute). */
 static void stop_computing_threads(int threads, bool stacked, const int *steps, int n_steps)
 {
     pthread_t t[16];
@@ -1786,13 +1798,7 @@ static void stop_computing_threads(int threads, bool stacked, const int *steps, 
         pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
     for (int i = 0; i < threads && stop_once_computing; i++)
         sem_wait(&computing);
-    for (int round = 0; round < STOP_ROUNDS; round++)
-        for (int step = 0; step < n_steps; step++) {
-            for (int i = 0; i < threads; i++)
-                pthread_kill(t[i], steps[step]);
-            for (int i = 0; i < threads; i++)
-                sem_wait(&stop_acks);
-        }
+    stop_and_restart(t, threads, steps, n_steps);
     stop_computing = 1;
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
@@ -1896,13 +1902,7 @@ static void world_stop_waiters(int computers, int waiters)
     for (int i = 0; i < computers; i++)
         pthread_create(&c[i], NULL, compute_until_told, (void *)&with_stack);
     int steps[] = { suspend_signal(), restart_signal() };
-    for (int round = 0; round < STOP_ROUNDS; round++)
-        for (int step = 0; step < 2; step++) {
-            for (int i = 0; i < waiters; i++)
-                pthread_kill(w[i], steps[step]);
-            for (int i = 0; i < waiters; i++)
-                sem_wait(&stop_acks);
-        }
+    stop_and_restart(w, waiters, steps, 2);
     stop_computing = 1;
     for (int i = 0; i < waiters; i++) {
         pthread_kill(w[i], restart_signal());
