@@ -606,16 +606,12 @@ bool coop_preempt_on_signal(siginfo_t *info, void *context)
  * shim has not brought up to date yet: natively it would stay pending, for a signalfd or
  * sigwait to take. It goes back to the process, and this thread blocks it from the
  * handler's return on (it is blocked during the handler, so it cannot come back here);
- * each stale hub passes it on at most once. rt_sigqueueinfo takes a positive si_code
- * (kill's) only from the thread the pid names: another hub sends it as SI_QUEUE. */
+ * each stale hub passes it on at most once (as SI_QUEUE from another hub than the first:
+ * coop_queue_again). */
 static void leave_pending(siginfo_t *info, ucontext_t *uc)
 {
-    siginfo_t again = *info;
-    pid_t pid = getpid();
-    if ((again.si_code >= 0 || again.si_code == SI_TKILL) && coop_sys(SYS_gettid, 0, 0, 0) != pid)
-        again.si_code = SI_QUEUE;
     sigaddset(&uc->uc_sigmask, PREEMPT_SIGNAL);
-    coop_sys(SYS_rt_sigqueueinfo, pid, PREEMPT_SIGNAL, (long)&again);
+    coop_queue_again(getpid(), 0, (pid_t)coop_sys(SYS_gettid, 0, 0, 0), info);
 }
 
 static void on_preempt_signal(int sig, siginfo_t *info, void *context)

@@ -1145,7 +1145,7 @@ void coop_sched_start(void)
     coop_lock(&start_lock);
     if (!atomic_load(&started)) {
         /* While it was the only OS thread, the shim let a set the program gave itself pin it
-         * for real (an exec keeps it, as taskset's does); the hubs, its own thread included,
+         * for real (it ran alone, where it asked); the hubs, its own thread included,
          * run on every CPU, the greenlet keeping its set for the shim to report. */
         if (process_cpus_known)
             coop_sys(SYS_sched_setaffinity, coop_hub_at(0)->tid, sizeof process_cpus, &process_cpus);

@@ -48,6 +48,18 @@ static inline void coop_restore_signals(const sigset_t *old)
     coop_sys6(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)old, 0, 8, 0, 0);
 }
 
+/* Queues info again, for the process pid (tid 0) or its thread tid, from the thread
+ * caller_tid: the kernel lets only the thread the pid names claim a code of its own or of
+ * kill's (si_code >= 0, SI_TKILL), so another thread's copy says SI_QUEUE. 0 or -errno. */
+static inline long coop_queue_again(pid_t pid, pid_t tid, pid_t caller_tid, const siginfo_t *info)
+{
+    siginfo_t again = *info;
+    if ((again.si_code >= 0 || again.si_code == SI_TKILL) && caller_tid != pid)
+        again.si_code = SI_QUEUE;
+    return tid != 0 ? coop_sys6(SYS_rt_tgsigqueueinfo, pid, tid, again.si_signo, (long)&again, 0, 0)
+                    : coop_sys(SYS_rt_sigqueueinfo, pid, again.si_signo, (long)&again);
+}
+
 /* A small lock for runtime structures shared between OS threads. Held only briefly. */
 typedef struct { _Atomic uint32_t state; } coop_lock_t;   /* 0 free, 1 held, 2 contended */
 

@@ -11,7 +11,8 @@
  *   (shim_vfork_child).
  * - posix_spawn, posix_spawnp: glibc's clone(CLONE_VFORK) stops the calling OS thread
  *   until the child has exec'd, so the call runs on the threadpool, with the caller's
- *   signal mask given to the child explicitly since a pool thread has its own.
+ *   signal mask given to the child in its attributes, since a pool thread has its own, and
+ *   its CPU set and scheduling policy lent to the pool thread meanwhile (shim_sched_lend).
  * - wait, waitpid, wait3, wait4, waitid: the real call with WNOHANG, and between tries a
  *   wait on pidfds (pollable, readable once the process has ended) of the child asked
  *   for, or of every child for "any child" and process groups.
@@ -19,16 +20,25 @@
  *   over a child started without stopping the hub (below) and the cooperative waitpid.
  *   pclose needs no wrapper: glibc's pclose is fclose, and fclose of coop's popen stream
  *   calls the stream's own close function.
+ * - execve and its kin: nothing to wait for, but the new program inherits what the kernel
+ *   keeps for the calling OS thread, which coop keeps per greenlet: for the call, the thread
+ *   takes the caller's signal mask and pending signals (signal.c) and its CPU affinity and
+ *   scheduling policy (sched.c), and gets its own back if the call fails. That state is
+ *   the signal and thread families', so this is done whatever COOP_PATCH says of this one.
+ *   glibc's list forms and execvp call its execve inside, past the wrappers, so each form
+ *   has one; the list forms gather their arguments and call the vector ones, as glibc's do.
  */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +282,7 @@ EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
 }
 
 /* --- posix_spawn --- */
+
 typedef int spawn_fn(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
                      char *const[], char *const[]);
 
@@ -283,22 +294,25 @@ struct spawn_call {
     const posix_spawnattr_t *attr;
     char *const *argv, *const *envp;
     int ret, err;
+    struct shim_sched_loan loan;
 };
 
 static void run_spawn(void *p)
 {
     struct spawn_call *s = p;
+    shim_sched_lend(&s->loan);
     errno = s->err;
     s->ret = s->fn(s->pid, s->path, s->actions, s->attr, s->argv, s->envp);
     s->err = errno;
+    shim_sched_take_back(&s->loan);
 }
 
 static int spawn(struct spawn_call *s)
 {
-    if (shim_cooperative(FAM_proc) == NULL)
-        return s->fn(s->pid, s->path, s->actions, s->attr, s->argv, s->envp);
-    /* The child inherits the signal mask of the thread that spawns it: the caller's,
-     * not the pool thread's. posix_spawnattr_t holds no pointers, so a copy will do. */
+    /* The child inherits the signal mask, the CPU set and the policy of the thread that
+     * spawns it: the caller's, not the pool thread's or the hub's. posix_spawnattr_t holds
+     * no pointers, so a copy will do for the mask; the others are lent (run_spawn: no
+     * attribute gives a CPU set, nor SCHED_BATCH or SCHED_IDLE). */
     posix_spawnattr_t attr;
     short flags = 0;
     if (s->attr != NULL) {
@@ -313,9 +327,13 @@ static int spawn(struct spawn_call *s)
         posix_spawnattr_setsigmask(&attr, &mask);
         posix_spawnattr_setflags(&attr, flags | POSIX_SPAWN_SETSIGMASK);
     }
+    shim_sched_of_caller(&s->loan, LEND_FOR_CHILD);
     s->attr = &attr;
     s->err = errno;
-    coop_offload(run_spawn, s);
+    if (shim_cooperative(FAM_proc) != NULL)
+        coop_offload(run_spawn, s);
+    else
+        run_spawn(s);
     errno = s->err;
     return s->ret;
 }
@@ -323,14 +341,16 @@ static int spawn(struct spawn_call *s)
 EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-    struct spawn_call s = { REAL(posix_spawn), pid, path, actions, attr, argv, envp, 0, 0 };
+    struct spawn_call s = { .fn = REAL(posix_spawn), .pid = pid, .path = path, .actions = actions, .attr = attr,
+                            .argv = argv, .envp = envp };
     return spawn(&s);
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-    struct spawn_call s = { REAL(posix_spawnp), pid, file, actions, attr, argv, envp, 0, 0 };
+    struct spawn_call s = { .fn = REAL(posix_spawnp), .pid = pid, .path = file, .actions = actions, .attr = attr,
+                            .argv = argv, .envp = envp };
     return spawn(&s);
 }
 
@@ -350,7 +370,8 @@ static pid_t wait_child(pid_t pid, int *status)
  * glibc's posix_spawn clones with CLONE_VM | CLONE_VFORK, which stops the calling OS thread
  * until the child has exec'd: the hub, or a pool thread, and 50 greenlets' children would
  * start one pool-full at a time. system() and popen() need only a signal mask, default
- * dispositions, a dup2 and some closes, so their child is started here with CLONE_VM alone:
+ * dispositions, the caller's CPU set and policy, a dup2 and some closes, so their child is
+ * started here with CLONE_VM alone:
  * it runs on a stack of its own in the parent's memory until execve while the hub goes on,
  * and the spawning greenlet parks on a close-on-exec pipe, which reads EOF once the child
  * has exec'd, or the errno of a failed execve. Until then the child shares memory and the
@@ -370,6 +391,7 @@ struct child_plan {
     int n_closes;
     /* Filled in by child_start, read by the child. */
     uint64_t child_mask;
+    struct shim_sched_loan sched;     /* the caller's CPU set and policy */
     int report;                /* where a failed execve's errno goes, or -1 */
 };
 
@@ -420,6 +442,10 @@ __attribute__((no_sanitize("address", "undefined"))) static int child_main(void 
         coop_sys(SYS_dup2, p->dup_from, p->dup_to, 0);
     for (int i = 0; i < p->n_closes; i++)
         coop_sys(SYS_close, p->closes[i], 0, 0);
+    if (p->sched.has_cpus)
+        coop_sys(SYS_sched_setaffinity, 0, sizeof p->sched.cpus, &p->sched.cpus);
+    if (p->sched.has_policy)
+        coop_sys(SYS_sched_setscheduler, 0, p->sched.policy, &p->sched.param);
     coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&p->child_mask, 0, 8, 0, 0);
     int err = (int)-coop_sys(SYS_execve, p->path, p->argv, p->envp);
     if (p->report >= 0)
@@ -491,6 +517,7 @@ static int child_start(struct child_plan *plan, struct child *c, bool report)
     if (plan->mask == NULL)
         pthread_sigmask(SIG_BLOCK, NULL, &caller);
     plan->child_mask = set64(plan->mask != NULL ? plan->mask : &caller);
+    shim_sched_of_caller(&plan->sched, LEND_FOR_CHILD);     /* and its CPU set and policy, which the child sets */
     sigfillset(&all);
     coop_sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8, 0, 0);
     c->pid = clone(child_main, (char *)c->stack + CHILD_STACK, CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD,
@@ -582,6 +609,134 @@ static int child_run(struct child_plan *plan, int *status)
     return err;
 }
 
+/* --- exec --- */
+
+enum exec_form { EXEC_PATH, EXEC_SEARCH, EXEC_FD, EXEC_AT };
+
+struct exec_call {
+    enum exec_form form;
+    int fd, flags;             /* EXEC_FD's fd; EXEC_AT's directory and flags */
+    const char *path;
+    char *const *argv, *const *envp;
+};
+
+/* The real call, with the calling OS thread carrying the caller's state: -1 and its errno
+ * if it fails, the thread's own state back. Between exec_begin and exec_end every signal
+ * but the caller's mask's is blocked, so no handler runs that could move the greenlet to
+ * another thread in the middle. */
+static int exec_as_caller(const struct exec_call *c)
+{
+    struct shim_sched_loan loan;
+    struct shim_signal_handover signals;
+    shim_signal_exec_begin(&signals);
+    shim_sched_of_caller(&loan, LEND_FOR_EXEC);     /* after what exec_begin ran */
+    shim_sched_lend(&loan);
+    shim_signal_exec_mask(&signals, true);
+    switch (c->form) {
+    case EXEC_PATH: REAL(execve)(c->path, c->argv, c->envp); break;
+    case EXEC_SEARCH: REAL(execvpe)(c->path, c->argv, c->envp); break;
+    case EXEC_FD: REAL(fexecve)(c->fd, c->argv, c->envp); break;
+    case EXEC_AT: REAL(execveat)(c->fd, c->path, c->argv, c->envp, c->flags); break;
+    }
+    int err = errno;
+    shim_signal_exec_mask(&signals, false);
+    shim_sched_take_back(&loan);
+    shim_signal_exec_end(&signals);
+    errno = err;
+    return -1;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    struct exec_call c = { .form = EXEC_PATH, .path = path, .argv = argv, .envp = envp };
+    return exec_as_caller(&c);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+    struct exec_call c = { .form = EXEC_PATH, .path = path, .argv = argv, .envp = environ };
+    return exec_as_caller(&c);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    struct exec_call c = { .form = EXEC_SEARCH, .path = file, .argv = argv, .envp = envp };
+    return exec_as_caller(&c);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+    struct exec_call c = { .form = EXEC_SEARCH, .path = file, .argv = argv, .envp = environ };
+    return exec_as_caller(&c);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    struct exec_call c = { .form = EXEC_FD, .fd = fd, .argv = argv, .envp = envp };
+    return exec_as_caller(&c);
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+    struct exec_call c = { .form = EXEC_AT, .fd = dirfd, .flags = flags, .path = path,
+                           .argv = argv, .envp = envp };
+    return exec_as_caller(&c);
+}
+
+/* execl, execle, execlp: the arguments from arg0 to the NULL as a vector on the caller's
+ * stack, and after the NULL, with_env, the environment. */
+static int exec_list(enum exec_form form, bool with_env, const char *path, const char *arg0, va_list ap)
+{
+    va_list count;
+    va_copy(count, ap);
+    size_t n = 0;
+    for (const char *arg = arg0; arg != NULL && n < INT_MAX; arg = va_arg(count, const char *))
+        n++;
+    va_end(count);
+    if (n == INT_MAX)
+        return shim_syscall_result(E2BIG);     /* as glibc's */
+    char *argv[n + 1];
+    argv[0] = (char *)arg0;
+    for (size_t i = 1; i < n; i++)
+        argv[i] = va_arg(ap, char *);
+    argv[n] = NULL;
+    char *const *envp = environ;
+    if (with_env) {
+        if (n > 0)
+            va_arg(ap, char *);     /* the NULL */
+        envp = va_arg(ap, char *const *);
+    }
+    struct exec_call c = { .form = form, .path = path, .argv = argv, .envp = envp };
+    return exec_as_caller(&c);
+}
+
+EXPORT int execl(const char *path, const char *arg0, ...)
+{
+    va_list ap;
+    va_start(ap, arg0);
+    int r = exec_list(EXEC_PATH, false, path, arg0, ap);
+    va_end(ap);
+    return r;
+}
+
+EXPORT int execle(const char *path, const char *arg0, ...)
+{
+    va_list ap;
+    va_start(ap, arg0);
+    int r = exec_list(EXEC_PATH, true, path, arg0, ap);
+    va_end(ap);
+    return r;
+}
+
+EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+    va_list ap;
+    va_start(ap, arg0);
+    int r = exec_list(EXEC_SEARCH, false, file, arg0, ap);
+    va_end(ap);
+    return r;
+}
+
 /* --- system --- */
 
 /*
@@ -644,10 +799,24 @@ static int do_system(const char *line)
     return status;
 }
 
+/* glibc's own system() and popen() (a lone greenlet's, or the family off): their child takes
+ * the calling thread's CPU set and policy, which the caller lends it meanwhile. */
+static struct shim_sched_loan lend_for_libc_child(void)
+{
+    struct shim_sched_loan loan;
+    shim_sched_of_caller(&loan, LEND_FOR_CHILD);
+    shim_sched_lend(&loan);
+    return loan;
+}
+
 EXPORT int system(const char *line)
 {
-    if (shim_cooperative(FAM_proc) == NULL)
-        return REAL(system)(line);
+    if (shim_cooperative(FAM_proc) == NULL) {
+        struct shim_sched_loan loan = lend_for_libc_child();
+        int status = REAL(system)(line);
+        shim_sched_take_back(&loan);
+        return status;
+    }
     if (line == NULL)      /* is there a shell? */
         return do_system("exit 0") == 0;
     return do_system(line);
@@ -813,8 +982,12 @@ failed:
 
 EXPORT FILE *popen(const char *command, const char *mode)
 {
-    if (!shim_patched[FAM_proc])
-        return REAL(popen)(command, mode);
+    if (!shim_patched[FAM_proc]) {
+        struct shim_sched_loan loan = lend_for_libc_child();
+        FILE *stream = REAL(popen)(command, mode);
+        shim_sched_take_back(&loan);
+        return stream;
+    }
     return do_popen(command, mode);
 }
 

@@ -2,12 +2,13 @@
  * Family thread, what the kernel keeps per OS thread and coop keeps per greenlet: the
  * scheduling policy and priority, the CPU affinity and the CPU clock.
  *
- * Scheduling: a greenlet's policy and priority are what its attributes or
- * pthread_setschedparam made them, inherited from its creator otherwise, and reported back;
- * the hub runs every greenlet alike, whatever they say. A change gives the errors the kernel
- * would give the thread: EINVAL for a policy or priority out of range, EPERM where the
- * caller may not raise it (the kernel's rule: real-time policies need CAP_SYS_NICE or room
- * under RLIMIT_RTPRIO, leaving SCHED_IDLE needs RLIMIT_NICE).
+ * Scheduling: a greenlet's policy and priority are what its attributes,
+ * pthread_setschedparam, pthread_setschedprio, sched_setscheduler or sched_setparam made
+ * them, inherited from its creator otherwise, and reported back; the hub runs every
+ * greenlet alike, whatever they say. A change gives the errors the kernel would give the
+ * thread: EINVAL for a policy or priority out of range, EPERM where the caller may not raise
+ * it (the kernel's rule: real-time policies need CAP_SYS_NICE or room under RLIMIT_RTPRIO,
+ * leaving SCHED_IDLE needs RLIMIT_NICE, clearing SCHED_RESET_ON_FORK needs CAP_SYS_NICE).
  *
  * CPU affinity, the same way: what pthread_setaffinity_np, sched_setaffinity or the
  * attributes gave a greenlet (the set as the kernel would take it: cut to the CPUs the
@@ -16,8 +17,8 @@
  * runs. Applied to the OS thread, as it was, a program that pins its workers pinned whole
  * hubs, all of them to one CPU when the workers it pinned last sat on every hub, and its
  * other threads then read that one CPU as what the process had (JVMs, Rust and Go size their
- * pools by it). The one exception is a process with one OS thread (see set_cpus), for the
- * programs it runs with exec.
+ * pools by it). The one exception is a process with one OS thread (see set_named). A program
+ * the greenlet execs, and a child it starts, run by its set and its policy (shim_sched_lend).
  *
  * CPU clocks: Linux names a thread's CPU clock ~tid << 3 | 6 (per thread, scheduler time);
  * coop names a greenlet's the same way with its number (core/cpu.c) above any tid
@@ -59,23 +60,23 @@ static rlim_t soft_limit(int resource)
     return getrlimit(resource, &limit) == 0 ? limit.rlim_cur : 0;
 }
 
-/* The kernel's answer to setting policy and priority on a thread that has `now`. */
+/* The kernel's answer to setting policy and priority on a thread that has `now` (either
+ * policy may carry SCHED_RESET_ON_FORK, which only the privileged may clear). */
 static int check_change(const struct coop_sched *now, int policy, int priority)
 {
-    int base = policy & ~SCHED_RESET_ON_FORK;
+    int base = policy & ~SCHED_RESET_ON_FORK, was = now->policy & ~SCHED_RESET_ON_FORK;
     if (base != SCHED_OTHER && base != SCHED_BATCH && base != SCHED_IDLE && !real_time(base))
         return EINVAL;
     if (priority < sched_get_priority_min(base) || priority > sched_get_priority_max(base))
         return EINVAL;
-    bool privileged_only = false;
+    bool privileged_only = (now->policy & SCHED_RESET_ON_FORK) && !(policy & SCHED_RESET_ON_FORK);
     if (real_time(base)) {
         rlim_t room = soft_limit(RLIMIT_RTPRIO);
-        int current = real_time(now->policy) ? now->priority : 0;
-        privileged_only = (base != now->policy && room == 0)
-                          || (priority > current && (rlim_t)priority > room);
-    } else if (now->policy == SCHED_IDLE && base != SCHED_IDLE) {
-        privileged_only = soft_limit(RLIMIT_NICE) < 20;    /* back to nice 0: 20 - 0 */
+        int current = real_time(was) ? now->priority : 0;
+        privileged_only |= (base != was && room == 0) || (priority > current && (rlim_t)priority > room);
     }
+    if (was == SCHED_IDLE && base != SCHED_IDLE)
+        privileged_only |= soft_limit(RLIMIT_NICE) < 20;    /* back to nice 0: 20 - 0 */
     return privileged_only && !capable_of_nice() ? EPERM : 0;
 }
 
@@ -142,6 +143,27 @@ static int change(struct coop_greenlet *g, int policy, int priority)
     return err;
 }
 
+/* What a child of a thread that has s starts with: SCHED_RESET_ON_FORK puts a real-time
+ * policy back to SCHED_OTHER, and is not inherited itself. */
+static struct coop_sched after_fork(struct coop_sched s)
+{
+    if ((s.policy & SCHED_RESET_ON_FORK) && real_time(s.policy & ~SCHED_RESET_ON_FORK))
+        s.policy = SCHED_OTHER, s.priority = 0;
+    s.policy &= ~SCHED_RESET_ON_FORK;
+    return s;
+}
+
+/* A change the caller makes to itself by its thread id while it is the process's only thread
+ * reaches its OS thread too, as the kernel's call did before coop interposed it: the program
+ * runs by it, and so do the children it forks. */
+static int change_named(struct coop_greenlet *g, int policy, int priority)
+{
+    if (g == coop_self() && !coop_sched_started()
+        && REAL(sched_setscheduler)(0, policy, &(struct sched_param){ .sched_priority = priority }) != 0)
+        return errno;
+    return change(g, policy, priority);
+}
+
 EXPORT int pthread_setschedparam(pthread_t t, int policy, const struct sched_param *param)
 {
     struct coop_greenlet *g = shim_greenlet_of(t);
@@ -156,6 +178,56 @@ EXPORT int pthread_setschedprio(pthread_t t, int priority)
     if (g == NULL)
         return shim_greenlet_gone(t) ? ESRCH : REAL(pthread_setschedprio)(t, priority);
     return change(g, sched_of(g)->policy, priority);
+}
+
+/* The greenlet a thread id names: 0 and what gettid() tells the caller now name the caller,
+ * the process's id its main thread, another hub's id the caller too (its gettid() of before
+ * it moved, most likely; never the hub's thread, under every greenlet of a hub); NULL for
+ * the kernel's (another process, a thread coop does not run), and before coop starts. */
+static struct coop_greenlet *greenlet_of_pid(pid_t pid)
+{
+    struct coop_greenlet *self = shim_patched[FAM_thread] && !shim_vfork_child ? coop_self() : NULL;
+    if (self == NULL)
+        return NULL;
+    if (pid == 0 || pid == (pid_t)REAL(syscall)(SYS_gettid))
+        return self;
+    if (pid == getpid())
+        return coop_process_leader();
+    return coop_is_hub_thread_id(pid) ? self : NULL;
+}
+
+/* The calls that name a thread by its id, for a greenlet: its own policy and priority. */
+EXPORT int sched_getscheduler(pid_t pid)
+{
+    struct coop_greenlet *g = greenlet_of_pid(pid);
+    return g != NULL ? sched_of(g)->policy : REAL(sched_getscheduler)(pid);
+}
+
+EXPORT int sched_getparam(pid_t pid, struct sched_param *param)
+{
+    struct coop_greenlet *g = greenlet_of_pid(pid);
+    if (g == NULL)
+        return REAL(sched_getparam)(pid, param);
+    if (param == NULL)
+        return shim_syscall_result(EINVAL);
+    *param = (struct sched_param){ .sched_priority = sched_of(g)->priority };
+    return 0;
+}
+
+EXPORT int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
+{
+    struct coop_greenlet *g = greenlet_of_pid(pid);
+    if (g == NULL)
+        return REAL(sched_setscheduler)(pid, policy, param);
+    return shim_syscall_result(param != NULL ? change_named(g, policy, param->sched_priority) : EINVAL);
+}
+
+EXPORT int sched_setparam(pid_t pid, const struct sched_param *param)
+{
+    struct coop_greenlet *g = greenlet_of_pid(pid);
+    if (g == NULL)
+        return REAL(sched_setparam)(pid, param);
+    return shim_syscall_result(param != NULL ? change_named(g, sched_of(g)->policy, param->sched_priority) : EINVAL);
 }
 
 /* --- CPU affinity --- */
@@ -250,10 +322,9 @@ static int set_cpus(void **slot, size_t size, const cpu_set_t *asked, bool keep)
 }
 
 /* A set the caller gives itself or another thread. Before the hubs start, the caller is the
- * process's only OS thread (it names itself), and the kernel's set is kept as well: a program
- * that pins itself and then calls exec, as taskset does, pins the program it runs;
- * coop_sched_start widens the thread again. Not a set made before coop starts: that thread's
- * set decides how many hubs there are. */
+ * process's only OS thread (it names itself), and the kernel's set is kept as well: a
+ * program that runs alone runs where it asked; coop_sched_start widens the thread again.
+ * Not a set made before coop starts: that thread's set decides how many hubs there are. */
 static int set_named(void **slot, size_t size, const cpu_set_t *asked)
 {
     return set_cpus(slot, size, asked, slot != &early_cpus && !coop_sched_started());
@@ -307,15 +378,73 @@ void shim_sched_drop(struct coop_sched *s)
     s->cpus = NULL;
 }
 
+/* --- what a thread passes on to the programs and children it starts --- */
+
+/* An exec, and a child the caller starts, take the scheduling state the kernel keeps for the
+ * calling OS thread, which coop keeps per greenlet. shim_sched_of_caller reads the caller's:
+ * the CPU set it gave itself, and its policy and priority if it ever set or read them (else
+ * they are what every hub's thread has), as a child of its would start with them (fork's
+ * rules) where it is for a child. In a vfork child it reads the parent's records without
+ * changing them (and overrides, at exec, a set or policy the vfork child gave itself).
+ * shim_sched_lend lends them to the calling OS thread for the call, which takes its own back
+ * after, by its thread id (shim_sched_take_back: a handler that ran during the call may have
+ * waited, and the greenlet gone on elsewhere). A policy that the thread may not leave again
+ * without privilege (SCHED_IDLE under RLIMIT_NICE, SCHED_RESET_ON_FORK) is lent for an exec,
+ * and stays should the exec fail (coop says so), but not for a child (posix_spawn's, on a
+ * pool thread). system() and popen()'s children set theirs themselves (shim/proc.c). */
+void shim_sched_of_caller(struct shim_sched_loan *loan, enum shim_lend_for purpose)
+{
+    struct coop_greenlet *self = shim_patched[FAM_thread] ? coop_self() : NULL;
+    const struct coop_sched *s = self != NULL ? coop_greenlet_sched(self) : NULL;
+    loan->purpose = purpose;
+    loan->lent_cpus = loan->lent_policy = false;
+    loan->has_cpus = self != NULL && own_cpus(cpus_slot(self), &loan->cpus);
+    loan->has_policy = s != NULL && s->known;
+    if (loan->has_policy) {
+        struct coop_sched inherited = purpose == LEND_FOR_CHILD ? after_fork(*s) : *s;
+        loan->policy = inherited.policy;
+        loan->param = (struct sched_param){ .sched_priority = inherited.priority };
+    }
+}
+
+void shim_sched_lend(struct shim_sched_loan *loan)
+{
+    loan->thread = (pid_t)REAL(syscall)(SYS_gettid);
+    if (loan->has_cpus && REAL(sched_getaffinity)(0, sizeof loan->thread_cpus, &loan->thread_cpus) == 0)
+        loan->lent_cpus = REAL(sched_setaffinity)(0, sizeof loan->cpus, &loan->cpus) == 0;
+    if (!loan->has_policy || (loan->thread_policy = REAL(sched_getscheduler)(0)) < 0
+        || REAL(sched_getparam)(0, &loan->thread_param) != 0
+        || (loan->policy == loan->thread_policy && loan->param.sched_priority == loan->thread_param.sched_priority))
+        return;
+    struct coop_sched lent = { loan->policy, loan->param.sched_priority, true, NULL };
+    if (loan->purpose == LEND_FOR_EXEC || check_change(&lent, loan->thread_policy, loan->thread_param.sched_priority) == 0)
+        loan->lent_policy = REAL(sched_setscheduler)(0, loan->policy, &loan->param) == 0;
+}
+
+void shim_sched_take_back(struct shim_sched_loan *loan)
+{
+    if (loan->lent_policy && REAL(sched_setscheduler)(loan->thread, loan->thread_policy, &loan->thread_param) != 0)
+        coop_warn("a failed exec leaves its hub's thread with the caller's scheduling policy %d (%s)",
+                  loan->policy, strerror(errno));
+    if (loan->lent_cpus)
+        REAL(sched_setaffinity)(loan->thread, sizeof loan->thread_cpus, &loan->thread_cpus);
+    loan->lent_cpus = loan->lent_policy = false;
+}
+
 /* A fork's child has only the forking greenlet (another may have held the lock), on an OS
- * thread that takes that greenlet's set, as a forked thread's child has its set. */
+ * thread that takes that greenlet's set and policy, as a forked thread's child has them. */
 static void sched_fork_child(void)
 {
     cpus_lock = (coop_lock_t){ 0 };
-    cpu_set_t own;
-    struct coop_greenlet *self = coop_self();
-    if (self != NULL && own_cpus(cpus_slot(self), &own))
-        REAL(sched_setaffinity)(0, sizeof own, &own);
+    struct shim_sched_loan own;
+    shim_sched_of_caller(&own, LEND_FOR_CHILD);
+    if (own.has_cpus)
+        REAL(sched_setaffinity)(0, sizeof own.cpus, &own.cpus);
+    if (own.has_policy && REAL(sched_setscheduler)(0, own.policy, &own.param) == 0) {
+        struct coop_sched *s = coop_greenlet_sched(coop_self());
+        s->policy = own.policy;
+        s->priority = own.param.sched_priority;
+    }
 }
 
 void shim_sched_init(void)
@@ -375,20 +504,11 @@ EXPORT int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t *set
     return set_named(slot, size, set);
 }
 
-/* The slot of the thread pid names: 0 and what gettid() tells the caller now name the
- * caller, the process's id its main thread, another hub's id the caller too (its gettid()
- * of before it moved, most likely; never the hub's thread, under every greenlet of a hub);
- * NULL for the kernel's (another process, a thread coop does not run). */
+/* Its set's slot; before coop starts, the initial thread's early one. */
 static void **slot_of_pid(pid_t pid)
 {
-    struct coop_greenlet *self = shim_patched[FAM_thread] && !shim_vfork_child ? coop_self() : NULL;
-    if (self == NULL)
-        return early_slot(pid == 0 || pid == getpid());
-    if (pid == 0 || pid == (pid_t)REAL(syscall)(SYS_gettid))
-        return cpus_slot(self);
-    if (pid == getpid())
-        return cpus_slot(coop_process_leader());
-    return coop_is_hub_thread_id(pid) ? cpus_slot(self) : NULL;
+    struct coop_greenlet *g = greenlet_of_pid(pid);
+    return g != NULL ? cpus_slot(g) : early_slot(pid == 0 || pid == getpid());
 }
 
 EXPORT int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -196,6 +197,22 @@ bool shim_signal_kernel_wait_begin(void);
 void shim_signal_kernel_wait_end(bool in_wait);
 bool shim_signal_handled_since(unsigned handled);
 unsigned shim_signal_handled(void);        /* the count, for handled_since, without a mask */
+/* Around an exec (signal.c): the calling OS thread takes the caller's signal mask, and the
+ * signals queued for the caller that it blocks are queued again in the kernel, where the new
+ * program finds them pending. exec_begin blocks every signal on the thread and makes the
+ * copies; exec_mask(true) sets the caller's mask, last before the call, exec_mask(false)
+ * blocks all again, first after a failed call; exec_end takes the copies back and puts the
+ * thread's mask back. */
+struct shim_signal_handover {
+    bool handed;
+    pid_t thread;
+    sigset_t thread_mask;
+    uint64_t blocked;           /* the caller's mask */
+    uint16_t copies[NSIG];      /* per signal, the copies queued in the kernel */
+};
+void shim_signal_exec_begin(struct shim_signal_handover *h);
+void shim_signal_exec_mask(struct shim_signal_handover *h, bool callers);
+void shim_signal_exec_end(struct shim_signal_handover *h);
 /* Whether the calling greenlet's signal mask is coop's to keep (the signal family is on). */
 bool shim_signal_per_greenlet(void);
 void shim_locals_exit(struct coop_greenlet *g);
@@ -240,6 +257,26 @@ int shim_sched_for_new(const pthread_attr_t *attr, struct coop_sched *out);
 void shim_sched_drop(struct coop_sched *s);
 void shim_sched_report(struct coop_greenlet *g, pthread_attr_t *attr);
 void shim_sched_exit(struct coop_greenlet *g);
+/* What the kernel keeps per OS thread and an exec or a new child inherits, the CPU affinity
+ * and the scheduling policy (sched.c): of_caller reads the calling greenlet's (has_*: what
+ * it set), for an exec or as a child of its starts with them; lend puts them on the calling
+ * OS thread, take_back puts the thread's own back. */
+enum shim_lend_for { LEND_FOR_EXEC, LEND_FOR_CHILD };
+struct shim_sched_loan {
+    enum shim_lend_for purpose;
+    bool has_cpus, has_policy;          /* the caller's */
+    cpu_set_t cpus;
+    int policy;
+    struct sched_param param;
+    bool lent_cpus, lent_policy;        /* the thread's, while lent */
+    pid_t thread;
+    cpu_set_t thread_cpus;
+    int thread_policy;
+    struct sched_param thread_param;
+};
+void shim_sched_of_caller(struct shim_sched_loan *loan, enum shim_lend_for purpose);
+void shim_sched_lend(struct shim_sched_loan *loan);
+void shim_sched_take_back(struct shim_sched_loan *loan);
 /* Once coop runs the main thread's greenlet: it takes what was set before (sched.c). */
 void shim_sched_init(void);
 /* At a cancellation point: acts on a pending cancellation of the calling greenlet, if its

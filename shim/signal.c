@@ -1800,6 +1800,128 @@ static void fork_child(void)
     update_real_mask(HERE_TOO);     /* the parent's thread may have had a stale one */
 }
 
+/* --- exec --- */
+
+/*
+ * An exec keeps the calling OS thread's signal mask and its pending signals, its own and the
+ * process's, for the new program. coop keeps the caller's in user space, so its thread takes
+ * them for the call, in three steps around what else the call hands on (shim/proc.c):
+ *   - exec_begin: what the caller accepts of its queued signals runs (natively it would
+ *     have run before the exec); then every signal is blocked on the thread, so that no
+ *     handler runs and the greenlet stays on it until the call; the process's queued
+ *     signals that the caller blocks are lent to it (the thread is about to be the process's
+ *     only one), and each signal then queued for it that it blocks is queued again in the
+ *     kernel at this thread: a copy, but of a standard signal already pending there. The
+ *     process's too, since another thread (a spare hub's, a stale one) might take a copy
+ *     queued for the process: the new program takes them as its thread's own, before any
+ *     the kernel holds for the process, where natively the process's come after;
+ *   - exec_mask(true), last before the call: the thread takes the caller's mask, under which
+ *     the copies stay pending into the new program; exec_mask(false), first after a failed
+ *     call: every signal blocked again;
+ *   - exec_end, after a failed call: the copies are taken back out of the kernel, the thread's
+ *     mask comes back, and the lent signals go back to the process (settle).
+ * The originals stay queued throughout. A copy queued from a thread other than the process's
+ * first says SI_QUEUE where the original said SI_USER or SI_TKILL (coop_queue_again). Not
+ * carried over: signals lent to other greenlets, which the kernel would have kept pending
+ * for the process had no thread taken them yet. And a real-time signal already pending in
+ * the kernel at this thread (a raw tgkill at a hub's thread id, which every greenlet blocks)
+ * may be taken back in place of a copy of the same number, should the exec fail: that
+ * copy then stays, beside its original, and the other is lost. The caller's mask lets
+ * handlers run during the call (glibc's execvp tries each directory of PATH); should one of
+ * them wait, and the greenlet go on on another thread, the rest of the call runs there
+ * without the copies, which stay pending on the thread it left, as the caller's mask does
+ * (the scheduling state is put back by the thread's id). A handler run for a fault in coop's
+ * own code, holding process_owner, hands nothing over.
+ */
+
+/* A list of entries in the other order (the caller's alone: taken whole from its queue). */
+static uint32_t reversed(uint32_t list)
+{
+    uint32_t out = NO_ENTRY;
+    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
+        next = pool[i - 1].next;
+        pool[i - 1].next = out;
+        out = i;
+    }
+    return out;
+}
+
+/* Queues a copy of info in the kernel at the calling thread (tid), counted in h; none of a
+ * standard signal already pending there. */
+static void copy_one(const siginfo_t *info, pid_t pid, pid_t tid, struct shim_signal_handover *h)
+{
+    int sig = info->si_signo;
+    uint64_t kernel_pending = 0;
+    if (BIT(sig) & STANDARD)
+        coop_sys(SYS_rt_sigpending, &kernel_pending, 8, 0);
+    if (!(kernel_pending & BIT(sig)) && coop_queue_again(pid, tid, tid, info) == 0)
+        h->copies[sig]++;
+}
+
+/* Copies each signal of `bits` queued in q, oldest first (q's owner, under process_owner);
+ * those queued without an entry with the siginfo dequeue would make up. */
+static void copy_queued(struct sigqueue *q, uint64_t bits, struct shim_signal_handover *h)
+{
+    pid_t pid = getpid(), tid = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    uint32_t oldest_first = reversed(atomic_exchange(&q->head, NO_ENTRY));
+    for (uint32_t i = oldest_first; i != NO_ENTRY; i = pool[i - 1].next)
+        if (BIT(pool[i - 1].info.si_signo) & bits)
+            copy_one(&pool[i - 1].info, pid, tid, h);
+    put_back(q, reversed(oldest_first));
+    for (uint64_t orphans = atomic_load(&q->orphans) & bits; orphans != 0; orphans &= orphans - 1) {
+        siginfo_t made_up = { .si_signo = __builtin_ctzll(orphans) + 1, .si_code = SI_USER };
+        copy_one(&made_up, pid, tid, h);
+    }
+}
+
+void shim_signal_exec_begin(struct shim_signal_handover *h)
+{
+    h->handed = false;
+    struct coop_greenlet *self = emulating();
+    struct sigstate *s = my_state(self);
+    if (s == NULL || process_lock_mine())
+        return;
+    deliver(self);
+    coop_block_all_signals(&h->thread_mask);
+    h->thread = (pid_t)coop_sys(SYS_gettid, 0, 0, 0);
+    memset(h->copies, 0, sizeof h->copies);
+    h->blocked = atomic_load(&s->blocked);
+    process_lock();
+    move_queued(&process, &s->lent, h->blocked);
+    copy_queued(&s->directed, h->blocked, h);
+    copy_queued(&s->lent, h->blocked, h);
+    process_unlock();
+    h->handed = true;
+}
+
+void shim_signal_exec_mask(struct shim_signal_handover *h, bool callers)
+{
+    if (!h->handed)
+        return;
+    if (callers)
+        apply_real_mask(h->blocked);
+    else
+        coop_block_all_signals(NULL);
+}
+
+void shim_signal_exec_end(struct shim_signal_handover *h)
+{
+    if (!h->handed)
+        return;
+    struct timespec none = { 0, 0 };
+    bool same_thread = coop_sys(SYS_gettid, 0, 0, 0) == h->thread;
+    for (int sig = 1; sig < NSIG && same_thread; sig++)
+        for (; h->copies[sig] > 0; h->copies[sig]--)
+            while (coop_sys6(SYS_rt_sigtimedwait, (long)&(uint64_t){ BIT(sig) }, 0, (long)&none, 8, 0, 0) == -EINTR)
+                ;      /* glibc's two signals stay open: setxid's may come */
+    if (same_thread)
+        coop_restore_signals(&h->thread_mask);
+    else
+        apply_wanted();
+    struct coop_greenlet *self = coop_self();
+    settle(self, state_of(self));
+}
+
 /* The run-info dump: the handler only asks the hubs; each prints its own greenlets. */
 static void dump_handler(int sig)
 {

@@ -9,9 +9,14 @@
 # - a thread forks while others serve TCP connections: the child's threads, sockets, pipes
 #   and sleeps work, the parent keeps serving, and waitpid collects status 42; the forking
 #   thread ends first, and a grandchild's raise(SIGTERM) kills it;
+# - a thread that execs hands the new program its signal mask, its pending signals (its own
+#   and the process's), its CPU affinity and its scheduling policy, by every exec function,
+#   from main and from another thread, and keeps them all when an exec fails, with 300
+#   signals queued at it by three threads meanwhile, each taken once; the children of
+#   system() and posix_spawn get its affinity and policy (exec_inherit.c);
 # - exec'd programs inherit coop, unless cooprun --no-inherit.
 source "$(dirname "$0")/lib.sh"
-for program in spawner forker; do
+for program in spawner forker exec_inherit; do
     [ -x "$SAMPLES/$program" ] || fail "$SAMPLES/$program is not built (make)"
 done
 [ -f "$COOP_LIBRARY" ] || skip "$COOP_LIBRARY not built"
@@ -54,6 +59,14 @@ diff -u "$TMP/native.fork.cmp" "$TMP/coop.fork.cmp" >&2 || fail "fork: coop's ou
 grep -q 'exited with status 42' "$TMP/coop.fork" || fail "fork: no status 42"
 note "fork: $(tr '\n' ';' <"$TMP/coop.fork.cmp") ($(cat "$TMP/coop.fork.err"))"
 
+for form in execve execv execvp execvpe execl execle execlp fexecve execveat main-execl main-execveat \
+    system popen spawn fork stress; do
+    run "native $form" "$TMP/native.$form" "$SAMPLES/exec_inherit" $form
+    run "coop $form" "$TMP/coop.$form" "$COOPRUN" -- "$SAMPLES/exec_inherit" $form
+    diff -u "$TMP/native.$form" "$TMP/coop.$form" >&2 || fail "$form: coop's output differs from the native one"
+done
+note "exec_inherit: $(grep -m1 '^inherited' "$TMP/coop.execl") (execl from a thread)"
+
 # exec: LD_PRELOAD passes coop on; --no-inherit takes it out for the programs the program
 # runs, leaving the other entries.
 maps='grep -c libcoop.so /proc/self/maps'
@@ -69,4 +82,4 @@ other=$(LD_PRELOAD=libm.so.6 "$COOPRUN" --no-inherit -- /bin/sh -c 'echo "$LD_PR
     fail "--no-inherit: LD_PRELOAD became '$other', expected libm.so.6"
 note "exec: coop inherited by default, not with --no-inherit (other LD_PRELOAD entries kept)"
 
-echo "PASS: system, popen and posix_spawn from $THREADS threads at once, every wait call, vfork, fork among serving threads and exec, natively and under coop"
+echo "PASS: system, popen and posix_spawn from $THREADS threads at once, every wait call, vfork, fork among serving threads, what exec and children inherit, and exec, natively and under coop"
