@@ -158,10 +158,11 @@ static struct coop_sched after_fork(struct coop_sched s)
  * runs by it, and so do the children it forks. */
 static int change_named(struct coop_greenlet *g, int policy, int priority)
 {
-    if (g == coop_self() && !coop_sched_started()
+    int err = check_change(sched_of(g), policy, priority);
+    if (err == 0 && g == coop_self() && !coop_sched_started()
         && REAL(sched_setscheduler)(0, policy, &(struct sched_param){ .sched_priority = priority }) != 0)
-        return errno;
-    return change(g, policy, priority);
+        err = errno;
+    return err != 0 ? err : change(g, policy, priority);
 }
 
 EXPORT int pthread_setschedparam(pthread_t t, int policy, const struct sched_param *param)
@@ -240,6 +241,24 @@ EXPORT int sched_setparam(pid_t pid, const struct sched_param *param)
 static coop_lock_t cpus_lock;
 #define CPUS_GONE ((void *)1)
 
+/* Whether the calling greenlet may hold cpus_lock: a handler of the program's that runs on
+ * it then (one the kernel delivers runs at once, even in coop's code) and execs, which is
+ * async-signal-safe, must not wait for it (shim_sched_of_caller). Set before the lock is
+ * taken, cleared after it is let go. */
+static __thread bool cpus_lock_mine;
+
+static void lock_cpus(void)
+{
+    cpus_lock_mine = true;
+    coop_lock(&cpus_lock);
+}
+
+static void unlock_cpus(void)
+{
+    coop_unlock(&cpus_lock);
+    cpus_lock_mine = false;
+}
+
 /* Before coop starts, a library's constructor may pin the initial thread (libgomp does with
  * OMP_PROC_BIND): the set is kept here for the main thread's greenlet, and the OS thread,
  * which becomes a hub and whose set decides how many hubs there are, is left as the process
@@ -260,11 +279,11 @@ static void **early_slot(bool names_initial_thread)
 /* *out = the set at slot; false where none was set. */
 static bool own_cpus(void **slot, cpu_set_t *out)
 {
-    coop_lock(&cpus_lock);
+    lock_cpus();
     const cpu_set_t *own = *slot != CPUS_GONE ? *slot : NULL;
     if (own != NULL)
         *out = *own;
-    coop_unlock(&cpus_lock);
+    unlock_cpus();
     return own != NULL;
 }
 
@@ -295,7 +314,7 @@ static int store_cpus(void **slot, const cpu_set_t *set)
 {
     cpu_set_t *fresh = NULL;
     for (;;) {
-        coop_lock(&cpus_lock);
+        lock_cpus();
         void *now = *slot;
         if (now == NULL && fresh != NULL) {
             now = *slot = fresh;
@@ -303,7 +322,7 @@ static int store_cpus(void **slot, const cpu_set_t *set)
         }
         if (now != NULL && now != CPUS_GONE)
             *(cpu_set_t *)now = *set;
-        coop_unlock(&cpus_lock);
+        unlock_cpus();
         if (now != NULL) {
             __libc_free(fresh);     /* another setter stored one first */
             return now != CPUS_GONE ? 0 : ESRCH;
@@ -384,24 +403,29 @@ void shim_sched_drop(struct coop_sched *s)
  * calling OS thread, which coop keeps per greenlet. shim_sched_of_caller reads the caller's:
  * the CPU set it gave itself, and its policy and priority if it ever set or read them (else
  * they are what every hub's thread has), as a child of its would start with them (fork's
- * rules) where it is for a child. In a vfork child it reads the parent's records without
- * changing them (and overrides, at exec, a set or policy the vfork child gave itself).
+ * rules) where it is for a child, a forked one or a vfork child. In a vfork child it reads
+ * the parent's records without changing them (and overrides, at exec, a set or policy the
+ * vfork child gave itself).
  * shim_sched_lend lends them to the calling OS thread for the call, which takes its own back
  * after, by its thread id (shim_sched_take_back: a handler that ran during the call may have
  * waited, and the greenlet gone on elsewhere). A policy that the thread may not leave again
  * without privilege (SCHED_IDLE under RLIMIT_NICE, SCHED_RESET_ON_FORK) is lent for an exec,
- * and stays should the exec fail (coop says so), but not for a child (posix_spawn's, on a
- * pool thread). system() and popen()'s children set theirs themselves (shim/proc.c). */
+ * and stays should the exec fail (coop says so), and to a forked child's thread, but not to
+ * a thread that starts a child (posix_spawn's pool thread). system() and popen()'s children
+ * set theirs themselves (shim/proc.c). A handler that interrupted its greenlet holding
+ * cpus_lock reads no CPU set. */
 void shim_sched_of_caller(struct shim_sched_loan *loan, enum shim_lend_for purpose)
 {
     struct coop_greenlet *self = shim_patched[FAM_thread] ? coop_self() : NULL;
     const struct coop_sched *s = self != NULL ? coop_greenlet_sched(self) : NULL;
     loan->purpose = purpose;
     loan->lent_cpus = loan->lent_policy = false;
-    loan->has_cpus = self != NULL && own_cpus(cpus_slot(self), &loan->cpus);
+    loan->has_cpus = self != NULL && !cpus_lock_mine && own_cpus(cpus_slot(self), &loan->cpus);
     loan->has_policy = s != NULL && s->known;
     if (loan->has_policy) {
-        struct coop_sched inherited = purpose == LEND_FOR_CHILD ? after_fork(*s) : *s;
+        /* A vfork child is a child: the kernel applied fork's rules to it already. */
+        bool child = purpose != LEND_FOR_EXEC || shim_vfork_child;
+        struct coop_sched inherited = child ? after_fork(*s) : *s;
         loan->policy = inherited.policy;
         loan->param = (struct sched_param){ .sched_priority = inherited.priority };
     }
@@ -417,15 +441,15 @@ void shim_sched_lend(struct shim_sched_loan *loan)
         || (loan->policy == loan->thread_policy && loan->param.sched_priority == loan->thread_param.sched_priority))
         return;
     struct coop_sched lent = { loan->policy, loan->param.sched_priority, true, NULL };
-    if (loan->purpose == LEND_FOR_EXEC || check_change(&lent, loan->thread_policy, loan->thread_param.sched_priority) == 0)
+    if (loan->purpose != LEND_FOR_CHILD || check_change(&lent, loan->thread_policy, loan->thread_param.sched_priority) == 0)
         loan->lent_policy = REAL(sched_setscheduler)(0, loan->policy, &loan->param) == 0;
 }
 
 void shim_sched_take_back(struct shim_sched_loan *loan)
 {
     if (loan->lent_policy && REAL(sched_setscheduler)(loan->thread, loan->thread_policy, &loan->thread_param) != 0)
-        coop_warn("a failed exec leaves its hub's thread with the caller's scheduling policy %d (%s)",
-                  loan->policy, strerror(errno));
+        coop_warn("thread %d keeps the scheduling policy %d it took on for an exec or a child (%s)",
+                  (int)loan->thread, loan->policy, strerror(errno));
     if (loan->lent_cpus)
         REAL(sched_setaffinity)(loan->thread, sizeof loan->thread_cpus, &loan->thread_cpus);
     loan->lent_cpus = loan->lent_policy = false;
@@ -437,10 +461,9 @@ static void sched_fork_child(void)
 {
     cpus_lock = (coop_lock_t){ 0 };
     struct shim_sched_loan own;
-    shim_sched_of_caller(&own, LEND_FOR_CHILD);
-    if (own.has_cpus)
-        REAL(sched_setaffinity)(0, sizeof own.cpus, &own.cpus);
-    if (own.has_policy && REAL(sched_setscheduler)(0, own.policy, &own.param) == 0) {
+    shim_sched_of_caller(&own, LEND_FOR_FORKED);
+    shim_sched_lend(&own);      /* for good: this thread is the child */
+    if (own.has_policy) {
         struct coop_sched *s = coop_greenlet_sched(coop_self());
         s->policy = own.policy;
         s->priority = own.param.sched_priority;
@@ -459,10 +482,10 @@ void shim_sched_init(void)
 
 void shim_sched_exit(struct coop_greenlet *g)
 {
-    coop_lock(&cpus_lock);
+    lock_cpus();
     void *cpus = *cpus_slot(g);
     *cpus_slot(g) = CPUS_GONE;
-    coop_unlock(&cpus_lock);
+    unlock_cpus();
     if (cpus != CPUS_GONE)
         __libc_free(cpus);
 }

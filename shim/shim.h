@@ -261,7 +261,11 @@ void shim_sched_exit(struct coop_greenlet *g);
  * and the scheduling policy (sched.c): of_caller reads the calling greenlet's (has_*: what
  * it set), for an exec or as a child of its starts with them; lend puts them on the calling
  * OS thread, take_back puts the thread's own back. */
-enum shim_lend_for { LEND_FOR_EXEC, LEND_FOR_CHILD };
+enum shim_lend_for {
+    LEND_FOR_EXEC,       /* the caller's thread, for an exec */
+    LEND_FOR_CHILD,      /* the thread that starts the caller's child (a pool thread) */
+    LEND_FOR_FORKED,     /* a forked child's thread, for good */
+};
 struct shim_sched_loan {
     enum shim_lend_for purpose;
     bool has_cpus, has_policy;          /* the caller's */
