@@ -26,7 +26,7 @@
  *   scheduling policy (sched.c), and gets its own back if the call fails. That state is
  *   the signal and thread families', so this is done whatever COOP_PATCH says of this one.
  *   glibc's list forms and execvp call its execve inside, past the wrappers, so each form
- *   has one; the list forms gather their arguments and call the vector ones, as glibc's do.
+ *   has one; the list forms gather their arguments into a vector, as glibc's do.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -621,9 +621,10 @@ struct exec_call {
 };
 
 /* The real call, with the calling OS thread carrying the caller's state: -1 and its errno
- * if it fails, the thread's own state back. Between exec_begin and exec_end every signal
- * but the caller's mask's is blocked, so no handler runs that could move the greenlet to
- * another thread in the middle. */
+ * if it fails, the thread's own state back. Every signal is blocked from exec_begin until
+ * the caller's mask is set, and again from the failed call's return, so no handler runs
+ * that could move the greenlet to another thread between a lend and its take-back; during
+ * the call the caller's mask lets its handlers in (see shim/signal.c). */
 static int exec_as_caller(const struct exec_call *c)
 {
     struct shim_sched_loan loan;

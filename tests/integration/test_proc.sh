@@ -13,7 +13,8 @@
 #   and the process's), its CPU affinity and its scheduling policy, by every exec function,
 #   from main and from another thread, and keeps them all when an exec fails, with 300
 #   signals queued at it by three threads meanwhile, each taken once; the children of
-#   system() and posix_spawn get its affinity and policy (exec_inherit.c);
+#   system(), popen(), posix_spawn and fork get its affinity and policy, a forked child its
+#   mask too (exec_inherit.c);
 # - exec'd programs inherit coop, unless cooprun --no-inherit.
 source "$(dirname "$0")/lib.sh"
 for program in spawner forker exec_inherit; do
