@@ -376,11 +376,18 @@ int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
     return 0;
 }
 
+/* A detach while a joiner waits does nothing, as glibc's: the joiner takes the result and
+ * the record (stunnel's threads detach themselves as they end, while its main thread may
+ * already be joining them at shutdown; marked detached, the record went with no wake). */
 int coop_detach(struct coop_greenlet *g)
 {
-    uintptr_t ending = atomic_fetch_or(&g->ending, END_DETACHED);
-    if (ending & END_DETACHED)
-        return EINVAL;
+    uintptr_t ending = atomic_load(&g->ending);
+    do {
+        if (ending & END_DETACHED)
+            return EINVAL;
+        if (ending & END_JOINING)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&g->ending, &ending, ending | END_DETACHED));
     if ((ending & END_FINISHED) && released_at_end(g))
         release(g);
     return 0;

@@ -4,8 +4,15 @@
  *   - handoff (sched.c): a hub whose counter stands still for COOP_HANDOFF_MS (default 2;
  *     0: never) while its thread sleeps in the kernel (a CPU clock that hardly moves, and
  *     state S or D in /proc/self/task/TID/stat, or the clock alone where the program has no
- *     descriptor free) is stuck in a system call coop could not make cooperative;
- *     its work goes to another hub, and comes back when its counter moves again. So does
+ *     descriptor free), and has been found asleep at every look over the last half of that
+ *     time at least, is stuck in a system call coop could not make cooperative; its work
+ *     goes to another hub, and comes back when its counter moves again. (Asleep at one look
+ *     was not enough: a greenlet that computed for 2 ms, a TLS handshake, and then waited a
+ *     moment for a lock of glibc's, a malloc arena another hub's thread held, had its hub
+ *     handed off; stunnel serving 3,000 TLS clients was, 15,000 to 18,000 times a run, each
+ *     spare one more thread to share the CPUs with the lock's holder: 1.4x the native run's
+ *     time, 1.2x with 7,000 to 11,000 handoffs now.)
+ *     So does
  *     the work of a hub whose greenlet computes where it cannot be preempted, from
  *     COOP_HANDOFF_MS past its slice, while greenlets wait that only that hub can run, or
  *     while work that any hub may take has been seen for STILL_NS. A hub that stands still
@@ -227,6 +234,7 @@ struct watch {
     bool reported, handed_off;
     int64_t next_ask, retry_ns;   /* preemption asked: when to ask again */
     int64_t cpu_ns, cpu_at;  /* the hub thread's CPU time, and when it was read (thread_state) */
+    int64_t asleep_since;    /* the first of the latest looks that all found it asleep, or 0 */
 };
 
 /* The hub's thread's state letter: R running (or waiting for a CPU), S or D asleep in the
@@ -331,11 +339,16 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         && (coop_sched_inbox_waits(h) || coop_timer_next(h) <= now))
         slice = EARLY_SLICE_NS;
     bool handoff_due = handoff_ns > 0 && held >= handoff_ns;
-    if (held < STILL_NS && !handoff_due && (slice == 0 || held < slice))
+    bool sleep_watched = handoff_ns > 0 && held >= handoff_ns / 2;     /* for asleep_since */
+    if (held < STILL_NS && !sleep_watched && (slice == 0 || held < slice))
         return;
     bool alone = coop_alone();
     char state = thread_state(w, h->tid);
     bool asleep = state == 'S' || state == 'D';
+    if (!asleep)
+        w->asleep_since = 0;
+    else if (w->asleep_since == 0)
+        w->asleep_since = now;
     coop_signal_kick_again(g);      /* asleep in the kernel or computing: see the shim */
     if (alone && asleep) {
         /* Asleep in a real system call, a lone greenlet keeps nobody waiting: its hold counts
@@ -343,9 +356,9 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         w->since = now;
         return;
     }
-    if (asleep && !w->handed_off && handoff_due) {
+    if (asleep && !w->handed_off && handoff_due && now - w->asleep_since >= handoff_ns / 2) {
         hand_off(w, g, held, AWAY_BLOCKED);
-    } else if (state == 'R') {
+    } else if (state == 'R' && (held >= STILL_NS || handoff_due)) {
         coop_sched_nudge(h);
         /* Judged on the attempts so far, before another that may still succeed. */
         if (!w->handed_off && !alone && unpreemptible_for_long(w, held, now)) {

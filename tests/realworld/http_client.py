@@ -13,7 +13,8 @@ response each client waits for all the others (a barrier): then every connection
 accepted and is open at the same time, so a thread-per-connection server has CLIENTS threads.
 
 With HTTP_CLIENT_ORIGIN set (http://HOST:PORT), the requests name their files by absolute URI
-under that origin, as a client asks a forward proxy listening on PORT.
+under that origin, as a client asks a forward proxy listening on PORT. With HTTP_CLIENT_TLS=1
+the connections speak TLS (the server's certificate is not checked).
 
 Prints one line "requests=N ok=N bad=N errors=N bytes=N", then up to 10 lines "error: ..." for
 what went wrong, and exits 0 only when every request returned the right body.
@@ -21,6 +22,7 @@ what went wrong, and exits 0 only when every request returned the right body.
 import hashlib
 import http.client
 import os
+import ssl
 import sys
 import threading
 import time
@@ -29,6 +31,11 @@ port, root, clients, rounds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), i
 timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 30.0
 stagger = float(sys.argv[6]) / 1000 if len(sys.argv) > 6 else 0.005
 origin = os.environ.get("HTTP_CLIENT_ORIGIN", "")
+tls = None
+if os.environ.get("HTTP_CLIENT_TLS") == "1":
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
 names = sorted(os.listdir(root))
 digests = {}
 for name in names:
@@ -52,7 +59,10 @@ def count(key, size=0, problem=None):
 
 def client(i, start):
     time.sleep(max(0.0, start + i * stagger - time.monotonic()))
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
     try:
         conn.connect()
     except Exception as e:

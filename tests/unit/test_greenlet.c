@@ -231,7 +231,15 @@ START_TEST(test_tryjoin_busy_and_timed_join)
 END_TEST
 
 static struct coop_greenlet *target;
-static int self_join, second_join;
+static int self_join, second_join, self_detach;
+static void *second_result;
+
+static void *park_then_detach_self(void *addr)
+{
+    park_body(addr);
+    self_detach = coop_detach(coop_self());
+    return (void *)55;
+}
 
 static void *self_joiner(void *unused)
 {
@@ -243,7 +251,7 @@ static void *self_joiner(void *unused)
 static void *second_joiner(void *unused)
 {
     (void)unused;
-    second_join = coop_join(target, NULL, COOP_NO_DEADLINE);
+    second_join = coop_join(target, &second_result, COOP_NO_DEADLINE);
     return NULL;
 }
 
@@ -264,6 +272,19 @@ START_TEST(test_join_errors)
     ck_assert_int_eq(coop_unpark(&addr, 1, ~0u), 1);
     unit_join(j1);
     ck_assert_int_eq(second_join, 0);
+
+    /* A greenlet that detaches itself while another joins it (glibc: the detach does
+     * nothing): the join still ends, with its result. */
+    self_detach = -1;
+    target = unit_spawn(park_then_detach_self, &addr);
+    unit_wait_parked(target);
+    j1 = unit_spawn(second_joiner, NULL);
+    unit_wait_in(j1, WAIT_JOIN);
+    ck_assert_int_eq(coop_unpark(&addr, 1, ~0u), 1);
+    unit_join(j1);
+    ck_assert_int_eq(second_join, 0);
+    ck_assert_ptr_eq(second_result, (void *)55);
+    ck_assert_int_eq(self_detach, 0);
 }
 END_TEST
 
