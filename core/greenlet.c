@@ -339,16 +339,16 @@ static bool running_still(const void *g)
 }
 
 /* Waits, as g's one joiner, until g is off its stack: 0, ETIMEDOUT, EBUSY (deadline 0),
- * EINVAL. Greenlets park; other threads sleep in the parking lot's futex. */
+ * EINVAL. The claim comes first, finished or not: a finished greenlet that detached itself
+ * waits on its hub's dead list, and one claimed by a detach or another join is theirs to
+ * free. Greenlets park; other threads sleep in the parking lot's futex. */
 static int join_wait(struct coop_greenlet *g, int64_t deadline)
 {
     uintptr_t ending = atomic_load(&g->ending);
     do {
-        if (ending & END_FINISHED)
-            return 0;
         if (ending & (END_DETACHED | END_JOINING))
             return EINVAL;
-        if (deadline == 0)
+        if (!(ending & END_FINISHED) && deadline == 0)
             return EBUSY;
     } while (!atomic_compare_exchange_weak(&g->ending, &ending, ending | END_JOINING));
     while (running_still(g)) {

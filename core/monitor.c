@@ -63,7 +63,8 @@
 
 #define BUSY_TICK_NS 1000000          /* while a hub runs greenlets */
 #define IDLE_TICK_NS 20000000         /* while every hub sleeps */
-#define STILL_NS 2000000              /* a hub held this long is looked at (and nudged) */
+#define STILL_NS 2000000              /* a hub held this long is looked at (and nudged); one
+                                         * from half of COOP_HANDOFF_MS for whether it sleeps */
 #define EARLY_SLICE_NS 1000000        /* while greenlets wait in the inbox, or a deadline passed */
 #define UNPREEMPTIBLE_WARN_NS 1000000000  /* held that long, unpreemptible, others waiting: said */
 
@@ -339,8 +340,8 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
         && (coop_sched_inbox_waits(h) || coop_timer_next(h) <= now))
         slice = EARLY_SLICE_NS;
     bool handoff_due = handoff_ns > 0 && held >= handoff_ns;
-    bool sleep_watched = handoff_ns > 0 && held >= handoff_ns / 2;     /* for asleep_since */
-    if (held < STILL_NS && !sleep_watched && (slice == 0 || held < slice))
+    bool due = held >= STILL_NS || handoff_due || (slice != 0 && held >= slice);
+    if (!due && !(handoff_ns > 0 && held >= handoff_ns / 2))    /* that look: asleep_since */
         return;
     bool alone = coop_alone();
     char state = thread_state(w, h->tid);
@@ -358,7 +359,7 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     }
     if (asleep && !w->handed_off && handoff_due && now - w->asleep_since >= handoff_ns / 2) {
         hand_off(w, g, held, AWAY_BLOCKED);
-    } else if (state == 'R' && (held >= STILL_NS || handoff_due)) {
+    } else if (state == 'R' && due) {
         coop_sched_nudge(h);
         /* Judged on the attempts so far, before another that may still succeed. */
         if (!w->handed_off && !alone && unpreemptible_for_long(w, held, now)) {

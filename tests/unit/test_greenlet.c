@@ -234,6 +234,16 @@ static struct coop_greenlet *target;
 static int self_join, second_join, self_detach;
 static void *second_result;
 
+static int detaching;
+
+static void *detach_self(void *unused)
+{
+    (void)unused;
+    detaching = 1;
+    self_detach = coop_detach(coop_self());
+    return NULL;
+}
+
 static void *park_then_detach_self(void *addr)
 {
     park_body(addr);
@@ -285,6 +295,20 @@ START_TEST(test_join_errors)
     ck_assert_int_eq(second_join, 0);
     ck_assert_ptr_eq(second_result, (void *)55);
     ck_assert_int_eq(self_detach, 0);
+
+    /* One that detached itself and ended: a join is refused, and the record is freed once,
+     * by its hub. Only on one hub can the join be sure to come while the record still waits
+     * on the hub's dead list: there the end switches to the hub's loop, which runs this
+     * greenlet, ready, before it reaps (on more, the record may be gone by then). */
+    if (coop_sched_regular_hubs() == 1) {
+        detaching = 0;
+        struct coop_greenlet *d = unit_spawn(detach_self, NULL);
+        unit_yield_until(&detaching);
+        ck_assert(coop_greenlet_finished(d));
+        ck_assert_int_eq(self_detach, 0);
+        ck_assert_int_eq(coop_join(d, NULL, 0), EINVAL);
+        ck_assert_int_eq(coop_join(d, NULL, COOP_NO_DEADLINE), EINVAL);
+    }
 }
 END_TEST
 
