@@ -338,22 +338,36 @@ static bool running_still(const void *g)
     return !(atomic_load(&((const struct coop_greenlet *)g)->ending) & END_FINISHED);
 }
 
-/* Waits, as g's one joiner, until g is off its stack: 0, ETIMEDOUT, EBUSY (deadline 0),
- * EINVAL. The claim comes first, finished or not: a finished greenlet that detached itself
- * waits on its hub's dead list, and one claimed by a detach or another join is theirs to
- * free. Greenlets park; other threads sleep in the parking lot's futex. */
+/* Whether the calling greenlet's cancellation acts at its next cancellation point. */
+static bool cancellation_acts(void)
+{
+    struct coop_greenlet *self = coop_self();
+    int mask = COOP_CANCEL_DISABLED | COOP_CANCELED | COOP_CANCEL_EXITING;
+    return self != NULL && (atomic_load(coop_greenlet_cancel_state(self)) & mask) == COOP_CANCELED;
+}
+
+/* Waits, as g's one joiner, until g is off its stack: 0, ETIMEDOUT, EBUSY (deadline 0,
+ * before anything else, as glibc's try-join), EINVAL. The claim comes first, finished or
+ * not: a finished greenlet that detached itself waits on its hub's dead list, and one
+ * claimed by a detach or another join is theirs to free. The claim is kept through a nudge
+ * that the joiner's cancellation will not act on (one left from a cancellation already
+ * unwinding, whose cleanup handler joins), as glibc keeps joinid through a spurious wake:
+ * let go, a detach or the end and reap of g could come before the claim was made again.
+ * Greenlets park; other threads sleep in the parking lot's futex. */
 static int join_wait(struct coop_greenlet *g, int64_t deadline)
 {
     uintptr_t ending = atomic_load(&g->ending);
     do {
-        if (ending & (END_DETACHED | END_JOINING))
-            return EINVAL;
         if (!(ending & END_FINISHED) && deadline == 0)
             return EBUSY;
+        if (ending & (END_DETACHED | END_JOINING))
+            return EINVAL;
     } while (!atomic_compare_exchange_weak(&g->ending, &ending, ending | END_JOINING));
     while (running_still(g)) {
         int r = coop_park_as(g, running_still, g, ~0u, deadline, WAIT_JOIN, NULL);
-        /* A joiner that gives up (or is nudged to act on its cancellation) leaves g joinable. */
+        if (r == COOP_NUDGED && !cancellation_acts())
+            continue;
+        /* A joiner that gives up, or that its cancellation ends, leaves g joinable. */
         if ((r == ETIMEDOUT || r == COOP_NUDGED) && running_still(g)) {
             atomic_fetch_and(&g->ending, ~END_JOINING);
             return r == COOP_NUDGED ? EINTR : ETIMEDOUT;

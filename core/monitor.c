@@ -354,7 +354,8 @@ static void watch_holder(struct watch *w, struct coop_greenlet *g, int64_t now, 
     if (alone && asleep) {
         /* Asleep in a real system call, a lone greenlet keeps nobody waiting: its hold counts
          * from when it has company, not from a server's long wait for its first client. */
-        w->since = now;
+        if (due)
+            w->since = now;
         return;
     }
     if (asleep && !w->handed_off && handoff_due && now - w->asleep_since >= handoff_ns / 2) {

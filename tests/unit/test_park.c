@@ -93,7 +93,8 @@ START_TEST(test_unpark_count_and_order)
     ck_assert(p[2].woke == 0 && p[3].woke == 0 && p[4].woke == 0);
     ck_assert_int_eq(coop_unpark(&addr, INT_MAX, ~0u), 3);
     for (int i = 0; i < N; i++) {
-        unit_join(g[i]);
+        if (i >= 2)                  /* the first two were joined above */
+            unit_join(g[i]);
         ck_assert_int_eq(p[i].result, 0);
     }
 }

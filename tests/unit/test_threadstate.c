@@ -72,6 +72,9 @@ static void *join_target(void *arg)
     return NULL;
 }
 
+/* A nudge that the joiner's cancellation will not act on (none asked, or one already
+ * unwinding) leaves it waiting, its claim held; one it acts on ends the join with EINTR and
+ * leaves the target joinable. */
 START_TEST(test_nudged_joiner_leaves_target_joinable)
 {
     static int word;
@@ -80,6 +83,10 @@ START_TEST(test_nudged_joiner_leaves_target_joinable)
     struct joiner j = { target, -1 };
     struct coop_greenlet *joiner = unit_spawn(join_target, &j);
     nudge_in(joiner, WAIT_JOIN);
+    ck_assert_int_eq(coop_join(target, NULL, coop_now() + MS(1)), EINVAL);   /* claimed still */
+    unit_wait_in(joiner, WAIT_JOIN);
+    atomic_fetch_or(coop_greenlet_cancel_state(joiner), COOP_CANCELED);
+    coop_nudge(joiner);
     unit_join(joiner);
     ck_assert_int_eq(j.err, EINTR);
     coop_unpark(&word, 1, ~0u);
