@@ -176,7 +176,7 @@ int coop_spawn(struct coop_greenlet **out, void *(*fn)(void *), void *arg,
                const struct coop_spawn_attr *attr);
 /* Ends the calling greenlet with a result; the process exits when the last one ends. */
 void coop_exit(void *result) __attribute__((noreturn));
-/* 0, EBUSY (not finished and deadline passed, for try-join), ETIMEDOUT, EINVAL, EDEADLK,
+/* 0, EBUSY (deadline 0, for try-join, and not finished), ETIMEDOUT, EINVAL, EDEADLK,
  * or EINTR when the joiner was nudged (coop_nudge) and its cancellation is to act. */
 int coop_join(struct coop_greenlet *g, void **result, int64_t deadline);
 int coop_detach(struct coop_greenlet *g);
