@@ -7,12 +7,9 @@
  *     descriptor free), and has been found asleep at every look over the last half of that
  *     time at least, is stuck in a system call coop could not make cooperative; its work
  *     goes to another hub, and comes back when its counter moves again. (Asleep at one look
- *     was not enough: a greenlet that computed for 2 ms, a TLS handshake, and then waited a
- *     moment for a lock of glibc's, a malloc arena another hub's thread held, had its hub
- *     handed off; stunnel serving 3,000 TLS clients was, 15,000 to 18,000 times a run, each
- *     spare one more thread to share the CPUs with the lock's holder: 1.4x the native run's
- *     time, 1.2x with 7,000 to 11,000 handoffs now.)
- *     So does
+ *     is not enough: a greenlet that computed most of the time and then waits a moment for
+ *     a malloc arena's lock, held by another hub's thread, would be handed off, and the spare
+ *     would compete with that holder for the CPUs: stunnel, README.) So does
  *     the work of a hub whose greenlet computes where it cannot be preempted, from
  *     COOP_HANDOFF_MS past its slice, while greenlets wait that only that hub can run, or
  *     while work that any hub may take has been seen for STILL_NS. A hub that stands still

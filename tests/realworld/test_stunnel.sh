@@ -45,7 +45,7 @@ tunnel() {
     [ "$line" = "requests=$((CLIENTS * 2)) ok=$((CLIENTS * 2)) bad=0 errors=0 bytes=$expected_bytes" ] ||
         fail "$mode: unexpected totals: $line"
     : >"$TMP/hold.$mode"
-    "$PYTHON" "$REALWORLD/tls_hold.py" "$port" $HELD "/$(ls "$TMP/www" | head -n 1)" "$TIMEOUT_S" \
+    "$PYTHON" "$REALWORLD/tls_hold.py" "$port" $HELD "/$(ls "$TMP/www" | head -n 1)" "$HANG_GUARD_S" \
         >"$TMP/hold.$mode" 2>&1 &
     holder=$!
     wait_line "$TMP/hold.$mode" '^held ' "$holder" "tls_hold.py"

@@ -171,7 +171,7 @@ START_TEST(test_detach)
     struct coop_greenlet *g = unit_spawn(detached_body, (void *)2);
     ck_assert_int_eq(coop_detach(g), 0);
     ck_assert_int_eq(coop_detach(g), EINVAL);
-    ck_assert_int_eq(coop_join(g, NULL, 0), EBUSY);     /* a try-join asks only whether it ended, as glibc's */
+    ck_assert_int_eq(coop_join(g, NULL, 0), EBUSY);     /* glibc's try-join asks only that */
     detached_may_finish = 1;
     unit_yield_until(&detached_ran);
 
@@ -301,8 +301,8 @@ START_TEST(test_join_errors)
      * sure to come before that: with switches left in the hub's round, the yield switches
      * straight to d, and d's end straight back here (on more hubs d may end elsewhere, and
      * so it may on a spare after a handoff: then d is not looked at again). */
-    uint64_t handoffs = unit_handoffs();
     if (coop_sched_regular_hubs() == 1) {
+        uint64_t handoffs = unit_handoffs();
         detaching = 0;
         struct coop_greenlet *d = unit_spawn(detach_self, NULL);
         coop_hub_current()->round_left = COOP_ROUND_MIN;
