@@ -347,20 +347,26 @@ static bool cancellation_acts(void)
 }
 
 /* Waits, as g's one joiner, until g is off its stack: 0, ETIMEDOUT, EBUSY (deadline 0,
- * before anything else, as glibc's try-join), EINVAL. The claim comes first, finished or
- * not: a finished greenlet that detached itself waits on its hub's dead list, and one
- * claimed by a detach or another join is theirs to free. The claim is kept through a nudge
- * that the joiner's cancellation will not act on (one left from a cancellation already
- * unwinding, whose cleanup handler joins), as glibc keeps joinid through a spurious wake:
- * let go, a detach or the end and reap of g could come before the claim was made again.
- * Greenlets park; other threads sleep in the parking lot's futex. */
+ * before anything else, as glibc's try-join), EINVAL or EDEADLK (in glibc's order: a
+ * detached greenlet is refused before oneself, oneself before one another joiner claimed).
+ * The claim comes first, finished or not: a finished greenlet that detached itself waits
+ * on its hub's dead list, and one claimed by a detach or another join is theirs to free.
+ * The claim is kept through a nudge that the joiner's cancellation will not act on (one
+ * left from a cancellation already unwinding, whose cleanup handler joins), as glibc keeps
+ * joinid through a spurious wake: let go, a detach or the end and reap of g could come
+ * before the claim was made again. Greenlets park; other threads sleep in the parking
+ * lot's futex. */
 static int join_wait(struct coop_greenlet *g, int64_t deadline)
 {
     uintptr_t ending = atomic_load(&g->ending);
     do {
         if (!(ending & END_FINISHED) && deadline == 0)
             return EBUSY;
-        if (ending & (END_DETACHED | END_JOINING))
+        if (ending & END_DETACHED)
+            return EINVAL;
+        if (g == coop_self())
+            return EDEADLK;
+        if (ending & END_JOINING)
             return EINVAL;
     } while (!atomic_compare_exchange_weak(&g->ending, &ending, ending | END_JOINING));
     while (running_still(g)) {
@@ -378,8 +384,6 @@ static int join_wait(struct coop_greenlet *g, int64_t deadline)
 
 int coop_join(struct coop_greenlet *g, void **result, int64_t deadline)
 {
-    if (g == coop_self())
-        return EDEADLK;
     int err = join_wait(g, deadline);
     if (err != 0)
         return err;

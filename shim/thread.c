@@ -278,8 +278,10 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 /* PR_SET_NAME and PR_GET_NAME, how many programs name their threads, name the calling
  * greenlet, not the OS thread that runs it and others. The kernel still reads or writes the
  * caller's buffer (EFAULT, and the cut at 15 bytes, are its own): the name passes through
- * the OS thread's, which is put back (under os_names). */
-EXPORT int prctl(int option, ...)
+ * the OS thread's, which is put back (under os_names). Unchecked by ASan: libraries'
+ * constructors call it (libcap's), maybe before the runtime's shadow memory that va_arg's
+ * reads would be checked against is there (shim_resolve). */
+EXPORT __attribute__((no_sanitize("address"))) int prctl(int option, ...)
 {
     va_list ap;
     va_start(ap, option);

@@ -5,7 +5,7 @@
 # `make test`'s own; install them first with:
 #     scripts/deps.sh $(tests/realworld/run.sh --packages)
 cd "$(dirname "$0")/../.." || exit 2
-PACKAGES="python3 curl memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs ruby default-jre-headless unbound bind9-dnsutils perl mariadb-server mariadb-client sysbench aria2 nginx tinyproxy apache2 bind9 varnish postgresql erlang-base erlang-crypto knot privoxy guile-3.0 golang-go ripgrep fd-find mono-runtime mono-mcs stunnel4 openssl"
+PACKAGES="python3 curl memcached iperf pigz xz-utils zstd redis-server haproxy mosquitto mosquitto-clients git nodejs ruby default-jre-headless unbound bind9-dnsutils perl mariadb-server mariadb-client sysbench aria2 nginx tinyproxy apache2 bind9 varnish postgresql erlang-base erlang-crypto knot privoxy guile-3.0 golang-go ripgrep fd-find mono-runtime mono-mcs stunnel4 openssl trafficserver"
 if [ "${1:-}" = --packages ]; then
     echo "$PACKAGES"
     exit 0
