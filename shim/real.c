@@ -30,8 +30,10 @@ static __thread int resolving;
 
 /* Unchecked by ASan (make test-asan): a wrapper called by another library's constructor
  * comes here first, maybe before the ASan runtime, preloaded behind coop, has set up the
- * shadow memory that checks read (the preloaded libraries' constructors run after those of
- * the program's own: libcap's calls prctl). */
+ * shadow memory that checks read (a preloaded library's constructor runs after those of the
+ * program's libraries that do not need it: libcap's calls prctl). The runtime starts at its
+ * own constructor or at the first call of one of its interceptors: the real function found
+ * here is one of those when ASan has it. */
 __attribute__((no_sanitize("address"))) void *shim_resolve(enum shim_fn_index i)
 {
     if (*reals[i].slot != NULL)

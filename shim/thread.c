@@ -279,8 +279,8 @@ EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
  * greenlet, not the OS thread that runs it and others. The kernel still reads or writes the
  * caller's buffer (EFAULT, and the cut at 15 bytes, are its own): the name passes through
  * the OS thread's, which is put back (under os_names). Unchecked by ASan: libraries'
- * constructors call it (libcap's), maybe before the runtime's shadow memory that va_arg's
- * reads would be checked against is there (shim_resolve). */
+ * constructors call it (libcap's), maybe before the ASan runtime has the shadow memory that
+ * the reads of its arguments would be checked against (see shim_resolve). */
 EXPORT __attribute__((no_sanitize("address"))) int prctl(int option, ...)
 {
     va_list ap;

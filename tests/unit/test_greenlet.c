@@ -142,7 +142,7 @@ START_TEST(test_yield_interleaves)
 END_TEST
 
 static volatile int detached_may_finish, detached_ran;
-static int detached_self_join, detached_self_try_join;
+static volatile int detached_self_join, detached_self_try_join;
 
 /* Lives until the test has looked at it: a detached greenlet that finished may be gone.
  * Joining itself, it is refused as glibc refuses a detached thread: EINVAL (detached comes
