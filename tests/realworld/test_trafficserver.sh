@@ -59,15 +59,17 @@ CONF
 
 # cache_hit MODE PORT: a file asked for again comes from the cache on disk (its Via header
 # says "cH": a fresh hit; with no RAM cache, read by the AIO threads). The first answer may
-# go out before its copy in the cache is complete: it is asked for up to 20 times.
+# go out before its copy in the cache is complete: it is asked for again until a hit, for
+# at most HANG_GUARD_S.
 cache_hit() {
     local via _
-    for _ in $(seq 20); do
+    for _ in $(seq $((HANG_GUARD_S * 10))); do
         via=$(curl -sfS --max-time "$HANG_GUARD_S" -o /dev/null -D - "http://127.0.0.1:$2/file-65536") ||
             fail "$1: a GET through traffic_server failed"
         [[ $via == *"[u"?"cH"* ]] && return 0
+        sleep 0.1
     done
-    fail "$1: no cache hit in 20 GETs of one file: $(grep -i '^via:' <<<"$via")"
+    fail "$1: no cache hit in $HANG_GUARD_S s of GETs of one file: $(grep -i '^via:' <<<"$via" | tr -d '\r')"
 }
 
 # run MODE [PREFIX...]: one run; sets max_threads.
@@ -77,7 +79,7 @@ run() {
     port=$(free_port)
     yaml=$(runroot "$mode" "$port")
     start_server "$mode" "$@" traffic_server --run-root="$yaml"
-    wait_port "$port"
+    wait_port "$port" "$server" "$TMP/ts.$mode/log/diags.log"
     cache_hit "$mode" "$port"
     drive_http_proxy "$mode" traffic_server "$port" TERM $CLIENTS $ROUNDS "$expected_bytes"
 }

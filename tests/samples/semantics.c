@@ -44,15 +44,6 @@ enum {
 
 /* ---- Reporting (checks.h), with skips ---- */
 
-static bool skipped;
-
-static bool skip(const char *reason)
-{
-    snprintf(why, sizeof why, "%s", reason);
-    skipped = true;
-    return true;
-}
-
 static void report(const char *name, bool passed)
 {
     if (skipped)
