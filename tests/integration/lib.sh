@@ -65,14 +65,14 @@ export COOP_MAX_SPARES=$SPARE_THREADS
 COOP_OS_THREADS_MAX=$((SCHED_THREADS + SPARE_THREADS))
 coop_os_threads_ok() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= COOP_OS_THREADS_MAX)); }
 
-# wait_port PORT [PID [LOG]]: waits until a TCP port on 127.0.0.1 accepts connections; fails
-# at once, with LOG's last lines, when PID ends first.
+# wait_port PORT [PID [LOG...]]: waits until a TCP port on 127.0.0.1 accepts connections;
+# fails at once, with the LOG files' last lines, when PID ends first.
 wait_port() {
     local i
     for i in $(seq $((HANG_GUARD_S * 10))); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         [ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null ||
-            fail "pid $2 ended before it listened on port $1${3:+: $(tail -n 5 "$3")}"
+            fail "pid $2 ended before it listened on port $1${3:+: $(tail -n 5 "${@:3}" 2>&1)}"
         sleep 0.1
     done
     fail "nothing listens on port $1"

@@ -4,7 +4,8 @@
 # coop those threads are not greenlets (glibc's internal thread creation is not interposed),
 # so their callbacks reach coop's wrappers from OS threads no hub runs, and wake greenlets
 # that wait in a condition variable, a semaphore and a pipe. Natively and under coop every
-# check passes (a message queue may be skipped where there is none) with the same lines.
+# check passes (a message queue is skipped where a sandbox forbids it or the netlink socket
+# of its notification) with the same lines.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -x "$SAMPLES/glibc_threads" ] || fail "$SAMPLES/glibc_threads is not built (make)"

@@ -60,10 +60,10 @@ CONF
 # cache_hit MODE PORT: a file asked for again comes from the cache on disk (its Via header
 # says "cH": a fresh hit; with no RAM cache, read by the AIO threads). The first answer may
 # go out before its copy in the cache is complete: it is asked for again until a hit, for
-# at most HANG_GUARD_S.
+# HANG_GUARD_S at most.
 cache_hit() {
-    local via _
-    for _ in $(seq $((HANG_GUARD_S * 10))); do
+    local via end=$((SECONDS + HANG_GUARD_S))
+    while ((SECONDS < end)); do
         via=$(curl -sfS --max-time "$HANG_GUARD_S" -o /dev/null -D - "http://127.0.0.1:$2/file-65536") ||
             fail "$1: a GET through traffic_server failed"
         [[ $via == *"[u"?"cH"* ]] && return 0
@@ -79,7 +79,7 @@ run() {
     port=$(free_port)
     yaml=$(runroot "$mode" "$port")
     start_server "$mode" "$@" traffic_server --run-root="$yaml"
-    wait_port "$port" "$server" "$TMP/ts.$mode/log/diags.log"
+    wait_port "$port" "$server" "$TMP/$mode.err" "$TMP/ts.$mode/log/diags.log"
     cache_hit "$mode" "$port"
     drive_http_proxy "$mode" traffic_server "$port" TERM $CLIENTS $ROUNDS "$expected_bytes"
 }

@@ -31,12 +31,12 @@ static inline bool skip(const char *reason)
 /* Prints the line of one check: "ok NAME: RESULT", "skip NAME: why" or "FAIL NAME: why". */
 static inline void report_result(const char *name, bool passed, const char *result)
 {
-    if (skipped)
-        printf("skip %s: %s\n", name, why);
-    else if (passed)
-        printf("ok %s: %s\n", name, result);
-    else
+    if (!passed)
         printf("FAIL %s: %s\n", name, why);
+    else if (skipped)
+        printf("skip %s: %s\n", name, why);
+    else
+        printf("ok %s: %s\n", name, result);
     fflush(stdout);
     failures += !passed;
     skipped = false;

@@ -200,11 +200,11 @@ static void on_message(union sigval unused)
     (void)unused;
     char buf[32];
     ssize_t n = mq_receive(queue, buf, sizeof buf, NULL);
+    int err = n < 0 ? errno : 0;
     pthread_mutex_lock(&lock);
     if (n > 0)
         snprintf(message, sizeof message, "%.*s", (int)n, buf);
-    else
-        receive_error = errno;
+    receive_error = err;
     messages_told++;
     pthread_cond_broadcast(&changed);
     pthread_mutex_unlock(&lock);
@@ -214,15 +214,17 @@ static void on_message(union sigval unused)
  * SIGEV_THREAD notification, are missing or forbidden (a sandbox). */
 static bool check_mq(void)
 {
-    char name[64];
+    char name[64], reason[64];
     snprintf(name, sizeof name, "/coop-glibc-threads-%d", (int)getpid());
     struct mq_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.mq_maxmsg = 4;
     attr.mq_msgsize = 32;
     queue = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, &attr);
-    if (queue == (mqd_t)-1)
-        return skip(errname(errno));
+    if (queue == (mqd_t)-1) {
+        snprintf(reason, sizeof reason, "mq_open: %s", errname(errno));
+        return skip(reason);
+    }
     mq_unlink(name);
     struct sigevent event;
     memset(&event, 0, sizeof event);
@@ -231,8 +233,9 @@ static bool check_mq(void)
     if (mq_notify(queue, &event) != 0) {
         int err = errno;
         mq_close(queue);
+        snprintf(reason, sizeof reason, "mq_notify: %s", errname(err));
         return err == EPERM || err == EACCES || err == EAFNOSUPPORT || err == ENOSYS
-                   ? skip(errname(err)) : failf("mq_notify: %s", errname(err));
+                   ? skip(reason) : failf("%s", reason);
     }
     if (mq_send(queue, "hello", 5, 0) != 0)
         return failf("mq_send: %s", errname(errno));
