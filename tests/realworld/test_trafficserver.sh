@@ -85,7 +85,6 @@ run() {
 }
 
 native_and_coop run
-((native_threads > EVENT_THREADS)) || fail "native: $native_threads OS threads with $EVENT_THREADS event threads"
 ((created > EVENT_THREADS)) || fail "coop: traffic_server's threads did not become greenlets (created '$created')"
 stop_server "$backend" TERM
 matrix "trafficserver ($EVENT_THREADS event threads, AIO cache)" "$(pkg_version trafficserver)" \

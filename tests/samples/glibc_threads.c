@@ -42,6 +42,12 @@ static void count(int *counter)
     pthread_mutex_unlock(&lock);
 }
 
+/* A callback that counts the notification its sigevent points at. */
+static void on_notified(union sigval counter)
+{
+    count(counter.sival_ptr);
+}
+
 static void wait_count(const int *counter, int at_least)
 {
     pthread_mutex_lock(&lock);
@@ -112,12 +118,6 @@ static bool check_timer(void)
     return true;
 }
 
-static void on_read(union sigval unused)
-{
-    (void)unused;
-    count(&reads_told);
-}
-
 static bool check_aio(void)
 {
     char path[] = "/tmp/coop-glibc-threads-XXXXXX", content[READS + READ_SIZE];
@@ -138,7 +138,8 @@ static bool check_aio(void)
         requests[i].aio_nbytes = READ_SIZE;
         requests[i].aio_offset = i;
         requests[i].aio_sigevent.sigev_notify = SIGEV_THREAD;
-        requests[i].aio_sigevent.sigev_notify_function = on_read;
+        requests[i].aio_sigevent.sigev_notify_function = on_notified;
+        requests[i].aio_sigevent.sigev_value.sival_ptr = &reads_told;
         if (aio_read(&requests[i]) != 0)
             return failf("aio_read: %s", errname(errno));
     }
@@ -151,12 +152,6 @@ static bool check_aio(void)
     }
     close(fd);
     return true;
-}
-
-static void on_lookups(union sigval unused)
-{
-    (void)unused;
-    count(&lookups_told);
 }
 
 static bool check_gai(void)
@@ -176,7 +171,8 @@ static bool check_gai(void)
     struct sigevent event;
     memset(&event, 0, sizeof event);
     event.sigev_notify = SIGEV_THREAD;
-    event.sigev_notify_function = on_lookups;
+    event.sigev_notify_function = on_notified;
+    event.sigev_value.sival_ptr = &lookups_told;
     int err = getaddrinfo_a(GAI_NOWAIT, list, 2, &event);
     if (err != 0)
         return failf("getaddrinfo_a: %s", gai_strerror(err));
@@ -200,14 +196,10 @@ static void on_message(union sigval unused)
     (void)unused;
     char buf[32];
     ssize_t n = mq_receive(queue, buf, sizeof buf, NULL);
-    int err = n < 0 ? errno : 0;
-    pthread_mutex_lock(&lock);
+    receive_error = n < 0 ? errno : 0;
     if (n > 0)
         snprintf(message, sizeof message, "%.*s", (int)n, buf);
-    receive_error = err;
-    messages_told++;
-    pthread_cond_broadcast(&changed);
-    pthread_mutex_unlock(&lock);
+    count(&messages_told);      /* its lock publishes both to the waiter */
 }
 
 /* Skipped where message queues, or the netlink socket through which glibc hears of a
