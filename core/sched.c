@@ -897,16 +897,17 @@ static _Atomic bool retire_requested[COOP_MAX_HUBS];
 static struct coop_hub *start_hub(int index, bool spare);
 static bool start_thread(struct coop_hub *h);
 
-/* Every hub and spare is stuck in the kernel and no spare may start: the greenlets that
- * would end those calls (a futex wake, a write to a pipe) may be among the ones waiting, as
- * Go's runtime's idle threads are. Said once: it may last. */
+/* Every hub and spare is held, stuck in the kernel or by a greenlet that computes where it
+ * cannot be preempted, and no spare may start: the greenlets that would end those calls (a
+ * futex wake, a write to a pipe) or loops may be among the ones waiting, as Go's runtime's
+ * idle threads are. Said once: it may last. */
 static void say_all_stuck(void)
 {
     static _Atomic bool said;
     if (!atomic_exchange(&said, true))
-        coop_warn("every hub and all %d spare threads are stuck in system calls coop cannot make "
-                  "cooperative: ready greenlets wait until one returns (more spares: COOP_MAX_SPARES)",
-                  coop_hub_total() - regular_hubs);
+        coop_warn("every hub and all %d spare threads are held, in system calls coop cannot make cooperative "
+                  "or by greenlets that cannot be preempted: ready greenlets wait until one is free (more "
+                  "spares: COOP_MAX_SPARES)", coop_hub_total() - regular_hubs);
 }
 
 static void start_spare(void)
