@@ -136,9 +136,10 @@
  *    the monitor wakes a sleeping hub for a hub that stands still with work queued.
  *  - A hub's away flag is set by the monitor (or, AWAY_RETIRED, by the spare itself) and
  *    cleared by the monitor (or by the spare, once woken: a retired spare is always one
- *    that is handed off, see retire); adopter is claimed by CAS by
- *    the adopting hub, and cleared by it when it lets go; a hub adopts only while it is
- *    not away, and takes along the hubs an away adopter held.
+ *    that is handed off, see retire); adopter is taken by exchange by the hub that
+ *    answers a hand-off, from whichever hub held it before (that one's maintenance then
+ *    lets go), and cleared by its adopter's CAS when it lets go; a hub adopts only while
+ *    it is not away, and takes along the hubs an away adopter held.
  *    (test_sched: handoff when every hub blocks, with the main greenlet as the rescuer)
  *
  * Preemption (preempt.c) switches away inside a signal handler on the hub's own thread: the
@@ -729,25 +730,24 @@ static void unnest(struct coop_hub *h, struct coop_hub *x)
 }
 
 /*
- * The adopter claims x by CAS; x may still be adopted by h from an earlier time away that
- * h has not let go of yet (or by another hub, whose maintenance then takes over, or which
- * is away itself, and then loses x to h). The hubs x itself had adopted, if they are still
- * away, come along: an adopter that goes away polls nothing.
+ * The hub that answers a hand-off takes x, whoever adopted it before: h itself, from an
+ * earlier time away it has not let go of yet; an adopter that is away itself and polls
+ * nothing; or one still usable, which has not let go since x came back, and whose
+ * maintenance unnests x at its next iteration. That iteration may not come soon: the
+ * adopter may be running a greenlet that cannot be preempted, and so may the adopter of
+ * its own last time away (three hubs and two spares held by four computing greenlets with
+ * signal stacks of their own, main queued on hub 0: a hub that left x to such an adopter
+ * used up the hand-off, and main could wait for ever; found by reading). The hubs x itself
+ * had adopted, if they are still away, come along.
  */
 static void adopt(struct coop_hub *h, struct coop_hub *x)
 {
-    struct coop_hub *adopter = NULL;
     if (!atomic_exchange(&x->adoption_wanted, false))
         return;
     atomic_fetch_sub(&adoptions_pending, 1);
-    while (!atomic_compare_exchange_strong(&x->adopter, &adopter, h) && adopter != h)
-        if (adopter != NULL && usable(adopter)) {
-            /* It keeps x, or lets go and takes it back (adopted_maintain), at its next
-             * iteration: asleep, nothing else would wake it for x's queue and timers. */
-            notify(adopter);
-            return;
-        }
-    /* (an adopter that is away itself polls nothing: x is h's now) */
+    struct coop_hub *before = atomic_exchange(&x->adopter, h);
+    if (before != NULL && before != h)
+        notify(before);      /* asleep in a set that nests x's: it lets go (adopted_maintain) */
     nest(h, x);
     const char *why = coop_sched_away_reason(x);
     uint32_t n = take_over(h, x);

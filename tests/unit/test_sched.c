@@ -1061,6 +1061,80 @@ START_TEST(test_handoff_of_hubs_held_by_unpreemptible_greenlets)
 }
 END_TEST
 
+/* A hand-off is answered whoever adopted the hub before. A hub that was away keeps naming
+ * the adopter of that time until the adopter's next iteration lets go, and an adopter held
+ * by a greenlet that cannot be preempted has none: the hub that came for the next hand-off
+ * left the hub to it, using the hand-off up, and a greenlet that only that hub's adopter
+ * could run waited for ever (on three hubs a stop of the world could leave the main
+ * greenlet so in hub 0's inbox; found by reading). Two greenlets hold two hubs, meeting by
+ * spinning; one lets a greenlet start a sleep on its hub first, whose deadline only that
+ * hub's poll or its adopter runs, names the other's hub as its hub's adopter, as such a
+ * stale adopter would be, and hands its hub off as the monitor does: the sleeper must wake.
+ * The monitor hands off no hub held by a computing greenlet here (preemption off), so
+ * nothing else would wake it; a sleeping hub or a spare answers. */
+struct held_adopter {
+    _Atomic int y_here, asleep, woke, done;
+    struct coop_hub *y, *slept_on;
+    bool set_up, woke_in_time;
+};
+
+static void *sleep_on_this_hub(void *arg)
+{
+    struct held_adopter *t = arg;
+    t->slept_on = coop_thread.hub;
+    atomic_store(&t->asleep, 1);
+    coop_sleep_until(coop_now() + MS(1));
+    atomic_store(&t->woke, 1);
+    return NULL;
+}
+
+static void *hold_as_adopter(void *arg)
+{
+    struct held_adopter *t = arg;
+    t->y = coop_self()->hub;
+    atomic_store(&t->y_here, 1);
+    return spin_until(&t->done) ? NULL : (void *)-1;
+}
+
+static void *hand_off_own_hub(void *arg)
+{
+    struct held_adopter *t = arg;
+    if (!spin_until(&t->y_here))
+        return (void *)-1;
+    struct coop_greenlet *sleeper = unit_spawn(sleep_on_this_hub, t);
+    while (!atomic_load(&t->asleep))
+        coop_yield();
+    struct coop_hub *x = coop_self()->hub;      /* nothing from here on switches: it stays */
+    /* Unless a thief took the sleeper or this greenlet meanwhile (then only a note). */
+    t->set_up = t->slept_on == x && x != t->y && !atomic_load(&t->woke);
+    if (t->set_up) {
+        atomic_store(&x->adopter, t->y);
+        t->set_up = coop_sched_hand_off(x, AWAY_UNPREEMPTIBLE);
+        t->woke_in_time = t->set_up && spin_until(&t->woke);
+        coop_sched_returned(x);
+    }
+    atomic_store(&t->done, 1);
+    unit_join(sleeper);
+    return NULL;
+}
+
+START_TEST(test_handoff_taken_from_a_held_adopter)
+{
+    if (hubs() < 2)
+        return;
+    coop_monitor_init(0, 0, coop_settings.handoff_ms);
+    struct held_adopter t = { 0 };
+    struct coop_greenlet *y = unit_spawn(hold_as_adopter, &t), *x = unit_spawn(hand_off_own_hub, &t);
+    void *x_result = unit_join(x), *y_result = unit_join(y);
+    coop_monitor_init(coop_settings.max_blocking_ms, coop_settings.preempt_ms, coop_settings.handoff_ms);
+    if (!t.set_up)
+        fprintf(stderr, "test_handoff_taken_from_a_held_adopter: a thief moved the sleeper or its hub's holder: not tried\n");
+    ck_assert_msg(!t.set_up || t.woke_in_time, "the sleep on the handed-off hub never ended");
+    ck_assert_ptr_null(x_result);
+    ck_assert_ptr_null(y_result);
+}
+END_TEST
+
 static _Atomic int ticking_done;
 
 static void *tick(void *unused)
@@ -1367,6 +1441,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_handoff_without_free_fds);
     tcase_add_test(tc, test_a_wake_for_an_away_hub_is_taken_by_its_adopter);
     tcase_add_test(tc, test_handoff_of_hubs_held_by_unpreemptible_greenlets);
+    tcase_add_test(tc, test_handoff_taken_from_a_held_adopter);
     tcase_add_test(tc, test_spares_retire_and_come_back);
     tcase_add_test(tc, test_hub_creation_fails_cleanly);
     tcase_add_test(tc, test_greenlets_say_multithreaded);
