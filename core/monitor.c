@@ -272,8 +272,9 @@ static int64_t any_work_since;
  * only its poll takes; and so do those of a hub h adopted, which only h takes while it
  * holds them (a spare that adopted hub 0, the main greenlet's, and then ran a greenlet
  * that computes where it cannot be preempted: main waited for ever, another hub idle),
- * whether that hub is still away or back: until h lets it go, what h holds of it waits for
- * h (counted only while away, a stop of the world on three hubs hung again in 1 of 25 runs).
+ * whether that hub is still away or back: until h lets it go, or a hub answering a new
+ * hand-off of it takes it, what h holds of it waits for h (counted only while away, a stop
+ * of the world on three hubs hung again in 1 of 25 runs).
  * adopter is read as sched.c publishes it; a hub let go of meanwhile is judged next tick.
  * Work that any hub may take counts too once the monitor has seen such work at every tick
  * for STILL_NS: the hubs that were to take it at their next iteration may be held as well,

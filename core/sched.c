@@ -136,10 +136,12 @@
  *    the monitor wakes a sleeping hub for a hub that stands still with work queued.
  *  - A hub's away flag is set by the monitor (or, AWAY_RETIRED, by the spare itself) and
  *    cleared by the monitor (or by the spare, once woken: a retired spare is always one
- *    that is handed off, see retire); adopter is taken by exchange by the hub that
- *    answers a hand-off, from whichever hub held it before (that one's maintenance then
- *    lets go), and cleared by its adopter's CAS when it lets go; a hub adopts only while
- *    it is not away, and takes along the hubs an away adopter held.
+ *    that is handed off, see retire). adopter is written three ways: by exchange, by the
+ *    hub that answers a hand-off, from whichever hub held it before (that one's
+ *    maintenance then lets go); by CAS from x, by that hub, for the hubs x held that are
+ *    still away (they come along); and by its adopter's CAS to NULL as it lets go, and back
+ *    from NULL if x went away again meanwhile. A hub adopts from its own loop (it may still
+ *    be marked away there, until the monitor's next look).
  *    (test_sched: handoff when every hub blocks, with the main greenlet as the rescuer)
  *
  * Preemption (preempt.c) switches away inside a signal handler on the hub's own thread: the
@@ -795,8 +797,8 @@ static void adopted_maintain(struct coop_hub *h)
         } else if (usable(x)) {
             unnest(h, x);
             atomic_compare_exchange_strong(&x->adopter, &mine, NULL);
-            /* x may have gone away again since usable(): a hub that came for it then found
-             * it still ours and left, so it is ours to take again. */
+            /* x may have gone away again since usable(): taken back meanwhile, until the
+             * hub that answers that hand-off takes it (by exchange, from us too). */
             struct coop_hub *none = NULL;
             if (atomic_load(&x->away) != AWAY_NONE && atomic_compare_exchange_strong(&x->adopter, &none, h)) {
                 nest(h, x);

@@ -1352,12 +1352,20 @@ EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
  * greenlet's, which every thread that runs it will have (core/preempt.c). */
 EXPORT int sigaltstack(const stack_t *ss, stack_t *old)
 {
-    int r = REAL(sigaltstack)(ss, old);
-    if (r == 0 && ss != NULL && emulating() != NULL) {
-        coop_preempt_set_signal_stack(ss);
-        signal_stacks_set++;
+    struct coop_greenlet *g = ss != NULL ? emulating() : NULL;
+    if (g == NULL)
+        return REAL(sigaltstack)(ss, old);
+    int err = coop_preempt_set_signal_stack(ss, old);
+    /* A kick that came while the change blocked every signal landed as coop let them in, in
+     * its own code, and ran nothing: what it was for runs here, as the call returns, where
+     * the kernel would have run it. */
+    deliver(g);
+    if (err != 0) {
+        errno = err;
+        return -1;
     }
-    return r;
+    signal_stacks_set++;
+    return 0;
 }
 
 EXPORT int sigpending(sigset_t *set)

@@ -39,7 +39,8 @@
 # another (PostgreSQL's latches), after 50 ms of computing that left the signalfd empty (coop
 # sends no preemption signal then); that alone on one hub and on four. A handler that dies of
 # its signal as Go's runtime does, with raw system calls, ending the process by that signal.
-# A garbage collector's stop of the world beside threads that compute (world-stop).
+# A garbage collector's stop of the world beside threads that compute (world-stop), and beside threads
+# that set up and take down signal stacks of their own (signal-stack-changes).
 # The same lines natively and under coop, on every TLS mechanism.
 # Then real-time signals the kernel accepted but coop's queue cannot hold (kernel-burst, on one
 # hub so that they pile up): every one handled natively; under coop the rest lose their siginfo
@@ -94,6 +95,19 @@ for hubs in "$SCHED_THREADS" 3; do
         diff -u "$TMP/stop.native" "$TMP/stop.coop" >&2 || fail "coop world-stop, $hubs hubs: the lines differ from the native ones"
     done
 done
+
+# Threads that set up a signal stack of their own and take it down again in a loop, stopped
+# and restarted 300 times with handlers on the signal stack (signal-stack-changes), as many
+# as the run's hubs: a stop that came between the kernel's change and coop's record of it
+# ran on the new stack while coop took another for installed (SIGSEGV, rarely, in
+# world-stop); with the two made together, a stop that came meanwhile landed in coop's code
+# and ran nothing, again and again (hung).
+timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" signal-stack-changes "$SCHED_THREADS" 300 >"$TMP/changes.native" ||
+    fail "native signal-stack-changes: status $?"
+COOP_HUBS=$SCHED_THREADS timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" signal-stack-changes \
+    "$SCHED_THREADS" 300 >"$TMP/changes.coop" 2>"$TMP/changes.err" ||
+    fail "coop signal-stack-changes: status $?: $(cat "$TMP/changes.coop" "$TMP/changes.err")"
+diff -u "$TMP/changes.native" "$TMP/changes.coop" >&2 || fail "coop signal-stack-changes: the lines differ from the native ones"
 
 # A storm of SIGUSR2 from another process while main raises SIGUSR1 in a loop, both handled
 # on main's own signal stack with empty handler masks (storm): natively the handlers run at

@@ -1773,11 +1773,11 @@ static void *compute_until_told(void *stacked)
     return NULL;
 }
 
-/* Sends each of `threads` every signal of `steps` in turn, STOP_ROUNDS times, waiting for all
+/* Sends each of `threads` every signal of `steps` in turn, `rounds` times, waiting for all
  * to acknowledge each step. */
-static void stop_and_restart(const pthread_t *t, int threads, const int *steps, int n_steps)
+static void stop_and_restart(const pthread_t *t, int threads, const int *steps, int n_steps, int rounds)
 {
-    for (int round = 0; round < STOP_ROUNDS; round++)
+    for (int round = 0; round < rounds; round++)
         for (int step = 0; step < n_steps; step++) {
             for (int i = 0; i < threads; i++)
                 pthread_kill(t[i], steps[step]);
@@ -1798,7 +1798,7 @@ static void stop_computing_threads(int threads, bool stacked, const int *steps, 
         pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
     for (int i = 0; i < threads && stop_once_computing; i++)
         sem_wait(&computing);
-    stop_and_restart(t, threads, steps, n_steps);
+    stop_and_restart(t, threads, steps, n_steps, STOP_ROUNDS);
     stop_computing = 1;
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
@@ -1865,6 +1865,48 @@ static void world_stop(int threads, bool stacked, bool onstack)
            "handlers%s on the signal stack\n", threads, stacked ? "with" : "without", STOP_ROUNDS, onstack ? "" : " not");
 }
 
+/* Threads that set up a signal stack of their own and take it down again, in a loop, while
+ * stopped and restarted as above, handlers on the signal stack: a stop that comes as
+ * sigaltstack returns runs on the new stack, and waits there. Under coop the kernel's stack
+ * and coop's record of it were changed apart, and a signal taken between the two ran while
+ * coop still took the thread's kept stack for the installed one: the thread went on with
+ * the waiting handler's stack installed, and the next signal's frame overwrote it. */
+static void *change_signal_stack_until_told(void *unused)
+{
+    (void)unused;
+    stack_t own = { .ss_sp = malloc(SIGSTKSZ * 4), .ss_size = SIGSTKSZ * 4 }, off = { .ss_flags = SS_DISABLE };
+    if (own.ss_sp == NULL)
+        abort();
+    if (stop_once_computing)
+        sem_post(&computing);
+    while (!stop_computing)
+        if (sigaltstack(&own, NULL) != 0 || sigaltstack(&off, NULL) != 0)
+            abort();
+    free(own.ss_sp);
+    return NULL;
+}
+
+static void signal_stack_changes(int threads, int rounds)
+{
+    handle_stop_signal(suspend_signal(), on_suspend, true, 0);
+    handle_stop_signal(restart_signal(), on_restart, true, 0);
+    pthread_t t[16];
+    sem_init(&stop_acks, 0, 0);
+    sem_init(&computing, 0, 0);
+    stop_computing = 0;
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, change_signal_stack_until_told, NULL);
+    for (int i = 0; i < threads && stop_once_computing; i++)
+        sem_wait(&computing);
+    int steps[] = { suspend_signal(), restart_signal() };
+    stop_and_restart(t, threads, steps, 2, rounds);
+    stop_computing = 1;
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    printf("signal-stack-changes: %d threads setting up and taking down signal stacks stopped and restarted %d times\n",
+           threads, rounds);
+}
+
 /* Mono's stop of the world beside computing threads: the threads it stops wait (its thread
  * pool's workers), while threads it leaves alone compute, each with a signal stack of its
  * own, as many as hubs, started just before. Under coop a waiting thread's handler runs
@@ -1902,7 +1944,7 @@ static void world_stop_waiters(int computers, int waiters)
     for (int i = 0; i < computers; i++)
         pthread_create(&c[i], NULL, compute_until_told, (void *)&with_stack);
     int steps[] = { suspend_signal(), restart_signal() };
-    stop_and_restart(w, waiters, steps, 2);
+    stop_and_restart(w, waiters, steps, 2, STOP_ROUNDS);
     stop_computing = 1;
     for (int i = 0; i < waiters; i++) {
         pthread_kill(w[i], restart_signal());
@@ -2154,6 +2196,11 @@ int main(int argc, char **argv)
         world_stop(more, false, true);
         world_stop_nested(more);
         world_stop_waiters(hubs, 3);
+        return 0;
+    }
+    if (argc > 3 && strcmp(argv[1], "signal-stack-changes") == 0) {
+        int threads = atoi(argv[2]);
+        signal_stack_changes(threads < 16 ? threads : 16, atoi(argv[3]));
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "die-as-go") == 0)

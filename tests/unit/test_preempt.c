@@ -609,11 +609,10 @@ static _Alignas(16) char own_stack[64 * 1024];
 static _Atomic int step;
 static struct thread_look for_own, for_other, for_own_again, after_taken_down;
 
-/* As the shim's sigaltstack: the kernel takes it, then coop. */
+/* As the shim's sigaltstack. */
 static void set_signal_stack(const stack_t *ss)
 {
-    ck_assert_int_eq(sigaltstack(ss, NULL), 0);
-    coop_preempt_set_signal_stack(ss);
+    ck_assert_int_eq(coop_preempt_set_signal_stack(ss, NULL), 0);
 }
 
 static void *with_own_signal_stack(void *unused)

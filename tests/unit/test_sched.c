@@ -1106,10 +1106,12 @@ static void *hand_off_own_hub(void *arg)
         coop_yield();
     struct coop_hub *x = coop_self()->hub;      /* nothing from here on switches: it stays */
     /* Unless a thief took the sleeper or this greenlet meanwhile (then only a note). */
-    t->set_up = t->slept_on == x && x != t->y && !atomic_load(&t->woke);
+    t->set_up = t->slept_on == x && x != t->y && !atomic_load(&t->woke) && !coop_sched_is_away(x);
     if (t->set_up) {
-        atomic_store(&x->adopter, t->y);
+        struct coop_hub *before = atomic_exchange(&x->adopter, t->y), *stale = t->y;
         t->set_up = coop_sched_hand_off(x, AWAY_UNPREEMPTIBLE);
+        if (!t->set_up)        /* away meanwhile (the monitor's): as it was */
+            atomic_compare_exchange_strong(&x->adopter, &stale, before);
         t->woke_in_time = t->set_up && spin_until(&t->woke);
         coop_sched_returned(x);
     }
@@ -1122,9 +1124,10 @@ START_TEST(test_handoff_taken_from_a_held_adopter)
 {
     if (hubs() < 2)
         return;
-    coop_monitor_init(0, 0, coop_settings.handoff_ms);
     struct held_adopter t = { 0 };
-    struct coop_greenlet *y = unit_spawn(hold_as_adopter, &t), *x = unit_spawn(hand_off_own_hub, &t);
+    struct coop_greenlet *y = unit_spawn(hold_as_adopter, &t);     /* the monitor starts as configured */
+    coop_monitor_init(0, 0, coop_settings.handoff_ms);
+    struct coop_greenlet *x = unit_spawn(hand_off_own_hub, &t);
     void *x_result = unit_join(x), *y_result = unit_join(y);
     coop_monitor_init(coop_settings.max_blocking_ms, coop_settings.preempt_ms, coop_settings.handoff_ms);
     if (!t.set_up)
