@@ -851,14 +851,16 @@ void coop_preempt_saved_mask_for(const struct coop_hub *h, struct coop_greenlet 
 }
 
 /* The kernel's change and coop's record of it are made with every signal blocked: a signal
- * taken between them (a kick as the call returned) ran its handler on the new stack while
- * coop still took the old one for installed, and a handler that waited there (a stop of the
- * world's) left its frames where the thread's next signals were pushed, the kernel's stack
- * and coop's apart for good (SIGSEGV; found by reading, after a rare crash of make test); preempted
- * there, the greenlet could take the record to another thread. The hold comes after the
- * mask is back, as it is a change to that mask. */
+ * taken between them (a kick as glibc's call returned) ran its handler on the new stack
+ * while coop still took the old one for installed, and a handler that waited there (a stop
+ * of the world's) left its frames where the thread's next signals were pushed, the kernel's
+ * stack and coop's apart for good (SIGSEGV; found by reading, after a rare crash of make
+ * test). The hold comes after the mask is back, as it is a change to that mask; a signal
+ * the kernel sends this thread meanwhile runs its handler in coop's code, and one that
+ * parked there could move the greenlet before the lend (a narrower window, still open). */
 int coop_preempt_set_signal_stack(const stack_t *ss, stack_t *old)
 {
+    const stack_t wanted = ss != NULL ? *ss : (stack_t){ 0 };    /* old may be ss */
     sigset_t mask;
     coop_block_all_signals(&mask);
     long r = coop_sys(SYS_sigaltstack, ss, old, 0);
@@ -866,10 +868,10 @@ int coop_preempt_set_signal_stack(const stack_t *ss, stack_t *old)
     struct coop_hub *h = coop_thread.hub;
     bool recorded = r == 0 && ss != NULL && g != NULL && h != NULL && g == h->current;
     if (recorded) {
-        bool enabled = !(ss->ss_flags & SS_DISABLE);
-        g->own_sigaltstack = enabled && !kept_by_a_hub(ss->ss_sp);
-        g->sigaltstack = *ss;
-        h->signal_stacks.installed = enabled ? ss->ss_sp : NULL;
+        bool enabled = !(wanted.ss_flags & SS_DISABLE);
+        g->own_sigaltstack = enabled && !kept_by_a_hub(wanted.ss_sp);
+        g->sigaltstack = wanted;
+        h->signal_stacks.installed = enabled ? wanted.ss_sp : NULL;
     }
     coop_restore_signals(&mask);
     if (recorded)

@@ -1356,15 +1356,16 @@ EXPORT int sigaltstack(const stack_t *ss, stack_t *old)
     if (g == NULL)
         return REAL(sigaltstack)(ss, old);
     int err = coop_preempt_set_signal_stack(ss, old);
+    if (err == 0)
+        signal_stacks_set++;      /* before a handler below, which may jump out */
     /* A kick that came while the change blocked every signal landed as coop let them in, in
-     * its own code, and ran nothing: what it was for runs here, as the call returns, where
-     * the kernel would have run it. */
+     * its own code, and ran nothing (a signal the kernel sent this thread ran there): what
+     * it was for runs here, as the call returns, where the kernel would have run it. */
     deliver(g);
     if (err != 0) {
         errno = err;
         return -1;
     }
-    signal_stacks_set++;
     return 0;
 }
 

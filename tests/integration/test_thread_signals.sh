@@ -101,7 +101,7 @@ done
 # as the run's hubs: a stop that came between the kernel's change and coop's record of it
 # ran on the new stack while coop took another for installed (SIGSEGV, rarely, in
 # world-stop); with the two made together, a stop that came meanwhile landed in coop's code
-# and ran nothing, again and again (hung).
+# and ran nothing, again and again (hung, until the wrapper ran what was queued as it returns).
 timeout -k 5 "$HANG_GUARD_S" "$SAMPLES/thread_signals" signal-stack-changes "$SCHED_THREADS" 300 >"$TMP/changes.native" ||
     fail "native signal-stack-changes: status $?"
 COOP_HUBS=$SCHED_THREADS timeout -k 5 "$HANG_GUARD_S" "$COOPRUN" -- "$SAMPLES/thread_signals" signal-stack-changes \
