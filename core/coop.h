@@ -101,12 +101,12 @@ void coop_preempt_watch_mask(const _Atomic uint64_t *hubs_mask);
 /* sigaltstack(ss, old) for the calling greenlet (0 or an errno), made with every signal
  * blocked, so that the caller runs what was queued to it meanwhile (the shim delivers): ss,
  * if the kernel takes it, is its own from now on, which every OS thread that runs it will
- * have (with SS_DISABLE: the thread's kept one again). While such a greenlet runs, its OS thread blocks
- * the signals with which coop interrupts code wherever it is (preemption, the dump signal,
- * the samples of the monitor and the profiler): the kernel would push their frames at the
- * stack pointer of the moment, which such a program may point elsewhere than at a C stack
- * (the BEAM's JIT runs Erlang code on its processes' own small stacks). Such a greenlet is
- * not preempted. */
+ * have (with SS_DISABLE: the thread's kept one again). While such a greenlet runs, its OS
+ * thread blocks the signals with which coop interrupts code wherever it is (preemption, the
+ * dump signal, the samples of the monitor and the profiler): the kernel would push their
+ * frames at the stack pointer of the moment, which such a program may point elsewhere than
+ * at a C stack (the BEAM's JIT runs Erlang code on its processes' own small stacks). Such a
+ * greenlet is not preempted. */
 int coop_preempt_set_signal_stack(const stack_t *ss, stack_t *old);
 /* What the calling OS thread blocks for its greenlet, as above: part of its real mask
  * (async-signal-safe). */
