@@ -1786,22 +1786,28 @@ static void stop_and_restart(const pthread_t *t, int threads, const int *steps, 
         }
 }
 
-/* `threads` computing threads (at most 16), with signal stacks of their own or not, stopped
- * and restarted (under AddressSanitizer, once they compute). */
-static void stop_computing_threads(int threads, bool stacked, const int *steps, int n_steps)
+/* `threads` threads (at most 16) running body(arg) until told, stopped and restarted `rounds`
+ * times (under AddressSanitizer, once they compute). */
+static void stop_threads(int threads, void *(*body)(void *), void *arg, const int *steps, int n_steps, int rounds)
 {
     pthread_t t[16];
     sem_init(&stop_acks, 0, 0);
     sem_init(&computing, 0, 0);
     stop_computing = 0;
     for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, compute_until_told, stacked ? (void *)&with_stack : NULL);
+        pthread_create(&t[i], NULL, body, arg);
     for (int i = 0; i < threads && stop_once_computing; i++)
         sem_wait(&computing);
-    stop_and_restart(t, threads, steps, n_steps, STOP_ROUNDS);
+    stop_and_restart(t, threads, steps, n_steps, rounds);
     stop_computing = 1;
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
+}
+
+/* `threads` computing threads, with signal stacks of their own or not. */
+static void stop_computing_threads(int threads, bool stacked, const int *steps, int n_steps)
+{
+    stop_threads(threads, compute_until_told, stacked ? (void *)&with_stack : NULL, steps, n_steps, STOP_ROUNDS);
 }
 
 static void handle_stop_signal(int sig, void (*fn)(int), bool onstack, int left_open)
@@ -1890,19 +1896,8 @@ static void signal_stack_changes(int threads, int rounds)
 {
     handle_stop_signal(suspend_signal(), on_suspend, true, 0);
     handle_stop_signal(restart_signal(), on_restart, true, 0);
-    pthread_t t[16];
-    sem_init(&stop_acks, 0, 0);
-    sem_init(&computing, 0, 0);
-    stop_computing = 0;
-    for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, change_signal_stack_until_told, NULL);
-    for (int i = 0; i < threads && stop_once_computing; i++)
-        sem_wait(&computing);
     int steps[] = { suspend_signal(), restart_signal() };
-    stop_and_restart(t, threads, steps, 2, rounds);
-    stop_computing = 1;
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
+    stop_threads(threads, change_signal_stack_until_told, NULL, steps, 2, rounds);
     printf("signal-stack-changes: %d threads setting up and taking down signal stacks stopped and restarted %d times\n",
            threads, rounds);
 }
